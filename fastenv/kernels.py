@@ -1,0 +1,82 @@
+"""Kernels: compiled (``fastenv._kernels``) and their NumPy reference twins.
+
+The ``*_numpy`` functions are the specification: same arguments, same operation
+order (sums run over the element index in order; ``exp``/``sqrt`` are libm's through
+``math``), so the compiled versions can be tested for bitwise equality. The env and
+the pool call the compiled versions, re-exported here under the plain names.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastenv._kernels import (  # noqa: F401  (re-exported)
+    gather_observation,
+    gather_observation64,
+    imitation_reward,
+    pd_control,
+    smooth_action,
+    torque_cost,
+)
+
+_exp = np.frompyfunc(math.exp, 1, 1)
+_sqrt = np.frompyfunc(math.sqrt, 1, 1)
+
+
+def _libm(f, x):
+    return np.asarray(f(x), dtype=np.float64)
+
+
+def gather_observation_numpy(buf, src, ref, scale, dtype=np.float32):
+    return ((buf[:, src] - buf[:, ref]) * scale).astype(dtype)
+
+
+def smooth_action_numpy(history, count, action):
+    """Returns (new history, smoothed action); does not modify its inputs."""
+    history = history.copy()
+    n_env, horizon, _ = history.shape
+    out = np.empty_like(action)
+    for e in range(n_env):
+        history[e, count[e] % horizon] = action[e]
+        filled = min(count[e] + 1, horizon)
+        s = np.zeros(action.shape[1])
+        for h in range(filled):
+            s = s + history[e, h]
+        out[e] = s / filled
+    return history, out
+
+
+def pd_control_numpy(action, lower, upper, q, qdot, kp, kd, max_actuation):
+    """Returns (torque, target)."""
+    target = lower + (action + 1.0) * 0.5 * (upper - lower)
+    torque = np.minimum(np.maximum(kp * (target - q) - kd * qdot, -max_actuation),
+                        max_actuation)
+    return torque, target
+
+
+def _sum_sq(d):
+    s = np.zeros(d.shape[0])
+    for j in range(d.shape[1]):
+        s = s + d[:, j] * d[:, j]
+    return s
+
+
+def imitation_reward_numpy(q, q_ref, com, com_ref, action, prev_action, effort_cost,
+                           w_imitate, w_effort, w_action):
+    """Columns: total, imitation, effort, smoothness, joint MSE, squared COM error."""
+    mse = _sum_sq(q - q_ref) / q.shape[1]
+    cerr = _sum_sq(com - com_ref)
+    da = _sum_sq(action - prev_action)
+    imit = (0.5 + w_imitate) * _libm(_exp, -30.0 * mse) * _libm(_exp, -20.0 * cerr)
+    eff = _libm(_exp, -effort_cost)
+    smooth = _libm(_exp, -_libm(_sqrt, da))
+    return np.stack([imit + w_effort * eff + w_action * smooth, imit, eff, smooth,
+                     mse, cerr], axis=1)
+
+
+REWARD_TERMS = ("total", "imitation", "effort", "smoothness", "joint_mse", "com_error")
+
+
+def torque_cost_numpy(torque, max_actuation):
+    return _libm(_sqrt, _sum_sq(torque / max_actuation) / torque.shape[1])
