@@ -1,0 +1,339 @@
+"""Reference motions: the format, the loader for user motion files, and lookup.
+
+A :class:`Reference` is sampled exactly at the env's control step: coordinate values,
+speeds and accelerations (all model coordinates, model order), ground-frame body
+positions/velocities and centre of mass computed with OpenSim on the env's model, and
+how playback continues past the last frame (``loop`` for a gait cycle, whose
+horizontal pelvis translation advances by one stride per cycle; ``once`` to play a
+motion a single time). References are stored as compressed ``.npz`` in
+``fastenv/envs/references`` and loaded once.
+
+Generated references come from ``python -m fastenv.references generate NAME``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "envs" / "references"
+PLAYBACKS = ("loop", "once", "mirror")
+
+
+@dataclass
+class Reference:
+    name: str
+    control_dt: float
+    coordinate_names: list
+    q: np.ndarray            # (N, n_coord)
+    qdot: np.ndarray
+    qddot: np.ndarray
+    body_names: list
+    body_pos: np.ndarray     # (N, n_body, 3)
+    body_vel: np.ndarray
+    com_pos: np.ndarray      # (N, 3)
+    com_vel: np.ndarray
+    playback: str = "loop"
+    q_offset: np.ndarray = None    # (n_coord,) added per completed cycle (stride)
+    pos_offset: np.ndarray = None  # (3,) ground-frame translation per cycle
+    source: str = ""
+    model_digest: str = ""
+    figures: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.playback not in PLAYBACKS:
+            raise ValueError(f"playback must be one of {PLAYBACKS}, got {self.playback!r}")
+        n = len(self.coordinate_names)
+        if self.q_offset is None:
+            self.q_offset = np.zeros(n)
+        if self.pos_offset is None:
+            self.pos_offset = np.zeros(3)
+
+    # ----------------------------------------------------------------- lookup
+    @property
+    def n_frames(self) -> int:
+        return self.q.shape[0]
+
+    @property
+    def cycle_steps(self) -> int:
+        """Steps per gait cycle (loop) or per playback (once/mirror)."""
+        if self.playback == "mirror":
+            return 2 * (self.n_frames - 1)
+        return self.n_frames
+
+    @property
+    def duration(self) -> float:
+        return self.cycle_steps * self.control_dt
+
+    def index(self, step: int):
+        """(frame index, completed cycles) for env step ``step`` (0 = first frame).
+
+        loop: frames repeat, translations advance by the per-cycle offset.
+        once: holds the last frame (the env truncates there).
+        mirror: plays forward to the last frame, then backwards (jumping: up, then down).
+        """
+        if self.playback == "loop":
+            return step % self.n_frames, step // self.n_frames
+        if self.playback == "once":
+            return min(step, self.n_frames - 1), 0
+        period = 2 * (self.n_frames - 1)
+        k = step % period
+        return (k if k < self.n_frames else period - k), 0
+
+    def coordinates_at(self, step: int):
+        """Coordinate values and speeds at env step ``step``."""
+        i, c = self.index(step)
+        sign = -1.0 if (self.playback == "mirror" and step % (2 * (self.n_frames - 1))
+                        >= self.n_frames) else 1.0
+        return self.q[i] + c * self.q_offset, sign * self.qdot[i]
+
+    def com_at(self, step: int):
+        i, c = self.index(step)
+        return self.com_pos[i] + c * self.pos_offset
+
+    # ----------------------------------------------------------------- storage
+    def save(self, path) -> Path:
+        path = Path(path)
+        meta = dict(name=self.name, control_dt=self.control_dt,
+                    coordinate_names=list(self.coordinate_names),
+                    body_names=list(self.body_names), playback=self.playback,
+                    source=self.source, model_digest=self.model_digest,
+                    figures=self.figures, format=1)
+        np.savez_compressed(path, meta=np.array(json.dumps(meta)), q=self.q,
+                            qdot=self.qdot, qddot=self.qddot, body_pos=self.body_pos,
+                            body_vel=self.body_vel, com_pos=self.com_pos,
+                            com_vel=self.com_vel, q_offset=self.q_offset,
+                            pos_offset=self.pos_offset)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Reference":
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                arrays = {k: z[k] for k in z.files if k != "meta"}
+        except Exception as exc:
+            raise ValueError(f"cannot read reference {str(path)!r}: {exc}") from exc
+        meta.pop("format", None)
+        return cls(**meta, **arrays)
+
+
+# --------------------------------------------------------------------- motion files
+def read_motion(path):
+    """Read an OpenSim .mot/.sto table -> (time (T,), {column: (T,)}, in_degrees).
+
+    Accepts both the classic header (``inDegrees=yes`` ... ``endheader``) and
+    Moco's ``/jointset/.../value`` column paths.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read motion file {str(path)!r}: {exc}") from exc
+    in_degrees = False
+    try:
+        end = next(i for i, ln in enumerate(lines) if ln.strip().lower() == "endheader")
+    except StopIteration:
+        raise ValueError(f"motion file {str(path)!r} has no 'endheader' line; expected an "
+                         "OpenSim .mot/.sto file") from None
+    for ln in lines[:end]:
+        m = re.match(r"\s*inDegrees\s*=\s*(\w+)", ln, re.I)
+        if m:
+            in_degrees = m.group(1).lower() in ("yes", "true")
+    labels = lines[end + 1].split()
+    try:
+        data = np.array([[float(x) for x in ln.split()] for ln in lines[end + 2:]
+                         if ln.strip()], dtype=float)
+    except ValueError as exc:
+        raise ValueError(f"motion file {str(path)!r} has a non-numeric row: {exc}") from exc
+    if data.ndim != 2 or data.shape[1] != len(labels) or data.shape[0] < 2:
+        raise ValueError(f"motion file {str(path)!r}: expected >= 2 rows of {len(labels)} "
+                         f"columns, got shape {data.shape}")
+    if labels[0].lower() != "time":
+        raise ValueError(f"motion file {str(path)!r}: first column must be 'time', "
+                         f"got {labels[0]!r}")
+    if not np.all(np.diff(data[:, 0]) > 0):
+        raise ValueError(f"motion file {str(path)!r}: time is not strictly increasing")
+    return data[:, 0], {lab: data[:, i] for i, lab in enumerate(labels) if i}, in_degrees
+
+
+def _coordinate_of(label: str):
+    """Coordinate name a column holds values of, or None (speeds, forces, ...)."""
+    if label.startswith("/"):
+        parts = label.strip("/").split("/")
+        if len(parts) >= 2 and parts[-1] == "value":
+            return parts[-2]
+        return None
+    return label
+
+
+def model_digest(model_path) -> str:
+    return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------- building
+def _lowpass(values, dt, cutoff_hz):
+    from scipy.signal import butter, filtfilt
+    b, a = butter(4, cutoff_hz / (0.5 / dt))
+    return filtfilt(b, a, values, axis=0, padlen=min(3 * max(len(a), len(b)),
+                                                     values.shape[0] - 1))
+
+
+def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=True,
+                    playback=None, name="reference", source="", figures=None,
+                    lowpass_hz=None, sim=None) -> Reference:
+    """Resample coordinate trajectories at the control step and add body kinematics.
+
+    ``values`` (T, len(names)) are coordinate values in radians/metres. Model
+    coordinates missing from ``names`` keep their default value. With ``cyclic``, the
+    data span one full cycle (last row = first row plus a stride in the horizontal
+    pelvis translations); the seam error of the other coordinates is spread linearly
+    over the cycle (reported as ``figures['seam_error_deg']``), the cycle is resampled
+    to a whole number of control steps (time-scaled by < dt/2) with a periodic spline,
+    and the horizontal translations advance by one stride per cycle. Otherwise the
+    motion is resampled over its duration with a not-a-knot spline.
+    """
+    from scipy.interpolate import CubicSpline
+
+    from fastenv.sim import Simulation
+
+    time = np.asarray(time, dtype=float)
+    values = np.asarray(values, dtype=float)
+    if values.shape != (len(time), len(names)):
+        raise ValueError(f"values must have shape {(len(time), len(names))}, got {values.shape}")
+    sim = sim or Simulation(model_path, energetics=False)
+    cn = sim.coordinate_names
+    col = {n: i for i, n in enumerate(names)}
+    default_q = sim.buf[sim.layout.slice("q")].copy()
+    Y = np.tile(default_q, (len(time), 1))
+    for j, c in enumerate(cn):
+        if c in col:
+            Y[:, j] = values[:, col[c]]
+    if lowpass_hz:
+        Y = _lowpass(Y, float(np.mean(np.diff(time))), lowpass_hz)
+    figures = dict(figures or {})
+    duration = time[-1] - time[0]
+    translational = ~sim.rotational
+    progress = translational & ~np.array([c.endswith("_ty") for c in cn])
+    if cyclic:
+        n = max(2, int(round(duration / control_dt)))
+        q_offset = np.where(progress, Y[-1] - Y[0], 0.0)
+        seam = np.where(progress, 0.0, Y[-1] - Y[0])
+        figures.setdefault("seam_error_deg", float(np.degrees(
+            np.abs(seam[sim.rotational & ~sim.locked]).max(initial=0.0))))
+        u = (time - time[0]) / duration                  # cycle fraction
+        Yd = Y - np.outer(u, q_offset + seam)            # periodic part
+        Yd[-1] = Yd[0]
+        spline = CubicSpline(u, Yd, bc_type="periodic", axis=0)
+        uf = np.arange(n) / n
+        scale = 1.0 / (n * control_dt)                   # d(u)/dt after time-scaling
+        q = spline(uf) + np.outer(uf, q_offset)          # seam error stays removed
+        qdot = (spline(uf, 1) + q_offset) * scale
+        qddot = spline(uf, 2) * scale ** 2
+        figures.setdefault("time_scale", float(duration / (n * control_dt)))
+        playback = playback or "loop"
+    else:
+        n = int(np.floor(duration / control_dt + 1e-9)) + 1
+        spline = CubicSpline(time - time[0], Y, axis=0)
+        tf = np.arange(n) * control_dt
+        q, qdot, qddot = spline(tf), spline(tf, 1), spline(tf, 2)
+        q_offset = np.zeros(len(cn))
+        playback = playback or "once"
+    q[:, sim.locked] = default_q[sim.locked]
+    qdot[:, sim.locked] = 0.0
+    qddot[:, sim.locked] = 0.0
+    nb = len(sim.body_names)
+    body_pos, body_vel = np.empty((n, nb, 3)), np.empty((n, nb, 3))
+    com_pos, com_vel = np.empty((n, 3)), np.empty((n, 3))
+    for k in range(n):
+        body_pos[k], body_vel[k], com_pos[k], com_vel[k] = sim.kinematics(q[k], qdot[k])
+    pos_offset = np.zeros(3)
+    if cyclic:
+        # ground-frame displacement of one cycle: where the model would be one cycle on
+        pos1, _, com1, _ = sim.kinematics(q[0] + q_offset, qdot[0])
+        pos_offset = com1 - com_pos[0]
+    return Reference(name=name, control_dt=control_dt, coordinate_names=cn, q=q,
+                     qdot=qdot, qddot=qddot, body_names=list(sim.body_names),
+                     body_pos=body_pos, body_vel=body_vel, com_pos=com_pos,
+                     com_vel=com_vel, playback=playback, q_offset=q_offset,
+                     pos_offset=pos_offset, source=source,
+                     model_digest=model_digest(model_path), figures=figures)
+
+
+def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
+                          treadmill_speed=0.0, lowpass_hz=6.0, playback=None,
+                          name=None, sim=None) -> Reference:
+    """Reference from a user's inverse-kinematics file (.mot/.sto, degrees or radians).
+
+    Columns the model lacks are ignored and model coordinates the file lacks keep
+    their default value (one warning each, naming them). ``cycle=(t0, t1)`` cuts one
+    gait cycle to loop; ``treadmill_speed`` (m/s) is added to ``pelvis_tx`` to turn a
+    treadmill recording overground; ``lowpass_hz`` filters measured kinematics
+    (4th-order zero-phase Butterworth; None to disable) before differentiation.
+    """
+    from fastenv.sim import Simulation
+
+    time, columns, in_degrees = read_motion(path)
+    sim = sim or Simulation(model_path, energetics=False)
+    cn = sim.coordinate_names
+    names, values, ignored = [], [], []
+    for label, v in columns.items():
+        c = _coordinate_of(label)
+        if c in cn and c not in names:
+            j = cn.index(c)
+            names.append(c)
+            values.append(np.radians(v) if (in_degrees and sim.rotational[j]) else v)
+        elif c is not None:
+            ignored.append(label)
+    if not names:
+        raise ValueError(f"motion file {str(path)!r} has no column matching a coordinate of "
+                         f"the model; model coordinates: {cn}")
+    if ignored:
+        warnings.warn(f"{Path(path).name}: ignoring columns the model lacks: {ignored}",
+                      stacklevel=2)
+    missing = [c for j, c in enumerate(cn) if c not in names and not sim.locked[j]]
+    if missing:
+        warnings.warn(f"{Path(path).name}: model coordinates missing from the file keep "
+                      f"their default value: {missing}", stacklevel=2)
+    values = np.column_stack(values)
+    if treadmill_speed and "pelvis_tx" in names:
+        values[:, names.index("pelvis_tx")] += treadmill_speed * (time - time[0])
+    if cycle is not None:
+        t0, t1 = cycle
+        if not (time[0] <= t0 < t1 <= time[-1]):
+            raise ValueError(f"cycle {cycle} outside the motion's time range "
+                             f"[{time[0]}, {time[-1]}]")
+        keep = (time >= t0 - 1e-9) & (time <= t1 + 1e-9)
+        time, values = time[keep], values[keep]
+    return build_reference(model_path, time, names, values, control_dt=control_dt,
+                           cyclic=cycle is not None, playback=playback,
+                           name=name or Path(path).stem, source=str(path),
+                           lowpass_hz=lowpass_hz, sim=sim)
+
+
+def load_reference(name_or_path, model_path=None, **kwargs) -> Reference:
+    """A shipped reference by name (``walking2d``), a saved ``.npz``, or a motion file
+    (``.mot``/``.sto``, needs ``model_path``)."""
+    p = Path(str(name_or_path))
+    if p.suffix in (".mot", ".sto"):
+        if model_path is None:
+            raise ValueError("a motion-file reference needs the model it is for")
+        if not p.exists():
+            raise ValueError(f"reference file {str(p)!r} does not exist")
+        return reference_from_motion(p, model_path, **kwargs)
+    if p.suffix == ".npz":
+        if not p.exists():
+            raise ValueError(f"reference file {str(p)!r} does not exist")
+        return Reference.load(p)
+    shipped = REFERENCE_DIR / f"{name_or_path}.npz"
+    if not shipped.exists():
+        names = sorted(x.stem for x in REFERENCE_DIR.glob("*.npz"))
+        raise ValueError(f"unknown reference {name_or_path!r}; shipped: {names}, or pass a "
+                         ".mot/.sto/.npz path")
+    return Reference.load(shipped)

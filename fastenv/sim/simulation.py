@@ -1,0 +1,373 @@
+"""One OpenSim model instance: controls in, flat NumPy arrays out, State snapshots.
+
+Everything observations and rewards need is written after each control step into
+one preallocated float64 buffer (``Simulation.buf``) whose segments are named in
+``Simulation.layout``; kernels read that buffer by index. SWIG calls per step are
+kept to bulk getters (``getQ/getU/getUDot/getY/getYDot().to_numpy()``) plus one call
+per body, muscle quantity and contact force; index maps into the state vectors are
+built once at load time by perturbation, so no name lookups happen per step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import opensim as osim
+
+osim.Logger.setLevelString("error")  # OpenSim logs every integrate() call at info level
+
+INTEGRATORS = {
+    "RungeKuttaMerson": osim.Manager.IntegratorMethod_RungeKuttaMerson,
+    "RungeKuttaFeldberg": osim.Manager.IntegratorMethod_RungeKuttaFeldberg,
+    "RungeKutta3": osim.Manager.IntegratorMethod_RungeKutta3,
+    "RungeKutta2": osim.Manager.IntegratorMethod_RungeKutta2,
+    "SemiExplicitEuler2": osim.Manager.IntegratorMethod_SemiExplicitEuler2,
+    "ExplicitEuler": osim.Manager.IntegratorMethod_ExplicitEuler,
+    "CPodes": osim.Manager.IntegratorMethod_CPodes,
+    "Verlet": osim.Manager.IntegratorMethod_Verlet,
+}
+
+GRAVITY = 9.80665
+
+
+class SimulationError(RuntimeError):
+    """The integrator failed or the state became non-finite (episode must end)."""
+
+
+@dataclass
+class Layout:
+    """Names and index ranges of the segments of a flat float64 buffer."""
+
+    segments: dict = field(default_factory=dict)   # name -> (start, stop)
+    element_names: list = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.element_names)
+
+    def add(self, name: str, elements: list[str]) -> slice:
+        if name in self.segments:
+            raise ValueError(f"segment {name!r} already in layout")
+        start = self.size
+        self.element_names.extend(f"{name}/{e}" for e in elements)
+        self.segments[name] = (start, self.size)
+        return slice(start, self.size)
+
+    def slice(self, name: str) -> slice:
+        start, stop = self.segments[name]
+        return slice(start, stop)
+
+    def index(self, name: str, element: str) -> int:
+        return self.element_names.index(f"{name}/{element}")
+
+
+class SimulationError(RuntimeError):
+    """The integrator failed or the state became non-finite (episode must end)."""
+
+
+@dataclass
+class Layout:
+    """Names and index ranges of the segments of a flat float64 buffer."""
+
+    segments: dict = field(default_factory=dict)   # name -> (start, stop)
+    element_names: list = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.element_names)
+
+    def add(self, name: str, elements: list[str]) -> slice:
+        if name in self.segments:
+            raise ValueError(f"segment {name!r} already in layout")
+        start = self.size
+        self.element_names.extend(f"{name}/{e}" for e in elements)
+        self.segments[name] = (start, self.size)
+        return slice(start, self.size)
+
+    def slice(self, name: str) -> slice:
+        start, stop = self.segments[name]
+        return slice(start, stop)
+
+    def index(self, name: str, element: str) -> int:
+        return self.element_names.index(f"{name}/{element}")
+
+
+def _vector_index(state_getter, setter, n_items):
+    """Index of each item in a bulk state vector, found by perturbing it once."""
+    base = state_getter().copy()
+    out = []
+    for i in range(n_items):
+        setter(i, 1.0)
+        diff = np.flatnonzero(state_getter() != base)
+        setter(i, 0.0)
+        if len(diff) != 1:
+            raise RuntimeError(f"cannot map state variable {i} to a unique index")
+        out.append(int(diff[0]))
+    return np.array(out, dtype=np.intp)
+
+
+class Simulation:
+    """An OpenSim model stepped at a fixed control step with zero-order-hold controls.
+
+    Parameters
+    ----------
+    model_path: .osim file.
+    control_dt: control step in seconds (10 ms as in the original package).
+    integrator, accuracy: ``opensim.Manager`` integrator method and accuracy.
+    bodies: names of bodies whose ground-frame position/velocity are extracted
+        (default: all bodies).
+    energetics: also extract per-muscle fiber force and force-length multiplier
+        (needed by the metabolic cost; 2 SWIG calls per muscle per step).
+    """
+
+    def __init__(self, model_path, *, control_dt=0.01, integrator="SemiExplicitEuler2",
+                 accuracy=1e-3, bodies=None, energetics=True):
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"unknown integrator {integrator!r}; expected one of "
+                             f"{sorted(INTEGRATORS)}")
+        if not (accuracy > 0 and math.isfinite(accuracy)):
+            raise ValueError(f"accuracy must be a positive number, got {accuracy!r}")
+        if not control_dt > 0:
+            raise ValueError(f"control_dt must be > 0, got {control_dt!r}")
+        self.model_path = str(model_path)
+        self.control_dt = float(control_dt)
+        self.integrator = integrator
+        self.accuracy = float(accuracy)
+        try:
+            self.model = osim.Model(self.model_path)
+            state = self.model.initSystem()
+        except Exception as exc:  # OpenSim raises RuntimeError with its own message
+            raise ValueError(f"cannot load OpenSim model {self.model_path!r}: {exc}") from exc
+        model = self.model
+
+        # --- components -------------------------------------------------------
+        self.coordinates = [c for c in model.getCoordinateSet()]
+        self.coordinate_names = [c.getName() for c in self.coordinates]
+        self.locked = np.array([c.getLocked(state) for c in self.coordinates])
+        self.rotational = np.array([c.getMotionType() == 1 for c in self.coordinates])
+        self.coordinate_range = np.array(
+            [[c.getRangeMin(), c.getRangeMax()] for c in self.coordinates])
+        all_bodies = [b.getName() for b in model.getBodySet()]
+        self.body_names = list(all_bodies if bodies is None else bodies)
+        unknown = sorted(set(self.body_names) - set(all_bodies))
+        if unknown:
+            raise ValueError(f"unknown bodies {unknown}; model has {all_bodies}")
+        self._bodies = [model.getBodySet().get(b) for b in self.body_names]
+        self.muscles = [m for m in model.getMuscles()]
+        self.muscle_names = [m.getName() for m in self.muscles]
+        self.actuator_names = [a.getName() for a in model.getActuators()]
+        self.n_controls = model.getNumControls()
+        self.contact_forces = []
+        for f in model.getForceSet():
+            cls = f.getConcreteClassName()
+            if cls in ("HuntCrossleyForce", "SmoothSphereHalfSpaceForce",
+                       "ElasticFoundationForce"):
+                self.contact_forces.append(f)
+        self.contact_names = [f.getName() for f in self.contact_forces]
+        self._contact_idx = [self._foot_record_indices(f) for f in self.contact_forces]
+        self.limit_forces = [osim.CoordinateLimitForce.safeDownCast(f)
+                             for f in model.getForceSet()
+                             if f.getConcreteClassName() == "CoordinateLimitForce"]
+        self.limit_names = [f.getName() for f in self.limit_forces]
+        self.energetics = bool(energetics) and bool(self.muscles)
+        self.body_mass = model.getTotalMass(state)
+        self.body_weight = self.body_mass * GRAVITY
+
+        # --- index maps into bulk state vectors --------------------------------
+        # Simbody's Y is [q, u, z]; map every state variable by perturbing it once.
+        probe = osim.State(state)
+        for c in self.coordinates:  # locked coordinates refuse new values
+            c.setLocked(probe, False)
+        sv_names = [model.getStateVariableNames().get(i)
+                    for i in range(model.getNumStateVariables())]
+        y_of = {}
+        y0 = probe.getY().to_numpy().copy()
+        for name in sv_names:
+            v = model.getStateVariableValue(probe, name)
+            model.setStateVariableValue(probe, name, v + 1.0)
+            diff = np.flatnonzero(probe.getY().to_numpy() != y0)
+            model.setStateVariableValue(probe, name, v)
+            if len(diff) != 1:
+                raise RuntimeError(f"cannot map state variable {name} to one Y index")
+            y_of[name] = int(diff[0])
+        nq = probe.getNQ()
+        paths = [c.getAbsolutePathString() for c in self.coordinates]
+        self._q_idx = np.array([y_of[p + "/value"] for p in paths], dtype=np.intp)
+        self._u_idx = np.array([y_of[p + "/speed"] - nq for p in paths], dtype=np.intp)
+        self._act_idx = np.array([y_of.get(m.getAbsolutePathString() + "/activation", -1)
+                                  for m in self.muscles], dtype=np.intp)
+        self._len_idx = np.array([y_of.get(m.getAbsolutePathString() + "/fiber_length", -1)
+                                  for m in self.muscles], dtype=np.intp)
+        self._act_in_y = bool(len(self._act_idx)) and (self._act_idx >= 0).all()
+        self._len_in_y = bool(len(self._len_idx)) and (self._len_idx >= 0).all()
+
+        # --- buffer -----------------------------------------------------------
+        L = self.layout = Layout()
+        L.add("zero", ["0"])
+        self._s_time = L.add("time", ["t"])
+        cn = self.coordinate_names
+        self._s_q = L.add("q", cn)
+        self._s_qd = L.add("qdot", cn)
+        self._s_qdd = L.add("qddot", cn)
+        xyz = ["x", "y", "z"]
+        self._s_bpos = L.add("body_pos", [f"{b}.{a}" for b in self.body_names for a in xyz])
+        self._s_bvel = L.add("body_vel", [f"{b}.{a}" for b in self.body_names for a in xyz])
+        self._s_com = L.add("com_pos", xyz)
+        self._s_comv = L.add("com_vel", xyz)
+        mn = self.muscle_names
+        self._s_exc = L.add("excitation", mn)
+        self._s_act = L.add("activation", mn)
+        self._s_len = L.add("fiber_length", mn)
+        self._s_vel = L.add("fiber_velocity", mn)
+        self._s_ffor = L.add("active_fiber_force", mn)
+        self._s_flm = L.add("active_fl_multiplier", mn)
+        self._s_grf = L.add("grf", [f"{c}.{k}" for c in self.contact_names
+                                    for k in ("Fx", "Fy", "Fz", "Mx", "My", "Mz")])
+        self._s_lim = L.add("limit_force", self.limit_names)
+        self._s_ctrl = L.add("controls", self.actuator_names)
+        self.buf = np.zeros(L.size)
+        self._grf = self.buf[self._s_grf].reshape(-1, 6)
+        self._bpos = self.buf[self._s_bpos].reshape(-1, 3)
+        self._bvel = self.buf[self._s_bvel].reshape(-1, 3)
+
+        # --- state and integrator ---------------------------------------------
+        model.equilibrateMuscles(state)
+        self.default_state = osim.State(state)
+        self._manager = None
+        self.state = None
+        self.restore(self.default_state)
+
+    # ------------------------------------------------------------------ helpers
+    def _foot_record_indices(self, force):
+        """Record-value indices of force/torque on the non-ground bodies of a contact.
+
+        HuntCrossleyForce reports force and torque on every body of its contact
+        pairs; the ground reaction on the foot is the sum over the foot bodies.
+        """
+        labels = [force.getRecordLabels().get(i) for i in range(force.getRecordLabels().size())]
+        ground = {"ground", "platform"}
+        idx = []
+        for i, lab in enumerate(labels):
+            parts = lab.split(".")
+            if len(parts) >= 3 and parts[-2] in ("force", "torque") and parts[-3] not in ground:
+                idx.append(i)
+        if len(idx) % 6:
+            raise RuntimeError(f"unexpected record labels for {force.getName()}: {labels}")
+        return np.array(idx, dtype=np.intp).reshape(-1, 6)
+
+    def _new_manager(self, state):
+        mgr = osim.Manager(self.model)
+        mgr.setIntegratorMethod(INTEGRATORS[self.integrator])
+        mgr.setIntegratorAccuracy(self.accuracy)
+        mgr.initialize(state)
+        return mgr
+
+    # ------------------------------------------------------------------ state
+    def state_from_coordinates(self, q, qdot, *, time=0.0, equilibrate=True):
+        """A new State with coordinate values/speeds set (muscles in equilibrium).
+
+        ``q``/``qdot`` are in model coordinate order; locked coordinates keep their
+        locked values. Used to build reference-state initialisation snapshots once.
+        """
+        s = osim.State(self.default_state)
+        s.setTime(float(time))
+        Q = s.getQ().to_numpy().copy()
+        U = s.getU().to_numpy().copy()
+        free = ~self.locked
+        Q[self._q_idx[free]] = np.asarray(q, dtype=float)[free]
+        U[self._u_idx[free]] = np.asarray(qdot, dtype=float)[free]
+        U[self._u_idx[self.locked]] = 0.0
+        s.setQ(osim.Vector.createFromMat(Q))
+        s.setU(osim.Vector.createFromMat(U))
+        if equilibrate and self.muscles:
+            self.model.equilibrateMuscles(s)
+        self.model.realizeVelocity(s)
+        return s
+
+    def snapshot(self):
+        """A copy of the current State (restore it with :meth:`restore`)."""
+        return osim.State(self.state)
+
+    def restore(self, snapshot):
+        """Continue from a copy of ``snapshot`` (no initSystem, no equilibration)."""
+        s = osim.State(snapshot)
+        self._manager = self._new_manager(s)
+        self.state = s
+        self.set_controls(np.zeros(self.n_controls))
+        self.read()
+
+    # ------------------------------------------------------------------ stepping
+    def set_controls(self, controls):
+        """Actuator controls (excitations or normalised torques), held for the step."""
+        controls = np.ascontiguousarray(controls, dtype=np.float64)
+        self.model.setDefaultControls(osim.Vector.createFromMat(controls))
+        self.buf[self._s_ctrl] = controls
+
+    def step(self, controls=None):
+        """Integrate one control step; raises SimulationError on integrator failure."""
+        if controls is not None:
+            self.set_controls(controls)
+        t_next = self.state.getTime() + self.control_dt
+        try:
+            self.state = self._manager.integrate(t_next)
+        except Exception as exc:  # Simbody reports failures as RuntimeError
+            raise SimulationError(f"integrator failed at t={t_next:.4f}s: {exc}") from exc
+        self.read()
+        if not np.isfinite(self.buf).all():
+            raise SimulationError(f"non-finite state at t={t_next:.4f}s")
+
+    def read(self):
+        """Fill ``buf`` from the current state (realizes it to Acceleration)."""
+        s, m, b = self.state, self.model, self.buf
+        m.realizeAcceleration(s)
+        b[self._s_time] = s.getTime()
+        b[self._s_q] = s.getQ().to_numpy()[self._q_idx]
+        b[self._s_qd] = s.getU().to_numpy()[self._u_idx]
+        b[self._s_qdd] = s.getUDot().to_numpy()[self._u_idx]
+        for i, body in enumerate(self._bodies):
+            self._bpos[i] = body.getPositionInGround(s).to_numpy()
+            self._bvel[i] = body.getLinearVelocityInGround(s).to_numpy()
+        b[self._s_com] = m.calcMassCenterPosition(s).to_numpy()
+        b[self._s_comv] = m.calcMassCenterVelocity(s).to_numpy()
+        if self.muscles:
+            b[self._s_exc] = b[self._s_ctrl][: len(self.muscles)] if len(
+                self.actuator_names) == len(self.muscles) else [
+                mu.getExcitation(s) for mu in self.muscles]
+            y = s.getY().to_numpy()
+            if self._act_in_y:
+                b[self._s_act] = y[self._act_idx]
+            else:
+                b[self._s_act] = [mu.getActivation(s) for mu in self.muscles]
+            if self._len_in_y:
+                b[self._s_len] = y[self._len_idx]
+                b[self._s_vel] = s.getYDot().to_numpy()[self._len_idx]
+            else:
+                b[self._s_len] = [mu.getFiberLength(s) for mu in self.muscles]
+                b[self._s_vel] = [mu.getFiberVelocity(s) for mu in self.muscles]
+            if self.energetics:
+                b[self._s_ffor] = [mu.getActiveFiberForce(s) for mu in self.muscles]
+                b[self._s_flm] = [mu.getActiveForceLengthMultiplier(s) for mu in self.muscles]
+        for i, (f, idx) in enumerate(zip(self.contact_forces, self._contact_idx)):
+            rv = f.getRecordValues(s)
+            self._grf[i] = [sum(rv.get(int(k)) for k in idx[:, j]) for j in range(6)]
+        if self.limit_forces:
+            b[self._s_lim] = [f.calcLimitForce(s) for f in self.limit_forces]
+
+    def integrate_raw(self, n_steps, controls):
+        """Physical limit: ``n_steps`` bare Manager.integrate calls, nothing read."""
+        self.set_controls(controls)
+        t = self.state.getTime()
+        for _ in range(n_steps):
+            t += self.control_dt
+            self.state = self._manager.integrate(t)
+
+    def kinematics(self, q, qdot):
+        """Body positions/velocities (n_body, 3) and COM position/velocity (3,) in ground
+        for given coordinates, with exactly the quantities ``read`` extracts."""
+        s = self.state_from_coordinates(q, qdot, equilibrate=False)
+        pos = np.array([b.getPositionInGround(s).to_numpy() for b in self._bodies])
+        vel = np.array([b.getLinearVelocityInGround(s).to_numpy() for b in self._bodies])
+        com = self.model.calcMassCenterPosition(s).to_numpy()
+        comv = self.model.calcMassCenterVelocity(s).to_numpy()
+        return pos, vel, com, comv
