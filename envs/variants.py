@@ -1,0 +1,367 @@
+"""Model variants built with the OpenSim API from the ``osim-rl`` base models.
+
+The base ``.osim`` files ship with the ``osim-rl`` distribution; fastenv never
+imports osim-rl's Python code (it drags in the legacy ``gym`` API) and never vendors its
+model files, it only reads them through package metadata. Each variant is built
+once, on first use, into a cache directory and reused by every worker process:
+
+>>> path = variant_path("torque2d", max_actuation=300.0)
+>>> model = opensim.Model(str(path))
+
+Builds are deterministic and cached under a sha256 of everything that decides
+the output (base file bytes, variant name, full parameter set with defaults,
+``BUILDER_VERSION`` and the OpenSim version, since the saved XML format follows
+OpenSim). Files are written to a temp file in the cache directory, checked to
+load, and published with ``os.replace``, so many processes racing to build the
+same variant each publish an identical, complete file and nobody ever reads a
+half-written one.
+
+Adding a variant (e.g. a scaled cerebral-palsy model) means adding one
+``VariantSpec`` to ``VARIANTS``: a base file, default params and a builder that
+edits the loaded ``opensim.Model`` in place.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Mapping
+
+import opensim
+
+__all__ = [
+    "BUILDER_VERSION",
+    "PELVIS_TRANSLATIONS",
+    "LOCKED_KNEE_COORDINATES",
+    "LOCKED_KNEE_REMOVED_MUSCLES",
+    "LOCKED_KNEE_REMOVED_LIMIT_FORCES",
+    "VariantSpec",
+    "VARIANTS",
+    "base_model_path",
+    "cache_dir",
+    "register_geometry_search_path",
+    "variant_path",
+    "actuated_coordinates",
+]
+
+# Bump whenever a builder's output changes: it is part of the cache key, so old
+# cached files are simply never looked up again.
+BUILDER_VERSION = 1
+
+# The global (root) translations are never actuated in torque models: a force
+# pushing the pelvis through space would be an unphysical "hand of god".
+PELVIS_TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
+
+LOCKED_KNEE_COORDINATES = ("knee_angle_l", "ankle_angle_l")
+
+# osim-rl's prosthetic models (``gait9dof18musc_pros_20180507.osim``,
+# ``gait14dof22musc_pros_20180507.osim``, ``..._planar_pros_...``) replace the
+# *right* shank by a prosthesis and lack exactly gastroc_r, soleus_r and
+# tib_ant_r, i.e. the muscles inserting below the knee; thigh muscles that
+# cross the knee (hamstrings, bifemsh, rect_fem, vasti) are kept. We mirror
+# that choice on the left side so the locked-knee muscle sets match osim-rl's
+# prosthetic action layout. The kept knee-crossing muscles still act at the hip
+# where they cross it; at the locked knee their moment is absorbed by the lock.
+LOCKED_KNEE_REMOVED_MUSCLES = ("gastroc_l", "soleus_l", "tib_ant_l")
+
+# The base knee limit is active at q=0 (upper limit 0 deg with a 10 deg
+# transition) and would push against the lock forever. On a locked coordinate
+# a limit force can only load the lock constraint, never move anything, so
+# these are removed: identical motion, less work per step, and no misleading
+# "limit" reaction in force reports.
+LOCKED_KNEE_REMOVED_LIMIT_FORCES = ("KneeLimit_l", "AnkleLimit_l")
+
+_MUSCLE2D_BASE = "gait9dof18musc.osim"
+_MUSCLE3D_BASE = "gait14dof22musc_20170320.osim"
+
+# Loading the old (format 30000) base files logs an "Updating Model file"
+# info line per load; fastenv creates many models per process, so only errors
+# are shown. This is process-global, which is intended for this project.
+opensim.Logger.setLevelString("error")
+
+
+# ---------------------------------------------------------------- locating --
+
+def _osim_rl_models_dir() -> pathlib.Path:
+    try:
+        dist = metadata.distribution("osim-rl")
+    except metadata.PackageNotFoundError as e:
+        raise FileNotFoundError(
+            "The osim-rl distribution is not installed; fastenv reads its base "
+            "OpenSim models from it. Install it with `pip install osim-rl` "
+            "(fastenv never imports its Python modules)."
+        ) from e
+    return pathlib.Path(dist.locate_file("osim/models"))
+
+
+def base_model_path(filename: str) -> pathlib.Path:
+    """Path of ``osim/models/<filename>`` inside the installed osim-rl distribution."""
+    path = _osim_rl_models_dir() / filename
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Base model {filename!r} not found at {path}. It ships with osim-rl; "
+            "(re)install it with `pip install --force-reinstall osim-rl`."
+        )
+    return path
+
+
+def register_geometry_search_path() -> pathlib.Path | None:
+    """Point OpenSim's (process-global) mesh search path at osim-rl's ``Geometry``.
+
+    Call this only to visualise. Cached variants live outside osim-rl's folder,
+    so their relative mesh names do not resolve, which is deliberate: OpenSim
+    parses every mesh it finds on each ``Model`` load (about 4x the load time of
+    the 3D model, and memory per instance), a waste for headless RL workers.
+    Missing meshes never make loading fail; they only log warnings, which the
+    "error" log level set by this module hides. Nothing is copied.
+    Returns the folder added, or None if osim-rl has no Geometry folder.
+    """
+    geometry = _osim_rl_models_dir() / "Geometry"
+    if not geometry.is_dir():
+        return None
+    opensim.ModelVisualizer.addDirToGeometrySearchPaths(str(geometry))
+    return geometry
+
+
+def cache_dir() -> pathlib.Path:
+    """``$FASTENV_CACHE`` if set, else ``~/.cache/fastenv/models`` (read on every call)."""
+    env = os.environ.get("FASTENV_CACHE")
+    return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "fastenv" / "models"
+
+
+# ---------------------------------------------------------- model editing --
+
+def actuated_coordinates(model: opensim.Model, *, pelvis_residuals: bool = True,
+                         exclude: tuple[str, ...] = ()) -> list[str]:
+    """Unlocked coordinates that get a torque actuator, in model order.
+
+    Pelvis translations are never actuated; pelvis rotations are only actuated
+    with ``pelvis_residuals`` (these residual torques make balance easy, which
+    is what imitation baselines usually want).
+    """
+    skip = set(PELVIS_TRANSLATIONS) | set(exclude)
+    names = []
+    coords = model.getCoordinateSet()
+    for i in range(coords.getSize()):
+        c = coords.get(i)
+        name = c.getName()
+        if c.get_locked() or name in skip:
+            continue
+        if not pelvis_residuals and name.startswith("pelvis_"):
+            continue
+        names.append(name)
+    return names
+
+
+def _remove_forces(model: opensim.Model, keep: Callable[[opensim.Force], bool]) -> None:
+    fs = model.updForceSet()
+    for i in reversed(range(fs.getSize())):
+        if not keep(fs.get(i)):
+            fs.remove(i)
+
+
+def _remove_muscles(model: opensim.Model, names: tuple[str, ...] | None = None) -> None:
+    """Remove the named muscles (all muscles when ``names`` is None)."""
+    if names is not None:
+        missing = set(names) - {m.getName() for m in _iter(model.getMuscles())}
+        if missing:
+            raise ValueError(f"muscles {sorted(missing)} not in model {model.getName()!r}")
+    _remove_forces(model, lambda f: not (opensim.Muscle.safeDownCast(f) is not None
+                                         and (names is None or f.getName() in names)))
+
+
+def _remove_named_forces(model: opensim.Model, names: tuple[str, ...]) -> None:
+    present = {f.getName() for f in _iter(model.getForceSet())}
+    missing = set(names) - present
+    if missing:
+        raise ValueError(f"forces {sorted(missing)} not in model {model.getName()!r}")
+    _remove_forces(model, lambda f: f.getName() not in names)
+
+
+def _add_coordinate_actuators(model: opensim.Model, coordinates: list[str], optimal_force: float) -> None:
+    for name in coordinates:
+        act = opensim.CoordinateActuator(name)
+        act.setName(name)
+        act.setOptimalForce(optimal_force)
+        act.setMinControl(-1.0)
+        act.setMaxControl(1.0)
+        model.addForce(act)
+
+
+def _lock_at_zero(model: opensim.Model, coordinates: tuple[str, ...]) -> None:
+    """Lock coordinates at 0 rad, like a rigid prosthetic knee and ankle.
+
+    Locking (rather than welding the joints) keeps the coordinate list, and so
+    the observation layout, identical to the unlocked model.
+    """
+    coords = model.updCoordinateSet()
+    for name in coordinates:
+        c = coords.get(name)
+        c.setDefaultValue(0.0)
+        c.setDefaultSpeedValue(0.0)
+        c.setDefaultLocked(True)
+
+
+def _iter(set_):
+    for i in range(set_.getSize()):
+        yield set_.get(i)
+
+
+def _build_muscle(model: opensim.Model) -> None:
+    """Base model as is: loading upgrades the old file format, saving keeps it."""
+
+
+def _build_torque(model: opensim.Model, *, max_actuation: float, pelvis_residuals: bool) -> None:
+    _remove_muscles(model)
+    _add_coordinate_actuators(model, actuated_coordinates(model, pelvis_residuals=pelvis_residuals),
+                              max_actuation)
+
+
+def _build_locked_knee(model: opensim.Model) -> None:
+    _lock_at_zero(model, LOCKED_KNEE_COORDINATES)
+    _remove_muscles(model, LOCKED_KNEE_REMOVED_MUSCLES)
+    _remove_named_forces(model, LOCKED_KNEE_REMOVED_LIMIT_FORCES)
+
+
+def _build_torque_locked_knee(model: opensim.Model, *, max_actuation: float, pelvis_residuals: bool) -> None:
+    # Locking first makes the torque builder skip the locked coordinates.
+    _build_locked_knee(model)
+    _build_torque(model, max_actuation=max_actuation, pelvis_residuals=pelvis_residuals)
+
+
+# ------------------------------------------------------------------ specs --
+
+_TORQUE_DEFAULTS = {"max_actuation": 200.0, "pelvis_residuals": True}
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """How to build one variant.
+
+    ``build(model, **params)`` edits the loaded base model in place; ``defaults``
+    lists every accepted param with its default, whose type each given value is
+    coerced to (so ``max_actuation=200`` and ``200.0`` hit the same cache entry).
+    ``keep_name`` keeps the base model's name (the plain muscle models).
+    """
+    base: str
+    build: Callable[..., None]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    doc: str = ""
+    keep_name: bool = False
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    "muscle2d": VariantSpec(_MUSCLE2D_BASE, _build_muscle, {},
+                            "planar 9-dof, 18 Thelen muscles (osim-rl base model)", keep_name=True),
+    "muscle3d": VariantSpec(_MUSCLE3D_BASE, _build_muscle, {},
+                            "3D 14-dof, 22 Thelen muscles (osim-rl base model)", keep_name=True),
+    "torque2d": VariantSpec(_MUSCLE2D_BASE, _build_torque, _TORQUE_DEFAULTS,
+                            "muscle2d with muscles replaced by coordinate torques"),
+    "torque3d": VariantSpec(_MUSCLE3D_BASE, _build_torque, _TORQUE_DEFAULTS,
+                            "muscle3d with muscles replaced by coordinate torques"),
+    "muscle2d_lockedknee": VariantSpec(_MUSCLE2D_BASE, _build_locked_knee, {},
+                                       "muscle2d, left knee+ankle locked at 0, left shank muscles removed"),
+    "muscle3d_lockedknee": VariantSpec(_MUSCLE3D_BASE, _build_locked_knee, {},
+                                       "muscle3d, left knee+ankle locked at 0, left shank muscles removed"),
+    "torque2d_lockedknee": VariantSpec(_MUSCLE2D_BASE, _build_torque_locked_knee, _TORQUE_DEFAULTS,
+                                       "torque2d, left knee+ankle locked at 0 and unactuated"),
+    "torque3d_lockedknee": VariantSpec(_MUSCLE3D_BASE, _build_torque_locked_knee, _TORQUE_DEFAULTS,
+                                       "torque3d, left knee+ankle locked at 0 and unactuated"),
+}
+
+# ---------------------------------------------------------------- caching --
+
+def _canonical_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        spec = VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown model variant {name!r}; valid names: {sorted(VARIANTS)}") from None
+    unknown = set(params) - set(spec.defaults)
+    if unknown:
+        raise ValueError(f"unknown params {sorted(unknown)} for variant {name!r}; "
+                         f"valid params: {sorted(spec.defaults) or 'none'}")
+    out = {}
+    for key, default in spec.defaults.items():
+        value = params.get(key, default)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"param {key!r} of variant {name!r} must be a bool, got {value!r}")
+        else:
+            value = type(default)(value)
+        if key == "max_actuation" and not value > 0:
+            raise ValueError(f"max_actuation must be > 0, got {value!r}")
+        out[key] = value
+    return out
+
+
+def _cache_key(name: str, base_bytes: bytes, params: Mapping[str, Any]) -> str:
+    h = hashlib.sha256()
+    h.update(base_bytes)
+    h.update(b"\0")
+    h.update(json.dumps({"variant": name, "params": params, "builder_version": BUILDER_VERSION,
+                         "opensim": opensim.__version__}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _build_model(name: str, spec: VariantSpec, base: pathlib.Path, params: Mapping[str, Any]) -> opensim.Model:
+    model = opensim.Model(str(base))
+    spec.build(model, **params)
+    if not spec.keep_name:
+        model.setName(name)
+        # Provenance travels with the file (deterministic: no dates or paths).
+        model.set_credits(f"fastenv variant {name} (builder v{BUILDER_VERSION}, "
+                          f"params {json.dumps(dict(params), sort_keys=True)}) from osim-rl {spec.base}. "
+                          + model.get_credits())
+    model.finalizeConnections()
+    model.initSystem()  # fail here, not in a worker, if the edit broke the model
+    return model
+
+
+def variant_path(name: str, **params: Any) -> pathlib.Path:
+    """Path of the cached ``.osim`` for variant ``name``, building it on first use.
+
+    Names: ``muscle2d``, ``muscle3d`` (osim-rl base models, format-upgraded);
+    ``torque2d``, ``torque3d`` (all muscles removed, one CoordinateActuator named
+    after each unlocked coordinate except the pelvis translations; contact
+    forces and CoordinateLimitForces kept); ``*_lockedknee`` versions of all
+    four (``knee_angle_l`` and ``ankle_angle_l`` locked at 0 as with a rigid
+    prosthesis, gastroc_l/soleus_l/tib_ant_l and the KneeLimit_l/AnkleLimit_l
+    limit forces removed, no actuators on the locked coordinates).
+
+    Torque params: ``max_actuation`` (default 200.0) is each CoordinateActuator's
+    ``optimal_force`` in N*m, reached at control 1 (controls are limited to
+    [-1, 1]). ``pelvis_residuals`` (default True) keeps actuators on the pelvis
+    rotations (residual torques that help balance); with False the pelvis is
+    fully unactuated and the model must balance through its legs alone.
+    Muscle variants take no params. Unknown names or params raise ValueError.
+    """
+    canon = _canonical_params(name, params)
+    spec = VARIANTS[name]
+    base = base_model_path(spec.base)
+    key = _cache_key(name, base.read_bytes(), canon)
+    directory = cache_dir()
+    target = directory / f"{name}-{key[:16]}.osim"
+    if target.is_file():
+        return target
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model = _build_model(name, spec, base, canon)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        if not model.printToXML(tmp):
+            raise OSError(f"OpenSim failed to write {tmp}")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cached models are not secrets
+        opensim.Model(tmp).initSystem()  # only publish files that load
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
