@@ -119,10 +119,12 @@ class Simulation:
         (default: all bodies).
     energetics: also extract per-muscle fiber force and force-length multiplier
         (needed by the metabolic cost; 2 SWIG calls per muscle per step).
+    push_body: add a ground-frame force on this body (external perturbations) whose
+        value :meth:`set_push` changes between steps.
     """
 
     def __init__(self, model_path, *, control_dt=0.01, integrator="SemiExplicitEuler2",
-                 accuracy=1e-3, bodies=None, energetics=True):
+                 accuracy=1e-3, bodies=None, energetics=True, push_body=None):
         if integrator not in INTEGRATORS:
             raise ValueError(f"unknown integrator {integrator!r}; expected one of "
                              f"{sorted(INTEGRATORS)}")
@@ -136,10 +138,25 @@ class Simulation:
         self.accuracy = float(accuracy)
         try:
             self.model = osim.Model(self.model_path)
-            state = self.model.initSystem()
         except Exception as exc:  # OpenSim raises RuntimeError with its own message
             raise ValueError(f"cannot load OpenSim model {self.model_path!r}: {exc}") from exc
         model = self.model
+        self.push_body = push_body
+        if push_body is not None:
+            if not model.getBodySet().contains(push_body):
+                raise ValueError(f"push_body {push_body!r} is not a body of {self.model_path}")
+            push = osim.PrescribedForce("fastenv_push", model.getBodySet().get(push_body))
+            push.setForceIsInGlobalFrame(True)
+            push.setForceFunctions(osim.Constant(0), osim.Constant(0), osim.Constant(0))
+            model.addForce(push)
+        try:
+            state = model.initSystem()
+        except Exception as exc:
+            raise ValueError(f"cannot initialise OpenSim model {self.model_path!r}: {exc}") from exc
+        if push_body is not None:
+            funcs = osim.PrescribedForce.safeDownCast(
+                model.getForceSet().get("fastenv_push")).updForceFunctions()
+            self._push = [osim.Constant.safeDownCast(funcs.get(i)) for i in range(3)]
 
         # --- components -------------------------------------------------------
         self.coordinates = [c for c in model.getCoordinateSet()]
@@ -298,6 +315,11 @@ class Simulation:
         self.read()
 
     # ------------------------------------------------------------------ stepping
+    def set_push(self, force):
+        """Ground-frame force (N) on ``push_body``, held until changed."""
+        for f, v in zip(self._push, force):
+            f.setValue(float(v))
+
     def set_controls(self, controls):
         """Actuator controls (excitations or normalised torques), held for the step."""
         controls = np.ascontiguousarray(controls, dtype=np.float64)
@@ -371,3 +393,13 @@ class Simulation:
         com = self.model.calcMassCenterPosition(s).to_numpy()
         comv = self.model.calcMassCenterVelocity(s).to_numpy()
         return pos, vel, com, comv
+
+    def vertical_grf(self, q, qdot):
+        """Total vertical contact force (N) for given coordinates, muscles at default."""
+        s = self.state_from_coordinates(q, qdot, equilibrate=False)
+        self.model.realizeDynamics(s)
+        total = 0.0
+        for f, idx in zip(self.contact_forces, self._contact_idx):
+            rv = f.getRecordValues(s)
+            total += sum(rv.get(int(k)) for k in idx[:, 1])
+        return total

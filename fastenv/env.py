@@ -1,0 +1,485 @@
+"""The single imitation env: one class for every task, configured by a TaskSpec.
+
+Per step: validate the action, smooth it (moving average), turn it into controls
+(excitations, or PD torques towards target angles), integrate one 10 ms control step,
+then build the observation with one gather kernel over the simulation buffer and the
+reward with the reward kernels. Resets restore cached ``State`` snapshots of the
+reference (reference-state initialisation without re-equilibrating muscles).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+
+from fastenv import kernels
+from fastenv.envs import TASKS, TaskSpec
+from fastenv.references import Reference, build_reference, load_reference, model_digest
+from fastenv.sim import GRAVITY, Simulation, SimulationError
+
+OPTIONS = dict(
+    mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
+    horizon=5, apply_perturbations=False, log=False, integrator="SemiExplicitEuler2",
+    accuracy=1e-3, nan_actions="raise", kp=None, kd=None, model=None, reference=None,
+    align_ground=True, obs_dtype="float32",
+)
+MODES = ("train", "test")
+PELVIS_TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
+PUSH_PROBABILITY = 0.01   # per control step: a push starts about once per second
+PUSH_STEPS = 20           # each push lasts 0.2 s
+
+
+def resolve_options(config=None, **kwargs) -> dict:
+    """Merge the original ``config=`` dict with keyword options; reject unknown names."""
+    opts = dict(OPTIONS)
+    for source in (config or {}, kwargs):
+        unknown = sorted(set(source) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; valid options: {sorted(OPTIONS)}")
+        opts.update(source)
+    if opts["mode"] not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
+    if opts["nan_actions"] not in ("raise", "zero"):
+        raise ValueError(f"nan_actions must be 'raise' or 'zero', got {opts['nan_actions']!r}")
+    if not (isinstance(opts["horizon"], (int, np.integer)) and opts["horizon"] >= 1):
+        raise ValueError(f"horizon must be an int >= 1, got {opts['horizon']!r}")
+    if not opts["max_actuation"] > 0:
+        raise ValueError(f"max_actuation must be > 0, got {opts['max_actuation']!r}")
+    if opts["r_weights"] is not None and len(opts["r_weights"]) != 3:
+        raise ValueError(f"r_weights must be [w_imitate, w_effort, w_action], "
+                         f"got {opts['r_weights']!r}")
+    if opts["obs_dtype"] not in ("float32", "float64"):
+        raise ValueError(f"obs_dtype must be 'float32' or 'float64', got {opts['obs_dtype']!r}")
+    return opts
+
+
+class ImitationEnv(gym.Env):
+    """Imitate a reference motion with an OpenSim model (muscle- or torque-driven).
+
+    Observation: one flat vector; ``observation_names`` names every element.
+    Reward: imitation + w_effort * effort + w_action * smoothness, every term in
+    ``info`` (see ``fastenv.kernels.imitation_reward``).
+    Termination: torso below ``min_torso_height``, any coordinate-limit force above
+    ``max_limit_force`` or coordinate acceleration above ``max_acceleration``.
+    Truncation: end of the episode (train: ``episode_cycles`` reference cycles from a
+    random start in the first half cycle; test: from frame 0, the same length, or the
+    whole motion for a play-once reference), or a simulator failure
+    (``info['sim_error']``).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, task: str | TaskSpec = "MuscleWalkingImitation2D-v0", config=None,
+                 **kwargs):
+        if isinstance(task, str):
+            if task not in TASKS:
+                raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
+            task = TASKS[task]
+        self.spec_task = task
+        self.options = opts = resolve_options(config, **kwargs)
+        self.mode = opts["mode"]
+        w = opts["r_weights"] if opts["r_weights"] is not None else task.r_weights
+        self.r_weights = tuple(float(x) for x in w)
+
+        # --- model and simulation ----------------------------------------------
+        if opts["model"] is not None:
+            model_path = str(opts["model"])
+        else:
+            from fastenv.envs.variants import variant_path
+            params = dict(task.variant_params)
+            if task.actuation == "torque":
+                params["max_actuation"] = float(opts["max_actuation"])
+            model_path = str(variant_path(task.model, **params))
+        self.model_path = model_path
+        self.sim = sim = Simulation(model_path, integrator=opts["integrator"],
+                                    accuracy=opts["accuracy"],
+                                    energetics=task.actuation == "muscle",
+                                    push_body="torso" if opts["apply_perturbations"] else None)
+        cn = sim.coordinate_names
+        self._free = np.flatnonzero(~sim.locked)
+        self._pos_coords = [j for j in self._free if cn[j] not in PELVIS_TRANSLATIONS]
+        # imitation compares rotations only: translations are covered by the COM term
+        self._imitate_coords = np.array([j for j in self._free if sim.rotational[j]],
+                                        dtype=np.intp)
+        self._axes = 2 if task.planar else 3
+
+        # --- reference -------------------------------------------------------
+        ref = opts["reference"] if opts["reference"] is not None else task.reference
+        self.reference = self._prepare_reference(ref, opts["align_ground"])
+
+        # --- actuation ----------------------------------------------------------
+        n_act = sim.n_controls
+        if task.actuation == "muscle":
+            if n_act != len(sim.muscle_names):
+                raise ValueError(f"muscle task needs a model whose actuators are all muscles; "
+                                 f"{model_path} has {n_act} controls and "
+                                 f"{len(sim.muscle_names)} muscles")
+            self.action_space = gym.spaces.Box(0.0, 1.0, (n_act,), np.float32)
+            from fastenv import metabolic
+            self._muscle_consts = metabolic.muscle_constants(sim.model, sim.default_state)
+        else:
+            self._act_coords = np.array([cn.index(a) for a in sim.actuator_names], dtype=np.intp)
+            self._lower = np.ascontiguousarray(sim.coordinate_range[self._act_coords, 0])
+            self._upper = np.ascontiguousarray(sim.coordinate_range[self._act_coords, 1])
+            self._kp = np.full(n_act, float(opts["kp"] if opts["kp"] is not None
+                                             else opts["max_actuation"] / 0.5))
+            self._kd = np.full(n_act, float(opts["kd"] if opts["kd"] is not None
+                                             else opts["max_actuation"] / 5.0))
+            self.action_space = gym.spaces.Box(-1.0, 1.0, (n_act,), np.float32)
+        self.n_actions = n_act
+
+        # --- buffers and observation layout ---------------------------------------
+        self._task_buf = np.zeros(1 + 2 * len(cn))     # phase, target q, target qdot
+        self._build_observation_layout()
+        dtype = np.float32 if opts["obs_dtype"] == "float32" else np.float64
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (len(self._src),), dtype)
+        self._obs = np.zeros((1, len(self._src)), dtype)
+        self._history = np.zeros((1, opts["horizon"], n_act))
+        self._count = np.zeros(1, dtype=np.intp)
+        self._smoothed = np.zeros((1, n_act))
+        self._prev_action = np.zeros((1, n_act))
+        self._terms = np.zeros((1, len(kernels.REWARD_TERMS)))
+        self._snapshots: dict[int, object] = {}
+        self._step = 0
+        self._start = 0
+        self._push_left = 0
+        self.episode_log: list[dict] = []
+
+    # ------------------------------------------------------------------ setup
+    def _prepare_reference(self, ref, align_ground) -> Reference:
+        sim = self.sim
+        if isinstance(ref, Reference):
+            reference = ref
+        else:
+            reference = load_reference(ref, model_path=self.model_path, sim=sim) if str(
+                ref).endswith((".mot", ".sto")) else load_reference(ref)
+        if list(reference.coordinate_names) != sim.coordinate_names:
+            names = list(reference.coordinate_names)
+            missing = [c for c in sim.coordinate_names if c not in names]
+            if missing:
+                warnings.warn(f"reference {reference.name!r} lacks coordinates {missing}; "
+                              "they keep their default value", stacklevel=3)
+        if reference.model_digest != model_digest(self.model_path):
+            reference = self._rebuild_reference(reference)
+        if align_ground and sim.contact_forces:
+            reference = self._align_ground(reference)
+        if reference.control_dt != sim.control_dt:
+            raise ValueError(f"reference control_dt {reference.control_dt} != env control "
+                             f"step {sim.control_dt}")
+        return reference
+
+    def _rebuild_reference(self, ref: Reference) -> Reference:
+        """Recompute body kinematics of a reference on this env's model."""
+        sim = self.sim
+        names = list(ref.coordinate_names)
+        default_q = sim.buf[sim.layout.slice("q")]
+        q = np.array([[ref.q[k, names.index(c)] if c in names else default_q[j]
+                       for j, c in enumerate(sim.coordinate_names)] for k in range(ref.n_frames)])
+        qd = np.array([[ref.qdot[k, names.index(c)] if c in names else 0.0
+                        for c in sim.coordinate_names] for k in range(ref.n_frames)])
+        qdd = np.array([[ref.qddot[k, names.index(c)] if c in names else 0.0
+                         for c in sim.coordinate_names] for k in range(ref.n_frames)])
+        q[:, sim.locked] = default_q[sim.locked]
+        qd[:, sim.locked] = 0.0
+        qdd[:, sim.locked] = 0.0
+        q_off = np.array([ref.q_offset[names.index(c)] if c in names else 0.0
+                          for c in sim.coordinate_names])
+        return self._with_coordinates(ref, q, qd, qdd, q_off)
+
+    def _with_coordinates(self, ref, q, qd, qdd, q_off):
+        sim = self.sim
+        n, nb = len(q), len(sim.body_names)
+        bp, bv = np.empty((n, nb, 3)), np.empty((n, nb, 3))
+        cp, cv = np.empty((n, 3)), np.empty((n, 3))
+        for k in range(n):
+            bp[k], bv[k], cp[k], cv[k] = sim.kinematics(q[k], qd[k])
+        return Reference(name=ref.name, control_dt=ref.control_dt,
+                         coordinate_names=list(sim.coordinate_names), q=q, qdot=qd, qddot=qdd,
+                         body_names=list(sim.body_names), body_pos=bp, body_vel=bv,
+                         com_pos=cp, com_vel=cv, playback=ref.playback, q_offset=q_off,
+                         pos_offset=ref.pos_offset, source=ref.source,
+                         model_digest=model_digest(self.model_path),
+                         figures=dict(ref.figures))
+
+    def _align_ground(self, ref: Reference) -> Reference:
+        """Shift the reference vertically so its mean vertical GRF is body weight.
+
+        Over a periodic gait cycle (or a motion from rest to rest) the mean vertical
+        ground reaction equals body weight; one constant pelvis-height offset makes the
+        reference sit on this model's contact geometry, whatever contact model or
+        subject produced it. The offset is found by bisection on static contact forces.
+        """
+        sim = self.sim
+        cn = sim.coordinate_names
+        if "pelvis_ty" not in cn:
+            return ref
+        j = cn.index("pelvis_ty")
+        frames = range(0, ref.n_frames, max(1, ref.n_frames // 50))
+
+        def mean_grf(dy):
+            return np.mean([sim.vertical_grf(ref.q[k] + np.eye(len(cn))[j] * dy, ref.qdot[k])
+                            for k in frames])
+
+        lo, hi = -0.3, 0.3
+        if not (mean_grf(lo) > sim.body_weight > mean_grf(hi)):
+            warnings.warn(f"reference {ref.name!r}: could not align with the ground",
+                          stacklevel=3)
+            return ref
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            if mean_grf(mid) > sim.body_weight:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-5:
+                break
+        dy = 0.5 * (lo + hi)
+        q = ref.q.copy()
+        q[:, j] += dy
+        shifted = Reference(**{**ref.__dict__, "q": q, "figures": {**ref.figures,
+                                                                     "ground_offset_m": dy}})
+        shifted.body_pos = ref.body_pos + np.array([0.0, dy, 0.0])
+        shifted.com_pos = ref.com_pos + np.array([0.0, dy, 0.0])
+        return shifted
+
+    def _build_observation_layout(self):
+        """Index arrays for the gather kernel over [sim.buf | task buffer]."""
+        sim, L = self.sim, self.sim.layout
+        cn = sim.coordinate_names
+        nbuf = L.size
+        self._buf = np.zeros((1, nbuf + len(self._task_buf)))
+        src, ref, scale, names = [], [], [], []
+        zero = L.index("zero", "0")
+
+        def add(i, name, r=zero, s=1.0):
+            src.append(i), ref.append(r), scale.append(s), names.append(name)
+
+        add(nbuf, "phase")
+        for j in self._pos_coords:
+            add(L.slice("q").start + j, f"q/{cn[j]}")
+        for j in self._free:
+            add(L.slice("qdot").start + j, f"qdot/{cn[j]}")
+        for j in self._free:
+            add(L.slice("qddot").start + j, f"qddot/{cn[j]}")
+        if self.options["use_target_obs"]:
+            for j in self._pos_coords:
+                add(nbuf + 1 + j, f"target_q/{cn[j]}")
+            for j in self._free:
+                add(nbuf + 1 + len(cn) + j, f"target_qdot/{cn[j]}")
+        axes = "xyz"[: self._axes]
+        pelvis = sim.body_names.index("pelvis")
+        bpos, bvel = L.slice("body_pos").start, L.slice("body_vel").start
+        for b, body in enumerate(sim.body_names):
+            if b == pelvis:
+                continue
+            for a, ax in enumerate(axes):
+                add(bpos + 3 * b + a, f"body_pos_rel_pelvis/{body}.{ax}", bpos + 3 * pelvis + a)
+        for b, body in enumerate(sim.body_names):
+            for a, ax in enumerate(axes):
+                add(bvel + 3 * b + a, f"body_vel/{body}.{ax}")
+        if sim.muscles:
+            lopt = [m.getOptimalFiberLength() for m in sim.muscles]
+            for i, m in enumerate(sim.muscle_names):
+                add(L.slice("activation").start + i, f"activation/{m}")
+            for i, m in enumerate(sim.muscle_names):
+                add(L.slice("fiber_length").start + i, f"norm_fiber_length/{m}", s=1 / lopt[i])
+            for i, m in enumerate(sim.muscle_names):
+                add(L.slice("fiber_velocity").start + i, f"norm_fiber_velocity/{m}",
+                    s=1 / lopt[i])
+        if self.options["use_GRF"]:
+            g0 = L.slice("grf").start
+            w, wh = sim.body_weight, sim.body_weight * self.spec_task.height
+            for c, contact in enumerate(sim.contact_names):
+                for k, comp in enumerate(("Fx", "Fy", "Fz", "Mx", "My", "Mz")):
+                    if self._axes == 2 and comp in ("Fz", "Mx", "My"):
+                        continue  # zero in a planar model
+                    add(g0 + 6 * c + k, f"grf/{contact}.{comp}", s=1 / (w if k < 3 else wh))
+        self._src = np.array(src, dtype=np.intp)
+        self._ref = np.array(ref, dtype=np.intp)
+        self._scale = np.array(scale, dtype=np.float64)
+        self.observation_names = names
+
+    # ------------------------------------------------------------------ episode
+    @property
+    def episode_steps(self) -> int:
+        ref = self.reference
+        if ref.playback == "once":
+            return ref.n_frames - 1 - self._start
+        return self.spec_task.episode_cycles * ref.cycle_steps
+
+    def _snapshot(self, frame: int):
+        """Cached reference-state snapshot for a start frame (built once per frame)."""
+        snap = self._snapshots.get(frame)
+        if snap is None:
+            q, qd = self.reference.coordinates_at(frame)
+            snap = self.sim.state_from_coordinates(q, qd)
+            self._snapshots[frame] = snap
+        return snap
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if options:
+            unknown = sorted(set(options) - {"start_frame"})
+            if unknown:
+                raise ValueError(f"unknown reset option(s) {unknown}; valid: ['start_frame']")
+        if options and "start_frame" in options:
+            start = int(options["start_frame"])
+            if not 0 <= start < self.reference.n_frames:
+                raise ValueError(f"start_frame must be in [0, {self.reference.n_frames}), "
+                                 f"got {start}")
+        elif self.mode == "train":
+            half = max(1, self.reference.cycle_steps // 2)
+            start = int(self.np_random.integers(0, min(half, self.reference.n_frames)))
+        else:
+            start = 0
+        self._start, self._step = start, 0
+        self.sim.restore(self._snapshot(start))
+        self.sim.set_push(np.zeros(3)) if self.sim.push_body else None
+        self._push_left = 0
+        self._history[:] = 0.0
+        self._count[:] = 0
+        self._prev_action[:] = 0.0
+        self.episode_log = []
+        self._write_task_buffer()
+        obs = self._observe()
+        info = {"phase": self._phase(), "frame": start}
+        return obs, info
+
+    # ------------------------------------------------------------------ step
+    def _check_action(self, action) -> np.ndarray:
+        a = np.asarray(action)
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"action has shape {a.shape}; expected {self.action_space.shape}")
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise ValueError(f"action has dtype {a.dtype}; expected a real number dtype "
+                             f"(float32 as in action_space)")
+        a = a.astype(np.float64)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            if self.options["nan_actions"] == "raise":
+                raise ValueError(f"action has non-finite values at indices "
+                                 f"{np.flatnonzero(bad).tolist()}: {a[bad].tolist()}; pass "
+                                 f"nan_actions='zero' to replace them with 0 instead")
+            a[bad] = 0.0
+        return np.clip(a, self.action_space.low, self.action_space.high), bool(bad.any())
+
+    def _phase(self) -> float:
+        ref = self.reference
+        k = self._start + self._step
+        return (k % ref.cycle_steps) / ref.cycle_steps
+
+    def _write_task_buffer(self):
+        """Phase and the next reference frame's coordinates (target observation)."""
+        n = len(self.sim.coordinate_names)
+        q, qd = self.reference.coordinates_at(self._start + self._step + 1)
+        tb = self._task_buf
+        tb[0] = self._phase()
+        tb[1:1 + n] = q
+        tb[1 + n:] = qd
+
+    def _observe(self):
+        L = self.sim.layout.size
+        self._buf[0, :L] = self.sim.buf
+        self._buf[0, L:] = self._task_buf
+        if self._obs.dtype == np.float32:
+            kernels.gather_observation(self._buf, self._src, self._ref, self._scale, self._obs)
+        else:
+            kernels.gather_observation64(self._buf, self._src, self._ref, self._scale,
+                                         self._obs)
+        return self._obs[0].copy()
+
+    def _effort_cost(self, torque) -> float:
+        sim, b, L = self.sim, self.sim.buf, self.sim.layout
+        if self.spec_task.actuation == "torque":
+            out = np.zeros(1)
+            kernels.torque_cost(torque, float(self.options["max_actuation"]), out)
+            return float(out[0])
+        c = self._muscle_consts
+        rows = [b[L.slice(k)][None, :] for k in ("excitation", "activation", "fiber_length",
+                                                 "fiber_velocity", "active_fiber_force",
+                                                 "active_fl_multiplier")]
+        out = np.zeros(1)
+        kernels.metabolic_rate(*rows, c.opt_fiber_length, c.max_contraction_velocity,
+                               c.muscle_mass, c.slow_twitch_ratio, c.basal_rate_W, out)
+        # metabolic cost of transport: energy per weight and distance moved along the
+        # task's progress axis (forward for gaits, upward for jumping)
+        v = b[L.slice("com_vel")][self.spec_task.progress_axis]
+        return float(out[0] / (sim.body_weight * max(v, 0.1)))
+
+    def step(self, action):
+        a, nan_flag = self._check_action(action)
+        sim = self.sim
+        kernels.smooth_action(self._history, self._count, a[None, :], self._smoothed)
+        self._count += 1
+        torque = None
+        if self.spec_task.actuation == "muscle":
+            controls = self._smoothed[0]
+        else:
+            q = sim.buf[sim.layout.slice("q")][self._act_coords][None, :]
+            qd = sim.buf[sim.layout.slice("qdot")][self._act_coords][None, :]
+            torque, target = np.empty((1, self.n_actions)), np.empty((1, self.n_actions))
+            kernels.pd_control(self._smoothed, self._lower, self._upper,
+                               np.ascontiguousarray(q), np.ascontiguousarray(qd), self._kp,
+                               self._kd, float(self.options["max_actuation"]), torque, target)
+            controls = torque[0] / float(self.options["max_actuation"])
+        if self.options["apply_perturbations"]:
+            self._perturb()
+        info = {}
+        try:
+            sim.step(controls)
+        except SimulationError as exc:
+            self._step += 1
+            info = {"sim_error": str(exc), "phase": self._phase(), "nan_action": nan_flag}
+            obs = np.nan_to_num(self._observe(), nan=0.0, posinf=0.0, neginf=0.0)
+            return obs, 0.0, False, True, info
+        self._step += 1
+        # reward: the model state against the reference at the same instant
+        q_ref, _ = self.reference.coordinates_at(self._start + self._step)
+        L = sim.layout
+        qs = sim.buf[L.slice("q")]
+        com = sim.buf[L.slice("com_pos")][: self._axes]
+        com_ref = self.reference.com_at(self._start + self._step)[: self._axes]
+        w_im, w_eff, w_act = self.r_weights
+        cost = np.array([self._effort_cost(torque)])
+        kernels.imitation_reward(qs[self._imitate_coords][None, :],
+                                 q_ref[self._imitate_coords][None, :], com[None, :],
+                                 com_ref[None, :], a[None, :], self._prev_action, cost, w_im,
+                                 w_eff, w_act, self._terms)
+        self._prev_action[0] = a
+        self._write_task_buffer()
+        obs = self._observe()
+        t = self.spec_task
+        torso = sim.body_names.index("torso")
+        terminated = bool(sim.buf[L.slice("body_pos")][3 * torso + 1] < t.min_torso_height
+                          or np.abs(sim.buf[L.slice("limit_force")]).max(initial=0.0)
+                          > t.max_limit_force
+                          or np.abs(sim.buf[L.slice("qddot")]).max() > t.max_acceleration)
+        truncated = (not terminated) and self._step >= self.episode_steps
+        reward = float(self._terms[0, 0])
+        info = {name: float(v) for name, v in zip(kernels.REWARD_TERMS, self._terms[0])}
+        info.update(effort_cost=float(cost[0]), phase=self._phase(), nan_action=nan_flag)
+        if self.options["log"]:
+            self.episode_log.append({"step": self._step, "q": qs.copy(), "action": a.copy(),
+                                     **info})
+        return obs, reward, terminated, truncated, info
+
+    def _perturb(self):
+        """Random horizontal pushes on the torso (±perturbation_force N, 0.2 s each)."""
+        if self._push_left > 0:
+            self._push_left -= 1
+            if self._push_left == 0:
+                self.sim.set_push(np.zeros(3))
+            return
+        if self.np_random.random() < PUSH_PROBABILITY:
+            f = self.spec_task.perturbation_force
+            push = np.zeros(3)
+            push[0] = self.np_random.uniform(-f, f)
+            if not self.spec_task.planar:
+                push[2] = self.np_random.uniform(-f, f)
+            self.sim.set_push(push)
+            self._push_left = PUSH_STEPS
+
+    def close(self):
+        self._snapshots.clear()
