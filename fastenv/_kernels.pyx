@@ -7,6 +7,7 @@ All kernels take 2-D batches (rows = envs) so the pool can run them over many en
 at once; a single env is a batch of one.
 """
 from libc.math cimport exp, sqrt, fmin, fmax
+include "_metabolic.pxi"
 
 
 def gather_observation(const double[:, ::1] buf, const Py_ssize_t[::1] src,
