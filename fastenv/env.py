@@ -22,7 +22,8 @@ from fastenv.sim import GRAVITY, Simulation, SimulationError
 OPTIONS = dict(
     mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
     horizon=5, apply_perturbations=False, log=False, integrator="SemiExplicitEuler2",
-    accuracy=1e-3, nan_actions="raise", kp=None, kd=None, model=None, reference=None,
+    accuracy=1e-3, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
+    reference=None,
     align_ground=True, obs_dtype="float32",
 )
 MODES = ("train", "test")
@@ -123,10 +124,7 @@ class ImitationEnv(gym.Env):
             self._act_coords = np.array([cn.index(a) for a in sim.actuator_names], dtype=np.intp)
             self._lower = np.ascontiguousarray(sim.coordinate_range[self._act_coords, 0])
             self._upper = np.ascontiguousarray(sim.coordinate_range[self._act_coords, 1])
-            self._kp = np.full(n_act, float(opts["kp"] if opts["kp"] is not None
-                                             else opts["max_actuation"] / 0.5))
-            self._kd = np.full(n_act, float(opts["kd"] if opts["kd"] is not None
-                                             else opts["max_actuation"] / 5.0))
+            self._kp, self._kd = self._pd_gains(opts)
             self.action_space = gym.spaces.Box(-1.0, 1.0, (n_act,), np.float32)
         self.n_actions = n_act
 
@@ -148,6 +146,28 @@ class ImitationEnv(gym.Env):
         self.episode_log: list[dict] = []
 
     # ------------------------------------------------------------------ setup
+    def _pd_gains(self, opts):
+        """Default gains give every joint the same closed-loop bandwidth.
+
+        kp = w^2 I and kd = 2 w I (critically damped, w = 2 pi pd_bandwidth) with I the
+        joint's effective inertia (mass-matrix diagonal at the default pose). Uniform
+        gains would either make the light foot explode (a saturated 200 N·m on the ankle
+        is ~1e4 rad/s^2, the termination threshold) or leave the hip too weak.
+        Scalars or per-actuator arrays in ``kp``/``kd`` override them.
+        """
+        n = len(self._act_coords)
+        w = 2 * np.pi * float(opts["pd_bandwidth"])
+        inertia = self.sim.joint_inertia()[self._act_coords]
+        gains = []
+        for key, default in (("kp", w * w * inertia), ("kd", 2 * w * inertia)):
+            v = opts[key]
+            g = default if v is None else np.broadcast_to(np.asarray(v, dtype=float), (n,))
+            if g.shape != (n,) or not np.all(np.isfinite(g)) or np.any(g < 0):
+                raise ValueError(f"{key} must be a non-negative scalar or {n} values "
+                                 f"(actuators {self.sim.actuator_names}), got {v!r}")
+            gains.append(np.ascontiguousarray(g, dtype=float))
+        return gains
+
     def _prepare_reference(self, ref, align_ground) -> Reference:
         sim = self.sim
         if isinstance(ref, Reference):

@@ -4,6 +4,8 @@ The ``*_numpy`` functions are the specification: same arguments, same operation
 order (sums run over the element index in order; ``exp``/``sqrt`` are libm's through
 ``math``), so the compiled versions can be tested for bitwise equality. The env and
 the pool call the compiled versions, re-exported here under the plain names.
+The metabolic-cost kernel's NumPy twin lives in ``fastenv.metabolic`` with its
+muscle constants.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from fastenv._kernels import (  # noqa: F401  (re-exported)
     gather_observation,
     gather_observation64,
     imitation_reward,
+    metabolic_rate,
     pd_control,
     smooth_action,
     torque_cost,

@@ -403,3 +403,12 @@ class Simulation:
             rv = f.getRecordValues(s)
             total += sum(rv.get(int(k)) for k in idx[:, 1])
         return total
+
+    def joint_inertia(self):
+        """Diagonal of the mass matrix at the default pose, in coordinate order
+        (kg·m² for rotations, kg for translations): each joint's effective inertia."""
+        s = osim.State(self.default_state)
+        self.model.realizePosition(s)
+        M = osim.Matrix()
+        self.model.getMatterSubsystem().calcM(s, M)
+        return np.array([M.get(int(i), int(i)) for i in self._u_idx])
