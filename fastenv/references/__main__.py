@@ -1,0 +1,93 @@
+"""Command line: regenerate fastenv's reference motions with OpenSim Moco.
+
+    python -m fastenv.references generate walking2d [--motion FILE] [--mesh-intervals N]
+                                                    [--coarse] [--out DIR] [--threads N]
+
+Generators are looked up by name in :data:`GENERATORS`, so further references
+(running2d, jumping2d, ...) only need one more entry.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+EPILOG = """\
+Regenerating reads the public motions in ../shared/data/motions/ (relative to the
+project root) as tracking targets, unless --motion gives your own file; the committed
+outputs in envs/references/ never need that folder at run time.  Solves take tens of
+minutes to hours on a few cores: run long ones in the background, e.g.
+  nohup nice -n 10 python -m fastenv.references generate walking2d > /tmp/w2d.log &
+Moco's intermediate files and each stage's solution go to --work-dir (default
+/tmp/fastenv_<name>), which --resume reuses.
+"""
+
+
+def _log(start: float) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - start:8.1f} s] {message}", flush=True)
+    return log
+
+
+def walking2d(args: argparse.Namespace) -> dict:
+    """Tracking of a measured walk -> predictive 1.3 m/s half cycle -> full cycle."""
+    from fastenv.references import moco
+
+    settings = moco.Settings(threads=args.threads, coarse_only=args.coarse,
+                             verbose=not args.quiet,
+                             output_interval=args.output_interval)
+    if args.mesh_intervals:
+        settings.fine_mesh = args.mesh_intervals
+        settings.coarse_mesh = min(settings.coarse_mesh, args.mesh_intervals)
+        settings.tracking_mesh = min(settings.tracking_mesh, args.mesh_intervals)
+    if args.max_iterations:
+        settings.max_iterations = args.max_iterations
+    return moco.generate_walking2d(
+        args.out or moco.OUT_DIR, motion=args.motion, settings=settings,
+        work_dir=args.work_dir or "/tmp/fastenv_walking2d", resume=args.resume,
+        log=_log(time.perf_counter()))
+
+
+#: name -> (generator, one-line description)
+GENERATORS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = {
+    "walking2d": (walking2d, "2D walking cycle at 1.3 m/s of gait9dof18musc"),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fastenv.references", description=__doc__.splitlines()[0],
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser(
+        "generate", help="solve a reference with OpenSim Moco and write it to envs/references/",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gen.add_argument("name", choices=sorted(GENERATORS),
+                     help="; ".join(f"{k}: {v[1]}" for k, v in GENERATORS.items()))
+    gen.add_argument("--motion", type=Path, help="your own .mot/.sto motion (coordinate "
+                     "names of the model, degrees or radians) as tracking target instead of "
+                     "the public one in ../shared/data/motions/")
+    gen.add_argument("--mesh-intervals", type=int, help="mesh intervals per half cycle of the "
+                     "final predictive solve (default 50)")
+    gen.add_argument("--coarse", action="store_true",
+                     help="stop after the coarse predictive solve (faster, less accurate)")
+    gen.add_argument("--out", type=Path, help="output folder (default: envs/references/)")
+    gen.add_argument("--threads", type=int, default=2, help="Moco threads (default 2)")
+    gen.add_argument("--work-dir", type=Path, help="folder for stage solutions and "
+                     "intermediate iterates (default /tmp/fastenv_<name>)")
+    gen.add_argument("--resume", action="store_true",
+                     help="reuse stage solutions already in the work folder")
+    gen.add_argument("--max-iterations", type=int, help="IPOPT iteration cap per stage")
+    gen.add_argument("--output-interval", type=int, default=0,
+                     help="write every N-th IPOPT iterate to the work folder (0: never)")
+    gen.add_argument("--quiet", action="store_true", help="hide IPOPT's iteration log")
+    args = parser.parse_args(argv)
+    generator, _ = GENERATORS[args.name]
+    generator(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,923 @@
+"""OpenSim Moco pipeline that generates fastenv's 2D walking reference.
+
+Why this exists: fastenv imitates reference gaits that it computes itself, for
+its own 2D muscle model, instead of shipping someone else's data.  A bare
+predictive solve from a standing guess ends in a crouched gait (a poor local
+optimum), so the pipeline is
+
+1. ``tracking``: track one symmetrised half gait cycle of a real walking motion
+   (measured by default) with the muscle-driven, contact-driven model;
+2. ``predictive``: from that solution, minimise muscle effort at an average
+   speed of 1.3 m/s, periodic with left/right symmetry, coarse mesh first;
+3. ``refine``: the same predictive problem on a finer mesh;
+4. mirror the half cycle into a full cycle and measure gait figures from the
+   contact forces of the solution.
+
+Output files (``envs/references/``)
+-----------------------------------
+``walking2d_coordinates.sto`` -- OpenSim storage, tab separated: header lines
+up to ``endheader`` (``inDegrees=no``), then a row of column labels, then one
+row per sample.  Columns: ``time`` (s, starting at 0 at right heel strike, on a
+uniform grid), then the value of every unlocked coordinate of the 2D model in
+model order (``pelvis_tilt``, ``pelvis_tx``, ``pelvis_ty``, ``hip_flexion_r``,
+``knee_angle_r``, ``ankle_angle_r``, ``hip_flexion_l``, ``knee_angle_l``,
+``ankle_angle_l``; radians, metres for ``pelvis_tx``/``pelvis_ty``), then the
+speed of each in the same order named ``<coordinate>_speed`` (rad/s, m/s).
+The rows cover one full gait cycle and include both ends: the last row is the
+first state again (up to the periodicity tolerance) with ``pelvis_tx``
+advanced by one stride.  Knee flexion is negative (model convention).
+
+``walking2d.json`` -- figures of the solution (see :func:`gait_figures`) and of
+the solves (wall time and iterations per stage, mesh sizes, objective weights,
+OpenSim version).
+
+Inputs: the base model is ``osim/models/gait9dof18musc.osim`` of the installed
+``osim-rl`` distribution (located through package metadata only), and the
+tracking target is a public motion read from ``../shared/data/motions/`` at
+generation time (or a user's file).  Neither is copied into the repository.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MOTIONS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "motions"
+DEFAULT_MOTION = "gait10dof18musc_subject01_walk_ik.mot"
+OUT_DIR = PROJECT_ROOT / "envs" / "references"
+
+#: Unlocked coordinates of the 2D model, in model order.
+COORDINATES = (
+    "pelvis_tilt", "pelvis_tx", "pelvis_ty",
+    "hip_flexion_r", "knee_angle_r", "ankle_angle_r",
+    "hip_flexion_l", "knee_angle_l", "ankle_angle_l",
+)
+TRANSLATIONS = ("pelvis_tx", "pelvis_ty")
+#: Contact spheres of gait9dof18musc, per foot.
+FOOT_SPHERES = {"r": ("r_heel", "r_toe"), "l": ("l_heel", "l_toe")}
+#: Vertical force (N) above which a foot counts as on the ground.
+CONTACT_THRESHOLD_N = 20.0
+
+
+def base_model_path() -> str:
+    """Path of osim-rl's gait9dof18musc.osim, found through package metadata."""
+    dist = importlib.metadata.distribution("osim-rl")
+    path = Path(str(dist.locate_file("osim/models/gait9dof18musc.osim")))
+    if not path.is_file():
+        raise FileNotFoundError(f"osim-rl does not ship {path}")
+    return str(path)
+
+
+def _osim():
+    import opensim
+
+    opensim.Logger.setLevelString("warn")
+    return opensim
+
+
+def _strings(osim, items):
+    v = osim.StdVectorString()
+    for s in items:
+        v.append(s)
+    return v
+
+
+def _swap_side(name: str) -> str:
+    """Left/right counterpart of a coordinate, state or control name/path."""
+    out = []
+    for part in name.split("/"):
+        for a, b in (("_r", "_l"), ("_l", "_r")):
+            if part.endswith(a):
+                part = part[: -len(a)] + b
+                break
+            if part.endswith(a + "_speed"):
+                part = part[: -len(a) - 6] + b + "_speed"
+                break
+        out.append(part)
+    return "/".join(out)
+
+
+# --------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------
+def build_contact_model(model_path: str | None = None):
+    """gait9dof18musc with smooth contacts and the back welded at its locked angle.
+
+    Why: Moco needs twice-differentiable dynamics, so the Hunt-Crossley foot
+    contacts become one SmoothSphereHalfSpaceForce per contact sphere (same
+    spheres, stiffness, dissipation and friction as the model's own contact);
+    Moco refuses locked coordinates, so the ``back`` joint will be welded,
+    and its parent frame is rotated first so the torso keeps the locked
+    lumbar_extension angle.  The coordinate limit forces stay: they are smooth
+    and belong to the model the reference is meant for.
+    """
+    osim = _osim()
+    model = osim.Model(model_path or base_model_path())
+    model.finalizeConnections()
+    forces = model.updForceSet()
+    params = {}
+    for i in reversed(range(forces.getSize())):
+        force = forces.get(i)
+        if force.getConcreteClassName() == "HuntCrossleyForce":
+            hc = osim.HuntCrossleyForce.safeDownCast(force)
+            params = dict(
+                stiffness=hc.getStiffness(), dissipation=hc.getDissipation(),
+                static_friction=hc.getStaticFriction(),
+                dynamic_friction=hc.getDynamicFriction(),
+                viscous_friction=hc.getViscousFriction(),
+            )
+            forces.remove(i)
+    if not params:
+        raise ValueError("model has no HuntCrossleyForce to convert")
+    geometry = model.getContactGeometrySet()
+    floor = osim.ContactHalfSpace.safeDownCast(geometry.get("platform"))
+    for spheres in FOOT_SPHERES.values():
+        for sphere_name in spheres:
+            sphere = osim.ContactSphere.safeDownCast(geometry.get(sphere_name))
+            force = osim.SmoothSphereHalfSpaceForce(
+                f"contact_{sphere_name}", sphere, floor)
+            force.set_stiffness(params["stiffness"])
+            force.set_dissipation(params["dissipation"])
+            force.set_static_friction(params["static_friction"])
+            force.set_dynamic_friction(params["dynamic_friction"])
+            # A little viscous friction and a wider transition keep the
+            # friction force smooth enough for the NLP solver.
+            force.set_viscous_friction(max(params["viscous_friction"], 0.5))
+            force.set_transition_velocity(0.2)
+            model.addForce(force)
+    # PinJoint rotates about the z axis of its parent frame, and body-fixed
+    # XYZ angles end with z: adding the locked angle there keeps the pose.
+    back = model.updJointSet().get("back")
+    lumbar = back.upd_coordinates(0)
+    parent = back.upd_frames(0)
+    orient = parent.get_orientation()
+    parent.set_orientation(osim.Vec3(orient.get(0), orient.get(1),
+                                     orient.get(2) + lumbar.getDefaultValue()))
+    lumbar.setDefaultValue(0.0)
+    model.finalizeFromProperties()
+    model.finalizeConnections()
+    return model
+
+
+def model_processor(model_path: str | None = None):
+    """Moco-ready model: smooth contacts, welded back, DeGroote-Fregly muscles.
+
+    Rigid tendons and no passive fibre force make the problem smaller and
+    smoother (as in Moco's 2D walking example); the wider active
+    force-length curve (1.5) lets muscles produce force over the fibre lengths
+    of this model's walking range.
+    """
+    osim = _osim()
+    proc = osim.ModelProcessor(build_contact_model(model_path))
+    proc.append(osim.ModOpReplaceJointsWithWelds(_strings(osim, ["back"])))
+    proc.append(osim.ModOpReplaceMusclesWithDeGrooteFregly2016())
+    proc.append(osim.ModOpIgnorePassiveFiberForcesDGF())
+    proc.append(osim.ModOpScaleActiveFiberForceCurveWidthDGF(1.5))
+    proc.append(osim.ModOpIgnoreTendonCompliance())
+    return proc
+
+
+# --------------------------------------------------------------------------
+# Motion files and the tracking target
+# --------------------------------------------------------------------------
+def read_motion(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Read a .mot/.sto motion into (time, {coordinate: values in rad/m}).
+
+    Accepts bare coordinate names or ``/jointset/<joint>/<coordinate>/value``
+    columns, degrees or radians (``inDegrees`` header); columns that are not
+    unlocked coordinates of the 2D model (``lumbar``, speeds, ...) are dropped.
+    """
+    lines = Path(path).read_text().splitlines()
+    in_degrees = False
+    for i, line in enumerate(lines):
+        key = line.strip().lower().replace(" ", "")
+        if key.startswith("indegrees="):
+            in_degrees = key.split("=", 1)[1].startswith("y")
+        if key == "endheader":
+            break
+    else:
+        raise ValueError(f"{path}: no 'endheader' line")
+    labels = [lab.strip() for lab in lines[i + 1].split()]
+    data = np.loadtxt(lines[i + 2:], ndmin=2)
+    coords = {}
+    for j, label in enumerate(labels[1:], start=1):
+        name = label
+        if label.startswith("/"):
+            parts = label.strip("/").split("/")
+            if parts[-1] != "value":
+                continue
+            name = parts[-2]
+        if name in COORDINATES:
+            values = data[:, j].astype(float)
+            if in_degrees and name not in TRANSLATIONS:
+                values = np.radians(values)
+            coords[name] = values
+    missing = [c for c in COORDINATES if c not in coords]
+    if missing:
+        raise ValueError(f"{path}: no column for {missing}")
+    return data[:, 0].astype(float), coords
+
+
+def foot_kinematics(time, coords, model_path: str | None = None):
+    """(heel x, lowest contact-sphere bottom height) per side along a motion."""
+    osim = _osim()
+    model = osim.Model(model_path or base_model_path())
+    state = model.initSystem()
+    cs = model.getCoordinateSet()
+    geometry = model.getContactGeometrySet()
+    heel_x = {s: np.zeros(len(time)) for s in FOOT_SPHERES}
+    bottom = {s: np.zeros(len(time)) for s in FOOT_SPHERES}
+    for k in range(len(time)):
+        for name in COORDINATES:
+            cs.get(name).setValue(state, float(coords[name][k]), False)
+        model.realizePosition(state)
+        for side, spheres in FOOT_SPHERES.items():
+            lows = []
+            for sphere_name in spheres:
+                sphere = osim.ContactSphere.safeDownCast(geometry.get(sphere_name))
+                p = sphere.getFrame().findStationLocationInGround(
+                    state, sphere.get_location())
+                lows.append(p.get(1) - sphere.getRadius())
+                if sphere_name.endswith("heel"):
+                    heel_x[side][k] = p.get(0)
+            bottom[side][k] = min(lows)
+    return heel_x, bottom
+
+
+def _local_maxima(x: np.ndarray, min_gap: int) -> np.ndarray:
+    idx = [k for k in range(1, len(x) - 1) if x[k] >= x[k - 1] and x[k] > x[k + 1]]
+    kept: list[int] = []
+    for k in sorted(idx, key=lambda k: -x[k]):
+        if all(abs(k - j) >= min_gap for j in kept):
+            kept.append(k)
+    return np.array(sorted(kept), dtype=int)
+
+
+@dataclass
+class Target:
+    """Symmetrised half gait cycle (right heel strike to left heel strike)."""
+
+    time: np.ndarray
+    coords: dict
+    speed: float
+    belt_speed: float
+    source: str
+    info: dict = field(default_factory=dict)
+
+
+def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
+                      model_path: str | None = None) -> Target:
+    """Turn a walking motion into a symmetric, overground half-cycle target.
+
+    Heel strikes are detected from kinematics alone (Zeni et al. 2008: the heel
+    is furthest ahead of the pelvis at heel strike), so any motion of this
+    model's coordinates works, with or without force data.  Walking speed is the
+    rate at which the stance heel moves back relative to the pelvis, which
+    holds on a treadmill and overground alike; on a treadmill the difference
+    (the belt speed) is added to ``pelvis_tx``.  The first complete cycle is
+    split at left heel strike; its second half is mirrored and averaged with
+    the first so the target is left/right symmetric, and the pelvis height is
+    shifted so the feet just touch the model's floor.
+    """
+    t, q = read_motion(path)
+    heel_x, _ = foot_kinematics(t, q, model_path)
+    dt = float(np.median(np.diff(t)))
+    rel = {s: heel_x[s] - q["pelvis_tx"] for s in FOOT_SPHERES}
+    gap = max(3, int(round(0.5 / dt)))
+    hs_r, hs_l = _local_maxima(rel["r"], gap), _local_maxima(rel["l"], gap)
+    cycle = None
+    for a, b in zip(hs_r[:-1], hs_r[1:]):
+        mids = hs_l[(hs_l > a) & (hs_l < b)]
+        if len(mids) == 1:
+            cycle = (int(a), int(mids[0]), int(b))
+            break
+    if cycle is None:
+        raise ValueError(f"{path}: no complete gait cycle (right heel strike, "
+                         "left heel strike, right heel strike) found")
+    a, m, b = cycle
+    period = t[b] - t[a]
+    # Mid-stance heel velocity relative to the pelvis is minus the speed.
+    speeds = []
+    for side, start in (("r", a), ("l", m)):
+        t0, t1 = t[start] + 0.05 * period, t[start] + 0.45 * period
+        r0, r1 = np.interp([t0, t1], t, rel[side])
+        speeds.append(-(r1 - r0) / (t1 - t0))
+    speed = float(np.mean(speeds))
+    if belt_speed is None:
+        belt_speed = speed - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / period
+    tx = q["pelvis_tx"] + belt_speed * (t - t[a])
+
+    s = np.linspace(0.0, 1.0, n)
+    first = t[a] + s * (t[m] - t[a])
+    second = t[m] + s * (t[b] - t[m])
+    out = {}
+    for name in COORDINATES:
+        if name == "pelvis_tx":
+            x1 = np.interp(first, t, tx) - tx[a]
+            x2 = np.interp(second, t, tx) - tx[m]
+            out[name] = 0.5 * (x1 + x2)
+        else:
+            out[name] = 0.5 * (np.interp(first, t, q[name])
+                               + np.interp(second, t, q[_swap_side(name)]))
+    # The compliant contact carries body weight at about 1 cm penetration.
+    _, bottom = foot_kinematics(s, out, model_path)
+    shift = -0.01 - float(np.median(np.minimum(bottom["r"], bottom["l"])))
+    out["pelvis_ty"] = out["pelvis_ty"] + shift
+    return Target(time=s * 0.5 * period, coords=out, speed=speed,
+                  belt_speed=float(belt_speed), source=str(path),
+                  info=dict(cycle_start_s=float(t[a]), cycle_s=float(period),
+                            left_strike_s=float(t[m]), pelvis_ty_shift_m=shift))
+
+
+# --------------------------------------------------------------------------
+# Optimal control problems
+# --------------------------------------------------------------------------
+@dataclass
+class Settings:
+    """Knobs of the pipeline; the defaults produce the committed reference."""
+
+    speed: float = 1.3                 # average speed of the predictive gait (m/s)
+    tracking_mesh: int = 25            # mesh intervals per half cycle
+    coarse_mesh: int = 25
+    fine_mesh: int = 50
+    coarse_only: bool = False
+    tracking_weight: float = 10.0      # per (rad^2 s) of joint-angle error
+    tracking_effort_weight: float = 1.0
+    effort_weight: float = 10.0        # predictive: control effort ...
+    effort_exponent: int = 3           # ... sum |e|^3, per metre travelled
+    guess_tracking_weight: float = 0.0  # predictive: pull to the target (0: pure prediction)
+    half_cycle_bounds: tuple = (0.35, 0.75)   # predictive half-cycle duration (s)
+    convergence_tolerance: float = 1e-3
+    constraint_tolerance: float = 1e-4
+    max_iterations: int = 3000
+    threads: int = 2
+    output_interval: int = 0           # write every n-th iterate to the work dir
+    sparsity_detection: str = "random"  # Jacobian colouring: far fewer model calls
+    finite_difference: str = "central"
+    dynamics_mode: str = "explicit"
+    verbose: bool = True
+
+    def weights(self) -> dict:
+        return dict(tracking=self.tracking_weight,
+                    tracking_effort=self.tracking_effort_weight,
+                    effort=self.effort_weight, effort_exponent=self.effort_exponent,
+                    predictive_tracking=self.guess_tracking_weight)
+
+
+#: Bounds of the coordinates in the problems: wide enough for normal walking,
+#: narrow enough to keep IPOPT away from absurd poses (degrees, metres).
+BOUNDS = {
+    "pelvis_tilt": (-20.0, 25.0), "pelvis_tx": (0.0, 3.0), "pelvis_ty": (0.75, 1.15),
+    "hip_flexion": (-35.0, 70.0), "knee_angle": (-100.0, 8.0), "ankle_angle": (-40.0, 30.0),
+}
+
+
+def _bounds(name: str) -> list[float]:
+    key = name if name in BOUNDS else name[:-2]
+    lo, hi = BOUNDS[key]
+    return [lo, hi] if name in TRANSLATIONS else [math.radians(lo), math.radians(hi)]
+
+
+def _vector(osim, values):
+    v = osim.Vector(len(values), 0.0)
+    for i, x in enumerate(values):
+        v.set(i, float(x))
+    return v
+
+
+def _value_table(osim, model, time, coords):
+    """TimeSeriesTable of coordinate values labelled by state path."""
+    table = osim.TimeSeriesTable()
+    labels = [_coordinate_path(model, c) + "/value" for c in COORDINATES]
+    table.setColumnLabels(_strings(osim, labels))
+    for k, t in enumerate(time):
+        table.appendRow(float(t), osim.RowVector([float(coords[c][k]) for c in COORDINATES]))
+    table.addTableMetaDataString("inDegrees", "no")
+    return table
+
+
+def _coordinate_path(model, name: str) -> str:
+    return model.getCoordinateSet().get(name).getAbsolutePathString()
+
+
+def _common_problem(osim, study, model, settings: Settings, *, final_time):
+    """Bounds and the symmetric periodicity shared by every stage."""
+    problem = study.updProblem()
+    problem.setTimeBounds(0, final_time)
+    for name in COORDINATES:
+        path = _coordinate_path(model, name)
+        if name == "pelvis_tx":
+            problem.setStateInfo(path + "/value", _bounds(name), 0)
+            problem.setStateInfo(path + "/speed", [0.2, 3.0])
+        else:
+            problem.setStateInfo(path + "/value", _bounds(name))
+    # Half cycle: the right side ends where the left side started and vice
+    # versa, so mirroring the half gives a periodic, symmetric full cycle.
+    periodic = osim.MocoPeriodicityGoal("symmetry")
+    for name in COORDINATES:
+        path = _coordinate_path(model, name)
+        mirror = _coordinate_path(model, _swap_side(name))
+        for suffix in ("/value", "/speed"):
+            if name == "pelvis_tx" and suffix == "/value":
+                continue
+            periodic.addStatePair(osim.MocoPeriodicityGoalPair(path + suffix, mirror + suffix))
+    for muscle in model.getMuscles():
+        path = muscle.getAbsolutePathString()
+        periodic.addStatePair(osim.MocoPeriodicityGoalPair(
+            path + "/activation", _swap_side(path) + "/activation"))
+        periodic.addControlPair(osim.MocoPeriodicityGoalPair(path, _swap_side(path)))
+    problem.addGoal(periodic)
+    return problem
+
+
+def _solver(study, settings: Settings, mesh: int, max_iterations: int | None = None):
+    solver = study.initCasADiSolver()
+    solver.set_num_mesh_intervals(int(mesh))
+    solver.set_verbosity(2 if settings.verbose else 0)
+    solver.set_optim_ipopt_print_level(5 if settings.verbose else 0)
+    solver.set_optim_convergence_tolerance(settings.convergence_tolerance)
+    solver.set_optim_constraint_tolerance(settings.constraint_tolerance)
+    solver.set_optim_max_iterations(int(max_iterations or settings.max_iterations))
+    solver.set_parallel(int(settings.threads))
+    solver.set_optim_sparsity_detection(settings.sparsity_detection)
+    solver.set_optim_finite_difference_scheme(settings.finite_difference)
+    solver.set_multibody_dynamics_mode(settings.dynamics_mode)
+    if settings.output_interval:
+        solver.set_output_interval(int(settings.output_interval))
+    return solver
+
+
+def _fill_guess(osim, guess, time, states: dict, default_activation=0.05):
+    """Set a guess from {state path: values on `time`}; muscles start quiet."""
+    guess.setTime(_vector(osim, time))
+    for name in guess.getStateNames():
+        if name in states:
+            guess.setState(name, _vector(osim, states[name]))
+        elif name.endswith("/activation"):
+            guess.setState(name, _vector(osim, np.full(len(time), default_activation)))
+    for name in guess.getControlNames():
+        guess.setControl(name, _vector(osim, np.full(len(time), default_activation)))
+    return guess
+
+
+def _finish(solution, label: str, t0: float, log) -> dict:
+    import time as _time
+
+    wall = _time.perf_counter() - t0
+    status = solution.getStatus()
+    ok = solution.success()
+    if solution.isSealed():
+        solution.unseal()
+    info = dict(wall_time_s=round(wall, 1), iterations=int(solution.getNumIterations()),
+                status=str(status), converged=bool(ok),
+                objective=float(solution.getObjective()))
+    log(f"[{label}] {'converged' if ok else 'NOT converged'} ({status}) after "
+        f"{info['iterations']} iterations in {wall:.0f} s; objective {info['objective']:.4g}")
+    return info
+
+
+def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=print,
+                   max_iterations: int | None = None):
+    """Track the symmetrised half cycle: a dynamically consistent first gait.
+
+    Only joint angles and pelvis motion are tracked (no force data), with a
+    small effort term so muscles share the load sensibly.
+    """
+    import time as _time
+
+    osim = _osim()
+    proc = model_processor()
+    model = proc.process()
+    model.initSystem()
+    study = osim.MocoStudy()
+    study.setName("walking2d_tracking")
+    problem = study.updProblem()
+    problem.setModelProcessor(proc)
+    duration = float(target.time[-1])
+    _common_problem(osim, study, model, settings, final_time=duration)
+    tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
+    tracking.setReference(osim.TableProcessor(_value_table(osim, model, target.time, target.coords)))
+    tracking.setAllowUnusedReferences(True)
+    # pelvis_tx grows to ~0.6 m: weight it lower than angles so it guides the
+    # speed without dominating.
+    tracking.setWeightForState(_coordinate_path(model, "pelvis_tx") + "/value", 0.2)
+    problem.addGoal(tracking)
+    problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
+
+    solver = _solver(study, settings, settings.tracking_mesh, max_iterations)
+    guess = solver.createGuess()
+    gt = np.linspace(0.0, duration, guess.getNumTimes())
+    states = {}
+    for name in COORDINATES:
+        path = _coordinate_path(model, name)
+        values = np.interp(gt, target.time, target.coords[name])
+        states[path + "/value"] = values
+        states[path + "/speed"] = np.gradient(values, gt)
+    solver.setGuess(_fill_guess(osim, guess, gt, states))
+    log(f"[tracking] {settings.tracking_mesh} mesh intervals, half cycle {duration:.3f} s, "
+        f"target speed {target.speed:.2f} m/s")
+    t0 = _time.perf_counter()
+    with _cwd(work_dir):
+        solution = study.solve()
+    info = _finish(solution, "tracking", t0, log)
+    info["mesh_intervals"] = settings.tracking_mesh
+    solution.write(str(work_dir / "tracking_solution.sto"))
+    return solution, info
+
+
+def _speed_scaled_guess(osim, trajectory, factor_time: float):
+    """Copy of a trajectory with time stretched (speeds rescaled to match)."""
+    guess = osim.MocoTrajectory(trajectory)
+    t = trajectory.getTimeMat()
+    guess.setTime(_vector(osim, np.asarray(t) * factor_time))
+    for name in guess.getStateNames():
+        if name.endswith("/speed"):
+            guess.setState(name, _vector(osim, np.asarray(trajectory.getStateMat(name)) / factor_time))
+    return guess
+
+
+def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: str,
+                     work_dir: Path, target: Target | None = None, log=print,
+                     max_iterations: int | None = None):
+    """Minimum-effort periodic half cycle at the prescribed average speed."""
+    import time as _time
+
+    osim = _osim()
+    proc = model_processor()
+    model = proc.process()
+    model.initSystem()
+    study = osim.MocoStudy()
+    study.setName(f"walking2d_{label}")
+    problem = study.updProblem()
+    problem.setModelProcessor(proc)
+    _common_problem(osim, study, model, settings, final_time=list(settings.half_cycle_bounds))
+    speed = osim.MocoAverageSpeedGoal("speed")
+    speed.set_desired_average_speed(settings.speed)
+    problem.addGoal(speed)
+    effort = osim.MocoControlGoal("effort", settings.effort_weight)
+    effort.setExponent(settings.effort_exponent)
+    effort.setDivideByDisplacement(True)
+    problem.addGoal(effort)
+    if settings.guess_tracking_weight > 0 and target is not None:
+        # Joint angles only, on normalised time, so speed and cadence stay free.
+        tracking = osim.MocoStateTrackingGoal("kinematics", settings.guess_tracking_weight)
+        tracking.setReference(osim.TableProcessor(
+            _value_table(osim, model, target.time, target.coords)))
+        tracking.setAllowUnusedReferences(True)
+        for name in ("pelvis_tx", "pelvis_ty"):
+            tracking.setWeightForState(_coordinate_path(model, name) + "/value", 0.0)
+        problem.addGoal(tracking)
+
+    solver = _solver(study, settings, mesh, max_iterations)
+    tx = np.asarray(guess_trajectory.getStateMat(_coordinate_path(model, "pelvis_tx") + "/value"))
+    gt = np.asarray(guess_trajectory.getTimeMat())
+    guess_speed = (tx[-1] - tx[0]) / (gt[-1] - gt[0])
+    guess = _speed_scaled_guess(osim, guess_trajectory, guess_speed / settings.speed)
+    lo, hi = settings.half_cycle_bounds
+    if not lo <= guess.getFinalTime() <= hi:
+        guess = _speed_scaled_guess(osim, guess_trajectory, 1.0)
+    guess.resampleWithNumTimes(2 * int(mesh) + 1)
+    solver.setGuess(guess)
+    log(f"[{label}] {mesh} mesh intervals, speed {settings.speed} m/s, guess half cycle "
+        f"{guess.getFinalTime():.3f} s")
+    t0 = _time.perf_counter()
+    with _cwd(work_dir):
+        solution = study.solve()
+    info = _finish(solution, label, t0, log)
+    info["mesh_intervals"] = int(mesh)
+    solution.write(str(work_dir / f"{label}_solution.sto"))
+    return solution, info
+
+
+class _cwd:
+    """Run Moco in the work directory: its intermediate iterates land there."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.old = os.getcwd()
+        os.chdir(self.path)
+
+    def __exit__(self, *exc):
+        os.chdir(self.old)
+
+
+# --------------------------------------------------------------------------
+# Full cycle, contact forces and gait figures
+# --------------------------------------------------------------------------
+@dataclass
+class Cycle:
+    """A full gait cycle on a uniform grid, first and last rows included."""
+
+    time: np.ndarray       # (T,)
+    values: np.ndarray     # (T, len(COORDINATES)) rad / m
+    speeds: np.ndarray     # (T, len(COORDINATES)) rad/s / m/s
+    names: tuple = COORDINATES
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, self.names.index(name)]
+
+
+def half_from_trajectory(trajectory) -> Cycle:
+    """Coordinate values and speeds of a Moco half-cycle trajectory."""
+    t = np.asarray(trajectory.getTimeMat()).ravel()
+    values, speeds = [], []
+    names = list(trajectory.getStateNames())
+    for name in COORDINATES:
+        value = next(n for n in names if n.endswith(f"/{name}/value"))
+        values.append(np.asarray(trajectory.getStateMat(value)).ravel())
+        speeds.append(np.asarray(trajectory.getStateMat(value[:-5] + "speed")).ravel())
+    return Cycle(t - t[0], np.array(values).T, np.array(speeds).T)
+
+
+def mirror_half_cycle(half: Cycle) -> Cycle:
+    """Full cycle = the half cycle, then the same with left and right swapped.
+
+    The second half starts where the first ended (its first row is the
+    mirror of the first half's first row, equal to the first half's last row
+    by the periodicity constraint), with ``pelvis_tx`` continued.
+    """
+    swap = [half.names.index(_swap_side(n)) for n in half.names]
+    values2, speeds2 = half.values[:, swap].copy(), half.speeds[:, swap].copy()
+    tx = half.names.index("pelvis_tx")
+    values2[:, tx] += half.values[-1, tx] - half.values[0, tx]
+    duration = half.time[-1]
+    time = np.concatenate([half.time, half.time[1:] + duration])
+    return Cycle(time, np.vstack([half.values, values2[1:]]),
+                 np.vstack([half.speeds, speeds2[1:]]), half.names)
+
+
+def contact_forces(cycle: Cycle, model_path: str | None = None) -> dict:
+    """Ground reaction force on each foot (T, 3) from the smooth contact model.
+
+    Contact forces depend on positions and velocities only, so they follow
+    from the kinematics without the muscle states.
+    """
+    osim = _osim()
+    model = build_contact_model(model_path)
+    state = model.initSystem()
+    cs = model.getCoordinateSet()
+    out = {side: np.zeros((len(cycle.time), 3)) for side in FOOT_SPHERES}
+    forces = {side: [model.getForceSet().get(f"contact_{s}") for s in spheres]
+              for side, spheres in FOOT_SPHERES.items()}
+    for k in range(len(cycle.time)):
+        for j, name in enumerate(cycle.names):
+            cs.get(name).setValue(state, float(cycle.values[k, j]), False)
+            cs.get(name).setSpeedValue(state, float(cycle.speeds[k, j]))
+        model.realizeVelocity(state)
+        for side, fs in forces.items():
+            for f in fs:
+                rec = f.getRecordValues(state)
+                out[side][k] += [rec.get(0), rec.get(1), rec.get(2)]
+    return out
+
+
+def body_weight_n(model_path: str | None = None) -> float:
+    osim = _osim()
+    model = osim.Model(model_path or base_model_path())
+    state = model.initSystem()
+    return float(model.getTotalMass(state) * 9.80665)
+
+
+def _rising_edges(on: np.ndarray) -> np.ndarray:
+    """Indices where a cyclic boolean signal switches on."""
+    return np.flatnonzero(on & ~np.roll(on, 1))
+
+
+def start_at_right_heel_strike(cycle: Cycle, grf: dict) -> tuple[Cycle, dict]:
+    """Rotate a periodic cycle so that t = 0 is right heel strike."""
+    on = grf["r"][:-1, 1] > CONTACT_THRESHOLD_N
+    edges = _rising_edges(on)
+    if len(edges) == 0 or edges[0] == 0:
+        return cycle, grf
+    k = int(edges[0])
+    n = len(cycle.time) - 1
+    tx = cycle.names.index("pelvis_tx")
+    stride = cycle.values[-1, tx] - cycle.values[0, tx]
+    values = np.vstack([cycle.values[k:n], cycle.values[:k + 1]])
+    values[n - k:, tx] += stride
+    speeds = np.vstack([cycle.speeds[k:n], cycle.speeds[:k + 1]])
+    values[:, tx] -= values[0, tx]
+    rolled = {s: np.vstack([g[k:n], g[:k + 1]]) for s, g in grf.items()}
+    return Cycle(cycle.time.copy(), values, speeds, cycle.names), rolled
+
+
+def gait_figures(cycle: Cycle, grf: dict, body_weight: float) -> dict:
+    """Figures that say whether a cycle is a normal adult walk.
+
+    Events come from the vertical contact force (> 20 N means on the
+    ground); knee flexion is reported positive, in degrees.
+    """
+    t = cycle.time
+    duration = float(t[-1] - t[0])
+    stride = float(cycle.column("pelvis_tx")[-1] - cycle.column("pelvis_tx")[0])
+    on = {s: grf[s][:-1, 1] > CONTACT_THRESHOLD_N for s in FOOT_SPHERES}
+    both = on["r"] & on["l"]
+    flexion = {s: -np.degrees(cycle.column(f"knee_angle_{s}"))[:-1] for s in FOOT_SPHERES}
+    strikes = {s: _rising_edges(on[s]) for s in FOOT_SPHERES}
+    at_strike = [float(flexion[s][k]) for s in FOOT_SPHERES for k in strikes[s]]
+    swing_peak = [float(flexion[s][~on[s]].max()) if (~on[s]).any() else float("nan")
+                  for s in FOOT_SPHERES]
+    seam = [abs(float(np.degrees(cycle.values[-1, j] - cycle.values[0, j])))
+            for j, n in enumerate(cycle.names) if n not in TRANSLATIONS]
+    ds_edges = _rising_edges(both)
+    # Duration of each double-support phase, as a fraction of the cycle.
+    phases = []
+    for k in ds_edges:
+        length = 0
+        while both[(k + length) % len(both)] and length < len(both):
+            length += 1
+        phases.append(length / len(both))
+    return dict(
+        cycle_duration_s=duration,
+        stride_length_m=stride,
+        speed_m_s=stride / duration,
+        cadence_steps_per_min=120.0 / duration,
+        peak_vertical_grf_bw=float(max(grf[s][:, 1].max() for s in FOOT_SPHERES) / body_weight),
+        duty_factor_r=float(on["r"].mean()),
+        duty_factor_l=float(on["l"].mean()),
+        double_support_fraction=float(both.mean()),
+        double_support_phases=[round(p, 4) for p in phases],
+        num_double_support_phases=int(len(ds_edges)),
+        heel_strikes_per_foot=[int(len(strikes[s])) for s in FOOT_SPHERES],
+        knee_flexion_at_heel_strike_deg=max(at_strike) if at_strike else float("nan"),
+        peak_swing_knee_flexion_deg=max(swing_peak),
+        min_knee_flexion_deg=float(min(f.min() for f in flexion.values())),
+        hip_flexion_range_deg=[float(np.degrees(cycle.column("hip_flexion_r")).min()),
+                               float(np.degrees(cycle.column("hip_flexion_r")).max())],
+        ankle_angle_range_deg=[float(np.degrees(cycle.column("ankle_angle_r")).min()),
+                               float(np.degrees(cycle.column("ankle_angle_r")).max())],
+        seam_error_deg=max(seam),
+    )
+
+
+# --------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------
+def write_coordinates_sto(path, cycle: Cycle, name: str = "walking2d") -> None:
+    """Write a cycle in the documented .sto format (see the module docstring)."""
+    labels = ["time", *cycle.names, *[f"{n}_speed" for n in cycle.names]]
+    data = np.column_stack([cycle.time, cycle.values, cycle.speeds])
+    header = [name, "version=1", f"nRows={data.shape[0]}", f"nColumns={data.shape[1]}",
+              "inDegrees=no", "endheader", "\t".join(labels)]
+    rows = ["\t".join(f"{x:.10g}" for x in row) for row in data]
+    Path(path).write_text("\n".join(header + rows) + "\n")
+
+
+def read_coordinates_sto(path) -> Cycle:
+    """Read a file written by :func:`write_coordinates_sto`."""
+    lines = Path(path).read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.strip() == "endheader")
+    labels = lines[i + 1].split("\t")
+    data = np.loadtxt(lines[i + 2:], ndmin=2)
+    names = tuple(lab for lab in labels[1:] if not lab.endswith("_speed"))
+    values = np.column_stack([data[:, labels.index(n)] for n in names])
+    speeds = np.column_stack([data[:, labels.index(f"{n}_speed")] for n in names])
+    return Cycle(data[:, 0], values, speeds, names)
+
+
+# --------------------------------------------------------------------------
+# The whole pipeline
+# --------------------------------------------------------------------------
+def default_motion() -> Path:
+    """The public measured walk used as tracking target when none is given."""
+    path = MOTIONS_DIR / DEFAULT_MOTION
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"regenerating walking2d needs the public motion {path} "
+            f"(../shared/data/motions/ next to the project root); pass --motion FILE "
+            "to track your own walking motion instead")
+    return path
+
+
+def _load_stage(osim, work_dir: Path, label: str, resume: bool):
+    path = work_dir / f"{label}_solution.sto"
+    if resume and path.is_file():
+        return osim.MocoTrajectory(str(path))
+    return None
+
+
+def generate_walking2d(out_dir=OUT_DIR, *, motion=None, settings: Settings | None = None,
+                       work_dir=None, resume: bool = False, write_npz: bool = True,
+                       log=print) -> dict:
+    """Run tracking -> predictive (coarse) -> predictive (fine) and write the outputs.
+
+    Returns the JSON document written to ``walking2d.json``.  With ``resume``,
+    stage solutions already in ``work_dir`` are reused instead of re-solved.
+    """
+    import time as _time
+
+    osim = _osim()
+    settings = settings or Settings()
+    out_dir, work_dir = Path(out_dir), Path(work_dir or "/tmp/fastenv_walking2d")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    motion = Path(motion) if motion else default_motion()
+    start = _time.perf_counter()
+    log(f"[target] symmetrised half cycle from {motion.name}")
+    target = half_cycle_target(motion)
+    log(f"[target] speed {target.speed:.3f} m/s (belt {target.belt_speed:.3f} m/s added), "
+        f"half cycle {target.time[-1]:.3f} s")
+    stages = {}
+
+    tracked = _load_stage(osim, work_dir, "tracking", resume)
+    if tracked is None:
+        tracked, stages["tracking"] = solve_tracking(target, settings, work_dir=work_dir, log=log)
+    else:
+        log("[tracking] reused from the work directory")
+        stages["tracking"] = dict(reused=True, mesh_intervals=settings.tracking_mesh)
+    plan = [("predictive_coarse", settings.coarse_mesh)]
+    if not settings.coarse_only:
+        plan.append(("predictive_fine", settings.fine_mesh))
+    previous = tracked
+    for label, mesh in plan:
+        solution = _load_stage(osim, work_dir, label, resume)
+        if solution is None:
+            solution, stages[label] = solve_predictive(
+                previous, settings, mesh=mesh, label=label, work_dir=work_dir,
+                target=target, log=log)
+        else:
+            log(f"[{label}] reused from the work directory")
+            stages[label] = dict(reused=True, mesh_intervals=mesh)
+        previous = solution
+
+    log("[figures] mirroring the half cycle and evaluating contact forces")
+    weight = body_weight_n()
+
+    def analyse(trajectory):
+        cycle = mirror_half_cycle(half_from_trajectory(trajectory))
+        grf = contact_forces(cycle)
+        cycle, grf = start_at_right_heel_strike(cycle, grf)
+        return cycle, gait_figures(cycle, grf, weight)
+
+    cycle, figures = analyse(previous)
+    _, tracking_figures = analyse(tracked)
+    sto = out_dir / "walking2d_coordinates.sto"
+    write_coordinates_sto(sto, cycle)
+    doc = dict(
+        name="walking2d",
+        description="2D walking gait cycle of gait9dof18musc (osim-rl), predicted with "
+                    "OpenSim Moco from a tracking solution of a measured walk",
+        opensim_version=osim.GetVersion(),
+        osim_rl_version=importlib.metadata.version("osim-rl"),
+        model="osim/models/gait9dof18musc.osim (osim-rl); smooth sphere contacts, "
+              "DeGroote-Fregly muscles, rigid tendons, back welded",
+        tracking_target=dict(file=motion.name, speed_m_s=round(target.speed, 4),
+                             belt_speed_added_m_s=round(target.belt_speed, 4),
+                             **{k: round(v, 4) for k, v in target.info.items()}),
+        prescribed_speed_m_s=settings.speed,
+        mesh_intervals=dict(tracking=settings.tracking_mesh, predictive_coarse=settings.coarse_mesh,
+                            **({} if settings.coarse_only else
+                               dict(predictive_fine=settings.fine_mesh))),
+        objective_weights=settings.weights(),
+        solver=dict(threads=settings.threads, convergence_tolerance=settings.convergence_tolerance,
+                    constraint_tolerance=settings.constraint_tolerance,
+                    finite_difference=settings.finite_difference,
+                    dynamics_mode=settings.dynamics_mode),
+        stages=stages,
+        total_wall_time_s=round(_time.perf_counter() - start, 1),
+        figures=_rounded(figures),
+        tracking_solution_figures=_rounded(tracking_figures),
+    )
+    (out_dir / "walking2d.json").write_text(json.dumps(doc, indent=2) + "\n")
+    log(f"[done] {sto}; speed {figures['speed_m_s']:.2f} m/s, stride "
+        f"{figures['stride_length_m']:.2f} m, knee at heel strike "
+        f"{figures['knee_flexion_at_heel_strike_deg']:.1f} deg, peak swing knee "
+        f"{figures['peak_swing_knee_flexion_deg']:.1f} deg")
+    if write_npz:
+        _write_npz(out_dir, cycle, doc, log)
+    return doc
+
+
+def _rounded(d: dict) -> dict:
+    def r(x):
+        if isinstance(x, float):
+            return round(x, 4)
+        if isinstance(x, list):
+            return [r(v) for v in x]
+        return x
+    return {k: r(v) for k, v in d.items()}
+
+
+def _write_npz(out_dir: Path, cycle: Cycle, doc: dict, log) -> None:
+    """The env-ready reference, through fastenv.references.build_reference."""
+    try:
+        from fastenv.references import build_reference
+    except ImportError:
+        log("[npz] fastenv.references.build_reference is not available: skipped")
+        return
+    ref = build_reference(base_model_path(), cycle.time, list(cycle.names), cycle.values,
+                          control_dt=0.01, cyclic=True, name="walking2d",
+                          source="python -m fastenv.references generate walking2d "
+                                 f"(tracking target {doc['tracking_target']['file']})",
+                          figures=doc["figures"])
+    path = ref.save(out_dir / "walking2d.npz")
+    log(f"[npz] {path}")
