@@ -307,11 +307,14 @@ class Simulation:
         return osim.State(self.state)
 
     def restore(self, snapshot):
-        """Continue from a copy of ``snapshot`` (no initSystem, no equilibration)."""
-        s = osim.State(snapshot)
-        self._manager = self._new_manager(s)
-        self.state = s
+        """Continue from a copy of ``snapshot`` (no initSystem, no equilibration).
+
+        Controls are zeroed *before* the Manager realizes the copy, so what it caches
+        never depends on the previous episode's last action (determinism).
+        """
         self.set_controls(np.zeros(self.n_controls))
+        self._manager = self._new_manager(osim.State(snapshot))
+        self.state = self._manager.getState()  # the integrator's own State
         self.read()
 
     # ------------------------------------------------------------------ stepping
@@ -325,6 +328,10 @@ class Simulation:
         controls = np.ascontiguousarray(controls, dtype=np.float64)
         self.model.setDefaultControls(osim.Vector.createFromMat(controls))
         self.buf[self._s_ctrl] = controls
+        if self.state is not None:
+            # the integrator's State caches the controls it was realized with; without
+            # this the first stage of the next step would still see the old ones
+            self.model.markControlsAsInvalid(self.state)
 
     def step(self, controls=None):
         """Integrate one control step; raises SimulationError on integrator failure."""

@@ -1,0 +1,128 @@
+"""The simulation buffer equals direct OpenSim API queries on a real model state."""
+import numpy as np
+import opensim as osim
+import pytest
+
+from fastenv.sim import Simulation, SimulationError
+
+
+@pytest.fixture(scope="module")
+def stepped(muscle2d_path):
+    sim = Simulation(muscle2d_path, push_body="torso")
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        sim.step(rng.random(sim.n_controls))
+    return sim
+
+
+def test_buffer_equals_opensim_queries(stepped):
+    sim, s, m, L = stepped, stepped.state, stepped.model, stepped.layout
+    b = sim.buf
+    m.realizeAcceleration(s)
+    assert b[L.slice("time")][0] == pytest.approx(0.15)
+    for j, c in enumerate(sim.coordinates):
+        assert b[L.slice("q")][j] == c.getValue(s)
+        assert b[L.slice("qdot")][j] == c.getSpeedValue(s)
+        assert b[L.slice("qddot")][j] == pytest.approx(c.getAccelerationValue(s), rel=1e-12,
+                                                       abs=1e-9)
+    for i, name in enumerate(sim.body_names):
+        body = m.getBodySet().get(name)
+        np.testing.assert_array_equal(b[L.slice("body_pos")][3 * i:3 * i + 3],
+                                      body.getPositionInGround(s).to_numpy())
+        np.testing.assert_array_equal(b[L.slice("body_vel")][3 * i:3 * i + 3],
+                                      body.getLinearVelocityInGround(s).to_numpy())
+    np.testing.assert_array_equal(b[L.slice("com_pos")], m.calcMassCenterPosition(s).to_numpy())
+    np.testing.assert_array_equal(b[L.slice("com_vel")], m.calcMassCenterVelocity(s).to_numpy())
+    for i, mu in enumerate(sim.muscles):
+        assert b[L.slice("excitation")][i] == mu.getExcitation(s)
+        assert b[L.slice("activation")][i] == mu.getActivation(s)
+        assert b[L.slice("fiber_length")][i] == mu.getFiberLength(s)
+        assert b[L.slice("fiber_velocity")][i] == pytest.approx(mu.getFiberVelocity(s),
+                                                                rel=1e-9, abs=1e-12)
+        assert b[L.slice("active_fiber_force")][i] == mu.getActiveFiberForce(s)
+    for i, f in enumerate(sim.limit_forces):
+        assert b[L.slice("limit_force")][i] == f.calcLimitForce(s)
+
+
+def test_grf_equals_contact_force_records(stepped):
+    sim, s = stepped, stepped.state
+    grf = sim.buf[sim.layout.slice("grf")].reshape(-1, 6)
+    assert grf[:, 1].sum() > 0.1 * sim.body_weight  # standing on the ground after 0.15 s
+    for c, f in enumerate(sim.contact_forces):
+        labels = f.getRecordLabels()
+        values = f.getRecordValues(s)
+        rec = {labels.get(i): values.get(i) for i in range(labels.size())}
+        for k, comp in enumerate(("force.X", "force.Y", "force.Z",
+                                  "torque.X", "torque.Y", "torque.Z")):
+            expected = sum(v for lab, v in rec.items()
+                           if lab.endswith(comp) and ".ground." not in lab)
+            assert grf[c, k] == pytest.approx(expected, rel=1e-12, abs=1e-12)
+        ground = sum(v for lab, v in rec.items() if lab.endswith(".ground.force.Y"))
+        assert grf[c, 1] == pytest.approx(-ground)  # Newton's third law
+
+
+def test_controls_drive_the_muscles(muscle2d_path):
+    sim = Simulation(muscle2d_path)
+    sim.step(np.ones(sim.n_controls))
+    for _ in range(10):
+        sim.step()
+    act = sim.buf[sim.layout.slice("activation")]
+    assert np.all(act > 0.9)
+
+
+def test_snapshot_restore_is_exact(muscle2d_path):
+    sim = Simulation(muscle2d_path)
+    u = np.full(sim.n_controls, 0.2)
+    snap = sim.snapshot()
+    runs = []
+    for _ in range(2):
+        sim.restore(snap)
+        for _ in range(5):
+            sim.step(u)
+        runs.append(sim.buf.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_state_from_coordinates_sets_values(muscle2d_path):
+    sim = Simulation(muscle2d_path)
+    q = sim.buf[sim.layout.slice("q")].copy()
+    q[sim.coordinate_names.index("knee_angle_r")] = -0.5
+    qd = np.zeros_like(q)
+    qd[sim.coordinate_names.index("hip_flexion_l")] = 1.5
+    s = sim.state_from_coordinates(q, qd)
+    assert sim.model.getCoordinateSet().get("knee_angle_r").getValue(s) == -0.5
+    assert sim.model.getCoordinateSet().get("hip_flexion_l").getSpeedValue(s) == 1.5
+
+
+def test_push_moves_the_torso(muscle2d_path):
+    results = []
+    for f in (0.0, 400.0):
+        sim = Simulation(muscle2d_path, push_body="torso")
+        sim.set_push([f, 0, 0])
+        for _ in range(10):
+            sim.step(np.zeros(sim.n_controls))
+        results.append(sim.buf[sim.layout.slice("com_pos")][0])
+    assert results[1] > results[0] + 0.01
+
+
+def test_bad_arguments(muscle2d_path, tmp_path):
+    with pytest.raises(ValueError, match="unknown integrator 'Euler'"):
+        Simulation(muscle2d_path, integrator="Euler")
+    with pytest.raises(ValueError, match="accuracy"):
+        Simulation(muscle2d_path, accuracy=-1)
+    bad = tmp_path / "bad.osim"
+    bad.write_text("<OpenSimDocument> not a model")
+    with pytest.raises(ValueError, match="cannot load OpenSim model"):
+        Simulation(bad)
+    with pytest.raises(ValueError, match="unknown bodies"):
+        Simulation(muscle2d_path, bodies=["wing"])
+
+
+def test_non_finite_state_raises_simulation_error(muscle2d_path):
+    sim = Simulation(muscle2d_path)
+    q = sim.buf[sim.layout.slice("q")].copy()
+    qd = np.zeros_like(q)
+    qd[0] = np.nan
+    sim.restore(sim.state_from_coordinates(q, qd, equilibrate=False))
+    with pytest.raises(SimulationError):
+        sim.step(np.zeros(sim.n_controls))
