@@ -161,7 +161,9 @@ class ImitationEnv(gym.Env):
         gains = []
         for key, default in (("kp", w * w * inertia), ("kd", 2 * w * inertia)):
             v = opts[key]
-            g = default if v is None else np.broadcast_to(np.asarray(v, dtype=float), (n,))
+            g = default if v is None else np.asarray(v, dtype=float)
+            if g.ndim == 0:
+                g = np.full(n, float(g))
             if g.shape != (n,) or not np.all(np.isfinite(g)) or np.any(g < 0):
                 raise ValueError(f"{key} must be a non-negative scalar or {n} values "
                                  f"(actuators {self.sim.actuator_names}), got {v!r}")

@@ -1,0 +1,183 @@
+"""The single envs: Gymnasium API, options, episodes, bad input."""
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import fastenv  # noqa: F401  (registers the tasks)
+from fastenv.env import ImitationEnv
+
+TASKS = ["MuscleWalkingImitation2D-v0", "TorqueWalkingImitation2D-v0"]
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def env(request):
+    e = ImitationEnv(request.param)
+    yield e
+    e.close()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_make_and_check_env(task):
+    e = gym.make(task)
+    check_env(e.unwrapped, skip_render_check=True)
+    assert isinstance(e.unwrapped, ImitationEnv)
+    e.close()
+
+
+def test_observation_layout_is_named(env):
+    names = env.observation_names
+    assert len(names) == env.observation_space.shape[0] == len(set(names))
+    assert names[0] == "phase"
+    assert "q/pelvis_tx" not in names and "q/pelvis_ty" not in names
+    assert "q/knee_angle_r" in names and "target_q/knee_angle_r" in names
+    assert "body_pos_rel_pelvis/torso.y" in names and "body_pos_rel_pelvis/torso.z" not in names
+    if env.spec_task.actuation == "muscle":
+        assert "activation/vasti_r" in names and "norm_fiber_velocity/soleus_l" in names
+
+
+def test_observation_values_match_simulation(env):
+    obs, _ = env.reset(seed=3)
+    obs, *_ = env.step(env.action_space.sample())
+    sim, L = env.sim, env.sim.layout
+    names = env.observation_names
+    b = sim.buf
+    knee = sim.coordinate_names.index("knee_angle_r")
+    assert obs[names.index("q/knee_angle_r")] == np.float32(b[L.slice("q")][knee])
+    torso, pelvis = sim.body_names.index("torso"), sim.body_names.index("pelvis")
+    bp = b[L.slice("body_pos")].reshape(-1, 3)
+    assert obs[names.index("body_pos_rel_pelvis/torso.y")] == np.float32(bp[torso, 1] - bp[pelvis, 1])
+    grf = b[L.slice("grf")].reshape(-1, 6)
+    assert obs[names.index(f"grf/{sim.contact_names[0]}.Fy")] == np.float32(grf[0, 1] / sim.body_weight)
+    q_next, _ = env.reference.coordinates_at(env._start + env._step + 1)
+    assert obs[names.index("target_q/knee_angle_r")] == np.float32(q_next[knee])
+
+
+def test_reward_terms_in_info(env):
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(env.action_space.sample())
+    for k in ("total", "imitation", "effort", "smoothness", "phase", "effort_cost"):
+        assert k in info
+    assert reward == info["total"]
+    assert reward == pytest.approx(info["imitation"] + 0.2 * info["effort"] + 0.1 * info["smoothness"])
+    assert 0 < info["imitation"] <= 1.3
+
+
+def test_reference_state_initialisation_is_on_the_ground(env):
+    env.reset(seed=0, options={"start_frame": 0})
+    sim = env.sim
+    vgrf = sim.buf[sim.layout.slice("grf")].reshape(-1, 6)[:, 1].sum() / sim.body_weight
+    assert 0.5 < vgrf < 1.5
+    q0, _ = env.reference.coordinates_at(0)
+    np.testing.assert_allclose(sim.buf[sim.layout.slice("q")], q0, atol=1e-9)
+
+
+def test_same_seed_same_rollout(env):
+    runs = []
+    for _ in range(2):
+        obs, _ = env.reset(seed=42)
+        env.action_space.seed(7)
+        traj = [obs]
+        for _ in range(20):
+            obs, r, term, trunc, _ = env.step(env.action_space.sample())
+            traj.append(obs)
+            if term or trunc:
+                break
+        runs.append(np.array(traj))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_test_mode_starts_at_frame_zero():
+    e = ImitationEnv(TASKS[1], mode="test")
+    for seed in range(3):
+        _, info = e.reset(seed=seed)
+        assert info["frame"] == 0
+    assert e.episode_steps == 2 * e.reference.cycle_steps
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_thousand_random_steps_with_autoreset(task):
+    e = gym.make(task)
+    e.reset(seed=0)
+    e.action_space.seed(0)
+    episodes = 0
+    for _ in range(1000):
+        obs, r, term, trunc, info = e.step(e.action_space.sample())
+        assert np.isfinite(obs).all() and np.isfinite(r)
+        assert "sim_error" not in info
+        if term or trunc:
+            episodes += 1
+            e.reset()
+    assert episodes >= 1
+    e.close()
+
+
+def test_config_dict_and_keywords():
+    e = ImitationEnv(TASKS[1], config={"mode": "test", "r_weights": [1.0, 0.0, 0.0]}, horizon=1)
+    assert e.mode == "test" and e.r_weights == (1.0, 0.0, 0.0)
+    e.reset(seed=0)
+    _, r, *_ , info = e.step(e.action_space.sample())
+    assert r == pytest.approx(info["imitation"])
+    no_target = ImitationEnv(TASKS[1], use_target_obs=False, use_GRF=False)
+    assert not any(n.startswith(("target_", "grf/")) for n in no_target.observation_names)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['speed'\]; valid options"):
+        ImitationEnv(TASKS[0], speed=2)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ImitationEnv(TASKS[0], mode="eval")
+    with pytest.raises(ValueError, match="unknown task 'FlyingImitation2D-v0'"):
+        ImitationEnv("FlyingImitation2D-v0")
+    with pytest.raises(ValueError, match="kp must be"):
+        ImitationEnv(TASKS[1], kp=[1.0, 2.0])
+
+
+def test_bad_actions(env):
+    env.reset(seed=0)
+    n = env.action_space.shape[0]
+    with pytest.raises(ValueError, match=rf"expected \({n},\)"):
+        env.step(np.zeros(n + 1, np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        env.step(np.array(["a"] * n))
+    bad = np.zeros(n, np.float32)
+    bad[2] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite values at indices \[2\]"):
+        env.step(bad)
+
+
+def test_nan_actions_zero_option():
+    e = ImitationEnv(TASKS[0], nan_actions="zero")
+    e.reset(seed=0)
+    a = np.full(e.action_space.shape, np.inf, np.float32)
+    obs, r, term, trunc, info = e.step(a)
+    assert info["nan_action"] and np.isfinite(obs).all()
+
+
+def test_out_of_range_actions_are_clipped():
+    e = ImitationEnv(TASKS[0])
+    e.reset(seed=0)
+    e.step(np.full(e.action_space.shape, 5.0, np.float32))
+    assert np.all(e.sim.buf[e.sim.layout.slice("excitation")] == 1.0)
+
+
+def test_perturbations_push_the_torso():
+    e = ImitationEnv(TASKS[1], apply_perturbations=True)
+    e.reset(seed=0)
+    pushes = 0
+    for _ in range(300):
+        _, _, term, trunc, _ = e.step(e.action_space.sample())
+        pushes += e._push_left == 20
+        if term or trunc:
+            e.reset()
+    assert pushes >= 1
+
+
+def test_user_reference_file():
+    from conftest import shared_motion
+    path = shared_motion("gait10dof18musc_subject01_walk_ik.mot")
+    e = ImitationEnv(TASKS[1], reference=str(path), mode="test")
+    _, info = e.reset(seed=0)
+    assert e.reference.playback == "once" and info["frame"] == 0
+    vgrf = e.sim.buf[e.sim.layout.slice("grf")].reshape(-1, 6)[:, 1].sum() / e.sim.body_weight
+    assert 0.5 < vgrf < 1.5
