@@ -31,6 +31,10 @@ PELVIS_TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
 PUSH_PROBABILITY = 0.01   # per control step: a push starts about once per second
 PUSH_STEPS = 20           # each push lasts 0.2 s
 
+# References prepared for a model (kinematics on that model, ground alignment) are
+# shared by all envs of a process: a worker holding many envs of one task does it once.
+_PREPARED: dict = {}
+
 
 def resolve_options(config=None, **kwargs) -> dict:
     """Merge the original ``config=`` dict with keyword options; reject unknown names."""
@@ -108,7 +112,14 @@ class ImitationEnv(gym.Env):
 
         # --- reference -------------------------------------------------------
         ref = opts["reference"] if opts["reference"] is not None else task.reference
-        self.reference = self._prepare_reference(ref, opts["align_ground"])
+        key = None if isinstance(ref, Reference) else (
+            model_digest(model_path), str(ref), bool(opts["align_ground"]))
+        if key is not None and key in _PREPARED:
+            self.reference = _PREPARED[key]
+        else:
+            self.reference = self._prepare_reference(ref, opts["align_ground"])
+            if key is not None:
+                _PREPARED[key] = self.reference
 
         # --- actuation ----------------------------------------------------------
         n_act = sim.n_controls
