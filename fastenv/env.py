@@ -21,8 +21,8 @@ from fastenv.sim import GRAVITY, Simulation, SimulationError
 
 OPTIONS = dict(
     mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
-    horizon=5, apply_perturbations=False, log=False, integrator="SemiExplicitEuler2",
-    accuracy=1e-3, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
+    horizon=5, apply_perturbations=False, log=False, integrator="RungeKutta2",
+    accuracy=1e-2, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
     reference=None,
     align_ground=True, obs_dtype="float32",
 )
