@@ -15,18 +15,10 @@ import gymnasium as gym
 import numpy as np
 
 from fastenv import kernels
-from fastenv.envs import TASKS, TaskSpec
+from fastenv.envs import OPTIONS, TASKS, TaskSpec, resolve_options  # noqa: F401
 from fastenv.references import Reference, build_reference, load_reference, model_digest
 from fastenv.sim import GRAVITY, Simulation, SimulationError
 
-OPTIONS = dict(
-    mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
-    horizon=5, apply_perturbations=False, log=False, integrator="RungeKutta2",
-    accuracy=1e-2, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
-    reference=None,
-    align_ground=True, obs_dtype="float32",
-)
-MODES = ("train", "test")
 PELVIS_TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
 PUSH_PROBABILITY = 0.01   # per control step: a push starts about once per second
 PUSH_STEPS = 20           # each push lasts 0.2 s
@@ -34,30 +26,6 @@ PUSH_STEPS = 20           # each push lasts 0.2 s
 # References prepared for a model (kinematics on that model, ground alignment) are
 # shared by all envs of a process: a worker holding many envs of one task does it once.
 _PREPARED: dict = {}
-
-
-def resolve_options(config=None, **kwargs) -> dict:
-    """Merge the original ``config=`` dict with keyword options; reject unknown names."""
-    opts = dict(OPTIONS)
-    for source in (config or {}, kwargs):
-        unknown = sorted(set(source) - set(OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; valid options: {sorted(OPTIONS)}")
-        opts.update(source)
-    if opts["mode"] not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
-    if opts["nan_actions"] not in ("raise", "zero"):
-        raise ValueError(f"nan_actions must be 'raise' or 'zero', got {opts['nan_actions']!r}")
-    if not (isinstance(opts["horizon"], (int, np.integer)) and opts["horizon"] >= 1):
-        raise ValueError(f"horizon must be an int >= 1, got {opts['horizon']!r}")
-    if not opts["max_actuation"] > 0:
-        raise ValueError(f"max_actuation must be > 0, got {opts['max_actuation']!r}")
-    if opts["r_weights"] is not None and len(opts["r_weights"]) != 3:
-        raise ValueError(f"r_weights must be [w_imitate, w_effort, w_action], "
-                         f"got {opts['r_weights']!r}")
-    if opts["obs_dtype"] not in ("float32", "float64"):
-        raise ValueError(f"obs_dtype must be 'float32' or 'float64', got {opts['obs_dtype']!r}")
-    return opts
 
 
 class ImitationEnv(gym.Env):

@@ -1,0 +1,339 @@
+"""``OsimVectorEnv``: a Gymnasium 1.x VectorEnv over the shared-memory pool.
+
+Synchronous API (``reset``/``step``/``step_async``/``step_wait``/``call``/
+``get_attr``/``set_attr``/``close``) with the three Gymnasium autoreset modes, and an
+envpool-style asynchronous API: ``send(actions, env_ids)`` then ``recv()`` returns the
+first ``batch_size`` envs to finish, with ``info["env_id"]``.
+
+Copies: with ``copy=True`` (default) every returned array is a fresh copy. With
+``copy=False`` observations, rewards and flags are views into shared memory that the
+next ``step``/``recv`` overwrites (zero-copy; copy what you keep). Infos are always
+fresh arrays.
+"""
+from __future__ import annotations
+
+import atexit
+import weakref
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from fastenv.envs import OPTIONS, TASKS, resolve_options
+from fastenv.pool import INFO_DTYPES, INFO_KEYS, Pool, default_workers
+
+VECTOR_OPTIONS = ("num_workers", "autoreset_mode", "batch_size", "copy", "start_method",
+                  "max_episode_steps")
+_MODES = {AutoresetMode.NEXT_STEP: "next_step", AutoresetMode.SAME_STEP: "same_step",
+          AutoresetMode.DISABLED: "disabled"}
+_OPEN: "weakref.WeakSet[OsimVectorEnv]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all():
+    for env in list(_OPEN):
+        env.close()
+
+
+class OsimVectorEnv(gym.vector.VectorEnv):
+    """``num_envs`` imitation envs of one task stepped by ``num_workers`` processes.
+
+    Env ``i`` gets seed ``seed + i`` on ``reset(seed=seed)``; its trajectory depends only
+    on its own seed and actions, never on the number of workers or on batching.
+    Keyword arguments other than the vector options are env options
+    (see ``fastenv.env.OPTIONS``).
+    """
+
+    def __init__(self, task: str = "MuscleWalkingImitation2D-v0", num_envs: int = 1, *,
+                 num_workers: int | None = None,
+                 autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+                 batch_size: int | None = None, copy: bool = True,
+                 start_method: str = "forkserver", max_episode_steps=None, **env_options):
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
+        if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
+            raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        num_workers = default_workers() if num_workers is None else num_workers
+        if not (isinstance(num_workers, (int, np.integer)) and num_workers >= 1):
+            raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
+        num_workers = min(int(num_workers), int(num_envs))
+        batch_size = num_envs if batch_size is None else batch_size
+        if not (isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= num_envs):
+            raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], "
+                             f"got {batch_size!r}")
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            raise ValueError(f"autoreset_mode must be one of "
+                             f"{[m.value for m in AutoresetMode]}, got {autoreset_mode!r}"
+                             ) from None
+        if max_episode_steps is not None:
+            raise ValueError("max_episode_steps is not supported: episodes end after the "
+                             "task's reference cycles (episode_cycles)")
+        resolve_options(**env_options)   # reject unknown/invalid env options here, early
+        self.task = task
+        self.num_envs = int(num_envs)
+        self.batch_size = int(batch_size)
+        self.copy = bool(copy)
+        self.autoreset_mode = mode
+        self.metadata = {"autoreset_mode": mode, "render_modes": []}
+        self.render_mode = None
+        self.closed = True
+        self._pool = Pool(self.num_envs, dict(task=task, **env_options), num_workers,
+                          _MODES[mode], start_method=start_method)
+        self.closed = False
+        _OPEN.add(self)
+        self.num_workers = num_workers
+        self.single_observation_space = self._pool.observation_space
+        self.single_action_space = self._pool.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._a = self._pool.arrays
+        self._all = np.arange(self.num_envs, dtype=np.int32)
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)   # DISABLED mode check
+        self._stepping = False
+
+    # ------------------------------------------------------------------ helpers
+    def _check_open(self):
+        if self.closed:
+            raise RuntimeError("OsimVectorEnv is closed")
+
+    def _actions(self, actions, n_rows, env_ids=None):
+        a = np.asarray(actions)
+        shape = (n_rows, *self.single_action_space.shape)
+        if a.shape != shape:
+            raise ValueError(f"actions have shape {a.shape}; expected {shape}")
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise ValueError(f"actions have dtype {a.dtype}; expected a real number dtype")
+        return a
+
+    def _gather(self, ids: np.ndarray):
+        a, c = self._a, self.copy
+        take = (lambda x: x[ids]) if (c or len(ids) != self.num_envs or
+                                      not np.array_equal(ids, self._all)) else (lambda x: x)
+        obs, rew = take(a.obs), take(a.reward)
+        term, trunc = take(a.terminated), take(a.truncated)
+        return obs, rew, term, trunc
+
+    def _infos(self, ids: np.ndarray, extras: dict):
+        """Gymnasium-style batched infos (``key`` and ``_key`` mask) for rows ``ids``."""
+        a = self._a
+        infos = _scalar_infos(a.info[ids], a.info_present[ids])
+        final = a.final[ids]
+        if final.any():
+            obj = np.full(len(ids), None, dtype=object)
+            for r in np.flatnonzero(final):
+                obj[r] = a.final_obs[ids[r]].copy()
+            infos["final_obs"], infos["_final_obs"] = obj, final.copy()
+            fi = _scalar_infos(a.final_info[ids], a.final_info_present[ids] & final[:, None])
+            infos["final_info"], infos["_final_info"] = fi, final.copy()
+        row = {int(i): r for r, i in enumerate(ids)}
+        for i, extra in extras.items():
+            for key, value in extra.items():
+                if key == "final_info_extra":
+                    for k2, v2 in value.items():
+                        _put(infos.setdefault("final_info", {}), k2, v2, row[i], len(ids))
+                else:
+                    _put(infos, key, value, row[i], len(ids))
+        return infos
+
+    # ------------------------------------------------------------------ Gymnasium API
+    def reset(self, *, seed=None, options=None):
+        self._check_open()
+        if self._stepping or self._pool.pending:
+            raise RuntimeError("reset() called while a step is in flight; call step_wait() "
+                               "or recv() first")
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        start_frame = options.pop("start_frame", None)
+        if options:
+            raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: "
+                             "['reset_mask', 'start_frame']")
+        if mask is None:
+            ids = self._all
+        else:
+            mask = np.asarray(mask)
+            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape "
+                                 f"({self.num_envs},), got {mask.dtype} {mask.shape}")
+            if not mask.any():
+                raise ValueError("options['reset_mask'] must select at least one env")
+            ids = np.flatnonzero(mask).astype(np.int32)
+        a = self._a
+        if seed is None:
+            a.seed_set[ids] = False
+        elif isinstance(seed, (int, np.integer)):
+            a.seed[ids] = int(seed) + ids
+            a.seed_set[ids] = True
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"seed list must have {self.num_envs} entries, got {len(seeds)}")
+            for i in ids:
+                a.seed_set[i] = seeds[i] is not None
+                a.seed[i] = seeds[i] if seeds[i] is not None else 0
+        a.start_frame[ids] = -1 if start_frame is None else int(start_frame)
+        self._pool.send(b"R", ids)
+        extras = self._wait(len(ids))
+        a.start_frame[ids] = -1
+        self._needs_reset[ids] = False
+        obs = a.obs.copy() if (self.copy or mask is not None) else a.obs
+        infos = self._infos(self._all, extras)
+        if mask is not None:  # only the reset envs carry info
+            for k in list(infos):
+                if k.startswith("_"):
+                    infos[k] &= np.isin(self._all, ids)
+        return obs, infos
+
+    def _wait(self, n, timeout=None):
+        done = self._pool.collect(n, timeout)
+        extras = {i: e for i, e in done if e}
+        for i, e in extras.items():
+            if "worker_exception" in e:
+                raise RuntimeError(f"env {i} raised in its worker: {e['worker_exception']}")
+        return extras
+
+    def step_async(self, actions):
+        self._check_open()
+        if self._stepping or self._pool.pending:
+            raise RuntimeError("step_async() called while a step is in flight")
+        a = self._actions(actions, self.num_envs)
+        if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
+            raise ValueError(f"envs {np.flatnonzero(self._needs_reset).tolist()} ended and "
+                             "autoreset is disabled: reset them with options={'reset_mask': "
+                             "...} first")
+        self._a.actions[:] = a
+        self._pool.send(b"S", self._all)
+        self._stepping = True
+
+    def step_wait(self, timeout: float | None = None):
+        self._check_open()
+        if not self._stepping:
+            raise RuntimeError("step_wait() called without step_async()")
+        extras = self._wait(self._pool.pending, timeout)
+        self._stepping = False
+        obs, rew, term, trunc = self._gather(self._all)
+        self._needs_reset = term | trunc
+        return obs, rew, term, trunc, self._infos(self._all, extras)
+
+    def step(self, actions):
+        self.step_async(actions)
+        return self.step_wait()
+
+    # ------------------------------------------------------------------ envpool-style
+    def async_reset(self, seed=None):
+        """Reset every env without waiting; collect with ``recv()``."""
+        self._check_open()
+        if self._pool.pending:
+            raise RuntimeError("async_reset() called while envs are in flight")
+        a = self._a
+        if seed is None:
+            a.seed_set[:] = False
+        else:
+            a.seed[:] = int(seed) + self._all
+            a.seed_set[:] = True
+        self._pool.send(b"R", self._all)
+
+    def send(self, actions, env_ids):
+        """Start stepping ``env_ids`` (each not already in flight) with ``actions``."""
+        self._check_open()
+        ids = np.asarray(env_ids)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer) or len(ids) == 0:
+            raise ValueError(f"env_ids must be a non-empty 1-D integer array, got {env_ids!r}")
+        if ids.min() < 0 or ids.max() >= self.num_envs:
+            raise ValueError(f"env_ids must be in [0, {self.num_envs}), got {ids.tolist()}")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"env_ids has duplicates: {ids.tolist()}")
+        busy = ids[self._pool._pending[ids]]
+        if len(busy):
+            raise ValueError(f"envs {busy.tolist()} are still in flight; recv() them first")
+        a = self._actions(actions, len(ids))
+        self._a.actions[ids] = a
+        self._pool.send(b"S", ids.astype(np.int32))
+
+    def recv(self, timeout: float | None = None):
+        """The first ``batch_size`` envs to finish: (obs, reward, terminated, truncated,
+        info) with ``info["env_id"]``; rows are in completion order."""
+        self._check_open()
+        if self._pool.pending < self.batch_size:
+            raise RuntimeError(f"recv() needs {self.batch_size} envs in flight, "
+                               f"{self._pool.pending} are; call send() first")
+        done = self._pool.collect(self.batch_size, timeout)
+        ids = np.array([i for i, _ in done], dtype=np.int32)
+        extras = {i: e for i, e in done if e}
+        for i, e in extras.items():
+            if "worker_exception" in e:
+                raise RuntimeError(f"env {i} raised in its worker: {e['worker_exception']}")
+        a = self._a
+        obs, rew = a.obs[ids], a.reward[ids]
+        term, trunc = a.terminated[ids], a.truncated[ids]
+        infos = self._infos(ids, extras)
+        infos["env_id"] = ids.astype(np.int64)
+        return obs, rew, term, trunc, infos
+
+    # ------------------------------------------------------------------ attributes
+    def call(self, name, *args, **kwargs):
+        self._check_open()
+        return tuple(self._pool.rare("call", self._all, name, args, kwargs))
+
+    def get_attr(self, name):
+        self._check_open()
+        return tuple(self._pool.rare("get_attr", self._all, name))
+
+    def set_attr(self, name, values):
+        self._check_open()
+        if not isinstance(values, (list, tuple)):
+            values = [values] * self.num_envs
+        if len(values) != self.num_envs:
+            raise ValueError(f"set_attr needs {self.num_envs} values, got {len(values)}")
+        self._pool.rare("set_attr", self._all, name, list(values))
+
+    # ------------------------------------------------------------------ close
+    def close_extras(self, **kwargs):
+        if self.closed:
+            return
+        self.closed = True
+        self._a = None
+        self._pool.close()
+        _OPEN.discard(self)
+
+    def close(self, **kwargs):
+        self.close_extras(**kwargs)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return (f"OsimVectorEnv({self.task!r}, num_envs={self.num_envs}, "
+                f"num_workers={self.num_workers}, autoreset_mode={self.autoreset_mode.value})")
+
+
+def _scalar_infos(values: np.ndarray, present: np.ndarray) -> dict:
+    infos = {}
+    for k, key in enumerate(INFO_KEYS):
+        mask = present[:, k]
+        if mask.any():
+            infos[key] = values[:, k].astype(INFO_DTYPES.get(key, np.float64))
+            infos[f"_{key}"] = mask.copy()
+    return infos
+
+
+def _put(infos: dict, key: str, value, row: int, n: int):
+    if key not in infos:
+        infos[key] = np.full(n, None, dtype=object)
+        infos[f"_{key}"] = np.zeros(n, dtype=bool)
+    infos[key][row] = value
+    infos[f"_{key}"][row] = True
+
+
+def make_vec(task: str, num_envs: int = 1, **kwargs) -> OsimVectorEnv:
+    """Vector entry point registered with Gymnasium (``vectorization_mode=
+    "vector_entry_point"``): vector and env options are both keyword arguments."""
+    return OsimVectorEnv(task, num_envs, **kwargs)
+
+
+__all__ = ["OsimVectorEnv", "make_vec", "VECTOR_OPTIONS", "OPTIONS"]
