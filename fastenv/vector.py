@@ -62,12 +62,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if not (isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= num_envs):
             raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], "
                              f"got {batch_size!r}")
-        try:
-            mode = AutoresetMode(autoreset_mode)
-        except ValueError:
-            raise ValueError(f"autoreset_mode must be one of "
-                             f"{[m.value for m in AutoresetMode]}, got {autoreset_mode!r}"
-                             ) from None
+        mode = _autoreset_mode(autoreset_mode)
         if max_episode_steps is not None:
             raise ValueError("max_episode_steps is not supported: episodes end after the "
                              "task's reference cycles (episode_cycles)")
@@ -176,7 +171,6 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         a.start_frame[ids] = -1 if start_frame is None else int(start_frame)
         self._pool.send(b"R", ids)
         extras = self._wait(len(ids))
-        a.start_frame[ids] = -1
         self._needs_reset[ids] = False
         obs = a.obs.copy() if (self.copy or mask is not None) else a.obs
         infos = self._infos(self._all, extras)
@@ -310,6 +304,18 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def __repr__(self):
         return (f"OsimVectorEnv({self.task!r}, num_envs={self.num_envs}, "
                 f"num_workers={self.num_workers}, autoreset_mode={self.autoreset_mode.value})")
+
+
+def _autoreset_mode(value) -> AutoresetMode:
+    """Accept the enum, its value ("NextStep") or a snake/upper name ("next_step")."""
+    if isinstance(value, AutoresetMode):
+        return value
+    key = str(value).replace("_", "").lower()
+    for m in AutoresetMode:
+        if key in (m.value.lower(), m.name.replace("_", "").lower()):
+            return m
+    raise ValueError(f"autoreset_mode must be one of {[m.value for m in AutoresetMode]} "
+                     f"(or next_step/same_step/disabled), got {value!r}")
 
 
 def _scalar_infos(values: np.ndarray, present: np.ndarray) -> dict:

@@ -65,6 +65,7 @@ class EnvRunner:
         a = self.a
         seed = int(a.seed[i]) if a.seed_set[i] else None
         options = {"start_frame": int(a.start_frame[i])} if a.start_frame[i] >= 0 else None
+        a.seed_set[i], a.start_frame[i] = False, -1   # used once: autoresets continue the RNG
         obs, info = self.envs[i].reset(seed=seed, options=options)
         a.obs[i] = obs
         a.reward[i] = 0.0

@@ -1,0 +1,209 @@
+"""OsimVectorEnv: bitwise equal to single envs, Gymnasium vector API contract."""
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+import fastenv  # noqa: F401
+from fastenv.env import ImitationEnv
+from fastenv.vector import OsimVectorEnv
+
+# Stiff uniform PD gains make random-action episodes end after a few steps, so a
+# short run crosses many episode ends (terminations and resets).
+TASK, KW = "TorqueWalkingImitation2D-v0", dict(kp=100.0, kd=10.0)
+N, STEPS, SEED = 4, 40, 100
+
+
+def actions(n_steps=STEPS, n_envs=N, n_act=7, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (n_steps, n_envs, n_act)).astype(np.float32)
+
+
+def single_env_rollout(i, A, mode):
+    """What env i of the vector env must produce, from a plain loop (Gymnasium rules)."""
+    env = ImitationEnv(TASK, **KW)
+    obs, _ = env.reset(seed=SEED + i)
+    out = [(obs, 0.0, False, False, None)]
+    needs_reset = False
+    for k in range(len(A)):
+        if mode == AutoresetMode.NEXT_STEP and needs_reset:
+            obs, _ = env.reset()
+            out.append((obs, 0.0, False, False, None))
+            needs_reset = False
+            continue
+        obs, r, te, tr, _ = env.step(A[k, i])
+        final = None
+        if mode == AutoresetMode.SAME_STEP and (te or tr):
+            final = obs
+            obs, _ = env.reset()
+        out.append((obs, r, te, tr, final))
+        needs_reset = te or tr
+        if mode == AutoresetMode.DISABLED and needs_reset:
+            break
+    return out
+
+
+@pytest.fixture(scope="module")
+def expected():
+    A = actions()
+    return A, {m: [single_env_rollout(i, A, m) for i in range(N)]
+               for m in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)}
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_bitwise_equal_to_single_envs(expected, workers, mode):
+    A, exp = expected[0], expected[1][mode]
+    venv = OsimVectorEnv(TASK, N, num_workers=workers, autoreset_mode=mode, **KW)
+    try:
+        obs, _ = venv.reset(seed=SEED)
+        for i in range(N):
+            np.testing.assert_array_equal(obs[i], exp[i][0][0])
+        ends = 0
+        for k in range(STEPS):
+            obs, rew, term, trunc, info = venv.step(A[k])
+            for i in range(N):
+                e_obs, e_r, e_te, e_tr, e_final = exp[i][k + 1]
+                np.testing.assert_array_equal(obs[i], e_obs)
+                assert (rew[i], term[i], trunc[i]) == (e_r, e_te, e_tr)
+                if mode == AutoresetMode.SAME_STEP:
+                    ended = info.get("_final_obs", np.zeros(N, bool))
+                    assert ended[i] == (e_final is not None)
+                    if e_final is not None:
+                        np.testing.assert_array_equal(info["final_obs"][i], e_final)
+                        assert info["final_info"]["_total"][i]
+                        assert info["final_info"]["total"][i] == e_r
+                ends += bool(e_te or e_tr)
+        assert ends >= 3, "the rollout must cross episode ends"
+    finally:
+        venv.close()
+
+
+def test_disabled_autoreset_needs_reset_mask(expected):
+    A = expected[0]
+    venv = OsimVectorEnv(TASK, N, num_workers=2, autoreset_mode="disabled", **KW)
+    try:
+        venv.reset(seed=SEED)
+        for k in range(STEPS):
+            obs, rew, term, trunc, info = venv.step(A[k])
+            done = term | trunc
+            if done.any():
+                with pytest.raises(ValueError, match="autoreset is disabled"):
+                    venv.step(A[k])
+                obs2, info2 = venv.reset(options={"reset_mask": done})
+                np.testing.assert_array_equal(obs2[~done], obs[~done])
+                assert info2["_phase"].tolist() == done.tolist()
+                break
+        else:
+            pytest.fail("no episode ended")
+    finally:
+        venv.close()
+
+
+def test_async_send_recv_equals_single_envs():
+    """Random batching of which envs step; each env's own action sequence is fixed."""
+    n_steps = 15
+    A = actions(n_steps=n_steps)
+    exp = [single_env_rollout(i, A, AutoresetMode.NEXT_STEP) for i in range(N)]
+    venv = OsimVectorEnv(TASK, N, num_workers=2, batch_size=N // 2, **KW)
+    try:
+        venv.async_reset(seed=SEED)
+        count = np.zeros(N, dtype=int)      # observations received per env
+        seen = 0
+        while count.min() < n_steps + 1:
+            obs, rew, term, trunc, info = venv.recv()
+            ids = info["env_id"]
+            assert len(ids) == N // 2
+            for row, i in enumerate(ids):
+                e_obs, e_r, e_te, e_tr, _ = exp[i][count[i]]
+                np.testing.assert_array_equal(obs[row], e_obs)
+                assert (rew[row], term[row], trunc[row]) == (e_r, e_te, e_tr)
+                count[i] += 1
+                seen += 1
+            go = ids[count[ids] <= n_steps]
+            if len(go):
+                venv.send(np.stack([A[count[i] - 1, i] for i in go]), go)
+            if venv._pool.pending < venv.batch_size and count.min() < n_steps + 1:
+                # drain the envs that are done with their sequence while others finish
+                rest = np.flatnonzero((count <= n_steps) & ~venv._pool._pending)
+                if len(rest):
+                    venv.send(np.stack([A[count[i] - 1, i] for i in rest]), rest)
+                else:
+                    break
+        assert seen >= N * (n_steps + 1) - N
+    finally:
+        venv.close()
+
+
+def test_vector_api_contract():
+    venv = gym.make_vec(TASK, num_envs=3, vectorization_mode="vector_entry_point",
+                        num_workers=2, **KW)
+    try:
+        assert isinstance(venv, OsimVectorEnv)
+        assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+        assert venv.observation_space.shape == (3, *venv.single_observation_space.shape)
+        assert venv.action_space.shape == (3, 7)
+        obs, info = venv.reset(seed=[1, None, 3])
+        assert obs.dtype == venv.single_observation_space.dtype and obs in venv.observation_space
+        assert info["_phase"].all() and info["frame"].dtype == np.int64
+        a = venv.action_space.sample()
+        obs, rew, term, trunc, info = venv.step(a)
+        assert rew.dtype == np.float64 and term.dtype == np.bool_ and trunc.dtype == np.bool_
+        assert set(info) >= {"total", "_total", "imitation", "phase", "effort"}
+        assert venv.get_attr("mode") == ("train",) * 3
+        venv.set_attr("mode", "test")
+        assert venv.call("episode_steps")[0] > 0
+        venv.step_async(a)
+        out = venv.step_wait(timeout=60)
+        assert len(out) == 5
+        # same seeds, same rollouts whatever the number of workers
+        other = OsimVectorEnv(TASK, 3, num_workers=1, **KW)
+        try:
+            venv.set_attr("mode", "train")
+            o1, _ = venv.reset(seed=7)
+            o2, _ = other.reset(seed=7)
+            np.testing.assert_array_equal(o1, o2)
+            np.testing.assert_array_equal(venv.step(a)[0], other.step(a)[0])
+        finally:
+            other.close()
+    finally:
+        venv.close()
+        venv.close()  # idempotent
+
+
+def test_copy_false_returns_views():
+    venv = OsimVectorEnv(TASK, 2, num_workers=1, copy=False, **KW)
+    try:
+        venv.reset(seed=0)
+        obs1 = venv.step(venv.action_space.sample())[0]
+        snapshot = obs1.copy()
+        obs2 = venv.step(venv.action_space.sample())[0]
+        assert np.shares_memory(obs1, obs2)
+        assert not np.array_equal(obs1, snapshot)   # overwritten by the next step
+    finally:
+        venv.close()
+
+
+def test_bad_vector_input():
+    venv = OsimVectorEnv(TASK, 2, num_workers=1, batch_size=1, **KW)
+    try:
+        with pytest.raises(ValueError, match=r"expected \(2, 7\)"):
+            venv.step(np.zeros((3, 7)))
+        with pytest.raises(RuntimeError, match="without step_async"):
+            venv.step_wait()
+        with pytest.raises(RuntimeError, match="call send\\(\\) first"):
+            venv.recv()
+        with pytest.raises(ValueError, match=r"env_ids must be in \[0, 2\)"):
+            venv.send(np.zeros((1, 7)), [5])
+        with pytest.raises(ValueError, match="reset_mask"):
+            venv.reset(options={"reset_mask": np.array([1, 0])})
+        with pytest.raises(ValueError, match="unknown reset option"):
+            venv.reset(options={"speed": 1})
+    finally:
+        venv.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        venv.step(np.zeros((2, 7)))
+    with pytest.raises(ValueError, match="unknown option"):
+        OsimVectorEnv(TASK, 2, wings=2)
+    with pytest.raises(ValueError, match="autoreset_mode must be one of"):
+        OsimVectorEnv(TASK, 2, autoreset_mode="sometimes")
