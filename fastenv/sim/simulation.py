@@ -379,7 +379,8 @@ class Simulation:
                 b[self._s_flm] = [mu.getActiveForceLengthMultiplier(s) for mu in self.muscles]
         for i, (f, idx) in enumerate(zip(self.contact_forces, self._contact_idx)):
             rv = f.getRecordValues(s)
-            self._grf[i] = [sum(rv.get(int(k)) for k in idx[:, j]) for j in range(6)]
+            vals = np.array([rv.get(k) for k in range(rv.size())])
+            self._grf[i] = vals[idx].sum(axis=0)
         if self.limit_forces:
             b[self._s_lim] = [f.calcLimitForce(s) for f in self.limit_forces]
 
@@ -408,7 +409,7 @@ class Simulation:
         total = 0.0
         for f, idx in zip(self.contact_forces, self._contact_idx):
             rv = f.getRecordValues(s)
-            total += sum(rv.get(int(k)) for k in idx[:, 1])
+            total += np.array([rv.get(k) for k in range(rv.size())])[idx[:, 1]].sum()
         return total
 
     def joint_inertia(self):
