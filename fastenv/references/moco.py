@@ -63,6 +63,10 @@ TRANSLATIONS = ("pelvis_tx", "pelvis_ty")
 FOOT_SPHERES = {"r": ("r_heel", "r_toe"), "l": ("l_heel", "l_toe")}
 #: Vertical force (N) above which a foot counts as on the ground.
 CONTACT_THRESHOLD_N = 20.0
+#: How far the model's compliant foot spheres sink under body weight (m);
+#: the tracking target's pelvis height is set for this, otherwise the swing
+#: foot of the tracking solution drags on the floor.
+FOOT_PENETRATION_M = 0.03
 
 
 def base_model_path() -> str:
@@ -146,9 +150,9 @@ def build_contact_model(model_path: str | None = None):
             force.set_dissipation(params["dissipation"])
             force.set_static_friction(params["static_friction"])
             force.set_dynamic_friction(params["dynamic_friction"])
-            # A little viscous friction and a wider transition keep the
-            # friction force smooth enough for the NLP solver.
-            force.set_viscous_friction(max(params["viscous_friction"], 0.5))
+            force.set_viscous_friction(params["viscous_friction"])
+            # A wider stick-slip transition than Hunt-Crossley's 0.1 m/s keeps
+            # the friction force smooth enough for the NLP solver.
             force.set_transition_velocity(0.2)
             model.addForce(force)
     # PinJoint rotates about the z axis of its parent frame, and body-fixed
@@ -165,7 +169,8 @@ def build_contact_model(model_path: str | None = None):
     return model
 
 
-def model_processor(model_path: str | None = None):
+def model_processor(model_path: str | None = None, *, fiber_curve_width: float = 1.5,
+                    passive_fiber_forces: bool = False):
     """Moco-ready model: smooth contacts, welded back, DeGroote-Fregly muscles.
 
     Rigid tendons and no passive fibre force make the problem smaller and
@@ -177,8 +182,10 @@ def model_processor(model_path: str | None = None):
     proc = osim.ModelProcessor(build_contact_model(model_path))
     proc.append(osim.ModOpReplaceJointsWithWelds(_strings(osim, ["back"])))
     proc.append(osim.ModOpReplaceMusclesWithDeGrooteFregly2016())
-    proc.append(osim.ModOpIgnorePassiveFiberForcesDGF())
-    proc.append(osim.ModOpScaleActiveFiberForceCurveWidthDGF(1.5))
+    if not passive_fiber_forces:
+        proc.append(osim.ModOpIgnorePassiveFiberForcesDGF())
+    if fiber_curve_width != 1.0:
+        proc.append(osim.ModOpScaleActiveFiberForceCurveWidthDGF(fiber_curve_width))
     proc.append(osim.ModOpIgnoreTendonCompliance())
     return proc
 
@@ -325,9 +332,8 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
         else:
             out[name] = 0.5 * (np.interp(first, t, q[name])
                                + np.interp(second, t, q[_swap_side(name)]))
-    # The compliant contact carries body weight at about 1 cm penetration.
     _, bottom = foot_kinematics(s, out, model_path)
-    shift = -0.01 - float(np.median(np.minimum(bottom["r"], bottom["l"])))
+    shift = -FOOT_PENETRATION_M - float(np.median(np.minimum(bottom["r"], bottom["l"])))
     out["pelvis_ty"] = out["pelvis_ty"] + shift
     return Target(time=s * 0.5 * period, coords=out, speed=speed,
                   belt_speed=float(belt_speed), source=str(path),
@@ -351,23 +357,28 @@ class Settings:
     tracking_effort_weight: float = 1.0
     effort_weight: float = 10.0        # predictive: control effort ...
     effort_exponent: int = 3           # ... sum |e|^3, per metre travelled
-    guess_tracking_weight: float = 0.0  # predictive: pull to the target (0: pure prediction)
-    half_cycle_bounds: tuple = (0.35, 0.75)   # predictive half-cycle duration (s)
+    predictive_tracking_weight: float = 1.0  # predictive: pull to the target's angles
+    # Half-cycle duration of the predictive gait: None scales the target's
+    # cadence and stride by the same factor sqrt(speed / target speed), as
+    # people do when they walk faster; (lo, hi) leaves it free in bounds.
+    half_cycle_bounds: tuple | None = None
     convergence_tolerance: float = 1e-3
     constraint_tolerance: float = 1e-4
     max_iterations: int = 3000
     threads: int = 2
     output_interval: int = 0           # write every n-th iterate to the work dir
     sparsity_detection: str = "random"  # Jacobian colouring: far fewer model calls
-    finite_difference: str = "central"
+    finite_difference: str = "forward"  # 4x cheaper Jacobians than central here
     dynamics_mode: str = "explicit"
+    fiber_curve_width: float = 1.5     # DGF active force-length curve width scale
+    passive_fiber_forces: bool = False
     verbose: bool = True
 
     def weights(self) -> dict:
         return dict(tracking=self.tracking_weight,
                     tracking_effort=self.tracking_effort_weight,
                     effort=self.effort_weight, effort_exponent=self.effort_exponent,
-                    predictive_tracking=self.guess_tracking_weight)
+                    predictive_tracking=self.predictive_tracking_weight)
 
 
 #: Bounds of the coordinates in the problems: wide enough for normal walking,
@@ -492,7 +503,8 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
     import time as _time
 
     osim = _osim()
-    proc = model_processor()
+    proc = model_processor(fiber_curve_width=settings.fiber_curve_width,
+                           passive_fiber_forces=settings.passive_fiber_forces)
     model = proc.process()
     model.initSystem()
     study = osim.MocoStudy()
@@ -533,7 +545,7 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
 
 def _speed_scaled_guess(osim, trajectory, factor_time: float):
     """Copy of a trajectory with time stretched (speeds rescaled to match)."""
-    guess = osim.MocoTrajectory(trajectory)
+    guess = trajectory.clone()
     t = trajectory.getTimeMat()
     guess.setTime(_vector(osim, np.asarray(t) * factor_time))
     for name in guess.getStateNames():
@@ -542,21 +554,41 @@ def _speed_scaled_guess(osim, trajectory, factor_time: float):
     return guess
 
 
+def predictive_duration(target: Target, speed: float) -> float:
+    """Half-cycle duration for walking the target's gait at another speed.
+
+    Over everyday speeds step length and cadence both grow about as the
+    square root of speed, so each takes half of the speed change.
+    """
+    return float(target.time[-1] * math.sqrt(target.speed / speed))
+
+
 def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: str,
-                     work_dir: Path, target: Target | None = None, log=print,
+                     work_dir: Path, target: Target, log=print,
                      max_iterations: int | None = None):
-    """Minimum-effort periodic half cycle at the prescribed average speed."""
+    """Minimum-effort periodic half cycle at the prescribed average speed.
+
+    Effort is the sum of cubed excitations per metre travelled (cubes spread
+    the load over muscles, as in Moco's 2D walking example).  The half-cycle
+    duration is fixed by :func:`predictive_duration` unless bounds are given:
+    left free, minimum effort picks an unnaturally low cadence with long
+    strides.  An optional small tracking term keeps joint angles near the
+    measured ones, with the target's time scaled to the predicted duration.
+    """
     import time as _time
 
     osim = _osim()
-    proc = model_processor()
+    proc = model_processor(fiber_curve_width=settings.fiber_curve_width,
+                           passive_fiber_forces=settings.passive_fiber_forces)
     model = proc.process()
     model.initSystem()
     study = osim.MocoStudy()
     study.setName(f"walking2d_{label}")
     problem = study.updProblem()
     problem.setModelProcessor(proc)
-    _common_problem(osim, study, model, settings, final_time=list(settings.half_cycle_bounds))
+    duration = predictive_duration(target, settings.speed)
+    bounds = list(settings.half_cycle_bounds) if settings.half_cycle_bounds else duration
+    _common_problem(osim, study, model, settings, final_time=bounds)
     speed = osim.MocoAverageSpeedGoal("speed")
     speed.set_desired_average_speed(settings.speed)
     problem.addGoal(speed)
@@ -564,28 +596,23 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
     effort.setExponent(settings.effort_exponent)
     effort.setDivideByDisplacement(True)
     problem.addGoal(effort)
-    if settings.guess_tracking_weight > 0 and target is not None:
-        # Joint angles only, on normalised time, so speed and cadence stay free.
-        tracking = osim.MocoStateTrackingGoal("kinematics", settings.guess_tracking_weight)
+    if settings.predictive_tracking_weight > 0:
+        scaled = target.time * duration / target.time[-1]
+        tracking = osim.MocoStateTrackingGoal("kinematics", settings.predictive_tracking_weight)
         tracking.setReference(osim.TableProcessor(
-            _value_table(osim, model, target.time, target.coords)))
+            _value_table(osim, model, scaled, target.coords)))
         tracking.setAllowUnusedReferences(True)
-        for name in ("pelvis_tx", "pelvis_ty"):
+        for name in TRANSLATIONS:
             tracking.setWeightForState(_coordinate_path(model, name) + "/value", 0.0)
         problem.addGoal(tracking)
 
     solver = _solver(study, settings, mesh, max_iterations)
-    tx = np.asarray(guess_trajectory.getStateMat(_coordinate_path(model, "pelvis_tx") + "/value"))
-    gt = np.asarray(guess_trajectory.getTimeMat())
-    guess_speed = (tx[-1] - tx[0]) / (gt[-1] - gt[0])
-    guess = _speed_scaled_guess(osim, guess_trajectory, guess_speed / settings.speed)
-    lo, hi = settings.half_cycle_bounds
-    if not lo <= guess.getFinalTime() <= hi:
-        guess = _speed_scaled_guess(osim, guess_trajectory, 1.0)
+    gt = np.asarray(guess_trajectory.getTimeMat()).ravel()
+    guess = _speed_scaled_guess(osim, guess_trajectory, duration / (gt[-1] - gt[0]))
     guess.resampleWithNumTimes(2 * int(mesh) + 1)
     solver.setGuess(guess)
-    log(f"[{label}] {mesh} mesh intervals, speed {settings.speed} m/s, guess half cycle "
-        f"{guess.getFinalTime():.3f} s")
+    log(f"[{label}] {mesh} mesh intervals, speed {settings.speed} m/s, half cycle "
+        f"{'free in ' + str(bounds) if settings.half_cycle_bounds else f'{duration:.3f}'} s")
     t0 = _time.perf_counter()
     with _cwd(work_dir):
         solution = study.solve()
@@ -692,10 +719,35 @@ def _rising_edges(on: np.ndarray) -> np.ndarray:
     return np.flatnonzero(on & ~np.roll(on, 1))
 
 
-def start_at_right_heel_strike(cycle: Cycle, grf: dict) -> tuple[Cycle, dict]:
+def stance_masks(grf: dict, body_weight: float) -> tuple[dict, float]:
+    """Per foot, whether it is in stance at each sample of a cycle (last row excluded).
+
+    On the ground means a vertical force above 20 N; a contact that never
+    exceeds 10 % of body weight is the swing foot grazing the floor, not a
+    stance phase, and is left out (its peak force is returned, in N).
+    """
+    masks, graze = {}, 0.0
+    for side, force in grf.items():
+        fy = force[:-1, 1]
+        on = fy > CONTACT_THRESHOLD_N
+        for k in _rising_edges(on):
+            idx = []
+            j = k
+            while on[j % len(on)] and len(idx) < len(on):
+                idx.append(j % len(on))
+                j += 1
+            peak = fy[idx].max()
+            if peak < 0.1 * body_weight:
+                on[idx] = False
+                graze = max(graze, float(peak))
+        masks[side] = on
+    return masks, graze
+
+
+def start_at_right_heel_strike(cycle: Cycle, grf: dict, body_weight: float) -> tuple[Cycle, dict]:
     """Rotate a periodic cycle so that t = 0 is right heel strike."""
-    on = grf["r"][:-1, 1] > CONTACT_THRESHOLD_N
-    edges = _rising_edges(on)
+    masks, _ = stance_masks(grf, body_weight)
+    edges = _rising_edges(masks["r"])
     if len(edges) == 0 or edges[0] == 0:
         return cycle, grf
     k = int(edges[0])
@@ -713,13 +765,13 @@ def start_at_right_heel_strike(cycle: Cycle, grf: dict) -> tuple[Cycle, dict]:
 def gait_figures(cycle: Cycle, grf: dict, body_weight: float) -> dict:
     """Figures that say whether a cycle is a normal adult walk.
 
-    Events come from the vertical contact force (> 20 N means on the
-    ground); knee flexion is reported positive, in degrees.
+    Events come from the vertical contact force (see :func:`stance_masks`);
+    knee flexion is reported positive, in degrees.
     """
     t = cycle.time
     duration = float(t[-1] - t[0])
     stride = float(cycle.column("pelvis_tx")[-1] - cycle.column("pelvis_tx")[0])
-    on = {s: grf[s][:-1, 1] > CONTACT_THRESHOLD_N for s in FOOT_SPHERES}
+    on, graze = stance_masks(grf, body_weight)
     both = on["r"] & on["l"]
     flexion = {s: -np.degrees(cycle.column(f"knee_angle_{s}"))[:-1] for s in FOOT_SPHERES}
     strikes = {s: _rising_edges(on[s]) for s in FOOT_SPHERES}
@@ -742,6 +794,7 @@ def gait_figures(cycle: Cycle, grf: dict, body_weight: float) -> dict:
         speed_m_s=stride / duration,
         cadence_steps_per_min=120.0 / duration,
         peak_vertical_grf_bw=float(max(grf[s][:, 1].max() for s in FOOT_SPHERES) / body_weight),
+        swing_graze_peak_n=graze,
         duty_factor_r=float(on["r"].mean()),
         duty_factor_l=float(on["l"].mean()),
         double_support_fraction=float(both.mean()),
@@ -855,7 +908,7 @@ def generate_walking2d(out_dir=OUT_DIR, *, motion=None, settings: Settings | Non
     def analyse(trajectory):
         cycle = mirror_half_cycle(half_from_trajectory(trajectory))
         grf = contact_forces(cycle)
-        cycle, grf = start_at_right_heel_strike(cycle, grf)
+        cycle, grf = start_at_right_heel_strike(cycle, grf, weight)
         return cycle, gait_figures(cycle, grf, weight)
 
     cycle, figures = analyse(previous)

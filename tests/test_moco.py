@@ -1,0 +1,196 @@
+"""Tests of the Moco 2D walking reference pipeline and of the committed reference.
+
+The committed-data tests check that ``envs/references/walking2d_coordinates.sto``
+is a normal adult walk, recomputing the ground reaction forces from its
+kinematics with the model's smooth contact spheres (no stored forces are
+trusted).  The smoke test runs the whole pipeline on a very coarse mesh.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastenv.references import moco
+
+STO = moco.OUT_DIR / "walking2d_coordinates.sto"
+JSON = moco.OUT_DIR / "walking2d.json"
+
+
+def _need_motion():
+    path = moco.MOTIONS_DIR / moco.DEFAULT_MOTION
+    if not path.is_file():
+        pytest.skip(f"public motion {path} is missing (../shared/data/motions/ next to the "
+                    "project root); it is only needed to regenerate references")
+    return path
+
+
+@pytest.fixture(scope="module")
+def committed():
+    if not STO.is_file():
+        pytest.fail(f"{STO} is not committed")
+    cycle = moco.read_coordinates_sto(STO)
+    grf = moco.contact_forces(cycle)
+    return cycle, grf, moco.gait_figures(cycle, grf, moco.body_weight_n())
+
+
+# ------------------------------------------------------------------ committed data
+def test_committed_file_format(committed):
+    cycle, _, _ = committed
+    assert cycle.names == moco.COORDINATES
+    dt = np.diff(cycle.time)
+    assert cycle.time[0] == 0.0
+    assert np.allclose(dt, dt.mean(), rtol=1e-4, atol=1e-7), "time grid is not uniform"
+    assert np.isfinite(cycle.values).all() and np.isfinite(cycle.speeds).all()
+    # Speeds are the time derivatives of the values (same trajectory).
+    for j, name in enumerate(cycle.names):
+        numeric = np.gradient(cycle.values[:, j], cycle.time)
+        scale = max(1.0, np.abs(cycle.speeds[:, j]).max())
+        assert np.abs(numeric - cycle.speeds[:, j])[2:-2].max() < 0.1 * scale, name
+
+
+def test_committed_gait_is_normal_adult_walking(committed):
+    _, _, f = committed
+    assert abs(f["speed_m_s"] - 1.3) < 0.05, f
+    assert 1.2 <= f["stride_length_m"] <= 1.6, f
+    assert f["knee_flexion_at_heel_strike_deg"] < 10.0, f
+    assert 50.0 <= f["peak_swing_knee_flexion_deg"] <= 70.0, f
+    assert f["heel_strikes_per_foot"] == [1, 1], f
+    assert f["num_double_support_phases"] == 2, f
+    # Each double support is a clear phase (> 3 % of the cycle), not a flicker.
+    assert min(f["double_support_phases"]) > 0.03, f
+    assert 0.55 <= f["duty_factor_r"] <= 0.7 and 0.55 <= f["duty_factor_l"] <= 0.7, f
+    assert 1.0 < f["peak_vertical_grf_bw"] < 2.0, f
+
+
+def test_committed_cycle_closes_at_the_seam(committed):
+    cycle, _, f = committed
+    assert f["seam_error_deg"] < 2.0
+    tx = cycle.names.index("pelvis_tx")
+    assert cycle.values[-1, tx] - cycle.values[0, tx] == pytest.approx(f["stride_length_m"])
+    # Left/right symmetry: half a cycle later the other leg does the same.
+    n = len(cycle.time) - 1
+    assert n % 2 == 0
+    swap = [cycle.names.index(moco._swap_side(name)) for name in cycle.names]
+    angles = [j for j, name in enumerate(cycle.names) if name not in moco.TRANSLATIONS]
+    shifted = cycle.values[np.arange(n) + n // 2 - n * (np.arange(n) + n // 2 >= n)]
+    err = np.degrees(np.abs(shifted[:, swap] - cycle.values[:n])[:, angles]).max()
+    assert err < 2.0
+
+
+def test_committed_json_matches_file(committed):
+    _, _, f = committed
+    doc = json.loads(JSON.read_text())
+    for key in ("speed_m_s", "stride_length_m", "knee_flexion_at_heel_strike_deg",
+                "peak_swing_knee_flexion_deg", "peak_vertical_grf_bw"):
+        assert doc["figures"][key] == pytest.approx(f[key], abs=1e-3), key
+    assert doc["opensim_version"].startswith("4.")
+    assert set(doc["mesh_intervals"]) >= {"tracking", "predictive_coarse"}
+    for stage in doc["stages"].values():
+        assert stage["converged"] and stage["iterations"] > 0 and stage["wall_time_s"] > 0
+
+
+# ------------------------------------------------------------------ pipeline pieces
+def test_model_processor_is_moco_ready():
+    osim = moco._osim()
+    base = osim.Model(moco.base_model_path())
+    s0 = base.initSystem()
+    model = moco.model_processor().process()
+    s = model.initSystem()
+    names = [c.getName() for c in model.getCoordinateSet()]
+    assert tuple(names) == moco.COORDINATES  # lumbar welded, nothing locked
+    classes = [f.getConcreteClassName() for f in model.getForceSet()]
+    assert "HuntCrossleyForce" not in classes
+    assert classes.count("SmoothSphereHalfSpaceForce") == 4
+    assert classes.count("DeGrooteFregly2016Muscle") == 18
+    assert model.getTotalMass(s) == pytest.approx(base.getTotalMass(s0))
+    # The weld keeps the torso at the locked lumbar angle.
+    r0 = base.getBodySet().get("torso").getTransformInGround(s0).R()
+    r1 = model.getBodySet().get("torso").getTransformInGround(s).R()
+    assert r0.convertRotationToBodyFixedXYZ().get(2) == pytest.approx(
+        r1.convertRotationToBodyFixedXYZ().get(2), abs=1e-9)
+
+
+def test_target_from_user_motion_recovers_speed(tmp_path, committed):
+    """Event detection and belt-speed logic on a known gait: the committed cycle
+    tiled three times and put on a 0.8 m/s 'treadmill', in degrees."""
+    cycle, _, f = committed
+    n = len(cycle.time) - 1
+    period = cycle.time[-1]
+    tx = cycle.names.index("pelvis_tx")
+    rows = []
+    for c in range(3):
+        for k in range(n):
+            t = c * period + cycle.time[k]
+            v = cycle.values[k].copy()
+            v[tx] += c * f["stride_length_m"] - 0.8 * t
+            rows.append([t, *[x if name in moco.TRANSLATIONS else math.degrees(x)
+                              for name, x in zip(cycle.names, v)]])
+    path = tmp_path / "user_walk.mot"
+    path.write_text("user walk\ninDegrees=yes\nendheader\n"
+                    + "\t".join(["time", *cycle.names]) + "\n"
+                    + "\n".join("\t".join(f"{x:.8f}" for x in r) for r in rows) + "\n")
+    target = moco.half_cycle_target(path)
+    assert target.speed == pytest.approx(f["speed_m_s"], rel=0.05)
+    assert target.belt_speed == pytest.approx(0.8, abs=0.06)
+    assert target.time[-1] == pytest.approx(period / 2, abs=2 * period / n)
+    assert target.coords["pelvis_tx"][-1] == pytest.approx(f["stride_length_m"] / 2, rel=0.06)
+
+
+def test_regeneration_without_shared_motions_explains(monkeypatch, tmp_path):
+    monkeypatch.setattr(moco, "MOTIONS_DIR", tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="--motion"):
+        moco.default_motion()
+
+
+def test_cli_help_names_shared_motions_and_generators():
+    out = subprocess.run([sys.executable, "-m", "fastenv.references", "generate", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "../shared/data/motions/" in out and "--motion" in out
+    assert "walking2d" in out
+    from fastenv.references.__main__ import GENERATORS
+    assert "walking2d" in GENERATORS
+
+
+# ------------------------------------------------------------------ smoke test
+def test_pipeline_smoke_coarse(tmp_path):
+    """The full pipeline on a 4-interval mesh with few iterations: it must run
+    end to end and write a well-formed full cycle and figures."""
+    _need_motion()
+    settings = moco.Settings(tracking_mesh=4, coarse_mesh=4, coarse_only=True,
+                             max_iterations=15, verbose=False)
+    doc = moco.generate_walking2d(tmp_path / "out", settings=settings,
+                                  work_dir=tmp_path / "work", write_npz=False,
+                                  log=lambda m: None)
+    cycle = moco.read_coordinates_sto(tmp_path / "out" / "walking2d_coordinates.sto")
+    half_rows = 2 * 4 + 1  # Hermite-Simpson: mesh points and midpoints
+    assert cycle.names == moco.COORDINATES
+    assert cycle.values.shape == (2 * half_rows - 1, len(moco.COORDINATES))
+    assert np.all(np.diff(cycle.time) > 0) and cycle.time[0] == 0.0
+    assert np.isfinite(cycle.values).all() and np.isfinite(cycle.speeds).all()
+    assert doc["figures"]["stride_length_m"] > 0
+    assert set(doc["stages"]) == {"tracking", "predictive_coarse"}
+    for stage in doc["stages"].values():
+        assert 0 < stage["iterations"] <= 15
+    written = json.loads((tmp_path / "out" / "walking2d.json").read_text())
+    assert written["figures"] == doc["figures"]
+    assert (tmp_path / "work" / "predictive_coarse_solution.sto").is_file()
+
+
+@pytest.mark.slow
+def test_pipeline_coarse_converges(tmp_path):
+    """Regenerate with the coarse predictive solve (tens of minutes) and check the
+    gait is still a normal walk."""
+    _need_motion()
+    settings = moco.Settings(coarse_only=True, verbose=False)
+    doc = moco.generate_walking2d(tmp_path / "out", settings=settings,
+                                  work_dir=tmp_path / "work", write_npz=False)
+    f = doc["figures"]
+    assert all(stage["converged"] for stage in doc["stages"].values())
+    assert abs(f["speed_m_s"] - 1.3) < 0.05
+    assert f["knee_flexion_at_heel_strike_deg"] < 10.0
+    assert 50.0 <= f["peak_swing_knee_flexion_deg"] <= 70.0
