@@ -482,5 +482,25 @@ class ImitationEnv(gym.Env):
             self.sim.set_push(push)
             self._push_left = PUSH_STEPS
 
+    def get_state(self) -> dict:
+        """Picklable state of the episode in progress (simulation, action history,
+        counters, RNG): :meth:`set_state` on an env built with the same arguments, in
+        any process, continues it. The integrator restarts its step-size control, so
+        the continuation equals the original within integrator accuracy, not bitwise."""
+        return dict(sim=self.sim.export_state(), start=self._start, step=self._step,
+                    history=self._history.copy(), count=self._count.copy(),
+                    prev_action=self._prev_action.copy(), push_left=self._push_left,
+                    rng=self.np_random.bit_generator.state)
+
+    def set_state(self, state: dict):
+        self.sim.import_state(state["sim"])
+        self._start, self._step = state["start"], state["step"]
+        self._history[:] = state["history"]
+        self._count[:] = state["count"]
+        self._prev_action[:] = state["prev_action"]
+        self._push_left = state["push_left"]
+        self.np_random.bit_generator.state = state["rng"]
+        self._write_task_buffer()
+
     def close(self):
         self._snapshots.clear()

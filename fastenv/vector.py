@@ -24,7 +24,7 @@ from fastenv.envs import OPTIONS, TASKS, resolve_options
 from fastenv.pool import INFO_DTYPES, INFO_KEYS, Pool, default_workers
 
 VECTOR_OPTIONS = ("num_workers", "autoreset_mode", "batch_size", "copy", "start_method",
-                  "max_episode_steps")
+                  "step_timeout", "recycle_every", "max_episode_steps")
 _MODES = {AutoresetMode.NEXT_STEP: "next_step", AutoresetMode.SAME_STEP: "same_step",
           AutoresetMode.DISABLED: "disabled"}
 _OPEN: "weakref.WeakSet[OsimVectorEnv]" = weakref.WeakSet()
@@ -43,13 +43,23 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     on its own seed and actions, never on the number of workers or on batching.
     Keyword arguments other than the vector options are env options
     (see ``fastenv.env.OPTIONS``).
+
+    Faults: a simulator failure truncates that env (``info["sim_error"]``); a worker
+    that crashes, or takes more than ``step_timeout`` s, is respawned and its envs are
+    reset and reported truncated with ``info["worker_restarted"]`` (``restarts`` counts
+    them). ``recycle_every`` moves a worker's envs to a fresh process after that many
+    env steps, to cap memory growth; episodes continue (within integrator accuracy).
+    ``_faults`` injects faults for tests: ``[(kind, env_id, at_step), ...]`` with kind
+    ``sim_error``, ``exception``, ``kill`` or ``hang``.
     """
 
     def __init__(self, task: str = "MuscleWalkingImitation2D-v0", num_envs: int = 1, *,
                  num_workers: int | None = None,
                  autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
                  batch_size: int | None = None, copy: bool = True,
-                 start_method: str = "forkserver", max_episode_steps=None, **env_options):
+                 start_method: str = "forkserver", step_timeout: float | None = None,
+                 recycle_every: int | None = None, max_episode_steps=None,
+                 _faults=(), **env_options):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
         if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
@@ -63,6 +73,11 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], "
                              f"got {batch_size!r}")
         mode = _autoreset_mode(autoreset_mode)
+        if step_timeout is not None and not step_timeout > 0:
+            raise ValueError(f"step_timeout must be > 0 seconds or None, got {step_timeout!r}")
+        if recycle_every is not None and not (isinstance(recycle_every, (int, np.integer))
+                                              and recycle_every >= 1):
+            raise ValueError(f"recycle_every must be an int >= 1 or None, got {recycle_every!r}")
         if max_episode_steps is not None:
             raise ValueError("max_episode_steps is not supported: episodes end after the "
                              "task's reference cycles (episode_cycles)")
@@ -76,7 +91,9 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self.render_mode = None
         self.closed = True
         self._pool = Pool(self.num_envs, dict(task=task, **env_options), num_workers,
-                          _MODES[mode], start_method=start_method)
+                          _MODES[mode], start_method=start_method,
+                          step_timeout=step_timeout, recycle_every=recycle_every,
+                          faults=_faults)
         self.closed = False
         _OPEN.add(self)
         self.num_workers = num_workers
@@ -265,6 +282,16 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         infos = self._infos(ids, extras)
         infos["env_id"] = ids.astype(np.int64)
         return obs, rew, term, trunc, infos
+
+    @property
+    def restarts(self) -> int:
+        """Workers respawned after a crash or a step timeout (recycling not counted)."""
+        return self._pool.restarts
+
+    @property
+    def recycles(self) -> int:
+        """Workers replaced by ``recycle_every`` (envs moved, nothing lost)."""
+        return self._pool.recycles
 
     # ------------------------------------------------------------------ attributes
     def call(self, name, *args, **kwargs):

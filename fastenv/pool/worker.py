@@ -48,13 +48,52 @@ def _write_info(values, present, row, info) -> dict | None:
 
 
 class EnvRunner:
-    """The envs of one worker and the autoreset rule (``attach`` before use)."""
+    """The envs of one worker and the autoreset rule (``attach`` before use).
 
-    def __init__(self, env_ids, env_kwargs, autoreset_mode):
+    ``faults`` (testing): ``[(kind, env_id, at_step), ...]`` injected when env
+    ``env_id`` is about to take step ``at_step``: ``"sim_error"`` makes its state
+    non-finite (the real simulator-failure path), ``"exception"`` raises in the env,
+    ``"kill"`` SIGKILLs this worker, ``"hang"`` blocks it (for ``step_timeout``).
+    """
+
+    def __init__(self, env_ids, env_kwargs, autoreset_mode, faults=()):
         self.a = None
         self.mode = autoreset_mode
         self.envs = {int(i): make_env(env_kwargs) for i in env_ids}
         self.needs_reset = {i: False for i in self.envs}
+        self.faults = {(int(i), int(k)): kind for kind, i, k in faults}
+
+    def _inject(self, i: int):
+        kind = self.faults.pop((i, int(self.a.steps[i])), None)
+        if kind is None:
+            return
+        if kind == "sim_error":
+            sim = self.envs[i].sim
+            q = sim.state.getQ().to_numpy().copy()
+            q[:] = np.nan
+            import opensim
+            sim.state.setQ(opensim.Vector.createFromMat(q))
+        elif kind == "exception":
+            raise RuntimeError(f"injected exception in env {i}")
+        elif kind == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif kind == "hang":
+            import time
+            time.sleep(3600)
+
+    def get_states(self, ids):
+        return [(self.envs[i].get_state(), self.needs_reset[i]) for i in ids]
+
+    def set_states(self, ids, states):
+        for i, (state, needs_reset) in zip(ids, states):
+            self.envs[i].set_state(state)
+            self.needs_reset[i] = needs_reset
+
+    def mark_done(self, ids):
+        """NEXT_STEP: make the next step of these envs a reset (after a restart)."""
+        if self.mode == NEXT_STEP:
+            for i in ids:
+                self.needs_reset[i] = True
 
     @property
     def spaces(self):
@@ -82,6 +121,8 @@ class EnvRunner:
         if self.mode == DISABLED and self.needs_reset[i]:
             raise RuntimeError(f"env {i} ended and autoreset is disabled: reset it with "
                                f"reset(options={{'reset_mask': ...}}) before stepping")
+        if self.faults:
+            self._inject(i)
         obs, reward, terminated, truncated, info = env.step(a.actions[i])
         a.steps[i] += 1
         done = terminated or truncated
@@ -107,7 +148,7 @@ class EnvRunner:
             env.close()
 
 
-def worker_main(conn, env_ids, env_kwargs: dict, autoreset_mode: str):
+def worker_main(conn, env_ids, env_kwargs: dict, autoreset_mode: str, faults=()):
     """Entry point of a worker process.
 
     Start-up: build the envs and report their spaces (``("spaces", ...)``), receive
@@ -116,7 +157,7 @@ def worker_main(conn, env_ids, env_kwargs: dict, autoreset_mode: str):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
     arrays = runner = None
     try:
-        runner = EnvRunner(env_ids, env_kwargs, autoreset_mode)
+        runner = EnvRunner(env_ids, env_kwargs, autoreset_mode, faults)
         conn.send(("spaces", runner.spaces))
         msg = conn.recv()
         if msg[0] != "attach":
@@ -164,7 +205,16 @@ def worker_main(conn, env_ids, env_kwargs: dict, autoreset_mode: str):
 
 
 def _rare(runner: EnvRunner, what: str, args):
-    ids, name = args[0], args[1]
+    ids = args[0]
+    if what == "get_states":
+        return runner.get_states(ids)
+    if what == "set_states":
+        runner.set_states(ids, args[1])
+        return None
+    if what == "mark_done":
+        runner.mark_done(ids)
+        return None
+    name = args[1]
     envs = [runner.envs[i] for i in ids]
     if what == "get_attr":
         return [getattr(e, name) for e in envs]

@@ -302,6 +302,23 @@ class Simulation:
         self.model.realizeVelocity(s)
         return s
 
+    def export_state(self) -> dict:
+        """Everything needed to continue this simulation in another process."""
+        return dict(y=self.state.getY().to_numpy().copy(), time=self.state.getTime(),
+                    controls=self.buf[self._s_ctrl].copy(),
+                    push=[f.getValue() for f in self._push] if self.push_body else None)
+
+    def import_state(self, saved: dict):
+        """Continue from :meth:`export_state` output (same model file)."""
+        s = osim.State(self.default_state)
+        s.setTime(float(saved["time"]))
+        s.setY(osim.Vector.createFromMat(np.asarray(saved["y"], dtype=float)))
+        self.restore(s)
+        if saved.get("push") is not None:
+            self.set_push(saved["push"])
+        self.set_controls(saved["controls"])
+        self.read()
+
     def snapshot(self):
         """A copy of the current State (restore it with :meth:`restore`)."""
         return osim.State(self.state)
