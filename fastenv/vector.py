@@ -81,7 +81,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if max_episode_steps is not None:
             raise ValueError("max_episode_steps is not supported: episodes end after the "
                              "task's reference cycles (episode_cycles)")
-        resolve_options(**env_options)   # reject unknown/invalid env options here, early
+        self._nan_actions = resolve_options(**env_options)["nan_actions"]  # fail early
         self.task = task
         self.num_envs = int(num_envs)
         self.batch_size = int(batch_size)
@@ -118,6 +118,15 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"actions have shape {a.shape}; expected {shape}")
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
             raise ValueError(f"actions have dtype {a.dtype}; expected a real number dtype")
+        if self._nan_actions == "raise" and np.issubdtype(a.dtype, np.floating):
+            bad = ~np.isfinite(a)
+            if bad.any():
+                row = int(np.flatnonzero(bad.any(axis=1))[0])
+                env = int(env_ids[row]) if env_ids is not None else row
+                raise ValueError(f"env {env} has non-finite values at indices "
+                                 f"{np.flatnonzero(bad[row]).tolist()}: "
+                                 f"{a[row][bad[row]].tolist()}; pass nan_actions='zero' to "
+                                 "replace them with 0 instead")
         return a
 
     def _gather(self, ids: np.ndarray):
@@ -259,7 +268,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         busy = ids[self._pool._pending[ids]]
         if len(busy):
             raise ValueError(f"envs {busy.tolist()} are still in flight; recv() them first")
-        a = self._actions(actions, len(ids))
+        a = self._actions(actions, len(ids), ids)
         self._a.actions[ids] = a
         self._pool.send(b"S", ids.astype(np.int32))
 

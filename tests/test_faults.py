@@ -1,0 +1,206 @@
+"""Fault injection: simulator failures, killed and hung workers, recycling, bad input,
+shared-memory hygiene. Every test is bounded in time; unaffected envs must be bitwise
+equal to a fault-free run with the same seeds and actions."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastenv.vector import OsimVectorEnv
+
+TASK = "MuscleWalkingImitation2D-v0"
+N, STEPS = 4, 10
+
+
+def rollout(faults=(), n_steps=STEPS, **kw):
+    A = np.random.default_rng(0).random((n_steps, N, 18)).astype(np.float32) * 0.3
+    v = OsimVectorEnv(TASK, N, num_workers=2, _faults=faults, **kw)
+    try:
+        obs, _ = v.reset(seed=0)
+        out = {"obs": [obs], "rew": [], "trunc": [], "info": []}
+        t0 = time.monotonic()
+        for k in range(n_steps):
+            o, r, te, tr, info = v.step(A[k])
+            out["obs"].append(o), out["rew"].append(r), out["trunc"].append(tr)
+            out["info"].append(info)
+        out["wall"] = time.monotonic() - t0
+        out["restarts"], out["recycles"] = v.restarts, v.recycles
+    finally:
+        v.close()
+    out["obs"] = np.array(out["obs"])
+    out["rew"] = np.array(out["rew"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean():
+    return rollout()
+
+
+def assert_unaffected_equal(run, clean, envs):
+    np.testing.assert_array_equal(run["obs"][:, envs], clean["obs"][:, envs])
+    np.testing.assert_array_equal(run["rew"][:, envs], clean["rew"][:, envs])
+
+
+def test_sim_error_truncates_only_that_env(clean):
+    run = rollout([("sim_error", 1, 4)])
+    info = run["info"][4]
+    assert info["_sim_error"].tolist() == [False, True, False, False]
+    assert "non-finite" in info["sim_error"][1] or "integrator" in info["sim_error"][1]
+    assert run["trunc"][4].tolist() == [False, True, False, False]
+    assert run["restarts"] == 0
+    assert np.isfinite(run["obs"]).all()
+    assert_unaffected_equal(run, clean, [0, 2, 3])
+    # NEXT_STEP: the following step resets env 1 (reward 0, episode continues afresh)
+    assert run["rew"][5, 1] == 0.0 and not run["trunc"][5][1]
+
+
+def test_killed_worker_is_respawned(clean):
+    run = rollout([("kill", 2, 3)])
+    assert run["restarts"] == 1
+    info = run["info"][3]
+    assert info["_worker_restarted"].tolist() == [False, False, True, True]
+    assert run["trunc"][3].tolist() == [False, False, True, True]
+    assert_unaffected_equal(run, clean, [0, 1])
+    assert run["wall"] < 60
+
+
+def test_hung_worker_is_killed_after_step_timeout(clean):
+    run = rollout([("hang", 0, 2)], step_timeout=3.0)
+    assert run["restarts"] == 1
+    assert run["info"][2]["_worker_restarted"].tolist() == [True, True, False, False]
+    assert "step_timeout" in run["info"][2]["worker_error"][0]
+    assert_unaffected_equal(run, clean, [2, 3])
+    assert run["wall"] < 60
+
+
+def test_exception_in_env_raises_in_parent_with_its_message():
+    v = OsimVectorEnv(TASK, 2, num_workers=1, _faults=[("exception", 1, 1)])
+    try:
+        v.reset(seed=0)
+        v.step(np.zeros((2, 18), np.float32))
+        with pytest.raises(RuntimeError, match="env 1 raised in its worker: RuntimeError: "
+                                               "injected exception in env 1"):
+            v.step(np.zeros((2, 18), np.float32))
+    finally:
+        v.close()
+
+
+def test_recycling_is_transparent(clean):
+    run = rollout(recycle_every=8)
+    assert run["recycles"] >= 2 and run["restarts"] == 0
+    assert not np.any(run["trunc"])
+    # episodes continue: positions stay within integrator accuracy of the clean run
+    q = [i for i, n in enumerate(_names()) if n.startswith("q/")]
+    np.testing.assert_allclose(run["obs"][:, :, q], clean["obs"][:, :, q], atol=0.05)
+
+
+def _names():
+    from fastenv.env import ImitationEnv
+    return ImitationEnv(TASK).observation_names
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_actions_raise_naming_the_env(bad):
+    v = OsimVectorEnv(TASK, 2, num_workers=1)
+    try:
+        v.reset(seed=0)
+        a = np.zeros((2, 18), np.float32)
+        a[1, 3] = bad
+        with pytest.raises(ValueError, match=r"env 1 has non-finite values at indices \[3\]"):
+            v.step(a)
+        v.step(np.zeros((2, 18), np.float32))   # still usable afterwards
+    finally:
+        v.close()
+
+
+def test_fuzz_adversarial_actions_never_break_the_pool():
+    rng = np.random.default_rng(1)
+    v = OsimVectorEnv(TASK, 2, num_workers=2, nan_actions="zero")
+    try:
+        v.reset(seed=0)
+        batches = [np.full((2, 18), 1e300), np.full((2, 18), -1e300),
+                   np.full((2, 18), 5e-324), np.full((2, 18), np.nan),
+                   np.full((2, 18), np.inf), rng.normal(0, 1e6, (2, 18)),
+                   np.zeros((2, 18), np.int64), np.ones((2, 18), np.float16),
+                   rng.random((2, 18)).astype(np.float32)]
+        for _ in range(2):
+            for a in batches:
+                obs, rew, term, trunc, info = v.step(a)
+                assert np.isfinite(obs).all() and np.isfinite(rew).all()
+        for bad in (np.zeros((2, 17)), np.zeros((3, 18)), np.array([["x"] * 18] * 2),
+                    np.zeros((2, 18), complex)):
+            with pytest.raises(ValueError):
+                v.step(bad)
+    finally:
+        v.close()
+
+
+def test_unreadable_model_and_reference_files(tmp_path):
+    bad = tmp_path / "broken.osim"
+    bad.write_text("<OpenSimDocument><Model>")
+    with pytest.raises(Exception, match="cannot load OpenSim model"):
+        OsimVectorEnv(TASK, 1, num_workers=1, model=str(bad))
+    corrupt = tmp_path / "ref.npz"
+    corrupt.write_bytes(b"not a zip")
+    with pytest.raises(Exception, match="cannot read reference"):
+        OsimVectorEnv(TASK, 1, num_workers=1, reference=str(corrupt))
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from fastenv.vector import OsimVectorEnv
+    if __name__ == "__main__":
+        v = OsimVectorEnv("TorqueWalkingImitation2D-v0", 2, num_workers=2)
+        print(v._pool.arrays.name, *v._pool.pids, flush=True)
+        if sys.argv[1] == "kbint":
+            raise KeyboardInterrupt
+        if sys.argv[1] == "close":
+            v.close()
+            sys.exit(0)
+        time.sleep(120)
+""")
+
+
+def _gone(path: Path, pids, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if Path(f"/proc/{p}").exists()
+                 and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
+        if not path.exists() and not alive:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("how", ["close", "kbint", "sigterm", "sigkill", "worker_crash"])
+def test_no_shared_memory_left(tmp_path, how):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), how], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        name, *pids = proc.stdout.readline().split()
+        seg = Path("/dev/shm") / name
+        assert seg.exists()
+        if how == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+        elif how == "sigkill":
+            proc.kill()
+        elif how == "worker_crash":
+            os.kill(int(pids[0]), signal.SIGKILL)
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        assert _gone(seg, [int(p) for p in pids]), f"{seg} or a worker outlived the parent"
+        if how in ("close", "kbint"):
+            assert "leaked" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
