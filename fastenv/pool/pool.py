@@ -221,6 +221,8 @@ class Pool:
                 wait_for = min(wait_for, max(0.0, first + self.step_timeout - time.monotonic()))
             ready = wait(list(busy), timeout=wait_for)
             for conn in ready:
+                if len(done) >= n:
+                    break   # the rest stays queued in its pipe for the next collect
                 w = busy[conn]
                 try:
                     msg = conn.recv_bytes()
