@@ -22,14 +22,17 @@ edits the loaded ``opensim.Model`` in place.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import os
 import pathlib
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Mapping
+from xml.etree import ElementTree
 
 import opensim
 
@@ -46,6 +49,9 @@ __all__ = [
     "register_geometry_search_path",
     "variant_path",
     "actuated_coordinates",
+    "PALSY_CONTRACTURE_MUSCLES",
+    "PALSY_HEAD_MESH",
+    "standing_height",
 ]
 
 # Bump whenever a builder's output changes: it is part of the cache key, so old
@@ -233,6 +239,176 @@ def _build_torque_locked_knee(model: opensim.Model, *, max_actuation: float, pel
     _build_torque(model, max_actuation=max_actuation, pelvis_residuals=pelvis_residuals)
 
 
+# ------------------------------------------------------ cerebral palsy --
+#
+# ``palsy3d`` re-creates BioImitation-Gym's MusclePalsyImitation3D subject, a
+# child with spastic diplegia walking in crouch gait (1.61 m, 41.5 kg), from
+# the generic adult 3D model: OpenSim scaling to the child's size, then the
+# two muscle deficits of spastic diplegia that matter most for crouch gait.
+
+# Stature is measured on the model itself rather than taken from the nominal
+# 1.80 m quoted for gait2392: top of the skull mesh minus the lowest
+# contact-sphere point, at the default pose. For the generic model this is
+# 1.696 m (bone mesh, no scalp); the scaled child is matched with the same
+# measure. The mesh ships with osim-rl beside the base model and is not part
+# of the cache key (only the base model bytes are).
+PALSY_HEAD_MESH = "hat_skull.vtp"
+
+# Contractured muscles: hamstrings (knee extension limited with the hip
+# flexed, as in crouch gait) and gastrocnemius (dorsiflexion limited with the
+# knee extended). Soleus is left as in the generic model.
+PALSY_CONTRACTURE_MUSCLES = ("hamstrings_r", "gastroc_r", "hamstrings_l", "gastroc_l")
+
+_PALSY_DEFAULTS = {
+    # BioImitation-Gym's cerebral-palsy subject.
+    "height": 1.61,
+    "mass": 41.5,
+    # Voluntary strength relative to typically developing (TD) children of the
+    # same size. Darras et al. 2021 (Front Neurol 12:617971; 160 ambulatory
+    # children with bilateral spastic CP, 106 of them diplegic, vs 86 TD,
+    # hand-held dynamometry) report, for the CP group, force deficits
+    # relative to the TD mean of 13% (hip extensors), 32% (hip flexors), 27%
+    # (adductors), 52% (abductors), 37% (knee extensors) and 53% (knee
+    # flexors): about 36% on average, hence 0.65 for every muscle. This is in
+    # line with muscle volumes in CP reduced by up to 40% (Handsfield et al.
+    # 2022, BMC Musculoskelet Disord 23, review "Muscle architecture, growth,
+    # and biological remodelling in cerebral palsy"). Steele et al. 2012
+    # (J Biomech 45:2564-2569) model weakness in crouch gait the same way, as
+    # a scaled-down max isometric force.
+    "strength": 0.65,
+    # Fractional reduction of the optimal fibre length of the
+    # PALSY_CONTRACTURE_MUSCLES, i.e. fewer sarcomeres in series: contractured
+    # CP hamstrings have over-stretched (long) sarcomeres in vivo and a
+    # stiffer extracellular matrix (Smith et al. 2011, J Physiol 589:
+    # 2625-2639; Mathewson & Lieber 2015, Phys Med Rehabil Clin N Am 26:57-67),
+    # and CP muscles have fewer sarcomeres in series (Handsfield et al. 2022),
+    # so the fibres reach their passive range at shorter muscle-tendon lengths.
+    # Tendon slack length is kept: CP muscles present longer, not shorter,
+    # tendons (same review). Only some crouch-gait limbs have short
+    # hamstrings (10 of 32 in Thompson et al. 2001, J Pediatr Orthop 21:
+    # 383-387); this subject is modelled as one of them. 0.2 is our choice of
+    # a moderate level, not a measured mean: with the hip flexed 30-45 deg (as
+    # in crouch) and the knee straight, the passive hamstring force is about 5x
+    # that of the plainly scaled model (400 vs 80 N at 30 deg), and passive
+    # gastrocnemius force at 10 deg dorsiflexion about 3x (see the tests).
+    "contracture": 0.2,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _mesh_vertices(filename: str) -> tuple[tuple[float, float, float], ...]:
+    """Vertices of an ASCII ``.vtp`` mesh from osim-rl's Geometry folder."""
+    path = _osim_rl_models_dir() / "Geometry" / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"mesh {filename!r} not found at {path}; it ships with osim-rl "
+                                "(reinstall it with `pip install --force-reinstall osim-rl`)")
+    points = ElementTree.parse(path).getroot().find("./PolyData/Piece/Points/DataArray")
+    if points is None or points.get("format") != "ascii":
+        raise ValueError(f"{path} has no ASCII point array")
+    values = [float(v) for v in points.text.split()]
+    return tuple(zip(values[0::3], values[1::3], values[2::3]))
+
+
+def standing_height(model: opensim.Model, state: opensim.State | None = None) -> float:
+    """Model stature in m: top of the skull mesh minus the lowest contact-sphere point.
+
+    Measured at ``state`` (default: the model's default pose, from
+    ``initSystem``), with the mesh's scale factors applied, so the same
+    measure works on the generic and on scaled models. The vertical is
+    ground y.
+    """
+    if state is None:
+        state = model.initSystem()
+    model.realizePosition(state)
+    meshes = [opensim.Mesh.safeDownCast(g) for g in _iter_components(model, "Mesh")]
+    skull = [m for m in meshes if m is not None and m.getGeometryFilename() == PALSY_HEAD_MESH]
+    if len(skull) != 1:
+        raise ValueError(f"model {model.getName()!r} has {len(skull)} {PALSY_HEAD_MESH!r} meshes, expected 1")
+    mesh = skull[0]
+    frame = mesh.getFrame()
+    scale = mesh.get_scale_factors()
+    # Ground-y row of the frame's rotation: the y components of its axes.
+    row = [frame.expressVectorInGround(state, opensim.Vec3(*axis))[1]
+           for axis in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
+    top = frame.getPositionInGround(state)[1] + max(
+        sum(row[k] * scale[k] * v[k] for k in range(3)) for v in _mesh_vertices(PALSY_HEAD_MESH))
+
+    bottoms = []
+    for geometry in _iter(model.getContactGeometrySet()):
+        sphere = opensim.ContactSphere.safeDownCast(geometry)
+        if sphere is not None:
+            centre = sphere.getFrame().findStationLocationInGround(state, sphere.get_location())
+            bottoms.append(centre[1] - sphere.getRadius())
+    if not bottoms:
+        raise ValueError(f"model {model.getName()!r} has no ContactSphere to stand on")
+    return top - min(bottoms)
+
+
+def _iter_components(model: opensim.Model, class_name: str):
+    for component in model.getComponentsList():
+        if component.getConcreteClassName() == class_name:
+            yield component
+
+
+def _scale_uniformly(model: opensim.Model, state: opensim.State, factor: float, mass: float) -> None:
+    """OpenSim scaling of every body by ``factor``, total mass set to ``mass``.
+
+    ``Model.scale`` scales body geometry, joint frames and knee translation
+    functions, muscle path points, and (through the muscles' post-scale step,
+    as the ScaleTool does) each muscle's optimal fibre and tendon slack length
+    by its path-length ratio; with ``preserveMassDist`` masses keep their
+    distribution and sum to ``mass``. It leaves contact spheres and the
+    default pelvis height alone, so those are scaled here too: the child
+    stands on its own, proportionally smaller, feet at the same pose.
+    """
+    scale_set = opensim.ScaleSet()
+    for body in _iter(model.getBodySet()):
+        scale = opensim.Scale()
+        scale.setSegmentName(body.getName())
+        scale.setScaleFactors(opensim.Vec3(factor))
+        scale.setApply(True)
+        scale_set.cloneAndAppend(scale)
+    if not model.scale(state, scale_set, True, mass):
+        raise RuntimeError(f"OpenSim failed to scale model {model.getName()!r}")
+
+    for geometry in _iter(model.updContactGeometrySet()):
+        sphere = opensim.ContactSphere.safeDownCast(geometry)
+        if sphere is None:
+            continue  # the ground half-space is not part of the body
+        loc = sphere.get_location()
+        sphere.set_location(opensim.Vec3(loc[0] * factor, loc[1] * factor, loc[2] * factor))
+        sphere.setRadius(sphere.getRadius() * factor)
+    pelvis_ty = model.updCoordinateSet().get("pelvis_ty")
+    pelvis_ty.setDefaultValue(pelvis_ty.getDefaultValue() * factor)
+
+
+def _build_palsy(model: opensim.Model, *, height: float, mass: float, strength: float,
+                 contracture: float) -> None:
+    """Scale the adult model to the child, then weaken all muscles and shorten the contractured ones."""
+    for key, value in (("height", height), ("mass", mass), ("strength", strength)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
+    if not 0.0 <= contracture < 1.0:
+        raise ValueError(f"contracture must be in [0, 1), got {contracture!r}")
+
+    state = model.initSystem()
+    generic_mass = model.getTotalMass(state)
+    factor = height / standing_height(model, state)
+    _scale_uniformly(model, state, factor, mass)
+
+    # Force follows cross-sectional area, i.e. length^2 ~ mass^(2/3) under
+    # geometric similarity (the allometric normalisation of strength to body
+    # size recommended by Jaric 2002, Sports Med 32:615-631); that gives a
+    # typically developing child of this size, then ``strength`` for CP.
+    force_factor = (mass / generic_mass) ** (2.0 / 3.0) * strength
+    for muscle in _iter(model.updMuscles()):
+        muscle.setMaxIsometricForce(muscle.getMaxIsometricForce() * force_factor)
+    muscles = model.updMuscles()
+    for name in PALSY_CONTRACTURE_MUSCLES:
+        muscle = muscles.get(name)
+        muscle.setOptimalFiberLength(muscle.getOptimalFiberLength() * (1.0 - contracture))
+
+
 # ------------------------------------------------------------------ specs --
 
 _TORQUE_DEFAULTS = {"max_actuation": 200.0, "pelvis_residuals": True}
@@ -271,6 +447,10 @@ VARIANTS: dict[str, VariantSpec] = {
                                        "torque2d, left knee+ankle locked at 0 and unactuated"),
     "torque3d_lockedknee": VariantSpec(_MUSCLE3D_BASE, _build_torque_locked_knee, _TORQUE_DEFAULTS,
                                        "torque3d, left knee+ankle locked at 0 and unactuated"),
+    "palsy3d": VariantSpec(_MUSCLE3D_BASE, _build_palsy, _PALSY_DEFAULTS,
+                           "muscle3d scaled by OpenSim to a child with spastic diplegia (1.61 m, 41.5 kg; "
+                           "BioImitation-Gym's MusclePalsyImitation3D subject), all muscles weakened, "
+                           "hamstrings and gastrocnemius contractured (shorter optimal fibres)"),
 }
 
 # ---------------------------------------------------------------- caching --
@@ -337,7 +517,13 @@ def variant_path(name: str, **params: Any) -> pathlib.Path:
     [-1, 1]). ``pelvis_residuals`` (default True) keeps actuators on the pelvis
     rotations (residual torques that help balance); with False the pelvis is
     fully unactuated and the model must balance through its legs alone.
-    Muscle variants take no params. Unknown names or params raise ValueError.
+    Muscle variants take no params. ``palsy3d`` (a child with spastic diplegia,
+    see ``_PALSY_DEFAULTS`` for the sources) takes ``height`` (1.61 m, matched
+    with ``standing_height``) and ``mass`` (41.5 kg) for OpenSim's uniform
+    scaling, ``strength`` (0.65; multiplies every max isometric force on top
+    of the (mass ratio)^(2/3) size scaling) and ``contracture`` (0.2; fraction
+    by which the hamstrings' and gastrocnemii's optimal fibre lengths shrink;
+    0 gives a plainly scaled child). Unknown names or params raise ValueError.
     """
     canon = _canonical_params(name, params)
     spec = VARIANTS[name]

@@ -48,6 +48,7 @@ EXPECTED = {
     "muscle3d_lockedknee": (COORDS_3D, LOCKED_BASE_3D | LOCKED_KNEE, _without(MUSCLES_3D, SHANK_L), []),
     "torque2d_lockedknee": (COORDS_2D, LOCKED_BASE_2D | LOCKED_KNEE, [], _without(TORQUE_2D, LOCKED_KNEE)),
     "torque3d_lockedknee": (COORDS_3D, LOCKED_BASE_3D | LOCKED_KNEE, [], _without(TORQUE_3D, LOCKED_KNEE)),
+    "palsy3d": (COORDS_3D, LOCKED_BASE_3D, MUSCLES_3D, []),
 }
 
 
@@ -285,3 +286,151 @@ def test_geometry_search_path_points_at_osim_rl(monkeypatch):
     assert added == [str(geometry)]
     assert (geometry / "femur.vtp").is_file()
     assert geometry.parent == base_model_path("gait9dof18musc.osim").parent
+
+
+# ---------------------------------------------------------------- palsy3d --
+
+PALSY_CHILD = {"height": 1.61, "mass": 41.5}
+PALSY_STRENGTH = 0.65
+PALSY_CONTRACTURE = 0.2
+
+
+def _loaded(path):
+    model = opensim.Model(str(path))
+    return model, model.initSystem()
+
+
+def _generic_3d():
+    return _loaded(base_model_path(VARIANTS["palsy3d"].base))
+
+
+def _distance(model, state, body_a, body_b):
+    a = model.getBodySet().get(body_a).getPositionInGround(state)
+    b = model.getBodySet().get(body_b).getPositionInGround(state)
+    return math.dist([a[i] for i in range(3)], [b[i] for i in range(3)])
+
+
+def _muscle_params(model):
+    return {m.getName(): (m.getMaxIsometricForce(), m.getOptimalFiberLength(), m.getTendonSlackLength())
+            for m in (model.getMuscles().get(i) for i in range(model.getMuscles().getSize()))}
+
+
+def _spheres(model):
+    out = {}
+    for i in range(model.getContactGeometrySet().getSize()):
+        sphere = opensim.ContactSphere.safeDownCast(model.getContactGeometrySet().get(i))
+        if sphere is not None:
+            loc = sphere.get_location()
+            out[sphere.getName()] = ([loc[0], loc[1], loc[2]], sphere.getRadius())
+    return out
+
+
+def test_palsy_generic_height_measure():
+    """The generic model's stature by the skull-to-sole measure (bone, no soft tissue)."""
+    model, state = _generic_3d()
+    assert variants.standing_height(model, state) == pytest.approx(1.696, abs=0.002)
+    assert variants.standing_height(model) == variants.standing_height(model, state)
+
+
+def test_palsy_scaled_to_the_child():
+    generic, gs = _generic_3d()
+    plain, ps = _loaded(variant_path("palsy3d", contracture=0))
+    factor = PALSY_CHILD["height"] / variants.standing_height(generic, gs)
+    assert factor == pytest.approx(0.949, abs=0.001)
+
+    assert plain.getTotalMass(ps) == pytest.approx(PALSY_CHILD["mass"], abs=1e-6)
+    assert variants.standing_height(plain, ps) == pytest.approx(PALSY_CHILD["height"], abs=0.01)
+    mass_ratio = PALSY_CHILD["mass"] / generic.getTotalMass(gs)
+    for body in ("pelvis", "femur_r", "tibia_l", "torso"):  # mass distribution preserved
+        assert plain.getBodySet().get(body).getMass() == pytest.approx(
+            generic.getBodySet().get(body).getMass() * mass_ratio, rel=1e-9)
+
+    # Segment lengths: femur = hip centre (femur origin) to knee centre (tibia
+    # origin, knee at 0); shank = knee centre to ankle centre (talus origin).
+    for a, b in (("femur_r", "tibia_r"), ("femur_l", "tibia_l"), ("tibia_r", "talus_r")):
+        assert _distance(plain, ps, a, b) == pytest.approx(_distance(generic, gs, a, b) * factor, rel=1e-9)
+    assert _distance(generic, gs, "femur_r", "tibia_r") == pytest.approx(0.396, abs=0.001)
+
+    g_spheres, p_spheres = _spheres(generic), _spheres(plain)
+    assert set(p_spheres) == set(g_spheres) and len(p_spheres) == 6
+    for name, (loc, radius) in g_spheres.items():
+        assert p_spheres[name][0] == pytest.approx([x * factor for x in loc], rel=1e-12, abs=1e-15)
+        assert p_spheres[name][1] == pytest.approx(radius * factor, rel=1e-12)
+    pelvis_ty = plain.getCoordinateSet().get("pelvis_ty").getDefaultValue()
+    assert pelvis_ty == pytest.approx(generic.getCoordinateSet().get("pelvis_ty").getDefaultValue() * factor)
+
+    # Muscle paths scale, and so do fibre and tendon lengths (OpenSim's
+    # post-scale step); forces follow (mass ratio)^(2/3) times the CP strength.
+    force_factor = mass_ratio ** (2 / 3) * PALSY_STRENGTH
+    g_params, p_params = _muscle_params(generic), _muscle_params(plain)
+    assert list(p_params) == MUSCLES_3D
+    for name, (force, fiber, tendon) in g_params.items():
+        assert p_params[name][0] == pytest.approx(force * force_factor, rel=1e-12)
+        assert p_params[name][1] == pytest.approx(fiber * factor, rel=1e-9)
+        assert p_params[name][2] == pytest.approx(tendon * factor, rel=1e-9)
+        g_len = generic.getMuscles().get(name).getLength(gs)
+        assert plain.getMuscles().get(name).getLength(ps) == pytest.approx(g_len * factor, rel=1e-9)
+
+
+def test_palsy_strength_and_contracture_params():
+    palsy = _muscle_params(_loaded(variant_path("palsy3d"))[0])
+    plain = _muscle_params(_loaded(variant_path("palsy3d", contracture=0))[0])
+    full = _muscle_params(_loaded(variant_path("palsy3d", strength=1.0))[0])
+    assert variants.PALSY_CONTRACTURE_MUSCLES == ("hamstrings_r", "gastroc_r", "hamstrings_l", "gastroc_l")
+    for name in MUSCLES_3D:
+        force, fiber, tendon = palsy[name]
+        assert force == pytest.approx(full[name][0] * PALSY_STRENGTH, rel=1e-12)
+        assert force == plain[name][0] and tendon == plain[name][2]
+        shortened = 1 - PALSY_CONTRACTURE if name in variants.PALSY_CONTRACTURE_MUSCLES else 1.0
+        assert fiber == pytest.approx(plain[name][1] * shortened, rel=1e-12)
+    assert variant_path("palsy3d", height=1.61, mass=41.5, strength=0.65, contracture=0.2) == variant_path("palsy3d")
+
+
+def _passive_force(model, muscle, hip_flexion_deg, ankle_deg):
+    """Passive fibre force of a relaxed right-leg muscle, knee fully extended (0)."""
+    state = model.initSystem()
+    cs = model.getCoordinateSet()
+    cs.get("hip_flexion_r").setValue(state, math.radians(hip_flexion_deg), False)
+    cs.get("knee_angle_r").setValue(state, 0.0, False)
+    cs.get("ankle_angle_r").setValue(state, math.radians(ankle_deg))
+    for i in range(model.getMuscles().getSize()):
+        model.getMuscles().get(i).setActivation(state, 0.01)  # Thelen's minimum
+    model.equilibrateMuscles(state)
+    model.realizeDynamics(state)
+    return model.getMuscles().get(muscle).getPassiveFiberForce(state)
+
+
+def test_palsy_contracture_resists_knee_extension_and_dorsiflexion():
+    """Crouch-like hip flexion with a straight knee stretches the short hamstrings much more."""
+    palsy = _loaded(variant_path("palsy3d"))[0]
+    plain = _loaded(variant_path("palsy3d", contracture=0))[0]
+    for muscle, hip, ankle in (("hamstrings_r", 30, 0), ("hamstrings_r", 45, 0), ("gastroc_r", 0, 10)):
+        short, normal = _passive_force(palsy, muscle, hip, ankle), _passive_force(plain, muscle, hip, ankle)
+        assert normal > 10.0  # both are stretched; the contractured one far more
+        assert short > 2.5 * normal, (muscle, hip, ankle, short, normal)
+    # Hamstrings are slack when standing upright in the plain child only.
+    assert _passive_force(plain, "hamstrings_r", 0, 0) == 0.0
+    assert _passive_force(palsy, "hamstrings_r", 0, 0) > 0.0
+
+
+def test_palsy_build_is_byte_identical(tmp_path, monkeypatch):
+    files = []
+    for sub in ("a", "b"):
+        monkeypatch.setenv("FASTENV_CACHE", str(tmp_path / sub))
+        files.append(variant_path("palsy3d"))
+    assert files[0].name == files[1].name
+    assert files[0].read_bytes() == files[1].read_bytes()
+    text = files[0].read_text()
+    assert "fastenv variant palsy3d" in text and '"contracture": 0.2' in text
+
+
+def test_palsy_bad_params(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTENV_CACHE", str(tmp_path))
+    with pytest.raises(ValueError, match="contracture") as err:
+        variant_path("palsy3d", contractures=0.1)
+    assert all(p in str(err.value) for p in ("height", "mass", "strength"))
+    for bad in ({"contracture": 1.0}, {"contracture": -0.1}, {"strength": 0.0}, {"height": -1.61},
+                {"mass": float("nan")}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            variant_path("palsy3d", **bad)
+    assert list(tmp_path.iterdir()) == []
