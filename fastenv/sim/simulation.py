@@ -16,6 +16,7 @@ import numpy as np
 import opensim as osim
 
 osim.Logger.setLevelString("error")  # OpenSim logs every integrate() call at info level
+osim.Logger.removeFileSink()          # and would write opensim.log into the user's cwd
 
 INTEGRATORS = {
     "RungeKuttaMerson": osim.Manager.IntegratorMethod_RungeKuttaMerson,
