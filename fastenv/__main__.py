@@ -1,4 +1,5 @@
-"""Command line: ``fastenv rollout`` (quick start, prints steps/s), ``fastenv tasks``."""
+"""Command line: ``fastenv rollout`` (quick start, prints steps/s), ``fastenv tasks``,
+``fastenv bench`` (side-by-side throughput comparison, ``fastenv.benchmark``)."""
 import argparse
 import sys
 import time
@@ -45,7 +46,14 @@ def main(argv=None):
     r.set_defaults(func=rollout)
     t = sub.add_parser("tasks", help="list the registered tasks")
     t.set_defaults(func=tasks)
-    args = ap.parse_args(argv)
+    sub.add_parser("bench", add_help=False,
+                   help="side-by-side throughput comparison; fastenv bench --help for options")
+    args, rest = ap.parse_known_args(argv)
+    if args.cmd == "bench":   # its options belong to fastenv.benchmark's own parser
+        from fastenv.benchmark import main as bench_main
+        return bench_main(rest)
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
 
 
