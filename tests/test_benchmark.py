@@ -98,12 +98,8 @@ def test_reset_observation_agrees(pair):
     np.testing.assert_allclose(o2[keep], o1[keep], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ImitationEnv's reset snapshots keep the default pose's fiber lengths: "
-    "Simulation.state_from_coordinates equilibrates a copy of default_state, whose "
-    "copied (stale) path-length cache makes equilibrateMuscles solve for the default "
-    "pose. The seed-style reset (initializeState + equilibrateMuscles) is in equilibrium."))
 def test_reset_muscle_state_agrees(pair):
+    """Both resets put the muscles in equilibrium for the start frame's pose."""
     fast, seed = pair
     o1, _ = fast.reset(options={"start_frame": 44})
     o2, _ = seed.reset(options={"start_frame": 44})

@@ -126,3 +126,17 @@ def test_non_finite_state_raises_simulation_error(muscle2d_path):
     sim.restore(sim.state_from_coordinates(q, qd, equilibrate=False))
     with pytest.raises(SimulationError):
         sim.step(np.zeros(sim.n_controls))
+
+
+def test_reference_state_starts_in_muscle_equilibrium(muscle2d_path):
+    """Snapshots for reference-state initialisation equilibrate the muscles for *their*
+    pose (a copy of the default state would keep the default pose's fiber lengths)."""
+    sim = Simulation(muscle2d_path)
+    q = sim.buf[sim.layout.slice("q")].copy()
+    q[sim.coordinate_names.index("knee_angle_l")] = -1.0
+    q[sim.coordinate_names.index("hip_flexion_l")] = 0.8
+    default_lengths = sim.buf[sim.layout.slice("fiber_length")].copy()
+    sim.restore(sim.state_from_coordinates(q, np.zeros_like(q)))
+    lengths = sim.buf[sim.layout.slice("fiber_length")]
+    assert np.abs(lengths - default_lengths).max() > 0.01
+    assert np.abs(sim.buf[sim.layout.slice("fiber_velocity")]).max() < 1e-6

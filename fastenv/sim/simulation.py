@@ -288,7 +288,10 @@ class Simulation:
         ``q``/``qdot`` are in model coordinate order; locked coordinates keep their
         locked values. Used to build reference-state initialisation snapshots once.
         """
-        s = osim.State(self.default_state)
+        # A copy of an already-equilibrated State does not re-equilibrate (the muscles
+        # keep the default pose's fiber lengths); a freshly initialised one does.
+        s = osim.State(self.model.initializeState()) if equilibrate and self.muscles else (
+            osim.State(self.default_state))
         s.setTime(float(time))
         Q = s.getQ().to_numpy().copy()
         U = s.getU().to_numpy().copy()
