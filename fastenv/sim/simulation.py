@@ -63,51 +63,6 @@ class Layout:
         return self.element_names.index(f"{name}/{element}")
 
 
-class SimulationError(RuntimeError):
-    """The integrator failed or the state became non-finite (episode must end)."""
-
-
-@dataclass
-class Layout:
-    """Names and index ranges of the segments of a flat float64 buffer."""
-
-    segments: dict = field(default_factory=dict)   # name -> (start, stop)
-    element_names: list = field(default_factory=list)
-
-    @property
-    def size(self) -> int:
-        return len(self.element_names)
-
-    def add(self, name: str, elements: list[str]) -> slice:
-        if name in self.segments:
-            raise ValueError(f"segment {name!r} already in layout")
-        start = self.size
-        self.element_names.extend(f"{name}/{e}" for e in elements)
-        self.segments[name] = (start, self.size)
-        return slice(start, self.size)
-
-    def slice(self, name: str) -> slice:
-        start, stop = self.segments[name]
-        return slice(start, stop)
-
-    def index(self, name: str, element: str) -> int:
-        return self.element_names.index(f"{name}/{element}")
-
-
-def _vector_index(state_getter, setter, n_items):
-    """Index of each item in a bulk state vector, found by perturbing it once."""
-    base = state_getter().copy()
-    out = []
-    for i in range(n_items):
-        setter(i, 1.0)
-        diff = np.flatnonzero(state_getter() != base)
-        setter(i, 0.0)
-        if len(diff) != 1:
-            raise RuntimeError(f"cannot map state variable {i} to a unique index")
-        out.append(int(diff[0]))
-    return np.array(out, dtype=np.intp)
-
-
 class Simulation:
     """An OpenSim model stepped at a fixed control step with zero-order-hold controls.
 
