@@ -6,10 +6,14 @@ predictive solve from a standing guess ends in a crouched gait (a poor local
 optimum), so the pipeline is
 
 1. ``tracking``: track one symmetrised half gait cycle of a real walking motion
-   (measured by default) with the muscle-driven, contact-driven model;
-2. ``predictive``: from that solution, minimise muscle effort at an average
-   speed of 1.3 m/s, periodic with left/right symmetry, coarse mesh first;
-3. ``refine``: the same predictive problem on a finer mesh;
+   (measured treadmill walking by default, made overground) with the
+   muscle-driven, contact-driven model: a dynamically consistent first gait;
+2. ``predictive_coarse``: from that solution, a periodic, left/right symmetric
+   half cycle at an average speed of 1.3 m/s that minimises muscle effort
+   (cubed excitations per metre) plus a small pull towards the measured joint
+   angles, with the swing foot kept off the floor (see Settings for why each
+   ingredient is there);
+3. ``predictive_fine``: the same problem on a twice finer mesh;
 4. mirror the half cycle into a full cycle and measure gait figures from the
    contact forces of the solution.
 
@@ -61,6 +65,8 @@ COORDINATES = (
 TRANSLATIONS = ("pelvis_tx", "pelvis_ty")
 #: Contact spheres of gait9dof18musc, per foot.
 FOOT_SPHERES = {"r": ("r_heel", "r_toe"), "l": ("l_heel", "l_toe")}
+#: Name prefix of the stations at the contact-sphere centres.
+CENTRE_PREFIX = "centre_"
 #: Vertical force (N) above which a foot counts as on the ground.
 CONTACT_THRESHOLD_N = 20.0
 #: How far the model's compliant foot spheres sink under body weight (m);
@@ -179,7 +185,17 @@ def model_processor(model_path: str | None = None, *, fiber_curve_width: float =
     of this model's walking range.
     """
     osim = _osim()
-    proc = osim.ModelProcessor(build_contact_model(model_path))
+    model = build_contact_model(model_path)
+    # Stations at the contact-sphere centres: their heights are what the
+    # swing-clearance constraint bounds (no effect on the dynamics).
+    for spheres in FOOT_SPHERES.values():
+        for sphere_name in spheres:
+            sphere = osim.ContactSphere.safeDownCast(model.getContactGeometrySet().get(sphere_name))
+            station = osim.Station(sphere.getFrame(), sphere.get_location())
+            station.setName(f"{CENTRE_PREFIX}{sphere_name}")
+            model.addComponent(station)
+    model.finalizeConnections()
+    proc = osim.ModelProcessor(model)
     proc.append(osim.ModOpReplaceJointsWithWelds(_strings(osim, ["back"])))
     proc.append(osim.ModOpReplaceMusclesWithDeGrooteFregly2016())
     if not passive_fiber_forces:
@@ -346,7 +362,23 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
 # --------------------------------------------------------------------------
 @dataclass
 class Settings:
-    """Knobs of the pipeline; the defaults produce the committed reference."""
+    """Knobs of the pipeline; the defaults produce the committed reference.
+
+    What the defaults answer (coarse-mesh trials on this model):
+
+    * pure minimum effort walks crouched (stance knee 15-30 deg flexed, never
+      straighter than 10 deg) and, with free duration, at 94 steps/min with
+      1.67 m strides: hence ``predictive_tracking_weight`` and the cadence
+      rule of :func:`predictive_duration`;
+    * the tracking term stays small: at 3.0 the pull to slower measured
+      walking puts the swing foot on the floor in mid swing; on the fine mesh
+      0.3 and 0.5 gave 8-9 deg knee flexion at heel strike, 1.0 a 68 deg
+      peak swing flexion (the subject's), so 0.7 sits between;
+    * without ``swing_window`` the swing foot grazes and slides on the floor
+      before heel strike (up to 80 N);
+    * passive fibre forces with the standard force-length width gave a
+      stiff-legged swing (13 deg peak knee flexion).
+    """
 
     speed: float = 1.3                 # average speed of the predictive gait (m/s)
     tracking_mesh: int = 25            # mesh intervals per half cycle
@@ -357,7 +389,11 @@ class Settings:
     tracking_effort_weight: float = 1.0
     effort_weight: float = 10.0        # predictive: control effort ...
     effort_exponent: int = 3           # ... sum |e|^3, per metre travelled
-    predictive_tracking_weight: float = 1.0  # predictive: pull to the target's angles
+    predictive_tracking_weight: float = 0.7  # predictive: pull to the target's angles
+    pelvis_height_weight: float = 0.0  # ... and to its pelvis height (relative, per m^2)
+    # Swing clearance: in this fraction of the half cycle (right heel strike
+    # to left heel strike) the left foot, in swing, stays off the floor.
+    swing_window: tuple | None = (0.3, 0.92)
     # Half-cycle duration of the predictive gait: None scales the target's
     # cadence and stride by the same factor sqrt(speed / target speed), as
     # people do when they walk faster; (lo, hi) leaves it free in bounds.
@@ -378,7 +414,8 @@ class Settings:
         return dict(tracking=self.tracking_weight,
                     tracking_effort=self.tracking_effort_weight,
                     effort=self.effort_weight, effort_exponent=self.effort_exponent,
-                    predictive_tracking=self.predictive_tracking_weight)
+                    predictive_tracking=self.predictive_tracking_weight,
+                    predictive_pelvis_height=self.pelvis_height_weight)
 
 
 #: Bounds of the coordinates in the problems: wide enough for normal walking,
@@ -445,6 +482,38 @@ def _common_problem(osim, study, model, settings: Settings, *, final_time):
         periodic.addControlPair(osim.MocoPeriodicityGoalPair(path, _swap_side(path)))
     problem.addGoal(periodic)
     return problem
+
+
+def _add_swing_clearance(osim, problem, model, duration: float, settings: Settings):
+    """Keep the swing foot off the floor through most of its swing.
+
+    The model's feet are 5 cm contact spheres that sink about 3 cm in stance,
+    so measured joint angles (and minimum effort) leave the swing foot
+    grazing and sliding on the floor before heel strike, which is not how
+    people walk and blurs heel strike.  The half cycle starts at right heel
+    strike, so the left foot swings from about 20 % of it to its end: in
+    ``swing_window`` the centres of its contact spheres must stay at least a
+    radius above the floor.  Bounding heights (linear in the pose) is far
+    better conditioned for IPOPT than bounding contact forces.
+    """
+    if not settings.swing_window:
+        return
+    lo, hi = settings.swing_window
+    for sphere_name in FOOT_SPHERES["l"]:
+        sphere = osim.ContactSphere.safeDownCast(model.getContactGeometrySet().get(sphere_name))
+        lower = osim.PiecewiseLinearFunction()
+        eps = 1e-3 * duration
+        for t, y in ((0.0, -1.0), (lo * duration - eps, -1.0), (lo * duration, sphere.getRadius()),
+                     (hi * duration, sphere.getRadius()), (hi * duration + eps, -1.0),
+                     (2 * duration, -1.0)):
+            lower.addPoint(t, y)
+        bound = osim.MocoOutputBoundConstraint()
+        bound.setName(f"swing_clearance_{sphere_name}")
+        bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
+        bound.setOutputIndex(1)
+        bound.setLowerBound(lower)
+        bound.setUpperBound(osim.Constant(2.0))
+        problem.addPathConstraint(bound)
 
 
 def _solver(study, settings: Settings, mesh: int, max_iterations: int | None = None):
@@ -589,6 +658,7 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
     duration = predictive_duration(target, settings.speed)
     bounds = list(settings.half_cycle_bounds) if settings.half_cycle_bounds else duration
     _common_problem(osim, study, model, settings, final_time=bounds)
+    _add_swing_clearance(osim, problem, model, duration, settings)
     speed = osim.MocoAverageSpeedGoal("speed")
     speed.set_desired_average_speed(settings.speed)
     problem.addGoal(speed)
@@ -602,8 +672,10 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
         tracking.setReference(osim.TableProcessor(
             _value_table(osim, model, scaled, target.coords)))
         tracking.setAllowUnusedReferences(True)
-        for name in TRANSLATIONS:
-            tracking.setWeightForState(_coordinate_path(model, name) + "/value", 0.0)
+        path = _coordinate_path(model, "pelvis_tx") + "/value"
+        tracking.setWeightForState(path, 0.0)
+        path = _coordinate_path(model, "pelvis_ty") + "/value"
+        tracking.setWeightForState(path, settings.pelvis_height_weight)
         problem.addGoal(tracking)
 
     solver = _solver(study, settings, mesh, max_iterations)
@@ -927,6 +999,11 @@ def generate_walking2d(out_dir=OUT_DIR, *, motion=None, settings: Settings | Non
                              belt_speed_added_m_s=round(target.belt_speed, 4),
                              **{k: round(v, 4) for k, v in target.info.items()}),
         prescribed_speed_m_s=settings.speed,
+        predictive_half_cycle_s=(list(settings.half_cycle_bounds) if settings.half_cycle_bounds
+                                 else round(predictive_duration(target, settings.speed), 4)),
+        muscle_model=dict(type="DeGrooteFregly2016", rigid_tendons=True,
+                          passive_fiber_forces=settings.passive_fiber_forces,
+                          active_force_length_width_scale=settings.fiber_curve_width),
         mesh_intervals=dict(tracking=settings.tracking_mesh, predictive_coarse=settings.coarse_mesh,
                             **({} if settings.coarse_only else
                                dict(predictive_fine=settings.fine_mesh))),
