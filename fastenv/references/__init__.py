@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "envs" / "references"
+def _reference_dir() -> Path:
+    """``references/`` of the installed ``fastenv.envs`` package (the repo's ``envs/`` in
+    an editable install, ``site-packages/fastenv/envs`` otherwise)."""
+    import fastenv.envs
+    return Path(fastenv.envs.__file__).resolve().parent / "references"
+
+
+REFERENCE_DIR = _reference_dir()
 PLAYBACKS = ("loop", "once", "mirror")
 
 
