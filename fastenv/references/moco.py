@@ -248,29 +248,25 @@ def read_motion(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
 
 
 def foot_kinematics(time, coords, model_path: str | None = None):
-    """(heel x, lowest contact-sphere bottom height) per side along a motion."""
+    """Per contact sphere: centre x and bottom height (ground frame) along a motion."""
     osim = _osim()
     model = osim.Model(model_path or base_model_path())
     state = model.initSystem()
     cs = model.getCoordinateSet()
     geometry = model.getContactGeometrySet()
-    heel_x = {s: np.zeros(len(time)) for s in FOOT_SPHERES}
-    bottom = {s: np.zeros(len(time)) for s in FOOT_SPHERES}
+    names = [n for spheres in FOOT_SPHERES.values() for n in spheres]
+    centre_x = {n: np.zeros(len(time)) for n in names}
+    bottom = {n: np.zeros(len(time)) for n in names}
     for k in range(len(time)):
         for name in COORDINATES:
             cs.get(name).setValue(state, float(coords[name][k]), False)
         model.realizePosition(state)
-        for side, spheres in FOOT_SPHERES.items():
-            lows = []
-            for sphere_name in spheres:
-                sphere = osim.ContactSphere.safeDownCast(geometry.get(sphere_name))
-                p = sphere.getFrame().findStationLocationInGround(
-                    state, sphere.get_location())
-                lows.append(p.get(1) - sphere.getRadius())
-                if sphere_name.endswith("heel"):
-                    heel_x[side][k] = p.get(0)
-            bottom[side][k] = min(lows)
-    return heel_x, bottom
+        for n in names:
+            sphere = osim.ContactSphere.safeDownCast(geometry.get(n))
+            p = sphere.getFrame().findStationLocationInGround(state, sphere.get_location())
+            centre_x[n][k] = p.get(0)
+            bottom[n][k] = p.get(1) - sphere.getRadius()
+    return centre_x, bottom
 
 
 def _local_maxima(x: np.ndarray, min_gap: int) -> np.ndarray:
@@ -309,9 +305,9 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
     shifted so the feet just touch the model's floor.
     """
     t, q = read_motion(path)
-    heel_x, _ = foot_kinematics(t, q, model_path)
+    centre_x, bottom = foot_kinematics(t, q, model_path)
     dt = float(np.median(np.diff(t)))
-    rel = {s: heel_x[s] - q["pelvis_tx"] for s in FOOT_SPHERES}
+    rel = {s: centre_x[FOOT_SPHERES[s][0]] - q["pelvis_tx"] for s in FOOT_SPHERES}
     gap = max(3, int(round(0.5 / dt)))
     hs_r, hs_l = _local_maxima(rel["r"], gap), _local_maxima(rel["l"], gap)
     cycle = None
@@ -325,13 +321,14 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
                          "left heel strike, right heel strike) found")
     a, m, b = cycle
     period = t[b] - t[a]
-    # Mid-stance heel velocity relative to the pelvis is minus the speed.
-    speeds = []
-    for side, start in (("r", a), ("l", m)):
-        t0, t1 = t[start] + 0.05 * period, t[start] + 0.45 * period
-        r0, r1 = np.interp([t0, t1], t, rel[side])
-        speeds.append(-(r1 - r0) / (t1 - t0))
-    speed = float(np.mean(speeds))
+    # The lowest contact sphere rests on the floor (the belt, on a treadmill),
+    # so minus its velocity relative to the pelvis is the pelvis's velocity
+    # over the floor; its mean over the cycle is the walking speed.
+    names = list(bottom)
+    lowest = np.argmin(np.array([bottom[n] for n in names]), axis=0)
+    rel_v = np.array([np.gradient(centre_x[n] - q["pelvis_tx"], t) for n in names])
+    pelvis_v = -rel_v[lowest, np.arange(len(t))]
+    speed = float(np.trapezoid(pelvis_v[a:b + 1], t[a:b + 1]) / period)
     if belt_speed is None:
         belt_speed = speed - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / period
     tx = q["pelvis_tx"] + belt_speed * (t - t[a])
@@ -349,7 +346,7 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
             out[name] = 0.5 * (np.interp(first, t, q[name])
                                + np.interp(second, t, q[_swap_side(name)]))
     _, bottom = foot_kinematics(s, out, model_path)
-    shift = -FOOT_PENETRATION_M - float(np.median(np.minimum(bottom["r"], bottom["l"])))
+    shift = -FOOT_PENETRATION_M - float(np.median(np.min(list(bottom.values()), axis=0)))
     out["pelvis_ty"] = out["pelvis_ty"] + shift
     return Target(time=s * 0.5 * period, coords=out, speed=speed,
                   belt_speed=float(belt_speed), source=str(path),
@@ -1016,6 +1013,9 @@ def generate_walking2d(out_dir=OUT_DIR, *, motion=None, settings: Settings | Non
         total_wall_time_s=round(_time.perf_counter() - start, 1),
         figures=_rounded(figures),
         tracking_solution_figures=_rounded(tracking_figures),
+        notes="tracking_solution_figures describe the first-stage guess (measured walk at its "
+              "own speed, no swing-clearance constraint): its swing foot touches the floor, "
+              "so its stance and heel-strike figures are not those of a clean gait",
     )
     (out_dir / "walking2d.json").write_text(json.dumps(doc, indent=2) + "\n")
     log(f"[done] {sto}; speed {figures['speed_m_s']:.2f} m/s, stride "
