@@ -243,10 +243,7 @@ class Simulation:
         ``q``/``qdot`` are in model coordinate order; locked coordinates keep their
         locked values. Used to build reference-state initialisation snapshots once.
         """
-        # A copy of an already-equilibrated State does not re-equilibrate (the muscles
-        # keep the default pose's fiber lengths); a freshly initialised one does.
-        s = osim.State(self.model.initializeState()) if equilibrate and self.muscles else (
-            osim.State(self.default_state))
+        s = osim.State(self.default_state)
         s.setTime(float(time))
         Q = s.getQ().to_numpy().copy()
         U = s.getU().to_numpy().copy()
@@ -254,10 +251,19 @@ class Simulation:
         Q[self._q_idx[free]] = np.asarray(q, dtype=float)[free]
         U[self._u_idx[free]] = np.asarray(qdot, dtype=float)[free]
         U[self._u_idx[self.locked]] = 0.0
-        s.setQ(osim.Vector.createFromMat(Q))
-        s.setU(osim.Vector.createFromMat(U))
         if equilibrate and self.muscles:
-            self.model.equilibrateMuscles(s)
+            # equilibrateMuscles on a *copied* State silently keeps the fiber lengths of
+            # the pose it was copied at (stale path-length cache), so the equilibrium
+            # is solved on the model's own working State and its Y is copied over.
+            w = self.model.updWorkingState()
+            w.setY(self.default_state.getY())
+            w.setQ(osim.Vector.createFromMat(Q))
+            w.setU(osim.Vector.createFromMat(U))
+            self.model.equilibrateMuscles(w)
+            s.setY(w.getY())
+        else:
+            s.setQ(osim.Vector.createFromMat(Q))
+            s.setU(osim.Vector.createFromMat(U))
         self.model.realizeVelocity(s)
         return s
 
