@@ -84,6 +84,8 @@ def main(argv=None) -> int:
                      help="write every N-th IPOPT iterate to the work folder (0: never)")
     gen.add_argument("--quiet", action="store_true", help="hide IPOPT's iteration log")
     args = parser.parse_args(argv)
+    import opensim
+    opensim.Logger.setLevelString("warn")
     generator, _ = GENERATORS[args.name]
     generator(args)
     return 0

@@ -85,9 +85,10 @@ def base_model_path() -> str:
 
 
 def _osim():
+    # The logging level is process-wide: library calls leave it alone (the generate
+    # command raises it to "warn" so a user running a solve sees Moco's warnings).
     import opensim
 
-    opensim.Logger.setLevelString("warn")
     return opensim
 
 
