@@ -1,9 +1,9 @@
 """Integrator table: speed and accuracy of OpenSim's integrators on a walking task.
 
-Every (method, accuracy) runs the same 1 s of the muscle-driven 2D walking task from
-the reference's first frame with the same smooth random excitations, and is compared
-with RungeKuttaMerson at accuracy 1e-6. Steps/s counts control steps (10 ms) of the
-bare simulation (integrate + reading the state), single process.
+Every (method, accuracy) runs the same 1 s of a task from the reference's first frame
+with the same smooth random actions through ``env.step`` (so torque tasks include their
+PD control), and is compared with RungeKuttaMerson at accuracy 1e-6. Steps/s counts
+env steps (10 ms), single process.
 
     python bench/integrators.py [--task MuscleWalkingImitation2D-v0] [--out bench/results]
 """
@@ -15,22 +15,23 @@ from pathlib import Path
 import numpy as np
 
 from fastenv.env import ImitationEnv
-from fastenv.sim import SimulationError
 
 METHODS = ["RungeKuttaMerson", "SemiExplicitEuler2", "RungeKutta3", "RungeKutta2",
            "RungeKuttaFeldberg", "ExplicitEuler", "CPodes", "Verlet"]
 ACCURACIES = [1e-2, 1e-3, 1e-4]
 
 
-def controls(n_steps, n, seed=0):
-    """Smooth random excitations: a random walk low-passed over ~50 ms."""
+def controls(n_steps, low, high, seed=0):
+    """Smooth random actions: a random walk inside the action box, low-passed ~50 ms."""
     rng = np.random.default_rng(seed)
-    u = np.empty((n_steps, n))
-    x = rng.uniform(0.05, 0.3, n)
+    span = high - low
+    u = np.empty((n_steps, len(low)))
+    x = low + span * rng.uniform(0.1, 0.5, len(low))
     for k in range(n_steps):
-        x = np.clip(x + rng.normal(0, 0.05, n), 0.01, 0.6)
+        x = np.clip(x + rng.normal(0, 0.05, len(low)) * span, low + 0.01 * span,
+                    low + 0.6 * span)
         u[k] = x if k == 0 else 0.8 * u[k - 1] + 0.2 * x
-    return u
+    return u.astype(np.float32)
 
 
 def run(task, method, accuracy, U):
@@ -39,12 +40,11 @@ def run(task, method, accuracy, U):
     sim = env.sim
     qs = []
     t0 = time.perf_counter()
-    try:
-        for u in U:
-            sim.step(u)
-            qs.append(sim.buf[sim.layout.slice("q")].copy())
-    except SimulationError as exc:
-        return None, str(exc), sim
+    for u in U:
+        _, _, _, _, info = env.step(u)
+        if "sim_error" in info:
+            return None, info["sim_error"], sim
+        qs.append(sim.buf[sim.layout.slice("q")].copy())
     return np.array(qs), len(U) / (time.perf_counter() - t0), sim
 
 
@@ -56,7 +56,7 @@ def main():
     args = ap.parse_args()
     n_steps = int(round(args.seconds / 0.01))
     probe = ImitationEnv(args.task)
-    U = controls(n_steps, probe.action_space.shape[0])
+    U = controls(n_steps, probe.action_space.low, probe.action_space.high)
     ref_q, ref_sps, sim = run(args.task, "RungeKuttaMerson", 1e-6, U)
     rot = sim.rotational & ~sim.locked
     rows = []
@@ -75,7 +75,8 @@ def main():
                   f"{err_cm:7.3f} cm", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "integrators.json").write_text(json.dumps(
+    tag = args.task.split("Imitation")[0].lower()
+    (out / f"integrators_{tag}.json").write_text(json.dumps(
         dict(task=args.task, seconds=args.seconds, reference_steps_per_s=ref_sps,
              rows=rows), indent=1))
     lines = ["| integrator | accuracy | steps/s | max error (deg) | max error (cm) |",
@@ -86,7 +87,7 @@ def main():
         else:
             lines.append(f"| {r['method']} | {r['accuracy']:.0e} | {r['steps_per_s']:.0f} | "
                          f"{r['max_err_deg']:.3f} | {r['max_err_cm']:.3f} |")
-    (out / "integrators.md").write_text("\n".join(lines) + "\n")
+    (out / f"integrators_{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
