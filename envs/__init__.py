@@ -45,17 +45,34 @@ class TaskSpec:
     variant_params: dict = field(default_factory=dict)
 
 
-def _walking(actuation: str, dim: str) -> TaskSpec:
-    return TaskSpec(
-        id=f"{actuation.capitalize()}WalkingImitation{dim.upper()}-v0",
-        model=f"{actuation}{dim}", actuation=actuation, reference=f"walking{dim}",
-        planar=dim == "2d")
+def _task(actuation: str, motion: str, dim: str, **rules) -> TaskSpec:
+    """One cell of the task table: {Muscle,Torque} x motion x {2D,3D}."""
+    locked = motion == "lockedknee"
+    name = {"walking": "Walking", "running": "Running", "jumping": "Jumping",
+            "lockedknee": "LockedKnee", "palsy": "Palsy"}[motion]
+    model = ("palsy3d" if motion == "palsy" else
+             f"{actuation}{dim}" + ("_lockedknee" if locked else ""))
+    return TaskSpec(id=f"{actuation.capitalize()}{name}Imitation{dim.upper()}-v0",
+                    model=model, actuation=actuation, reference=f"{motion}{dim}",
+                    planar=dim == "2d", **rules)
 
+
+# Running and jumping allow the larger forces and accelerations of impacts; jumping
+# ends when the torso drops to the floor and measures its effort per metre *upwards*.
+_RUNNING = dict(max_limit_force=1e4, max_acceleration=1e6)
+_JUMPING = dict(max_limit_force=1e4, max_acceleration=1e6, min_torso_height=0.3,
+                progress_axis=1)
 
 TASKS: dict[str, TaskSpec] = {
     spec.id: spec for spec in (
-        _walking("muscle", "2d"),
-        _walking("torque", "2d"),
+        *(_task(act, "walking", dim) for act in ("muscle", "torque") for dim in ("2d", "3d")),
+        *(_task(act, "running", dim, **_RUNNING) for act in ("muscle", "torque")
+          for dim in ("2d", "3d")),
+        *(_task(act, "jumping", dim, **_JUMPING) for act in ("muscle", "torque")
+          for dim in ("2d", "3d")),
+        *(_task(act, "lockedknee", dim) for act in ("muscle", "torque")
+          for dim in ("2d", "3d")),
+        _task("muscle", "palsy", "3d", height=1.61),
     )
 }
 

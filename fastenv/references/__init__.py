@@ -341,6 +341,12 @@ def load_reference(name_or_path, model_path=None, **kwargs) -> Reference:
     shipped = REFERENCE_DIR / f"{name_or_path}.npz"
     if not shipped.exists():
         names = sorted(x.stem for x in REFERENCE_DIR.glob("*.npz"))
+        from fastenv.envs import TASKS
+        if name_or_path in {t.reference for t in TASKS.values()}:
+            raise ValueError(f"reference {name_or_path!r} has not been generated in this "
+                             f"release; generate it with `python -m fastenv.references "
+                             f"generate {name_or_path}` or pass reference=<.mot/.sto/.npz>; "
+                             f"shipped: {names}")
         raise ValueError(f"unknown reference {name_or_path!r}; shipped: {names}, or pass a "
                          ".mot/.sto/.npz path")
     return Reference.load(shipped)

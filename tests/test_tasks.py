@@ -1,0 +1,65 @@
+"""The task suite: every registered ID steps on its real model and reference."""
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import fastenv  # noqa: F401
+from fastenv.envs import TASKS
+from fastenv.references import REFERENCE_DIR
+
+SHIPPED = sorted(t for t, spec in TASKS.items()
+                 if (REFERENCE_DIR / f"{spec.reference}.npz").exists())
+MISSING = sorted(set(TASKS) - set(SHIPPED))
+
+
+def test_all_seventeen_ids_are_registered():
+    assert len(TASKS) == 17
+    for task in TASKS:
+        assert task in gym.registry
+
+
+@pytest.mark.parametrize("task", SHIPPED)
+def test_task_checks_and_steps(task):
+    env = gym.make(task)
+    check_env(env.unwrapped, skip_render_check=True)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(200):
+        obs, reward, term, trunc, info = env.step(env.action_space.sample())
+        assert np.isfinite(obs).all() and np.isfinite(reward)
+        if term or trunc:
+            env.reset()
+    env.close()
+
+
+def _double_support_frame(env):
+    """A reference frame where both feet carry load (static contact forces)."""
+    sim, ref = env.sim, env.reference
+    best, best_k = -1.0, 0
+    for k in range(0, ref.n_frames, 2):
+        s = sim.state_from_coordinates(*ref.coordinates_at(k), equilibrate=False)
+        sim.model.realizeDynamics(s)
+        per_foot = [sum(f.getRecordValues(s).get(int(i)) for i in idx[:, 1])
+                    for f, idx in zip(sim.contact_forces, sim._contact_idx)]
+        if min(per_foot) > best:
+            best, best_k = min(per_foot), k
+    return best_k
+
+
+@pytest.mark.parametrize("task", [t for t in SHIPPED
+                                  if "Walking" in t or "LockedKnee" in t or "Palsy" in t])
+def test_reference_state_initialisation_on_the_ground(task):
+    env = gym.make(task).unwrapped
+    k = _double_support_frame(env)
+    env.reset(seed=0, options={"start_frame": k})
+    sim = env.sim
+    vgrf = sim.buf[sim.layout.slice("grf")].reshape(-1, 6)[:, 1].sum() / sim.body_weight
+    print(f"{task}: vertical GRF at reset (frame {k}, double support) = {vgrf:.2f} BW")
+    assert 0.7 <= vgrf <= 1.3
+
+
+@pytest.mark.parametrize("task", MISSING)
+def test_task_without_generated_reference_says_how_to_generate_it(task):
+    with pytest.raises(ValueError, match="python -m fastenv.references generate"):
+        gym.make(task)
