@@ -2,8 +2,9 @@
 
 For W workers and num_envs envs: env steps/s of ``OsimVectorEnv`` (sync ``step`` and
 envpool-style ``send``/``recv`` with batch_size = num_envs/2) against the physical
-limit measured in the same run: W processes each looping bare ``Manager.integrate``
-on the same model with the same kind of random excitations, reading nothing.
+limit measured in the same run: W processes each replaying, with bare
+``Manager.integrate`` calls, the controls an env of the same task produced under
+random actions (same falls and resets), reading nothing.
 Also: the parent's CPU time per batch step as a fraction of the step's wall time, and
 memory (RSS and PSS summed over parent + workers).
 
@@ -46,20 +47,31 @@ def tree_memory_mb(pids):
 
 
 def _raw_worker(task, env_kwargs, seconds, seed, out):
-    """One process of the physical limit: bare integrate with random excitations."""
+    """One process of the physical limit: the same workload as an env, bare integrate.
+
+    The env runs random actions (with its falls and resets) for ``seconds`` while the
+    controls it sends to OpenSim and its episode starts are recorded; then exactly
+    those controls are replayed with bare ``Manager.integrate`` calls from the same
+    snapshots, timed. The ratio of the two is pure fastenv overhead, whatever the
+    stiffness of the motion.
+    """
     from fastenv.env import ImitationEnv
     env = ImitationEnv(task, **env_kwargs)
     env.reset(seed=seed)
-    sim, rng = env.sim, np.random.default_rng(seed)
-    snap = sim.snapshot()
-    lo, hi = env.action_space.low, env.action_space.high
-    steps, t0 = 0, time.perf_counter()
+    env.action_space.seed(seed)
+    sim = env.sim
+    episodes = [(env._start, [])]
+    t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        sim.restore(snap)                      # an "episode" of 100 steps
-        for _ in range(100):
-            u = rng.uniform(lo, hi)
-            if env.spec_task.actuation == "torque":
-                u = u * 0.2
+        _, _, term, trunc, _ = env.step(env.action_space.sample())
+        episodes[-1][1].append(sim.buf[sim.layout.slice("controls")].copy())
+        if term or trunc:
+            env.reset()
+            episodes.append((env._start, []))
+    steps, t0 = 0, time.perf_counter()
+    for start, controls in episodes:
+        sim.restore(env._snapshot(start))
+        for u in controls:
             sim.integrate_raw(1, u)
             steps += 1
     out.put(steps / (time.perf_counter() - t0))
@@ -89,6 +101,7 @@ def run_vector(task, n_envs, workers, seconds, mode, env_kwargs):
         if mode == "sync":
             venv.reset(seed=0)
             venv.step(rng.uniform(space.low, space.high, (n_envs, *space.shape)))  # warm-up
+            integ0 = sum(venv.call("integrate_seconds"))
             steps, t0, c0 = 0, time.perf_counter(), time.process_time()
             while time.perf_counter() - t0 < seconds:
                 a = rng.uniform(space.low, space.high, (n_envs, *space.shape))
@@ -97,6 +110,7 @@ def run_vector(task, n_envs, workers, seconds, mode, env_kwargs):
                 lat.append(time.perf_counter() - ts)
                 steps += n_envs
         else:
+            integ0 = sum(venv.call("integrate_seconds"))
             venv.async_reset(seed=0)
             steps, t0, c0 = 0, time.perf_counter(), time.process_time()
             while time.perf_counter() - t0 < seconds:
@@ -108,11 +122,15 @@ def run_vector(task, n_envs, workers, seconds, mode, env_kwargs):
                 steps += len(ids)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - c0
+        if venv._pool.pending:           # drain before asking the workers anything
+            venv._pool.collect(venv._pool.pending)
         rss, pss = tree_memory_mb([os.getpid(), *venv._pool.pids])
+        in_integrate = sum(venv.call("integrate_seconds")) - integ0
     finally:
         venv.close()
     lat = np.array(lat) * 1e3
     return dict(steps_per_s=steps / wall, parent_cpu_fraction=cpu / wall,
+                integrate_fraction=in_integrate / (wall * workers),
                 p50_ms=float(np.percentile(lat, 50)), p95_ms=float(np.percentile(lat, 95)),
                 p99_ms=float(np.percentile(lat, 99)), rss_mb=rss, pss_mb=pss)
 
@@ -146,17 +164,19 @@ def main():
                          efficiency=r["steps_per_s"] / limit)
                 rows.append(r)
                 print(f"  n={n:3d} {mode:5s} {r['steps_per_s']:7.1f} steps/s  "
-                      f"eff {r['efficiency']:.3f}  parent cpu {100 * r['parent_cpu_fraction']:.2f}%"
+                      f"eff {r['efficiency']:.3f}  in-integrate {r['integrate_fraction']:.3f}  parent cpu {100 * r['parent_cpu_fraction']:.2f}%"
                       f"  p50 {r['p50_ms']:.1f} ms  RSS {r['rss_mb']:.0f} MB  PSS "
                       f"{r['pss_mb']:.0f} MB", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "pool.json").write_text(json.dumps(dict(task=args.task, rows=rows), indent=1))
-    lines = ["| W | num_envs | mode | steps/s | limit | efficiency | parent CPU | p50 / p99 ms |"
-             " RSS / PSS MB |", "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| W | num_envs | mode | steps/s | limit | steps/s ÷ limit | time in integrate "
+             "| parent CPU | p50 / p99 ms | RSS / PSS MB |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['workers']} | {r['num_envs']} | {r['mode']} | {r['steps_per_s']:.0f} "
                      f"| {r['limit']:.0f} | {r['efficiency']:.2f} | "
+                     f"{r['integrate_fraction']:.3f} | "
                      f"{100 * r['parent_cpu_fraction']:.1f}% | {r['p50_ms']:.0f} / "
                      f"{r['p99_ms']:.0f} | {r['rss_mb']:.0f} / {r['pss_mb']:.0f} |")
     (out / "pool.md").write_text("\n".join(lines) + "\n")

@@ -482,6 +482,11 @@ class ImitationEnv(gym.Env):
             self.sim.set_push(push)
             self._push_left = PUSH_STEPS
 
+    @property
+    def integrate_seconds(self) -> float:
+        """Wall time this env has spent inside ``Manager.integrate`` (profiling)."""
+        return self.sim.integrate_seconds
+
     def get_state(self) -> dict:
         """Picklable state of the episode in progress (simulation, action history,
         counters, RNG): :meth:`set_state` on an env built with the same arguments, in

@@ -303,16 +303,22 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         return self._pool.recycles
 
     # ------------------------------------------------------------------ attributes
-    def call(self, name, *args, **kwargs):
+    def _check_idle(self, what):
         self._check_open()
+        if self._stepping or self._pool.pending:
+            raise RuntimeError(f"{what}() called while envs are in flight; recv() or "
+                               "step_wait() them first")
+
+    def call(self, name, *args, **kwargs):
+        self._check_idle("call")
         return tuple(self._pool.rare("call", self._all, name, args, kwargs))
 
     def get_attr(self, name):
-        self._check_open()
+        self._check_idle("get_attr")
         return tuple(self._pool.rare("get_attr", self._all, name))
 
     def set_attr(self, name, values):
-        self._check_open()
+        self._check_idle("set_attr")
         if not isinstance(values, (list, tuple)):
             values = [values] * self.num_envs
         if len(values) != self.num_envs:

@@ -10,6 +10,7 @@ built once at load time by perturbation, so no name lookups happen per step.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -209,6 +210,7 @@ class Simulation:
         self.default_state = osim.State(state)
         self._manager = None
         self.state = None
+        self.integrate_seconds = 0.0   # wall time inside Manager.integrate (profiling)
         self.restore(self.default_state)
 
     # ------------------------------------------------------------------ helpers
@@ -327,10 +329,13 @@ class Simulation:
         if controls is not None:
             self.set_controls(controls)
         t_next = self.state.getTime() + self.control_dt
+        t0 = time.perf_counter()
         try:
             self.state = self._manager.integrate(t_next)
         except Exception as exc:  # Simbody reports failures as RuntimeError
             raise SimulationError(f"integrator failed at t={t_next:.4f}s: {exc}") from exc
+        finally:
+            self.integrate_seconds += time.perf_counter() - t0
         self.read()
         if not np.isfinite(self.buf).all():
             raise SimulationError(f"non-finite state at t={t_next:.4f}s")
