@@ -1,0 +1,1119 @@
+"""3D references derived from fastenv's 2D ones, and the cerebral-palsy crouch gait.
+
+Why: the 3D tasks need gait cycles for the 3D models (``muscle3d``,
+``muscle3d_lockedknee``, ``palsy3d``).  The sagittal motion of walking, running,
+jumping and locked-knee walking is already solved with Moco for the 2D model,
+whose sagittal coordinates have the same names and segment geometry as the 3D
+model's; what a 3D model adds is the out-of-plane motion (``pelvis_list``,
+``pelvis_rotation``, ``pelvis_tz``, ``hip_adduction_r/l``; ``hip_rotation`` is
+locked in these models).  That comes from measured 3D motions, aligned in
+phase with the 2D cycle by gait events, so each 3D reference keeps the 2D
+solution's timing, stride and speed.  These references are *kinematic*: body
+kinematics computed by OpenSim on the 3D model, not a dynamic solution of it
+(each reference's figures say ``"kind": "kinematic"`` and where its
+out-of-plane data come from).
+
+How, per reference (``python -m fastenv.references generate NAME``):
+
+* gait events are found from kinematics alone, on the 2D cycle and on the
+  measured 3D motion alike, so both are timed by the same rule: for walking
+  Zeni et al. 2008 (heel strike when the heel is furthest ahead of the pelvis,
+  toe off when the toes are furthest behind it; the measured walk has no
+  pelvis height), for running the height of each foot's lowest contact sphere;
+  a piecewise-linear phase warp maps the measured cycle's events (heel strikes
+  and toe offs of both feet) onto the 2D cycle's;
+* a measured cycle is made periodic by spreading its seam error linearly;
+  when the 2D cycle is left/right symmetric (walking2d, running2d) the
+  out-of-plane data are symmetrised too (left = right half a cycle later,
+  pelvis list/rotation/lateral position antisymmetric);
+* the lateral pelvis translation of walking is not in the measured walk: it is
+  derived so that the stance foot does not slide sideways (the pelvis moves
+  opposite to the stance foot's contact point relative to it, blended over
+  double support), which gives the pelvis sway that the hip adduction and
+  pelvis list of the data imply;
+* the 2D and 3D feet carry different contact spheres, so the pelvis height is
+  set frame by frame for the 3D model's vertical contact force to be the 2D
+  solution's (in body weights), then shifted so that its mean over the cycle
+  is body weight (the env's ground alignment, which then finds nothing to do).
+
+``palsy3d`` is a crouch gait for the scaled child model; see
+:func:`derive_palsy3d`.
+
+Outputs per reference in ``envs/references/``: ``NAME.npz`` (the env's
+reference, :class:`fastenv.references.Reference`), ``NAME.json`` (figures and
+provenance) and ``NAME_coordinates.sto`` (coordinate values and speeds of every
+unlocked coordinate at the control step, one full cycle with both ends like
+``walking2d_coordinates.sto``; radians and metres).  Generating reads public
+motions from ``../shared/data/motions/`` (never copied into the project).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fastenv.references import REFERENCE_DIR, Reference, build_reference, read_motion
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MOTIONS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "motions"
+OUT_DIR = REFERENCE_DIR
+
+#: What a 3D model adds to the 2D model's coordinates (hip_rotation is locked).
+OUT_OF_PLANE = ("pelvis_list", "pelvis_rotation", "pelvis_tz", "hip_adduction_r",
+                "hip_adduction_l")
+SIDES = ("r", "l")
+#: Events of a walking/running cycle in the order they occur from right heel strike.
+EVENT_ORDER = ("hs_r", "to_l", "hs_l", "to_r")
+#: Phase resolution of periodic signals handled here (samples per cycle).
+GRID_SIZE = 400
+GRID = np.arange(GRID_SIZE) / GRID_SIZE
+
+WALKING_MOTION = "tutorial_gait2392_normal.mot"
+RUNNING_MOTION = "hamner_subject02_running_ik.mot"
+CROUCH_MOTION = "tutorial_gait2392_crouch2.mot"
+
+
+def _rounded(x, digits=4):
+    if isinstance(x, float):
+        return round(x, digits)
+    if isinstance(x, dict):
+        return {k: _rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_rounded(v, digits) for v in x]
+    if isinstance(x, np.floating):
+        return round(float(x), digits)
+    return x
+
+
+def motion_path(filename: str, motion=None) -> Path:
+    """A user's motion file, or the public one in ../shared/data/motions/."""
+    path = Path(motion) if motion else MOTIONS_DIR / filename
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: generating this reference reads the public motion "
+            f"{filename} from ../shared/data/motions/ next to the project root; pass "
+            "--motion FILE to use your own motion of the same kind")
+    return path
+
+
+# --------------------------------------------------------------------------- motions
+@dataclass
+class Motion:
+    """Coordinate trajectories: ``values`` (T, len(names)) in rad / m on ``time``."""
+
+    time: np.ndarray
+    names: list
+    values: np.ndarray
+
+    def col(self, name: str) -> np.ndarray:
+        return self.values[:, self.names.index(name)]
+
+    def set(self, name: str, values) -> None:
+        values = np.broadcast_to(np.asarray(values, dtype=float), self.time.shape)
+        if name in self.names:
+            self.values[:, self.names.index(name)] = values
+        else:
+            self.names.append(name)
+            self.values = np.column_stack([self.values, values])
+
+    def as_dict(self) -> dict:
+        return {n: self.values[:, j] for j, n in enumerate(self.names)}
+
+
+def _is_translation(name: str) -> bool:
+    return name.endswith(("_tx", "_ty", "_tz"))
+
+
+def read_measured(path) -> Motion:
+    """A .mot/.sto motion with every column converted to radians (angles) / metres."""
+    time, columns, in_degrees = read_motion(path)
+    names = [n for n in columns if not n.endswith("_speed") and not n.startswith("/")]
+    values = np.column_stack([
+        np.radians(columns[n]) if in_degrees and not _is_translation(n) else columns[n]
+        for n in names])
+    return Motion(time - time[0], names, values)
+
+
+def load_committed(name: str, out_dir=None) -> Reference:
+    """A committed reference: ``NAME.npz`` in ``out_dir`` if there, else in envs/references/."""
+    for folder in ([Path(out_dir)] if out_dir else []) + [Path(OUT_DIR)]:
+        path = folder / f"{name}.npz"
+        if path.is_file():
+            return Reference.load(path)
+    raise FileNotFoundError(f"{Path(OUT_DIR) / (name + '.npz')} does not exist: a 3D reference "
+                            f"is derived from the committed reference {name!r}; generate it "
+                            f"first (python -m fastenv.references generate {name})")
+
+
+def cycle_of(ref: Reference) -> Motion:
+    """A reference's frames; a looping one closed (last row = first row + one stride)."""
+    q = ref.q.copy()
+    if ref.playback == "loop":
+        q = np.vstack([q, q[0] + ref.q_offset])
+    return Motion(np.arange(len(q)) * ref.control_dt, list(ref.coordinate_names), q)
+
+
+# ------------------------------------------------------------------------ kinematics
+class FootKinematics:
+    """Ground positions of the pelvis origin and of each foot's contact spheres.
+
+    Uses a plain OpenSim model and its working State (set values, realize
+    Position): positions queried on a *copied* State can come from a stale
+    frame cache in OpenSim 4.6.
+    """
+
+    def __init__(self, model_path):
+        import opensim as osim
+
+        self.osim = osim
+        self.model = osim.Model(str(model_path))
+        self.state = self.model.initSystem()
+        self.coords = {c.getName(): c for c in self.model.getCoordinateSet()}
+        self.locked = {n for n, c in self.coords.items() if c.getLocked(self.state)}
+        self.pelvis = self.model.getBodySet().get("pelvis")
+        self.spheres = {s: {"heel": [], "toe": []} for s in SIDES}
+        geometry = self.model.getContactGeometrySet()
+        for i in range(geometry.getSize()):
+            sphere = osim.ContactSphere.safeDownCast(geometry.get(i))
+            if sphere is None:
+                continue
+            body = sphere.getFrame().findBaseFrame().getName()
+            for s in SIDES:
+                if body == f"calcn_{s}":
+                    self.spheres[s]["heel"].append(sphere)
+                elif body == f"toes_{s}":
+                    self.spheres[s]["toe"].append(sphere)
+        for s in SIDES:
+            if not (self.spheres[s]["heel"] and self.spheres[s]["toe"]):
+                raise ValueError(f"{model_path}: no contact spheres on calcn_{s} and toes_{s}")
+
+    def set_pose(self, pose: dict) -> None:
+        for name, value in pose.items():
+            c = self.coords.get(name)
+            if c is not None and name not in self.locked:
+                c.setValue(self.state, float(value), False)
+        self.model.realizePosition(self.state)
+
+    def __call__(self, motion: Motion) -> dict:
+        """Ground positions along a motion.
+
+        ``{'pelvis': (T,3), side: {'heel'|'toe': sphere centre (T,3),
+        'heel_bottom'|'toe_bottom': lowest sphere point height (T,)}}``.
+        """
+        T = len(motion.time)
+        out = {"pelvis": np.zeros((T, 3))}
+        for s in SIDES:
+            out[s] = {k: np.zeros((T, 3)) for k in ("heel", "toe")}
+            out[s].update({f"{k}_bottom": np.zeros(T) for k in ("heel", "toe")})
+        names = [n for n in motion.names if n in self.coords]
+        for k in range(T):
+            self.set_pose({n: motion.values[k, motion.names.index(n)] for n in names})
+            out["pelvis"][k] = self.pelvis.getPositionInGround(self.state).to_numpy()
+            for s in SIDES:
+                for part, spheres in self.spheres[s].items():
+                    centres = np.array([sp.getFrame().findStationLocationInGround(
+                        self.state, sp.get_location()).to_numpy() for sp in spheres])
+                    out[s][part][k] = centres.mean(axis=0)
+                    out[s][f"{part}_bottom"][k] = min(
+                        c[1] - sp.getRadius() for c, sp in zip(centres, spheres))
+        return out
+
+
+class ContactProbe:
+    """Vertical force of each foot's contact (N) for given coordinates and speeds.
+
+    Contact forces depend on positions and velocities only, so a kinematic
+    motion gives them without muscle states.
+    """
+
+    def __init__(self, model_path):
+        import opensim as osim
+
+        self.model = osim.Model(str(model_path))
+        self.state = self.model.initSystem()
+        self.coords = {c.getName(): c for c in self.model.getCoordinateSet()}
+        self.locked = {n for n, c in self.coords.items() if c.getLocked(self.state)}
+        self.body_weight = float(self.model.getTotalMass(self.state) * 9.80665)
+        self.forces = {}
+        for f in self.model.getForceSet():
+            if f.getConcreteClassName() not in ("HuntCrossleyForce", "SmoothSphereHalfSpaceForce"):
+                continue
+            labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
+            idx = [i for i, lab in enumerate(labels) if lab.endswith(".force.Y")
+                   and lab.split(".")[-3] not in ("ground", "platform")]
+            side = "r" if f.getName().endswith("_r") or "_r_" in f.getName() or \
+                f.getName().startswith("r_") else "l"
+            self.forces.setdefault(side, []).append((f, idx))
+
+    def __call__(self, motion: Motion, speeds: np.ndarray) -> dict:
+        T = len(motion.time)
+        out = {s: np.zeros(T) for s in SIDES}
+        names = [n for n in motion.names if n in self.coords and n not in self.locked]
+        for k in range(T):
+            for n in names:
+                j = motion.names.index(n)
+                self.coords[n].setValue(self.state, float(motion.values[k, j]), False)
+                self.coords[n].setSpeedValue(self.state, float(speeds[k, j]))
+            self.model.realizeDynamics(self.state)
+            for s, forces in self.forces.items():
+                for f, idx in forces:
+                    rv = f.getRecordValues(self.state)
+                    out[s][k] += sum(rv.get(i) for i in idx)
+        return out
+
+
+def periodic_gradient(values: np.ndarray, dt: float) -> np.ndarray:
+    """Central differences of samples of one period (no repeated end row)."""
+    return (np.roll(values, -1, axis=0) - np.roll(values, 1, axis=0)) / (2 * dt)
+
+
+# --------------------------------------------------------------------------- events
+def _refine(y: np.ndarray, k: int, periodic: bool) -> float:
+    """Sub-sample position of the extremum at sample k (parabola through 3 samples)."""
+    n = len(y)
+    if not periodic and (k == 0 or k == n - 1):
+        return float(k)
+    a, b, c = y[(k - 1) % n], y[k], y[(k + 1) % n]
+    den = a - 2 * b + c
+    return float(k + (0.5 * (a - c) / den if abs(den) > 1e-15 else 0.0))
+
+
+def relative_foot_x(feet: dict) -> dict:
+    """Heel and toe x relative to the pelvis origin, per side (Zeni's signals)."""
+    px = feet["pelvis"][:, 0]
+    return {s: {"heel": feet[s]["heel"][:, 0] - px, "toe": feet[s]["toe"][:, 0] - px}
+            for s in SIDES}
+
+
+def cycle_events(cycle: Motion, feet: dict) -> dict:
+    """Phase (0-1) of heel strikes and toe offs in a closed periodic cycle.
+
+    One event of each kind per cycle: heel strike where the heel is furthest
+    ahead of the pelvis, toe off where the toes are furthest behind it.
+    """
+    rel = relative_foot_x(feet)
+    n = len(cycle.time) - 1            # last row closes the cycle
+    events = {}
+    for s in SIDES:
+        heel, toe = rel[s]["heel"][:n], rel[s]["toe"][:n]
+        events[f"hs_{s}"] = (_refine(heel, int(np.argmax(heel)), True) / n) % 1.0
+        events[f"to_{s}"] = (_refine(-toe, int(np.argmin(toe)), True) / n) % 1.0
+    return events
+
+
+def stride_events(motion: Motion, feet: dict, min_gap_s: float = 0.4) -> dict:
+    """Times of every heel strike and toe off in a multi-stride motion."""
+    rel = relative_foot_x(feet)
+    dt = float(np.median(np.diff(motion.time)))
+    gap = max(2, int(round(min_gap_s / dt)))
+
+    def maxima(y):
+        idx = [k for k in range(1, len(y) - 1) if y[k] >= y[k - 1] and y[k] > y[k + 1]]
+        kept = []
+        for k in sorted(idx, key=lambda k: -y[k]):
+            if all(abs(k - j) >= gap for j in kept):
+                kept.append(k)
+        return np.array([np.interp(_refine(y, k, False), np.arange(len(y)), motion.time)
+                         for k in sorted(kept)])
+
+    out = {}
+    for s in SIDES:
+        out[f"hs_{s}"] = maxima(rel[s]["heel"])
+        out[f"to_{s}"] = maxima(-rel[s]["toe"])
+    return out
+
+
+#: A foot whose lowest contact sphere is within this height (m) of its lowest level
+#: in the motion is on the ground (height-based events, for running).
+CONTACT_HEIGHT_M = 0.02
+
+
+def _crossings(y: np.ndarray, level: float, periodic: bool):
+    """Sub-sample indices where y falls below ``level`` and where it rises above it."""
+    n = len(y)
+    idx = np.arange(n) if periodic else np.arange(n - 1)
+    a, b = y[idx], y[(idx + 1) % n]
+    frac = lambda k: k + (level - a[k]) / (b[k] - a[k])  # noqa: E731
+    down = [frac(k) for k in np.flatnonzero((a >= level) & (b < level))]
+    up = [frac(k) for k in np.flatnonzero((a < level) & (b >= level))]
+    return np.array(down), np.array(up)
+
+
+def _lowest(feet: dict, side: str) -> np.ndarray:
+    return np.minimum(feet[side]["heel_bottom"], feet[side]["toe_bottom"])
+
+
+def cycle_height_events(cycle: Motion, feet: dict, threshold: float = CONTACT_HEIGHT_M) -> dict:
+    """Phase of heel strikes and toe offs of a closed cycle from foot heights.
+
+    Why: Zeni's kinematic rule (:func:`cycle_events`) is made for walking; in
+    running the swing foot retracts before touchdown and keeps moving back
+    after toe off, so its extremes are far from contact.  Here a foot is on
+    the ground while its lowest contact sphere is within ``threshold`` of the
+    lowest level it reaches; that needs real pelvis heights (a Moco solution,
+    a recording with pelvis_ty), not a constant one.
+    """
+    n = len(cycle.time) - 1
+    events = {}
+    for s in SIDES:
+        h = _lowest(feet, s)[:n]
+        down, up = _crossings(h, h.min() + threshold, periodic=True)
+        if len(down) != 1 or len(up) != 1:
+            raise ValueError(f"foot {s}: {len(down)} touchdowns and {len(up)} lift-offs in one "
+                             "cycle (expected one each)")
+        events[f"hs_{s}"], events[f"to_{s}"] = (down[0] / n) % 1.0, (up[0] / n) % 1.0
+    return events
+
+
+def stride_height_events(motion: Motion, feet: dict,
+                         threshold: float = CONTACT_HEIGHT_M) -> dict:
+    """Times of every touchdown and lift-off in a multi-stride motion (see above)."""
+    out = {}
+    for s in SIDES:
+        h = _lowest(feet, s)
+        down, up = _crossings(h, np.percentile(h, 2) + threshold, periodic=False)
+        ix = np.arange(len(motion.time))
+        out[f"hs_{s}"] = np.interp(down, ix, motion.time)
+        out[f"to_{s}"] = np.interp(up, ix, motion.time)
+    return out
+
+
+def event_order(events: dict) -> tuple:
+    """Event names in the order they occur from right heel strike.
+
+    Walking: right heel strike, left toe off, left heel strike, right toe off;
+    running (with flight phases): right heel strike, right toe off, left heel
+    strike, left toe off.
+    """
+    return tuple(sorted(events, key=lambda e: (events[e] - events["hs_r"]) % 1.0))
+
+
+def _unwrapped(events: dict, order) -> np.ndarray:
+    """Event phases in ``order``, unwrapped to increase from the first one."""
+    x = [events[order[0]]]
+    for e in order[1:]:
+        v = events[e]
+        while v <= x[-1]:
+            v += 1.0
+        x.append(v)
+    if x[-1] - x[0] >= 1.0:
+        raise ValueError(f"events {events} are not in the order {order} within one cycle")
+    return np.array(x)
+
+
+def phase_map(target: dict, source: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """Piecewise-linear map from the target cycle's phase to the source cycle's.
+
+    Each event of the target (heel strikes and toe offs of both feet) lands on
+    the same event of the source; both cycles must have their events in the
+    same order (a walk is not warped onto a run).
+    """
+    order = event_order(target)
+    if event_order(source) != order:
+        raise ValueError(f"gait events occur in a different order: target {order}, "
+                         f"source {event_order(source)}")
+    kt, ks = _unwrapped(target, order), _unwrapped(source, order)
+    kt, ks = np.append(kt, kt[0] + 1.0), np.append(ks, ks[0] + 1.0)
+
+    def f(phase):
+        u = (np.asarray(phase, dtype=float) - kt[0]) % 1.0 + kt[0]
+        return np.interp(u, kt, ks) % 1.0
+    return f
+
+
+def periodic_samples(cycle: Motion, names) -> dict:
+    """Signals of a closed cycle on GRID (phase), seam error spread linearly."""
+    t = cycle.time
+    u = (t - t[0]) / (t[-1] - t[0])
+    out = {}
+    for n in names:
+        y = cycle.col(n).copy()
+        y -= u * (y[-1] - y[0])
+        out[n] = np.interp(GRID, u[:-1], y[:-1], period=1.0)
+    return out
+
+
+def at_phase(signal: np.ndarray, phase) -> np.ndarray:
+    """A periodic GRID signal at arbitrary phases."""
+    return np.interp(np.asarray(phase, dtype=float) % 1.0, GRID, signal, period=1.0)
+
+
+def symmetrise(signals: dict) -> dict:
+    """Left/right symmetric out-of-plane signals (GRID samples, right heel strike at 0).
+
+    Half a cycle later the left leg does what the right leg did and the pelvis
+    mirrors its sideways motion: list, rotation and lateral position change sign.
+    """
+    h = GRID_SIZE // 2
+    out = dict(signals)
+    for n in ("pelvis_list", "pelvis_rotation", "pelvis_tz"):
+        if n in signals:
+            out[n] = 0.5 * (signals[n] - np.roll(signals[n], -h))
+    if "hip_adduction_r" in signals and "hip_adduction_l" in signals:
+        right = 0.5 * (signals["hip_adduction_r"] + np.roll(signals["hip_adduction_l"], -h))
+        out["hip_adduction_r"] = right
+        out["hip_adduction_l"] = np.roll(right, h)
+    return out
+
+
+def is_symmetric(events: dict, tol: float = 0.02) -> bool:
+    """Left heel strike half a cycle after the right one (and toe offs likewise)."""
+    d_hs = (events["hs_l"] - events["hs_r"]) % 1.0
+    d_to = (events["to_l"] - events["to_r"]) % 1.0
+    return abs(d_hs - 0.5) < tol and abs(d_to - 0.5) < tol
+
+
+# ------------------------------------------------------------- pelvis from no-slip
+def stance_weight(phase: np.ndarray, events: dict) -> np.ndarray:
+    """Share of the right foot in supporting the body (1: right single support).
+
+    Walking order (right heel strike, left toe off, left heel strike, right toe
+    off): the load moves linearly to the foot that struck during each double
+    support.  A gait with flight phases has no such order and is refused.
+    """
+    if event_order(events) != EVENT_ORDER:
+        raise ValueError(f"stance weights need a walking gait (events in the order "
+                         f"{EVENT_ORDER}), got {event_order(events)}")
+    k = _unwrapped(events, EVENT_ORDER)
+    k = np.append(k, k[0] + 1.0)
+    u = (np.asarray(phase) - k[0]) % 1.0 + k[0]
+    return np.interp(u, k, [0.0, 1.0, 1.0, 0.0, 0.0])
+
+
+def contact_point(feet: dict, side: str) -> tuple[np.ndarray, np.ndarray]:
+    """Position (T,3) of the foot's lower contact sphere (heel or toe) and its bottom height."""
+    heel_low = feet[side]["heel_bottom"] <= feet[side]["toe_bottom"]
+    pos = np.where(heel_low[:, None], feet[side]["heel"], feet[side]["toe"])
+    bottom = np.minimum(feet[side]["heel_bottom"], feet[side]["toe_bottom"])
+    return pos, bottom
+
+
+def no_slip_translation(cycle: Motion, feet: dict, events: dict, axis: int) -> np.ndarray:
+    """Pelvis translation along ground ``axis`` (0: x, 2: z) for which the feet do not slide.
+
+    ``feet`` are computed with that pelvis translation at zero, i.e. relative
+    to it.  The pelvis velocity is minus the velocity of the supporting foot's
+    contact point (heel or toes, whichever is lower), blended by
+    :func:`stance_weight`; for z the integral is made periodic (its drift is
+    spread linearly) and centred, for x it keeps the stride it produces.
+    """
+    n = len(cycle.time) - 1
+    dt = (cycle.time[-1] - cycle.time[0]) / n
+    phase = np.arange(n) / n
+    w = stance_weight(phase, events)
+    v = np.zeros(n)
+    for s, ws in (("r", w), ("l", 1.0 - w)):
+        # velocity of the contact point relative to the pelvis, per stance sphere:
+        # differentiate heel and toe separately so a heel-to-toe switch is no jump
+        vel = {part: periodic_gradient(feet[s][part][:n, axis], dt) for part in ("heel", "toe")}
+        heel_low = feet[s]["heel_bottom"][:n] <= feet[s]["toe_bottom"][:n]
+        vs = np.where(heel_low, vel["heel"], vel["toe"])
+        v -= ws * vs
+    x = np.concatenate([[0.0], np.cumsum(0.5 * (v + np.roll(v, -1)) * dt)])
+    if axis != 0:
+        x -= np.linspace(0.0, x[-1], n + 1)
+        x -= x[:-1].mean()
+    return x
+
+
+def no_slip_height(cycle: Motion, feet: dict, events: dict) -> np.ndarray:
+    """Pelvis height change that keeps the supporting foot's lowest point on one level.
+
+    ``feet`` computed at the cycle's pelvis height; returned values are the
+    height to add (mean zero; the ground alignment sets the level).
+    """
+    n = len(cycle.time) - 1
+    w = stance_weight(np.arange(n + 1) / n, events)
+    lift = -(w * contact_point(feet, "r")[1] + (1.0 - w) * contact_point(feet, "l")[1])
+    lift[-1] = lift[0]
+    return lift - lift[:-1].mean()
+
+
+# ------------------------------------------------------------------- ground and GRF
+def align_ground(model_path, cycle: Motion, speeds: np.ndarray, probe=None,
+                 frames: int = 50) -> float:
+    """Pelvis-height shift (m) for which the mean vertical contact force is body weight.
+
+    The same criterion as the env's ground alignment (over a periodic cycle,
+    or from rest to the apex of a jump, mean vertical ground reaction equals
+    body weight), evaluated on the model's own contact geometry.
+    """
+    probe = probe or ContactProbe(model_path)
+    n = len(cycle.time) - 1 if len(cycle.time) > 2 else len(cycle.time)
+    idx = np.unique(np.linspace(0, n - 1, min(frames, n)).astype(int))
+    sub = Motion(cycle.time[idx], list(cycle.names), cycle.values[idx].copy())
+    j = sub.names.index("pelvis_ty")
+    base = sub.values[:, j].copy()
+
+    def mean_force(dy):
+        sub.values[:, j] = base + dy
+        f = probe(sub, speeds[idx])
+        return float(np.mean(f["r"] + f["l"]))
+
+    lo, hi = -0.3, 0.3
+    if not mean_force(lo) > probe.body_weight > mean_force(hi):
+        raise ValueError("cannot align the motion with the ground: the mean contact force "
+                         "does not cross body weight within +-0.3 m of pelvis height")
+    while hi - lo > 1e-5:
+        mid = 0.5 * (lo + hi)
+        if mean_force(mid) > probe.body_weight:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def vertical_force_profile(ref: Reference, model_path) -> np.ndarray:
+    """Total vertical contact force along a reference, in body weights of its model."""
+    probe = ContactProbe(model_path)
+    motion = Motion(np.arange(ref.n_frames) * ref.control_dt, list(ref.coordinate_names),
+                    ref.q.copy())
+    f = probe(motion, ref.qdot)
+    return (f["r"] + f["l"]) / probe.body_weight
+
+
+def _lowpass_periodic(y: np.ndarray, harmonics: int) -> np.ndarray:
+    """Keep the first ``harmonics`` Fourier harmonics of one period of samples."""
+    c = np.fft.rfft(y)
+    c[harmonics + 1:] = 0.0
+    return np.fft.irfft(c, len(y))
+
+
+def fit_heights(model_path, cycle: Motion, target_bw: np.ndarray, *, cyclic: bool,
+                probe=None, min_bw: float = 0.05, harmonics: int = 8) -> np.ndarray:
+    """Pelvis-height offsets (m) per row that give each pose a target vertical force.
+
+    Why: the 2D and 3D models carry different contact spheres (the 3D heel sits
+    2 cm lower, its toes are two smaller spheres), so the 2D solution's pelvis
+    height would load the 3D feet quite differently frame by frame (one
+    constant shift leaves double support at a third of body weight).  Each
+    frame's height is set so that the 3D model's total vertical contact force,
+    in body weights, is the 2D solution's at the 2D solution's speeds; frames
+    without contact (flight, below ``min_bw``) take offsets interpolated from
+    their neighbours.  A gait cycle's offsets keep their first ``harmonics``
+    harmonics: frame-wise fits jitter by fractions of a millimetre at heel
+    strike, which would show as vertical speed and, through the contact's
+    damping, as force.  The contact damping of the offsets' own speed is not
+    fitted (a dynamic solve would be needed), so the final forces follow the
+    target only approximately: :func:`contact_figures` reports them.
+    """
+    probe = probe or ContactProbe(model_path)
+    n = len(cycle.time) - 1 if cyclic else len(cycle.time)
+    j = cycle.names.index("pelvis_ty")
+    base = cycle.values[:, j].copy()
+    target = np.asarray(target_bw, dtype=float)[:n] * probe.body_weight
+    fit = target > min_bw * probe.body_weight
+    if fit.sum() < 2:
+        raise ValueError("the target has fewer than two frames with ground contact")
+    speeds = cycle_speeds(cycle) if cyclic else np.gradient(cycle.values, cycle.time, axis=0)
+    found = np.zeros(n)
+    for k in np.flatnonzero(fit):
+        row = Motion(cycle.time[k:k + 1], cycle.names, cycle.values[k:k + 1].copy())
+        sp = speeds[k:k + 1]
+
+        def force(h):
+            row.values[0, j] = base[k] + h
+            f = probe(row, sp)
+            return f["r"][0] + f["l"][0]
+
+        lo, hi = -0.1, 0.1
+        if not force(lo) > target[k] > force(hi):
+            raise ValueError(f"row {k}: no pelvis height within 10 cm gives the target "
+                             f"vertical force {target[k]:.0f} N")
+        while hi - lo > 2e-5:
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if force(mid) > target[k] else (lo, mid)
+        found[k] = 0.5 * (lo + hi)
+    idx, x = np.flatnonzero(fit), np.arange(n)
+    if cyclic:
+        dy = _lowpass_periodic(np.interp(x, idx, found[idx], period=n), harmonics)
+        dy = np.append(dy, dy[0])
+    else:
+        dy = np.interp(x, idx, found[idx])
+    cycle.values[:, j] = base + dy
+    return dy
+
+
+# ------------------------------------------------------------------ out-of-plane data
+def cycle_speeds(cycle: Motion) -> np.ndarray:
+    """Time derivative of a closed cycle (periodic differences; strides kept)."""
+    n = len(cycle.time) - 1
+    dt = (cycle.time[-1] - cycle.time[0]) / n
+    drift = cycle.values[-1] - cycle.values[0]
+    base = cycle.values[:n] - np.outer(np.arange(n) / n, drift)
+    v = periodic_gradient(base, dt) + drift / (n * dt)
+    return np.vstack([v, v[:1]])
+
+
+def ensemble_cycle(motion: Motion, feet: dict, names, events=None) -> tuple[dict, dict, int]:
+    """Average stride of a multi-stride recording, as GRID signals from right heel strike.
+
+    Every complete stride (right heel strike to the next, with one of each
+    other event in between) is warped onto the mean event phases, its linear
+    drift between its two ends removed (treadmill subjects wander sideways),
+    and the strides are averaged; translations are centred on their mean.
+    ``events``: event times as from :func:`stride_events` (default) or
+    :func:`stride_height_events`.
+    Returns (signals, mean events, strides).
+    """
+    ev = events if events is not None else stride_events(motion, feet)
+    strides = []
+    for a, b in zip(ev["hs_r"][:-1], ev["hs_r"][1:]):
+        inside = {e: ev[e][(ev[e] > a) & (ev[e] < b)] for e in ("to_r", "hs_l", "to_l")}
+        if all(len(v) == 1 for v in inside.values()):
+            strides.append((a, b, {e: float((v[0] - a) / (b - a)) for e, v in inside.items()}))
+    if not strides:
+        raise ValueError("no complete stride (right heel strike to right heel strike with "
+                         "one left heel strike and both toe offs) found")
+    mean = {e: float(np.mean([s[2][e] for s in strides])) for e in ("to_r", "hs_l", "to_l")}
+    mean["hs_r"] = 0.0
+    acc = {n: np.zeros(GRID_SIZE) for n in names}
+    for a, b, rel in strides:
+        f = phase_map(mean, {**rel, "hs_r": 0.0})
+        u = f(GRID)
+        for n in names:
+            y = motion.col(n)
+            ya, yb = np.interp([a, b], motion.time, y)
+            # angles keep their level; a translation is taken about the stride's path
+            base = ya if _is_translation(n) else 0.0
+            acc[n] += np.interp(a + u * (b - a), motion.time, y) - base - u * (yb - ya)
+    out = {n: v / len(strides) for n, v in acc.items()}
+    for n in out:
+        if _is_translation(n):
+            out[n] -= out[n].mean()
+    return out, mean, len(strides)
+
+
+def warp_out_of_plane(signals: dict, source_events: dict, target_events: dict,
+                      symmetric: bool) -> dict:
+    """Source-cycle GRID signals re-timed onto the target cycle's phase (GRID)."""
+    f = phase_map(target_events, source_events)
+    warped = {n: at_phase(v, f(GRID)) for n, v in signals.items()}
+    return symmetrise(warped) if symmetric else warped
+
+
+def _ranges_deg(cycle: Motion, names) -> dict:
+    out = {}
+    for n in names:
+        if n in cycle.names:
+            y = cycle.col(n)
+            y = y if _is_translation(n) else np.degrees(y)
+            out[f"{n}_range{'_m' if _is_translation(n) else '_deg'}"] = [float(y.min()),
+                                                                        float(y.max())]
+    return out
+
+
+# ------------------------------------------------------------------------ the build
+def sagittal_on(model_path, ref2d: Reference) -> Motion:
+    """The 2D reference's coordinates as a motion of the 3D model (out-of-plane at 0)."""
+    from fastenv.sim import Simulation
+
+    sim = Simulation(model_path, energetics=False)
+    cycle = cycle_of(ref2d)
+    names = [c for j, c in enumerate(sim.coordinate_names) if not sim.locked[j]]
+    values = np.zeros((len(cycle.time), len(names)))
+    for j, c in enumerate(names):
+        if c in cycle.names:
+            values[:, j] = cycle.col(c)
+    return Motion(cycle.time.copy(), names, values)
+
+
+def contact_figures(ref: Reference, model_path, probe=None) -> dict:
+    """Vertical contact force of the 3D model along a reference (its own contact model).
+
+    For a kinematic reference these forces are those of the contact model at
+    the prescribed poses and speeds, not a dynamic solution: they show that the
+    feet load and unload where the gait events say, and how the body weight
+    is shared in double support.
+    """
+    probe = probe or ContactProbe(model_path)
+    motion = Motion(np.arange(ref.n_frames) * ref.control_dt, list(ref.coordinate_names),
+                    ref.q.copy())
+    f = probe(motion, ref.qdot)
+    bw = probe.body_weight
+    on = {s: f[s] > 20.0 for s in SIDES}
+    both = on["r"] & on["l"]
+    total = (f["r"] + f["l"]) / bw
+    out = dict(duty_factor_r=float(on["r"].mean()), duty_factor_l=float(on["l"].mean()),
+               double_support_fraction=float(both.mean()),
+               flight_fraction=float((~on["r"] & ~on["l"]).mean()),
+               peak_vertical_grf_bw=float(max(f["r"].max(), f["l"].max()) / bw),
+               mean_vertical_grf_bw=float(total.mean()))
+    if both.any():
+        out["double_support_vertical_grf_bw"] = [float(total[both].min()),
+                                                 float(total[both].max())]
+    return out
+
+
+def step_width(cycle: Motion, feet: dict, events: dict) -> float:
+    """Lateral distance (m) between the right and left feet's contact points in stance."""
+    n = len(cycle.time) - 1
+    w = stance_weight(np.arange(n) / n, events)
+    zr = contact_point(feet, "r")[0][:n, 2]
+    zl = contact_point(feet, "l")[0][:n, 2]
+    return float(zr[w > 0.99].mean() - zl[w < 0.01].mean())
+
+
+def write_coordinates_sto(path, ref: Reference, name: str, model_path) -> Path:
+    """Unlocked coordinates and speeds at the control step (cycle closed for a loop)."""
+    from fastenv.sim import Simulation
+
+    sim = Simulation(model_path, energetics=False)
+    free = [j for j, c in enumerate(ref.coordinate_names) if not sim.locked[j]]
+    names = [ref.coordinate_names[j] for j in free]
+    q, qd = ref.q[:, free], ref.qdot[:, free]
+    if ref.playback == "loop":
+        q = np.vstack([q, q[0] + ref.q_offset[free]])
+        qd = np.vstack([qd, qd[:1]])
+    time = np.arange(len(q)) * ref.control_dt
+    labels = ["time", *names, *[f"{n}_speed" for n in names]]
+    data = np.column_stack([time, q, qd])
+    header = [name, "version=1", f"nRows={data.shape[0]}", f"nColumns={data.shape[1]}",
+              "inDegrees=no", "endheader", "\t".join(labels)]
+    rows = ["\t".join(f"{x:.10g}" for x in row) for row in data]
+    path = Path(path)
+    path.write_text("\n".join(header + rows) + "\n")
+    return path
+
+
+def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
+           doc: dict, out_dir=None, log=print, events: dict | None = None) -> dict:
+    """Ground-align a derived motion, build its Reference and write npz, json and sto."""
+    out_dir = Path(out_dir or OUT_DIR)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    probe = ContactProbe(model_path)
+    speeds = cycle_speeds(cycle) if cyclic else np.gradient(cycle.values, cycle.time, axis=0)
+    dy = align_ground(model_path, cycle, speeds, probe)
+    cycle.values[:, cycle.names.index("pelvis_ty")] += dy
+    log(f"[{name}] pelvis height shifted {dy * 1000:+.1f} mm onto the model's contact spheres")
+    figures = dict(doc.pop("figures", {}))
+    figures["pelvis_ty_shift_m"] = dy
+    if cyclic:
+        tx = cycle.col("pelvis_tx")
+        duration = float(cycle.time[-1] - cycle.time[0])
+        figures.update(cycle_duration_s=duration, stride_length_m=float(tx[-1] - tx[0]),
+                       speed_m_s=float((tx[-1] - tx[0]) / duration))
+        if events is not None:
+            feet = FootKinematics(model_path)(cycle)
+            if event_order(events) == EVENT_ORDER:
+                figures["step_width_m"] = step_width(cycle, feet, events)
+    for s in SIDES:
+        k = f"knee_angle_{s}"
+        if k in cycle.names and np.ptp(cycle.col(k)) > 0:
+            flex = -np.degrees(cycle.col(k))
+            figures[f"knee_flexion_{s}_range_deg"] = [float(flex.min()), float(flex.max())]
+    figures.update(_ranges_deg(cycle, OUT_OF_PLANE))
+    ref = build_reference(model_path, cycle.time, cycle.names, cycle.values,
+                          control_dt=0.01, cyclic=cyclic, playback=playback, name=name,
+                          source=doc.get("command", ""), figures=figures)
+    ref.figures.update(contact_figures(ref, model_path, probe))
+    ref.figures = _rounded(ref.figures)
+    npz = ref.save(out_dir / f"{name}.npz")
+    sto = write_coordinates_sto(out_dir / f"{name}_coordinates.sto", ref, name, model_path)
+    doc = dict(name=name, **doc, figures=ref.figures)
+    (out_dir / f"{name}.json").write_text(json.dumps(_rounded(doc), indent=2) + "\n")
+    log(f"[{name}] wrote {npz.name}, {sto.name}, {name}.json")
+    return doc
+
+
+# ------------------------------------------------------------------ the references
+@dataclass
+class OutOfPlane:
+    """Out-of-plane signals of a source cycle: GRID samples over its own phase."""
+
+    signals: dict
+    events: dict | None
+    source: str
+    info: dict
+
+
+def insert(cycle: Motion, signals: dict) -> None:
+    """Set GRID signals (target phase) as columns of a closed cycle."""
+    n = len(cycle.time) - 1
+    phase = np.arange(n + 1) / n
+    for name, sig in signals.items():
+        cycle.set(name, at_phase(sig, phase))
+
+
+def derive_from_2d(name: str, name2d: str, variant: str, out_of_plane: OutOfPlane | None, *,
+                   variant2d: str, command: str, out_dir=None, log=print) -> dict:
+    """A 3D reference from a committed 2D one plus out-of-plane data (see the module doc).
+
+    ``out_of_plane`` None keeps the out-of-plane coordinates at zero (a
+    symmetric vertical jump).  Without measured ``pelvis_tz`` a walking gait
+    gets the no-slip lateral pelvis motion.  The pelvis height is fitted
+    frame by frame to the 2D solution's vertical contact force
+    (:func:`fit_heights`; ``variant2d`` is the 2D model it was solved for).
+    """
+    from fastenv.envs.variants import variant_path
+
+    model = variant_path(variant)
+    ref2d = load_committed(name2d, out_dir)
+    cycle = sagittal_on(model, ref2d)
+    cyclic = ref2d.playback == "loop"
+    doc = dict(description=f"{name}: the committed {name2d} reference on the 3D model "
+                           f"{variant}, out-of-plane coordinates added",
+               kind="kinematic", model=f"fastenv variant {variant}", sagittal_source=name2d,
+               command=command)
+    figures = dict(kind="kinematic", sagittal_source=name2d)
+    events = None
+    if out_of_plane is None:
+        figures["out_of_plane_source"] = "none: out-of-plane coordinates held at zero"
+        doc["out_of_plane"] = dict(source=figures["out_of_plane_source"])
+    else:
+        if not cyclic:
+            raise ValueError(f"{name2d} is not a gait cycle: out-of-plane data need one")
+        fk = FootKinematics(model)
+        base_feet = fk(cycle)
+        events = (cycle_height_events(cycle, base_feet) if out_of_plane.info.get("events") ==
+                  "foot height" else cycle_events(cycle, base_feet))
+        symmetric = is_symmetric(events)
+        warped = warp_out_of_plane(out_of_plane.signals, out_of_plane.events, events, symmetric)
+        insert(cycle, warped)
+        info = dict(source=out_of_plane.source, **out_of_plane.info,
+                    source_events=out_of_plane.events, target_events=events,
+                    alignment="piecewise-linear phase warp mapping the source's gait events "
+                              "onto the target's (" + (
+                                  "touchdown / lift-off from foot heights" if
+                                  out_of_plane.info.get("events") == "foot height" else
+                                  "Zeni: heel furthest ahead of / toes furthest behind the "
+                                  "pelvis") + ")",
+                    symmetrised=symmetric)
+        if "pelvis_tz" not in warped:
+            flat = Motion(cycle.time, list(cycle.names), cycle.values.copy())
+            flat.set("pelvis_tz", 0.0)
+            cycle.set("pelvis_tz", no_slip_translation(flat, fk(flat), events, axis=2))
+            info["pelvis_tz"] = ("derived: the stance foot's contact point does not slide "
+                                 "sideways (load shared linearly over double support)")
+        figures["out_of_plane_source"] = out_of_plane.source
+        doc["out_of_plane"] = info
+    # the 2D solution's vertical contact force, frame by frame, on the 3D feet
+    target_bw = vertical_force_profile(ref2d, variant_path(variant2d))
+    dy = fit_heights(model, cycle, target_bw, cyclic=cyclic)
+    doc["pelvis_height"] = (f"per frame, the height at which the 3D model's vertical contact "
+                            f"force (in body weights) is that of {name2d} on {variant2d}; "
+                            f"offsets from {name2d}'s pelvis height "
+                            f"{dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm")
+    figures["pelvis_ty_fit_offset_mm"] = [float(dy.min() * 1000), float(dy.max() * 1000)]
+    doc["figures"] = figures
+    return finish(name, model, cycle, cyclic=cyclic, playback=ref2d.playback, doc=doc,
+                  out_dir=out_dir, log=log, events=events)
+
+
+def measured_walk(model_path, motion=None) -> OutOfPlane:
+    """Out-of-plane signals of the measured normal walk (one cycle, 0-1 s, gait2392 names)."""
+    path = motion_path(WALKING_MOTION, motion)
+    src = read_measured(path)
+    events = cycle_events(src, FootKinematics(model_path)(src))
+    names = [n for n in OUT_OF_PLANE if n in src.names]
+    return OutOfPlane(periodic_samples(src, names), events, path.name,
+                      dict(columns=names, cycle="the file's one cycle, seam error spread "
+                                                "linearly"))
+
+
+def measured_run(model_path, motion=None) -> OutOfPlane:
+    """Average stride of the measured treadmill run (many strides, gait2392 names)."""
+    path = motion_path(RUNNING_MOTION, motion)
+    src = read_measured(path)
+    names = [n for n in OUT_OF_PLANE if n in src.names]
+    feet = FootKinematics(model_path)(src)
+    signals, events, count = ensemble_cycle(src, feet, names, stride_height_events(src, feet))
+    return OutOfPlane(signals, events, path.name,
+                      dict(columns=names, strides_averaged=count, events="foot height",
+                           cycle="average of every complete stride, each warped onto the mean "
+                                 "event phases with its end-to-end drift removed"))
+
+
+def walking3d_out_of_plane(model_path, out_dir=None) -> OutOfPlane:
+    """Out-of-plane signals of the committed walking3d reference (for locked-knee walking)."""
+    ref = load_committed("walking3d", out_dir)
+    cycle = cycle_of(ref)
+    events = cycle_events(cycle, FootKinematics(model_path)(cycle))
+    names = [n for n in OUT_OF_PLANE if n != "pelvis_tz"]
+    return OutOfPlane(periodic_samples(cycle, names), events, "walking3d (committed reference; "
+                      f"its out-of-plane data from {WALKING_MOTION})", dict(columns=names))
+
+
+# ------------------------------------------------------------------ crouch gait (palsy3d)
+#: Assumed average walking speed of the crouch-gait subject (m/s): children with
+#: spastic diplegia in crouch walk slower than their typically developing peers
+#: (about 1.2 m/s); the file has no forward progression, so a speed must be chosen.
+CROUCH_SPEED = 0.9
+#: Samples per cycle of the derived crouch cycle (before resampling at the control step).
+CROUCH_ROWS = 100
+
+
+def stance_knee_flexion(cycle: Motion, events: dict) -> dict:
+    """Least knee flexion (deg, positive) of each leg during its stance (heel strike to toe off)."""
+    n = len(cycle.time) - 1
+    phase = np.arange(n) / n
+    out = {}
+    for s in SIDES:
+        a, b = events[f"hs_{s}"], events[f"to_{s}"]
+        stance = ((phase - a) % 1.0) <= ((b - a) % 1.0)
+        out[s] = float((-np.degrees(cycle.col(f"knee_angle_{s}")[:n]))[stance].min())
+    return out
+
+
+SAGITTAL = ("pelvis_tilt", "hip_flexion_r", "knee_angle_r", "ankle_angle_r", "hip_flexion_l",
+            "knee_angle_l", "ankle_angle_l")
+
+
+def crouch_cycle(model_path, motion=None, speed: float = CROUCH_SPEED,
+                 walk_motion=None) -> tuple[Motion, dict]:
+    """The measured crouch-gait cycle made a walking cycle of the child model.
+
+    The file holds one cycle normalised to 0-1 s with no forward progression
+    and a constant pelvis height.  Its sagittal angles (pelvis tilt, hips,
+    knees, ankles) are used as they are, seam error spread linearly.  Its
+    frontal and transverse angles are not: they go with 10-30 deg of hip
+    rotation, which ``palsy3d`` (like the osim-rl 3D model) has locked, and
+    without it they move each stance foot 6-30 cm sideways under the pelvis,
+    which no lateral pelvis motion can reconcile with a planted foot.  So the
+    out-of-plane angles come from the measured normal walk, re-timed onto the
+    crouch cycle's own gait events (as for walking3d).  Forward, lateral and
+    vertical pelvis motion are those for which the supporting foot neither
+    slides nor sinks (:func:`no_slip_translation`, :func:`no_slip_height`);
+    the cycle lasts the stride that gives over the assumed ``speed``.
+    Returns (closed cycle, info).
+    """
+    from fastenv.sim import Simulation
+
+    path = motion_path(CROUCH_MOTION, motion)
+    src = read_measured(path)
+    missing = [c for c in SAGITTAL if c not in src.names]
+    if missing:
+        raise ValueError(f"{path.name} lacks coordinates {missing}")
+    sim = Simulation(model_path, energetics=False)
+    signals = periodic_samples(src, SAGITTAL)
+    phase = np.arange(CROUCH_ROWS + 1) / CROUCH_ROWS
+    ty = float(sim.buf[sim.layout.slice("q")][sim.coordinate_names.index("pelvis_ty")])
+    names = [*SAGITTAL, *OUT_OF_PLANE, "pelvis_tx", "pelvis_ty"]
+    cycle = Motion(phase.copy(), names, np.zeros((len(phase), len(names))))
+    for c in SAGITTAL:
+        cycle.set(c, at_phase(signals[c], phase))
+    cycle.set("pelvis_ty", ty)
+    fk = FootKinematics(model_path)
+    events = cycle_events(cycle, fk(cycle))
+    walk = measured_walk(model_path, walk_motion)
+    insert(cycle, warp_out_of_plane(walk.signals, walk.events, events, symmetric=False))
+    feet = fk(cycle)
+    # stride from the one-second cycle, then the duration that gives `speed`
+    stride = float(no_slip_translation(cycle, feet, events, axis=0)[-1])
+    duration = stride / speed
+    cycle.time = phase * duration
+    cycle.set("pelvis_tx", no_slip_translation(cycle, feet, events, axis=0))
+    cycle.set("pelvis_tz", no_slip_translation(cycle, feet, events, axis=2))
+    cycle.set("pelvis_ty", ty + no_slip_height(cycle, feet, events))
+    info = dict(file=path.name, sagittal=list(SAGITTAL),
+                out_of_plane=f"{walk.source}, re-timed onto the crouch cycle's gait events",
+                speed_assumed_m_s=speed, stride_m=stride, cycle_duration_s=duration,
+                cadence_steps_per_min=120.0 / duration, events=events)
+    return cycle, info
+
+
+def derive_palsy3d(out_dir=None, *, motion=None, command: str = "", log=print) -> dict:
+    """Kinematic crouch-gait reference for ``palsy3d`` (see :func:`crouch_cycle`)."""
+    from fastenv.envs.variants import variant_path
+
+    model = variant_path("palsy3d")
+    cycle, info = crouch_cycle(model, motion)
+    events = info["events"]
+    knee = stance_knee_flexion(cycle, events)
+    log(f"[palsy3d] stride {info['stride_m']:.3f} m in {info['cycle_duration_s']:.3f} s; "
+        f"least stance knee flexion r {knee['r']:.1f}, l {knee['l']:.1f} deg")
+    # quasi-static support: at every frame the contact carries body weight
+    dy = fit_heights(model, cycle, np.ones(len(cycle.time)), cyclic=True)
+    info["pelvis_height"] = ("no-slip height of the supporting foot, then per frame the height "
+                             "at which the contact carries body weight (quasi-static; "
+                             f"offsets {dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm)")
+    figures = dict(kind="kinematic", source=info["file"],
+                   min_stance_knee_flexion_deg=[knee["r"], knee["l"]],
+                   speed_assumed_m_s=info["speed_assumed_m_s"],
+                   cadence_steps_per_min=info["cadence_steps_per_min"])
+    doc = dict(description="palsy3d: crouch gait of a child with spastic diplegia on the "
+                           "palsy3d model (1.61 m, 41.5 kg), from a measured crouch-gait cycle",
+               kind="kinematic", model="fastenv variant palsy3d", command=command,
+               tracking_target=info,
+               assumptions=f"forward speed {info['speed_assumed_m_s']} m/s (the file has no "
+                           "forward progression); the stride follows from the kinematics on "
+                           "the child model with a non-sliding stance foot, the cycle duration "
+                           "from stride / speed",
+               figures=figures)
+    return finish("palsy3d", model, cycle, cyclic=True, playback="loop", doc=doc,
+                  out_dir=out_dir, log=log, events=events)
+
+
+# ------------------------------------------------------------------ command line
+def _command(name: str, args) -> str:
+    cmd = f"python -m fastenv.references generate {name}"
+    if getattr(args, "motion", None):
+        cmd += f" --motion {Path(args.motion).name}"
+    return cmd
+
+
+def _out(args):
+    return getattr(args, "out", None) or OUT_DIR
+
+
+def generate_walking3d(args) -> dict:
+    """walking2d on muscle3d + out-of-plane motion of the measured normal walk."""
+    from fastenv.envs.variants import variant_path
+
+    model = variant_path("muscle3d")
+    return derive_from_2d("walking3d", "walking2d", "muscle3d",
+                          measured_walk(model, getattr(args, "motion", None)),
+                          variant2d="muscle2d", command=_command("walking3d", args),
+                          out_dir=_out(args))
+
+
+def generate_running3d(args) -> dict:
+    """running2d on muscle3d + the average stride of the measured treadmill run."""
+    from fastenv.envs.variants import variant_path
+
+    model = variant_path("muscle3d")
+    return derive_from_2d("running3d", "running2d", "muscle3d",
+                          measured_run(model, getattr(args, "motion", None)),
+                          variant2d="muscle2d", command=_command("running3d", args),
+                          out_dir=_out(args))
+
+
+def generate_jumping3d(args) -> dict:
+    """jumping2d on muscle3d; a symmetric vertical jump has no out-of-plane motion."""
+    return derive_from_2d("jumping3d", "jumping2d", "muscle3d", None, variant2d="muscle2d",
+                          command=_command("jumping3d", args), out_dir=_out(args))
+
+
+def generate_lockedknee3d(args) -> dict:
+    """lockedknee2d on muscle3d_lockedknee + walking3d's out-of-plane motion."""
+    from fastenv.envs.variants import variant_path
+
+    return derive_from_2d("lockedknee3d", "lockedknee2d", "muscle3d_lockedknee",
+                          walking3d_out_of_plane(variant_path("muscle3d"), _out(args)),
+                          variant2d="muscle2d_lockedknee",
+                          command=_command("lockedknee3d", args), out_dir=_out(args))
+
+
+def generate_palsy3d(args) -> dict:
+    """Crouch gait of the palsy3d child (see :func:`derive_palsy3d`)."""
+    return derive_palsy3d(_out(args), motion=getattr(args, "motion", None),
+                          command=_command("palsy3d", args))
+
+
+#: name -> (generator(args), one-line description), as ``__main__.GENERATORS``.
+GENERATORS_3D: dict[str, tuple[Callable, str]] = {
+    "walking3d": (generate_walking3d, "3D walking cycle of muscle3d: walking2d plus measured "
+                                      "out-of-plane motion (kinematic)"),
+    "running3d": (generate_running3d, "3D running cycle of muscle3d: running2d plus measured "
+                                      "out-of-plane motion (kinematic)"),
+    "jumping3d": (generate_jumping3d, "3D vertical jump of muscle3d: jumping2d, no out-of-plane "
+                                      "motion (kinematic)"),
+    "lockedknee3d": (generate_lockedknee3d, "3D locked-knee walking of muscle3d_lockedknee: "
+                                            "lockedknee2d plus walking3d's out-of-plane motion "
+                                            "(kinematic)"),
+    "palsy3d": (generate_palsy3d, "crouch gait of the palsy3d child model from a measured "
+                                  "crouch-gait cycle"),
+}

@@ -1,0 +1,278 @@
+"""3D references derived from the 2D ones, and the crouch-gait reference (derive3d)."""
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from conftest import shared_motion
+from fastenv.references import REFERENCE_DIR, Reference
+from fastenv.references import derive3d as d
+
+#: committed 3D reference -> model variant it is built for
+VARIANT = {"walking3d": "muscle3d", "running3d": "muscle3d", "jumping3d": "muscle3d",
+           "lockedknee3d": "muscle3d_lockedknee", "palsy3d": "palsy3d"}
+COMMITTED = [n for n in VARIANT if (REFERENCE_DIR / f"{n}.npz").is_file()]
+GAITS = [n for n in COMMITTED if n != "jumping3d"]
+
+
+def _variant(name):
+    from fastenv.envs.variants import variant_path
+    return variant_path(VARIANT[name])
+
+
+def _task_id(name):
+    from fastenv.envs import TASKS
+    for spec in TASKS.values():
+        if spec.reference == name and spec.actuation == "muscle":
+            return spec.id
+    return "MuscleWalkingImitation2D-v0"
+
+
+def _foot_forces(ref, model_path):
+    probe = d.ContactProbe(model_path)
+    motion = d.Motion(np.arange(ref.n_frames) * ref.control_dt, list(ref.coordinate_names),
+                      ref.q.copy())
+    f = probe(motion, ref.qdot)
+    return f["r"], f["l"], probe.body_weight
+
+
+def _even_double_support_frame(ref, model_path):
+    """The double-support frame where the feet share the load most evenly."""
+    fr, fl, _ = _foot_forces(ref, model_path)
+    both = np.flatnonzero((fr > 20) & (fl > 20))
+    assert len(both), "no double-support frame"
+    return int(both[np.argmin(np.abs(fr[both] - fl[both]))])
+
+
+def _reset_grf(ref_path, model_path, frame, task_id):
+    from fastenv.env import ImitationEnv
+    env = ImitationEnv(task_id, model=str(model_path), reference=str(ref_path), mode="test")
+    env.reset(options={"start_frame": frame})
+    sim = env.sim
+    fy = sim.buf[sim.layout.slice("grf")].reshape(-1, 6)[:, 1].sum()
+    offset = env.reference.figures.get("ground_offset_m")
+    env.close()
+    return fy / sim.body_weight, offset
+
+
+def _seam_jump_deg(ref):
+    """Largest jump of a rotational coordinate from the last frame into the next cycle,
+    beyond what its speed explains."""
+    from fastenv.sim import Simulation
+    sim = Simulation(ref_model_path(ref), energetics=False)
+    rot = sim.rotational & ~sim.locked
+    nxt = ref.q[0] + ref.q_offset
+    predicted = ref.q[-1] + ref.qdot[-1] * ref.control_dt
+    return float(np.degrees(np.abs(nxt - predicted)[rot]).max())
+
+
+def ref_model_path(ref):
+    return _variant(ref.name)
+
+
+# ------------------------------------------------------------------ building blocks
+def test_phase_map_puts_each_event_on_its_counterpart():
+    target = {"hs_r": 0.02, "to_l": 0.13, "hs_l": 0.52, "to_r": 0.63}
+    source = {"hs_r": 0.97, "to_l": 0.12, "hs_l": 0.47, "to_r": 0.62}
+    f = d.phase_map(target, source)
+    for e in target:
+        assert f(target[e]) == pytest.approx(source[e] % 1.0, abs=1e-12)
+    u = np.linspace(0.0, 1.0, 1001)
+    steps = np.diff(f(u)) % 1.0          # monotone on the circle
+    assert np.all(steps < 0.01)
+    running = {"hs_r": 0.0, "to_r": 0.35, "hs_l": 0.5, "to_l": 0.85}
+    with pytest.raises(ValueError, match="different order"):
+        d.phase_map(target, running)
+
+
+def test_symmetrise_mirrors_half_a_cycle_later():
+    g = d.GRID
+    signals = {"pelvis_list": 0.1 * np.sin(2 * np.pi * g) + 0.02,
+               "hip_adduction_r": 0.05 * np.cos(2 * np.pi * g),
+               "hip_adduction_l": 0.07 * np.cos(2 * np.pi * (g - 0.5)) + 0.01}
+    s = d.symmetrise(signals)
+    h = d.GRID_SIZE // 2
+    np.testing.assert_allclose(s["pelvis_list"], -np.roll(s["pelvis_list"], -h), atol=1e-12)
+    np.testing.assert_allclose(s["hip_adduction_l"], np.roll(s["hip_adduction_r"], h))
+    assert abs(s["pelvis_list"].mean()) < 1e-12   # an offset is not symmetric
+    np.testing.assert_allclose(s["pelvis_list"], 0.1 * np.sin(2 * np.pi * g), atol=1e-12)
+
+
+def test_stance_weight_needs_a_walking_order():
+    ev = {"hs_r": 0.0, "to_l": 0.1, "hs_l": 0.5, "to_r": 0.6}
+    w = d.stance_weight(np.array([0.0, 0.05, 0.3, 0.55, 0.8]), ev)
+    np.testing.assert_allclose(w, [0.0, 0.5, 1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="walking gait"):
+        d.stance_weight(np.array([0.1]), {"hs_r": 0.0, "to_r": 0.35, "hs_l": 0.5, "to_l": 0.85})
+
+
+def test_measured_walk_events_and_out_of_plane(muscle3d_path):
+    shared_motion(d.WALKING_MOTION)
+    walk = d.measured_walk(muscle3d_path)
+    ev = walk.events
+    # the file starts near right heel strike; stance ~60-66 % of the cycle
+    assert min(ev["hs_r"], 1 - ev["hs_r"]) < 0.06
+    assert 0.44 < (ev["hs_l"] - ev["hs_r"]) % 1.0 < 0.56
+    assert 0.58 < (ev["to_r"] - ev["hs_r"]) % 1.0 < 0.70
+    assert d.event_order(ev) == d.EVENT_ORDER
+    assert set(walk.signals) == {"pelvis_list", "pelvis_rotation", "hip_adduction_r",
+                                 "hip_adduction_l"}
+    for v in walk.signals.values():
+        assert 1.0 < np.degrees(np.ptp(v)) < 15.0
+
+
+def test_running_stride_average(muscle3d_path):
+    shared_motion(d.RUNNING_MOTION)
+    run = d.measured_run(muscle3d_path)
+    ev = run.events
+    assert run.info["strides_averaged"] >= 5
+    assert d.event_order(ev) == ("hs_r", "to_r", "hs_l", "to_l")   # flight phases
+    assert 0.45 < ev["hs_l"] < 0.55
+    assert 0.15 < ev["to_r"] < 0.45                                 # running duty factor
+    assert np.ptp(run.signals["pelvis_tz"]) < 0.08
+    assert abs(run.signals["pelvis_tz"].mean()) < 1e-9
+
+
+# ------------------------------------------------------------------ derivation
+@pytest.fixture(scope="module")
+def derived_walking3d(tmp_path_factory):
+    shared_motion(d.WALKING_MOTION)
+    out = tmp_path_factory.mktemp("walking3d")
+    doc = d.generate_walking3d(argparse.Namespace(out=out, motion=None))
+    return out, doc
+
+
+def test_derived_walking3d_keeps_the_2d_gait(derived_walking3d):
+    out, doc = derived_walking3d
+    ref = Reference.load(out / "walking3d.npz")
+    ref2d = d.load_committed("walking2d")
+    assert ref.n_frames == ref2d.n_frames and ref.playback == "loop"
+    for c in ("hip_flexion_r", "knee_angle_l", "ankle_angle_r", "pelvis_tilt"):
+        a, b = ref.q[:, ref.coordinate_names.index(c)], ref2d.q[:, ref2d.coordinate_names.index(c)]
+        assert np.degrees(np.abs(a - b).max()) < 0.5, c
+    tx = ref.coordinate_names.index("pelvis_tx")
+    stride2d = ref2d.q_offset[ref2d.coordinate_names.index("pelvis_tx")]
+    assert ref.q_offset[tx] == pytest.approx(stride2d)
+    assert doc["figures"]["kind"] == "kinematic"
+    assert doc["out_of_plane"]["source"] == d.WALKING_MOTION
+    assert doc["out_of_plane"]["symmetrised"] is True
+    assert _seam_jump_deg(ref) < 2.0
+
+
+def test_derived_walking3d_stance_foot_does_not_slide(derived_walking3d, muscle3d_path):
+    out, doc = derived_walking3d
+    ref = Reference.load(out / "walking3d.npz")
+    cycle = d.cycle_of(ref)
+    feet = d.FootKinematics(muscle3d_path)(cycle)
+    events = d.cycle_events(cycle, feet)
+    n = ref.n_frames
+    w = d.stance_weight(np.arange(n) / n, events)
+    for side, single in (("r", w > 0.999), ("l", w < 0.001)):
+        z = d.contact_point(feet, side)[0][:n, 2][single]
+        assert np.ptp(z) < 0.01, side        # lateral slip under 1 cm in single support
+    tz = ref.q[:, ref.coordinate_names.index("pelvis_tz")]
+    assert 0.02 < np.ptp(tz) < 0.10           # a few cm of lateral sway
+
+
+def test_derived_walking3d_env_ground_alignment(derived_walking3d, muscle3d_path):
+    out, _ = derived_walking3d
+    ref = Reference.load(out / "walking3d.npz")
+    frame = _even_double_support_frame(ref, muscle3d_path)
+    grf, offset = _reset_grf(out / "walking3d.npz", muscle3d_path, frame, _task_id("walking3d"))
+    assert 0.7 < grf < 1.3
+    assert abs(offset) < 0.005     # the reference is already on the ground
+
+
+def test_crouch_cycle_assumptions():
+    shared_motion(d.CROUCH_MOTION)
+    from fastenv.envs.variants import variant_path
+    cycle, info = d.crouch_cycle(variant_path("palsy3d"))
+    tx = cycle.col("pelvis_tx")
+    speed = (tx[-1] - tx[0]) / (cycle.time[-1] - cycle.time[0])
+    assert speed == pytest.approx(d.CROUCH_SPEED, rel=1e-6)
+    assert 0.8 < info["cycle_duration_s"] < 1.4
+    knee = d.stance_knee_flexion(cycle, info["events"])
+    assert min(knee.values()) > 20.0
+
+
+# ------------------------------------------------------------------ committed references
+def test_generators_cover_the_3d_tasks():
+    from fastenv.envs import TASKS
+    for name, (fn, text) in d.GENERATORS_3D.items():
+        assert callable(fn) and isinstance(text, str) and text
+    refs3d = {s.reference for s in TASKS.values() if not s.planar}
+    assert refs3d <= set(d.GENERATORS_3D), refs3d - set(d.GENERATORS_3D)
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_reference_is_documented(name):
+    ref = Reference.load(REFERENCE_DIR / f"{name}.npz")
+    doc = json.loads((REFERENCE_DIR / f"{name}.json").read_text())
+    assert ref.figures["kind"] in ("kinematic", "moco_tracking")
+    assert doc["kind"] == ref.figures["kind"]
+    assert doc["command"].startswith(f"python -m fastenv.references generate {name}")
+    assert ref.name == name and ref.control_dt == 0.01
+    assert np.isfinite(ref.q).all() and np.isfinite(ref.qdot).all()
+    sto = (REFERENCE_DIR / f"{name}_coordinates.sto").read_text()
+    assert "inDegrees=no" in sto and "pelvis_list" in sto
+
+
+@pytest.mark.parametrize("name", GAITS)
+def test_committed_gait_is_periodic_with_plausible_out_of_plane(name):
+    ref = Reference.load(REFERENCE_DIR / f"{name}.npz")
+    assert ref.playback == "loop"
+    assert _seam_jump_deg(ref) < 2.0
+    assert ref.figures["seam_error_deg"] < 2.0
+    deg = {c: np.degrees(ref.q[:, ref.coordinate_names.index(c)])
+           for c in ("pelvis_list", "pelvis_rotation", "hip_adduction_r", "hip_adduction_l")}
+    for c, v in deg.items():
+        assert 1.0 < np.ptp(v) < 25.0, c           # present, and not wild
+        assert np.abs(v).max() < 20.0, c
+    tz = ref.q[:, ref.coordinate_names.index("pelvis_tz")]
+    assert 0.01 < np.ptp(tz) < 0.12
+    speed = ref.figures["speed_m_s"]
+    assert 0.7 < speed < 5.0
+    if "step_width_m" in ref.figures:                # walking-type gaits
+        assert 0.05 < ref.figures["step_width_m"] < 0.25
+
+
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_reference_resets_on_the_ground(name):
+    model = _variant(name)
+    ref = Reference.load(REFERENCE_DIR / f"{name}.npz")
+    if name == "jumping3d":
+        frame = 0                                 # standing before the push-off
+    else:
+        frame = _even_double_support_frame(ref, model)
+    grf, offset = _reset_grf(REFERENCE_DIR / f"{name}.npz", model, frame, _task_id(name))
+    assert 0.7 < grf < 1.3
+    assert abs(offset) < 0.005
+
+
+def test_committed_walking3d_figures():
+    if "walking3d" not in COMMITTED:
+        pytest.skip("walking3d is not generated")
+    ref = Reference.load(REFERENCE_DIR / "walking3d.npz")
+    f = ref.figures
+    assert 1.2 < f["speed_m_s"] < 1.4 and 1.2 < f["stride_length_m"] < 1.6
+    assert 0.5 < f["duty_factor_r"] < 0.7 and abs(f["duty_factor_r"] - f["duty_factor_l"]) < 0.05
+    assert f["peak_vertical_grf_bw"] < 2.0
+    if f["kind"] == "kinematic":
+        assert f["out_of_plane_source"] == d.WALKING_MOTION
+
+
+def test_committed_palsy3d_is_a_crouch_gait():
+    if "palsy3d" not in COMMITTED:
+        pytest.skip("palsy3d is not generated")
+    model = _variant("palsy3d")
+    ref = Reference.load(REFERENCE_DIR / "palsy3d.npz")
+    fr, fl, bw = _foot_forces(ref, model)
+    for side, force in (("r", fr), ("l", fl)):
+        stance = force > 20.0
+        assert 0.45 < stance.mean() < 0.9, side
+        flexion = -np.degrees(ref.q[:, ref.coordinate_names.index(f"knee_angle_{side}")])
+        assert flexion[stance].min() > 20.0, side        # crouch: knee flexed in all of stance
+    f = ref.figures
+    assert 0.6 < f["speed_m_s"] < 1.1 and 0.8 < f["cycle_duration_s"] < 1.4
+    assert min(f["min_stance_knee_flexion_deg"]) > 20.0
