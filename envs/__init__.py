@@ -27,6 +27,10 @@ class TaskSpec:
     progress_axis: ground axis of progress for the metabolic cost of transport
         (0 = forward x for gaits, 1 = vertical y for jumping).
     episode_cycles: train-mode episode length in reference cycles.
+    integrator, accuracy: default physics settings, chosen per actuation from the
+        integrator tables in README (``bench/integrators.py``): muscle models
+        SemiExplicitEuler2 at 1e-3, torque models RungeKutta3 at 1e-3 (PD torques at
+        1e-2 let every integrator diverge).
     """
 
     id: str
@@ -42,6 +46,8 @@ class TaskSpec:
     episode_cycles: int = 2
     r_weights: tuple = (0.8, 0.2, 0.1)
     perturbation_force: float = 50.0
+    integrator: str = "SemiExplicitEuler2"
+    accuracy: float = 1e-3
     variant_params: dict = field(default_factory=dict)
 
 
@@ -52,9 +58,11 @@ def _task(actuation: str, motion: str, dim: str, **rules) -> TaskSpec:
             "lockedknee": "LockedKnee", "palsy": "Palsy"}[motion]
     model = ("palsy3d" if motion == "palsy" else
              f"{actuation}{dim}" + ("_lockedknee" if locked else ""))
+    physics = (dict(integrator="SemiExplicitEuler2", accuracy=1e-3) if actuation == "muscle"
+               else dict(integrator="RungeKutta3", accuracy=1e-3))
     return TaskSpec(id=f"{actuation.capitalize()}{name}Imitation{dim.upper()}-v0",
                     model=model, actuation=actuation, reference=f"{motion}{dim}",
-                    planar=dim == "2d", **rules)
+                    planar=dim == "2d", **physics, **rules)
 
 
 # Running and jumping allow the larger forces and accelerations of impacts; jumping
@@ -80,8 +88,8 @@ TASKS: dict[str, TaskSpec] = {
 # Env options (keyword arguments of every task) and their defaults.
 OPTIONS = dict(
     mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
-    horizon=5, apply_perturbations=False, log=False, integrator="RungeKutta2",
-    accuracy=1e-2, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
+    horizon=5, apply_perturbations=False, log=False, integrator=None,
+    accuracy=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
     reference=None,
     align_ground=True, obs_dtype="float32",
 )

@@ -66,8 +66,9 @@ class ImitationEnv(gym.Env):
                 params["max_actuation"] = float(opts["max_actuation"])
             model_path = str(variant_path(task.model, **params))
         self.model_path = model_path
-        self.sim = sim = Simulation(model_path, integrator=opts["integrator"],
-                                    accuracy=opts["accuracy"],
+        self.sim = sim = Simulation(model_path,
+                                    integrator=opts["integrator"] or task.integrator,
+                                    accuracy=opts["accuracy"] or task.accuracy,
                                     energetics=task.actuation == "muscle",
                                     push_body="torso" if opts["apply_perturbations"] else None)
         cn = sim.coordinate_names

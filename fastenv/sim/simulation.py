@@ -80,8 +80,8 @@ class Simulation:
         value :meth:`set_push` changes between steps.
     """
 
-    def __init__(self, model_path, *, control_dt=0.01, integrator="RungeKutta2",
-                 accuracy=1e-2, bodies=None, energetics=True, push_body=None):
+    def __init__(self, model_path, *, control_dt=0.01, integrator="SemiExplicitEuler2",
+                 accuracy=1e-3, bodies=None, energetics=True, push_body=None):
         if integrator not in INTEGRATORS:
             raise ValueError(f"unknown integrator {integrator!r}; expected one of "
                              f"{sorted(INTEGRATORS)}")
