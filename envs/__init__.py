@@ -95,14 +95,19 @@ OPTIONS = dict(
 )
 MODES = ("train", "test")
 
-def resolve_options(config=None, **kwargs) -> dict:
-    """Merge the original ``config=`` dict with keyword options; reject unknown names."""
+def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> dict:
+    """Merge the original ``config=`` dict with keyword options; reject unknown names.
+    With ``task``, options left at None take the task's defaults (physics settings)."""
     opts = dict(OPTIONS)
     for source in (config or {}, kwargs):
         unknown = sorted(set(source) - set(OPTIONS))
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}; valid options: {sorted(OPTIONS)}")
         opts.update(source)
+    if task is not None:
+        for key in ("integrator", "accuracy"):
+            if opts[key] is None:
+                opts[key] = getattr(task, key)
     if opts["mode"] not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
     if opts["nan_actions"] not in ("raise", "zero"):

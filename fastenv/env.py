@@ -51,7 +51,7 @@ class ImitationEnv(gym.Env):
                 raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
             task = TASKS[task]
         self.spec_task = task
-        self.options = opts = resolve_options(config, **kwargs)
+        self.options = opts = resolve_options(config, task=task, **kwargs)
         self.mode = opts["mode"]
         w = opts["r_weights"] if opts["r_weights"] is not None else task.r_weights
         self.r_weights = tuple(float(x) for x in w)
@@ -66,9 +66,8 @@ class ImitationEnv(gym.Env):
                 params["max_actuation"] = float(opts["max_actuation"])
             model_path = str(variant_path(task.model, **params))
         self.model_path = model_path
-        self.sim = sim = Simulation(model_path,
-                                    integrator=opts["integrator"] or task.integrator,
-                                    accuracy=opts["accuracy"] or task.accuracy,
+        self.sim = sim = Simulation(model_path, integrator=opts["integrator"],
+                                    accuracy=opts["accuracy"],
                                     energetics=task.actuation == "muscle",
                                     push_body="torso" if opts["apply_perturbations"] else None)
         cn = sim.coordinate_names

@@ -83,7 +83,7 @@ class SeedStyleEnv(gym.Env):
         if spec.actuation != "muscle":
             raise ValueError(f"the seed-style env reproduces muscle tasks only, {task!r} is "
                              f"{spec.actuation}-driven")
-        opts = self.options = resolve_options(**kwargs)
+        opts = self.options = resolve_options(task=spec, **kwargs)
         if opts["integrator"] not in INTEGRATORS:
             raise ValueError(f"unknown integrator {opts['integrator']!r}")
         self.mode = opts["mode"]

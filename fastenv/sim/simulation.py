@@ -257,19 +257,24 @@ class Simulation:
             # equilibrateMuscles on a *copied* State silently keeps the fiber lengths of
             # the pose it was copied at (stale path-length cache), so the equilibrium
             # is solved on the model's own working State and its Y is copied over.
-            # Static equilibrium (zero speeds): with the motion's speeds Thelen's
-            # solver can diverge; the fiber lengths then match the pose and the
-            # speeds are set afterwards.
+            # Equilibrium with the motion's speeds (as osim-rl did); where Thelen's
+            # solver diverges with them, the static equilibrium at the pose.
             w = self.model.updWorkingState()
             w.setY(self.default_state.getY())
             w.setQ(osim.Vector.createFromMat(Q))
+            w.setU(osim.Vector.createFromMat(U))
             try:
                 self.model.equilibrateMuscles(w)
-            except Exception as exc:
-                raise SimulationError(f"cannot equilibrate the muscles at this pose: "
-                                      f"{str(exc).splitlines()[0]}") from exc
+            except Exception:
+                w.setY(self.default_state.getY())
+                w.setQ(osim.Vector.createFromMat(Q))
+                try:
+                    self.model.equilibrateMuscles(w)
+                except Exception as exc:
+                    raise SimulationError(f"cannot equilibrate the muscles at this pose: "
+                                          f"{str(exc).splitlines()[0]}") from exc
+                w.setU(osim.Vector.createFromMat(U))
             s.setY(w.getY())
-            s.setU(osim.Vector.createFromMat(U))
         else:
             s.setQ(osim.Vector.createFromMat(Q))
             s.setU(osim.Vector.createFromMat(U))
