@@ -181,3 +181,11 @@ def test_user_reference_file():
     assert e.reference.playback == "once" and info["frame"] == 0
     vgrf = e.sim.buf[e.sim.layout.slice("grf")].reshape(-1, 6)[:, 1].sum() / e.sim.body_weight
     assert 0.5 < vgrf < 1.5
+
+
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_quick_start_command(num_envs, capsys):
+    from fastenv.__main__ import main
+    assert main(["rollout", "--steps", "20", "--num-envs", str(num_envs), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{num_envs} env(s)" in out and "steps/s" in out
