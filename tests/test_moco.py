@@ -197,3 +197,177 @@ def test_pipeline_coarse_converges(tmp_path):
     assert abs(f["speed_m_s"] - 1.3) < 0.05
     assert f["knee_flexion_at_heel_strike_deg"] < 10.0
     assert 50.0 <= f["peak_swing_knee_flexion_deg"] <= 70.0
+
+
+# ================================================================== more references
+# running2d, jumping2d and lockedknee2d (fastenv.references.moco_tasks): shared
+# pipeline pieces, a fast smoke run of each generator, and plausibility of the
+# committed data (forces recomputed from the committed kinematics).
+from fastenv.references import moco_tasks  # noqa: E402
+
+
+def _need_public(file):
+    path = moco.MOTIONS_DIR / file
+    if not path.is_file():
+        pytest.skip(f"public motion {path} is missing (../shared/data/motions/ next to the "
+                    "project root); it is only needed to regenerate references")
+    return path
+
+
+def _committed_cycle(name):
+    sto = moco.OUT_DIR / f"{name}_coordinates.sto"
+    if not sto.is_file():
+        pytest.fail(f"{sto} is not committed")
+    cycle = moco.read_coordinates_sto(sto)
+    grf = moco.contact_forces(cycle)
+    return cycle, grf, json.loads((moco.OUT_DIR / f"{name}.json").read_text())
+
+
+def _check_format(cycle):
+    assert cycle.names == moco.COORDINATES
+    dt = np.diff(cycle.time)
+    assert cycle.time[0] == 0.0
+    assert np.allclose(dt, dt.mean(), rtol=1e-4, atol=1e-7), "time grid is not uniform"
+    assert np.isfinite(cycle.values).all() and np.isfinite(cycle.speeds).all()
+    steps = 0.5 * (cycle.speeds[1:] + cycle.speeds[:-1]) * dt[:, None]
+    drift = np.abs(cycle.values[0] + np.vstack([0 * steps[:1], np.cumsum(steps, axis=0)])
+                   - cycle.values).max(axis=0)
+    for j, name in enumerate(cycle.names):
+        limit = 0.005 if name in moco.TRANSLATIONS else math.radians(1.0)
+        assert drift[j] < limit, name
+
+
+def _check_json(doc, figures, keys):
+    for key in keys:
+        assert doc["figures"][key] == pytest.approx(figures[key], abs=1e-3), key
+    assert doc["opensim_version"].startswith("4.")
+    assert set(doc["stages"]) >= {"tracking", "predictive_coarse"}
+    for stage in doc["stages"].values():
+        assert stage["converged"] and stage["iterations"] > 0 and stage["wall_time_s"] > 0
+
+
+def _check_npz(name, variant, playback, cycle):
+    from fastenv.envs.variants import variant_path
+    from fastenv.references import Reference, model_digest
+
+    ref = Reference.load(moco.OUT_DIR / f"{name}.npz")
+    assert ref.playback == playback
+    assert ref.model_digest == model_digest(variant_path(variant))
+    duration = cycle.time[-1] - cycle.time[0]
+    assert ref.n_frames == pytest.approx(duration / ref.control_dt, abs=1.5)
+    return ref
+
+
+# ------------------------------------------------------------------ shared pieces
+def test_locked_joints_welded_at_the_locked_pose():
+    """The Moco model of the locked-knee variant has no knee_l/ankle_l
+    coordinates, its left shank and foot sit where the locked variant puts
+    them, and the left thigh muscles keep their lengths and hip moment arms."""
+    from fastenv.envs.variants import variant_path
+
+    osim = moco._osim()
+    path = str(variant_path("muscle2d_lockedknee"))
+    locked = osim.Model(path)
+    s0 = locked.initSystem()
+    model = moco.model_processor(path, weld=("knee_l", "ankle_l")).process()
+    s1 = model.initSystem()
+    assert moco.model_coordinates(model) == tuple(
+        c for c in moco.COORDINATES if c not in ("knee_angle_l", "ankle_angle_l"))
+    for body in ("tibia_l", "calcn_l", "toes_l"):
+        p0 = locked.getBodySet().get(body).getTransformInGround(s0).p()
+        p1 = model.getBodySet().get(body).getTransformInGround(s1).p()
+        assert [p1.get(i) for i in range(3)] == pytest.approx([p0.get(i) for i in range(3)],
+                                                              abs=1e-9), body
+    for hip in (-0.3, 0.0, 0.5):
+        for m, s in ((locked, s0), (model, s1)):
+            m.getCoordinateSet().get("hip_flexion_l").setValue(s, hip)
+            m.realizeVelocity(s)
+        for muscle in ("rect_fem_l", "hamstrings_l", "vasti_l", "bifemsh_l"):
+            a, b = locked.getMuscles().get(muscle), model.getMuscles().get(muscle)
+            assert b.getLength(s1) == pytest.approx(a.getLength(s0), abs=1e-9), muscle
+            arm0 = a.getGeometryPath().computeMomentArm(
+                s0, locked.getCoordinateSet().get("hip_flexion_l"))
+            arm1 = b.getGeometryPath().computeMomentArm(
+                s1, model.getCoordinateSet().get("hip_flexion_l"))
+            assert arm1 == pytest.approx(arm0, abs=1e-9), muscle
+
+
+def test_running_target_speed_ignores_flight():
+    """With flight phases, the speed comes from the samples with a foot on the
+    belt: about the recorded 3.7-3.9 m/s; averaging over flight (walking rule)
+    would say far less."""
+    path = _need_public(moco_tasks.RUNNING_MOTION)
+    target = moco.half_cycle_target(path, flight=True)
+    assert 3.4 < target.speed < 4.2
+    assert 0.3 < target.time[-1] < 0.4   # half of a 0.6-0.8 s running stride
+    walking_rule = moco.half_cycle_target(path)
+    assert walking_rule.speed < target.speed - 0.5
+
+
+def test_jump_target_starts_upright_and_ends_at_apex():
+    path = _need_public(moco_tasks.JUMP_MOTION)
+    target = moco_tasks.jump_target(path)
+    ty = target.coords["pelvis_ty"]
+    assert np.argmax(ty) == len(ty) - 1
+    assert -math.degrees(target.coords["knee_angle_r"][0]) < 15.0
+    assert np.degrees(target.coords["knee_angle_r"]).min() < -60.0   # a countermovement
+    assert target.coords["knee_angle_r"] == pytest.approx(target.coords["knee_angle_l"])
+    assert target.coords["pelvis_tx"][0] == 0.0
+    assert 0.5 < target.time[-1] < 1.5
+
+
+def test_cli_lists_all_generators():
+    from fastenv.references.__main__ import GENERATORS
+
+    assert set(GENERATORS) >= {"walking2d", "running2d", "jumping2d", "lockedknee2d"}
+    out = subprocess.run([sys.executable, "-m", "fastenv.references", "generate", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for name in ("running2d", "jumping2d", "lockedknee2d"):
+        assert name in out
+
+
+# ------------------------------------------------------------------ smoke tests
+_SMOKE = dict(tracking_mesh=4, coarse_mesh=4, coarse_only=True, max_iterations=15,
+              verbose=False)
+
+
+def _smoke(generate, settings, tmp_path, name, rows, motion=None):
+    doc = generate(tmp_path / "out", motion=motion, settings=settings,
+                   work_dir=tmp_path / "work", write_npz=False, log=lambda m: None)
+    out = moco.read_coordinates_sto(tmp_path / "out" / f"{name}_coordinates.sto")
+    assert out.names == moco.COORDINATES
+    assert out.values.shape == (rows, len(moco.COORDINATES))
+    assert np.all(np.diff(out.time) > 0) and out.time[0] == 0.0
+    assert np.isfinite(out.values).all() and np.isfinite(out.speeds).all()
+    assert set(doc["stages"]) == {"tracking", "predictive_coarse"}
+    for stage in doc["stages"].values():
+        assert 0 < stage["iterations"] <= 15
+    assert json.loads((tmp_path / "out" / f"{name}.json").read_text())["figures"] == doc["figures"]
+    assert (tmp_path / "work" / "predictive_coarse_solution.sto").is_file()
+    return doc, out
+
+
+def test_running2d_smoke_coarse(tmp_path):
+    _need_public(moco_tasks.RUNNING_MOTION)
+    settings = moco_tasks.RunningSettings(**_SMOKE)
+    doc, _ = _smoke(moco_tasks.generate_running2d, settings, tmp_path, "running2d",
+                    2 * (2 * 4 + 1) - 1)
+    assert doc["prescribed_speed_m_s"] == 3.5
+
+
+def test_lockedknee2d_smoke_coarse(tmp_path):
+    """Runs from the committed walking2d cycle (no public data needed)."""
+    settings = moco_tasks.LockedKneeSettings(**_SMOKE)
+    _, out = _smoke(moco_tasks.generate_lockedknee2d, settings, tmp_path, "lockedknee2d",
+                    2 * 4 + 1)
+    for name in ("knee_angle_l", "ankle_angle_l"):
+        assert np.all(out.column(name) == 0.0)
+
+
+def test_jumping2d_smoke_coarse(tmp_path):
+    _need_public(moco_tasks.JUMP_MOTION)
+    settings = moco_tasks.JumpSettings(**_SMOKE)
+    doc, out = _smoke(moco_tasks.generate_jumping2d, settings, tmp_path, "jumping2d",
+                      2 * 4 + 1)
+    assert np.abs(out.speeds[0]).max() < 1e-6   # starts at rest
+    assert "jump_height_m" in doc["figures"]

@@ -1,10 +1,12 @@
 """Command line: regenerate fastenv's reference motions with OpenSim Moco.
 
-    python -m fastenv.references generate walking2d [--motion FILE] [--mesh-intervals N]
-                                                    [--coarse] [--out DIR] [--threads N]
+    python -m fastenv.references generate NAME [--motion FILE] [--mesh-intervals N]
+                                               [--coarse] [--out DIR] [--threads N]
 
-Generators are looked up by name in :data:`GENERATORS`, so further references
-(running2d, jumping2d, ...) only need one more entry.
+Generators are looked up by name in :data:`GENERATORS` (walking2d, running2d,
+jumping2d, lockedknee2d, and the 3D ones derived from them: walking3d,
+running3d, jumping3d, lockedknee3d, palsy3d); a further reference only needs
+one more entry.
 """
 from __future__ import annotations
 
@@ -31,29 +33,59 @@ def _log(start: float) -> Callable[[str], None]:
     return log
 
 
-def walking2d(args: argparse.Namespace) -> dict:
-    """Tracking of a measured walk -> predictive 1.3 m/s half cycle -> full cycle."""
-    from fastenv.references import moco
-
-    settings = moco.Settings(threads=args.threads, coarse_only=args.coarse,
-                             verbose=not args.quiet,
-                             output_interval=args.output_interval)
+def _settings(cls, args: argparse.Namespace):
+    """Settings of a generator with the command-line overrides applied."""
+    settings = cls(threads=args.threads, verbose=not args.quiet,
+                   output_interval=args.output_interval)
+    if args.coarse:
+        settings.coarse_only = True
     if args.mesh_intervals:
         settings.fine_mesh = args.mesh_intervals
         settings.coarse_mesh = min(settings.coarse_mesh, args.mesh_intervals)
         settings.tracking_mesh = min(settings.tracking_mesh, args.mesh_intervals)
     if args.max_iterations:
         settings.max_iterations = args.max_iterations
-    return moco.generate_walking2d(
-        args.out or moco.OUT_DIR, motion=args.motion, settings=settings,
-        work_dir=args.work_dir or "/tmp/fastenv_walking2d", resume=args.resume,
-        log=_log(time.perf_counter()))
+    return settings
+
+
+def _generate(function, cls, name: str):
+    def generate(args: argparse.Namespace) -> dict:
+        return function(args.out or _out_dir(), motion=args.motion, settings=_settings(cls, args),
+                        work_dir=args.work_dir or f"/tmp/fastenv_{name}", resume=args.resume,
+                        log=_log(time.perf_counter()))
+    generate.__name__ = name
+    return generate
+
+
+def _out_dir() -> Path:
+    from fastenv.references import moco
+
+    return moco.OUT_DIR
+
+
+def _generators() -> dict:
+    from fastenv.references import derive3d, moco, moco_tasks
+
+    return {
+        "walking2d": (_generate(moco.generate_walking2d, moco.Settings, "walking2d"),
+                      "2D walking cycle at 1.3 m/s of gait9dof18musc"),
+        "running2d": (_generate(moco_tasks.generate_running2d, moco_tasks.RunningSettings,
+                                "running2d"),
+                      "2D running cycle at 3.5 m/s with a flight phase"),
+        "jumping2d": (_generate(moco_tasks.generate_jumping2d, moco_tasks.JumpSettings,
+                                "jumping2d"),
+                      "2D maximum-height vertical jump, standing to apex"),
+        "lockedknee2d": (_generate(moco_tasks.generate_lockedknee2d,
+                                   moco_tasks.LockedKneeSettings, "lockedknee2d"),
+                         "2D walking at 1.3 m/s with the left knee and ankle locked "
+                         "(asymmetric full cycle)"),
+        # 3D references are derived from the 2D ones (generate those first)
+        **derive3d.GENERATORS_3D,
+    }
 
 
 #: name -> (generator, one-line description)
-GENERATORS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = {
-    "walking2d": (walking2d, "2D walking cycle at 1.3 m/s of gait9dof18musc"),
-}
+GENERATORS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = _generators()
 
 
 def main(argv=None) -> int:
@@ -68,9 +100,10 @@ def main(argv=None) -> int:
                      help="; ".join(f"{k}: {v[1]}" for k, v in GENERATORS.items()))
     gen.add_argument("--motion", type=Path, help="your own .mot/.sto motion (coordinate "
                      "names of the model, degrees or radians) as tracking target instead of "
-                     "the public one in ../shared/data/motions/")
-    gen.add_argument("--mesh-intervals", type=int, help="mesh intervals per half cycle of the "
-                     "final predictive solve (default 50)")
+                     "the public one in ../shared/data/motions/ (lockedknee2d: a full cycle "
+                     "written like walking2d_coordinates.sto, default the committed one)")
+    gen.add_argument("--mesh-intervals", type=int, help="mesh intervals of the final predictive "
+                     "solve (default 50 per half cycle; 100 for lockedknee2d and jumping2d)")
     gen.add_argument("--coarse", action="store_true",
                      help="stop after the coarse predictive solve (faster, less accurate)")
     gen.add_argument("--out", type=Path, help="output folder (default: envs/references/)")

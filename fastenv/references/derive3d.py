@@ -174,6 +174,7 @@ class FootKinematics:
         self.coords = {c.getName(): c for c in self.model.getCoordinateSet()}
         self.locked = {n for n, c in self.coords.items() if c.getLocked(self.state)}
         self.pelvis = self.model.getBodySet().get("pelvis")
+        self.calcn = {s: self.model.getBodySet().get(f"calcn_{s}") for s in SIDES}
         self.spheres = {s: {"heel": [], "toe": []} for s in SIDES}
         geometry = self.model.getContactGeometrySet()
         for i in range(geometry.getSize()):
@@ -201,18 +202,20 @@ class FootKinematics:
         """Ground positions along a motion.
 
         ``{'pelvis': (T,3), side: {'heel'|'toe': sphere centre (T,3),
-        'heel_bottom'|'toe_bottom': lowest sphere point height (T,)}}``.
+        'heel_bottom'|'toe_bottom': lowest sphere point height (T,),
+        'calcn': calcaneus origin (T,3)}}``.
         """
         T = len(motion.time)
         out = {"pelvis": np.zeros((T, 3))}
         for s in SIDES:
-            out[s] = {k: np.zeros((T, 3)) for k in ("heel", "toe")}
+            out[s] = {k: np.zeros((T, 3)) for k in ("heel", "toe", "calcn")}
             out[s].update({f"{k}_bottom": np.zeros(T) for k in ("heel", "toe")})
         names = [n for n in motion.names if n in self.coords]
         for k in range(T):
             self.set_pose({n: motion.values[k, motion.names.index(n)] for n in names})
             out["pelvis"][k] = self.pelvis.getPositionInGround(self.state).to_numpy()
             for s in SIDES:
+                out[s]["calcn"][k] = self.calcn[s].getPositionInGround(self.state).to_numpy()
                 for part, spheres in self.spheres[s].items():
                     centres = np.array([sp.getFrame().findStationLocationInGround(
                         self.state, sp.get_location()).to_numpy() for sp in spheres])
@@ -838,15 +841,21 @@ def insert(cycle: Motion, signals: dict) -> None:
         cycle.set(name, at_phase(sig, phase))
 
 
-def derive_from_2d(name: str, name2d: str, variant: str, out_of_plane: OutOfPlane | None, *,
-                   variant2d: str, command: str, out_dir=None, log=print) -> dict:
-    """A 3D reference from a committed 2D one plus out-of-plane data (see the module doc).
+def derive_cycle_from_2d(name: str, name2d: str, variant: str,
+                         out_of_plane: OutOfPlane | None, *, variant2d: str, command: str,
+                         out_dir=None, quasi_static: bool = False, harmonics: int = 8
+                         ) -> tuple[Motion, dict, dict | None, bool, str]:
+    """A 3D cycle from a committed 2D one plus out-of-plane data (see the module doc).
 
     ``out_of_plane`` None keeps the out-of-plane coordinates at zero (a
     symmetric vertical jump).  Without measured ``pelvis_tz`` a walking gait
     gets the no-slip lateral pelvis motion.  The pelvis height is fitted
     frame by frame to the 2D solution's vertical contact force
-    (:func:`fit_heights`; ``variant2d`` is the 2D model it was solved for).
+    (:func:`fit_heights`; ``variant2d`` is the 2D model it was solved for),
+    or with ``quasi_static`` so that the contact carries body weight at every
+    frame (as for palsy3d).
+    Returns (closed cycle or frames, json document, gait events or None,
+    cyclic, playback).
     """
     from fastenv.envs.variants import variant_path
 
@@ -891,16 +900,36 @@ def derive_from_2d(name: str, name2d: str, variant: str, out_of_plane: OutOfPlan
         figures["out_of_plane_source"] = out_of_plane.source
         doc["out_of_plane"] = info
     # the 2D solution's vertical contact force, frame by frame, on the 3D feet
-    target_bw = vertical_force_profile(ref2d, variant_path(variant2d))
-    dy = fit_heights(model, cycle, target_bw, cyclic=cyclic)
-    doc["pelvis_height"] = (f"per frame, the height at which the 3D model's vertical contact "
-                            f"force (in body weights) is that of {name2d} on {variant2d}; "
-                            f"offsets from {name2d}'s pelvis height "
-                            f"{dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm")
+    if quasi_static:
+        dy = fit_heights(model, cycle, np.ones(len(cycle.time)), cyclic=cyclic,
+                         harmonics=harmonics)
+        doc["pelvis_height"] = ("quasi-static: per frame, the height at which the 3D model's "
+                                "contact carries body weight; offsets from "
+                                f"{name2d}'s pelvis height "
+                                f"{dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm")
+    else:
+        target_bw = vertical_force_profile(ref2d, variant_path(variant2d))
+        dy = fit_heights(model, cycle, target_bw, cyclic=cyclic, harmonics=harmonics)
+        doc["pelvis_height"] = (f"per frame, the height at which the 3D model's vertical "
+                                f"contact force (in body weights) is that of {name2d} on "
+                                f"{variant2d}; offsets from {name2d}'s pelvis height "
+                                f"{dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm")
     figures["pelvis_ty_fit_offset_mm"] = [float(dy.min() * 1000), float(dy.max() * 1000)]
     doc["figures"] = figures
-    return finish(name, model, cycle, cyclic=cyclic, playback=ref2d.playback, doc=doc,
-                  out_dir=out_dir, log=log, events=events)
+    return cycle, doc, events, cyclic, ref2d.playback
+
+
+def derive_from_2d(name: str, name2d: str, variant: str, out_of_plane: OutOfPlane | None, *,
+                   variant2d: str, command: str, out_dir=None, quasi_static: bool = False,
+                   harmonics: int = 8, log=print) -> dict:
+    """Derive a kinematic 3D reference (:func:`derive_cycle_from_2d`) and write it."""
+    from fastenv.envs.variants import variant_path
+
+    cycle, doc, events, cyclic, playback = derive_cycle_from_2d(
+        name, name2d, variant, out_of_plane, variant2d=variant2d, command=command,
+        out_dir=out_dir, quasi_static=quasi_static, harmonics=harmonics)
+    return finish(name, variant_path(variant), cycle, cyclic=cyclic, playback=playback,
+                  doc=doc, out_dir=out_dir, log=log, events=events)
 
 
 def measured_walk(model_path, motion=None) -> OutOfPlane:
@@ -1015,8 +1044,14 @@ def crouch_cycle(model_path, motion=None, speed: float = CROUCH_SPEED,
     return cycle, info
 
 
-def derive_palsy3d(out_dir=None, *, motion=None, command: str = "", log=print) -> dict:
-    """Kinematic crouch-gait reference for ``palsy3d`` (see :func:`crouch_cycle`)."""
+def palsy3d_cycle(*, motion=None, command: str = "", log=print) -> tuple[Motion, dict, dict]:
+    """Kinematic crouch-gait cycle for ``palsy3d`` (see :func:`crouch_cycle`).
+
+    The pelvis height is set for quasi-static support: at every frame the
+    contact carries body weight (the file has no pelvis height, and a
+    no-slip height leaves both feet fully loaded in double support).
+    Returns (closed cycle, json document, gait events).
+    """
     from fastenv.envs.variants import variant_path
 
     model = variant_path("palsy3d")
@@ -1025,25 +1060,104 @@ def derive_palsy3d(out_dir=None, *, motion=None, command: str = "", log=print) -
     knee = stance_knee_flexion(cycle, events)
     log(f"[palsy3d] stride {info['stride_m']:.3f} m in {info['cycle_duration_s']:.3f} s; "
         f"least stance knee flexion r {knee['r']:.1f}, l {knee['l']:.1f} deg")
-    # quasi-static support: at every frame the contact carries body weight
     dy = fit_heights(model, cycle, np.ones(len(cycle.time)), cyclic=True)
     info["pelvis_height"] = ("no-slip height of the supporting foot, then per frame the height "
                              "at which the contact carries body weight (quasi-static; "
                              f"offsets {dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm)")
     figures = dict(kind="kinematic", source=info["file"],
+                   out_of_plane_source=info["out_of_plane"],
                    min_stance_knee_flexion_deg=[knee["r"], knee["l"]],
                    speed_assumed_m_s=info["speed_assumed_m_s"],
                    cadence_steps_per_min=info["cadence_steps_per_min"])
     doc = dict(description="palsy3d: crouch gait of a child with spastic diplegia on the "
                            "palsy3d model (1.61 m, 41.5 kg), from a measured crouch-gait cycle",
                kind="kinematic", model="fastenv variant palsy3d", command=command,
-               tracking_target=info,
+               crouch_cycle=info,
                assumptions=f"forward speed {info['speed_assumed_m_s']} m/s (the file has no "
                            "forward progression); the stride follows from the kinematics on "
                            "the child model with a non-sliding stance foot, the cycle duration "
-                           "from stride / speed",
+                           "from stride / speed; out-of-plane angles of a normal walk (the "
+                           "model's hip rotation is locked)",
                figures=figures)
-    return finish("palsy3d", model, cycle, cyclic=True, playback="loop", doc=doc,
+    return cycle, doc, events
+
+
+def derive_palsy3d(out_dir=None, *, motion=None, command: str = "", log=print) -> dict:
+    """Write the kinematic crouch-gait reference for ``palsy3d``."""
+    from fastenv.envs.variants import variant_path
+
+    cycle, doc, events = palsy3d_cycle(motion=motion, command=command, log=log)
+    return finish("palsy3d", variant_path("palsy3d"), cycle, cyclic=True, playback="loop",
+                  doc=doc, out_dir=out_dir, log=log, events=events)
+
+
+def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: dict, *,
+                    symmetric: bool, meshes=(25,), settings: TrackingSettings | None = None,
+                    work_dir=None, out_dir=None, resume: bool = False, log=print) -> dict:
+    """Moco tracking of a kinematic 3D cycle; writes the solution as the reference.
+
+    Each mesh in ``meshes`` is solved in turn, each from the previous
+    solution (coarse first).  If the last stage does not converge the
+    reference is not written and a RuntimeError says so (the kinematic one
+    stays).  ``doc`` is the kinematic cycle's document: it becomes the
+    ``tracking_target`` entry of the new one.
+    """
+    import dataclasses
+
+    import opensim as osim
+    from fastenv.envs.variants import variant_path
+
+    model = variant_path(variant)
+    settings = settings or TrackingSettings()
+    work_dir = Path(work_dir or f"/tmp/fastenv_{name}")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stages, guess, solution = {}, None, None
+    for mesh in meshes:
+        label = f"{name}_tracking_{mesh}"
+        path = work_dir / f"{label}_solution.sto"
+        if resume and path.is_file():
+            solution = osim.MocoTrajectory(str(path))
+            stages[label] = dict(reused=True, mesh_intervals=int(mesh))
+            log(f"[{label}] reused {path}")
+        else:
+            stage = dataclasses.replace(settings, mesh=int(mesh))
+            solution, stages[label] = solve_tracking(model, target, symmetric=symmetric,
+                                                     settings=stage, work_dir=work_dir,
+                                                     label=label, log=log, guess_file=guess)
+            if not stages[label]["converged"]:
+                raise RuntimeError(f"{label} did not converge ({stages[label]['status']}); "
+                                   f"the kinematic {name} reference is kept")
+        guess = path
+    cycle = motion_from_solution(solution, target.names, symmetric=symmetric)
+    errors = tracking_errors_deg(cycle, target)
+    hip_rot = [np.degrees(np.abs(np.asarray(solution.getStateMat(s))).max())
+               for s in solution.getStateNames() if "hip_rotation" in s and s.endswith("/value")]
+    figures = {k: v for k, v in doc.get("figures", {}).items()
+               if k in ("out_of_plane_source", "sagittal_source", "source", "speed_assumed_m_s",
+                        "min_stance_knee_flexion_deg", "cadence_steps_per_min")}
+    figures.update(kind="moco_tracking",
+                   tracking_rms_deg={k: v for k, v in errors.items() if not _is_translation(k)},
+                   tracking_rms_mm={k: v for k, v in errors.items() if _is_translation(k)},
+                   hip_rotation_peak_deg=max(hip_rot) if hip_rot else 0.0)
+    if "min_stance_knee_flexion_deg" in figures:
+        knee = stance_knee_flexion(cycle, events)
+        figures["min_stance_knee_flexion_deg"] = [knee["r"], knee["l"]]
+    target_doc = {k: v for k, v in doc.items() if k not in ("figures", "command")}
+    target_doc["figures"] = {k: v for k, v in doc.get("figures", {}).items()}
+    new_doc = dict(
+        description=doc.get("description", name) + "; made dynamically consistent by an "
+                    "OpenSim Moco tracking solve",
+        kind="moco_tracking", model=doc.get("model"), command=doc.get("command"),
+        moco=dict(opensim_version=osim.GetVersion(), symmetric_half_cycle=symmetric,
+                  model_changes="smooth sphere contacts (same spheres and contact parameters), "
+                                "DeGroote-Fregly muscles with rigid tendons, back welded at "
+                                "its locked angle, locked hip rotations held by a "
+                                f"{settings.hip_rotation_stiffness:g} N m/rad spring",
+                  settings={k: v for k, v in dataclasses.asdict(settings).items()
+                            if k not in ("verbose", "output_interval", "mesh")},
+                  stages=stages),
+        tracking_target=target_doc, figures=figures)
+    return finish(name, model, cycle, cyclic=True, playback="loop", doc=new_doc,
                   out_dir=out_dir, log=log, events=events)
 
 
@@ -1088,12 +1202,19 @@ def generate_jumping3d(args) -> dict:
 
 
 def generate_lockedknee3d(args) -> dict:
-    """lockedknee2d on muscle3d_lockedknee + walking3d's out-of-plane motion."""
+    """lockedknee2d on muscle3d_lockedknee + walking3d's out-of-plane motion.
+
+    Quasi-static pelvis height: the vaulting gait's height offsets change too
+    fast (4-34 mm within a step) for the per-frame fit to the 2D force to
+    hold at the 3D speeds (the contact damping of the offsets' speed is not
+    fitted): the first double support carried 1.68 body weights that way.
+    16 harmonics (not 8) let the height follow the locked leg's landing.
+    """
     from fastenv.envs.variants import variant_path
 
     return derive_from_2d("lockedknee3d", "lockedknee2d", "muscle3d_lockedknee",
                           walking3d_out_of_plane(variant_path("muscle3d"), _out(args)),
-                          variant2d="muscle2d_lockedknee",
+                          variant2d="muscle2d_lockedknee", quasi_static=True, harmonics=16,
                           command=_command("lockedknee3d", args), out_dir=_out(args))
 
 
@@ -1117,3 +1238,373 @@ GENERATORS_3D: dict[str, tuple[Callable, str]] = {
     "palsy3d": (generate_palsy3d, "crouch gait of the palsy3d child model from a measured "
                                   "crouch-gait cycle"),
 }
+
+
+# ------------------------------------------------------------------ Moco tracking (3D)
+@dataclass
+class TrackingSettings:
+    """Knobs of a 3D Moco tracking solve (defaults: the 2D pipeline's choices).
+
+    The tracking target is a kinematic 3D reference; the solve makes it
+    dynamically consistent: muscle-driven (DeGroote-Fregly muscles, rigid
+    tendons), smooth sphere contacts in place of Hunt-Crossley, no residual
+    or reserve actuators unless ``reserve_torque`` is set.
+    """
+
+    mesh: int = 25                     # mesh intervals over the solved duration
+    tracking_weight: float = 10.0      # per (rad^2 s) of coordinate error
+    effort_weight: float = 1.0         # sum of squared excitations
+    #: per-state tracking weights relative to rotations: forward progression only
+    #: guides the speed; lateral sway and height follow from the dynamics.
+    translation_weights: dict = None
+    passive_fiber_forces: bool = False
+    fiber_curve_width: float = 1.5
+    #: hip_rotation is locked in the env's models; Moco refuses locked coordinates
+    #: of a 3-DOF hip, so a stiff rotational spring (N m/rad) holds it at zero.
+    hip_rotation_stiffness: float = 2000.0
+    #: weight of tracking the target's calcaneus positions (per m^2 s): keeps the
+    #: step width and foot paths, which joint-angle tracking alone trades away
+    foot_tracking_weight: float = 100.0
+    reserve_torque: float = 0.0        # N m per unit control on each joint; 0: none
+    reserve_weight: float = 10.0       # effort weight of the reserve controls
+    threads: int = 2
+    max_iterations: int = 1000
+    convergence_tolerance: float = 1e-3
+    constraint_tolerance: float = 1e-4
+    output_interval: int = 0
+    verbose: bool = True
+
+    def __post_init__(self):
+        if self.translation_weights is None:
+            self.translation_weights = {"pelvis_tx": 0.2, "pelvis_ty": 1.0, "pelvis_tz": 0.1}
+
+
+#: Coordinates whose sign flips from one half of a symmetric gait cycle to the other.
+ANTISYMMETRIC = ("pelvis_list", "pelvis_rotation", "pelvis_tz")
+
+
+def _swap(name: str) -> str:
+    """Left/right counterpart of a coordinate, state or control path."""
+    out = []
+    for part in name.split("/"):
+        for a, b in (("_r", "_l"), ("_l", "_r")):
+            if part.endswith(a):
+                part = part[: -len(a)] + b
+                break
+        out.append(part)
+    return "/".join(out)
+
+
+def moco_processor(model_path, settings: TrackingSettings):
+    """Moco-ready 3D model: smooth sphere contacts, locked coordinates handled.
+
+    Why each change: Moco needs twice-differentiable dynamics (Hunt-Crossley
+    contacts become one SmoothSphereHalfSpaceForce per contact sphere, same
+    stiffness, dissipation and friction; Thelen muscles become DeGroote-Fregly
+    ones with rigid tendons), and it refuses locked coordinates: the back
+    (one locked coordinate) is welded at its locked angle, the locked hip
+    rotations are unlocked and held by a stiff spring.
+    """
+    import opensim as osim
+
+    model = osim.Model(str(model_path))
+    model.finalizeConnections()
+    forces = model.updForceSet()
+    params = None
+    for i in reversed(range(forces.getSize())):
+        f = forces.get(i)
+        if f.getConcreteClassName() == "HuntCrossleyForce":
+            hc = osim.HuntCrossleyForce.safeDownCast(f)
+            params = dict(stiffness=hc.getStiffness(), dissipation=hc.getDissipation(),
+                          static_friction=hc.getStaticFriction(),
+                          dynamic_friction=hc.getDynamicFriction(),
+                          viscous_friction=hc.getViscousFriction())
+            forces.remove(i)
+    if params is None:
+        raise ValueError(f"{model_path} has no HuntCrossleyForce to convert")
+    geometry = model.getContactGeometrySet()
+    floor = None
+    spheres = []
+    for i in range(geometry.getSize()):
+        g = geometry.get(i)
+        if g.getConcreteClassName() == "ContactHalfSpace":
+            floor = osim.ContactHalfSpace.safeDownCast(g)
+        elif g.getConcreteClassName() == "ContactSphere":
+            spheres.append(osim.ContactSphere.safeDownCast(g))
+    for sphere in spheres:
+        force = osim.SmoothSphereHalfSpaceForce(f"contact_{sphere.getName()}", sphere, floor)
+        force.set_stiffness(params["stiffness"])
+        force.set_dissipation(params["dissipation"])
+        force.set_static_friction(params["static_friction"])
+        force.set_dynamic_friction(params["dynamic_friction"])
+        force.set_viscous_friction(params["viscous_friction"])
+        force.set_transition_velocity(0.2)
+        model.addForce(force)
+    welds = []
+    coords = model.updCoordinateSet()
+    for joint in model.getJointSet():
+        names = [joint.get_coordinates(k).getName() for k in range(joint.numCoordinates())]
+        locked = [n for n in names if coords.get(n).get_locked()]
+        if not locked:
+            continue
+        if joint.getConcreteClassName() == "PinJoint" and len(names) == 1:
+            # a PinJoint turns about its parent frame's z axis, the last of the
+            # body-fixed XYZ angles: folding the locked angle in keeps the pose
+            parent = model.updJointSet().get(joint.getName()).upd_frames(0)
+            o = parent.get_orientation()
+            parent.set_orientation(osim.Vec3(o.get(0), o.get(1),
+                                             o.get(2) + coords.get(names[0]).getDefaultValue()))
+            coords.get(names[0]).setDefaultValue(0.0)
+            welds.append(joint.getName())
+        elif set(locked) <= {"hip_rotation_r", "hip_rotation_l"}:
+            for n in locked:
+                c = coords.get(n)
+                c.setDefaultLocked(False)
+                spring = osim.SpringGeneralizedForce(n)
+                spring.setName(f"lock_{n}")
+                spring.setStiffness(settings.hip_rotation_stiffness)
+                spring.setViscosity(0.05 * settings.hip_rotation_stiffness)
+                spring.setRestLength(c.getDefaultValue())
+                model.addForce(spring)
+        else:
+            raise ValueError(f"joint {joint.getName()}: locked coordinates {locked} are not "
+                             "supported by the 3D tracking solve")
+    if settings.reserve_torque > 0:
+        for c in model.getCoordinateSet():
+            n = c.getName()
+            if n.startswith("pelvis_") or c.get_locked() or n.startswith("lumbar"):
+                continue
+            act = osim.CoordinateActuator(n)
+            act.setName(f"reserve_{n}")
+            act.setOptimalForce(settings.reserve_torque)
+            act.setMinControl(-1.0)
+            act.setMaxControl(1.0)
+            model.addForce(act)
+    model.finalizeFromProperties()
+    model.finalizeConnections()
+    proc = osim.ModelProcessor(model)
+    if welds:
+        v = osim.StdVectorString()
+        for w in welds:
+            v.append(w)
+        proc.append(osim.ModOpReplaceJointsWithWelds(v))
+    proc.append(osim.ModOpReplaceMusclesWithDeGrooteFregly2016())
+    if not settings.passive_fiber_forces:
+        proc.append(osim.ModOpIgnorePassiveFiberForcesDGF())
+    if settings.fiber_curve_width != 1.0:
+        proc.append(osim.ModOpScaleActiveFiberForceCurveWidthDGF(settings.fiber_curve_width))
+    proc.append(osim.ModOpIgnoreTendonCompliance())
+    return proc
+
+
+def _vec(osim, values):
+    v = osim.Vector(len(values), 0.0)
+    for i, x in enumerate(values):
+        v.set(i, float(x))
+    return v
+
+
+class _cwd:
+    """Run Moco in the work directory: its intermediate iterates land there."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        import os
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.old = os.getcwd()
+        os.chdir(self.path)
+
+    def __exit__(self, *exc):
+        import os
+        os.chdir(self.old)
+
+
+def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: TrackingSettings,
+                   work_dir, label: str, log=print, guess_file=None):
+    """Track a closed 3D cycle with the muscle-driven, contact-driven model.
+
+    ``symmetric``: solve half a cycle whose end is the mirror of its start
+    (left and right swapped, ``ANTISYMMETRIC`` coordinates negated), as the 2D
+    pipeline does; otherwise the whole cycle, periodic.  Returns (solution,
+    info); the solution is also written to ``work_dir/<label>_solution.sto``.
+    """
+    import time as _time
+
+    import opensim as osim
+
+    work_dir = Path(work_dir)
+    proc = moco_processor(model_path, settings)
+    model = proc.process()
+    model.initSystem()
+    paths = {c.getName(): c.getAbsolutePathString() for c in model.getCoordinateSet()}
+    names = [n for n in target.names if n in paths]
+    duration = float(target.time[-1] - target.time[0])
+    final = duration / 2 if symmetric else duration
+    keep = target.time <= final + 1e-9
+    t = target.time[keep] - target.time[0]
+    study = osim.MocoStudy()
+    study.setName(label)
+    problem = study.updProblem()
+    problem.setModelProcessor(proc)
+    problem.setTimeBounds(0, final)
+    for n in names:
+        y = target.col(n)
+        if n == "pelvis_tx":
+            lo, hi = y.min() - 0.3, y.max() + 0.3
+            problem.setStateInfo(f"{paths[n]}/value", [lo, hi], float(y[0]))
+            problem.setStateInfo(f"{paths[n]}/speed", [0.1, 3.0 * (y[-1] - y[0]) / duration + 1.0])
+        else:
+            margin = 0.08 if _is_translation(n) else np.radians(15.0)
+            problem.setStateInfo(f"{paths[n]}/value", [y.min() - margin, y.max() + margin])
+    for n in ("hip_rotation_r", "hip_rotation_l"):
+        if n in paths and n not in names:
+            problem.setStateInfo(f"{paths[n]}/value", [-np.radians(10), np.radians(10)])
+
+    table = osim.TimeSeriesTable()
+    table.setColumnLabels(_strings_vec(osim, [f"{paths[n]}/value" for n in names]))
+    for k, tk in enumerate(t):
+        table.appendRow(float(tk), osim.RowVector([float(target.col(n)[keep][k]) for n in names]))
+    table.addTableMetaDataString("inDegrees", "no")
+    tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
+    tracking.setReference(osim.TableProcessor(table))
+    tracking.setAllowUnusedReferences(True)
+    for n, w in settings.translation_weights.items():
+        if n in paths:
+            tracking.setWeightForState(f"{paths[n]}/value", float(w))
+    problem.addGoal(tracking)
+    if settings.foot_tracking_weight > 0:
+        feet = FootKinematics(model_path)(target)
+        frames = [model.getBodySet().get(f"calcn_{side}").getAbsolutePathString()
+                  for side in SIDES]
+        positions = osim.TimeSeriesTableVec3()
+        positions.setColumnLabels(_strings_vec(osim, frames))
+        for k, tk in enumerate(t):
+            positions.appendRow(float(tk), osim.RowVectorVec3(
+                [osim.Vec3(*feet[side]["calcn"][k]) for side in SIDES]))
+        foot = osim.MocoTranslationTrackingGoal("feet", settings.foot_tracking_weight)
+        foot.setFramePaths(_strings_vec(osim, frames))
+        foot.setTranslationReference(positions)
+        problem.addGoal(foot)
+    effort = osim.MocoControlGoal("effort", settings.effort_weight)
+    for act in model.getActuators():
+        if act.getName().startswith("reserve_"):
+            effort.setWeightForControl(act.getAbsolutePathString(), settings.reserve_weight)
+    problem.addGoal(effort)
+
+    periodic = osim.MocoPeriodicityGoal("periodicity")
+    for n in [c.getName() for c in model.getCoordinateSet()]:
+        p = paths[n]
+        for suffix in ("/value", "/speed"):
+            if n == "pelvis_tx" and suffix == "/value":
+                continue
+            if symmetric:
+                pair = osim.MocoPeriodicityGoalPair(p + suffix, paths[_swap(n)] + suffix)
+                if n in ANTISYMMETRIC:
+                    periodic.addNegatedStatePair(pair)
+                else:
+                    periodic.addStatePair(pair)
+            else:
+                periodic.addStatePair(osim.MocoPeriodicityGoalPair(p + suffix))
+    for muscle in model.getMuscles():
+        p = muscle.getAbsolutePathString()
+        q = _swap(p) if symmetric else p
+        periodic.addStatePair(osim.MocoPeriodicityGoalPair(p + "/activation", q + "/activation"))
+        periodic.addControlPair(osim.MocoPeriodicityGoalPair(p, q))
+    problem.addGoal(periodic)
+
+    solver = study.initCasADiSolver()
+    solver.set_num_mesh_intervals(int(settings.mesh))
+    solver.set_verbosity(2 if settings.verbose else 0)
+    solver.set_optim_ipopt_print_level(5 if settings.verbose else 0)
+    solver.set_optim_convergence_tolerance(settings.convergence_tolerance)
+    solver.set_optim_constraint_tolerance(settings.constraint_tolerance)
+    solver.set_optim_max_iterations(int(settings.max_iterations))
+    solver.set_parallel(int(settings.threads))
+    solver.set_optim_sparsity_detection("random")
+    solver.set_optim_finite_difference_scheme("forward")
+    solver.set_multibody_dynamics_mode("explicit")
+    if settings.output_interval:
+        solver.set_output_interval(int(settings.output_interval))
+    if guess_file is not None:
+        guess = osim.MocoTrajectory(str(guess_file))
+        guess.resampleWithNumTimes(2 * int(settings.mesh) + 1)
+    else:
+        guess = solver.createGuess()
+        gt = np.linspace(0.0, final, guess.getNumTimes())
+        guess.setTime(_vec(osim, gt))
+        full_t = target.time - target.time[0]
+        for n in names:
+            y = np.interp(gt, full_t, target.col(n))
+            guess.setState(f"{paths[n]}/value", _vec(osim, y))
+            guess.setState(f"{paths[n]}/speed", _vec(osim, np.gradient(y, gt)))
+        for s in guess.getStateNames():
+            if s.endswith("/activation"):
+                guess.setState(s, _vec(osim, np.full(len(gt), 0.05)))
+        for c in guess.getControlNames():
+            guess.setControl(c, _vec(osim, np.full(len(gt), 0.05 if "reserve_" not in c
+                                                   else 0.0)))
+    solver.setGuess(guess)
+    log(f"[{label}] {settings.mesh} mesh intervals over {final:.3f} s "
+        f"({'half cycle, symmetric' if symmetric else 'full cycle'})")
+    t0 = _time.perf_counter()
+    with _cwd(work_dir):
+        solution = study.solve()
+    wall = _time.perf_counter() - t0
+    ok = solution.success()
+    if solution.isSealed():
+        solution.unseal()
+    info = dict(wall_time_s=round(wall, 1), iterations=int(solution.getNumIterations()),
+                status=str(solution.getStatus()), converged=bool(ok),
+                objective=float(solution.getObjective()), mesh_intervals=int(settings.mesh))
+    solution.write(str(work_dir / f"{label}_solution.sto"))
+    log(f"[{label}] {'converged' if ok else 'NOT converged'} ({info['status']}) after "
+        f"{info['iterations']} iterations in {wall:.0f} s; objective {info['objective']:.4g}")
+    return solution, info
+
+
+def _strings_vec(osim, items):
+    v = osim.StdVectorString()
+    for s in items:
+        v.append(s)
+    return v
+
+
+def motion_from_solution(solution, names, *, symmetric: bool) -> Motion:
+    """Coordinate values of a tracking solution as a closed cycle (mirrored if half)."""
+    t = np.asarray(solution.getTimeMat()).ravel()
+    states = list(solution.getStateNames())
+    cols = {}
+    for n in names:
+        path = next((s for s in states if s.endswith(f"/{n}/value")), None)
+        if path is not None:
+            cols[n] = np.asarray(solution.getStateMat(path)).ravel()
+    names = list(cols)
+    values = np.column_stack([cols[n] for n in names])
+    t = t - t[0]
+    if not symmetric:
+        return Motion(t, names, values)
+    second = np.column_stack([(-1.0 if n in ANTISYMMETRIC else 1.0) * cols[_swap(n)]
+                              if _swap(n) in cols else cols[n] for n in names])
+    if "pelvis_tx" in cols:
+        j = names.index("pelvis_tx")
+        second[:, j] = cols["pelvis_tx"] + (cols["pelvis_tx"][-1] - cols["pelvis_tx"][0])
+    return Motion(np.concatenate([t, t[1:] + t[-1]]), names, np.vstack([values, second[1:]]))
+
+
+def tracking_errors_deg(solution_cycle: Motion, target: Motion) -> dict:
+    """RMS difference (deg, or mm for translations) of each tracked coordinate."""
+    out = {}
+    tt = target.time - target.time[0]
+    ts = solution_cycle.time - solution_cycle.time[0]
+    for n in solution_cycle.names:
+        if n not in target.names:
+            continue
+        y = np.interp(tt, ts, solution_cycle.col(n))
+        e = y - target.col(n)
+        if n == "pelvis_tx":
+            continue
+        out[n] = float(np.sqrt(np.mean(e ** 2)) * (1000.0 if _is_translation(n)
+                                                   else np.degrees(1.0)))
+    return out

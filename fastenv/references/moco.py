@@ -1,5 +1,9 @@
 """OpenSim Moco pipeline that generates fastenv's 2D walking reference.
 
+The pieces (Moco-ready model, motion targets, tracking and predictive stages,
+cycle assembly, gait figures, files) are shared with the running, jumping and
+locked-knee generators of :mod:`fastenv.references.moco_tasks`.
+
 Why this exists: fastenv imitates reference gaits that it computes itself, for
 its own 2D muscle model, instead of shipping someone else's data.  A bare
 predictive solve from a standing guess ends in a crouched gait (a poor local
@@ -176,17 +180,79 @@ def build_contact_model(model_path: str | None = None):
     return model
 
 
+def weld_locked_joints(model, joints) -> None:
+    """Replace ``joints`` by WeldJoints that hold their child bodies where the
+    joints' (locked) coordinates put them.
+
+    Why not ``ModOpReplaceJointsWithWelds``: it welds the joint frames
+    together, which drops the knee's coordinate-driven translation (the shank
+    would jump 0.4 m up into the thigh), and it leaves the muscle path points
+    that move with the removed coordinates dangling.  Here the weld keeps each
+    child body's pose in its parent at the default (locked) state, and every
+    conditional or moving path point driven by a removed coordinate becomes a
+    fixed point where it is at that state (or disappears when inactive there),
+    so muscle lengths and moment arms at the other joints are unchanged.
+    """
+    osim = _osim()
+    state = model.initSystem()
+    joint_set = model.updJointSet()
+    removed = set()
+    for name in joints:
+        joint = joint_set.get(name)
+        removed.update(joint.get_coordinates(i).getName() for i in range(joint.numCoordinates()))
+    for muscle in model.getMuscles():
+        points = muscle.updGeometryPath().updPathPointSet()
+        for k in reversed(range(points.getSize())):
+            point = points.get(k)
+            drivers = {point.getSocket(n).getConnecteePath().rsplit("/", 1)[-1]
+                       for n in point.getSocketNames() if "coordinate" in n}
+            if not drivers & removed:
+                continue
+            active = point.isActive(state)
+            loc = point.getLocation(state)
+            location = osim.Vec3(loc.get(0), loc.get(1), loc.get(2))
+            frame = point.getParentFrame().getAbsolutePathString()
+            point_name = point.getName()
+            points.remove(k)
+            if active:
+                fixed = osim.PathPoint()
+                fixed.setName(point_name)
+                fixed.set_location(location)
+                fixed.updSocket("parent_frame").setConnecteePath(frame)
+                fixed.thisown = False  # the path point set owns it now
+                points.insert(k, fixed)
+    welds = []
+    for name in joints:
+        joint = joint_set.get(name)
+        parent = model.getBodySet().get(joint.getParentFrame().findBaseFrame().getName())
+        child = model.getBodySet().get(joint.getChildFrame().findBaseFrame().getName())
+        pose = child.findTransformBetween(state, parent)  # child in parent
+        angles = pose.R().convertRotationToBodyFixedXYZ()
+        welds.append(osim.WeldJoint(name, parent, pose.p(), angles, child,
+                                    osim.Vec3(0.0), osim.Vec3(0.0)))
+        joint_set.remove(joint_set.getIndex(name))
+    for weld in welds:
+        model.addJoint(weld)
+    model.finalizeFromProperties()
+    model.finalizeConnections()
+
+
 def model_processor(model_path: str | None = None, *, fiber_curve_width: float = 1.5,
-                    passive_fiber_forces: bool = False):
+                    passive_fiber_forces: bool = False, weld: tuple = ()):
     """Moco-ready model: smooth contacts, welded back, DeGroote-Fregly muscles.
 
     Rigid tendons and no passive fibre force make the problem smaller and
     smoother (as in Moco's 2D walking example); the wider active
     force-length curve (1.5) lets muscles produce force over the fibre lengths
-    of this model's walking range.
+    of this model's walking range.  ``weld`` names joints whose coordinates
+    the env model locks (the locked-knee variant): Moco refuses locked
+    coordinates, so they are welded at their locked pose
+    (:func:`weld_locked_joints`).
     """
     osim = _osim()
     model = build_contact_model(model_path)
+    if weld:
+        weld_locked_joints(model, weld)
     # Stations at the contact-sphere centres: their heights are what the
     # swing-clearance constraint bounds (no effect on the dynamics).
     for spheres in FOOT_SPHERES.values():
@@ -210,12 +276,17 @@ def model_processor(model_path: str | None = None, *, fiber_curve_width: float =
 # --------------------------------------------------------------------------
 # Motion files and the tracking target
 # --------------------------------------------------------------------------
-def read_motion(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+def read_motion(path: str | os.PathLike, *, knee_flexion_positive: bool = False,
+                extra: tuple = ()) -> tuple[np.ndarray, dict]:
     """Read a .mot/.sto motion into (time, {coordinate: values in rad/m}).
 
     Accepts bare coordinate names or ``/jointset/<joint>/<coordinate>/value``
     columns, degrees or radians (``inDegrees`` header); columns that are not
-    unlocked coordinates of the 2D model (``lumbar``, speeds, ...) are dropped.
+    unlocked coordinates of the 2D model (``lumbar``, speeds, ...) are dropped,
+    except the ``extra`` ones that are present.  ``knee_flexion_positive``:
+    the motion is for a model whose knee flexion is positive (Rajagopal,
+    LaiUhlrich, ``walker_knee``); knee angles are negated to this model's
+    convention.
     """
     lines = Path(path).read_text().splitlines()
     in_degrees = False
@@ -237,10 +308,12 @@ def read_motion(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
             if parts[-1] != "value":
                 continue
             name = parts[-2]
-        if name in COORDINATES:
+        if name in COORDINATES or name in extra:
             values = data[:, j].astype(float)
             if in_degrees and name not in TRANSLATIONS:
                 values = np.radians(values)
+            if knee_flexion_positive and name.startswith("knee_angle_"):
+                values = -values
             coords[name] = values
     missing = [c for c in COORDINATES if c not in coords]
     if missing:
@@ -292,7 +365,7 @@ class Target:
 
 
 def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
-                      model_path: str | None = None) -> Target:
+                      model_path: str | None = None, flight: bool = False) -> Target:
     """Turn a walking motion into a symmetric, overground half-cycle target.
 
     Heel strikes are detected from kinematics alone (Zeni et al. 2008: the heel
@@ -304,6 +377,9 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
     split at left heel strike; its second half is mirrored and averaged with
     the first so the target is left/right symmetric, and the pelvis height is
     shifted so the feet just touch the model's floor.
+
+    ``flight`` (running): the speed is averaged over the samples with a foot
+    near the floor only; in flight the lowest sphere is a swinging foot.
     """
     t, q = read_motion(path)
     centre_x, bottom = foot_kinematics(t, q, model_path)
@@ -329,7 +405,12 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
     lowest = np.argmin(np.array([bottom[n] for n in names]), axis=0)
     rel_v = np.array([np.gradient(centre_x[n] - q["pelvis_tx"], t) for n in names])
     pelvis_v = -rel_v[lowest, np.arange(len(t))]
-    speed = float(np.trapezoid(pelvis_v[a:b + 1], t[a:b + 1]) / period)
+    if flight:
+        low = np.min(np.array([bottom[n] for n in names]), axis=0)[a:b + 1]
+        grounded = low < np.percentile(low, 10) + 0.02
+        speed = float(np.mean(pelvis_v[a:b + 1][grounded]))
+    else:
+        speed = float(np.trapezoid(pelvis_v[a:b + 1], t[a:b + 1]) / period)
     if belt_speed is None:
         belt_speed = speed - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / period
     tx = q["pelvis_tx"] + belt_speed * (t - t[a])
@@ -372,12 +453,21 @@ class Settings:
       walking puts the swing foot on the floor in mid swing; on the fine mesh
       0.3 and 0.5 gave 8-9 deg knee flexion at heel strike, 1.0 a 68 deg
       peak swing flexion (the subject's), so 0.7 sits between;
-    * without ``swing_window`` the swing foot grazes and slides on the floor
+    * without ``swing_windows`` the swing foot grazes and slides on the floor
       before heel strike (up to 80 N);
     * passive fibre forces with the standard force-length width gave a
       stiff-legged swing (13 deg peak knee flexion).
     """
 
+    name: str = "walking2d"            # reference name (study names, output files)
+    # Env model the reference is for: a fastenv.envs.variants name, or None for
+    # osim-rl's gait9dof18musc.osim itself; ``weld`` lists its joints whose
+    # coordinates are locked (welded at the locked pose for Moco).
+    variant: str | None = None
+    weld: tuple = ()
+    # "half": a left/right symmetric half cycle, mirrored into the full cycle;
+    # "full": one periodic (possibly asymmetric) full cycle.
+    cycle: str = "half"
     speed: float = 1.3                 # average speed of the predictive gait (m/s)
     tracking_mesh: int = 25            # mesh intervals per half cycle
     coarse_mesh: int = 25
@@ -389,9 +479,20 @@ class Settings:
     effort_exponent: int = 3           # ... sum |e|^3, per metre travelled
     predictive_tracking_weight: float = 0.7  # predictive: pull to the target's angles
     pelvis_height_weight: float = 0.0  # ... and to its pelvis height (relative, per m^2)
-    # Swing clearance: in this fraction of the half cycle (right heel strike
-    # to left heel strike) the left foot, in swing, stays off the floor.
-    swing_window: tuple | None = (0.3, 0.92)
+    # Swing clearance: (foot, start, end) fractions of the solved interval
+    # (from right heel strike) in which that foot stays off the floor; for the
+    # walking half cycle the left foot swings in 30-92 % of it.
+    swing_windows: tuple = (("l", 0.3, 0.92),)
+    tracking_clearance: bool = False   # swing clearance in the tracking stage too
+    tx_speed_bounds: tuple = (0.2, 3.0)  # forward pelvis speed bounds (m/s)
+    bounds: dict = field(default_factory=dict)  # overrides of BOUNDS (degrees, metres)
+    # Per-coordinate weights (relative) of the kinematic tracking terms (the
+    # predictive stages never track pelvis_tx, and pelvis_ty with the weight above).
+    tracking_state_weights: dict = field(default_factory=dict)
+    # How a stage's guess is put on its mesh: "moco" (MocoTrajectory's
+    # smoothing-spline resampling, as walking2d was made) or "hermite"
+    # (:func:`refined_guess`, needed where foot strikes are hard).
+    guess_resampling: str = "moco"
     # Half-cycle duration of the predictive gait: None scales the target's
     # cadence and stride by the same factor sqrt(speed / target speed), as
     # people do when they walk faster; (lo, hi) leaves it free in bounds.
@@ -424,10 +525,32 @@ BOUNDS = {
 }
 
 
-def _bounds(name: str) -> list[float]:
+def _bounds(name: str, overrides: dict | None = None) -> list[float]:
     key = name if name in BOUNDS else name[:-2]
-    lo, hi = BOUNDS[key]
+    lo, hi = (overrides or {}).get(key, BOUNDS[key])
     return [lo, hi] if name in TRANSLATIONS else [math.radians(lo), math.radians(hi)]
+
+
+def env_model_path(settings: "Settings") -> str:
+    """The env model a reference is generated for (see ``Settings.variant``)."""
+    if settings.variant is None:
+        return base_model_path()
+    from fastenv.envs.variants import variant_path
+
+    return str(variant_path(settings.variant))
+
+
+def settings_processor(settings: "Settings"):
+    """Moco model processor for the env model of ``settings``."""
+    return model_processor(env_model_path(settings) if settings.variant else None,
+                           fiber_curve_width=settings.fiber_curve_width,
+                           passive_fiber_forces=settings.passive_fiber_forces,
+                           weld=tuple(settings.weld))
+
+
+def model_coordinates(model) -> tuple:
+    """Coordinates of a (processed, Moco-ready) model, in model order."""
+    return tuple(c.getName() for c in model.getCoordinateSet())
 
 
 def _vector(osim, values):
@@ -438,12 +561,14 @@ def _vector(osim, values):
 
 
 def _value_table(osim, model, time, coords):
-    """TimeSeriesTable of coordinate values labelled by state path."""
+    """TimeSeriesTable of coordinate values labelled by state path (the model's
+    coordinates that ``coords`` has)."""
+    names = [c for c in model_coordinates(model) if c in coords]
     table = osim.TimeSeriesTable()
-    labels = [_coordinate_path(model, c) + "/value" for c in COORDINATES]
+    labels = [_coordinate_path(model, c) + "/value" for c in names]
     table.setColumnLabels(_strings(osim, labels))
     for k, t in enumerate(time):
-        table.appendRow(float(t), osim.RowVector([float(coords[c][k]) for c in COORDINATES]))
+        table.appendRow(float(t), osim.RowVector([float(coords[c][k]) for c in names]))
     table.addTableMetaDataString("inDegrees", "no")
     return table
 
@@ -453,22 +578,28 @@ def _coordinate_path(model, name: str) -> str:
 
 
 def _common_problem(osim, study, model, settings: Settings, *, final_time):
-    """Bounds and the symmetric periodicity shared by every stage."""
+    """Bounds and the periodicity shared by every stage of a gait.
+
+    ``settings.cycle == "half"``: the right side ends where the left side
+    started and vice versa, so mirroring the half gives a periodic, symmetric
+    full cycle.  ``"full"``: every state and control ends where it started
+    (an asymmetric gait, e.g. with one locked knee).
+    """
     problem = study.updProblem()
     problem.setTimeBounds(0, final_time)
-    for name in COORDINATES:
+    names = model_coordinates(model)
+    for name in names:
         path = _coordinate_path(model, name)
         if name == "pelvis_tx":
-            problem.setStateInfo(path + "/value", _bounds(name), 0)
-            problem.setStateInfo(path + "/speed", [0.2, 3.0])
+            problem.setStateInfo(path + "/value", _bounds(name, settings.bounds), 0)
+            problem.setStateInfo(path + "/speed", list(settings.tx_speed_bounds))
         else:
-            problem.setStateInfo(path + "/value", _bounds(name))
-    # Half cycle: the right side ends where the left side started and vice
-    # versa, so mirroring the half gives a periodic, symmetric full cycle.
-    periodic = osim.MocoPeriodicityGoal("symmetry")
-    for name in COORDINATES:
+            problem.setStateInfo(path + "/value", _bounds(name, settings.bounds))
+    swap = _swap_side if settings.cycle == "half" else (lambda n: n)
+    periodic = osim.MocoPeriodicityGoal("symmetry" if settings.cycle == "half" else "periodicity")
+    for name in names:
         path = _coordinate_path(model, name)
-        mirror = _coordinate_path(model, _swap_side(name))
+        mirror = _coordinate_path(model, swap(name))
         for suffix in ("/value", "/speed"):
             if name == "pelvis_tx" and suffix == "/value":
                 continue
@@ -476,8 +607,8 @@ def _common_problem(osim, study, model, settings: Settings, *, final_time):
     for muscle in model.getMuscles():
         path = muscle.getAbsolutePathString()
         periodic.addStatePair(osim.MocoPeriodicityGoalPair(
-            path + "/activation", _swap_side(path) + "/activation"))
-        periodic.addControlPair(osim.MocoPeriodicityGoalPair(path, _swap_side(path)))
+            path + "/activation", swap(path) + "/activation"))
+        periodic.addControlPair(osim.MocoPeriodicityGoalPair(path, swap(path)))
     problem.addGoal(periodic)
     return problem
 
@@ -488,30 +619,39 @@ def _add_swing_clearance(osim, problem, model, duration: float, settings: Settin
     The model's feet are 5 cm contact spheres that sink about 3 cm in stance,
     so measured joint angles (and minimum effort) leave the swing foot
     grazing and sliding on the floor before heel strike, which is not how
-    people walk and blurs heel strike.  The half cycle starts at right heel
-    strike, so the left foot swings from about 20 % of it to its end: in
-    ``swing_window`` the centres of its contact spheres must stay at least a
-    radius above the floor.  Bounding heights (linear in the pose) is far
-    better conditioned for IPOPT than bounding contact forces.
+    people walk and blurs heel strike.  The walking half cycle starts at right
+    heel strike, so the left foot swings from about 20 % of it to its end: in
+    each of ``swing_windows`` the centres of that foot's contact spheres must
+    stay at least a radius above the floor.  Bounding heights (linear in the
+    pose) is far better conditioned for IPOPT than bounding contact forces.
     """
-    if not settings.swing_window:
-        return
-    lo, hi = settings.swing_window
-    for sphere_name in FOOT_SPHERES["l"]:
-        sphere = osim.ContactSphere.safeDownCast(model.getContactGeometrySet().get(sphere_name))
-        lower = osim.PiecewiseLinearFunction()
-        eps = 1e-3 * duration
-        for t, y in ((0.0, -1.0), (lo * duration - eps, -1.0), (lo * duration, sphere.getRadius()),
-                     (hi * duration, sphere.getRadius()), (hi * duration + eps, -1.0),
-                     (2 * duration, -1.0)):
-            lower.addPoint(t, y)
-        bound = osim.MocoOutputBoundConstraint()
-        bound.setName(f"swing_clearance_{sphere_name}")
-        bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
-        bound.setOutputIndex(1)
-        bound.setLowerBound(lower)
-        bound.setUpperBound(osim.Constant(2.0))
-        problem.addPathConstraint(bound)
+    for side, lo, hi in settings.swing_windows:
+        for sphere_name in FOOT_SPHERES[side]:
+            sphere = osim.ContactSphere.safeDownCast(
+                model.getContactGeometrySet().get(sphere_name))
+            lower = osim.PiecewiseLinearFunction()
+            for t, y in _window_points(lo * duration, hi * duration, duration,
+                                       sphere.getRadius()):
+                lower.addPoint(t, y)
+            bound = osim.MocoOutputBoundConstraint()
+            bound.setName(f"swing_clearance_{sphere_name}")
+            bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
+            bound.setOutputIndex(1)
+            bound.setLowerBound(lower)
+            bound.setUpperBound(osim.Constant(2.0))
+            problem.addPathConstraint(bound)
+
+
+def _window_points(start: float, end: float, duration: float, height: float):
+    """Corners of a lower bound that is ``height`` in [start, end] and -1 m
+    (no bound) elsewhere on [0, 2 * duration] (the solved duration may grow)."""
+    eps = 1e-3 * duration
+    points = [(0.0, -1.0)] if start > eps else []
+    if start > eps:
+        points.append((start - eps, -1.0))
+    points += [(max(start, 0.0), height), (end, height), (end + eps, -1.0),
+               (2 * duration, -1.0)]
+    return points
 
 
 def _solver(study, settings: Settings, mesh: int, max_iterations: int | None = None):
@@ -560,54 +700,80 @@ def _finish(solution, label: str, t0: float, log) -> dict:
     return info
 
 
+def new_study(settings: Settings, label: str):
+    """(study, problem, processed model) for one stage, on the env model of ``settings``."""
+    osim = _osim()
+    proc = settings_processor(settings)
+    model = proc.process()
+    model.initSystem()
+    study = osim.MocoStudy()
+    study.setName(f"{settings.name}_{label}")
+    problem = study.updProblem()
+    problem.setModelProcessor(proc)
+    return study, problem, model
+
+
+def solve_stage(study, label: str, mesh: int, work_dir: Path, log) -> tuple:
+    """Solve in the work directory, log, and save ``<label>_solution.sto`` there."""
+    import time as _time
+
+    t0 = _time.perf_counter()
+    with _cwd(work_dir):
+        solution = study.solve()
+    info = _finish(solution, label, t0, log)
+    info["mesh_intervals"] = int(mesh)
+    solution.write(str(Path(work_dir) / f"{label}_solution.sto"))
+    return solution, info
+
+
+def kinematic_guess(osim, solver, model, time, coords: dict):
+    """A guess from coordinate values on ``time`` (speeds by differentiation)."""
+    guess = solver.createGuess()
+    gt = np.linspace(float(time[0]), float(time[-1]), guess.getNumTimes())
+    states = {}
+    for name in model_coordinates(model):
+        path = _coordinate_path(model, name)
+        values = np.interp(gt, time, coords[name])
+        states[path + "/value"] = values
+        states[path + "/speed"] = np.gradient(values, gt)
+    return _fill_guess(osim, guess, gt, states)
+
+
+def _tracking_weights(tracking, model, weights: dict) -> None:
+    for name, weight in weights.items():
+        if name in model_coordinates(model):
+            tracking.setWeightForState(_coordinate_path(model, name) + "/value", float(weight))
+
+
 def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=print,
                    max_iterations: int | None = None):
-    """Track the symmetrised half cycle: a dynamically consistent first gait.
+    """Track the target (a symmetrised half cycle, or a full cycle with
+    ``settings.cycle == "full"``): a dynamically consistent first gait.
 
     Only joint angles and pelvis motion are tracked (no force data), with a
     small effort term so muscles share the load sensibly.
     """
-    import time as _time
-
     osim = _osim()
-    proc = model_processor(fiber_curve_width=settings.fiber_curve_width,
-                           passive_fiber_forces=settings.passive_fiber_forces)
-    model = proc.process()
-    model.initSystem()
-    study = osim.MocoStudy()
-    study.setName("walking2d_tracking")
-    problem = study.updProblem()
-    problem.setModelProcessor(proc)
+    study, problem, model = new_study(settings, "tracking")
     duration = float(target.time[-1])
     _common_problem(osim, study, model, settings, final_time=duration)
+    if settings.tracking_clearance:
+        _add_swing_clearance(osim, problem, model, duration, settings)
     tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
     tracking.setReference(osim.TableProcessor(_value_table(osim, model, target.time, target.coords)))
     tracking.setAllowUnusedReferences(True)
     # pelvis_tx grows to ~0.6 m: weight it lower than angles so it guides the
     # speed without dominating.
     tracking.setWeightForState(_coordinate_path(model, "pelvis_tx") + "/value", 0.2)
+    _tracking_weights(tracking, model, settings.tracking_state_weights)
     problem.addGoal(tracking)
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
 
     solver = _solver(study, settings, settings.tracking_mesh, max_iterations)
-    guess = solver.createGuess()
-    gt = np.linspace(0.0, duration, guess.getNumTimes())
-    states = {}
-    for name in COORDINATES:
-        path = _coordinate_path(model, name)
-        values = np.interp(gt, target.time, target.coords[name])
-        states[path + "/value"] = values
-        states[path + "/speed"] = np.gradient(values, gt)
-    solver.setGuess(_fill_guess(osim, guess, gt, states))
-    log(f"[tracking] {settings.tracking_mesh} mesh intervals, half cycle {duration:.3f} s, "
-        f"target speed {target.speed:.2f} m/s")
-    t0 = _time.perf_counter()
-    with _cwd(work_dir):
-        solution = study.solve()
-    info = _finish(solution, "tracking", t0, log)
-    info["mesh_intervals"] = settings.tracking_mesh
-    solution.write(str(work_dir / "tracking_solution.sto"))
-    return solution, info
+    solver.setGuess(kinematic_guess(osim, solver, model, target.time, target.coords))
+    log(f"[tracking] {settings.tracking_mesh} mesh intervals, {settings.cycle} cycle "
+        f"{duration:.3f} s, target speed {target.speed:.2f} m/s")
+    return solve_stage(study, "tracking", settings.tracking_mesh, work_dir, log)
 
 
 def _speed_scaled_guess(osim, trajectory, factor_time: float):
@@ -618,6 +784,44 @@ def _speed_scaled_guess(osim, trajectory, factor_time: float):
     for name in guess.getStateNames():
         if name.endswith("/speed"):
             guess.setState(name, _vector(osim, np.asarray(trajectory.getStateMat(name)) / factor_time))
+    return guess
+
+
+def refined_guess(osim, solver, trajectory, duration: float | None = None):
+    """A guess on ``solver``'s mesh from a solution on another mesh.
+
+    Moco's own resampling fits a degree-5 smoothing spline to every column
+    independently; around foot strikes it overshoots, the guess's feet sink
+    into the floor and the first iterate's contact forces (and dynamics
+    defects) explode: a locked-knee walk refined from 50 to 100 intervals
+    started 6.5 (max. constraint violation) off and diverged.  Here
+    coordinate values are cubic Hermite interpolants of their own speeds (so
+    positions and velocities agree) and everything else is shape-preserving
+    (PCHIP), which cannot overshoot.  ``duration`` stretches time as well
+    (speeds rescaled to match).
+    """
+    from scipy.interpolate import CubicHermiteSpline, PchipInterpolator
+
+    t = np.asarray(trajectory.getTimeMat()).ravel()
+    factor = 1.0 if duration is None else duration / (t[-1] - t[0])
+    t = (t - t[0]) * factor
+    guess = solver.createGuess()
+    new_t = np.linspace(0.0, t[-1], guess.getNumTimes())
+    guess.setTime(_vector(osim, new_t))
+    states = list(trajectory.getStateNames())
+    for name in guess.getStateNames():
+        x = np.asarray(trajectory.getStateMat(name)).ravel()
+        if name.endswith("/speed"):
+            x = x / factor
+        if name.endswith("/value") and name[:-5] + "speed" in states:
+            speed = np.asarray(trajectory.getStateMat(name[:-5] + "speed")).ravel() / factor
+            values = CubicHermiteSpline(t, x, speed)(new_t)
+        else:
+            values = PchipInterpolator(t, x)(new_t)
+        guess.setState(name, _vector(osim, values))
+    for name in guess.getControlNames():
+        x = np.asarray(trajectory.getControlMat(name)).ravel()
+        guess.setControl(name, _vector(osim, PchipInterpolator(t, x)(new_t)))
     return guess
 
 
@@ -641,18 +845,10 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
     left free, minimum effort picks an unnaturally low cadence with long
     strides.  An optional small tracking term keeps joint angles near the
     measured ones, with the target's time scaled to the predicted duration.
+    With ``settings.cycle == "full"`` the same holds for a full cycle.
     """
-    import time as _time
-
     osim = _osim()
-    proc = model_processor(fiber_curve_width=settings.fiber_curve_width,
-                           passive_fiber_forces=settings.passive_fiber_forces)
-    model = proc.process()
-    model.initSystem()
-    study = osim.MocoStudy()
-    study.setName(f"walking2d_{label}")
-    problem = study.updProblem()
-    problem.setModelProcessor(proc)
+    study, problem, model = new_study(settings, label)
     duration = predictive_duration(target, settings.speed)
     bounds = list(settings.half_cycle_bounds) if settings.half_cycle_bounds else duration
     _common_problem(osim, study, model, settings, final_time=bounds)
@@ -670,6 +866,7 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
         tracking.setReference(osim.TableProcessor(
             _value_table(osim, model, scaled, target.coords)))
         tracking.setAllowUnusedReferences(True)
+        _tracking_weights(tracking, model, settings.tracking_state_weights)
         path = _coordinate_path(model, "pelvis_tx") + "/value"
         tracking.setWeightForState(path, 0.0)
         path = _coordinate_path(model, "pelvis_ty") + "/value"
@@ -678,18 +875,15 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
 
     solver = _solver(study, settings, mesh, max_iterations)
     gt = np.asarray(guess_trajectory.getTimeMat()).ravel()
-    guess = _speed_scaled_guess(osim, guess_trajectory, duration / (gt[-1] - gt[0]))
-    guess.resampleWithNumTimes(2 * int(mesh) + 1)
+    if settings.guess_resampling == "hermite":
+        guess = refined_guess(osim, solver, guess_trajectory, duration)
+    else:
+        guess = _speed_scaled_guess(osim, guess_trajectory, duration / (gt[-1] - gt[0]))
+        guess.resampleWithNumTimes(2 * int(mesh) + 1)
     solver.setGuess(guess)
-    log(f"[{label}] {mesh} mesh intervals, speed {settings.speed} m/s, half cycle "
+    log(f"[{label}] {mesh} mesh intervals, speed {settings.speed} m/s, {settings.cycle} cycle "
         f"{'free in ' + str(bounds) if settings.half_cycle_bounds else f'{duration:.3f}'} s")
-    t0 = _time.perf_counter()
-    with _cwd(work_dir):
-        solution = study.solve()
-    info = _finish(solution, label, t0, log)
-    info["mesh_intervals"] = int(mesh)
-    solution.write(str(work_dir / f"{label}_solution.sto"))
-    return solution, info
+    return solve_stage(study, label, mesh, work_dir, log)
 
 
 class _cwd:
@@ -723,16 +917,24 @@ class Cycle:
         return self.values[:, self.names.index(name)]
 
 
-def half_from_trajectory(trajectory) -> Cycle:
-    """Coordinate values and speeds of a Moco half-cycle trajectory."""
+def half_from_trajectory(trajectory, names: tuple = COORDINATES) -> Cycle:
+    """Coordinate values and speeds of a Moco trajectory (time from 0).
+
+    Coordinates of ``names`` that the trajectory lacks are joints welded for
+    Moco at their locked value 0 (:func:`weld_locked_joints`): zeros.
+    """
     t = np.asarray(trajectory.getTimeMat()).ravel()
     values, speeds = [], []
-    names = list(trajectory.getStateNames())
-    for name in COORDINATES:
-        value = next(n for n in names if n.endswith(f"/{name}/value"))
+    states = list(trajectory.getStateNames())
+    for name in names:
+        value = next((n for n in states if n.endswith(f"/{name}/value")), None)
+        if value is None:
+            values.append(np.zeros(len(t)))
+            speeds.append(np.zeros(len(t)))
+            continue
         values.append(np.asarray(trajectory.getStateMat(value)).ravel())
         speeds.append(np.asarray(trajectory.getStateMat(value[:-5] + "speed")).ravel())
-    return Cycle(t - t[0], np.array(values).T, np.array(speeds).T)
+    return Cycle(t - t[0], np.array(values).T, np.array(speeds).T, tuple(names))
 
 
 def mirror_half_cycle(half: Cycle) -> Cycle:
@@ -833,7 +1035,7 @@ def start_at_right_heel_strike(cycle: Cycle, grf: dict, body_weight: float) -> t
 
 
 def gait_figures(cycle: Cycle, grf: dict, body_weight: float) -> dict:
-    """Figures that say whether a cycle is a normal adult walk.
+    """Figures that say whether a cycle is a normal adult walk (or run).
 
     Events come from the vertical contact force (see :func:`stance_masks`);
     knee flexion is reported positive, in degrees.
@@ -879,7 +1081,28 @@ def gait_figures(cycle: Cycle, grf: dict, body_weight: float) -> dict:
         ankle_angle_range_deg=[float(np.degrees(cycle.column("ankle_angle_r")).min()),
                                float(np.degrees(cycle.column("ankle_angle_r")).max())],
         seam_error_deg=max(seam),
+        # Per foot [right, left] (asymmetric gaits) and running figures.
+        knee_flexion_at_heel_strike_deg_rl=[
+            max((float(flexion[s][k]) for k in strikes[s]), default=float("nan"))
+            for s in FOOT_SPHERES],
+        peak_swing_knee_flexion_deg_rl=swing_peak,
+        peak_stance_knee_flexion_deg_rl=[
+            float(flexion[s][on[s]].max()) if on[s].any() else float("nan")
+            for s in FOOT_SPHERES],
+        step_time_s_rl=[_step_time(strikes[s], strikes[o], duration / len(on[s]), duration)
+                        for s, o in (("r", "l"), ("l", "r"))],
+        hip_flexion_range_deg_l=[float(np.degrees(cycle.column("hip_flexion_l")).min()),
+                                 float(np.degrees(cycle.column("hip_flexion_l")).max())],
+        flight_fraction=float((~on["r"] & ~on["l"]).mean()),
+        num_flight_phases=int(len(_rising_edges(~on["r"] & ~on["l"]))),
     )
+
+
+def _step_time(own: np.ndarray, other: np.ndarray, dt: float, duration: float) -> float:
+    """Time from the other foot's strike to this foot's next strike (one each)."""
+    if len(own) != 1 or len(other) != 1:
+        return float("nan")
+    return float(((own[0] - other[0]) * dt) % duration)
 
 
 # --------------------------------------------------------------------------
@@ -910,14 +1133,14 @@ def read_coordinates_sto(path) -> Cycle:
 # --------------------------------------------------------------------------
 # The whole pipeline
 # --------------------------------------------------------------------------
-def default_motion() -> Path:
-    """The public measured walk used as tracking target when none is given."""
-    path = MOTIONS_DIR / DEFAULT_MOTION
+def default_motion(file: str = DEFAULT_MOTION, reference: str = "walking2d") -> Path:
+    """A public motion of ../shared/data/motions/ used as tracking target."""
+    path = MOTIONS_DIR / file
     if not path.is_file():
         raise FileNotFoundError(
-            f"regenerating walking2d needs the public motion {path} "
+            f"regenerating {reference} needs the public motion {path} "
             f"(../shared/data/motions/ next to the project root); pass --motion FILE "
-            "to track your own walking motion instead")
+            "to track your own motion instead")
     return path
 
 
@@ -928,127 +1151,179 @@ def _load_stage(osim, work_dir: Path, label: str, resume: bool):
     return None
 
 
-def generate_walking2d(out_dir=OUT_DIR, *, motion=None, settings: Settings | None = None,
-                       work_dir=None, resume: bool = False, write_npz: bool = True,
-                       log=print) -> dict:
-    """Run tracking -> predictive (coarse) -> predictive (fine) and write the outputs.
+def run_stages(plan, *, work_dir: Path, resume: bool, log) -> tuple[dict, dict]:
+    """Solve ``plan`` = [(label, mesh, solve(previous solution) -> (solution, info))]
+    in order, each stage seeded with the previous one's solution.
 
-    Returns the JSON document written to ``walking2d.json``.  With ``resume``,
-    stage solutions already in ``work_dir`` are reused instead of re-solved.
+    With ``resume``, a stage whose solution is already in ``work_dir`` is
+    reused.  Returns ({label: solution}, {label: info}).
     """
-    import time as _time
-
     osim = _osim()
-    settings = settings or Settings()
-    out_dir, work_dir = Path(out_dir), Path(work_dir or "/tmp/fastenv_walking2d")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    motion = Path(motion) if motion else default_motion()
-    start = _time.perf_counter()
-    log(f"[target] symmetrised half cycle from {motion.name}")
-    target = half_cycle_target(motion)
-    log(f"[target] speed {target.speed:.3f} m/s (belt {target.belt_speed:.3f} m/s added), "
-        f"half cycle {target.time[-1]:.3f} s")
-    stages = {}
-
-    tracked = _load_stage(osim, work_dir, "tracking", resume)
-    if tracked is None:
-        tracked, stages["tracking"] = solve_tracking(target, settings, work_dir=work_dir, log=log)
-    else:
-        log("[tracking] reused from the work directory")
-        stages["tracking"] = dict(reused=True, mesh_intervals=settings.tracking_mesh)
-    plan = [("predictive_coarse", settings.coarse_mesh)]
-    if not settings.coarse_only:
-        plan.append(("predictive_fine", settings.fine_mesh))
-    previous = tracked
-    for label, mesh in plan:
-        solution = _load_stage(osim, work_dir, label, resume)
+    solutions, stages, previous = {}, {}, None
+    for label, mesh, solve in plan:
+        solution = _load_stage(osim, Path(work_dir), label, resume)
+        # A stage's figures (iterations, wall time, status) are kept beside its
+        # solution, so that a resumed run still documents how it was solved.
+        info_path = Path(work_dir) / f"{label}_stage.json"
         if solution is None:
-            solution, stages[label] = solve_predictive(
-                previous, settings, mesh=mesh, label=label, work_dir=work_dir,
-                target=target, log=log)
+            solution, stages[label] = solve(previous)
+            info_path.write_text(json.dumps(stages[label], indent=1))
         else:
             log(f"[{label}] reused from the work directory")
-            stages[label] = dict(reused=True, mesh_intervals=mesh)
-        previous = solution
+            stages[label] = dict(json.loads(info_path.read_text()) if info_path.is_file()
+                                 else dict(mesh_intervals=int(mesh)), reused=True)
+        solutions[label] = previous = solution
+    return solutions, stages
 
-    log("[figures] mirroring the half cycle and evaluating contact forces")
-    weight = body_weight_n()
 
-    def analyse(trajectory):
-        cycle = mirror_half_cycle(half_from_trajectory(trajectory))
-        grf = contact_forces(cycle)
-        cycle, grf = start_at_right_heel_strike(cycle, grf, weight)
-        return cycle, gait_figures(cycle, grf, weight)
+def gait_plan(settings: Settings, target: Target, work_dir: Path, log) -> list:
+    """tracking -> predictive_coarse (-> predictive_fine unless coarse_only)."""
+    plan = [("tracking", settings.tracking_mesh,
+             lambda _: solve_tracking(target, settings, work_dir=work_dir, log=log))]
+    meshes = [("predictive_coarse", settings.coarse_mesh)]
+    if not settings.coarse_only:
+        meshes.append(("predictive_fine", settings.fine_mesh))
+    for label, mesh in meshes:
+        plan.append((label, mesh, lambda previous, label=label, mesh=mesh: solve_predictive(
+            previous, settings, mesh=mesh, label=label, work_dir=work_dir, target=target,
+            log=log)))
+    return plan
 
-    cycle, figures = analyse(previous)
-    _, tracking_figures = analyse(tracked)
-    sto = out_dir / "walking2d_coordinates.sto"
-    write_coordinates_sto(sto, cycle)
-    doc = dict(
-        name="walking2d",
-        description="2D walking gait cycle of gait9dof18musc (osim-rl), predicted with "
-                    "OpenSim Moco from a tracking solution of a measured walk",
+
+def analyse_gait(trajectory, settings: Settings, weight: float) -> tuple[Cycle, dict]:
+    """Full cycle from right heel strike, and its gait figures, of a solved stage."""
+    motion = half_from_trajectory(trajectory, COORDINATES)
+    cycle = mirror_half_cycle(motion) if settings.cycle == "half" else motion
+    grf = contact_forces(cycle)
+    cycle, grf = start_at_right_heel_strike(cycle, grf, weight)
+    return cycle, gait_figures(cycle, grf, weight)
+
+
+def solve_document(settings: Settings, **fields) -> dict:
+    """JSON fields every generated reference records about its solves."""
+    osim = _osim()
+    return dict(
         opensim_version=osim.GetVersion(),
         osim_rl_version=importlib.metadata.version("osim-rl"),
-        model="osim/models/gait9dof18musc.osim (osim-rl); smooth sphere contacts, "
-              "DeGroote-Fregly muscles, rigid tendons, back welded",
-        tracking_target=dict(file=motion.name, speed_m_s=round(target.speed, 4),
-                             belt_speed_added_m_s=round(target.belt_speed, 4),
-                             **{k: round(v, 4) for k, v in target.info.items()}),
-        prescribed_speed_m_s=settings.speed,
-        predictive_half_cycle_s=(list(settings.half_cycle_bounds) if settings.half_cycle_bounds
-                                 else round(predictive_duration(target, settings.speed), 4)),
+        **fields,
         muscle_model=dict(type="DeGrooteFregly2016", rigid_tendons=True,
                           passive_fiber_forces=settings.passive_fiber_forces,
                           active_force_length_width_scale=settings.fiber_curve_width),
-        mesh_intervals=dict(tracking=settings.tracking_mesh, predictive_coarse=settings.coarse_mesh,
-                            **({} if settings.coarse_only else
-                               dict(predictive_fine=settings.fine_mesh))),
-        objective_weights=settings.weights(),
         solver=dict(threads=settings.threads, convergence_tolerance=settings.convergence_tolerance,
                     constraint_tolerance=settings.constraint_tolerance,
                     finite_difference=settings.finite_difference,
                     dynamics_mode=settings.dynamics_mode),
+    )
+
+
+def generate_gait(out_dir, *, settings: Settings, target: Target, description: str,
+                  model: str, work_dir, resume: bool = False, write_npz: bool = True,
+                  log=print, notes: str = "", source: str = "") -> dict:
+    """Tracking -> predictive (coarse) -> predictive (fine) for a gait cycle,
+    then ``<name>_coordinates.sto``, ``<name>.json`` and ``<name>.npz``.
+
+    Returns the JSON document.  With ``resume``, stage solutions already in
+    ``work_dir`` are reused instead of re-solved.
+    """
+    import time as _time
+
+    name = settings.name
+    out_dir, work_dir = Path(out_dir), Path(work_dir or f"/tmp/fastenv_{name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    start = _time.perf_counter()
+    solutions, stages = run_stages(gait_plan(settings, target, work_dir, log),
+                                   work_dir=work_dir, resume=resume, log=log)
+    log(f"[figures] {'mirroring the half cycle and ' if settings.cycle == 'half' else ''}"
+        "evaluating contact forces")
+    weight = body_weight_n()
+    final = list(solutions.values())[-1]
+    cycle, figures = analyse_gait(final, settings, weight)
+    _, tracking_figures = analyse_gait(solutions["tracking"], settings, weight)
+    sto = out_dir / f"{name}_coordinates.sto"
+    write_coordinates_sto(sto, cycle, name)
+    duration = predictive_duration(target, settings.speed)
+    doc = dict(
+        name=name, description=description, **solve_document(
+            settings, model=model,
+            tracking_target=dict(file=Path(target.source).name, speed_m_s=round(target.speed, 4),
+                                 belt_speed_added_m_s=round(target.belt_speed, 4),
+                                 **{k: round(v, 4) for k, v in target.info.items()}),
+            prescribed_speed_m_s=settings.speed,
+            **{f"predictive_{settings.cycle}_cycle_s": (
+                list(settings.half_cycle_bounds) if settings.half_cycle_bounds
+                else round(duration, 4))},
+            mesh_intervals={label: info["mesh_intervals"] for label, info in stages.items()},
+            objective_weights=settings.weights(),
+            swing_windows=[list(w) for w in settings.swing_windows]),
         stages=stages,
-        total_wall_time_s=round(_time.perf_counter() - start, 1),
+        # solve time of all stages, resumed ones included
+        total_wall_time_s=round(sum(i.get("wall_time_s", 0.0) for i in stages.values()), 1),
         figures=_rounded(figures),
         tracking_solution_figures=_rounded(tracking_figures),
-        notes="tracking_solution_figures describe the first-stage guess (measured walk at its "
-              "own speed, no swing-clearance constraint): its swing foot touches the floor, "
-              "so its stance and heel-strike figures are not those of a clean gait",
+        notes=notes,
     )
-    (out_dir / "walking2d.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     log(f"[done] {sto}; speed {figures['speed_m_s']:.2f} m/s, stride "
         f"{figures['stride_length_m']:.2f} m, knee at heel strike "
         f"{figures['knee_flexion_at_heel_strike_deg']:.1f} deg, peak swing knee "
         f"{figures['peak_swing_knee_flexion_deg']:.1f} deg")
     if write_npz:
-        _write_npz(out_dir, cycle, doc, log)
+        write_reference_npz(out_dir, cycle, doc, log, model_path=env_model_path(settings),
+                            cyclic=True, playback="loop",
+                            source=source or f"python -m fastenv.references generate {name} "
+                                             f"(tracking target {Path(target.source).name})")
     return doc
 
 
+def generate_walking2d(out_dir=OUT_DIR, *, motion=None, settings: Settings | None = None,
+                       work_dir=None, resume: bool = False, write_npz: bool = True,
+                       log=print) -> dict:
+    """Tracking of a measured walk -> predictive 1.3 m/s half cycle -> full cycle.
+
+    Returns the JSON document written to ``walking2d.json``.
+    """
+    settings = settings or Settings()
+    motion = Path(motion) if motion else default_motion()
+    log(f"[target] symmetrised half cycle from {motion.name}")
+    target = half_cycle_target(motion)
+    log(f"[target] speed {target.speed:.3f} m/s (belt {target.belt_speed:.3f} m/s added), "
+        f"half cycle {target.time[-1]:.3f} s")
+    return generate_gait(
+        out_dir, settings=settings, target=target, work_dir=work_dir or "/tmp/fastenv_walking2d",
+        resume=resume, write_npz=write_npz, log=log,
+        description="2D walking gait cycle of gait9dof18musc (osim-rl), predicted with "
+                    "OpenSim Moco from a tracking solution of a measured walk",
+        model="osim/models/gait9dof18musc.osim (osim-rl); smooth sphere contacts, "
+              "DeGroote-Fregly muscles, rigid tendons, back welded",
+        notes="tracking_solution_figures describe the first-stage guess (measured walk at its "
+              "own speed, no swing-clearance constraint): its swing foot touches the floor, "
+              "so its stance and heel-strike figures are not those of a clean gait")
+
+
 def _rounded(d: dict) -> dict:
+    """Figures for JSON: floats to 4 decimals, NaN (undefined) as null."""
     def r(x):
         if isinstance(x, float):
-            return round(x, 4)
+            return None if math.isnan(x) else round(x, 4)
         if isinstance(x, list):
             return [r(v) for v in x]
         return x
     return {k: r(v) for k, v in d.items()}
 
 
-def _write_npz(out_dir: Path, cycle: Cycle, doc: dict, log) -> None:
-    """The env-ready reference, through fastenv.references.build_reference."""
+def write_reference_npz(out_dir: Path, cycle: Cycle, doc: dict, log, *, model_path: str,
+                        cyclic: bool, playback: str, source: str) -> Path | None:
+    """The env-ready reference ``<name>.npz``, through fastenv.references.build_reference,
+    on the env model the reference is for."""
     try:
         from fastenv.references import build_reference
     except ImportError:
         log("[npz] fastenv.references.build_reference is not available: skipped")
-        return
-    ref = build_reference(base_model_path(), cycle.time, list(cycle.names), cycle.values,
-                          control_dt=0.01, cyclic=True, name="walking2d",
-                          source="python -m fastenv.references generate walking2d "
-                                 f"(tracking target {doc['tracking_target']['file']})",
-                          figures=doc["figures"])
-    path = ref.save(out_dir / "walking2d.npz")
+        return None
+    ref = build_reference(model_path, cycle.time, list(cycle.names), cycle.values,
+                          control_dt=0.01, cyclic=cyclic, playback=playback, name=doc["name"],
+                          source=source, figures=doc["figures"])
+    path = ref.save(Path(out_dir) / f"{doc['name']}.npz")
     log(f"[npz] {path}")
+    return path

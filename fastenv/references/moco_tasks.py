@@ -1,0 +1,556 @@
+"""Moco generators of the running, jumping and locked-knee 2D references.
+
+They reuse the walking pipeline of :mod:`fastenv.references.moco` (Moco-ready
+model, tracking -> predictive stages, cycle assembly, gait figures, files) and
+add what each motion needs:
+
+``running2d``
+    The walking stages with running settings: a symmetrised half cycle of a
+    measured treadmill run (speed estimated over the samples with a foot on
+    the ground) is tracked, then a 3.5 m/s minimum-effort half cycle is
+    predicted from it.  The swing foot must stay off the floor through the
+    half cycle and the stance foot through its last part, so each step has
+    a flight phase.
+``lockedknee2d``
+    A full, asymmetric, periodic gait cycle at 1.3 m/s of the
+    ``muscle2d_lockedknee`` variant (left knee and ankle locked at 0, left
+    gastrocnemius/soleus/tibialis anterior removed), the locked joints welded
+    for Moco (:func:`fastenv.references.moco.weld_locked_joints`).  The
+    committed ``walking2d`` cycle is the tracking target (the knee-locked leg
+    cannot follow its knee, so the tracking solution already has to vault);
+    both feet keep clear of the floor in their swing.
+``jumping2d``
+    A maximum-height vertical jump from quiet standing (zero speeds, upright
+    pose) to the apex of the flight: a countermovement jump recorded with
+    video-based motion capture is tracked (both legs averaged, the recorded
+    lumbar flexion shared between pelvis tilt and hips since the model's back
+    is welded), then the centre of mass height at the final time is maximised
+    with its vertical velocity there constrained to zero (the apex).  The env
+    plays the reference up and back down (playback ``mirror``), so it ends at
+    the apex.
+
+Outputs follow :mod:`fastenv.references.moco`: ``<name>_coordinates.sto``
+(values and speeds of every coordinate of the env model, locked ones at 0),
+``<name>.json`` (figures, solve stages) and ``<name>.npz``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fastenv.references import moco
+from fastenv.references.moco import (COORDINATES, FOOT_SPHERES, TRANSLATIONS, Cycle, Settings,
+                                     Target)
+
+RUNNING_MOTION = "hamner_subject02_running_ik.mot"
+JUMP_MOTION = "opencap_jump2_ik.mot"
+WALKING_CYCLE = moco.OUT_DIR / "walking2d_coordinates.sto"
+GRAVITY = 9.80665
+
+
+# --------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------
+@dataclass
+class RunningSettings(Settings):
+    """Knobs of running2d; the defaults produce the committed reference.
+
+    The half cycle runs from right foot strike to left foot strike.  With a
+    duty factor near 0.35 the left foot is in the air through all of it and
+    the right foot leaves the ground at about 70 % of it: the swing windows
+    keep the left foot off the floor until shortly before its strike and the
+    right foot off the floor at the end (the flight phase).  The knee needs
+    more flexion than walking allows (swing flexion above 90 deg).
+    """
+
+    name: str = "running2d"
+    variant: str | None = "muscle2d"
+    speed: float = 3.5
+    swing_windows: tuple = (("l", 0.0, 0.9), ("r", 0.85, 0.97))
+    tx_speed_bounds: tuple = (1.0, 6.0)
+    bounds: dict = field(default_factory=lambda: {
+        "knee_angle": (-140.0, 8.0), "hip_flexion": (-40.0, 80.0),
+        "pelvis_ty": (0.7, 1.2), "ankle_angle": (-45.0, 30.0)})
+
+
+def generate_running2d(out_dir=moco.OUT_DIR, *, motion=None, settings: RunningSettings | None = None,
+                       work_dir=None, resume: bool = False, write_npz: bool = True,
+                       log=print) -> dict:
+    """Tracking of a measured treadmill run -> predictive 3.5 m/s half cycle -> full cycle."""
+    settings = settings or RunningSettings()
+    motion = Path(motion) if motion else moco.default_motion(RUNNING_MOTION, "running2d")
+    log(f"[target] symmetrised half cycle from {motion.name}")
+    target = moco.half_cycle_target(motion, flight=True)
+    log(f"[target] speed {target.speed:.3f} m/s (belt {target.belt_speed:.3f} m/s added), "
+        f"half cycle {target.time[-1]:.3f} s")
+    return moco.generate_gait(
+        out_dir, settings=settings, target=target, work_dir=work_dir or "/tmp/fastenv_running2d",
+        resume=resume, write_npz=write_npz, log=log,
+        description=f"2D running gait cycle at {settings.speed} m/s of gait9dof18musc (osim-rl), "
+                    "predicted with OpenSim Moco from a tracking solution of a measured run",
+        model="fastenv.envs.variants 'muscle2d' (= osim/models/gait9dof18musc.osim of osim-rl); "
+              "smooth sphere contacts, DeGroote-Fregly muscles, rigid tendons, back welded",
+        notes="tracking_solution_figures describe the first-stage guess (the measured run at "
+              "its own speed, no clearance constraint)")
+
+
+# --------------------------------------------------------------------------
+# Locked knee
+# --------------------------------------------------------------------------
+@dataclass
+class LockedKneeSettings(Settings):
+    """Knobs of lockedknee2d; the defaults produce the committed reference.
+
+    One full cycle (the gait is asymmetric) from right heel strike, so the
+    meshes are twice the walking half-cycle meshes.  Swing windows follow the
+    walking2d cycle (left swing 10-50 %, right swing 60-100 % of it); the
+    locked leg can only clear the floor by vaulting over the right leg, so
+    the tracking stage already has the clearance constraint.
+    """
+
+    name: str = "lockedknee2d"
+    variant: str | None = "muscle2d_lockedknee"
+    weld: tuple = ("knee_l", "ankle_l")
+    cycle: str = "full"
+    tracking_mesh: int = 50
+    coarse_mesh: int = 50
+    fine_mesh: int = 100
+    # The committed cycle is the 50-interval solve (21 ms per interval, as
+    # walking2d's coarse stage): refining it to 100 intervals from the
+    # interpolated solution diverged (primal infeasibility 6 -> 90 in 50
+    # iterations) on this machine.
+    coarse_only: bool = True
+    swing_windows: tuple = (("l", 0.15, 0.46), ("r", 0.65, 0.96))
+    tracking_clearance: bool = True
+
+
+def cycle_target(path=WALKING_CYCLE) -> Target:
+    """A full gait cycle written by :func:`moco.write_coordinates_sto` as a target."""
+    cycle = moco.read_coordinates_sto(path)
+    duration = float(cycle.time[-1] - cycle.time[0])
+    stride = float(cycle.column("pelvis_tx")[-1] - cycle.column("pelvis_tx")[0])
+    return Target(time=cycle.time - cycle.time[0],
+                  coords={n: cycle.values[:, j] for j, n in enumerate(cycle.names)},
+                  speed=stride / duration, belt_speed=0.0, source=str(path),
+                  info=dict(cycle_s=duration, stride_m=stride))
+
+
+def vaulting_target(target: Target, *, locked: tuple = ("knee_angle_l", "ankle_angle_l"),
+                    swing: tuple = (0.15, 0.46), clearance: float = 0.005) -> Target:
+    """The target with the locked joints at 0, made kinematically possible by vaulting.
+
+    With a straight left leg the walking kinematics put the left foot into
+    the floor: it is longer than the bent leg it replaces.  Frame by frame the
+    pelvis is raised just enough for the left foot to sit as low as before
+    (stance) or ``clearance`` above the floor in the ``swing`` part of the
+    cycle, and the right ankle plantarflexes so that a right foot on the
+    ground stays there (rising onto its toes: vaulting, which is how people
+    clear a stiff leg in the sagittal plane).  Tracked from the start, this
+    keeps the solver out of the crouched gaits that the plain walking angles
+    lead it to (the stance knee bent 50-60 deg in a first trial).
+    """
+    time = target.time
+    coords = {n: np.array(v, dtype=float) for n, v in target.coords.items()}
+    _, before = moco.foot_kinematics(time, coords)
+    for name in locked:
+        coords[name] = np.zeros(len(time))
+    _, after = moco.foot_kinematics(time, coords)
+    lowest = {s: np.min([before[n] for n in FOOT_SPHERES[s]], axis=0) for s in FOOT_SPHERES}
+    left_now = np.min([after[n] for n in FOOT_SPHERES["l"]], axis=0)
+    u = (time - time[0]) / (time[-1] - time[0])
+    wanted = np.where((u >= swing[0]) & (u <= swing[1]),
+                      np.maximum(lowest["l"], clearance), lowest["l"])
+    raise_by = np.maximum(0.0, wanted - left_now)
+    coords["pelvis_ty"] = coords["pelvis_ty"] + raise_by
+    # Right foot on the ground (within 1 cm of its lowest height): plantarflex
+    # until its lowest sphere is back where it was (bisection; plantarflexion
+    # lowers the toes relative to the raised ankle).
+    grounded = lowest["r"] < lowest["r"].min() + 0.01
+    ankle = coords["ankle_angle_r"]
+    frames = np.flatnonzero(grounded & (raise_by > 1e-4))
+    if len(frames):
+        lo, hi = ankle[frames] - math.radians(45.0), ankle[frames].copy()
+        subset = {n: v[frames].copy() for n, v in coords.items()}
+        for _ in range(30):  # all frames' bisections in step
+            mid = 0.5 * (lo + hi)
+            subset["ankle_angle_r"] = mid
+            _, b = moco.foot_kinematics(time[frames], subset)
+            above = np.min([b[n] for n in FOOT_SPHERES["r"]], axis=0) > lowest["r"][frames]
+            hi = np.where(above, mid, hi)   # still above the floor: plantarflex more
+            lo = np.where(above, lo, mid)
+        ankle[frames] = 0.5 * (lo + hi)
+    info = dict(target.info, max_pelvis_raise_m=float(raise_by.max()),
+                min_right_ankle_deg=float(np.degrees(ankle.min())))
+    return Target(time=time, coords=coords, speed=target.speed, belt_speed=target.belt_speed,
+                  source=target.source, info=info)
+
+
+def generate_lockedknee2d(out_dir=moco.OUT_DIR, *, motion=None,
+                          settings: LockedKneeSettings | None = None, work_dir=None,
+                          resume: bool = False, write_npz: bool = True, log=print) -> dict:
+    """Tracking of the walking2d cycle -> predictive 1.3 m/s full cycle, locked left knee."""
+    settings = settings or LockedKneeSettings()
+    path = Path(motion) if motion else WALKING_CYCLE
+    if not path.is_file():
+        raise FileNotFoundError(f"lockedknee2d tracks the walking2d cycle {path}: generate "
+                                "walking2d first, or pass --motion CYCLE.sto")
+    target = vaulting_target(cycle_target(path), swing=settings.swing_windows[0][1:])
+    log(f"[target] full cycle {target.time[-1]:.3f} s at {target.speed:.3f} m/s from "
+        f"{path.name}; pelvis raised up to {1000 * target.info['max_pelvis_raise_m']:.0f} mm, "
+        f"right ankle down to {target.info['min_right_ankle_deg']:.0f} deg (vaulting)")
+    return moco.generate_gait(
+        out_dir, settings=settings, target=target,
+        work_dir=work_dir or "/tmp/fastenv_lockedknee2d", resume=resume, write_npz=write_npz,
+        log=log,
+        description=f"2D gait cycle at {settings.speed} m/s with the left knee and ankle locked "
+                    "at 0 (fastenv muscle2d_lockedknee), predicted with OpenSim Moco from a "
+                    "tracking solution of the walking2d cycle",
+        model="fastenv.envs.variants 'muscle2d_lockedknee' (gait9dof18musc of osim-rl, left "
+              "knee+ankle locked at 0, gastroc_l/soleus_l/tib_ant_l removed); knee_l and ankle_l "
+              "welded at 0 for Moco, smooth sphere contacts, DeGroote-Fregly muscles, rigid "
+              "tendons, back welded",
+        notes="asymmetric full cycle (not mirrored); knee_angle_l and ankle_angle_l are 0 "
+              "throughout (locked); *_rl figures are [right, left]")
+
+
+# --------------------------------------------------------------------------
+# Jumping
+# --------------------------------------------------------------------------
+@dataclass
+class JumpSettings(Settings):
+    """Knobs of jumping2d; the defaults produce the committed reference.
+
+    ``height_weight`` rewards the final centre-of-mass height (m; the goal's
+    weight is its negative); a small squared-excitation effort keeps
+    excitations smooth.  The motion starts upright at rest (``start_bounds``,
+    degrees) with the feet on the floor (``start_sink``) and its duration is
+    free in ``duration_bounds``.  ``torso_share`` is the part of the recorded lumbar
+    flexion given to the pelvis tilt (the rest to the hips, keeping the
+    thighs' orientation): the model's back is welded.
+    """
+
+    name: str = "jumping2d"
+    variant: str | None = "muscle2d"
+    cycle: str = "none"
+    tracking_mesh: int = 50
+    coarse_mesh: int = 50
+    fine_mesh: int = 100
+    height_weight: float = 10.0
+    effort_weight: float = 0.1
+    effort_exponent: int = 2
+    duration_bounds: tuple = (0.5, 2.0)
+    tx_speed_bounds: tuple = (-2.0, 2.0)
+    torso_share: float = 0.5
+    lowpass_hz: float = 6.0
+    start_sink: tuple = (0.002, 0.05)
+    bounds: dict = field(default_factory=lambda: {
+        "pelvis_tilt": (-60.0, 30.0), "pelvis_tx": (-0.5, 0.5), "pelvis_ty": (0.5, 1.7),
+        "hip_flexion": (-30.0, 120.0), "knee_angle": (-130.0, 8.0),
+        "ankle_angle": (-45.0, 30.0)})
+    start_bounds: dict = field(default_factory=lambda: {
+        "pelvis_tilt": (-10.0, 10.0), "hip_flexion": (-5.0, 15.0),
+        "knee_angle": (-10.0, 0.0), "ankle_angle": (-10.0, 10.0)})
+
+    def weights(self) -> dict:
+        return dict(tracking=self.tracking_weight, tracking_effort=self.tracking_effort_weight,
+                    final_com_height=self.height_weight, effort=self.effort_weight,
+                    effort_exponent=self.effort_exponent)
+
+
+def _lowpass(values: np.ndarray, dt: float, cutoff_hz: float) -> np.ndarray:
+    from scipy.signal import butter, filtfilt
+
+    b, a = butter(4, cutoff_hz / (0.5 / dt))
+    return filtfilt(b, a, values)
+
+
+def jump_target(path, *, settings: JumpSettings | None = None, n: int = 101,
+                model_path: str | None = None) -> Target:
+    """The first complete jump of a motion, from quiet standing to its apex.
+
+    The apex is the highest pelvis position; the countermovement bottom is
+    the lowest one in the second before it; the start is the last moment
+    before that bottom when the pelvis is still at its standing height (its
+    median over 1.0-0.5 s before the bottom) and the hips are within 5 deg
+    of their standing flexion (the trunk leans first).  Kinematics are low-pass
+    filtered (video motion capture is noisy), both legs get their mean, the
+    pelvis starts at x = 0 and its height is set so the standing feet sink
+    as much as in the model's stance.  Knee flexion is positive in the
+    recording's model (LaiUhlrich) and negated here.
+    """
+    settings = settings or JumpSettings()
+    t, q = moco.read_motion(path, knee_flexion_positive=True, extra=("lumbar_extension",))
+    dt = float(np.median(np.diff(t)))
+    q = {k: _lowpass(v, dt, settings.lowpass_hz) for k, v in q.items()}
+    ty = q["pelvis_ty"]
+    apex = int(np.argmax(ty))
+    lo = max(0, apex - int(round(1.0 / dt)))
+    bottom = lo + int(np.argmin(ty[lo:apex]))
+    window = slice(max(0, bottom - int(round(1.0 / dt))), max(1, bottom - int(round(0.5 / dt))))
+    lumbar = q.get("lumbar_extension", np.zeros_like(ty))
+    # People lean forward before their pelvis drops: standing also means hips
+    # (with the trunk's share) near their standing flexion.
+    hips = 0.5 * (q["hip_flexion_r"] + q["hip_flexion_l"]) - settings.torso_share * lumbar
+    standing = float(np.median(ty[window]))
+    upright = float(np.median(hips[window])) + math.radians(5.0)
+    still = np.flatnonzero((ty[:bottom] >= standing - 0.005) & (hips[:bottom] <= upright))
+    if len(still) == 0:
+        raise ValueError(f"{path}: no standing phase before the jump")
+    start = int(still[-1])
+    s = np.linspace(t[start], t[apex], n)
+    out = {}
+    for name in COORDINATES:
+        side = name[-2:]
+        if name == "pelvis_tilt":
+            values = q[name] + settings.torso_share * lumbar
+        elif name.startswith("hip_flexion"):
+            values = 0.5 * (q["hip_flexion_r"] + q["hip_flexion_l"]) - settings.torso_share * lumbar
+        elif side in ("_r", "_l") and name not in TRANSLATIONS:
+            base = name[:-2]
+            values = 0.5 * (q[base + "_r"] + q[base + "_l"])
+        else:
+            values = q[name]
+        out[name] = np.interp(s, t, values)
+    out["pelvis_tx"] = out["pelvis_tx"] - out["pelvis_tx"][0]
+    _, bottom_heights = moco.foot_kinematics(s[:1], {k: v[:1] for k, v in out.items()}, model_path)
+    shift = -moco.FOOT_PENETRATION_M - float(min(h[0] for h in bottom_heights.values()))
+    out["pelvis_ty"] = out["pelvis_ty"] + shift
+    return Target(time=s - s[0], coords=out, speed=0.0, belt_speed=0.0, source=str(path),
+                  info=dict(start_s=float(t[start]), countermovement_bottom_s=float(t[bottom]),
+                            apex_s=float(t[apex]),
+                            recorded_pelvis_rise_m=float(ty[apex] - standing),
+                            pelvis_ty_shift_m=shift))
+
+
+def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
+    """Bounds of a jump from rest: zero initial speeds, upright initial pose,
+    both feet flat on the floor.
+
+    Without the last condition the solver starts in the air: a higher start
+    is free potential energy for the final height.  Each contact sphere must
+    start sunk into the floor by ``settings.start_sink`` (m, the range of
+    quiet standing on this model's compliant spheres).
+    """
+    problem.setTimeBounds(0, final_time)
+    lo, hi = settings.start_sink
+    for sphere_name in (n for spheres in FOOT_SPHERES.values() for n in spheres):
+        radius = osim.ContactSphere.safeDownCast(
+            model.getContactGeometrySet().get(sphere_name)).getRadius()
+        grounded = osim.MocoInitialOutputGoal(f"grounded_{sphere_name}")
+        grounded.setOutputPath(f"/{moco.CENTRE_PREFIX}{sphere_name}|location")
+        grounded.setOutputIndex(1)
+        grounded.setMode("endpoint_constraint")
+        bounds = osim.StdVectorMocoBounds()
+        bounds.append(osim.MocoBounds(radius - hi, radius - lo))
+        grounded.setEndpointConstraintBounds(bounds)
+        problem.addGoal(grounded)
+    for name in moco.model_coordinates(model):
+        path = moco._coordinate_path(model, name)
+        bounds = moco._bounds(name, settings.bounds)
+        key = name if name in settings.start_bounds else name[:-2]
+        if name == "pelvis_tx":
+            start = 0.0
+        elif key in settings.start_bounds:
+            start = [math.radians(x) for x in settings.start_bounds[key]]
+        else:
+            start = []
+        problem.setStateInfo(path + "/value", bounds, start)
+        speed = list(settings.tx_speed_bounds) if name == "pelvis_tx" else [-30.0, 30.0]
+        problem.setStateInfo(path + "/speed", speed, 0.0)
+
+
+def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Path, log=print,
+                        max_iterations: int | None = None):
+    """Track the recorded jump from rest: a dynamically consistent first jump.
+
+    The recording's pelvis rises far more than this model can jump (video
+    capture, a different body), so the pelvis translations are tracked
+    lightly; the joint angles shape the countermovement and push-off.
+    """
+    osim = moco._osim()
+    study, problem, model = moco.new_study(settings, "tracking")
+    duration = float(target.time[-1])
+    _jump_problem(osim, problem, model, settings, final_time=duration)
+    tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
+    tracking.setReference(osim.TableProcessor(
+        moco._value_table(osim, model, target.time, target.coords)))
+    tracking.setAllowUnusedReferences(True)
+    for name in TRANSLATIONS:
+        tracking.setWeightForState(moco._coordinate_path(model, name) + "/value", 0.2)
+    problem.addGoal(tracking)
+    problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
+    solver = moco._solver(study, settings, settings.tracking_mesh, max_iterations)
+    solver.setGuess(moco.kinematic_guess(osim, solver, model, target.time, target.coords))
+    log(f"[tracking] {settings.tracking_mesh} mesh intervals, {duration:.3f} s from rest to apex")
+    return moco.solve_stage(study, "tracking", settings.tracking_mesh, work_dir, log)
+
+
+def solve_jump_predictive(guess_trajectory, settings: JumpSettings, *, mesh: int, label: str,
+                          work_dir: Path, log=print, max_iterations: int | None = None):
+    """Maximise the centre of mass height at the final time, which is the apex.
+
+    The final vertical centre-of-mass velocity is constrained to 0, so the
+    solution ends at the top of the flight; the start is at rest and upright.
+    """
+    osim = moco._osim()
+    study, problem, model = moco.new_study(settings, label)
+    _jump_problem(osim, problem, model, settings, final_time=list(settings.duration_bounds))
+    height = osim.MocoFinalOutputGoal("com_height", -settings.height_weight)
+    height.setOutputPath("/|com_position")
+    height.setOutputIndex(1)
+    problem.addGoal(height)
+    apex = osim.MocoFinalOutputGoal("apex")
+    apex.setOutputPath("/|com_velocity")
+    apex.setOutputIndex(1)
+    apex.setMode("endpoint_constraint")
+    bounds = osim.StdVectorMocoBounds()
+    bounds.append(osim.MocoBounds(0.0, 0.0))
+    apex.setEndpointConstraintBounds(bounds)
+    problem.addGoal(apex)
+    effort = osim.MocoControlGoal("effort", settings.effort_weight)
+    effort.setExponent(settings.effort_exponent)
+    problem.addGoal(effort)
+    solver = moco._solver(study, settings, mesh, max_iterations)
+    guess = guess_trajectory.clone()
+    guess.resampleWithNumTimes(2 * int(mesh) + 1)
+    solver.setGuess(guess)
+    log(f"[{label}] {mesh} mesh intervals, duration free in {list(settings.duration_bounds)} s")
+    return moco.solve_stage(study, label, mesh, work_dir, log)
+
+
+def com_kinematics(motion: Cycle, model_path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-body centre of mass position and velocity (T, 3) along a motion."""
+    osim = moco._osim()
+    model = osim.Model(model_path or moco.base_model_path())
+    state = model.initSystem()
+    cs = model.getCoordinateSet()
+    pos, vel = np.zeros((len(motion.time), 3)), np.zeros((len(motion.time), 3))
+    for k in range(len(motion.time)):
+        for j, name in enumerate(motion.names):
+            cs.get(name).setValue(state, float(motion.values[k, j]), False)
+            cs.get(name).setSpeedValue(state, float(motion.speeds[k, j]))
+        model.realizeVelocity(state)
+        p, v = model.calcMassCenterPosition(state), model.calcMassCenterVelocity(state)
+        pos[k] = [p.get(i) for i in range(3)]
+        vel[k] = [v.get(i) for i in range(3)]
+    return pos, vel
+
+
+def jump_figures(motion: Cycle, grf: dict, body_weight: float, com: tuple) -> dict:
+    """Figures of a jump from rest to apex; knee flexion positive, degrees.
+
+    Take-off is the first sample after which neither foot carries more than
+    20 N.  Jump height is the rise of the centre of mass from standing to
+    the apex; flight height its rise from take-off to the apex.
+    """
+    pos, vel = com
+    fy = sum(g[:, 1] for g in grf.values())
+    loaded = np.flatnonzero(fy > moco.CONTACT_THRESHOLD_N)
+    takeoff = int(loaded[-1]) + 1 if len(loaded) else 0
+    t = motion.time
+    flexion = {s: -np.degrees(motion.column(f"knee_angle_{s}")) for s in FOOT_SPHERES}
+    sides = np.array([[motion.column(f"{c}_r"), motion.column(f"{c}_l")]
+                      for c in ("hip_flexion", "knee_angle", "ankle_angle")])
+    k = min(takeoff, len(t) - 1)
+    _, heights = moco.foot_kinematics(t[-1:], {n: motion.values[-1:, j]
+                                               for j, n in enumerate(motion.names)})
+    return dict(
+        duration_s=float(t[-1] - t[0]),
+        push_off_duration_s=float(t[k] - t[0]),
+        flight_duration_s=float(t[-1] - t[k]),
+        jump_height_m=float(pos[-1, 1] - pos[0, 1]),
+        flight_height_m=float(pos[-1, 1] - pos[k, 1]),
+        takeoff_vertical_velocity_m_s=float(vel[k, 1]),
+        apex_vertical_velocity_m_s=float(vel[-1, 1]),
+        standing_com_height_m=float(pos[0, 1]),
+        countermovement_depth_m=float(pos[0, 1] - pos[:k + 1, 1].min()),
+        horizontal_com_drift_m=float(pos[-1, 0] - pos[0, 0]),
+        knee_flexion_at_takeoff_deg=float(max(flexion[s][k] for s in FOOT_SPHERES)),
+        peak_knee_flexion_deg=float(max(f.max() for f in flexion.values())),
+        knee_flexion_at_start_deg=float(max(flexion[s][0] for s in FOOT_SPHERES)),
+        hip_flexion_at_takeoff_deg=float(np.degrees(motion.column("hip_flexion_r")[k])),
+        ankle_angle_at_takeoff_deg=float(np.degrees(motion.column("ankle_angle_r")[k])),
+        peak_vertical_grf_bw=float(fy.max() / body_weight),
+        foot_clearance_at_apex_m=float(min(h[0] for h in heights.values())),
+        max_left_right_difference_deg=float(np.degrees(np.abs(sides[:, 0] - sides[:, 1]).max())),
+        start_speed_max=float(np.abs(motion.speeds[0]).max()),
+        start_vertical_grf_bw=float(fy[0] / body_weight),
+    )
+
+
+def generate_jumping2d(out_dir=moco.OUT_DIR, *, motion=None, settings: JumpSettings | None = None,
+                       work_dir=None, resume: bool = False, write_npz: bool = True,
+                       log=print) -> dict:
+    """Tracking of a recorded countermovement jump -> predictive maximum-height jump."""
+    import time as _time
+
+    settings = settings or JumpSettings()
+    motion = Path(motion) if motion else moco.default_motion(JUMP_MOTION, "jumping2d")
+    out_dir, work_dir = Path(out_dir), Path(work_dir or "/tmp/fastenv_jumping2d")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    start = _time.perf_counter()
+    target = jump_target(motion, settings=settings)
+    log(f"[target] jump from rest to apex in {motion.name}: {target.time[-1]:.3f} s from "
+        f"{target.info['start_s']:.3f} s")
+    plan = [("tracking", settings.tracking_mesh,
+             lambda _: solve_jump_tracking(target, settings, work_dir=work_dir, log=log))]
+    meshes = [("predictive_coarse", settings.coarse_mesh)]
+    if not settings.coarse_only:
+        meshes.append(("predictive_fine", settings.fine_mesh))
+    for label, mesh in meshes:
+        plan.append((label, mesh, lambda previous, label=label, mesh=mesh: solve_jump_predictive(
+            previous, settings, mesh=mesh, label=label, work_dir=work_dir, log=log)))
+    solutions, stages = moco.run_stages(plan, work_dir=work_dir, resume=resume, log=log)
+    weight = moco.body_weight_n()
+
+    def analyse(trajectory):
+        jump = moco.half_from_trajectory(trajectory, COORDINATES)
+        grf = moco.contact_forces(jump)
+        return jump, jump_figures(jump, grf, weight, com_kinematics(jump))
+
+    jump, figures = analyse(list(solutions.values())[-1])
+    _, tracking_figures = analyse(solutions["tracking"])
+    name = settings.name
+    sto = out_dir / f"{name}_coordinates.sto"
+    moco.write_coordinates_sto(sto, jump, name)
+    doc = dict(
+        name=name,
+        description="2D maximum-height vertical jump of gait9dof18musc (osim-rl) from quiet "
+                    "standing to the apex of the flight, predicted with OpenSim Moco from a "
+                    "tracking solution of a recorded countermovement jump",
+        **moco.solve_document(
+            settings,
+            model="fastenv.envs.variants 'muscle2d' (= osim/models/gait9dof18musc.osim of "
+                  "osim-rl); smooth sphere contacts, DeGroote-Fregly muscles, rigid tendons, "
+                  "back welded",
+            tracking_target=dict(file=motion.name, torso_share=settings.torso_share,
+                                 lowpass_hz=settings.lowpass_hz,
+                                 **{k: round(v, 4) for k, v in target.info.items()}),
+            duration_bounds_s=list(settings.duration_bounds),
+            start_bounds_deg={k: list(v) for k, v in settings.start_bounds.items()},
+            mesh_intervals={label: info["mesh_intervals"] for label, info in stages.items()},
+            objective_weights=settings.weights()),
+        stages=stages,
+        # solve time of all stages, resumed ones included
+        total_wall_time_s=round(sum(i.get("wall_time_s", 0.0) for i in stages.values()), 1),
+        figures=moco._rounded(figures),
+        tracking_solution_figures=moco._rounded(tracking_figures),
+        notes="from rest to the apex of the flight (playback 'mirror' replays it back down); "
+              "jump_height_m is the centre-of-mass rise from standing to the apex",
+    )
+    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    log(f"[done] {sto}; jump height {figures['jump_height_m']:.3f} m (flight "
+        f"{figures['flight_height_m']:.3f} m), knee at take-off "
+        f"{figures['knee_flexion_at_takeoff_deg']:.1f} deg")
+    if write_npz:
+        moco.write_reference_npz(out_dir, jump, doc, log,
+                                 model_path=moco.env_model_path(settings), cyclic=False,
+                                 playback="mirror",
+                                 source=f"python -m fastenv.references generate {name} "
+                                        f"(tracking target {motion.name})")
+    return doc
