@@ -51,6 +51,19 @@ class TaskSpec:
     variant_params: dict = field(default_factory=dict)
 
 
+#: Physics presets: (integrator, accuracy) per actuation, chosen from measurements
+#: (README, "Integrators"; ``bench/integrators.py`` and ``bench/physics_presets.py``).
+#: "fast" trades accuracy for speed: the muscle models' error-controlled
+#: SemiExplicitEuler2 at 1e-2 is about 1.6x the default's steps/s; the PD-driven
+#: torque models diverge at 1e-2 with every integrator, so theirs stops at 3e-3.
+#: "accurate" is for checking results against the defaults.
+PHYSICS = {
+    "default": {"muscle": ("SemiExplicitEuler2", 1e-3), "torque": ("RungeKutta3", 1e-3)},
+    "fast": {"muscle": ("SemiExplicitEuler2", 1e-2), "torque": ("RungeKutta3", 3e-3)},
+    "accurate": {"muscle": ("RungeKutta3", 1e-5), "torque": ("RungeKutta3", 1e-5)},
+}
+
+
 def _task(actuation: str, motion: str, dim: str, **rules) -> TaskSpec:
     """One cell of the task table: {Muscle,Torque} x motion x {2D,3D}."""
     locked = motion == "lockedknee"
@@ -58,8 +71,7 @@ def _task(actuation: str, motion: str, dim: str, **rules) -> TaskSpec:
             "lockedknee": "LockedKnee", "palsy": "Palsy"}[motion]
     model = ("palsy3d" if motion == "palsy" else
              f"{actuation}{dim}" + ("_lockedknee" if locked else ""))
-    physics = (dict(integrator="SemiExplicitEuler2", accuracy=1e-3) if actuation == "muscle"
-               else dict(integrator="RungeKutta3", accuracy=1e-3))
+    physics = dict(zip(("integrator", "accuracy"), PHYSICS["default"][actuation]))
     return TaskSpec(id=f"{actuation.capitalize()}{name}Imitation{dim.upper()}-v0",
                     model=model, actuation=actuation, reference=f"{motion}{dim}",
                     planar=dim == "2d", **physics, **rules)
@@ -88,7 +100,7 @@ TASKS: dict[str, TaskSpec] = {
 # Env options (keyword arguments of every task) and their defaults.
 OPTIONS = dict(
     mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
-    horizon=5, apply_perturbations=False, log=False, integrator=None,
+    horizon=5, apply_perturbations=False, log=False, physics="default", integrator=None,
     accuracy=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
     reference=None,
     align_ground=True, obs_dtype="float32",
@@ -97,17 +109,23 @@ MODES = ("train", "test")
 
 def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> dict:
     """Merge the original ``config=`` dict with keyword options; reject unknown names.
-    With ``task``, options left at None take the task's defaults (physics settings)."""
+    With ``task``, integrator and accuracy left at None come from the ``physics``
+    preset (:data:`PHYSICS`; "default" is the task's own settings)."""
     opts = dict(OPTIONS)
     for source in (config or {}, kwargs):
         unknown = sorted(set(source) - set(OPTIONS))
         if unknown:
             raise ValueError(f"unknown option(s) {unknown}; valid options: {sorted(OPTIONS)}")
         opts.update(source)
+    if opts["physics"] not in PHYSICS:
+        raise ValueError(f"physics must be one of {sorted(PHYSICS)}, got {opts['physics']!r}")
     if task is not None:
+        # explicit integrator/accuracy win over the preset
+        preset = dict(zip(("integrator", "accuracy"), PHYSICS[opts["physics"]][task.actuation]))
         for key in ("integrator", "accuracy"):
             if opts[key] is None:
-                opts[key] = getattr(task, key)
+                opts[key] = (getattr(task, key) if opts["physics"] == "default"
+                             else preset[key])
     if opts["mode"] not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
     if opts["nan_actions"] not in ("raise", "zero"):

@@ -238,3 +238,17 @@ def test_cli_quick_all_methods(tmp_path):
                if not (m == "sb3_subproc" and benchmark.static_skip(m, 2))]
     out, _ = run_cli(tmp_path, "--seconds", "0.5", "--budget", "300")
     check_outputs(out, methods)
+
+
+def test_micro_benchmarks_run():
+    """bench/test_micro.py (pytest-benchmark) runs, each benchmark once."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "--benchmark-disable", str(root / "bench" / "test_micro.py")],
+                       cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert " passed" in r.stdout

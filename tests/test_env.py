@@ -189,3 +189,20 @@ def test_quick_start_command(num_envs, capsys):
     assert main(["rollout", "--steps", "20", "--num-envs", str(num_envs), "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert f"{num_envs} env(s)" in out and "steps/s" in out
+
+
+def test_physics_presets():
+    from fastenv.envs import PHYSICS, TASKS, resolve_options
+
+    muscle, torque = TASKS["MuscleWalkingImitation2D-v0"], TASKS["TorqueWalkingImitation2D-v0"]
+    for spec in (muscle, torque):
+        d = resolve_options(task=spec)
+        assert (d["integrator"], d["accuracy"]) == (spec.integrator, spec.accuracy)
+        assert (spec.integrator, spec.accuracy) == PHYSICS["default"][spec.actuation]
+        f = resolve_options(task=spec, physics="fast")
+        assert (f["integrator"], f["accuracy"]) == PHYSICS["fast"][spec.actuation]
+    # explicit settings win over the preset
+    o = resolve_options(task=muscle, physics="fast", accuracy=1e-4)
+    assert (o["integrator"], o["accuracy"]) == ("SemiExplicitEuler2", 1e-4)
+    with pytest.raises(ValueError, match="physics must be one of .*'turbo'"):
+        resolve_options(physics="turbo")
