@@ -613,6 +613,7 @@ def fit_heights(model_path, cycle: Motion, target_bw: np.ndarray, *, cyclic: boo
         raise ValueError("the target has fewer than two frames with ground contact")
     speeds = cycle_speeds(cycle) if cyclic else np.gradient(cycle.values, cycle.time, axis=0)
     found = np.zeros(n)
+    static_rows = []
     for k in np.flatnonzero(fit):
         row = Motion(cycle.time[k:k + 1], cycle.names, cycle.values[k:k + 1].copy())
         sp = speeds[k:k + 1]
@@ -622,8 +623,20 @@ def fit_heights(model_path, cycle: Motion, target_bw: np.ndarray, *, cyclic: boo
             f = probe(row, sp)
             return f["r"][0] + f["l"][0]
 
-        lo, hi = -0.1, 0.1
-        if not force(lo) > target[k] > force(hi):
+        # Bracket in 5 mm steps: a sphere pushed through the floor past its centre
+        # loses contact, so the force is monotonic in the height only near contact.
+        steps = 0.005 * np.arange(21)
+        lo = next((-h for h in steps if force(-h) > target[k]), None)
+        hi = next((h for h in steps if force(h) < target[k]), None)
+        if lo is None:
+            # A foot that leaves the floor faster than the contact's damping allows
+            # (Hunt-Crossley clamps at zero) carries no force at any depth: fit
+            # this frame statically (at rest) instead.
+            sp = np.zeros_like(sp)
+            static_rows.append(int(k))
+            lo = next((-h for h in steps if force(-h) > target[k]), None)
+            hi = next((h for h in steps if force(h) < target[k]), None)
+        if lo is None or hi is None:
             raise ValueError(f"row {k}: no pelvis height within 10 cm gives the target "
                              f"vertical force {target[k]:.0f} N")
         while hi - lo > 2e-5:
@@ -637,6 +650,7 @@ def fit_heights(model_path, cycle: Motion, target_bw: np.ndarray, *, cyclic: boo
     else:
         dy = np.interp(x, idx, found[idx])
     cycle.values[:, j] = base + dy
+    fit_heights.static_rows = static_rows   # reported by the caller
     return dy
 
 
@@ -782,6 +796,13 @@ def write_coordinates_sto(path, ref: Reference, name: str, model_path) -> Path:
     return path
 
 
+def _plain(x):
+    """NumPy scalars (bool_, float64, ...) as plain Python values for JSON."""
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"{type(x).__name__} is not JSON serializable")
+
+
 def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
            doc: dict, out_dir=None, log=print, events: dict | None = None) -> dict:
     """Ground-align a derived motion, build its Reference and write npz, json and sto."""
@@ -817,7 +838,8 @@ def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
     npz = ref.save(out_dir / f"{name}.npz")
     sto = write_coordinates_sto(out_dir / f"{name}_coordinates.sto", ref, name, model_path)
     doc = dict(name=name, **doc, figures=ref.figures)
-    (out_dir / f"{name}.json").write_text(json.dumps(_rounded(doc), indent=2) + "\n")
+    (out_dir / f"{name}.json").write_text(
+        json.dumps(_rounded(doc), indent=2, default=_plain) + "\n")
     log(f"[{name}] wrote {npz.name}, {sto.name}, {name}.json")
     return doc
 
@@ -910,10 +932,13 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
     else:
         target_bw = vertical_force_profile(ref2d, variant_path(variant2d))
         dy = fit_heights(model, cycle, target_bw, cyclic=cyclic, harmonics=harmonics)
+        static = fit_heights.static_rows
         doc["pelvis_height"] = (f"per frame, the height at which the 3D model's vertical "
                                 f"contact force (in body weights) is that of {name2d} on "
                                 f"{variant2d}; offsets from {name2d}'s pelvis height "
-                                f"{dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm")
+                                f"{dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm"
+                                + (f"; frames {static} fitted at rest (no force at any "
+                                   "depth at the reference speeds)" if static else ""))
     figures["pelvis_ty_fit_offset_mm"] = [float(dy.min() * 1000), float(dy.max() * 1000)]
     doc["figures"] = figures
     return cycle, doc, events, cyclic, ref2d.playback
