@@ -70,3 +70,28 @@ def test_reference_state_initialisation_on_the_ground(task):
 def test_task_without_generated_reference_says_how_to_generate_it(task):
     with pytest.raises(ValueError, match="python -m fastenv.references generate"):
         gym.make(task)
+
+
+def test_palsy_task_with_user_crouch_gait_reference():
+    """A user's IK file as the reference: the public crouch-gait trial (gait2392 names;
+    no pelvis_tx, its lumbar columns absent from the model, both reported)."""
+    import warnings
+
+    from conftest import shared_motion
+    path = shared_motion("tutorial_gait2392_crouch2.mot")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = gym.make("MusclePalsyImitation3D-v0", reference=str(path))
+    text = " ".join(str(w.message) for w in caught)
+    assert "lumbar_bending" in text and "pelvis_tx" in text
+    check_env(env.unwrapped, skip_render_check=True)
+    ref = env.unwrapped.reference
+    assert ref.n_frames > 50 and np.isfinite(ref.q).all()
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(100):
+        obs, reward, term, trunc, info = env.step(env.action_space.sample())
+        assert np.isfinite(obs).all() and np.isfinite(reward)
+        if term or trunc:
+            env.reset()
+    env.close()
