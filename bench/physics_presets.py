@@ -16,26 +16,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from integrators import controls  # noqa: E402
+from integrators import controls, run  # noqa: E402
 
 from fastenv.env import ImitationEnv  # noqa: E402
 from fastenv.envs import PHYSICS, TASKS  # noqa: E402
-
-
-def run(task: str, U: np.ndarray, **physics):
-    import time
-
-    env = ImitationEnv(task, **physics)
-    env.reset(seed=0, options={"start_frame": 0})
-    sim = env.sim
-    qs = []
-    t0 = time.perf_counter()
-    for u in U:
-        _, _, _, _, info = env.step(u)
-        if "sim_error" in info:
-            raise RuntimeError(f"{physics}: {info['sim_error']}")
-        qs.append(sim.buf[sim.layout.slice("q")].copy())
-    return np.array(qs), len(U) / (time.perf_counter() - t0), sim
 
 
 def main(argv=None):
@@ -48,16 +32,18 @@ def main(argv=None):
     n_steps = probe.reference.cycle_steps
     cycle_s = n_steps * probe.reference.control_dt
     U = controls(n_steps, probe.action_space.low, probe.action_space.high)
-    tight_q, _, sim = run(args.task, U, integrator="RungeKuttaMerson", accuracy=1e-6)
+    tight_q, _, sim = run(args.task, "RungeKuttaMerson", 1e-6, U)
     rot = sim.rotational & ~sim.locked
     actuation = TASKS[args.task].actuation
     rows = []
     for preset in ("default", "fast"):
+        integrator, accuracy = PHYSICS[preset][actuation]
         best, q = 0.0, None
         for _ in range(args.repeats):
-            q, sps, _ = run(args.task, U, physics=preset)
+            q, sps, _ = run(args.task, integrator, accuracy, U)
+            if q is None:
+                raise RuntimeError(f"physics={preset!r} failed: {sps}")
             best = max(best, sps)
-        integrator, accuracy = PHYSICS[preset][actuation]
         rows.append(dict(
             preset=preset, integrator=integrator, accuracy=accuracy, steps_per_s=best,
             max_err_deg=float(np.degrees(np.abs(q[:, rot] - tight_q[:, rot]).max())),

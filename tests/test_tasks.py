@@ -23,9 +23,14 @@ def test_all_seventeen_ids_are_registered():
 def test_task_checks_and_steps(task):
     env = gym.make(task)
     check_env(env.unwrapped, skip_render_check=True)
+    _random_steps(env, 200)
+
+
+def _random_steps(env, n):
+    """n random-action steps with autoreset; every observation and reward finite."""
     env.reset(seed=0)
     env.action_space.seed(0)
-    for _ in range(200):
+    for _ in range(n):
         obs, reward, term, trunc, info = env.step(env.action_space.sample())
         assert np.isfinite(obs).all() and np.isfinite(reward)
         if term or trunc:
@@ -87,11 +92,4 @@ def test_palsy_task_with_user_crouch_gait_reference():
     check_env(env.unwrapped, skip_render_check=True)
     ref = env.unwrapped.reference
     assert ref.n_frames > 50 and np.isfinite(ref.q).all()
-    env.reset(seed=0)
-    env.action_space.seed(0)
-    for _ in range(100):
-        obs, reward, term, trunc, info = env.step(env.action_space.sample())
-        assert np.isfinite(obs).all() and np.isfinite(reward)
-        if term or trunc:
-            env.reset()
-    env.close()
+    _random_steps(env, 100)

@@ -1429,23 +1429,6 @@ def _vec(osim, values):
     return v
 
 
-class _cwd:
-    """Run Moco in the work directory: its intermediate iterates land there."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def __enter__(self):
-        import os
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.old = os.getcwd()
-        os.chdir(self.path)
-
-    def __exit__(self, *exc):
-        import os
-        os.chdir(self.old)
-
-
 def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: TrackingSettings,
                    work_dir, label: str, log=print, guess_file=None):
     """Track a closed 3D cycle with the muscle-driven, contact-driven model.
@@ -1574,6 +1557,8 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
     log(f"[{label}] {settings.mesh} mesh intervals over {final:.3f} s "
         f"({'half cycle, symmetric' if symmetric else 'full cycle'})")
     t0 = _time.perf_counter()
+    from fastenv.references.moco import _cwd
+
     with _cwd(work_dir):
         solution = study.solve()
     wall = _time.perf_counter() - t0
