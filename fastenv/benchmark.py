@@ -176,6 +176,17 @@ class Episodes:
 
 
 # ----------------------------------------------------------------------- methods
+#: Steps per env before timing starts: the integrator restarts its step-size control
+#: at every reset, so the first steps of an episode cost up to twice an average one,
+#: and a short point at large num_envs would otherwise time little else.
+WARMUP_STEPS_PER_ENV = 10
+
+
+def _warm_up(once, n_envs: int, batch: int):
+    for _ in range(max(2, -(-WARMUP_STEPS_PER_ENV * n_envs // batch))):
+        once()
+
+
 def _actions(rng, space, n=None):
     shape = space.shape if n is None else (n, *space.shape)
     return rng.uniform(space.low, space.high, shape).astype(np.float32)
@@ -193,8 +204,7 @@ def _single(env_cls, spec):
             env.reset()
         return ep.count(slice(None), [term], [trunc])
 
-    for _ in range(2):   # warm-up
-        once()
+    _warm_up(once, 1, 1)
     ep.ends = 0
     try:
         return dict(measure(once, spec["seconds"]), episode_ends=ep.ends)
@@ -211,8 +221,7 @@ def _vector_loop(venv, spec, n, next_step):
         _, _, term, trunc, _ = venv.step(_actions(rng, space, n))
         return ep.count(slice(None), term, trunc)
 
-    for _ in range(2):
-        once()
+    _warm_up(once, n, n)
     ep.ends = 0
     return dict(measure(once, spec["seconds"]), episode_ends=ep.ends)
 
@@ -253,8 +262,7 @@ def _sb3(spec):
     try:
         venv.seed(spec["seed"])
         venv.reset()
-        for _ in range(2):
-            once()
+        _warm_up(once, n, n)
         ep.ends = 0
         return dict(measure(once, spec["seconds"]), episode_ends=ep.ends)
     finally:
@@ -283,8 +291,7 @@ def _osim(spec):
             venv.send(_actions(rng, space, len(ids)), ids)
             return counted
 
-        for _ in range(2):
-            once()
+        _warm_up(once, n, batch)
         ep.ends = 0
         res = dict(measure(once, spec["seconds"]), episode_ends=ep.ends)
         for _ in range(n // batch):   # collect the envs in flight: a quick close
@@ -378,6 +385,29 @@ class CostModel:
         self.seen.setdefault(method, []).append((n, max(0.0, total - measured)))
 
 
+def _reap_session(sid: int, wait_s: float = 10.0):
+    """Kill what is left of a driver's session (vector-env workers that outlive their
+    driver's exit while shutting down) and wait until it is gone, so that the next
+    point runs on an otherwise idle machine."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        left = []
+        for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if entry.isdigit():
+                try:
+                    if os.getsid(int(entry)) == sid:
+                        left.append(int(entry))
+                except OSError:
+                    pass
+        if not left:
+            return
+        try:
+            os.killpg(sid, signal.SIGKILL)
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
 def launch(spec: dict, timeout: float):
     """Run one point in a driver process (new session: a timeout kills its tree)."""
     cmd = [sys.executable, "-m", "fastenv.benchmark", "--point", json.dumps(spec)]
@@ -393,6 +423,7 @@ def launch(spec: dict, timeout: float):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise
+    _reap_session(proc.pid)
     for line in reversed(out.splitlines()):
         if line.startswith(RESULT_MARK):
             return json.loads(line[len(RESULT_MARK):]), None
@@ -488,20 +519,24 @@ def markdown(result: dict) -> str:
         "the physical limit and to AsyncVectorEnv NEXT_STEP at the same num_envs (1 for "
         "the single-env loops); latency per call that yields a batch; parent CPU: the "
         "driver process's CPU time / wall; RSS/PSS: peak over the driver and all its "
-        "children.",
+        "children; steps per env: timed steps of each env (after "
+        f"{WARMUP_STEPS_PER_ENV} warm-up steps per env; few timed steps per env mean the "
+        "early steps of episodes dominate).",
         "",
         "| method | num_envs | steps/s | × limit | × Async | p50 / p95 / p99 ms | parent CPU "
-        "| RSS MB | PSS MB | episode ends |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| RSS MB | PSS MB | steps per env | episode ends |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["rows"]:
         n = f"W={r['num_envs']}" if r["method"] == "physical_limit" else str(r["num_envs"])
+        per_env = ("–" if r.get("steps") is None else
+                   f"{r['steps'] / (1 if not METHODS[r['method']][1] else r['num_envs']):.0f}")
         lat = ("–" if r["p50_ms"] is None else
                f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} / {r['p99_ms']:.1f}")
         lines.append(
             f"| {r['label']} | {n} | {r['steps_per_s']:.1f} | {_fmt(r['ratio_limit'], '{:.2f}')}"
             f" | {_fmt(r['ratio_async'], '{:.2f}')} | {lat} | {100 * r['parent_cpu']:.0f}% | "
-            f"{r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {_fmt(r['episode_ends'])} |")
+            f"{r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {per_env} | {_fmt(r['episode_ends'])} |")
     if result["skipped"]:
         lines += ["", "Skipped points:", ""]
         lines += [f"- {METHODS[s['method']][0]}, num_envs={s['num_envs']}: {s['reason']}"
