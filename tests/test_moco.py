@@ -412,3 +412,17 @@ def test_committed_lockedknee2d_is_asymmetric_and_locked():
     assert f["duty_factor_r"] > f["duty_factor_l"], f
     assert 50.0 <= f["peak_swing_knee_flexion_deg_rl"][0] <= 75.0, f
     assert _seam_deg(cycle) < 2.0
+
+
+def test_committed_jumping2d_is_a_vertical_jump():
+    cycle, f = _committed_figures("jumping2d")
+    assert f["jump_height_m"] >= 0.25, f
+    assert f["apex_vertical_velocity_m_s"] == pytest.approx(0.0, abs=0.05), f
+    assert f["flight_duration_s"] > 0.1 and f["takeoff_vertical_velocity_m_s"] > 1.5, f
+    # take-off with the knees nearly extended, from a real countermovement
+    assert f["knee_flexion_at_takeoff_deg"] <= 20.0, f
+    assert f["countermovement_depth_m"] > 0.1 and f["peak_knee_flexion_deg"] > 60.0, f
+    # quiet standing at the start: at rest, feet carrying about body weight
+    assert f["start_speed_max"] == 0.0 and 0.8 < f["start_vertical_grf_bw"] < 1.2, f
+    from fastenv.references import Reference
+    assert Reference.load(moco.OUT_DIR / "jumping2d.npz").playback == "mirror"
