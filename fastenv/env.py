@@ -218,6 +218,11 @@ class ImitationEnv(gym.Env):
             return ref
         j = cn.index("pelvis_ty")
         frames = range(0, ref.n_frames, max(1, ref.n_frames // 50))
+        if ref.playback == "mirror":
+            # a jump starts from quiet standing: its first frame carries body weight
+            # (over the whole jump the mean is body weight too, but the impact-free
+            # flight and push-off weigh on it very unevenly across contact models)
+            frames = [0]
 
         def mean_grf(dy):
             return np.mean([sim.vertical_grf(ref.q[k] + np.eye(len(cn))[j] * dy, ref.qdot[k])

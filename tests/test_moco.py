@@ -423,6 +423,6 @@ def test_committed_jumping2d_is_a_vertical_jump():
     assert f["knee_flexion_at_takeoff_deg"] <= 20.0, f
     assert f["countermovement_depth_m"] > 0.1 and f["peak_knee_flexion_deg"] > 60.0, f
     # quiet standing at the start: at rest, feet carrying about body weight
-    assert f["start_speed_max"] == 0.0 and 0.8 < f["start_vertical_grf_bw"] < 1.2, f
+    assert f["start_speed_max"] == 0.0 and 0.8 < f["start_vertical_grf_bw"] < 1.3, f
     from fastenv.references import Reference
     assert Reference.load(moco.OUT_DIR / "jumping2d.npz").playback == "mirror"

@@ -537,7 +537,7 @@ def no_slip_height(cycle: Motion, feet: dict, events: dict) -> np.ndarray:
 
 # ------------------------------------------------------------------- ground and GRF
 def align_ground(model_path, cycle: Motion, speeds: np.ndarray, probe=None,
-                 frames: int = 50) -> float:
+                 frames: int = 50, start_only: bool = False) -> float:
     """Pelvis-height shift (m) for which the mean vertical contact force is body weight.
 
     The same criterion as the env's ground alignment (over a periodic cycle,
@@ -547,6 +547,8 @@ def align_ground(model_path, cycle: Motion, speeds: np.ndarray, probe=None,
     probe = probe or ContactProbe(model_path)
     n = len(cycle.time) - 1 if len(cycle.time) > 2 else len(cycle.time)
     idx = np.unique(np.linspace(0, n - 1, min(frames, n)).astype(int))
+    if start_only:   # a jump: quiet standing at its first frame (as the env aligns it)
+        idx = np.array([0])
     sub = Motion(cycle.time[idx], list(cycle.names), cycle.values[idx].copy())
     j = sub.names.index("pelvis_ty")
     base = sub.values[:, j].copy()
@@ -810,7 +812,7 @@ def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
     out_dir.mkdir(parents=True, exist_ok=True)
     probe = ContactProbe(model_path)
     speeds = cycle_speeds(cycle) if cyclic else np.gradient(cycle.values, cycle.time, axis=0)
-    dy = align_ground(model_path, cycle, speeds, probe)
+    dy = align_ground(model_path, cycle, speeds, probe, start_only=playback == "mirror")
     cycle.values[:, cycle.names.index("pelvis_ty")] += dy
     log(f"[{name}] pelvis height shifted {dy * 1000:+.1f} mm onto the model's contact spheres")
     figures = dict(doc.pop("figures", {}))

@@ -255,6 +255,8 @@ class JumpSettings(Settings):
     # > 0: also track the recorded jump's joint angles (both legs averaged, so
     # the pull is symmetric) with this weight, the duration fixed at the guess's.
     predictive_tracking_weight: float = 0.0
+    # Average the legs of the final solution (see :func:`symmetrise_legs`).
+    symmetric_legs: bool = True
     effort_weight: float = 0.1
     effort_exponent: int = 2
     duration_bounds: tuple = (0.5, 2.0)
@@ -454,6 +456,25 @@ def solve_jump_predictive(guess_trajectory, settings: JumpSettings, *, mesh: int
     return moco.solve_stage(study, label, mesh, work_dir, log)
 
 
+def symmetrise_legs(motion: Cycle) -> tuple[Cycle, float]:
+    """Both legs get the mean of the left and right joint angles (and speeds).
+
+    A vertical jump is symmetric; an unconverged solve can leave the legs
+    apart early in the countermovement, which would start the env standing on
+    one foot.  Returns the motion and the largest change of an angle (deg).
+    """
+    values, speeds = motion.values.copy(), motion.speeds.copy()
+    change = 0.0
+    for base in ("hip_flexion", "knee_angle", "ankle_angle"):
+        r, l = motion.names.index(base + "_r"), motion.names.index(base + "_l")
+        for a in (values, speeds):
+            mean = 0.5 * (a[:, r] + a[:, l])
+            if a is values:
+                change = max(change, float(np.degrees(np.abs(a[:, r] - mean).max())))
+            a[:, r], a[:, l] = mean, mean
+    return Cycle(motion.time, values, speeds, motion.names), change
+
+
 def com_kinematics(motion: Cycle, model_path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Whole-body centre of mass position and velocity (T, 3) along a motion."""
     osim = moco._osim()
@@ -547,6 +568,12 @@ def generate_jumping2d(out_dir=moco.OUT_DIR, *, motion=None, settings: JumpSetti
         return jump, jump_figures(jump, grf, weight, com_kinematics(jump))
 
     jump, figures = analyse(list(solutions.values())[-1])
+    change = 0.0
+    if settings.symmetric_legs:
+        jump, change = symmetrise_legs(jump)
+        grf = moco.contact_forces(jump)
+        figures = jump_figures(jump, grf, weight, com_kinematics(jump))
+        figures["legs_symmetrised_max_change_deg"] = change
     _, tracking_figures = analyse(solutions["tracking"])
     name = settings.name
     sto = out_dir / f"{name}_coordinates.sto"
@@ -574,7 +601,10 @@ def generate_jumping2d(out_dir=moco.OUT_DIR, *, motion=None, settings: JumpSetti
         figures=moco._rounded(figures),
         tracking_solution_figures=moco._rounded(tracking_figures),
         notes="from rest to the apex of the flight (playback 'mirror' replays it back down); "
-              "jump_height_m is the centre-of-mass rise from standing to the apex",
+              "jump_height_m is the centre-of-mass rise from standing to the apex"
+              + (f"; the legs of the solution are averaged (symmetric jump; largest angle "
+                 f"change {change:.1f} deg, early in the countermovement)"
+                 if settings.symmetric_legs else ""),
     )
     (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     log(f"[done] {sto}; jump height {figures['jump_height_m']:.3f} m (flight "
