@@ -1312,14 +1312,9 @@ ANTISYMMETRIC = ("pelvis_list", "pelvis_rotation", "pelvis_tz")
 
 def _swap(name: str) -> str:
     """Left/right counterpart of a coordinate, state or control path."""
-    out = []
-    for part in name.split("/"):
-        for a, b in (("_r", "_l"), ("_l", "_r")):
-            if part.endswith(a):
-                part = part[: -len(a)] + b
-                break
-        out.append(part)
-    return "/".join(out)
+    from fastenv.references.moco import _swap_side
+
+    return _swap_side(name)
 
 
 def moco_processor(model_path, settings: TrackingSettings):
