@@ -588,8 +588,10 @@ def _lowpass_periodic(y: np.ndarray, harmonics: int) -> np.ndarray:
 
 
 def fit_heights(model_path, cycle: Motion, target_bw: np.ndarray, *, cyclic: bool,
-                probe=None, min_bw: float = 0.05, harmonics: int = 8) -> np.ndarray:
-    """Pelvis-height offsets (m) per row that give each pose a target vertical force.
+                probe=None, min_bw: float = 0.05, harmonics: int = 8
+                ) -> tuple[np.ndarray, list]:
+    """Pelvis-height offsets (m) per row that give each pose a target vertical force,
+    and the rows fitted at rest (see below).
 
     Why: the 2D and 3D models carry different contact spheres (the 3D heel sits
     2 cm lower, its toes are two smaller spheres), so the 2D solution's pelvis
@@ -652,8 +654,7 @@ def fit_heights(model_path, cycle: Motion, target_bw: np.ndarray, *, cyclic: boo
     else:
         dy = np.interp(x, idx, found[idx])
     cycle.values[:, j] = base + dy
-    fit_heights.static_rows = static_rows   # reported by the caller
-    return dy
+    return dy, static_rows
 
 
 # ------------------------------------------------------------------ out-of-plane data
@@ -925,7 +926,7 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
         doc["out_of_plane"] = info
     # the 2D solution's vertical contact force, frame by frame, on the 3D feet
     if quasi_static:
-        dy = fit_heights(model, cycle, np.ones(len(cycle.time)), cyclic=cyclic,
+        dy, _ = fit_heights(model, cycle, np.ones(len(cycle.time)), cyclic=cyclic,
                          harmonics=harmonics)
         doc["pelvis_height"] = ("quasi-static: per frame, the height at which the 3D model's "
                                 "contact carries body weight; offsets from "
@@ -933,8 +934,8 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
                                 f"{dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm")
     else:
         target_bw = vertical_force_profile(ref2d, variant_path(variant2d))
-        dy = fit_heights(model, cycle, target_bw, cyclic=cyclic, harmonics=harmonics)
-        static = fit_heights.static_rows
+        dy, static = fit_heights(model, cycle, target_bw, cyclic=cyclic,
+                                 harmonics=harmonics)
         doc["pelvis_height"] = (f"per frame, the height at which the 3D model's vertical "
                                 f"contact force (in body weights) is that of {name2d} on "
                                 f"{variant2d}; offsets from {name2d}'s pelvis height "
@@ -1087,7 +1088,7 @@ def palsy3d_cycle(*, motion=None, command: str = "", log=print) -> tuple[Motion,
     knee = stance_knee_flexion(cycle, events)
     log(f"[palsy3d] stride {info['stride_m']:.3f} m in {info['cycle_duration_s']:.3f} s; "
         f"least stance knee flexion r {knee['r']:.1f}, l {knee['l']:.1f} deg")
-    dy = fit_heights(model, cycle, np.ones(len(cycle.time)), cyclic=True)
+    dy, _ = fit_heights(model, cycle, np.ones(len(cycle.time)), cyclic=True)
     info["pelvis_height"] = ("no-slip height of the supporting foot, then per frame the height "
                              "at which the contact carries body weight (quasi-static; "
                              f"offsets {dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm)")
@@ -1329,39 +1330,11 @@ def moco_processor(model_path, settings: TrackingSettings):
     """
     import opensim as osim
 
+    from fastenv.references.moco import smooth_sphere_contacts
+
     model = osim.Model(str(model_path))
     model.finalizeConnections()
-    forces = model.updForceSet()
-    params = None
-    for i in reversed(range(forces.getSize())):
-        f = forces.get(i)
-        if f.getConcreteClassName() == "HuntCrossleyForce":
-            hc = osim.HuntCrossleyForce.safeDownCast(f)
-            params = dict(stiffness=hc.getStiffness(), dissipation=hc.getDissipation(),
-                          static_friction=hc.getStaticFriction(),
-                          dynamic_friction=hc.getDynamicFriction(),
-                          viscous_friction=hc.getViscousFriction())
-            forces.remove(i)
-    if params is None:
-        raise ValueError(f"{model_path} has no HuntCrossleyForce to convert")
-    geometry = model.getContactGeometrySet()
-    floor = None
-    spheres = []
-    for i in range(geometry.getSize()):
-        g = geometry.get(i)
-        if g.getConcreteClassName() == "ContactHalfSpace":
-            floor = osim.ContactHalfSpace.safeDownCast(g)
-        elif g.getConcreteClassName() == "ContactSphere":
-            spheres.append(osim.ContactSphere.safeDownCast(g))
-    for sphere in spheres:
-        force = osim.SmoothSphereHalfSpaceForce(f"contact_{sphere.getName()}", sphere, floor)
-        force.set_stiffness(params["stiffness"])
-        force.set_dissipation(params["dissipation"])
-        force.set_static_friction(params["static_friction"])
-        force.set_dynamic_friction(params["dynamic_friction"])
-        force.set_viscous_friction(params["viscous_friction"])
-        force.set_transition_velocity(0.2)
-        model.addForce(force)
+    smooth_sphere_contacts(osim, model, label=str(model_path))
     welds = []
     coords = model.updCoordinateSet()
     for joint in model.getJointSet():

@@ -121,6 +121,51 @@ def _swap_side(name: str) -> str:
 # --------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------
+def smooth_sphere_contacts(osim, model, *, spheres=None, floor=None,
+                           label: str = "model") -> None:
+    """Replace the model's HuntCrossleyForces by one SmoothSphereHalfSpaceForce per
+    contact sphere, with the Hunt-Crossley stiffness, dissipation and friction.
+
+    ``spheres`` (names, in the order the forces are added) and ``floor`` (the
+    half space's name) default to every ContactSphere and the ContactHalfSpace
+    of the model's contact geometry.
+    """
+    forces = model.updForceSet()
+    params = None
+    for i in reversed(range(forces.getSize())):
+        force = forces.get(i)
+        if force.getConcreteClassName() == "HuntCrossleyForce":
+            hc = osim.HuntCrossleyForce.safeDownCast(force)
+            params = dict(
+                stiffness=hc.getStiffness(), dissipation=hc.getDissipation(),
+                static_friction=hc.getStaticFriction(),
+                dynamic_friction=hc.getDynamicFriction(),
+                viscous_friction=hc.getViscousFriction(),
+            )
+            forces.remove(i)
+    if params is None:
+        raise ValueError(f"{label} has no HuntCrossleyForce to convert")
+    geometry = model.getContactGeometrySet()
+    if spheres is None or floor is None:
+        kinds = [(geometry.get(i).getConcreteClassName(), geometry.get(i).getName())
+                 for i in range(geometry.getSize())]
+        spheres = spheres or [n for k, n in kinds if k == "ContactSphere"]
+        floor = floor or next(n for k, n in kinds if k == "ContactHalfSpace")
+    half_space = osim.ContactHalfSpace.safeDownCast(geometry.get(floor))
+    for sphere_name in spheres:
+        sphere = osim.ContactSphere.safeDownCast(geometry.get(sphere_name))
+        force = osim.SmoothSphereHalfSpaceForce(f"contact_{sphere_name}", sphere, half_space)
+        force.set_stiffness(params["stiffness"])
+        force.set_dissipation(params["dissipation"])
+        force.set_static_friction(params["static_friction"])
+        force.set_dynamic_friction(params["dynamic_friction"])
+        force.set_viscous_friction(params["viscous_friction"])
+        # A wider stick-slip transition than Hunt-Crossley's 0.1 m/s keeps
+        # the friction force smooth enough for the NLP solver.
+        force.set_transition_velocity(0.2)
+        model.addForce(force)
+
+
 def build_contact_model(model_path: str | None = None):
     """gait9dof18musc with smooth contacts and the back welded at its locked angle.
 
@@ -135,37 +180,9 @@ def build_contact_model(model_path: str | None = None):
     osim = _osim()
     model = osim.Model(model_path or base_model_path())
     model.finalizeConnections()
-    forces = model.updForceSet()
-    params = {}
-    for i in reversed(range(forces.getSize())):
-        force = forces.get(i)
-        if force.getConcreteClassName() == "HuntCrossleyForce":
-            hc = osim.HuntCrossleyForce.safeDownCast(force)
-            params = dict(
-                stiffness=hc.getStiffness(), dissipation=hc.getDissipation(),
-                static_friction=hc.getStaticFriction(),
-                dynamic_friction=hc.getDynamicFriction(),
-                viscous_friction=hc.getViscousFriction(),
-            )
-            forces.remove(i)
-    if not params:
-        raise ValueError("model has no HuntCrossleyForce to convert")
-    geometry = model.getContactGeometrySet()
-    floor = osim.ContactHalfSpace.safeDownCast(geometry.get("platform"))
-    for spheres in FOOT_SPHERES.values():
-        for sphere_name in spheres:
-            sphere = osim.ContactSphere.safeDownCast(geometry.get(sphere_name))
-            force = osim.SmoothSphereHalfSpaceForce(
-                f"contact_{sphere_name}", sphere, floor)
-            force.set_stiffness(params["stiffness"])
-            force.set_dissipation(params["dissipation"])
-            force.set_static_friction(params["static_friction"])
-            force.set_dynamic_friction(params["dynamic_friction"])
-            force.set_viscous_friction(params["viscous_friction"])
-            # A wider stick-slip transition than Hunt-Crossley's 0.1 m/s keeps
-            # the friction force smooth enough for the NLP solver.
-            force.set_transition_velocity(0.2)
-            model.addForce(force)
+    smooth_sphere_contacts(osim, model,
+                           spheres=[n for names in FOOT_SPHERES.values() for n in names],
+                           floor="platform")
     # PinJoint rotates about the z axis of its parent frame, and body-fixed
     # XYZ angles end with z: adding the locked angle there keeps the pose.
     back = model.updJointSet().get("back")

@@ -562,19 +562,18 @@ def generate_jumping2d(out_dir=moco.OUT_DIR, *, motion=None, settings: JumpSetti
     solutions, stages = moco.run_stages(plan, work_dir=work_dir, resume=resume, log=log)
     weight = moco.body_weight_n()
 
-    def analyse(trajectory):
-        jump = moco.half_from_trajectory(trajectory, COORDINATES)
+    def analyse(jump):
         grf = moco.contact_forces(jump)
-        return jump, jump_figures(jump, grf, weight, com_kinematics(jump))
+        return jump_figures(jump, grf, weight, com_kinematics(jump))
 
-    jump, figures = analyse(list(solutions.values())[-1])
+    jump = moco.half_from_trajectory(list(solutions.values())[-1], COORDINATES)
     change = 0.0
     if settings.symmetric_legs:
         jump, change = symmetrise_legs(jump)
-        grf = moco.contact_forces(jump)
-        figures = jump_figures(jump, grf, weight, com_kinematics(jump))
+    figures = analyse(jump)
+    if settings.symmetric_legs:
         figures["legs_symmetrised_max_change_deg"] = change
-    _, tracking_figures = analyse(solutions["tracking"])
+    tracking_figures = analyse(moco.half_from_trajectory(solutions["tracking"], COORDINATES))
     name = settings.name
     sto = out_dir / f"{name}_coordinates.sto"
     moco.write_coordinates_sto(sto, jump, name)
