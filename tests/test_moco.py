@@ -426,3 +426,38 @@ def test_committed_jumping2d_is_a_vertical_jump():
     assert f["start_speed_max"] == 0.0 and 0.8 < f["start_vertical_grf_bw"] < 1.3, f
     from fastenv.references import Reference
     assert Reference.load(moco.OUT_DIR / "jumping2d.npz").playback == "mirror"
+
+
+def test_stance_knee_limit_bounds_the_window_only():
+    """Running's stance-knee limit: -47 deg inside right stance, the knee's
+    own bound outside it."""
+    osim = moco._osim()
+    settings = moco_tasks.RunningSettings()
+    study, problem, model = moco.new_study(settings, "limit")
+    moco._add_stance_knee_limit(osim, problem, model, 0.35, settings)
+    phase = problem.getPhase(0)
+    bound = osim.MocoStateBoundConstraint.safeDownCast(phase.getPathConstraint("stance_knee_r"))
+    assert bound.getStatePaths()[0].endswith("knee_angle_r/value")
+    f = bound.getLowerBound()
+
+    def at(t):
+        return math.degrees(f.calcValue(osim.Vector(1, t)))
+    assert at(0.0) == pytest.approx(-47.0) and at(0.27) == pytest.approx(-47.0)
+    assert at(0.3) == pytest.approx(settings.bounds["knee_angle"][0])
+    with pytest.raises(RuntimeError):
+        phase.getPathConstraint("stance_knee_l")
+
+
+def test_seed_guess_is_the_first_half_of_the_committed_cycle():
+    settings = moco_tasks.RunningSettings(coarse_mesh=6)
+    sto = moco.OUT_DIR / "running2d_coordinates.sto"
+    guess, info = moco.seed_guess(settings, sto, 6, log=lambda m: None)
+    cycle = moco.read_coordinates_sto(sto)
+    t = np.asarray(guess.getTimeMat()).ravel()
+    assert len(t) == 2 * 6 + 1 and t[0] == 0.0
+    assert t[-1] == pytest.approx(cycle.time[-1] / 2, abs=0.006)
+    knee = np.asarray(guess.getStateMat("/jointset/knee_r/knee_angle_r/value")).ravel()
+    np.testing.assert_allclose(knee, np.interp(t, cycle.time, cycle.column("knee_angle_r")))
+    tx = np.asarray(guess.getStateMat("/jointset/ground_pelvis/pelvis_tx/value")).ravel()
+    assert tx[0] == 0.0 and tx[-1] > 1.0
+    assert info["file"] == sto.name

@@ -196,6 +196,32 @@ def test_crouch_cycle_assumptions():
     assert min(knee.values()) > 20.0
 
 
+def test_palsy3d_tracking_smoke(tmp_path):
+    """The Moco crouch-gait generator end to end on a 3-interval mesh: the
+    capped solve does not converge, so it keeps the kinematic reference
+    (nothing is written) and says so; its iterate still gives reserve figures."""
+    shared_motion(d.CROUCH_MOTION)
+    import opensim as osim
+    from fastenv.envs.variants import variant_path
+
+    args = argparse.Namespace(out=tmp_path / "out", motion=None, mesh_intervals=3,
+                              max_iterations=3, threads=1, quiet=True,
+                              work_dir=tmp_path / "work", log=lambda m: None)
+    with pytest.raises(RuntimeError, match="did not converge.*kinematic palsy3d reference is kept"):
+        d.generate_palsy3d(args)
+    assert not (tmp_path / "out" / "palsy3d.npz").exists()
+    solution = osim.MocoTrajectory(str(tmp_path / "work" / "palsy3d_tracking_3_solution.sto"))
+    assert solution.getNumTimes() == 2 * 3 + 1
+    assert any(n.endswith("/reserve_knee_angle_r") for n in solution.getControlNames())
+    r = d.reserve_figures(variant_path("palsy3d"), d.PalsyTrackingSettings(), solution)
+    assert set(r["per_coordinate"]) >= {"knee_angle_r", "ankle_angle_l", "hip_flexion_r"}
+    assert not any(n.startswith("pelvis_") for n in r["per_coordinate"])
+    for v in r["per_coordinate"].values():
+        assert 0.0 <= v["share"] <= 1.0 and v["peak_nm"] >= v["rms_nm"] >= 0.0
+        assert np.isfinite(v["peak_muscle_moment_nm"])
+    assert r["max_share_of_joint_moment"] == max(v["share"] for v in r["per_coordinate"].values())
+
+
 # ------------------------------------------------------------------ committed references
 def test_generators_cover_the_3d_tasks():
     from fastenv.envs import TASKS

@@ -45,6 +45,8 @@ def _settings(cls, args: argparse.Namespace):
         settings.tracking_mesh = min(settings.tracking_mesh, args.mesh_intervals)
     if args.max_iterations:
         settings.max_iterations = args.max_iterations
+    if args.seed:
+        settings.seed = str(args.seed)
     return settings
 
 
@@ -116,10 +118,16 @@ def main(argv=None) -> int:
     gen.add_argument("--output-interval", type=int, default=0,
                      help="write every N-th IPOPT iterate to the work folder (0: never)")
     gen.add_argument("--quiet", action="store_true", help="hide IPOPT's iteration log")
+    gen.add_argument("--seed", type=Path, help="2D gaits: seed the predictive stage with "
+                     "this coordinates .sto (e.g. the committed envs/references/<name>_"
+                     "coordinates.sto) instead of solving the tracking stage")
+    gen.add_argument("--kinematic", action="store_true", help="palsy3d: write the kinematic "
+                     "crouch-gait target without the Moco tracking solve")
     args = parser.parse_args(argv)
     import opensim
     opensim.Logger.setLevelString("warn")
     generator, _ = GENERATORS[args.name]
+    args.log = _log(time.perf_counter())
     generator(args)
     return 0
 

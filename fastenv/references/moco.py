@@ -501,6 +501,12 @@ class Settings:
     # walking half cycle the left foot swings in 30-92 % of it.
     swing_windows: tuple = (("l", 0.3, 0.92),)
     tracking_clearance: bool = False   # swing clearance in the tracking stage too
+    # Stance knee limit of the predictive stages: (knee side, start, end)
+    # fractions of the solved interval in which that knee flexes at most
+    # ``max_stance_knee_flexion_deg`` (running: minimum effort alone lands
+    # on a compliant, deeply flexed stance knee).
+    stance_knee_windows: tuple = ()
+    max_stance_knee_flexion_deg: float = 50.0
     tx_speed_bounds: tuple = (0.2, 3.0)  # forward pelvis speed bounds (m/s)
     bounds: dict = field(default_factory=dict)  # overrides of BOUNDS (degrees, metres)
     # Per-coordinate weights (relative) of the kinematic tracking terms (the
@@ -514,6 +520,10 @@ class Settings:
     # cadence and stride by the same factor sqrt(speed / target speed), as
     # people do when they walk faster; (lo, hi) leaves it free in bounds.
     half_cycle_bounds: tuple | None = None
+    # A coordinates .sto (as written to envs/references/) seeding the first
+    # predictive stage in place of the tracking stage: re-solving a committed
+    # gait under changed settings needs no new tracking solve.
+    seed: str | None = None
     convergence_tolerance: float = 1e-3
     constraint_tolerance: float = 1e-4
     max_iterations: int = 3000
@@ -657,6 +667,27 @@ def _add_swing_clearance(osim, problem, model, duration: float, settings: Settin
             bound.setLowerBound(lower)
             bound.setUpperBound(osim.Constant(2.0))
             problem.addPathConstraint(bound)
+
+
+def _add_stance_knee_limit(osim, problem, model, duration: float, settings: Settings):
+    """Limit knee flexion in each of ``settings.stance_knee_windows``.
+
+    A time-varying lower bound on the knee angle (flexion is negative in
+    this model): ``-max_stance_knee_flexion_deg`` inside the window, the
+    coordinate's own bound outside it.
+    """
+    for side, lo, hi in settings.stance_knee_windows:
+        name = f"knee_angle_{side}"
+        floor = _bounds(name, settings.bounds)[0]
+        limit = -math.radians(settings.max_stance_knee_flexion_deg)
+        lower = osim.PiecewiseLinearFunction()
+        for t, y in _window_points(lo * duration, hi * duration, duration, 1.0):
+            lower.addPoint(t, limit if y > 0 else floor)
+        bound = osim.MocoStateBoundConstraint()
+        bound.setName(f"stance_knee_{side}")
+        bound.addStatePath(_coordinate_path(model, name) + "/value")
+        bound.setLowerBound(lower)
+        problem.addPathConstraint(bound)
 
 
 def _window_points(start: float, end: float, duration: float, height: float):
@@ -870,6 +901,7 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
     bounds = list(settings.half_cycle_bounds) if settings.half_cycle_bounds else duration
     _common_problem(osim, study, model, settings, final_time=bounds)
     _add_swing_clearance(osim, problem, model, duration, settings)
+    _add_stance_knee_limit(osim, problem, model, duration, settings)
     speed = osim.MocoAverageSpeedGoal("speed")
     speed.set_desired_average_speed(settings.speed)
     problem.addGoal(speed)
@@ -1193,10 +1225,37 @@ def run_stages(plan, *, work_dir: Path, resume: bool, log) -> tuple[dict, dict]:
     return solutions, stages
 
 
+def seed_guess(settings: Settings, path, mesh: int, log=print) -> tuple:
+    """(guess trajectory, info) from a full-cycle coordinates .sto.
+
+    The file's cycle starts at right heel strike, as the solved interval does;
+    its first half (or the whole cycle for ``cycle == "full"``) becomes a
+    guess on ``mesh`` with quiet muscles (activations and excitations 0.05).
+    """
+    osim = _osim()
+    cycle = read_coordinates_sto(path)
+    study, _, model = new_study(settings, "seed")
+    end = float(cycle.time[-1] / 2 if settings.cycle == "half" else cycle.time[-1])
+    keep = cycle.time <= end + 1e-9
+    _common_problem(osim, study, model, settings, final_time=end)
+    solver = _solver(study, settings, mesh)
+    coords = {n: cycle.column(n)[keep] for n in cycle.names}
+    coords["pelvis_tx"] = coords["pelvis_tx"] - coords["pelvis_tx"][0]
+    guess = kinematic_guess(osim, solver, model, cycle.time[keep] - cycle.time[0], coords)
+    log(f"[seed] {Path(path).name}: {'first half of the' if settings.cycle == 'half' else 'the'} "
+        f"cycle, {end:.3f} s, as the guess")
+    return guess, dict(file=Path(path).name, mesh_intervals=int(mesh), wall_time_s=0.0,
+                       note="seed of the first predictive stage, in place of a tracking solve")
+
+
 def gait_plan(settings: Settings, target: Target, work_dir: Path, log) -> list:
-    """tracking -> predictive_coarse (-> predictive_fine unless coarse_only)."""
-    plan = [("tracking", settings.tracking_mesh,
-             lambda _: solve_tracking(target, settings, work_dir=work_dir, log=log))]
+    """tracking (or the seed) -> predictive_coarse (-> predictive_fine unless coarse_only)."""
+    if settings.seed:
+        plan = [("seed", settings.coarse_mesh,
+                 lambda _: seed_guess(settings, settings.seed, settings.coarse_mesh, log))]
+    else:
+        plan = [("tracking", settings.tracking_mesh,
+                 lambda _: solve_tracking(target, settings, work_dir=work_dir, log=log))]
     meshes = [("predictive_coarse", settings.coarse_mesh)]
     if not settings.coarse_only:
         meshes.append(("predictive_fine", settings.fine_mesh))
@@ -1256,7 +1315,8 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
     weight = body_weight_n()
     final = list(solutions.values())[-1]
     cycle, figures = analyse_gait(final, settings, weight)
-    _, tracking_figures = analyse_gait(solutions["tracking"], settings, weight)
+    tracking_figures = (analyse_gait(solutions["tracking"], settings, weight)[1]
+                        if "tracking" in solutions else None)
     sto = out_dir / f"{name}_coordinates.sto"
     write_coordinates_sto(sto, cycle, name)
     duration = predictive_duration(target, settings.speed)
@@ -1277,7 +1337,7 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
         # solve time of all stages, resumed ones included
         total_wall_time_s=round(sum(i.get("wall_time_s", 0.0) for i in stages.values()), 1),
         figures=_rounded(figures),
-        tracking_solution_figures=_rounded(tracking_figures),
+        tracking_solution_figures=_rounded(tracking_figures) if tracking_figures else None,
         notes=notes,
     )
     (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")

@@ -71,6 +71,10 @@ class RunningSettings(Settings):
     variant: str | None = "muscle2d"
     speed: float = 3.5
     swing_windows: tuple = (("l", 0.0, 0.9), ("r", 0.85, 0.97))
+    # Right stance is the first ~80 % of the half cycle; without a limit the
+    # stance knee flexed 56 deg (normal running: 30-50 deg).
+    stance_knee_windows: tuple = (("r", 0.0, 0.8),)
+    max_stance_knee_flexion_deg: float = 47.0
     tx_speed_bounds: tuple = (1.0, 6.0)
     # The committed cycle is the 25-interval solve (14 ms per interval): its
     # objective stalled while IPOPT's dual infeasibility stayed near 0.1, so a
