@@ -393,12 +393,14 @@ def test_committed_running2d_is_a_run():
     assert f["double_support_fraction"] == 0.0, f
     assert 0.3 <= f["duty_factor_r"] <= 0.45, f
     assert f["peak_swing_knee_flexion_deg"] >= 90.0, f
-    # Normal running flexes the stance knee 30-50 deg; the committed solution reaches
-    # 56 deg (a compliant run: README and the reference's json say so), so the bound
-    # here is 60 deg, not 50.
-    assert all(30.0 <= k <= 60.0 for k in f["peak_stance_knee_flexion_deg_rl"]), f
-    assert 2.0 < f["peak_vertical_grf_bw"] < 4.0, f
+    # normal running flexes the stance knee 30-50 deg (held by the stance-knee limit)
+    assert all(30.0 <= k <= 50.0 for k in f["peak_stance_knee_flexion_deg_rl"]), f
+    # the peak is an impact transient on the stiff contact spheres (README: 4.1 BW,
+    # against ~2.5 in people); the test keeps it from growing unnoticed
+    assert 2.0 < f["peak_vertical_grf_bw"] < 4.5, f
     assert _seam_deg(cycle) < 2.0
+    stages = json.loads((moco.OUT_DIR / "running2d.json").read_text())["stages"]
+    assert stages["predictive_fine"]["converged"] and stages["predictive_fine"]["mesh_intervals"] == 50
 
 
 def test_committed_lockedknee2d_is_asymmetric_and_locked():
@@ -425,7 +427,10 @@ def test_committed_jumping2d_is_a_vertical_jump():
     # quiet standing at the start: at rest, feet carrying about body weight
     assert f["start_speed_max"] == 0.0 and 0.8 < f["start_vertical_grf_bw"] < 1.3, f
     from fastenv.references import Reference
-    assert Reference.load(moco.OUT_DIR / "jumping2d.npz").playback == "mirror"
+    ref = Reference.load(moco.OUT_DIR / "jumping2d.npz")
+    assert ref.playback == "mirror"
+    # the env starts the jump from rest, as the solution does (clamped spline start)
+    assert np.abs(ref.qdot[0]).max() < 1e-9
 
 
 def test_stance_knee_limit_bounds_the_window_only():

@@ -139,7 +139,7 @@ def test_running_stride_average(muscle3d_path):
 def derived_walking3d(tmp_path_factory):
     shared_motion(d.WALKING_MOTION)
     out = tmp_path_factory.mktemp("walking3d")
-    doc = d.generate_walking3d(argparse.Namespace(out=out, motion=None))
+    doc = d.generate_walking3d(argparse.Namespace(out=out, motion=None, kinematic=True))
     return out, doc
 
 
@@ -196,30 +196,49 @@ def test_crouch_cycle_assumptions():
     assert min(knee.values()) > 20.0
 
 
-def test_palsy3d_tracking_smoke(tmp_path):
-    """The Moco crouch-gait generator end to end on a 3-interval mesh: the
-    capped solve does not converge, so it keeps the kinematic reference
-    (nothing is written) and says so; its iterate still gives reserve figures."""
-    shared_motion(d.CROUCH_MOTION)
+def _capped_tracking(generate, name, tmp_path):
+    """Run a 3D Moco generator on a 3-interval mesh, capped at 3 iterations: the
+    solve does not converge, so nothing is written (the kinematic reference is
+    kept) and it says so. Returns the stage's solution."""
     import opensim as osim
-    from fastenv.envs.variants import variant_path
 
     args = argparse.Namespace(out=tmp_path / "out", motion=None, mesh_intervals=3,
                               max_iterations=3, threads=1, quiet=True,
                               work_dir=tmp_path / "work", log=lambda m: None)
-    with pytest.raises(RuntimeError, match="did not converge.*kinematic palsy3d reference is kept"):
-        d.generate_palsy3d(args)
-    assert not (tmp_path / "out" / "palsy3d.npz").exists()
-    solution = osim.MocoTrajectory(str(tmp_path / "work" / "palsy3d_tracking_3_solution.sto"))
+    with pytest.raises(RuntimeError, match=f"{name}_tracking_3 did not converge.*"
+                                           f"kinematic {name} reference is kept"):
+        generate(args)
+    assert not (tmp_path / "out" / f"{name}.npz").exists()
+    stage = json.loads((tmp_path / "work" / f"{name}_tracking_3_stage.json").read_text())
+    assert stage["iterations"] == 3 and stage["converged"] is False
+    return osim.MocoTrajectory(str(tmp_path / "work" / f"{name}_tracking_3_solution.sto"))
+
+
+def test_palsy3d_tracking_smoke(tmp_path):
+    """The crouch-gait generator end to end (full cycle); its capped iterate
+    still gives reserve figures."""
+    shared_motion(d.CROUCH_MOTION)
+    from fastenv.envs.variants import variant_path
+
+    solution = _capped_tracking(d.generate_palsy3d, "palsy3d", tmp_path)
     assert solution.getNumTimes() == 2 * 3 + 1
     assert any(n.endswith("/reserve_knee_angle_r") for n in solution.getControlNames())
-    r = d.reserve_figures(variant_path("palsy3d"), d.PalsyTrackingSettings(), solution)
+    r = d.reserve_figures(variant_path("palsy3d"), d.TrackingSettings(), solution)
     assert set(r["per_coordinate"]) >= {"knee_angle_r", "ankle_angle_l", "hip_flexion_r"}
     assert not any(n.startswith("pelvis_") for n in r["per_coordinate"])
     for v in r["per_coordinate"].values():
         assert 0.0 <= v["share"] <= 1.0 and v["peak_nm"] >= v["rms_nm"] >= 0.0
         assert np.isfinite(v["peak_muscle_moment_nm"])
     assert r["max_share_of_joint_moment"] == max(v["share"] for v in r["per_coordinate"].values())
+
+
+def test_walking3d_tracking_smoke(tmp_path):
+    """walking3d's generator solves a symmetric half cycle of the kinematic target."""
+    shared_motion(d.WALKING_MOTION)
+    solution = _capped_tracking(d.generate_walking3d, "walking3d", tmp_path)
+    cycle = d.cycle_of(d.load_committed("walking2d"))
+    t = np.asarray(solution.getTimeMat()).ravel()
+    assert t[-1] == pytest.approx((cycle.time[-1] - cycle.time[0]) / 2, rel=0.02)
 
 
 # ------------------------------------------------------------------ committed references
@@ -276,10 +295,12 @@ def test_committed_reference_resets_on_the_ground(name):
         assert 1.0 < grf < 5.0
         assert abs(offset) < 0.005
         return
-    if name == "jumping3d":
-        frame = 0                                 # standing before the push-off
-    else:
-        frame = _even_double_support_frame(ref, model)
+    # frame 0: standing before the push-off (jump), or right heel strike, where the
+    # cycle's double support begins (gaits)
+    frame = 0
+    if name != "jumping3d":
+        fr, fl, bw = _foot_forces(ref, model)
+        assert min(fr[0], fl[0]) > 0.01 * bw, "frame 0 is not in double support"
     grf, offset = _reset_grf(REFERENCE_DIR / f"{name}.npz", model, frame, _task_id(name))
     assert 0.7 < grf < 1.3
     # the jump is aligned at its first frame alone, where the derivation's finite-
@@ -313,3 +334,11 @@ def test_committed_palsy3d_is_a_crouch_gait():
     f = ref.figures
     assert 0.6 < f["speed_m_s"] < 1.1 and 0.8 < f["cycle_duration_s"] < 1.4
     assert min(f["min_stance_knee_flexion_deg"]) > 20.0
+    # produced by Moco with the child model, its reserve torques a few per cent
+    # of the joint moments, the measured crouch tracked within a few degrees
+    assert f["kind"] == "moco_tracking"
+    assert f["reserves"]["max_share_of_joint_moment"] < 0.05
+    assert max(f["tracking_rms_deg"].values()) < 5.0
+    doc = json.loads((REFERENCE_DIR / "palsy3d.json").read_text())
+    assert all(stage["converged"] for stage in doc["moco"]["stages"].values())
+    assert doc["tracking_target"]["kind"] == "kinematic"

@@ -61,6 +61,33 @@ def test_grf_equals_contact_force_records(stepped):
         assert grf[c, 1] == pytest.approx(-ground)  # Newton's third law
 
 
+def test_grf_counts_a_body_with_two_spheres_once(muscle3d_path):
+    """The 3D feet have two toe spheres on one body: Hunt-Crossley reports that
+    body's total once per sphere. The foot's force must still equal the ground's
+    reaction (Newton's third law), toes counted once."""
+    sim = Simulation(muscle3d_path)
+    s = sim.state_from_coordinates(*_sunk_pose(sim), equilibrate=False)
+    sim.model.realizeDynamics(s)
+    total = sim.vertical_grf(*_sunk_pose(sim))
+    ground = 0.0
+    for f in sim.contact_forces:
+        labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
+        assert sum(lab.endswith("toes_r.force.Y") or lab.endswith("toes_l.force.Y")
+                   for lab in labels) == 2     # the repeated report this guards against
+        values = f.getRecordValues(s)
+        ground += sum(values.get(i) for i, lab in enumerate(labels)
+                      if lab.endswith(".ground.force.Y") or lab.endswith(".platform.force.Y"))
+    assert ground < -0.5 * sim.body_weight
+    assert total == pytest.approx(-ground, rel=1e-9)
+
+
+def _sunk_pose(sim):
+    """Default pose lowered 2 cm: heel and toe spheres in the ground."""
+    q = sim.buf[sim.layout.slice("q")].copy()
+    q[sim.coordinate_names.index("pelvis_ty")] -= 0.02
+    return q, np.zeros_like(q)
+
+
 def test_controls_drive_the_muscles(muscle2d_path):
     sim = Simulation(muscle2d_path)
     sim.step(np.ones(sim.n_controls))

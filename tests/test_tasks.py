@@ -38,37 +38,26 @@ def _random_steps(env, n):
     env.close()
 
 
-def _double_support_frame(env):
-    """The frame of the reference's first double-support phase where the two feet share
-    the load most evenly (static contact forces): the weight-transfer instant. Later in
-    double support the loading response legitimately exceeds body weight (the walking
-    reference peaks at about 1.5 BW there)."""
-    sim, ref = env.sim, env.reference
-    feet = []
-    for k in range(ref.n_frames):
-        s = sim.state_from_coordinates(*ref.coordinates_at(k), equilibrate=False)
-        sim.model.realizeDynamics(s)
-        feet.append([sum(f.getRecordValues(s).get(int(i)) for i in idx[:, 1])
-                     for f, idx in zip(sim.contact_forces, sim._contact_idx)])
-    feet = np.array(feet) / sim.body_weight
-    both = feet.min(axis=1) > 0.1
-    assert both.any(), "the reference has no double support"
-    start = int(np.argmax(both))
-    end = start + int(np.argmax(~both[start:])) if (~both[start:]).any() else len(both)
-    share = np.abs(feet[start:end, 0] - feet[start:end, 1])
-    return start + int(np.argmin(share))
-
-
 @pytest.mark.parametrize("task", [t for t in SHIPPED
                                   if "Walking" in t or "LockedKnee" in t or "Palsy" in t])
 def test_reference_state_initialisation_on_the_ground(task):
-    env = gym.make(task).unwrapped
-    k = _double_support_frame(env)
-    env.reset(seed=0, options={"start_frame": k})
+    """The test-mode start (the reference's first frame: right heel strike, where
+    double support begins) has both feet on the ground and a vertical GRF of body
+    weight within 30%.
+
+    Other double-support frames of a dynamic gait legitimately carry 0.5-1.6 body
+    weights (weight acceptance, unloading before the other heel strike), so the
+    check is made where every evaluation episode starts."""
+    env = gym.make(task, mode="test").unwrapped
+    env.reset(seed=0)
     sim = env.sim
-    vgrf = sim.buf[sim.layout.slice("grf")].reshape(-1, 6)[:, 1].sum() / sim.body_weight
-    print(f"{task}: vertical GRF at reset (frame {k}, double support) = {vgrf:.2f} BW")
-    assert 0.7 <= vgrf <= 1.3
+    vertical = sim.buf[sim.layout.slice("grf")].reshape(-1, 6)[:, 1] / sim.body_weight
+    feet = {side: sum(v for name, v in zip(sim.contact_names, vertical) if name.endswith(side))
+            for side in ("_r", "_l")}
+    print(f"{task}: vertical GRF at the test-mode reset = {sum(feet.values()):.2f} BW "
+          f"(right {feet['_r']:.2f}, left {feet['_l']:.2f})")
+    assert min(feet.values()) > 0.01          # both feet on the ground (the heel just struck)
+    assert 0.7 <= sum(feet.values()) <= 1.3
 
 
 @pytest.mark.parametrize("task", MISSING)

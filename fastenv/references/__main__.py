@@ -121,6 +121,8 @@ def main(argv=None) -> int:
     gen.add_argument("--seed", type=Path, help="2D gaits: seed the predictive stage with "
                      "this coordinates .sto (e.g. the committed envs/references/<name>_"
                      "coordinates.sto) instead of solving the tracking stage")
+    gen.add_argument("--guess", type=Path, help="3D Moco tracking (palsy3d): a Moco solution "
+                     ".sto of an earlier solve as the initial guess (warm start)")
     gen.add_argument("--kinematic", action="store_true", help="palsy3d: write the kinematic "
                      "crouch-gait target without the Moco tracking solve")
     args = parser.parse_args(argv)

@@ -245,8 +245,12 @@ class ContactProbe:
             if f.getConcreteClassName() not in ("HuntCrossleyForce", "SmoothSphereHalfSpaceForce"):
                 continue
             labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
+            # the foot bodies' forces; a Hunt-Crossley body with several spheres
+            # is reported once per sphere with its total (count it once), a
+            # smooth sphere force also reports the half space's reaction
             idx = [i for i, lab in enumerate(labels) if lab.endswith(".force.Y")
-                   and lab.split(".")[-3] not in ("ground", "platform")]
+                   and lab.split(".")[-3] not in ("ground", "platform", "HalfSpace")
+                   and lab not in labels[:i]]
             side = "r" if f.getName().endswith("_r") or "_r_" in f.getName() or \
                 f.getName().startswith("r_") else "l"
             self.forces.setdefault(side, []).append((f, idx))
@@ -813,6 +817,8 @@ def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
     out_dir.mkdir(parents=True, exist_ok=True)
     probe = ContactProbe(model_path)
     speeds = cycle_speeds(cycle) if cyclic else np.gradient(cycle.values, cycle.time, axis=0)
+    if playback == "mirror":
+        speeds[0] = 0.0          # a jump starts at rest (build_reference's start_at_rest)
     dy = align_ground(model_path, cycle, speeds, probe, start_only=playback == "mirror")
     cycle.values[:, cycle.names.index("pelvis_ty")] += dy
     log(f"[{name}] pelvis height shifted {dy * 1000:+.1f} mm onto the model's contact spheres")
@@ -835,7 +841,8 @@ def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
     figures.update(_ranges_deg(cycle, OUT_OF_PLANE))
     ref = build_reference(model_path, cycle.time, cycle.names, cycle.values,
                           control_dt=0.01, cyclic=cyclic, playback=playback, name=name,
-                          source=doc.get("command", ""), figures=figures)
+                          source=doc.get("command", ""), figures=figures,
+                          start_at_rest=playback == "mirror")
     ref.figures.update(contact_figures(ref, model_path, probe))
     ref.figures = _rounded(ref.figures)
     npz = ref.save(out_dir / f"{name}.npz")
@@ -1121,14 +1128,17 @@ def derive_palsy3d(out_dir=None, *, motion=None, command: str = "", log=print) -
 
 def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: dict, *,
                     symmetric: bool, meshes=(25,), settings: TrackingSettings | None = None,
-                    work_dir=None, out_dir=None, resume: bool = False, log=print) -> dict:
+                    work_dir=None, out_dir=None, resume: bool = False, guess=None,
+                    log=print) -> dict:
     """Moco tracking of a kinematic 3D cycle; writes the solution as the reference.
 
     Each mesh in ``meshes`` is solved in turn, each from the previous
     solution (coarse first).  If the last stage does not converge the
     reference is not written and a RuntimeError says so (the kinematic one
     stays).  ``doc`` is the kinematic cycle's document: it becomes the
-    ``tracking_target`` entry of the new one.
+    ``tracking_target`` entry of the new one.  ``guess``: a Moco solution
+    (.sto) of the same model as the first stage's initial guess instead of
+    the kinematic target (warm start from an earlier solve).
     """
     import dataclasses
 
@@ -1139,19 +1149,28 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
     settings = settings or TrackingSettings()
     work_dir = Path(work_dir or f"/tmp/fastenv_{name}")
     work_dir.mkdir(parents=True, exist_ok=True)
-    stages, guess, solution = {}, None, None
+    stages, solution = {}, None
+    first_guess = guess
     for mesh in meshes:
         label = f"{name}_tracking_{mesh}"
         path = work_dir / f"{label}_solution.sto"
+        # the stage's figures (iterations, wall time, status) are kept beside its
+        # solution, so that a resumed run still documents how it was solved
+        info_path = work_dir / f"{label}_stage.json"
         if resume and path.is_file():
             solution = osim.MocoTrajectory(str(path))
-            stages[label] = dict(reused=True, mesh_intervals=int(mesh))
+            stages[label] = dict(json.loads(info_path.read_text()) if info_path.is_file()
+                                 else dict(mesh_intervals=int(mesh)), reused=True)
             log(f"[{label}] reused {path}")
         else:
             stage = dataclasses.replace(settings, mesh=int(mesh))
             solution, stages[label] = solve_tracking(model, target, symmetric=symmetric,
                                                      settings=stage, work_dir=work_dir,
                                                      label=label, log=log, guess_file=guess)
+            if guess is not None:
+                stages[label]["initial_guess"] = (Path(guess).name if guess != first_guess else
+                                                  f"{Path(guess).name} (earlier solve)")
+            info_path.write_text(json.dumps(stages[label], indent=1))
             if not stages[label]["converged"]:
                 raise RuntimeError(f"{label} did not converge ({stages[label]['status']}); "
                                    f"the kinematic {name} reference is kept")
@@ -1206,14 +1225,17 @@ def _out(args):
 
 
 def generate_walking3d(args) -> dict:
-    """walking2d on muscle3d + out-of-plane motion of the measured normal walk."""
+    """walking2d on muscle3d + out-of-plane motion of the measured normal walk,
+    made dynamically consistent by a Moco tracking solve (symmetric half cycle;
+    ``args.kinematic``: the kinematic cycle itself)."""
     from fastenv.envs.variants import variant_path
 
     model = variant_path("muscle3d")
-    return derive_from_2d("walking3d", "walking2d", "muscle3d",
-                          measured_walk(model, getattr(args, "motion", None)),
-                          variant2d="muscle2d", command=_command("walking3d", args),
-                          out_dir=_out(args))
+    derived = derive_cycle_from_2d("walking3d", "walking2d", "muscle3d",
+                                   measured_walk(model, getattr(args, "motion", None)),
+                                   variant2d="muscle2d", command=_command("walking3d", args),
+                                   out_dir=_out(args))
+    return write_3d("walking3d", "muscle3d", derived, args, TrackingSettings(), symmetric=True)
 
 
 def generate_running3d(args) -> dict:
@@ -1258,30 +1280,51 @@ def generate_palsy3d(args) -> dict:
     with the palsy3d model's own weakened, contractured muscles; the solution
     is the reference.  ``args.kinematic`` writes the kinematic target instead.
     """
-    from fastenv.envs.variants import variant_path
-
     log = getattr(args, "log", None) or print
     cycle, doc, events = palsy3d_cycle(motion=getattr(args, "motion", None),
                                        command=_command("palsy3d", args), log=log)
-    if getattr(args, "kinematic", False):
-        return finish("palsy3d", variant_path("palsy3d"), cycle, cyclic=True, playback="loop",
+    return write_3d("palsy3d", "palsy3d", (cycle, doc, events, True, "loop"), args,
+                    TrackingSettings(), symmetric=False)
+
+
+def write_3d(name: str, variant: str, derived: tuple, args, settings: TrackingSettings | None,
+             *, symmetric: bool) -> dict:
+    """Write a 3D reference from its kinematic cycle ``derived`` = (cycle, doc,
+    events, cyclic, playback): a Moco tracking solve of it with ``settings``
+    (:func:`track_and_write`), or the kinematic cycle itself when ``settings``
+    is None or ``args.kinematic`` is set.  The command-line options (threads,
+    mesh intervals, iterations, work folder, resume, guess) apply to the solve.
+    """
+    import dataclasses
+
+    from fastenv.envs.variants import variant_path
+
+    cycle, doc, events, cyclic, playback = derived
+    log = getattr(args, "log", None) or print
+    if settings is None or getattr(args, "kinematic", False):
+        return finish(name, variant_path(variant), cycle, cyclic=cyclic, playback=playback,
                       doc=doc, out_dir=_out(args), log=log, events=events)
-    settings = PalsyTrackingSettings(threads=getattr(args, "threads", 2) or 2,
-                                     verbose=not getattr(args, "quiet", False),
-                                     output_interval=getattr(args, "output_interval", 0) or 0)
-    if getattr(args, "max_iterations", None):
-        settings.max_iterations = args.max_iterations
-    mesh = getattr(args, "mesh_intervals", None) or settings.mesh
-    return track_and_write("palsy3d", "palsy3d", cycle, doc, events, symmetric=False,
-                           meshes=(mesh,), settings=settings,
-                           work_dir=getattr(args, "work_dir", None) or "/tmp/fastenv_palsy3d",
-                           out_dir=_out(args), resume=getattr(args, "resume", False), log=log)
+    settings = dataclasses.replace(
+        settings, threads=getattr(args, "threads", None) or settings.threads,
+        verbose=not getattr(args, "quiet", False),
+        output_interval=getattr(args, "output_interval", 0) or 0,
+        max_iterations=getattr(args, "max_iterations", None) or settings.max_iterations)
+    mesh = getattr(args, "mesh_intervals", None)
+    if mesh:
+        settings.meshes = (min(settings.meshes[0], mesh), mesh) if mesh > settings.meshes[0] \
+            else (mesh,)
+    return track_and_write(name, variant, cycle, doc, events, symmetric=symmetric,
+                           meshes=settings.meshes, settings=settings,
+                           work_dir=getattr(args, "work_dir", None) or f"/tmp/fastenv_{name}",
+                           out_dir=_out(args), resume=getattr(args, "resume", False),
+                           guess=getattr(args, "guess", None), log=log)
 
 
 #: name -> (generator(args), one-line description), as ``__main__.GENERATORS``.
 GENERATORS_3D: dict[str, tuple[Callable, str]] = {
-    "walking3d": (generate_walking3d, "3D walking cycle of muscle3d: walking2d plus measured "
-                                      "out-of-plane motion (kinematic)"),
+    "walking3d": (generate_walking3d, "3D walking cycle of muscle3d: Moco tracking of walking2d "
+                                      "plus measured out-of-plane motion (--kinematic: without "
+                                      "the solve)"),
     "running3d": (generate_running3d, "3D running cycle of muscle3d: running2d plus measured "
                                       "out-of-plane motion (kinematic)"),
     "jumping3d": (generate_jumping3d, "3D vertical jump of muscle3d: jumping2d, no out-of-plane "
@@ -1297,21 +1340,30 @@ GENERATORS_3D: dict[str, tuple[Callable, str]] = {
 # ------------------------------------------------------------------ Moco tracking (3D)
 @dataclass
 class TrackingSettings:
-    """Knobs of a 3D Moco tracking solve (defaults: the 2D pipeline's choices).
+    """Knobs of a 3D Moco tracking solve; the defaults made the committed ones.
 
     The tracking target is a kinematic 3D reference; the solve makes it
     dynamically consistent: muscle-driven (DeGroote-Fregly muscles, rigid
-    tendons), smooth sphere contacts in place of Hunt-Crossley, no residual
-    or reserve actuators unless ``reserve_torque`` is set.
+    tendons, passive fibre forces), smooth sphere contacts in place of
+    Hunt-Crossley, and a reserve torque on every joint (not on the pelvis:
+    no residual forces).  Why reserves and passive forces: without reserves,
+    or with them but without passive fibre forces, IPOPT stalled on palsy3d
+    (primal infeasibility 150-350 after 40-60 iterations); with both it
+    converged, and the reserves end up supplying a few per cent of the joint
+    moments (reported as ``figures['reserves']``).
     """
 
     mesh: int = 25                     # mesh intervals over the solved duration
+    #: the stages' meshes, each solved from the previous solution: a coarse
+    #: first solve converged from the kinematic guess where a direct
+    #: 25-interval one stalled (walking3d)
+    meshes: tuple = (10, 25)
     tracking_weight: float = 10.0      # per (rad^2 s) of coordinate error
     effort_weight: float = 1.0         # sum of squared excitations
     #: per-state tracking weights relative to rotations: forward progression only
     #: guides the speed; lateral sway and height follow from the dynamics.
     translation_weights: dict = None
-    passive_fiber_forces: bool = False
+    passive_fiber_forces: bool = True
     fiber_curve_width: float = 1.5
     #: hip_rotation is locked in the env's models; Moco refuses locked coordinates
     #: of a 3-DOF hip, so a stiff rotational spring (N m/rad) holds it at zero.
@@ -1319,7 +1371,7 @@ class TrackingSettings:
     #: weight of tracking the target's calcaneus positions (per m^2 s): keeps the
     #: step width and foot paths, which joint-angle tracking alone trades away
     foot_tracking_weight: float = 100.0
-    reserve_torque: float = 0.0        # N m per unit control on each joint; 0: none
+    reserve_torque: float = 20.0       # N m per unit control on each joint; 0: none
     reserve_weight: float = 10.0       # effort weight of the reserve controls
     threads: int = 2
     max_iterations: int = 1000
@@ -1331,25 +1383,6 @@ class TrackingSettings:
     def __post_init__(self):
         if self.translation_weights is None:
             self.translation_weights = {"pelvis_tx": 0.2, "pelvis_ty": 1.0, "pelvis_tz": 0.1}
-
-
-@dataclass
-class PalsyTrackingSettings(TrackingSettings):
-    """palsy3d's tracking solve: the child's own muscles, with reserve torques.
-
-    Passive fibre forces stay on because the contractures (shorter optimal
-    fibres of the hamstrings and gastrocnemii) act through them.  Reserve
-    torques (20 N m per unit control, effort weight 10) on every joint:
-    without them the solve did not converge here (IPOPT's primal
-    infeasibility stalled at 150-350 with the barrier parameter stuck at
-    10^1.9 after 40 iterations), i.e. the weakened muscles alone cannot
-    produce the measured crouch kinematics exactly.  Their share of each joint
-    moment is reported in the reference's figures.
-    """
-
-    reserve_torque: float = 20.0
-    reserve_weight: float = 10.0
-    passive_fiber_forces: bool = True
 
 
 #: Coordinates whose sign flips from one half of a symmetric gait cycle to the other.
@@ -1370,7 +1403,9 @@ def moco_processor(model_path, settings: TrackingSettings):
     contacts become one SmoothSphereHalfSpaceForce per contact sphere, same
     stiffness, dissipation and friction; Thelen muscles become DeGroote-Fregly
     ones with rigid tendons), and it refuses locked coordinates: the back
-    (one locked coordinate) is welded at its locked angle, the locked hip
+    (one locked coordinate) is welded at its locked angle, a locked knee and
+    ankle (``muscle3d_lockedknee``) are welded at their locked pose
+    (:func:`fastenv.references.moco.weld_locked_joints`), the locked hip
     rotations are unlocked and held by a stiff spring.
     """
     import opensim as osim
@@ -1380,14 +1415,16 @@ def moco_processor(model_path, settings: TrackingSettings):
     model = osim.Model(str(model_path))
     model.finalizeConnections()
     smooth_sphere_contacts(osim, model, label=str(model_path))
-    welds = []
+    welds, locked_joints = [], []
     coords = model.updCoordinateSet()
     for joint in model.getJointSet():
         names = [joint.get_coordinates(k).getName() for k in range(joint.numCoordinates())]
         locked = [n for n in names if coords.get(n).get_locked()]
         if not locked:
             continue
-        if joint.getConcreteClassName() == "PinJoint" and len(names) == 1:
+        if len(names) == 1 and joint.getName() != "back":
+            locked_joints.append(joint.getName())     # the locked knee and ankle
+        elif joint.getConcreteClassName() == "PinJoint" and len(names) == 1:
             # a PinJoint turns about its parent frame's z axis, the last of the
             # body-fixed XYZ angles: folding the locked angle in keeps the pose
             parent = model.updJointSet().get(joint.getName()).upd_frames(0)
@@ -1409,6 +1446,11 @@ def moco_processor(model_path, settings: TrackingSettings):
         else:
             raise ValueError(f"joint {joint.getName()}: locked coordinates {locked} are not "
                              "supported by the 3D tracking solve")
+    if locked_joints:
+        # welded at the locked pose, their path points fixed there (as in 2D)
+        from fastenv.references.moco import weld_locked_joints
+
+        weld_locked_joints(model, locked_joints)
     if settings.reserve_torque > 0:
         for c in model.getCoordinateSet():
             n = c.getName()

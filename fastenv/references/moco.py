@@ -1390,7 +1390,8 @@ def _rounded(d: dict) -> dict:
 
 
 def write_reference_npz(out_dir: Path, cycle: Cycle, doc: dict, log, *, model_path: str,
-                        cyclic: bool, playback: str, source: str) -> Path | None:
+                        cyclic: bool, playback: str, source: str,
+                        start_at_rest: bool = False) -> Path | None:
     """The env-ready reference ``<name>.npz``, through fastenv.references.build_reference,
     on the env model the reference is for."""
     try:
@@ -1400,7 +1401,7 @@ def write_reference_npz(out_dir: Path, cycle: Cycle, doc: dict, log, *, model_pa
         return None
     ref = build_reference(model_path, cycle.time, list(cycle.names), cycle.values,
                           control_dt=0.01, cyclic=cyclic, playback=playback, name=doc["name"],
-                          source=source, figures=doc["figures"])
+                          source=source, figures=doc["figures"], start_at_rest=start_at_rest)
     path = ref.save(Path(out_dir) / f"{doc['name']}.npz")
     log(f"[npz] {path}")
     return path

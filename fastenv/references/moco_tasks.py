@@ -76,10 +76,11 @@ class RunningSettings(Settings):
     stance_knee_windows: tuple = (("r", 0.0, 0.8),)
     max_stance_knee_flexion_deg: float = 47.0
     tx_speed_bounds: tuple = (1.0, 6.0)
-    # The committed cycle is the 25-interval solve (14 ms per interval): its
-    # objective stalled while IPOPT's dual infeasibility stayed near 0.1, so a
-    # refinement was not attempted on this machine.
-    coarse_only: bool = True
+    # The 25-interval solve stalls (dual infeasibility near 0.1 for 100+
+    # iterations); its iterate seeds the 50-interval one, which converged.
+    coarse_only: bool = False
+    fine_mesh: int = 50
+    guess_resampling: str = "hermite"
     bounds: dict = field(default_factory=lambda: {
         "knee_angle": (-140.0, 8.0), "hip_flexion": (-40.0, 80.0),
         "pelvis_ty": (0.7, 1.2), "ankle_angle": (-45.0, 30.0)})
@@ -102,8 +103,8 @@ def generate_running2d(out_dir=moco.OUT_DIR, *, motion=None, settings: RunningSe
                     "predicted with OpenSim Moco from a tracking solution of a measured run",
         model="fastenv.envs.variants 'muscle2d' (= osim/models/gait9dof18musc.osim of osim-rl); "
               "smooth sphere contacts, DeGroote-Fregly muscles, rigid tendons, back welded",
-        notes="tracking_solution_figures describe the first-stage guess (the measured run at "
-              "its own speed, no clearance constraint)")
+        notes="tracking_solution_figures (when a tracking stage ran) describe the first-stage "
+              "guess (the measured run at its own speed, no clearance constraint)")
 
 
 # --------------------------------------------------------------------------
@@ -616,7 +617,7 @@ def generate_jumping2d(out_dir=moco.OUT_DIR, *, motion=None, settings: JumpSetti
     if write_npz:
         moco.write_reference_npz(out_dir, jump, doc, log,
                                  model_path=moco.env_model_path(settings), cyclic=False,
-                                 playback="mirror",
+                                 playback="mirror", start_at_rest=True,
                                  source=f"python -m fastenv.references generate {name} "
                                         f"(tracking target {motion.name})")
     return doc

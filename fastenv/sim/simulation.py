@@ -219,13 +219,18 @@ class Simulation:
 
         HuntCrossleyForce reports force and torque on every body of its contact
         pairs; the ground reaction on the foot is the sum over the foot bodies.
+        A body with several spheres (the 3D model's two toe spheres) is reported
+        once per sphere, each time with the body's total: only its first report
+        counts, or the toes' force would be doubled.
         """
         labels = [force.getRecordLabels().get(i) for i in range(force.getRecordLabels().size())]
         ground = {"ground", "platform"}
-        idx = []
+        idx, seen = [], set()
         for i, lab in enumerate(labels):
             parts = lab.split(".")
-            if len(parts) >= 3 and parts[-2] in ("force", "torque") and parts[-3] not in ground:
+            if len(parts) >= 3 and parts[-2] in ("force", "torque") and parts[-3] not in ground \
+                    and lab not in seen:
+                seen.add(lab)
                 idx.append(i)
         if len(idx) % 6:
             raise RuntimeError(f"unexpected record labels for {force.getName()}: {labels}")
