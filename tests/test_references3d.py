@@ -241,6 +241,21 @@ def test_walking3d_tracking_smoke(tmp_path):
     assert t[-1] == pytest.approx((cycle.time[-1] - cycle.time[0]) / 2, rel=0.02)
 
 
+@pytest.mark.parametrize("name", ["running3d", "jumping3d", "lockedknee3d"])
+def test_kinematic_3d_generators_reproduce_the_committed_references(name, tmp_path):
+    """The kinematic 3D generators are deterministic: regenerated, they give the
+    committed reference exactly (a second or two each)."""
+    if name == "running3d":
+        shared_motion(d.RUNNING_MOTION)
+    generate, _ = d.GENERATORS_3D[name]
+    doc = generate(argparse.Namespace(out=tmp_path, motion=None, kinematic=True))
+    assert doc["figures"]["kind"] == "kinematic"
+    new, committed = (Reference.load(p / f"{name}.npz") for p in (tmp_path, REFERENCE_DIR))
+    assert new.playback == committed.playback
+    np.testing.assert_allclose(new.q, committed.q, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(new.qdot, committed.qdot, rtol=0, atol=1e-9)
+
+
 # ------------------------------------------------------------------ committed references
 def test_generators_cover_the_3d_tasks():
     from fastenv.envs import TASKS
