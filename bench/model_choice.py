@@ -133,7 +133,7 @@ def main():
     for name, r in rows.items():
         lines.append(f"| {name} | {r['steps_per_s']:.0f} | {r['rms_error_deg_at_0_1s']:.1f} | "
                      f"{r['rms_error_deg_at_half_cycle']:.1f} | {r['follows_within_10deg_s']:.2f} "
-                     f"| {r['fell_at_s'] if r['fell_at_s'] is not None else '–'} |")
+                     f"| {'–' if r['fell_at_s'] is None else format(r['fell_at_s'], '.2f')} |")
     (out / "model_choice.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
