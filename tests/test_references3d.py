@@ -323,6 +323,27 @@ def test_committed_reference_resets_on_the_ground(name):
     assert abs(offset) < (0.008 if name == "jumping3d" else 0.005)
 
 
+@pytest.mark.parametrize("name", COMMITTED)
+def test_committed_moco_solution_is_the_reference(name):
+    """A Moco-tracked reference ships its solution (states and controls); the
+    reference's coordinates are that solution's, resampled at 10 ms."""
+    import opensim as osim
+
+    ref = Reference.load(REFERENCE_DIR / f"{name}.npz")
+    path = REFERENCE_DIR / f"{name}_solution.sto"
+    if ref.figures["kind"] != "moco_tracking":
+        assert not path.exists()
+        return
+    doc = json.loads((REFERENCE_DIR / f"{name}.json").read_text())
+    cycle = d.motion_from_solution(osim.MocoTrajectory(str(path)), list(ref.coordinate_names),
+                                   symmetric=doc["moco"]["symmetric_half_cycle"])
+    t_ref = np.arange(ref.n_frames + 1) * ref.control_dt * ref.figures["time_scale"]
+    for c in ("pelvis_tilt", "pelvis_list", "hip_flexion_r", "knee_angle_l", "ankle_angle_r"):
+        j = ref.coordinate_names.index(c)
+        q = np.append(ref.q[:, j], ref.q[0, j] + ref.q_offset[j])   # closed cycle
+        assert np.degrees(np.abs(np.interp(cycle.time, t_ref, q) - cycle.col(c)).max()) < 0.5, c
+
+
 def test_committed_walking3d_figures():
     if "walking3d" not in COMMITTED:
         pytest.skip("walking3d is not generated")

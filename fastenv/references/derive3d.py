@@ -1138,7 +1138,8 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
     stays).  ``doc`` is the kinematic cycle's document: it becomes the
     ``tracking_target`` entry of the new one.  ``guess``: a Moco solution
     (.sto) of the same model as the first stage's initial guess instead of
-    the kinematic target (warm start from an earlier solve).
+    the kinematic target (warm start from an earlier solve, e.g. the
+    committed ``<name>_solution.sto`` that this writes beside the reference).
     """
     import dataclasses
 
@@ -1175,6 +1176,10 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
                 raise RuntimeError(f"{label} did not converge ({stages[label]['status']}); "
                                    f"the kinematic {name} reference is kept")
         guess = path
+    # the solution itself (states, controls) ships beside the reference: its muscle
+    # excitations, and a warm start (--guess) for regenerating it
+    Path(out_dir or OUT_DIR).mkdir(parents=True, exist_ok=True)
+    solution.write(str(Path(out_dir or OUT_DIR) / f"{name}_solution.sto"))
     cycle = motion_from_solution(solution, target.names, symmetric=symmetric)
     errors = tracking_errors_deg(cycle, target)
     hip_rot = [np.degrees(np.abs(np.asarray(solution.getStateMat(s))).max())
@@ -1313,6 +1318,8 @@ def write_3d(name: str, variant: str, derived: tuple, args, settings: TrackingSe
     if mesh:
         settings.meshes = (min(settings.meshes[0], mesh), mesh) if mesh > settings.meshes[0] \
             else (mesh,)
+    if getattr(args, "guess", None):
+        settings.meshes = settings.meshes[-1:]    # a warm start needs no coarse stage
     return track_and_write(name, variant, cycle, doc, events, symmetric=symmetric,
                            meshes=settings.meshes, settings=settings,
                            work_dir=getattr(args, "work_dir", None) or f"/tmp/fastenv_{name}",
