@@ -8,10 +8,12 @@ model's; what a 3D model adds is the out-of-plane motion (``pelvis_list``,
 ``pelvis_rotation``, ``pelvis_tz``, ``hip_adduction_r/l``; ``hip_rotation`` is
 locked in these models).  That comes from measured 3D motions, aligned in
 phase with the 2D cycle by gait events, so each 3D reference keeps the 2D
-solution's timing, stride and speed.  These references are *kinematic*: body
+solution's timing, stride and speed.  Such a cycle is *kinematic*: body
 kinematics computed by OpenSim on the 3D model, not a dynamic solution of it
-(each reference's figures say ``"kind": "kinematic"`` and where its
-out-of-plane data come from).
+(its figures say ``"kind": "kinematic"`` and where its out-of-plane data come
+from).  ``walking3d`` and ``palsy3d`` go one step further: a Moco tracking
+solve with the 3D model makes the kinematic cycle dynamically consistent
+(:func:`track_and_write`; ``"kind": "moco_tracking"``).
 
 How, per reference (``python -m fastenv.references generate NAME``):
 
@@ -37,13 +39,14 @@ How, per reference (``python -m fastenv.references generate NAME``):
   is body weight (the env's ground alignment, which then finds nothing to do).
 
 ``palsy3d`` is a crouch gait for the scaled child model; see
-:func:`derive_palsy3d`.
+:func:`palsy3d_cycle` and :func:`generate_palsy3d`.
 
 Outputs per reference in ``envs/references/``: ``NAME.npz`` (the env's
 reference, :class:`fastenv.references.Reference`), ``NAME.json`` (figures and
-provenance) and ``NAME_coordinates.sto`` (coordinate values and speeds of every
+provenance), ``NAME_coordinates.sto`` (coordinate values and speeds of every
 unlocked coordinate at the control step, one full cycle with both ends like
-``walking2d_coordinates.sto``; radians and metres).  Generating reads public
+``walking2d_coordinates.sto``; radians and metres) and, for Moco-tracked ones,
+``NAME_solution.sto`` (the Moco solution: states and excitations).  Generating reads public
 motions from ``../shared/data/motions/`` (never copied into the project).
 """
 from __future__ import annotations
@@ -1115,15 +1118,6 @@ def palsy3d_cycle(*, motion=None, command: str = "", log=print) -> tuple[Motion,
                            "model's hip rotation is locked)",
                figures=figures)
     return cycle, doc, events
-
-
-def derive_palsy3d(out_dir=None, *, motion=None, command: str = "", log=print) -> dict:
-    """Write the kinematic crouch-gait reference for ``palsy3d``."""
-    from fastenv.envs.variants import variant_path
-
-    cycle, doc, events = palsy3d_cycle(motion=motion, command=command, log=log)
-    return finish("palsy3d", variant_path("palsy3d"), cycle, cyclic=True, playback="loop",
-                  doc=doc, out_dir=out_dir, log=log, events=events)
 
 
 def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: dict, *,
