@@ -2,11 +2,13 @@
 
     python -m fastenv.references generate NAME [--motion FILE] [--mesh-intervals N]
                                                [--coarse] [--out DIR] [--threads N]
+                                               [--work-dir DIR] [--resume]
+                                               [--seed STO] [--guess STO] [--kinematic]
 
 Generators are looked up by name in :data:`GENERATORS` (walking2d, running2d,
 jumping2d, lockedknee2d, and the 3D ones derived from them: walking3d,
-running3d, jumping3d, lockedknee3d, palsy3d); a further reference only needs
-one more entry.
+running3d, jumping3d, lockedknee3d, palsy3d; walking3d and palsy3d add a Moco
+tracking solve); a further reference only needs one more entry.
 """
 from __future__ import annotations
 
