@@ -81,6 +81,31 @@ def test_grf_counts_a_body_with_two_spheres_once(muscle3d_path):
     assert total == pytest.approx(-ground, rel=1e-9)
 
 
+def test_grf_of_a_smooth_contact_model_is_the_sphere_side(muscle2d_path, tmp_path):
+    """SmoothSphereHalfSpaceForce reports the sphere's force and the half space's
+    equal and opposite one: the foot's GRF is the sphere side, not their (zero) sum."""
+    import opensim as osim
+    from fastenv.references.moco import smooth_sphere_contacts
+
+    model = osim.Model(str(muscle2d_path))
+    model.finalizeConnections()
+    smooth_sphere_contacts(osim, model)
+    model.initSystem()
+    model.printToXML(str(tmp_path / "smooth.osim"))
+    sim = Simulation(tmp_path / "smooth.osim", energetics=False)
+    q, u = _sunk_pose(sim)
+    s = sim.state_from_coordinates(q, u, equilibrate=False)
+    sim.model.realizeDynamics(s)
+    sphere = 0.0
+    for f in sim.contact_forces:
+        labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
+        values = f.getRecordValues(s)
+        sphere += sum(values.get(i) for i, lab in enumerate(labels)
+                      if lab.endswith(".Sphere.force.Y"))
+    assert sphere > 0.5 * sim.body_weight
+    assert sim.vertical_grf(q, u) == pytest.approx(sphere, rel=1e-9)
+
+
 def _sunk_pose(sim):
     """Default pose lowered 2 cm: heel and toe spheres in the ground."""
     q = sim.buf[sim.layout.slice("q")].copy()

@@ -238,6 +238,8 @@ class ContactProbe:
     def __init__(self, model_path):
         import opensim as osim
 
+        from fastenv.sim import foot_record_indices
+
         self.model = osim.Model(str(model_path))
         self.state = self.model.initSystem()
         self.coords = {c.getName(): c for c in self.model.getCoordinateSet()}
@@ -248,12 +250,7 @@ class ContactProbe:
             if f.getConcreteClassName() not in ("HuntCrossleyForce", "SmoothSphereHalfSpaceForce"):
                 continue
             labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
-            # the foot bodies' forces; a Hunt-Crossley body with several spheres
-            # is reported once per sphere with its total (count it once), a
-            # smooth sphere force also reports the half space's reaction
-            idx = [i for i, lab in enumerate(labels) if lab.endswith(".force.Y")
-                   and lab.split(".")[-3] not in ("ground", "platform", "HalfSpace")
-                   and lab not in labels[:i]]
+            idx = [i for i in foot_record_indices(labels) if labels[i].endswith(".force.Y")]
             side = "r" if f.getName().endswith("_r") or "_r_" in f.getName() or \
                 f.getName().startswith("r_") else "l"
             self.forces.setdefault(side, []).append((f, idx))
@@ -1145,7 +1142,6 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
     work_dir = Path(work_dir or f"/tmp/fastenv_{name}")
     work_dir.mkdir(parents=True, exist_ok=True)
     stages, solution = {}, None
-    first_guess = guess
     for mesh in meshes:
         label = f"{name}_tracking_{mesh}"
         path = work_dir / f"{label}_solution.sto"
@@ -1163,8 +1159,7 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
                                                      settings=stage, work_dir=work_dir,
                                                      label=label, log=log, guess_file=guess)
             if guess is not None:
-                stages[label]["initial_guess"] = (Path(guess).name if guess != first_guess else
-                                                  f"{Path(guess).name} (earlier solve)")
+                stages[label]["initial_guess"] = Path(guess).name
             info_path.write_text(json.dumps(stages[label], indent=1))
             if not stages[label]["converged"]:
                 raise RuntimeError(f"{label} did not converge ({stages[label]['status']}); "

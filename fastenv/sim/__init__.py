@@ -5,4 +5,5 @@ from fastenv.sim.simulation import (  # noqa: F401
     Layout,
     Simulation,
     SimulationError,
+    foot_record_indices,
 )

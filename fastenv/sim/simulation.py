@@ -64,6 +64,29 @@ class Layout:
         return self.element_names.index(f"{name}/{element}")
 
 
+def foot_record_indices(labels) -> list[int]:
+    """Indices of a contact force's record labels that carry the load on the foot.
+
+    A contact force reports force and torque (``<name>.<body>.force.X`` ...) on
+    every body of its contact pairs; the ground reaction on the foot is the sum
+    over the foot bodies, so the reacting side is left out: the ground or
+    platform (HuntCrossleyForce) and the half space (SmoothSphereHalfSpaceForce,
+    whose ``Sphere`` and ``HalfSpace`` reports would cancel).  A Hunt-Crossley
+    body with several spheres (the 3D model's two toe spheres) is reported once
+    per sphere, each time with the body's total: only its first report counts,
+    or the toes' force would be doubled.
+    """
+    reaction = ("ground", "platform", "HalfSpace")
+    idx, seen = [], set()
+    for i, lab in enumerate(labels):
+        parts = lab.split(".")
+        if len(parts) >= 3 and parts[-2] in ("force", "torque") and parts[-3] not in reaction \
+                and lab not in seen:
+            seen.add(lab)
+            idx.append(i)
+    return idx
+
+
 class Simulation:
     """An OpenSim model stepped at a fixed control step with zero-order-hold controls.
 
@@ -215,23 +238,9 @@ class Simulation:
 
     # ------------------------------------------------------------------ helpers
     def _foot_record_indices(self, force):
-        """Record-value indices of force/torque on the non-ground bodies of a contact.
-
-        HuntCrossleyForce reports force and torque on every body of its contact
-        pairs; the ground reaction on the foot is the sum over the foot bodies.
-        A body with several spheres (the 3D model's two toe spheres) is reported
-        once per sphere, each time with the body's total: only its first report
-        counts, or the toes' force would be doubled.
-        """
+        """Record-value indices (n_body, 6) of force/torque on a contact's foot bodies."""
         labels = [force.getRecordLabels().get(i) for i in range(force.getRecordLabels().size())]
-        ground = {"ground", "platform"}
-        idx, seen = [], set()
-        for i, lab in enumerate(labels):
-            parts = lab.split(".")
-            if len(parts) >= 3 and parts[-2] in ("force", "torque") and parts[-3] not in ground \
-                    and lab not in seen:
-                seen.add(lab)
-                idx.append(i)
+        idx = foot_record_indices(labels)
         if len(idx) % 6:
             raise RuntimeError(f"unexpected record labels for {force.getName()}: {labels}")
         return np.array(idx, dtype=np.intp).reshape(-1, 6)
