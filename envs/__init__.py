@@ -103,7 +103,7 @@ OPTIONS = dict(
     horizon=5, apply_perturbations=False, log=False, physics="default", integrator=None,
     accuracy=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
     reference=None,
-    align_ground=True, obs_dtype="float32",
+    align_ground=True, obs_dtype="float32", visualize=False,
 )
 MODES = ("train", "test")
 
@@ -137,6 +137,12 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if opts["r_weights"] is not None and len(opts["r_weights"]) != 3:
         raise ValueError(f"r_weights must be [w_imitate, w_effort, w_action], "
                          f"got {opts['r_weights']!r}")
+    if opts["visualize"] not in (False, True, 0, 1):
+        raise ValueError(f"visualize must be True or False, got {opts['visualize']!r}")
+    if opts["visualize"]:
+        # the original package opened a window here; rendering is not built yet
+        raise ValueError("visualize=True is not supported yet: fastenv has no renderer; "
+                         "record a rollout with log=True instead")
     if opts["obs_dtype"] not in ("float32", "float64"):
         raise ValueError(f"obs_dtype must be 'float32' or 'float64', got {opts['obs_dtype']!r}")
     return opts

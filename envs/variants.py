@@ -1,8 +1,9 @@
 """Model variants built with the OpenSim API from the ``osim-rl`` base models.
 
-The base ``.osim`` files ship with the ``osim-rl`` distribution; fastenv never
-imports osim-rl's Python code (it drags in the legacy ``gym`` API) and never vendors its
-model files, it only reads them through package metadata. Each variant is built
+The base ``.osim`` files and their meshes come from the ``osim-rl`` distribution, a
+build requirement: ``setup.py`` copies them into this package's ``models/`` at build
+time (never into the repository), and osim-rl's Python code, which drags in the legacy
+``gym`` API, is never imported nor installed at run time. Each variant is built
 once, on first use, into a cache directory and reused by every worker process:
 
 >>> path = variant_path("torque2d", max_actuation=300.0)
@@ -30,7 +31,7 @@ import os
 import pathlib
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata
+from importlib import resources
 from typing import Any, Callable, Mapping
 from xml.etree import ElementTree
 
@@ -45,6 +46,8 @@ __all__ = [
     "VariantSpec",
     "VARIANTS",
     "base_model_path",
+    "mesh_dir",
+    "models_dir",
     "cache_dir",
     "register_geometry_search_path",
     "variant_path",
@@ -92,41 +95,40 @@ opensim.Logger.setLevelString("error")
 
 # ---------------------------------------------------------------- locating --
 
-def _osim_rl_models_dir() -> pathlib.Path:
-    try:
-        dist = metadata.distribution("osim-rl")
-    except metadata.PackageNotFoundError as e:
-        raise FileNotFoundError(
-            "The osim-rl distribution is not installed; fastenv reads its base "
-            "OpenSim models from it. Install it with `pip install osim-rl` "
-            "(fastenv never imports its Python modules)."
-        ) from e
-    return pathlib.Path(dist.locate_file("osim/models"))
+def models_dir() -> pathlib.Path:
+    """``models/`` of the installed ``fastenv.envs``: the osim-rl base models and their
+    meshes, copied there at build time (``setup.py``), so osim-rl is not needed at run
+    time."""
+    return pathlib.Path(str(resources.files("fastenv.envs") / "models"))
 
 
 def base_model_path(filename: str) -> pathlib.Path:
-    """Path of ``osim/models/<filename>`` inside the installed osim-rl distribution."""
-    path = _osim_rl_models_dir() / filename
+    """Path of a bundled base model (``gait9dof18musc.osim``, ``gait14dof22musc_20170320.osim``)."""
+    path = models_dir() / filename
     if not path.is_file():
         raise FileNotFoundError(
-            f"Base model {filename!r} not found at {path}. It ships with osim-rl; "
-            "(re)install it with `pip install --force-reinstall osim-rl`."
-        )
+            f"base model {filename!r} not found at {path}; it is copied from osim-rl when "
+            "fastenv is built: reinstall fastenv (pip install -e . or the wheel)")
     return path
 
 
-def register_geometry_search_path() -> pathlib.Path | None:
-    """Point OpenSim's (process-global) mesh search path at osim-rl's ``Geometry``.
+def mesh_dir() -> pathlib.Path:
+    """The bundled bone meshes (``.vtp``) of the base models."""
+    return models_dir() / "meshes"
 
-    Call this only to visualise. Cached variants live outside osim-rl's folder,
-    so their relative mesh names do not resolve, which is deliberate: OpenSim
-    parses every mesh it finds on each ``Model`` load (about 4x the load time of
-    the 3D model, and memory per instance), a waste for headless RL workers.
-    Missing meshes never make loading fail; they only log warnings, which the
-    "error" log level set by this module hides. Nothing is copied.
-    Returns the folder added, or None if osim-rl has no Geometry folder.
+
+def register_geometry_search_path() -> pathlib.Path | None:
+    """Point OpenSim's (process-global) mesh search path at the bundled meshes.
+
+    Call this only to visualise. The meshes are not in a ``Geometry`` folder beside the
+    models, and cached variants live elsewhere, so their mesh names do not resolve
+    otherwise, which is deliberate: OpenSim parses every mesh it finds on each ``Model``
+    load (about 4x the load time of the 3D model, and memory per instance), a waste for
+    headless RL workers. Missing meshes never make loading fail; they only log warnings,
+    which the "error" log level set by this module hides.
+    Returns the folder added, or None if there are no meshes.
     """
-    geometry = _osim_rl_models_dir() / "Geometry"
+    geometry = mesh_dir()
     if not geometry.is_dir():
         return None
     opensim.ModelVisualizer.addDirToGeometrySearchPaths(str(geometry))
@@ -250,7 +252,7 @@ def _build_torque_locked_knee(model: opensim.Model, *, max_actuation: float, pel
 # 1.80 m quoted for gait2392: top of the skull mesh minus the lowest
 # contact-sphere point, at the default pose. For the generic model this is
 # 1.696 m (bone mesh, no scalp); the scaled child is matched with the same
-# measure. The mesh ships with osim-rl beside the base model and is not part
+# measure. The mesh is bundled with the base models and is not part
 # of the cache key (only the base model bytes are).
 PALSY_HEAD_MESH = "hat_skull.vtp"
 
@@ -297,11 +299,11 @@ _PALSY_DEFAULTS = {
 
 @functools.lru_cache(maxsize=None)
 def _mesh_vertices(filename: str) -> tuple[tuple[float, float, float], ...]:
-    """Vertices of an ASCII ``.vtp`` mesh from osim-rl's Geometry folder."""
-    path = _osim_rl_models_dir() / "Geometry" / filename
+    """Vertices of an ASCII ``.vtp`` mesh of the bundled base models."""
+    path = mesh_dir() / filename
     if not path.is_file():
-        raise FileNotFoundError(f"mesh {filename!r} not found at {path}; it ships with osim-rl "
-                                "(reinstall it with `pip install --force-reinstall osim-rl`)")
+        raise FileNotFoundError(f"mesh {filename!r} not found at {path}; it is copied from "
+                                "osim-rl when fastenv is built: reinstall fastenv")
     points = ElementTree.parse(path).getroot().find("./PolyData/Piece/Points/DataArray")
     if points is None or points.get("format") != "ascii":
         raise ValueError(f"{path} has no ASCII point array")

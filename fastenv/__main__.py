@@ -1,16 +1,69 @@
-"""Command line: ``fastenv rollout`` (quick start, prints steps/s), ``fastenv tasks``,
-``fastenv bench`` (side-by-side throughput comparison, ``fastenv.benchmark``)."""
+"""Command line: ``fastenv tasks``, ``fastenv rollout`` (the quick start),
+``fastenv bench`` (this machine's steps/s for one task).
+
+Input errors are one line on stderr (``fastenv: error: ...``) and exit code 2; set
+``FASTENV_DEBUG=1`` to see the traceback of an error instead.
+"""
+from __future__ import annotations
+
 import argparse
+import json
+import os
+import platform
 import sys
 import time
 
 
-def rollout(args):
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # one line, not argparse's usage block: the usage is one --help away
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def _task(text: str) -> str:
+    from fastenv.envs import TASKS
+    if text not in TASKS:
+        raise argparse.ArgumentTypeError(
+            f"unknown task {text!r}; `fastenv tasks` lists the {len(TASKS)} tasks")
+    return text
+
+
+# ----------------------------------------------------------------------- commands
+def tasks(_args) -> int:
+    """One line per task: ID, model variant, actuation, reference."""
+    from fastenv.envs import TASKS
+    for spec in TASKS.values():
+        print(f"{spec.id:32s} model={spec.model:22s} actuation={spec.actuation:6s} "
+              f"reference={spec.reference}")
+    return 0
+
+
+def rollout(args) -> int:
     """Random actions through one env (``--num-envs 1``) or an ``OsimVectorEnv`` stepped
     envpool-style (half the envs per batch); prints env steps/s."""
     import numpy as np
 
-    import fastenv  # noqa: F401
+    import fastenv  # noqa: F401  (registers the tasks)
     from fastenv.vector import OsimVectorEnv
 
     t_build = time.perf_counter()
@@ -27,57 +80,153 @@ def rollout(args):
         rng = np.random.default_rng(args.seed)
     t_build = time.perf_counter() - t_build
     steps, episodes, total_reward = 0, 0, 0.0
-    t0 = time.perf_counter()
-    while steps < args.steps:
-        if args.num_envs == 1:
-            _, r, term, trunc, _ = env.step(env.action_space.sample())
-            steps, total_reward = steps + 1, total_reward + r
-            if term or trunc:
-                episodes += 1
-                env.reset()
-        else:
-            _, r, term, trunc, info = env.recv()
-            ids = info["env_id"]
-            steps, total_reward = steps + len(ids), total_reward + float(r.sum())
-            episodes += int((term | trunc).sum())
-            env.send(rng.uniform(space.low, space.high, (len(ids), *space.shape)), ids)
-    dt = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        while steps < args.steps:
+            if args.num_envs == 1:
+                _, r, term, trunc, _ = env.step(env.action_space.sample())
+                steps, total_reward = steps + 1, total_reward + r
+                if term or trunc:
+                    episodes += 1
+                    env.reset()
+            else:
+                _, r, term, trunc, info = env.recv()
+                ids = info["env_id"]
+                steps, total_reward = steps + len(ids), total_reward + float(r.sum())
+                episodes += int((term | trunc).sum())
+                env.send(rng.uniform(space.low, space.high, (len(ids), *space.shape)), ids)
+        dt = time.perf_counter() - t0
+    finally:
+        env.close()
     print(f"{args.task}: {args.num_envs} env(s), {steps} random-action steps in {dt:.1f} s "
           f"(start-up {t_build:.1f} s), {episodes} episode ends, {steps / dt:.1f} steps/s, "
           f"mean reward {total_reward / steps:.3f}")
-    env.close()
     return 0 if np.isfinite(total_reward) else 1
 
 
-def tasks(_args):
-    from fastenv.envs import TASKS
-    for spec in TASKS.values():
-        print(f"{spec.id:32s} model={spec.model:22s} reference={spec.reference}")
+def bench(args) -> int:
+    """Steps/s of one task on this machine: one env in this process, then an
+    ``OsimVectorEnv`` stepped synchronously, both with seeded random actions (falls and
+    resets included) after a warm-up. The side-by-side comparison with other vector
+    envs is ``bench/compare.py`` in the source checkout."""
+    import numpy as np
+
+    import fastenv
+    from fastenv.env import ImitationEnv
+    from fastenv.pool import default_workers
+    from fastenv.vector import OsimVectorEnv
+
+    workers = args.workers or default_workers()
+    num_envs = args.num_envs or 2 * workers
+    rows = []
+
+    def timed(step, n_envs, warmup):
+        for _ in range(warmup):
+            step()
+        steps, ends, t0 = 0, 0, time.perf_counter()
+        while steps < args.steps_per_env * n_envs:
+            ends += step()
+            steps += n_envs
+        return steps, ends, time.perf_counter() - t0
+
+    env = ImitationEnv(args.task)
+    rng = np.random.default_rng(args.seed)
+    env.reset(seed=args.seed)
+    space = env.action_space
+
+    def single_step():
+        _, _, term, trunc, _ = env.step(rng.uniform(space.low, space.high).astype(np.float32))
+        if term or trunc:
+            env.reset()
+        return int(term or trunc)
+
+    try:
+        rows.append(("one env, this process", 1, 1, *timed(single_step, 1, 10)))
+    finally:
+        env.close()
+    venv = OsimVectorEnv(args.task, num_envs, num_workers=workers)
+    try:
+        venv.reset(seed=args.seed)
+        vspace = venv.action_space
+
+        def vector_step():
+            _, _, term, trunc, _ = venv.step(
+                rng.uniform(vspace.low, vspace.high).astype(np.float32))
+            return int((term | trunc).sum())
+
+        rows.append((f"OsimVectorEnv.step, {venv.num_workers} workers", num_envs,
+                     venv.num_workers, *timed(vector_step, num_envs, 10)))
+    finally:
+        venv.close()
+    import opensim
+    print(f"fastenv {fastenv.__version__}, OpenSim {opensim.__version__}, "
+          f"{os.cpu_count()} cores, {platform.machine()}: {args.task}")
+    print(f"{'method':34s} {'envs':>5s} {'steps':>7s} {'ends':>5s} {'steps/s':>8s}")
+    for label, n, _, steps, ends, dt in rows:
+        print(f"{label:34s} {n:5d} {steps:7d} {ends:5d} {steps / dt:8.1f}")
+    if args.json:
+        result = dict(task=args.task, version=fastenv.__version__, cores=os.cpu_count(),
+                      seed=args.seed, rows=[dict(method=label, num_envs=n, workers=w,
+                                                 steps=steps, episode_ends=ends, seconds=dt,
+                                                 steps_per_s=steps / dt)
+                                            for label, n, w, steps, ends, dt in rows])
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
     return 0
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="fastenv", description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("rollout", help="random-action rollout, prints steps/s")
-    r.add_argument("--task", default="MuscleWalkingImitation2D-v0")
-    r.add_argument("--steps", type=int, default=1000)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--num-envs", type=int, default=1,
-                   help="> 1: an OsimVectorEnv stepped asynchronously")
-    r.add_argument("--workers", type=int, default=None, help="worker processes (default: cores)")
-    r.set_defaults(func=rollout)
-    t = sub.add_parser("tasks", help="list the registered tasks")
+# ----------------------------------------------------------------------- parser
+def parser() -> argparse.ArgumentParser:
+    from fastenv import __version__
+    ap = _Parser(prog="fastenv", description="Vectorized OpenSim gait-imitation envs.")
+    ap.add_argument("--version", action="version", version=f"fastenv {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    task_help = "task ID (default: %(default)s); `fastenv tasks` lists them"
+
+    t = sub.add_parser("tasks", help="list the tasks (Gymnasium IDs)", description=tasks.__doc__)
     t.set_defaults(func=tasks)
-    sub.add_parser("bench", add_help=False,
-                   help="side-by-side throughput comparison; fastenv bench --help for options")
-    args, rest = ap.parse_known_args(argv)
-    if args.cmd == "bench":   # its options belong to fastenv.benchmark's own parser
-        from fastenv.benchmark import main as bench_main
-        return bench_main(rest)
-    if rest:
-        ap.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args.func(args)
+
+    r = sub.add_parser("rollout", help="random-action rollout, prints steps/s",
+                       description=rollout.__doc__)
+    r.add_argument("--task", type=_task, default="MuscleWalkingImitation2D-v0", help=task_help)
+    r.add_argument("--steps", type=_positive_int, default=1000,
+                   help="env steps in all (default: %(default)s)")
+    r.add_argument("--seed", type=int, default=0, help="seed of envs and actions "
+                   "(default: %(default)s)")
+    r.add_argument("--num-envs", type=_positive_int, default=1,
+                   help="> 1: an OsimVectorEnv stepped asynchronously (default: %(default)s)")
+    r.add_argument("--workers", type=_positive_int, default=None,
+                   help="worker processes (default: the number of cores)")
+    r.set_defaults(func=rollout)
+
+    b = sub.add_parser("bench", help="this machine's steps/s for one task",
+                       description=bench.__doc__)
+    b.add_argument("--task", type=_task, default="MuscleWalkingImitation2D-v0", help=task_help)
+    b.add_argument("--num-envs", type=_positive_int, default=None,
+                   help="envs of the vector env (default: 2 per worker)")
+    b.add_argument("--workers", type=_positive_int, default=None,
+                   help="worker processes (default: the number of cores)")
+    b.add_argument("--steps-per-env", type=_positive_int, default=100,
+                   help="timed steps per env after 10 warm-up steps (default: %(default)s)")
+    b.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    b.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
+    b.set_defaults(func=bench)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError, RuntimeError) as exc:   # bad input, files, workers
+        if os.environ.get("FASTENV_DEBUG"):
+            raise
+        message = " ".join(str(exc).split())   # one line, whatever the exception holds
+        print(f"fastenv {args.cmd}: error: {type(exc).__name__}: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fastenv {args.cmd}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The benchmark's seed-style env computes the same task as ImitationEnv, and
-``fastenv bench`` runs end to end.
+"""The benchmark's seed-style env computes the same task as ImitationEnv, and the
+side-by-side comparison (``bench/compare.py``, from the checkout) runs end to end.
 
 Tolerances. On the *same* OpenSim state both envs query the same quantities from the
 same model, so observations agree to rounding (1e-9 here). The first control step
@@ -20,9 +20,9 @@ import pytest
 
 pytest.importorskip("pandas")
 
-from fastenv import benchmark  # noqa: E402
+from bench import compare as benchmark  # noqa: E402
+from bench.seed_style import SeedStyleEnv  # noqa: E402
 from fastenv.env import ImitationEnv  # noqa: E402
-from fastenv.seed_style import SeedStyleEnv  # noqa: E402
 
 TASK = "MuscleWalkingImitation2D-v0"
 # observation elements that depend on the muscles' fiber state
@@ -192,7 +192,7 @@ def test_over_budget_points_are_skipped_and_reported(tmp_path):
 
 def run_cli(tmp_path, *extra):
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "fastenv", "bench", "--quick", "--out", str(out), *extra]
+    cmd = [sys.executable, benchmark.__file__, "--quick", "--out", str(out), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, proc
@@ -217,7 +217,7 @@ def check_outputs(out, methods):
 
 
 def test_cli_tiny_run_end_to_end(tmp_path):
-    """`fastenv bench` with one point of each kind of method (single loops, a
+    """bench/compare.py with one point of each kind of method (single loops, a
     Gymnasium vector env, OsimVectorEnv async) and the physical limit."""
     methods = ["physical_limit", "fastenv_single", "seed_style", "gym_async_next",
                "osim_async"]
@@ -238,6 +238,15 @@ def test_cli_quick_all_methods(tmp_path):
                if not (m == "sb3_subproc" and benchmark.static_skip(m, 2))]
     out, _ = run_cli(tmp_path, "--seconds", "0.5", "--budget", "300")
     check_outputs(out, methods)
+
+
+def test_compare_needs_an_out_folder(tmp_path):
+    """It never writes into a default folder (run from the repo root, that would
+    overwrite the committed results)."""
+    proc = subprocess.run([sys.executable, benchmark.__file__, "--quick"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--out is required" in proc.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_micro_benchmarks_run():

@@ -1,5 +1,4 @@
 """Metabolic energy rate: compiled kernel == NumPy twin == OpenSim's probe."""
-import importlib.metadata
 import math
 
 import numpy as np
@@ -146,8 +145,8 @@ opensim = pytest.importorskip("opensim")
 
 
 def model_path(name):
-    return str(importlib.metadata.distribution("osim-rl")
-               .locate_file(f"osim/models/{name}"))
+    from fastenv.envs.variants import base_model_path
+    return str(base_model_path(name))
 
 
 def add_probe(model, name, names, opts):

@@ -3,7 +3,8 @@ import math
 import os
 import subprocess
 import sys
-from importlib import metadata
+import pathlib
+import re
 
 import opensim
 import pytest
@@ -258,34 +259,47 @@ def test_bad_param_values():
         variant_path("torque2d", pelvis_residuals="no")
 
 
-def test_base_model_errors(monkeypatch):
+def test_base_model_errors(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="no_such_model.osim"):
         base_model_path("no_such_model.osim")
-
-    def missing(name):
-        raise metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(variants.metadata, "distribution", missing)
-    with pytest.raises(FileNotFoundError, match="pip install osim-rl"):
+    # an install without the bundled models says how to get them
+    monkeypatch.setattr(variants, "models_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match="reinstall fastenv"):
         base_model_path("gait9dof18musc.osim")
 
 
+def test_base_models_are_bundled_without_osim_rl():
+    """The build copies the base models and their meshes into fastenv.envs; nothing at
+    run time reads the osim-rl distribution (a build requirement only)."""
+    for name in ("gait9dof18musc.osim", "gait14dof22musc_20170320.osim"):
+        path = base_model_path(name)
+        assert path.parent == variants.models_dir()
+        meshes = set(re.findall(r"<geometry_file>\s*([^<\s]+)\s*</geometry_file>",
+                                path.read_text()))
+        assert meshes and all((variants.mesh_dir() / m).is_file() for m in meshes)
+    import fastenv
+    root = pathlib.Path(fastenv.__file__).parent
+    offenders = [str(p) for p in root.rglob("*.py") if "osim-rl\")" in p.read_text()
+                 or "import osim" in p.read_text()]
+    assert not offenders
+
+
 def test_missing_geometry_is_silent(capfd):
-    # Cached variants do not sit next to osim-rl's Geometry folder.
+    # Cached variants do not sit next to a Geometry folder.
     model = opensim.Model(str(variant_path("muscle3d")))
     model.initSystem()
     out, err = capfd.readouterr()
     assert "vtp" not in out + err
 
 
-def test_geometry_search_path_points_at_osim_rl(monkeypatch):
+def test_geometry_search_path_points_at_the_bundled_meshes(monkeypatch):
     # Record instead of registering: the global path would slow every later load.
     added = []
     monkeypatch.setattr(opensim.ModelVisualizer, "addDirToGeometrySearchPaths", added.append)
     geometry = variants.register_geometry_search_path()
     assert added == [str(geometry)]
     assert (geometry / "femur.vtp").is_file()
-    assert geometry.parent == base_model_path("gait9dof18musc.osim").parent
+    assert geometry == variants.mesh_dir()
 
 
 # ---------------------------------------------------------------- palsy3d --

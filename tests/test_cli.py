@@ -1,0 +1,87 @@
+"""The installed command line and the original package's ``config=`` dict."""
+import json
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import fastenv  # noqa: F401  (registers the tasks)
+
+# The nine keys of the original BioImitation-Gym config, with its train values.
+ORIGINAL_CONFIG = dict(visualize=False, max_actuation=200, mode="train", log=False,
+                       r_weights=[0.8, 0.2, 0.1], apply_perturbations=False,
+                       use_target_obs=True, use_GRF=True, horizon=5)
+
+
+@pytest.mark.parametrize("task", ["MuscleWalkingImitation2D-v0", "TorqueWalkingImitation2D-v0"])
+def test_original_config_dict_is_accepted(task):
+    env = gym.make(task, config=ORIGINAL_CONFIG)
+    obs, _ = env.reset(seed=0)
+    obs, reward, *_ = env.step(env.action_space.sample())
+    assert np.isfinite(obs).all() and np.isfinite(reward)
+    assert env.unwrapped.r_weights == (0.8, 0.2, 0.1)
+    env.close()
+
+
+def test_visualize_true_says_what_to_use_instead():
+    with pytest.raises(ValueError, match="visualize=True .* instead"):
+        gym.make("TorqueWalkingImitation2D-v0", config=dict(ORIGINAL_CONFIG, visualize=True))
+    with pytest.raises(ValueError, match="visualize must be True or False"):
+        gym.make("TorqueWalkingImitation2D-v0", visualize="yes")
+
+
+def fastenv_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "fastenv", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["rollout", "--steps", "0"], "--steps: expected a whole number >= 1, got 0"),
+    (["rollout", "--num-envs", "0"], "--num-envs: expected a whole number >= 1, got 0"),
+    (["rollout", "--task", "FlyingImitation2D-v0"], "unknown task 'FlyingImitation2D-v0'"),
+    (["bench", "--steps-per-env", "many"], "expected a whole number >= 1, got 'many'"),
+    (["rollout", "--speed", "2"], "unrecognized arguments: --speed 2"),
+    ([], "the following arguments are required: cmd"),
+])
+def test_input_errors_are_one_line(args, expected):
+    proc = fastenv_cli(*args)
+    assert proc.returncode == 2
+    assert expected in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_version_and_tasks():
+    proc = fastenv_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"fastenv {fastenv.__version__}"
+    proc = fastenv_cli("tasks")
+    assert proc.returncode == 0
+    assert len(proc.stdout.strip().splitlines()) == len(fastenv.envs.TASKS)
+    assert "MusclePalsyImitation3D-v0" in proc.stdout
+
+
+def test_every_option_has_help():
+    import argparse
+
+    from fastenv.__main__ import parser
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            assert action.help, f"fastenv {name} {action.option_strings} has no help text"
+
+
+def test_bench_measures_this_machine(tmp_path):
+    """`fastenv bench` needs no checkout and no dev packages, writes nothing unless
+    asked (--json), and reports positive steps/s for one env and the vector env."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "fastenv", "bench", "--task",
+                           "TorqueWalkingImitation2D-v0", "--steps-per-env", "5",
+                           "--num-envs", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["num_envs"] for r in rows] == [1, 2]
+    assert all(r["steps_per_s"] > 0 and r["steps"] >= 5 * r["num_envs"] for r in rows)
+    assert "steps/s" in proc.stdout
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]
