@@ -1,0 +1,374 @@
+"""Write the tables of measured figures in README.md and docs/*.md from bench/results/*.json.
+
+    python docs/tables.py           # rewrite every table region in place
+    python docs/tables.py --check   # change nothing; exit 1 naming the stale files
+
+A table region in a Markdown file is
+
+    <!-- table: NAME -->
+    ...generated lines...
+    <!-- /table -->
+
+and everything between the two markers is replaced by ``TABLES[NAME]()``. Figures are
+never typed into the docs by hand: re-run a benchmark (it rewrites its JSON in
+``bench/results/``), then this script. ``tests/test_docs.py`` fails when a table differs
+from what this script writes, so a hand-edited figure does not survive the test suite.
+
+Sources: ``tasks.json`` (``bench/tasks.py``) with ``fastenv.envs.TASKS``;
+``compare.json`` (``bench/compare.py``); ``pool.json`` (``bench/pool.py``); ``soak.json``
+(``bench/soak.py``); ``micro.json`` (``pytest bench/test_micro.py --benchmark-enable
+--benchmark-json=bench/results/micro.json``); ``integrators_*.json``
+(``bench/integrators.py``); ``physics_presets_*.json`` (``bench/physics_presets.py``);
+``model_choice.json`` (``bench/model_choice.py``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+#: The Markdown files that may hold table regions.
+FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+REGION = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)",
+                    re.S)
+MUSCLE_TASK = "MuscleWalkingImitation2D-v0"
+TORQUE_TASK = "TorqueWalkingImitation2D-v0"
+
+
+@cache
+def load(name: str) -> dict:
+    with open(RESULTS / f"{name}.json") as f:
+        return json.load(f)
+
+
+def table(header: list[str], align: str, rows: list[list]) -> list[str]:
+    """Markdown table lines; ``align`` has one letter per column: l(eft) or r(ight)."""
+    rule = ["---" if a == "l" else "---:" for a in align]
+    return ["| " + " | ".join(map(str, cells)) + " |" for cells in (header, rule, *rows)]
+
+
+def _opt(x, spec="{:.0f}"):
+    return "–" if x is None else spec.format(x)
+
+
+def _acc(x: float) -> str:
+    """1e-3, 3e-3: an integrator accuracy as the presets table writes it."""
+    mantissa, exponent = f"{x:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+# ----------------------------------------------------------------------- tasks
+#: Plain-words model of each variant (``fastenv.envs.variants``).
+MODEL_TEXT = {
+    "muscle2d": "gait9dof18musc (planar, 9 DoF)",
+    "muscle3d": "gait14dof22musc (3D, 14 DoF)",
+    "torque2d": "gait9dof18musc, muscles replaced by torques",
+    "torque3d": "gait14dof22musc, torques",
+    "muscle2d_lockedknee": "gait9dof18musc, left knee + ankle locked",
+    "muscle3d_lockedknee": "gait14dof22musc, left knee + ankle locked",
+    "torque2d_lockedknee": "gait9dof18musc, left knee + ankle locked, torques",
+    "torque3d_lockedknee": "gait14dof22musc, left knee + ankle locked, torques",
+    "palsy3d": "gait14dof22musc scaled to a 1.61 m, 41.5 kg child; weakness and contractures",
+}
+#: How each shipped reference was made, with its headline figures (docs/references.md).
+REFERENCE_TEXT = {
+    "walking2d": "Moco predictive; 1.30 m/s, stride 1.39 m, knee 4° at heel strike",
+    "walking3d": "Moco tracking of walking2d + measured out-of-plane motion; 1.28 m/s, "
+                 "step width 0.12 m, reserves ≤ 2.7%",
+    "running2d": "Moco predictive (converged, 50 intervals); 3.5 m/s, duty factor 0.375, "
+                 "flight 2 × 12.5%, stance knee 47°",
+    "running3d": "**kinematic**, running2d + measured out-of-plane motion",
+    "jumping2d": "Moco predictive (stopped iterate); jump height 0.51 m; played up and "
+                 "back down",
+    "jumping3d": "**kinematic**, jumping2d on the 3D model",
+    "lockedknee2d": "Moco predictive, asymmetric full cycle; 1.30 m/s, step times "
+                    "0.45 / 0.62 s",
+    "lockedknee3d": "**kinematic**, lockedknee2d + walking3d's out-of-plane motion",
+    "palsy3d": "Moco tracking of a public crouch-gait cycle with the child model; 0.89 m/s, "
+               "stance knee ≥ 44°, reserves ≤ 3.4% of joint moments",
+}
+KINDS = {"moco_predictive": "Moco predictive", "moco_tracking": "Moco tracking",
+         "kinematic": "**kinematic**"}
+
+
+def task_rows() -> list[dict]:
+    """tasks.json rows, checked against the registered task specs."""
+    from fastenv.envs import TASKS
+    rows = load("tasks")["rows"]
+    ids = [r["task"] for r in rows]
+    if sorted(ids) != sorted(TASKS):
+        raise SystemExit(f"bench/results/tasks.json has tasks {ids}; fastenv.envs.TASKS has "
+                         f"{list(TASKS)}: re-run python bench/tasks.py")
+    for r in rows:
+        spec = TASKS[r["task"]]
+        got = (r["model"], r["actuation"], r["reference"])
+        if got != (spec.model, spec.actuation, spec.reference):
+            raise SystemExit(f"bench/results/tasks.json: {r['task']} is {got}, the spec says "
+                             f"{(spec.model, spec.actuation, spec.reference)}: re-run "
+                             "python bench/tasks.py")
+        if not REFERENCE_TEXT[r["reference"]].startswith(KINDS[r["kind"]]):
+            raise SystemExit(f"REFERENCE_TEXT[{r['reference']!r}] does not say "
+                             f"{KINDS[r['kind']]!r} (tasks.json kind {r['kind']!r})")
+    return rows
+
+
+def tasks_table() -> list[str]:
+    rows = []
+    for r in task_rows():
+        act = (f"{r['n_actuators']} Thelen muscles" if r["actuation"] == "muscle"
+               else f"{r['n_actuators']} PD torques")
+        rows.append([r["task"], MODEL_TEXT[r["model"]], act, r["obs_size"], r["action_size"],
+                     f"`{r['reference']}`: {REFERENCE_TEXT[r['reference']]}",
+                     f"{r['steps_per_s']:.0f}"])
+    return table(["ID", "model", "actuators", "obs", "act", "reference", "steps/s"],
+                 "lllrrlr", rows)
+
+
+# ----------------------------------------------------------------------- vector env
+def soak_table() -> list[str]:
+    s = load("soak")
+    first, last = s["rows"][0], s["rows"][-1]
+    return table(["figure", "value"], "ll", [
+        ["run", f"{s['steps']:,} env steps of {s['task']}, {s['envs']} envs, "
+                f"{len(s['rows'])} windows, {s['wall_s']:.0f} s"],
+        ["RSS, parent + workers, first → last window",
+         f"{s['rss_start_mb']:.0f} → {s['rss_end_mb']:.0f} MB ({100 * s['rss_drift']:+.1f}%)"],
+        ["PSS, first → last window", f"{first['pss_mb']:.0f} → {last['pss_mb']:.0f} MB"],
+        ["steps/s, mean over windows (coefficient of variation)",
+         f"{s['steps_per_s_mean']:.1f} ({100 * s['steps_per_s_cv']:.1f}%)"],
+        ["worker restarts / recycles", f"{s['restarts']} / {s['recycles']}"],
+        ["simulator errors", s["sim_errors"]],
+        ["episodes ended", f"{s['episodes']:,}"],
+    ])
+
+
+# ----------------------------------------------------------------------- performance
+def compare_table() -> list[str]:
+    c = load("compare")
+    m = c["meta"]
+    lines = [f"Run of {m['started']}: {m['task']}, {m['cores']} cores, W = {m['workers']} "
+             f"workers, {m['seconds_per_point']:g} s per point after 10 warm-up steps per env, "
+             f"load average {m['load_avg_start'][0]:.2f} at the start and "
+             f"{m['load_avg_end'][0]:.2f} at the end.", ""]
+    rows = []
+    for r in c["rows"]:
+        n = f"W={r['num_envs']}" if r["method"] == "physical_limit" else r["num_envs"]
+        lat = ("–" if r["p50_ms"] is None else
+               f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} / {r['p99_ms']:.1f}")
+        per_env = "–" if r["steps"] is None else f"{r['steps'] / r['num_envs']:.0f}"
+        rows.append([r["label"], n, f"{r['steps_per_s']:.1f}", _opt(r["ratio_limit"], "{:.2f}"),
+                     _opt(r["ratio_async"], "{:.2f}"), lat, f"{100 * r['parent_cpu']:.0f}%",
+                     f"{r['rss_mb']:.0f}", f"{r['pss_mb']:.0f}", per_env,
+                     _opt(r["episode_ends"])])
+    return lines + table(["method", "num_envs", "steps/s", "× limit", "× Async",
+                          "p50 / p95 / p99 ms", "parent CPU", "RSS MB", "PSS MB",
+                          "steps per env", "episode ends"], "lrrrrrrrrrr", rows)
+
+
+def _compare_row(method: str, num_envs: int) -> dict:
+    for r in load("compare")["rows"]:
+        if r["method"] == method and r["num_envs"] == num_envs:
+            return r
+    raise SystemExit(f"bench/results/compare.json has no {method} row at num_envs {num_envs}")
+
+
+@cache
+def micro() -> dict:
+    """pytest-benchmark name -> stats (seconds)."""
+    return {b["name"]: b["stats"] for b in load("micro")["benchmarks"]}
+
+
+def _ms(name: str, stat: str = "median") -> float:
+    return 1e3 * micro()[name][stat]
+
+
+def _integrator(rows, method, accuracy):
+    return next(r for r in rows if r["method"] == method and r["accuracy"] == accuracy)
+
+
+def targets_table() -> list[str]:
+    a8, a16 = _compare_row("osim_async", 8), _compare_row("osim_async", 16)
+    s8, s16 = _compare_row("osim_sync", 8), _compare_row("osim_sync", 16)
+    g16, g32 = _compare_row("gym_async_next", 16), _compare_row("gym_async_next", 32)
+    a32 = _compare_row("osim_async", 32)
+    single, seed = _compare_row("fastenv_single", 1), _compare_row("seed_style", 1)
+    ok_async = min(a8["ratio_limit"], a16["ratio_limit"]) >= 0.95
+    ok_sync = min(s8["ratio_limit"], s16["ratio_limit"]) >= 0.95
+    speed = a16["ratio_async"]
+    rss = g16["rss_mb"] / a16["rss_mb"]
+    single_ratio = single["steps_per_s"] / seed["steps_per_s"]
+    m, t = f"[{MUSCLE_TASK}]", f"[{TORQUE_TASK}]"
+    out_m, full_m = _ms(f"test_env_step_outside_integrate{m}"), _ms(f"test_env_step_full{m}")
+    out_t, full_t = _ms(f"test_env_step_outside_integrate{t}"), _ms(f"test_env_step_full{t}")
+    mean_step = _ms(f"test_env_step_full{m}", "mean")
+    reset = _ms(f"test_env_autoreset{m}", "mean") / mean_step
+    first = _ms(f"test_env_first_step_after_reset{m}", "mean") / mean_step
+    ok_outside = max(out_m / full_m, out_t / full_t) <= 0.05 and reset <= 1
+    pm, pt = load("physics_presets_musclewalking"), load("physics_presets_torquewalking")
+    dm, fm = pm["rows"]
+    dt, ft = pt["rows"]
+    im = load("integrators_musclewalking")["rows"]
+    fast_int = (_integrator(im, fm["integrator"], fm["accuracy"])["steps_per_s"]
+                / _integrator(im, dm["integrator"], dm["accuracy"])["steps_per_s"])
+    ok_fast = min(pm["fast_speedup"], pt["fast_speedup"]) >= 1.5
+    rows = [
+        ["OsimVectorEnv ≥ 0.95 × physical limit at num_envs 8 and 16",
+         f"async {a8['ratio_limit']:.2f} and {a16['ratio_limit']:.2f}; sync "
+         f"{s8['ratio_limit']:.2f} and {s16['ratio_limit']:.2f}",
+         f"async {_met(ok_async)}; sync {_met(ok_sync)}"],
+        ["async ≥ 1.3 × AsyncVectorEnv steps/s at num_envs 16, with ≥ 4× less RSS",
+         f"{speed:.2f}× the steps/s; RSS {a16['rss_mb']:.0f} against {g16['rss_mb']:.0f} MB "
+         f"({rss:.1f}×; {g32['rss_mb'] / a32['rss_mb']:.1f}× at 32 envs); PSS "
+         f"{a16['pss_mb']:.0f} against {g16['pss_mb']:.0f} MB",
+         f"speed {_met(speed >= 1.3)}; RSS {_met(rss >= 4)} ({rss:.1f}× at 16 envs)"],
+        ["single env ≥ 2 × seed-style, identical physics",
+         f"{single['steps_per_s']:.1f} against {seed['steps_per_s']:.1f} steps/s: "
+         f"{single_ratio:.2f}×",
+         _met(single_ratio >= 2) + ("" if single_ratio >= 2 else ": the bound is below 2×")],
+        ["time outside `Manager.integrate` ≤ 5% of a step; autoreset ≤ 1 step",
+         f"outside integrate {out_m:.2f} ms of a {full_m:.1f} ms median step "
+         f"({100 * out_m / full_m:.1f}%; torque model {out_t:.2f} of {full_t:.1f} ms, "
+         f"{100 * out_t / full_t:.1f}%); a reset {_ms(f'test_env_autoreset{m}'):.1f} ms "
+         f"({reset:.2f} of a mean step)",
+         f"{_met(ok_outside)}; the first step after a reset costs {first:.1f} mean steps"],
+        ["`fast` preset ≥ 1.5 × default, error stated",
+         f"{pm['fast_speedup']:.2f}× (muscle: {fm['steps_per_s']:.0f} against "
+         f"{dm['steps_per_s']:.0f} steps/s, {fm['max_err_deg']:.2f}° / {fm['max_err_cm']:.2f} cm "
+         f"over one gait cycle) and {pt['fast_speedup']:.2f}× (torque: {ft['steps_per_s']:.0f} "
+         f"against {dt['steps_per_s']:.0f}, {ft['max_err_deg']:.2f}° / {ft['max_err_cm']:.2f} cm)",
+         f"{_met(ok_fast)} in this run ({fast_int:.2f}× in the integrator table's run)"],
+    ]
+    return table(["target", "measured", "verdict"], "lll", rows)
+
+
+def overheads_table() -> list[str]:
+    m, t = f"[{MUSCLE_TASK}]", f"[{TORQUE_TASK}]"
+    rows = []
+    for label, name, spec in (
+            ("env step outside `Manager.integrate`", "test_env_step_outside_integrate", "{:.2f}"),
+            ("full env step, random actions with resets", "test_env_step_full", "{:.1f}"),
+            ("reset (restore a snapshot)", "test_env_autoreset", "{:.1f}"),
+            ("first step after a reset", "test_env_first_step_after_reset", "{:.0f}")):
+        rows.append([label, f"{spec.format(_ms(name + m))} / {spec.format(_ms(name + t))}"])
+    return table([f"{MUSCLE_TASK} / {TORQUE_TASK}", "ms (median)"], "lr", rows)
+
+
+KERNELS = ("gather_observation", "smooth_action", "pd_control", "imitation_reward",
+           "torque_cost", "metabolic_rate")
+
+
+def kernels_table() -> list[str]:
+    rows = []
+    for k in KERNELS:
+        c, n = _ms(f"test_{k}_compiled"), _ms(f"test_{k}_numpy")
+        rows.append([f"`{k}`", f"{1e3 * c:.1f}", f"{1e3 * n:.1f}", f"{n / c:.0f}×"])
+    return table(["kernel, 16 envs", "compiled µs", "NumPy twin µs", "speed-up"], "lrrr", rows)
+
+
+def pool_table() -> list[str]:
+    rows = []
+    for r in load("pool")["rows"]:
+        rows.append([r["workers"], r["num_envs"], r["mode"], f"{r['steps_per_s']:.0f}",
+                     f"{r['limit']:.0f}", f"{r['efficiency']:.2f}",
+                     f"{r['integrate_fraction']:.3f}", f"{100 * r['parent_cpu_fraction']:.1f}%",
+                     f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}",
+                     f"{r['rss_mb']:.0f} / {r['pss_mb']:.0f}"])
+    return table(["W", "num_envs", "mode", "steps/s", "limit", "steps/s ÷ limit",
+                  "time in integrate", "parent CPU", "p50 / p99 ms", "RSS / PSS MB"],
+                 "rrlrrrrrrr", rows)
+
+
+# ----------------------------------------------------------------------- physics
+def integrators_table(name: str):
+    def make() -> list[str]:
+        rows = [[r["method"], f"{r['accuracy']:.0e}", f"{r['steps_per_s']:.0f}",
+                 f"{r['max_err_deg']:.3f}", f"{r['max_err_cm']:.3f}"]
+                for r in load(name)["rows"]]
+        return table(["integrator", "accuracy", "steps/s", "max error (deg)", "max error (cm)"],
+                     "llrrr", rows)
+    return make
+
+
+def presets_table() -> list[str]:
+    rows = []
+    for name in ("physics_presets_musclewalking", "physics_presets_torquewalking"):
+        p = load(name)
+        for r in p["rows"]:
+            rows.append([p["task"], r["preset"], f"{r['integrator']}, {_acc(r['accuracy'])}",
+                         f"{r['steps_per_s']:.0f}",
+                         f"{r['max_err_deg']:.2f}° / {r['max_err_cm']:.2f} cm"])
+    return table(["task", "preset", "integrator, accuracy", "steps/s", "max error"], "lllrl",
+                 rows)
+
+
+def model_choice_table() -> list[str]:
+    rows = [[model, f"{r['steps_per_s']:.0f}", f"{r['rms_error_deg_at_0_1s']:.1f}",
+             f"{r['rms_error_deg_at_half_cycle']:.1f}", f"{r['follows_within_10deg_s']:.2f}",
+             f"{r['fell_at_s']:.2f}"]
+            for model, r in load("model_choice").items()]
+    return table(["model", "steps/s", "RMS error at 0.1 s (deg)", "at half cycle",
+                  "follows within 10° (s)", "fell at (s)"], "lrrrrr", rows)
+
+
+TABLES = {
+    "tasks": tasks_table,
+    "soak": soak_table,
+    "compare": compare_table,
+    "targets": targets_table,
+    "overheads": overheads_table,
+    "kernels": kernels_table,
+    "pool": pool_table,
+    "integrators-muscle": integrators_table("integrators_musclewalking"),
+    "integrators-torque": integrators_table("integrators_torquewalking"),
+    "physics-presets": presets_table,
+    "model-choice": model_choice_table,
+}
+
+
+# ----------------------------------------------------------------------- rewriting
+def render(text: str, where: str = "<text>") -> str:
+    """``text`` with every table region regenerated."""
+    def fill(match):
+        name = match["name"]
+        if name not in TABLES:
+            raise SystemExit(f"{where}: unknown table {name!r}; known: {sorted(TABLES)}")
+        return match[1] + "\n".join(TABLES[name]()) + "\n" + match[4]
+    return REGION.sub(fill, text)
+
+
+def stale(files=FILES) -> list[Path]:
+    """The files whose table regions differ from what :func:`render` writes."""
+    return [p for p in files if render(p.read_text(), str(p)) != p.read_text()]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true",
+                    help="change nothing; exit 1 if a table is not what this script writes")
+    args = ap.parse_args(argv)
+    if args.check:
+        bad = stale()
+        for p in bad:
+            print(f"{p.relative_to(ROOT)}: tables differ from bench/results "
+                  "(run python docs/tables.py)", file=sys.stderr)
+        return 1 if bad else 0
+    for p in FILES:
+        text = p.read_text()
+        new = render(text, str(p))
+        if new != text:
+            p.write_text(new)
+            print(f"rewrote {p.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
