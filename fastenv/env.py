@@ -15,11 +15,12 @@ import gymnasium as gym
 import numpy as np
 
 from fastenv import kernels
+from fastenv.actuation import make_actuation
 from fastenv.envs import OPTIONS, TASKS, TaskSpec, resolve_options  # noqa: F401
+from fastenv.observation import build_observation_layout, task_buffer_layout
 from fastenv.references import Reference, build_reference, load_reference, model_digest
 from fastenv.sim import GRAVITY, Simulation, SimulationError
 
-PELVIS_TRANSLATIONS = ("pelvis_tx", "pelvis_ty", "pelvis_tz")
 PUSH_PROBABILITY = 0.01   # per control step: a push starts about once per second
 PUSH_STEPS = 20           # each push lasts 0.2 s
 
@@ -72,7 +73,6 @@ class ImitationEnv(gym.Env):
                                     push_body="torso" if opts["apply_perturbations"] else None)
         cn = sim.coordinate_names
         self._free = np.flatnonzero(~sim.locked)
-        self._pos_coords = [j for j in self._free if cn[j] not in PELVIS_TRANSLATIONS]
         # imitation compares rotations only: translations are covered by the COM term
         self._imitate_coords = np.array([j for j in self._free if sim.rotational[j]],
                                         dtype=np.intp)
@@ -90,26 +90,19 @@ class ImitationEnv(gym.Env):
                 _PREPARED[key] = self.reference
 
         # --- actuation ----------------------------------------------------------
-        n_act = sim.n_controls
-        if task.actuation == "muscle":
-            if n_act != len(sim.muscle_names):
-                raise ValueError(f"muscle task needs a model whose actuators are all muscles; "
-                                 f"{model_path} has {n_act} controls and "
-                                 f"{len(sim.muscle_names)} muscles")
-            self.action_space = gym.spaces.Box(0.0, 1.0, (n_act,), np.float32)
-            from fastenv import metabolic
-            self._muscle_consts = metabolic.muscle_constants(sim.model, sim.default_state)
-        else:
-            self._act_coords = np.array([cn.index(a) for a in sim.actuator_names], dtype=np.intp)
-            self._lower = np.ascontiguousarray(sim.coordinate_range[self._act_coords, 0])
-            self._upper = np.ascontiguousarray(sim.coordinate_range[self._act_coords, 1])
-            self._kp, self._kd = self._pd_gains(opts)
-            self.action_space = gym.spaces.Box(-1.0, 1.0, (n_act,), np.float32)
-        self.n_actions = n_act
+        #: muscle excitations or PD targets (``fastenv.actuation``)
+        self.actuation = make_actuation(sim, task, opts)
+        self.action_space = self.actuation.action_space
+        self.n_actions = n_act = self.actuation.n_actions
 
         # --- buffers and observation layout ---------------------------------------
-        self._task_buf = np.zeros(1 + 2 * len(cn))     # phase, target q, target qdot
-        self._build_observation_layout()
+        self._task_buf = np.zeros(task_buffer_layout(cn).size)  # phase, target q, qdot
+        layout = build_observation_layout(sim, task, opts)
+        self._buf = np.zeros((1, layout.buffer_size))   # [sim.buf | task buffer]
+        self._src, self._ref, self._scale = layout.src, layout.ref, layout.scale
+        self.observation_names = layout.names
+        #: observation block name -> its slice of the observation (``fastenv.observation``)
+        self.observation_blocks = layout.blocks
         dtype = np.float32 if opts["obs_dtype"] == "float32" else np.float64
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (len(self._src),), dtype)
         self._obs = np.zeros((1, len(self._src)), dtype)
@@ -126,30 +119,6 @@ class ImitationEnv(gym.Env):
         self.episode_log: list[dict] = []
 
     # ------------------------------------------------------------------ setup
-    def _pd_gains(self, opts):
-        """Default gains give every joint the same closed-loop bandwidth.
-
-        kp = w^2 I and kd = 2 w I (critically damped, w = 2 pi pd_bandwidth) with I the
-        joint's effective inertia (mass-matrix diagonal at the default pose). Uniform
-        gains would either make the light foot explode (a saturated 200 N·m on the ankle
-        is ~1e4 rad/s^2, the termination threshold) or leave the hip too weak.
-        Scalars or per-actuator arrays in ``kp``/``kd`` override them.
-        """
-        n = len(self._act_coords)
-        w = 2 * np.pi * float(opts["pd_bandwidth"])
-        inertia = self.sim.joint_inertia()[self._act_coords]
-        gains = []
-        for key, default in (("kp", w * w * inertia), ("kd", 2 * w * inertia)):
-            v = opts[key]
-            g = default if v is None else np.asarray(v, dtype=float)
-            if g.ndim == 0:
-                g = np.full(n, float(g))
-            if g.shape != (n,) or not np.all(np.isfinite(g)) or np.any(g < 0):
-                raise ValueError(f"{key} must be a non-negative scalar or {n} values "
-                                 f"(actuators {self.sim.actuator_names}), got {v!r}")
-            gains.append(np.ascontiguousarray(g, dtype=float))
-        return gains
-
     def _prepare_reference(self, ref, align_ground) -> Reference:
         sim = self.sim
         if isinstance(ref, Reference):
@@ -251,63 +220,6 @@ class ImitationEnv(gym.Env):
         shifted.com_pos = ref.com_pos + np.array([0.0, dy, 0.0])
         return shifted
 
-    def _build_observation_layout(self):
-        """Index arrays for the gather kernel over [sim.buf | task buffer]."""
-        sim, L = self.sim, self.sim.layout
-        cn = sim.coordinate_names
-        nbuf = L.size
-        self._buf = np.zeros((1, nbuf + len(self._task_buf)))
-        src, ref, scale, names = [], [], [], []
-        zero = L.index("zero", "0")
-
-        def add(i, name, r=zero, s=1.0):
-            src.append(i), ref.append(r), scale.append(s), names.append(name)
-
-        add(nbuf, "phase")
-        for j in self._pos_coords:
-            add(L.slice("q").start + j, f"q/{cn[j]}")
-        for j in self._free:
-            add(L.slice("qdot").start + j, f"qdot/{cn[j]}")
-        for j in self._free:
-            add(L.slice("qddot").start + j, f"qddot/{cn[j]}")
-        if self.options["use_target_obs"]:
-            for j in self._pos_coords:
-                add(nbuf + 1 + j, f"target_q/{cn[j]}")
-            for j in self._free:
-                add(nbuf + 1 + len(cn) + j, f"target_qdot/{cn[j]}")
-        axes = "xyz"[: self._axes]
-        pelvis = sim.body_names.index("pelvis")
-        bpos, bvel = L.slice("body_pos").start, L.slice("body_vel").start
-        for b, body in enumerate(sim.body_names):
-            if b == pelvis:
-                continue
-            for a, ax in enumerate(axes):
-                add(bpos + 3 * b + a, f"body_pos_rel_pelvis/{body}.{ax}", bpos + 3 * pelvis + a)
-        for b, body in enumerate(sim.body_names):
-            for a, ax in enumerate(axes):
-                add(bvel + 3 * b + a, f"body_vel/{body}.{ax}")
-        if sim.muscles:
-            lopt = [m.getOptimalFiberLength() for m in sim.muscles]
-            for i, m in enumerate(sim.muscle_names):
-                add(L.slice("activation").start + i, f"activation/{m}")
-            for i, m in enumerate(sim.muscle_names):
-                add(L.slice("fiber_length").start + i, f"norm_fiber_length/{m}", s=1 / lopt[i])
-            for i, m in enumerate(sim.muscle_names):
-                add(L.slice("fiber_velocity").start + i, f"norm_fiber_velocity/{m}",
-                    s=1 / lopt[i])
-        if self.options["use_GRF"]:
-            g0 = L.slice("grf").start
-            w, wh = sim.body_weight, sim.body_weight * self.spec_task.height
-            for c, contact in enumerate(sim.contact_names):
-                for k, comp in enumerate(("Fx", "Fy", "Fz", "Mx", "My", "Mz")):
-                    if self._axes == 2 and comp in ("Fz", "Mx", "My"):
-                        continue  # zero in a planar model
-                    add(g0 + 6 * c + k, f"grf/{contact}.{comp}", s=1 / (w if k < 3 else wh))
-        self._src = np.array(src, dtype=np.intp)
-        self._ref = np.array(ref, dtype=np.intp)
-        self._scale = np.array(scale, dtype=np.float64)
-        self.observation_names = names
-
     # ------------------------------------------------------------------ episode
     @property
     def episode_steps(self) -> int:
@@ -405,40 +317,12 @@ class ImitationEnv(gym.Env):
                                          self._obs)
         return self._obs[0].copy()
 
-    def _effort_cost(self, torque) -> float:
-        sim, b, L = self.sim, self.sim.buf, self.sim.layout
-        if self.spec_task.actuation == "torque":
-            out = np.zeros(1)
-            kernels.torque_cost(torque, float(self.options["max_actuation"]), out)
-            return float(out[0])
-        c = self._muscle_consts
-        rows = [b[L.slice(k)][None, :] for k in ("excitation", "activation", "fiber_length",
-                                                 "fiber_velocity", "active_fiber_force",
-                                                 "active_fl_multiplier")]
-        out = np.zeros(1)
-        kernels.metabolic_rate(*rows, c.opt_fiber_length, c.max_contraction_velocity,
-                               c.muscle_mass, c.slow_twitch_ratio, c.basal_rate_W, out)
-        # metabolic cost of transport: energy per weight and distance moved along the
-        # task's progress axis (forward for gaits, upward for jumping)
-        v = b[L.slice("com_vel")][self.spec_task.progress_axis]
-        return float(out[0] / (sim.body_weight * max(v, 0.1)))
-
     def step(self, action):
         a, nan_flag = self._check_action(action)
         sim = self.sim
         kernels.smooth_action(self._history, self._count, a[None, :], self._smoothed)
         self._count += 1
-        torque = None
-        if self.spec_task.actuation == "muscle":
-            controls = self._smoothed[0]
-        else:
-            q = sim.buf[sim.layout.slice("q")][self._act_coords][None, :]
-            qd = sim.buf[sim.layout.slice("qdot")][self._act_coords][None, :]
-            torque, target = np.empty((1, self.n_actions)), np.empty((1, self.n_actions))
-            kernels.pd_control(self._smoothed, self._lower, self._upper,
-                               np.ascontiguousarray(q), np.ascontiguousarray(qd), self._kp,
-                               self._kd, float(self.options["max_actuation"]), torque, target)
-            controls = torque[0] / float(self.options["max_actuation"])
+        controls = self.actuation.controls(self._smoothed)
         if self.options["apply_perturbations"]:
             self._perturb()
         info = {}
@@ -457,7 +341,7 @@ class ImitationEnv(gym.Env):
         com = sim.buf[L.slice("com_pos")][: self._axes]
         com_ref = self.reference.com_at(self._start + self._step)[: self._axes]
         w_im, w_eff, w_act = self.r_weights
-        cost = np.array([self._effort_cost(torque)])
+        cost = np.array([self.actuation.effort_cost()])
         kernels.imitation_reward(qs[self._imitate_coords][None, :],
                                  q_ref[self._imitate_coords][None, :], com[None, :],
                                  com_ref[None, :], a[None, :], self._prev_action, cost, w_im,

@@ -1,0 +1,141 @@
+"""Actuation: how a smoothed action drives the model, and what the effort costs.
+
+Muscle tasks send excitations; torque tasks send target joint angles that PD
+controllers track with torques. Both have one interface, so the env steps either
+without branching: ``action_space``; ``controls(smoothed)`` before the control step
+(``smoothed`` is the (1, n_actions) moving average of the last actions); and
+``effort_cost()`` after it, the cost in the reward's effort term exp(-cost).
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from fastenv import kernels, metabolic
+
+#: Below this speed of progress (m/s) the cost of transport divides by it instead, so
+#: standing still or moving backwards does not make the cost explode.
+MIN_PROGRESS_SPEED = 0.1
+
+
+class Actuation:
+    """The common interface (see the module docstring)."""
+
+    action_space: gym.spaces.Box
+
+    @property
+    def n_actions(self) -> int:
+        return self.action_space.shape[0]
+
+    def controls(self, smoothed: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def effort_cost(self) -> float:
+        raise NotImplementedError
+
+
+class MuscleActuation(Actuation):
+    """Actions are muscle excitations in [0, 1], sent to the model as they are.
+
+    Effort: the metabolic cost of transport, Umberger (2003) whole-body metabolic power
+    (``kernels.metabolic_rate``) per body weight and speed of progress along the task's
+    ``progress_axis`` (forward for gaits, upward for jumping), so faster gaits are not
+    penalised for spending more energy per second.
+    """
+
+    def __init__(self, sim, task, options):
+        n = sim.n_controls
+        if n != len(sim.muscle_names):
+            raise ValueError(f"muscle task needs a model whose actuators are all muscles; "
+                             f"{sim.model_path} has {n} controls and "
+                             f"{len(sim.muscle_names)} muscles")
+        self.sim = sim
+        self.progress_axis = task.progress_axis
+        self.action_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
+        self.muscle_constants = metabolic.muscle_constants(sim.model, sim.default_state)
+        self._rate = np.zeros(1)
+
+    def controls(self, smoothed):
+        return smoothed[0]
+
+    def effort_cost(self) -> float:
+        sim, b, L = self.sim, self.sim.buf, self.sim.layout
+        c = self.muscle_constants
+        rows = [b[L.slice(k)][None, :] for k in ("excitation", "activation", "fiber_length",
+                                                 "fiber_velocity", "active_fiber_force",
+                                                 "active_fl_multiplier")]
+        kernels.metabolic_rate(*rows, c.opt_fiber_length, c.max_contraction_velocity,
+                               c.muscle_mass, c.slow_twitch_ratio, c.basal_rate_W, self._rate)
+        v = b[L.slice("com_vel")][self.progress_axis]
+        return float(self._rate[0] / (sim.body_weight * max(v, MIN_PROGRESS_SPEED)))
+
+
+class PDActuation(Actuation):
+    """Actions in [-1, 1] are target angles over each actuated coordinate's range,
+    tracked by PD torques clipped to ±``max_actuation`` (``kernels.pd_control``).
+
+    Controls are the torques over ``max_actuation``, the optimal force the torque
+    variants' coordinate actuators are built with. Effort: the RMS of those normalised torques
+    (``kernels.torque_cost``). ``torque`` and ``target`` hold the last step's values.
+    """
+
+    def __init__(self, sim, task, options):
+        cn = sim.coordinate_names
+        self.sim = sim
+        self.coordinates = np.array([cn.index(a) for a in sim.actuator_names], dtype=np.intp)
+        self.lower = np.ascontiguousarray(sim.coordinate_range[self.coordinates, 0])
+        self.upper = np.ascontiguousarray(sim.coordinate_range[self.coordinates, 1])
+        self.max_actuation = float(options["max_actuation"])
+        self.kp, self.kd = self._gains(options)
+        n = sim.n_controls
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
+        self.torque = np.zeros((1, n))
+        self.target = np.zeros((1, n))
+        self._cost = np.zeros(1)
+
+    def _gains(self, options):
+        """Default gains give every joint the same closed-loop bandwidth.
+
+        kp = w^2 I and kd = 2 w I (critically damped, w = 2 pi pd_bandwidth) with I the
+        joint's effective inertia (mass-matrix diagonal at the default pose). Uniform
+        gains would either make the light foot explode (a saturated 200 N·m on the ankle
+        is ~1e4 rad/s^2, the termination threshold) or leave the hip too weak.
+        Scalars or per-actuator arrays in ``kp``/``kd`` override them.
+        """
+        n = len(self.coordinates)
+        w = 2 * np.pi * float(options["pd_bandwidth"])
+        inertia = self.sim.joint_inertia()[self.coordinates]
+        gains = []
+        for key, default in (("kp", w * w * inertia), ("kd", 2 * w * inertia)):
+            v = options[key]
+            g = default if v is None else np.asarray(v, dtype=float)
+            if g.ndim == 0:
+                g = np.full(n, float(g))
+            if g.shape != (n,) or not np.all(np.isfinite(g)) or np.any(g < 0):
+                raise ValueError(f"{key} must be a non-negative scalar or {n} values "
+                                 f"(actuators {self.sim.actuator_names}), got {v!r}")
+            gains.append(np.ascontiguousarray(g, dtype=float))
+        return gains
+
+    def controls(self, smoothed):
+        b, L = self.sim.buf, self.sim.layout
+        q = b[L.slice("q")][self.coordinates][None, :]
+        qdot = b[L.slice("qdot")][self.coordinates][None, :]
+        kernels.pd_control(smoothed, self.lower, self.upper, q, qdot, self.kp, self.kd,
+                           self.max_actuation, self.torque, self.target)
+        return self.torque[0] / self.max_actuation
+
+    def effort_cost(self) -> float:
+        kernels.torque_cost(self.torque, self.max_actuation, self._cost)
+        return float(self._cost[0])
+
+
+#: TaskSpec.actuation -> its class.
+ACTUATIONS = {"muscle": MuscleActuation, "torque": PDActuation}
+
+
+def make_actuation(sim, task, options) -> Actuation:
+    """The actuation of ``task`` on ``sim`` with the env's resolved ``options``."""
+    if task.actuation not in ACTUATIONS:
+        raise ValueError(f"unknown actuation {task.actuation!r}; known: {sorted(ACTUATIONS)}")
+    return ACTUATIONS[task.actuation](sim, task, options)
