@@ -156,7 +156,7 @@ def compare_table() -> list[str]:
     c = load("compare")
     m = c["meta"]
     lines = [f"Run of {m['started']}: {m['task']}, {m['cores']} cores, W = {m['workers']} "
-             f"workers, {m['seconds_per_point']:g} s per point after 10 warm-up steps per env, "
+             f"workers, {m['seconds_per_point']:g} s per point, "
              f"load average {m['load_avg_start'][0]:.2f} at the start and "
              f"{m['load_avg_end'][0]:.2f} at the end.", ""]
     rows = []
