@@ -9,6 +9,10 @@ Copies: with ``copy=True`` (default) every returned array is a fresh copy. With
 ``copy=False`` observations, rewards and flags are views into shared memory that the
 next ``step``/``recv`` overwrites (zero-copy; copy what you keep). Infos are always
 fresh arrays.
+
+The pool knows nothing of OpenSim: this module hands it an ``EnvFactory`` naming
+``fastenv.env:ImitationEnv`` and the env options, which each worker builds; the parent
+never imports the env module.
 """
 from __future__ import annotations
 
@@ -21,13 +25,12 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from fastenv.envs import OPTIONS, TASKS, resolve_options
-from fastenv.pool import INFO_DTYPES, INFO_KEYS, Pool, default_workers
+from fastenv.errors import ClosedEnvError, EnvError, PendingCallError
+from fastenv.pool import EnvFactory, Pool, default_workers
 
 VECTOR_OPTIONS = ("num_workers", "autoreset_mode", "batch_size", "copy", "start_method",
                   "step_timeout", "recycle_every", "max_episode_steps")
-_MODES = {AutoresetMode.NEXT_STEP: "next_step", AutoresetMode.SAME_STEP: "same_step",
-          AutoresetMode.DISABLED: "disabled"}
-_OPEN: "weakref.WeakSet[OsimVectorEnv]" = weakref.WeakSet()
+_OPEN: weakref.WeakSet[OsimVectorEnv] = weakref.WeakSet()
 
 
 @atexit.register
@@ -51,13 +54,18 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     env steps, to cap memory growth; episodes continue (within integrator accuracy).
     ``_faults`` injects faults for tests: ``[(kind, env_id, at_step), ...]`` with kind
     ``sim_error``, ``exception``, ``kill`` or ``hang``.
+
+    ``start_method``: ``"subprocess"`` (default) starts each worker as a fresh
+    interpreter without re-running the caller's ``__main__``, so scripts need no
+    ``if __name__ == "__main__":`` guard; ``"fork"``, ``"forkserver"`` and ``"spawn"``
+    use multiprocessing instead.
     """
 
     def __init__(self, task: str = "MuscleWalkingImitation2D-v0", num_envs: int = 1, *,
                  num_workers: int | None = None,
                  autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
                  batch_size: int | None = None, copy: bool = True,
-                 start_method: str = "forkserver", step_timeout: float | None = None,
+                 start_method: str = "subprocess", step_timeout: float | None = None,
                  recycle_every: int | None = None, max_episode_steps=None,
                  _faults=(), **env_options):
         if task not in TASKS:
@@ -90,10 +98,11 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self.metadata = {"autoreset_mode": mode, "render_modes": []}
         self.render_mode = None
         self.closed = True
-        self._pool = Pool(self.num_envs, dict(task=task, **env_options), num_workers,
-                          _MODES[mode], start_method=start_method,
-                          step_timeout=step_timeout, recycle_every=recycle_every,
-                          faults=_faults)
+        factory = EnvFactory("fastenv.env:ImitationEnv", dict(task=task, **env_options))
+        faults = [(_FAULTS.get(kind, kind), i, k) for kind, i, k in _faults]
+        self._pool = Pool(factory, self.num_envs, num_workers, mode,
+                          start_method=start_method, step_timeout=step_timeout,
+                          recycle_every=recycle_every, faults=faults)
         self.closed = False
         _OPEN.add(self)
         self.num_workers = num_workers
@@ -102,14 +111,16 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._a = self._pool.arrays
+        self._info_names = list(self._pool.info_scalars)
         self._all = np.arange(self.num_envs, dtype=np.int32)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)   # DISABLED mode check
         self._stepping = False
 
     # ------------------------------------------------------------------ helpers
-    def _check_open(self):
+    def _check_open(self, what):
         if self.closed:
-            raise RuntimeError("OsimVectorEnv is closed")
+            raise ClosedEnvError(f"{what}() called on a closed OsimVectorEnv; create a "
+                                 "new one")
 
     def _actions(self, actions, n_rows, env_ids=None):
         a = np.asarray(actions)
@@ -140,14 +151,15 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def _infos(self, ids: np.ndarray, extras: dict):
         """Gymnasium-style batched infos (``key`` and ``_key`` mask) for rows ``ids``."""
         a = self._a
-        infos = _scalar_infos(a.info[ids], a.info_present[ids])
+        infos = self._scalar_infos(a.info, a.info_present[ids], ids)
         final = a.final[ids]
         if final.any():
             obj = np.full(len(ids), None, dtype=object)
             for r in np.flatnonzero(final):
                 obj[r] = a.final_obs[ids[r]].copy()
             infos["final_obs"], infos["_final_obs"] = obj, final.copy()
-            fi = _scalar_infos(a.final_info[ids], a.final_info_present[ids] & final[:, None])
+            fi = self._scalar_infos(a.final_info, a.final_info_present[ids] & final[:, None],
+                                    ids)
             infos["final_info"], infos["_final_info"] = fi, final.copy()
         row = {int(i): r for r, i in enumerate(ids)}
         for i, extra in extras.items():
@@ -159,12 +171,27 @@ class OsimVectorEnv(gym.vector.VectorEnv):
                     _put(infos, key, value, row[i], len(ids))
         return infos
 
+    def _scalar_infos(self, values: np.ndarray, present: np.ndarray, ids) -> dict:
+        """The env's ``info_scalars`` for rows ``ids``, each in its own dtype."""
+        infos = {}
+        for k, key in enumerate(self._info_names):
+            mask = present[:, k]
+            if mask.any():
+                infos[key] = values[key][ids]   # fancy indexing: a fresh array
+                infos[f"_{key}"] = mask.copy()
+        return infos
+
+    def _raise_env_errors(self, extras: dict):
+        for i, e in extras.items():
+            if "worker_exception" in e:
+                raise EnvError(i, *e["worker_exception"])
+
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed=None, options=None):
-        self._check_open()
+        self._check_open("reset")
         if self._stepping or self._pool.pending:
-            raise RuntimeError("reset() called while a step is in flight; call step_wait() "
-                               "or recv() first")
+            raise PendingCallError(f"reset() called while {self._pool.pending} envs are "
+                                   "in flight; call step_wait() or recv() first")
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         start_frame = options.pop("start_frame", None)
@@ -209,15 +236,14 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def _wait(self, n, timeout=None):
         done = self._pool.collect(n, timeout)
         extras = {i: e for i, e in done if e}
-        for i, e in extras.items():
-            if "worker_exception" in e:
-                raise RuntimeError(f"env {i} raised in its worker: {e['worker_exception']}")
+        self._raise_env_errors(extras)
         return extras
 
     def step_async(self, actions):
-        self._check_open()
+        self._check_open("step_async")
         if self._stepping or self._pool.pending:
-            raise RuntimeError("step_async() called while a step is in flight")
+            raise PendingCallError(f"step_async() called while {self._pool.pending} envs "
+                                   "are in flight; call step_wait() or recv() first")
         a = self._actions(actions, self.num_envs)
         if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
             raise ValueError(f"envs {np.flatnonzero(self._needs_reset).tolist()} ended and "
@@ -228,11 +254,14 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self._stepping = True
 
     def step_wait(self, timeout: float | None = None):
-        self._check_open()
+        self._check_open("step_wait")
         if not self._stepping:
-            raise RuntimeError("step_wait() called without step_async()")
-        extras = self._wait(self._pool.pending, timeout)
-        self._stepping = False
+            raise PendingCallError("step_wait() called without step_async(); expected "
+                                   "step_async(actions) first")
+        done = self._pool.collect(self._pool.pending, timeout)
+        self._stepping = False   # every env is back, even if one of them raised
+        extras = {i: e for i, e in done if e}
+        self._raise_env_errors(extras)
         obs, rew, term, trunc = self._gather(self._all)
         self._needs_reset = term | trunc
         return obs, rew, term, trunc, self._infos(self._all, extras)
@@ -244,9 +273,10 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     # ------------------------------------------------------------------ envpool-style
     def async_reset(self, seed=None):
         """Reset every env without waiting; collect with ``recv()``."""
-        self._check_open()
-        if self._pool.pending:
-            raise RuntimeError("async_reset() called while envs are in flight")
+        self._check_open("async_reset")
+        if self._stepping or self._pool.pending:
+            raise PendingCallError(f"async_reset() called while {self._pool.pending} envs "
+                                   "are in flight; recv() them first")
         a = self._a
         if seed is None:
             a.seed_set[:] = False
@@ -257,7 +287,10 @@ class OsimVectorEnv(gym.vector.VectorEnv):
 
     def send(self, actions, env_ids):
         """Start stepping ``env_ids`` (each not already in flight) with ``actions``."""
-        self._check_open()
+        self._check_open("send")
+        if self._stepping:
+            raise PendingCallError("send() called while a step_async() is in flight; "
+                                   "call step_wait() first")
         ids = np.asarray(env_ids)
         if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer) or len(ids) == 0:
             raise ValueError(f"env_ids must be a non-empty 1-D integer array, got {env_ids!r}")
@@ -275,16 +308,17 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def recv(self, timeout: float | None = None):
         """The first ``batch_size`` envs to finish: (obs, reward, terminated, truncated,
         info) with ``info["env_id"]``; rows are in completion order."""
-        self._check_open()
+        self._check_open("recv")
+        if self._stepping:
+            raise PendingCallError("recv() called while a step_async() is in flight; "
+                                   "call step_wait() first")
         if self._pool.pending < self.batch_size:
-            raise RuntimeError(f"recv() needs {self.batch_size} envs in flight, "
-                               f"{self._pool.pending} are; call send() first")
+            raise PendingCallError(f"recv() needs batch_size={self.batch_size} envs in "
+                                   f"flight, {self._pool.pending} are; call send() first")
         done = self._pool.collect(self.batch_size, timeout)
         ids = np.array([i for i, _ in done], dtype=np.int32)
         extras = {i: e for i, e in done if e}
-        for i, e in extras.items():
-            if "worker_exception" in e:
-                raise RuntimeError(f"env {i} raised in its worker: {e['worker_exception']}")
+        self._raise_env_errors(extras)
         a = self._a
         obs, rew = a.obs[ids], a.reward[ids]
         term, trunc = a.terminated[ids], a.truncated[ids]
@@ -304,10 +338,10 @@ class OsimVectorEnv(gym.vector.VectorEnv):
 
     # ------------------------------------------------------------------ attributes
     def _check_idle(self, what):
-        self._check_open()
+        self._check_open(what)
         if self._stepping or self._pool.pending:
-            raise RuntimeError(f"{what}() called while envs are in flight; recv() or "
-                               "step_wait() them first")
+            raise PendingCallError(f"{what}() called while {self._pool.pending} envs are "
+                                   "in flight; recv() or step_wait() them first")
 
     def call(self, name, *args, **kwargs):
         self._check_idle("call")
@@ -357,17 +391,20 @@ def _autoreset_mode(value) -> AutoresetMode:
         if key in (m.value.lower(), m.name.replace("_", "").lower()):
             return m
     raise ValueError(f"autoreset_mode must be one of {[m.value for m in AutoresetMode]} "
-                     f"(or next_step/same_step/disabled), got {value!r}")
+                     f"(or {'/'.join(m.name.lower() for m in AutoresetMode)}), got {value!r}")
 
 
-def _scalar_infos(values: np.ndarray, present: np.ndarray) -> dict:
-    infos = {}
-    for k, key in enumerate(INFO_KEYS):
-        mask = present[:, k]
-        if mask.any():
-            infos[key] = values[:, k].astype(INFO_DTYPES.get(key, np.float64))
-            infos[f"_{key}"] = mask.copy()
-    return infos
+def _nan_state(env):
+    """The ``sim_error`` test fault, run in the worker: make the env's state non-finite,
+    so that its next step takes the real simulator-failure path."""
+    import opensim
+    sim = env.sim
+    q = sim.state.getQ().to_numpy().copy()
+    q[:] = np.nan
+    sim.state.setQ(opensim.Vector.createFromMat(q))
+
+
+_FAULTS = {"sim_error": _nan_state}
 
 
 def _put(infos: dict, key: str, value, row: int, n: int):

@@ -1,9 +1,16 @@
 """The parent side of the pool: worker processes, env placement, completion messages,
 and recovery from worker crashes, hangs and memory growth.
 
-Start-up is two-phase: every worker builds its envs and reports their spaces, then the
-parent sizes and creates the shared segment and tells the workers to attach. The
-parent itself never loads OpenSim.
+Launch: by default (``start_method="subprocess"``) each worker is a fresh interpreter,
+``python -c <boot>``, that inherits one end of a socket pair; nothing of the parent's
+``__main__`` is re-run, so scripts without an ``if __name__ == "__main__":`` guard,
+``python - < script.py`` and ``exec`` in a notebook all work. The multiprocessing
+methods (``fork``, ``forkserver``, ``spawn``) remain available.
+
+Start-up is two-phase: every worker builds its envs (with the pool's picklable env
+factory) and reports their spaces and ``info_scalars``, then the parent sizes and
+creates the shared segment and tells the workers to attach. The parent itself never
+imports the env's module (for fastenv, OpenSim).
 
 Recovery: a worker that dies (SIGKILL, segfault) is noticed at once through its pipe;
 one that sends nothing for ``step_timeout`` seconds while it has envs in flight is
@@ -14,40 +21,106 @@ envs' states to a fresh process (transparent to the caller).
 """
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import os
 import pickle
 import struct
+import subprocess
+import sys
+import threading
 import time
+import weakref
 from multiprocessing.connection import wait
 
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
+from fastenv.errors import ClosedEnvError, EnvError, PendingCallError, WorkerError
 from fastenv.pool.shared import LayoutSpec, SharedArrays
 from fastenv.pool.worker import worker_main
 
 _ID = struct.Struct("<i")
+START_METHODS = ("subprocess", "fork", "forkserver", "spawn")
+
+# A worker's whole boot: stdlib only, so nothing runs before sys.path is the parent's.
+_BOOT = ("import sys, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+         "from multiprocessing.connection import Connection; c = Connection({fd}); "
+         "sys.path[:] = c.recv(); "
+         "from fastenv.pool.worker import serve; serve(c, {ppid}, {pdeathsig})")
+
+_LIVE: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 
-class PoolError(RuntimeError):
-    """A worker failed to start or could not be recovered."""
+@atexit.register
+def _close_all():
+    for pool in list(_LIVE):
+        pool.close()
+
+
+class _Subprocess:
+    """A ``subprocess.Popen`` worker with ``multiprocessing.Process``'s interface."""
+
+    def __init__(self, popen: subprocess.Popen, name: str):
+        self.popen, self.name = popen, name
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def exitcode(self) -> int | None:   # negative: killed by that signal, as in mp
+        return self.popen.poll()
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self):
+        self.popen.kill()   # a no-op once the process has been reaped
+
+    def join(self, timeout: float | None = None):
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 class Pool:
     """``num_workers`` processes stepping ``num_envs`` envs (env ``i`` on worker
-    ``i * num_workers // num_envs``, contiguous blocks)."""
+    ``i * num_workers // num_envs``, contiguous blocks).
 
-    def __init__(self, num_envs: int, env_kwargs: dict, num_workers: int,
-                 autoreset_mode: str, start_method: str = "forkserver",
-                 start_timeout: float = 300.0, step_timeout: float | None = None,
-                 recycle_every: int | None = None, faults=()):
+    ``env_fn``: a picklable callable returning an env (e.g. :class:`EnvFactory`), called
+    once per env in the workers; the env's ``info_scalars`` attribute (name -> dtype)
+    says which infos travel in shared memory.
+    """
+
+    def __init__(self, env_fn, num_envs: int, num_workers: int,
+                 autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+                 start_method: str = "subprocess", start_timeout: float = 300.0,
+                 step_timeout: float | None = None, recycle_every: int | None = None,
+                 faults=()):
+        if not 1 <= num_workers <= num_envs:
+            raise ValueError(f"num_workers must be in [1, num_envs={num_envs}], got "
+                             f"{num_workers!r}")
+        if start_method not in START_METHODS:
+            raise ValueError(f"start_method must be one of {list(START_METHODS)}, got "
+                             f"{start_method!r}")
+        try:
+            pickle.dumps(env_fn)
+        except Exception as exc:
+            raise TypeError(f"env_fn must be picklable (workers build the envs), got "
+                            f"{env_fn!r}: {exc}") from None
         self.num_envs, self.num_workers = num_envs, num_workers
-        self.env_kwargs, self.autoreset_mode = env_kwargs, autoreset_mode
+        self.env_fn, self.autoreset_mode = env_fn, AutoresetMode(autoreset_mode)
+        self.start_method = start_method
         self.start_timeout, self.step_timeout = start_timeout, step_timeout
         self.recycle_every = recycle_every
-        self.ctx = mp.get_context(start_method)
-        if start_method == "forkserver":
-            self.ctx.set_forkserver_preload(["fastenv.pool.worker", "fastenv.env"])
+        if start_method != "subprocess":
+            self.ctx = mp.get_context(start_method)
+            if start_method == "forkserver":
+                module = getattr(env_fn, "module", None)
+                self.ctx.set_forkserver_preload(
+                    ["fastenv.pool.worker"] + ([module] if isinstance(module, str) else []))
         self.owner = np.array([i * num_workers // num_envs for i in range(num_envs)])
         self.worker_envs = [np.flatnonzero(self.owner == w).astype(np.int32)
                             for w in range(num_workers)]
@@ -55,6 +128,8 @@ class Pool:
         self.arrays = None
         self.closed = False
         self._pending = np.zeros(num_envs, dtype=bool)
+        self._ready = np.zeros(num_workers, dtype=bool)  # in its command loop, idle or not
+        self._in_call = np.zeros(num_workers, dtype=bool)  # a rare command awaits its reply
         self._heard = np.zeros(num_workers)          # last message from / send to worker
         self._steps_since_spawn = np.zeros(num_workers, dtype=np.int64)
         self._lost = np.zeros(num_envs, dtype=bool)  # restarted while not in flight
@@ -63,6 +138,7 @@ class Pool:
         self.recycles = 0
         self.env_restarts = np.zeros(num_envs, dtype=np.int64)
         self._faults = list(faults)
+        _LIVE.add(self)
         try:
             self._start()
         except BaseException:
@@ -71,29 +147,77 @@ class Pool:
 
     # ------------------------------------------------------------------ processes
     def _spawn(self, w, faults=()):
-        parent, child = self.ctx.Pipe()
         faults = [f for f in faults if self.owner[f[1]] == w]
-        p = self.ctx.Process(target=worker_main, name=f"fastenv-worker-{w}", daemon=True,
-                             args=(child, self.worker_envs[w], self.env_kwargs,
-                                   self.autoreset_mode, faults))
-        p.start()
-        child.close()
-        return parent, p
+        config = (self.env_fn, self.worker_envs[w], self.autoreset_mode, faults)
+        name = f"fastenv-worker-{w}"
+        parent, child = mp.Pipe()   # a socket pair: both ends are plain fds
+        try:
+            if self.start_method == "subprocess":
+                if not sys.executable:
+                    raise WorkerError("sys.executable is empty, so no worker interpreter "
+                                      "can be launched; pass start_method='forkserver'")
+                fd = child.fileno()
+                # PR_SET_PDEATHSIG follows the thread that starts the worker: ask for it
+                # only from the main thread, which lives as long as the process
+                main = threading.current_thread() is threading.main_thread()
+                boot = _BOOT.format(fd=fd, ppid=os.getpid(), pdeathsig=main)
+                popen = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,),
+                                         stdin=subprocess.DEVNULL)
+                proc = _Subprocess(popen, name)
+                try:   # buffered by the socket; the worker reads it once it has booted
+                    parent.send(list(sys.path))
+                    parent.send(config)
+                except OSError:
+                    pass   # died at once: _expect reports it
+            else:
+                proc = self.ctx.Process(target=worker_main, name=name, daemon=True,
+                                        args=(child, *config))
+                proc.start()
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        return parent, proc
 
-    def _expect(self, conn, proc, kind):
+    def _start_failure(self, w, stage, code) -> str:
+        if stage == "started" and self.start_method in ("spawn", "forkserver"):
+            return (f"worker {w} exited with code {code} before it started: with "
+                    f"start_method={self.start_method!r} multiprocessing re-runs the main "
+                    "module in every worker; put the script's code under `if __name__ == "
+                    "\"__main__\":` or use the default start_method='subprocess'")
+        return (f"worker {w} exited with code {code} during start-up (waiting for "
+                f"{stage!r}); its stderr has the reason")
+
+    def _expect(self, w, kind):
+        conn, proc = self.conns[w], self.procs[w]
         deadline = time.monotonic() + self.start_timeout
-        while not conn.poll(0.1):
-            if not proc.is_alive():
-                raise PoolError(f"worker {proc.name} exited with code {proc.exitcode} "
-                                "during start-up")
+        msg = None
+        while msg is None:
+            try:
+                if conn.poll(0.1):
+                    msg = conn.recv()
+                    break
+            except (EOFError, OSError):
+                break
+            if not proc.is_alive() and not conn.poll(0):
+                break
             if time.monotonic() > deadline:
-                raise PoolError(f"worker {proc.name} did not start within "
-                                f"{self.start_timeout} s")
-        msg = conn.recv()
+                raise WorkerError(f"worker {w} did not send {kind!r} within "
+                                  f"start_timeout={self.start_timeout} s")
+        if msg is None:
+            proc.join(1.0)
+            raise WorkerError(self._start_failure(w, kind, proc.exitcode))
         if msg[0] == "error":
-            raise PoolError(f"worker {proc.name} failed to build its envs: {msg[1]}")
+            _, where, etype, emessage, tb = msg
+            hint = ""
+            if "__main__" in emessage:
+                hint = ("; workers do not run the parent's __main__: define the env "
+                        "factory in an importable module")
+            raise WorkerError(f"worker {w} failed to build {where}: {etype}: "
+                              f"{' '.join(emessage.split())}{hint}", tb)
         if msg[0] != kind:
-            raise PoolError(f"worker {proc.name}: expected {kind!r}, got {msg[0]!r}")
+            raise WorkerError(f"worker {w} sent {msg[0]!r} during start-up; expected {kind!r}")
         return msg
 
     def _start(self):
@@ -101,39 +225,50 @@ class Pool:
             conn, proc = self._spawn(w, self._faults)
             self.conns.append(conn)
             self.procs.append(proc)
-        spaces = [self._expect(c, p, "spaces")[1] for c, p in zip(self.conns, self.procs)]
-        self.observation_space, self.action_space = spaces[0]
-        for obs_space, act_space in spaces[1:]:
-            if obs_space != self.observation_space or act_space != self.action_space:
-                raise PoolError("workers built envs with different spaces")
+        for w in range(self.num_workers):
+            self._expect(w, "started")
+        spaces = [self._expect(w, "spaces")[1:] for w in range(self.num_workers)]
+        self.observation_space, self.action_space, info_scalars = spaces[0]
+        for w, other in enumerate(spaces[1:], 1):
+            if other != spaces[0]:
+                raise WorkerError(f"worker {w} built envs with spaces/info_scalars {other}; "
+                                  f"expected those of worker 0, {spaces[0]}")
+        self.info_scalars = {k: np.dtype(t) for k, t in info_scalars}
         self.spec = LayoutSpec(self.num_envs, self.observation_space.shape[0],
                                self.action_space.shape[0],
-                               self.observation_space.dtype.name)
+                               self.observation_space.dtype.name, tuple(info_scalars))
         self.arrays = SharedArrays(self.spec)
         for conn in self.conns:
             conn.send(("attach", self.arrays.name, self.spec))
-        self.pids = [self._expect(c, p, "ready")[1] for c, p in zip(self.conns, self.procs)]
+        self.pids = [self._expect(w, "ready")[1] for w in range(self.num_workers)]
+        self._ready[:] = True
 
     def _replace(self, w):
         """Kill worker ``w`` if needed and start a fresh one with the same envs."""
         old = self.procs[w]
-        if old.is_alive():
-            old.kill()
+        self._ready[w] = False
+        old.kill()
         old.join(5.0)
         self.conns[w].close()
-        conn, proc = self._spawn(w)
-        self.conns[w], self.procs[w] = conn, proc
-        self._expect(conn, proc, "spaces")
-        conn.send(("attach", self.arrays.name, self.spec))
-        self.pids[w] = self._expect(conn, proc, "ready")[1]
+        self.conns[w], self.procs[w] = self._spawn(w)
+        self._expect(w, "started")
+        self._expect(w, "spaces")
+        self.conns[w].send(("attach", self.arrays.name, self.spec))
+        self.pids[w] = self._expect(w, "ready")[1]
+        self._ready[w] = True
         self._steps_since_spawn[w] = 0
         self._heard[w] = time.monotonic()
 
     def _call_worker(self, w, what, *args):
+        self._in_call[w] = True
         self.conns[w].send_bytes(b"P" + pickle.dumps((what, args)))
         ok, value = pickle.loads(self.conns[w].recv_bytes())
+        self._in_call[w] = False
         if not ok:
-            raise RuntimeError(f"{what} failed in worker {w}: {value}")
+            env_id, etype, emessage, tb = value
+            during = f"{what}({args[1]!r})" if what in ("call", "get_attr", "set_attr") \
+                else what
+            raise EnvError(env_id, etype, emessage, tb, during=during)
         return value
 
     def _recover(self, w, reason: str):
@@ -157,7 +292,7 @@ class Pool:
         a.truncated[ids] = True
         # SAME_STEP wants a final observation; the real one died with the worker, so
         # the reset observation stands in (flagged by worker_restarted)
-        same_step = self.autoreset_mode == "same_step"
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         a.final[ids] = same_step
         if same_step:
             a.final_obs[ids] = a.obs[ids]
@@ -168,9 +303,14 @@ class Pool:
         return [int(i) for i in ids[was_pending]], {"worker_restarted": True,
                                                     "worker_error": reason}
 
+    def _check_open(self, what):
+        if self.closed:
+            raise ClosedEnvError(f"Pool.{what}() called after close(); create a new pool")
+
     # ------------------------------------------------------------------ commands
     def send(self, cmd: bytes, env_ids: np.ndarray):
         """Send a step (``b"S"``) or reset (``b"R"``) for ``env_ids`` to their workers."""
+        self._check_open("send")
         env_ids = np.asarray(env_ids, dtype=np.int32)
         lost = env_ids[self._lost[env_ids]]
         if len(lost):
@@ -202,6 +342,7 @@ class Pool:
     def collect(self, n: int, timeout: float | None = None):
         """Wait for ``n`` finished envs; returns ``[(env_id, extra_or_None), ...]``
         in completion order. Raises TimeoutError (leaving the rest pending)."""
+        self._check_open("collect")
         done = []
         restarted = {}
         while self._synthetic and len(done) < n:
@@ -212,7 +353,8 @@ class Pool:
         while len(done) < n:
             busy = {self.conns[w]: w for w in np.unique(self.owner[self._pending])}
             if not busy:
-                raise PoolError(f"collect({n}) but only {len(done)} envs were in flight")
+                raise PendingCallError(f"collect({n}) needs {n} envs in flight; only "
+                                       f"{len(done)} were")
             wait_for = 1.0
             if deadline is not None:
                 wait_for = min(wait_for, max(0.0, deadline - time.monotonic()))
@@ -227,9 +369,8 @@ class Pool:
                 try:
                     msg = conn.recv_bytes()
                 except (EOFError, OSError):
-                    code = self.procs[w].exitcode
                     self.procs[w].join(1.0)
-                    code = self.procs[w].exitcode if code is None else code
+                    code = self.procs[w].exitcode
                     ids, extra = self._recover(w, f"worker {w} died (exit code {code})")
                     done.extend((i, dict(extra)) for i in ids)
                     restarted[w] = extra
@@ -277,28 +418,37 @@ class Pool:
 
     def rare(self, what: str, env_ids, *args):
         """Run a pickled command on the workers owning ``env_ids``; results in order."""
+        self._check_open(what)
         env_ids = np.asarray(env_ids, dtype=np.int64)
         results = {}
         for w in np.unique(self.owner[env_ids]):
             ids = [int(i) for i in env_ids[self.owner[env_ids] == w]]
             value = self._call_worker(w, what, ids, *args)
             if value is not None:
-                results.update(zip(ids, value))
+                results.update(zip(ids, value, strict=True))
         return [results[int(i)] for i in env_ids] if results else None
 
     # ------------------------------------------------------------------ close
     def close(self, timeout: float = 5.0):
-        """Stop the workers (politely, then by force) and unlink the shared segment.
-        Safe to call more than once and from atexit/__del__."""
+        """Stop the workers and unlink the shared segment. Idle workers are asked to
+        close their envs and exit (forced after ``timeout`` s); a worker that is busy
+        (steps in flight, a call unanswered, still starting) is killed at once, since
+        its results would be thrown away. Safe to call more than once and from
+        atexit/__del__."""
         if self.closed:
             return
         self.closed = True
-        if not self._pending.any():
-            for conn in self.conns:
+        _LIVE.discard(self)
+        for w, (conn, proc) in enumerate(zip(self.conns, self.procs, strict=True)):
+            busy = (not self._ready[w] or self._in_call[w]
+                    or self._pending[self.worker_envs[w]].any())
+            if not busy:
                 try:
                     conn.send_bytes(b"P" + pickle.dumps(("close", None)))
                 except (OSError, ValueError):
-                    pass
+                    busy = True
+            if busy:
+                proc.kill()
         deadline = time.monotonic() + timeout
         for p in self.procs:
             p.join(max(0.0, deadline - time.monotonic()))

@@ -4,6 +4,11 @@ The parent creates the segment once; workers attach by name and build the same
 NumPy views, so per-step data (actions in; observations, rewards, flags, info
 scalars out) never travels through pipes or pickles. Row ``i`` of every array
 belongs to env ``i``; each row is written by exactly one worker.
+
+Which infos are scalars is the env's business: its ``info_scalars`` attribute
+(name -> dtype), reported by the workers at start-up, becomes one field of the
+structured ``info``/``final_info`` arrays per name, in its own dtype. Any other
+info key (``sim_error`` messages) rides along with the worker's completion message.
 """
 from __future__ import annotations
 
@@ -14,12 +19,6 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-# Scalar info keys carried in shared memory (anything else, e.g. ``sim_error``
-# messages, rides along with the worker's completion message).
-INFO_KEYS = ("total", "imitation", "effort", "smoothness", "joint_mse", "com_error",
-             "effort_cost", "phase", "frame", "nan_action")
-INFO_DTYPES = {"frame": np.int64, "nan_action": np.bool_}
-
 ALIGN = 64  # bytes: keep every array on its own cache lines
 
 
@@ -29,21 +28,26 @@ class LayoutSpec:
     obs_dim: int
     act_dim: int
     obs_dtype: str
+    info_scalars: tuple = ()   # ((name, dtype str), ...) from the env's info_scalars
+
+    @property
+    def info_dtype(self) -> np.dtype:
+        return np.dtype([(k, np.dtype(t)) for k, t in self.info_scalars], align=True)
 
     def arrays(self):
-        n, d, a, k = self.num_envs, self.obs_dim, self.act_dim, len(INFO_KEYS)
+        n, d, a, k = self.num_envs, self.obs_dim, self.act_dim, len(self.info_scalars)
         return (
             ("actions", (n, a), np.float64),
             ("obs", (n, d), np.dtype(self.obs_dtype)),
             ("reward", (n,), np.float64),
             ("terminated", (n,), np.bool_),
             ("truncated", (n,), np.bool_),
-            ("info", (n, k), np.float64),
+            ("info", (n,), self.info_dtype),
             ("info_present", (n, k), np.bool_),
             ("final", (n,), np.bool_),            # SAME_STEP: this row was reset
             ("final_obs", (n, d), np.dtype(self.obs_dtype)),
             ("final_reward", (n,), np.float64),
-            ("final_info", (n, k), np.float64),
+            ("final_info", (n,), self.info_dtype),
             ("final_info_present", (n, k), np.bool_),
             ("seed", (n,), np.int64),
             ("seed_set", (n,), np.bool_),
@@ -87,9 +91,7 @@ class SharedArrays:
             arr = np.ndarray(shape, dtype=dtype, buffer=buf, offset=off)
             self.views[key] = arr
             setattr(self, key, arr)
-        if self.owner:
-            for arr in self.views.values():
-                arr.fill(0)
+        if self.owner:   # a new segment is zero-filled by the kernel
             self.start_frame.fill(-1)
 
     def close(self, unlink: bool | None = None):

@@ -1,6 +1,12 @@
 """Worker process: owns several envs, steps them on command, writes shared memory.
 
-Protocol (parent -> worker, one message per command, ``Connection.send_bytes``):
+Start-up (pickled messages): the worker sends ``("started", pid)`` as soon as it runs,
+builds its envs with the pool's env factory, sends ``("spaces", observation_space,
+action_space, info_scalars)``, receives ``("attach", shm_name, spec)``, maps the shared
+segment and sends ``("ready", pid)``. A failure is sent as ``("error", where,
+exc_type, message, traceback)`` instead.
+
+Protocol after start-up (parent -> worker, one message per command, ``send_bytes``):
   ``b"S" + int32 env ids``  step those envs with their rows of ``actions``
   ``b"R" + int32 env ids``  reset them (seed/options from shared rows)
   ``b"P" + pickle``         a rare command: call / get_attr / set_attr / close
@@ -9,6 +15,9 @@ the env produced non-scalar info (e.g. a ``sim_error`` message), a pickled dict.
 Replies to ``P`` commands are a pickled ``(ok, value)``. Per-env completion
 messages are what lets the parent return the first finished envs (envpool-style
 ``recv``) and lets a worker be replaced without touching the others' envs.
+
+Nothing here knows the env class: envs come from the factory, and the scalar infos
+carried in shared memory are whatever the env declares in ``info_scalars``.
 """
 from __future__ import annotations
 
@@ -16,63 +25,89 @@ import os
 import pickle
 import signal
 import struct
+import sys
 import traceback
 
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
-from fastenv.pool.shared import INFO_KEYS, SharedArrays
+from fastenv.pool.shared import SharedArrays
 
-NEXT_STEP, SAME_STEP, DISABLED = "next_step", "same_step", "disabled"
-_KEY_INDEX = {k: i for i, k in enumerate(INFO_KEYS)}
 _ID = struct.Struct("<i")
 
 
-def make_env(env_kwargs: dict):
-    from fastenv.env import ImitationEnv
-    return ImitationEnv(**env_kwargs)
+def _record(exc: BaseException) -> tuple[str, str, str]:
+    """``(type name, message, traceback)``: what the parent needs to re-raise it."""
+    return type(exc).__name__, str(exc), traceback.format_exc()
 
 
-def _write_info(values, present, row, info) -> dict | None:
-    """Scalars into shared rows; returns the rest (sent with the completion message)."""
-    present[row] = False
-    extra = None
-    for key, v in info.items():
-        k = _KEY_INDEX.get(key)
-        if k is not None:
-            values[row, k] = v
-            present[row, k] = True
-        else:
-            extra = extra or {}
-            extra[key] = v
-    return extra
+class _EnvFailure(Exception):
+    """An exception raised by one env (building it, or in a rare command), with its id."""
+
+    def __init__(self, env_id: int, exc: BaseException):
+        super().__init__(env_id)
+        self.env_id, self.record = env_id, _record(exc)
+
+
+def info_scalars_of(env) -> tuple:
+    """The env's ``info_scalars`` (also through wrappers) as ``((name, dtype str), ...)``."""
+    scalars = getattr(env, "info_scalars", None)
+    if scalars is None:
+        scalars = getattr(getattr(env, "unwrapped", None), "info_scalars", None) or {}
+    return tuple((str(k), np.dtype(t).str) for k, t in dict(scalars).items())
 
 
 class EnvRunner:
     """The envs of one worker and the autoreset rule (``attach`` before use).
 
     ``faults`` (testing): ``[(kind, env_id, at_step), ...]`` injected when env
-    ``env_id`` is about to take step ``at_step``: ``"sim_error"`` makes its state
-    non-finite (the real simulator-failure path), ``"exception"`` raises in the env,
-    ``"kill"`` SIGKILLs this worker, ``"hang"`` blocks it (for ``step_timeout``).
+    ``env_id`` is about to take step ``at_step``: ``"exception"`` raises in the env,
+    ``"kill"`` SIGKILLs this worker, ``"hang"`` blocks it (for ``step_timeout``), and a
+    callable kind is called with the env (e.g. to corrupt its simulator state).
     """
 
-    def __init__(self, env_ids, env_kwargs, autoreset_mode, faults=()):
+    def __init__(self, env_ids, env_fn, autoreset_mode, faults=()):
         self.a = None
-        self.mode = autoreset_mode
-        self.envs = {int(i): make_env(env_kwargs) for i in env_ids}
+        self.mode = AutoresetMode(autoreset_mode)
+        self.envs = {}
+        for i in env_ids:
+            try:
+                self.envs[int(i)] = env_fn()
+            except Exception as exc:
+                raise _EnvFailure(int(i), exc) from exc
         self.needs_reset = {i: False for i in self.envs}
         self.faults = {(int(i), int(k)): kind for kind, i, k in faults}
+        self.info_scalars = info_scalars_of(next(iter(self.envs.values())))
+        self._key = {k: j for j, (k, _) in enumerate(self.info_scalars)}
+
+    def attach(self, arrays: SharedArrays):
+        self.a = arrays
+        # field views, looked up once: writing a scalar info is one indexed store
+        self._cols = [arrays.info[k] for k, _ in self.info_scalars]
+        self._final_cols = [arrays.final_info[k] for k, _ in self.info_scalars]
+
+    def _write_info(self, final: bool, row: int, info) -> dict | None:
+        """Scalars into shared rows; returns the rest (sent with the completion message)."""
+        cols = self._final_cols if final else self._cols
+        present = self.a.final_info_present if final else self.a.info_present
+        present[row] = False
+        extra = None
+        for key, v in info.items():
+            k = self._key.get(key)
+            if k is not None:
+                cols[k][row] = v
+                present[row, k] = True
+            else:
+                extra = extra or {}
+                extra[key] = v
+        return extra
 
     def _inject(self, i: int):
         kind = self.faults.pop((i, int(self.a.steps[i])), None)
         if kind is None:
             return
-        if kind == "sim_error":
-            sim = self.envs[i].sim
-            q = sim.state.getQ().to_numpy().copy()
-            q[:] = np.nan
-            import opensim
-            sim.state.setQ(opensim.Vector.createFromMat(q))
+        if callable(kind):
+            kind(self.envs[i])
         elif kind == "exception":
             raise RuntimeError(f"injected exception in env {i}")
         elif kind == "kill":
@@ -85,13 +120,13 @@ class EnvRunner:
         return [(self.envs[i].get_state(), self.needs_reset[i]) for i in ids]
 
     def set_states(self, ids, states):
-        for i, (state, needs_reset) in zip(ids, states):
+        for i, (state, needs_reset) in zip(ids, states, strict=True):
             self.envs[i].set_state(state)
             self.needs_reset[i] = needs_reset
 
     def mark_done(self, ids):
         """NEXT_STEP: make the next step of these envs a reset (after a restart)."""
-        if self.mode == NEXT_STEP:
+        if self.mode == AutoresetMode.NEXT_STEP:
             for i in ids:
                 self.needs_reset[i] = True
 
@@ -110,15 +145,14 @@ class EnvRunner:
         a.reward[i] = 0.0
         a.terminated[i] = a.truncated[i] = a.final[i] = False
         self.needs_reset[i] = False
-        return _write_info(a.info, a.info_present, i, info)
+        return self._write_info(False, i, info)
 
     def step(self, i: int):
         a, env = self.a, self.envs[i]
         a.final[i] = False
-        if self.mode == NEXT_STEP and self.needs_reset[i]:
-            extra = self.reset(i)   # the action is ignored, as in Gymnasium
-            return extra
-        if self.mode == DISABLED and self.needs_reset[i]:
+        if self.mode == AutoresetMode.NEXT_STEP and self.needs_reset[i]:
+            return self.reset(i)   # the action is ignored, as in Gymnasium
+        if self.mode == AutoresetMode.DISABLED and self.needs_reset[i]:
             raise RuntimeError(f"env {i} ended and autoreset is disabled: reset it with "
                                f"reset(options={{'reset_mask': ...}}) before stepping")
         if self.faults:
@@ -126,10 +160,10 @@ class EnvRunner:
         obs, reward, terminated, truncated, info = env.step(a.actions[i])
         a.steps[i] += 1
         done = terminated or truncated
-        if self.mode == SAME_STEP and done:
+        if self.mode == AutoresetMode.SAME_STEP and done:
             a.final_obs[i] = obs
             a.final_reward[i] = reward
-            final_extra = _write_info(a.final_info, a.final_info_present, i, info)
+            final_extra = self._write_info(True, i, info)
             extra = self.reset(i)
             a.final[i] = True
             a.reward[i] = reward
@@ -141,33 +175,78 @@ class EnvRunner:
         a.reward[i] = reward
         a.terminated[i], a.truncated[i] = terminated, truncated
         self.needs_reset[i] = done
-        return _write_info(a.info, a.info_present, i, info)
+        return self._write_info(False, i, info)
 
     def close(self):
         for env in self.envs.values():
             env.close()
 
 
-def worker_main(conn, env_ids, env_kwargs: dict, autoreset_mode: str, faults=()):
-    """Entry point of a worker process.
+def _die_with_parent(parent_pid: int, pdeathsig: bool):
+    """Make the kernel SIGKILL this worker when the parent dies, even mid-step (the pipe
+    EOF only ends an idle worker). Linux's PR_SET_PDEATHSIG fires when the *thread*
+    that started us ends, so the parent asks for it only from its main thread."""
+    if pdeathsig and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:   # the parent died before prctl took effect
+        os._exit(0)
 
-    Start-up: build the envs and report their spaces (``("spaces", ...)``), receive
-    ``("attach", shm_name, spec)``, map the shared segment, report ``("ready", pid)``.
-    """
+
+def serve(conn, parent_pid: int, pdeathsig: bool):
+    """Entry point of a worker started by the pool's ``subprocess`` launcher, after its
+    boot code set ``sys.path``: receive the config, run ``worker_main``, and exit
+    without the interpreter's teardown (as multiprocessing's workers do), which
+    with OpenSim loaded costs about 0.3 s."""
+    _die_with_parent(parent_pid, pdeathsig)
+    code = 0
+    try:
+        env_fn, env_ids, autoreset_mode, faults = conn.recv()
+    except (EOFError, OSError):
+        env_fn = None
+    except Exception as exc:   # e.g. a factory defined in the parent's __main__
+        _send_quietly(conn, ("error", "its config", *_record(exc)))
+        env_fn = None
+    try:
+        if env_fn is not None:
+            worker_main(conn, env_fn, env_ids, autoreset_mode, faults)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+def worker_main(conn, env_fn, env_ids, autoreset_mode, faults=()):
+    """Run a worker: start-up handshake (module docstring), then the command loop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
     arrays = runner = None
     try:
-        runner = EnvRunner(env_ids, env_kwargs, autoreset_mode, faults)
-        conn.send(("spaces", runner.spaces))
+        conn.send(("started", os.getpid()))
+        runner = EnvRunner(env_ids, env_fn, autoreset_mode, faults)
+        conn.send(("spaces", *runner.spaces, runner.info_scalars))
         msg = conn.recv()
         if msg[0] != "attach":
             return
-        arrays = runner.a = SharedArrays(msg[2], name=msg[1])
+        arrays = SharedArrays(msg[2], name=msg[1])
+        runner.attach(arrays)
         conn.send(("ready", os.getpid()))
     except (EOFError, OSError):
         return  # parent gone during start-up
-    except Exception as exc:  # report construction errors to the parent verbatim
-        conn.send(("error", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    except _EnvFailure as exc:
+        _send_quietly(conn, ("error", f"env {exc.env_id}", *exc.record))
+        return
+    except Exception as exc:  # report start-up errors to the parent verbatim
+        _send_quietly(conn, ("error", "its envs", *_record(exc)))
         return
     try:
         while True:
@@ -184,7 +263,7 @@ def worker_main(conn, env_ids, env_kwargs: dict, autoreset_mode: str, faults=())
                     try:
                         extra = fn(i)
                     except Exception as exc:
-                        extra = {"worker_exception": f"{type(exc).__name__}: {exc}"}
+                        extra = {"worker_exception": _record(exc)}
                     conn.send_bytes(_ID.pack(i) + (pickle.dumps(extra) if extra else b""))
             elif cmd == b"P":
                 what, args = pickle.loads(msg[1:])
@@ -192,9 +271,12 @@ def worker_main(conn, env_ids, env_kwargs: dict, autoreset_mode: str, faults=())
                     conn.send_bytes(pickle.dumps((True, None)))
                     break
                 try:
-                    conn.send_bytes(pickle.dumps((True, _rare(runner, what, args))))
+                    reply = (True, _rare(runner, what, args))
+                except _EnvFailure as exc:   # one env's call failed: name it
+                    reply = (False, (exc.env_id, *exc.record))
                 except Exception as exc:
-                    conn.send_bytes(pickle.dumps((False, f"{type(exc).__name__}: {exc}")))
+                    reply = (False, (None, *_record(exc)))
+                conn.send_bytes(pickle.dumps(reply))
     finally:
         try:
             runner.close()
@@ -204,28 +286,45 @@ def worker_main(conn, env_ids, env_kwargs: dict, autoreset_mode: str, faults=())
             arrays.close()
 
 
+def _send_quietly(conn, msg):
+    try:
+        conn.send(msg)
+    except (OSError, ValueError):
+        pass
+
+
+def _per_env(ids, fn):
+    out = []
+    for i in ids:
+        try:
+            out.append(fn(i))
+        except Exception as exc:
+            raise _EnvFailure(i, exc) from exc
+    return out
+
+
 def _rare(runner: EnvRunner, what: str, args):
     ids = args[0]
     if what == "get_states":
-        return runner.get_states(ids)
+        return _per_env(ids, lambda i: runner.get_states([i])[0])
     if what == "set_states":
-        runner.set_states(ids, args[1])
+        states = dict(zip(ids, args[1], strict=True))
+        _per_env(ids, lambda i: runner.set_states([i], [states[i]]))
         return None
     if what == "mark_done":
         runner.mark_done(ids)
         return None
     name = args[1]
-    envs = [runner.envs[i] for i in ids]
     if what == "get_attr":
-        return [getattr(e, name) for e in envs]
+        return _per_env(ids, lambda i: getattr(runner.envs[i], name))
     if what == "set_attr":
-        for e, v in zip(envs, args[2]):
-            setattr(e, name, v)
+        values = dict(zip(ids, args[2], strict=True))
+        _per_env(ids, lambda i: setattr(runner.envs[i], name, values[i]))
         return None
     if what == "call":
-        out = []
-        for e in envs:
-            attr = getattr(e, name)
-            out.append(attr(*args[2], **args[3]) if callable(attr) else attr)
-        return out
-    raise ValueError(f"unknown command {what!r}")
+        def call(i):
+            attr = getattr(runner.envs[i], name)
+            return attr(*args[2], **args[3]) if callable(attr) else attr
+        return _per_env(ids, call)
+    raise ValueError(f"unknown pool command {what!r}; expected get_states, set_states, "
+                     "mark_done, get_attr, set_attr or call")
