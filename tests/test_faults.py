@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastenv.errors import EnvError
 from fastenv.vector import OsimVectorEnv
 
 TASK = "MuscleWalkingImitation2D-v0"
@@ -85,9 +86,16 @@ def test_exception_in_env_raises_in_parent_with_its_message():
     try:
         v.reset(seed=0)
         v.step(np.zeros((2, 18), np.float32))
-        with pytest.raises(RuntimeError, match="env 1 raised in its worker: RuntimeError: "
-                                               "injected exception in env 1"):
+        with pytest.raises(EnvError, match="env 1 raised in its worker: RuntimeError: "
+                                           "injected exception in env 1") as exc:
             v.step(np.zeros((2, 18), np.float32))
+        assert isinstance(exc.value, RuntimeError)   # what was raised before EnvError
+        assert (exc.value.env_id, exc.value.exc_type) == (1, "RuntimeError")
+        assert "_inject" in exc.value.remote_traceback   # the worker's own traceback
+        assert "\n" not in str(exc.value)
+        with pytest.raises(EnvError, match=r"env 0 raised in its worker in "
+                                           r"call\('no_such_method'\): AttributeError"):
+            v.call("no_such_method")
     finally:
         v.close()
 
@@ -157,7 +165,13 @@ SCRIPT = textwrap.dedent("""
     import sys, time
     from fastenv.vector import OsimVectorEnv
     if __name__ == "__main__":
-        v = OsimVectorEnv("TorqueWalkingImitation2D-v0", 2, num_workers=2)
+        busy = sys.argv[1] == "sigkill_busy"   # worker 0 hangs in its first step
+        v = OsimVectorEnv("TorqueWalkingImitation2D-v0", 2, num_workers=2,
+                          _faults=[("hang", 0, 0)] if busy else [])
+        if busy:
+            v.reset(seed=0)
+            v.step_async(v.action_space.sample())
+            time.sleep(0.5)
         print(v._pool.arrays.name, *v._pool.pids, flush=True)
         if sys.argv[1] == "kbint":
             raise KeyboardInterrupt
@@ -179,7 +193,8 @@ def _gone(path: Path, pids, timeout=20.0):
     return False
 
 
-@pytest.mark.parametrize("how", ["close", "kbint", "sigterm", "sigkill", "worker_crash"])
+@pytest.mark.parametrize("how", ["close", "kbint", "sigterm", "sigkill", "sigkill_busy",
+                                 "worker_crash"])
 def test_no_shared_memory_left(tmp_path, how):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
@@ -191,8 +206,8 @@ def test_no_shared_memory_left(tmp_path, how):
         assert seg.exists()
         if how == "sigterm":
             proc.send_signal(signal.SIGTERM)
-        elif how == "sigkill":
-            proc.kill()
+        elif how in ("sigkill", "sigkill_busy"):
+            proc.kill()   # busy: a worker stuck in a step must die with its parent too
         elif how == "worker_crash":
             os.kill(int(pids[0]), signal.SIGKILL)
             time.sleep(1.0)
@@ -204,3 +219,26 @@ def test_no_shared_memory_left(tmp_path, how):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("how", ["send", "send_recv_half", "step_async", "hung_step"])
+def test_close_with_steps_in_flight_is_prompt(how):
+    """Busy workers are killed at once (their results would be thrown away) instead of
+    being waited for; this bounds a hang, it is not a benchmark."""
+    faults = [("hang", 0, 0)] if how == "hung_step" else []
+    v = OsimVectorEnv(TASK, N, num_workers=2, batch_size=2, _faults=faults)
+    v.reset(seed=0)
+    pids, seg = list(v._pool.pids), Path("/dev/shm") / v._pool.arrays.name
+    a = np.zeros((N, 18), np.float32)
+    if how.startswith("send"):
+        v.send(a, np.arange(N))
+        if how == "send_recv_half":
+            v.recv()
+    else:
+        v.step_async(a)
+    t0 = time.monotonic()
+    v.close()
+    elapsed = time.monotonic() - t0
+    assert elapsed < 1.0, f"close() took {elapsed:.2f} s with steps in flight"
+    assert not seg.exists()
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()], "a worker outlived close()"

@@ -2,10 +2,12 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.error import ClosedEnvironmentError
 from gymnasium.vector import AutoresetMode
 
 import fastenv  # noqa: F401
 from fastenv.env import ImitationEnv
+from fastenv.errors import ClosedEnvError, PendingCallError
 from fastenv.vector import OsimVectorEnv
 
 # Stiff uniform PD gains make random-action episodes end after a few steps, so a
@@ -143,9 +145,14 @@ def test_vector_api_contract():
         obs, rew, term, trunc, info = venv.step(a)
         assert rew.dtype == np.float64 and term.dtype == np.bool_ and trunc.dtype == np.bool_
         assert set(info) >= {"total", "_total", "imitation", "phase", "effort"}
+        # infos in the dtypes the env declares in info_scalars
+        assert info["nan_action"].dtype == np.bool_ and info["total"].dtype == np.float64
         assert venv.get_attr("mode") == ("train",) * 3
         venv.set_attr("mode", "test")
         assert venv.call("episode_steps")[0] > 0
+        venv.set_attr("mode", ["test", "train", "test"])   # one value per env
+        assert venv.get_attr("mode") == ("test", "train", "test")
+        venv.set_attr("mode", "test")
         venv.step_async(a)
         out = venv.step_wait(timeout=60)
         assert len(out) == 5
@@ -182,10 +189,26 @@ def test_bad_vector_input():
     try:
         with pytest.raises(ValueError, match=r"expected \(2, 7\)"):
             venv.step(np.zeros((3, 7)))
-        with pytest.raises(RuntimeError, match="without step_async"):
+        # typed errors, still RuntimeErrors as before they had types
+        with pytest.raises(PendingCallError, match="without step_async"):
             venv.step_wait()
         with pytest.raises(RuntimeError, match="call send\\(\\) first"):
             venv.recv()
+        venv.reset(seed=0)
+        venv.step_async(np.zeros((2, 7)))
+        for call in (lambda: venv.reset(), lambda: venv.call("episode_steps"),
+                     lambda: venv.step_async(np.zeros((2, 7))), lambda: venv.recv(),
+                     lambda: venv.get_attr("mode")):
+            with pytest.raises(PendingCallError, match="in flight"):
+                call()
+        venv.step_wait()
+        venv.send(np.zeros((1, 7)), [0])
+        with pytest.raises(PendingCallError, match=r"reset\(\) called while 1 envs are "
+                                                   "in flight"):
+            venv.reset()
+        with pytest.raises(ValueError, match=r"envs \[0\] are still in flight"):
+            venv.send(np.zeros((1, 7)), [0])
+        venv.recv()
         with pytest.raises(ValueError, match=r"env_ids must be in \[0, 2\)"):
             venv.send(np.zeros((1, 7)), [5])
         with pytest.raises(ValueError, match="reset_mask"):
@@ -194,8 +217,10 @@ def test_bad_vector_input():
             venv.reset(options={"speed": 1})
     finally:
         venv.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(ClosedEnvError, match="closed"):
         venv.step(np.zeros((2, 7)))
+    with pytest.raises(ClosedEnvironmentError):   # Gymnasium's type, for its users
+        venv.reset()
     with pytest.raises(ValueError, match="unknown option"):
         OsimVectorEnv(TASK, 2, wings=2)
     with pytest.raises(ValueError, match="autoreset_mode must be one of"):

@@ -36,7 +36,7 @@ from multiprocessing.connection import wait
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from fastenv.errors import ClosedEnvError, EnvError, PendingCallError, WorkerError
+from fastenv.errors import ClosedEnvError, EnvError, PendingCallError, WorkerError, one_line
 from fastenv.pool.shared import LayoutSpec, SharedArrays
 from fastenv.pool.worker import worker_main
 
@@ -214,8 +214,7 @@ class Pool:
             if "__main__" in emessage:
                 hint = ("; workers do not run the parent's __main__: define the env "
                         "factory in an importable module")
-            raise WorkerError(f"worker {w} failed to build {where}: {etype}: "
-                              f"{' '.join(emessage.split())}{hint}", tb)
+            raise WorkerError(f"worker {w} {where}: {etype}: {one_line(emessage)}{hint}", tb)
         if msg[0] != kind:
             raise WorkerError(f"worker {w} sent {msg[0]!r} during start-up; expected {kind!r}")
         return msg
@@ -417,13 +416,16 @@ class Pool:
                 self.recycles += 1
 
     def rare(self, what: str, env_ids, *args):
-        """Run a pickled command on the workers owning ``env_ids``; results in order."""
+        """Run a pickled command on the workers owning ``env_ids``; results in order.
+        ``set_attr``'s values (one per env id) are split among the workers."""
         self._check_open(what)
         env_ids = np.asarray(env_ids, dtype=np.int64)
         results = {}
         for w in np.unique(self.owner[env_ids]):
-            ids = [int(i) for i in env_ids[self.owner[env_ids] == w]]
-            value = self._call_worker(w, what, ids, *args)
+            rows = np.flatnonzero(self.owner[env_ids] == w)
+            ids = [int(i) for i in env_ids[rows]]
+            wargs = (args[0], [args[1][r] for r in rows]) if what == "set_attr" else args
+            value = self._call_worker(w, what, ids, *wargs)
             if value is not None:
                 results.update(zip(ids, value, strict=True))
         return [results[int(i)] for i in env_ids] if results else None

@@ -3,7 +3,7 @@
 Start-up (pickled messages): the worker sends ``("started", pid)`` as soon as it runs,
 builds its envs with the pool's env factory, sends ``("spaces", observation_space,
 action_space, info_scalars)``, receives ``("attach", shm_name, spec)``, maps the shared
-segment and sends ``("ready", pid)``. A failure is sent as ``("error", where,
+segment and sends ``("ready", pid)``. A failure is sent as ``("error", what_failed,
 exc_type, message, traceback)`` instead.
 
 Protocol after start-up (parent -> worker, one message per command, ``send_bytes``):
@@ -209,7 +209,7 @@ def serve(conn, parent_pid: int, pdeathsig: bool):
     except (EOFError, OSError):
         env_fn = None
     except Exception as exc:   # e.g. a factory defined in the parent's __main__
-        _send_quietly(conn, ("error", "its config", *_record(exc)))
+        _send_quietly(conn, ("error", "could not load its env factory", *_record(exc)))
         env_fn = None
     try:
         if env_fn is not None:
@@ -243,10 +243,10 @@ def worker_main(conn, env_fn, env_ids, autoreset_mode, faults=()):
     except (EOFError, OSError):
         return  # parent gone during start-up
     except _EnvFailure as exc:
-        _send_quietly(conn, ("error", f"env {exc.env_id}", *exc.record))
+        _send_quietly(conn, ("error", f"failed to build env {exc.env_id}", *exc.record))
         return
     except Exception as exc:  # report start-up errors to the parent verbatim
-        _send_quietly(conn, ("error", "its envs", *_record(exc)))
+        _send_quietly(conn, ("error", "failed to start", *_record(exc)))
         return
     try:
         while True:
