@@ -9,8 +9,8 @@ the solution and how fast each simulates.
 
     python bench/model_choice.py --solution SOLUTION.sto [--out bench/results]
 
-SOLUTION.sto is a Moco half-cycle solution of ``python -m fastenv.references generate
-walking2d`` (its states and controls).
+SOLUTION.sto is a Moco half-cycle solution of ``python -m refgen generate walking2d``
+(its states and controls).
 """
 from __future__ import annotations
 
@@ -114,8 +114,11 @@ def main():
     ap.add_argument("--accuracy", type=float, default=1e-2)
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
+    import sys
+
     from fastenv.envs.variants import variant_path
-    from fastenv.references import moco
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's refgen
+    from refgen import moco
     moco_model = Path(tempfile.mkdtemp()) / "moco2d.osim"
     moco.model_processor().process().printToXML(str(moco_model))
     sol = load_solution(args.solution)

@@ -9,7 +9,6 @@ reference (reference-state initialisation without re-equilibrating muscles).
 from __future__ import annotations
 
 import math
-import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -18,15 +17,11 @@ from fastenv import kernels
 from fastenv.actuation import make_actuation
 from fastenv.envs import OPTIONS, TASKS, TaskSpec, resolve_options  # noqa: F401
 from fastenv.observation import build_observation_layout, task_buffer_layout
-from fastenv.references import Reference, build_reference, load_reference, model_digest
+from fastenv.references.prepare import prepared_reference
 from fastenv.sim import GRAVITY, Simulation, SimulationError
 
 PUSH_PROBABILITY = 0.01   # per control step: a push starts about once per second
 PUSH_STEPS = 20           # each push lasts 0.2 s
-
-# References prepared for a model (kinematics on that model, ground alignment) are
-# shared by all envs of a process: a worker holding many envs of one task does it once.
-_PREPARED: dict = {}
 
 
 class ImitationEnv(gym.Env):
@@ -78,16 +73,10 @@ class ImitationEnv(gym.Env):
                                         dtype=np.intp)
         self._axes = 2 if task.planar else 3
 
-        # --- reference -------------------------------------------------------
+        # --- reference: on this model, aligned with its ground (fastenv.references.prepare;
+        # shared by all envs of a process) ---------------------------------------------
         ref = opts["reference"] if opts["reference"] is not None else task.reference
-        key = None if isinstance(ref, Reference) else (
-            model_digest(model_path), str(ref), bool(opts["align_ground"]))
-        if key is not None and key in _PREPARED:
-            self.reference = _PREPARED[key]
-        else:
-            self.reference = self._prepare_reference(ref, opts["align_ground"])
-            if key is not None:
-                _PREPARED[key] = self.reference
+        self.reference = prepared_reference(sim, ref, align_ground=opts["align_ground"])
 
         # --- actuation ----------------------------------------------------------
         #: muscle excitations or PD targets (``fastenv.actuation``)
@@ -117,108 +106,6 @@ class ImitationEnv(gym.Env):
         self._start = 0
         self._push_left = 0
         self.episode_log: list[dict] = []
-
-    # ------------------------------------------------------------------ setup
-    def _prepare_reference(self, ref, align_ground) -> Reference:
-        sim = self.sim
-        if isinstance(ref, Reference):
-            reference = ref
-        else:
-            reference = load_reference(ref, model_path=self.model_path, sim=sim) if str(
-                ref).endswith((".mot", ".sto")) else load_reference(ref)
-        if list(reference.coordinate_names) != sim.coordinate_names:
-            names = list(reference.coordinate_names)
-            missing = [c for c in sim.coordinate_names if c not in names]
-            if missing:
-                warnings.warn(f"reference {reference.name!r} lacks coordinates {missing}; "
-                              "they keep their default value", stacklevel=3)
-        if reference.model_digest != model_digest(self.model_path):
-            reference = self._rebuild_reference(reference)
-        if align_ground and sim.contact_forces:
-            reference = self._align_ground(reference)
-        if reference.control_dt != sim.control_dt:
-            raise ValueError(f"reference control_dt {reference.control_dt} != env control "
-                             f"step {sim.control_dt}")
-        return reference
-
-    def _rebuild_reference(self, ref: Reference) -> Reference:
-        """Recompute body kinematics of a reference on this env's model."""
-        sim = self.sim
-        names = list(ref.coordinate_names)
-        default_q = sim.buf[sim.layout.slice("q")]
-        q = np.array([[ref.q[k, names.index(c)] if c in names else default_q[j]
-                       for j, c in enumerate(sim.coordinate_names)] for k in range(ref.n_frames)])
-        qd = np.array([[ref.qdot[k, names.index(c)] if c in names else 0.0
-                        for c in sim.coordinate_names] for k in range(ref.n_frames)])
-        qdd = np.array([[ref.qddot[k, names.index(c)] if c in names else 0.0
-                         for c in sim.coordinate_names] for k in range(ref.n_frames)])
-        q[:, sim.locked] = default_q[sim.locked]
-        qd[:, sim.locked] = 0.0
-        qdd[:, sim.locked] = 0.0
-        q_off = np.array([ref.q_offset[names.index(c)] if c in names else 0.0
-                          for c in sim.coordinate_names])
-        return self._with_coordinates(ref, q, qd, qdd, q_off)
-
-    def _with_coordinates(self, ref, q, qd, qdd, q_off):
-        sim = self.sim
-        n, nb = len(q), len(sim.body_names)
-        bp, bv = np.empty((n, nb, 3)), np.empty((n, nb, 3))
-        cp, cv = np.empty((n, 3)), np.empty((n, 3))
-        for k in range(n):
-            bp[k], bv[k], cp[k], cv[k] = sim.kinematics(q[k], qd[k])
-        return Reference(name=ref.name, control_dt=ref.control_dt,
-                         coordinate_names=list(sim.coordinate_names), q=q, qdot=qd, qddot=qdd,
-                         body_names=list(sim.body_names), body_pos=bp, body_vel=bv,
-                         com_pos=cp, com_vel=cv, playback=ref.playback, q_offset=q_off,
-                         pos_offset=ref.pos_offset, source=ref.source,
-                         model_digest=model_digest(self.model_path),
-                         figures=dict(ref.figures))
-
-    def _align_ground(self, ref: Reference) -> Reference:
-        """Shift the reference vertically so its mean vertical GRF is body weight.
-
-        Over a periodic gait cycle (or a motion from rest to rest) the mean vertical
-        ground reaction equals body weight; one constant pelvis-height offset makes the
-        reference sit on this model's contact geometry, whatever contact model or
-        subject produced it. The offset is found by bisection on static contact forces.
-        """
-        sim = self.sim
-        cn = sim.coordinate_names
-        if "pelvis_ty" not in cn:
-            return ref
-        j = cn.index("pelvis_ty")
-        frames = range(0, ref.n_frames, max(1, ref.n_frames // 50))
-        if ref.playback == "mirror":
-            # a jump starts from quiet standing: its first frame carries body weight
-            # (over the whole jump the mean is body weight too, but the impact-free
-            # flight and push-off weigh on it very unevenly across contact models)
-            frames = [0]
-
-        def mean_grf(dy):
-            return np.mean([sim.vertical_grf(ref.q[k] + np.eye(len(cn))[j] * dy, ref.qdot[k])
-                            for k in frames])
-
-        lo, hi = -0.3, 0.3
-        if not (mean_grf(lo) > sim.body_weight > mean_grf(hi)):
-            warnings.warn(f"reference {ref.name!r}: could not align with the ground",
-                          stacklevel=3)
-            return ref
-        for _ in range(30):
-            mid = 0.5 * (lo + hi)
-            if mean_grf(mid) > sim.body_weight:
-                lo = mid
-            else:
-                hi = mid
-            if hi - lo < 1e-5:
-                break
-        dy = 0.5 * (lo + hi)
-        q = ref.q.copy()
-        q[:, j] += dy
-        shifted = Reference(**{**ref.__dict__, "q": q, "figures": {**ref.figures,
-                                                                     "ground_offset_m": dy}})
-        shifted.body_pos = ref.body_pos + np.array([0.0, dy, 0.0])
-        shifted.com_pos = ref.com_pos + np.array([0.0, dy, 0.0])
-        return shifted
 
     # ------------------------------------------------------------------ episode
     @property

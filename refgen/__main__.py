@@ -1,29 +1,35 @@
 """Command line: regenerate fastenv's reference motions with OpenSim Moco.
 
-    python -m fastenv.references generate NAME [--motion FILE] [--mesh-intervals N]
-                                               [--coarse] [--out DIR] [--threads N]
-                                               [--work-dir DIR] [--resume]
-                                               [--seed STO] [--guess STO] [--kinematic]
+    python -m refgen generate NAME [--out DIR] [--motions DIR] [--motion FILE]
+                                   [--mesh-intervals N] [--coarse] [--threads N]
+                                   [--work-dir DIR] [--resume] [--seed STO] [--guess STO]
+                                   [--kinematic]
 
-Generators are looked up by name in :data:`GENERATORS` (walking2d, running2d,
-jumping2d, lockedknee2d, and the 3D ones derived from them: walking3d,
-running3d, jumping3d, lockedknee3d, palsy3d; walking3d and palsy3d add a Moco
-tracking solve); a further reference only needs one more entry.
+Run it from a fastenv checkout (refgen is not installed with fastenv).  Generators
+are looked up by name in :data:`GENERATORS` (walking2d, running2d, jumping2d,
+lockedknee2d, and the 3D ones derived from them: walking3d, running3d, jumping3d,
+lockedknee3d, palsy3d; walking3d and palsy3d add a Moco tracking solve); a further
+reference only needs one more entry.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-EPILOG = """\
-Regenerating reads the public motions in ../shared/data/motions/ (relative to the
-project root) as tracking targets, unless --motion gives your own file; the committed
-outputs in envs/references/ never need that folder at run time.  Solves take tens of
-minutes to hours on a few cores: run long ones in the background, e.g.
-  nohup nice -n 10 python -m fastenv.references generate walking2d > /tmp/w2d.log &
+from refgen import DEFAULT_MOTIONS, MOTIONS_ENV, REFERENCES_DIR
+
+EPILOG = f"""\
+Regenerating reads public measured motions as tracking targets from --motions DIR
+(default ${MOTIONS_ENV}, else {DEFAULT_MOTIONS}/ relative to the checkout
+root), unless --motion gives your own file; the committed outputs in envs/references/
+never need that folder at run time.  Output goes to --out DIR (default: the checkout's
+envs/references/).  Solves take tens of minutes to hours on a few cores: run long ones
+in the background, e.g.
+  nohup nice -n 10 python -m refgen generate walking2d > /tmp/w2d.log &
 Moco's intermediate files and each stage's solution go to --work-dir (default
 /tmp/fastenv_<name>), which --resume reuses.
 """
@@ -54,33 +60,27 @@ def _settings(cls, args: argparse.Namespace):
 
 def _generate(function, cls, name: str):
     def generate(args: argparse.Namespace) -> dict:
-        return function(args.out or _out_dir(), motion=args.motion, settings=_settings(cls, args),
+        return function(args.out, motion=args.motion, settings=_settings(cls, args),
                         work_dir=args.work_dir or f"/tmp/fastenv_{name}", resume=args.resume,
-                        log=_log(time.perf_counter()))
+                        log=getattr(args, "log", None) or print)
     generate.__name__ = name
     return generate
 
 
-def _out_dir() -> Path:
-    from fastenv.references import moco
-
-    return moco.OUT_DIR
-
-
 def _generators() -> dict:
-    from fastenv.references import derive3d, moco, moco_tasks
+    from refgen import derive3d, moco, tasks2d
 
     return {
         "walking2d": (_generate(moco.generate_walking2d, moco.Settings, "walking2d"),
                       "2D walking cycle at 1.3 m/s of gait9dof18musc"),
-        "running2d": (_generate(moco_tasks.generate_running2d, moco_tasks.RunningSettings,
+        "running2d": (_generate(tasks2d.generate_running2d, tasks2d.RunningSettings,
                                 "running2d"),
                       "2D running cycle at 3.5 m/s with a flight phase"),
-        "jumping2d": (_generate(moco_tasks.generate_jumping2d, moco_tasks.JumpSettings,
+        "jumping2d": (_generate(tasks2d.generate_jumping2d, tasks2d.JumpSettings,
                                 "jumping2d"),
                       "2D maximum-height vertical jump, standing to apex"),
-        "lockedknee2d": (_generate(moco_tasks.generate_lockedknee2d,
-                                   moco_tasks.LockedKneeSettings, "lockedknee2d"),
+        "lockedknee2d": (_generate(tasks2d.generate_lockedknee2d,
+                                   tasks2d.LockedKneeSettings, "lockedknee2d"),
                          "2D walking at 1.3 m/s with the left knee and ankle locked "
                          "(asymmetric full cycle)"),
         # 3D references are derived from the 2D ones (generate those first)
@@ -88,29 +88,34 @@ def _generators() -> dict:
     }
 
 
-#: name -> (generator, one-line description)
+#: name -> (generator(args), one-line description)
 GENERATORS: dict[str, tuple[Callable[[argparse.Namespace], dict], str]] = _generators()
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m fastenv.references", description=__doc__.splitlines()[0],
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(
+        prog="python -m refgen", description=__doc__.splitlines()[0],
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = main_parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser(
-        "generate", help="solve a reference with OpenSim Moco and write it to envs/references/",
+        "generate", help="solve a reference with OpenSim Moco and write it to --out "
+                         "(default: the checkout's envs/references/)",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("name", choices=sorted(GENERATORS),
                      help="; ".join(f"{k}: {v[1]}" for k, v in GENERATORS.items()))
+    gen.add_argument("--out", type=Path, default=REFERENCES_DIR,
+                     help="output folder (default: the checkout's envs/references/)")
+    gen.add_argument("--motions", type=Path, help="folder of the public measured motions "
+                     f"(default: ${MOTIONS_ENV}, else {DEFAULT_MOTIONS}/ relative to the "
+                     "checkout root)")
     gen.add_argument("--motion", type=Path, help="your own .mot/.sto motion (coordinate "
                      "names of the model, degrees or radians) as tracking target instead of "
-                     "the public one in ../shared/data/motions/ (lockedknee2d: a full cycle "
-                     "written like walking2d_coordinates.sto, default the committed one)")
+                     "the public one in --motions (lockedknee2d: a full cycle written like "
+                     "walking2d_coordinates.sto, default the committed one)")
     gen.add_argument("--mesh-intervals", type=int, help="mesh intervals of the final predictive "
                      "solve (default 50 per half cycle; 100 for lockedknee2d and jumping2d)")
     gen.add_argument("--coarse", action="store_true",
                      help="stop after the coarse predictive solve (faster, less accurate)")
-    gen.add_argument("--out", type=Path, help="output folder (default: envs/references/)")
     gen.add_argument("--threads", type=int, default=2, help="Moco threads (default 2)")
     gen.add_argument("--work-dir", type=Path, help="folder for stage solutions and "
                      "intermediate iterates (default /tmp/fastenv_<name>)")
@@ -127,7 +132,14 @@ def main(argv=None) -> int:
                      ".sto of an earlier solve as the initial guess (warm start)")
     gen.add_argument("--kinematic", action="store_true", help="palsy3d: write the kinematic "
                      "crouch-gait target without the Moco tracking solve")
-    args = parser.parse_args(argv)
+    return main_parser
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.motions is not None:
+        # the one setting of the motions folder (refgen.motions_dir) for this process
+        os.environ[MOTIONS_ENV] = str(args.motions.resolve())
     import opensim
     opensim.Logger.setLevelString("warn")
     generator, _ = GENERATORS[args.name]

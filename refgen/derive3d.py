@@ -15,7 +15,7 @@ from).  ``walking3d`` and ``palsy3d`` go one step further: a Moco tracking
 solve with the 3D model makes the kinematic cycle dynamically consistent
 (:func:`track_and_write`; ``"kind": "moco_tracking"``).
 
-How, per reference (``python -m fastenv.references generate NAME``):
+How, per reference (``python -m refgen generate NAME``):
 
 * gait events are found from kinematics alone, on the 2D cycle and on the
   measured 3D motion alike, so both are timed by the same rule: for walking
@@ -41,114 +41,63 @@ How, per reference (``python -m fastenv.references generate NAME``):
 ``palsy3d`` is a crouch gait for the scaled child model; see
 :func:`palsy3d_cycle` and :func:`generate_palsy3d`.
 
-Outputs per reference in ``envs/references/``: ``NAME.npz`` (the env's
-reference, :class:`fastenv.references.Reference`), ``NAME.json`` (figures and
-provenance), ``NAME_coordinates.sto`` (coordinate values and speeds of every
-unlocked coordinate at the control step, one full cycle with both ends like
-``walking2d_coordinates.sto``; radians and metres) and, for Moco-tracked ones,
-``NAME_solution.sto`` (the Moco solution: states and excitations).  Generating reads public
-motions from ``../shared/data/motions/`` (never copied into the project).
+Outputs per reference in the ``--out`` folder (by default the checkout's
+``envs/references/``, where the committed 2D references they derive from are read
+too): ``NAME.npz`` (the env's reference, :class:`fastenv.references.Reference`),
+``NAME.json`` (figures and provenance), ``NAME_coordinates.sto`` (coordinate values
+and speeds of every unlocked coordinate at the control step, one full cycle with both
+ends like ``walking2d_coordinates.sto``; radians and metres) and, for Moco-tracked
+ones, ``NAME_solution.sto`` (the Moco solution: states and excitations).  Generating
+reads public motions from :func:`refgen.motions_dir` (never copied into the project).
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from fastenv.references import REFERENCE_DIR, Reference, build_reference, read_motion
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MOTIONS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "motions"
-OUT_DIR = REFERENCE_DIR
+from fastenv.references import Reference, build_reference
+from refgen import REFERENCES_DIR, moco, motion_file
+from refgen.kinematics import SIDES, ContactProbe, FootKinematics
+from refgen.moco import SolveSettings
+from refgen.motion import (
+    Motion,
+    is_translation,
+    plain,
+    read_coordinates,
+    rounded,
+    write_coordinates_sto,
+)
 
 #: What a 3D model adds to the 2D model's coordinates (hip_rotation is locked).
 OUT_OF_PLANE = ("pelvis_list", "pelvis_rotation", "pelvis_tz", "hip_adduction_r",
                 "hip_adduction_l")
-SIDES = ("r", "l")
 #: Events of a walking/running cycle in the order they occur from right heel strike.
 EVENT_ORDER = ("hs_r", "to_l", "hs_l", "to_r")
 #: Phase resolution of periodic signals handled here (samples per cycle).
 GRID_SIZE = 400
 GRID = np.arange(GRID_SIZE) / GRID_SIZE
 
+#: Public measured motions (in :func:`refgen.motions_dir`): out-of-plane motion of
+#: walking and running, and the crouch gait of palsy3d.
 WALKING_MOTION = "tutorial_gait2392_normal.mot"
 RUNNING_MOTION = "hamner_subject02_running_ik.mot"
 CROUCH_MOTION = "tutorial_gait2392_crouch2.mot"
 
 
-def _rounded(x, digits=4):
-    if isinstance(x, float):
-        return round(x, digits)
-    if isinstance(x, dict):
-        return {k: _rounded(v, digits) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_rounded(v, digits) for v in x]
-    if isinstance(x, np.floating):
-        return round(float(x), digits)
-    return x
-
-
-def motion_path(filename: str, motion=None) -> Path:
-    """A user's motion file, or the public one in ../shared/data/motions/."""
-    path = Path(motion) if motion else MOTIONS_DIR / filename
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: generating this reference reads the public motion "
-            f"{filename} from ../shared/data/motions/ next to the project root; pass "
-            "--motion FILE to use your own motion of the same kind")
-    return path
-
-
-# --------------------------------------------------------------------------- motions
-@dataclass
-class Motion:
-    """Coordinate trajectories: ``values`` (T, len(names)) in rad / m on ``time``."""
-
-    time: np.ndarray
-    names: list
-    values: np.ndarray
-
-    def col(self, name: str) -> np.ndarray:
-        return self.values[:, self.names.index(name)]
-
-    def set(self, name: str, values) -> None:
-        values = np.broadcast_to(np.asarray(values, dtype=float), self.time.shape)
-        if name in self.names:
-            self.values[:, self.names.index(name)] = values
-        else:
-            self.names.append(name)
-            self.values = np.column_stack([self.values, values])
-
-    def as_dict(self) -> dict:
-        return {n: self.values[:, j] for j, n in enumerate(self.names)}
-
-
-def _is_translation(name: str) -> bool:
-    return name.endswith(("_tx", "_ty", "_tz"))
-
-
-def read_measured(path) -> Motion:
-    """A .mot/.sto motion with every column converted to radians (angles) / metres."""
-    time, columns, in_degrees = read_motion(path)
-    names = [n for n in columns if not n.endswith("_speed") and not n.startswith("/")]
-    values = np.column_stack([
-        np.radians(columns[n]) if in_degrees and not _is_translation(n) else columns[n]
-        for n in names])
-    return Motion(time - time[0], names, values)
-
-
 def load_committed(name: str, out_dir=None) -> Reference:
-    """A committed reference: ``NAME.npz`` in ``out_dir`` if there, else in envs/references/."""
-    for folder in ([Path(out_dir)] if out_dir else []) + [Path(OUT_DIR)]:
+    """A committed reference: ``NAME.npz`` in ``out_dir`` if there, else in the checkout's
+    envs/references/."""
+    for folder in ([Path(out_dir)] if out_dir else []) + [REFERENCES_DIR]:
         path = folder / f"{name}.npz"
         if path.is_file():
             return Reference.load(path)
-    raise FileNotFoundError(f"{Path(OUT_DIR) / (name + '.npz')} does not exist: a 3D reference "
+    raise FileNotFoundError(f"{REFERENCES_DIR / (name + '.npz')} does not exist: a 3D reference "
                             f"is derived from the committed reference {name!r}; generate it "
-                            f"first (python -m fastenv.references generate {name})")
+                            f"first ({moco.COMMAND} {name})")
 
 
 def cycle_of(ref: Reference) -> Motion:
@@ -157,119 +106,6 @@ def cycle_of(ref: Reference) -> Motion:
     if ref.playback == "loop":
         q = np.vstack([q, q[0] + ref.q_offset])
     return Motion(np.arange(len(q)) * ref.control_dt, list(ref.coordinate_names), q)
-
-
-# ------------------------------------------------------------------------ kinematics
-class FootKinematics:
-    """Ground positions of the pelvis origin and of each foot's contact spheres.
-
-    Uses a plain OpenSim model and its working State (set values, realize
-    Position): positions queried on a *copied* State can come from a stale
-    frame cache in OpenSim 4.6.
-    """
-
-    def __init__(self, model_path):
-        import opensim as osim
-
-        self.osim = osim
-        self.model = osim.Model(str(model_path))
-        self.state = self.model.initSystem()
-        self.coords = {c.getName(): c for c in self.model.getCoordinateSet()}
-        self.locked = {n for n, c in self.coords.items() if c.getLocked(self.state)}
-        self.pelvis = self.model.getBodySet().get("pelvis")
-        self.calcn = {s: self.model.getBodySet().get(f"calcn_{s}") for s in SIDES}
-        self.spheres = {s: {"heel": [], "toe": []} for s in SIDES}
-        geometry = self.model.getContactGeometrySet()
-        for i in range(geometry.getSize()):
-            sphere = osim.ContactSphere.safeDownCast(geometry.get(i))
-            if sphere is None:
-                continue
-            body = sphere.getFrame().findBaseFrame().getName()
-            for s in SIDES:
-                if body == f"calcn_{s}":
-                    self.spheres[s]["heel"].append(sphere)
-                elif body == f"toes_{s}":
-                    self.spheres[s]["toe"].append(sphere)
-        for s in SIDES:
-            if not (self.spheres[s]["heel"] and self.spheres[s]["toe"]):
-                raise ValueError(f"{model_path}: no contact spheres on calcn_{s} and toes_{s}")
-
-    def set_pose(self, pose: dict) -> None:
-        for name, value in pose.items():
-            c = self.coords.get(name)
-            if c is not None and name not in self.locked:
-                c.setValue(self.state, float(value), False)
-        self.model.realizePosition(self.state)
-
-    def __call__(self, motion: Motion) -> dict:
-        """Ground positions along a motion.
-
-        ``{'pelvis': (T,3), side: {'heel'|'toe': sphere centre (T,3),
-        'heel_bottom'|'toe_bottom': lowest sphere point height (T,),
-        'calcn': calcaneus origin (T,3)}}``.
-        """
-        T = len(motion.time)
-        out = {"pelvis": np.zeros((T, 3))}
-        for s in SIDES:
-            out[s] = {k: np.zeros((T, 3)) for k in ("heel", "toe", "calcn")}
-            out[s].update({f"{k}_bottom": np.zeros(T) for k in ("heel", "toe")})
-        names = [n for n in motion.names if n in self.coords]
-        for k in range(T):
-            self.set_pose({n: motion.values[k, motion.names.index(n)] for n in names})
-            out["pelvis"][k] = self.pelvis.getPositionInGround(self.state).to_numpy()
-            for s in SIDES:
-                out[s]["calcn"][k] = self.calcn[s].getPositionInGround(self.state).to_numpy()
-                for part, spheres in self.spheres[s].items():
-                    centres = np.array([sp.getFrame().findStationLocationInGround(
-                        self.state, sp.get_location()).to_numpy() for sp in spheres])
-                    out[s][part][k] = centres.mean(axis=0)
-                    out[s][f"{part}_bottom"][k] = min(
-                        c[1] - sp.getRadius() for c, sp in zip(centres, spheres))
-        return out
-
-
-class ContactProbe:
-    """Vertical force of each foot's contact (N) for given coordinates and speeds.
-
-    Contact forces depend on positions and velocities only, so a kinematic
-    motion gives them without muscle states.
-    """
-
-    def __init__(self, model_path):
-        import opensim as osim
-
-        from fastenv.sim import foot_record_indices
-
-        self.model = osim.Model(str(model_path))
-        self.state = self.model.initSystem()
-        self.coords = {c.getName(): c for c in self.model.getCoordinateSet()}
-        self.locked = {n for n, c in self.coords.items() if c.getLocked(self.state)}
-        self.body_weight = float(self.model.getTotalMass(self.state) * 9.80665)
-        self.forces = {}
-        for f in self.model.getForceSet():
-            if f.getConcreteClassName() not in ("HuntCrossleyForce", "SmoothSphereHalfSpaceForce"):
-                continue
-            labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
-            idx = [i for i in foot_record_indices(labels) if labels[i].endswith(".force.Y")]
-            side = "r" if f.getName().endswith("_r") or "_r_" in f.getName() or \
-                f.getName().startswith("r_") else "l"
-            self.forces.setdefault(side, []).append((f, idx))
-
-    def __call__(self, motion: Motion, speeds: np.ndarray) -> dict:
-        T = len(motion.time)
-        out = {s: np.zeros(T) for s in SIDES}
-        names = [n for n in motion.names if n in self.coords and n not in self.locked]
-        for k in range(T):
-            for n in names:
-                j = motion.names.index(n)
-                self.coords[n].setValue(self.state, float(motion.values[k, j]), False)
-                self.coords[n].setSpeedValue(self.state, float(speeds[k, j]))
-            self.model.realizeDynamics(self.state)
-            for s, forces in self.forces.items():
-                for f, idx in forces:
-                    rv = f.getRecordValues(self.state)
-                    out[s][k] += sum(rv.get(i) for i in idx)
-        return out
 
 
 def periodic_gradient(values: np.ndarray, dt: float) -> np.ndarray:
@@ -318,13 +154,8 @@ def stride_events(motion: Motion, feet: dict, min_gap_s: float = 0.4) -> dict:
     gap = max(2, int(round(min_gap_s / dt)))
 
     def maxima(y):
-        idx = [k for k in range(1, len(y) - 1) if y[k] >= y[k - 1] and y[k] > y[k + 1]]
-        kept = []
-        for k in sorted(idx, key=lambda k: -y[k]):
-            if all(abs(k - j) >= gap for j in kept):
-                kept.append(k)
         return np.array([np.interp(_refine(y, k, False), np.arange(len(y)), motion.time)
-                         for k in sorted(kept)])
+                         for k in moco.local_maxima(y, gap)])
 
     out = {}
     for s in SIDES:
@@ -437,7 +268,7 @@ def periodic_samples(cycle: Motion, names) -> dict:
     u = (t - t[0]) / (t[-1] - t[0])
     out = {}
     for n in names:
-        y = cycle.col(n).copy()
+        y = cycle.column(n).copy()
         y -= u * (y[-1] - y[0])
         out[n] = np.interp(GRID, u[:-1], y[:-1], period=1.0)
     return out
@@ -540,47 +371,48 @@ def no_slip_height(cycle: Motion, feet: dict, events: dict) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- ground and GRF
-def align_ground(model_path, cycle: Motion, speeds: np.ndarray, probe=None,
-                 frames: int = 50, start_only: bool = False) -> float:
+def align_ground(model_path, cycle: Motion, speeds: np.ndarray, frames: int = 50,
+                 start_only: bool = False) -> float:
     """Pelvis-height shift (m) for which the mean vertical contact force is body weight.
 
-    The same criterion as the env's ground alignment (over a periodic cycle,
-    or from rest to the apex of a jump, mean vertical ground reaction equals
-    body weight), evaluated on the model's own contact geometry.
+    The env's own ground alignment (:func:`fastenv.references.prepare.ground_offset`:
+    over a periodic cycle, or from rest to the apex of a jump, mean vertical ground
+    reaction equals body weight) on up to ``frames`` rows of the cycle (its first
+    row alone with ``start_only``: a jump's quiet standing, as the env aligns it),
+    so that the env later finds next to nothing to shift.
     """
-    probe = probe or ContactProbe(model_path)
+    from fastenv.references.prepare import ground_offset
+    from fastenv.sim import Simulation
+
+    sim = Simulation(model_path, energetics=False)
     n = len(cycle.time) - 1 if len(cycle.time) > 2 else len(cycle.time)
     idx = np.unique(np.linspace(0, n - 1, min(frames, n)).astype(int))
-    if start_only:   # a jump: quiet standing at its first frame (as the env aligns it)
+    if start_only:
         idx = np.array([0])
-    sub = Motion(cycle.time[idx], list(cycle.names), cycle.values[idx].copy())
-    j = sub.names.index("pelvis_ty")
-    base = sub.values[:, j].copy()
-
-    def mean_force(dy):
-        sub.values[:, j] = base + dy
-        f = probe(sub, speeds[idx])
-        return float(np.mean(f["r"] + f["l"]))
-
-    lo, hi = -0.3, 0.3
-    if not mean_force(lo) > probe.body_weight > mean_force(hi):
+    q = np.tile(sim.buf[sim.layout.slice("q")], (len(idx), 1))
+    qdot = np.zeros_like(q)
+    for j, name in enumerate(cycle.names):
+        if name in sim.coordinate_names:
+            q[:, sim.coordinate_names.index(name)] = cycle.values[idx, j]
+            qdot[:, sim.coordinate_names.index(name)] = speeds[idx, j]
+    dy = ground_offset(sim, q, qdot)
+    if dy is None:
         raise ValueError("cannot align the motion with the ground: the mean contact force "
                          "does not cross body weight within +-0.3 m of pelvis height")
-    while hi - lo > 1e-5:
-        mid = 0.5 * (lo + hi)
-        if mean_force(mid) > probe.body_weight:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    return dy
+
+
+def reference_forces(ref: Reference, probe: ContactProbe) -> dict:
+    """Vertical contact force on each foot (N) along a reference's frames."""
+    motion = Motion(np.arange(ref.n_frames) * ref.control_dt, ref.coordinate_names,
+                    ref.q.copy())
+    return probe(motion, ref.qdot)
 
 
 def vertical_force_profile(ref: Reference, model_path) -> np.ndarray:
     """Total vertical contact force along a reference, in body weights of its model."""
     probe = ContactProbe(model_path)
-    motion = Motion(np.arange(ref.n_frames) * ref.control_dt, list(ref.coordinate_names),
-                    ref.q.copy())
-    f = probe(motion, ref.qdot)
+    f = reference_forces(ref, probe)
     return (f["r"] + f["l"]) / probe.body_weight
 
 
@@ -626,7 +458,7 @@ def fit_heights(model_path, cycle: Motion, target_bw: np.ndarray, *, cyclic: boo
         row = Motion(cycle.time[k:k + 1], cycle.names, cycle.values[k:k + 1].copy())
         sp = speeds[k:k + 1]
 
-        def force(h):
+        def force(h, row, k, sp):
             row.values[0, j] = base[k] + h
             f = probe(row, sp)
             return f["r"][0] + f["l"][0]
@@ -634,22 +466,22 @@ def fit_heights(model_path, cycle: Motion, target_bw: np.ndarray, *, cyclic: boo
         # Bracket in 5 mm steps: a sphere pushed through the floor past its centre
         # loses contact, so the force is monotonic in the height only near contact.
         steps = 0.005 * np.arange(21)
-        lo = next((-h for h in steps if force(-h) > target[k]), None)
-        hi = next((h for h in steps if force(h) < target[k]), None)
+        lo = next((-h for h in steps if force(-h, row, k, sp) > target[k]), None)
+        hi = next((h for h in steps if force(h, row, k, sp) < target[k]), None)
         if lo is None:
             # A foot that leaves the floor faster than the contact's damping allows
             # (Hunt-Crossley clamps at zero) carries no force at any depth: fit
             # this frame statically (at rest) instead.
             sp = np.zeros_like(sp)
             static_rows.append(int(k))
-            lo = next((-h for h in steps if force(-h) > target[k]), None)
-            hi = next((h for h in steps if force(h) < target[k]), None)
+            lo = next((-h for h in steps if force(-h, row, k, sp) > target[k]), None)
+            hi = next((h for h in steps if force(h, row, k, sp) < target[k]), None)
         if lo is None or hi is None:
             raise ValueError(f"row {k}: no pelvis height within 10 cm gives the target "
                              f"vertical force {target[k]:.0f} N")
         while hi - lo > 2e-5:
             mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if force(mid) > target[k] else (lo, mid)
+            lo, hi = (mid, hi) if force(mid, row, k, sp) > target[k] else (lo, mid)
         found[k] = 0.5 * (lo + hi)
     idx, x = np.flatnonzero(fit), np.arange(n)
     if cyclic:
@@ -699,14 +531,14 @@ def ensemble_cycle(motion: Motion, feet: dict, names, events=None) -> tuple[dict
         f = phase_map(mean, {**rel, "hs_r": 0.0})
         u = f(GRID)
         for n in names:
-            y = motion.col(n)
+            y = motion.column(n)
             ya, yb = np.interp([a, b], motion.time, y)
             # angles keep their level; a translation is taken about the stride's path
-            base = ya if _is_translation(n) else 0.0
+            base = ya if is_translation(n) else 0.0
             acc[n] += np.interp(a + u * (b - a), motion.time, y) - base - u * (yb - ya)
     out = {n: v / len(strides) for n, v in acc.items()}
     for n in out:
-        if _is_translation(n):
+        if is_translation(n):
             out[n] -= out[n].mean()
     return out, mean, len(strides)
 
@@ -723,9 +555,9 @@ def _ranges_deg(cycle: Motion, names) -> dict:
     out = {}
     for n in names:
         if n in cycle.names:
-            y = cycle.col(n)
-            y = y if _is_translation(n) else np.degrees(y)
-            out[f"{n}_range{'_m' if _is_translation(n) else '_deg'}"] = [float(y.min()),
+            y = cycle.column(n)
+            y = y if is_translation(n) else np.degrees(y)
+            out[f"{n}_range{'_m' if is_translation(n) else '_deg'}"] = [float(y.min()),
                                                                         float(y.max())]
     return out
 
@@ -741,7 +573,7 @@ def sagittal_on(model_path, ref2d: Reference) -> Motion:
     values = np.zeros((len(cycle.time), len(names)))
     for j, c in enumerate(names):
         if c in cycle.names:
-            values[:, j] = cycle.col(c)
+            values[:, j] = cycle.column(c)
     return Motion(cycle.time.copy(), names, values)
 
 
@@ -754,9 +586,7 @@ def contact_figures(ref: Reference, model_path, probe=None) -> dict:
     is shared in double support.
     """
     probe = probe or ContactProbe(model_path)
-    motion = Motion(np.arange(ref.n_frames) * ref.control_dt, list(ref.coordinate_names),
-                    ref.q.copy())
-    f = probe(motion, ref.qdot)
+    f = reference_forces(ref, probe)
     bw = probe.body_weight
     on = {s: f[s] > 20.0 for s in SIDES}
     both = on["r"] & on["l"]
@@ -781,51 +611,39 @@ def step_width(cycle: Motion, feet: dict, events: dict) -> float:
     return float(zr[w > 0.99].mean() - zl[w < 0.01].mean())
 
 
-def write_coordinates_sto(path, ref: Reference, name: str, model_path) -> Path:
-    """Unlocked coordinates and speeds at the control step (cycle closed for a loop)."""
+def write_reference_coordinates(path, ref: Reference, name: str, model_path) -> Path:
+    """The reference's unlocked coordinates and speeds at the control step (cycle closed
+    for a loop) as a coordinates file (:func:`refgen.motion.write_coordinates_sto`)."""
     from fastenv.sim import Simulation
 
     sim = Simulation(model_path, energetics=False)
     free = [j for j, c in enumerate(ref.coordinate_names) if not sim.locked[j]]
-    names = [ref.coordinate_names[j] for j in free]
     q, qd = ref.q[:, free], ref.qdot[:, free]
     if ref.playback == "loop":
         q = np.vstack([q, q[0] + ref.q_offset[free]])
         qd = np.vstack([qd, qd[:1]])
-    time = np.arange(len(q)) * ref.control_dt
-    labels = ["time", *names, *[f"{n}_speed" for n in names]]
-    data = np.column_stack([time, q, qd])
-    header = [name, "version=1", f"nRows={data.shape[0]}", f"nColumns={data.shape[1]}",
-              "inDegrees=no", "endheader", "\t".join(labels)]
-    rows = ["\t".join(f"{x:.10g}" for x in row) for row in data]
-    path = Path(path)
-    path.write_text("\n".join(header + rows) + "\n")
-    return path
-
-
-def _plain(x):
-    """NumPy scalars (bool_, float64, ...) as plain Python values for JSON."""
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(f"{type(x).__name__} is not JSON serializable")
+    motion = Motion(np.arange(len(q)) * ref.control_dt,
+                    [ref.coordinate_names[j] for j in free], q, qd)
+    return write_coordinates_sto(path, motion, name)
 
 
 def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
-           doc: dict, out_dir=None, log=print, events: dict | None = None) -> dict:
-    """Ground-align a derived motion, build its Reference and write npz, json and sto."""
-    out_dir = Path(out_dir or OUT_DIR)
+           doc: dict, out_dir, log=print, events: dict | None = None) -> dict:
+    """Ground-align a derived motion, build its Reference and write npz, json and sto
+    to ``out_dir``."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     probe = ContactProbe(model_path)
     speeds = cycle_speeds(cycle) if cyclic else np.gradient(cycle.values, cycle.time, axis=0)
     if playback == "mirror":
         speeds[0] = 0.0          # a jump starts at rest (build_reference's start_at_rest)
-    dy = align_ground(model_path, cycle, speeds, probe, start_only=playback == "mirror")
+    dy = align_ground(model_path, cycle, speeds, start_only=playback == "mirror")
     cycle.values[:, cycle.names.index("pelvis_ty")] += dy
     log(f"[{name}] pelvis height shifted {dy * 1000:+.1f} mm onto the model's contact spheres")
     figures = dict(doc.pop("figures", {}))
     figures["pelvis_ty_shift_m"] = dy
     if cyclic:
-        tx = cycle.col("pelvis_tx")
+        tx = cycle.column("pelvis_tx")
         duration = float(cycle.time[-1] - cycle.time[0])
         figures.update(cycle_duration_s=duration, stride_length_m=float(tx[-1] - tx[0]),
                        speed_m_s=float((tx[-1] - tx[0]) / duration))
@@ -835,8 +653,8 @@ def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
                 figures["step_width_m"] = step_width(cycle, feet, events)
     for s in SIDES:
         k = f"knee_angle_{s}"
-        if k in cycle.names and np.ptp(cycle.col(k)) > 0:
-            flex = -np.degrees(cycle.col(k))
+        if k in cycle.names and np.ptp(cycle.column(k)) > 0:
+            flex = -np.degrees(cycle.column(k))
             figures[f"knee_flexion_{s}_range_deg"] = [float(flex.min()), float(flex.max())]
     figures.update(_ranges_deg(cycle, OUT_OF_PLANE))
     ref = build_reference(model_path, cycle.time, cycle.names, cycle.values,
@@ -844,12 +662,13 @@ def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
                           source=doc.get("command", ""), figures=figures,
                           start_at_rest=playback == "mirror")
     ref.figures.update(contact_figures(ref, model_path, probe))
-    ref.figures = _rounded(ref.figures)
+    ref.figures = rounded(ref.figures)
     npz = ref.save(out_dir / f"{name}.npz")
-    sto = write_coordinates_sto(out_dir / f"{name}_coordinates.sto", ref, name, model_path)
+    sto = write_reference_coordinates(out_dir / f"{name}_coordinates.sto", ref, name,
+                                      model_path)
     doc = dict(name=name, **doc, figures=ref.figures)
     (out_dir / f"{name}.json").write_text(
-        json.dumps(_rounded(doc), indent=2, default=_plain) + "\n")
+        json.dumps(rounded(doc), indent=2, default=plain) + "\n")
     log(f"[{name}] wrote {npz.name}, {sto.name}, {name}.json")
     return doc
 
@@ -955,7 +774,7 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
 
 
 def derive_from_2d(name: str, name2d: str, variant: str, out_of_plane: OutOfPlane | None, *,
-                   variant2d: str, command: str, out_dir=None, quasi_static: bool = False,
+                   variant2d: str, command: str, out_dir, quasi_static: bool = False,
                    harmonics: int = 8, log=print) -> dict:
     """Derive a kinematic 3D reference (:func:`derive_cycle_from_2d`) and write it."""
     from fastenv.envs.variants import variant_path
@@ -969,8 +788,8 @@ def derive_from_2d(name: str, name2d: str, variant: str, out_of_plane: OutOfPlan
 
 def measured_walk(model_path, motion=None) -> OutOfPlane:
     """Out-of-plane signals of the measured normal walk (one cycle, 0-1 s, gait2392 names)."""
-    path = motion_path(WALKING_MOTION, motion)
-    src = read_measured(path)
+    path = motion_file(WALKING_MOTION, motion)
+    src = read_coordinates(path, from_zero=True)
     events = cycle_events(src, FootKinematics(model_path)(src))
     names = [n for n in OUT_OF_PLANE if n in src.names]
     return OutOfPlane(periodic_samples(src, names), events, path.name,
@@ -980,8 +799,8 @@ def measured_walk(model_path, motion=None) -> OutOfPlane:
 
 def measured_run(model_path, motion=None) -> OutOfPlane:
     """Average stride of the measured treadmill run (many strides, gait2392 names)."""
-    path = motion_path(RUNNING_MOTION, motion)
-    src = read_measured(path)
+    path = motion_file(RUNNING_MOTION, motion)
+    src = read_coordinates(path, from_zero=True)
     names = [n for n in OUT_OF_PLANE if n in src.names]
     feet = FootKinematics(model_path)(src)
     signals, events, count = ensemble_cycle(src, feet, names, stride_height_events(src, feet))
@@ -1018,7 +837,7 @@ def stance_knee_flexion(cycle: Motion, events: dict) -> dict:
     for s in SIDES:
         a, b = events[f"hs_{s}"], events[f"to_{s}"]
         stance = ((phase - a) % 1.0) <= ((b - a) % 1.0)
-        out[s] = float((-np.degrees(cycle.col(f"knee_angle_{s}")[:n]))[stance].min())
+        out[s] = float((-np.degrees(cycle.column(f"knee_angle_{s}")[:n]))[stance].min())
     return out
 
 
@@ -1046,8 +865,8 @@ def crouch_cycle(model_path, motion=None, speed: float = CROUCH_SPEED,
     """
     from fastenv.sim import Simulation
 
-    path = motion_path(CROUCH_MOTION, motion)
-    src = read_measured(path)
+    path = motion_file(CROUCH_MOTION, motion)
+    src = read_coordinates(path, from_zero=True)
     missing = [c for c in SAGITTAL if c not in src.names]
     if missing:
         raise ValueError(f"{path.name} lacks coordinates {missing}")
@@ -1119,9 +938,10 @@ def palsy3d_cycle(*, motion=None, command: str = "", log=print) -> tuple[Motion,
 
 def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: dict, *,
                     symmetric: bool, meshes=(25,), settings: TrackingSettings | None = None,
-                    work_dir=None, out_dir=None, resume: bool = False, guess=None,
+                    work_dir=None, out_dir, resume: bool = False, guess=None,
                     log=print) -> dict:
-    """Moco tracking of a kinematic 3D cycle; writes the solution as the reference.
+    """Moco tracking of a kinematic 3D cycle; writes the solution as the reference
+    (to ``out_dir``).
 
     Each mesh in ``meshes`` is solved in turn, each from the previous
     solution (coarse first).  If the last stage does not converge the
@@ -1135,40 +955,35 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
     import dataclasses
 
     import opensim as osim
+
     from fastenv.envs.variants import variant_path
 
     model = variant_path(variant)
     settings = settings or TrackingSettings()
-    work_dir = Path(work_dir or f"/tmp/fastenv_{name}")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    stages, solution = {}, None
-    for mesh in meshes:
-        label = f"{name}_tracking_{mesh}"
-        path = work_dir / f"{label}_solution.sto"
-        # the stage's figures (iterations, wall time, status) are kept beside its
-        # solution, so that a resumed run still documents how it was solved
-        info_path = work_dir / f"{label}_stage.json"
-        if resume and path.is_file():
-            solution = osim.MocoTrajectory(str(path))
-            stages[label] = dict(json.loads(info_path.read_text()) if info_path.is_file()
-                                 else dict(mesh_intervals=int(mesh)), reused=True)
-            log(f"[{label}] reused {path}")
-        else:
-            stage = dataclasses.replace(settings, mesh=int(mesh))
-            solution, stages[label] = solve_tracking(model, target, symmetric=symmetric,
-                                                     settings=stage, work_dir=work_dir,
-                                                     label=label, log=log, guess_file=guess)
-            if guess is not None:
-                stages[label]["initial_guess"] = Path(guess).name
-            info_path.write_text(json.dumps(stages[label], indent=1))
-            if not stages[label]["converged"]:
-                raise RuntimeError(f"{label} did not converge ({stages[label]['status']}); "
-                                   f"the kinematic {name} reference is kept")
-        guess = path
+    out_dir, work_dir = moco.output_dirs(out_dir, work_dir, name)
+    labels = [f"{name}_tracking_{mesh}" for mesh in meshes]
+
+    def solve(label, mesh, guess_file):
+        # the first stage starts from ``guess`` (or the kinematic target), each later
+        # one from the previous stage's solution file
+        stage = dataclasses.replace(settings, mesh=int(mesh))
+        solution, info = solve_tracking(model, target, symmetric=symmetric, settings=stage,
+                                        work_dir=work_dir, label=label, log=log,
+                                        guess_file=guess_file)
+        if guess_file is not None:
+            info["initial_guess"] = Path(guess_file).name
+        return solution, info
+
+    plan = [(label, mesh, lambda _, label=label, mesh=mesh, i=i: solve(
+        label, mesh, guess if i == 0 else work_dir / f"{labels[i - 1]}_solution.sto"))
+        for i, (label, mesh) in enumerate(zip(labels, meshes, strict=True))]
+    solutions, stages = moco.run_stages(
+        plan, work_dir=work_dir, resume=resume, log=log,
+        stop_unless_converged=f"the kinematic {name} reference is kept")
+    solution = solutions[labels[-1]]
     # the solution itself (states, controls) ships beside the reference: its muscle
     # excitations, and a warm start (--guess) for regenerating it
-    Path(out_dir or OUT_DIR).mkdir(parents=True, exist_ok=True)
-    solution.write(str(Path(out_dir or OUT_DIR) / f"{name}_solution.sto"))
+    solution.write(str(out_dir / f"{name}_solution.sto"))
     cycle = motion_from_solution(solution, target.names, symmetric=symmetric)
     errors = tracking_errors_deg(cycle, target)
     hip_rot = [np.degrees(np.abs(np.asarray(solution.getStateMat(s))).max())
@@ -1177,8 +992,8 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
                if k in ("out_of_plane_source", "sagittal_source", "source", "speed_assumed_m_s",
                         "min_stance_knee_flexion_deg", "cadence_steps_per_min")}
     figures.update(kind="moco_tracking",
-                   tracking_rms_deg={k: v for k, v in errors.items() if not _is_translation(k)},
-                   tracking_rms_mm={k: v for k, v in errors.items() if _is_translation(k)},
+                   tracking_rms_deg={k: v for k, v in errors.items() if not is_translation(k)},
+                   tracking_rms_mm={k: v for k, v in errors.items() if is_translation(k)},
                    hip_rotation_peak_deg=max(hip_rot) if hip_rot else 0.0)
     if "min_stance_knee_flexion_deg" in figures:
         knee = stance_knee_flexion(cycle, events)
@@ -1208,14 +1023,18 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
 
 # ------------------------------------------------------------------ command line
 def _command(name: str, args) -> str:
-    cmd = f"python -m fastenv.references generate {name}"
+    cmd = f"{moco.COMMAND} {name}"
     if getattr(args, "motion", None):
         cmd += f" --motion {Path(args.motion).name}"
     return cmd
 
 
-def _out(args):
-    return getattr(args, "out", None) or OUT_DIR
+def _out(args) -> Path:
+    """The folder a generator writes to: ``args.out`` (the command line's ``--out``,
+    by default the checkout's envs/references/)."""
+    if getattr(args, "out", None) is None:
+        raise ValueError("no output folder: pass out=DIR (the command line's --out)")
+    return Path(args.out)
 
 
 def generate_walking3d(args) -> dict:
@@ -1335,7 +1154,7 @@ GENERATORS_3D: dict[str, tuple[Callable, str]] = {
 
 # ------------------------------------------------------------------ Moco tracking (3D)
 @dataclass
-class TrackingSettings:
+class TrackingSettings(SolveSettings):
     """Knobs of a 3D Moco tracking solve; the defaults made the committed ones.
 
     The tracking target is a kinematic 3D reference; the solve makes it
@@ -1360,7 +1179,6 @@ class TrackingSettings:
     #: guides the speed; lateral sway and height follow from the dynamics.
     translation_weights: dict = None
     passive_fiber_forces: bool = True
-    fiber_curve_width: float = 1.5
     #: hip_rotation is locked in the env's models; Moco refuses locked coordinates
     #: of a 3-DOF hip, so a stiff rotational spring (N m/rad) holds it at zero.
     hip_rotation_stiffness: float = 2000.0
@@ -1369,12 +1187,7 @@ class TrackingSettings:
     foot_tracking_weight: float = 100.0
     reserve_torque: float = 20.0       # N m per unit control on each joint; 0: none
     reserve_weight: float = 10.0       # effort weight of the reserve controls
-    threads: int = 2
     max_iterations: int = 1000
-    convergence_tolerance: float = 1e-3
-    constraint_tolerance: float = 1e-4
-    output_interval: int = 0
-    verbose: bool = True
 
     def __post_init__(self):
         if self.translation_weights is None:
@@ -1383,13 +1196,6 @@ class TrackingSettings:
 
 #: Coordinates whose sign flips from one half of a symmetric gait cycle to the other.
 ANTISYMMETRIC = ("pelvis_list", "pelvis_rotation", "pelvis_tz")
-
-
-def _swap(name: str) -> str:
-    """Left/right counterpart of a coordinate, state or control path."""
-    from fastenv.references.moco import _swap_side
-
-    return _swap_side(name)
 
 
 def moco_processor(model_path, settings: TrackingSettings):
@@ -1401,16 +1207,14 @@ def moco_processor(model_path, settings: TrackingSettings):
     ones with rigid tendons), and it refuses locked coordinates: the back
     (one locked coordinate) is welded at its locked angle, a locked knee and
     ankle (``muscle3d_lockedknee``) are welded at their locked pose
-    (:func:`fastenv.references.moco.weld_locked_joints`), the locked hip
+    (:func:`refgen.moco.weld_locked_joints`), the locked hip
     rotations are unlocked and held by a stiff spring.
     """
     import opensim as osim
 
-    from fastenv.references.moco import smooth_sphere_contacts
-
     model = osim.Model(str(model_path))
     model.finalizeConnections()
-    smooth_sphere_contacts(osim, model, label=str(model_path))
+    moco.smooth_sphere_contacts(osim, model, label=str(model_path))
     welds, locked_joints = [], []
     coords = model.updCoordinateSet()
     for joint in model.getJointSet():
@@ -1421,13 +1225,7 @@ def moco_processor(model_path, settings: TrackingSettings):
         if len(names) == 1 and joint.getName() != "back":
             locked_joints.append(joint.getName())     # the locked knee and ankle
         elif joint.getConcreteClassName() == "PinJoint" and len(names) == 1:
-            # a PinJoint turns about its parent frame's z axis, the last of the
-            # body-fixed XYZ angles: folding the locked angle in keeps the pose
-            parent = model.updJointSet().get(joint.getName()).upd_frames(0)
-            o = parent.get_orientation()
-            parent.set_orientation(osim.Vec3(o.get(0), o.get(1),
-                                             o.get(2) + coords.get(names[0]).getDefaultValue()))
-            coords.get(names[0]).setDefaultValue(0.0)
+            moco.fold_pin_angle(osim, model, joint.getName())   # the back
             welds.append(joint.getName())
         elif set(locked) <= {"hip_rotation_r", "hip_rotation_l"}:
             for n in locked:
@@ -1444,9 +1242,7 @@ def moco_processor(model_path, settings: TrackingSettings):
                              "supported by the 3D tracking solve")
     if locked_joints:
         # welded at the locked pose, their path points fixed there (as in 2D)
-        from fastenv.references.moco import weld_locked_joints
-
-        weld_locked_joints(model, locked_joints)
+        moco.weld_locked_joints(model, locked_joints)
     if settings.reserve_torque > 0:
         for c in model.getCoordinateSet():
             n = c.getName()
@@ -1460,26 +1256,9 @@ def moco_processor(model_path, settings: TrackingSettings):
             model.addForce(act)
     model.finalizeFromProperties()
     model.finalizeConnections()
-    proc = osim.ModelProcessor(model)
-    if welds:
-        v = osim.StdVectorString()
-        for w in welds:
-            v.append(w)
-        proc.append(osim.ModOpReplaceJointsWithWelds(v))
-    proc.append(osim.ModOpReplaceMusclesWithDeGrooteFregly2016())
-    if not settings.passive_fiber_forces:
-        proc.append(osim.ModOpIgnorePassiveFiberForcesDGF())
-    if settings.fiber_curve_width != 1.0:
-        proc.append(osim.ModOpScaleActiveFiberForceCurveWidthDGF(settings.fiber_curve_width))
-    proc.append(osim.ModOpIgnoreTendonCompliance())
-    return proc
-
-
-def _vec(osim, values):
-    v = osim.Vector(len(values), 0.0)
-    for i, x in enumerate(values):
-        v.set(i, float(x))
-    return v
+    return moco.dgf_processor(osim, model, welds=welds,
+                              fiber_curve_width=settings.fiber_curve_width,
+                              passive_fiber_forces=settings.passive_fiber_forces)
 
 
 def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: TrackingSettings,
@@ -1491,8 +1270,6 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
     pipeline does; otherwise the whole cycle, periodic.  Returns (solution,
     info); the solution is also written to ``work_dir/<label>_solution.sto``.
     """
-    import time as _time
-
     import opensim as osim
 
     work_dir = Path(work_dir)
@@ -1511,23 +1288,19 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
     problem.setModelProcessor(proc)
     problem.setTimeBounds(0, final)
     for n in names:
-        y = target.col(n)
+        y = target.column(n)
         if n == "pelvis_tx":
             lo, hi = y.min() - 0.3, y.max() + 0.3
             problem.setStateInfo(f"{paths[n]}/value", [lo, hi], float(y[0]))
             problem.setStateInfo(f"{paths[n]}/speed", [0.1, 3.0 * (y[-1] - y[0]) / duration + 1.0])
         else:
-            margin = 0.08 if _is_translation(n) else np.radians(15.0)
+            margin = 0.08 if is_translation(n) else np.radians(15.0)
             problem.setStateInfo(f"{paths[n]}/value", [y.min() - margin, y.max() + margin])
     for n in ("hip_rotation_r", "hip_rotation_l"):
         if n in paths and n not in names:
             problem.setStateInfo(f"{paths[n]}/value", [-np.radians(10), np.radians(10)])
 
-    table = osim.TimeSeriesTable()
-    table.setColumnLabels(_strings_vec(osim, [f"{paths[n]}/value" for n in names]))
-    for k, tk in enumerate(t):
-        table.appendRow(float(tk), osim.RowVector([float(target.col(n)[keep][k]) for n in names]))
-    table.addTableMetaDataString("inDegrees", "no")
+    table = moco.value_table(osim, model, t, {n: target.column(n)[keep] for n in names})
     tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
     tracking.setReference(osim.TableProcessor(table))
     tracking.setAllowUnusedReferences(True)
@@ -1540,12 +1313,12 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
         frames = [model.getBodySet().get(f"calcn_{side}").getAbsolutePathString()
                   for side in SIDES]
         positions = osim.TimeSeriesTableVec3()
-        positions.setColumnLabels(_strings_vec(osim, frames))
+        positions.setColumnLabels(moco.std_strings(osim, frames))
         for k, tk in enumerate(t):
             positions.appendRow(float(tk), osim.RowVectorVec3(
                 [osim.Vec3(*feet[side]["calcn"][k]) for side in SIDES]))
         foot = osim.MocoTranslationTrackingGoal("feet", settings.foot_tracking_weight)
-        foot.setFramePaths(_strings_vec(osim, frames))
+        foot.setFramePaths(moco.std_strings(osim, frames))
         foot.setTranslationReference(positions)
         problem.addGoal(foot)
     effort = osim.MocoControlGoal("effort", settings.effort_weight)
@@ -1554,77 +1327,20 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
             effort.setWeightForControl(act.getAbsolutePathString(), settings.reserve_weight)
     problem.addGoal(effort)
 
-    periodic = osim.MocoPeriodicityGoal("periodicity")
-    for n in [c.getName() for c in model.getCoordinateSet()]:
-        p = paths[n]
-        for suffix in ("/value", "/speed"):
-            if n == "pelvis_tx" and suffix == "/value":
-                continue
-            if symmetric:
-                pair = osim.MocoPeriodicityGoalPair(p + suffix, paths[_swap(n)] + suffix)
-                if n in ANTISYMMETRIC:
-                    periodic.addNegatedStatePair(pair)
-                else:
-                    periodic.addStatePair(pair)
-            else:
-                periodic.addStatePair(osim.MocoPeriodicityGoalPair(p + suffix))
-    for muscle in model.getMuscles():
-        p = muscle.getAbsolutePathString()
-        q = _swap(p) if symmetric else p
-        periodic.addStatePair(osim.MocoPeriodicityGoalPair(p + "/activation", q + "/activation"))
-        periodic.addControlPair(osim.MocoPeriodicityGoalPair(p, q))
-    problem.addGoal(periodic)
+    problem.addGoal(moco.periodicity_goal(osim, model, symmetric=symmetric,
+                                          negated=ANTISYMMETRIC, name="periodicity"))
 
-    solver = study.initCasADiSolver()
-    solver.set_num_mesh_intervals(int(settings.mesh))
-    solver.set_verbosity(2 if settings.verbose else 0)
-    solver.set_optim_ipopt_print_level(5 if settings.verbose else 0)
-    solver.set_optim_convergence_tolerance(settings.convergence_tolerance)
-    solver.set_optim_constraint_tolerance(settings.constraint_tolerance)
-    solver.set_optim_max_iterations(int(settings.max_iterations))
-    solver.set_parallel(int(settings.threads))
-    solver.set_optim_sparsity_detection("random")
-    solver.set_optim_finite_difference_scheme("forward")
-    solver.set_multibody_dynamics_mode("explicit")
-    if settings.output_interval:
-        solver.set_output_interval(int(settings.output_interval))
+    solver = moco.configure_solver(study, settings, settings.mesh)
     if guess_file is not None:
         guess = osim.MocoTrajectory(str(guess_file))
         guess.resampleWithNumTimes(2 * int(settings.mesh) + 1)
     else:
-        guess = solver.createGuess()
-        gt = np.linspace(0.0, final, guess.getNumTimes())
-        guess.setTime(_vec(osim, gt))
-        full_t = target.time - target.time[0]
-        for n in names:
-            y = np.interp(gt, full_t, target.col(n))
-            guess.setState(f"{paths[n]}/value", _vec(osim, y))
-            guess.setState(f"{paths[n]}/speed", _vec(osim, np.gradient(y, gt)))
-        for s in guess.getStateNames():
-            if s.endswith("/activation"):
-                guess.setState(s, _vec(osim, np.full(len(gt), 0.05)))
-        for c in guess.getControlNames():
-            guess.setControl(c, _vec(osim, np.full(len(gt), 0.05 if "reserve_" not in c
-                                                   else 0.0)))
+        guess = moco.kinematic_guess(osim, solver, model, target.time - target.time[0],
+                                     target.as_dict(), end=final)
     solver.setGuess(guess)
     log(f"[{label}] {settings.mesh} mesh intervals over {final:.3f} s "
         f"({'half cycle, symmetric' if symmetric else 'full cycle'})")
-    t0 = _time.perf_counter()
-    from fastenv.references.moco import _cwd
-
-    with _cwd(work_dir):
-        solution = study.solve()
-    wall = _time.perf_counter() - t0
-    ok = solution.success()
-    if solution.isSealed():
-        solution.unseal()
-    info = dict(wall_time_s=round(wall, 1), iterations=int(solution.getNumIterations()),
-                status=str(solution.getStatus()), converged=bool(ok),
-                objective=float(solution.getObjective()), mesh_intervals=int(settings.mesh))
-    solution.write(str(work_dir / f"{label}_solution.sto"))
-    log(f"[{label}] {'converged' if ok else 'NOT converged'} ({info['status']}) after "
-        f"{info['iterations']} iterations in {wall:.0f} s; objective {info['objective']:.4g}")
-    return solution, info
+    return moco.solve_stage(study, label, settings.mesh, work_dir, log)
 
 
 def reserve_figures(model_path, settings: TrackingSettings, solution) -> dict:
@@ -1647,7 +1363,7 @@ def reserve_figures(model_path, settings: TrackingSettings, solution) -> dict:
     outputs = [f"{m.getAbsolutePathString()}|tendon_force" for m in muscles]
     outputs += [f"{a.getAbsolutePathString()}|actuation" for a in reserves.values()]
     # output paths are regular expressions: escape the '|' between path and output
-    table = osim.analyzeMocoTrajectory(model, solution, _strings_vec(
+    table = osim.analyzeMocoTrajectory(model, solution, moco.std_strings(
         osim, [o.replace("|", "\\|") for o in outputs]))
     labels = list(table.getColumnLabels())
     data = table.getMatrix().to_numpy()
@@ -1679,33 +1395,12 @@ def reserve_figures(model_path, settings: TrackingSettings, solution) -> dict:
                 per_coordinate=per)
 
 
-def _strings_vec(osim, items):
-    v = osim.StdVectorString()
-    for s in items:
-        v.append(s)
-    return v
-
-
 def motion_from_solution(solution, names, *, symmetric: bool) -> Motion:
-    """Coordinate values of a tracking solution as a closed cycle (mirrored if half)."""
-    t = np.asarray(solution.getTimeMat()).ravel()
-    states = list(solution.getStateNames())
-    cols = {}
-    for n in names:
-        path = next((s for s in states if s.endswith(f"/{n}/value")), None)
-        if path is not None:
-            cols[n] = np.asarray(solution.getStateMat(path)).ravel()
-    names = list(cols)
-    values = np.column_stack([cols[n] for n in names])
-    t = t - t[0]
-    if not symmetric:
-        return Motion(t, names, values)
-    second = np.column_stack([(-1.0 if n in ANTISYMMETRIC else 1.0) * cols[_swap(n)]
-                              if _swap(n) in cols else cols[n] for n in names])
-    if "pelvis_tx" in cols:
-        j = names.index("pelvis_tx")
-        second[:, j] = cols["pelvis_tx"] + (cols["pelvis_tx"][-1] - cols["pelvis_tx"][0])
-    return Motion(np.concatenate([t, t[1:] + t[-1]]), names, np.vstack([values, second[1:]]))
+    """Coordinate values (and speeds) of a tracking solution as a closed cycle, mirrored
+    into the full cycle if it is a symmetric half (:data:`ANTISYMMETRIC` coordinates
+    change sign); coordinates of ``names`` that the solution lacks are left out."""
+    half = moco.solution_motion(solution, names, zeros_for_missing=False)
+    return moco.mirror_half_cycle(half, negated=ANTISYMMETRIC) if symmetric else half
 
 
 def tracking_errors_deg(solution_cycle: Motion, target: Motion) -> dict:
@@ -1716,10 +1411,10 @@ def tracking_errors_deg(solution_cycle: Motion, target: Motion) -> dict:
     for n in solution_cycle.names:
         if n not in target.names:
             continue
-        y = np.interp(tt, ts, solution_cycle.col(n))
-        e = y - target.col(n)
+        y = np.interp(tt, ts, solution_cycle.column(n))
+        e = y - target.column(n)
         if n == "pelvis_tx":
             continue
-        out[n] = float(np.sqrt(np.mean(e ** 2)) * (1000.0 if _is_translation(n)
+        out[n] = float(np.sqrt(np.mean(e ** 2)) * (1000.0 if is_translation(n)
                                                    else np.degrees(1.0)))
     return out

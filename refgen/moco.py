@@ -2,7 +2,8 @@
 
 The pieces (Moco-ready model, motion targets, tracking and predictive stages,
 cycle assembly, gait figures, files) are shared with the running, jumping and
-locked-knee generators of :mod:`fastenv.references.moco_tasks`.
+locked-knee generators of :mod:`refgen.tasks2d` and the 3D Moco tracking of
+:mod:`refgen.derive3d`.
 
 Why this exists: fastenv imitates reference gaits that it computes itself, for
 its own 2D muscle model, instead of shipping someone else's data.  A bare
@@ -21,15 +22,16 @@ optimum), so the pipeline is
 4. mirror the half cycle into a full cycle and measure gait figures from the
    contact forces of the solution.
 
-Output files (``envs/references/``)
------------------------------------
-``walking2d_coordinates.sto`` -- OpenSim storage, tab separated: header lines
-up to ``endheader`` (``inDegrees=no``), then a row of column labels, then one
-row per sample.  Columns: ``time`` (s, starting at 0 at right heel strike, on a
-uniform grid), then the value of every unlocked coordinate of the 2D model in
-model order (``pelvis_tilt``, ``pelvis_tx``, ``pelvis_ty``, ``hip_flexion_r``,
-``knee_angle_r``, ``ankle_angle_r``, ``hip_flexion_l``, ``knee_angle_l``,
-``ankle_angle_l``; radians, metres for ``pelvis_tx``/``pelvis_ty``), then the
+Output files (the ``--out`` folder, by default the checkout's ``envs/references/``)
+----------------------------------------------------------------------------------
+``walking2d_coordinates.sto`` -- :func:`refgen.motion.write_coordinates_sto`: OpenSim
+storage, tab separated: header lines up to ``endheader`` (``inDegrees=no``), then a
+row of column labels, then one row per sample.  Columns: ``time`` (s, starting at 0
+at right heel strike, on a uniform grid), then the value of every unlocked
+coordinate of the 2D model in model order (``pelvis_tilt``, ``pelvis_tx``,
+``pelvis_ty``, ``hip_flexion_r``, ``knee_angle_r``, ``ankle_angle_r``,
+``hip_flexion_l``, ``knee_angle_l``, ``ankle_angle_l``; radians, metres for
+``pelvis_tx``/``pelvis_ty``), then the
 speed of each in the same order named ``<coordinate>_speed`` (rad/s, m/s).
 The rows cover one full gait cycle and include both ends: the last row is the
 first state again (up to the periodicity tolerance) with ``pelvis_tx``
@@ -39,10 +41,10 @@ advanced by one stride.  Knee flexion is negative (model convention).
 the solves (wall time and iterations per stage, mesh sizes, objective weights,
 OpenSim version).
 
-Inputs: the base model is ``osim/models/gait9dof18musc.osim`` of the installed
-``osim-rl`` distribution (located through package metadata only), and the
-tracking target is a public motion read from ``../shared/data/motions/`` at
-generation time (or a user's file).  Neither is copied into the repository.
+Inputs: the base model is osim-rl's ``gait9dof18musc.osim`` as fastenv finds it
+(:func:`fastenv.envs.variants.base_model_path`), and the tracking target is a public
+motion read from :func:`refgen.motions_dir` at generation time (or a user's file).
+Neither is copied into the repository.
 """
 from __future__ import annotations
 
@@ -55,10 +57,24 @@ from pathlib import Path
 
 import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MOTIONS_DIR = PROJECT_ROOT.parent / "shared" / "data" / "motions"
+from fastenv.envs.variants import base_model_path
+from refgen import motion_file
+from refgen.kinematics import ContactProbe, FootKinematics, PosedModel
+from refgen.motion import (
+    Motion,
+    Target,
+    read_coordinates,
+    read_coordinates_sto,
+    rounded,
+    write_coordinates_sto,
+)
+
+#: The public measured walk that walking2d tracks first (in :func:`refgen.motions_dir`).
 DEFAULT_MOTION = "gait10dof18musc_subject01_walk_ik.mot"
-OUT_DIR = PROJECT_ROOT / "envs" / "references"
+#: The 2D base model (osim-rl's), through :func:`fastenv.envs.variants.base_model_path`.
+BASE_MODEL = "gait9dof18musc.osim"
+#: The command that generates a reference, as recorded in the files it writes.
+COMMAND = "python -m refgen generate"
 
 #: Unlocked coordinates of the 2D model, in model order.
 COORDINATES = (
@@ -79,13 +95,9 @@ CONTACT_THRESHOLD_N = 20.0
 FOOT_PENETRATION_M = 0.03
 
 
-def base_model_path() -> str:
-    """Path of osim-rl's gait9dof18musc.osim, found through package metadata."""
-    dist = importlib.metadata.distribution("osim-rl")
-    path = Path(str(dist.locate_file("osim/models/gait9dof18musc.osim")))
-    if not path.is_file():
-        raise FileNotFoundError(f"osim-rl does not ship {path}")
-    return str(path)
+def model_file(model_path=None) -> str:
+    """``model_path``, by default the 2D base model (a string, as OpenSim wants it)."""
+    return str(model_path or base_model_path(BASE_MODEL))
 
 
 def _osim():
@@ -96,14 +108,23 @@ def _osim():
     return opensim
 
 
-def _strings(osim, items):
+def std_strings(osim, items):
+    """An OpenSim ``StdVectorString`` of ``items``."""
     v = osim.StdVectorString()
     for s in items:
         v.append(s)
     return v
 
 
-def _swap_side(name: str) -> str:
+def osim_vector(osim, values):
+    """An OpenSim ``Vector`` of ``values``."""
+    v = osim.Vector(len(values), 0.0)
+    for i, x in enumerate(values):
+        v.set(i, float(x))
+    return v
+
+
+def swap_side(name: str) -> str:
     """Left/right counterpart of a coordinate, state or control name/path."""
     out = []
     for part in name.split("/"):
@@ -178,23 +199,49 @@ def build_contact_model(model_path: str | None = None):
     and belong to the model the reference is meant for.
     """
     osim = _osim()
-    model = osim.Model(model_path or base_model_path())
+    model = osim.Model(model_file(model_path))
     model.finalizeConnections()
     smooth_sphere_contacts(osim, model,
                            spheres=[n for names in FOOT_SPHERES.values() for n in names],
                            floor="platform")
-    # PinJoint rotates about the z axis of its parent frame, and body-fixed
-    # XYZ angles end with z: adding the locked angle there keeps the pose.
-    back = model.updJointSet().get("back")
-    lumbar = back.upd_coordinates(0)
-    parent = back.upd_frames(0)
-    orient = parent.get_orientation()
-    parent.set_orientation(osim.Vec3(orient.get(0), orient.get(1),
-                                     orient.get(2) + lumbar.getDefaultValue()))
-    lumbar.setDefaultValue(0.0)
+    fold_pin_angle(osim, model, "back")
     model.finalizeFromProperties()
     model.finalizeConnections()
     return model
+
+
+def fold_pin_angle(osim, model, joint: str) -> None:
+    """Put a one-coordinate PinJoint's default angle into its parent frame and zero
+    the coordinate, so that welding the joint keeps the child's pose.
+
+    A PinJoint turns about the z axis of its parent frame, and body-fixed XYZ
+    angles end with z: adding the angle there keeps the pose.
+    """
+    pin = model.updJointSet().get(joint)
+    coordinate = pin.upd_coordinates(0)
+    parent = pin.upd_frames(0)
+    orient = parent.get_orientation()
+    parent.set_orientation(osim.Vec3(orient.get(0), orient.get(1),
+                                     orient.get(2) + coordinate.getDefaultValue()))
+    coordinate.setDefaultValue(0.0)
+
+
+def dgf_processor(osim, model, *, welds=(), fiber_curve_width: float = 1.5,
+                  passive_fiber_forces: bool = False):
+    """ModelProcessor of a Moco-ready model: ``welds`` (joints whose angle
+    :func:`fold_pin_angle` moved into the parent frame) welded, DeGroote-Fregly
+    muscles with rigid tendons, optionally without passive fibre force and with a
+    wider active force-length curve."""
+    proc = osim.ModelProcessor(model)
+    if welds:
+        proc.append(osim.ModOpReplaceJointsWithWelds(std_strings(osim, welds)))
+    proc.append(osim.ModOpReplaceMusclesWithDeGrooteFregly2016())
+    if not passive_fiber_forces:
+        proc.append(osim.ModOpIgnorePassiveFiberForcesDGF())
+    if fiber_curve_width != 1.0:
+        proc.append(osim.ModOpScaleActiveFiberForceCurveWidthDGF(fiber_curve_width))
+    proc.append(osim.ModOpIgnoreTendonCompliance())
+    return proc
 
 
 def weld_locked_joints(model, joints) -> None:
@@ -279,106 +326,42 @@ def model_processor(model_path: str | None = None, *, fiber_curve_width: float =
             station.setName(f"{CENTRE_PREFIX}{sphere_name}")
             model.addComponent(station)
     model.finalizeConnections()
-    proc = osim.ModelProcessor(model)
-    proc.append(osim.ModOpReplaceJointsWithWelds(_strings(osim, ["back"])))
-    proc.append(osim.ModOpReplaceMusclesWithDeGrooteFregly2016())
-    if not passive_fiber_forces:
-        proc.append(osim.ModOpIgnorePassiveFiberForcesDGF())
-    if fiber_curve_width != 1.0:
-        proc.append(osim.ModOpScaleActiveFiberForceCurveWidthDGF(fiber_curve_width))
-    proc.append(osim.ModOpIgnoreTendonCompliance())
-    return proc
+    return dgf_processor(osim, model, welds=("back",), fiber_curve_width=fiber_curve_width,
+                         passive_fiber_forces=passive_fiber_forces)
 
 
 # --------------------------------------------------------------------------
 # Motion files and the tracking target
 # --------------------------------------------------------------------------
-def read_motion(path: str | os.PathLike, *, knee_flexion_positive: bool = False,
-                extra: tuple = ()) -> tuple[np.ndarray, dict]:
-    """Read a .mot/.sto motion into (time, {coordinate: values in rad/m}).
-
-    Accepts bare coordinate names or ``/jointset/<joint>/<coordinate>/value``
-    columns, degrees or radians (``inDegrees`` header); columns that are not
-    unlocked coordinates of the 2D model (``lumbar``, speeds, ...) are dropped,
-    except the ``extra`` ones that are present.  ``knee_flexion_positive``:
-    the motion is for a model whose knee flexion is positive (Rajagopal,
-    LaiUhlrich, ``walker_knee``); knee angles are negated to this model's
-    convention.
-    """
-    lines = Path(path).read_text().splitlines()
-    in_degrees = False
-    for i, line in enumerate(lines):
-        key = line.strip().lower().replace(" ", "")
-        if key.startswith("indegrees="):
-            in_degrees = key.split("=", 1)[1].startswith("y")
-        if key == "endheader":
-            break
-    else:
-        raise ValueError(f"{path}: no 'endheader' line")
-    labels = [lab.strip() for lab in lines[i + 1].split()]
-    data = np.loadtxt(lines[i + 2:], ndmin=2)
-    coords = {}
-    for j, label in enumerate(labels[1:], start=1):
-        name = label
-        if label.startswith("/"):
-            parts = label.strip("/").split("/")
-            if parts[-1] != "value":
-                continue
-            name = parts[-2]
-        if name in COORDINATES or name in extra:
-            values = data[:, j].astype(float)
-            if in_degrees and name not in TRANSLATIONS:
-                values = np.radians(values)
-            if knee_flexion_positive and name.startswith("knee_angle_"):
-                values = -values
-            coords[name] = values
-    missing = [c for c in COORDINATES if c not in coords]
-    if missing:
-        raise ValueError(f"{path}: no column for {missing}")
-    return data[:, 0].astype(float), coords
+def read_gait_motion(path, *, knee_flexion_positive: bool = False, extra: tuple = ()) -> Motion:
+    """A .mot/.sto motion of the 2D model's coordinates (:data:`COORDINATES`, all
+    required) and the ``extra`` ones it has, in rad / m
+    (:func:`refgen.motion.read_coordinates`)."""
+    return read_coordinates(path, COORDINATES + tuple(extra), required=COORDINATES,
+                            knee_flexion_positive=knee_flexion_positive)
 
 
 def foot_kinematics(time, coords, model_path: str | None = None):
-    """Per contact sphere: centre x and bottom height (ground frame) along a motion."""
-    osim = _osim()
-    model = osim.Model(model_path or base_model_path())
-    state = model.initSystem()
-    cs = model.getCoordinateSet()
-    geometry = model.getContactGeometrySet()
-    names = [n for spheres in FOOT_SPHERES.values() for n in spheres]
-    centre_x = {n: np.zeros(len(time)) for n in names}
-    bottom = {n: np.zeros(len(time)) for n in names}
-    for k in range(len(time)):
-        for name in COORDINATES:
-            cs.get(name).setValue(state, float(coords[name][k]), False)
-        model.realizePosition(state)
-        for n in names:
-            sphere = osim.ContactSphere.safeDownCast(geometry.get(n))
-            p = sphere.getFrame().findStationLocationInGround(state, sphere.get_location())
-            centre_x[n][k] = p.get(0)
-            bottom[n][k] = p.get(1) - sphere.getRadius()
+    """Per contact sphere of :data:`FOOT_SPHERES`: centre x and bottom height (ground
+    frame) along a motion given as {coordinate: values on ``time``}."""
+    feet = FootKinematics(model_file(model_path))(Target.of(time, coords))
+    parts = ("heel", "toe")
+    centre_x = {n: feet[side][part][:, 0] for side, names in FOOT_SPHERES.items()
+                for n, part in zip(names, parts)}
+    bottom = {n: feet[side][f"{part}_bottom"] for side, names in FOOT_SPHERES.items()
+              for n, part in zip(names, parts)}
     return centre_x, bottom
 
 
-def _local_maxima(x: np.ndarray, min_gap: int) -> np.ndarray:
+def local_maxima(x: np.ndarray, min_gap: int) -> np.ndarray:
+    """Indices of the local maxima of ``x`` at least ``min_gap`` samples apart (the
+    highest kept first), in increasing order."""
     idx = [k for k in range(1, len(x) - 1) if x[k] >= x[k - 1] and x[k] > x[k + 1]]
     kept: list[int] = []
     for k in sorted(idx, key=lambda k: -x[k]):
         if all(abs(k - j) >= min_gap for j in kept):
             kept.append(k)
     return np.array(sorted(kept), dtype=int)
-
-
-@dataclass
-class Target:
-    """Symmetrised half gait cycle (right heel strike to left heel strike)."""
-
-    time: np.ndarray
-    coords: dict
-    speed: float
-    belt_speed: float
-    source: str
-    info: dict = field(default_factory=dict)
 
 
 def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
@@ -397,13 +380,15 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
 
     ``flight`` (running): the speed is averaged over the samples with a foot
     near the floor only; in flight the lowest sphere is a swinging foot.
+    The target is the symmetrised half cycle from right to left heel strike.
     """
-    t, q = read_motion(path)
+    motion = read_gait_motion(path)
+    t, q = motion.time, motion.as_dict()
     centre_x, bottom = foot_kinematics(t, q, model_path)
     dt = float(np.median(np.diff(t)))
     rel = {s: centre_x[FOOT_SPHERES[s][0]] - q["pelvis_tx"] for s in FOOT_SPHERES}
     gap = max(3, int(round(0.5 / dt)))
-    hs_r, hs_l = _local_maxima(rel["r"], gap), _local_maxima(rel["l"], gap)
+    hs_r, hs_l = local_maxima(rel["r"], gap), local_maxima(rel["l"], gap)
     cycle = None
     for a, b in zip(hs_r[:-1], hs_r[1:]):
         mids = hs_l[(hs_l > a) & (hs_l < b)]
@@ -443,21 +428,40 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
             out[name] = 0.5 * (x1 + x2)
         else:
             out[name] = 0.5 * (np.interp(first, t, q[name])
-                               + np.interp(second, t, q[_swap_side(name)]))
+                               + np.interp(second, t, q[swap_side(name)]))
     _, bottom = foot_kinematics(s, out, model_path)
     shift = -FOOT_PENETRATION_M - float(np.median(np.min(list(bottom.values()), axis=0)))
     out["pelvis_ty"] = out["pelvis_ty"] + shift
-    return Target(time=s * 0.5 * period, coords=out, speed=speed,
-                  belt_speed=float(belt_speed), source=str(path),
-                  info=dict(cycle_start_s=float(t[a]), cycle_s=float(period),
-                            left_strike_s=float(t[m]), pelvis_ty_shift_m=shift))
+    return Target.of(s * 0.5 * period, out, speed=speed, belt_speed=float(belt_speed),
+                     source=str(path),
+                     info=dict(cycle_start_s=float(t[a]), cycle_s=float(period),
+                               left_strike_s=float(t[m]), pelvis_ty_shift_m=shift))
 
 
 # --------------------------------------------------------------------------
 # Optimal control problems
 # --------------------------------------------------------------------------
 @dataclass
-class Settings:
+class SolveSettings:
+    """Knobs that every Moco solve of the pipeline (2D gaits, jumps, 3D tracking) has:
+    the solver's (:func:`configure_solver`) and the muscle model's
+    (:func:`dgf_processor`)."""
+
+    threads: int = 2
+    max_iterations: int = 3000
+    convergence_tolerance: float = 1e-3
+    constraint_tolerance: float = 1e-4
+    output_interval: int = 0           # write every n-th iterate to the work dir
+    sparsity_detection: str = "random"  # Jacobian colouring: far fewer model calls
+    finite_difference: str = "forward"  # 4x cheaper Jacobians than central here
+    dynamics_mode: str = "explicit"
+    fiber_curve_width: float = 1.5     # DGF active force-length curve width scale
+    passive_fiber_forces: bool = False
+    verbose: bool = True
+
+
+@dataclass
+class Settings(SolveSettings):
     """Knobs of the pipeline; the defaults produce the committed reference.
 
     What the defaults answer (coarse-mesh trials on this model):
@@ -524,17 +528,6 @@ class Settings:
     # predictive stage in place of the tracking stage: re-solving a committed
     # gait under changed settings needs no new tracking solve.
     seed: str | None = None
-    convergence_tolerance: float = 1e-3
-    constraint_tolerance: float = 1e-4
-    max_iterations: int = 3000
-    threads: int = 2
-    output_interval: int = 0           # write every n-th iterate to the work dir
-    sparsity_detection: str = "random"  # Jacobian colouring: far fewer model calls
-    finite_difference: str = "forward"  # 4x cheaper Jacobians than central here
-    dynamics_mode: str = "explicit"
-    fiber_curve_width: float = 1.5     # DGF active force-length curve width scale
-    passive_fiber_forces: bool = False
-    verbose: bool = True
 
     def weights(self) -> dict:
         return dict(tracking=self.tracking_weight,
@@ -558,16 +551,16 @@ def _bounds(name: str, overrides: dict | None = None) -> list[float]:
     return [lo, hi] if name in TRANSLATIONS else [math.radians(lo), math.radians(hi)]
 
 
-def env_model_path(settings: "Settings") -> str:
+def env_model_path(settings: Settings) -> str:
     """The env model a reference is generated for (see ``Settings.variant``)."""
     if settings.variant is None:
-        return base_model_path()
+        return model_file()
     from fastenv.envs.variants import variant_path
 
     return str(variant_path(settings.variant))
 
 
-def settings_processor(settings: "Settings"):
+def settings_processor(settings: Settings):
     """Moco model processor for the env model of ``settings``."""
     return model_processor(env_model_path(settings) if settings.variant else None,
                            fiber_curve_width=settings.fiber_curve_width,
@@ -580,27 +573,21 @@ def model_coordinates(model) -> tuple:
     return tuple(c.getName() for c in model.getCoordinateSet())
 
 
-def _vector(osim, values):
-    v = osim.Vector(len(values), 0.0)
-    for i, x in enumerate(values):
-        v.set(i, float(x))
-    return v
-
-
-def _value_table(osim, model, time, coords):
+def value_table(osim, model, time, coords):
     """TimeSeriesTable of coordinate values labelled by state path (the model's
     coordinates that ``coords`` has)."""
     names = [c for c in model_coordinates(model) if c in coords]
     table = osim.TimeSeriesTable()
-    labels = [_coordinate_path(model, c) + "/value" for c in names]
-    table.setColumnLabels(_strings(osim, labels))
+    labels = [coordinate_path(model, c) + "/value" for c in names]
+    table.setColumnLabels(std_strings(osim, labels))
     for k, t in enumerate(time):
         table.appendRow(float(t), osim.RowVector([float(coords[c][k]) for c in names]))
     table.addTableMetaDataString("inDegrees", "no")
     return table
 
 
-def _coordinate_path(model, name: str) -> str:
+def coordinate_path(model, name: str) -> str:
+    """Path of a coordinate (its states are ``<path>/value`` and ``<path>/speed``)."""
     return model.getCoordinateSet().get(name).getAbsolutePathString()
 
 
@@ -614,30 +601,45 @@ def _common_problem(osim, study, model, settings: Settings, *, final_time):
     """
     problem = study.updProblem()
     problem.setTimeBounds(0, final_time)
-    names = model_coordinates(model)
-    for name in names:
-        path = _coordinate_path(model, name)
+    for name in model_coordinates(model):
+        path = coordinate_path(model, name)
         if name == "pelvis_tx":
             problem.setStateInfo(path + "/value", _bounds(name, settings.bounds), 0)
             problem.setStateInfo(path + "/speed", list(settings.tx_speed_bounds))
         else:
             problem.setStateInfo(path + "/value", _bounds(name, settings.bounds))
-    swap = _swap_side if settings.cycle == "half" else (lambda n: n)
-    periodic = osim.MocoPeriodicityGoal("symmetry" if settings.cycle == "half" else "periodicity")
-    for name in names:
-        path = _coordinate_path(model, name)
-        mirror = _coordinate_path(model, swap(name))
+    problem.addGoal(periodicity_goal(osim, model, symmetric=settings.cycle == "half"))
+    return problem
+
+
+def periodicity_goal(osim, model, *, symmetric: bool, negated: tuple = (), name=None):
+    """The end of a gait cycle's solved interval joins its start.
+
+    Every coordinate's value and speed (``pelvis_tx``'s value excepted: it
+    advances) and every muscle's activation and excitation ends where it started;
+    with ``symmetric`` (a half cycle) where its left/right counterpart started, the
+    ``negated`` coordinates with the opposite sign (sideways pelvis motion), so
+    that mirroring the half gives a periodic, symmetric full cycle.
+    """
+    swap = swap_side if symmetric else (lambda n: n)
+    goal = osim.MocoPeriodicityGoal(name or ("symmetry" if symmetric else "periodicity"))
+    for coordinate in model_coordinates(model):
+        path = coordinate_path(model, coordinate)
+        mirror = coordinate_path(model, swap(coordinate))
         for suffix in ("/value", "/speed"):
-            if name == "pelvis_tx" and suffix == "/value":
+            if coordinate == "pelvis_tx" and suffix == "/value":
                 continue
-            periodic.addStatePair(osim.MocoPeriodicityGoalPair(path + suffix, mirror + suffix))
+            pair = osim.MocoPeriodicityGoalPair(path + suffix, mirror + suffix)
+            if symmetric and coordinate in negated:
+                goal.addNegatedStatePair(pair)
+            else:
+                goal.addStatePair(pair)
     for muscle in model.getMuscles():
         path = muscle.getAbsolutePathString()
-        periodic.addStatePair(osim.MocoPeriodicityGoalPair(
+        goal.addStatePair(osim.MocoPeriodicityGoalPair(
             path + "/activation", swap(path) + "/activation"))
-        periodic.addControlPair(osim.MocoPeriodicityGoalPair(path, swap(path)))
-    problem.addGoal(periodic)
-    return problem
+        goal.addControlPair(osim.MocoPeriodicityGoalPair(path, swap(path)))
+    return goal
 
 
 def _add_swing_clearance(osim, problem, model, duration: float, settings: Settings):
@@ -685,7 +687,7 @@ def _add_stance_knee_limit(osim, problem, model, duration: float, settings: Sett
             lower.addPoint(t, limit if y > 0 else floor)
         bound = osim.MocoStateBoundConstraint()
         bound.setName(f"stance_knee_{side}")
-        bound.addStatePath(_coordinate_path(model, name) + "/value")
+        bound.addStatePath(coordinate_path(model, name) + "/value")
         bound.setLowerBound(lower)
         problem.addPathConstraint(bound)
 
@@ -702,7 +704,9 @@ def _window_points(start: float, end: float, duration: float, height: float):
     return points
 
 
-def _solver(study, settings: Settings, mesh: int, max_iterations: int | None = None):
+def configure_solver(study, settings: SolveSettings, mesh: int,
+                     max_iterations: int | None = None):
+    """The study's CasADi solver on ``mesh`` intervals, with ``settings``' solver knobs."""
     solver = study.initCasADiSolver()
     solver.set_num_mesh_intervals(int(mesh))
     solver.set_verbosity(2 if settings.verbose else 0)
@@ -720,15 +724,17 @@ def _solver(study, settings: Settings, mesh: int, max_iterations: int | None = N
 
 
 def _fill_guess(osim, guess, time, states: dict, default_activation=0.05):
-    """Set a guess from {state path: values on `time`}; muscles start quiet."""
-    guess.setTime(_vector(osim, time))
+    """Set a guess from {state path: values on `time`}; muscles start quiet, reserve
+    torques (``reserve_*`` controls) off."""
+    guess.setTime(osim_vector(osim, time))
     for name in guess.getStateNames():
         if name in states:
-            guess.setState(name, _vector(osim, states[name]))
+            guess.setState(name, osim_vector(osim, states[name]))
         elif name.endswith("/activation"):
-            guess.setState(name, _vector(osim, np.full(len(time), default_activation)))
+            guess.setState(name, osim_vector(osim, np.full(len(time), default_activation)))
     for name in guess.getControlNames():
-        guess.setControl(name, _vector(osim, np.full(len(time), default_activation)))
+        control = 0.0 if "reserve_" in name else default_activation
+        guess.setControl(name, osim_vector(osim, np.full(len(time), control)))
     return guess
 
 
@@ -774,13 +780,18 @@ def solve_stage(study, label: str, mesh: int, work_dir: Path, log) -> tuple:
     return solution, info
 
 
-def kinematic_guess(osim, solver, model, time, coords: dict):
-    """A guess from coordinate values on ``time`` (speeds by differentiation)."""
+def kinematic_guess(osim, solver, model, time, coords: dict, end: float | None = None):
+    """A guess from coordinate values on ``time`` (speeds by differentiation) over
+    [time[0], ``end``] (default: the last time); model coordinates that ``coords``
+    lacks keep the solver's default guess."""
     guess = solver.createGuess()
-    gt = np.linspace(float(time[0]), float(time[-1]), guess.getNumTimes())
+    gt = np.linspace(float(time[0]), float(time[-1] if end is None else end),
+                     guess.getNumTimes())
     states = {}
     for name in model_coordinates(model):
-        path = _coordinate_path(model, name)
+        if name not in coords:
+            continue
+        path = coordinate_path(model, name)
         values = np.interp(gt, time, coords[name])
         states[path + "/value"] = values
         states[path + "/speed"] = np.gradient(values, gt)
@@ -790,7 +801,7 @@ def kinematic_guess(osim, solver, model, time, coords: dict):
 def _tracking_weights(tracking, model, weights: dict) -> None:
     for name, weight in weights.items():
         if name in model_coordinates(model):
-            tracking.setWeightForState(_coordinate_path(model, name) + "/value", float(weight))
+            tracking.setWeightForState(coordinate_path(model, name) + "/value", float(weight))
 
 
 def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=print,
@@ -808,16 +819,16 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
     if settings.tracking_clearance:
         _add_swing_clearance(osim, problem, model, duration, settings)
     tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
-    tracking.setReference(osim.TableProcessor(_value_table(osim, model, target.time, target.coords)))
+    tracking.setReference(osim.TableProcessor(value_table(osim, model, target.time, target.coords)))
     tracking.setAllowUnusedReferences(True)
     # pelvis_tx grows to ~0.6 m: weight it lower than angles so it guides the
     # speed without dominating.
-    tracking.setWeightForState(_coordinate_path(model, "pelvis_tx") + "/value", 0.2)
+    tracking.setWeightForState(coordinate_path(model, "pelvis_tx") + "/value", 0.2)
     _tracking_weights(tracking, model, settings.tracking_state_weights)
     problem.addGoal(tracking)
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
 
-    solver = _solver(study, settings, settings.tracking_mesh, max_iterations)
+    solver = configure_solver(study, settings, settings.tracking_mesh, max_iterations)
     solver.setGuess(kinematic_guess(osim, solver, model, target.time, target.coords))
     log(f"[tracking] {settings.tracking_mesh} mesh intervals, {settings.cycle} cycle "
         f"{duration:.3f} s, target speed {target.speed:.2f} m/s")
@@ -828,10 +839,11 @@ def _speed_scaled_guess(osim, trajectory, factor_time: float):
     """Copy of a trajectory with time stretched (speeds rescaled to match)."""
     guess = trajectory.clone()
     t = trajectory.getTimeMat()
-    guess.setTime(_vector(osim, np.asarray(t) * factor_time))
+    guess.setTime(osim_vector(osim, np.asarray(t) * factor_time))
     for name in guess.getStateNames():
         if name.endswith("/speed"):
-            guess.setState(name, _vector(osim, np.asarray(trajectory.getStateMat(name)) / factor_time))
+            speeds = np.asarray(trajectory.getStateMat(name)) / factor_time
+            guess.setState(name, osim_vector(osim, speeds))
     return guess
 
 
@@ -855,7 +867,7 @@ def refined_guess(osim, solver, trajectory, duration: float | None = None):
     t = (t - t[0]) * factor
     guess = solver.createGuess()
     new_t = np.linspace(0.0, t[-1], guess.getNumTimes())
-    guess.setTime(_vector(osim, new_t))
+    guess.setTime(osim_vector(osim, new_t))
     states = list(trajectory.getStateNames())
     for name in guess.getStateNames():
         x = np.asarray(trajectory.getStateMat(name)).ravel()
@@ -866,10 +878,10 @@ def refined_guess(osim, solver, trajectory, duration: float | None = None):
             values = CubicHermiteSpline(t, x, speed)(new_t)
         else:
             values = PchipInterpolator(t, x)(new_t)
-        guess.setState(name, _vector(osim, values))
+        guess.setState(name, osim_vector(osim, values))
     for name in guess.getControlNames():
         x = np.asarray(trajectory.getControlMat(name)).ravel()
-        guess.setControl(name, _vector(osim, PchipInterpolator(t, x)(new_t)))
+        guess.setControl(name, osim_vector(osim, PchipInterpolator(t, x)(new_t)))
     return guess
 
 
@@ -913,16 +925,16 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
         scaled = target.time * duration / target.time[-1]
         tracking = osim.MocoStateTrackingGoal("kinematics", settings.predictive_tracking_weight)
         tracking.setReference(osim.TableProcessor(
-            _value_table(osim, model, scaled, target.coords)))
+            value_table(osim, model, scaled, target.coords)))
         tracking.setAllowUnusedReferences(True)
         _tracking_weights(tracking, model, settings.tracking_state_weights)
-        path = _coordinate_path(model, "pelvis_tx") + "/value"
+        path = coordinate_path(model, "pelvis_tx") + "/value"
         tracking.setWeightForState(path, 0.0)
-        path = _coordinate_path(model, "pelvis_ty") + "/value"
+        path = coordinate_path(model, "pelvis_ty") + "/value"
         tracking.setWeightForState(path, settings.pelvis_height_weight)
         problem.addGoal(tracking)
 
-    solver = _solver(study, settings, mesh, max_iterations)
+    solver = configure_solver(study, settings, mesh, max_iterations)
     gt = np.asarray(guess_trajectory.getTimeMat()).ravel()
     if settings.guess_resampling == "hermite":
         guess = refined_guess(osim, solver, guess_trajectory, duration)
@@ -953,86 +965,63 @@ class _cwd:
 # --------------------------------------------------------------------------
 # Full cycle, contact forces and gait figures
 # --------------------------------------------------------------------------
-@dataclass
-class Cycle:
-    """A full gait cycle on a uniform grid, first and last rows included."""
-
-    time: np.ndarray       # (T,)
-    values: np.ndarray     # (T, len(COORDINATES)) rad / m
-    speeds: np.ndarray     # (T, len(COORDINATES)) rad/s / m/s
-    names: tuple = COORDINATES
-
-    def column(self, name: str) -> np.ndarray:
-        return self.values[:, self.names.index(name)]
-
-
-def half_from_trajectory(trajectory, names: tuple = COORDINATES) -> Cycle:
+def solution_motion(trajectory, names: tuple = COORDINATES, *,
+                    zeros_for_missing: bool = True) -> Motion:
     """Coordinate values and speeds of a Moco trajectory (time from 0).
 
-    Coordinates of ``names`` that the trajectory lacks are joints welded for
-    Moco at their locked value 0 (:func:`weld_locked_joints`): zeros.
+    Coordinates of ``names`` that the trajectory lacks are joints welded for Moco
+    at their locked value 0 (:func:`weld_locked_joints`): zeros, or left out
+    without ``zeros_for_missing``.
     """
     t = np.asarray(trajectory.getTimeMat()).ravel()
-    values, speeds = [], []
+    kept, values, speeds = [], [], []
     states = list(trajectory.getStateNames())
     for name in names:
         value = next((n for n in states if n.endswith(f"/{name}/value")), None)
         if value is None:
-            values.append(np.zeros(len(t)))
-            speeds.append(np.zeros(len(t)))
+            if zeros_for_missing:
+                kept.append(name)
+                values.append(np.zeros(len(t)))
+                speeds.append(np.zeros(len(t)))
             continue
+        kept.append(name)
         values.append(np.asarray(trajectory.getStateMat(value)).ravel())
         speeds.append(np.asarray(trajectory.getStateMat(value[:-5] + "speed")).ravel())
-    return Cycle(t - t[0], np.array(values).T, np.array(speeds).T, tuple(names))
+    return Motion(t - t[0], tuple(kept), np.array(values).T, np.array(speeds).T)
 
 
-def mirror_half_cycle(half: Cycle) -> Cycle:
-    """Full cycle = the half cycle, then the same with left and right swapped.
+def mirror_half_cycle(half: Motion, negated: tuple = ()) -> Motion:
+    """Full cycle = the half cycle, then the same with left and right swapped
+    (``negated`` coordinates, the sideways pelvis motion of a 3D gait, also change
+    sign; a coordinate without counterpart keeps its own values).
 
     The second half starts where the first ended (its first row is the
     mirror of the first half's first row, equal to the first half's last row
     by the periodicity constraint), with ``pelvis_tx`` continued.
     """
-    swap = [half.names.index(_swap_side(n)) for n in half.names]
-    values2, speeds2 = half.values[:, swap].copy(), half.speeds[:, swap].copy()
+    swap = [half.names.index(swap_side(n)) if swap_side(n) in half.names else j
+            for j, n in enumerate(half.names)]
+    sign = np.array([-1.0 if n in negated else 1.0 for n in half.names])
+    values2 = half.values[:, swap] * sign if negated else half.values[:, swap].copy()
     tx = half.names.index("pelvis_tx")
     values2[:, tx] += half.values[-1, tx] - half.values[0, tx]
     duration = half.time[-1]
     time = np.concatenate([half.time, half.time[1:] + duration])
-    return Cycle(time, np.vstack([half.values, values2[1:]]),
-                 np.vstack([half.speeds, speeds2[1:]]), half.names)
+    speeds = None
+    if half.speeds is not None:
+        speeds2 = half.speeds[:, swap] * sign if negated else half.speeds[:, swap]
+        speeds = np.vstack([half.speeds, speeds2[1:]])
+    return Motion(time, half.names, np.vstack([half.values, values2[1:]]), speeds)
 
 
-def contact_forces(cycle: Cycle, model_path: str | None = None) -> dict:
-    """Ground reaction force on each foot (T, 3) from the smooth contact model.
-
-    Contact forces depend on positions and velocities only, so they follow
-    from the kinematics without the muscle states.
-    """
-    osim = _osim()
-    model = build_contact_model(model_path)
-    state = model.initSystem()
-    cs = model.getCoordinateSet()
-    out = {side: np.zeros((len(cycle.time), 3)) for side in FOOT_SPHERES}
-    forces = {side: [model.getForceSet().get(f"contact_{s}") for s in spheres]
-              for side, spheres in FOOT_SPHERES.items()}
-    for k in range(len(cycle.time)):
-        for j, name in enumerate(cycle.names):
-            cs.get(name).setValue(state, float(cycle.values[k, j]), False)
-            cs.get(name).setSpeedValue(state, float(cycle.speeds[k, j]))
-        model.realizeVelocity(state)
-        for side, fs in forces.items():
-            for f in fs:
-                rec = f.getRecordValues(state)
-                out[side][k] += [rec.get(0), rec.get(1), rec.get(2)]
-    return out
+def contact_forces(cycle: Motion, model_path: str | None = None) -> dict:
+    """Vertical ground reaction force on each foot (T,) of a motion with speeds, from
+    the smooth contact model (:func:`build_contact_model`)."""
+    return ContactProbe(build_contact_model(model_path))(cycle)
 
 
 def body_weight_n(model_path: str | None = None) -> float:
-    osim = _osim()
-    model = osim.Model(model_path or base_model_path())
-    state = model.initSystem()
-    return float(model.getTotalMass(state) * 9.80665)
+    return PosedModel(model_file(model_path)).body_weight
 
 
 def _rising_edges(on: np.ndarray) -> np.ndarray:
@@ -1049,7 +1038,7 @@ def stance_masks(grf: dict, body_weight: float) -> tuple[dict, float]:
     """
     masks, graze = {}, 0.0
     for side, force in grf.items():
-        fy = force[:-1, 1]
+        fy = force[:-1]
         on = fy > CONTACT_THRESHOLD_N
         for k in _rising_edges(on):
             idx = []
@@ -1065,7 +1054,8 @@ def stance_masks(grf: dict, body_weight: float) -> tuple[dict, float]:
     return masks, graze
 
 
-def start_at_right_heel_strike(cycle: Cycle, grf: dict, body_weight: float) -> tuple[Cycle, dict]:
+def start_at_right_heel_strike(cycle: Motion, grf: dict, body_weight: float
+                               ) -> tuple[Motion, dict]:
     """Rotate a periodic cycle so that t = 0 is right heel strike."""
     masks, _ = stance_masks(grf, body_weight)
     edges = _rising_edges(masks["r"])
@@ -1079,11 +1069,11 @@ def start_at_right_heel_strike(cycle: Cycle, grf: dict, body_weight: float) -> t
     values[n - k:, tx] += stride
     speeds = np.vstack([cycle.speeds[k:n], cycle.speeds[:k + 1]])
     values[:, tx] -= values[0, tx]
-    rolled = {s: np.vstack([g[k:n], g[:k + 1]]) for s, g in grf.items()}
-    return Cycle(cycle.time.copy(), values, speeds, cycle.names), rolled
+    rolled = {s: np.concatenate([g[k:n], g[:k + 1]]) for s, g in grf.items()}
+    return Motion(cycle.time.copy(), cycle.names, values, speeds), rolled
 
 
-def gait_figures(cycle: Cycle, grf: dict, body_weight: float) -> dict:
+def gait_figures(cycle: Motion, grf: dict, body_weight: float) -> dict:
     """Figures that say whether a cycle is a normal adult walk (or run).
 
     Events come from the vertical contact force (see :func:`stance_masks`);
@@ -1114,7 +1104,7 @@ def gait_figures(cycle: Cycle, grf: dict, body_weight: float) -> dict:
         stride_length_m=stride,
         speed_m_s=stride / duration,
         cadence_steps_per_min=120.0 / duration,
-        peak_vertical_grf_bw=float(max(grf[s][:, 1].max() for s in FOOT_SPHERES) / body_weight),
+        peak_vertical_grf_bw=float(max(grf[s].max() for s in FOOT_SPHERES) / body_weight),
         swing_graze_peak_n=graze,
         duty_factor_r=float(on["r"].mean()),
         duty_factor_l=float(on["l"].mean()),
@@ -1155,74 +1145,49 @@ def _step_time(own: np.ndarray, other: np.ndarray, dt: float, duration: float) -
 
 
 # --------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------
-def write_coordinates_sto(path, cycle: Cycle, name: str = "walking2d") -> None:
-    """Write a cycle in the documented .sto format (see the module docstring)."""
-    labels = ["time", *cycle.names, *[f"{n}_speed" for n in cycle.names]]
-    data = np.column_stack([cycle.time, cycle.values, cycle.speeds])
-    header = [name, "version=1", f"nRows={data.shape[0]}", f"nColumns={data.shape[1]}",
-              "inDegrees=no", "endheader", "\t".join(labels)]
-    rows = ["\t".join(f"{x:.10g}" for x in row) for row in data]
-    Path(path).write_text("\n".join(header + rows) + "\n")
-
-
-def read_coordinates_sto(path) -> Cycle:
-    """Read a file written by :func:`write_coordinates_sto`."""
-    lines = Path(path).read_text().splitlines()
-    i = next(k for k, line in enumerate(lines) if line.strip() == "endheader")
-    labels = lines[i + 1].split("\t")
-    data = np.loadtxt(lines[i + 2:], ndmin=2)
-    names = tuple(lab for lab in labels[1:] if not lab.endswith("_speed"))
-    values = np.column_stack([data[:, labels.index(n)] for n in names])
-    speeds = np.column_stack([data[:, labels.index(f"{n}_speed")] for n in names])
-    return Cycle(data[:, 0], values, speeds, names)
-
-
-# --------------------------------------------------------------------------
 # The whole pipeline
 # --------------------------------------------------------------------------
-def default_motion(file: str = DEFAULT_MOTION, reference: str = "walking2d") -> Path:
-    """A public motion of ../shared/data/motions/ used as tracking target."""
-    path = MOTIONS_DIR / file
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"regenerating {reference} needs the public motion {path} "
-            f"(../shared/data/motions/ next to the project root); pass --motion FILE "
-            "to track your own motion instead")
-    return path
-
-
-def _load_stage(osim, work_dir: Path, label: str, resume: bool):
-    path = work_dir / f"{label}_solution.sto"
-    if resume and path.is_file():
-        return osim.MocoTrajectory(str(path))
-    return None
-
-
-def run_stages(plan, *, work_dir: Path, resume: bool, log) -> tuple[dict, dict]:
+def run_stages(plan, *, work_dir: Path, resume: bool, log,
+               stop_unless_converged: str | None = None) -> tuple[dict, dict]:
     """Solve ``plan`` = [(label, mesh, solve(previous solution) -> (solution, info))]
-    in order, each stage seeded with the previous one's solution.
+    in order, each stage seeded with the previous one's solution (None for the first).
 
     With ``resume``, a stage whose solution is already in ``work_dir`` is
-    reused.  Returns ({label: solution}, {label: info}).
+    reused.  With ``stop_unless_converged``, a solved stage that did not converge
+    raises RuntimeError ("<label> did not converge (<status>); " + that text).
+    Returns ({label: solution}, {label: info}).
     """
     osim = _osim()
     solutions, stages, previous = {}, {}, None
     for label, mesh, solve in plan:
-        solution = _load_stage(osim, Path(work_dir), label, resume)
+        path = Path(work_dir) / f"{label}_solution.sto"
         # A stage's figures (iterations, wall time, status) are kept beside its
         # solution, so that a resumed run still documents how it was solved.
         info_path = Path(work_dir) / f"{label}_stage.json"
-        if solution is None:
-            solution, stages[label] = solve(previous)
-            info_path.write_text(json.dumps(stages[label], indent=1))
-        else:
+        if resume and path.is_file():
+            solution = osim.MocoTrajectory(str(path))
             log(f"[{label}] reused from the work directory")
             stages[label] = dict(json.loads(info_path.read_text()) if info_path.is_file()
                                  else dict(mesh_intervals=int(mesh)), reused=True)
+        else:
+            solution, stages[label] = solve(previous)
+            info_path.write_text(json.dumps(stages[label], indent=1))
+            if stop_unless_converged is not None and not stages[label].get("converged", True):
+                raise RuntimeError(f"{label} did not converge ({stages[label]['status']}); "
+                                   f"{stop_unless_converged}")
         solutions[label] = previous = solution
     return solutions, stages
+
+
+def predictive_stages(settings: Settings, solve) -> list:
+    """Plan entries (see :func:`run_stages`) of the predictive stages: ``predictive_coarse``
+    and, unless ``settings.coarse_only``, ``predictive_fine``; each calls
+    ``solve(previous, label, mesh)``."""
+    meshes = [("predictive_coarse", settings.coarse_mesh)]
+    if not settings.coarse_only:
+        meshes.append(("predictive_fine", settings.fine_mesh))
+    return [(label, mesh, lambda previous, label=label, mesh=mesh: solve(previous, label, mesh))
+            for label, mesh in meshes]
 
 
 def seed_guess(settings: Settings, path, mesh: int, log=print) -> tuple:
@@ -1238,7 +1203,7 @@ def seed_guess(settings: Settings, path, mesh: int, log=print) -> tuple:
     end = float(cycle.time[-1] / 2 if settings.cycle == "half" else cycle.time[-1])
     keep = cycle.time <= end + 1e-9
     _common_problem(osim, study, model, settings, final_time=end)
-    solver = _solver(study, settings, mesh)
+    solver = configure_solver(study, settings, mesh)
     coords = {n: cycle.column(n)[keep] for n in cycle.names}
     coords["pelvis_tx"] = coords["pelvis_tx"] - coords["pelvis_tx"][0]
     guess = kinematic_guess(osim, solver, model, cycle.time[keep] - cycle.time[0], coords)
@@ -1256,19 +1221,13 @@ def gait_plan(settings: Settings, target: Target, work_dir: Path, log) -> list:
     else:
         plan = [("tracking", settings.tracking_mesh,
                  lambda _: solve_tracking(target, settings, work_dir=work_dir, log=log))]
-    meshes = [("predictive_coarse", settings.coarse_mesh)]
-    if not settings.coarse_only:
-        meshes.append(("predictive_fine", settings.fine_mesh))
-    for label, mesh in meshes:
-        plan.append((label, mesh, lambda previous, label=label, mesh=mesh: solve_predictive(
-            previous, settings, mesh=mesh, label=label, work_dir=work_dir, target=target,
-            log=log)))
-    return plan
+    return plan + predictive_stages(settings, lambda previous, label, mesh: solve_predictive(
+        previous, settings, mesh=mesh, label=label, work_dir=work_dir, target=target, log=log))
 
 
-def analyse_gait(trajectory, settings: Settings, weight: float) -> tuple[Cycle, dict]:
+def analyse_gait(trajectory, settings: Settings, weight: float) -> tuple[Motion, dict]:
     """Full cycle from right heel strike, and its gait figures, of a solved stage."""
-    motion = half_from_trajectory(trajectory, COORDINATES)
+    motion = solution_motion(trajectory, COORDINATES)
     cycle = mirror_half_cycle(motion) if settings.cycle == "half" else motion
     grf = contact_forces(cycle)
     cycle, grf = start_at_right_heel_strike(cycle, grf, weight)
@@ -1278,9 +1237,13 @@ def analyse_gait(trajectory, settings: Settings, weight: float) -> tuple[Cycle, 
 def solve_document(settings: Settings, **fields) -> dict:
     """JSON fields every generated reference records about its solves."""
     osim = _osim()
+    try:
+        osim_rl = importlib.metadata.version("osim-rl")
+    except importlib.metadata.PackageNotFoundError:
+        osim_rl = None
     return dict(
         opensim_version=osim.GetVersion(),
-        osim_rl_version=importlib.metadata.version("osim-rl"),
+        osim_rl_version=osim_rl,
         **fields,
         muscle_model=dict(type="DeGrooteFregly2016", rigid_tendons=True,
                           passive_fiber_forces=settings.passive_fiber_forces,
@@ -1292,6 +1255,28 @@ def solve_document(settings: Settings, **fields) -> dict:
     )
 
 
+def output_dirs(out_dir, work_dir, name: str) -> tuple[Path, Path]:
+    """The output folder and the work folder (default ``/tmp/fastenv_<name>``), created."""
+    out_dir, work_dir = Path(out_dir), Path(work_dir or f"/tmp/fastenv_{name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir, work_dir
+
+
+def stages_document(stages: dict) -> dict:
+    """The stages of a solve for its JSON document, with their total solve time
+    (resumed stages included)."""
+    return dict(stages=stages, total_wall_time_s=round(
+        sum(i.get("wall_time_s", 0.0) for i in stages.values()), 1))
+
+
+def write_document(out_dir: Path, doc: dict) -> Path:
+    """``<name>.json`` of a generated reference."""
+    path = Path(out_dir) / f"{doc['name']}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path
+
+
 def generate_gait(out_dir, *, settings: Settings, target: Target, description: str,
                   model: str, work_dir, resume: bool = False, write_npz: bool = True,
                   log=print, notes: str = "", source: str = "") -> dict:
@@ -1301,13 +1286,8 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
     Returns the JSON document.  With ``resume``, stage solutions already in
     ``work_dir`` are reused instead of re-solved.
     """
-    import time as _time
-
     name = settings.name
-    out_dir, work_dir = Path(out_dir), Path(work_dir or f"/tmp/fastenv_{name}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    start = _time.perf_counter()
+    out_dir, work_dir = output_dirs(out_dir, work_dir, name)
     solutions, stages = run_stages(gait_plan(settings, target, work_dir, log),
                                    work_dir=work_dir, resume=resume, log=log)
     log(f"[figures] {'mirroring the half cycle and ' if settings.cycle == 'half' else ''}"
@@ -1333,14 +1313,12 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
             mesh_intervals={label: info["mesh_intervals"] for label, info in stages.items()},
             objective_weights=settings.weights(),
             swing_windows=[list(w) for w in settings.swing_windows]),
-        stages=stages,
-        # solve time of all stages, resumed ones included
-        total_wall_time_s=round(sum(i.get("wall_time_s", 0.0) for i in stages.values()), 1),
-        figures=_rounded(figures),
-        tracking_solution_figures=_rounded(tracking_figures) if tracking_figures else None,
+        **stages_document(stages),
+        figures=rounded(figures),
+        tracking_solution_figures=rounded(tracking_figures) if tracking_figures else None,
         notes=notes,
     )
-    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    write_document(out_dir, doc)
     log(f"[done] {sto}; speed {figures['speed_m_s']:.2f} m/s, stride "
         f"{figures['stride_length_m']:.2f} m, knee at heel strike "
         f"{figures['knee_flexion_at_heel_strike_deg']:.1f} deg, peak swing knee "
@@ -1348,20 +1326,21 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
     if write_npz:
         write_reference_npz(out_dir, cycle, doc, log, model_path=env_model_path(settings),
                             cyclic=True, playback="loop",
-                            source=source or f"python -m fastenv.references generate {name} "
+                            source=source or f"{COMMAND} {name} "
                                              f"(tracking target {Path(target.source).name})")
     return doc
 
 
-def generate_walking2d(out_dir=OUT_DIR, *, motion=None, settings: Settings | None = None,
+def generate_walking2d(out_dir, *, motion=None, settings: Settings | None = None,
                        work_dir=None, resume: bool = False, write_npz: bool = True,
                        log=print) -> dict:
-    """Tracking of a measured walk -> predictive 1.3 m/s half cycle -> full cycle.
+    """Tracking of a measured walk -> predictive 1.3 m/s half cycle -> full cycle, written
+    to ``out_dir``.
 
     Returns the JSON document written to ``walking2d.json``.
     """
     settings = settings or Settings()
-    motion = Path(motion) if motion else default_motion()
+    motion = motion_file(DEFAULT_MOTION, motion)
     log(f"[target] symmetrised half cycle from {motion.name}")
     target = half_cycle_target(motion)
     log(f"[target] speed {target.speed:.3f} m/s (belt {target.belt_speed:.3f} m/s added), "
@@ -1378,27 +1357,13 @@ def generate_walking2d(out_dir=OUT_DIR, *, motion=None, settings: Settings | Non
               "so its stance and heel-strike figures are not those of a clean gait")
 
 
-def _rounded(d: dict) -> dict:
-    """Figures for JSON: floats to 4 decimals, NaN (undefined) as null."""
-    def r(x):
-        if isinstance(x, float):
-            return None if math.isnan(x) else round(x, 4)
-        if isinstance(x, list):
-            return [r(v) for v in x]
-        return x
-    return {k: r(v) for k, v in d.items()}
-
-
-def write_reference_npz(out_dir: Path, cycle: Cycle, doc: dict, log, *, model_path: str,
+def write_reference_npz(out_dir: Path, cycle: Motion, doc: dict, log, *, model_path: str,
                         cyclic: bool, playback: str, source: str,
-                        start_at_rest: bool = False) -> Path | None:
+                        start_at_rest: bool = False) -> Path:
     """The env-ready reference ``<name>.npz``, through fastenv.references.build_reference,
     on the env model the reference is for."""
-    try:
-        from fastenv.references import build_reference
-    except ImportError:
-        log("[npz] fastenv.references.build_reference is not available: skipped")
-        return None
+    from fastenv.references import build_reference
+
     ref = build_reference(model_path, cycle.time, list(cycle.names), cycle.values,
                           control_dt=0.01, cyclic=cyclic, playback=playback, name=doc["name"],
                           source=source, figures=doc["figures"], start_at_rest=start_at_rest)

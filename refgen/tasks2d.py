@@ -1,6 +1,6 @@
 """Moco generators of the running, jumping and locked-knee 2D references.
 
-They reuse the walking pipeline of :mod:`fastenv.references.moco` (Moco-ready
+They reuse the walking pipeline of :mod:`refgen.moco` (Moco-ready
 model, tracking -> predictive stages, cycle assembly, gait figures, files) and
 add what each motion needs:
 
@@ -15,7 +15,7 @@ add what each motion needs:
     A full, asymmetric, periodic gait cycle at 1.3 m/s of the
     ``muscle2d_lockedknee`` variant (left knee and ankle locked at 0, left
     gastrocnemius/soleus/tibialis anterior removed), the locked joints welded
-    for Moco (:func:`fastenv.references.moco.weld_locked_joints`).  The
+    for Moco (:func:`refgen.moco.weld_locked_joints`).  The
     committed ``walking2d`` cycle is the tracking target (the knee-locked leg
     cannot follow its knee, so the tracking solution already has to vault);
     both feet keep clear of the floor in their swing.
@@ -29,27 +29,29 @@ add what each motion needs:
     plays the reference up and back down (playback ``mirror``), so it ends at
     the apex.
 
-Outputs follow :mod:`fastenv.references.moco`: ``<name>_coordinates.sto``
+Outputs follow :mod:`refgen.moco`: ``<name>_coordinates.sto``
 (values and speeds of every coordinate of the env model, locked ones at 0),
 ``<name>.json`` (figures, solve stages) and ``<name>.npz``.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fastenv.references import moco
-from fastenv.references.moco import (COORDINATES, FOOT_SPHERES, TRANSLATIONS, Cycle, Settings,
-                                     Target)
+from fastenv.references import lowpass
+from refgen import REFERENCES_DIR, moco, motion_file
+from refgen.kinematics import com_kinematics
+from refgen.moco import COORDINATES, FOOT_SPHERES, TRANSLATIONS, Settings
+from refgen.motion import Motion, Target, read_coordinates_sto, rounded, write_coordinates_sto
 
+#: Public measured motions (in :func:`refgen.motions_dir`) that running2d and jumping2d track.
 RUNNING_MOTION = "hamner_subject02_running_ik.mot"
 JUMP_MOTION = "opencap_jump2_ik.mot"
-WALKING_CYCLE = moco.OUT_DIR / "walking2d_coordinates.sto"
-GRAVITY = 9.80665
+#: The committed walking2d cycle that lockedknee2d tracks (read from the checkout).
+WALKING_CYCLE = REFERENCES_DIR / "walking2d_coordinates.sto"
 
 
 # --------------------------------------------------------------------------
@@ -86,12 +88,12 @@ class RunningSettings(Settings):
         "pelvis_ty": (0.7, 1.2), "ankle_angle": (-45.0, 30.0)})
 
 
-def generate_running2d(out_dir=moco.OUT_DIR, *, motion=None, settings: RunningSettings | None = None,
+def generate_running2d(out_dir, *, motion=None, settings: RunningSettings | None = None,
                        work_dir=None, resume: bool = False, write_npz: bool = True,
                        log=print) -> dict:
     """Tracking of a measured treadmill run -> predictive 3.5 m/s half cycle -> full cycle."""
     settings = settings or RunningSettings()
-    motion = Path(motion) if motion else moco.default_motion(RUNNING_MOTION, "running2d")
+    motion = motion_file(RUNNING_MOTION, motion)
     log(f"[target] symmetrised half cycle from {motion.name}")
     target = moco.half_cycle_target(motion, flight=True)
     log(f"[target] speed {target.speed:.3f} m/s (belt {target.belt_speed:.3f} m/s added), "
@@ -138,14 +140,12 @@ class LockedKneeSettings(Settings):
 
 
 def cycle_target(path=WALKING_CYCLE) -> Target:
-    """A full gait cycle written by :func:`moco.write_coordinates_sto` as a target."""
-    cycle = moco.read_coordinates_sto(path)
+    """A full gait cycle written by :func:`refgen.motion.write_coordinates_sto` as a target."""
+    cycle = read_coordinates_sto(path)
     duration = float(cycle.time[-1] - cycle.time[0])
     stride = float(cycle.column("pelvis_tx")[-1] - cycle.column("pelvis_tx")[0])
-    return Target(time=cycle.time - cycle.time[0],
-                  coords={n: cycle.values[:, j] for j, n in enumerate(cycle.names)},
-                  speed=stride / duration, belt_speed=0.0, source=str(path),
-                  info=dict(cycle_s=duration, stride_m=stride))
+    return Target(cycle.time - cycle.time[0], cycle.names, cycle.values, speed=stride / duration,
+                  source=str(path), info=dict(cycle_s=duration, stride_m=stride))
 
 
 def vaulting_target(target: Target, *, locked: tuple = ("knee_angle_l", "ankle_angle_l"),
@@ -194,11 +194,11 @@ def vaulting_target(target: Target, *, locked: tuple = ("knee_angle_l", "ankle_a
         ankle[frames] = 0.5 * (lo + hi)
     info = dict(target.info, max_pelvis_raise_m=float(raise_by.max()),
                 min_right_ankle_deg=float(np.degrees(ankle.min())))
-    return Target(time=time, coords=coords, speed=target.speed, belt_speed=target.belt_speed,
-                  source=target.source, info=info)
+    return Target.of(time, coords, speed=target.speed, belt_speed=target.belt_speed,
+                     source=target.source, info=info)
 
 
-def generate_lockedknee2d(out_dir=moco.OUT_DIR, *, motion=None,
+def generate_lockedknee2d(out_dir, *, motion=None,
                           settings: LockedKneeSettings | None = None, work_dir=None,
                           resume: bool = False, write_npz: bool = True, log=print) -> dict:
     """Tracking of the walking2d cycle -> predictive 1.3 m/s full cycle, locked left knee."""
@@ -284,13 +284,6 @@ class JumpSettings(Settings):
                     effort=self.effort_weight, effort_exponent=self.effort_exponent)
 
 
-def _lowpass(values: np.ndarray, dt: float, cutoff_hz: float) -> np.ndarray:
-    from scipy.signal import butter, filtfilt
-
-    b, a = butter(4, cutoff_hz / (0.5 / dt))
-    return filtfilt(b, a, values)
-
-
 def jump_target(path, *, settings: JumpSettings | None = None, n: int = 101,
                 model_path: str | None = None) -> Target:
     """The first complete jump of a motion, from quiet standing to its apex.
@@ -306,9 +299,11 @@ def jump_target(path, *, settings: JumpSettings | None = None, n: int = 101,
     recording's model (LaiUhlrich) and negated here.
     """
     settings = settings or JumpSettings()
-    t, q = moco.read_motion(path, knee_flexion_positive=True, extra=("lumbar_extension",))
+    recorded = moco.read_gait_motion(path, knee_flexion_positive=True,
+                                     extra=("lumbar_extension",))
+    t = recorded.time
     dt = float(np.median(np.diff(t)))
-    q = {k: _lowpass(v, dt, settings.lowpass_hz) for k, v in q.items()}
+    q = {k: lowpass(v, dt, settings.lowpass_hz) for k, v in recorded.as_dict().items()}
     ty = q["pelvis_ty"]
     apex = int(np.argmax(ty))
     lo = max(0, apex - int(round(1.0 / dt)))
@@ -342,11 +337,11 @@ def jump_target(path, *, settings: JumpSettings | None = None, n: int = 101,
     _, bottom_heights = moco.foot_kinematics(s[:1], {k: v[:1] for k, v in out.items()}, model_path)
     shift = -moco.FOOT_PENETRATION_M - float(min(h[0] for h in bottom_heights.values()))
     out["pelvis_ty"] = out["pelvis_ty"] + shift
-    return Target(time=s - s[0], coords=out, speed=0.0, belt_speed=0.0, source=str(path),
-                  info=dict(start_s=float(t[start]), countermovement_bottom_s=float(t[bottom]),
-                            apex_s=float(t[apex]),
-                            recorded_pelvis_rise_m=float(ty[apex] - standing),
-                            pelvis_ty_shift_m=shift))
+    return Target.of(s - s[0], out, source=str(path),
+                     info=dict(start_s=float(t[start]), countermovement_bottom_s=float(t[bottom]),
+                               apex_s=float(t[apex]),
+                               recorded_pelvis_rise_m=float(ty[apex] - standing),
+                               pelvis_ty_shift_m=shift))
 
 
 def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
@@ -372,7 +367,7 @@ def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
         grounded.setEndpointConstraintBounds(bounds)
         problem.addGoal(grounded)
     for name in moco.model_coordinates(model):
-        path = moco._coordinate_path(model, name)
+        path = moco.coordinate_path(model, name)
         bounds = moco._bounds(name, settings.bounds)
         key = name if name in settings.start_bounds else name[:-2]
         if name == "pelvis_tx":
@@ -400,13 +395,13 @@ def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Pat
     _jump_problem(osim, problem, model, settings, final_time=duration)
     tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
     tracking.setReference(osim.TableProcessor(
-        moco._value_table(osim, model, target.time, target.coords)))
+        moco.value_table(osim, model, target.time, target.coords)))
     tracking.setAllowUnusedReferences(True)
     for name in TRANSLATIONS:
-        tracking.setWeightForState(moco._coordinate_path(model, name) + "/value", 0.2)
+        tracking.setWeightForState(moco.coordinate_path(model, name) + "/value", 0.2)
     problem.addGoal(tracking)
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
-    solver = moco._solver(study, settings, settings.tracking_mesh, max_iterations)
+    solver = moco.configure_solver(study, settings, settings.tracking_mesh, max_iterations)
     solver.setGuess(moco.kinematic_guess(osim, solver, model, target.time, target.coords))
     log(f"[tracking] {settings.tracking_mesh} mesh intervals, {duration:.3f} s from rest to apex")
     return moco.solve_stage(study, "tracking", settings.tracking_mesh, work_dir, log)
@@ -428,11 +423,11 @@ def solve_jump_predictive(guess_trajectory, settings: JumpSettings, *, mesh: int
             raise ValueError("predictive_tracking_weight > 0 needs the recorded target")
         final_time = float(np.asarray(guess_trajectory.getTimeMat()).ravel()[-1])
         tracking = osim.MocoStateTrackingGoal("kinematics", settings.predictive_tracking_weight)
-        tracking.setReference(osim.TableProcessor(moco._value_table(
+        tracking.setReference(osim.TableProcessor(moco.value_table(
             osim, model, target.time * final_time / target.time[-1], target.coords)))
         tracking.setAllowUnusedReferences(True)
         for name in TRANSLATIONS:
-            tracking.setWeightForState(moco._coordinate_path(model, name) + "/value", 0.0)
+            tracking.setWeightForState(moco.coordinate_path(model, name) + "/value", 0.0)
         problem.addGoal(tracking)
     _jump_problem(osim, problem, model, settings, final_time=final_time)
     height = osim.MocoFinalOutputGoal(f"{settings.height_body}_height", -settings.height_weight)
@@ -451,7 +446,7 @@ def solve_jump_predictive(guess_trajectory, settings: JumpSettings, *, mesh: int
     effort = osim.MocoControlGoal("effort", settings.effort_weight)
     effort.setExponent(settings.effort_exponent)
     problem.addGoal(effort)
-    solver = moco._solver(study, settings, mesh, max_iterations)
+    solver = moco.configure_solver(study, settings, mesh, max_iterations)
     guess = guess_trajectory.clone()
     guess.resampleWithNumTimes(2 * int(mesh) + 1)
     solver.setGuess(guess)
@@ -461,7 +456,7 @@ def solve_jump_predictive(guess_trajectory, settings: JumpSettings, *, mesh: int
     return moco.solve_stage(study, label, mesh, work_dir, log)
 
 
-def symmetrise_legs(motion: Cycle) -> tuple[Cycle, float]:
+def symmetrise_legs(motion: Motion) -> tuple[Motion, float]:
     """Both legs get the mean of the left and right joint angles (and speeds).
 
     A vertical jump is symmetric; an unconverged solve can leave the legs
@@ -477,28 +472,10 @@ def symmetrise_legs(motion: Cycle) -> tuple[Cycle, float]:
             if a is values:
                 change = max(change, float(np.degrees(np.abs(a[:, r] - mean).max())))
             a[:, r], a[:, l] = mean, mean
-    return Cycle(motion.time, values, speeds, motion.names), change
+    return Motion(motion.time, motion.names, values, speeds), change
 
 
-def com_kinematics(motion: Cycle, model_path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Whole-body centre of mass position and velocity (T, 3) along a motion."""
-    osim = moco._osim()
-    model = osim.Model(model_path or moco.base_model_path())
-    state = model.initSystem()
-    cs = model.getCoordinateSet()
-    pos, vel = np.zeros((len(motion.time), 3)), np.zeros((len(motion.time), 3))
-    for k in range(len(motion.time)):
-        for j, name in enumerate(motion.names):
-            cs.get(name).setValue(state, float(motion.values[k, j]), False)
-            cs.get(name).setSpeedValue(state, float(motion.speeds[k, j]))
-        model.realizeVelocity(state)
-        p, v = model.calcMassCenterPosition(state), model.calcMassCenterVelocity(state)
-        pos[k] = [p.get(i) for i in range(3)]
-        vel[k] = [v.get(i) for i in range(3)]
-    return pos, vel
-
-
-def jump_figures(motion: Cycle, grf: dict, body_weight: float, com: tuple) -> dict:
+def jump_figures(motion: Motion, grf: dict, body_weight: float, com: tuple) -> dict:
     """Figures of a jump from rest to apex; knee flexion positive, degrees.
 
     Take-off is the first sample after which neither foot carries more than
@@ -506,7 +483,7 @@ def jump_figures(motion: Cycle, grf: dict, body_weight: float, com: tuple) -> di
     the apex; flight height its rise from take-off to the apex.
     """
     pos, vel = com
-    fy = sum(g[:, 1] for g in grf.values())
+    fy = sum(grf.values())
     loaded = np.flatnonzero(fy > moco.CONTACT_THRESHOLD_N)
     takeoff = int(loaded[-1]) + 1 if len(loaded) else 0
     t = motion.time
@@ -540,48 +517,37 @@ def jump_figures(motion: Cycle, grf: dict, body_weight: float, com: tuple) -> di
     )
 
 
-def generate_jumping2d(out_dir=moco.OUT_DIR, *, motion=None, settings: JumpSettings | None = None,
+def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = None,
                        work_dir=None, resume: bool = False, write_npz: bool = True,
                        log=print) -> dict:
     """Tracking of a recorded countermovement jump -> predictive maximum-height jump."""
-    import time as _time
-
     settings = settings or JumpSettings()
-    motion = Path(motion) if motion else moco.default_motion(JUMP_MOTION, "jumping2d")
-    out_dir, work_dir = Path(out_dir), Path(work_dir or "/tmp/fastenv_jumping2d")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    start = _time.perf_counter()
+    motion = motion_file(JUMP_MOTION, motion)
+    out_dir, work_dir = moco.output_dirs(out_dir, work_dir, settings.name)
     target = jump_target(motion, settings=settings)
     log(f"[target] jump from rest to apex in {motion.name}: {target.time[-1]:.3f} s from "
         f"{target.info['start_s']:.3f} s")
     plan = [("tracking", settings.tracking_mesh,
              lambda _: solve_jump_tracking(target, settings, work_dir=work_dir, log=log))]
-    meshes = [("predictive_coarse", settings.coarse_mesh)]
-    if not settings.coarse_only:
-        meshes.append(("predictive_fine", settings.fine_mesh))
-    for label, mesh in meshes:
-        plan.append((label, mesh, lambda previous, label=label, mesh=mesh: solve_jump_predictive(
-            previous, settings, mesh=mesh, label=label, work_dir=work_dir, log=log,
-            target=target)))
+    plan += moco.predictive_stages(settings, lambda previous, label, mesh: solve_jump_predictive(
+        previous, settings, mesh=mesh, label=label, work_dir=work_dir, log=log, target=target))
     solutions, stages = moco.run_stages(plan, work_dir=work_dir, resume=resume, log=log)
     weight = moco.body_weight_n()
 
     def analyse(jump):
         grf = moco.contact_forces(jump)
-        return jump_figures(jump, grf, weight, com_kinematics(jump))
+        return jump_figures(jump, grf, weight, com_kinematics(jump, moco.model_file()))
 
-    jump = moco.half_from_trajectory(list(solutions.values())[-1], COORDINATES)
+    jump = moco.solution_motion(list(solutions.values())[-1], COORDINATES)
     change = 0.0
     if settings.symmetric_legs:
         jump, change = symmetrise_legs(jump)
     figures = analyse(jump)
     if settings.symmetric_legs:
         figures["legs_symmetrised_max_change_deg"] = change
-    tracking_figures = analyse(moco.half_from_trajectory(solutions["tracking"], COORDINATES))
+    tracking_figures = analyse(moco.solution_motion(solutions["tracking"], COORDINATES))
     name = settings.name
-    sto = out_dir / f"{name}_coordinates.sto"
-    moco.write_coordinates_sto(sto, jump, name)
+    sto = write_coordinates_sto(out_dir / f"{name}_coordinates.sto", jump, name)
     doc = dict(
         name=name,
         description="2D maximum-height vertical jump of gait9dof18musc (osim-rl) from quiet "
@@ -599,18 +565,16 @@ def generate_jumping2d(out_dir=moco.OUT_DIR, *, motion=None, settings: JumpSetti
             start_bounds_deg={k: list(v) for k, v in settings.start_bounds.items()},
             mesh_intervals={label: info["mesh_intervals"] for label, info in stages.items()},
             objective_weights=settings.weights()),
-        stages=stages,
-        # solve time of all stages, resumed ones included
-        total_wall_time_s=round(sum(i.get("wall_time_s", 0.0) for i in stages.values()), 1),
-        figures=moco._rounded(figures),
-        tracking_solution_figures=moco._rounded(tracking_figures),
+        **moco.stages_document(stages),
+        figures=rounded(figures),
+        tracking_solution_figures=rounded(tracking_figures),
         notes="from rest to the apex of the flight (playback 'mirror' replays it back down); "
               "jump_height_m is the centre-of-mass rise from standing to the apex"
               + (f"; the legs of the solution are averaged (symmetric jump; largest angle "
                  f"change {change:.1f} deg, early in the countermovement)"
                  if settings.symmetric_legs else ""),
     )
-    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    moco.write_document(out_dir, doc)
     log(f"[done] {sto}; jump height {figures['jump_height_m']:.3f} m (flight "
         f"{figures['flight_height_m']:.3f} m), knee at take-off "
         f"{figures['knee_flexion_at_takeoff_deg']:.1f} deg")
@@ -618,6 +582,6 @@ def generate_jumping2d(out_dir=moco.OUT_DIR, *, motion=None, settings: JumpSetti
         moco.write_reference_npz(out_dir, jump, doc, log,
                                  model_path=moco.env_model_path(settings), cyclic=False,
                                  playback="mirror", start_at_rest=True,
-                                 source=f"python -m fastenv.references generate {name} "
+                                 source=f"{moco.COMMAND} {name} "
                                         f"(tracking target {motion.name})")
     return doc

@@ -62,7 +62,7 @@ def test_reference_state_initialisation_on_the_ground(task):
 
 @pytest.mark.parametrize("task", MISSING)
 def test_task_without_generated_reference_says_how_to_generate_it(task):
-    with pytest.raises(ValueError, match="python -m fastenv.references generate"):
+    with pytest.raises(ValueError, match="python -m refgen generate"):
         gym.make(task)
 
 

@@ -6,13 +6,16 @@ positions/velocities and centre of mass computed with OpenSim on the env's model
 how playback continues past the last frame (``loop`` for a gait cycle, whose
 horizontal pelvis translation advances by one stride per cycle; ``once`` to play a
 motion a single time). References are stored as compressed ``.npz`` in
-``fastenv/envs/references`` and loaded once.
+``fastenv/envs/references`` and loaded once; :mod:`fastenv.references.prepare` puts a
+reference on an env's model (kinematics on that model, ground alignment).
 
-Generated references come from ``python -m fastenv.references generate NAME``.
+The shipped references are generated offline by the ``refgen`` pipeline of the
+project's checkout (``python -m refgen generate NAME``), which is not installed.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 import re
 import warnings
@@ -21,14 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-def _reference_dir() -> Path:
-    """``references/`` of the installed ``fastenv.envs`` package (the repo's ``envs/`` in
-    an editable install, ``site-packages/fastenv/envs`` otherwise)."""
-    import fastenv.envs
-    return Path(fastenv.envs.__file__).resolve().parent / "references"
-
-
-REFERENCE_DIR = _reference_dir()
+#: ``references/`` of the installed ``fastenv.envs`` package (the checkout's
+#: ``envs/references`` in an editable install): the shipped references.
+REFERENCE_DIR = importlib.resources.files("fastenv.envs") / "references"
 PLAYBACKS = ("loop", "once", "mirror")
 
 
@@ -119,7 +117,7 @@ class Reference:
         return path
 
     @classmethod
-    def load(cls, path) -> "Reference":
+    def load(cls, path) -> Reference:
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -170,7 +168,7 @@ def read_motion(path):
     return data[:, 0], {lab: data[:, i] for i, lab in enumerate(labels) if i}, in_degrees
 
 
-def _coordinate_of(label: str):
+def coordinate_of(label: str):
     """Coordinate name a column holds values of, or None (speeds, forces, ...)."""
     if label.startswith("/"):
         parts = label.strip("/").split("/")
@@ -185,7 +183,20 @@ def model_digest(model_path) -> str:
 
 
 # --------------------------------------------------------------------- building
-def _lowpass(values, dt, cutoff_hz):
+def body_kinematics(sim, q, qdot):
+    """Ground-frame body positions and velocities (N, n_body, 3) and centre of mass
+    position and velocity (N, 3) of ``sim``'s model at each frame of ``q``/``qdot``
+    (N, n_coord, model order)."""
+    n, nb = len(q), len(sim.body_names)
+    body_pos, body_vel = np.empty((n, nb, 3)), np.empty((n, nb, 3))
+    com_pos, com_vel = np.empty((n, 3)), np.empty((n, 3))
+    for k in range(n):
+        body_pos[k], body_vel[k], com_pos[k], com_vel[k] = sim.kinematics(q[k], qdot[k])
+    return body_pos, body_vel, com_pos, com_vel
+
+
+def lowpass(values, dt, cutoff_hz):
+    """4th-order zero-phase Butterworth low-pass filter along the first axis."""
     from scipy.signal import butter, filtfilt
     b, a = butter(4, cutoff_hz / (0.5 / dt))
     return filtfilt(b, a, values, axis=0, padlen=min(3 * max(len(a), len(b)),
@@ -225,7 +236,7 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
         if c in col:
             Y[:, j] = values[:, col[c]]
     if lowpass_hz:
-        Y = _lowpass(Y, float(np.mean(np.diff(time))), lowpass_hz)
+        Y = lowpass(Y, float(np.mean(np.diff(time))), lowpass_hz)
     figures = dict(figures or {})
     duration = time[-1] - time[0]
     translational = ~sim.rotational
@@ -258,11 +269,7 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
     q[:, sim.locked] = default_q[sim.locked]
     qdot[:, sim.locked] = 0.0
     qddot[:, sim.locked] = 0.0
-    nb = len(sim.body_names)
-    body_pos, body_vel = np.empty((n, nb, 3)), np.empty((n, nb, 3))
-    com_pos, com_vel = np.empty((n, 3)), np.empty((n, 3))
-    for k in range(n):
-        body_pos[k], body_vel[k], com_pos[k], com_vel[k] = sim.kinematics(q[k], qdot[k])
+    body_pos, body_vel, com_pos, com_vel = body_kinematics(sim, q, qdot)
     pos_offset = np.zeros(3)
     if cyclic:
         # ground-frame displacement of one cycle: where the model would be one cycle on
@@ -294,7 +301,7 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     cn = sim.coordinate_names
     names, values, ignored = [], [], []
     for label, v in columns.items():
-        c = _coordinate_of(label)
+        c = coordinate_of(label)
         if c in cn and c not in names:
             j = cn.index(c)
             names.append(c)
@@ -342,14 +349,14 @@ def load_reference(name_or_path, model_path=None, **kwargs) -> Reference:
             raise ValueError(f"reference file {str(p)!r} does not exist")
         return Reference.load(p)
     shipped = REFERENCE_DIR / f"{name_or_path}.npz"
-    if not shipped.exists():
-        names = sorted(x.stem for x in REFERENCE_DIR.glob("*.npz"))
+    if not shipped.is_file():
+        names = sorted(x.name[:-4] for x in REFERENCE_DIR.iterdir() if x.name.endswith(".npz"))
         from fastenv.envs import TASKS
         if name_or_path in {t.reference for t in TASKS.values()}:
             raise ValueError(f"reference {name_or_path!r} has not been generated in this "
-                             f"release; generate it with `python -m fastenv.references "
-                             f"generate {name_or_path}` or pass reference=<.mot/.sto/.npz>; "
-                             f"shipped: {names}")
+                             f"release; generate it from a fastenv checkout with `python -m "
+                             f"refgen generate {name_or_path}` or pass "
+                             f"reference=<.mot/.sto/.npz>; shipped: {names}")
         raise ValueError(f"unknown reference {name_or_path!r}; shipped: {names}, or pass a "
                          ".mot/.sto/.npz path")
     return Reference.load(shipped)

@@ -1,4 +1,5 @@
-"""Tests of the Moco 2D walking reference pipeline and of the committed reference.
+"""Tests of the Moco 2D reference pipeline (refgen.moco, refgen.tasks2d) and of the
+committed references it made.
 
 The committed-data tests check that ``envs/references/walking2d_coordinates.sto``
 is a normal adult walk, recomputing the ground reaction forces from its
@@ -9,31 +10,30 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from fastenv.references import moco
+from refgen import CHECKOUT, MOTIONS_ENV, REFERENCES_DIR, moco, tasks2d
+from refgen.motion import read_coordinates_sto
+from refgen.tests.conftest import shared_motion
 
-STO = moco.OUT_DIR / "walking2d_coordinates.sto"
-JSON = moco.OUT_DIR / "walking2d.json"
+STO = REFERENCES_DIR / "walking2d_coordinates.sto"
+JSON = REFERENCES_DIR / "walking2d.json"
 
 
 def _need_motion():
-    path = moco.MOTIONS_DIR / moco.DEFAULT_MOTION
-    if not path.is_file():
-        pytest.skip(f"public motion {path} is missing (../shared/data/motions/ next to the "
-                    "project root); it is only needed to regenerate references")
-    return path
+    return shared_motion(moco.DEFAULT_MOTION)
 
 
 @pytest.fixture(scope="module")
 def committed():
     if not STO.is_file():
         pytest.fail(f"{STO} is not committed")
-    cycle = moco.read_coordinates_sto(STO)
+    cycle = read_coordinates_sto(STO)
     grf = moco.contact_forces(cycle)
     return cycle, grf, moco.gait_figures(cycle, grf, moco.body_weight_n())
 
@@ -78,7 +78,7 @@ def test_committed_cycle_closes_at_the_seam(committed):
     # Left/right symmetry: half a cycle later the other leg does the same.
     n = len(cycle.time) - 1
     assert n % 2 == 0
-    swap = [cycle.names.index(moco._swap_side(name)) for name in cycle.names]
+    swap = [cycle.names.index(moco.swap_side(name)) for name in cycle.names]
     angles = [j for j, name in enumerate(cycle.names) if name not in moco.TRANSLATIONS]
     shifted = cycle.values[np.arange(n) + n // 2 - n * (np.arange(n) + n // 2 >= n)]
     err = np.degrees(np.abs(shifted[:, swap] - cycle.values[:n])[:, angles]).max()
@@ -100,7 +100,7 @@ def test_committed_json_matches_file(committed):
 # ------------------------------------------------------------------ pipeline pieces
 def test_model_processor_is_moco_ready():
     osim = moco._osim()
-    base = osim.Model(moco.base_model_path())
+    base = osim.Model(moco.model_file())
     s0 = base.initSystem()
     model = moco.model_processor().process()
     s = model.initSystem()
@@ -145,18 +145,37 @@ def test_target_from_user_motion_recovers_speed(tmp_path, committed):
 
 
 def test_regeneration_without_shared_motions_explains(monkeypatch, tmp_path):
-    monkeypatch.setattr(moco, "MOTIONS_DIR", tmp_path / "absent")
-    with pytest.raises(FileNotFoundError, match="--motion"):
-        moco.default_motion()
+    monkeypatch.setenv(MOTIONS_ENV, str(tmp_path / "absent"))
+    with pytest.raises(FileNotFoundError, match="--motions.*--motion FILE"):
+        moco.generate_walking2d(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_motions_folder_is_one_setting(monkeypatch, tmp_path):
+    """The environment variable and the --motions option set the folder that every
+    generator reads; by default it is ../shared/data/motions next to the checkout."""
+    from refgen import motions_dir
+    from refgen.__main__ import main
+
+    monkeypatch.delenv(MOTIONS_ENV, raising=False)
+    assert motions_dir() == CHECKOUT / ".." / "shared" / "data" / "motions"
+    monkeypatch.setenv(MOTIONS_ENV, str(tmp_path))
+    assert motions_dir() == tmp_path
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "elsewhere"))):
+        main(["generate", "walking2d", "--motions", str(tmp_path / "elsewhere"),
+              "--out", str(tmp_path / "out")])
 
 
 def test_cli_help_names_shared_motions_and_generators():
-    out = subprocess.run([sys.executable, "-m", "fastenv.references", "generate", "--help"],
-                         capture_output=True, text=True, check=True).stdout
-    assert "../shared/data/motions/" in out and "--motion" in out
-    assert "walking2d" in out
-    from fastenv.references.__main__ import GENERATORS
+    out = subprocess.run([sys.executable, "-m", "refgen", "generate", "--help"],
+                         capture_output=True, text=True, check=True, cwd=CHECKOUT).stdout
+    assert "../shared/data/motions/" in out and "--motions" in out and "--motion" in out
+    assert "--out" in out and "walking2d" in out
+    from refgen.__main__ import GENERATORS
     assert "walking2d" in GENERATORS
+    out = subprocess.run([sys.executable, "-m", "refgen", "--help"], capture_output=True,
+                         text=True, check=True, cwd=CHECKOUT).stdout
+    assert "generate" in out
 
 
 # ------------------------------------------------------------------ smoke test
@@ -169,7 +188,7 @@ def test_pipeline_smoke_coarse(tmp_path):
     doc = moco.generate_walking2d(tmp_path / "out", settings=settings,
                                   work_dir=tmp_path / "work", write_npz=False,
                                   log=lambda m: None)
-    cycle = moco.read_coordinates_sto(tmp_path / "out" / "walking2d_coordinates.sto")
+    cycle = read_coordinates_sto(tmp_path / "out" / "walking2d_coordinates.sto")
     half_rows = 2 * 4 + 1  # Hermite-Simpson: mesh points and midpoints
     assert cycle.names == moco.COORDINATES
     assert cycle.values.shape == (2 * half_rows - 1, len(moco.COORDINATES))
@@ -200,27 +219,19 @@ def test_pipeline_coarse_converges(tmp_path):
 
 
 # ================================================================== more references
-# running2d, jumping2d and lockedknee2d (fastenv.references.moco_tasks): shared
-# pipeline pieces, a fast smoke run of each generator, and plausibility of the
-# committed data (forces recomputed from the committed kinematics).
-from fastenv.references import moco_tasks  # noqa: E402
-
-
-def _need_public(file):
-    path = moco.MOTIONS_DIR / file
-    if not path.is_file():
-        pytest.skip(f"public motion {path} is missing (../shared/data/motions/ next to the "
-                    "project root); it is only needed to regenerate references")
-    return path
+# running2d, jumping2d and lockedknee2d (refgen.tasks2d): shared pipeline pieces, a
+# fast smoke run of each generator, and plausibility of the committed data (forces
+# recomputed from the committed kinematics).
+_need_public = shared_motion
 
 
 def _committed_cycle(name):
-    sto = moco.OUT_DIR / f"{name}_coordinates.sto"
+    sto = REFERENCES_DIR / f"{name}_coordinates.sto"
     if not sto.is_file():
         pytest.fail(f"{sto} is not committed")
-    cycle = moco.read_coordinates_sto(sto)
+    cycle = read_coordinates_sto(sto)
     grf = moco.contact_forces(cycle)
-    return cycle, grf, json.loads((moco.OUT_DIR / f"{name}.json").read_text())
+    return cycle, grf, json.loads((REFERENCES_DIR / f"{name}.json").read_text())
 
 
 def _check_format(cycle):
@@ -250,7 +261,7 @@ def _check_npz(name, variant, playback, cycle):
     from fastenv.envs.variants import variant_path
     from fastenv.references import Reference, model_digest
 
-    ref = Reference.load(moco.OUT_DIR / f"{name}.npz")
+    ref = Reference.load(REFERENCES_DIR / f"{name}.npz")
     assert ref.playback == playback
     assert ref.model_digest == model_digest(variant_path(variant))
     duration = cycle.time[-1] - cycle.time[0]
@@ -296,7 +307,7 @@ def test_running_target_speed_ignores_flight():
     """With flight phases, the speed comes from the samples with a foot on the
     belt: about the recorded 3.7-3.9 m/s; averaging over flight (walking rule)
     would say far less."""
-    path = _need_public(moco_tasks.RUNNING_MOTION)
+    path = _need_public(tasks2d.RUNNING_MOTION)
     target = moco.half_cycle_target(path, flight=True)
     assert 3.4 < target.speed < 4.2
     assert 0.3 < target.time[-1] < 0.4   # half of a 0.6-0.8 s running stride
@@ -305,8 +316,8 @@ def test_running_target_speed_ignores_flight():
 
 
 def test_jump_target_starts_upright_and_ends_at_apex():
-    path = _need_public(moco_tasks.JUMP_MOTION)
-    target = moco_tasks.jump_target(path)
+    path = _need_public(tasks2d.JUMP_MOTION)
+    target = tasks2d.jump_target(path)
     ty = target.coords["pelvis_ty"]
     assert np.argmax(ty) == len(ty) - 1
     assert -math.degrees(target.coords["knee_angle_r"][0]) < 15.0
@@ -317,11 +328,11 @@ def test_jump_target_starts_upright_and_ends_at_apex():
 
 
 def test_cli_lists_all_generators():
-    from fastenv.references.__main__ import GENERATORS
+    from refgen.__main__ import GENERATORS
 
     assert set(GENERATORS) >= {"walking2d", "running2d", "jumping2d", "lockedknee2d"}
-    out = subprocess.run([sys.executable, "-m", "fastenv.references", "generate", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "refgen", "generate", "--help"],
+                         capture_output=True, text=True, check=True, cwd=CHECKOUT).stdout
     for name in ("running2d", "jumping2d", "lockedknee2d"):
         assert name in out
 
@@ -334,7 +345,7 @@ _SMOKE = dict(tracking_mesh=4, coarse_mesh=4, coarse_only=True, max_iterations=1
 def _smoke(generate, settings, tmp_path, name, rows, motion=None):
     doc = generate(tmp_path / "out", motion=motion, settings=settings,
                    work_dir=tmp_path / "work", write_npz=False, log=lambda m: None)
-    out = moco.read_coordinates_sto(tmp_path / "out" / f"{name}_coordinates.sto")
+    out = read_coordinates_sto(tmp_path / "out" / f"{name}_coordinates.sto")
     assert out.names == moco.COORDINATES
     assert out.values.shape == (rows, len(moco.COORDINATES))
     assert np.all(np.diff(out.time) > 0) and out.time[0] == 0.0
@@ -348,36 +359,36 @@ def _smoke(generate, settings, tmp_path, name, rows, motion=None):
 
 
 def test_running2d_smoke_coarse(tmp_path):
-    _need_public(moco_tasks.RUNNING_MOTION)
-    settings = moco_tasks.RunningSettings(**_SMOKE)
-    doc, _ = _smoke(moco_tasks.generate_running2d, settings, tmp_path, "running2d",
+    _need_public(tasks2d.RUNNING_MOTION)
+    settings = tasks2d.RunningSettings(**_SMOKE)
+    doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
                     2 * (2 * 4 + 1) - 1)
     assert doc["prescribed_speed_m_s"] == 3.5
 
 
 def test_lockedknee2d_smoke_coarse(tmp_path):
     """Runs from the committed walking2d cycle (no public data needed)."""
-    settings = moco_tasks.LockedKneeSettings(**_SMOKE)
-    _, out = _smoke(moco_tasks.generate_lockedknee2d, settings, tmp_path, "lockedknee2d",
+    settings = tasks2d.LockedKneeSettings(**_SMOKE)
+    _, out = _smoke(tasks2d.generate_lockedknee2d, settings, tmp_path, "lockedknee2d",
                     2 * 4 + 1)
     for name in ("knee_angle_l", "ankle_angle_l"):
         assert np.all(out.column(name) == 0.0)
 
 
 def test_jumping2d_smoke_coarse(tmp_path):
-    _need_public(moco_tasks.JUMP_MOTION)
-    settings = moco_tasks.JumpSettings(**_SMOKE)
-    doc, out = _smoke(moco_tasks.generate_jumping2d, settings, tmp_path, "jumping2d",
+    _need_public(tasks2d.JUMP_MOTION)
+    settings = tasks2d.JumpSettings(**_SMOKE)
+    doc, out = _smoke(tasks2d.generate_jumping2d, settings, tmp_path, "jumping2d",
                       2 * 4 + 1)
     assert np.abs(out.speeds[0]).max() < 1e-6   # starts at rest
     assert "jump_height_m" in doc["figures"]
 
 
 def _committed_figures(name):
-    path = moco.OUT_DIR / f"{name}.json"
+    path = REFERENCES_DIR / f"{name}.json"
     if not path.is_file():
         pytest.skip(f"{name} is not generated")
-    cycle = moco.read_coordinates_sto(moco.OUT_DIR / f"{name}_coordinates.sto")
+    cycle = read_coordinates_sto(REFERENCES_DIR / f"{name}_coordinates.sto")
     return cycle, json.loads(path.read_text())["figures"]
 
 
@@ -399,8 +410,9 @@ def test_committed_running2d_is_a_run():
     # against ~2.5 in people); the test keeps it from growing unnoticed
     assert 2.0 < f["peak_vertical_grf_bw"] < 4.5, f
     assert _seam_deg(cycle) < 2.0
-    stages = json.loads((moco.OUT_DIR / "running2d.json").read_text())["stages"]
-    assert stages["predictive_fine"]["converged"] and stages["predictive_fine"]["mesh_intervals"] == 50
+    stages = json.loads((REFERENCES_DIR / "running2d.json").read_text())["stages"]
+    fine = stages["predictive_fine"]
+    assert fine["converged"] and fine["mesh_intervals"] == 50
 
 
 def test_committed_lockedknee2d_is_asymmetric_and_locked():
@@ -427,7 +439,7 @@ def test_committed_jumping2d_is_a_vertical_jump():
     # quiet standing at the start: at rest, feet carrying about body weight
     assert f["start_speed_max"] == 0.0 and 0.8 < f["start_vertical_grf_bw"] < 1.3, f
     from fastenv.references import Reference
-    ref = Reference.load(moco.OUT_DIR / "jumping2d.npz")
+    ref = Reference.load(REFERENCES_DIR / "jumping2d.npz")
     assert ref.playback == "mirror"
     # the env starts the jump from rest, as the solution does (clamped spline start)
     assert np.abs(ref.qdot[0]).max() < 1e-9
@@ -437,7 +449,7 @@ def test_stance_knee_limit_bounds_the_window_only():
     """Running's stance-knee limit: -47 deg inside right stance, the knee's
     own bound outside it."""
     osim = moco._osim()
-    settings = moco_tasks.RunningSettings()
+    settings = tasks2d.RunningSettings()
     study, problem, model = moco.new_study(settings, "limit")
     moco._add_stance_knee_limit(osim, problem, model, 0.35, settings)
     phase = problem.getPhase(0)
@@ -454,10 +466,10 @@ def test_stance_knee_limit_bounds_the_window_only():
 
 
 def test_seed_guess_is_the_first_half_of_the_committed_cycle():
-    settings = moco_tasks.RunningSettings(coarse_mesh=6)
-    sto = moco.OUT_DIR / "running2d_coordinates.sto"
+    settings = tasks2d.RunningSettings(coarse_mesh=6)
+    sto = REFERENCES_DIR / "running2d_coordinates.sto"
     guess, info = moco.seed_guess(settings, sto, 6, log=lambda m: None)
-    cycle = moco.read_coordinates_sto(sto)
+    cycle = read_coordinates_sto(sto)
     t = np.asarray(guess.getTimeMat()).ravel()
     assert len(t) == 2 * 6 + 1 and t[0] == 0.0
     assert t[-1] == pytest.approx(cycle.time[-1] / 2, abs=0.006)

@@ -1,0 +1,150 @@
+"""Reference preparation: a reference put on an env's model.
+
+A reference (a shipped name, a saved ``.npz``, a user's ``.mot``/``.sto`` file, or a
+:class:`Reference`) is made ready for the model of a :class:`fastenv.sim.Simulation`:
+
+1. loaded (a motion file is resampled on that model);
+2. rebuilt on that model when it was made for another one (:func:`rebuild_reference`:
+   coordinates matched by name, body kinematics recomputed);
+3. shifted vertically so that it sits on the model's contact geometry
+   (:func:`aligned_to_ground`, found by :func:`ground_offset`), unless disabled.
+
+References prepared for a model are shared by every env of a process
+(:func:`prepared_reference`): a worker holding many envs of one task prepares once.
+Warnings are reported at the code that made the env (``ImitationEnv`` ->
+:func:`prepared_reference` -> :func:`prepare_reference`).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from fastenv.references import Reference, body_kinematics, load_reference, model_digest
+
+_PREPARED: dict = {}
+
+
+def prepared_reference(sim, ref, *, align_ground: bool = True) -> Reference:
+    """:func:`prepare_reference`, cached per process by (model file, reference, alignment);
+    a :class:`Reference` object is prepared afresh each time."""
+    key = None if isinstance(ref, Reference) else (
+        model_digest(sim.model_path), str(ref), bool(align_ground))
+    if key is not None and key in _PREPARED:
+        return _PREPARED[key]
+    reference = prepare_reference(sim, ref, align_ground=align_ground)
+    if key is not None:
+        _PREPARED[key] = reference
+    return reference
+
+
+def prepare_reference(sim, ref, *, align_ground: bool = True) -> Reference:
+    """The reference ``ref`` (name, path or :class:`Reference`) ready for ``sim``'s model:
+    rebuilt on it if made for another model, aligned with its ground if asked, and
+    checked against its control step."""
+    if isinstance(ref, Reference):
+        reference = ref
+    else:
+        reference = load_reference(ref, model_path=sim.model_path, sim=sim) if str(
+            ref).endswith((".mot", ".sto")) else load_reference(ref)
+    if list(reference.coordinate_names) != sim.coordinate_names:
+        names = list(reference.coordinate_names)
+        missing = [c for c in sim.coordinate_names if c not in names]
+        if missing:
+            warnings.warn(f"reference {reference.name!r} lacks coordinates {missing}; "
+                          "they keep their default value", stacklevel=4)
+    if reference.model_digest != model_digest(sim.model_path):
+        reference = rebuild_reference(sim, reference)
+    if align_ground and sim.contact_forces:
+        reference = aligned_to_ground(sim, reference)
+    if reference.control_dt != sim.control_dt:
+        raise ValueError(f"reference control_dt {reference.control_dt} != env control "
+                         f"step {sim.control_dt}")
+    return reference
+
+
+def rebuild_reference(sim, ref: Reference) -> Reference:
+    """The reference on ``sim``'s model: its coordinates matched by name (the model's
+    others at their defaults, locked ones at their locked values), body kinematics
+    recomputed."""
+    names = list(ref.coordinate_names)
+    default_q = sim.buf[sim.layout.slice("q")]
+    q = np.array([[ref.q[k, names.index(c)] if c in names else default_q[j]
+                   for j, c in enumerate(sim.coordinate_names)] for k in range(ref.n_frames)])
+    qd = np.array([[ref.qdot[k, names.index(c)] if c in names else 0.0
+                    for c in sim.coordinate_names] for k in range(ref.n_frames)])
+    qdd = np.array([[ref.qddot[k, names.index(c)] if c in names else 0.0
+                     for c in sim.coordinate_names] for k in range(ref.n_frames)])
+    q[:, sim.locked] = default_q[sim.locked]
+    qd[:, sim.locked] = 0.0
+    qdd[:, sim.locked] = 0.0
+    q_off = np.array([ref.q_offset[names.index(c)] if c in names else 0.0
+                      for c in sim.coordinate_names])
+    bp, bv, cp, cv = body_kinematics(sim, q, qd)
+    return Reference(name=ref.name, control_dt=ref.control_dt,
+                     coordinate_names=list(sim.coordinate_names), q=q, qdot=qd, qddot=qdd,
+                     body_names=list(sim.body_names), body_pos=bp, body_vel=bv,
+                     com_pos=cp, com_vel=cv, playback=ref.playback, q_offset=q_off,
+                     pos_offset=ref.pos_offset, source=ref.source,
+                     model_digest=model_digest(sim.model_path), figures=dict(ref.figures))
+
+
+def ground_offset(sim, q, qdot, *, bracket: float = 0.3, tol: float = 1e-5) -> float | None:
+    """Pelvis-height shift (m) for which the mean vertical ground reaction over the
+    frames ``q``/``qdot`` (N, n_coord, model order) equals body weight, or None when
+    it does not cross body weight within +-``bracket``.
+
+    Bisection on static contact forces (``sim.vertical_grf``, muscles at their
+    defaults), to ``tol``.
+    """
+    j = sim.coordinate_names.index("pelvis_ty")
+
+    def mean_grf(dy):
+        total = []
+        for qk, uk in zip(q, qdot):
+            shifted = np.array(qk, dtype=float)
+            shifted[j] += dy
+            total.append(sim.vertical_grf(shifted, uk))
+        return np.mean(total)
+
+    lo, hi = -bracket, bracket
+    if not (mean_grf(lo) > sim.body_weight > mean_grf(hi)):
+        return None
+    while hi - lo >= tol:
+        mid = 0.5 * (lo + hi)
+        if mean_grf(mid) > sim.body_weight:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def aligned_to_ground(sim, ref: Reference) -> Reference:
+    """Shift the reference vertically so its mean vertical GRF is body weight.
+
+    Over a periodic gait cycle (or a motion from rest to rest) the mean vertical
+    ground reaction equals body weight; one constant pelvis-height offset makes the
+    reference sit on this model's contact geometry, whatever contact model or
+    subject produced it (:func:`ground_offset` over up to about 50 frames).
+    """
+    if "pelvis_ty" not in sim.coordinate_names:
+        return ref
+    frames = list(range(0, ref.n_frames, max(1, ref.n_frames // 50)))
+    if ref.playback == "mirror":
+        # a jump starts from quiet standing: its first frame carries body weight
+        # (over the whole jump the mean is body weight too, but the impact-free
+        # flight and push-off weigh on it very unevenly across contact models)
+        frames = [0]
+    dy = ground_offset(sim, ref.q[frames], ref.qdot[frames])
+    if dy is None:
+        warnings.warn(f"reference {ref.name!r}: could not align with the ground",
+                      stacklevel=5)
+        return ref
+    j = sim.coordinate_names.index("pelvis_ty")
+    q = ref.q.copy()
+    q[:, j] += dy
+    shifted = Reference(**{**ref.__dict__, "q": q, "figures": {**ref.figures,
+                                                                 "ground_offset_m": dy}})
+    shifted.body_pos = ref.body_pos + np.array([0.0, dy, 0.0])
+    shifted.com_pos = ref.com_pos + np.array([0.0, dy, 0.0])
+    return shifted
