@@ -40,6 +40,13 @@ class ImitationEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
+    #: Scalar infos this env returns from every ``step``/``reset`` (name -> dtype): a
+    #: vector env carries them in shared memory; any other info key (``sim_error``
+    #: messages) travels with the worker's completion message.
+    info_scalars = {**{term: np.float64 for term in kernels.REWARD_TERMS},
+                    "effort_cost": np.float64, "phase": np.float64, "frame": np.int64,
+                    "nan_action": np.bool_}
+
     def __init__(self, task: str | TaskSpec = "MuscleWalkingImitation2D-v0", config=None,
                  **kwargs):
         if isinstance(task, str):
