@@ -588,7 +588,7 @@ def contact_figures(ref: Reference, model_path, probe=None) -> dict:
     probe = probe or ContactProbe(model_path)
     f = reference_forces(ref, probe)
     bw = probe.body_weight
-    on = {s: f[s] > 20.0 for s in SIDES}
+    on = {s: f[s] > moco.CONTACT_THRESHOLD_N for s in SIDES}
     both = on["r"] & on["l"]
     total = (f["r"] + f["l"]) / bw
     out = dict(duty_factor_r=float(on["r"].mean()), duty_factor_l=float(on["l"].mean()),
@@ -1037,6 +1037,10 @@ def _out(args) -> Path:
     return Path(args.out)
 
 
+def _log(args):
+    return getattr(args, "log", None) or print
+
+
 def generate_walking3d(args) -> dict:
     """walking2d on muscle3d + out-of-plane motion of the measured normal walk,
     made dynamically consistent by a Moco tracking solve (symmetric half cycle;
@@ -1059,13 +1063,14 @@ def generate_running3d(args) -> dict:
     return derive_from_2d("running3d", "running2d", "muscle3d",
                           measured_run(model, getattr(args, "motion", None)),
                           variant2d="muscle2d", command=_command("running3d", args),
-                          out_dir=_out(args))
+                          out_dir=_out(args), log=_log(args))
 
 
 def generate_jumping3d(args) -> dict:
     """jumping2d on muscle3d; a symmetric vertical jump has no out-of-plane motion."""
     return derive_from_2d("jumping3d", "jumping2d", "muscle3d", None, variant2d="muscle2d",
-                          command=_command("jumping3d", args), out_dir=_out(args))
+                          command=_command("jumping3d", args), out_dir=_out(args),
+                          log=_log(args))
 
 
 def generate_lockedknee3d(args) -> dict:
@@ -1082,7 +1087,8 @@ def generate_lockedknee3d(args) -> dict:
     return derive_from_2d("lockedknee3d", "lockedknee2d", "muscle3d_lockedknee",
                           walking3d_out_of_plane(variant_path("muscle3d"), _out(args)),
                           variant2d="muscle2d_lockedknee", quasi_static=True, harmonics=16,
-                          command=_command("lockedknee3d", args), out_dir=_out(args))
+                          command=_command("lockedknee3d", args), out_dir=_out(args),
+                          log=_log(args))
 
 
 def generate_palsy3d(args) -> dict:
@@ -1093,9 +1099,8 @@ def generate_palsy3d(args) -> dict:
     with the palsy3d model's own weakened, contractured muscles; the solution
     is the reference.  ``args.kinematic`` writes the kinematic target instead.
     """
-    log = getattr(args, "log", None) or print
     cycle, doc, events = palsy3d_cycle(motion=getattr(args, "motion", None),
-                                       command=_command("palsy3d", args), log=log)
+                                       command=_command("palsy3d", args), log=_log(args))
     return write_3d("palsy3d", "palsy3d", (cycle, doc, events, True, "loop"), args,
                     TrackingSettings(), symmetric=False)
 
@@ -1113,7 +1118,7 @@ def write_3d(name: str, variant: str, derived: tuple, args, settings: TrackingSe
     from fastenv.envs.variants import variant_path
 
     cycle, doc, events, cyclic, playback = derived
-    log = getattr(args, "log", None) or print
+    log = _log(args)
     if settings is None or getattr(args, "kinematic", False):
         return finish(name, variant_path(variant), cycle, cyclic=cyclic, playback=playback,
                       doc=doc, out_dir=_out(args), log=log, events=events)
@@ -1300,14 +1305,9 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
         if n in paths and n not in names:
             problem.setStateInfo(f"{paths[n]}/value", [-np.radians(10), np.radians(10)])
 
-    table = moco.value_table(osim, model, t, {n: target.column(n)[keep] for n in names})
-    tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
-    tracking.setReference(osim.TableProcessor(table))
-    tracking.setAllowUnusedReferences(True)
-    for n, w in settings.translation_weights.items():
-        if n in paths:
-            tracking.setWeightForState(f"{paths[n]}/value", float(w))
-    problem.addGoal(tracking)
+    problem.addGoal(moco.tracking_goal(osim, model, "tracking", settings.tracking_weight, t,
+                                       {n: target.column(n)[keep] for n in names},
+                                       settings.translation_weights.items()))
     if settings.foot_tracking_weight > 0:
         feet = FootKinematics(model_path)(target)
         frames = [model.getBodySet().get(f"calcn_{side}").getAbsolutePathString()

@@ -574,9 +574,9 @@ def model_coordinates(model) -> tuple:
 
 
 def value_table(osim, model, time, coords):
-    """TimeSeriesTable of coordinate values labelled by state path (the model's
-    coordinates that ``coords`` has)."""
-    names = [c for c in model_coordinates(model) if c in coords]
+    """TimeSeriesTable of coordinate values labelled by state path: the coordinates of
+    ``coords`` that the model has, in the order of ``coords``."""
+    names = [c for c in coords if c in model_coordinates(model)]
     table = osim.TimeSeriesTable()
     labels = [coordinate_path(model, c) + "/value" for c in names]
     table.setColumnLabels(std_strings(osim, labels))
@@ -798,10 +798,20 @@ def kinematic_guess(osim, solver, model, time, coords: dict, end: float | None =
     return _fill_guess(osim, guess, gt, states)
 
 
-def _tracking_weights(tracking, model, weights: dict) -> None:
-    for name, weight in weights.items():
-        if name in model_coordinates(model):
-            tracking.setWeightForState(coordinate_path(model, name) + "/value", float(weight))
+def tracking_goal(osim, model, name: str, weight: float, time, coords: dict,
+                  state_weights=()):
+    """A MocoStateTrackingGoal of the coordinate values ``coords`` on ``time`` (the
+    model's coordinates that it has); ``state_weights``: (coordinate, relative weight)
+    pairs, applied in order (the last one of a coordinate holds), for the model's
+    coordinates."""
+    goal = osim.MocoStateTrackingGoal(name, weight)
+    goal.setReference(osim.TableProcessor(value_table(osim, model, time, coords)))
+    goal.setAllowUnusedReferences(True)
+    names = model_coordinates(model)
+    for coordinate, w in state_weights:
+        if coordinate in names:
+            goal.setWeightForState(coordinate_path(model, coordinate) + "/value", float(w))
+    return goal
 
 
 def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=print,
@@ -818,14 +828,11 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
     _common_problem(osim, study, model, settings, final_time=duration)
     if settings.tracking_clearance:
         _add_swing_clearance(osim, problem, model, duration, settings)
-    tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
-    tracking.setReference(osim.TableProcessor(value_table(osim, model, target.time, target.coords)))
-    tracking.setAllowUnusedReferences(True)
     # pelvis_tx grows to ~0.6 m: weight it lower than angles so it guides the
     # speed without dominating.
-    tracking.setWeightForState(coordinate_path(model, "pelvis_tx") + "/value", 0.2)
-    _tracking_weights(tracking, model, settings.tracking_state_weights)
-    problem.addGoal(tracking)
+    problem.addGoal(tracking_goal(
+        osim, model, "tracking", settings.tracking_weight, target.time, target.coords,
+        [("pelvis_tx", 0.2), *settings.tracking_state_weights.items()]))
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
 
     solver = configure_solver(study, settings, settings.tracking_mesh, max_iterations)
@@ -923,16 +930,10 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
     problem.addGoal(effort)
     if settings.predictive_tracking_weight > 0:
         scaled = target.time * duration / target.time[-1]
-        tracking = osim.MocoStateTrackingGoal("kinematics", settings.predictive_tracking_weight)
-        tracking.setReference(osim.TableProcessor(
-            value_table(osim, model, scaled, target.coords)))
-        tracking.setAllowUnusedReferences(True)
-        _tracking_weights(tracking, model, settings.tracking_state_weights)
-        path = coordinate_path(model, "pelvis_tx") + "/value"
-        tracking.setWeightForState(path, 0.0)
-        path = coordinate_path(model, "pelvis_ty") + "/value"
-        tracking.setWeightForState(path, settings.pelvis_height_weight)
-        problem.addGoal(tracking)
+        problem.addGoal(tracking_goal(
+            osim, model, "kinematics", settings.predictive_tracking_weight, scaled,
+            target.coords, [*settings.tracking_state_weights.items(), ("pelvis_tx", 0.0),
+                            ("pelvis_ty", settings.pelvis_height_weight)]))
 
     solver = configure_solver(study, settings, mesh, max_iterations)
     gt = np.asarray(guess_trajectory.getTimeMat()).ravel()

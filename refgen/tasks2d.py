@@ -393,13 +393,9 @@ def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Pat
     study, problem, model = moco.new_study(settings, "tracking")
     duration = float(target.time[-1])
     _jump_problem(osim, problem, model, settings, final_time=duration)
-    tracking = osim.MocoStateTrackingGoal("tracking", settings.tracking_weight)
-    tracking.setReference(osim.TableProcessor(
-        moco.value_table(osim, model, target.time, target.coords)))
-    tracking.setAllowUnusedReferences(True)
-    for name in TRANSLATIONS:
-        tracking.setWeightForState(moco.coordinate_path(model, name) + "/value", 0.2)
-    problem.addGoal(tracking)
+    problem.addGoal(moco.tracking_goal(osim, model, "tracking", settings.tracking_weight,
+                                       target.time, target.coords,
+                                       [(name, 0.2) for name in TRANSLATIONS]))
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
     solver = moco.configure_solver(study, settings, settings.tracking_mesh, max_iterations)
     solver.setGuess(moco.kinematic_guess(osim, solver, model, target.time, target.coords))
@@ -422,13 +418,10 @@ def solve_jump_predictive(guess_trajectory, settings: JumpSettings, *, mesh: int
         if target is None:
             raise ValueError("predictive_tracking_weight > 0 needs the recorded target")
         final_time = float(np.asarray(guess_trajectory.getTimeMat()).ravel()[-1])
-        tracking = osim.MocoStateTrackingGoal("kinematics", settings.predictive_tracking_weight)
-        tracking.setReference(osim.TableProcessor(moco.value_table(
-            osim, model, target.time * final_time / target.time[-1], target.coords)))
-        tracking.setAllowUnusedReferences(True)
-        for name in TRANSLATIONS:
-            tracking.setWeightForState(moco.coordinate_path(model, name) + "/value", 0.0)
-        problem.addGoal(tracking)
+        problem.addGoal(moco.tracking_goal(
+            osim, model, "kinematics", settings.predictive_tracking_weight,
+            target.time * final_time / target.time[-1], target.coords,
+            [(name, 0.0) for name in TRANSLATIONS]))
     _jump_problem(osim, problem, model, settings, final_time=final_time)
     height = osim.MocoFinalOutputGoal(f"{settings.height_body}_height", -settings.height_weight)
     height.setOutputPath("/|com_position" if settings.height_body == "com"

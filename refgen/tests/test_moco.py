@@ -225,50 +225,6 @@ def test_pipeline_coarse_converges(tmp_path):
 _need_public = shared_motion
 
 
-def _committed_cycle(name):
-    sto = REFERENCES_DIR / f"{name}_coordinates.sto"
-    if not sto.is_file():
-        pytest.fail(f"{sto} is not committed")
-    cycle = read_coordinates_sto(sto)
-    grf = moco.contact_forces(cycle)
-    return cycle, grf, json.loads((REFERENCES_DIR / f"{name}.json").read_text())
-
-
-def _check_format(cycle):
-    assert cycle.names == moco.COORDINATES
-    dt = np.diff(cycle.time)
-    assert cycle.time[0] == 0.0
-    assert np.allclose(dt, dt.mean(), rtol=1e-4, atol=1e-7), "time grid is not uniform"
-    assert np.isfinite(cycle.values).all() and np.isfinite(cycle.speeds).all()
-    steps = 0.5 * (cycle.speeds[1:] + cycle.speeds[:-1]) * dt[:, None]
-    drift = np.abs(cycle.values[0] + np.vstack([0 * steps[:1], np.cumsum(steps, axis=0)])
-                   - cycle.values).max(axis=0)
-    for j, name in enumerate(cycle.names):
-        limit = 0.005 if name in moco.TRANSLATIONS else math.radians(1.0)
-        assert drift[j] < limit, name
-
-
-def _check_json(doc, figures, keys):
-    for key in keys:
-        assert doc["figures"][key] == pytest.approx(figures[key], abs=1e-3), key
-    assert doc["opensim_version"].startswith("4.")
-    assert set(doc["stages"]) >= {"tracking", "predictive_coarse"}
-    for stage in doc["stages"].values():
-        assert stage["converged"] and stage["iterations"] > 0 and stage["wall_time_s"] > 0
-
-
-def _check_npz(name, variant, playback, cycle):
-    from fastenv.envs.variants import variant_path
-    from fastenv.references import Reference, model_digest
-
-    ref = Reference.load(REFERENCES_DIR / f"{name}.npz")
-    assert ref.playback == playback
-    assert ref.model_digest == model_digest(variant_path(variant))
-    duration = cycle.time[-1] - cycle.time[0]
-    assert ref.n_frames == pytest.approx(duration / ref.control_dt, abs=1.5)
-    return ref
-
-
 # ------------------------------------------------------------------ shared pieces
 def test_locked_joints_welded_at_the_locked_pose():
     """The Moco model of the locked-knee variant has no knee_l/ankle_l
