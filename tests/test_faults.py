@@ -165,9 +165,10 @@ SCRIPT = textwrap.dedent("""
     import sys, time
     from fastenv.vector import OsimVectorEnv
     if __name__ == "__main__":
-        busy = sys.argv[1] == "sigkill_busy"   # worker 0 hangs in its first step
+        busy = sys.argv[1].startswith("sigkill_busy")   # worker 0 hangs in its first step
+        method = "forkserver" if sys.argv[1].endswith("forkserver") else "subprocess"
         v = OsimVectorEnv("TorqueWalkingImitation2D-v0", 2, num_workers=2,
-                          _faults=[("hang", 0, 0)] if busy else [])
+                          start_method=method, _faults=[("hang", 0, 0)] if busy else [])
         if busy:
             v.reset(seed=0)
             v.step_async(v.action_space.sample())
@@ -194,7 +195,7 @@ def _gone(path: Path, pids, timeout=20.0):
 
 
 @pytest.mark.parametrize("how", ["close", "kbint", "sigterm", "sigkill", "sigkill_busy",
-                                 "worker_crash"])
+                                 "sigkill_busy_forkserver", "worker_crash"])
 def test_no_shared_memory_left(tmp_path, how):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
@@ -206,7 +207,7 @@ def test_no_shared_memory_left(tmp_path, how):
         assert seg.exists()
         if how == "sigterm":
             proc.send_signal(signal.SIGTERM)
-        elif how in ("sigkill", "sigkill_busy"):
+        elif how.startswith("sigkill"):
             proc.kill()   # busy: a worker stuck in a step must die with its parent too
         elif how == "worker_crash":
             os.kill(int(pids[0]), signal.SIGKILL)

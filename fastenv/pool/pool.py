@@ -150,6 +150,9 @@ class Pool:
         faults = [f for f in faults if self.owner[f[1]] == w]
         config = (self.env_fn, self.worker_envs[w], self.autoreset_mode, faults)
         name = f"fastenv-worker-{w}"
+        # PR_SET_PDEATHSIG follows the thread that starts the worker: ask for it only
+        # from the main thread, which lives as long as the process
+        main = threading.current_thread() is threading.main_thread()
         parent, child = mp.Pipe()   # a socket pair: both ends are plain fds
         try:
             if self.start_method == "subprocess":
@@ -157,9 +160,6 @@ class Pool:
                     raise WorkerError("sys.executable is empty, so no worker interpreter "
                                       "can be launched; pass start_method='forkserver'")
                 fd = child.fileno()
-                # PR_SET_PDEATHSIG follows the thread that starts the worker: ask for it
-                # only from the main thread, which lives as long as the process
-                main = threading.current_thread() is threading.main_thread()
                 boot = _BOOT.format(fd=fd, ppid=os.getpid(), pdeathsig=main)
                 popen = subprocess.Popen([sys.executable, "-c", boot], pass_fds=(fd,),
                                          stdin=subprocess.DEVNULL)
@@ -169,9 +169,10 @@ class Pool:
                     parent.send(config)
                 except OSError:
                     pass   # died at once: _expect reports it
-            else:
+            else:   # forkserver's workers are the server's children, not ours
+                watch = (os.getpid(), main and self.start_method != "forkserver")
                 proc = self.ctx.Process(target=worker_main, name=name, daemon=True,
-                                        args=(child, *config))
+                                        args=(child, *config, watch))
                 proc.start()
         except BaseException:
             parent.close()
@@ -441,6 +442,13 @@ class Pool:
             return
         self.closed = True
         _LIVE.discard(self)
+        try:
+            self._stop_workers(timeout)
+        finally:   # whatever happened, leave no segment behind
+            if self.arrays is not None:
+                self.arrays.close()
+
+    def _stop_workers(self, timeout):
         for w, (conn, proc) in enumerate(zip(self.conns, self.procs, strict=True)):
             busy = (not self._ready[w] or self._in_call[w]
                     or self._pending[self.worker_envs[w]].any())
@@ -460,8 +468,6 @@ class Pool:
                 p.join(1.0)
         for conn in self.conns:
             conn.close()
-        if self.arrays is not None:
-            self.arrays.close()
 
     def __del__(self):
         try:

@@ -183,9 +183,16 @@ class EnvRunner:
 
 
 def _die_with_parent(parent_pid: int, pdeathsig: bool):
-    """Make the kernel SIGKILL this worker when the parent dies, even mid-step (the pipe
-    EOF only ends an idle worker). Linux's PR_SET_PDEATHSIG fires when the *thread*
-    that started us ends, so the parent asks for it only from its main thread."""
+    """End this worker when the pool's process dies, even mid-step (the pipe EOF only
+    ends an idle worker).
+
+    ``pdeathsig`` (``parent_pid`` is our parent and started us from its main thread):
+    the kernel SIGKILLs us at once, even if a step is stuck in C code; Linux's
+    PR_SET_PDEATHSIG follows the *thread* that started us, hence the main thread
+    only. In every case a daemon thread waits on a pidfd of the pool's process (polls
+    where pidfds are missing) and exits: that covers pools started from other threads
+    and forkserver's workers, whose parent is the server, which they keep alive.
+    """
     if pdeathsig and sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -193,8 +200,33 @@ def _die_with_parent(parent_pid: int, pdeathsig: bool):
             libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)   # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
-    if os.getppid() != parent_pid:   # the parent died before prctl took effect
+        if os.getppid() != parent_pid:   # the parent died before prctl took effect
+            os._exit(0)
+    try:
+        fd = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
         os._exit(0)
+    except (AttributeError, OSError):
+        fd = None
+
+    def watch():
+        if fd is not None:
+            import select
+            select.select([fd], [], [])   # readable once the process has exited
+        else:
+            import time
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(parent_pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+        os._exit(0)
+
+    import threading
+    threading.Thread(target=watch, name="fastenv-parent-watch", daemon=True).start()
 
 
 def serve(conn, parent_pid: int, pdeathsig: bool):
@@ -226,9 +258,12 @@ def serve(conn, parent_pid: int, pdeathsig: bool):
         os._exit(code)
 
 
-def worker_main(conn, env_fn, env_ids, autoreset_mode, faults=()):
-    """Run a worker: start-up handshake (module docstring), then the command loop."""
+def worker_main(conn, env_fn, env_ids, autoreset_mode, faults=(), parent=None):
+    """Run a worker: start-up handshake (module docstring), then the command loop.
+    ``parent``: ``(pid, pdeathsig)`` when the pool process started this one directly."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
+    if parent is not None:
+        _die_with_parent(*parent)
     arrays = runner = None
     try:
         conn.send(("started", os.getpid()))
