@@ -260,7 +260,8 @@ def serve(conn, parent_pid: int, pdeathsig: bool):
 
 def worker_main(conn, env_fn, env_ids, autoreset_mode, faults=(), parent=None):
     """Run a worker: start-up handshake (module docstring), then the command loop.
-    ``parent``: ``(pid, pdeathsig)`` when the pool process started this one directly."""
+    ``parent``: ``(pid of the pool's process, pdeathsig)``, see ``_die_with_parent``
+    (``serve`` has done it already for the ``subprocess`` launcher)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
     if parent is not None:
         _die_with_parent(*parent)
