@@ -103,7 +103,8 @@ OPTIONS = dict(
     horizon=5, apply_perturbations=False, log=False, physics="default", integrator=None,
     accuracy=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
     reference=None,
-    align_ground=True, obs_dtype="float32", visualize=False,
+    align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
+    start_noise=0.0,
 )
 MODES = ("train", "test")
 
@@ -143,6 +144,13 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         # the original package opened a window here; rendering is not built yet
         raise ValueError("visualize=True is not supported yet: fastenv has no renderer; "
                          "record a rollout with log=True instead")
+    if opts["episode_seconds"] is not None and not (
+            isinstance(opts["episode_seconds"], (int, float)) and opts["episode_seconds"] > 0):
+        raise ValueError(f"episode_seconds must be a number of seconds > 0 or None, "
+                         f"got {opts['episode_seconds']!r}")
+    if not (isinstance(opts["start_noise"], (int, float)) and 0 <= opts["start_noise"] <= 0.2):
+        raise ValueError(f"start_noise must be a joint-angle standard deviation in rad "
+                         f"within [0, 0.2], got {opts['start_noise']!r}")
     if opts["obs_dtype"] not in ("float32", "float64"):
         raise ValueError(f"obs_dtype must be 'float32' or 'float64', got {opts['obs_dtype']!r}")
     return opts

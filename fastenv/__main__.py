@@ -1,5 +1,6 @@
 """Command line: ``fastenv tasks``, ``fastenv rollout`` (the quick start),
-``fastenv bench`` (this machine's steps/s for one task).
+``fastenv bench`` (this machine's steps/s for one task), ``fastenv train`` and
+``fastenv evaluate`` (Stable-Baselines3; the ``train`` extra).
 
 Input errors are one line on stderr (``fastenv: error: ...``) and exit code 2; set
 ``FASTENV_DEBUG=1`` to see the traceback of an error instead.
@@ -175,6 +176,65 @@ def bench(args) -> int:
     return 0
 
 
+def train(args) -> int:
+    """Train a policy with Stable-Baselines3 (SAC or PPO) on an OsimVectorEnv; the run
+    folder holds the config, progress.csv, TensorBoard logs and checkpoints. Ctrl-C
+    saves a checkpoint; --resume continues from it."""
+    _needs("stable_baselines3", "train")
+    from fastenv.train import train as run_training
+    if args.resume and args.task is not None:
+        raise ValueError("--resume continues the run in --out with its saved task and "
+                         "config; leave TASK out")
+    if not args.resume and args.task is None:
+        raise ValueError("TASK is required (or --resume to continue a run)")
+    options = {} if args.num_workers is None else {"num_workers": args.num_workers}
+    out = run_training(args.task, algo=args.algo, steps=args.steps, num_envs=args.num_envs,
+                       seed=args.seed, out=args.out, config=args.config, resume=args.resume,
+                       **options)
+    print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
+    return 0
+
+
+def evaluate(args) -> int:
+    """Evaluate a training run's latest policy: deterministic actions in test mode from
+    the reference's first frame for --seconds, K episodes with seeded start noise;
+    prints per-episode and mean figures."""
+    _needs("stable_baselines3", "evaluate")
+    from fastenv import evaluate as ev
+    result = ev.evaluate(args.run, episodes=args.episodes, seconds=args.seconds,
+                         start_noise=args.start_noise, seed=args.seed)
+    records = result.pop("_records")
+    coords, model_coords = result.pop("_coordinates"), result.pop("_model_coordinates")
+    rotational = result.pop("_rotational")
+    m = result["mean"]
+    print(f"{result['task']} ({result['algo']}), {args.episodes} episodes of {args.seconds} s:")
+    print(f"{'episode':>7s} {'alive s':>8s} {'fell':>5s} {'dist m':>7s} {'speed':>6s} "
+          f"{'ref speed':>9s} {'RMSE deg':>8s} {'COM err m':>9s}")
+    for k, e in enumerate(result["episodes"]):
+        print(f"{k:7d} {e['time_alive_s']:8.2f} {str(e['fell']):>5s} {e['distance_m']:7.2f} "
+              f"{e['speed_m_s']:6.2f} {e['reference_speed_m_s']:9.2f} "
+              f"{e['joint_rmse_deg']:8.1f} {e['com_error_m']:9.3f}")
+    print(f"{'mean':>7s} {m['time_alive_s']:8.2f} {m['fell']:5.2f} {m['distance_m']:7.2f} "
+          f"{m['speed_m_s']:6.2f} {m['reference_speed_m_s']:9.2f} {m['joint_rmse_deg']:8.1f} "
+          f"{m['com_error_m']:9.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    if args.plot:
+        ev.plot_joint_angles(records[0], coords, model_coords, args.plot,
+                             title=f"{result['task']}: episode 0")
+    if args.export:
+        ev.export_motion(records[0], model_coords, rotational, args.export)
+    return 0
+
+
+def _needs(module: str, command: str):
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(f"fastenv {command} needs {module}: pip install "
+                         f"'fastenv-opensim[train]'")
+
+
 # ----------------------------------------------------------------------- parser
 def parser() -> argparse.ArgumentParser:
     from fastenv import __version__
@@ -211,6 +271,45 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     b.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
     b.set_defaults(func=bench)
+
+    tr = sub.add_parser("train", help="train a policy (Stable-Baselines3 SAC or PPO)",
+                        description=train.__doc__)
+    tr.add_argument("task", type=_task, nargs="?", default=None,
+                    help="task ID; `fastenv tasks` lists them (leave out with --resume)")
+    tr.add_argument("--algo", choices=("sac", "ppo"), default="sac",
+                    help="algorithm (default: %(default)s)")
+    tr.add_argument("--steps", type=_positive_int, default=1_000_000,
+                    help="env steps in all, over all envs (default: %(default)s)")
+    tr.add_argument("--num-envs", type=_positive_int, default=None,
+                    help="envs stepped together (default: the config's)")
+    tr.add_argument("--num-workers", type=_positive_int, default=None,
+                    help="worker processes (default: the number of cores)")
+    tr.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    tr.add_argument("--out", default="runs/train",
+                    help="run folder (default: %(default)s)")
+    tr.add_argument("--config", default=None, metavar="FILE",
+                    help="TOML/JSON file merged over fastenv/configs/ALGO.toml")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue the run in --out from its latest checkpoint")
+    tr.set_defaults(func=train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a trained policy against its reference",
+                        description=evaluate.__doc__)
+    ev.add_argument("run", metavar="DIR", help="a run folder of fastenv train")
+    ev.add_argument("--episodes", type=_positive_int, default=5,
+                    help="episodes (default: %(default)s)")
+    ev.add_argument("--seconds", type=_positive_float, default=10.0,
+                    help="length of each episode in s (default: %(default)s)")
+    ev.add_argument("--start-noise", type=float, default=0.02,
+                    help="std of the joint angles at the start, rad (default: %(default)s)")
+    ev.add_argument("--seed", type=int, default=0,
+                    help="seed of the first episode (default: %(default)s)")
+    ev.add_argument("--json", default=None, metavar="FILE", help="write the figures as JSON")
+    ev.add_argument("--plot", default=None, metavar="FILE.png",
+                    help="plot episode 0's joint angles against the reference")
+    ev.add_argument("--export", default=None, metavar="FILE.mot",
+                    help="write episode 0's coordinates as an OpenSim motion file")
+    ev.set_defaults(func=evaluate)
     return ap
 
 

@@ -33,6 +33,10 @@ class Actuation:
     def effort_cost(self) -> float:
         raise NotImplementedError
 
+    def effort_record(self) -> dict:
+        """What the last step's effort was made of, for episode logs and evaluation."""
+        raise NotImplementedError
+
 
 class MuscleActuation(Actuation):
     """Actions are muscle excitations in [0, 1], sent to the model as they are.
@@ -68,6 +72,9 @@ class MuscleActuation(Actuation):
                                c.muscle_mass, c.slow_twitch_ratio, c.basal_rate_W, self._rate)
         v = b[L.slice("com_vel")][self.progress_axis]
         return float(self._rate[0] / (sim.body_weight * max(v, MIN_PROGRESS_SPEED)))
+
+    def effort_record(self) -> dict:
+        return {"metabolic_power": float(self._rate[0])}   # W, whole body
 
 
 class PDActuation(Actuation):
@@ -128,6 +135,9 @@ class PDActuation(Actuation):
     def effort_cost(self) -> float:
         kernels.torque_cost(self.torque, self.max_actuation, self._cost)
         return float(self._cost[0])
+
+    def effort_record(self) -> dict:
+        return {"torque": self.torque[0].copy(), "target": self.target[0].copy()}
 
 
 #: TaskSpec.actuation -> its class.

@@ -78,6 +78,8 @@ class ImitationEnv(gym.Env):
         # imitation compares rotations only: translations are covered by the COM term
         self._imitate_coords = np.array([j for j in self._free if sim.rotational[j]],
                                         dtype=np.intp)
+        #: the coordinates the imitation reward compares (rotational, not locked)
+        self.imitated_coordinates = [cn[j] for j in self._imitate_coords]
         self._axes = 2 if task.planar else 3
 
         # --- reference: on this model, aligned with its ground (fastenv.references.prepare;
@@ -118,6 +120,8 @@ class ImitationEnv(gym.Env):
     @property
     def episode_steps(self) -> int:
         ref = self.reference
+        if self.options["episode_seconds"] is not None:
+            return max(1, round(self.options["episode_seconds"] / self.sim.control_dt))
         if ref.playback == "once":
             return ref.n_frames - 1 - self._start
         return self.spec_task.episode_cycles * ref.cycle_steps
@@ -156,13 +160,25 @@ class ImitationEnv(gym.Env):
         else:
             start = 0
         self._start, self._step = start, 0
-        self.sim.restore(self._snapshot(start))
+        if self.options["start_noise"] > 0:
+            # seeded spread around the reference pose (evaluation episodes that differ):
+            # joint angles ~ N(q_ref, start_noise), not cached
+            q, qd = self.reference.coordinates_at(start)
+            q = q.copy()
+            q[self._imitate_coords] += self.np_random.normal(
+                0.0, self.options["start_noise"], len(self._imitate_coords))
+            self.sim.restore(self.sim.state_from_coordinates(q, qd))
+        else:
+            self.sim.restore(self._snapshot(start))
         self.sim.set_push(np.zeros(3)) if self.sim.push_body else None
         self._push_left = 0
         self._history[:] = 0.0
         self._count[:] = 0
         self._prev_action[:] = 0.0
         self.episode_log = []
+        if self.options["log"]:   # the start state (step 0), then one record per step
+            self.episode_log.append(self._log_record(self.sim.buf[self.sim.layout.slice("q")],
+                                                     self.reference.coordinates_at(start)[0]))
         self._write_task_buffer()
         obs = self._observe()
         info = {"phase": self._phase(), "frame": start}
@@ -254,9 +270,17 @@ class ImitationEnv(gym.Env):
         info = {name: float(v) for name, v in zip(kernels.REWARD_TERMS, self._terms[0])}
         info.update(effort_cost=float(cost[0]), phase=self._phase(), nan_action=nan_flag)
         if self.options["log"]:
-            self.episode_log.append({"step": self._step, "q": qs.copy(), "action": a.copy(),
-                                     **info})
+            self.episode_log.append(self._log_record(qs, q_ref, action=a.copy(),
+                                                     **self.actuation.effort_record(), **info))
         return obs, reward, terminated, truncated, info
+
+    def _log_record(self, q, q_ref, **extra) -> dict:
+        """One ``episode_log`` entry: the state against the reference at this instant
+        (coordinates in model order, centre of mass in the ground frame)."""
+        sim = self.sim
+        return {"step": self._step, "time": self._step * sim.control_dt, "q": q.copy(),
+                "q_ref": q_ref.copy(), "com": sim.buf[sim.layout.slice("com_pos")].copy(),
+                "com_ref": self.reference.com_at(self._start + self._step).copy(), **extra}
 
     def _perturb(self):
         """Random horizontal pushes on the torso (±perturbation_force N, 0.2 s each)."""

@@ -291,13 +291,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if self._stepping:
             raise PendingCallError("send() called while a step_async() is in flight; "
                                    "call step_wait() first")
-        ids = np.asarray(env_ids)
-        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer) or len(ids) == 0:
-            raise ValueError(f"env_ids must be a non-empty 1-D integer array, got {env_ids!r}")
-        if ids.min() < 0 or ids.max() >= self.num_envs:
-            raise ValueError(f"env_ids must be in [0, {self.num_envs}), got {ids.tolist()}")
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError(f"env_ids has duplicates: {ids.tolist()}")
+        ids = self._env_ids(env_ids)
         busy = ids[self._pool._pending[ids]]
         if len(busy):
             raise ValueError(f"envs {busy.tolist()} are still in flight; recv() them first")
@@ -343,21 +337,39 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             raise PendingCallError(f"{what}() called while {self._pool.pending} envs are "
                                    "in flight; recv() or step_wait() them first")
 
-    def call(self, name, *args, **kwargs):
+    def _env_ids(self, env_ids) -> np.ndarray:
+        """``env_ids`` checked: a non-empty 1-D array of distinct env indices."""
+        ids = np.asarray(env_ids)
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer) or len(ids) == 0:
+            raise ValueError(f"env_ids must be a non-empty 1-D integer array, got {env_ids!r}")
+        if ids.min() < 0 or ids.max() >= self.num_envs:
+            raise ValueError(f"env_ids must be in [0, {self.num_envs}), got {ids.tolist()}")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"env_ids has duplicates: {ids.tolist()}")
+        return ids.astype(np.int32)
+
+    def call(self, name, *args, env_ids=None, **kwargs):
+        """Call ``name(*args, **kwargs)`` on every env (or on ``env_ids``, in that order);
+        a non-callable attribute is returned as it is."""
         self._check_idle("call")
-        return tuple(self._pool.rare("call", self._all, name, args, kwargs))
+        ids = self._all if env_ids is None else self._env_ids(env_ids)
+        return tuple(self._pool.rare("call", ids, name, args, kwargs))
 
-    def get_attr(self, name):
+    def get_attr(self, name, *, env_ids=None):
+        """Attribute ``name`` of every env (or of ``env_ids``, in that order)."""
         self._check_idle("get_attr")
-        return tuple(self._pool.rare("get_attr", self._all, name))
+        ids = self._all if env_ids is None else self._env_ids(env_ids)
+        return tuple(self._pool.rare("get_attr", ids, name))
 
-    def set_attr(self, name, values):
+    def set_attr(self, name, values, *, env_ids=None):
+        """Set ``name`` on every env (or on ``env_ids``): one value each, or one for all."""
         self._check_idle("set_attr")
+        ids = self._all if env_ids is None else self._env_ids(env_ids)
         if not isinstance(values, (list, tuple)):
-            values = [values] * self.num_envs
-        if len(values) != self.num_envs:
-            raise ValueError(f"set_attr needs {self.num_envs} values, got {len(values)}")
-        self._pool.rare("set_attr", self._all, name, list(values))
+            values = [values] * len(ids)
+        if len(values) != len(ids):
+            raise ValueError(f"set_attr needs {len(ids)} values, got {len(values)}")
+        self._pool.rare("set_attr", ids, name, list(values))
 
     # ------------------------------------------------------------------ close
     def close_extras(self, **kwargs):

@@ -168,6 +168,22 @@ def read_motion(path):
     return data[:, 0], {lab: data[:, i] for i, lab in enumerate(labels) if i}, in_degrees
 
 
+def write_motion(path, time, columns: dict, *, in_degrees: bool, name: str = "motion"):
+    """Write an OpenSim storage file (``.mot``/``.sto``) that :func:`read_motion` and the
+    OpenSim GUI read: the classic header (``inDegrees``, ``endheader``), a ``time``
+    column, then ``columns`` in their order. Values are written as given: convert
+    rotational coordinates to degrees yourself when ``in_degrees`` is True."""
+    time = np.asarray(time, dtype=float)
+    data = np.column_stack([time, *(np.asarray(v, dtype=float) for v in columns.values())])
+    labels = ["time", *columns]
+    header = [name, "version=1", f"nRows={data.shape[0]}", f"nColumns={data.shape[1]}",
+              f"inDegrees={'yes' if in_degrees else 'no'}", "endheader", "\t".join(labels)]
+    rows = ["\t".join(f"{x:.10g}" for x in row) for row in data]
+    path = Path(path)
+    path.write_text("\n".join(header + rows) + "\n")
+    return path
+
+
 def coordinate_of(label: str):
     """Coordinate name a column holds values of, or None (speeds, forces, ...)."""
     if label.startswith("/"):

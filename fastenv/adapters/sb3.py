@@ -1,0 +1,136 @@
+"""Stable-Baselines3: an SB3 ``VecEnv`` backed by one :class:`~fastenv.vector.OsimVectorEnv`.
+
+SB3's conventions differ from Gymnasium's vector API: ``reset()`` returns only the
+observations (infos go to ``reset_infos``), ``step_wait()`` returns
+``(obs, rewards, dones, infos)`` with one info dict per env, and an env that ends is
+reset in the same step, its last observation in ``info["terminal_observation"]`` and
+``info["TimeLimit.truncated"]`` telling a time limit from a termination. The pool
+therefore runs in Gymnasium's ``SameStep`` autoreset mode, whose ``final_obs`` and
+``final_info`` map one to one onto SB3's fields; transitions are identical to SB3's
+``DummyVecEnv`` over single envs with the same seeds (``tests/test_sb3.py``).
+
+>>> from fastenv.adapters.sb3 import make_vec_env
+>>> env = make_vec_env("TorqueWalkingImitation2D-v0", n_envs=4, seed=0)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from fastenv.vector import OsimVectorEnv
+
+
+def make_vec_env(task_id: str, n_envs: int = 1, seed: int | None = None,
+                 **options) -> FastenvVecEnv:
+    """An SB3 ``VecEnv`` of ``n_envs`` envs of ``task_id`` on one shared-memory pool.
+
+    ``options`` are env options (``mode``, ``r_weights``, ...) and vector options
+    (``num_workers``, ``step_timeout``, ...) as for ``gym.make_vec``; env ``i`` gets seed
+    ``seed + i`` at the first ``reset()``, as with SB3's own ``make_vec_env``.
+    """
+    if options.get("autoreset_mode", AutoresetMode.SAME_STEP) not in (
+            AutoresetMode.SAME_STEP, AutoresetMode.SAME_STEP.value):
+        raise ValueError(f"autoreset_mode={options['autoreset_mode']!r}: SB3 resets an "
+                         "ended env in the same step; leave autoreset_mode out")
+    options["autoreset_mode"] = AutoresetMode.SAME_STEP
+    env = FastenvVecEnv(OsimVectorEnv(task_id, n_envs, **options))
+    if seed is not None:
+        env.seed(seed)
+    return env
+
+
+class FastenvVecEnv(VecEnv):
+    """SB3 view of an :class:`OsimVectorEnv` in ``SameStep`` autoreset mode."""
+
+    def __init__(self, venv: OsimVectorEnv):
+        if venv.autoreset_mode != AutoresetMode.SAME_STEP:
+            raise ValueError(f"FastenvVecEnv needs an OsimVectorEnv with autoreset_mode="
+                             f"SameStep, got {venv.autoreset_mode}")
+        self.venv = venv
+        super().__init__(venv.num_envs, venv.single_observation_space,
+                         venv.single_action_space)
+        self._actions = None
+
+    # ------------------------------------------------------------------ stepping
+    def reset(self):
+        seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
+        start_frames = {o.get("start_frame") for o in self._options}
+        unknown = sorted({k for o in self._options for k in o} - {"start_frame"})
+        if unknown or len(start_frames) > 1:
+            raise ValueError(f"reset options {self._options}: only one start_frame shared "
+                             "by all envs is supported")
+        frame = start_frames.pop()
+        obs, info = self.venv.reset(
+            seed=seeds, options=None if frame is None else {"start_frame": frame})
+        self.reset_infos = _split_infos(info, self.num_envs)
+        self._reset_seeds()
+        self._reset_options()
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.venv.step_async(actions)
+
+    def step_wait(self):
+        obs, rewards, terminated, truncated, info = self.venv.step_wait()
+        dones = terminated | truncated
+        infos = _split_infos(info, self.num_envs)
+        if dones.any():
+            final = _split_infos(info.get("final_info", {}), self.num_envs)
+            for i in np.flatnonzero(dones):
+                # the env was reset in this step: its info so far is the reset's
+                self.reset_infos[i] = infos[i]
+                infos[i] = final[i]
+                infos[i]["terminal_observation"] = info["final_obs"][i]
+        for i in range(self.num_envs):
+            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+        return obs, rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    # ------------------------------------------------------------------ env access
+    def get_attr(self, attr_name: str, indices=None) -> list:
+        return list(self.venv.get_attr(attr_name, env_ids=self._ids(indices)))
+
+    def set_attr(self, attr_name: str, value, indices=None) -> None:
+        ids = self._ids(indices)
+        self.venv.set_attr(attr_name, [value] * len(ids), env_ids=ids)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list:
+        return list(self.venv.call(method_name, *method_args, env_ids=self._ids(indices),
+                                   **method_kwargs))
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        """Always False: the workers hold bare envs (wrappers go around this VecEnv,
+        e.g. ``VecMonitor`` and ``VecNormalize``)."""
+        return [False] * len(self._ids(indices))
+
+    def get_images(self):
+        return [None] * self.num_envs
+
+    def _ids(self, indices) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        if isinstance(indices, (int, np.integer)):
+            return [int(indices)]
+        if isinstance(indices, Iterable):
+            return [int(i) for i in indices]
+        raise ValueError(f"indices must be None, an int or a list of ints, got {indices!r}")
+
+
+def _split_infos(info: dict, n: int) -> list[dict]:
+    """Gymnasium's batched infos (``key`` + ``_key`` mask) as one dict per env, with
+    Python scalars as a single env returns them."""
+    out = [{} for _ in range(n)]
+    for key, values in info.items():
+        if key.startswith("_") or key in ("final_obs", "final_info"):
+            continue
+        mask = info.get(f"_{key}")
+        for i in range(n):
+            if mask is None or mask[i]:
+                v = values[i]
+                out[i][key] = v.item() if isinstance(v, np.generic) else v
+    return out

@@ -1,0 +1,1 @@
+"""Hyperparameters of `fastenv train` as data: one TOML file per algorithm."""

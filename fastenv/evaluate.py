@@ -1,0 +1,207 @@
+"""Evaluation of a policy against its reference: ``fastenv evaluate DIR``.
+
+The policy runs deterministically in test mode from the reference's first frame for a
+fixed time (the reference loops, so the time may exceed a training episode); each
+episode starts from the reference pose with seeded noise (``start_noise``), so that K
+episodes spread. Per episode and averaged, :func:`episode_metrics` reports:
+
+- time alive (s) and whether the model fell (terminated) before the end;
+- distance (m) and mean forward speed of the centre of mass, and the reference's over
+  the same time;
+- joint-angle RMSE against the reference at the same instants, per coordinate and
+  overall (degrees; the rotational coordinates the reward imitates);
+- centre-of-mass position error (m, mean over the episode, in the task's axes);
+- effort: the metabolic cost of transport (muscle tasks: metabolic energy per body
+  weight and distance) or the RMS of the normalised joint torques (torque tasks);
+- the mean of each reward term.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def episode_metrics(*, dt: float, coordinate_names, q, q_ref, com, com_ref, fell: bool,
+                    reward_terms: dict, sim_error: str | None = None, metabolic_power=None, body_weight=None,
+                    torque_rms=None, progress_axis: int = 0, axes: int = 3) -> dict:
+    """Metrics of one episode from per-step records (rows = control steps).
+
+    ``q``/``q_ref`` in radians ``(T, n)`` for ``coordinate_names``; ``com``/``com_ref``
+    ``(T + 1, 3)`` including the start; ``metabolic_power`` (W, per step) with
+    ``body_weight`` (N) for muscle tasks, or ``torque_rms`` (per step) for torque tasks.
+    """
+    q, q_ref = np.asarray(q, float), np.asarray(q_ref, float)
+    com, com_ref = np.asarray(com, float), np.asarray(com_ref, float)
+    steps = len(q)
+    if q.shape != q_ref.shape or q.ndim != 2 or q.shape[1] != len(coordinate_names):
+        raise ValueError(f"q {q.shape} and q_ref {q_ref.shape} must both be "
+                         f"(steps, {len(coordinate_names)})")
+    if com.shape != (steps + 1, 3) or com_ref.shape != (steps + 1, 3):
+        raise ValueError(f"com {com.shape} and com_ref {com_ref.shape} must be "
+                         f"({steps + 1}, 3): the start and every step")
+    duration = steps * dt
+    err = np.degrees(q - q_ref)
+    per_coordinate = np.sqrt(np.mean(err ** 2, axis=0)) if steps else np.zeros(q.shape[1])
+    distance = float(com[-1, progress_axis] - com[0, progress_axis])
+    ref_distance = float(com_ref[-1, progress_axis] - com_ref[0, progress_axis])
+    out = dict(
+        time_alive_s=duration, fell=bool(fell), sim_error=sim_error, steps=steps,
+        distance_m=distance, reference_distance_m=ref_distance,
+        speed_m_s=distance / duration if duration else 0.0,
+        reference_speed_m_s=ref_distance / duration if duration else 0.0,
+        joint_rmse_deg=float(np.sqrt(np.mean(err ** 2))) if steps else 0.0,
+        joint_rmse_deg_per_coordinate=dict(zip(coordinate_names,
+                                               (float(v) for v in per_coordinate))),
+        com_error_m=float(np.mean(np.linalg.norm((com - com_ref)[1:, :axes], axis=1)))
+        if steps else 0.0,
+        reward_terms={k: float(np.mean(v)) if len(v) else 0.0 for k, v in reward_terms.items()},
+    )
+    if metabolic_power is not None:
+        energy = float(np.sum(metabolic_power) * dt)
+        out["metabolic_energy_J"] = energy
+        out["cost_of_transport"] = (energy / (body_weight * distance)
+                                    if distance > 0 else float("inf"))
+    if torque_rms is not None:
+        out["torque_rms"] = float(np.sqrt(np.mean(np.square(torque_rms)))) if steps else 0.0
+    return out
+
+
+def summarize(episodes: list[dict]) -> dict:
+    """Mean over episodes of every numeric metric (nested per-coordinate and reward
+    dicts averaged key by key), and the fraction of episodes that fell."""
+    def mean_of(values):
+        if values[0] is None or isinstance(values[0], str):
+            return sum(v is not None for v in values) / len(values)   # fraction with one
+        if isinstance(values[0], dict):
+            return {k: mean_of([v[k] for v in values]) for k in values[0]}
+        if isinstance(values[0], bool):
+            return float(np.mean(values))
+        return float(np.mean(values))
+    return {key: mean_of([e[key] for e in episodes]) for key in episodes[0] if key != "seed"}
+
+
+# ----------------------------------------------------------------------- rollouts
+def run_episode(env, policy, *, seed: int) -> dict:
+    """One episode of ``env`` (an ``ImitationEnv`` built with ``log=True``) under
+    ``policy(obs) -> action``; returns :func:`episode_metrics` plus the per-step records
+    under ``"records"`` (not JSON)."""
+    from fastenv import kernels
+    obs, _ = env.reset(seed=seed)
+    terminated = truncated = False
+    while not (terminated or truncated):
+        obs, _, terminated, truncated, info = env.step(policy(obs))
+    log = env.episode_log
+    steps = log[1:]
+    names = env.imitated_coordinates
+    cn = env.sim.coordinate_names
+    cols = [cn.index(n) for n in names]
+    muscle = "metabolic_power" in (steps[0] if steps else {})
+    metrics = episode_metrics(
+        dt=env.sim.control_dt, coordinate_names=names,
+        q=np.array([r["q"][cols] for r in steps]).reshape(len(steps), len(cols)),
+        q_ref=np.array([r["q_ref"][cols] for r in steps]).reshape(len(steps), len(cols)),
+        com=np.array([r["com"] for r in log]), com_ref=np.array([r["com_ref"] for r in log]),
+        fell=bool(terminated), sim_error=info.get("sim_error"),
+        reward_terms={k: [r[k] for r in steps] for k in kernels.REWARD_TERMS},
+        metabolic_power=[r["metabolic_power"] for r in steps] if muscle else None,
+        body_weight=env.sim.body_weight,
+        torque_rms=None if muscle else [
+            np.sqrt(np.mean(np.square(r["torque"] / env.actuation.max_actuation)))
+            for r in steps],
+        progress_axis=env.spec_task.progress_axis, axes=env._axes)
+    metrics["seed"] = seed
+    metrics["records"] = log
+    return metrics
+
+
+def load_policy(run_dir):
+    """The deterministic policy of a training run (``checkpoints/latest``): returns
+    ``(policy(obs) -> action, run config)``; observations are normalised with the run's
+    saved statistics, as in training."""
+    import json
+    import pickle
+    from pathlib import Path
+
+    from fastenv.train import _algo_class
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a training run: {config_path} is missing")
+    config = json.loads(config_path.read_text())
+    latest = run_dir / "checkpoints" / "latest"
+    model = _algo_class(config["algo"]).load(latest / "model.zip", device="cpu")
+    with open(latest / "vecnormalize.pkl", "rb") as f:
+        stats = pickle.load(f)   # a VecNormalize without its venv: normalize_obs only
+
+    def policy(obs):
+        action, _ = model.predict(stats.normalize_obs(obs[None, :]), deterministic=True)
+        return action[0]
+    return policy, config
+
+
+def evaluate(run_dir, *, episodes: int = 5, seconds: float = 10.0, start_noise: float = 0.02,
+             seed: int = 0) -> dict:
+    """Evaluate a training run's latest policy: ``episodes`` test-mode episodes of
+    ``seconds`` each from the reference's first frame, with seeded start noise (rad).
+    Returns ``{"task", "run", "episodes": [...], "mean": {...}}`` and, per episode, the
+    records under the private key ``"_records"`` of the result (for plots and export)."""
+    from fastenv.env import ImitationEnv
+    policy, config = load_policy(run_dir)
+    options = {k: v for k, v in config["env_options"].items()}
+    options.update(mode="test", log=True, episode_seconds=seconds, start_noise=start_noise)
+    env = ImitationEnv(config["task"], **options)
+    try:
+        results = [run_episode(env, policy, seed=seed + k) for k in range(episodes)]
+    finally:
+        env.close()
+    records = [r.pop("records") for r in results]
+    return {"task": config["task"], "algo": config["algo"], "run": str(run_dir),
+            "seconds": seconds, "start_noise": start_noise, "episodes": results,
+            "mean": summarize(results), "_records": records,
+            "_coordinates": env.imitated_coordinates,
+            "_model_coordinates": env.sim.coordinate_names,
+            "_rotational": [bool(x) for x in env.sim.rotational]}
+
+
+# ----------------------------------------------------------------------- outputs
+def plot_joint_angles(records, coordinates, model_coordinates, path, title=""):
+    """Achieved vs reference angle (degrees) of each imitated coordinate over time,
+    for one episode's records."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    t = np.array([r["time"] for r in records])
+    cols = [model_coordinates.index(c) for c in coordinates]
+    q = np.degrees(np.array([r["q"][cols] for r in records]))
+    q_ref = np.degrees(np.array([r["q_ref"][cols] for r in records]))
+    n = len(coordinates)
+    ncols = 3 if n > 4 else 2
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.4 * nrows), sharex=True,
+                             squeeze=False)
+    for k, name in enumerate(coordinates):
+        ax = axes.flat[k]
+        ax.plot(t, q_ref[:, k], color="0.5", lw=2, label="reference")
+        ax.plot(t, q[:, k], color="tab:blue", lw=1.2, label="policy")
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("deg")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def export_motion(records, model_coordinates, rotational, path):
+    """The rollout's coordinates as an OpenSim ``.mot`` (rotations in degrees, as the
+    OpenSim GUI expects; translations in metres)."""
+    from fastenv.references import write_motion
+    q = np.array([r["q"] for r in records])
+    columns = {name: np.degrees(q[:, j]) if rotational[j] else q[:, j]
+               for j, name in enumerate(model_coordinates)}
+    return write_motion(path, [r["time"] for r in records], columns, in_degrees=True,
+                        name="fastenv rollout")

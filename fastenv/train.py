@@ -1,0 +1,240 @@
+"""Training with Stable-Baselines3: ``fastenv train TASK --algo sac|ppo``.
+
+A run lives in one folder::
+
+    DIR/config.json              task, algorithm, seed and the resolved hyperparameters
+    DIR/progress.csv             env steps, wall time, steps/s, episode return and length
+    DIR/tb/                      TensorBoard logs (SB3's scalars)
+    DIR/checkpoints/NNNNNNNNN/   policy (model.zip) and observation statistics
+                                 (vecnormalize.pkl) every ``checkpoint_every`` env steps
+    DIR/checkpoints/latest/      the same plus state.json and, for SAC, the replay buffer
+
+``--resume`` continues from ``checkpoints/latest`` (written at every checkpoint and on
+Ctrl-C), with the saved config, so an interrupted run loses at most one checkpoint
+interval. Hyperparameters are data: ``fastenv/configs/{sac,ppo}.toml``, and a file
+given with ``--config`` is merged over them key by key.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+ALGOS = ("sac", "ppo")
+SECTIONS = ("algo", "policy", "env", "run")
+
+
+# ----------------------------------------------------------------------- config
+def load_config(algo: str, path: str | Path | None = None) -> dict:
+    """The packaged hyperparameters of ``algo``, with a user TOML/JSON file merged over
+    them (unknown sections or keys are an error: a typo must not be ignored)."""
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algorithm {algo!r}; expected one of {ALGOS}")
+    text = (resources.files("fastenv.configs") / f"{algo}.toml").read_text()
+    config = tomllib.loads(text)
+    if path is None:
+        return config
+    path = Path(path)
+    raw = path.read_text()
+    user = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw)
+    for section, values in user.items():
+        if section not in config:
+            raise ValueError(f"{path}: unknown section [{section}]; expected {SECTIONS}")
+        unknown = sorted(set(values) - set(config[section]))
+        if unknown and section != "algo":   # any SB3 argument may be added to [algo]
+            raise ValueError(f"{path}: unknown key(s) {unknown} in [{section}]; "
+                             f"expected {sorted(config[section])}")
+        config[section].update(values)
+    return config
+
+
+# ----------------------------------------------------------------------- envs
+def make_training_env(task: str, num_envs: int, seed: int, config: dict, **env_options):
+    """The SB3 VecEnv for training: the fastenv pool, ``VecMonitor`` for episode
+    statistics, and ``VecNormalize`` as the config says."""
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+
+    from fastenv.adapters.sb3 import make_vec_env
+    venv = VecMonitor(make_vec_env(task, num_envs, seed=seed, **env_options))
+    env_cfg = config["env"]
+    return VecNormalize(venv, norm_obs=env_cfg["normalize_observations"],
+                        norm_reward=env_cfg["normalize_rewards"],
+                        gamma=config["algo"].get("gamma", 0.99))
+
+
+def _algo_class(algo: str):
+    from stable_baselines3 import PPO, SAC
+    return {"sac": SAC, "ppo": PPO}[algo]
+
+
+# ----------------------------------------------------------------------- checkpoints
+class Checkpoints:
+    """The checkpoint folder of a run."""
+
+    def __init__(self, out: Path):
+        self.root = out / "checkpoints"
+        self.latest = self.root / "latest"
+
+    def save(self, model, venv, state: dict):
+        step_dir = self.root / f"{state['env_steps']:09d}"
+        tmp = self.root / "latest.tmp"
+        for d in (step_dir, tmp):
+            d.mkdir(parents=True, exist_ok=True)
+            model.save(d / "model.zip")
+            venv.save(str(d / "vecnormalize.pkl"))
+        if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
+            model.save_replay_buffer(tmp / "replay_buffer.pkl")
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        # replace latest only once the new one is complete: an interrupt mid-save
+        # leaves the previous latest intact
+        if self.latest.exists():
+            shutil.rmtree(self.latest)
+        tmp.rename(self.latest)
+
+    def state(self) -> dict:
+        path = self.latest / "state.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from: {path} is missing")
+        return json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------- progress
+class Progress(BaseCallback):
+    """Progress bar (steps/s, mean episode return), progress.csv rows and checkpoints,
+    counted in env steps (all envs together)."""
+
+    def __init__(self, out: Path, total: int, state: dict, config: dict, checkpoints,
+                 venv, show_bar: bool = True):
+        super().__init__()
+        self.out, self.total, self.state = out, total, state
+        self.log_every = int(config["run"]["log_every"])
+        self.checkpoint_every = int(config["run"]["checkpoint_every"])
+        self.checkpoints, self.venv = checkpoints, venv
+        self.t0 = time.perf_counter()
+        self.wall0 = state["wall_s"]
+        self.steps0 = state["env_steps"]
+        self.next_log = self.steps0 + self.log_every
+        self.logged = self.steps0
+        self.next_checkpoint = self.steps0 + self.checkpoint_every
+        self.returns, self.lengths = [], []
+        self.csv_path = out / "progress.csv"
+        new = not self.csv_path.exists()
+        self.csv = open(self.csv_path, "a", newline="")
+        self.writer = csv.writer(self.csv)
+        if new:
+            self.writer.writerow(["env_steps", "wall_s", "steps_per_s", "episodes",
+                                  "mean_return", "mean_length"])
+        self.bar = None
+        if show_bar:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=self.steps0, unit="step", smoothing=0.05,
+                            dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        n = self.training_env.num_envs
+        self.state["env_steps"] += n
+        self.state["wall_s"] = self.wall0 + time.perf_counter() - self.t0
+        for info in self.locals.get("infos", []):
+            episode = info.get("episode")
+            if episode:
+                self.returns.append(episode["r"])
+                self.lengths.append(episode["l"])
+                self.state["episodes"] += 1
+        steps = self.state["env_steps"]
+        if self.bar is not None:
+            self.bar.update(n)
+        if steps >= self.next_log:
+            self.log()
+            self.next_log += self.log_every
+        if steps >= self.next_checkpoint:
+            self.checkpoints.save(self.model, self.venv, self.state)
+            self.next_checkpoint += self.checkpoint_every
+        return True
+
+    def log(self):
+        s = self.state
+        if s["env_steps"] == self.logged:
+            return
+        self.logged = s["env_steps"]
+        rate = (s["env_steps"] - self.steps0) / max(1e-9, s["wall_s"] - self.wall0)
+        mean_r = float(np.mean(self.returns)) if self.returns else float("nan")
+        mean_l = float(np.mean(self.lengths)) if self.lengths else float("nan")
+        self.writer.writerow([s["env_steps"], round(s["wall_s"], 1), round(rate, 1),
+                              s["episodes"], round(mean_r, 4), round(mean_l, 1)])
+        self.csv.flush()
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{rate:.0f} steps/s, return {mean_r:.2f}, "
+                                     f"length {mean_l:.0f}")
+        self.returns, self.lengths = [], []
+
+    def close(self):
+        self.csv.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------- train
+def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | None = None,
+          seed: int = 0, out: str | Path = "runs/train", config: str | Path | None = None,
+          resume: bool = False, num_workers: int | None = None, show_bar: bool = True,
+          **env_options) -> Path:
+    """Train ``algo`` on ``task`` until ``steps`` env steps (all envs together) have
+    been taken; returns the run folder. See the module docstring for its layout."""
+    from stable_baselines3.common.logger import configure
+
+    out = Path(out)
+    checkpoints = Checkpoints(out)
+    config_path = out / "config.json"
+    if resume:
+        if not config_path.is_file():
+            raise FileNotFoundError(f"--resume: {config_path} does not exist")
+        saved = json.loads(config_path.read_text())
+        task, algo, seed, cfg = saved["task"], saved["algo"], saved["seed"], saved["config"]
+        env_options, num_envs = saved["env_options"], saved["num_envs"]
+        state = checkpoints.state()
+    else:
+        if config_path.exists():
+            raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
+                                  "it or choose another --out")
+        cfg = load_config(algo, config)
+        num_envs = int(num_envs or cfg["env"]["num_envs"])
+        out.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(json.dumps(dict(task=task, algo=algo, seed=seed,
+                                               num_envs=num_envs, env_options=env_options,
+                                               config=cfg), indent=1))
+        state = dict(env_steps=0, wall_s=0.0, episodes=0)
+    if num_workers is not None:
+        env_options = dict(env_options, num_workers=num_workers)
+    venv = make_training_env(task, num_envs, seed, cfg, **env_options)
+    cls = _algo_class(algo)
+    if resume:
+        from stable_baselines3.common.vec_env import VecNormalize
+        venv = VecNormalize.load(str(checkpoints.latest / "vecnormalize.pkl"), venv.venv)
+        model = cls.load(checkpoints.latest / "model.zip", env=venv, device="cpu")
+        buffer = checkpoints.latest / "replay_buffer.pkl"
+        if buffer.is_file():
+            model.load_replay_buffer(buffer)
+    else:
+        policy_kwargs = dict(cfg["policy"])
+        model = cls("MlpPolicy", venv, seed=seed, device="cpu", policy_kwargs=policy_kwargs,
+                    verbose=0, **cfg["algo"])
+    model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
+    progress = Progress(out, steps, state, cfg, checkpoints, venv, show_bar)
+    remaining = steps - state["env_steps"]
+    try:
+        if remaining > 0:
+            model.learn(total_timesteps=remaining, callback=progress,
+                        reset_num_timesteps=not resume, progress_bar=False)
+    finally:   # also on Ctrl-C: the interrupted run resumes from here
+        progress.log()
+        checkpoints.save(model, venv, progress.state)
+        progress.close()
+        venv.close()
+    return out

@@ -1,0 +1,88 @@
+"""The Stable-Baselines3 adapter: identical transitions to SB3's DummyVecEnv over single
+envs with the same seeds, SB3's wrappers and checks, env access with indices."""
+import gymnasium as gym
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3")
+from stable_baselines3.common.monitor import Monitor  # noqa: E402
+from stable_baselines3.common.vec_env import (  # noqa: E402
+    DummyVecEnv,
+    VecCheckNan,
+    VecMonitor,
+    VecNormalize,
+)
+
+import fastenv  # noqa: E402,F401
+from fastenv.adapters.sb3 import make_vec_env  # noqa: E402
+
+TASK = "TorqueWalkingImitation2D-v0"
+# short episodes: both time limits (truncation) and falls (termination) happen
+OPTIONS = dict(episode_seconds=0.25)
+
+
+def test_identical_to_dummy_vec_env():
+    n, steps = 3, 90
+    ours = make_vec_env(TASK, n, seed=7, num_workers=2, **OPTIONS)
+    ref = DummyVecEnv([lambda: gym.make(TASK, **OPTIONS) for _ in range(n)])
+    ref.seed(7)
+    try:
+        np.testing.assert_array_equal(ours.reset(), ref.reset())
+        assert ours.reset_infos == ref.reset_infos
+        rng = np.random.default_rng(0)
+        ends = {"TimeLimit.truncated": 0, "terminated": 0}
+        for _ in range(steps):
+            actions = rng.uniform(-1, 1, (n, 7)).astype(np.float32) * 3  # falls too
+            o1, r1, d1, i1 = ours.step(actions)
+            o2, r2, d2, i2 = ref.step(actions)
+            np.testing.assert_array_equal(o1, o2)
+            np.testing.assert_array_equal(r1, r2)
+            np.testing.assert_array_equal(d1, d2)
+            assert r1.dtype == r2.dtype and d1.dtype == d2.dtype
+            for a, b in zip(i1, i2):
+                assert a.keys() == b.keys()
+                for key in a:
+                    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+                if "terminal_observation" in a:
+                    ends["TimeLimit.truncated" if a["TimeLimit.truncated"] else "terminated"] += 1
+            assert ours.reset_infos == ref.reset_infos
+        assert ends["TimeLimit.truncated"] > 0 and ends["terminated"] > 0, ends
+    finally:
+        ours.close()
+        ref.close()
+
+
+def test_sb3_wrappers_and_checks():
+    env = VecCheckNan(VecNormalize(VecMonitor(make_vec_env(TASK, 2, seed=0, **OPTIONS))),
+                      raise_exception=True)
+    try:
+        obs = env.reset()
+        assert obs.shape == (2, env.observation_space.shape[0])
+        episodes = 0
+        for _ in range(40):
+            obs, rew, done, infos = env.step(np.zeros((2, 7), np.float32))
+            episodes += sum("episode" in info for info in infos)
+        assert episodes >= 2   # VecMonitor saw the time limits
+    finally:
+        env.close()
+
+
+def test_env_access_with_indices():
+    env = make_vec_env(TASK, 3, seed=0)
+    try:
+        assert env.get_attr("mode") == ["train"] * 3
+        env.set_attr("mode", "test", indices=[0, 2])
+        assert env.get_attr("mode") == ["test", "train", "test"]
+        assert env.get_attr("mode", indices=1) == ["train"]
+        assert env.env_method("get_wrapper_attr", "n_actions", indices=[1, 2]) == [7, 7]
+        assert env.env_is_wrapped(Monitor) == [False] * 3
+        with pytest.raises(ValueError, match="env_ids must be in"):
+            env.get_attr("mode", indices=[5])
+        assert env.render_mode is None
+    finally:
+        env.close()
+
+
+def test_other_autoreset_modes_are_refused():
+    with pytest.raises(ValueError, match="SB3 resets an ended env in the same step"):
+        make_vec_env(TASK, 1, autoreset_mode="NextStep")

@@ -1,0 +1,128 @@
+"""Training and evaluation: metrics on constructed cases, configs, and a short
+end-to-end run per algorithm (train, checkpoint, resume, evaluate)."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("stable_baselines3")
+
+from fastenv import evaluate as ev  # noqa: E402
+from fastenv.train import load_config  # noqa: E402
+
+NAMES = ["hip_flexion_r", "knee_angle_r", "ankle_angle_r"]
+
+
+def constructed(offset_deg=0.0, steps=50, dt=0.01, speed=1.2):
+    t = np.arange(1, steps + 1) * dt
+    q_ref = np.column_stack([0.3 * np.sin(2 * np.pi * t), -0.5 * np.sin(np.pi * t) ** 2,
+                             0.1 * np.cos(2 * np.pi * t)])
+    com_ref = np.zeros((steps + 1, 3))
+    com_ref[:, 0] = speed * np.arange(steps + 1) * dt
+    com_ref[:, 1] = 0.95
+    q = q_ref + np.radians(offset_deg)
+    return dict(dt=dt, coordinate_names=NAMES, q=q, q_ref=q_ref, com=com_ref.copy(),
+                com_ref=com_ref, fell=False, reward_terms={"total": np.ones(steps)})
+
+
+def test_replaying_the_reference_gives_zero_error():
+    m = ev.episode_metrics(**constructed())
+    assert m["joint_rmse_deg"] == 0.0 and m["com_error_m"] == 0.0
+    assert all(v == 0.0 for v in m["joint_rmse_deg_per_coordinate"].values())
+    assert m["speed_m_s"] == pytest.approx(m["reference_speed_m_s"]) == pytest.approx(1.2)
+    assert m["time_alive_s"] == pytest.approx(0.5) and m["distance_m"] == pytest.approx(0.6)
+
+
+def test_a_constant_offset_gives_that_offset():
+    m = ev.episode_metrics(**constructed(offset_deg=4.0))
+    assert m["joint_rmse_deg"] == pytest.approx(4.0)
+    for v in m["joint_rmse_deg_per_coordinate"].values():
+        assert v == pytest.approx(4.0)
+    case = constructed()
+    case["com"] = case["com"] + np.array([0.0, -0.03, 0.04])
+    m = ev.episode_metrics(**case)
+    assert m["com_error_m"] == pytest.approx(0.05)
+    assert ev.episode_metrics(**case, axes=2)["com_error_m"] == pytest.approx(0.03)
+
+
+def test_cost_of_transport_and_torque_rms():
+    m = ev.episode_metrics(**constructed(), metabolic_power=np.full(50, 300.0),
+                           body_weight=700.0)
+    # 300 W for 0.5 s over 0.6 m at 700 N: 150 J / 420 J
+    assert m["metabolic_energy_J"] == pytest.approx(150.0)
+    assert m["cost_of_transport"] == pytest.approx(150.0 / 420.0)
+    m = ev.episode_metrics(**constructed(), torque_rms=np.r_[np.full(25, 0.3), np.full(25, 0.4)])
+    assert m["torque_rms"] == pytest.approx(math.sqrt((0.09 + 0.16) / 2))
+    with pytest.raises(ValueError, match="must both be"):
+        ev.episode_metrics(**{**constructed(), "q": np.zeros((3, 2))})
+
+
+def test_config_merge_rejects_typos(tmp_path):
+    cfg = load_config("ppo")
+    assert cfg["algo"]["n_steps"] > 0 and cfg["env"]["num_envs"] >= 1
+    user = tmp_path / "c.toml"
+    user.write_text("[env]\nnum_envs = 3\n[algo]\nn_epochs = 2\n")
+    cfg = load_config("ppo", user)
+    assert cfg["env"]["num_envs"] == 3 and cfg["algo"]["n_epochs"] == 2
+    user.write_text("[env]\nnum_env = 3\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['num_env'\] in \[env\]"):
+        load_config("ppo", user)
+    with pytest.raises(ValueError, match="unknown algorithm 'ddpg'"):
+        load_config("ddpg")
+
+
+TINY = {
+    "sac": "[algo]\nlearning_starts = 100\nbuffer_size = 2000\nbatch_size = 32\n"
+           "[policy]\nnet_arch = [16, 16]\n[run]\ncheckpoint_every = 200\nlog_every = 100\n",
+    "ppo": "[algo]\nn_steps = 64\nbatch_size = 64\nn_epochs = 1\n"
+           "[policy]\nnet_arch = [16, 16]\n[run]\ncheckpoint_every = 256\nlog_every = 128\n",
+}
+
+
+def cli(*args, cwd):
+    proc = subprocess.run([sys.executable, "-m", "fastenv", *args], capture_output=True,
+                          text=True, timeout=600, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.parametrize("algo", ["sac", "ppo"])
+def test_train_resume_evaluate_end_to_end(algo, tmp_path):
+    config = tmp_path / f"{algo}.toml"
+    config.write_text(TINY[algo])
+    run = tmp_path / "run"
+    task = "TorqueWalkingImitation2D-v0"
+    cli("train", task, "--algo", algo, "--steps", "256", "--num-envs", "2", "--num-workers",
+        "2", "--out", str(run), "--config", str(config), cwd=tmp_path)
+    state = json.loads((run / "checkpoints" / "latest" / "state.json").read_text())
+    assert state["env_steps"] >= 256 and state["episodes"] >= 1
+    assert (run / "checkpoints" / f"{256 if algo == 'ppo' else 200:09d}" / "model.zip").is_file()
+    cli("train", "--resume", "--steps", "512", "--out", str(run), cwd=tmp_path)
+    state2 = json.loads((run / "checkpoints" / "latest" / "state.json").read_text())
+    assert state2["env_steps"] >= 512 and state2["wall_s"] > state["wall_s"]
+    rows = (run / "progress.csv").read_text().splitlines()
+    assert rows[0].startswith("env_steps,wall_s") and len(rows) >= 4
+    assert list(run.joinpath("tb").iterdir())
+
+    out = tmp_path / "eval.json"
+    cli("evaluate", str(run), "--episodes", "2", "--seconds", "0.3", "--json", str(out),
+        "--plot", str(tmp_path / "angles.png"), "--export", str(tmp_path / "rollout.mot"),
+        cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["task"] == task and len(result["episodes"]) == 2
+    keys = {"time_alive_s", "distance_m", "speed_m_s", "reference_speed_m_s",
+            "joint_rmse_deg", "joint_rmse_deg_per_coordinate", "com_error_m", "torque_rms",
+            "reward_terms", "fell"}
+    for episode in (*result["episodes"], result["mean"]):
+        assert keys <= set(episode)
+        flat = [v for k, v in episode.items() if isinstance(v, (int, float))]
+        flat += list(episode["joint_rmse_deg_per_coordinate"].values())
+        flat += list(episode["reward_terms"].values())
+        assert all(math.isfinite(v) for v in flat)
+    assert (tmp_path / "angles.png").read_bytes()[:4] == b"\x89PNG"
+    from fastenv.references import read_motion
+    time, columns, in_degrees = read_motion(tmp_path / "rollout.mot")
+    assert in_degrees and "knee_angle_r" in columns and time[0] == 0.0
