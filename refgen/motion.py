@@ -122,21 +122,19 @@ def read_coordinates(path, names=None, *, required=(), knee_flexion_positive: bo
 
 
 def write_coordinates_sto(path, motion: Motion, name: str) -> Path:
-    """Write a motion with speeds as a coordinates file.
+    """Write a motion with speeds as a coordinates file
+    (:func:`fastenv.references.write_motion`).
 
     OpenSim storage, tab separated: header lines up to ``endheader``
     (``inDegrees=no``), a row of labels, one row per sample.  Columns: ``time`` (s),
     the value of every coordinate of ``motion`` (radians, metres), then the speed of
     each in the same order, named ``<coordinate>_speed`` (rad/s, m/s).
     """
-    labels = ["time", *motion.names, *[f"{n}_speed" for n in motion.names]]
-    data = np.column_stack([motion.time, motion.values, motion.speeds])
-    header = [name, "version=1", f"nRows={data.shape[0]}", f"nColumns={data.shape[1]}",
-              "inDegrees=no", "endheader", "\t".join(labels)]
-    rows = ["\t".join(f"{x:.10g}" for x in row) for row in data]
-    path = Path(path)
-    path.write_text("\n".join(header + rows) + "\n")
-    return path
+    from fastenv.references import write_motion
+
+    speeds = {f"{n}_speed": motion.speeds[:, j] for j, n in enumerate(motion.names)}
+    return write_motion(path, motion.time, {**motion.as_dict(), **speeds}, in_degrees=False,
+                        name=name)
 
 
 def read_coordinates_sto(path) -> Motion:
