@@ -54,11 +54,11 @@ def bundle_base_models():
     from importlib import metadata
     try:
         source = Path(metadata.distribution("osim-rl").locate_file("osim/models"))
-    except metadata.PackageNotFoundError:
+    except metadata.PackageNotFoundError as exc:
         if all((MODELS_DIR / name).is_file() for name in BASE_MODELS):
             return   # bundled by an earlier build (e.g. --no-build-isolation without osim-rl)
         raise SystemExit("building fastenv needs the osim-rl distribution for its base "
-                         "models: pip install osim-rl (a build requirement)")
+                         "models: pip install osim-rl (a build requirement)") from exc
     MESH_DIR.mkdir(parents=True, exist_ok=True)
     for name in BASE_MODELS:
         shutil.copyfile(source / name, MODELS_DIR / name)

@@ -43,7 +43,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -456,7 +456,7 @@ def run(args) -> dict:
     meta = dict(task=args.task, seconds_per_point=args.seconds, budget_s=args.budget,
                 envs=list(args.envs), workers=workers, cores=cores, seed=args.seed,
                 quick=args.quick, reference=env_kwargs.get("reference", "task default"),
-                started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                started=datetime.now(UTC).isoformat(timespec="seconds"),
                 load_avg_start=list(os.getloadavg()), host=platform.node(),
                 versions=_versions())
     rows, skipped = [], []

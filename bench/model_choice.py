@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fastenv.references import read_motion
-from fastenv.sim import Simulation, SimulationError
+from fastenv.sim import SimulationError
 
 
 def mirror_name(name: str) -> str:
@@ -131,7 +131,8 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model_choice.json").write_text(json.dumps(rows, indent=1))
-    lines = ["| model | steps/s | RMS error at 0.1 s (deg) | at half cycle | follows within 10° (s) "
+    lines = ["| model | steps/s | RMS error at 0.1 s (deg) | at half cycle "
+             "| follows within 10° (s) "
              "| fell at (s) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['steps_per_s']:.0f} | {r['rms_error_deg_at_0_1s']:.1f} | "

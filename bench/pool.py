@@ -10,6 +10,7 @@ memory (RSS and PSS summed over parent + workers).
 
     python bench/pool.py [--quick] [--task ...] [--seconds 8] [--out bench/results]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,7 @@ def _raw_worker(task, env_kwargs, seconds, seed, out):
     stiffness of the motion.
     """
     from fastenv.env import ImitationEnv
+
     env = ImitationEnv(task, **env_kwargs)
     env.reset(seed=seed)
     env.action_space.seed(seed)
@@ -80,8 +82,10 @@ def _raw_worker(task, env_kwargs, seconds, seed, out):
 def physical_limit(task, workers, seconds, env_kwargs):
     ctx = mp.get_context("forkserver")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_raw_worker, args=(task, env_kwargs, seconds, s, q))
-             for s in range(workers)]
+    procs = [
+        ctx.Process(target=_raw_worker, args=(task, env_kwargs, seconds, s, q))
+        for s in range(workers)
+    ]
     for p in procs:
         p.start()
     rates = [q.get() for _ in procs]
@@ -92,6 +96,7 @@ def physical_limit(task, workers, seconds, env_kwargs):
 
 def run_vector(task, n_envs, workers, seconds, mode, env_kwargs):
     from fastenv.vector import OsimVectorEnv
+
     batch = n_envs if mode == "sync" else max(1, n_envs // 2)
     venv = OsimVectorEnv(task, n_envs, num_workers=workers, batch_size=batch, **env_kwargs)
     rng = np.random.default_rng(0)
@@ -122,17 +127,23 @@ def run_vector(task, n_envs, workers, seconds, mode, env_kwargs):
                 steps += len(ids)
         wall = time.perf_counter() - t0
         cpu = time.process_time() - c0
-        if venv._pool.pending:           # drain before asking the workers anything
+        if venv._pool.pending:  # drain before asking the workers anything
             venv._pool.collect(venv._pool.pending)
         rss, pss = tree_memory_mb([os.getpid(), *venv._pool.pids])
         in_integrate = sum(venv.call("integrate_seconds")) - integ0
     finally:
         venv.close()
     lat = np.array(lat) * 1e3
-    return dict(steps_per_s=steps / wall, parent_cpu_fraction=cpu / wall,
-                integrate_fraction=in_integrate / (wall * workers),
-                p50_ms=float(np.percentile(lat, 50)), p95_ms=float(np.percentile(lat, 95)),
-                p99_ms=float(np.percentile(lat, 99)), rss_mb=rss, pss_mb=pss)
+    return dict(
+        steps_per_s=steps / wall,
+        parent_cpu_fraction=cpu / wall,
+        integrate_fraction=in_integrate / (wall * workers),
+        p50_ms=float(np.percentile(lat, 50)),
+        p95_ms=float(np.percentile(lat, 95)),
+        p99_ms=float(np.percentile(lat, 99)),
+        rss_mb=rss,
+        pss_mb=pss,
+    )
 
 
 def main():
@@ -160,25 +171,38 @@ def main():
                 if mode == "async" and n < 2:
                     continue
                 r = run_vector(args.task, n, w, args.seconds, mode, kw)
-                r.update(workers=w, num_envs=n, mode=mode, limit=limit,
-                         efficiency=r["steps_per_s"] / limit)
+                r.update(
+                    workers=w,
+                    num_envs=n,
+                    mode=mode,
+                    limit=limit,
+                    efficiency=r["steps_per_s"] / limit,
+                )
                 rows.append(r)
-                print(f"  n={n:3d} {mode:5s} {r['steps_per_s']:7.1f} steps/s  "
-                      f"eff {r['efficiency']:.3f}  in-integrate {r['integrate_fraction']:.3f}  parent cpu {100 * r['parent_cpu_fraction']:.2f}%"
-                      f"  p50 {r['p50_ms']:.1f} ms  RSS {r['rss_mb']:.0f} MB  PSS "
-                      f"{r['pss_mb']:.0f} MB", flush=True)
+                print(
+                    f"  n={n:3d} {mode:5s} {r['steps_per_s']:7.1f} steps/s  "
+                    f"eff {r['efficiency']:.3f}  in-integrate {r['integrate_fraction']:.3f}  "
+                    f"parent cpu {100 * r['parent_cpu_fraction']:.2f}%"
+                    f"  p50 {r['p50_ms']:.1f} ms  RSS {r['rss_mb']:.0f} MB  PSS "
+                    f"{r['pss_mb']:.0f} MB",
+                    flush=True,
+                )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "pool.json").write_text(json.dumps(dict(task=args.task, rows=rows), indent=1))
-    lines = ["| W | num_envs | mode | steps/s | limit | steps/s ÷ limit | time in integrate "
-             "| parent CPU | p50 / p99 ms | RSS / PSS MB |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| W | num_envs | mode | steps/s | limit | steps/s ÷ limit | time in integrate "
+        "| parent CPU | p50 / p99 ms | RSS / PSS MB |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        lines.append(f"| {r['workers']} | {r['num_envs']} | {r['mode']} | {r['steps_per_s']:.0f} "
-                     f"| {r['limit']:.0f} | {r['efficiency']:.2f} | "
-                     f"{r['integrate_fraction']:.3f} | "
-                     f"{100 * r['parent_cpu_fraction']:.1f}% | {r['p50_ms']:.0f} / "
-                     f"{r['p99_ms']:.0f} | {r['rss_mb']:.0f} / {r['pss_mb']:.0f} |")
+        lines.append(
+            f"| {r['workers']} | {r['num_envs']} | {r['mode']} | {r['steps_per_s']:.0f} "
+            f"| {r['limit']:.0f} | {r['efficiency']:.2f} | "
+            f"{r['integrate_fraction']:.3f} | "
+            f"{100 * r['parent_cpu_fraction']:.1f}% | {r['p50_ms']:.0f} / "
+            f"{r['p99_ms']:.0f} | {r['rss_mb']:.0f} / {r['pss_mb']:.0f} |"
+        )
     (out / "pool.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -37,8 +37,7 @@ import numpy as np
 import opensim
 
 from fastenv.envs import TASKS, resolve_options
-from fastenv.metabolic import (AEROBIC_FACTOR, BASAL_COEFFICIENT, BASAL_EXPONENT,
-                               slow_twitch_ratio)
+from fastenv.metabolic import AEROBIC_FACTOR, BASAL_COEFFICIENT, BASAL_EXPONENT, slow_twitch_ratio
 from fastenv.sim.simulation import INTEGRATORS
 
 opensim.Logger.setLevelString("error")

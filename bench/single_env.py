@@ -10,8 +10,6 @@ integrate steps/s, and the share of an env step spent outside integrate.
 import argparse
 import time
 
-import numpy as np
-
 from fastenv.env import ImitationEnv
 
 

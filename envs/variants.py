@@ -21,6 +21,7 @@ Adding a variant (e.g. a scaled cerebral-palsy model) means adding one
 ``VariantSpec`` to ``VARIANTS``: a base file, default params and a builder that
 edits the loaded ``opensim.Model`` in place.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,9 +31,10 @@ import math
 import os
 import pathlib
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable, Mapping
+from typing import Any
 from xml.etree import ElementTree
 
 import opensim
@@ -95,6 +97,7 @@ opensim.Logger.setLevelString("error")
 
 # ---------------------------------------------------------------- locating --
 
+
 def models_dir() -> pathlib.Path:
     """``models/`` of the installed ``fastenv.envs``: the osim-rl base models and their
     meshes, copied there at build time (``setup.py``), so osim-rl is not needed at run
@@ -108,7 +111,8 @@ def base_model_path(filename: str) -> pathlib.Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"base model {filename!r} not found at {path}; it is copied from osim-rl when "
-            "fastenv is built: reinstall fastenv (pip install -e . or the wheel)")
+            "fastenv is built: reinstall fastenv (pip install -e . or the wheel)"
+        )
     return path
 
 
@@ -138,13 +142,19 @@ def register_geometry_search_path() -> pathlib.Path | None:
 def cache_dir() -> pathlib.Path:
     """``$FASTENV_CACHE`` if set, else ``~/.cache/fastenv/models`` (read on every call)."""
     env = os.environ.get("FASTENV_CACHE")
-    return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "fastenv" / "models"
+    return (
+        pathlib.Path(env).expanduser()
+        if env
+        else pathlib.Path.home() / ".cache" / "fastenv" / "models"
+    )
 
 
 # ---------------------------------------------------------- model editing --
 
-def actuated_coordinates(model: opensim.Model, *, pelvis_residuals: bool = True,
-                         exclude: tuple[str, ...] = ()) -> list[str]:
+
+def actuated_coordinates(
+    model: opensim.Model, *, pelvis_residuals: bool = True, exclude: tuple[str, ...] = ()
+) -> list[str]:
     """Unlocked coordinates that get a torque actuator, in model order.
 
     Pelvis translations are never actuated; pelvis rotations are only actuated
@@ -178,8 +188,15 @@ def _remove_muscles(model: opensim.Model, names: tuple[str, ...] | None = None) 
         missing = set(names) - {m.getName() for m in _iter(model.getMuscles())}
         if missing:
             raise ValueError(f"muscles {sorted(missing)} not in model {model.getName()!r}")
-    _remove_forces(model, lambda f: not (opensim.Muscle.safeDownCast(f) is not None
-                                         and (names is None or f.getName() in names)))
+    _remove_forces(
+        model,
+        lambda f: (
+            not (
+                opensim.Muscle.safeDownCast(f) is not None
+                and (names is None or f.getName() in names)
+            )
+        ),
+    )
 
 
 def _remove_named_forces(model: opensim.Model, names: tuple[str, ...]) -> None:
@@ -190,7 +207,9 @@ def _remove_named_forces(model: opensim.Model, names: tuple[str, ...]) -> None:
     _remove_forces(model, lambda f: f.getName() not in names)
 
 
-def _add_coordinate_actuators(model: opensim.Model, coordinates: list[str], optimal_force: float) -> None:
+def _add_coordinate_actuators(
+    model: opensim.Model, coordinates: list[str], optimal_force: float
+) -> None:
     for name in coordinates:
         act = opensim.CoordinateActuator(name)
         act.setName(name)
@@ -225,8 +244,9 @@ def _build_muscle(model: opensim.Model) -> None:
 
 def _build_torque(model: opensim.Model, *, max_actuation: float, pelvis_residuals: bool) -> None:
     _remove_muscles(model)
-    _add_coordinate_actuators(model, actuated_coordinates(model, pelvis_residuals=pelvis_residuals),
-                              max_actuation)
+    _add_coordinate_actuators(
+        model, actuated_coordinates(model, pelvis_residuals=pelvis_residuals), max_actuation
+    )
 
 
 def _build_locked_knee(model: opensim.Model) -> None:
@@ -235,7 +255,9 @@ def _build_locked_knee(model: opensim.Model) -> None:
     _remove_named_forces(model, LOCKED_KNEE_REMOVED_LIMIT_FORCES)
 
 
-def _build_torque_locked_knee(model: opensim.Model, *, max_actuation: float, pelvis_residuals: bool) -> None:
+def _build_torque_locked_knee(
+    model: opensim.Model, *, max_actuation: float, pelvis_residuals: bool
+) -> None:
     # Locking first makes the torque builder skip the locked coordinates.
     _build_locked_knee(model)
     _build_torque(model, max_actuation=max_actuation, pelvis_residuals=pelvis_residuals)
@@ -297,13 +319,15 @@ _PALSY_DEFAULTS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mesh_vertices(filename: str) -> tuple[tuple[float, float, float], ...]:
     """Vertices of an ASCII ``.vtp`` mesh of the bundled base models."""
     path = mesh_dir() / filename
     if not path.is_file():
-        raise FileNotFoundError(f"mesh {filename!r} not found at {path}; it is copied from "
-                                "osim-rl when fastenv is built: reinstall fastenv")
+        raise FileNotFoundError(
+            f"mesh {filename!r} not found at {path}; it is copied from "
+            "osim-rl when fastenv is built: reinstall fastenv"
+        )
     points = ElementTree.parse(path).getroot().find("./PolyData/Piece/Points/DataArray")
     if points is None or points.get("format") != "ascii":
         raise ValueError(f"{path} has no ASCII point array")
@@ -325,15 +349,20 @@ def standing_height(model: opensim.Model, state: opensim.State | None = None) ->
     meshes = [opensim.Mesh.safeDownCast(g) for g in _iter_components(model, "Mesh")]
     skull = [m for m in meshes if m is not None and m.getGeometryFilename() == PALSY_HEAD_MESH]
     if len(skull) != 1:
-        raise ValueError(f"model {model.getName()!r} has {len(skull)} {PALSY_HEAD_MESH!r} meshes, expected 1")
+        raise ValueError(
+            f"model {model.getName()!r} has {len(skull)} {PALSY_HEAD_MESH!r} meshes, expected 1"
+        )
     mesh = skull[0]
     frame = mesh.getFrame()
     scale = mesh.get_scale_factors()
     # Ground-y row of the frame's rotation: the y components of its axes.
-    row = [frame.expressVectorInGround(state, opensim.Vec3(*axis))[1]
-           for axis in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
+    row = [
+        frame.expressVectorInGround(state, opensim.Vec3(*axis))[1]
+        for axis in ((1, 0, 0), (0, 1, 0), (0, 0, 1))
+    ]
     top = frame.getPositionInGround(state)[1] + max(
-        sum(row[k] * scale[k] * v[k] for k in range(3)) for v in _mesh_vertices(PALSY_HEAD_MESH))
+        sum(row[k] * scale[k] * v[k] for k in range(3)) for v in _mesh_vertices(PALSY_HEAD_MESH)
+    )
 
     bottoms = []
     for geometry in _iter(model.getContactGeometrySet()):
@@ -352,7 +381,9 @@ def _iter_components(model: opensim.Model, class_name: str):
             yield component
 
 
-def _scale_uniformly(model: opensim.Model, state: opensim.State, factor: float, mass: float) -> None:
+def _scale_uniformly(
+    model: opensim.Model, state: opensim.State, factor: float, mass: float
+) -> None:
     """OpenSim scaling of every body by ``factor``, total mass set to ``mass``.
 
     ``Model.scale`` scales body geometry, joint frames and knee translation
@@ -384,9 +415,11 @@ def _scale_uniformly(model: opensim.Model, state: opensim.State, factor: float, 
     pelvis_ty.setDefaultValue(pelvis_ty.getDefaultValue() * factor)
 
 
-def _build_palsy(model: opensim.Model, *, height: float, mass: float, strength: float,
-                 contracture: float) -> None:
-    """Scale the adult model to the child, then weaken all muscles and shorten the contractured ones."""
+def _build_palsy(
+    model: opensim.Model, *, height: float, mass: float, strength: float, contracture: float
+) -> None:
+    """Scale the adult model to the child, then weaken all muscles and shorten the
+    contractured ones."""
     for key, value in (("height", height), ("mass", mass), ("strength", strength)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
@@ -425,6 +458,7 @@ class VariantSpec:
     coerced to (so ``max_actuation=200`` and ``200.0`` hit the same cache entry).
     ``keep_name`` keeps the base model's name (the plain muscle models).
     """
+
     base: str
     build: Callable[..., None]
     defaults: Mapping[str, Any] = field(default_factory=dict)
@@ -433,39 +467,82 @@ class VariantSpec:
 
 
 VARIANTS: dict[str, VariantSpec] = {
-    "muscle2d": VariantSpec(_MUSCLE2D_BASE, _build_muscle, {},
-                            "planar 9-dof, 18 Thelen muscles (osim-rl base model)", keep_name=True),
-    "muscle3d": VariantSpec(_MUSCLE3D_BASE, _build_muscle, {},
-                            "3D 14-dof, 22 Thelen muscles (osim-rl base model)", keep_name=True),
-    "torque2d": VariantSpec(_MUSCLE2D_BASE, _build_torque, _TORQUE_DEFAULTS,
-                            "muscle2d with muscles replaced by coordinate torques"),
-    "torque3d": VariantSpec(_MUSCLE3D_BASE, _build_torque, _TORQUE_DEFAULTS,
-                            "muscle3d with muscles replaced by coordinate torques"),
-    "muscle2d_lockedknee": VariantSpec(_MUSCLE2D_BASE, _build_locked_knee, {},
-                                       "muscle2d, left knee+ankle locked at 0, left shank muscles removed"),
-    "muscle3d_lockedknee": VariantSpec(_MUSCLE3D_BASE, _build_locked_knee, {},
-                                       "muscle3d, left knee+ankle locked at 0, left shank muscles removed"),
-    "torque2d_lockedknee": VariantSpec(_MUSCLE2D_BASE, _build_torque_locked_knee, _TORQUE_DEFAULTS,
-                                       "torque2d, left knee+ankle locked at 0 and unactuated"),
-    "torque3d_lockedknee": VariantSpec(_MUSCLE3D_BASE, _build_torque_locked_knee, _TORQUE_DEFAULTS,
-                                       "torque3d, left knee+ankle locked at 0 and unactuated"),
-    "palsy3d": VariantSpec(_MUSCLE3D_BASE, _build_palsy, _PALSY_DEFAULTS,
-                           "muscle3d scaled by OpenSim to a child with spastic diplegia (1.61 m, 41.5 kg; "
-                           "BioImitation-Gym's MusclePalsyImitation3D subject), all muscles weakened, "
-                           "hamstrings and gastrocnemius contractured (shorter optimal fibres)"),
+    "muscle2d": VariantSpec(
+        _MUSCLE2D_BASE,
+        _build_muscle,
+        {},
+        "planar 9-dof, 18 Thelen muscles (osim-rl base model)",
+        keep_name=True,
+    ),
+    "muscle3d": VariantSpec(
+        _MUSCLE3D_BASE,
+        _build_muscle,
+        {},
+        "3D 14-dof, 22 Thelen muscles (osim-rl base model)",
+        keep_name=True,
+    ),
+    "torque2d": VariantSpec(
+        _MUSCLE2D_BASE,
+        _build_torque,
+        _TORQUE_DEFAULTS,
+        "muscle2d with muscles replaced by coordinate torques",
+    ),
+    "torque3d": VariantSpec(
+        _MUSCLE3D_BASE,
+        _build_torque,
+        _TORQUE_DEFAULTS,
+        "muscle3d with muscles replaced by coordinate torques",
+    ),
+    "muscle2d_lockedknee": VariantSpec(
+        _MUSCLE2D_BASE,
+        _build_locked_knee,
+        {},
+        "muscle2d, left knee+ankle locked at 0, left shank muscles removed",
+    ),
+    "muscle3d_lockedknee": VariantSpec(
+        _MUSCLE3D_BASE,
+        _build_locked_knee,
+        {},
+        "muscle3d, left knee+ankle locked at 0, left shank muscles removed",
+    ),
+    "torque2d_lockedknee": VariantSpec(
+        _MUSCLE2D_BASE,
+        _build_torque_locked_knee,
+        _TORQUE_DEFAULTS,
+        "torque2d, left knee+ankle locked at 0 and unactuated",
+    ),
+    "torque3d_lockedknee": VariantSpec(
+        _MUSCLE3D_BASE,
+        _build_torque_locked_knee,
+        _TORQUE_DEFAULTS,
+        "torque3d, left knee+ankle locked at 0 and unactuated",
+    ),
+    "palsy3d": VariantSpec(
+        _MUSCLE3D_BASE,
+        _build_palsy,
+        _PALSY_DEFAULTS,
+        "muscle3d scaled by OpenSim to a child with spastic diplegia (1.61 m, 41.5 kg; "
+        "BioImitation-Gym's MusclePalsyImitation3D subject), all muscles weakened, "
+        "hamstrings and gastrocnemius contractured (shorter optimal fibres)",
+    ),
 }
 
 # ---------------------------------------------------------------- caching --
+
 
 def _canonical_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     try:
         spec = VARIANTS[name]
     except KeyError:
-        raise ValueError(f"unknown model variant {name!r}; valid names: {sorted(VARIANTS)}") from None
+        raise ValueError(
+            f"unknown model variant {name!r}; valid names: {sorted(VARIANTS)}"
+        ) from None
     unknown = set(params) - set(spec.defaults)
     if unknown:
-        raise ValueError(f"unknown params {sorted(unknown)} for variant {name!r}; "
-                         f"valid params: {sorted(spec.defaults) or 'none'}")
+        raise ValueError(
+            f"unknown params {sorted(unknown)} for variant {name!r}; "
+            f"valid params: {sorted(spec.defaults) or 'none'}"
+        )
     out = {}
     for key, default in spec.defaults.items():
         value = params.get(key, default)
@@ -484,20 +561,33 @@ def _cache_key(name: str, base_bytes: bytes, params: Mapping[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(base_bytes)
     h.update(b"\0")
-    h.update(json.dumps({"variant": name, "params": params, "builder_version": BUILDER_VERSION,
-                         "opensim": opensim.__version__}, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {
+                "variant": name,
+                "params": params,
+                "builder_version": BUILDER_VERSION,
+                "opensim": opensim.__version__,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     return h.hexdigest()
 
 
-def _build_model(name: str, spec: VariantSpec, base: pathlib.Path, params: Mapping[str, Any]) -> opensim.Model:
+def _build_model(
+    name: str, spec: VariantSpec, base: pathlib.Path, params: Mapping[str, Any]
+) -> opensim.Model:
     model = opensim.Model(str(base))
     spec.build(model, **params)
     if not spec.keep_name:
         model.setName(name)
         # Provenance travels with the file (deterministic: no dates or paths).
-        model.set_credits(f"fastenv variant {name} (builder v{BUILDER_VERSION}, "
-                          f"params {json.dumps(dict(params), sort_keys=True)}) from osim-rl {spec.base}. "
-                          + model.get_credits())
+        model.set_credits(
+            f"fastenv variant {name} (builder v{BUILDER_VERSION}, "
+            f"params {json.dumps(dict(params), sort_keys=True)}) from osim-rl {spec.base}. "
+            + model.get_credits()
+        )
     model.finalizeConnections()
     model.initSystem()  # fail here, not in a worker, if the edit broke the model
     return model

@@ -25,7 +25,7 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
     return value
@@ -35,7 +35,7 @@ def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
     return value
@@ -190,7 +190,7 @@ def train(args) -> int:
     options = {} if args.num_workers is None else {"num_workers": args.num_workers}
     out = run_training(args.task, algo=args.algo, steps=args.steps, num_envs=args.num_envs,
                        seed=args.seed, out=args.out, config=args.config, resume=args.resume,
-                       **options)
+                       show_bar=not args.no_progress, **options)
     print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
     return 0
 
@@ -291,6 +291,8 @@ def parser() -> argparse.ArgumentParser:
                     help="TOML/JSON file merged over fastenv/configs/ALGO.toml")
     tr.add_argument("--resume", action="store_true",
                     help="continue the run in --out from its latest checkpoint")
+    tr.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (progress.csv is written all the same)")
     tr.set_defaults(func=train)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained policy against its reference",

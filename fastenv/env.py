@@ -8,8 +8,6 @@ reference (reference-state initialisation without re-equilibrating muscles).
 """
 from __future__ import annotations
 
-import math
-
 import gymnasium as gym
 import numpy as np
 
@@ -18,7 +16,7 @@ from fastenv.actuation import make_actuation
 from fastenv.envs import OPTIONS, TASKS, TaskSpec, resolve_options  # noqa: F401
 from fastenv.observation import build_observation_layout, task_buffer_layout
 from fastenv.references.prepare import prepared_reference
-from fastenv.sim import GRAVITY, Simulation, SimulationError
+from fastenv.sim import Simulation, SimulationError
 
 PUSH_PROBABILITY = 0.01   # per control step: a push starts about once per second
 PUSH_STEPS = 20           # each push lasts 0.2 s

@@ -21,7 +21,8 @@ import numpy as np
 
 
 def episode_metrics(*, dt: float, coordinate_names, q, q_ref, com, com_ref, fell: bool,
-                    reward_terms: dict, sim_error: str | None = None, metabolic_power=None, body_weight=None,
+                    reward_terms: dict, sim_error: str | None = None, metabolic_power=None,
+                    body_weight=None,
                     torque_rms=None, progress_axis: int = 0, axes: int = 3) -> dict:
     """Metrics of one episode from per-step records (rows = control steps).
 

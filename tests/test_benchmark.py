@@ -127,7 +127,8 @@ def test_seed_style_env_api_and_episode(pair):
     obs, info = env.reset(seed=3)
     assert info["frame"] == fast.reset(seed=3)[1]["frame"]   # same seed, same start
     assert obs.dtype == np.float32 and env.observation_space.contains(obs)
-    for k in range(100):   # no excitation: the model collapses and the episode ends
+    # no excitation: the model collapses and the episode ends (k: the steps it took)
+    for k in range(100):  # noqa: B007
         obs, r, term, trunc, info = env.step(np.zeros(18, np.float32))
         assert np.isfinite(obs).all() and np.isfinite(r)
         assert 0.0 <= r <= 0.5 + env.w_imitate + env.w_effort + env.w_action

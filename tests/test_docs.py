@@ -102,10 +102,15 @@ def readme_commands() -> list[str]:
     return out
 
 
+#: Hours of training and its evaluation: tests/test_train.py runs the same commands on a
+#: few hundred steps (train, resume, evaluate with --json/--plot/--export).
+LEARNING = ("train", "evaluate")
+
+
 def _expensive(command: str) -> bool:
     """Commands that take tens of seconds: run verbatim only with -m slow."""
     args = shlex.split(command)
-    if args[1:2] == ["bench"]:
+    if args[1:2] == ["bench"] or args[1:2][0] in LEARNING:
         return True
     if args[1:2] == ["rollout"]:
         steps = int(args[args.index("--steps") + 1]) if "--steps" in args else 1000
@@ -140,7 +145,8 @@ def test_readme_command_runs(command, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", [c for c in readme_commands() if _expensive(c)])
+@pytest.mark.parametrize("command", [c for c in readme_commands() if _expensive(c)
+                                     and shlex.split(c)[1] not in LEARNING])
 def test_readme_command_runs_verbatim_slow(command, tmp_path):
     r = _run(shlex.split(command), tmp_path, 900)
     assert r.returncode == 0, f"{command}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
@@ -148,15 +154,21 @@ def test_readme_command_runs_verbatim_slow(command, tmp_path):
 
 
 def test_readme_cli_options_exist(tmp_path):
-    """Every ``--option`` the README's command-line bullets name is in that command's
-    --help."""
-    section = README.read_text().split("## Command line", 1)[1].split("\n## ", 1)[0]
-    bullets = re.findall(r"^- `fastenv (\w+)`(.*?)(?=^- |^$)", section, re.M | re.S)
-    assert {name for name, _ in bullets} >= {"rollout", "bench"}
-    for name, text in bullets:
+    """Every ``--option`` the README names after a ``fastenv CMD`` (in its command line or
+    sentence) is in that command's --help."""
+    chunks = re.split(r"(?=\bfastenv\s+(?:tasks|rollout|bench|train|evaluate|--)\b)",
+                      README.read_text())
+    mentions = {}
+    for chunk in chunks:
+        chunk = re.split(r"\.\s|;\s|\n\n|\n```", chunk)[0]   # its sentence or code line
+        m = re.match(r"fastenv\s+(\w+)", chunk)
+        if m:
+            mentions.setdefault(m.group(1), set()).update(re.findall(r"(--[a-z][\w-]*)", chunk))
+    assert {"rollout", "bench", "train", "evaluate"} <= set(mentions)
+    for name, options in mentions.items():
         r = _run(["fastenv", name, "--help"], tmp_path, COMMAND_TIMEOUT)
         assert r.returncode == 0, r.stderr
-        for option in set(re.findall(r"`(--[\w-]+)", text)):
+        for option in options - {"--help"}:
             assert option in r.stdout, f"fastenv {name} has no {option}"
 
 

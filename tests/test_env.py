@@ -1,4 +1,5 @@
 """The single envs: Gymnasium API, options, episodes, bad input."""
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -46,9 +47,13 @@ def test_observation_values_match_simulation(env):
     assert obs[names.index("q/knee_angle_r")] == np.float32(b[L.slice("q")][knee])
     torso, pelvis = sim.body_names.index("torso"), sim.body_names.index("pelvis")
     bp = b[L.slice("body_pos")].reshape(-1, 3)
-    assert obs[names.index("body_pos_rel_pelvis/torso.y")] == np.float32(bp[torso, 1] - bp[pelvis, 1])
+    assert obs[names.index("body_pos_rel_pelvis/torso.y")] == np.float32(
+        bp[torso, 1] - bp[pelvis, 1]
+    )
     grf = b[L.slice("grf")].reshape(-1, 6)
-    assert obs[names.index(f"grf/{sim.contact_names[0]}.Fy")] == np.float32(grf[0, 1] / sim.body_weight)
+    assert obs[names.index(f"grf/{sim.contact_names[0]}.Fy")] == np.float32(
+        grf[0, 1] / sim.body_weight
+    )
     q_next, _ = env.reference.coordinates_at(env._start + env._step + 1)
     assert obs[names.index("target_q/knee_angle_r")] == np.float32(q_next[knee])
 
@@ -59,7 +64,9 @@ def test_reward_terms_in_info(env):
     for k in ("total", "imitation", "effort", "smoothness", "phase", "effort_cost"):
         assert k in info
     assert reward == info["total"]
-    assert reward == pytest.approx(info["imitation"] + 0.2 * info["effort"] + 0.1 * info["smoothness"])
+    assert reward == pytest.approx(
+        info["imitation"] + 0.2 * info["effort"] + 0.1 * info["smoothness"]
+    )
     assert 0 < info["imitation"] <= 1.3
 
 
@@ -116,7 +123,7 @@ def test_config_dict_and_keywords():
     e = ImitationEnv(TASKS[1], config={"mode": "test", "r_weights": [1.0, 0.0, 0.0]}, horizon=1)
     assert e.mode == "test" and e.r_weights == (1.0, 0.0, 0.0)
     e.reset(seed=0)
-    _, r, *_ , info = e.step(e.action_space.sample())
+    _, r, *_, info = e.step(e.action_space.sample())
     assert r == pytest.approx(info["imitation"])
     no_target = ImitationEnv(TASKS[1], use_target_obs=False, use_GRF=False)
     assert not any(n.startswith(("target_", "grf/")) for n in no_target.observation_names)
@@ -175,6 +182,7 @@ def test_perturbations_push_the_torso():
 
 def test_user_reference_file():
     from conftest import shared_motion
+
     path = shared_motion("gait10dof18musc_subject01_walk_ik.mot")
     e = ImitationEnv(TASKS[1], reference=str(path), mode="test")
     _, info = e.reset(seed=0)
@@ -186,6 +194,7 @@ def test_user_reference_file():
 @pytest.mark.parametrize("num_envs", [1, 2])
 def test_quick_start_command(num_envs, capsys):
     from fastenv.__main__ import main
+
     assert main(["rollout", "--steps", "20", "--num-envs", str(num_envs), "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert f"{num_envs} env(s)" in out and "steps/s" in out

@@ -40,7 +40,7 @@ def test_smooth_action_equals_numpy(n_env, horizon, n, steps, seed):
     hist_ref = hist.copy()
     count = np.zeros(n_env, np.intp)
     out = np.empty((n_env, n))
-    for k in range(steps):
+    for _ in range(steps):
         a = arrays(rng, n_env, n)
         K.smooth_action(hist, count, a, out)
         hist_ref, expected = K.smooth_action_numpy(hist_ref, count, a)

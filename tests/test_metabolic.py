@@ -1,5 +1,4 @@
 """Metabolic energy rate: compiled kernel == NumPy twin == OpenSim's probe."""
-import math
 
 import numpy as np
 import pytest

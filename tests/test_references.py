@@ -3,10 +3,15 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import shared_motion
-from fastenv.references import (Reference, build_reference, load_reference, read_motion,
-                                reference_from_motion)
+
+from fastenv.references import (
+    Reference,
+    build_reference,
+    load_reference,
+    read_motion,
+    reference_from_motion,
+)
 
 
 def test_measured_walking_on_2d_model(muscle2d_path):
@@ -20,7 +25,8 @@ def test_measured_walking_on_2d_model(muscle2d_path):
     assert ref.n_frames == int(round((time[-1] - time[0]) / 0.01)) + 1
     j = ref.coordinate_names.index("knee_angle_r")
     # radians, and the same motion as the file (6 Hz filtering changes little)
-    src = np.interp(np.arange(ref.n_frames) * 0.01, time - time[0], np.radians(cols["knee_angle_r"]))
+    src = np.interp(np.arange(ref.n_frames) * 0.01, time - time[0],
+                    np.radians(cols["knee_angle_r"]))
     assert np.abs(ref.q[:, j] - src).max() < np.radians(3)
     # speeds are the derivative of the values
     np.testing.assert_allclose(np.gradient(ref.q[:, j], 0.01)[5:-5], ref.qdot[5:-5, j], atol=0.2)

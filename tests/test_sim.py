@@ -84,7 +84,6 @@ def test_grf_counts_a_body_with_two_spheres_once(muscle3d_path):
 def test_grf_of_a_smooth_contact_model_is_the_sphere_side(muscle2d_path, tmp_path):
     """SmoothSphereHalfSpaceForce reports the sphere's force and the half space's
     equal and opposite one: the foot's GRF is the sphere side, not their (zero) sum."""
-    import opensim as osim
     from refgen.moco import smooth_sphere_contacts
 
     model = osim.Model(str(muscle2d_path))

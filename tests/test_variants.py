@@ -1,10 +1,11 @@
 """Model variants: content, loading, simulation, deterministic caching, errors."""
+
 import math
 import os
-import subprocess
-import sys
 import pathlib
 import re
+import subprocess
+import sys
 
 import opensim
 import pytest
@@ -12,27 +13,86 @@ import pytest
 from fastenv.envs import variants
 from fastenv.envs.variants import VARIANTS, VariantSpec, base_model_path, cache_dir, variant_path
 
-MUSCLES_2D = ["hamstrings_r", "bifemsh_r", "glut_max_r", "iliopsoas_r", "rect_fem_r", "vasti_r",
-              "gastroc_r", "soleus_r", "tib_ant_r", "hamstrings_l", "bifemsh_l", "glut_max_l",
-              "iliopsoas_l", "rect_fem_l", "vasti_l", "gastroc_l", "soleus_l", "tib_ant_l"]
+MUSCLES_2D = [
+    "hamstrings_r",
+    "bifemsh_r",
+    "glut_max_r",
+    "iliopsoas_r",
+    "rect_fem_r",
+    "vasti_r",
+    "gastroc_r",
+    "soleus_r",
+    "tib_ant_r",
+    "hamstrings_l",
+    "bifemsh_l",
+    "glut_max_l",
+    "iliopsoas_l",
+    "rect_fem_l",
+    "vasti_l",
+    "gastroc_l",
+    "soleus_l",
+    "tib_ant_l",
+]
 MUSCLES_3D = ["abd_r", "add_r"] + MUSCLES_2D[:9] + ["abd_l", "add_l"] + MUSCLES_2D[9:]
 SHANK_L = ["gastroc_l", "soleus_l", "tib_ant_l"]
 
-COORDS_2D = ["pelvis_tilt", "pelvis_tx", "pelvis_ty", "hip_flexion_r", "knee_angle_r", "ankle_angle_r",
-             "hip_flexion_l", "knee_angle_l", "ankle_angle_l", "lumbar_extension"]
-COORDS_3D = ["pelvis_tilt", "pelvis_list", "pelvis_rotation", "pelvis_tx", "pelvis_ty", "pelvis_tz",
-             "hip_flexion_r", "hip_adduction_r", "hip_rotation_r", "knee_angle_r", "ankle_angle_r",
-             "hip_flexion_l", "hip_adduction_l", "hip_rotation_l", "knee_angle_l", "ankle_angle_l",
-             "lumbar_extension"]
+COORDS_2D = [
+    "pelvis_tilt",
+    "pelvis_tx",
+    "pelvis_ty",
+    "hip_flexion_r",
+    "knee_angle_r",
+    "ankle_angle_r",
+    "hip_flexion_l",
+    "knee_angle_l",
+    "ankle_angle_l",
+    "lumbar_extension",
+]
+COORDS_3D = [
+    "pelvis_tilt",
+    "pelvis_list",
+    "pelvis_rotation",
+    "pelvis_tx",
+    "pelvis_ty",
+    "pelvis_tz",
+    "hip_flexion_r",
+    "hip_adduction_r",
+    "hip_rotation_r",
+    "knee_angle_r",
+    "ankle_angle_r",
+    "hip_flexion_l",
+    "hip_adduction_l",
+    "hip_rotation_l",
+    "knee_angle_l",
+    "ankle_angle_l",
+    "lumbar_extension",
+]
 LOCKED_BASE_2D = {"lumbar_extension"}
 LOCKED_BASE_3D = {"hip_rotation_r", "hip_rotation_l", "lumbar_extension"}
 LOCKED_KNEE = {"knee_angle_l", "ankle_angle_l"}
 
-TORQUE_2D = ["pelvis_tilt", "hip_flexion_r", "knee_angle_r", "ankle_angle_r",
-             "hip_flexion_l", "knee_angle_l", "ankle_angle_l"]
-TORQUE_3D = ["pelvis_tilt", "pelvis_list", "pelvis_rotation", "hip_flexion_r", "hip_adduction_r",
-             "knee_angle_r", "ankle_angle_r", "hip_flexion_l", "hip_adduction_l",
-             "knee_angle_l", "ankle_angle_l"]
+TORQUE_2D = [
+    "pelvis_tilt",
+    "hip_flexion_r",
+    "knee_angle_r",
+    "ankle_angle_r",
+    "hip_flexion_l",
+    "knee_angle_l",
+    "ankle_angle_l",
+]
+TORQUE_3D = [
+    "pelvis_tilt",
+    "pelvis_list",
+    "pelvis_rotation",
+    "hip_flexion_r",
+    "hip_adduction_r",
+    "knee_angle_r",
+    "ankle_angle_r",
+    "hip_flexion_l",
+    "hip_adduction_l",
+    "knee_angle_l",
+    "ankle_angle_l",
+]
 
 
 def _without(names, drop):
@@ -45,10 +105,30 @@ EXPECTED = {
     "muscle3d": (COORDS_3D, LOCKED_BASE_3D, MUSCLES_3D, []),
     "torque2d": (COORDS_2D, LOCKED_BASE_2D, [], TORQUE_2D),
     "torque3d": (COORDS_3D, LOCKED_BASE_3D, [], TORQUE_3D),
-    "muscle2d_lockedknee": (COORDS_2D, LOCKED_BASE_2D | LOCKED_KNEE, _without(MUSCLES_2D, SHANK_L), []),
-    "muscle3d_lockedknee": (COORDS_3D, LOCKED_BASE_3D | LOCKED_KNEE, _without(MUSCLES_3D, SHANK_L), []),
-    "torque2d_lockedknee": (COORDS_2D, LOCKED_BASE_2D | LOCKED_KNEE, [], _without(TORQUE_2D, LOCKED_KNEE)),
-    "torque3d_lockedknee": (COORDS_3D, LOCKED_BASE_3D | LOCKED_KNEE, [], _without(TORQUE_3D, LOCKED_KNEE)),
+    "muscle2d_lockedknee": (
+        COORDS_2D,
+        LOCKED_BASE_2D | LOCKED_KNEE,
+        _without(MUSCLES_2D, SHANK_L),
+        [],
+    ),
+    "muscle3d_lockedknee": (
+        COORDS_3D,
+        LOCKED_BASE_3D | LOCKED_KNEE,
+        _without(MUSCLES_3D, SHANK_L),
+        [],
+    ),
+    "torque2d_lockedknee": (
+        COORDS_2D,
+        LOCKED_BASE_2D | LOCKED_KNEE,
+        [],
+        _without(TORQUE_2D, LOCKED_KNEE),
+    ),
+    "torque3d_lockedknee": (
+        COORDS_3D,
+        LOCKED_BASE_3D | LOCKED_KNEE,
+        [],
+        _without(TORQUE_3D, LOCKED_KNEE),
+    ),
     "palsy3d": (COORDS_3D, LOCKED_BASE_3D, MUSCLES_3D, []),
 }
 
@@ -59,7 +139,9 @@ def _names(object_set):
 
 def _forces_by_class(model, cls):
     fs = model.getForceSet()
-    return [fs.get(i).getName() for i in range(fs.getSize()) if fs.get(i).getConcreteClassName() == cls]
+    return [
+        fs.get(i).getName() for i in range(fs.getSize()) if fs.get(i).getConcreteClassName() == cls
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +240,9 @@ def test_build_is_deterministic_and_cached(tmp_path, monkeypatch, shared_cache):
     first = variant_path("torque3d_lockedknee")
     content = first.read_bytes()
     # A cache hit must not rebuild.
-    monkeypatch.setattr(variants, "_build_model", lambda *a, **k: pytest.fail("rebuilt a cached variant"))
+    monkeypatch.setattr(
+        variants, "_build_model", lambda *a, **k: pytest.fail("rebuilt a cached variant")
+    )
     assert variant_path("torque3d_lockedknee") == first
     monkeypatch.undo()
 
@@ -176,8 +260,12 @@ def test_params_change_the_path_and_defaults_do_not():
     stronger = variant_path("torque2d", max_actuation=400.0)
     assert stronger != default
     model = opensim.Model(str(stronger))
-    assert opensim.CoordinateActuator.safeDownCast(
-        model.getForceSet().get("knee_angle_r")).getOptimalForce() == 400.0
+    assert (
+        opensim.CoordinateActuator.safeDownCast(
+            model.getForceSet().get("knee_angle_r")
+        ).getOptimalForce()
+        == 400.0
+    )
     assert variant_path("torque2d", pelvis_residuals=False) not in (default, stronger)
 
 
@@ -203,8 +291,10 @@ def test_cache_dir_env_and_default(tmp_path, monkeypatch):
 def test_concurrent_builds_publish_one_identical_file(tmp_path, shared_cache):
     env = dict(os.environ, FASTENV_CACHE=str(tmp_path))
     code = "from fastenv.envs.variants import variant_path; print(variant_path('torque3d'))"
-    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert len(set(outs)) == 1
@@ -219,11 +309,15 @@ def test_new_variants_are_one_dict_entry(monkeypatch):
         for i in range(bodies.getSize()):
             bodies.get(i).setMass(bodies.get(i).getMass() * mass_scale)
 
-    monkeypatch.setitem(VARIANTS, "heavy2d", VariantSpec("gait9dof18musc.osim", heavier, {"mass_scale": 1.0}))
+    monkeypatch.setitem(
+        VARIANTS, "heavy2d", VariantSpec("gait9dof18musc.osim", heavier, {"mass_scale": 1.0})
+    )
     base = opensim.Model(str(variant_path("muscle2d")))
     heavy = opensim.Model(str(variant_path("heavy2d", mass_scale=1.5)))
     assert heavy.getName() == "heavy2d"
-    assert heavy.getTotalMass(heavy.initSystem()) == pytest.approx(1.5 * base.getTotalMass(base.initSystem()))
+    assert heavy.getTotalMass(heavy.initSystem()) == pytest.approx(
+        1.5 * base.getTotalMass(base.initSystem())
+    )
 
 
 def test_failed_build_leaves_no_file(tmp_path, monkeypatch):
@@ -274,13 +368,18 @@ def test_base_models_are_bundled_without_osim_rl():
     for name in ("gait9dof18musc.osim", "gait14dof22musc_20170320.osim"):
         path = base_model_path(name)
         assert path.parent == variants.models_dir()
-        meshes = set(re.findall(r"<geometry_file>\s*([^<\s]+)\s*</geometry_file>",
-                                path.read_text()))
+        meshes = set(
+            re.findall(r"<geometry_file>\s*([^<\s]+)\s*</geometry_file>", path.read_text())
+        )
         assert meshes and all((variants.mesh_dir() / m).is_file() for m in meshes)
     import fastenv
+
     root = pathlib.Path(fastenv.__file__).parent
-    offenders = [str(p) for p in root.rglob("*.py") if "osim-rl\")" in p.read_text()
-                 or "import osim" in p.read_text()]
+    offenders = [
+        str(p)
+        for p in root.rglob("*.py")
+        if 'osim-rl")' in p.read_text() or "import osim" in p.read_text()
+    ]
     assert not offenders
 
 
@@ -325,8 +424,10 @@ def _distance(model, state, body_a, body_b):
 
 
 def _muscle_params(model):
-    return {m.getName(): (m.getMaxIsometricForce(), m.getOptimalFiberLength(), m.getTendonSlackLength())
-            for m in (model.getMuscles().get(i) for i in range(model.getMuscles().getSize()))}
+    return {
+        m.getName(): (m.getMaxIsometricForce(), m.getOptimalFiberLength(), m.getTendonSlackLength())
+        for m in (model.getMuscles().get(i) for i in range(model.getMuscles().getSize()))
+    }
 
 
 def _spheres(model):
@@ -357,12 +458,15 @@ def test_palsy_scaled_to_the_child():
     mass_ratio = PALSY_CHILD["mass"] / generic.getTotalMass(gs)
     for body in ("pelvis", "femur_r", "tibia_l", "torso"):  # mass distribution preserved
         assert plain.getBodySet().get(body).getMass() == pytest.approx(
-            generic.getBodySet().get(body).getMass() * mass_ratio, rel=1e-9)
+            generic.getBodySet().get(body).getMass() * mass_ratio, rel=1e-9
+        )
 
     # Segment lengths: femur = hip centre (femur origin) to knee centre (tibia
     # origin, knee at 0); shank = knee centre to ankle centre (talus origin).
     for a, b in (("femur_r", "tibia_r"), ("femur_l", "tibia_l"), ("tibia_r", "talus_r")):
-        assert _distance(plain, ps, a, b) == pytest.approx(_distance(generic, gs, a, b) * factor, rel=1e-9)
+        assert _distance(plain, ps, a, b) == pytest.approx(
+            _distance(generic, gs, a, b) * factor, rel=1e-9
+        )
     assert _distance(generic, gs, "femur_r", "tibia_r") == pytest.approx(0.396, abs=0.001)
 
     g_spheres, p_spheres = _spheres(generic), _spheres(plain)
@@ -371,7 +475,9 @@ def test_palsy_scaled_to_the_child():
         assert p_spheres[name][0] == pytest.approx([x * factor for x in loc], rel=1e-12, abs=1e-15)
         assert p_spheres[name][1] == pytest.approx(radius * factor, rel=1e-12)
     pelvis_ty = plain.getCoordinateSet().get("pelvis_ty").getDefaultValue()
-    assert pelvis_ty == pytest.approx(generic.getCoordinateSet().get("pelvis_ty").getDefaultValue() * factor)
+    assert pelvis_ty == pytest.approx(
+        generic.getCoordinateSet().get("pelvis_ty").getDefaultValue() * factor
+    )
 
     # Muscle paths scale, and so do fibre and tendon lengths (OpenSim's
     # post-scale step); forces follow (mass ratio)^(2/3) times the CP strength.
@@ -390,14 +496,21 @@ def test_palsy_strength_and_contracture_params():
     palsy = _muscle_params(_loaded(variant_path("palsy3d"))[0])
     plain = _muscle_params(_loaded(variant_path("palsy3d", contracture=0))[0])
     full = _muscle_params(_loaded(variant_path("palsy3d", strength=1.0))[0])
-    assert variants.PALSY_CONTRACTURE_MUSCLES == ("hamstrings_r", "gastroc_r", "hamstrings_l", "gastroc_l")
+    assert variants.PALSY_CONTRACTURE_MUSCLES == (
+        "hamstrings_r",
+        "gastroc_r",
+        "hamstrings_l",
+        "gastroc_l",
+    )
     for name in MUSCLES_3D:
         force, fiber, tendon = palsy[name]
         assert force == pytest.approx(full[name][0] * PALSY_STRENGTH, rel=1e-12)
         assert force == plain[name][0] and tendon == plain[name][2]
         shortened = 1 - PALSY_CONTRACTURE if name in variants.PALSY_CONTRACTURE_MUSCLES else 1.0
         assert fiber == pytest.approx(plain[name][1] * shortened, rel=1e-12)
-    assert variant_path("palsy3d", height=1.61, mass=41.5, strength=0.65, contracture=0.2) == variant_path("palsy3d")
+    assert variant_path(
+        "palsy3d", height=1.61, mass=41.5, strength=0.65, contracture=0.2
+    ) == variant_path("palsy3d")
 
 
 def _passive_force(model, muscle, hip_flexion_deg, ankle_deg):
@@ -418,8 +531,15 @@ def test_palsy_contracture_resists_knee_extension_and_dorsiflexion():
     """Crouch-like hip flexion with a straight knee stretches the short hamstrings much more."""
     palsy = _loaded(variant_path("palsy3d"))[0]
     plain = _loaded(variant_path("palsy3d", contracture=0))[0]
-    for muscle, hip, ankle in (("hamstrings_r", 30, 0), ("hamstrings_r", 45, 0), ("gastroc_r", 0, 10)):
-        short, normal = _passive_force(palsy, muscle, hip, ankle), _passive_force(plain, muscle, hip, ankle)
+    for muscle, hip, ankle in (
+        ("hamstrings_r", 30, 0),
+        ("hamstrings_r", 45, 0),
+        ("gastroc_r", 0, 10),
+    ):
+        short, normal = (
+            _passive_force(palsy, muscle, hip, ankle),
+            _passive_force(plain, muscle, hip, ankle),
+        )
         assert normal > 10.0  # both are stretched; the contractured one far more
         assert short > 2.5 * normal, (muscle, hip, ankle, short, normal)
     # Hamstrings are slack when standing upright in the plain child only.
@@ -443,8 +563,13 @@ def test_palsy_bad_params(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="contracture") as err:
         variant_path("palsy3d", contractures=0.1)
     assert all(p in str(err.value) for p in ("height", "mass", "strength"))
-    for bad in ({"contracture": 1.0}, {"contracture": -0.1}, {"strength": 0.0}, {"height": -1.61},
-                {"mass": float("nan")}):
+    for bad in (
+        {"contracture": 1.0},
+        {"contracture": -0.1},
+        {"strength": 0.0},
+        {"height": -1.61},
+        {"mass": float("nan")},
+    ):
         with pytest.raises(ValueError, match=next(iter(bad))):
             variant_path("palsy3d", **bad)
     assert list(tmp_path.iterdir()) == []
