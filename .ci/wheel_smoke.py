@@ -11,8 +11,8 @@ import numpy as np
 
 import fastenv
 
-here = pathlib.Path.cwd().resolve()
-assert here not in pathlib.Path(fastenv.__file__).resolve().parents, fastenv.__file__
+# imported from the installed wheel, not from a source tree
+assert "site-packages" in pathlib.Path(fastenv.__file__).resolve().parts, fastenv.__file__
 for dev_only in ("pytest", "osim", "gym", "pandas"):   # osim/gym: osim-rl's legacy packages
     assert importlib.util.find_spec(dev_only) is None, f"{dev_only} is installed"
 
