@@ -104,7 +104,7 @@ OPTIONS = dict(
     accuracy=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
     reference=None,
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
-    start_noise=0.0,
+    start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
 )
 MODES = ("train", "test")
 
@@ -151,6 +151,11 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if not (isinstance(opts["start_noise"], (int, float)) and 0 <= opts["start_noise"] <= 0.2):
         raise ValueError(f"start_noise must be a joint-angle standard deviation in rad "
                          f"within [0, 0.2], got {opts['start_noise']!r}")
+    if opts["pd_targets"] not in ("range", "residual"):
+        raise ValueError(f"pd_targets must be 'range' or 'residual', got {opts['pd_targets']!r}")
+    if not (isinstance(opts["residual_range"], (int, float)) and opts["residual_range"] > 0):
+        raise ValueError(f"residual_range must be an angle in rad > 0, got "
+                         f"{opts['residual_range']!r}")
     if opts["obs_dtype"] not in ("float32", "float64"):
         raise ValueError(f"obs_dtype must be 'float32' or 'float64', got {opts['obs_dtype']!r}")
     return opts

@@ -2,8 +2,9 @@
 
 Muscle tasks send excitations; torque tasks send target joint angles that PD
 controllers track with torques. Both have one interface, so the env steps either
-without branching: ``action_space``; ``controls(smoothed)`` before the control step
-(``smoothed`` is the (1, n_actions) moving average of the last actions); and
+without branching: ``action_space``; ``controls(smoothed, reference_q)`` before the
+control step (``smoothed`` is the (1, n_actions) moving average of the last actions,
+``reference_q`` the reference's coordinates at the end of the step); and
 ``effort_cost()`` after it, the cost in the reward's effort term exp(-cost).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Actuation:
     def n_actions(self) -> int:
         return self.action_space.shape[0]
 
-    def controls(self, smoothed: np.ndarray) -> np.ndarray:
+    def controls(self, smoothed: np.ndarray, reference_q: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def effort_cost(self) -> float:
@@ -59,7 +60,7 @@ class MuscleActuation(Actuation):
         self.muscle_constants = metabolic.muscle_constants(sim.model, sim.default_state)
         self._rate = np.zeros(1)
 
-    def controls(self, smoothed):
+    def controls(self, smoothed, reference_q=None):
         return smoothed[0]
 
     def effort_cost(self) -> float:
@@ -78,8 +79,15 @@ class MuscleActuation(Actuation):
 
 
 class PDActuation(Actuation):
-    """Actions in [-1, 1] are target angles over each actuated coordinate's range,
-    tracked by PD torques clipped to ±``max_actuation`` (``kernels.pd_control``).
+    """Actions in [-1, 1] are target angles, tracked by PD torques clipped to
+    ±``max_actuation`` (``kernels.pd_control``).
+
+    ``pd_targets="range"`` (the original tasks): the action spans each actuated
+    coordinate's whole range, -1 the lower limit and +1 the upper. ``"residual"``: the
+    target is the reference's angle at the end of the step plus ``residual_range``
+    (rad) times the action, so a zero action asks for the reference, the same action
+    means the same offset on every joint and both legs, and the policy learns
+    corrections instead of the motion itself.
 
     Controls are the torques over ``max_actuation``, the optimal force the torque
     variants' coordinate actuators are built with. Effort: the RMS of those normalised torques
@@ -93,6 +101,10 @@ class PDActuation(Actuation):
         self.lower = np.ascontiguousarray(sim.coordinate_range[self.coordinates, 0])
         self.upper = np.ascontiguousarray(sim.coordinate_range[self.coordinates, 1])
         self.max_actuation = float(options["max_actuation"])
+        self.residual = options["pd_targets"] == "residual"
+        self.residual_range = float(options["residual_range"])
+        # the interval the kernel maps [-1, 1] onto: fixed, or moving with the reference
+        self._low, self._high = self.lower.copy(), self.upper.copy()
         self.kp, self.kd = self._gains(options)
         n = sim.n_controls
         self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
@@ -124,11 +136,15 @@ class PDActuation(Actuation):
             gains.append(np.ascontiguousarray(g, dtype=float))
         return gains
 
-    def controls(self, smoothed):
+    def controls(self, smoothed, reference_q=None):
         b, L = self.sim.buf, self.sim.layout
         q = b[L.slice("q")][self.coordinates][None, :]
         qdot = b[L.slice("qdot")][self.coordinates][None, :]
-        kernels.pd_control(smoothed, self.lower, self.upper, q, qdot, self.kp, self.kd,
+        if self.residual:
+            centre = reference_q[self.coordinates]
+            np.subtract(centre, self.residual_range, out=self._low)
+            np.add(centre, self.residual_range, out=self._high)
+        kernels.pd_control(smoothed, self._low, self._high, q, qdot, self.kp, self.kd,
                            self.max_actuation, self.torque, self.target)
         return self.torque[0] / self.max_actuation
 

@@ -14,7 +14,11 @@ import numpy as np
 from fastenv import kernels
 from fastenv.actuation import make_actuation
 from fastenv.envs import OPTIONS, TASKS, TaskSpec, resolve_options  # noqa: F401
-from fastenv.observation import build_observation_layout, task_buffer_layout
+from fastenv.observation import (
+    build_observation_layout,
+    previous_action_names,
+    task_buffer_layout,
+)
 from fastenv.references.prepare import prepared_reference
 from fastenv.sim import Simulation, SimulationError
 
@@ -92,7 +96,11 @@ class ImitationEnv(gym.Env):
         self.n_actions = n_act = self.actuation.n_actions
 
         # --- buffers and observation layout ---------------------------------------
-        self._task_buf = np.zeros(task_buffer_layout(cn).size)  # phase, target q, qdot
+        task_layout = task_buffer_layout(
+            cn, previous_action_names(sim.actuator_names, opts["horizon"])
+            if opts["observe_previous_actions"] else ())
+        self._task_buf = np.zeros(task_layout.size)   # phase, targets, previous actions
+        self._previous_actions = self._task_buf[task_layout.slice("previous_actions")]
         layout = build_observation_layout(sim, task, opts)
         self._buf = np.zeros((1, layout.buffer_size))   # [sim.buf | task buffer]
         self._src, self._ref, self._scale = layout.src, layout.ref, layout.scale
@@ -209,10 +217,19 @@ class ImitationEnv(gym.Env):
         """Phase and the next reference frame's coordinates (target observation)."""
         n = len(self.sim.coordinate_names)
         q, qd = self.reference.coordinates_at(self._start + self._step + 1)
+        self._next_reference_q = q   # also the centre of residual PD targets
         tb = self._task_buf
         tb[0] = self._phase()
         tb[1:1 + n] = q
-        tb[1 + n:] = qd
+        tb[1 + n:1 + 2 * n] = qd
+        # the actions before this step that the moving average still holds, newest
+        # first (ring buffer kernels.smooth_action writes at count % horizon); zero
+        # where the episode has not taken them yet
+        history, count = self._history[0], int(self._count[0])
+        horizon = len(history) if len(self._previous_actions) else 1
+        for k in range(1, horizon):
+            row = self._previous_actions[(k - 1) * self.n_actions:k * self.n_actions]
+            row[:] = history[(count - k) % horizon] if count - k >= 0 else 0.0
 
     def _observe(self):
         L = self.sim.layout.size
@@ -230,7 +247,7 @@ class ImitationEnv(gym.Env):
         sim = self.sim
         kernels.smooth_action(self._history, self._count, a[None, :], self._smoothed)
         self._count += 1
-        controls = self.actuation.controls(self._smoothed)
+        controls = self.actuation.controls(self._smoothed, self._next_reference_q)
         if self.options["apply_perturbations"]:
             self._perturb()
         info = {}

@@ -34,8 +34,9 @@ class ObservationBlock:
     name: prefix of the elements' names, and the key of the block's slice.
     source: the buffer segment read: a ``Simulation.layout`` segment or a task-buffer
         segment (:func:`task_buffer_layout`).
-    over: "coordinates" (the unlocked ones), "bodies", "muscles", "contacts", or None
-        for a single element named ``name``.
+    over: "coordinates" (the unlocked ones), "bodies", "muscles", "contacts",
+        "previous_actions" (``t-k.<actuator>``, k = 1 .. horizon - 1), or None for a
+        single element named ``name``.
     exclude: items of ``over`` left out.
     components: per-item element suffixes, in the source's order (a body's axes, a
         contact's force and moment); ``planar_components``, if given, is what a planar
@@ -82,16 +83,27 @@ OBSERVATION_BLOCKS: tuple[ObservationBlock, ...] = (
     ObservationBlock("grf", source="grf", over="contacts", components=GRF_COMPONENTS,
                      planar_components=PLANAR_GRF_COMPONENTS, scale="body_weight",
                      when="use_GRF"),
+    # the action actually applied is the mean of the last `horizon` actions: the ones
+    # before this step are state the policy cannot see otherwise
+    ObservationBlock("previous_actions", source="previous_actions", over="previous_actions",
+                     when="observe_previous_actions"),
 )
 
 
-def task_buffer_layout(coordinate_names) -> Layout:
+def previous_action_names(actuator_names, horizon: int) -> list[str]:
+    """``t-k.<actuator>`` for the ``horizon - 1`` actions before this step, newest first."""
+    return [f"t-{k}.{a}" for k in range(1, horizon) for a in actuator_names]
+
+
+def task_buffer_layout(coordinate_names, previous_actions=()) -> Layout:
     """What the env writes after ``Simulation.buf`` each step (``_write_task_buffer``):
-    the gait phase and the next reference frame's coordinates and speeds."""
+    the gait phase, the next reference frame's coordinates and speeds, and the previous
+    actions (:func:`previous_action_names`)."""
     layout = Layout()
     layout.add("phase", ["phase"])
     layout.add("target_q", list(coordinate_names))
     layout.add("target_qdot", list(coordinate_names))
+    layout.add("previous_actions", list(previous_actions))
     return layout
 
 
@@ -115,7 +127,9 @@ def build_observation_layout(sim, task, options,
     the blocks never depend on buffer offsets.
     """
     sim_layout = sim.layout
-    task_layout = task_buffer_layout(sim.coordinate_names)
+    previous = (previous_action_names(sim.actuator_names, options["horizon"])
+                if options["observe_previous_actions"] else [])
+    task_layout = task_buffer_layout(sim.coordinate_names, previous)
     offset = sim_layout.size
 
     def index(segment, element):
@@ -129,6 +143,7 @@ def build_observation_layout(sim, task, options,
         "bodies": list(sim.body_names),
         "muscles": list(sim.muscle_names),
         "contacts": list(sim.contact_names),
+        "previous_actions": previous,
     }
     zero = index("zero", "0")
     src, ref, scale, names, slices = [], [], [], [], {}

@@ -127,3 +127,27 @@ def test_pd_gain_options(torque_env):
 def test_muscle_actuation_needs_an_all_muscle_model(torque_env):
     with pytest.raises(ValueError, match="needs a model whose actuators are all muscles"):
         MuscleActuation(torque_env.sim, TASKS[MUSCLE], torque_env.options)
+
+
+@pytest.mark.parametrize("task", [TORQUE, "TorqueLockedKneeImitation3D-v0"])
+def test_residual_targets_centre_on_the_reference(task):
+    """pd_targets="residual": a zero action asks for the reference's angle at the end of
+    the step, ±1 for that angle ± residual_range, on every actuated coordinate."""
+    env = ImitationEnv(task, mode="test", pd_targets="residual", residual_range=0.3,
+                       horizon=1)
+    act = env.actuation
+    env.reset(seed=0)
+    for k, a in enumerate((0.0, 1.0, -1.0, 0.5)):
+        q_next, _ = env.reference.coordinates_at(k + 1)
+        env.step(np.full(env.n_actions, a, np.float32))
+        np.testing.assert_allclose(act.target[0], q_next[act.coordinates] + 0.3 * a,
+                                   rtol=0, atol=1e-12)
+    range_env = ImitationEnv(task, mode="test", horizon=1)
+    range_env.reset(seed=0)
+    range_env.step(np.zeros(env.n_actions, np.float32))
+    ra = range_env.actuation
+    np.testing.assert_allclose(ra.target[0], 0.5 * (ra.lower + ra.upper), atol=1e-12)
+    with pytest.raises(ValueError, match="pd_targets must be 'range' or 'residual'"):
+        ImitationEnv(task, pd_targets="relative")
+    with pytest.raises(ValueError, match="residual_range must be"):
+        ImitationEnv(task, pd_targets="residual", residual_range=0)

@@ -157,3 +157,26 @@ def test_custom_blocks(env):
         build_observation_layout(env.sim, env.spec_task, env.options,
                                  (ObservationBlock("q", source="q", over="coordinates",
                                                    scale="furlong"),))
+
+
+def test_previous_actions_block_holds_what_the_moving_average_still_applies():
+    env = ImitationEnv("TorqueWalkingImitation2D-v0", horizon=3, observe_previous_actions=True)
+    block = env.observation_blocks["previous_actions"]
+    names = env.observation_names[block]
+    acts = env.sim.actuator_names
+    assert names == [f"previous_actions/t-{k}.{a}" for k in (1, 2) for a in acts]
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(obs[block], 0.0)   # none taken yet
+    rng = np.random.default_rng(0)
+    taken = []
+    for _ in range(4):
+        a = rng.uniform(-1, 1, env.n_actions).astype(np.float32)
+        obs, *_ = env.step(a)
+        taken.append(a)
+        expect = np.concatenate([taken[-1], taken[-2] if len(taken) > 1 else np.zeros(7)])
+        np.testing.assert_allclose(obs[block], expect, rtol=1e-6)
+    assert "previous_actions" not in ImitationEnv("TorqueWalkingImitation2D-v0",
+                                                  horizon=3).observation_blocks
+    assert "previous_actions" not in ImitationEnv(
+        "TorqueWalkingImitation2D-v0", horizon=1,
+        observe_previous_actions=True).observation_blocks

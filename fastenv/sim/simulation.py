@@ -425,6 +425,45 @@ class Simulation:
             total += np.array([rv.get(k) for k in range(rv.size())])[idx[:, 1]].sum()
         return total
 
+    def gravity_stiffness(self):
+        """Per coordinate, in coordinate order: m·g·h (N·m/rad), the gravitational torque
+        per radian that the joint must resist when the model stands on the bodies
+        distal to it, at the default pose: m is the mass the joint carries (everything
+        but the child body's subtree) and h the height of that mass's centre above the
+        joint. About 0 for the root's coordinates, whose subtree is the whole model."""
+        model, s = self.model, osim.State(self.default_state)
+        model.realizePosition(s)
+        children: dict[str, list[str]] = {}
+        for joint in model.getJointSet():
+            parent = joint.getParentFrame().findBaseFrame().getName()
+            children.setdefault(parent, []).append(joint.getChildFrame().findBaseFrame().getName())
+        bodies = {b.getName(): b for b in model.getBodySet()}
+        mass = {n: b.getMass() for n, b in bodies.items()}
+        com = {n: b.findStationLocationInGround(s, b.getMassCenter()).to_numpy()
+               for n, b in bodies.items()}
+        total_m = sum(mass.values())
+        total_mc = sum(mass[n] * com[n] for n in bodies)
+
+        def subtree(name):
+            out, stack = [], [name]
+            while stack:
+                n = stack.pop()
+                out.append(n)
+                stack.extend(children.get(n, []))
+            return [n for n in out if n in bodies]
+
+        k = np.zeros(len(self.coordinates))
+        for j, c in enumerate(self.coordinates):
+            joint = c.getJoint()
+            sub = subtree(joint.getChildFrame().findBaseFrame().getName())
+            m = total_m - sum(mass[n] for n in sub)
+            if m <= 1e-9 or not self.rotational[j]:
+                continue
+            c_sup = (total_mc - sum(mass[n] * com[n] for n in sub)) / m
+            h = c_sup[1] - joint.getChildFrame().getPositionInGround(s).to_numpy()[1]
+            k[j] = m * GRAVITY * max(h, 0.0)
+        return k
+
     def joint_inertia(self):
         """Diagonal of the mass matrix at the default pose, in coordinate order
         (kg·m² for rotations, kg for translations): each joint's effective inertia."""
