@@ -191,3 +191,16 @@ def test_reference_state_starts_in_muscle_equilibrium(muscle2d_path):
     lengths = sim.buf[sim.layout.slice("fiber_length")]
     assert np.abs(lengths - default_lengths).max() > 0.01
     assert np.abs(sim.buf[sim.layout.slice("fiber_velocity")]).max() < 1e-6
+
+
+def test_gravity_stiffness_is_the_carried_weight_times_its_height(muscle2d_path):
+    """m g h per coordinate on the planar model standing: each leg joint carries the
+    body above it (ankle > knee > hip); the root's coordinates carry nothing."""
+    sim = Simulation(muscle2d_path)
+    k = dict(zip(sim.coordinate_names, sim.gravity_stiffness()))
+    for side in "rl":
+        assert k[f"ankle_angle_{side}"] > k[f"knee_angle_{side}"] > k[f"hip_flexion_{side}"] > 0
+    assert k["pelvis_tilt"] == k["pelvis_tx"] == k["pelvis_ty"] == 0.0
+    # the ankle carries all but a foot, its centre of mass about 0.9-1.1 m above it
+    h = k["ankle_angle_r"] / (0.97 * sim.body_weight)
+    assert 0.8 < h < 1.2, h
