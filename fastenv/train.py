@@ -4,6 +4,8 @@ A run lives in one folder::
 
     DIR/config.json              task, algorithm, seed and the resolved hyperparameters
     DIR/progress.csv             env steps, wall time, steps/s, episode return and length
+    DIR/evaluations.csv          at every checkpoint: the deterministic policy in test mode
+                                 (time alive, distance, joint RMSE, COM error)
     DIR/tb/                      TensorBoard logs (SB3's scalars)
     DIR/checkpoints/NNNNNNNNN/   policy (model.zip) and observation statistics
                                  (vecnormalize.pkl) every ``checkpoint_every`` env steps
@@ -26,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+
+from fastenv.vector import VECTOR_OPTIONS
 
 ALGOS = ("sac", "ppo")
 SECTIONS = ("algo", "policy", "env", "run")
@@ -106,13 +110,19 @@ class Checkpoints:
 
 
 # ----------------------------------------------------------------------- progress
+EVALUATION_COLUMNS = ("env_steps", "wall_s", "episodes", "time_alive_s", "fell",
+                      "distance_m", "reference_distance_m", "joint_rmse_deg", "com_error_m")
+
+
 class Progress(BaseCallback):
-    """Progress bar (steps/s, mean episode return), progress.csv rows and checkpoints,
-    counted in env steps (all envs together)."""
+    """Progress bar (steps/s, mean episode return), progress.csv rows, checkpoints and
+    a short evaluation at each checkpoint (evaluations.csv), counted in env steps (all
+    envs together). ``evaluate`` is ``(model, venv) -> metrics`` or None."""
 
     def __init__(self, out: Path, total: int, state: dict, config: dict, checkpoints,
-                 venv, show_bar: bool = True):
+                 venv, show_bar: bool = True, evaluate=None):
         super().__init__()
+        self.evaluate = evaluate
         self.out, self.total, self.state = out, total, state
         self.log_every = int(config["run"]["log_every"])
         self.checkpoint_every = int(config["run"]["checkpoint_every"])
@@ -155,8 +165,23 @@ class Progress(BaseCallback):
             self.next_log += self.log_every
         if steps >= self.next_checkpoint:
             self.checkpoints.save(self.model, self.venv, self.state)
+            self.evaluation()
             self.next_checkpoint += self.checkpoint_every
         return True
+
+    def evaluation(self):
+        """Append the current policy's test-mode figures to evaluations.csv."""
+        if self.evaluate is None:
+            return
+        m = self.evaluate(self.model, self.venv)
+        path = self.out / "evaluations.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(EVALUATION_COLUMNS)
+            row = {**self.state, **m}
+            writer.writerow([round(float(row[c]), 4) for c in EVALUATION_COLUMNS])
 
     def log(self):
         s = self.state
@@ -178,6 +203,33 @@ class Progress(BaseCallback):
         self.csv.close()
         if self.bar is not None:
             self.bar.close()
+
+
+def _checkpoint_evaluation(task: str, env_options: dict, config: dict, seed: int):
+    """``(model, venv) -> mean metrics`` of ``eval_episodes`` deterministic test-mode
+    episodes of ``eval_seconds`` (seeded start noise), observations normalised with the
+    training statistics: the learning curve in imitation terms, not only return."""
+    from fastenv import evaluate as ev
+    from fastenv.env import ImitationEnv
+    run = config["run"]
+    episodes, seconds = int(run.get("eval_episodes", 2)), float(run.get("eval_seconds", 5.0))
+    if episodes < 1:
+        return None
+    options = {k: v for k, v in env_options.items() if k not in VECTOR_OPTIONS}
+    options.update(mode="test", log=True, episode_seconds=seconds, start_noise=0.02)
+    holder = {}
+
+    def evaluate(model, venv):
+        env = holder.get("env") or holder.setdefault("env", ImitationEnv(task, **options))
+
+        def policy(obs):
+            action, _ = model.predict(venv.normalize_obs(obs[None, :]), deterministic=True)
+            return action[0]
+        results = [ev.run_episode(env, policy, seed=seed + 10_000 + k) for k in range(episodes)]
+        for r in results:
+            r.pop("records")
+        return ev.summarize(results)
+    return evaluate
 
 
 # ----------------------------------------------------------------------- train
@@ -226,7 +278,8 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         model = cls("MlpPolicy", venv, seed=seed, device="cpu", policy_kwargs=policy_kwargs,
                     verbose=0, **cfg["algo"])
     model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
-    progress = Progress(out, steps, state, cfg, checkpoints, venv, show_bar)
+    progress = Progress(out, steps, state, cfg, checkpoints, venv, show_bar,
+                        evaluate=_checkpoint_evaluation(task, env_options, cfg, seed))
     remaining = steps - state["env_steps"]
     try:
         if remaining > 0:

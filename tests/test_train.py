@@ -74,9 +74,11 @@ def test_config_merge_rejects_typos(tmp_path):
 
 TINY = {
     "sac": "[algo]\nlearning_starts = 100\nbuffer_size = 2000\nbatch_size = 32\n"
-           "[policy]\nnet_arch = [16, 16]\n[run]\ncheckpoint_every = 200\nlog_every = 100\n",
+           "[policy]\nnet_arch = [16, 16]\n[run]\ncheckpoint_every = 200\nlog_every = 100\n"
+           "eval_seconds = 0.3\n",
     "ppo": "[algo]\nn_steps = 64\nbatch_size = 64\nn_epochs = 1\n"
-           "[policy]\nnet_arch = [16, 16]\n[run]\ncheckpoint_every = 256\nlog_every = 128\n",
+           "[policy]\nnet_arch = [16, 16]\n[run]\ncheckpoint_every = 256\nlog_every = 128\n"
+           "eval_seconds = 0.3\n",
 }
 
 
@@ -103,6 +105,10 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     rows = (run / "progress.csv").read_text().splitlines()
     assert rows[0].startswith("env_steps,wall_s") and len(rows) >= 4
     assert list(run.joinpath("tb").iterdir())
+    evaluations = (run / "evaluations.csv").read_text().splitlines()
+    assert evaluations[0].startswith("env_steps,wall_s,episodes,time_alive_s")
+    assert len(evaluations) >= 3   # a checkpoint before and after the resume
+    assert all(math.isfinite(float(x)) for row in evaluations[1:] for x in row.split(","))
 
     out = tmp_path / "eval.json"
     cli("evaluate", str(run), "--episodes", "2", "--seconds", "0.3", "--json", str(out),
