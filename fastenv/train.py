@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
 import time
 import tomllib
 from importlib import resources
@@ -232,6 +233,12 @@ def _checkpoint_evaluation(task: str, env_options: dict, config: dict, seed: int
     return evaluate
 
 
+def _interrupt(signum, frame):
+    """SIGTERM (a scheduler's or `kill`'s stop) ends training like Ctrl-C: checkpoint,
+    then exit; background jobs cannot get SIGINT, which non-interactive shells ignore."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 # ----------------------------------------------------------------------- train
 def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | None = None,
           seed: int = 0, out: str | Path = "runs/train", config: str | Path | None = None,
@@ -281,11 +288,13 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     progress = Progress(out, steps, state, cfg, checkpoints, venv, show_bar,
                         evaluate=_checkpoint_evaluation(task, env_options, cfg, seed))
     remaining = steps - state["env_steps"]
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if remaining > 0:
             model.learn(total_timesteps=remaining, callback=progress,
                         reset_num_timesteps=not resume, progress_bar=False)
-    finally:   # also on Ctrl-C: the interrupted run resumes from here
+    finally:   # also on Ctrl-C or SIGTERM: the interrupted run resumes from here
+        signal.signal(signal.SIGTERM, previous)
         progress.log()
         checkpoints.save(model, venv, progress.state)
         progress.close()

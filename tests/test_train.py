@@ -128,3 +128,32 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     from fastenv.references import read_motion
     time, columns, in_degrees = read_motion(tmp_path / "rollout.mot")
     assert in_degrees and "knee_angle_r" in columns and time[0] == 0.0
+
+
+def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
+    """A scheduler's SIGTERM (or `kill`) stops training like Ctrl-C: a checkpoint is
+    written first, so --resume loses nothing."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "ppo.toml"
+    config.write_text(TINY["ppo"].replace("checkpoint_every = 256", "checkpoint_every = 100000"))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "fastenv", "train",
+                             "TorqueWalkingImitation2D-v0", "--algo", "ppo", "--steps", "100000",
+                             "--num-envs", "2", "--num-workers", "1", "--out", str(run),
+                             "--config", str(config), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "progress.csv").is_file() or len(
+            (run / "progress.csv").read_text().splitlines()) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    state = json.loads((run / "checkpoints" / "latest" / "state.json").read_text())
+    assert state["env_steps"] >= 128
