@@ -206,6 +206,7 @@ def evaluate(args) -> int:
     records = result.pop("_records")
     coords, model_coords = result.pop("_coordinates"), result.pop("_model_coordinates")
     rotational = result.pop("_rotational")
+    state_names, model_path = result.pop("_state_names"), result.pop("_model_path")
     m = result["mean"]
     print(f"{result['task']} ({result['algo']}), {args.episodes} episodes of {args.seconds} s:")
     print(f"{'episode':>7s} {'alive s':>8s} {'fell':>5s} {'dist m':>7s} {'speed':>6s} "
@@ -224,7 +225,9 @@ def evaluate(args) -> int:
         ev.plot_joint_angles(records[0], coords, model_coords, args.plot,
                              title=f"{result['task']}: episode 0")
     if args.export:
-        ev.export_motion(records[0], model_coords, rotational, args.export)
+        paths = ev.export_motion(records[0], model_coords, rotational, state_names,
+                                 model_path, args.export)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
@@ -310,7 +313,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", default=None, metavar="FILE.png",
                     help="plot episode 0's joint angles against the reference")
     ev.add_argument("--export", default=None, metavar="FILE.mot",
-                    help="write episode 0's coordinates as an OpenSim motion file")
+                    help="write episode 0 for the OpenSim GUI: FILE.mot (coordinates), "
+                         "FILE_states.sto (all states) and FILE.osim (its model)")
     ev.set_defaults(func=evaluate)
     return ap
 

@@ -295,7 +295,22 @@ class ImitationEnv(gym.Env):
         sim = self.sim
         return {"step": self._step, "time": self._step * sim.control_dt, "q": q.copy(),
                 "q_ref": q_ref.copy(), "com": sim.buf[sim.layout.slice("com_pos")].copy(),
-                "com_ref": self.reference.com_at(self._start + self._step).copy(), **extra}
+                "com_ref": self.reference.com_at(self._start + self._step).copy(),
+                "state": sim.model.getStateVariableValues(sim.state).to_numpy().copy(),
+                **extra}
+
+    def write_motion(self, path) -> dict:
+        """Write this episode (``log=True``) for the OpenSim GUI: ``<stem>.mot`` with the
+        coordinates (degrees), ``<stem>_states.sto`` with every state variable, and
+        ``<stem>.osim``, the model they belong to (fastenv.references.write_rollout)."""
+        if not self.options["log"] or not self.episode_log:
+            raise ValueError("write_motion needs a recorded episode: make the env with "
+                             "log=True and reset it")
+        from fastenv.references import write_rollout
+        log, sim = self.episode_log, self.sim
+        return write_rollout(path, [r["time"] for r in log], sim.coordinate_names,
+                             sim.rotational, [r["q"] for r in log], sim.state_variable_names,
+                             [r["state"] for r in log], self.model_path)
 
     def _perturb(self):
         """Random horizontal pushes on the torso (±perturbation_force N, 0.2 s each)."""

@@ -160,7 +160,8 @@ def evaluate(run_dir, *, episodes: int = 5, seconds: float = 10.0, start_noise: 
             "mean": summarize(results), "_records": records,
             "_coordinates": env.imitated_coordinates,
             "_model_coordinates": env.sim.coordinate_names,
-            "_rotational": [bool(x) for x in env.sim.rotational]}
+            "_rotational": [bool(x) for x in env.sim.rotational],
+            "_state_names": env.sim.state_variable_names, "_model_path": env.model_path}
 
 
 # ----------------------------------------------------------------------- outputs
@@ -197,12 +198,10 @@ def plot_joint_angles(records, coordinates, model_coordinates, path, title=""):
     return path
 
 
-def export_motion(records, model_coordinates, rotational, path):
-    """The rollout's coordinates as an OpenSim ``.mot`` (rotations in degrees, as the
-    OpenSim GUI expects; translations in metres)."""
-    from fastenv.references import write_motion
-    q = np.array([r["q"] for r in records])
-    columns = {name: np.degrees(q[:, j]) if rotational[j] else q[:, j]
-               for j, name in enumerate(model_coordinates)}
-    return write_motion(path, [r["time"] for r in records], columns, in_degrees=True,
-                        name="fastenv rollout")
+def export_motion(records, model_coordinates, rotational, state_names, model_path, path):
+    """Episode records as ``.mot`` + ``_states.sto`` + ``.osim`` for the OpenSim GUI
+    (:func:`fastenv.references.write_rollout`)."""
+    from fastenv.references import write_rollout
+    return write_rollout(path, [r["time"] for r in records], model_coordinates, rotational,
+                         [r["q"] for r in records], state_names,
+                         [r["state"] for r in records], model_path)

@@ -184,6 +184,29 @@ def write_motion(path, time, columns: dict, *, in_degrees: bool, name: str = "mo
     return path
 
 
+def write_rollout(path, time, coordinate_names, rotational, q, state_names, states,
+                  model_path) -> dict:
+    """A rollout as files the OpenSim GUI opens together: ``<stem>.mot`` (coordinates;
+    rotations in degrees, translations in metres), ``<stem>_states.sto`` (every state
+    variable by its path, as ``StatesTrajectory.createFromStatesTable`` reads it) and
+    ``<stem>.osim``, a copy of the model they belong to. Returns the three paths."""
+    import shutil
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".mot", ".sto", ".osim") else path
+    q = np.asarray(q, dtype=float)
+    coordinates = {name: np.degrees(q[:, j]) if rotational[j] else q[:, j]
+                   for j, name in enumerate(coordinate_names)}
+    mot = write_motion(stem.with_suffix(".mot"), time, coordinates, in_degrees=True,
+                       name=stem.name)
+    states = np.asarray(states, dtype=float)
+    sto = write_motion(stem.parent / f"{stem.name}_states.sto", time,
+                       {name: states[:, k] for k, name in enumerate(state_names)},
+                       in_degrees=False, name=f"{stem.name}_states")
+    model = stem.with_suffix(".osim")
+    shutil.copyfile(model_path, model)
+    return {"motion": mot, "states": sto, "model": model}
+
+
 def coordinate_of(label: str):
     """Coordinate name a column holds values of, or None (speeds, forces, ...)."""
     if label.startswith("/"):

@@ -169,6 +169,9 @@ class Simulation:
         self.limit_names = [f.getName() for f in self.limit_forces]
         self.energetics = bool(energetics) and bool(self.muscles)
         self.body_mass = model.getTotalMass(state)
+        names = model.getStateVariableNames()
+        #: every state variable's path, in ``Model.getStateVariableValues`` order
+        self.state_variable_names = [names.get(i) for i in range(names.getSize())]
         self.body_weight = self.body_mass * GRAVITY
 
         # --- index maps into bulk state vectors --------------------------------
