@@ -215,15 +215,20 @@ def evaluate(args) -> int:
         print(f"{k:7d} {e['time_alive_s']:8.2f} {str(e['fell']):>5s} {e['distance_m']:7.2f} "
               f"{e['speed_m_s']:6.2f} {e['reference_speed_m_s']:9.2f} "
               f"{e['joint_rmse_deg']:8.1f} {e['com_error_m']:9.3f}")
-    print(f"{'mean':>7s} {m['time_alive_s']:8.2f} {m['fell']:5.2f} {m['distance_m']:7.2f} "
-          f"{m['speed_m_s']:6.2f} {m['reference_speed_m_s']:9.2f} {m['joint_rmse_deg']:8.1f} "
-          f"{m['com_error_m']:9.3f}")
+    rows = [("mean", m)] + ([("random", result["random_policy"])]
+                            if result["random_policy"] else [])
+    for label, m in rows:
+        print(f"{label:>7s} {m['time_alive_s']:8.2f} {m['fell']:5.2f} {m['distance_m']:7.2f} "
+              f"{m['speed_m_s']:6.2f} {m['reference_speed_m_s']:9.2f} "
+              f"{m['joint_rmse_deg']:8.1f} {m['com_error_m']:9.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
     if args.plot:
         ev.plot_joint_angles(records[0], coords, model_coords, args.plot,
                              title=f"{result['task']}: episode 0")
+    if args.curves:
+        ev.plot_learning_curves(args.run, args.curves, random=result["random_policy"])
     if args.export:
         paths = ev.export_motion(records[0], model_coords, rotational, state_names,
                                  model_path, args.export)
@@ -312,6 +317,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", default=None, metavar="FILE", help="write the figures as JSON")
     ev.add_argument("--plot", default=None, metavar="FILE.png",
                     help="plot episode 0's joint angles against the reference")
+    ev.add_argument("--curves", default=None, metavar="FILE.png",
+                    help="plot the run's learning curves (progress.csv, evaluations.csv) "
+                         "against the random policy")
     ev.add_argument("--export", default=None, metavar="FILE.mot",
                     help="write episode 0 for the OpenSim GUI: FILE.mot (coordinates), "
                          "FILE_states.sto (all states) and FILE.osim (its model)")

@@ -140,7 +140,7 @@ def load_policy(run_dir):
 
 
 def evaluate(run_dir, *, episodes: int = 5, seconds: float = 10.0, start_noise: float = 0.02,
-             seed: int = 0) -> dict:
+             seed: int = 0, random_baseline: bool = True) -> dict:
     """Evaluate a training run's latest policy: ``episodes`` test-mode episodes of
     ``seconds`` each from the reference's first frame, with seeded start noise (rad).
     Returns ``{"task", "run", "episodes": [...], "mean": {...}}`` and, per episode, the
@@ -152,12 +152,23 @@ def evaluate(run_dir, *, episodes: int = 5, seconds: float = 10.0, start_noise: 
     env = ImitationEnv(config["task"], **options)
     try:
         results = [run_episode(env, policy, seed=seed + k) for k in range(episodes)]
+        random = None
+        if random_baseline:   # the same episodes under uniform random actions
+            rng = np.random.default_rng(seed)
+            space = env.action_space
+
+            def random_policy(obs):
+                return rng.uniform(space.low, space.high).astype(np.float32)
+            random = [run_episode(env, random_policy, seed=seed + k) for k in range(episodes)]
+            for r in random:
+                r.pop("records")
     finally:
         env.close()
     records = [r.pop("records") for r in results]
     return {"task": config["task"], "algo": config["algo"], "run": str(run_dir),
             "seconds": seconds, "start_noise": start_noise, "episodes": results,
-            "mean": summarize(results), "_records": records,
+            "mean": summarize(results),
+            "random_policy": summarize(random) if random else None, "_records": records,
             "_coordinates": env.imitated_coordinates,
             "_model_coordinates": env.sim.coordinate_names,
             "_rotational": [bool(x) for x in env.sim.rotational],
@@ -205,3 +216,52 @@ def export_motion(records, model_coordinates, rotational, state_names, model_pat
     return write_rollout(path, [r["time"] for r in records], model_coordinates, rotational,
                          [r["q"] for r in records], state_names,
                          [r["state"] for r in records], model_path)
+
+
+def plot_learning_curves(run_dir, path, random: dict | None = None):
+    """A run's learning curves against env steps: mean training return and episode
+    length (progress.csv), and the checkpoints' test-mode joint RMSE and distance
+    (evaluations.csv); ``random``: a random policy's mean figures, drawn as lines."""
+    import csv
+    from pathlib import Path
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def read(name):
+        file = Path(run_dir) / name
+        if not file.is_file():
+            return {}
+        rows = list(csv.DictReader(file.open()))
+        return {k: np.array([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
+    progress, evals = read("progress.csv"), read("evaluations.csv")
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+    panels = ((axes[0, 0], progress, "mean_return", "training return per episode", None),
+              (axes[0, 1], progress, "mean_length", "training episode length (steps)", None),
+              (axes[1, 0], evals, "joint_rmse_deg", "test joint RMSE (deg)", "joint_rmse_deg"),
+              (axes[1, 1], evals, "distance_m", "test distance (m)", "distance_m"))
+    for ax, data, key, title, random_key in panels:
+        if key in data:
+            ax.plot(data["env_steps"], data[key], color="tab:blue", label="policy")
+        if random and random_key:
+            ax.axhline(random[random_key], color="tab:red", ls="--", label="random policy")
+        if key == "distance_m" and "reference_distance_m" in data:
+            ax.plot(data["env_steps"], data["reference_distance_m"], color="0.5",
+                    label="reference")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("env steps")
+    if "wall_s" in progress and len(progress["wall_s"]):
+        top = axes[0, 0].secondary_xaxis(
+            "top", functions=(lambda s: np.interp(s, progress["env_steps"],
+                                                  progress["wall_s"] / 3600),
+                              lambda h: np.interp(h, progress["wall_s"] / 3600,
+                                                  progress["env_steps"])))
+        top.set_xlabel("wall time (h)", fontsize=9)
+    axes[1, 1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

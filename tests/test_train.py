@@ -112,7 +112,8 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
 
     out = tmp_path / "eval.json"
     cli("evaluate", str(run), "--episodes", "2", "--seconds", "0.3", "--json", str(out),
-        "--plot", str(tmp_path / "angles.png"), "--export", str(tmp_path / "rollout.mot"))
+        "--plot", str(tmp_path / "angles.png"), "--export", str(tmp_path / "rollout.mot"),
+        "--curves", str(tmp_path / "curves.png"))
     result = json.loads(out.read_text())
     assert result["task"] == task and len(result["episodes"]) == 2
     keys = {"time_alive_s", "distance_m", "speed_m_s", "reference_speed_m_s",
@@ -125,6 +126,8 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
         flat += list(episode["reward_terms"].values())
         assert all(math.isfinite(v) for v in flat)
     assert (tmp_path / "angles.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert keys <= set(result["random_policy"])   # the same episodes, random actions
     from fastenv.references import read_motion
     time, columns, in_degrees = read_motion(tmp_path / "rollout.mot")
     assert in_degrees and "knee_angle_r" in columns and time[0] == 0.0
