@@ -218,10 +218,12 @@ def _checkpoint_evaluation(task: str, env_options: dict, config: dict, seed: int
         return None
     options = {k: v for k, v in env_options.items() if k not in VECTOR_OPTIONS}
     options.update(mode="test", log=True, episode_seconds=seconds, start_noise=0.02)
-    holder = {}
+    envs = []   # built at the first checkpoint, reused by the later ones
 
     def evaluate(model, venv):
-        env = holder.get("env") or holder.setdefault("env", ImitationEnv(task, **options))
+        if not envs:
+            envs.append(ImitationEnv(task, **options))
+        env = envs[0]
 
         def policy(obs):
             action, _ = model.predict(venv.normalize_obs(obs[None, :]), deterministic=True)
