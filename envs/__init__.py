@@ -143,7 +143,8 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if opts["visualize"]:
         # the original package opened a window here; rendering is not built yet
         raise ValueError("visualize=True is not supported yet: fastenv has no renderer; "
-                         "record a rollout with log=True instead")
+                         "record a rollout with log=True and open "
+                         "env.unwrapped.write_motion(path) in the OpenSim GUI instead")
     if opts["episode_seconds"] is not None and not (
             isinstance(opts["episode_seconds"], (int, float)) and opts["episode_seconds"] > 0):
         raise ValueError(f"episode_seconds must be a number of seconds > 0 or None, "
