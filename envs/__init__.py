@@ -105,6 +105,7 @@ OPTIONS = dict(
     reference=None,
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
+    reward="original",
 )
 MODES = ("train", "test")
 
@@ -152,6 +153,8 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if not (isinstance(opts["start_noise"], (int, float)) and 0 <= opts["start_noise"] <= 0.2):
         raise ValueError(f"start_noise must be a joint-angle standard deviation in rad "
                          f"within [0, 0.2], got {opts['start_noise']!r}")
+    if opts["reward"] not in ("original", "tracking"):
+        raise ValueError(f"reward must be 'original' or 'tracking', got {opts['reward']!r}")
     if opts["pd_targets"] not in ("range", "residual"):
         raise ValueError(f"pd_targets must be 'range' or 'residual', got {opts['pd_targets']!r}")
     if not (isinstance(opts["residual_range"], (int, float)) and opts["residual_range"] > 0):

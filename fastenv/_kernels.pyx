@@ -114,6 +114,64 @@ def imitation_reward(const double[:, ::1] q, const double[:, ::1] q_ref,
         terms[e, 5] = cerr
 
 
+def tracking_reward(const double[:, ::1] q, const double[:, ::1] q_ref,
+                    const double[:, ::1] qdot, const double[:, ::1] qdot_ref,
+                    const double[:, ::1] com_vel, const double[:, ::1] com_vel_ref,
+                    const double[:, ::1] com, const double[:, ::1] com_ref,
+                    const double[:, ::1] action, const double[:, ::1] prev_action,
+                    const double[::1] effort_cost, double w_imitate, double w_effort,
+                    double w_action, double[:, ::1] terms):
+    """Reward terms per env, the imitation a sum of separately scaled terms that stay
+    informative far from the reference (DeepMimic-style); columns of ``terms``:
+
+    0 total = imitation + w_effort * effort + w_action * smoothness
+    1 imitation = (0.5 + w_imitate) * (0.6 * pose + 0.2 * velocity + 0.2 * com_velocity)
+    2 effort = exp(-effort_cost), 3 smoothness = exp(-|action - prev_action|)
+    4 joint-position MSE, 5 squared COM position error (diagnostics, as imitation_reward)
+    6 pose = exp(-10 * mean((q - q_ref)^2))
+    7 velocity = exp(-0.1 * mean((qdot - qdot_ref)^2))
+    8 com_velocity = exp(-10 * |com_vel - com_vel_ref|^2)
+    """
+    cdef Py_ssize_t e, j, nq = q.shape[1], nc = com.shape[1], na = action.shape[1]
+    cdef double mse, vse, cverr, cerr, d, da, pose, vel, cvel, imit, eff, smooth
+    for e in range(q.shape[0]):
+        mse = 0.0
+        vse = 0.0
+        for j in range(nq):
+            d = q[e, j] - q_ref[e, j]
+            mse = mse + d * d
+            d = qdot[e, j] - qdot_ref[e, j]
+            vse = vse + d * d
+        mse = mse / nq
+        vse = vse / nq
+        cverr = 0.0
+        cerr = 0.0
+        for j in range(nc):
+            d = com_vel[e, j] - com_vel_ref[e, j]
+            cverr = cverr + d * d
+            d = com[e, j] - com_ref[e, j]
+            cerr = cerr + d * d
+        da = 0.0
+        for j in range(na):
+            d = action[e, j] - prev_action[e, j]
+            da = da + d * d
+        pose = exp(-10.0 * mse)
+        vel = exp(-0.1 * vse)
+        cvel = exp(-10.0 * cverr)
+        imit = (0.5 + w_imitate) * (0.6 * pose + 0.2 * vel + 0.2 * cvel)
+        eff = exp(-effort_cost[e])
+        smooth = exp(-sqrt(da))
+        terms[e, 0] = imit + w_effort * eff + w_action * smooth
+        terms[e, 1] = imit
+        terms[e, 2] = eff
+        terms[e, 3] = smooth
+        terms[e, 4] = mse
+        terms[e, 5] = cerr
+        terms[e, 6] = pose
+        terms[e, 7] = vel
+        terms[e, 8] = cvel
+
+
 def torque_cost(const double[:, ::1] torque, double max_actuation, double[::1] out):
     """Normalised torque norm: sqrt(mean((torque / max_actuation)^2)), in [0, 1]."""
     cdef Py_ssize_t e, j, n = torque.shape[1]

@@ -45,7 +45,7 @@ class ImitationEnv(gym.Env):
     #: Scalar infos this env returns from every ``step``/``reset`` (name -> dtype): a
     #: vector env carries them in shared memory; any other info key (``sim_error``
     #: messages) travels with the worker's completion message.
-    info_scalars = {**{term: np.float64 for term in kernels.REWARD_TERMS},
+    info_scalars = {**{term: np.float64 for term in kernels.TRACKING_REWARD_TERMS},
                     "effort_cost": np.float64, "phase": np.float64, "frame": np.int64,
                     "nan_action": np.bool_}
 
@@ -114,7 +114,10 @@ class ImitationEnv(gym.Env):
         self._count = np.zeros(1, dtype=np.intp)
         self._smoothed = np.zeros((1, n_act))
         self._prev_action = np.zeros((1, n_act))
-        self._terms = np.zeros((1, len(kernels.REWARD_TERMS)))
+        #: the reward's terms, in ``info`` under these names (``reward`` option)
+        self.reward_terms = (kernels.TRACKING_REWARD_TERMS if opts["reward"] == "tracking"
+                             else kernels.REWARD_TERMS)
+        self._terms = np.zeros((1, len(self.reward_terms)))
         self._snapshots: dict[int, object] = {}
         self._train_starts_built = False
         self._step = 0
@@ -260,17 +263,26 @@ class ImitationEnv(gym.Env):
             return obs, 0.0, False, True, info
         self._step += 1
         # reward: the model state against the reference at the same instant
-        q_ref, _ = self.reference.coordinates_at(self._start + self._step)
+        k = self._start + self._step
+        q_ref, qdot_ref = self.reference.coordinates_at(k)
         L = sim.layout
         qs = sim.buf[L.slice("q")]
         com = sim.buf[L.slice("com_pos")][: self._axes]
-        com_ref = self.reference.com_at(self._start + self._step)[: self._axes]
+        com_ref = self.reference.com_at(k)[: self._axes]
         w_im, w_eff, w_act = self.r_weights
         cost = np.array([self.actuation.effort_cost()])
-        kernels.imitation_reward(qs[self._imitate_coords][None, :],
-                                 q_ref[self._imitate_coords][None, :], com[None, :],
-                                 com_ref[None, :], a[None, :], self._prev_action, cost, w_im,
-                                 w_eff, w_act, self._terms)
+        j = self._imitate_coords
+        if self.options["reward"] == "tracking":
+            kernels.tracking_reward(
+                qs[j][None, :], q_ref[j][None, :], sim.buf[L.slice("qdot")][j][None, :],
+                qdot_ref[j][None, :], sim.buf[L.slice("com_vel")][None, : self._axes],
+                self.reference.com_velocity_at(k)[None, : self._axes], com[None, :],
+                com_ref[None, :], a[None, :], self._prev_action, cost, w_im, w_eff, w_act,
+                self._terms)
+        else:
+            kernels.imitation_reward(qs[j][None, :], q_ref[j][None, :], com[None, :],
+                                     com_ref[None, :], a[None, :], self._prev_action, cost,
+                                     w_im, w_eff, w_act, self._terms)
         self._prev_action[0] = a
         self._write_task_buffer()
         obs = self._observe()
@@ -282,7 +294,7 @@ class ImitationEnv(gym.Env):
                           or np.abs(sim.buf[L.slice("qddot")]).max() > t.max_acceleration)
         truncated = (not terminated) and self._step >= self.episode_steps
         reward = float(self._terms[0, 0])
-        info = {name: float(v) for name, v in zip(kernels.REWARD_TERMS, self._terms[0])}
+        info = {name: float(v) for name, v in zip(self.reward_terms, self._terms[0])}
         info.update(effort_cost=float(cost[0]), phase=self._phase(), nan_action=nan_flag)
         if self.options["log"]:
             self.episode_log.append(self._log_record(qs, q_ref, action=a.copy(),

@@ -85,7 +85,6 @@ def run_episode(env, policy, *, seed: int) -> dict:
     """One episode of ``env`` (an ``ImitationEnv`` built with ``log=True``) under
     ``policy(obs) -> action``; returns :func:`episode_metrics` plus the per-step records
     under ``"records"`` (not JSON)."""
-    from fastenv import kernels
     obs, _ = env.reset(seed=seed)
     terminated = truncated = False
     while not (terminated or truncated):
@@ -102,7 +101,7 @@ def run_episode(env, policy, *, seed: int) -> dict:
         q_ref=np.array([r["q_ref"][cols] for r in steps]).reshape(len(steps), len(cols)),
         com=np.array([r["com"] for r in log]), com_ref=np.array([r["com_ref"] for r in log]),
         fell=bool(terminated), sim_error=info.get("sim_error"),
-        reward_terms={k: [r[k] for r in steps] for k in kernels.REWARD_TERMS},
+        reward_terms={k: [r[k] for r in steps] for k in env.reward_terms},
         metabolic_power=[r["metabolic_power"] for r in steps] if muscle else None,
         body_weight=env.sim.body_weight,
         torque_rms=None if muscle else [

@@ -21,6 +21,7 @@ from fastenv._kernels import (  # noqa: F401  (re-exported)
     pd_control,
     smooth_action,
     torque_cost,
+    tracking_reward,
 )
 
 _exp = np.frompyfunc(math.exp, 1, 1)
@@ -79,6 +80,27 @@ def imitation_reward_numpy(q, q_ref, com, com_ref, action, prev_action, effort_c
 
 
 REWARD_TERMS = ("total", "imitation", "effort", "smoothness", "joint_mse", "com_error")
+
+
+def tracking_reward_numpy(q, q_ref, qdot, qdot_ref, com_vel, com_vel_ref, com, com_ref,
+                          action, prev_action, effort_cost, w_imitate, w_effort, w_action):
+    """Columns: TRACKING_REWARD_TERMS (see ``_kernels.tracking_reward``)."""
+    mse = _sum_sq(q - q_ref) / q.shape[1]
+    vse = _sum_sq(qdot - qdot_ref) / q.shape[1]
+    cverr = _sum_sq(com_vel - com_vel_ref)
+    cerr = _sum_sq(com - com_ref)
+    da = _sum_sq(action - prev_action)
+    pose = _libm(_exp, -10.0 * mse)
+    vel = _libm(_exp, -0.1 * vse)
+    cvel = _libm(_exp, -10.0 * cverr)
+    imit = (0.5 + w_imitate) * (0.6 * pose + 0.2 * vel + 0.2 * cvel)
+    eff = _libm(_exp, -effort_cost)
+    smooth = _libm(_exp, -_libm(_sqrt, da))
+    return np.stack([imit + w_effort * eff + w_action * smooth, imit, eff, smooth, mse, cerr,
+                     pose, vel, cvel], axis=1)
+
+
+TRACKING_REWARD_TERMS = (*REWARD_TERMS, "pose", "velocity", "com_velocity")
 
 
 def torque_cost_numpy(torque, max_actuation):

@@ -131,9 +131,10 @@ class Progress(BaseCallback):
         self.t0 = time.perf_counter()
         self.wall0 = state["wall_s"]
         self.steps0 = state["env_steps"]
-        self.next_log = self.steps0 + self.log_every
+        # on the same multiples of the intervals before and after a resume
+        self.next_log = (self.steps0 // self.log_every + 1) * self.log_every
         self.logged = self.steps0
-        self.next_checkpoint = self.steps0 + self.checkpoint_every
+        self.next_checkpoint = (self.steps0 // self.checkpoint_every + 1) * self.checkpoint_every
         self.returns, self.lengths = [], []
         self.csv_path = out / "progress.csv"
         new = not self.csv_path.exists()

@@ -215,3 +215,34 @@ def test_physics_presets():
     assert (o["integrator"], o["accuracy"]) == ("SemiExplicitEuler2", 1e-4)
     with pytest.raises(ValueError, match="physics must be one of .*'turbo'"):
         resolve_options(physics="turbo")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_tracking_reward_option(task):
+    """reward="tracking": the same kernel inputs as the reward the env logs, its terms in
+    info; the vector env carries the extra terms too."""
+    from fastenv import kernels
+    env = ImitationEnv(task, reward="tracking", mode="test", log=True)
+    assert env.reward_terms == kernels.TRACKING_REWARD_TERMS
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(5):
+        _, r, term, trunc, info = env.step(env.action_space.sample())
+    assert set(kernels.TRACKING_REWARD_TERMS) <= set(info)
+    assert r == info["total"] and 0 < info["pose"] <= 1 and 0 < info["com_velocity"] <= 1
+    imitation = (0.5 + env.r_weights[0]) * (0.6 * info["pose"] + 0.2 * info["velocity"]
+                                            + 0.2 * info["com_velocity"])
+    assert info["imitation"] == pytest.approx(imitation)
+    original = ImitationEnv(task)
+    original.reset(seed=0)
+    assert "pose" not in original.step(original.action_space.sample())[-1]
+    venv = gym.make_vec(task, num_envs=2, vectorization_mode="vector_entry_point",
+                        num_workers=1, reward="tracking")
+    try:
+        venv.reset(seed=0)
+        info = venv.step(venv.action_space.sample())[-1]
+        assert info["_pose"].all() and ((0 < info["pose"]) & (info["pose"] <= 1)).all()
+    finally:
+        venv.close()
+    with pytest.raises(ValueError, match="reward must be 'original' or 'tracking'"):
+        ImitationEnv(task, reward="deepmimic")

@@ -105,6 +105,49 @@ def test_imitation_reward_terms_by_hand():
     assert terms[0, 0] == pytest.approx(imit + 0.2 * np.exp(-0.7) + 0.1 * np.exp(-0.5))
 
 
+@settings(max_examples=50, deadline=None)
+@given(n_env=st.integers(1, 4), nq=st.integers(1, 15), nc=st.integers(2, 3),
+       na=st.integers(1, 22), w=st.tuples(st.floats(0, 2), st.floats(0, 2), st.floats(0, 2)),
+       seed=st.integers(0, 2**32 - 1))
+def test_tracking_reward_equals_numpy(n_env, nq, nc, na, w, seed):
+    rng = np.random.default_rng(seed)
+    args = (arrays(rng, n_env, nq, scale=0.3), arrays(rng, n_env, nq, scale=0.3),
+            arrays(rng, n_env, nq, scale=3.0), arrays(rng, n_env, nq, scale=3.0),
+            arrays(rng, n_env, nc, scale=1.0), arrays(rng, n_env, nc, scale=1.0),
+            arrays(rng, n_env, nc, scale=0.1), arrays(rng, n_env, nc, scale=0.1),
+            rng.random((n_env, na)), rng.random((n_env, na)), np.abs(arrays(rng, n_env)))
+    terms = np.empty((n_env, len(K.TRACKING_REWARD_TERMS)))
+    K.tracking_reward(*args, *w, terms)
+    np.testing.assert_array_equal(terms, K.tracking_reward_numpy(*args, *w))
+
+
+def test_tracking_reward_terms_by_hand():
+    """Each term by its formula, and the imitation term stays informative far from the
+    reference, where the original product has collapsed."""
+    q, q_ref = np.array([[0.1, 0.2]]), np.array([[0.0, 0.0]])
+    qd, qd_ref = np.array([[1.0, -1.0]]), np.array([[0.0, 1.0]])
+    cv, cv_ref = np.array([[1.1, 0.1]]), np.array([[1.3, 0.0]])
+    com, com_ref = np.array([[1.0, 0.9]]), np.array([[1.1, 0.9]])
+    a, a_prev = np.array([[0.5, 0.5, 0.5]]), np.array([[0.5, 0.5, 0.0]])
+    terms = np.empty((1, 9))
+    K.tracking_reward(q, q_ref, qd, qd_ref, cv, cv_ref, com, com_ref, a, a_prev,
+                      np.array([0.7]), 0.8, 0.2, 0.1, terms)
+    pose, vel, cvel = np.exp(-10 * 0.025), np.exp(-0.1 * 2.5), np.exp(-10 * 0.05)
+    imit = 1.3 * (0.6 * pose + 0.2 * vel + 0.2 * cvel)
+    assert terms[0, 6:] == pytest.approx([pose, vel, cvel])
+    assert terms[0, 1] == pytest.approx(imit)
+    assert terms[0, 4:6] == pytest.approx([0.025, 0.01])
+    assert terms[0, 0] == pytest.approx(imit + 0.2 * np.exp(-0.7) + 0.1 * np.exp(-0.5))
+    # 20 degrees RMS and 0.5 m behind the reference
+    far = np.full((1, 7), np.radians(20.0))
+    original = np.empty((1, 6))
+    K.imitation_reward(far, 0 * far, np.array([[0.5, 0.9]]), np.array([[1.0, 0.9]]), a, a,
+                       np.array([0.0]), 0.8, 0.2, 0.1, original)
+    K.tracking_reward(far, 0 * far, 0 * far, 0 * far, cv, cv, np.array([[0.5, 0.9]]),
+                      np.array([[1.0, 0.9]]), a, a, np.array([0.0]), 0.8, 0.2, 0.1, terms)
+    assert original[0, 1] < 0.01 < 0.5 < terms[0, 1]
+
+
 @settings(max_examples=30, deadline=None)
 @given(n_env=st.integers(1, 4), n=st.integers(1, 12), seed=st.integers(0, 2**32 - 1))
 def test_torque_cost_equals_numpy(n_env, n, seed):
