@@ -94,6 +94,23 @@ def test_imitation_reward_numpy(benchmark):
     benchmark(K.imitation_reward_numpy, *_reward_args())
 
 
+def _tracking_args():
+    return (_a(ENVS, N_COORD), _a(ENVS, N_COORD), _a(ENVS, N_COORD), _a(ENVS, N_COORD),
+            _a(ENVS, 2), _a(ENVS, 2), _a(ENVS, 2), _a(ENVS, 2), _a(ENVS, N_MUSCLE),
+            _a(ENVS, N_MUSCLE), np.abs(_a(ENVS)), 0.8, 0.2, 0.1)
+
+
+@pytest.mark.benchmark(group="tracking_reward")
+def test_tracking_reward_compiled(benchmark):
+    terms = np.empty((ENVS, len(K.TRACKING_REWARD_TERMS)))
+    benchmark(K.tracking_reward, *_tracking_args(), terms)
+
+
+@pytest.mark.benchmark(group="tracking_reward")
+def test_tracking_reward_numpy(benchmark):
+    benchmark(K.tracking_reward_numpy, *_tracking_args())
+
+
 @pytest.mark.benchmark(group="torque_cost")
 def test_torque_cost_compiled(benchmark):
     torque, out = _a(ENVS, N_TORQUE, scale=100), np.empty(ENVS)
