@@ -41,6 +41,20 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _env_option(text: str):
+    """KEY=VALUE, the value read as JSON where it parses (numbers, true/false, lists)."""
+    from fastenv.envs import OPTIONS
+    key, sep, value = text.partition("=")
+    if not sep or key not in OPTIONS:
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY an env option ({', '.join(sorted(OPTIONS))}), "
+            f"got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
 def _task(text: str) -> str:
     from fastenv.envs import TASKS
     if text not in TASKS:
@@ -187,7 +201,12 @@ def train(args) -> int:
                          "config; leave TASK out")
     if not args.resume and args.task is None:
         raise ValueError("TASK is required (or --resume to continue a run)")
-    options = {} if args.num_workers is None else {"num_workers": args.num_workers}
+    options = dict(args.option or [])
+    if args.num_workers is not None:
+        options["num_workers"] = args.num_workers
+    if args.resume and args.option:
+        raise ValueError("--resume continues with the run's saved env options; leave "
+                         "--option out")
     out = run_training(args.task, algo=args.algo, steps=args.steps, num_envs=args.num_envs,
                        seed=args.seed, out=args.out, config=args.config, resume=args.resume,
                        show_bar=not args.no_progress, **options)
@@ -299,6 +318,9 @@ def parser() -> argparse.ArgumentParser:
                     help="TOML/JSON file merged over fastenv/configs/ALGO.toml")
     tr.add_argument("--resume", action="store_true",
                     help="continue the run in --out from its latest checkpoint")
+    tr.add_argument("--option", type=_env_option, action="append", metavar="KEY=VALUE",
+                    help="an env option for every env, e.g. reward=tracking or "
+                         "pd_targets=residual (repeatable; docs/tasks.md lists them)")
     tr.add_argument("--no-progress", action="store_true",
                     help="no progress bar (progress.csv is written all the same)")
     tr.set_defaults(func=train)
