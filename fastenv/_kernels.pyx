@@ -74,6 +74,32 @@ def pd_control(const double[:, ::1] action, const double[::1] lower,
             torque[e, j] = fmin(fmax(tau, -max_actuation), max_actuation)
 
 
+cdef inline double _action_change(const double[:, ::1] action,
+                                  const double[:, ::1] prev_action, Py_ssize_t e):
+    """|action - prev_action| of env ``e`` (the smoothness term's argument)."""
+    cdef Py_ssize_t j
+    cdef double d, da = 0.0
+    for j in range(action.shape[1]):
+        d = action[e, j] - prev_action[e, j]
+        da = da + d * d
+    return sqrt(da)
+
+
+cdef inline void _common_terms(double[:, ::1] terms, Py_ssize_t e, double imit,
+                               double effort_cost, double change, double w_effort,
+                               double w_action, double mse, double cerr):
+    """Columns 0-5, shared by both rewards: total, imitation, effort, smoothness and the
+    two diagnostics."""
+    cdef double eff = exp(-effort_cost)
+    cdef double smooth = exp(-change)
+    terms[e, 0] = imit + w_effort * eff + w_action * smooth
+    terms[e, 1] = imit
+    terms[e, 2] = eff
+    terms[e, 3] = smooth
+    terms[e, 4] = mse
+    terms[e, 5] = cerr
+
+
 def imitation_reward(const double[:, ::1] q, const double[:, ::1] q_ref,
                      const double[:, ::1] com, const double[:, ::1] com_ref,
                      const double[:, ::1] action, const double[:, ::1] prev_action,
@@ -87,8 +113,8 @@ def imitation_reward(const double[:, ::1] q, const double[:, ::1] q_ref,
     3 smoothness = exp(-|action - prev_action|)
     4 joint-position MSE, 5 squared COM position error (diagnostics)
     """
-    cdef Py_ssize_t e, j, nq = q.shape[1], nc = com.shape[1], na = action.shape[1]
-    cdef double mse, cerr, d, da, imit, eff, smooth
+    cdef Py_ssize_t e, j, nq = q.shape[1], nc = com.shape[1]
+    cdef double mse, cerr, d, imit
     for e in range(q.shape[0]):
         mse = 0.0
         for j in range(nq):
@@ -99,19 +125,9 @@ def imitation_reward(const double[:, ::1] q, const double[:, ::1] q_ref,
         for j in range(nc):
             d = com[e, j] - com_ref[e, j]
             cerr = cerr + d * d
-        da = 0.0
-        for j in range(na):
-            d = action[e, j] - prev_action[e, j]
-            da = da + d * d
         imit = (0.5 + w_imitate) * exp(-30.0 * mse) * exp(-20.0 * cerr)
-        eff = exp(-effort_cost[e])
-        smooth = exp(-sqrt(da))
-        terms[e, 0] = imit + w_effort * eff + w_action * smooth
-        terms[e, 1] = imit
-        terms[e, 2] = eff
-        terms[e, 3] = smooth
-        terms[e, 4] = mse
-        terms[e, 5] = cerr
+        _common_terms(terms, e, imit, effort_cost[e], _action_change(action, prev_action, e),
+                      w_effort, w_action, mse, cerr)
 
 
 def tracking_reward(const double[:, ::1] q, const double[:, ::1] q_ref,
@@ -132,8 +148,8 @@ def tracking_reward(const double[:, ::1] q, const double[:, ::1] q_ref,
     7 velocity = exp(-0.1 * mean((qdot - qdot_ref)^2))
     8 com_velocity = exp(-10 * |com_vel - com_vel_ref|^2)
     """
-    cdef Py_ssize_t e, j, nq = q.shape[1], nc = com.shape[1], na = action.shape[1]
-    cdef double mse, vse, cverr, cerr, d, da, pose, vel, cvel, imit, eff, smooth
+    cdef Py_ssize_t e, j, nq = q.shape[1], nc = com.shape[1]
+    cdef double mse, vse, cverr, cerr, d, pose, vel, cvel, imit
     for e in range(q.shape[0]):
         mse = 0.0
         vse = 0.0
@@ -151,22 +167,12 @@ def tracking_reward(const double[:, ::1] q, const double[:, ::1] q_ref,
             cverr = cverr + d * d
             d = com[e, j] - com_ref[e, j]
             cerr = cerr + d * d
-        da = 0.0
-        for j in range(na):
-            d = action[e, j] - prev_action[e, j]
-            da = da + d * d
         pose = exp(-10.0 * mse)
         vel = exp(-0.1 * vse)
         cvel = exp(-10.0 * cverr)
         imit = (0.5 + w_imitate) * (0.6 * pose + 0.2 * vel + 0.2 * cvel)
-        eff = exp(-effort_cost[e])
-        smooth = exp(-sqrt(da))
-        terms[e, 0] = imit + w_effort * eff + w_action * smooth
-        terms[e, 1] = imit
-        terms[e, 2] = eff
-        terms[e, 3] = smooth
-        terms[e, 4] = mse
-        terms[e, 5] = cerr
+        _common_terms(terms, e, imit, effort_cost[e], _action_change(action, prev_action, e),
+                      w_effort, w_action, mse, cerr)
         terms[e, 6] = pose
         terms[e, 7] = vel
         terms[e, 8] = cvel
