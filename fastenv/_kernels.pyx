@@ -4,9 +4,9 @@
 Each function has a NumPy twin in ``fastenv/kernels.py`` written with the same
 operation order, and ``tests/test_kernels.py`` proves the two give equal results.
 All kernels take 2-D batches (rows = envs) so the pool can run them over many envs
-at once; a single env is a batch of one.
+at once; a single env is a batch of one. ``rasterize`` (the renderer's) draws one image.
 """
-from libc.math cimport exp, sqrt, fmin, fmax
+from libc.math cimport exp, sqrt, fmin, fmax, floor, isfinite
 include "_metabolic.pxi"
 
 
@@ -188,3 +188,66 @@ def torque_cost(const double[:, ::1] torque, double max_actuation, double[::1] o
             x = torque[e, j] / max_actuation
             s = s + x * x
         out[e] = sqrt(s / n)
+
+
+def rasterize(const double[:, ::1] vertices, const int[:, ::1] triangles,
+              const unsigned char[:, ::1] colors, double[:, ::1] depth,
+              unsigned char[:, :, ::1] image):
+    """Z-buffered, flat-coloured triangles into ``image`` (H, W, 3) and ``depth`` (H, W).
+
+    ``vertices`` (n, 3): pixel x (right), pixel y (down) and depth (smaller is nearer);
+    ``triangles`` (m, 3) index them, in drawing order; ``colors`` (m, 3) is each
+    triangle's already shaded RGB. A pixel is covered when its centre lies inside the
+    triangle or on an edge (either winding); it is written when the depth interpolated
+    there with the edge-function weights is below ``depth``. Degenerate triangles and
+    those with a non-finite vertex are skipped.
+    """
+    cdef Py_ssize_t t, ix, iy, ix0, ix1, iy0, iy1, a, b, c
+    cdef Py_ssize_t H = depth.shape[0], W = depth.shape[1]
+    cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2, area, w0, w1, w2, px, py, z
+    cdef double lo_x, hi_x, lo_y, hi_y
+    for t in range(triangles.shape[0]):
+        a = triangles[t, 0]
+        b = triangles[t, 1]
+        c = triangles[t, 2]
+        x0 = vertices[a, 0]
+        y0 = vertices[a, 1]
+        z0 = vertices[a, 2]
+        x1 = vertices[b, 0]
+        y1 = vertices[b, 1]
+        z1 = vertices[b, 2]
+        x2 = vertices[c, 0]
+        y2 = vertices[c, 1]
+        z2 = vertices[c, 2]
+        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+        if not (area > 0.0 or area < 0.0) or not (isfinite(z0) and isfinite(z1)
+                                                    and isfinite(z2)):
+            continue
+        lo_x = fmax(fmin(fmin(x0, x1), x2), 0.0)
+        hi_x = fmin(fmax(fmax(x0, x1), x2), W - 1.0)
+        lo_y = fmax(fmin(fmin(y0, y1), y2), 0.0)
+        hi_y = fmin(fmax(fmax(y0, y1), y2), H - 1.0)
+        if not (lo_x <= hi_x and lo_y <= hi_y):
+            continue
+        ix0 = <Py_ssize_t>floor(lo_x)
+        ix1 = <Py_ssize_t>hi_x
+        iy0 = <Py_ssize_t>floor(lo_y)
+        iy1 = <Py_ssize_t>hi_y
+        for iy in range(iy0, iy1 + 1):
+            py = iy + 0.5
+            for ix in range(ix0, ix1 + 1):
+                px = ix + 0.5
+                w0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+                w1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
+                w2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+                if area > 0.0:
+                    if w0 < 0.0 or w1 < 0.0 or w2 < 0.0:
+                        continue
+                elif w0 > 0.0 or w1 > 0.0 or w2 > 0.0:
+                    continue
+                z = (w0 * z0 + w1 * z1 + w2 * z2) / area
+                if z < depth[iy, ix]:
+                    depth[iy, ix] = z
+                    image[iy, ix, 0] = colors[t, 0]
+                    image[iy, ix, 1] = colors[t, 1]
+                    image[iy, ix, 2] = colors[t, 2]

@@ -19,6 +19,7 @@ from fastenv._kernels import (  # noqa: F401  (re-exported)
     imitation_reward,
     metabolic_rate,
     pd_control,
+    rasterize,
     smooth_action,
     torque_cost,
     tracking_reward,
@@ -105,3 +106,29 @@ TRACKING_REWARD_TERMS = (*REWARD_TERMS, "pose", "velocity", "com_velocity")
 
 def torque_cost_numpy(torque, max_actuation):
     return _libm(_sqrt, _sum_sq(torque / max_actuation) / torque.shape[1])
+
+
+def rasterize_numpy(vertices, triangles, colors, depth, image):
+    """Twin of ``_kernels.rasterize``: one triangle at a time (later ones see the depth
+    the earlier ones wrote), the pixels of its bounding box at once; writes in place."""
+    H, W = depth.shape
+    for t, (a, b, c) in enumerate(triangles):
+        (x0, y0, z0), (x1, y1, z1), (x2, y2, z2) = vertices[a], vertices[b], vertices[c]
+        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+        if not (area > 0.0 or area < 0.0) or not np.isfinite([z0, z1, z2]).all():
+            continue
+        lo_x, hi_x = max(min(x0, x1, x2), 0.0), min(max(x0, x1, x2), W - 1.0)
+        lo_y, hi_y = max(min(y0, y1, y2), 0.0), min(max(y0, y1, y2), H - 1.0)
+        if not (lo_x <= hi_x and lo_y <= hi_y):
+            continue
+        iy, ix = np.mgrid[int(math.floor(lo_y)):int(hi_y) + 1, int(math.floor(lo_x)):int(hi_x) + 1]
+        py, px = iy + 0.5, ix + 0.5
+        w0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+        w1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
+        w2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+        inside = ((w0 >= 0) & (w1 >= 0) & (w2 >= 0)) if area > 0 else \
+            ((w0 <= 0) & (w1 <= 0) & (w2 <= 0))
+        z = (w0 * z0 + w1 * z1 + w2 * z2) / area
+        hit = inside & (z < depth[iy, ix])
+        depth[iy[hit], ix[hit]] = z[hit]
+        image[iy[hit], ix[hit]] = colors[t]

@@ -156,3 +156,39 @@ def test_torque_cost_equals_numpy(n_env, n, seed):
     out = np.empty(n_env)
     K.torque_cost(torque, 200.0, out)
     np.testing.assert_array_equal(out, K.torque_cost_numpy(torque, 200.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_tri=st.integers(1, 40), height=st.integers(1, 40), width=st.integers(1, 50),
+       seed=st.integers(0, 2**32 - 1))
+def test_rasterize_equals_numpy(n_tri, height, width, seed):
+    """Overlapping triangles, partly off the image, shared vertices (edges on pixel
+    centres), degenerate and non-finite ones: the same pixels and depths, bitwise."""
+    rng = np.random.default_rng(seed)
+    n_vert = 3 * n_tri
+    v = np.column_stack([rng.uniform(-10, width + 10, n_vert),
+                         rng.uniform(-10, height + 10, n_vert), rng.uniform(0.5, 5.0, n_vert)])
+    on_centre = rng.random(n_vert) < 0.2
+    v[on_centre, :2] = np.round(v[on_centre, :2]) + 0.5
+    v[rng.random(n_vert) < 0.03] = np.nan
+    tri = rng.integers(0, n_vert, (n_tri, 3)).astype(np.intc)
+    degenerate = rng.random(n_tri) < 0.1
+    tri[degenerate, 2] = tri[degenerate, 1]
+    colors = rng.integers(0, 256, (n_tri, 3)).astype(np.uint8)
+    depth, image = np.full((height, width), np.inf), np.zeros((height, width, 3), np.uint8)
+    depth_ref, image_ref = depth.copy(), image.copy()
+    K.rasterize(v, tri, colors, depth, image)
+    K.rasterize_numpy(v, tri, colors, depth_ref, image_ref)
+    np.testing.assert_array_equal(depth, depth_ref)
+    np.testing.assert_array_equal(image, image_ref)
+
+
+def test_rasterize_covers_the_triangle_and_keeps_the_nearest():
+    depth, image = np.full((10, 10), np.inf), np.zeros((10, 10, 3), np.uint8)
+    square = np.array([[2, 2, 1.0], [8, 2, 1.0], [8, 8, 1.0], [2, 8, 1.0]])
+    behind = square + [0, 0, 1.0]
+    tri = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]], np.intc)
+    colors = np.array([[255, 0, 0]] * 2 + [[0, 255, 0]] * 2, np.uint8)
+    K.rasterize(np.vstack([square, behind]), tri, colors, depth, image)
+    assert (image[2:8, 2:8] == [255, 0, 0]).all() and (depth[2:8, 2:8] == 1.0).all()
+    assert (image[:2] == 0).all() and (image[8:] == 0).all() and np.isinf(depth[0, 0])
