@@ -4,6 +4,7 @@
                                    [--mesh-intervals N] [--coarse] [--threads N]
                                    [--work-dir DIR] [--resume] [--seed STO] [--guess STO]
                                    [--kinematic]
+    python -m refgen rekinematics NAME|all [--out DIR]
 
 Run it from a fastenv checkout (refgen is not installed with fastenv).  Generators
 are looked up by name in :data:`GENERATORS` (walking2d, running2d, jumping2d,
@@ -132,16 +133,36 @@ def parser() -> argparse.ArgumentParser:
                      ".sto of an earlier solve as the initial guess (warm start)")
     gen.add_argument("--kinematic", action="store_true", help="palsy3d: write the kinematic "
                      "crouch-gait target without the Moco tracking solve")
+    rekin = sub.add_parser(
+        "rekinematics", help="recompute the body positions and velocities of committed "
+                             "references from their own coordinates (no solve); every other "
+                             "array is kept")
+    rekin.add_argument("name", help="a reference in the checkout's envs/references/, or 'all'")
+    rekin.add_argument("--out", type=Path, default=REFERENCES_DIR,
+                       help="output folder (default: the checkout's envs/references/)")
     return main_parser
+
+
+def rekinematics(args: argparse.Namespace) -> int:
+    """``python -m refgen rekinematics NAME|all``: :func:`refgen.kinematics.rekinematics`."""
+    from refgen.kinematics import rekinematics as recompute
+
+    names = (sorted(p.stem for p in REFERENCES_DIR.glob("*.npz")) if args.name == "all"
+             else [args.name])
+    for name in names:
+        recompute(name, references_dir=REFERENCES_DIR, out_dir=args.out)
+    return 0
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if args.motions is not None:
+    if getattr(args, "motions", None) is not None:
         # the one setting of the motions folder (refgen.motions_dir) for this process
         os.environ[MOTIONS_ENV] = str(args.motions.resolve())
     import opensim
     opensim.Logger.setLevelString("warn")
+    if args.command == "rekinematics":
+        return rekinematics(args)
     generator, _ = GENERATORS[args.name]
     args.log = _log(time.perf_counter())
     generator(args)

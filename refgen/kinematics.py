@@ -8,6 +8,8 @@ muscle states.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from refgen.motion import Motion
@@ -137,3 +139,61 @@ def com_kinematics(motion: Motion, model) -> tuple[np.ndarray, np.ndarray]:
         pos[k] = posed.model.calcMassCenterPosition(posed.state).to_numpy()
         vel[k] = posed.model.calcMassCenterVelocity(posed.state).to_numpy()
     return pos, vel
+
+
+# ------------------------------------------------------------------ shipped references
+def reference_model_path(ref):
+    """The model a reference was built on: the base model or default model variant
+    whose file digest is the reference's ``model_digest`` (ValueError if none is)."""
+    from fastenv.envs.variants import VARIANTS, base_model_path, variant_path
+    from fastenv.references import model_digest
+
+    candidates = [base_model_path(spec.base) for spec in VARIANTS.values()]
+    candidates += [variant_path(name) for name in VARIANTS]
+    for path in dict.fromkeys(candidates):
+        if model_digest(path) == ref.model_digest:
+            return path
+    raise ValueError(f"reference {ref.name!r}: no base model or default variant has its "
+                     f"model digest {ref.model_digest!r}; expected one of "
+                     f"{sorted(VARIANTS)} or their base models")
+
+
+def rekinematics(name: str, *, references_dir: Path, out_dir: Path | None = None,
+                 log=print) -> dict:
+    """Recompute a shipped reference's body positions and velocities from its own
+    coordinates and speeds with ``fastenv.references.body_kinematics`` (the code
+    ``build_reference`` writes them with) on the model it was built on, and save it
+    to ``out_dir`` (default ``references_dir``). No solve runs: every other array is
+    kept as it is. The centre of mass is recomputed as a check and must come out
+    unchanged (it never read the stale frame cache that froze the bodies before the
+    fix). Returns the largest changes, in m and m/s."""
+    from fastenv.references import Reference, body_kinematics
+    from fastenv.sim import Simulation
+
+    src = Path(references_dir) / f"{name}.npz"
+    if not src.is_file():
+        names = sorted(p.stem for p in Path(references_dir).glob("*.npz"))
+        raise ValueError(f"no reference {name!r} in {references_dir}; expected one of {names}")
+    ref = Reference.load(src)
+    model_path = reference_model_path(ref)
+    sim = Simulation(model_path, energetics=False)
+    if list(sim.body_names) != list(ref.body_names):
+        raise ValueError(f"reference {name!r}: bodies {ref.body_names} are not those of "
+                         f"{model_path} ({sim.body_names})")
+    body_pos, body_vel, com_pos, com_vel = body_kinematics(sim, ref.q, ref.qdot)
+    com_change = max(np.abs(com_pos - ref.com_pos).max(), np.abs(com_vel - ref.com_vel).max())
+    if com_change > 1e-9:
+        raise RuntimeError(f"reference {name!r}: the centre of mass changed by {com_change:.3g} "
+                           "on recomputation; its coordinates and model no longer agree")
+    change = dict(name=name, model=Path(model_path).name,
+                  body_pos_m=float(np.abs(body_pos - ref.body_pos).max()),
+                  body_vel_m_s=float(np.abs(body_vel - ref.body_vel).max()),
+                  com=float(com_change))
+    ref.body_pos, ref.body_vel = body_pos, body_vel
+    out = Path(out_dir or references_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ref.save(out / f"{name}.npz")
+    log(f"[{name}] body kinematics on {change['model']}: positions changed by up to "
+        f"{change['body_pos_m']:.3f} m, velocities by up to {change['body_vel_m_s']:.3f} m/s; "
+        f"centre of mass unchanged ({com_change:.1g})")
+    return change

@@ -145,6 +145,25 @@ def test_state_from_coordinates_sets_values(muscle2d_path):
     assert sim.model.getCoordinateSet().get("hip_flexion_l").getSpeedValue(s) == 1.5
 
 
+def test_kinematics_poses_every_body(muscle2d_path):
+    """Simulation.kinematics reads every body at the given pose and speeds, as the
+    buffer does after a restore, and again after other poses (the working State)."""
+    sim = Simulation(muscle2d_path)
+    q = sim.buf[sim.layout.slice("q")].copy()
+    for c, v in (("pelvis_tx", 0.4), ("hip_flexion_r", 0.5), ("knee_angle_l", -0.8)):
+        q[sim.coordinate_names.index(c)] = v
+    qd = np.linspace(-1.0, 1.0, len(q))
+    qd[sim.locked] = 0.0
+    sim.kinematics(np.zeros_like(q), -qd)            # another pose first
+    pos, vel, com, comv = sim.kinematics(q, qd)
+    sim.restore(sim.state_from_coordinates(q, qd, equilibrate=False))
+    np.testing.assert_allclose(pos.ravel(), sim.buf[sim.layout.slice("body_pos")], atol=1e-12)
+    np.testing.assert_allclose(vel.ravel(), sim.buf[sim.layout.slice("body_vel")], atol=1e-12)
+    np.testing.assert_allclose(com, sim.buf[sim.layout.slice("com_pos")], atol=1e-12)
+    assert pos[sim.body_names.index("pelvis"), 0] == pytest.approx(0.4)
+    assert np.abs(vel[sim.body_names.index("femur_r")]).max() > 0.1
+
+
 def test_push_moves_the_torso(muscle2d_path):
     results = []
     for f in (0.0, 400.0):

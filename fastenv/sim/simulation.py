@@ -408,10 +408,25 @@ class Simulation:
             t += self.control_dt
             self.state = self._manager.integrate(t)
 
+    def _posed_state(self, q, qdot):
+        """The model's working State at coordinates ``q``/``qdot`` (model order; locked
+        coordinates at their locked values, muscles at their defaults), realized to
+        Velocity. Not a copy: a State copied from a realized one keeps OpenSim's lazily
+        cached frame transforms of the pose it was copied at until it has been realized
+        and changed once more, so bodies read on a fresh copy (those that muscles or
+        contacts had touched: pelvis, femurs, tibias, calcanei) sat at the default pose
+        with zero velocity, while the centre of mass (Simbody's own cache) was right."""
+        s = self.state_from_coordinates(q, qdot, equilibrate=False)
+        w = self.model.updWorkingState()
+        w.setTime(s.getTime())
+        w.setY(s.getY())
+        self.model.realizeVelocity(w)
+        return w
+
     def kinematics(self, q, qdot):
         """Body positions/velocities (n_body, 3) and COM position/velocity (3,) in ground
         for given coordinates, with exactly the quantities ``read`` extracts."""
-        s = self.state_from_coordinates(q, qdot, equilibrate=False)
+        s = self._posed_state(q, qdot)
         pos = np.array([b.getPositionInGround(s).to_numpy() for b in self._bodies])
         vel = np.array([b.getLinearVelocityInGround(s).to_numpy() for b in self._bodies])
         com = self.model.calcMassCenterPosition(s).to_numpy()
@@ -419,8 +434,10 @@ class Simulation:
         return pos, vel, com, comv
 
     def vertical_grf(self, q, qdot):
-        """Total vertical contact force (N) for given coordinates, muscles at default."""
-        s = self.state_from_coordinates(q, qdot, equilibrate=False)
+        """Total vertical contact force (N) for given coordinates, muscles at default.
+        On the posed working State, like :meth:`kinematics`; the contact forces were
+        right on a copied State as well (Hunt-Crossley and smooth spheres: equal values)."""
+        s = self._posed_state(q, qdot)
         self.model.realizeDynamics(s)
         total = 0.0
         for f, idx in zip(self.contact_forces, self._contact_idx):
