@@ -102,7 +102,7 @@ OPTIONS = dict(
     mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
     horizon=5, apply_perturbations=False, log=False, physics="default", integrator=None,
     accuracy=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
-    reference=None,
+    reference=None, reference_options=None,
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
     reward="original",
@@ -160,6 +160,15 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if not (isinstance(opts["residual_range"], (int, float)) and opts["residual_range"] > 0):
         raise ValueError(f"residual_range must be an angle in rad > 0, got "
                          f"{opts['residual_range']!r}")
+    if opts["reference_options"]:
+        from fastenv.references import check_reference_options
+        check_reference_options(opts["reference_options"])
+        ref = opts["reference"]
+        if ref is None or not str(ref).endswith((".mot", ".sto")):
+            what = ("the task's shipped reference" if ref is None else f"Reference {ref.name!r}"
+                    if hasattr(ref, "playback") else repr(str(ref)))
+            raise ValueError(f"reference_options apply to a motion-file reference "
+                             f"(reference='<file>.mot' or .sto), got {what}")
     if opts["obs_dtype"] not in ("float32", "float64"):
         raise ValueError(f"obs_dtype must be 'float32' or 'float64', got {opts['obs_dtype']!r}")
     return opts

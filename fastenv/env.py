@@ -87,7 +87,8 @@ class ImitationEnv(gym.Env):
         # --- reference: on this model, aligned with its ground (fastenv.references.prepare;
         # shared by all envs of a process) ---------------------------------------------
         ref = opts["reference"] if opts["reference"] is not None else task.reference
-        self.reference = prepared_reference(sim, ref, align_ground=opts["align_ground"])
+        self.reference = prepared_reference(sim, ref, align_ground=opts["align_ground"],
+                                            options=opts["reference_options"])
 
         # --- actuation ----------------------------------------------------------
         #: muscle excitations or PD targets (``fastenv.actuation``)

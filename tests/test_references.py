@@ -1,5 +1,4 @@
 """Reference format and the loader for users' inverse-kinematics files."""
-import warnings
 
 import numpy as np
 import pytest
@@ -17,11 +16,20 @@ from fastenv.references import (
 SHIPPED = sorted(p.name[:-4] for p in REFERENCE_DIR.iterdir() if p.name.endswith(".npz"))
 
 
+def _user_warnings(record) -> list:
+    """The messages of the UserWarnings in a ``pytest.warns`` record (not, say, a
+    DeprecationWarning of a library)."""
+    return [str(w.message) for w in record if issubclass(w.category, UserWarning)]
+
+
 def test_measured_walking_on_2d_model(muscle2d_path):
     path = shared_motion("gait10dof18musc_subject01_walk_ik.mot")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # exact coordinate names: no warning expected
+    with pytest.warns(UserWarning) as record:
         ref = reference_from_motion(path, muscle2d_path, treadmill_speed=1.05)
+    # exact coordinate names; the trunk lean the planar model locks is reported
+    messages = _user_warnings(record)
+    assert len(messages) == 1
+    assert "locks" in messages[0] and "lumbar_extension" in messages[0]
     time, cols, in_degrees = read_motion(path)
     assert in_degrees
     assert ref.playback == "once" and ref.control_dt == 0.01
@@ -43,11 +51,13 @@ def test_gait2392_walking_on_3d_model_warns_once_each(muscle3d_path):
     path = shared_motion("tutorial_gait2392_normal.mot")
     with pytest.warns(UserWarning) as record:
         ref = reference_from_motion(path, muscle3d_path)
-    messages = [str(w.message) for w in record]
-    ignored = [m for m in messages if "ignoring columns" in m]
-    missing = [m for m in messages if "missing from the file" in m]
-    assert len(ignored) == 1 and "lumbar_bending" in ignored[0]
-    assert len(missing) <= 1
+    messages = _user_warnings(record)
+    assert len(messages) == 1                        # everything in one message
+    message = messages[0]
+    assert "ignoring columns" in message and "lumbar_bending" in message
+    assert "missing from the file" in message and "pelvis_tx" in message
+    assert "hip_rotation_r" in message               # locked by the model, dropped
+    assert "treadmill_speed" in message              # one cycle that stands still
     assert np.isfinite(ref.q).all() and np.isfinite(ref.com_pos).all()
     assert ref.q.shape[1] == 17
 
@@ -146,3 +156,174 @@ def test_shipped_body_kinematics_are_opensims(name):
                                    rtol=0, atol=1e-6)
         np.testing.assert_allclose(ref.com_vel[k], model.calcMassCenterVelocity(state).to_numpy(),
                                    rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------- users' motion files
+TREADMILL_BELT = 1.2
+RAISED = 0.05     # m: the file's pelvis sits this much above the reference's
+
+
+@pytest.fixture(scope="module")
+def treadmill_walk(tmp_path_factory):
+    """A 3D treadmill-like IK file with gait2392 names, in degrees: three and a half
+    cycles of the shipped walking3d, starting 0.2 s into its cycle, with the forward
+    pelvis progression removed, the pelvis 5 cm higher, hip rotations and a trunk lean
+    (which the model locks) and subtalar and mtp angles (which it lacks).
+    (path, period in s, walking3d)."""
+    from fastenv.references import write_motion
+
+    ref = Reference.load(REFERENCE_DIR / "walking3d.npz")
+    n, cn = ref.n_frames, ref.coordinate_names
+    k = np.arange(20, 20 + 3 * n + 40)
+    q = ref.q[k % n] + np.outer(k // n, ref.q_offset)
+    tx = cn.index("pelvis_tx")
+    q[:, tx] -= ref.q_offset[tx] * k / n                  # the belt carries it back
+    q[:, cn.index("pelvis_ty")] += RAISED
+    time = (k - k[0]) * ref.control_dt
+    phase = 2 * np.pi * time / (n * ref.control_dt)
+    columns = {c: q[:, j] if c in ("pelvis_tx", "pelvis_ty", "pelvis_tz") else np.degrees(q[:, j])
+               for j, c in enumerate(cn) if c not in ("hip_rotation_r", "hip_rotation_l",
+                                                    "lumbar_extension")}
+    columns.update(hip_rotation_r=5 * np.sin(phase), hip_rotation_l=-5 * np.sin(phase),
+                   lumbar_extension=np.full(len(time), -12.0),
+                   subtalar_angle_r=np.zeros(len(time)), mtp_angle_r=np.zeros(len(time)))
+    path = write_motion(tmp_path_factory.mktemp("motion") / "treadmill_walk.mot", time,
+                        columns, in_degrees=True, name="treadmill_walk")
+    return path, n * ref.control_dt, ref
+
+
+@pytest.fixture(scope="module")
+def looped_walk(treadmill_walk, muscle3d_path):
+    path, _, _ = treadmill_walk
+    with pytest.warns(UserWarning):
+        return reference_from_motion(path, muscle3d_path, cycle="auto",
+                                     treadmill_speed=TREADMILL_BELT)
+
+
+def test_cycle_auto_finds_the_gait_period(looped_walk, treadmill_walk):
+    _, period, walking3d = treadmill_walk
+    report = looped_walk.figures["motion_file"]
+    assert looped_walk.playback == "loop"
+    assert report["cycle_period_s"] == pytest.approx(period, abs=0.021)   # a frame or two
+    assert abs(looped_walk.n_frames - walking3d.n_frames) <= 2
+    # from a right heel strike: the cycle starts where walking3d's does (its frame 0)
+    t0 = report["cycle_window_s"][0]
+    assert abs((t0 + 0.2) % period) < 0.03 or abs((t0 + 0.2) % period - period) < 0.03
+    # the other foot strikes half a cycle later
+    left = np.array(report["heel_strikes_l_s"])
+    assert np.abs(left - (t0 + period / 2)).min() < 0.05
+
+
+def test_looped_motion_is_seamless(looped_walk):
+    """Across the loop's seam (last frame -> first frame of the next cycle) angles,
+    speeds and accelerations change no more than between any two frames within it."""
+    ref = looped_walk
+    n = ref.n_frames
+    seq = [ref.coordinates_at(k) for k in range(2 * n)]
+    q = np.array([a for a, _ in seq])
+    qd = np.array([b for _, b in seq])
+    qdd = ref.qddot[np.arange(2 * n) % n]
+    for name, x in (("q", q), ("qdot", qd), ("qddot", qdd)):
+        step = np.abs(np.diff(x, axis=0))
+        inner = np.delete(step, n - 1, axis=0).max(axis=0)
+        assert (step[n - 1] <= 1.05 * inner + 1e-9).all(), name
+    assert ref.figures["seam_error_deg"] < 0.1
+
+
+def test_treadmill_speed_is_the_pelvis_speed(looped_walk):
+    ref = looped_walk
+    tx = ref.coordinate_names.index("pelvis_tx")
+    assert ref.q_offset[tx] / ref.duration == pytest.approx(TREADMILL_BELT, rel=1e-3)
+    assert ref.pos_offset[0] / ref.duration == pytest.approx(TREADMILL_BELT, rel=1e-3)
+    assert ref.figures["motion_file"]["pelvis_speed_m_s"] == pytest.approx(TREADMILL_BELT,
+                                                                           rel=1e-3)
+
+
+def test_motion_file_env_warns_once_with_locked_coordinates_and_ground_offset(treadmill_walk):
+    import gymnasium as gym
+
+    import fastenv  # noqa: F401
+
+    path, _, _ = treadmill_walk
+    with pytest.warns(UserWarning) as record:
+        with gym.make("TorqueWalkingImitation3D-v0", reference=str(path),
+                      reference_options={"treadmill_speed": TREADMILL_BELT,
+                                         "cycle": "auto"}) as env:
+            env.reset(seed=0)
+            ref = env.unwrapped.reference
+    ours = [m for m in _user_warnings(record) if "treadmill_walk.mot" in m]
+    assert len(ours) == 1, ours
+    message = ours[0]
+    for text in ("ignoring columns the model lacks", "subtalar_angle_r",
+                 "coordinates the model locks", "hip_rotation_r", "hip_rotation_l",
+                 "lumbar_extension (file -12.0 deg", "onto the model's contact geometry"):
+        assert text in message, text
+    dy = ref.figures["ground_offset_m"]
+    assert dy == pytest.approx(-RAISED, abs=0.005)        # the 5 cm it was raised, back
+    assert f"{abs(dy) * 100:.1f} cm down" in message
+    assert ref.figures["motion_file"]["ground_offset_m"] == dy
+    assert ref.playback == "loop"
+    assert "treadmill_speed" not in message              # it progresses now
+
+
+def test_gait_on_a_treadmill_without_belt_speed_warns(treadmill_walk, muscle3d_path):
+    path, _, _ = treadmill_walk
+    with pytest.warns(UserWarning) as record:
+        ref = reference_from_motion(path, muscle3d_path)
+    messages = _user_warnings(record)
+    assert len(messages) == 1
+    message = messages[0]
+    assert "progresses 0.0" in message and "'treadmill_speed'" in message
+    assert ref.playback == "once" and ref.figures["motion_file"]["looks_like_gait"]
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"speed": 1.2}, r"unknown reference option\(s\) \['speed'\]"),
+    ({"cycle": "twice"}, r"cycle must be 'auto', 'once', None or a \(t0, t1\).*'twice'"),
+    ({"cycle": (2.0, 1.0)}, r"cycle must be .*\(2.0, 1.0\)"),
+    ({"treadmill_speed": -1.0}, r"treadmill_speed must be a belt speed in m/s .*-1.0"),
+    ({"treadmill_speed": "fast"}, r"treadmill_speed must be .*'fast'"),
+    ({"lowpass_hz": 0}, r"lowpass_hz must be a cut-off frequency .* got 0"),
+    ("auto", r"reference_options must be a dict .* got 'auto'"),
+])
+def test_bad_reference_options_are_one_line_errors(options, match):
+    from fastenv.envs import resolve_options
+    with pytest.raises(ValueError, match=match) as info:
+        resolve_options(reference="walk.mot", reference_options=options)
+    assert "\n" not in str(info.value)
+
+
+def test_reference_options_need_a_motion_file(tmp_path, muscle2d_path):
+    from fastenv.envs import resolve_options
+    with pytest.raises(ValueError, match="motion-file reference .* got the task's shipped"):
+        resolve_options(reference_options={"cycle": "auto"})
+    with pytest.raises(ValueError, match="motion-file reference .* got 'walking2d'"):
+        resolve_options(reference="walking2d", reference_options={"cycle": "auto"})
+    # a motion without gait cycles cannot loop one
+    still = tmp_path / "still.mot"
+    still.write_text("inDegrees=yes\nendheader\ntime knee_angle_r\n" +
+                     "".join(f"{k * 0.01} -10\n" for k in range(50)))
+    with pytest.raises(ValueError, match="cycle='auto' found no gait cycle in still.mot"):
+        reference_from_motion(still, muscle2d_path, cycle="auto")
+
+
+def test_measured_treadmill_run_loops_one_stride(muscle3d_path):
+    path = shared_motion("hamner_subject02_running_ik.mot")
+    with pytest.warns(UserWarning):
+        ref = reference_from_motion(path, muscle3d_path, cycle="auto", treadmill_speed=3.9)
+    report = ref.figures["motion_file"]
+    strides = np.diff(report["heel_strikes_r_s"])
+    assert len(strides) >= 10 and 0.6 < np.median(strides) < 0.8
+    assert report["cycle_period_s"] == pytest.approx(np.median(strides), abs=0.05)
+    assert ref.playback == "loop" and ref.figures["seam_error_deg"] < 5.0
+    assert 3.8 < report["pelvis_speed_m_s"] < 4.0
+
+
+def test_one_cycle_file_loops_whole(muscle3d_path):
+    path = shared_motion("tutorial_gait2392_normal.mot")   # one cycle, 0-1 s, no pelvis_tx
+    with pytest.warns(UserWarning):
+        ref = reference_from_motion(path, muscle3d_path, cycle="auto", treadmill_speed=1.2)
+    assert ref.figures["motion_file"]["cycle_window_s"] == [0.0, 1.0]
+    assert ref.n_frames == 100 and ref.playback == "loop"
+    tx = ref.coordinate_names.index("pelvis_tx")
+    assert ref.q_offset[tx] == pytest.approx(1.2)         # pelvis_tx made from the belt

@@ -329,55 +329,264 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
                      model_digest=model_digest(model_path), figures=figures)
 
 
+#: Options of a reference made from a motion file (the env option ``reference_options``,
+#: keyword arguments of :func:`reference_from_motion`) and their defaults.
+REFERENCE_OPTIONS = dict(cycle=None, treadmill_speed=0.0, lowpass_hz=6.0)
+#: Below this horizontal pelvis speed (m/s) a motion that looks like a gait is reported
+#: as standing still (a treadmill recording without its belt speed).
+MIN_GAIT_SPEED = 0.1
+
+
+def _number(v) -> bool:
+    return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            and bool(np.isfinite(v)))
+
+
+def check_reference_options(options) -> dict:
+    """``options`` (a dict or None) over :data:`REFERENCE_OPTIONS`, every value checked:
+    ``cycle`` None/``"once"`` (play the motion once), ``"auto"`` (detect a gait cycle
+    and loop it) or a ``(t0, t1)`` window in s; ``treadmill_speed`` a belt speed in
+    m/s within [0, 10]; ``lowpass_hz`` a cut-off frequency > 0 or None."""
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        raise ValueError(f"reference_options must be a dict with keys from "
+                         f"{sorted(REFERENCE_OPTIONS)}, got {options!r}")
+    unknown = sorted(set(options) - set(REFERENCE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown reference option(s) {unknown}; valid: "
+                         f"{sorted(REFERENCE_OPTIONS)}")
+    opts = {**REFERENCE_OPTIONS, **options}
+    c = opts["cycle"]
+    window = (isinstance(c, (tuple, list)) and len(c) == 2 and all(map(_number, c))
+              and c[0] < c[1])
+    if not (c is None or (isinstance(c, str) and c in ("once", "auto")) or window):
+        raise ValueError(f"reference option cycle must be 'auto', 'once', None or a (t0, t1) "
+                         f"time window in s with t0 < t1, got {c!r}")
+    v = opts["treadmill_speed"]
+    if not (_number(v) and 0 <= v <= 10):
+        raise ValueError(f"reference option treadmill_speed must be a belt speed in m/s "
+                         f"within [0, 10], got {v!r}")
+    f = opts["lowpass_hz"]
+    if not (f is None or (_number(f) and f > 0)):
+        raise ValueError(f"reference option lowpass_hz must be a cut-off frequency in Hz > 0 "
+                         f"or None, got {f!r}")
+    if window:
+        opts["cycle"] = (float(c[0]), float(c[1]))
+    return opts
+
+
+def heel_strikes(sim, q) -> dict | None:
+    """Heel-strike frames of each foot along coordinates ``q`` (T, n_coord, model
+    order), by the foot's kinematics (Zeni et al. 2008): a heel strikes where the
+    calcaneus is furthest ahead of the pelvis, along the horizontal direction in which
+    the pelvis progresses (+x for a treadmill recording). ``{side: (frames, excursion
+    of the heel relative to the pelvis in m)}``, or None when the model has no
+    ``pelvis``, ``calcn_r`` and ``calcn_l`` bodies."""
+    from scipy.signal import find_peaks
+
+    bodies = list(sim.body_names)
+    if not {"pelvis", "calcn_r", "calcn_l"} <= set(bodies) or len(q) < 3:
+        return None
+    pos = np.array([sim.kinematics(qk, np.zeros_like(qk))[0] for qk in q])
+    progress = pos[-1, bodies.index("pelvis"), [0, 2]] - pos[0, bodies.index("pelvis"), [0, 2]]
+    ahead = (progress / np.linalg.norm(progress) if np.linalg.norm(progress) > 0.1
+             else np.array([1.0, 0.0]))
+    out = {}
+    for side in ("r", "l"):
+        rel = (pos[:, bodies.index(f"calcn_{side}"), :] - pos[:, bodies.index("pelvis"), :])
+        rel = rel[:, [0, 2]] @ ahead
+        excursion = float(np.ptp(rel))
+        frames, _ = find_peaks(rel, prominence=max(0.05, 0.3 * excursion))
+        out[side] = (frames, excursion)
+    return out
+
+
+def _angle_mismatch_deg(sim, a, b) -> float:
+    """RMS difference (deg) of the unlocked rotational coordinates of two poses."""
+    rot = sim.rotational & ~sim.locked
+    return float(np.degrees(np.sqrt(np.mean((a[rot] - b[rot]) ** 2))))
+
+
+def find_gait_cycle(sim, q, strikes, *, seam_deg=3.0):
+    """First and last frame of one gait cycle of ``q`` (T, n_coord) from right heel
+    strike to right heel strike (``strikes`` from :func:`heel_strikes`), or None.
+
+    Of the strides between consecutive right heel strikes, the one whose end pose best
+    matches its start (RMS of the joint angles) is taken, its end moved by up to two
+    frames to where the pose repeats best, so that the cycle's period is the motion's.
+    A motion with fewer strides counts as one cycle when it ends where it starts
+    (within ``seam_deg``) and a heel strike is found in it: an IK file of one cycle.
+    """
+    if strikes is None or min(strikes["r"][1], strikes["l"][1]) < 0.15:
+        return None
+    hs = strikes["r"][0]
+    best = None
+    for i0, i1 in zip(hs[:-1], hs[1:]):
+        ends = range(max(i0 + 2, i1 - 2), min(len(q), i1 + 3))
+        j = min(ends, key=lambda k: _angle_mismatch_deg(sim, q[i0], q[k]))
+        err = _angle_mismatch_deg(sim, q[i0], q[j])
+        if best is None or err < best[2]:
+            best = (int(i0), int(j), err)
+    if best is not None:
+        return best[:2]
+    if (_angle_mismatch_deg(sim, q[0], q[-1]) < seam_deg
+            and len(hs) + len(strikes["l"][0]) >= 1):
+        return 0, len(q) - 1
+    return None
+
+
 def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
                           treadmill_speed=0.0, lowpass_hz=6.0, playback=None,
-                          name=None, sim=None) -> Reference:
+                          name=None, sim=None, warn=True) -> Reference:
     """Reference from a user's inverse-kinematics file (.mot/.sto, degrees or radians).
 
-    Columns the model lacks are ignored and model coordinates the file lacks keep
-    their default value (one warning each, naming them). ``cycle=(t0, t1)`` cuts one
-    gait cycle to loop; ``treadmill_speed`` (m/s) is added to ``pelvis_tx`` to turn a
-    treadmill recording overground; ``lowpass_hz`` filters measured kinematics
-    (4th-order zero-phase Butterworth; None to disable) before differentiation.
+    ``lowpass_hz`` filters the measured kinematics (4th-order zero-phase Butterworth
+    over the whole file; None to disable) before differentiation. ``cycle``: None or
+    ``"once"`` plays the motion once; ``"auto"`` finds a gait cycle (right heel strike
+    to right heel strike, :func:`heel_strikes`, :func:`find_gait_cycle`) and loops it
+    seamlessly; ``(t0, t1)`` loops that window. A looped cycle is time-scaled (by less
+    than half a control step, ``figures['time_scale']``) to a whole number of steps.
+    ``treadmill_speed`` (m/s) is added to ``pelvis_tx`` over the reference's own time,
+    so a treadmill recording becomes overground at exactly that speed (a file without
+    ``pelvis_tx`` gets one).
+
+    What changes is reported, never silent: columns the model lacks are ignored,
+    coordinates the model locks are held at their locked values, model coordinates the
+    file lacks keep their defaults, and a motion that looks like a gait (heel strikes
+    of both feet) but whose pelvis moves less than :data:`MIN_GAIT_SPEED` m/s gets a
+    hint to set ``treadmill_speed``. They are listed in ``figures['motion_file']``
+    and, with ``warn``, in one warning (the env reports them with its ground offset).
     """
     from fastenv.sim import Simulation
 
+    opts = check_reference_options(dict(cycle=cycle, treadmill_speed=treadmill_speed,
+                                        lowpass_hz=lowpass_hz))
+    cycle, treadmill_speed, lowpass_hz = opts["cycle"], opts["treadmill_speed"], opts["lowpass_hz"]
     time, columns, in_degrees = read_motion(path)
+    file = Path(path).name
     sim = sim or Simulation(model_path, energetics=False)
     cn = sim.coordinate_names
-    names, values, ignored = [], [], []
+    default_q = sim.buf[sim.layout.slice("q")].copy()
+    names, values, ignored, locked = [], [], [], {}
     for label, v in columns.items():
         c = coordinate_of(label)
-        if c in cn and c not in names:
+        if c in cn and c not in names and c not in locked:
             j = cn.index(c)
-            names.append(c)
-            values.append(np.radians(v) if (in_degrees and sim.rotational[j]) else v)
+            v = np.radians(v) if (in_degrees and sim.rotational[j]) else v
+            if sim.locked[j]:
+                locked[c] = dict(file_range=[float(v.min()), float(v.max())],
+                                 locked_at=float(default_q[j]),
+                                 unit="rad" if sim.rotational[j] else "m")
+            else:
+                names.append(c)
+                values.append(v)
         elif c is not None:
             ignored.append(label)
     if not names:
         raise ValueError(f"motion file {str(path)!r} has no column matching a coordinate of "
                          f"the model; model coordinates: {cn}")
-    if ignored:
-        warnings.warn(f"{Path(path).name}: ignoring columns the model lacks: {ignored}",
-                      stacklevel=2)
+    j_tx = cn.index("pelvis_tx") if "pelvis_tx" in cn else None
+    added_tx = bool(treadmill_speed and j_tx is not None and not sim.locked[j_tx]
+                    and "pelvis_tx" not in names)
+    if added_tx:
+        names.append("pelvis_tx")
+        values.append(np.full(len(time), default_q[j_tx]))
     missing = [c for j, c in enumerate(cn) if c not in names and not sim.locked[j]]
-    if missing:
-        warnings.warn(f"{Path(path).name}: model coordinates missing from the file keep "
-                      f"their default value: {missing}", stacklevel=2)
     values = np.column_stack(values)
-    if treadmill_speed and "pelvis_tx" in names:
-        values[:, names.index("pelvis_tx")] += treadmill_speed * (time - time[0])
-    if cycle is not None:
+    dt = float(np.mean(np.diff(time)))
+    if lowpass_hz:
+        if lowpass_hz >= 0.5 / dt:
+            raise ValueError(f"lowpass_hz {lowpass_hz} must be below the Nyquist frequency "
+                             f"of {file}, {0.5 / dt:.1f} Hz")
+        values = lowpass(values, dt, lowpass_hz)
+
+    # the motion in model order (defaults where the file has nothing), for the feet
+    col = {n: i for i, n in enumerate(names)}
+    Y = np.tile(default_q, (len(time), 1))
+    for j, c in enumerate(cn):
+        if c in col:
+            Y[:, j] = values[:, col[c]]
+    strikes = heel_strikes(sim, Y)
+    report = dict(file=file, ignored_columns=ignored, locked_coordinates_dropped=locked,
+                  missing_coordinates=missing, treadmill_speed_m_s=float(treadmill_speed),
+                  lowpass_hz=lowpass_hz, cycle=cycle if cycle != "once" else None,
+                  pelvis_tx_from_treadmill=added_tx)
+    if strikes is not None:
+        for side in ("r", "l"):
+            report[f"heel_strikes_{side}_s"] = [float(time[i]) for i in strikes[side][0]]
+    window = find_gait_cycle(sim, Y, strikes)
+    figures = {}
+    if cycle == "auto":
+        if window is None:
+            hs = report.get("heel_strikes_r_s")
+            raise ValueError(f"cycle='auto' found no gait cycle in {file} (right heel strikes "
+                             f"at {hs} s by foot kinematics); pass cycle=(t0, t1) or "
+                             "cycle='once'")
+        i0, i1 = window
+    elif isinstance(cycle, tuple):
         t0, t1 = cycle
         if not (time[0] <= t0 < t1 <= time[-1]):
             raise ValueError(f"cycle {cycle} outside the motion's time range "
                              f"[{time[0]}, {time[-1]}]")
-        keep = (time >= t0 - 1e-9) & (time <= t1 + 1e-9)
-        time, values = time[keep], values[keep]
-    return build_reference(model_path, time, names, values, control_dt=control_dt,
-                           cyclic=cycle is not None, playback=playback,
-                           name=name or Path(path).stem, source=str(path),
-                           lowpass_hz=lowpass_hz, sim=sim)
+        i0 = int(np.searchsorted(time, t0 - 1e-9))
+        i1 = int(np.searchsorted(time, t1 + 1e-9)) - 1
+        if i1 - i0 < 2:
+            raise ValueError(f"cycle {cycle} holds {i1 - i0 + 1} rows of {file}; expected "
+                             "a window of at least 3 rows")
+    looped = cycle == "auto" or isinstance(cycle, tuple)
+    if looped:
+        time, values = time[i0:i1 + 1], values[i0:i1 + 1].copy()
+        report.update(cycle_window_s=[float(time[0]), float(time[-1])],
+                      cycle_period_s=float(time[-1] - time[0]))
+        duration = time[-1] - time[0]
+        n = max(2, int(round(duration / control_dt)))
+        figures["time_scale"] = float(duration / (n * control_dt))
+        time = (time - time[0]) * (n * control_dt / duration)   # whole control steps
+    if treadmill_speed and "pelvis_tx" in names:
+        values[:, names.index("pelvis_tx")] += treadmill_speed * (time - time[0])
+    ref = build_reference(model_path, time, names, values, control_dt=control_dt,
+                          cyclic=looped, playback=playback, name=name or Path(path).stem,
+                          source=str(path), lowpass_hz=None, sim=sim, figures=figures)
+    horizontal = [cn.index(c) for c in ("pelvis_tx", "pelvis_tz") if c in cn]
+    travel = (ref.q_offset[horizontal] if looped
+              else ref.q[-1, horizontal] - ref.q[0, horizontal])
+    speed = float(np.linalg.norm(travel) / ((ref.n_frames - (not looped)) * control_dt))
+    report.update(pelvis_speed_m_s=speed, looks_like_gait=window is not None)
+    ref.figures["motion_file"] = report
+    notes = motion_file_notes(ref)
+    if warn and notes:
+        warnings.warn(f"{file}: " + "; ".join(notes), stacklevel=2)
+    return ref
+
+
+def motion_file_notes(ref: Reference) -> list:
+    """What preparing a motion file changed or suspects (``figures['motion_file']`` of a
+    reference from :func:`reference_from_motion`), one phrase each."""
+    r = ref.figures.get("motion_file")
+    if not r:
+        return []
+    notes = []
+    if r["ignored_columns"]:
+        notes.append(f"ignoring columns the model lacks: {r['ignored_columns']}")
+    if r["locked_coordinates_dropped"]:
+        def shown(x, unit):
+            return f"{np.degrees(x):.1f} deg" if unit == "rad" else f"{x:.3f} m"
+        notes.append("dropping coordinates the model locks, held at their locked value: "
+                     + ", ".join(f"{c} (file {shown(d['file_range'][0], d['unit'])} to "
+                                 f"{shown(d['file_range'][1], d['unit'])}, locked at "
+                                 f"{shown(d['locked_at'], d['unit'])})"
+                                 for c, d in r["locked_coordinates_dropped"].items()))
+    if r["missing_coordinates"]:
+        notes.append(f"model coordinates missing from the file keep their default value: "
+                     f"{r['missing_coordinates']}")
+    if r["looks_like_gait"] and r["pelvis_speed_m_s"] < MIN_GAIT_SPEED:
+        strikes = {side: [round(t, 2) for t in r[f"heel_strikes_{side}_s"]] for side in "rl"}
+        notes.append(f"the pelvis progresses {r['pelvis_speed_m_s']:.3f} m/s although the "
+                     f"motion looks like a gait (heel strikes by foot kinematics: right at "
+                     f"{strikes['r']} s, left at {strikes['l']} s): a treadmill recording? "
+                     "pass reference_options={'treadmill_speed': <belt speed in m/s>, "
+                     "'cycle': 'auto'}")
+    return notes
 
 
 def load_reference(name_or_path, model_path=None, **kwargs) -> Reference:

@@ -20,33 +20,53 @@ import warnings
 
 import numpy as np
 
-from fastenv.references import Reference, body_kinematics, load_reference, model_digest
+from fastenv.references import (
+    Reference,
+    body_kinematics,
+    check_reference_options,
+    load_reference,
+    model_digest,
+    motion_file_notes,
+)
 
 _PREPARED: dict = {}
 
 
-def prepared_reference(sim, ref, *, align_ground: bool = True) -> Reference:
-    """:func:`prepare_reference`, cached per process by (model file, reference, alignment);
-    a :class:`Reference` object is prepared afresh each time."""
+def prepared_reference(sim, ref, *, align_ground: bool = True, options=None) -> Reference:
+    """:func:`prepare_reference`, cached per process by (model file, reference, alignment,
+    options); a :class:`Reference` object is prepared afresh each time."""
     key = None if isinstance(ref, Reference) else (
-        model_digest(sim.model_path), str(ref), bool(align_ground))
+        model_digest(sim.model_path), str(ref), bool(align_ground),
+        repr(sorted(check_reference_options(options).items())))
     if key is not None and key in _PREPARED:
         return _PREPARED[key]
-    reference = prepare_reference(sim, ref, align_ground=align_ground)
+    reference = prepare_reference(sim, ref, align_ground=align_ground, options=options)
     if key is not None:
         _PREPARED[key] = reference
     return reference
 
 
-def prepare_reference(sim, ref, *, align_ground: bool = True) -> Reference:
+def prepare_reference(sim, ref, *, align_ground: bool = True, options=None) -> Reference:
     """The reference ``ref`` (name, path or :class:`Reference`) ready for ``sim``'s model:
     rebuilt on it if made for another model, aligned with its ground if asked, and
-    checked against its control step."""
+    checked against its control step. ``options`` (:data:`fastenv.references.
+    REFERENCE_OPTIONS`: cycle, treadmill speed, filter) apply to a motion file only.
+
+    A motion file's changes (ignored columns, locked coordinates dropped, missing
+    coordinates, a gait that stands still) and the ground offset applied are reported
+    in one warning and kept in ``figures['motion_file']``."""
+    motion_file = not isinstance(ref, Reference) and str(ref).endswith((".mot", ".sto"))
+    opts = check_reference_options(options)
+    if options and not motion_file:
+        what = f"Reference {ref.name!r}" if isinstance(ref, Reference) else repr(str(ref))
+        raise ValueError(f"reference_options apply to a motion-file reference "
+                         f"(reference='<file>.mot' or .sto), got {what}")
     if isinstance(ref, Reference):
         reference = ref
+    elif motion_file:
+        reference = load_reference(ref, model_path=sim.model_path, sim=sim, warn=False, **opts)
     else:
-        reference = load_reference(ref, model_path=sim.model_path, sim=sim) if str(
-            ref).endswith((".mot", ".sto")) else load_reference(ref)
+        reference = load_reference(ref)
     if list(reference.coordinate_names) != sim.coordinate_names:
         names = list(reference.coordinate_names)
         missing = [c for c in sim.coordinate_names if c not in names]
@@ -57,6 +77,19 @@ def prepare_reference(sim, ref, *, align_ground: bool = True) -> Reference:
         reference = rebuild_reference(sim, reference)
     if align_ground and sim.contact_forces:
         reference = aligned_to_ground(sim, reference)
+    if "motion_file" in reference.figures:
+        notes = motion_file_notes(reference) if motion_file else []
+        report = dict(reference.figures["motion_file"])
+        dy = reference.figures.get("ground_offset_m") if align_ground else None
+        report["ground_offset_m"] = dy
+        reference.figures = {**reference.figures, "motion_file": report}
+        if dy is not None and abs(dy) >= 0.001:
+            notes.append(f"shifted {abs(dy) * 100:.1f} cm {'down' if dy < 0 else 'up'} "
+                         f"(pelvis_ty {dy:+.4f} m) onto the model's contact geometry "
+                         "(figures['ground_offset_m']; align_ground=False keeps the file's "
+                         "height)")
+        if notes:
+            warnings.warn(f"{report['file']}: " + "; ".join(notes), stacklevel=4)
     if reference.control_dt != sim.control_dt:
         raise ValueError(f"reference control_dt {reference.control_dt} != env control "
                          f"step {sim.control_dt}")
