@@ -105,7 +105,7 @@ OPTIONS = dict(
     reference=None, reference_options=None,
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
-    reward="original",
+    reward="original", render_view=None, render_size=(640, 480),
 )
 MODES = ("train", "test")
 
@@ -141,11 +141,6 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
                          f"got {opts['r_weights']!r}")
     if opts["visualize"] not in (False, True, 0, 1):
         raise ValueError(f"visualize must be True or False, got {opts['visualize']!r}")
-    if opts["visualize"]:
-        # the original package opened a window here; rendering is not built yet
-        raise ValueError("visualize=True is not supported yet: fastenv has no renderer; "
-                         "record a rollout with log=True and open "
-                         "env.unwrapped.write_motion(path) in the OpenSim GUI instead")
     if opts["episode_seconds"] is not None and not (
             isinstance(opts["episode_seconds"], (int, float)) and opts["episode_seconds"] > 0):
         raise ValueError(f"episode_seconds must be a number of seconds > 0 or None, "

@@ -1,6 +1,7 @@
 """Command line: ``fastenv tasks``, ``fastenv rollout`` (the quick start),
 ``fastenv bench`` (this machine's steps/s for one task), ``fastenv train`` and
-``fastenv evaluate`` (Stable-Baselines3; the ``train`` extra).
+``fastenv evaluate`` (Stable-Baselines3; the ``train`` extra), ``fastenv render``
+(videos; the ``render`` extra).
 
 Input errors are one line on stderr (``fastenv: error: ...``) and exit code 2; set
 ``FASTENV_DEBUG=1`` to see the traceback of an error instead.
@@ -53,6 +54,23 @@ def _env_option(text: str):
         return key, json.loads(value)
     except ValueError:
         return key, value
+
+
+def _view(text: str):
+    """A view name, or AZIMUTH,ELEVATION in degrees."""
+    from fastenv.render import parse_view
+    view = text
+    if "," in text:
+        try:
+            view = tuple(float(x) for x in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a view name or AZIMUTH,ELEVATION "
+                                             f"in degrees, got {text!r}") from None
+    try:
+        parse_view(view, planar=False)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("render_view", "the view")) from None
+    return view
 
 
 def _task(text: str) -> str:
@@ -248,11 +266,135 @@ def evaluate(args) -> int:
                              title=f"{result['task']}: episode 0")
     if args.curves:
         ev.plot_learning_curves(args.run, args.curves, random=result["random_policy"])
+    if args.plot_grf:
+        from pathlib import Path
+
+        from fastenv.env import ImitationEnv
+        options = json.loads((Path(args.run) / "config.json").read_text())["env_options"]
+        env = ImitationEnv(result["task"], **dict(options, mode="test"))
+        try:
+            _plot_grf(env, records[0], args.plot_grf, f"{result['task']}: episode 0")
+        finally:
+            env.close()
     if args.export:
         paths = ev.export_motion(records[0], model_coords, rotational, state_names,
                                  model_path, args.export)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def render(args) -> int:
+    """Write a video of one test-mode episode from the reference's first frame: a
+    trained policy (--policy DIR, deterministic), seeded random actions (--random) or
+    the reference alone (--reference); the reference pose is the translucent ghost.
+    .png writes the last frame as a picture. An episode that ends early (a fall) ends
+    the video."""
+    import numpy as np
+
+    from fastenv.env import ImitationEnv
+    from fastenv.render import FPS, reference_frame, write_video
+    sources = [args.policy is not None, args.random, args.reference]
+    if sum(sources) != 1:
+        raise ValueError("choose what moves the model: --policy DIR, --random or "
+                         "--reference (exactly one)")
+    options, policy = {}, None
+    task = args.task
+    if args.policy is not None:
+        _needs("stable_baselines3", "render --policy")
+        from fastenv.evaluate import load_policy
+        policy, config = load_policy(args.policy)
+        if task is not None and task != config["task"]:
+            raise ValueError(f"the run in {args.policy} trained {config['task']}, not {task}; "
+                             "leave TASK out with --policy")
+        task, options = config["task"], dict(config["env_options"])
+    if task is None:
+        raise ValueError("TASK is required (or --policy DIR, whose run names it)")
+    if (args.export or args.plot_grf) and args.reference:
+        raise ValueError("--export and --plot-grf need a simulated rollout; --reference "
+                         "simulates nothing (the reference's coordinates ship as "
+                         "envs/references/<name>_coordinates.sto)")
+    out = args.out or f"{task}.mp4"
+    suffix = os.path.splitext(out)[1].lower()
+    if suffix not in (".mp4", ".gif", ".png"):
+        raise ValueError(f"--out must end in .mp4, .gif or .png, got {out!r}")
+    options.update(mode="test", episode_seconds=args.seconds,
+                   log=bool(args.export or args.plot_grf),
+                   render_view=args.view, render_size=(args.width, args.height))
+    env = ImitationEnv(task, render_mode="rgb_array", **options)
+    steps = round(args.seconds / env.sim.control_dt)
+    every = FPS // args.fps
+    ended = []
+    if args.random:
+        rng = np.random.default_rng(args.seed)
+        space = env.action_space
+
+        def policy(obs):
+            return rng.uniform(space.low, space.high).astype(np.float32)
+
+    def frames():
+        obs, _ = env.reset(seed=args.seed)
+        bar = _progress(steps, f"{task} -> {out}", args.no_progress)
+        try:
+            yield env.render() if policy else reference_frame(env, 0)
+            for k in range(1, steps + 1):
+                if policy is not None:
+                    obs, _, terminated, truncated, info = env.step(policy(obs))
+                    if terminated or (truncated and k < steps):
+                        ended.append((k, "fell" if terminated else info.get("sim_error", "")))
+                bar.update(1)
+                if k == steps or ended or (k % every == 0 and suffix != ".png"):
+                    yield env.render() if policy else reference_frame(env, k)
+                if ended:
+                    return
+        finally:
+            bar.close()
+
+    try:
+        if suffix == ".png":
+            from PIL import Image
+            *_, last = frames()
+            Image.fromarray(last).save(out)
+            n = 1
+        else:
+            n = write_video(out, frames(), args.fps)
+        if args.export:
+            paths = env.write_motion(args.export)
+            print("wrote " + ", ".join(str(p) for p in paths.values()))
+        if args.plot_grf:
+            _plot_grf(env, env.episode_log, args.plot_grf, f"{task}: {out}")
+    finally:
+        env.close()
+    if ended:
+        k, why = ended[0]
+        print(f"the episode ended at {k * env.sim.control_dt:.2f} s ({why or 'truncated'})")
+    print(f"wrote {out}: {n} frame{'s' * (n != 1)} of {args.width}x{args.height}"
+          + (f" at {args.fps} frames/s" if suffix != ".png" else ""))
+    return 0
+
+
+def _plot_grf(env, records, path, title):
+    from fastenv import evaluate as ev
+    reference = ev.reference_grf(env, [r["step"] for r in records])
+    ev.plot_grf(records, reference, env.sim.contact_names, env.sim.body_weight, path,
+                title=title)
+    print(f"wrote {path}")
+
+
+def _progress(total: int, desc: str, disable: bool):
+    """A tqdm bar on stderr, or a stand-in where tqdm is missing."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        disable = True
+    if disable:
+        class _Quiet:
+            def update(self, n):
+                pass
+
+            def close(self):
+                pass
+        return _Quiet()
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
 
 
 def _needs(module: str, command: str):
@@ -339,6 +481,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", default=None, metavar="FILE", help="write the figures as JSON")
     ev.add_argument("--plot", default=None, metavar="FILE.png",
                     help="plot episode 0's joint angles against the reference")
+    ev.add_argument("--plot-grf", default=None, metavar="FILE.png",
+                    help="plot episode 0's ground reaction forces against the reference's")
     ev.add_argument("--curves", default=None, metavar="FILE.png",
                     help="plot the run's learning curves (progress.csv, evaluations.csv) "
                          "against the random policy")
@@ -346,6 +490,35 @@ def parser() -> argparse.ArgumentParser:
                     help="write episode 0 for the OpenSim GUI: FILE.mot (coordinates), "
                          "FILE_states.sto (all states) and FILE.osim (its model)")
     ev.set_defaults(func=evaluate)
+
+    rd = sub.add_parser("render", help="a video of a policy, random actions or the reference",
+                        description=render.__doc__)
+    rd.add_argument("task", type=_task, nargs="?", default=None,
+                    help="task ID; `fastenv tasks` lists them (leave out with --policy)")
+    rd.add_argument("--policy", default=None, metavar="DIR",
+                    help="a run folder of fastenv train: its latest policy")
+    rd.add_argument("--random", action="store_true", help="seeded random actions")
+    rd.add_argument("--reference", action="store_true",
+                    help="play the reference alone (nothing simulated)")
+    rd.add_argument("--seconds", type=_positive_float, default=5.0,
+                    help="length in s (default: %(default)s)")
+    rd.add_argument("--out", default=None, metavar="FILE",
+                    help="FILE.mp4, FILE.gif or FILE.png (the last frame) "
+                         "(default: TASK.mp4)")
+    rd.add_argument("--view", type=_view, default=None,
+                    help="side, left, front, back, oblique or AZIMUTH,ELEVATION in degrees "
+                         "(default: side for 2D tasks, oblique for 3D)")
+    rd.add_argument("--width", type=_positive_int, default=640, help="pixels (default: 640)")
+    rd.add_argument("--height", type=_positive_int, default=480, help="pixels (default: 480)")
+    rd.add_argument("--fps", type=int, choices=(100, 50, 25, 20, 10), default=50,
+                    help="frames/s of the video; the model steps at 100 (default: 50)")
+    rd.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    rd.add_argument("--export", default=None, metavar="FILE.mot",
+                    help="also write the rollout for the OpenSim GUI (as evaluate --export)")
+    rd.add_argument("--plot-grf", default=None, metavar="FILE.png",
+                    help="plot the rollout's ground reaction forces against the reference's")
+    rd.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rd.set_defaults(func=render)
     return ap
 
 

@@ -6,7 +6,7 @@ operation order, and ``tests/test_kernels.py`` proves the two give equal results
 All kernels take 2-D batches (rows = envs) so the pool can run them over many envs
 at once; a single env is a batch of one. ``rasterize`` (the renderer's) draws one image.
 """
-from libc.math cimport exp, sqrt, fmin, fmax, floor, isfinite
+from libc.math cimport exp, sqrt, fmin, fmax, isfinite
 include "_metabolic.pxi"
 
 
@@ -190,6 +190,18 @@ def torque_cost(const double[:, ::1] torque, double max_actuation, double[::1] o
         out[e] = sqrt(s / n)
 
 
+cdef inline double _min3(double a, double b, double c) nogil:
+    if b < a:
+        a = b
+    return c if c < a else a
+
+
+cdef inline double _max3(double a, double b, double c) nogil:
+    if b > a:
+        a = b
+    return c if c > a else a
+
+
 def rasterize(const double[:, ::1] vertices, const int[:, ::1] triangles,
               const unsigned char[:, ::1] colors, double[:, ::1] depth,
               unsigned char[:, :, ::1] image):
@@ -205,7 +217,7 @@ def rasterize(const double[:, ::1] vertices, const int[:, ::1] triangles,
     cdef Py_ssize_t t, ix, iy, ix0, ix1, iy0, iy1, a, b, c
     cdef Py_ssize_t H = depth.shape[0], W = depth.shape[1]
     cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2, area, w0, w1, w2, px, py, z
-    cdef double lo_x, hi_x, lo_y, hi_y
+    cdef double lo_x, hi_x, lo_y, hi_y, r0, r1, r2
     for t in range(triangles.shape[0]):
         a = triangles[t, 0]
         b = triangles[t, 1]
@@ -223,23 +235,34 @@ def rasterize(const double[:, ::1] vertices, const int[:, ::1] triangles,
         if not (area > 0.0 or area < 0.0) or not (isfinite(z0) and isfinite(z1)
                                                     and isfinite(z2)):
             continue
-        lo_x = fmax(fmin(fmin(x0, x1), x2), 0.0)
-        hi_x = fmin(fmax(fmax(x0, x1), x2), W - 1.0)
-        lo_y = fmax(fmin(fmin(y0, y1), y2), 0.0)
-        hi_y = fmin(fmax(fmax(y0, y1), y2), H - 1.0)
+        lo_x = _min3(x0, x1, x2)
+        hi_x = _max3(x0, x1, x2)
+        lo_y = _min3(y0, y1, y2)
+        hi_y = _max3(y0, y1, y2)
+        if lo_x < 0.0:
+            lo_x = 0.0
+        if hi_x > W - 1.0:
+            hi_x = W - 1.0
+        if lo_y < 0.0:
+            lo_y = 0.0
+        if hi_y > H - 1.0:
+            hi_y = H - 1.0
         if not (lo_x <= hi_x and lo_y <= hi_y):
             continue
-        ix0 = <Py_ssize_t>floor(lo_x)
+        ix0 = <Py_ssize_t>lo_x     # truncation is floor here: both are >= 0
         ix1 = <Py_ssize_t>hi_x
-        iy0 = <Py_ssize_t>floor(lo_y)
+        iy0 = <Py_ssize_t>lo_y
         iy1 = <Py_ssize_t>hi_y
         for iy in range(iy0, iy1 + 1):
             py = iy + 0.5
+            r0 = (x2 - x1) * (py - y1)     # the row's part of each edge function
+            r1 = (x0 - x2) * (py - y2)
+            r2 = (x1 - x0) * (py - y0)
             for ix in range(ix0, ix1 + 1):
                 px = ix + 0.5
-                w0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
-                w1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
-                w2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+                w0 = r0 - (y2 - y1) * (px - x1)
+                w1 = r1 - (y0 - y2) * (px - x2)
+                w2 = r2 - (y1 - y0) * (px - x0)
                 if area > 0.0:
                     if w0 < 0.0 or w1 < 0.0 or w2 < 0.0:
                         continue

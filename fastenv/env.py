@@ -40,7 +40,7 @@ class ImitationEnv(gym.Env):
     (``info['sim_error']``).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 100}
 
     #: Scalar infos this env returns from every ``step``/``reset`` (name -> dtype): a
     #: vector env carries them in shared memory; any other info key (``sim_error``
@@ -50,7 +50,7 @@ class ImitationEnv(gym.Env):
                     "nan_action": np.bool_}
 
     def __init__(self, task: str | TaskSpec = "MuscleWalkingImitation2D-v0", config=None,
-                 **kwargs):
+                 render_mode: str | None = None, **kwargs):
         if isinstance(task, str):
             if task not in TASKS:
                 raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
@@ -58,6 +58,8 @@ class ImitationEnv(gym.Env):
         self.spec_task = task
         self.options = opts = resolve_options(config, task=task, **kwargs)
         self.mode = opts["mode"]
+        self.render_mode = self._render_mode(render_mode, opts)
+        self._renderer = self._window = None
         w = opts["r_weights"] if opts["r_weights"] is not None else task.r_weights
         self.r_weights = tuple(float(x) for x in w)
 
@@ -192,6 +194,8 @@ class ImitationEnv(gym.Env):
         self._write_task_buffer()
         obs = self._observe()
         info = {"phase": self._phase(), "frame": start}
+        if self.render_mode == "human":
+            self.render()
         return obs, info
 
     # ------------------------------------------------------------------ step
@@ -300,6 +304,8 @@ class ImitationEnv(gym.Env):
         if self.options["log"]:
             self.episode_log.append(self._log_record(qs, q_ref, action=a.copy(),
                                                      **self.actuation.effort_record(), **info))
+        if self.render_mode == "human":
+            self.render()
         return obs, reward, terminated, truncated, info
 
     def _log_record(self, q, q_ref, **extra) -> dict:
@@ -309,6 +315,7 @@ class ImitationEnv(gym.Env):
         return {"step": self._step, "time": self._step * sim.control_dt, "q": q.copy(),
                 "q_ref": q_ref.copy(), "com": sim.buf[sim.layout.slice("com_pos")].copy(),
                 "com_ref": self.reference.com_at(self._start + self._step).copy(),
+                "grf": sim.buf[sim.layout.slice("grf")].copy(),
                 "state": sim.model.getStateVariableValues(sim.state).to_numpy().copy(),
                 **extra}
 
@@ -366,6 +373,61 @@ class ImitationEnv(gym.Env):
         self.np_random.bit_generator.state = state["rng"]
         self._write_task_buffer()
 
+    # ------------------------------------------------------------------ rendering
+    def _render_mode(self, render_mode, opts):
+        """Checked ``render_mode``; the original ``visualize=True`` means "human"."""
+        from fastenv.render import parse_size, parse_view
+        if opts["visualize"]:
+            if render_mode not in (None, "human"):
+                raise ValueError(f"visualize=True opens a window (render_mode='human'); "
+                                 f"it contradicts render_mode={render_mode!r}")
+            render_mode = "human"
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} "
+                             f"or None, got {render_mode!r}")
+        parse_view(opts["render_view"], self.spec_task.planar)
+        parse_size(opts["render_size"])
+        if render_mode == "human":
+            from fastenv.render import require_display
+            require_display()
+        return render_mode
+
+    @property
+    def renderer(self):
+        """The ``fastenv.render.Renderer`` of this env (built on first use)."""
+        if self._renderer is None:
+            from fastenv.render import Renderer
+            self._renderer = Renderer(self.sim, planar=self.spec_task.planar,
+                                      view=self.options["render_view"],
+                                      size=self.options["render_size"],
+                                      height=self.spec_task.height)
+        return self._renderer
+
+    def render(self):
+        """The model now, its reference pose as a translucent ghost, ground reaction
+        forces and (muscle tasks) muscle activations: an (H, W, 3) uint8 frame for
+        ``render_mode="rgb_array"``; shown in a window (and None returned) for "human"."""
+        if self.render_mode is None:
+            gym.logger.warn("render() needs a render_mode: make the env with "
+                            "render_mode='rgb_array' (frames) or 'human' (a window)")
+            return None
+        sim = self.sim
+        frame = self.renderer.frame(
+            ghost=self.reference.coordinates_at(self._start + self._step),
+            activation=sim.buf[sim.layout.slice("activation")] if sim.muscles else None,
+            grf=sim.buf[sim.layout.slice("grf")], time=self._step * sim.control_dt)
+        if self.render_mode == "rgb_array":
+            return frame
+        if self._window is None:
+            from fastenv.render import Window
+            self._window = Window(frame.shape[1], frame.shape[0], self.metadata["render_fps"],
+                                  title=self.spec_task.id)
+        self._window.show(frame)
+        return None
+
     def close(self):
+        if self._window is not None:
+            self._window.close()
+            self._window = None
         self._snapshots.clear()
         self._train_starts_built = False

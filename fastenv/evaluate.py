@@ -264,3 +264,42 @@ def plot_learning_curves(run_dir, path, random: dict | None = None):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def reference_grf(env, steps) -> np.ndarray:
+    """(len(steps), n_contact, 6): the loads ``env``'s contact model gives at its
+    reference's pose and speeds at env steps ``steps`` (test mode: from frame 0), in
+    the layout of ``Simulation.buf``'s "grf" (Fx, Fy, Fz, Mx, My, Mz per foot)."""
+    sim = env.sim
+    return np.array([sim.contact_loads(sim.posed_state(*env.reference.coordinates_at(k)))
+                     for k in steps])
+
+
+def plot_grf(records, reference, contact_names, body_weight, path, title=""):
+    """Vertical and fore-aft ground reaction force per foot (body weights) over an
+    episode's records (``log=True``: each holds "grf"), against ``reference``
+    (:func:`reference_grf` at the records' steps)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    t = np.array([r["time"] for r in records])
+    grf = np.array([r["grf"] for r in records]).reshape(len(records), -1, 6) / body_weight
+    ref = np.asarray(reference).reshape(len(records), -1, 6) / body_weight
+    n = len(contact_names)
+    fig, axes = plt.subplots(2, n, figsize=(4.5 * n, 5), sharex=True, squeeze=False)
+    for j, name in enumerate(contact_names):
+        for row, (k, label) in enumerate(((1, "vertical"), (0, "fore-aft"))):
+            ax = axes[row, j]
+            ax.plot(t, ref[:, j, k], color="0.5", lw=2, label="reference")
+            ax.plot(t, grf[:, j, k], color="tab:green", lw=1.2, label="rollout")
+            ax.set_title(f"{name}: {label}", fontsize=9)
+            ax.set_ylabel("GRF (body weights)")
+            ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("time (s)")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -67,7 +67,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
                  batch_size: int | None = None, copy: bool = True,
                  start_method: str = "subprocess", step_timeout: float | None = None,
                  recycle_every: int | None = None, max_episode_steps=None,
-                 _faults=(), **env_options):
+                 render_mode: str | None = None, _faults=(), **env_options):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
         if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
@@ -90,15 +90,21 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             raise ValueError("max_episode_steps is not supported: episodes end after the "
                              "task's reference cycles (episode_cycles)")
         self._nan_actions = resolve_options(**env_options)["nan_actions"]  # fail early
+        if render_mode not in (None, "rgb_array") or env_options.get("visualize"):
+            raise ValueError(f"OsimVectorEnv renders with render_mode='rgb_array' (one frame "
+                             f"per env) or None; got render_mode={render_mode!r}"
+                             + (" and visualize=True" if env_options.get("visualize") else ""))
         self.task = task
         self.num_envs = int(num_envs)
         self.batch_size = int(batch_size)
         self.copy = bool(copy)
         self.autoreset_mode = mode
-        self.metadata = {"autoreset_mode": mode, "render_modes": []}
-        self.render_mode = None
+        self.metadata = {"autoreset_mode": mode, "render_modes": ["rgb_array"],
+                         "render_fps": 100}
+        self.render_mode = render_mode
         self.closed = True
-        factory = EnvFactory("fastenv.env:ImitationEnv", dict(task=task, **env_options))
+        factory = EnvFactory("fastenv.env:ImitationEnv",
+                             dict(task=task, render_mode=render_mode, **env_options))
         faults = [(_FAULTS.get(kind, kind), i, k) for kind, i, k in _faults]
         self._pool = Pool(factory, self.num_envs, num_workers, mode,
                           start_method=start_method, step_timeout=step_timeout,
@@ -370,6 +376,15 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if len(values) != len(ids):
             raise ValueError(f"set_attr needs {len(ids)} values, got {len(values)}")
         self._pool.rare("set_attr", ids, name, list(values))
+
+    def render(self):
+        """Every env's current frame (``render_mode="rgb_array"``), drawn in the
+        workers at the same time: a tuple of ``num_envs`` (H, W, 3) uint8 arrays."""
+        if self.render_mode is None:
+            gym.logger.warn("render() needs render_mode='rgb_array' when the vector env "
+                            "is made")
+            return None
+        return self.call("render")
 
     # ------------------------------------------------------------------ close
     def close_extras(self, **kwargs):

@@ -260,8 +260,14 @@ class Pool:
         self._heard[w] = time.monotonic()
 
     def _call_worker(self, w, what, *args):
+        self._send_call(w, what, *args)
+        return self._receive_call(w, what, *args)
+
+    def _send_call(self, w, what, *args):
         self._in_call[w] = True
         self.conns[w].send_bytes(b"P" + pickle.dumps((what, args)))
+
+    def _receive_call(self, w, what, *args):
         ok, value = pickle.loads(self.conns[w].recv_bytes())
         self._in_call[w] = False
         if not ok:
@@ -421,14 +427,23 @@ class Pool:
         ``set_attr``'s values (one per env id) are split among the workers."""
         self._check_open(what)
         env_ids = np.asarray(env_ids, dtype=np.int64)
-        results = {}
-        for w in np.unique(self.owner[env_ids]):
+        results, calls, error = {}, [], None
+        for w in np.unique(self.owner[env_ids]):   # all workers at once (render: frames)
             rows = np.flatnonzero(self.owner[env_ids] == w)
             ids = [int(i) for i in env_ids[rows]]
             wargs = (args[0], [args[1][r] for r in rows]) if what == "set_attr" else args
-            value = self._call_worker(w, what, ids, *wargs)
+            self._send_call(w, what, ids, *wargs)
+            calls.append((w, ids, wargs))
+        for w, ids, wargs in calls:   # every worker answers before an error is raised
+            try:
+                value = self._receive_call(w, what, ids, *wargs)
+            except EnvError as exc:
+                error = error or exc
+                continue
             if value is not None:
                 results.update(zip(ids, value, strict=True))
+        if error is not None:
+            raise error
         return [results[int(i)] for i in env_ids] if results else None
 
     # ------------------------------------------------------------------ close

@@ -492,3 +492,116 @@ class Simulation:
         M = osim.Matrix()
         self.model.getMatterSubsystem().calcM(s, M)
         return np.array([M.get(int(i), int(i)) for i in self._u_idx])
+
+    # ------------------------------------------------------------------ rendering
+    def visual_geometry(self) -> dict:
+        """What a renderer draws, read from the model once.
+
+        ``frames``: the paths of the frames that carry something to draw (every body,
+        and any offset frame a mesh hangs on); ``meshes``: (frame index, ``.vtp`` file
+        name, scale factors) of each visible attached ``Mesh``; ``bare_bodies``: frame
+        indices of bodies (ground excluded) with no mesh, drawn as simple shapes;
+        ``spheres``: per contact force, (frame index, centre in that frame, radius) of
+        the contact spheres on the bodies it loads (where its ground reaction acts).
+        :meth:`frame_transforms` returns the frames' poses in this order.
+        """
+        model = self.model
+        frames, index = [], {}
+
+        def frame_index(frame):
+            path = frame.getAbsolutePathString()
+            if path not in index:
+                index[path] = len(frames)
+                frames.append(frame)
+            return index[path]
+
+        bodies = [b for b in model.getBodySet()]
+        for b in bodies:
+            frame_index(b)
+        meshes, carrying = [], set()
+        for c in model.getComponentsList():
+            if c.getConcreteClassName() != "Mesh":
+                continue
+            mesh = osim.Mesh.safeDownCast(c)
+            if not mesh.get_Appearance().get_visible():
+                continue
+            frame = mesh.getFrame()
+            k = frame_index(frame)
+            carrying.add(frame.findBaseFrame().getAbsolutePathString())
+            meshes.append((k, mesh.getGeometryFilename(),
+                           np.array([mesh.get_scale_factors()[i] for i in range(3)])))
+        bare = [index[b.getAbsolutePathString()] for b in bodies
+                if b.getAbsolutePathString() not in carrying]
+        spheres_of_body: dict[str, list] = {}
+        for g in model.getContactGeometrySet():
+            sphere = osim.ContactSphere.safeDownCast(g)
+            if sphere is None:
+                continue
+            frame = sphere.getFrame()
+            spheres_of_body.setdefault(frame.findBaseFrame().getName(), []).append(
+                (frame_index(frame), sphere.get_location().to_numpy().copy(),
+                 sphere.getRadius()))
+        spheres = []
+        for f in self.contact_forces:
+            labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
+            loaded = {labels[i].split(".")[-3] for i in foot_record_indices(labels)}
+            spheres.append([s for body in sorted(loaded) for s in spheres_of_body.get(body, [])])
+        self._render_frames = frames
+        return dict(frames=[f.getAbsolutePathString() for f in frames], meshes=meshes,
+                    bare_bodies=bare, spheres=spheres)
+
+    def frame_transforms(self, state=None) -> np.ndarray:
+        """(n_frames, 3, 4): rotation and origin in ground of each frame of
+        :meth:`visual_geometry`, at ``state`` (default: the current one), realized to
+        Position here."""
+        s = self.state if state is None else state
+        self.model.realizePosition(s)
+        frames = self._render_frames
+        out = np.empty((len(frames), 3, 4))
+        for k, frame in enumerate(frames):
+            T = frame.getTransformInGround(s)
+            R = T.R()
+            out[k, :, :3] = [[R.get(i, j) for j in range(3)] for i in range(3)]
+            out[k, :, 3] = T.p().to_numpy()
+        return out
+
+    def muscle_paths(self, state=None) -> list[np.ndarray]:
+        """Per muscle, its current path points in ground (k, 3), at ``state``."""
+        s = self.state if state is None else state
+        self.model.realizePosition(s)
+        out = []
+        for m in self.muscles:
+            path = m.getGeometryPath().getCurrentPath(s)
+            out.append(np.array([path.get(i).getLocationInGround(s).to_numpy()
+                                 for i in range(path.getSize())]).reshape(-1, 3))
+        return out
+
+    def contact_loads(self, state) -> np.ndarray:
+        """(n_contact, 6) ground reaction on the feet at ``state`` (Fx, Fy, Fz, Mx, My,
+        Mz per contact force, as ``buf``'s "grf"), for states that were not stepped
+        (a reference pose); realizes ``state`` to Dynamics."""
+        self.model.realizeDynamics(state)
+        out = np.zeros((len(self.contact_forces), 6))
+        for i, (f, idx) in enumerate(zip(self.contact_forces, self._contact_idx)):
+            rv = f.getRecordValues(state)
+            out[i] = np.array([rv.get(k) for k in range(rv.size())])[idx].sum(axis=0)
+        return out
+
+    def posed_state(self, q, qdot=None):
+        """The model's working State at coordinates ``q``/``qdot`` (zero speeds by
+        default; locked coordinates at their locked values), realized to Velocity, to
+        draw a pose or read its contact loads: valid until the next call. Muscle states
+        are whatever the working State holds (see ``_posed_state`` for why not a copy)."""
+        if not hasattr(self, "_pose_q0"):
+            self._pose_q0 = self.default_state.getQ().to_numpy().copy()
+            self._pose_u0 = np.zeros(self.default_state.getNU())
+        free = ~self.locked
+        Q, U = self._pose_q0.copy(), self._pose_u0.copy()
+        Q[self._q_idx[free]] = np.asarray(q, dtype=float)[free]
+        if qdot is not None:
+            U[self._u_idx[free]] = np.asarray(qdot, dtype=float)[free]
+        w = self.model.updWorkingState()
+        w.setQ(osim.Vector.createFromMat(Q))
+        w.setU(osim.Vector.createFromMat(U))
+        self.model.realizeVelocity(w)
+        return w
