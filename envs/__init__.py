@@ -101,10 +101,11 @@ TASKS: dict[str, TaskSpec] = {
 OPTIONS = dict(
     mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
     horizon=5, apply_perturbations=False, log=False, physics="default", integrator=None,
-    accuracy=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=3.0, model=None,
+    accuracy=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=None, model=None,
     reference=None, reference_options=None,
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
+    pd_update="continuous",
     reward="original", render_view=None, render_size=(640, 480),
 )
 MODES = ("train", "test")
@@ -152,6 +153,12 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"reward must be 'original' or 'tracking', got {opts['reward']!r}")
     if opts["pd_targets"] not in ("range", "residual"):
         raise ValueError(f"pd_targets must be 'range' or 'residual', got {opts['pd_targets']!r}")
+    if opts["pd_update"] not in ("continuous", "step"):
+        raise ValueError(f"pd_update must be 'continuous' or 'step', got {opts['pd_update']!r}")
+    if opts["pd_bandwidth"] is not None and not (
+            isinstance(opts["pd_bandwidth"], (int, float)) and opts["pd_bandwidth"] > 0):
+        raise ValueError(f"pd_bandwidth must be a frequency in Hz > 0 or None, got "
+                         f"{opts['pd_bandwidth']!r}")
     if not (isinstance(opts["residual_range"], (int, float)) and opts["residual_range"] > 0):
         raise ValueError(f"residual_range must be an angle in rad > 0, got "
                          f"{opts['residual_range']!r}")

@@ -253,7 +253,9 @@ def evaluate(args) -> int:
               f"{e['speed_m_s']:6.2f} {e['reference_speed_m_s']:9.2f} "
               f"{e['joint_rmse_deg']:8.1f} {e['com_error_m']:9.3f}")
     rows = [("mean", m)] + ([("random", result["random_policy"])]
-                            if result["random_policy"] else [])
+                            if result["random_policy"] else []) + (
+        [("zero action", result["reference_as_target"])]
+        if result.get("reference_as_target") else [])
     for label, m in rows:
         print(f"{label:>7s} {m['time_alive_s']:8.2f} {m['fell']:5.2f} {m['distance_m']:7.2f} "
               f"{m['speed_m_s']:6.2f} {m['reference_speed_m_s']:9.2f} "

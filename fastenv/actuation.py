@@ -34,6 +34,12 @@ class Actuation:
     def effort_cost(self) -> float:
         raise NotImplementedError
 
+    def idle(self):
+        """No drive until the next ``controls``: called at reset, so that the start
+        state's observation (its accelerations) does not depend on how the previous
+        episode ended."""
+        self.sim.set_controls(np.zeros(self.sim.n_controls))
+
     def effort_record(self) -> dict:
         """What the last step's effort was made of, for episode logs and evaluation."""
         raise NotImplementedError
@@ -79,7 +85,7 @@ class MuscleActuation(Actuation):
 
 
 class PDActuation(Actuation):
-    """Actions in [-1, 1] are target angles, tracked by PD torques clipped to
+    """Actions in [-1, 1] are target angles, tracked by PD torques limited to
     ±``max_actuation`` (``kernels.pd_control``).
 
     ``pd_targets="range"`` (the original tasks): the action spans each actuated
@@ -89,8 +95,18 @@ class PDActuation(Actuation):
     means the same offset on every joint and both legs, and the policy learns
     corrections instead of the motion itself.
 
-    Controls are the torques over ``max_actuation``, the optimal force the torque
-    variants' coordinate actuators are built with. Effort: the RMS of those normalised torques
+    ``pd_update="continuous"`` (default): the PD law is a spring-damper on each actuated
+    coordinate (``Simulation.set_spring_rest``) that the integrator evaluates at every
+    stage, as a simulator's position actuator is. Its rest angle is chosen at the start
+    of the step so that the torque there is the PD torque limited to ±max_actuation
+    (within the step the torque follows the spring). The stance leg needs stiff joints
+    (about m·g·h per radian at the ankle, ~740 N·m/rad) that a PD held for 10 ms
+    cannot have on a light swing foot without going unstable; continuously evaluated,
+    it can. ``"step"`` (the original package's): torques computed once per step, held by
+    the model's coordinate actuators.
+
+    Controls are the held torques over ``max_actuation`` (zero in continuous mode, where
+    the springs act). Effort: the RMS of the step-start torques over ``max_actuation``
     (``kernels.torque_cost``). ``torque`` and ``target`` hold the last step's values.
     """
 
@@ -103,31 +119,52 @@ class PDActuation(Actuation):
         self.max_actuation = float(options["max_actuation"])
         self.residual = options["pd_targets"] == "residual"
         self.residual_range = float(options["residual_range"])
+        self.continuous = options["pd_update"] == "continuous"
+        if self.continuous and sim.spring_coordinates != list(sim.actuator_names):
+            raise ValueError(f"pd_update='continuous' needs a Simulation built with "
+                             f"coordinate_springs={list(sim.actuator_names)}, got "
+                             f"{sim.spring_coordinates}")
         # the interval the kernel maps [-1, 1] onto: fixed, or moving with the reference
         self._low, self._high = self.lower.copy(), self.upper.copy()
         self.kp, self.kd = self._gains(options)
+        self._springs_idle = True
+        if self.continuous:
+            self.idle()
         n = sim.n_controls
         self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
         self.torque = np.zeros((1, n))
         self.target = np.zeros((1, n))
+        self._zero = np.zeros(n)
         self._cost = np.zeros(1)
 
     def _gains(self, options):
-        """Default gains give every joint the same closed-loop bandwidth.
+        """Default gains: critically damped joints, stiff enough to carry their load.
 
-        kp = w^2 I and kd = 2 w I (critically damped, w = 2 pi pd_bandwidth) with I the
-        joint's effective inertia (mass-matrix diagonal at the default pose). Uniform
-        gains would either make the light foot explode (a saturated 200 N·m on the ankle
-        is ~1e4 rad/s^2, the termination threshold) or leave the hip too weak.
+        kp = w^2 I (+ 2 m g h in continuous mode) and kd = 2 sqrt(kp I), with
+        w = 2 pi pd_bandwidth, I the joint's effective inertia (mass-matrix diagonal at
+        the default pose) and m g h the gravitational stiffness of the load the joint
+        carries in stance (``Simulation.gravity_stiffness``; an inverted pendulum needs
+        kp > m g h to stand, the factor 2 is the margin). Inertia alone gives the ankle
+        ~5 N·m/rad where stance needs ~740; the held (``"step"``) law keeps it, as
+        stiffer gains on the 15 g·m² foot are unstable when held for 10 ms.
         Scalars or per-actuator arrays in ``kp``/``kd`` override them.
         """
         n = len(self.coordinates)
-        w = 2 * np.pi * float(options["pd_bandwidth"])
+        bandwidth = options["pd_bandwidth"]
+        if bandwidth is None:
+            bandwidth = PD_BANDWIDTH[options["pd_update"]]
+        w = 2 * np.pi * float(bandwidth)
         inertia = self.sim.joint_inertia()[self.coordinates]
+        kp = w * w * inertia
+        if self.continuous:
+            kp = kp + 2.0 * self.sim.gravity_stiffness()[self.coordinates]
         gains = []
-        for key, default in (("kp", w * w * inertia), ("kd", 2 * w * inertia)):
+        for key, default in (("kp", kp), ("kd", None)):
             v = options[key]
-            g = default if v is None else np.asarray(v, dtype=float)
+            if v is None:
+                g = default if default is not None else 2.0 * np.sqrt(gains[0] * inertia)
+            else:
+                g = np.asarray(v, dtype=float)
             if g.ndim == 0:
                 g = np.full(n, float(g))
             if g.shape != (n,) or not np.all(np.isfinite(g)) or np.any(g < 0):
@@ -146,7 +183,25 @@ class PDActuation(Actuation):
             np.add(centre, self.residual_range, out=self._high)
         kernels.pd_control(smoothed, self._low, self._high, q, qdot, self.kp, self.kd,
                            self.max_actuation, self.torque, self.target)
-        return self.torque[0] / self.max_actuation
+        if not self.continuous:
+            return self.torque[0] / self.max_actuation
+        if self._springs_idle:
+            self.sim.set_spring_gains(self.kp, self.kd)
+            self._springs_idle = False
+        # the rest angle at which the spring's torque now equals the limited PD torque
+        kp = self.kp
+        stiff = kp > 0
+        rest = np.where(stiff, q[0] + (self.torque[0] + self.kd * qdot[0])
+                        / np.where(stiff, kp, 1.0), self.target[0])
+        self.sim.set_spring_rest(rest)
+        return self._zero
+
+    def idle(self):
+        super().idle()
+        if self.continuous:
+            zero = np.zeros(len(self.coordinates))
+            self.sim.set_spring_gains(zero, zero)
+            self._springs_idle = True
 
     def effort_cost(self) -> float:
         kernels.torque_cost(self.torque, self.max_actuation, self._cost)
@@ -155,6 +210,9 @@ class PDActuation(Actuation):
     def effort_record(self) -> dict:
         return {"torque": self.torque[0].copy(), "target": self.target[0].copy()}
 
+
+#: pd_update -> the default pd_bandwidth (Hz) of its gains (``PDActuation._gains``).
+PD_BANDWIDTH = {"continuous": 6.0, "step": 3.0}
 
 #: TaskSpec.actuation -> its class.
 ACTUATIONS = {"muscle": MuscleActuation, "torque": PDActuation}

@@ -76,7 +76,10 @@ class ImitationEnv(gym.Env):
         self.sim = sim = Simulation(model_path, integrator=opts["integrator"],
                                     accuracy=opts["accuracy"],
                                     energetics=task.actuation == "muscle",
-                                    push_body="torso" if opts["apply_perturbations"] else None)
+                                    push_body="torso" if opts["apply_perturbations"] else None,
+                                    coordinate_springs="actuated" if (
+                                        task.actuation == "torque"
+                                        and opts["pd_update"] == "continuous") else ())
         cn = sim.coordinate_names
         self._free = np.flatnonzero(~sim.locked)
         # imitation compares rotations only: translations are covered by the COM term
@@ -172,6 +175,7 @@ class ImitationEnv(gym.Env):
         else:
             start = 0
         self._start, self._step = start, 0
+        self.actuation.idle()
         if self.options["start_noise"] > 0:
             # seeded spread around the reference pose (evaluation episodes that differ):
             # joint angles ~ N(q_ref, start_noise), not cached

@@ -161,13 +161,24 @@ def evaluate(run_dir, *, episodes: int = 5, seconds: float = 10.0, start_noise: 
             random = [run_episode(env, random_policy, seed=seed + k) for k in range(episodes)]
             for r in random:
                 r.pop("records")
+        zero = None
+        if random_baseline and env.options["pd_targets"] == "residual" and \
+                env.spec_task.actuation == "torque":
+            # residual targets: a zero action is the PD tracking the reference on its
+            # own, the floor a trained policy has to improve on
+            def zero_policy(obs):
+                return np.zeros(env.action_space.shape, np.float32)
+            zero = [run_episode(env, zero_policy, seed=seed + k) for k in range(episodes)]
+            for r in zero:
+                r.pop("records")
     finally:
         env.close()
     records = [r.pop("records") for r in results]
     return {"task": config["task"], "algo": config["algo"], "run": str(run_dir),
             "seconds": seconds, "start_noise": start_noise, "episodes": results,
             "mean": summarize(results),
-            "random_policy": summarize(random) if random else None, "_records": records,
+            "random_policy": summarize(random) if random else None,
+            "reference_as_target": summarize(zero) if zero else None, "_records": records,
             "_coordinates": env.imitated_coordinates,
             "_model_coordinates": env.sim.coordinate_names,
             "_rotational": [bool(x) for x in env.sim.rotational],

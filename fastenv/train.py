@@ -33,7 +33,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from fastenv.vector import VECTOR_OPTIONS
 
 ALGOS = ("sac", "ppo")
-SECTIONS = ("algo", "policy", "env", "run")
+SECTIONS = ("algo", "policy", "env", "task", "run")
 
 
 # ----------------------------------------------------------------------- config
@@ -53,7 +53,9 @@ def load_config(algo: str, path: str | Path | None = None) -> dict:
         if section not in config:
             raise ValueError(f"{path}: unknown section [{section}]; expected {SECTIONS}")
         unknown = sorted(set(values) - set(config[section]))
-        if unknown and section != "algo":   # any SB3 argument may be added to [algo]
+        # any SB3 argument may be added to [algo], any env option to [task] (the env
+        # checks those when it is built)
+        if unknown and section not in ("algo", "task"):
             raise ValueError(f"{path}: unknown key(s) {unknown} in [{section}]; "
                              f"expected {sorted(config[section])}")
         config[section].update(values)
@@ -266,6 +268,8 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
                                   "it or choose another --out")
         cfg = load_config(algo, config)
+        # the config's env options, then the caller's (--option) over them
+        env_options = {**cfg.get("task", {}), **env_options}
         num_envs = int(num_envs or cfg["env"]["num_envs"])
         out.mkdir(parents=True, exist_ok=True)
         config_path.write_text(json.dumps(dict(task=task, algo=algo, seed=seed,

@@ -246,3 +246,24 @@ def test_tracking_reward_option(task):
         venv.close()
     with pytest.raises(ValueError, match="reward must be 'original' or 'tracking'"):
         ImitationEnv(task, reward="deepmimic")
+
+
+@pytest.mark.parametrize("task, options", [
+    ("MuscleWalkingImitation2D-v0", {}),
+    ("TorqueWalkingImitation2D-v0", {}),
+    ("TorqueWalkingImitation2D-v0", {"pd_update": "step"})])
+def test_reset_does_not_depend_on_how_the_last_episode_ended(task, options):
+    """The actuation idles at reset: the start observation (accelerations included) and
+    the first step are the same whatever the previous episode's last action was."""
+    from fastenv.env import ImitationEnv
+    env = ImitationEnv(task, **options)
+    low, high = env.action_space.low, env.action_space.high
+    runs = []
+    for last in (low, high):
+        env.reset(seed=3)
+        env.step(last)
+        obs, _ = env.reset(seed=3)
+        runs.append((obs, env.step(np.zeros_like(low))[0]))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    env.close()
