@@ -19,7 +19,7 @@ Sources: ``tasks.json`` (``bench/tasks.py``) with ``fastenv.envs.TASKS``;
 (``bench/soak.py``); ``micro.json`` (``pytest bench/test_micro.py --benchmark-enable
 --benchmark-json=bench/results/micro.json``); ``integrators_*.json``
 (``bench/integrators.py``); ``physics_presets_*.json`` (``bench/physics_presets.py``);
-``model_choice.json`` (``bench/model_choice.py``).
+``model_choice.json`` (``bench/model_choice.py``); ``render.json`` (``bench/render.py``).
 """
 from __future__ import annotations
 
@@ -319,8 +319,30 @@ def model_choice_table() -> list[str]:
                   "follows within 10° (s)", "fell at (s)"], "lrrrrr", rows)
 
 
+def render_table() -> list[str]:
+    r = load("render")
+    rows = [[row["task"], row["view"], f"{row['width']}×{row['height']}",
+             f"{row['triangles']:,}", f"{row['render_ms']:.1f}", f"{row['render_fps']:.0f}",
+             f"{row['step_and_render_fps']:.0f}"] for row in r["rows"]]
+    lines = table(["task", "view", "size", "bone triangles", "ms/frame", "frames/s",
+                   "with steps"], "lllrrrr", rows)
+    mpl, simple = r.get("matplotlib"), r["simplification"]
+    return lines + ["", f"Clustered meshes: {simple['triangles']:,} of the "
+                    f"{simple['full_triangles']:,} bone triangles; on a frame of "
+                    f"{simple['task']} the bones' outline differs from the full meshes' in "
+                    f"{simple['silhouette_pixels_differing']} of "
+                    f"{simple['model_pixels']:,} pixels. One process on {r['cores']} cores, "
+                    f"load average "
+                    f"{r['load_average_before'][0]:.1f} before and "
+                    f"{r['load_average_after'][0]:.1f} after (other jobs ran)"
+                    + (f"; matplotlib's 3D axes took {mpl['seconds_per_frame']:.2f} s for one "
+                       f"frame of the same {mpl['triangles']:,} triangles (no ghost, no "
+                       f"muscles)." if mpl else ".")]
+
+
 TABLES = {
     "tasks": tasks_table,
+    "render": render_table,
     "soak": soak_table,
     "compare": compare_table,
     "targets": targets_table,

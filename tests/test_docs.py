@@ -115,6 +115,8 @@ def _expensive(command: str) -> bool:
     if args[1:2] == ["rollout"]:
         steps = int(args[args.index("--steps") + 1]) if "--steps" in args else 1000
         return steps > 200
+    if args[1:2] == ["render"]:
+        return float(args[args.index("--seconds") + 1]) > 1 if "--seconds" in args else True
     return False
 
 
@@ -146,7 +148,7 @@ def test_readme_command_runs(command, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [c for c in readme_commands() if _expensive(c)
-                                     and shlex.split(c)[1] not in LEARNING])
+                                     and shlex.split(c)[1] not in (*LEARNING, "render")])
 def test_readme_command_runs_verbatim_slow(command, tmp_path):
     r = _run(shlex.split(command), tmp_path, 900)
     assert r.returncode == 0, f"{command}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
@@ -156,7 +158,7 @@ def test_readme_command_runs_verbatim_slow(command, tmp_path):
 def test_readme_cli_options_exist(tmp_path):
     """Every ``--option`` the README names after a ``fastenv CMD`` (in its command line or
     sentence) is in that command's --help."""
-    chunks = re.split(r"(?=\bfastenv\s+(?:tasks|rollout|bench|train|evaluate|--)\b)",
+    chunks = re.split(r"(?=\bfastenv\s+(?:tasks|rollout|bench|train|evaluate|render|--)\b)",
                       README.read_text())
     mentions = {}
     for chunk in chunks:

@@ -296,3 +296,11 @@ def test_vector_env_renders_every_env_in_its_worker():
         envs.close()
     with pytest.raises(ValueError, match="render_mode='rgb_array'"):
         OsimVectorEnv(TASK, 2, render_mode="human")
+
+
+def test_views_table_is_the_code():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / "rendering.md").read_text()
+    for name, (azimuth, elevation) in VIEWS.items():
+        row = f'| `"{name}"` | {azimuth:g}, {elevation:g} |'.replace("-", "−")
+        assert row in text, row
