@@ -305,17 +305,22 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self._a.actions[ids] = a
         self._pool.send(b"S", ids.astype(np.int32))
 
-    def recv(self, timeout: float | None = None):
+    def recv(self, timeout: float | None = None, *, batch_size: int | None = None):
         """The first ``batch_size`` envs to finish: (obs, reward, terminated, truncated,
-        info) with ``info["env_id"]``; rows are in completion order."""
+        info) with ``info["env_id"]``; rows are in completion order. ``batch_size``
+        overrides the env's for this call, e.g. to drain the last envs in flight."""
         self._check_open("recv")
         if self._stepping:
             raise PendingCallError("recv() called while a step_async() is in flight; "
                                    "call step_wait() first")
-        if self._pool.pending < self.batch_size:
-            raise PendingCallError(f"recv() needs batch_size={self.batch_size} envs in "
+        n = self.batch_size if batch_size is None else batch_size
+        if not (isinstance(n, (int, np.integer)) and 1 <= n <= self.num_envs):
+            raise ValueError(f"batch_size must be an int in [1, num_envs={self.num_envs}], "
+                             f"got {batch_size!r}")
+        if self._pool.pending < n:
+            raise PendingCallError(f"recv() needs batch_size={n} envs in "
                                    f"flight, {self._pool.pending} are; call send() first")
-        done = self._pool.collect(self.batch_size, timeout)
+        done = self._pool.collect(int(n), timeout)
         ids = np.array([i for i, _ in done], dtype=np.int32)
         extras = {i: e for i, e in done if e}
         self._raise_env_errors(extras)
