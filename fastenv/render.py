@@ -270,6 +270,7 @@ class Renderer:
         self._bone_depth = np.empty((H, W))
         self._ghost_image = np.empty((H, W, 3), np.uint8)
         self._ghost_depth = np.empty((H, W))
+        self._last_pelvis = np.zeros(3)
 
     def _build_bones(self, geometry):
         """The meshes at two levels of detail: the model's (clustered to 1.2 pixels at
@@ -329,8 +330,9 @@ class Renderer:
     # ------------------------------------------------------------------ drawing
     def _shade(self, light_dot, color) -> np.ndarray:
         """Lambert shading, lit from both sides (mesh windings are not consistent)."""
-        light = np.abs(light_dot)
-        return np.clip((0.38 + 0.62 * light)[:, None] * color, 0, 255).astype(np.uint8)
+        shade = np.clip((0.38 + 0.62 * np.abs(light_dot))[:, None] * color, 0, 255)
+        with np.errstate(invalid="ignore"):   # NaN poses: the kernel drops those anyway
+            return shade.astype(np.uint8)
 
     def _draw(self, vertices, triangles, colors, depth, image):
         kernels.rasterize(np.ascontiguousarray(vertices, dtype=np.float64),
@@ -457,6 +459,9 @@ class Renderer:
         sim = self.sim
         transforms = sim.frame_transforms(state)
         pelvis = transforms[self._pelvis, :, 3]
+        if not np.isfinite(pelvis).all():    # a failed simulation: keep the last camera
+            pelvis = self._last_pelvis
+        self._last_pelvis = pelvis
         target = np.array([pelvis[0], 0.5 * self.subject_height,
                            0.0 if self.planar else pelvis[2]])
         self.look_at(target)

@@ -304,3 +304,18 @@ def test_views_table_is_the_code():
     for name, (azimuth, elevation) in VIEWS.items():
         row = f'| `"{name}"` | {azimuth:g}, {elevation:g} |'.replace("-", "−")
         assert row in text, row
+
+
+def test_a_failed_simulation_still_renders():
+    """After a simulator failure (non-finite state) the frame keeps its camera and
+    shows the ghost; the model's non-finite triangles are dropped."""
+    from fastenv.vector import _nan_state
+    env = _env("TorqueWalkingImitation2D-v0")
+    env.reset(seed=0)
+    before = env.render()
+    _nan_state(env)
+    _, _, _, truncated, info = env.step(env.action_space.sample() * 0)
+    assert truncated and "sim_error" in info
+    frame = env.render()
+    assert frame.shape == before.shape and env.renderer.ghost_mask.sum() > 1000
+    env.close()
