@@ -115,7 +115,9 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     out = tmp_path / "eval.json"
     cli("evaluate", str(run), "--episodes", "2", "--seconds", "0.3", "--json", str(out),
         "--plot", str(tmp_path / "angles.png"), "--export", str(tmp_path / "rollout.mot"),
-        "--curves", str(tmp_path / "curves.png"))
+        "--curves", str(tmp_path / "curves.png"), "--plot-grf", str(tmp_path / "grf.png"))
+    cli("render", "--policy", str(run), "--seconds", "0.2", "--out", str(tmp_path / "run.gif"),
+        "--width", "160", "--height", "120", "--no-progress")
     result = json.loads(out.read_text())
     assert result["task"] == task and len(result["episodes"]) == 2
     keys = {"time_alive_s", "distance_m", "speed_m_s", "reference_speed_m_s",
@@ -129,6 +131,8 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
         assert all(math.isfinite(v) for v in flat)
     assert (tmp_path / "angles.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "grf.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "run.gif").read_bytes()[:3] == b"GIF"
     assert keys <= set(result["random_policy"])   # the same episodes, random actions
     from fastenv.references import read_motion
     time, columns, in_degrees = read_motion(tmp_path / "rollout.mot")
