@@ -311,8 +311,8 @@ def render(args) -> int:
         task, options = config["task"], dict(config["env_options"])
     if task is None:
         raise ValueError("TASK is required (or --policy DIR, whose run names it)")
-    if (args.export or args.plot_grf) and args.reference:
-        raise ValueError("--export and --plot-grf need a simulated rollout; --reference "
+    if (args.export or args.plot or args.plot_grf) and args.reference:
+        raise ValueError("--export, --plot and --plot-grf need a simulated rollout; --reference "
                          "simulates nothing (the reference's coordinates ship as "
                          "envs/references/<name>_coordinates.sto)")
     out = args.out or f"{task}.mp4"
@@ -320,7 +320,7 @@ def render(args) -> int:
     if suffix not in (".mp4", ".gif", ".png"):
         raise ValueError(f"--out must end in .mp4, .gif or .png, got {out!r}")
     options.update(mode="test", episode_seconds=args.seconds,
-                   log=bool(args.export or args.plot_grf),
+                   log=bool(args.export or args.plot or args.plot_grf),
                    render_view=args.view, render_size=(args.width, args.height))
     env = ImitationEnv(task, render_mode="rgb_array", **options)
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
@@ -363,6 +363,11 @@ def render(args) -> int:
         if args.export:
             paths = env.write_motion(args.export)
             print("wrote " + ", ".join(str(p) for p in paths.values()))
+        if args.plot:
+            from fastenv import evaluate as ev
+            ev.plot_joint_angles(env.episode_log, env.imitated_coordinates,
+                                 env.sim.coordinate_names, args.plot, title=f"{task}: {out}")
+            print(f"wrote {args.plot}")
         if args.plot_grf:
             _plot_grf(env, env.episode_log, args.plot_grf, f"{task}: {out}")
     finally:
@@ -518,6 +523,8 @@ def parser() -> argparse.ArgumentParser:
     rd.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
     rd.add_argument("--export", default=None, metavar="FILE.mot",
                     help="also write the rollout for the OpenSim GUI (as evaluate --export)")
+    rd.add_argument("--plot", default=None, metavar="FILE.png",
+                    help="plot the rollout's joint angles against the reference (as evaluate)")
     rd.add_argument("--plot-grf", default=None, metavar="FILE.png",
                     help="plot the rollout's ground reaction forces against the reference's")
     rd.add_argument("--no-progress", action="store_true", help="no progress bar")
