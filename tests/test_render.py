@@ -321,3 +321,15 @@ def test_a_failed_simulation_still_renders():
     frame = env.render()
     assert frame.shape == before.shape and env.renderer.ghost_mask.sum() > 1000
     env.close()
+
+
+def test_gymnasium_env_checker_passes_with_rendering(monkeypatch):
+    """Gymnasium's checker, render checks included: it makes the env in every render
+    mode (human through SDL's dummy display)."""
+    pytest.importorskip("pygame")
+    from gymnasium.utils.env_checker import check_env
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    env = gym.make("TorqueWalkingImitation2D-v0", render_mode="rgb_array",
+                   render_size=(160, 120))
+    check_env(env.unwrapped, skip_render_check=False)
+    env.close()
