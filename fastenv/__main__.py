@@ -319,6 +319,9 @@ def render(args) -> int:
     suffix = os.path.splitext(out)[1].lower()
     if suffix not in (".mp4", ".gif", ".png"):
         raise ValueError(f"--out must end in .mp4, .gif or .png, got {out!r}")
+    if suffix == ".gif" and args.fps > 50:
+        raise ValueError(f"--fps {args.fps} is too fast for a .gif (players slow down "
+                         "frames under 20 ms): use --fps 50 or less, or .mp4")
     options.update(mode="test", episode_seconds=args.seconds,
                    log=bool(args.export or args.plot or args.plot_grf),
                    render_view=args.view, render_size=(args.width, args.height))

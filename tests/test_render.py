@@ -250,6 +250,7 @@ def test_fastenv_render_picture_export_and_grf_plot(tmp_path):
     (["render", TASK, "--reference", "--out", "x.avi"], "--out must end in .mp4, .gif or .png"),
     (["render", TASK, "--reference", "--view", "top"], "the view must be one of"),
     (["render", TASK, "--reference", "--export", "x.mot"], "need a simulated rollout"),
+    (["render", TASK, "--reference", "--out", "x.gif", "--fps", "100"], "too fast for a .gif"),
 ])
 def test_fastenv_render_input_errors(args, message, capsys):
     from fastenv.__main__ import main
