@@ -395,9 +395,14 @@ class Renderer:
         side = 1.0 if math.cos(math.radians(self.azimuth)) >= 0 else -1.0
         at = self.project(np.column_stack([marks, np.zeros(len(marks)),
                                            np.full(len(marks), target[2] + side * 0.4)]))
-        for m, (x, y, z) in zip(marks, at):
-            if np.isfinite(z):
-                self.text(f"{m} m", x - 12, y + 4)
+        taken = []     # label boxes already written: nearer marks first, none overlap
+        for k in np.argsort(np.nan_to_num(at[:, 2], nan=np.inf)):
+            x, y, z = at[k]
+            if not np.isfinite(z) or any(abs(x - x2) < 60 and abs(y - y2) < 18
+                                         for x2, y2 in taken):
+                continue
+            taken.append((x, y))
+            self.text(f"{marks[k]} m", x - 12, y + 4)
 
     def _forces(self, transforms, grf):
         """One arrow per contact force, from its contact spheres' mean ground point
