@@ -268,7 +268,7 @@ def test_record_video_wrapper(tmp_path):
     from gymnasium.wrappers import RecordVideo
     env = gym.make("TorqueWalkingImitation2D-v0", render_mode="rgb_array", mode="test",
                    episode_seconds=0.1, render_size=(160, 120))
-    env = RecordVideo(env, str(tmp_path), episode_trigger=lambda episode: True,
+    env = RecordVideo(env, str(tmp_path / "videos"), episode_trigger=lambda episode: True,
                       disable_logger=True)
     env.reset(seed=0)
     done = False
@@ -277,7 +277,7 @@ def test_record_video_wrapper(tmp_path):
         done = terminated or truncated
     assert len(env.recorded_frames) == 11                       # the reset and 10 steps
     env.close()
-    videos = sorted(tmp_path.glob("*.mp4"))
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
     assert len(videos) == 1
     n, size = _decoded_frames(videos[0])
     assert size == (160, 120) and n in (10, 11)    # moviepy writes duration x fps frames
