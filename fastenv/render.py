@@ -458,8 +458,7 @@ class Renderer:
         ``ghost``: coordinates ``(q, qdot)`` of a second pose, drawn translucent over
         everything but the floor (the reference's); ``activation``: per muscle, in
         [0, 1] (None: muscles in one neutral colour); ``grf``: (n_contact, 6) loads as
-        in ``Simulation.buf``
-        (None: no arrows); ``time``: written in the corner (s).
+        in ``Simulation.buf`` (None: no arrows); ``time``: written in the corner (s).
         """
         sim = self.sim
         transforms = sim.frame_transforms(state)
