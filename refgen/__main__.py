@@ -5,6 +5,7 @@
                                    [--work-dir DIR] [--resume] [--seed STO] [--guess STO]
                                    [--kinematic]
     python -m refgen rekinematics NAME|all [--out DIR]
+    python -m refgen check NAME|all [--json FILE] [--motions DIR] [--references DIR]
 
 Run it from a fastenv checkout (refgen is not installed with fastenv).  Generators
 are looked up by name in :data:`GENERATORS` (walking2d, running2d, jumping2d,
@@ -140,6 +141,19 @@ def parser() -> argparse.ArgumentParser:
     rekin.add_argument("name", help="a reference in the checkout's envs/references/, or 'all'")
     rekin.add_argument("--out", type=Path, default=REFERENCES_DIR,
                        help="output folder (default: the checkout's envs/references/)")
+    check = sub.add_parser(
+        "check", help="check shipped references against human norms and their measured "
+                      "source (refgen/check.py); exit status 1 on any violation")
+    check.add_argument("name", help="a reference in --references, or 'all'")
+    check.add_argument("--json", type=Path, metavar="FILE",
+                       help="also write the figures and verdicts as JSON "
+                            "(all: refgen/check_status.json is the committed one)")
+    check.add_argument("--motions", type=Path, help="folder of the public measured motions "
+                       f"(default: ${MOTIONS_ENV}, else {DEFAULT_MOTIONS}/ relative to the "
+                       "checkout root); without it the measured-source criterion is skipped")
+    check.add_argument("--references", type=Path, default=REFERENCES_DIR, metavar="DIR",
+                       help="folder of the references to check (default: the checkout's "
+                            "envs/references/), e.g. a generate --out folder")
     return main_parser
 
 
@@ -163,6 +177,13 @@ def main(argv=None) -> int:
     opensim.Logger.setLevelString("warn")
     if args.command == "rekinematics":
         return rekinematics(args)
+    if args.command == "check":
+        from refgen.check import run
+        try:
+            return run([args.name], json_path=args.json, references_dir=args.references)
+        except ValueError as exc:   # a bad name or folder: one line, not a traceback
+            print(f"python -m refgen check: {exc}", file=sys.stderr)
+            return 2
     generator, _ = GENERATORS[args.name]
     args.log = _log(time.perf_counter())
     generator(args)
