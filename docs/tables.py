@@ -392,5 +392,66 @@ def main(argv=None) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------- reference check
+#: ``python -m refgen check all --json refgen/check_status.json`` (committed; the refgen
+#: tests hold the check to it).
+REFERENCE_CHECK = ROOT / "refgen" / "check_status.json"
+
+
+def _check_figure(criterion: dict, spec: str = "{:.2f}") -> str:
+    """A criterion's figure (a range as lo–hi, absent as –), bold where it fails."""
+    v = criterion["value"]
+    shown = [] if v is None else [spec.format(x) for x in (v if isinstance(v, list) else [v])]
+    text = "–".join(dict.fromkeys(shown)) or "–"
+    return f"**{text}**" if criterion["verdict"] == "fail" else text
+
+
+def reference_check_table() -> list[str]:
+    """The figures of ``python -m refgen check`` per shipped reference; violated ones bold."""
+    with open(REFERENCE_CHECK) as f:
+        refs = json.load(f)["references"]
+    rows = []
+    for name, r in refs.items():
+        c = r["criteria"]
+        joints = ("hip", "knee", "ankle")
+        if "source" in c:
+            corr = rms = "no measured source" if r["measured_source"] is None else "not run"
+        else:
+            corr = " / ".join(_check_figure(c[f"source.{j}.r"]) for j in joints)
+            rms = " / ".join(_check_figure(c[f"source.{j}.rms"], "{:.1f}") for j in joints)
+        if r["kind"] == "walking":
+            grf = (f"humps {_check_figure(c['grf.loading_hump'])} and "
+                   f"{_check_figure(c['grf.push_off_hump'])}, trough "
+                   f"{_check_figure(c['grf.trough'])}")
+        elif r["kind"] == "running":
+            grf = (f"{_check_figure(c['grf.contacts_per_step'], '{:d}')} contacts/stance, "
+                   f"impact {_check_figure(c['grf.impact_peak'])}, active "
+                   f"{_check_figure(c['grf.active_peak'])}, duty factor "
+                   f"{_check_figure(c['grf.duty_factor'])}")
+        else:
+            grf = (f"unloading {_check_figure(c['grf.unloading_min'])}, toes move "
+                   f"{_check_figure(c['grf.foot_travel'], '{:.3f}')} m, flight tilt "
+                   f"{_check_figure(c['grf.flight_pelvis_tilt'], '{:.0f}')}°")
+        limit = c["limits"]
+        share = limit.get("detail", {}).get("share")
+        limits = (f"{_check_figure(limit, '{:+.1f}')}° {limit['detail']['coordinate']}"
+                  + (f" ({100 * share:.0f}%)" if share is not None else ""))
+        seam = "–" if c["seam"]["verdict"] == "skip" else _check_figure(c["seam"])
+        verdicts = [x["verdict"] for x in c.values()]
+        rows.append([f"`{name}`", corr, rms, grf,
+                     f"{_check_figure(c['com.implied_min'])} / "
+                     f"{_check_figure(c['com.mean_difference'])}",
+                     limits, seam, f"{verdicts.count('fail')} of "
+                     f"{len(verdicts) - verdicts.count('skip')}"])
+    return table(["reference", "r with source: hip / knee / ankle",
+                  "RMS (°): hip / knee / ankle", "vertical GRF (BW)",
+                  "COM-implied force: lowest (BW) / mean difference",
+                  "past limit onset (torque share)", "seam", "violated"],
+                 "llllllrr", rows)
+
+
+TABLES["reference_check"] = reference_check_table
+
+
 if __name__ == "__main__":
     sys.exit(main())
