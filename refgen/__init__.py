@@ -8,7 +8,9 @@ them (:mod:`fastenv.references`) and never imports ``refgen``.
 Modules: :mod:`refgen.motion` (coordinate trajectories and their files),
 :mod:`refgen.moco` (the Moco 2D gait pipeline: ``walking2d``), :mod:`refgen.tasks2d`
 (``running2d``, ``lockedknee2d``, ``jumping2d``), :mod:`refgen.derive3d` (the 3D
-references and ``palsy3d``), :mod:`refgen.__main__` (the command line).
+references and ``palsy3d``), :mod:`refgen.check` (``python -m refgen check``: shipped
+references against human norms and their measured source), :mod:`refgen.__main__` (the
+command line).
 
 Two folders, each set in one place:
 
