@@ -1,0 +1,244 @@
+"""Samples/s with a policy in the loop against open-loop stepping, in one run.
+
+A torch actor-critic MLP (actor and critic 2×256, tanh, Gaussian actions with their
+log-probabilities and values: what SB3's PPO ``MlpPolicy`` with ``net_arch=[256, 256]``
+computes) runs on the CPU with ``torch.set_num_threads(1)``, in the parent process,
+for ``num_envs`` envs of one task. Modes:
+
+- ``sync_random``: ``OsimVectorEnv.step`` with uniform random actions (open loop);
+- ``sync_policy``: ``step`` with the MLP's actions (the policy waits for every env, the
+  envs wait for the policy);
+- ``async_random``: ``send``/``recv`` with ``batch_size = num_envs // 2``, random
+  actions (open loop);
+- ``pipelined_policy``: ``fastenv.collect.PipelinedCollector`` with the MLP, batch
+  ``num_envs // 2``, rollouts of ``--rollout`` steps per env (their drains included);
+- ``sb3_random``: ``fastenv.adapters.sb3.make_vec_env`` stepped with random actions;
+- ``sb3_collect``: SB3 PPO's own ``collect_rollouts`` (``n_steps = --rollout``) on
+  ``make_vec_env``: SB3's collection as ``fastenv train --algo ppo`` runs it.
+
+Every mode starts its own envs (start-up not timed), warms up, then runs for
+``--seconds``; modes run round-robin ``--repeats`` times and the median is reported,
+with the parent's CPU share, the time in the policy, and the load average before each
+run (a figure is only worth something on an otherwise idle machine).
+
+    python bench/closed_loop.py [--task ...] [--num-envs 16] [--workers N] [--seconds 20]
+                                [--repeats 3] [--rollout 128] [--out bench/results]
+    python bench/closed_loop.py --quick --out /tmp/closed_loop   # checks that it runs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+TASK = "MuscleWalkingImitation2D-v0"
+MODES = ("sync_random", "sync_policy", "async_random", "pipelined_policy", "sb3_random",
+         "sb3_collect")
+OPEN_LOOP = {"sync_policy": "sync_random", "pipelined_policy": "async_random",
+             "sb3_collect": "sb3_random"}
+
+
+class ActorCritic(nn.Module):
+    """The MLP in the loop: SB3's PPO MlpPolicy shape, without SB3."""
+
+    def __init__(self, obs_dim: int, act_dim: int, low, high, hidden: int = 256):
+        super().__init__()
+
+        def mlp(out):
+            return nn.Sequential(nn.Linear(obs_dim, hidden), nn.Tanh(),
+                                 nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, out))
+        self.actor, self.critic = mlp(act_dim), mlp(1)
+        self.log_std = nn.Parameter(torch.full((act_dim,), -1.0))
+        self.low, self.high = torch.as_tensor(low), torch.as_tensor(high)
+        self.seconds = 0.0    # time spent in __call__, for the report
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray):
+        t0 = time.perf_counter()
+        o = torch.from_numpy(obs)
+        mean, value = self.actor(o), self.critic(o).squeeze(-1)
+        dist = torch.distributions.Normal(mean, self.log_std.exp())
+        action = dist.sample()
+        log_prob = dist.log_prob(action).sum(-1)
+        out = (action.clamp(self.low, self.high).numpy(),
+               {"value": value.numpy(), "log_prob": log_prob.numpy()})
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+def _random(space, rng, n):
+    return rng.uniform(space.low, space.high, (n, *space.shape)).astype(np.float32)
+
+
+def run_mode(mode: str, task: str, n: int, workers: int, seconds: float, rollout: int,
+             seed: int) -> dict:
+    from fastenv.vector import OsimVectorEnv
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    samples, policy = 0, None
+    load = os.getloadavg()[0]
+    if mode.startswith("sb3"):
+        return _run_sb3(mode, task, n, workers, seconds, rollout, seed, rng, load)
+    venv = OsimVectorEnv(task, n, num_workers=workers, batch_size=max(1, n // 2),
+                         autoreset_mode="SameStep")
+    try:
+        space = venv.single_action_space
+        policy = ActorCritic(venv.single_observation_space.shape[0], space.shape[0],
+                             space.low, space.high)
+        if mode.startswith("sync"):
+            obs, _ = venv.reset(seed=seed)
+            venv.step(_random(space, rng, n))                        # warm-up
+            act = ((lambda o: policy.act(o)[0]) if mode == "sync_policy"
+                   else (lambda o: _random(space, rng, n)))
+            policy.seconds = 0.0
+            t0, c0 = time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < seconds:
+                obs = venv.step(act(obs))[0]
+                samples += n
+        elif mode == "async_random":
+            venv.async_reset(seed=seed)
+            t0, c0 = time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < seconds:
+                *_, info = venv.recv()
+                ids = info["env_id"]
+                venv.send(_random(space, rng, len(ids)), ids)
+                samples += len(ids)
+        else:
+            from fastenv.collect import PipelinedCollector
+            collector = PipelinedCollector(venv, policy.act, seed=seed)
+            collector.collect(2)                                     # warm-up
+            policy.seconds = 0.0
+            t0, c0 = time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < seconds:
+                collector.collect(rollout)
+                samples += n * rollout
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        venv.close()
+    return _row(mode, samples, wall, cpu, policy.seconds if "policy" in mode else 0.0, load)
+
+
+def _run_sb3(mode, task, n, workers, seconds, rollout, seed, rng, load):
+    from stable_baselines3 import PPO
+
+    from fastenv.adapters.sb3 import make_vec_env
+    env = make_vec_env(task, n, seed=seed, num_workers=workers)
+    samples, policy_s = 0, 0.0
+    try:
+        if mode == "sb3_random":
+            env.reset()
+            t0, c0 = time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < seconds:
+                env.step(_random(env.action_space, rng, n))
+                samples += n
+        else:
+            model = PPO("MlpPolicy", env, n_steps=rollout, batch_size=rollout * n,
+                        policy_kwargs=dict(net_arch=[256, 256]), device="cpu", seed=seed)
+            forward, spent = model.policy.forward, [0.0]
+
+            def timed(*a, **kw):   # the policy's share of the collection
+                t = time.perf_counter()
+                out = forward(*a, **kw)
+                spent[0] += time.perf_counter() - t
+                return out
+            model.policy.forward = timed
+            _, callback = model._setup_learn(10**12, callback=None)
+            callback.on_training_start(locals(), globals())
+            model.collect_rollouts(model.env, callback, model.rollout_buffer, 2)  # warm-up
+            warm = spent[0]
+            t0, c0 = time.perf_counter(), time.process_time()
+            while time.perf_counter() - t0 < seconds:
+                model.collect_rollouts(model.env, callback, model.rollout_buffer, rollout)
+                samples += n * rollout
+            policy_s = spent[0] - warm
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        env.close()
+    return _row(mode, samples, wall, cpu, policy_s, load)
+
+
+def _row(mode, samples, wall, cpu, policy_s, load):
+    return dict(mode=mode, samples=samples, wall_s=wall, samples_per_s=samples / wall,
+                parent_cpu_fraction=cpu / wall, policy_fraction=policy_s / wall,
+                load_before=load)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default=TASK)
+    ap.add_argument("--num-envs", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=None, help="default: the cores")
+    ap.add_argument("--seconds", type=float, default=20.0, help="per mode and repeat")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rollout", type=int, default=128,
+                    help="steps per env of a collector / SB3 rollout")
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--quick", action="store_true",
+                    help="4 envs, 2 s per mode, one repeat: checks that it runs, "
+                         "measures nothing")
+    ap.add_argument("--out", default="bench/results")
+    args = ap.parse_args(argv)
+    modes = args.modes.split(",")
+    bad = sorted(set(modes) - set(MODES))
+    if bad:
+        raise SystemExit(f"--modes: unknown {bad}; expected some of {list(MODES)}")
+    if args.quick:
+        args.num_envs, args.seconds, args.repeats, args.rollout = 4, 2.0, 1, 16
+    from fastenv.pool import default_workers
+    workers = min(args.workers or default_workers(), args.num_envs)
+    torch.set_num_threads(1)
+    runs = {m: [] for m in modes}
+    for rep in range(args.repeats):
+        for mode in modes:
+            r = run_mode(mode, args.task, args.num_envs, workers, args.seconds, args.rollout,
+                         seed=rep)
+            runs[mode].append(r)
+            print(f"[{rep}] {mode:17s} {r['samples_per_s']:7.1f} samples/s  parent CPU "
+                  f"{100 * r['parent_cpu_fraction']:.1f}%  policy "
+                  f"{100 * r['policy_fraction']:.1f}%  load {r['load_before']:.2f}", flush=True)
+    rows = []
+    for rs in runs.values():
+        rates = [r["samples_per_s"] for r in rs]
+        median = rs[int(np.argsort(rates)[len(rates) // 2])]
+        rows.append(dict(median, runs=rs, samples_per_s=float(np.median(rates))))
+    rate = {r["mode"]: r["samples_per_s"] for r in rows}
+    best_open = max((rate[m] for m in ("sync_random", "async_random") if m in rate),
+                    default=None)
+    for r in rows:
+        base = OPEN_LOOP.get(r["mode"])
+        r["vs_its_open_loop"] = rate[r["mode"]] / rate[base] if base in rate else None
+        r["vs_best_fastenv_open_loop"] = rate[r["mode"]] / best_open if best_open else None
+    result = dict(task=args.task, num_envs=args.num_envs, workers=workers,
+                  seconds=args.seconds, repeats=args.repeats, rollout=args.rollout,
+                  quick=args.quick, torch=torch.__version__, torch_threads=1,
+                  cpus=os.cpu_count(), machine=platform.machine(), rows=rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "closed_loop.json").write_text(json.dumps(result, indent=1))
+    lines = [f"{args.task}, {args.num_envs} envs on {workers} workers, median of "
+             f"{args.repeats} × {args.seconds:g} s" + (" (--quick: a check that the script "
+                                                        "runs, not a measurement)"
+                                                        if args.quick else ""), "",
+             "| mode | samples/s | ÷ its open loop | ÷ best fastenv open loop | parent CPU "
+             "| in policy |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        ratio = "–" if r["vs_its_open_loop"] is None else f"{r['vs_its_open_loop']:.2f}"
+        best = ("–" if r["vs_best_fastenv_open_loop"] is None
+                else f"{r['vs_best_fastenv_open_loop']:.2f}")
+        lines.append(f"| {r['mode']} | {r['samples_per_s']:.0f} | {ratio} | {best} | "
+                     f"{100 * r['parent_cpu_fraction']:.1f}% | "
+                     f"{100 * r['policy_fraction']:.1f}% |")
+    (out / "closed_loop.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
