@@ -400,7 +400,9 @@ def measured_source(name: str, references_dir=REFERENCES_DIR) -> tuple[str | Non
         found = next((v for keys in SOURCE_KEYS if (v := _nested(doc, keys))), None)
         if not isinstance(found, str):
             return None, f"{current}.json names no tracked motion"
-        if (references_dir / f"{found}.npz").is_file() and found not in chain + [current]:
+        if (references_dir / f"{found}.npz").is_file():
+            if found in chain + [current]:
+                return None, f"{current}.json names {found} in a circle"
             chain.append(current)
             current = found
             continue

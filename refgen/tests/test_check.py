@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from refgen import CHECKOUT, REFERENCES_DIR, motions_dir
+from refgen import CHECKOUT, motions_dir
 from refgen import check as chk
 
 STATUS = json.loads(chk.STATUS_FILE.read_text())["references"]
@@ -276,4 +276,3 @@ def test_references_folder_option(tmp_path):
     """--references checks a generate --out folder (here: an empty one)."""
     with pytest.raises(ValueError, match="expected one of"):
         chk.run(["walking2d"], references_dir=tmp_path, log=lambda *_: None)
-    assert REFERENCES_DIR.is_dir()
