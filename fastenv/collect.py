@@ -73,16 +73,17 @@ Policy = Callable[[np.ndarray], "np.ndarray | tuple[np.ndarray, dict[str, np.nda
 class PipelinedCollector:
     """Collects :class:`Rollout`\\ s from ``envs`` with ``policy`` in the loop.
 
-    ``envs``: an ``OsimVectorEnv`` in ``SameStep`` autoreset mode; its ``batch_size``
-    is how many envs the policy sees at once (``num_envs // 2`` pipelines two halves;
-    ``num_envs`` is lock-step, like ``step``). ``policy(obs)`` takes a ``(batch,
-    obs_dim)`` array and returns actions, or ``(actions, extras)`` with a dict of
-    per-row arrays to keep in ``Rollout.extras``. Envs are reset with ``seed`` at the
-    first ``collect`` (env ``i`` gets ``seed + i``) and continue their episodes from one
-    rollout to the next.
+    ``envs``: an ``OsimVectorEnv`` in ``SameStep`` autoreset mode. ``batch_size``
+    (default: the env's) is how many envs the policy sees at once: ``num_envs // 2``
+    pipelines two halves, ``num_envs`` is lock-step, like ``step``. ``policy(obs)``
+    takes a ``(batch, obs_dim)`` array and returns actions, or ``(actions, extras)``
+    with a dict of per-row arrays to keep in ``Rollout.extras``. Envs are reset with
+    ``seed`` at the first ``collect`` (env ``i`` gets ``seed + i``), unless ``start``
+    says they are ready, and continue their episodes from one rollout to the next.
     """
 
-    def __init__(self, envs: OsimVectorEnv, policy: Policy, *, seed: int | None = None):
+    def __init__(self, envs: OsimVectorEnv, policy: Policy, *, seed: int | None = None,
+                 batch_size: int | None = None):
         if not isinstance(envs, OsimVectorEnv):
             raise TypeError(f"envs must be an OsimVectorEnv, got {type(envs).__name__}")
         if envs.autoreset_mode != AutoresetMode.SAME_STEP:
@@ -91,8 +92,13 @@ class PipelinedCollector:
                              "with autoreset_mode='SameStep'")
         if not callable(policy):
             raise TypeError(f"policy must be callable (obs -> actions), got {policy!r}")
-        self.envs, self.policy, self.seed = envs, policy, seed
         n = envs.num_envs
+        batch_size = envs.batch_size if batch_size is None else batch_size
+        if not (isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= n):
+            raise ValueError(f"batch_size must be an int in [1, num_envs={n}], got "
+                             f"{batch_size!r}")
+        self.envs, self.policy, self.seed = envs, policy, seed
+        self.batch_size = int(batch_size)
         space = envs.single_observation_space
         self._obs = np.zeros((n, *space.shape), dtype=space.dtype)  # what each env acts on
         self._in_flight = np.zeros(n, dtype=bool)
@@ -105,6 +111,18 @@ class PipelinedCollector:
         """Start new episodes in every env at the next ``collect`` (``seed`` as in
         ``reset``)."""
         self.seed, self._started = seed, False
+
+    def start(self, obs: np.ndarray):
+        """Collect from envs that are idle with observations ``obs`` (after a ``reset``
+        or ``step`` of the caller's) instead of resetting them; episodes count from here."""
+        obs = np.asarray(obs)
+        if obs.shape != self._obs.shape:
+            raise ValueError(f"obs has shape {obs.shape}; expected {self._obs.shape}")
+        if self._in_flight.any():
+            raise ValueError("start() called while envs are in flight; expected idle envs")
+        self._obs[:] = obs
+        self._return[:], self._length[:] = 0.0, 0
+        self._started = True
 
     def collect(self, steps: int) -> Rollout:
         """``steps`` transitions of every env, the policy acting as envs come back."""
@@ -131,12 +149,12 @@ class PipelinedCollector:
             self._return[:], self._length[:] = 0.0, 0
             self._started = True
         else:   # every env is idle with its observation: start them batch by batch
-            for ids in np.array_split(np.arange(n), -(-n // envs.batch_size)):
+            for ids in np.array_split(np.arange(n), -(-n // self.batch_size)):
                 self._act(ids, r, t)
         while self._in_flight.any():
             pending = int(self._in_flight.sum())
             obs, reward, terminated, truncated, info = envs.recv(
-                batch_size=min(envs.batch_size, pending))
+                batch_size=min(self.batch_size, pending))
             ids = info["env_id"]
             self._in_flight[ids] = False
             stepped = self._acting[ids]

@@ -48,14 +48,19 @@ def expected():
     return [single_env(i, sum(STEPS)) for i in range(N)]
 
 
-@pytest.mark.parametrize("workers, batch_size", [(2, 2), (2, 1), (1, 4)])
-def test_transitions_equal_single_envs(expected, workers, batch_size):
+@pytest.mark.parametrize("workers, batch_size, start", [(2, 2, False), (2, 1, False),
+                                                        (1, 4, False), (2, None, True)])
+def test_transitions_equal_single_envs(expected, workers, batch_size, start):
     """Pipelined (batch_size < num_envs) and lock-step (batch_size = num_envs) collection
-    over two rollouts give every env exactly its single-env transitions, in order."""
-    venv = OsimVectorEnv(TASK, N, num_workers=workers, batch_size=batch_size,
-                         autoreset_mode="SameStep", **KW)
+    over two rollouts give every env exactly its single-env transitions, in order; also
+    from envs the caller reset itself (``start``)."""
+    venv = OsimVectorEnv(TASK, N, num_workers=workers, autoreset_mode="SameStep",
+                         batch_size=batch_size or N, **KW)
     try:
-        collector = PipelinedCollector(venv, policy, seed=SEED)
+        collector = PipelinedCollector(venv, policy, seed=None if start else SEED,
+                                       batch_size=2 if start else None)
+        if start:
+            collector.start(venv.reset(seed=SEED)[0])
         rollouts = [collector.collect(s) for s in STEPS]
     finally:
         venv.close()
@@ -124,6 +129,10 @@ def test_bad_collector_input():
             PipelinedCollector(venv, None)
         with pytest.raises(ValueError, match="steps must be an int >= 1"):
             PipelinedCollector(venv, policy).collect(0)
+        with pytest.raises(ValueError, match=r"batch_size must be an int in \[1, num_envs=2\]"):
+            PipelinedCollector(venv, policy, batch_size=0)
+        with pytest.raises(ValueError, match=r"obs has shape \(3,\); expected \(2, 98\)"):
+            PipelinedCollector(venv, policy).start(np.zeros(3))
         bad = PipelinedCollector(venv, lambda obs: np.zeros(7, np.float32), seed=0)
         with pytest.raises(ValueError, match=r"shape \(7,\) for 1 observations; expected \(1, 7\)"):
             bad.collect(3)
