@@ -340,8 +340,26 @@ def render_table() -> list[str]:
                        f"muscles)." if mpl else ".")]
 
 
+def reference_as_target_table() -> list[str]:
+    r = load("reference_as_target")
+    rows = {}
+    for row in r["rows"]:
+        rows.setdefault(row["task"], {})[row["pd_update"]] = row
+    out = []
+    for task, by in rows.items():
+        c, s = by["continuous"], by["step"]
+        out.append([task, f"{c['cycle_s']:.2f}", f"{c['time_up_s']:.2f}",
+                    f"{c['joint_rmse_deg']:.1f}", f"{s['time_up_s']:.2f}",
+                    f"{s['joint_rmse_deg']:.1f}"])
+    return table(["task", "cycle (s)", "continuous: up (s)", "RMSE (deg)",
+                  "held (step): up (s)", "RMSE (deg)"], "lrrrrr", out) + [
+        "", f"Of {r['rows'][0]['seconds']:g} s in test mode (`{r['command']}`); RMSE of the "
+        "imitated joint angles over the time the model stayed up."]
+
+
 TABLES = {
     "tasks": tasks_table,
+    "reference-as-target": reference_as_target_table,
     "render": render_table,
     "soak": soak_table,
     "compare": compare_table,

@@ -95,9 +95,13 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     run = tmp_path / "run"
     task = "TorqueWalkingImitation2D-v0"
     cli("train", task, "--algo", algo, "--steps", "256", "--num-envs", "2", "--num-workers",
-        "2", "--out", str(run), "--config", str(config), "--option", "reward=tracking")
+        "2", "--out", str(run), "--config", str(config), "--option", "reward=original",
+        "--option", "episode_seconds=0.5")    # the residual PD rarely falls: end episodes
     saved = json.loads((run / "config.json").read_text())
-    assert saved["env_options"] == {"reward": "tracking"}
+    # the config's [task] options, with --option over them
+    assert saved["env_options"] == {"reward": "original", "pd_targets": "residual",
+                                    "observe_previous_actions": True,
+                                    "episode_seconds": 0.5}
     state = json.loads((run / "checkpoints" / "latest" / "state.json").read_text())
     assert state["env_steps"] >= 256 and state["episodes"] >= 1
     assert (run / "checkpoints" / f"{256 if algo == 'ppo' else 200:09d}" / "model.zip").is_file()
