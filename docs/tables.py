@@ -357,8 +357,34 @@ def reference_as_target_table() -> list[str]:
         "imitated joint angles over the time the model stayed up."]
 
 
+def baselines_table() -> list[str]:
+    """Every committed evaluation (``baselines/*/evaluation.json`` and
+    ``baselines/runs/*/evaluation.json``), with its run's env steps and wall time (the
+    last row of its ``progress.csv``)."""
+    import csv
+    rows = []
+    for path in sorted((ROOT / "baselines").glob("**/evaluation.json")):
+        e = json.loads(path.read_text())
+        with open(path.parent / "progress.csv") as f:
+            last = list(csv.DictReader(f))[-1]
+        m, ep = e["mean"], e["episodes"]
+        cost = (f"{m['cost_of_transport']:.2f} J/(N·m)" if m.get("cost_of_transport") is not None
+                else f"{m['torque_rms']:.2f} (torque RMS)")
+        stayed = sum(not x["fell"] and not x.get("sim_error") for x in ep)
+        rel = path.parent.relative_to(ROOT / "baselines")
+        rows.append([f"[{rel}](../baselines/{rel})", e["task"], e["algo"].upper(),
+                     f"{float(last['env_steps']):,.0f}", f"{float(last['wall_s']) / 60:.0f}",
+                     f"{m['time_alive_s']:.1f}", f"{stayed}/{len(ep)}",
+                     f"{m['joint_rmse_deg']:.1f}",
+                     f"{m['speed_m_s']:.2f} / {m['reference_speed_m_s']:.2f}", cost])
+    return table(["run", "task", "algorithm", "env steps", "wall time (min)",
+                  f"time alive (s of {e['seconds']:g})", "up all the way", "joint RMSE (deg)",
+                  "speed / reference's (m/s)", "cost of transport"], "lllrrrrrrl", rows)
+
+
 TABLES = {
     "tasks": tasks_table,
+    "baselines": baselines_table,
     "reference-as-target": reference_as_target_table,
     "render": render_table,
     "soak": soak_table,
