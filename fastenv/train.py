@@ -285,6 +285,10 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     torch.set_num_threads(int(cfg["run"].get("torch_threads", 1)))
     venv = make_training_env(task, num_envs, seed, cfg, **env_options)
     cls = _algo_class(algo)
+    if algo == "ppo" and cfg["run"].get("pipelined_rollouts", False):
+        # the policy acts on half of the envs while the other half steps (fastenv.collect)
+        from fastenv.adapters.sb3_ppo import PipelinedPPO
+        cls = PipelinedPPO
     if resume:
         from stable_baselines3.common.vec_env import VecNormalize
         venv = VecNormalize.load(str(checkpoints.latest / "vecnormalize.pkl"), venv.venv)

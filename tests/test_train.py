@@ -170,3 +170,23 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     state = json.loads((run / "checkpoints" / "latest" / "state.json").read_text())
     assert state["env_steps"] >= 128
+
+
+def test_ppo_with_pipelined_rollouts_trains_and_resumes(tmp_path):
+    """[run] pipelined_rollouts = true: PPO collects through fastenv.collect (the policy
+    on half of the envs while the others step), checkpoints and resumes like plain PPO."""
+    from fastenv.adapters.sb3_ppo import PipelinedPPO
+    config = tmp_path / "ppo.toml"
+    config.write_text(TINY["ppo"] + "pipelined_rollouts = true\n")
+    run = tmp_path / "run"
+    cli("train", "TorqueWalkingImitation2D-v0", "--algo", "ppo", "--steps", "256",
+        "--num-envs", "4", "--num-workers", "2", "--out", str(run), "--config", str(config),
+        "--option", "episode_seconds=0.3")
+    assert json.loads((run / "config.json").read_text())["config"]["run"]["pipelined_rollouts"]
+    state = json.loads((run / "checkpoints" / "latest" / "state.json").read_text())
+    assert state["env_steps"] >= 256 and state["episodes"] >= 4
+    cli("train", "--resume", "--steps", "512", "--out", str(run))
+    assert json.loads((run / "checkpoints" / "latest" / "state.json").read_text())[
+        "env_steps"] >= 512
+    model = PipelinedPPO.load(run / "checkpoints" / "latest" / "model.zip", device="cpu")
+    assert model.n_steps == 64
