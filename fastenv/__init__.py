@@ -9,7 +9,7 @@ import gymnasium as _gym
 
 from fastenv.envs import TASKS
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 for _id in TASKS:
     if _id not in _gym.registry:
