@@ -100,7 +100,7 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     saved = json.loads((run / "config.json").read_text())
     # the config's [task] options, with --option over them
     assert saved["env_options"] == {"reward": "original", "pd_targets": "residual",
-                                    "observe_previous_actions": True,
+                                    "residual_range": 0.2, "observe_previous_actions": True,
                                     "episode_seconds": 0.5}
     state = json.loads((run / "checkpoints" / "latest" / "state.json").read_text())
     assert state["env_steps"] >= 256 and state["episodes"] >= 1
