@@ -209,11 +209,10 @@ def bench(args) -> int:
 
 
 def train(args) -> int:
-    """Train a policy with Stable-Baselines3 (SAC or PPO) on an OsimVectorEnv; the run
-    folder holds the config, progress.csv, TensorBoard logs and checkpoints. Ctrl-C
-    saves a checkpoint; --resume continues from it."""
-    _needs("stable_baselines3", "train")
-    from fastenv.train import train as run_training
+    """Train a policy with Stable-Baselines3 (SAC or PPO) on an OsimVectorEnv, or with
+    Ray RLlib (--backend rllib: env runners, each one OsimVectorEnv); the run folder
+    holds the config, progress.csv and checkpoints. Ctrl-C saves a checkpoint;
+    --resume continues from it."""
     if args.resume and args.task is not None:
         raise ValueError("--resume continues the run in --out with its saved task and "
                          "config; leave TASK out")
@@ -225,6 +224,24 @@ def train(args) -> int:
     if args.resume and args.option:
         raise ValueError("--resume continues with the run's saved env options; leave "
                          "--option out")
+    saved = os.path.join(args.out, "config.json")
+    if args.backend == "rllib" or (args.resume and os.path.isfile(saved) and
+                                   json.load(open(saved)).get("backend") == "rllib"):
+        # RLlib: env runners (Ray actors, any node) each step one OsimVectorEnv
+        _needs("ray", "train --backend rllib", extra="rllib")
+        if args.num_envs is not None:
+            raise ValueError(f"--backend rllib steps --num-env-runners x --envs-per-runner "
+                             f"envs; got --num-envs {args.num_envs}: leave it out")
+        from fastenv.train_rllib import train as train_rllib
+        out = train_rllib(args.task, algo=args.algo, steps=args.steps,
+                          num_env_runners=args.num_env_runners,
+                          envs_per_runner=args.envs_per_runner, seed=args.seed, out=args.out,
+                          config=args.config, resume=args.resume, address=args.address,
+                          show_bar=not args.no_progress, **options)
+        print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
+        return 0
+    _needs("stable_baselines3", "train")
+    from fastenv.train import train as run_training
     out = run_training(args.task, algo=args.algo, steps=args.steps, num_envs=args.num_envs,
                        seed=args.seed, out=args.out, config=args.config, resume=args.resume,
                        show_bar=not args.no_progress, **options)
@@ -408,11 +425,11 @@ def _progress(total: int, desc: str, disable: bool):
     return tqdm(total=total, desc=desc, unit="step", leave=False)
 
 
-def _needs(module: str, command: str):
+def _needs(module: str, command: str, extra: str = "train"):
     import importlib.util
     if importlib.util.find_spec(module) is None:
         raise ValueError(f"fastenv {command} needs {module}: pip install "
-                         f"'fastenv-opensim[train]'")
+                         f"'fastenv-opensim[{extra}]'")
 
 
 # ----------------------------------------------------------------------- parser
@@ -452,7 +469,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
     b.set_defaults(func=bench)
 
-    tr = sub.add_parser("train", help="train a policy (Stable-Baselines3 SAC or PPO)",
+    tr = sub.add_parser("train", help="train a policy (SAC or PPO; Stable-Baselines3 or RLlib)",
                         description=train.__doc__)
     tr.add_argument("task", type=_task, nargs="?", default=None,
                     help="task ID; `fastenv tasks` lists them (leave out with --resume)")
@@ -476,6 +493,18 @@ def parser() -> argparse.ArgumentParser:
                          "pd_targets=residual (repeatable; docs/tasks.md lists them)")
     tr.add_argument("--no-progress", action="store_true",
                     help="no progress bar (progress.csv is written all the same)")
+    tr.add_argument("--backend", choices=("sb3", "rllib"), default="sb3",
+                    help="Stable-Baselines3 on this machine, or Ray RLlib (env runners "
+                         "on a Ray cluster; docs/cluster.md) (default: %(default)s)")
+    tr.add_argument("--num-env-runners", type=_positive_int, default=2,
+                    help="rllib: env runners, each one OsimVectorEnv (default: %(default)s)")
+    tr.add_argument("--envs-per-runner", type=_positive_int, default=4,
+                    help="rllib: envs of each runner's OsimVectorEnv (default: %(default)s); "
+                         "--num-workers is then its pool workers (default: the cluster's "
+                         "CPUs / runners)")
+    tr.add_argument("--address", default=None,
+                    help="rllib: the Ray cluster to join, e.g. auto (default: start Ray "
+                         "on this machine)")
     tr.set_defaults(func=train)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained policy against its reference",

@@ -128,6 +128,9 @@ def load_policy(run_dir):
         raise FileNotFoundError(f"{run_dir} is not a training run: {config_path} is missing")
     config = json.loads(config_path.read_text())
     latest = run_dir / "checkpoints" / "latest"
+    if config.get("backend") == "rllib":   # an RLlib algorithm checkpoint: its RLModule
+        from fastenv.adapters.rllib import checkpoint_policy
+        return checkpoint_policy(latest), config
     model = _algo_class(config["algo"]).load(latest / "model.zip", device="cpu")
     with open(latest / "vecnormalize.pkl", "rb") as f:
         stats = pickle.load(f)   # a VecNormalize without its venv: normalize_obs only

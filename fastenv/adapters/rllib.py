@@ -1,0 +1,219 @@
+"""Ray RLlib glue (new API stack): each env runner steps ONE ``OsimVectorEnv``.
+
+RLlib's ``SingleAgentEnvRunner`` builds its env with ``gym.make_vec(...,
+vectorization_mode=config.gym_env_vectorize_mode)``; with ``"vector_entry_point"`` and
+``config.env = vector_env`` (an RLlib env creator) that call returns our shared-memory
+pool, so ``num_envs_per_env_runner`` envs live in a few worker processes of that runner
+instead of one Ray actor per env. No RLlib class is patched or subclassed.
+
+Two things the runner relies on:
+
+- **Autoreset.** The runner treats the step after an episode's end as that env's reset
+  (a new episode starts from the observation it returns): Gymnasium's ``NextStep``
+  mode, which the creator enforces.
+- **Seeds.** Runner ``w`` resets with ``seed = config.seed + w``; ``OsimVectorEnv``
+  seeds env ``i`` with ``seed + i``, which would give runners overlapping seeds.
+  :class:`SeedBlocks` maps a reset seed ``s`` to ``s * num_envs``, so the envs of
+  different runners get disjoint seed blocks, still a function of the seed only.
+
+Pool workers per runner (``num_workers``): by default the CPUs that Ray reserved for
+the runner (``num_cpus_per_env_runner``), so that Ray's placement also places our
+processes; the runner's own process mostly waits on them.
+"""
+from __future__ import annotations
+
+import os
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+# SB3 names in fastenv/configs/*.toml [algo] -> RLlib's. n_steps, buffer_size,
+# train_freq/gradient_steps and ent_coef need more than a rename (see algorithm_config).
+PPO_NAMES = {"learning_rate": "lr", "batch_size": "minibatch_size", "n_epochs": "num_epochs",
+             "gae_lambda": "lambda_", "clip_range": "clip_param", "ent_coef": "entropy_coeff",
+             "max_grad_norm": "grad_clip", "vf_coef": "vf_loss_coeff", "gamma": "gamma"}
+ENV_NAME = "fastenv-vector"   # vector_env in RLlib's env registry
+SAC_NAMES = {"learning_starts": "num_steps_sampled_before_learning_starts",
+             "batch_size": "train_batch_size_per_learner", "tau": "tau", "gamma": "gamma"}
+
+
+class SeedBlocks(gym.vector.VectorWrapper):
+    """Reset seed ``s`` becomes ``s * num_envs``: env ``i`` gets ``s * num_envs + i``,
+    so runners seeded ``s, s + 1, ...`` never share an env seed."""
+
+    def reset(self, *, seed=None, options=None):
+        if isinstance(seed, (int, np.integer)):
+            seed = int(seed) * self.num_envs
+        return self.env.reset(seed=seed, options=options)
+
+
+def vector_env(config: dict) -> gym.vector.VectorEnv:
+    """RLlib env creator: ``config`` holds ``task``, ``num_envs`` (set by the runner),
+    optionally ``num_workers`` and any vector or env option of ``OsimVectorEnv``."""
+    from fastenv.vector import OsimVectorEnv
+    options = dict(config)
+    task = options.pop("task", None)
+    if task is None:
+        raise ValueError(f"env_config needs 'task' (a fastenv task ID), got keys "
+                         f"{sorted(options)}")
+    mode = options.pop("autoreset_mode", AutoresetMode.NEXT_STEP)
+    if AutoresetMode(mode) != AutoresetMode.NEXT_STEP:
+        raise ValueError(f"RLlib's env runner needs autoreset_mode='NextStep', got {mode!r}")
+    num_envs = int(options.pop("num_envs", 1))
+    if options.get("num_workers") is None:
+        options["num_workers"] = min(num_envs, _assigned_cpus())
+    return SeedBlocks(OsimVectorEnv(task, num_envs, autoreset_mode=AutoresetMode.NEXT_STEP,
+                                    **options))
+
+
+def _assigned_cpus() -> int:
+    """CPUs Ray reserved for this actor (1 outside Ray)."""
+    try:
+        import ray
+        if ray.is_initialized():
+            return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    except Exception:
+        pass
+    return 1
+
+
+def obs_filter(env, spaces, device):
+    """Env-to-module connector: running mean/std observation normalisation (the
+    counterpart of SB3's ``VecNormalize`` observations; RLlib merges the runners'
+    statistics after each iteration and checkpoints them)."""
+    from ray.rllib.connectors.env_to_module import MeanStdFilter
+    return MeanStdFilter()
+
+
+def env_runner_report(runner) -> dict:
+    """Where a runner is and what it did, for ``EnvRunnerGroup.foreach_env_runner``:
+    node ID, pid, its pool's worker pids and respawns, and its env steps."""
+    import ray
+    venv = runner.env.unwrapped if runner.env is not None else None
+    return dict(node_id=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
+                worker_pids=list(venv._pool.pids) if venv is not None else [],
+                restarts=venv.restarts if venv is not None else 0,
+                num_envs=runner.num_envs,
+                env_steps=int(runner.num_env_steps_sampled_lifetime))
+
+
+def algorithm_config(algo: str, task: str, cfg: dict, *, num_env_runners: int,
+                     envs_per_runner: int, num_workers: int | None, seed: int,
+                     env_options: dict):
+    """An RLlib ``PPOConfig``/``SACConfig`` from a fastenv config (``[algo]`` in SB3
+    names, translated; RLlib names pass through), ``num_env_runners`` runners of
+    ``envs_per_runner`` envs each, ``num_workers`` pool workers (and reserved CPUs)
+    per runner."""
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    if algo not in ("ppo", "sac"):
+        raise ValueError(f"unknown algorithm {algo!r} for RLlib; expected 'ppo' or 'sac'")
+    if num_env_runners < 1 or envs_per_runner < 1:
+        raise ValueError(f"num_env_runners and envs_per_runner must be >= 1, got "
+                         f"{num_env_runners} and {envs_per_runner}")
+    workers = num_workers or 1
+    total_envs = num_env_runners * envs_per_runner
+    hp = dict(cfg["algo"])
+    policy = cfg["policy"]
+    training = {}
+    if algo == "ppo":
+        from ray.rllib.algorithms.ppo import PPOConfig
+        config = PPOConfig()
+        n_steps = int(hp.pop("n_steps", 512))
+        training.update(train_batch_size_per_learner=n_steps * total_envs)
+        rollout = n_steps
+        names, activation = PPO_NAMES, "tanh"
+    else:
+        from ray.rllib.algorithms.sac import SACConfig
+        config = SACConfig()
+        lr = hp.pop("learning_rate", 3e-4)
+        training.update(actor_lr=lr, critic_lr=lr, alpha_lr=lr)
+        buffer = int(hp.pop("buffer_size", 300_000))
+        training["replay_buffer_config"] = {"type": "PrioritizedEpisodeReplayBuffer",
+                                            "capacity": buffer, "alpha": 0.0}
+        # SB3: gradient_steps updates of batch_size every train_freq vector steps
+        train_freq, gradient_steps = int(hp.pop("train_freq", 1)), int(hp.pop("gradient_steps", 1))
+        batch = int(hp.get("batch_size", 256))
+        training["training_intensity"] = batch * gradient_steps / (train_freq * total_envs)
+        ent = hp.pop("ent_coef", "auto")
+        if ent != "auto":
+            training["initial_alpha"] = float(str(ent).removeprefix("auto_"))
+        rollout = 1
+        names, activation = SAC_NAMES, "relu"
+    for key, value in hp.items():
+        training[names.get(key, key)] = value
+    from ray.tune.registry import register_env
+    register_env(ENV_NAME, vector_env)
+    env_config = dict(env_options, task=task, num_workers=workers)
+    config = (config
+              .environment(ENV_NAME, env_config=env_config)
+              .env_runners(num_env_runners=num_env_runners,
+                           num_envs_per_env_runner=envs_per_runner,
+                           gym_env_vectorize_mode="vector_entry_point",
+                           num_cpus_per_env_runner=workers,
+                           rollout_fragment_length=rollout,
+                           env_to_module_connector=obs_filter
+                           if cfg["env"].get("normalize_observations", True) else None)
+              .fault_tolerance(restart_failed_env_runners=True)
+              .learners(num_learners=0)
+              .rl_module(model_config=DefaultModelConfig(
+                  fcnet_hiddens=list(policy.get("net_arch", [256, 256])),
+                  fcnet_activation=activation))
+              .debugging(seed=seed))
+    try:
+        config = config.training(**training)
+    except TypeError as exc:
+        raise ValueError(f"[algo]: {exc}; use fastenv's SB3 names ({sorted(names)}) or "
+                         f"RLlib's {type(config).__name__}.training() names") from None
+    return config
+
+
+# ----------------------------------------------------------------------- inference
+def checkpoint_policy(path):
+    """The deterministic policy of an RLlib algorithm checkpoint (``Algorithm.
+    save_to_path``): ``policy(obs) -> action`` for one unbatched observation.
+
+    Loads only the RLModule (no Ray, no env runners) and the env runners' merged
+    ``MeanStdFilter`` statistics; observations are normalised and actions unsquashed
+    from [-1, 1] to the action space as RLlib's connectors do in training, and the
+    action is the mode of the action distribution."""
+    from pathlib import Path
+
+    import torch
+    from ray.rllib.core.rl_module.rl_module import RLModule
+    from ray.rllib.utils.filter import RunningStat
+    from ray.rllib.utils.spaces.space_utils import unsquash_action
+
+    path = Path(path).resolve()   # RLlib reads relative paths as URIs
+    module_dir = path / "learner_group" / "learner" / "rl_module" / "default_policy"
+    if not module_dir.is_dir():
+        raise FileNotFoundError(f"{path} is not an RLlib checkpoint: {module_dir} is missing")
+    module = RLModule.from_checkpoint(module_dir)
+    module.eval()
+    space = module.action_space
+    dist_cls = module.get_inference_action_dist_cls()
+    normalize = None
+    filter_dir = path / "env_runner" / "env_to_module_connector" / "MeanStdFilter"
+    if filter_dir.is_dir():
+        import pickle  # the connector's state as RLlib's Checkpointable writes it
+        with open(filter_dir / "state.pkl", "rb") as f:
+            (state,) = pickle.load(f).values()
+        (stats,) = [RunningStat.from_state(s) for s in state["running_stats"]]
+        mean, std = np.asarray(stats.mean), np.asarray(stats.std)
+        clip = state["clip_by_value"]
+
+        def normalize(obs):
+            x = (obs - mean) / (std + 1e-8)
+            return np.clip(x, -clip, clip) if clip else x
+
+    def policy(obs):
+        x = np.asarray(obs, np.float32)
+        if normalize is not None:
+            x = normalize(x).astype(np.float32)
+        with torch.no_grad():
+            out = module.forward_inference({"obs": torch.from_numpy(x[None, :])})
+            action = dist_cls.from_logits(out["action_dist_inputs"]).to_deterministic() \
+                .sample()[0].numpy()
+        return np.asarray(unsquash_action(action, space), np.float32)
+    policy.observation_space, policy.action_space = module.observation_space, space
+    return policy

@@ -1,0 +1,237 @@
+"""Training with Ray RLlib: ``fastenv train TASK --backend rllib``.
+
+The same config files, run folder and evaluation command as the SB3 path
+(:mod:`fastenv.train`): ``config.json`` (with ``"backend": "rllib"``), ``progress.csv``,
+``evaluations.csv`` and ``checkpoints/NNNNNNNNN/`` + ``checkpoints/latest/``, here each
+an RLlib algorithm checkpoint (``Algorithm.save_to_path``) plus ``state.json``.
+``fastenv evaluate`` loads the RLModule and the observation statistics from it
+(:func:`fastenv.adapters.rllib.checkpoint_policy`), without Ray running.
+
+``num_env_runners`` env runners (Ray actors, placed on any node of the cluster) each
+step one ``OsimVectorEnv`` of ``envs_per_runner`` envs with ``num_workers`` pool
+workers, and reserve that many CPUs; the learner runs in this process. With
+``address`` the run joins a running cluster (``"auto"``: the one started on this node
+with ``ray start``); without it Ray starts on this machine only.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from fastenv.train import EVALUATION_COLUMNS, _interrupt, load_config
+
+
+def _workers_per_runner(num_env_runners: int, envs_per_runner: int) -> int:
+    """The cluster's CPUs shared among the runners (at least 1, at most one per env)."""
+    import ray
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return max(1, min(envs_per_runner, cpus // num_env_runners))
+
+
+def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runners: int = 2,
+          envs_per_runner: int = 4, seed: int = 0, out: str | Path = "runs/train",
+          config: str | Path | None = None, resume: bool = False,
+          num_workers: int | None = None, address: str | None = None,
+          show_bar: bool = True, **env_options) -> Path:
+    """Train ``algo`` (``"ppo"`` or ``"sac"``) with RLlib until ``steps`` env steps;
+    returns the run folder (layout: :mod:`fastenv.train`)."""
+    import ray
+    import torch
+
+    from fastenv.adapters.rllib import algorithm_config, checkpoint_policy
+    out = Path(out)
+    config_path = out / "config.json"
+    latest = out / "checkpoints" / "latest"
+    if resume:
+        if not config_path.is_file():
+            raise FileNotFoundError(f"--resume: {config_path} does not exist")
+        saved = json.loads(config_path.read_text())
+        if saved.get("backend") != "rllib":
+            raise ValueError(f"--resume --backend rllib: {out} is a {saved.get('backend', 'sb3')}"
+                             " run; resume it without --backend rllib")
+        task, algo, seed, cfg = saved["task"], saved["algo"], saved["seed"], saved["config"]
+        env_options = saved["env_options"]
+        num_env_runners, envs_per_runner = saved["num_env_runners"], saved["envs_per_runner"]
+        num_workers = num_workers or saved["num_workers"]
+        state_path = latest / "state.json"
+        if not state_path.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from: {state_path} is missing")
+        state = json.loads(state_path.read_text())
+    else:
+        if config_path.exists():
+            raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
+                                  "it or choose another --out")
+        if num_env_runners < 1 or envs_per_runner < 1:
+            raise ValueError(f"--num-env-runners and --envs-per-runner must be >= 1, got "
+                             f"{num_env_runners} and {envs_per_runner}")
+        cfg = load_config(algo, config)
+        env_options = {**cfg.get("task", {}), **env_options}
+        state = dict(env_steps=0, wall_s=0.0, episodes=0)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    num_workers = num_workers or _workers_per_runner(num_env_runners, envs_per_runner)
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(json.dumps(dict(
+            task=task, algo=algo, seed=seed, backend="rllib", num_env_runners=num_env_runners,
+            envs_per_runner=envs_per_runner, num_workers=num_workers,
+            num_envs=num_env_runners * envs_per_runner, env_options=env_options, config=cfg),
+            indent=1))
+    torch.set_num_threads(int(cfg["run"].get("torch_threads", 1)))
+    algorithm = None
+    try:
+        algorithm = algorithm_config(algo, task, cfg, num_env_runners=num_env_runners,
+                                     envs_per_runner=envs_per_runner, num_workers=num_workers,
+                                     seed=seed, env_options=env_options).build_algo()
+        if resume:
+            algorithm.restore_from_path(latest.resolve())
+        run = _Run(out, steps, state, cfg, show_bar)
+        evaluate = _evaluation(task, env_options, cfg, seed, checkpoint_policy)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            while state["env_steps"] < steps:
+                result = algorithm.train()
+                if run.update(result):
+                    run.save(algorithm, evaluate)
+        finally:   # also on Ctrl-C or SIGTERM: the interrupted run resumes from here
+            signal.signal(signal.SIGTERM, previous)
+            run.log()
+            run.save(algorithm, None)
+            run.close()
+    finally:
+        if algorithm is not None:
+            algorithm.stop()
+        if started:
+            ray.shutdown()
+    return out
+
+
+class _Run:
+    """progress.csv rows, checkpoints and their evaluations, counted in env steps."""
+
+    def __init__(self, out: Path, total: int, state: dict, cfg: dict, show_bar: bool):
+        self.out, self.total, self.state = out, total, state
+        self.log_every = int(cfg["run"]["log_every"])
+        self.checkpoint_every = int(cfg["run"]["checkpoint_every"])
+        self.t0, self.wall0, self.steps0 = time.perf_counter(), state["wall_s"], state["env_steps"]
+        self.next_log = (self.steps0 // self.log_every + 1) * self.log_every
+        self.next_checkpoint = (self.steps0 // self.checkpoint_every + 1) * self.checkpoint_every
+        self.logged = self.saved_at = self.steps0
+        self.returns, self.lengths = [], []
+        path = out / "progress.csv"
+        new = not path.exists()
+        self.csv = open(path, "a", newline="")
+        self.writer = csv.writer(self.csv)
+        if new:
+            self.writer.writerow(["env_steps", "wall_s", "steps_per_s", "episodes",
+                                  "mean_return", "mean_length"])
+        self.bar = None
+        if show_bar:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=self.steps0, unit="step", dynamic_ncols=True)
+
+    def update(self, result: dict) -> bool:
+        """Count one training iteration; True when a checkpoint is due."""
+        runners = result.get("env_runners", {})
+        n = int(runners.get("num_env_steps_sampled", 0))
+        self.state["env_steps"] += n
+        self.state["wall_s"] = self.wall0 + time.perf_counter() - self.t0
+        episodes = int(runners.get("num_episodes", 0))
+        self.state["episodes"] += episodes
+        if episodes and not math.isnan(runners.get("episode_return_mean", math.nan)):
+            self.returns.append(runners["episode_return_mean"])
+            self.lengths.append(runners["episode_len_mean"])
+        if self.bar is not None:
+            self.bar.update(n)
+        if self.state["env_steps"] >= self.next_log:
+            self.log()
+            self.next_log = (self.state["env_steps"] // self.log_every + 1) * self.log_every
+        if self.state["env_steps"] >= self.next_checkpoint:
+            self.next_checkpoint = ((self.state["env_steps"] // self.checkpoint_every + 1)
+                                    * self.checkpoint_every)
+            return True
+        return False
+
+    def log(self):
+        s = self.state
+        if s["env_steps"] == self.logged:
+            return
+        self.logged = s["env_steps"]
+        rate = (s["env_steps"] - self.steps0) / max(1e-9, s["wall_s"] - self.wall0)
+        mean_r = sum(self.returns) / len(self.returns) if self.returns else math.nan
+        mean_l = sum(self.lengths) / len(self.lengths) if self.lengths else math.nan
+        self.writer.writerow([s["env_steps"], round(s["wall_s"], 1), round(rate, 1),
+                              s["episodes"], round(mean_r, 4), round(mean_l, 1)])
+        self.csv.flush()
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{rate:.0f} steps/s, return {mean_r:.2f}")
+        self.returns, self.lengths = [], []
+
+    def save(self, algorithm, evaluate):
+        """``checkpoints/NNNNNNNNN`` and ``checkpoints/latest`` (replaced only once the
+        new one is complete), then the test-mode evaluation of the new policy."""
+        if self.saved_at == self.state["env_steps"]:
+            return
+        self.saved_at = self.state["env_steps"]
+        root = self.out / "checkpoints"
+        step_dir = root / f"{self.state['env_steps']:09d}"
+        algorithm.save_to_path(step_dir.resolve())
+        tmp = root / "latest.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(step_dir, tmp)
+        (tmp / "state.json").write_text(json.dumps(self.state, indent=1))
+        latest = root / "latest"
+        if latest.exists():
+            shutil.rmtree(latest)
+        tmp.rename(latest)
+        if evaluate is None:
+            return
+        m = evaluate(latest)
+        if m is None:
+            return
+        path = self.out / "evaluations.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(EVALUATION_COLUMNS)
+            row = {**self.state, **m}
+            writer.writerow([round(float(row[c]), 4) for c in EVALUATION_COLUMNS])
+
+    def close(self):
+        self.csv.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _evaluation(task, env_options, cfg, seed, checkpoint_policy):
+    """``checkpoint dir -> mean metrics`` of ``eval_episodes`` deterministic test-mode
+    episodes (the policy as ``fastenv evaluate`` loads it), or None when disabled."""
+    from fastenv import evaluate as ev
+    from fastenv.env import ImitationEnv
+    from fastenv.vector import VECTOR_OPTIONS
+    run = cfg["run"]
+    episodes, seconds = int(run.get("eval_episodes", 2)), float(run.get("eval_seconds", 5.0))
+    if episodes < 1:
+        return None
+    options = {k: v for k, v in env_options.items() if k not in VECTOR_OPTIONS}
+    options.update(mode="test", log=True, episode_seconds=seconds, start_noise=0.02)
+    envs = []
+
+    def evaluate(path):
+        if not envs:
+            envs.append(ImitationEnv(task, **options))
+        policy = checkpoint_policy(path)
+        results = [ev.run_episode(envs[0], policy, seed=seed + 10_000 + k)
+                   for k in range(episodes)]
+        for r in results:
+            r.pop("records")
+        return ev.summarize(results)
+    return evaluate

@@ -1,0 +1,174 @@
+"""Ray RLlib (new API stack): env runners that each step one OsimVectorEnv, on a
+two-node Ray cluster started on this machine; fault tolerance (a killed pool worker,
+a killed env runner); ``fastenv train --backend rllib`` with resume and evaluate.
+
+Everything runs tiny (2 envs per runner, 32-step rollouts, a 32x32 network) on one
+cluster shared by the module: the head node has 2 CPUs, the second node 1, and each
+node one ``runner_slot``, which the multi-node algorithm's runners claim, so that one
+runner lands on each node and a CPU is left on the head for the CLI's run."""
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ray.rllib")
+pytest.importorskip("stable_baselines3")
+
+from fastenv.adapters.rllib import (  # noqa: E402
+    algorithm_config,
+    env_runner_report,
+    vector_env,
+)
+from fastenv.train import load_config  # noqa: E402
+
+TASK = "TorqueLockedKneeImitation2D-v0"   # the fastest task: 5 PD torques
+TINY = """
+[algo]
+n_steps = 32
+batch_size = 64
+n_epochs = 1
+[policy]
+net_arch = [32, 32]
+[run]
+checkpoint_every = 128
+log_every = 128
+eval_episodes = 1
+eval_seconds = 0.2
+"""
+
+
+def tiny_config():
+    cfg = load_config("ppo")
+    cfg["algo"].update(n_steps=32, batch_size=64, n_epochs=1)
+    cfg["policy"]["net_arch"] = [32, 32]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+    c = Cluster(initialize_head=True, head_node_args=dict(
+        num_cpus=2, resources={"runner_slot": 1}, include_dashboard=False))
+    c.add_node(num_cpus=1, resources={"runner_slot": 1})
+    c.wait_for_nodes()
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
+    try:
+        yield c
+    finally:
+        ray.shutdown()
+        c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def algo(cluster):
+    cfg = tiny_config()
+    config = algorithm_config("ppo", TASK, cfg, num_env_runners=2, envs_per_runner=2,
+                              num_workers=1, seed=0, env_options=dict(cfg["task"]))
+    config.env_runners(custom_resources_per_env_runner={"runner_slot": 1})
+    algorithm = config.build_algo()
+    yield algorithm
+    algorithm.stop()
+
+
+def reports(algorithm):
+    return algorithm.env_runner_group.foreach_env_runner(env_runner_report,
+                                                         local_env_runner=False)
+
+
+def test_env_runner_env_is_one_osim_vector_env_in_next_step_mode():
+    from gymnasium.vector import AutoresetMode
+
+    from fastenv.vector import OsimVectorEnv
+    env = vector_env(dict(task=TASK, num_envs=2, num_workers=1))
+    try:
+        assert isinstance(env.unwrapped, OsimVectorEnv) and env.num_envs == 2
+        assert env.unwrapped.autoreset_mode == AutoresetMode.NEXT_STEP
+        env.reset(seed=3)   # runner seed 3: env seeds 6 and 7, disjoint from seed 2's 4, 5
+        assert env.unwrapped.get_attr("np_random_seed") == (6, 7)
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="autoreset_mode='NextStep'.*SameStep"):
+        vector_env(dict(task=TASK, num_envs=2, autoreset_mode="SameStep"))
+    with pytest.raises(ValueError, match="needs 'task'"):
+        vector_env(dict(num_envs=2))
+
+
+def test_ppo_samples_from_env_runners_on_both_nodes(cluster, algo):
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(nodes) == 2
+    for _ in range(2):
+        result = algo.train()
+    assert result["env_runners"]["num_env_steps_sampled_lifetime"] >= 2 * 128
+    rs = reports(algo)
+    assert {r["node_id"] for r in rs} == nodes           # one runner on each node
+    assert all(r["env_steps"] >= 2 * 64 and r["num_envs"] == 2 for r in rs)
+    assert all(len(r["worker_pids"]) == 1 for r in rs)   # one pool worker each
+
+
+def test_killed_pool_worker_inside_env_runner_is_respawned(algo):
+    before = reports(algo)
+    victim = before[0]["worker_pids"][0]
+    os.kill(victim, signal.SIGKILL)
+    algo.train()
+    after = {r["pid"]: r for r in reports(algo)}
+    runner = after[before[0]["pid"]]                    # the same runner process
+    assert runner["restarts"] == before[0]["restarts"] + 1
+    assert victim not in runner["worker_pids"]
+    assert runner["env_steps"] > before[0]["env_steps"]
+
+
+def test_killed_env_runner_is_restarted_by_rllib(algo):
+    before = reports(algo)
+    victim = before[1]
+    os.kill(victim["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        algo.train()                                     # goes on with the other runner
+        if algo.env_runner_group.num_healthy_remote_workers() == 2:
+            break
+    assert algo.env_runner_group.num_healthy_remote_workers() == 2
+    algo.train()
+    after = reports(algo)
+    assert len(after) == 2 and victim["pid"] not in {r["pid"] for r in after}
+    replaced = next(r for r in after if r["pid"] != before[0]["pid"])
+    assert replaced["env_steps"] > 0 and replaced["node_id"] == victim["node_id"]
+    time.sleep(0.5)   # the dead runner's pool workers die with it (parent-death signal)
+    assert not any(os.path.exists(f"/proc/{p}") and
+                   "Z" not in open(f"/proc/{p}/stat").read().split()[2]
+                   for p in victim["worker_pids"])
+
+
+def test_fastenv_train_rllib_resume_and_evaluate(cluster, tmp_path):
+    from fastenv import evaluate as ev
+    from fastenv.__main__ import main
+    (tmp_path / "tiny.toml").write_text(TINY)
+    out = tmp_path / "run"
+    args = ["train", TASK, "--backend", "rllib", "--algo", "ppo", "--steps", "128",
+            "--num-env-runners", "1", "--envs-per-runner", "2", "--num-workers", "1",
+            "--config", str(tmp_path / "tiny.toml"), "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["backend"] == "rllib" and config["num_envs"] == 2
+    assert config["config"]["algo"]["n_steps"] == 32
+    latest = out / "checkpoints" / "latest"
+    assert json.loads((latest / "state.json").read_text())["env_steps"] == 128
+    policy, _ = ev.load_policy(out)   # deterministic: the same action for the same obs
+    obs = np.random.default_rng(0).normal(size=policy.observation_space.shape)
+    action = policy(obs.astype(np.float32))
+    assert action.shape == (5,) and np.array_equal(action, policy(obs.astype(np.float32)))
+    assert policy.action_space.contains(action)
+    assert main(["train", "--resume", "--steps", "256", "--out", str(out),
+                 "--no-progress"]) == 0
+    rows = (out / "progress.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["128", "256"]
+    assert (out / "checkpoints" / "000000256").is_dir()
+    assert len((out / "evaluations.csv").read_text().splitlines()) == 3
+    result = ev.evaluate(out, episodes=1, seconds=0.2, random_baseline=False)
+    assert result["algo"] == "ppo" and result["mean"]["time_alive_s"] > 0
+    with pytest.raises(FileExistsError):
+        from fastenv.train_rllib import train
+        train(TASK, out=out)
