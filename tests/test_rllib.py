@@ -172,3 +172,39 @@ def test_fastenv_train_rllib_resume_and_evaluate(cluster, tmp_path):
     with pytest.raises(FileExistsError):
         from fastenv.train_rllib import train
         train(TASK, out=out)
+
+
+def test_config_maps_sb3_names_to_rllib_and_rejects_unknown_keys():
+    cfg = load_config("ppo")
+    c = algorithm_config("ppo", TASK, cfg, num_env_runners=3, envs_per_runner=4,
+                         num_workers=2, seed=1, env_options={})
+    assert (c.lr, c.minibatch_size, c.num_epochs, c.lambda_, c.clip_param, c.grad_clip) == \
+        (3e-4, 256, 10, 0.95, 0.2, 0.5)
+    assert c.train_batch_size_per_learner == 512 * 3 * 4 and c.rollout_fragment_length == 512
+    assert (c.num_env_runners, c.num_envs_per_env_runner, c.num_cpus_per_env_runner) == (3, 4, 2)
+    assert c.gym_env_vectorize_mode == "vector_entry_point" and c.restart_failed_env_runners
+    assert c.env_config["num_workers"] == 2 and c.env_config["task"] == TASK
+    sac = algorithm_config("sac", TASK, load_config("sac"), num_env_runners=1,
+                           envs_per_runner=4, num_workers=2, seed=0, env_options={})
+    assert (sac.actor_lr, sac.critic_lr, sac.num_steps_sampled_before_learning_starts) == \
+        (3e-4, 3e-4, 10_000)
+    assert sac.replay_buffer_config["capacity"] == 300_000
+    assert sac.training_intensity == 256 / 4   # SB3: 1 update of 256 per vector step
+    cfg["algo"]["not_an_option"] = 1
+    with pytest.raises(ValueError, match="not_an_option"):
+        algorithm_config("ppo", TASK, cfg, num_env_runners=1, envs_per_runner=1,
+                         num_workers=1, seed=0, env_options={})
+
+
+@pytest.mark.slow
+def test_sac_trains_and_evaluates(cluster, tmp_path):
+    from fastenv import evaluate as ev
+    from fastenv.train_rllib import train
+    (tmp_path / "sac.toml").write_text(
+        "[algo]\nlearning_starts = 64\nbatch_size = 32\nbuffer_size = 10_000\n"
+        "[policy]\nnet_arch = [32, 32]\n"
+        "[run]\ncheckpoint_every = 200\nlog_every = 100\neval_episodes = 1\neval_seconds = 0.2\n")
+    out = train(TASK, "sac", 200, num_env_runners=1, envs_per_runner=2, num_workers=1,
+                out=tmp_path / "sac", config=tmp_path / "sac.toml", show_bar=False)
+    assert (out / "checkpoints" / "latest" / "state.json").is_file()
+    assert ev.evaluate(out, episodes=1, seconds=0.2, random_baseline=False)["algo"] == "sac"
