@@ -15,6 +15,11 @@ for ``num_envs`` envs of one task. Modes:
 - ``sb3_random``: ``fastenv.adapters.sb3.make_vec_env`` stepped with random actions;
 - ``sb3_collect``: SB3 PPO's own ``collect_rollouts`` (``n_steps = --rollout``) on
   ``make_vec_env``: SB3's collection as ``fastenv train --algo ppo`` runs it.
+- ``rllib_random`` / ``rllib_sample``: one RLlib ``SingleAgentEnvRunner`` in this process
+  over one ``OsimVectorEnv`` (``fastenv.adapters.rllib``, as each runner of ``fastenv
+  train --backend rllib``), ``sample(num_timesteps=num_envs × --rollout)`` with random
+  actions, or with RLlib's default PPO module of the same 2×256 tanh shape and its
+  connectors (needs ``ray[rllib]``; left out of the default modes without it).
 
 Every mode starts its own envs (start-up not timed), warms up, then runs for
 ``--seconds``; modes run round-robin ``--repeats`` times and the median is reported,
@@ -40,9 +45,9 @@ from torch import nn
 
 TASK = "MuscleWalkingImitation2D-v0"
 MODES = ("sync_random", "sync_policy", "async_random", "pipelined_policy", "sb3_random",
-         "sb3_collect")
+         "sb3_collect", "rllib_random", "rllib_sample")
 OPEN_LOOP = {"sync_policy": "sync_random", "pipelined_policy": "async_random",
-             "sb3_collect": "sb3_random"}
+             "sb3_collect": "sb3_random", "rllib_sample": "rllib_random"}
 
 
 class ActorCritic(nn.Module):
@@ -86,6 +91,8 @@ def run_mode(mode: str, task: str, n: int, workers: int, seconds: float, rollout
     load = os.getloadavg()[0]
     if mode.startswith("sb3"):
         return _run_sb3(mode, task, n, workers, seconds, rollout, seed, rng, load)
+    if mode.startswith("rllib"):
+        return _run_rllib(mode, task, n, workers, seconds, rollout, seed, load)
     venv = OsimVectorEnv(task, n, num_workers=workers, batch_size=max(1, n // 2),
                          autoreset_mode="SameStep")
     try:
@@ -164,6 +171,42 @@ def _run_sb3(mode, task, n, workers, seconds, rollout, seed, rng, load):
     return _row(mode, samples, wall, cpu, policy_s, load)
 
 
+def _run_rllib(mode, task, n, workers, seconds, rollout, seed, load):
+    """One env runner, built as ``fastenv train --backend rllib`` builds each of its
+    runners (``num_env_runners=0``: the runner lives here, not in a Ray actor)."""
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from fastenv.adapters.rllib import algorithm_config
+    from fastenv.train import load_config
+    cfg = load_config("ppo")
+    cfg["algo"]["n_steps"] = rollout
+    config = algorithm_config("ppo", task, cfg, num_env_runners=1, envs_per_runner=n,
+                              num_workers=workers, seed=seed, env_options={})
+    config.env_runners(num_env_runners=0)   # the runner in this process
+    runner = SingleAgentEnvRunner(config=config)
+    random = mode == "rllib_random"
+    samples = 0
+    forward, spent = runner.module.forward_exploration, [0.0]
+
+    def timed(*a, **kw):   # the policy's share of the collection, as for SB3
+        t = time.perf_counter()
+        out = forward(*a, **kw)
+        spent[0] += time.perf_counter() - t
+        return out
+    runner.module.forward_exploration = timed
+    try:
+        runner.sample(num_timesteps=2 * n, random_actions=random)   # warm-up
+        spent[0] = 0.0
+        t0, c0 = time.perf_counter(), time.process_time()
+        while time.perf_counter() - t0 < seconds:
+            episodes = runner.sample(num_timesteps=n * rollout, random_actions=random)
+            samples += sum(len(e) for e in episodes)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        runner.stop()
+    return _row(mode, samples, wall, cpu, spent[0], load)
+
+
 def _row(mode, samples, wall, cpu, policy_s, load):
     return dict(mode=mode, samples=samples, wall_s=wall, samples_per_s=samples / wall,
                 parent_cpu_fraction=cpu / wall, policy_fraction=policy_s / wall,
@@ -179,7 +222,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rollout", type=int, default=128,
                     help="steps per env of a collector / SB3 rollout")
-    ap.add_argument("--modes", default=",".join(MODES))
+    import importlib.util
+    default = [m for m in MODES if not m.startswith("rllib") or importlib.util.find_spec("ray")]
+    ap.add_argument("--modes", default=",".join(default))
     ap.add_argument("--quick", action="store_true",
                     help="4 envs, 2 s per mode, one repeat: checks that it runs, "
                          "measures nothing")
