@@ -503,8 +503,8 @@ def parser() -> argparse.ArgumentParser:
                          "--num-workers is then its pool workers (default: the cluster's "
                          "CPUs / runners)")
     tr.add_argument("--address", default=None,
-                    help="rllib: the Ray cluster to join, e.g. auto (default: start Ray "
-                         "on this machine)")
+                    help="rllib: the Ray cluster to join, auto or HOST:PORT (default: "
+                         "a running local cluster, else a new Ray on this machine)")
     tr.set_defaults(func=train)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained policy against its reference",

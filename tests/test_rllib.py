@@ -9,6 +9,8 @@ runner lands on each node and a CPU is left on the head for the CLI's run."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -147,10 +149,14 @@ def test_fastenv_train_rllib_resume_and_evaluate(cluster, tmp_path):
     from fastenv.__main__ import main
     (tmp_path / "tiny.toml").write_text(TINY)
     out = tmp_path / "run"
+    # a second driver joins the running cluster with --address, as on a real cluster
     args = ["train", TASK, "--backend", "rllib", "--algo", "ppo", "--steps", "128",
             "--num-env-runners", "1", "--envs-per-runner", "2", "--num-workers", "1",
-            "--config", str(tmp_path / "tiny.toml"), "--out", str(out), "--no-progress"]
-    assert main(args) == 0
+            "--config", str(tmp_path / "tiny.toml"), "--out", str(out), "--no-progress",
+            "--address", cluster.address]
+    r = subprocess.run([sys.executable, "-m", "fastenv", *args], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
     config = json.loads((out / "config.json").read_text())
     assert config["backend"] == "rllib" and config["num_envs"] == 2
     assert config["config"]["algo"]["n_steps"] == 32
