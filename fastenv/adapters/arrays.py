@@ -40,6 +40,11 @@ class ArrayVectorEnv(gym.vector.VectorWrapper):
         super().__init__(env)
         self.copy = bool(copy)
 
+    def __del__(self):
+        """Leave the wrapped env open: Gymnasium 1.2's ``VectorEnv.__del__`` (the version
+        RLlib pins) closes a collected wrapper and so the env under it, e.g. after a
+        subclass's ``__init__`` raised on a bad device; the env closes itself."""
+
     # ------------------------------------------------------------------ subclass hooks
     def _array(self, x: np.ndarray, *, name: str, shared: bool, to_device: bool):
         """``x`` as a framework array. ``shared``: a view into shared memory (copy it
