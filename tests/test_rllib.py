@@ -214,3 +214,12 @@ def test_sac_trains_and_evaluates(cluster, tmp_path):
                 out=tmp_path / "sac", config=tmp_path / "sac.toml", show_bar=False)
     assert (out / "checkpoints" / "latest" / "state.json").is_file()
     assert ev.evaluate(out, episodes=1, seconds=0.2, random_baseline=False)["algo"] == "sac"
+
+
+def test_bad_rllib_cli_input_is_one_line(tmp_path, capsys):
+    from fastenv.__main__ import main
+    assert main(["train", TASK, "--backend", "rllib", "--num-envs", "4",
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--num-envs 4" in err and "--envs-per-runner" in err
+    assert not (tmp_path / "r").exists()
