@@ -104,6 +104,8 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
             run.log()
             run.save(algorithm, None)
             run.close()
+            if evaluate is not None:
+                evaluate.close()
     finally:
         if algorithm is not None:
             algorithm.stop()
@@ -234,4 +236,5 @@ def _evaluation(task, env_options, cfg, seed, checkpoint_policy):
         for r in results:
             r.pop("records")
         return ev.summarize(results)
+    evaluate.close = lambda: [env.close() for env in envs]
     return evaluate

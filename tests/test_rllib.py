@@ -223,3 +223,27 @@ def test_bad_rllib_cli_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--num-envs 4" in err and "--envs-per-runner" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_that_resumes(cluster, tmp_path):
+    (tmp_path / "c.toml").write_text(TINY.replace("log_every = 128", "log_every = 64"))
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastenv", "train", TASK, "--backend", "rllib", "--algo", "ppo",
+         "--steps", "1000000", "--num-env-runners", "1", "--envs-per-runner", "2",
+         "--num-workers", "1", "--config", str(tmp_path / "c.toml"), "--out", str(out),
+         "--no-progress", "--address", cluster.address],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (
+                (out / "progress.csv").is_file()
+                and len((out / "progress.csv").read_text().splitlines()) >= 2):
+            time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 130
+    finally:
+        proc.kill()
+    state = json.loads((out / "checkpoints" / "latest" / "state.json").read_text())
+    assert state["env_steps"] >= 64
