@@ -226,7 +226,7 @@ def test_bad_rllib_cli_input_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sigterm_writes_a_checkpoint_that_resumes(cluster, tmp_path):
+def test_sigterm_writes_a_checkpoint(cluster, tmp_path):
     (tmp_path / "c.toml").write_text(TINY.replace("log_every = 128", "log_every = 64"))
     out = tmp_path / "run"
     proc = subprocess.Popen(
