@@ -228,7 +228,7 @@ def train(args) -> int:
     if args.backend == "rllib" or (args.resume and os.path.isfile(saved) and
                                    json.load(open(saved)).get("backend") == "rllib"):
         # RLlib: env runners (Ray actors, any node) each step one OsimVectorEnv
-        _needs("ray", "train --backend rllib", extra="rllib")
+        _needs("ray.rllib", "train --backend rllib", extra="rllib")
         if args.num_envs is not None:
             raise ValueError(f"--backend rllib steps --num-env-runners x --envs-per-runner "
                              f"envs; got --num-envs {args.num_envs}: leave it out")
