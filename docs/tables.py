@@ -359,14 +359,19 @@ def reference_as_target_table() -> list[str]:
 
 def baselines_table() -> list[str]:
     """Every committed evaluation (``baselines/*/evaluation.json`` and
-    ``baselines/runs/*/evaluation.json``), with its run's env steps and wall time (the
-    last row of its ``progress.csv``)."""
+    ``baselines/runs/*/evaluation.json``), with the env steps and wall time of the
+    evaluated policy (its ``checkpoints/latest/state.json``, else the last row of the
+    run's ``progress.csv``)."""
     import csv
     rows = []
     for path in sorted((ROOT / "baselines").glob("**/evaluation.json")):
         e = json.loads(path.read_text())
-        with open(path.parent / "progress.csv") as f:
-            last = list(csv.DictReader(f))[-1]
+        state = path.parent / "checkpoints" / "latest" / "state.json"
+        if state.is_file():     # the committed policy's own step count and wall time
+            last = json.loads(state.read_text())
+        else:
+            with open(path.parent / "progress.csv") as f:
+                last = list(csv.DictReader(f))[-1]
         m, ep = e["mean"], e["episodes"]
         cost = (f"{m['cost_of_transport']:.2f} J/(N·m)" if m.get("cost_of_transport") is not None
                 else f"{m['torque_rms']:.2f} (torque RMS)")
@@ -377,6 +382,14 @@ def baselines_table() -> list[str]:
                      f"{m['time_alive_s']:.1f}", f"{stayed}/{len(ep)}",
                      f"{m['joint_rmse_deg']:.1f}",
                      f"{m['speed_m_s']:.2f} / {m['reference_speed_m_s']:.2f}", cost])
+        for key, label in (("reference_as_target", "zero action (the PD alone)"),
+                           ("random_policy", "random actions")):
+            b = e.get(key)
+            if b:   # the same episodes without the policy: what it adds
+                rows.append([f"↳ {label}", "", "", "", "", f"{b['time_alive_s']:.1f}",
+                             f"{round((1 - b['fell']) * len(ep))}/{len(ep)}",
+                             f"{b['joint_rmse_deg']:.1f}",
+                             f"{b['speed_m_s']:.2f} / {b['reference_speed_m_s']:.2f}", ""])
     return table(["run", "task", "algorithm", "env steps", "wall time (min)",
                   f"time alive (s of {e['seconds']:g})", "up all the way", "joint RMSE (deg)",
                   "speed / reference's (m/s)", "cost of transport"], "lllrrrrrrl", rows)
