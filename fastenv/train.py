@@ -117,6 +117,19 @@ EVALUATION_COLUMNS = ("env_steps", "wall_s", "episodes", "time_alive_s", "fell",
                       "distance_m", "reference_distance_m", "joint_rmse_deg", "com_error_m")
 
 
+def append_evaluation(out: Path, state: dict, metrics: dict):
+    """One checkpoint's test-mode figures (with the run's state) as a row of
+    ``out/evaluations.csv``, the header first: the learning curve in imitation terms."""
+    path = out / "evaluations.csv"
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(EVALUATION_COLUMNS)
+        row = {**state, **metrics}
+        writer.writerow([round(float(row[c]), 4) for c in EVALUATION_COLUMNS])
+
+
 class Progress(BaseCallback):
     """Progress bar (steps/s, mean episode return), progress.csv rows, checkpoints and
     a short evaluation at each checkpoint (evaluations.csv), counted in env steps (all
@@ -177,15 +190,7 @@ class Progress(BaseCallback):
         """Append the current policy's test-mode figures to evaluations.csv."""
         if self.evaluate is None:
             return
-        m = self.evaluate(self.model, self.venv)
-        path = self.out / "evaluations.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(EVALUATION_COLUMNS)
-            row = {**self.state, **m}
-            writer.writerow([round(float(row[c]), 4) for c in EVALUATION_COLUMNS])
+        append_evaluation(self.out, self.state, self.evaluate(self.model, self.venv))
 
     def log(self):
         s = self.state

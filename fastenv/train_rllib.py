@@ -23,7 +23,7 @@ import signal
 import time
 from pathlib import Path
 
-from fastenv.train import EVALUATION_COLUMNS, _interrupt, load_config
+from fastenv.train import _interrupt, append_evaluation, load_config
 
 
 def _workers_per_runner(num_env_runners: int, envs_per_runner: int) -> int:
@@ -198,14 +198,7 @@ class _Run:
         m = evaluate(latest)
         if m is None:
             return
-        path = self.out / "evaluations.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(EVALUATION_COLUMNS)
-            row = {**self.state, **m}
-            writer.writerow([round(float(row[c]), 4) for c in EVALUATION_COLUMNS])
+        append_evaluation(self.out, self.state, m)
 
     def close(self):
         self.csv.close()
