@@ -130,67 +130,40 @@ def append_evaluation(out: Path, state: dict, metrics: dict):
         writer.writerow([round(float(row[c]), 4) for c in EVALUATION_COLUMNS])
 
 
-class Progress(BaseCallback):
-    """Progress bar (steps/s, mean episode return), progress.csv rows, checkpoints and
-    a short evaluation at each checkpoint (evaluations.csv), counted in env steps (all
-    envs together). ``evaluate`` is ``(model, venv) -> metrics`` or None."""
+class ProgressLog:
+    """A run's progress.csv and progress bar, for both training paths: ``advance``
+    counts env steps and wall time into ``state``; ``log`` writes a row with steps/s and
+    the mean return and length of the episodes recorded since the last row."""
 
-    def __init__(self, out: Path, total: int, state: dict, config: dict, checkpoints,
-                 venv, show_bar: bool = True, evaluate=None):
-        super().__init__()
-        self.evaluate = evaluate
-        self.out, self.total, self.state = out, total, state
-        self.log_every = int(config["run"]["log_every"])
-        self.checkpoint_every = int(config["run"]["checkpoint_every"])
-        self.checkpoints, self.venv = checkpoints, venv
-        self.t0 = time.perf_counter()
-        self.wall0 = state["wall_s"]
-        self.steps0 = state["env_steps"]
-        # on the same multiples of the intervals before and after a resume
-        self.next_log = (self.steps0 // self.log_every + 1) * self.log_every
+    COLUMNS = ("env_steps", "wall_s", "steps_per_s", "episodes", "mean_return",
+               "mean_length")
+
+    def __init__(self, out: Path, total: int, state: dict, show_bar: bool):
+        self.state = state
+        self.t0, self.wall0, self.steps0 = time.perf_counter(), state["wall_s"], state["env_steps"]
         self.logged = self.steps0
-        self.next_checkpoint = (self.steps0 // self.checkpoint_every + 1) * self.checkpoint_every
         self.returns, self.lengths = [], []
-        self.csv_path = out / "progress.csv"
-        new = not self.csv_path.exists()
-        self.csv = open(self.csv_path, "a", newline="")
+        path = out / "progress.csv"
+        new = not path.exists()
+        self.csv = open(path, "a", newline="")
         self.writer = csv.writer(self.csv)
         if new:
-            self.writer.writerow(["env_steps", "wall_s", "steps_per_s", "episodes",
-                                  "mean_return", "mean_length"])
+            self.writer.writerow(self.COLUMNS)
         self.bar = None
         if show_bar:
             from tqdm import tqdm
             self.bar = tqdm(total=total, initial=self.steps0, unit="step", smoothing=0.05,
                             dynamic_ncols=True)
 
-    def _on_step(self) -> bool:
-        n = self.training_env.num_envs
+    def advance(self, n: int):
         self.state["env_steps"] += n
         self.state["wall_s"] = self.wall0 + time.perf_counter() - self.t0
-        for info in self.locals.get("infos", []):
-            episode = info.get("episode")
-            if episode:
-                self.returns.append(episode["r"])
-                self.lengths.append(episode["l"])
-                self.state["episodes"] += 1
-        steps = self.state["env_steps"]
         if self.bar is not None:
             self.bar.update(n)
-        if steps >= self.next_log:
-            self.log()
-            self.next_log += self.log_every
-        if steps >= self.next_checkpoint:
-            self.checkpoints.save(self.model, self.venv, self.state)
-            self.evaluation()
-            self.next_checkpoint += self.checkpoint_every
-        return True
 
-    def evaluation(self):
-        """Append the current policy's test-mode figures to evaluations.csv."""
-        if self.evaluate is None:
-            return
-        append_evaluation(self.out, self.state, self.evaluate(self.model, self.venv))
+    def episode(self, episode_return: float, length: float):
+        self.returns.append(episode_return)
+        self.lengths.append(length)
 
     def log(self):
         s = self.state
@@ -212,6 +185,55 @@ class Progress(BaseCallback):
         self.csv.close()
         if self.bar is not None:
             self.bar.close()
+
+
+class Progress(BaseCallback):
+    """SB3's side of a run: progress (:class:`ProgressLog`), checkpoints and a short
+    evaluation at each checkpoint (evaluations.csv), counted in env steps (all envs
+    together). ``evaluate`` is ``(model, venv) -> metrics`` or None."""
+
+    def __init__(self, out: Path, total: int, state: dict, config: dict, checkpoints,
+                 venv, show_bar: bool = True, evaluate=None):
+        super().__init__()
+        self.evaluate = evaluate
+        self.out, self.state = out, state
+        self.log_every = int(config["run"]["log_every"])
+        self.checkpoint_every = int(config["run"]["checkpoint_every"])
+        self.checkpoints, self.venv = checkpoints, venv
+        self.progress = ProgressLog(out, total, state, show_bar)
+        steps0 = state["env_steps"]
+        # on the same multiples of the intervals before and after a resume
+        self.next_log = (steps0 // self.log_every + 1) * self.log_every
+        self.next_checkpoint = (steps0 // self.checkpoint_every + 1) * self.checkpoint_every
+
+    def _on_step(self) -> bool:
+        self.progress.advance(self.training_env.num_envs)
+        for info in self.locals.get("infos", []):
+            episode = info.get("episode")
+            if episode:
+                self.progress.episode(episode["r"], episode["l"])
+                self.state["episodes"] += 1
+        steps = self.state["env_steps"]
+        if steps >= self.next_log:
+            self.progress.log()
+            self.next_log += self.log_every
+        if steps >= self.next_checkpoint:
+            self.checkpoints.save(self.model, self.venv, self.state)
+            self.evaluation()
+            self.next_checkpoint += self.checkpoint_every
+        return True
+
+    def evaluation(self):
+        """Append the current policy's test-mode figures to evaluations.csv."""
+        if self.evaluate is None:
+            return
+        append_evaluation(self.out, self.state, self.evaluate(self.model, self.venv))
+
+    def log(self):
+        self.progress.log()
+
+    def close(self):
+        self.progress.close()
 
 
 def _checkpoint_evaluation(task: str, env_options: dict, config: dict, seed: int):

@@ -15,15 +15,13 @@ with ``ray start``); without it Ray starts on this machine only.
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shutil
 import signal
-import time
 from pathlib import Path
 
-from fastenv.train import _interrupt, append_evaluation, load_config
+from fastenv.train import ProgressLog, _interrupt, append_evaluation, load_config
 
 
 def _workers_per_runner(num_env_runners: int, envs_per_runner: int) -> int:
@@ -115,42 +113,27 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
 
 
 class _Run:
-    """progress.csv rows, checkpoints and their evaluations, counted in env steps."""
+    """Progress (``fastenv.train.ProgressLog``), checkpoints and their evaluations,
+    counted in env steps."""
 
     def __init__(self, out: Path, total: int, state: dict, cfg: dict, show_bar: bool):
-        self.out, self.total, self.state = out, total, state
+        self.out, self.state = out, state
         self.log_every = int(cfg["run"]["log_every"])
         self.checkpoint_every = int(cfg["run"]["checkpoint_every"])
-        self.t0, self.wall0, self.steps0 = time.perf_counter(), state["wall_s"], state["env_steps"]
-        self.next_log = (self.steps0 // self.log_every + 1) * self.log_every
-        self.next_checkpoint = (self.steps0 // self.checkpoint_every + 1) * self.checkpoint_every
-        self.logged = self.saved_at = self.steps0
-        self.returns, self.lengths = [], []
-        path = out / "progress.csv"
-        new = not path.exists()
-        self.csv = open(path, "a", newline="")
-        self.writer = csv.writer(self.csv)
-        if new:
-            self.writer.writerow(["env_steps", "wall_s", "steps_per_s", "episodes",
-                                  "mean_return", "mean_length"])
-        self.bar = None
-        if show_bar:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=self.steps0, unit="step", dynamic_ncols=True)
+        self.progress = ProgressLog(out, total, state, show_bar)
+        steps0 = state["env_steps"]
+        self.next_log = (steps0 // self.log_every + 1) * self.log_every
+        self.next_checkpoint = (steps0 // self.checkpoint_every + 1) * self.checkpoint_every
+        self.saved_at = steps0
 
     def update(self, result: dict) -> bool:
         """Count one training iteration; True when a checkpoint is due."""
         runners = result.get("env_runners", {})
-        n = int(runners.get("num_env_steps_sampled", 0))
-        self.state["env_steps"] += n
-        self.state["wall_s"] = self.wall0 + time.perf_counter() - self.t0
+        self.progress.advance(int(runners.get("num_env_steps_sampled", 0)))
         episodes = int(runners.get("num_episodes", 0))
         self.state["episodes"] += episodes
         if episodes and not math.isnan(runners.get("episode_return_mean", math.nan)):
-            self.returns.append(runners["episode_return_mean"])
-            self.lengths.append(runners["episode_len_mean"])
-        if self.bar is not None:
-            self.bar.update(n)
+            self.progress.episode(runners["episode_return_mean"], runners["episode_len_mean"])
         if self.state["env_steps"] >= self.next_log:
             self.log()
             self.next_log = (self.state["env_steps"] // self.log_every + 1) * self.log_every
@@ -161,19 +144,7 @@ class _Run:
         return False
 
     def log(self):
-        s = self.state
-        if s["env_steps"] == self.logged:
-            return
-        self.logged = s["env_steps"]
-        rate = (s["env_steps"] - self.steps0) / max(1e-9, s["wall_s"] - self.wall0)
-        mean_r = sum(self.returns) / len(self.returns) if self.returns else math.nan
-        mean_l = sum(self.lengths) / len(self.lengths) if self.lengths else math.nan
-        self.writer.writerow([s["env_steps"], round(s["wall_s"], 1), round(rate, 1),
-                              s["episodes"], round(mean_r, 4), round(mean_l, 1)])
-        self.csv.flush()
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{rate:.0f} steps/s, return {mean_r:.2f}")
-        self.returns, self.lengths = [], []
+        self.progress.log()
 
     def save(self, algorithm, evaluate):
         """``checkpoints/NNNNNNNNN`` and ``checkpoints/latest`` (replaced only once the
@@ -201,9 +172,7 @@ class _Run:
         append_evaluation(self.out, self.state, m)
 
     def close(self):
-        self.csv.close()
-        if self.bar is not None:
-            self.bar.close()
+        self.progress.close()
 
 
 def _evaluation(task, env_options, cfg, seed, checkpoint_policy):
