@@ -21,18 +21,28 @@ for ``num_envs`` envs of one task. Modes:
   actions, or with RLlib's default PPO module of the same 2×256 tanh shape and its
   connectors (needs ``ray[rllib]``; left out of the default modes without it).
 
-Every mode starts its own envs (start-up not timed), warms up, then runs for
-``--seconds``; modes run round-robin ``--repeats`` times and the median is reported,
-with the parent's CPU share, the time in the policy, and the load average before each
-run (a figure is only worth something on an otherwise idle machine).
+The work is identical in every mode (``--actions schedule``, the default): the envs
+start from the same seed, and every env steps through the same seeded schedule of
+random actions, one row per env step, whichever way its actions were computed (the MLP
+still runs on every observation in the policy modes; its output is replaced by the
+schedule's rows at the point where ``OsimVectorEnv`` takes actions). So the modes
+differ only in how the loop is driven, which is what the comparison is about; with
+``--actions own`` each mode steps its own actions (random or the MLP's), and different
+actions mean different falls and step costs. Every mode starts its own envs (start-up
+not timed), takes two warm-up steps per env, then is timed over ``--steps`` steps per
+env (falls and resets included); the modes run ``--repeats`` rounds, in an order that
+rotates by one each round, and the median and range are reported with the parent's
+CPU share, the time in the policy, and the load average before each run (a figure is
+only worth something on an otherwise idle machine).
 
-    python bench/closed_loop.py [--task ...] [--num-envs 16] [--workers N] [--seconds 20]
+    python bench/closed_loop.py [--task ...] [--num-envs 16] [--workers N] [--steps 256]
                                 [--repeats 3] [--rollout 128] [--out bench/results]
     python bench/closed_loop.py --quick --out /tmp/closed_loop   # checks that it runs
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -82,17 +92,53 @@ def _random(space, rng, n):
     return rng.uniform(space.low, space.high, (n, *space.shape)).astype(np.float32)
 
 
-def run_mode(mode: str, task: str, n: int, workers: int, seconds: float, rollout: int,
+@contextlib.contextmanager
+def scheduled_actions(task: str, num_envs: int, steps: int, seed: int, enabled: bool = True):
+    """Within the block, every ``OsimVectorEnv`` steps env ``i``'s ``k``-th step with row
+    ``k`` of env ``i``'s seeded uniform-random schedule, whatever actions it was given
+    (they are still validated): the same physical work in every mode. Yields the
+    per-env step counters."""
+    from fastenv.vector import OsimVectorEnv
+    if not enabled:
+        yield None
+        return
+    import gymnasium as gym
+    space = gym.make(task).action_space
+    schedule = np.stack([np.random.default_rng([seed, i]).uniform(
+        space.low, space.high, (steps, *space.shape)).astype(np.float32)
+        for i in range(num_envs)])
+    counts = np.zeros(num_envs, dtype=np.int64)
+    original = OsimVectorEnv._actions
+
+    def replaced(self, actions, n_rows, env_ids=None):
+        a = original(self, actions, n_rows, env_ids)
+        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=int)
+        rows = schedule[ids, counts[ids] % steps]
+        counts[ids] += 1
+        return rows.astype(a.dtype, copy=False)
+
+    OsimVectorEnv._actions = replaced
+    try:
+        yield counts
+    finally:
+        OsimVectorEnv._actions = original
+
+
+WARMUP = 2   # steps per env before timing, the same in every mode
+
+
+def run_mode(mode: str, task: str, n: int, workers: int, steps: int, rollout: int,
              seed: int) -> dict:
+    """One timed run of ``steps`` steps per env (after ``WARMUP``), from ``reset(seed)``."""
     from fastenv.vector import OsimVectorEnv
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     samples, policy = 0, None
     load = os.getloadavg()[0]
     if mode.startswith("sb3"):
-        return _run_sb3(mode, task, n, workers, seconds, rollout, seed, rng, load)
+        return _run_sb3(mode, task, n, workers, steps, rollout, seed, rng, load)
     if mode.startswith("rllib"):
-        return _run_rllib(mode, task, n, workers, seconds, rollout, seed, load)
+        return _run_rllib(mode, task, n, workers, steps, rollout, seed, load)
     venv = OsimVectorEnv(task, n, num_workers=workers, batch_size=max(1, n // 2),
                          autoreset_mode="SameStep")
     try:
@@ -101,29 +147,36 @@ def run_mode(mode: str, task: str, n: int, workers: int, seconds: float, rollout
                              space.low, space.high)
         if mode.startswith("sync"):
             obs, _ = venv.reset(seed=seed)
-            venv.step(_random(space, rng, n))                        # warm-up
             act = ((lambda o: policy.act(o)[0]) if mode == "sync_policy"
                    else (lambda o: _random(space, rng, n)))
+            for _ in range(WARMUP):
+                obs = venv.step(act(obs))[0]
             policy.seconds = 0.0
             t0, c0 = time.perf_counter(), time.process_time()
-            while time.perf_counter() - t0 < seconds:
+            for _ in range(steps):
                 obs = venv.step(act(obs))[0]
                 samples += n
         elif mode == "async_random":
             venv.async_reset(seed=seed)
-            t0, c0 = time.perf_counter(), time.process_time()
-            while time.perf_counter() - t0 < seconds:
+
+            def turn():   # one recv + send; the samples it received
                 *_, info = venv.recv()
                 ids = info["env_id"]
                 venv.send(_random(space, rng, len(ids)), ids)
-                samples += len(ids)
+                return len(ids)
+            warm = 0
+            while warm < WARMUP * n:
+                warm += turn()
+            t0, c0 = time.perf_counter(), time.process_time()
+            while samples < steps * n:
+                samples += turn()
         else:
             from fastenv.collect import PipelinedCollector
             collector = PipelinedCollector(venv, policy.act, seed=seed)
-            collector.collect(2)                                     # warm-up
+            collector.collect(WARMUP)
             policy.seconds = 0.0
             t0, c0 = time.perf_counter(), time.process_time()
-            while time.perf_counter() - t0 < seconds:
+            for _ in range(max(1, steps // rollout)):
                 collector.collect(rollout)
                 samples += n * rollout
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -132,7 +185,7 @@ def run_mode(mode: str, task: str, n: int, workers: int, seconds: float, rollout
     return _row(mode, samples, wall, cpu, policy.seconds if "policy" in mode else 0.0, load)
 
 
-def _run_sb3(mode, task, n, workers, seconds, rollout, seed, rng, load):
+def _run_sb3(mode, task, n, workers, steps, rollout, seed, rng, load):
     from stable_baselines3 import PPO
 
     from fastenv.adapters.sb3 import make_vec_env
@@ -141,8 +194,10 @@ def _run_sb3(mode, task, n, workers, seconds, rollout, seed, rng, load):
     try:
         if mode == "sb3_random":
             env.reset()
+            for _ in range(WARMUP):
+                env.step(_random(env.action_space, rng, n))
             t0, c0 = time.perf_counter(), time.process_time()
-            while time.perf_counter() - t0 < seconds:
+            for _ in range(steps):
                 env.step(_random(env.action_space, rng, n))
                 samples += n
         else:
@@ -158,10 +213,10 @@ def _run_sb3(mode, task, n, workers, seconds, rollout, seed, rng, load):
             model.policy.forward = timed
             _, callback = model._setup_learn(10**12, callback=None)
             callback.on_training_start(locals(), globals())
-            model.collect_rollouts(model.env, callback, model.rollout_buffer, 2)  # warm-up
+            model.collect_rollouts(model.env, callback, model.rollout_buffer, WARMUP)
             warm = spent[0]
             t0, c0 = time.perf_counter(), time.process_time()
-            while time.perf_counter() - t0 < seconds:
+            for _ in range(max(1, steps // rollout)):
                 model.collect_rollouts(model.env, callback, model.rollout_buffer, rollout)
                 samples += n * rollout
             policy_s = spent[0] - warm
@@ -171,7 +226,7 @@ def _run_sb3(mode, task, n, workers, seconds, rollout, seed, rng, load):
     return _row(mode, samples, wall, cpu, policy_s, load)
 
 
-def _run_rllib(mode, task, n, workers, seconds, rollout, seed, load):
+def _run_rllib(mode, task, n, workers, steps, rollout, seed, load):
     """One env runner, built as ``fastenv train --backend rllib`` builds each of its
     runners (``num_env_runners=0``: the runner lives here, not in a Ray actor)."""
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
@@ -195,10 +250,10 @@ def _run_rllib(mode, task, n, workers, seconds, rollout, seed, load):
         return out
     runner.module.forward_exploration = timed
     try:
-        runner.sample(num_timesteps=2 * n, random_actions=random)   # warm-up
+        runner.sample(num_timesteps=WARMUP * n, random_actions=random)
         spent[0] = 0.0
         t0, c0 = time.perf_counter(), time.process_time()
-        while time.perf_counter() - t0 < seconds:
+        for _ in range(max(1, steps // rollout)):
             episodes = runner.sample(num_timesteps=n * rollout, random_actions=random)
             samples += sum(len(e) for e in episodes)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -218,7 +273,8 @@ def main(argv=None):
     ap.add_argument("--task", default=TASK)
     ap.add_argument("--num-envs", type=int, default=16)
     ap.add_argument("--workers", type=int, default=None, help="default: the cores")
-    ap.add_argument("--seconds", type=float, default=20.0, help="per mode and repeat")
+    ap.add_argument("--steps", type=int, default=256,
+                    help="timed steps per env, per mode and round (a multiple of --rollout)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rollout", type=int, default=128,
                     help="steps per env of a collector / SB3 rollout")
@@ -228,6 +284,9 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="4 envs, 2 s per mode, one repeat: checks that it runs, "
                          "measures nothing")
+    ap.add_argument("--actions", choices=("schedule", "own"), default="schedule",
+                    help="schedule: every mode steps the same seeded actions (default); "
+                         "own: each mode its own (random or the MLP's)")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args(argv)
     modes = args.modes.split(",")
@@ -235,15 +294,21 @@ def main(argv=None):
     if bad:
         raise SystemExit(f"--modes: unknown {bad}; expected some of {list(MODES)}")
     if args.quick:
-        args.num_envs, args.seconds, args.repeats, args.rollout = 4, 2.0, 1, 16
+        args.num_envs, args.steps, args.repeats, args.rollout = 4, 16, 1, 16
     from fastenv.pool import default_workers
     workers = min(args.workers or default_workers(), args.num_envs)
     torch.set_num_threads(1)
     runs = {m: [] for m in modes}
     for rep in range(args.repeats):
-        for mode in modes:
-            r = run_mode(mode, args.task, args.num_envs, workers, args.seconds, args.rollout,
-                         seed=rep)
+        # the order rotates by one mode per round, so that no mode always runs
+        # first or last (the VM's speed drifts)
+        for mode in modes[rep % len(modes):] + modes[:rep % len(modes)]:
+            with scheduled_actions(args.task, args.num_envs, WARMUP + args.steps + 64,
+                                   seed=rep, enabled=args.actions == "schedule") as counts:
+                r = run_mode(mode, args.task, args.num_envs, workers, args.steps,
+                             args.rollout, seed=rep)
+            if counts is not None:
+                r["env_steps_min_max"] = [int(counts.min()), int(counts.max())]
             runs[mode].append(r)
             print(f"[{rep}] {mode:17s} {r['samples_per_s']:7.1f} samples/s  parent CPU "
                   f"{100 * r['parent_cpu_fraction']:.1f}%  policy "
@@ -252,7 +317,8 @@ def main(argv=None):
     for rs in runs.values():
         rates = [r["samples_per_s"] for r in rs]
         median = rs[int(np.argsort(rates)[len(rates) // 2])]
-        rows.append(dict(median, runs=rs, samples_per_s=float(np.median(rates))))
+        rows.append(dict(median, runs=rs, samples_per_s=float(np.median(rates)),
+                         samples_per_s_range=[float(min(rates)), float(max(rates))]))
     rate = {r["mode"]: r["samples_per_s"] for r in rows}
     best_open = max((rate[m] for m in ("sync_random", "async_random") if m in rate),
                     default=None)
@@ -261,24 +327,30 @@ def main(argv=None):
         r["vs_its_open_loop"] = rate[r["mode"]] / rate[base] if base in rate else None
         r["vs_best_fastenv_open_loop"] = rate[r["mode"]] / best_open if best_open else None
     result = dict(task=args.task, num_envs=args.num_envs, workers=workers,
-                  seconds=args.seconds, repeats=args.repeats, rollout=args.rollout,
+                  steps=args.steps, warmup=WARMUP, actions=args.actions,
+                  repeats=args.repeats, rollout=args.rollout,
+                  command="python bench/closed_loop.py " + " ".join(argv or __import__("sys").argv[1:]),
                   quick=args.quick, torch=torch.__version__, torch_threads=1,
                   cpus=os.cpu_count(), machine=platform.machine(), rows=rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "closed_loop.json").write_text(json.dumps(result, indent=1))
-    lines = [f"{args.task}, {args.num_envs} envs on {workers} workers, median of "
-             f"{args.repeats} × {args.seconds:g} s" + (" (--quick: a check that the script "
-                                                        "runs, not a measurement)"
-                                                        if args.quick else ""), "",
-             "| mode | samples/s | ÷ its open loop | ÷ best fastenv open loop | parent CPU "
-             "| in policy |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [f"{args.task}, {args.num_envs} envs on {workers} workers, median (range) of "
+             f"{args.repeats} rounds × {args.steps} steps per env, "
+             + ("the same seeded action schedule in every mode" if args.actions == "schedule"
+                else "each mode's own actions")
+             + (" (--quick: a check that the script runs, not a measurement)"
+                if args.quick else ""), "",
+             "| mode | samples/s | range | ÷ its open loop | ÷ best fastenv open loop "
+             "| parent CPU | in policy |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         ratio = "–" if r["vs_its_open_loop"] is None else f"{r['vs_its_open_loop']:.2f}"
         best = ("–" if r["vs_best_fastenv_open_loop"] is None
                 else f"{r['vs_best_fastenv_open_loop']:.2f}")
-        lines.append(f"| {r['mode']} | {r['samples_per_s']:.0f} | {ratio} | {best} | "
+        lo, hi = r["samples_per_s_range"]
+        lines.append(f"| {r['mode']} | {r['samples_per_s']:.0f} | {lo:.0f}–{hi:.0f} | "
+                     f"{ratio} | {best} | "
                      f"{100 * r['parent_cpu_fraction']:.1f}% | "
                      f"{100 * r['policy_fraction']:.1f}% |")
     (out / "closed_loop.md").write_text("\n".join(lines) + "\n")

@@ -62,9 +62,12 @@ def _settings(cls, args: argparse.Namespace):
 
 def _generate(function, cls, name: str):
     def generate(args: argparse.Namespace) -> dict:
+        extra = {"grf": args.grf} if getattr(args, "grf", None) else {}
+        if extra and name != "walking2d":
+            raise SystemExit(f"--grf {args.grf}: only walking2d tracks force plates, not {name}")
         return function(args.out, motion=args.motion, settings=_settings(cls, args),
                         work_dir=args.work_dir or f"/tmp/fastenv_{name}", resume=args.resume,
-                        log=getattr(args, "log", None) or print)
+                        log=getattr(args, "log", None) or print, **extra)
     generate.__name__ = name
     return generate
 
@@ -73,8 +76,9 @@ def _generators() -> dict:
     from refgen import derive3d, moco, tasks2d
 
     return {
-        "walking2d": (_generate(moco.generate_walking2d, moco.Settings, "walking2d"),
-                      "2D walking cycle at 1.3 m/s of gait9dof18musc"),
+        "walking2d": (_generate(moco.generate_walking2d, moco.WalkingSettings, "walking2d"),
+                      "2D walking cycle of gait9dof18musc: a measured walk and its ground "
+                      "reaction forces, tracked"),
         "running2d": (_generate(tasks2d.generate_running2d, tasks2d.RunningSettings,
                                 "running2d"),
                       "2D running cycle at 3.5 m/s with a flight phase"),
@@ -114,6 +118,8 @@ def parser() -> argparse.ArgumentParser:
                      "names of the model, degrees or radians) as tracking target instead of "
                      "the public one in --motions (lockedknee2d: a full cycle written like "
                      "walking2d_coordinates.sto, default the committed one)")
+    gen.add_argument("--grf", type=Path, help="walking2d: force plates measured with your "
+                     "--motion (.mot with <prefix>vx/vy/vz and px/py/pz columns, same clock)")
     gen.add_argument("--mesh-intervals", type=int, help="mesh intervals of the final predictive "
                      "solve (default 50 per half cycle; 100 for lockedknee2d and jumping2d)")
     gen.add_argument("--coarse", action="store_true",

@@ -71,6 +71,8 @@ from refgen.motion import (
 
 #: The public measured walk that walking2d tracks first (in :func:`refgen.motions_dir`).
 DEFAULT_MOTION = "gait10dof18musc_subject01_walk_ik.mot"
+#: The ground reaction forces measured with it (same trial, same clock).
+DEFAULT_GRF = "gait10dof18musc_subject01_walk_grf.mot"
 #: The 2D base model (osim-rl's), through :func:`fastenv.envs.variants.base_model_path`.
 BASE_MODEL = "gait9dof18musc.osim"
 #: The command that generates a reference, as recorded in the files it writes.
@@ -512,6 +514,14 @@ class Settings(SolveSettings):
     stance_knee_windows: tuple = ()
     max_stance_knee_flexion_deg: float = 50.0
     tx_speed_bounds: tuple = (0.2, 3.0)  # forward pelvis speed bounds (m/s)
+    # Which solution is the reference: "predictive" (tracking -> predictive
+    # coarse -> fine, at ``speed``) or "tracking" (tracking on the tracking
+    # mesh, refined on the fine mesh: the measured motion at its measured speed,
+    # made dynamically consistent; ``speed`` and the predictive knobs unused).
+    reference_stage: str = "predictive"
+    # Tracking stages: weight of the measured ground reaction forces (Moco
+    # divides the squared error in N by body weight; 0: not tracked).
+    grf_tracking_weight: float = 0.0
     bounds: dict = field(default_factory=dict)  # overrides of BOUNDS (degrees, metres)
     # Per-coordinate weights (relative) of the kinematic tracking terms (the
     # predictive stages never track pelvis_tx, and pelvis_ty with the weight above).
@@ -589,6 +599,147 @@ def value_table(osim, model, time, coords):
 def coordinate_path(model, name: str) -> str:
     """Path of a coordinate (its states are ``<path>/value`` and ``<path>/speed``)."""
     return model.getCoordinateSet().get(name).getAbsolutePathString()
+
+
+@dataclass
+class ForceTarget:
+    """Measured ground reaction forces to track: per foot ("r", "l") the
+    fore-aft and vertical force (T, 2), N, scaled to the model's weight, on
+    ``time`` (the same interval as the kinematic target), and how they were made."""
+
+    time: np.ndarray
+    forces: dict
+    source: str = ""
+    info: dict = field(default_factory=dict)
+
+
+def read_force_plates(path) -> tuple[np.ndarray, dict, dict]:
+    """(time, {plate prefix: force (T, 3)}, {plate prefix: centre of pressure (T, 3)})
+    of a force-plate .mot whose columns are ``<prefix>vx/vy/vz`` and ``<prefix>px/py/pz``
+    (e.g. ``ground_force_`` and ``1_ground_force_``), in N and m, y up."""
+    from fastenv.references import read_motion
+
+    time, columns, _ = read_motion(path)
+    prefixes = [c[:-2] for c in columns if c.endswith("vy") and c[:-2] + "vx" in columns]
+    if not prefixes:
+        raise ValueError(f"{path}: no force columns (<prefix>vx, <prefix>vy, <prefix>vz)")
+    force = {p: np.column_stack([columns[p + a] for a in ("vx", "vy", "vz")]) for p in prefixes}
+    cop = {p: np.column_stack([columns.get(p + a, np.zeros_like(time)) for a in ("px", "py", "pz")])
+           for p in prefixes}
+    return np.asarray(time, dtype=float), force, cop
+
+
+def feet_of_plates(time, force: dict, cop: dict, motion: Motion,
+                   model_path: str | None = None, threshold: float = CONTACT_THRESHOLD_N) -> dict:
+    """{"r": prefix, "l": prefix}: which force plate carries which foot.
+
+    Each loaded sample's centre of pressure is closer to the heel of the foot on
+    that plate than to the other heel (the kinematics and the plates share the
+    laboratory frame); the assignment with the smaller mean distance wins.
+    """
+    centre_x, _ = foot_kinematics(motion.time, motion.as_dict(), model_path)
+    heel = {s: np.interp(time, motion.time, centre_x[FOOT_SPHERES[s][0]]) for s in FOOT_SPHERES}
+    plates = list(force)
+    if len(plates) != 2:
+        raise ValueError(f"expected two force plates (one per foot), found {plates}")
+
+    def distance(plate, side):
+        loaded = force[plate][:, 1] > threshold
+        return float(np.mean(np.abs(cop[plate][loaded, 0] - heel[side][loaded])))
+
+    a, b = plates
+    straight = distance(a, "r") + distance(b, "l")
+    crossed = distance(a, "l") + distance(b, "r")
+    return {"r": a, "l": b} if straight <= crossed else {"r": b, "l": a}
+
+
+def half_cycle_forces(grf_path, motion_path, target: Target, body_weight: float,
+                      model_path: str | None = None) -> ForceTarget:
+    """The measured ground reaction forces over the target's half cycle, made
+    symmetric and scaled to the model's weight, as :func:`half_cycle_target` makes
+    the kinematics: the cycle it found (right heel strike, left heel strike, right
+    heel strike, on the same clock as the force plates) is split at left heel
+    strike, and the right foot's force over the first half is averaged with the
+    left foot's over the second half (and vice versa).
+
+    The subject's weight is the mean total vertical force over the whole cycle
+    (steady walking: the centre of mass neither rises nor falls over a cycle); the
+    forces are multiplied by ``body_weight`` / that weight, so their shape in body
+    weights is the subject's.
+    """
+    time, force, cop = read_force_plates(grf_path)
+    motion = read_gait_motion(motion_path)
+    plates = feet_of_plates(time, force, cop, motion, model_path)
+    info = target.info
+    a, m = info["cycle_start_s"], info["left_strike_s"]
+    b = a + info["cycle_s"]
+    if a < time[0] or b > time[-1]:
+        raise ValueError(f"{grf_path}: forces cover {time[0]:.3f}-{time[-1]:.3f} s, "
+                         f"the gait cycle is {a:.3f}-{b:.3f} s")
+    cycle = (time >= a) & (time <= b)
+    total = force[plates["r"]][:, 1] + force[plates["l"]][:, 1]
+    subject_weight = float(np.trapezoid(total[cycle], time[cycle]) / (b - a))
+    scale = body_weight / subject_weight
+    s = np.linspace(0.0, 1.0, len(target.time))
+    first, second = a + s * (m - a), m + s * (b - m)
+
+    def sample(side, when):
+        return np.column_stack([np.interp(when, time, force[plates[side]][:, k]) for k in (0, 1)])
+
+    forces = {side: 0.5 * scale * (sample(side, first) + sample(swap, second))
+              for side, swap in (("r", "l"), ("l", "r"))}
+    return ForceTarget(np.asarray(target.time, dtype=float), forces, source=str(grf_path),
+                       info=dict(plates=plates, subject_weight_n=round(subject_weight, 2),
+                                 scale_to_model=round(scale, 4)))
+
+
+def contact_tracking_goal(osim, model, forces: ForceTarget, weight: float, work_dir: Path):
+    """A MocoContactTrackingGoal of the fore-aft and vertical force on each foot
+    (the sum of its contact spheres' forces, projected on the sagittal plane).
+
+    Moco reads the measured forces through an ExternalLoads file, written to
+    ``work_dir`` with the data (``grf_target.mot``); the goal divides the squared
+    force error by body weight, so ``weight`` is per N.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    data = work_dir / "grf_target.mot"
+    columns = []
+    for side in ("r", "l"):
+        columns += [f"ground_force_{side}_v{a}" for a in "xyz"]
+        columns += [f"ground_force_{side}_p{a}" for a in "xyz"]
+    n = len(forces.time)
+    rows = []
+    for side in ("r", "l"):
+        f = forces.forces[side]
+        rows += [f[:, 0], f[:, 1], np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)]
+    table = np.column_stack([forces.time, *rows])
+    header = (f"grf_target\nversion=1\nnRows={n}\nnColumns={len(columns) + 1}\n"
+              "inDegrees=no\nendheader\n" + "\t".join(["time", *columns]) + "\n")
+    data.write_text(header + "\n".join("\t".join(f"{x:.8g}" for x in row) for row in table)
+                    + "\n")
+    loads = osim.ExternalLoads()
+    loads.setDataFileName(str(data))
+    goal = osim.MocoContactTrackingGoal("grf", float(weight))
+    for side in ("r", "l"):
+        external = osim.ExternalForce()
+        external.setName(f"grf_{side}")
+        external.set_applied_to_body(f"calcn_{side}")
+        external.set_force_expressed_in_body("ground")
+        external.set_point_expressed_in_body("ground")
+        external.set_force_identifier(f"ground_force_{side}_v")
+        external.set_point_identifier(f"ground_force_{side}_p")
+        loads.cloneAndAppend(external)
+        paths = std_strings(osim, [f"/forceset/contact_{n}" for n in FOOT_SPHERES[side]])
+        group = osim.MocoContactTrackingGoalGroup(paths, f"grf_{side}")
+        group.append_alternative_frame_paths(f"/bodyset/toes_{side}")
+        goal.addContactGroup(group)
+    xml = work_dir / "grf_target.xml"
+    loads.printToXML(str(xml))
+    goal.setExternalLoadsFile(str(xml))
+    goal.setProjection("plane")
+    goal.setProjectionVector(osim.Vec3(0, 0, 1))
+    return goal
 
 
 def _common_problem(osim, study, model, settings: Settings, *, final_time):
@@ -815,15 +966,21 @@ def tracking_goal(osim, model, name: str, weight: float, time, coords: dict,
 
 
 def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=print,
-                   max_iterations: int | None = None):
+                   max_iterations: int | None = None, forces: ForceTarget | None = None,
+                   guess_trajectory=None, mesh: int | None = None, label: str = "tracking"):
     """Track the target (a symmetrised half cycle, or a full cycle with
-    ``settings.cycle == "full"``): a dynamically consistent first gait.
+    ``settings.cycle == "full"``): a dynamically consistent gait.
 
-    Only joint angles and pelvis motion are tracked (no force data), with a
-    small effort term so muscles share the load sensibly.
+    Joint angles and pelvis motion are tracked, and with ``forces`` (and
+    ``settings.grf_tracking_weight`` > 0) the measured ground reaction forces;
+    a small effort term makes muscles share the load sensibly.  The first
+    stage starts from the target's kinematics (``mesh`` defaults to
+    ``settings.tracking_mesh``); a refinement passes the previous stage's
+    solution as ``guess_trajectory``.
     """
     osim = _osim()
-    study, problem, model = new_study(settings, "tracking")
+    mesh = int(mesh or settings.tracking_mesh)
+    study, problem, model = new_study(settings, label)
     duration = float(target.time[-1])
     _common_problem(osim, study, model, settings, final_time=duration)
     if settings.tracking_clearance:
@@ -834,12 +991,20 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
         osim, model, "tracking", settings.tracking_weight, target.time, target.coords,
         [("pelvis_tx", 0.2), *settings.tracking_state_weights.items()]))
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
+    if forces is not None and settings.grf_tracking_weight > 0:
+        problem.addGoal(contact_tracking_goal(osim, model, forces, settings.grf_tracking_weight,
+                                              work_dir))
 
-    solver = configure_solver(study, settings, settings.tracking_mesh, max_iterations)
-    solver.setGuess(kinematic_guess(osim, solver, model, target.time, target.coords))
-    log(f"[tracking] {settings.tracking_mesh} mesh intervals, {settings.cycle} cycle "
-        f"{duration:.3f} s, target speed {target.speed:.2f} m/s")
-    return solve_stage(study, "tracking", settings.tracking_mesh, work_dir, log)
+    solver = configure_solver(study, settings, mesh, max_iterations)
+    if guess_trajectory is None:
+        solver.setGuess(kinematic_guess(osim, solver, model, target.time, target.coords))
+    else:
+        solver.setGuess(refined_guess(osim, solver, guess_trajectory))
+    log(f"[{label}] {mesh} mesh intervals, {settings.cycle} cycle {duration:.3f} s, "
+        f"target speed {target.speed:.2f} m/s"
+        + (f", ground reaction forces (weight {settings.grf_tracking_weight})"
+           if forces is not None and settings.grf_tracking_weight > 0 else ""))
+    return solve_stage(study, label, mesh, work_dir, log)
 
 
 def _speed_scaled_guess(osim, trajectory, factor_time: float):
@@ -1214,8 +1379,22 @@ def seed_guess(settings: Settings, path, mesh: int, log=print) -> tuple:
                        note="seed of the first predictive stage, in place of a tracking solve")
 
 
-def gait_plan(settings: Settings, target: Target, work_dir: Path, log) -> list:
-    """tracking (or the seed) -> predictive_coarse (-> predictive_fine unless coarse_only)."""
+def gait_plan(settings: Settings, target: Target, work_dir: Path, log,
+              forces: ForceTarget | None = None) -> list:
+    """tracking (or the seed) -> predictive_coarse (-> predictive_fine unless coarse_only);
+    with ``settings.reference_stage == "tracking"``: tracking (-> tracking_fine unless
+    coarse_only), ``forces`` tracked in both."""
+    if settings.reference_stage == "tracking":
+        plan = [("tracking", settings.tracking_mesh, lambda _: solve_tracking(
+            target, settings, work_dir=work_dir, log=log, forces=forces))]
+        if not settings.coarse_only:
+            plan.append(("tracking_fine", settings.fine_mesh, lambda previous: solve_tracking(
+                target, settings, work_dir=work_dir, log=log, forces=forces,
+                guess_trajectory=previous, mesh=settings.fine_mesh, label="tracking_fine")))
+        return plan
+    if settings.reference_stage != "predictive":
+        raise ValueError(f"reference_stage={settings.reference_stage!r}; expected "
+                         "'predictive' or 'tracking'")
     if settings.seed:
         plan = [("seed", settings.coarse_mesh,
                  lambda _: seed_guess(settings, settings.seed, settings.coarse_mesh, log))]
@@ -1280,40 +1459,51 @@ def write_document(out_dir: Path, doc: dict) -> Path:
 
 def generate_gait(out_dir, *, settings: Settings, target: Target, description: str,
                   model: str, work_dir, resume: bool = False, write_npz: bool = True,
-                  log=print, notes: str = "", source: str = "") -> dict:
-    """Tracking -> predictive (coarse) -> predictive (fine) for a gait cycle,
-    then ``<name>_coordinates.sto``, ``<name>.json`` and ``<name>.npz``.
+                  log=print, notes: str = "", source: str = "",
+                  forces: ForceTarget | None = None) -> dict:
+    """Tracking -> predictive (coarse) -> predictive (fine) for a gait cycle (or
+    tracking -> tracking refined, see ``Settings.reference_stage``), then
+    ``<name>_coordinates.sto``, ``<name>.json`` and ``<name>.npz``.
 
     Returns the JSON document.  With ``resume``, stage solutions already in
     ``work_dir`` are reused instead of re-solved.
     """
     name = settings.name
     out_dir, work_dir = output_dirs(out_dir, work_dir, name)
-    solutions, stages = run_stages(gait_plan(settings, target, work_dir, log),
+    solutions, stages = run_stages(gait_plan(settings, target, work_dir, log, forces),
                                    work_dir=work_dir, resume=resume, log=log)
     log(f"[figures] {'mirroring the half cycle and ' if settings.cycle == 'half' else ''}"
         "evaluating contact forces")
     weight = body_weight_n()
     final = list(solutions.values())[-1]
     cycle, figures = analyse_gait(final, settings, weight)
+    tracked = settings.reference_stage == "tracking"
     tracking_figures = (analyse_gait(solutions["tracking"], settings, weight)[1]
-                        if "tracking" in solutions else None)
+                        if "tracking" in solutions and not tracked else None)
     sto = out_dir / f"{name}_coordinates.sto"
     write_coordinates_sto(sto, cycle, name)
     duration = predictive_duration(target, settings.speed)
+    if tracked:
+        timing = dict(reference_stage="tracking", speed_m_s=round(target.speed, 4),
+                      **{f"{settings.cycle}_cycle_s": round(float(target.time[-1]), 4)})
+    else:
+        timing = dict(prescribed_speed_m_s=settings.speed,
+                      **{f"predictive_{settings.cycle}_cycle_s": (
+                          list(settings.half_cycle_bounds) if settings.half_cycle_bounds
+                          else round(duration, 4))})
+    if forces is not None and settings.grf_tracking_weight > 0:
+        timing["grf_target"] = dict(file=Path(forces.source).name, **forces.info)
     doc = dict(
         name=name, description=description, **solve_document(
             settings, model=model,
             tracking_target=dict(file=Path(target.source).name, speed_m_s=round(target.speed, 4),
                                  belt_speed_added_m_s=round(target.belt_speed, 4),
                                  **{k: round(v, 4) for k, v in target.info.items()}),
-            prescribed_speed_m_s=settings.speed,
-            **{f"predictive_{settings.cycle}_cycle_s": (
-                list(settings.half_cycle_bounds) if settings.half_cycle_bounds
-                else round(duration, 4))},
+            **timing,
             mesh_intervals={label: info["mesh_intervals"] for label, info in stages.items()},
             objective_weights=settings.weights(),
-            swing_windows=[list(w) for w in settings.swing_windows]),
+            swing_windows=([] if tracked and not settings.tracking_clearance
+                           else [list(w) for w in settings.swing_windows])),
         **stages_document(stages),
         figures=rounded(figures),
         tracking_solution_figures=rounded(tracking_figures) if tracking_figures else None,
@@ -1332,30 +1522,69 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
     return doc
 
 
+@dataclass
+class WalkingSettings(Settings):
+    """walking2d: the measured walk at its measured speed, joint angles and
+    ground reaction forces tracked on the 2D model (coarse mesh, then refined).
+
+    Why tracking and not prediction: minimum-effort predictions from this
+    walk drifted to a gait no person walks (ankle plantarflexing through
+    mid-stance, stance knee never re-extending, no push-off); tracking the
+    measured forces as well removes the swing foot's floor contact that
+    kinematic tracking alone left.  ``grf_tracking_weight`` 0.1: a 0.1 BW error
+    costs about what a 5 deg error on every joint angle does.
+    """
+
+    reference_stage: str = "tracking"
+    grf_tracking_weight: float = 0.1
+    tracking_mesh: int = 25
+    fine_mesh: int = 50
+
+
 def generate_walking2d(out_dir, *, motion=None, settings: Settings | None = None,
                        work_dir=None, resume: bool = False, write_npz: bool = True,
-                       log=print) -> dict:
-    """Tracking of a measured walk -> predictive 1.3 m/s half cycle -> full cycle, written
-    to ``out_dir``.
+                       log=print, grf=None) -> dict:
+    """The measured walk (``motion``, default :data:`DEFAULT_MOTION` with the forces of
+    :data:`DEFAULT_GRF`) tracked on the model -> full cycle, written to ``out_dir``.
 
+    ``grf``: force plates of your own ``motion`` (same clock); without them a
+    motion of your own is tracked from its kinematics alone (said in the log and
+    the JSON).  With ``settings.reference_stage == "predictive"`` the tracking
+    solution seeds a predictive gait at ``settings.speed`` instead.
     Returns the JSON document written to ``walking2d.json``.
     """
-    settings = settings or Settings()
+    settings = settings or WalkingSettings()
+    own_motion = motion is not None
     motion = motion_file(DEFAULT_MOTION, motion)
     log(f"[target] symmetrised half cycle from {motion.name}")
     target = half_cycle_target(motion)
     log(f"[target] speed {target.speed:.3f} m/s (belt {target.belt_speed:.3f} m/s added), "
         f"half cycle {target.time[-1]:.3f} s")
+    forces = None
+    if grf is not None or not own_motion:
+        grf = motion_file(DEFAULT_GRF, grf)
+        forces = half_cycle_forces(grf, motion, target, body_weight_n())
+        peak = max(float(f[:, 1].max()) for f in forces.forces.values()) / body_weight_n()
+        log(f"[target] ground reaction forces from {grf.name}: plates {forces.info['plates']}, "
+            f"subject weight {forces.info['subject_weight_n']:.0f} N, peak {peak:.2f} BW")
+    elif settings.grf_tracking_weight > 0:
+        log("[target] no force plates given (--grf): tracking the kinematics only")
+    tracked = settings.reference_stage == "tracking"
     return generate_gait(
         out_dir, settings=settings, target=target, work_dir=work_dir or "/tmp/fastenv_walking2d",
-        resume=resume, write_npz=write_npz, log=log,
-        description="2D walking gait cycle of gait9dof18musc (osim-rl), predicted with "
-                    "OpenSim Moco from a tracking solution of a measured walk",
+        resume=resume, write_npz=write_npz, log=log, forces=forces,
+        description=("2D walking gait cycle of gait9dof18musc (osim-rl): a measured treadmill "
+                     "walk at its own speed, joint angles and ground reaction forces tracked "
+                     "with OpenSim Moco" if tracked else
+                     "2D walking gait cycle of gait9dof18musc (osim-rl), predicted with "
+                     "OpenSim Moco from a tracking solution of a measured walk"),
         model="osim/models/gait9dof18musc.osim (osim-rl); smooth sphere contacts, "
               "DeGroote-Fregly muscles, rigid tendons, back welded",
-        notes="tracking_solution_figures describe the first-stage guess (measured walk at its "
-              "own speed, no swing-clearance constraint): its swing foot touches the floor, "
-              "so its stance and heel-strike figures are not those of a clean gait")
+        notes=("left/right symmetrised half cycle of the measured cycle, mirrored into the "
+               "full cycle; forces scaled from the subject's weight to the model's" if tracked
+               else "tracking_solution_figures describe the first-stage guess (measured walk "
+               "at its own speed, no swing-clearance constraint): its swing foot touches the "
+               "floor, so its stance and heel-strike figures are not those of a clean gait"))
 
 
 def write_reference_npz(out_dir: Path, cycle: Motion, doc: dict, log, *, model_path: str,
