@@ -42,16 +42,22 @@ only worth something on an otherwise idle machine).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))   # ``bench`` from the checkout
+
+from bench.workload import scheduled_actions  # noqa: E402
 
 TASK = "MuscleWalkingImitation2D-v0"
 MODES = ("sync_random", "sync_policy", "async_random", "pipelined_policy", "sb3_random",
@@ -90,38 +96,6 @@ class ActorCritic(nn.Module):
 
 def _random(space, rng, n):
     return rng.uniform(space.low, space.high, (n, *space.shape)).astype(np.float32)
-
-
-@contextlib.contextmanager
-def scheduled_actions(task: str, num_envs: int, steps: int, seed: int, enabled: bool = True):
-    """Within the block, every ``OsimVectorEnv`` steps env ``i``'s ``k``-th step with row
-    ``k`` of env ``i``'s seeded uniform-random schedule, whatever actions it was given
-    (they are still validated): the same physical work in every mode. Yields the
-    per-env step counters."""
-    from fastenv.vector import OsimVectorEnv
-    if not enabled:
-        yield None
-        return
-    import gymnasium as gym
-    space = gym.make(task).action_space
-    schedule = np.stack([np.random.default_rng([seed, i]).uniform(
-        space.low, space.high, (steps, *space.shape)).astype(np.float32)
-        for i in range(num_envs)])
-    counts = np.zeros(num_envs, dtype=np.int64)
-    original = OsimVectorEnv._actions
-
-    def replaced(self, actions, n_rows, env_ids=None):
-        a = original(self, actions, n_rows, env_ids)
-        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=int)
-        rows = schedule[ids, counts[ids] % steps]
-        counts[ids] += 1
-        return rows.astype(a.dtype, copy=False)
-
-    OsimVectorEnv._actions = replaced
-    try:
-        yield counts
-    finally:
-        OsimVectorEnv._actions = original
 
 
 WARMUP = 2   # steps per env before timing, the same in every mode
@@ -303,8 +277,8 @@ def main(argv=None):
         # the order rotates by one mode per round, so that no mode always runs
         # first or last (the VM's speed drifts)
         for mode in modes[rep % len(modes):] + modes[:rep % len(modes)]:
-            with scheduled_actions(args.task, args.num_envs, WARMUP + args.steps + 64,
-                                   seed=rep, enabled=args.actions == "schedule") as counts:
+            with scheduled_actions(args.num_envs, WARMUP + args.steps + 64, seed=rep,
+                                   enabled=args.actions == "schedule") as counts:
                 r = run_mode(mode, args.task, args.num_envs, workers, args.steps,
                              args.rollout, seed=rep)
             if counts is not None:
@@ -329,7 +303,8 @@ def main(argv=None):
     result = dict(task=args.task, num_envs=args.num_envs, workers=workers,
                   steps=args.steps, warmup=WARMUP, actions=args.actions,
                   repeats=args.repeats, rollout=args.rollout,
-                  command="python bench/closed_loop.py " + " ".join(argv or __import__("sys").argv[1:]),
+                  command="python bench/closed_loop.py "
+                  + " ".join(argv or sys.argv[1:]),
                   quick=args.quick, torch=torch.__version__, torch_threads=1,
                   cpus=os.cpu_count(), machine=platform.machine(), rows=rows)
     out = Path(args.out)

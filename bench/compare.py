@@ -1,15 +1,21 @@
 """Side-by-side throughput comparison, run from the source checkout:
 
-    python bench/compare.py --out bench/results [--quick] [--envs 1,2,4] [--seconds 4]
+    python bench/compare.py --out bench/results [--quick] [--envs 1,2,4] [--steps 300]
+                            [--rounds 3] [--methods ...] [--merge]
 
 (The installed ``fastenv bench`` only measures this machine's steps/s for one task.)
 
-One run, one process tree, one task (MuscleWalkingImitation2D-v0 by default), the same
-seeds and random actions for every method; episodes end with realistic falls and
-resets (auto-reset on termination/truncation):
+The work is identical in every method: env ``i`` is reset with seed ``seed + i`` and
+steps through the same seeded schedule of uniform-random actions, one row per physics
+step (``bench/workload.py``), so every method runs the same trajectories with the same
+falls and resets. Each env takes ``--warmup`` untimed steps, then ``--steps`` timed
+ones (a synchronous NEXT_STEP vector env cannot hold an env back, so an env that
+reset during the run takes as many extra steps as the others' resets; they are
+counted). Methods, for one task (MuscleWalkingImitation2D-v0 by default):
 
-* ``physical_limit``: W processes looping bare ``Manager.integrate`` on the same model
-  (no observations, no rewards), from ``bench/pool.py``;
+* ``physical_limit``: the same trajectories redone with bare ``Manager.integrate``
+  calls (recorded once per run, then replayed in W processes): env steps divided by
+  the integration time per core, the rate no method on W cores can beat;
 * ``fastenv_single``: one ``ImitationEnv`` in a loop;
 * ``seed_style``: one ``bench.seed_style.SeedStyleEnv`` (the task computed the way
   osim-rl/BioImitation-Gym did) in a loop;
@@ -21,26 +27,33 @@ resets (auto-reset on termination/truncation):
 * ``osim_sync`` / ``osim_async``: ``OsimVectorEnv`` ``step``, and ``send``/``recv`` with
   batch_size = num_envs / 2, both with W = number of cores workers.
 
-Each (method, num_envs) point runs in its own driver process (a child of this one) so
-that memory and CPU figures belong to that method alone: steps/s counts physics
-transitions (a NEXT_STEP reset-only step is not counted; no frame-skip inflation),
-latency is per call that yields a batch (``step``, or ``recv`` + ``send``), parent CPU
-is the driver's ``process_time`` / wall, and RSS/PSS is the peak over the measured
-window of the sum over the driver and all its descendants
-(``/proc/<pid>/smaps_rollup``). Points are time-boxed; before each point its cost is
-predicted from the points already run, and points that cannot fit in the remaining
-budget are skipped and listed in the output.
+Every (method, num_envs) point runs ``--rounds`` times, the points in an order that
+rotates by one each round (the VM's speed drifts), each in its own driver process (a
+child of this one) so that memory and CPU figures belong to that method alone; the
+median and the range over the rounds are reported. steps/s counts physics transitions
+(a NEXT_STEP reset-only step is not counted), latency is per call that yields a batch
+(``step``, or ``recv`` + ``send``), parent CPU is the driver's ``process_time`` / wall,
+and RSS/PSS is the peak over the measured window of the sum over the driver and all
+its descendants (``/proc/<pid>/smaps_rollup``). Afterwards the run checks itself: no
+method may exceed the physical limit by more than the two measured spreads (its
+range and the limit's); the verdict is in the JSON and the Markdown.
+
+One run of the whole sweep takes hours on 2 cores: run it as several commands with
+``--envs``/``--methods`` subsets and ``--merge``, which keeps the other points already
+in ``--out`` (each row names the run it came from; its ratios are to that run's limit).
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import json
+import multiprocessing as mp
 import os
 import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -52,12 +65,16 @@ import numpy as np
 TASK = "MuscleWalkingImitation2D-v0"
 ENVS = (1, 2, 4, 8, 16, 32)
 QUICK_ENVS = (2,)
-SECONDS, QUICK_SECONDS = 4.0, 1.0
-BUDGET, QUICK_BUDGET = 570.0, 55.0      # s: the sweep must end within 10 min / 1 min
+STEPS, QUICK_STEPS = 300, 8       # timed steps per env
+WARMUP, QUICK_WARMUP = 10, 2      # untimed steps per env before
+ROUNDS, QUICK_ROUNDS = 3, 1
+SPARE_ROWS = 64                   # schedule rows past warm-up + steps (NEXT_STEP extras)
+POINT_TIMEOUT = 1800.0            # s: a driver running longer is killed
 RESULT_MARK = "FASTENV_BENCH_RESULT "
+FORMAT = 2                        # of compare.json: per-round runs, medians and ranges
 
 METHODS = {   # key: (label, runs per num_envs)
-    "physical_limit": ("physical limit (W raw integrate loops)", False),
+    "physical_limit": ("physical limit (bare integrate, same trajectories)", True),
     "fastenv_single": ("fastenv ImitationEnv, single loop", False),
     "seed_style": ("seed-style env (osim-rl way), single loop", False),
     "gym_sync_next": ("gymnasium SyncVectorEnv, NEXT_STEP", True),
@@ -69,26 +86,21 @@ METHODS = {   # key: (label, runs per num_envs)
     "osim_async": ("OsimVectorEnv send/recv, batch n/2", True),
 }
 REFERENCE_METHOD = "gym_async_next"   # the "ratio to AsyncVectorEnv" denominator
-
-# Prior cost of setting a point up, in s per env and CPU core, before any point of the
-# method has run (then the measured overhead of the previous point is extrapolated).
-_PRIOR_PER_ENV = {"fastenv_single": 1.0, "seed_style": 1.5, "gym_sync_next": 0.2,
-                  "gym_sync_same": 0.2, "gym_async_next": 1.0, "gym_async_same": 1.0,
-                  "sb3_subproc": 3.0, "osim_sync": 0.3, "osim_async": 0.3,
-                  "physical_limit": 1.5}
-_DRIVER_START = 2.0   # s: interpreter + imports of a driver process, prior
+VECTOR_KWARGS: dict[str, dict] = {}      # OsimVectorEnv options of an osim_* method
 
 
-# ----------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------- measuring
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))   # ``bench`` from the checkout; reaches forkserver children
 
-
-def pool_helpers():
-    """``bench/pool.py`` (physical limit, memory of a process list)."""
-    import bench.pool as pool
-    return pool
+from bench.pool import tree_memory_mb  # noqa: E402
+from bench.workload import (  # noqa: E402
+    make_scheduled_env,
+    record_trajectories,
+    replay_worker,
+    scheduled_actions,
+)
 
 
 def process_tree(root: int) -> list[int]:
@@ -115,15 +127,14 @@ def process_tree(root: int) -> list[int]:
 class PeakMemory:
     """Samples RSS/PSS of this process tree in a thread; keeps the peak."""
 
-    def __init__(self, interval: float):
-        self.interval = max(0.2, interval)
+    def __init__(self, interval: float = 0.5):
+        self.interval = interval
         self.rss = self.pss = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._tree_memory = pool_helpers().tree_memory_mb
 
     def sample(self):
-        rss, pss = self._tree_memory(process_tree(os.getpid()))
+        rss, pss = tree_memory_mb(process_tree(os.getpid()))
         self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
 
     def _run(self):
@@ -131,6 +142,7 @@ class PeakMemory:
             self.sample()
 
     def __enter__(self):
+        self.sample()
         self._thread.start()
         return self
 
@@ -140,17 +152,41 @@ class PeakMemory:
         self.sample()
 
 
-def measure(step_once, seconds: float) -> dict:
-    """Time-boxed loop of ``step_once() -> env steps counted``; latency per call."""
+class Episodes:
+    """Per-env physics steps and episode ends, and which envs' next result is a
+    NEXT_STEP reset (a step that takes no action row and is not counted)."""
+
+    def __init__(self, n: int, next_step: bool, resetting: bool = False):
+        self.next_step = next_step
+        self.resetting = np.full(n, resetting)
+        self.counts = np.zeros(n, dtype=np.int64)
+        self.ends = 0
+
+    def count(self, ids, terminated, truncated) -> int:
+        done = np.asarray(terminated) | np.asarray(truncated)
+        self.ends += int(done.sum())
+        stepped = np.ones(len(done), dtype=bool)
+        if self.next_step:
+            stepped = ~self.resetting[ids]
+            self.resetting[ids] = done
+        self.counts[ids] += stepped
+        return int(stepped.sum())
+
+
+def measure(step_once, finished, start=None) -> dict:
+    """Work-boxed loop: ``step_once() -> physics steps counted`` until ``finished()``;
+    ``start()`` (timed) begins the work. Latency per call."""
     lat, steps = [], 0
-    with PeakMemory(seconds / 4) as mem:
+    with PeakMemory() as mem:
         c0, t0 = time.process_time(), time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
+        if start is not None:
+            start()
+        while not finished():
             ts = time.perf_counter()
             steps += step_once()
             lat.append(time.perf_counter() - ts)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    lat_ms = np.array(lat) * 1e3
+    lat_ms = np.array(lat) * 1e3 if lat else np.zeros(1)
     return dict(steps=int(steps), measured_s=wall, steps_per_s=steps / wall,
                 parent_cpu=cpu / wall, calls=len(lat),
                 p50_ms=float(np.percentile(lat_ms, 50)),
@@ -158,73 +194,69 @@ def measure(step_once, seconds: float) -> dict:
                 p99_ms=float(np.percentile(lat_ms, 99)), rss_mb=mem.rss, pss_mb=mem.pss)
 
 
-class Episodes:
-    """Counts episode ends and which envs' next result is a NEXT_STEP reset."""
-
-    def __init__(self, n: int, next_step: bool, resetting: bool = False):
-        self.next_step = next_step
-        self.resetting = np.full(n, resetting)
-        self.ends = 0
-
-    def count(self, ids, terminated, truncated) -> int:
-        done = np.asarray(terminated) | np.asarray(truncated)
-        self.ends += int(done.sum())
-        if not self.next_step:
-            return len(done)
-        stepped = int((~self.resetting[ids]).sum())
-        self.resetting[ids] = done
-        return stepped
-
-
 # ----------------------------------------------------------------------- methods
-#: Steps per env before timing starts: the integrator restarts its step-size control
-#: at every reset, so the first steps of an episode cost up to twice an average one,
-#: and a short point at large num_envs would otherwise time little else.
-WARMUP_STEPS_PER_ENV = 10
+def _rows(spec) -> int:
+    return spec["warmup"] + spec["steps"] + SPARE_ROWS
 
 
-def _warm_up(once, n_envs: int, batch: int):
-    for _ in range(max(2, -(-WARMUP_STEPS_PER_ENV * n_envs // batch))):
-        once()
+def _placeholder(space, n=None):
+    """An in-range action: the schedule replaces it."""
+    mid = ((space.low + space.high) / 2).astype(space.dtype)
+    return mid if n is None else np.broadcast_to(mid, (n, *space.shape)).copy()
 
 
-def _actions(rng, space, n=None):
-    shape = space.shape if n is None else (n, *space.shape)
-    return rng.uniform(space.low, space.high, shape).astype(np.float32)
+def _finish(res, ep, spec):
+    per_env = ep.counts - spec["warmup"]
+    return dict(res, episode_ends=ep.ends, steps_per_env=[int(per_env.min()),
+                                                          int(per_env.max())])
+
+
+def _scheduled_factory(env_cls, spec, i):
+    return partial(make_scheduled_env, env_cls, spec["task"], i, spec["seed"], _rows(spec),
+                   spec["env_kwargs"])
 
 
 def _single(env_cls, spec):
-    env = env_cls(spec["task"], **spec["env_kwargs"])
-    rng = np.random.default_rng(spec["seed"])
+    env = _scheduled_factory(env_cls, spec, 0)()
+    action = _placeholder(env.action_space)
     env.reset(seed=spec["seed"])
     ep = Episodes(1, next_step=False)
+    total = spec["warmup"] + spec["steps"]
 
     def once():
-        _, _, term, trunc, _ = env.step(_actions(rng, env.action_space))
+        _, _, term, trunc, _ = env.step(action)
         if term or trunc:
             env.reset()
-        return ep.count(slice(None), [term], [trunc])
+        return ep.count([0], [term], [trunc])
 
-    _warm_up(once, 1, 1)
-    ep.ends = 0
     try:
-        return dict(measure(once, spec["seconds"]), episode_ends=ep.ends)
+        while ep.counts[0] < spec["warmup"]:
+            once()
+        ep.ends = 0
+        return _finish(measure(once, lambda: ep.counts[0] >= total), ep, spec)
     finally:
         env.close()
 
 
-def _vector_loop(venv, spec, n, next_step):
-    rng = np.random.default_rng(spec["seed"])
-    space = venv.single_action_space
+def _vector_loop(venv, spec, n, next_step, step=None):
+    """Sync stepping until every env has taken warm-up + steps physics steps;
+    ``step() -> (terminated, truncated)`` (default: ``venv.step``)."""
     ep = Episodes(n, next_step)
+    if step is None:
+        action = _placeholder(venv.single_action_space, n)
+
+        def step():
+            return venv.step(action)[2:4]
 
     def once():
-        _, _, term, trunc, _ = venv.step(_actions(rng, space, n))
+        term, trunc = step()
         return ep.count(slice(None), term, trunc)
 
-    _warm_up(once, n, n)
+    while ep.counts.min() < spec["warmup"]:
+        once()
     ep.ends = 0
-    return dict(measure(once, spec["seconds"]), episode_ends=ep.ends)
+    total = spec["warmup"] + spec["steps"]
+    return _finish(measure(once, lambda: ep.counts.min() >= total), ep, spec)
 
 
 def _gym_vector(spec):
@@ -234,7 +266,7 @@ def _gym_vector(spec):
     from fastenv.env import ImitationEnv
     n, method = spec["num_envs"], spec["method"]
     mode = AutoresetMode.SAME_STEP if method.endswith("same") else AutoresetMode.NEXT_STEP
-    fns = [partial(ImitationEnv, spec["task"], **spec["env_kwargs"]) for _ in range(n)]
+    fns = [_scheduled_factory(ImitationEnv, spec, i) for i in range(n)]
     if method.startswith("gym_sync"):
         venv = gym.vector.SyncVectorEnv(fns, autoreset_mode=mode)
     else:
@@ -251,21 +283,17 @@ def _sb3(spec):
 
     from fastenv.env import ImitationEnv
     n = spec["num_envs"]
-    venv = SubprocVecEnv([partial(ImitationEnv, spec["task"], **spec["env_kwargs"])
-                          for _ in range(n)])
-    rng = np.random.default_rng(spec["seed"])
-    ep = Episodes(n, next_step=False)   # SB3 resets inside the step that ended
+    venv = SubprocVecEnv([_scheduled_factory(ImitationEnv, spec, i) for i in range(n)])
+    action = _placeholder(venv.action_space, n)
+    no_trunc = np.zeros(n, bool)
 
-    def once():
-        _, _, dones, _ = venv.step(_actions(rng, venv.action_space, n))
-        return ep.count(slice(None), dones, np.zeros(n, bool))
+    def step():   # SB3 resets inside the step that ended: every step is physics
+        return venv.step(action)[2], no_trunc
 
     try:
         venv.seed(spec["seed"])
         venv.reset()
-        _warm_up(once, n, n)
-        ep.ends = 0
-        return dict(measure(once, spec["seconds"]), episode_ends=ep.ends)
+        return _vector_loop(venv, spec, n, next_step=False, step=step)
     finally:
         venv.close()
 
@@ -274,44 +302,75 @@ def _osim(spec):
     from fastenv.vector import OsimVectorEnv
     n, sync = spec["num_envs"], spec["method"] == "osim_sync"
     batch = n if sync else n // 2
-    venv = OsimVectorEnv(spec["task"], n, num_workers=spec["workers"], batch_size=batch,
-                         **spec["env_kwargs"])
-    try:
-        if sync:
-            venv.reset(seed=spec["seed"])
-            return _vector_loop(venv, spec, n, next_step=True)
-        rng = np.random.default_rng(spec["seed"])
-        space = venv.single_action_space
-        ep = Episodes(n, next_step=True, resetting=True)   # first results are resets
-        venv.async_reset(seed=spec["seed"])
-
-        def once():
-            _, _, term, trunc, info = venv.recv()
-            ids = info["env_id"]
-            counted = ep.count(ids, term, trunc)
-            venv.send(_actions(rng, space, len(ids)), ids)
-            return counted
-
-        _warm_up(once, n, batch)
-        ep.ends = 0
-        res = dict(measure(once, spec["seconds"]), episode_ends=ep.ends)
-        for _ in range(n // batch):   # collect the envs in flight: a quick close
-            venv.recv()
-        return res
-    finally:
-        venv.close()
+    with scheduled_actions(n, _rows(spec), spec["seed"]):
+        venv = OsimVectorEnv(spec["task"], n, num_workers=spec["workers"],
+                             batch_size=batch, **spec.get("vector_kwargs", {}),
+                             **spec["env_kwargs"])
+        try:
+            if sync:
+                venv.reset(seed=spec["seed"])
+                return _vector_loop(venv, spec, n, next_step=True)
+            return _osim_async(venv, spec, n, batch)
+        finally:
+            venv.close()
 
 
+def _osim_async(venv, spec, n, batch):
+    """send/recv, batch n/2: an env is sent again until it has taken the target number
+    of physics steps (warm-up, then warm-up + steps); the last batches are smaller."""
+    action = _placeholder(venv.single_action_space)
+    ep = Episodes(n, next_step=True, resetting=True)   # the first results are resets
+    in_flight = np.zeros(n, dtype=bool)
+    target = [spec["warmup"]]
+
+    def send(ids):
+        ids = ids[ep.counts[ids] < target[0]]
+        if len(ids):
+            venv.send(np.broadcast_to(action, (len(ids), *action.shape)), ids)
+            in_flight[ids] = True
+
+    def once():
+        *_, term, trunc, info = venv.recv(batch_size=int(min(batch, in_flight.sum())))
+        ids = info["env_id"]
+        in_flight[ids] = False
+        counted = ep.count(ids, term, trunc)
+        send(ids)
+        return counted
+
+    venv.async_reset(seed=spec["seed"])
+    in_flight[:] = True
+    while in_flight.any():
+        once()
+    ep.ends = 0
+    target[0] = spec["warmup"] + spec["steps"]
+    return _finish(measure(once, lambda: not in_flight.any(),
+                           start=lambda: send(np.arange(n))), ep, spec)
+
+
+# ----------------------------------------------------------------------- the limit
 def _physical_limit(spec):
-    pool = pool_helpers()
+    """W processes at once redo envs 0..n-1's recorded physics (env i on process
+    i mod W); limit = env steps / (integration seconds summed over processes / W)."""
+    n, w = spec["num_envs"], spec["workers"]
+    folder = Path(spec["trajectories"])
+    ctx = mp.get_context("forkserver")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=replay_worker, args=(
+        spec["task"], spec["env_kwargs"], [folder / f"env{i}.pkl" for i in range(k, n, w)], q))
+        for k in range(min(w, n))]
     c0, t0 = time.process_time(), time.perf_counter()
-    with PeakMemory(spec["seconds"] / 4) as mem:
-        rate = pool.physical_limit(spec["task"], spec["workers"], spec["seconds"],
-                                   spec["env_kwargs"])
+    with PeakMemory() as mem:
+        for p in procs:
+            p.start()
+        parts = [q.get() for _ in procs]
+        for p in procs:
+            p.join()
     wall = time.perf_counter() - t0
-    return dict(steps_per_s=rate, measured_s=spec["seconds"], steps=None, calls=None,
-                parent_cpu=(time.process_time() - c0) / wall, p50_ms=None, p95_ms=None,
-                p99_ms=None, rss_mb=mem.rss, pss_mb=mem.pss, episode_ends=None)
+    steps, seconds = sum(s for s, _ in parts), sum(t for _, t in parts)
+    return dict(steps_per_s=steps * w / seconds, steps=steps, measured_s=seconds / w,
+                calls=None, parent_cpu=(time.process_time() - c0) / wall, p50_ms=None,
+                p95_ms=None, p99_ms=None, rss_mb=mem.rss, pss_mb=mem.pss,
+                episode_ends=None, steps_per_env=[spec["steps"], spec["steps"]])
 
 
 def run_point(spec: dict) -> dict:
@@ -339,51 +398,23 @@ def run_point(spec: dict) -> dict:
 
 
 # ----------------------------------------------------------------------- orchestration
-def plan_points(envs, methods, workers):
-    points = [(m, workers if m == "physical_limit" else 1) for m in METHODS
-              if not METHODS[m][1] and m in methods]
-    points += [(m, n) for n in envs for m in METHODS if METHODS[m][1] and m in methods]
-    return points
+def plan_points(envs, methods) -> list[tuple[str, int]]:
+    """(method, num_envs) points; the single loops run env 0, and every num_envs that
+    a method runs at gets a physical-limit point."""
+    singles = [(m, 1) for m in METHODS if not METHODS[m][1] and m in methods]
+    per_n = [(m, n) for n in envs for m in METHODS
+             if METHODS[m][1] and m in methods and m != "physical_limit"]
+    limit_n = sorted({n for _, n in singles + per_n} if "physical_limit" in methods else [])
+    return [("physical_limit", n) for n in limit_n] + singles + per_n
 
 
 def static_skip(method, n) -> str | None:
-    """Why a point cannot run at all (independent of time)."""
+    """Why a point cannot run at all."""
     if method == "osim_async" and n < 2:
         return "needs num_envs >= 2 (batch_size = num_envs / 2)"
     if method == "sb3_subproc" and importlib.util.find_spec("stable_baselines3") is None:
         return "stable-baselines3 is not installed (pip install 'fastenv[sb3]')"
     return None
-
-
-class CostModel:
-    """Predicts a point's wall time: the measured window plus its overhead (driver
-    start, set-up, teardown) modelled as ``a + b * num_envs``. ``b`` comes from the last
-    two points of the same method (at least half the per-env prior) or the prior, ``a``
-    from the last point; a 25 % margin covers noise. A point running past twice its
-    prediction (+ 30 s) is killed, so one bad guess cannot overrun the budget."""
-
-    MARGIN = 1.25
-
-    def __init__(self, seconds: float, cores: int):
-        self.seconds, self.cores = seconds, cores
-        self.seen: dict[str, list[tuple[int, float]]] = {}
-
-    def prior_per_env(self, method: str) -> float:
-        in_process = method in ("gym_sync_next", "gym_sync_same", "fastenv_single",
-                                "seed_style")
-        return _PRIOR_PER_ENV[method] / (1 if in_process else self.cores)
-
-    def predict(self, method: str, n: int) -> float:
-        seen = self.seen.get(method, [])
-        b = self.prior_per_env(method)
-        if len(seen) >= 2 and seen[-1][0] != seen[-2][0]:
-            (n1, o1), (n2, o2) = seen[-2:]
-            b = max(0.5 * b, (o2 - o1) / (n2 - n1))   # small-n noise: keep half the prior
-        a = seen[-1][1] - b * seen[-1][0] if seen else _DRIVER_START
-        return self.seconds + self.MARGIN * (max(a, 0.0) + b * n)
-
-    def update(self, method: str, n: int, total: float, measured: float):
-        self.seen.setdefault(method, []).append((n, max(0.0, total - measured)))
 
 
 def _reap_session(sid: int, wait_s: float = 10.0):
@@ -409,13 +440,13 @@ def _reap_session(sid: int, wait_s: float = 10.0):
         time.sleep(0.1)
 
 
-def launch(spec: dict, timeout: float):
+def launch(spec: dict, timeout: float = POINT_TIMEOUT):
     """Run one point in a driver process (new session: a timeout kills its tree)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--point", json.dumps(spec)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=max(1.0, timeout))
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -443,60 +474,138 @@ def _versions():
     return out
 
 
+def rounds_order(points: list, r: int) -> list:
+    """Round ``r``'s order: the plan rotated by ``r`` points."""
+    k = r % len(points) if points else 0
+    return points[k:] + points[:k]
+
+
 def run(args) -> dict:
+    """Every point of the plan, ``args.rounds`` times in rotating order; rows with the
+    median and range of each point, checked against the limit."""
     from tqdm import tqdm
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
     workers = args.workers or cores
     env_kwargs = {"reference": str(Path(args.reference).resolve())} if args.reference else {}
-    points = plan_points(args.envs, args.methods, workers)
-    cost = CostModel(args.seconds, cores)
-    t_begin = time.perf_counter()
-    deadline = t_begin + args.budget
-    meta = dict(task=args.task, seconds_per_point=args.seconds, budget_s=args.budget,
-                envs=list(args.envs), workers=workers, cores=cores, seed=args.seed,
-                quick=args.quick, reference=env_kwargs.get("reference", "task default"),
-                started=datetime.now(UTC).isoformat(timespec="seconds"),
+    points, skipped = [], []
+    for method, n in plan_points(args.envs, args.methods):
+        reason = static_skip(method, n)
+        if reason is None:
+            points.append((method, n))
+        else:
+            skipped.append(dict(method=method, num_envs=n, reason=reason))
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    meta = dict(format=FORMAT, task=args.task, steps=args.steps, warmup=args.warmup,
+                rounds=args.rounds, envs=list(args.envs), workers=workers, cores=cores,
+                seed=args.seed, quick=args.quick,
+                reference=env_kwargs.get("reference", "task default"), started=started,
                 load_avg_start=list(os.getloadavg()), host=platform.node(),
-                versions=_versions())
-    rows, skipped = [], []
-    with tqdm(total=len(points), desc="bench/compare.py", unit="point", file=sys.stderr,
-              dynamic_ncols=True) as bar:
-        for method, n in points:
-            bar.set_postfix_str(f"{method} n={n}")
-            reason = static_skip(method, n)
-            remaining = deadline - time.perf_counter()
-            predicted = cost.predict(method, n)
-            if reason is None and predicted > remaining:
-                reason = (f"predicted {predicted:.0f} s > {max(remaining, 0):.0f} s left of "
-                          f"the {args.budget:.0f} s budget")
-            if reason is None:
-                spec = dict(method=method, num_envs=n, task=args.task, seed=args.seed,
-                            seconds=args.seconds, workers=workers, env_kwargs=env_kwargs)
-                t0 = time.perf_counter()
-                res, reason = launch(spec, timeout=min(remaining, 2 * predicted + 30))
-                total = time.perf_counter() - t0
-                if res is not None:
-                    cost.update(method, n, total, res["measured_s"])
-                    rows.append(dict(method=method, label=METHODS[method][0], num_envs=n,
-                                     point_s=total, **res))
-            if reason is not None:
-                skipped.append(dict(method=method, num_envs=n, reason=reason))
-                tqdm.write(f"skipped {method} n={n}: {reason}", file=sys.stderr)
-            bar.update()
+                versions=_versions(), command=getattr(args, "command", None))
+    base = dict(task=args.task, seed=args.seed, steps=args.steps, warmup=args.warmup,
+                workers=workers, env_kwargs=env_kwargs)
+    runs: dict[tuple, list] = {p: [] for p in points}
+    t_begin = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fastenv-bench-") as folder:
+        n_record = max((n for m, n in points if m == "physical_limit"), default=0)
+        if n_record:
+            print(f"recording the physics of envs 0..{n_record - 1} for the limit",
+                  file=sys.stderr, flush=True)
+            record_trajectories(base, n_record, Path(folder))
+        with tqdm(total=len(points) * args.rounds, desc=Path(sys.argv[0]).name,
+                  unit="point", file=sys.stderr, dynamic_ncols=True) as bar:
+            for r in range(args.rounds):
+                for method, n in rounds_order(points, r):
+                    bar.set_postfix_str(f"round {r + 1}: {method} n={n}")
+                    spec = dict(base, method=method, num_envs=n, trajectories=folder,
+                                vector_kwargs=VECTOR_KWARGS.get(method, {}))
+                    load = os.getloadavg()[0]
+                    res, reason = launch(spec)
+                    if res is None:
+                        tqdm.write(f"round {r + 1} {method} n={n}: {reason}", file=sys.stderr)
+                        skipped.append(dict(method=method, num_envs=n, round=r,
+                                            reason=reason))
+                    else:
+                        runs[(method, n)].append(dict(res, round=r, load_before=load))
+                    bar.update()
+    rows = [summarize(method, n, METHODS[method][0], rs, started)
+            for (method, n), rs in runs.items() if rs]
     _ratios(rows)
     meta.update(wall_s=time.perf_counter() - t_begin, load_avg_end=list(os.getloadavg()))
-    return dict(meta=meta, rows=rows, skipped=skipped)
+    result = dict(meta=meta, runs_meta=[meta], rows=rows, skipped=skipped)
+    result["check"] = check(rows)
+    return result
+
+
+def summarize(method, n, label, runs, run_started) -> dict:
+    """One row: the median round's figures, steps/s median and range over rounds."""
+    rates = np.array([r["steps_per_s"] for r in runs])
+    median_run = runs[int(np.argsort(rates)[(len(rates) - 1) // 2])]
+    keep = ("p50_ms", "p95_ms", "p99_ms", "parent_cpu", "episode_ends", "steps",
+            "steps_per_env", "calls")
+    return dict({k: median_run.get(k) for k in keep}, method=method, label=label,
+                num_envs=n, run=run_started, steps_per_s=float(np.median(rates)),
+                steps_per_s_range=[float(rates.min()), float(rates.max())],
+                spread=float(rates.max() - rates.min()),
+                rss_mb=float(max(r["rss_mb"] for r in runs)),
+                pss_mb=float(max(r["pss_mb"] for r in runs)),
+                load_before=[r["load_before"] for r in runs], runs=runs)
+
+
+def _limit_of(rows, row):
+    return next((r for r in rows if r["method"] == "physical_limit"
+                 and r["num_envs"] == row["num_envs"] and r["run"] == row["run"]), None)
 
 
 def _ratios(rows):
-    limit = next((r["steps_per_s"] for r in rows if r["method"] == "physical_limit"), None)
-    ref = {r["num_envs"]: r["steps_per_s"] for r in rows if r["method"] == REFERENCE_METHOD}
     for r in rows:
-        r["ratio_limit"] = r["steps_per_s"] / limit if limit else None
-        n = 1 if not METHODS[r["method"]][1] else r["num_envs"]
-        r["ratio_async"] = (r["steps_per_s"] / ref[n] if ref.get(n) and
-                            r["method"] != "physical_limit" else None)
+        lim = _limit_of(rows, r)
+        r["ratio_limit"] = r["steps_per_s"] / lim["steps_per_s"] if lim else None
+        ref = next((x for x in rows if x["method"] == REFERENCE_METHOD
+                    and x["num_envs"] == r["num_envs"] and x["run"] == r["run"]), None)
+        r["ratio_async"] = (r["steps_per_s"] / ref["steps_per_s"]
+                            if ref and r["method"] != "physical_limit" else None)
+
+
+def check(rows) -> dict:
+    """No method above the limit of its num_envs by more than its spread plus the
+    limit's (max - min over the rounds): the run's own test of its method."""
+    out = []
+    for r in rows:
+        lim = _limit_of(rows, r)
+        if r["method"] == "physical_limit" or lim is None:
+            continue
+        excess = r["steps_per_s"] - lim["steps_per_s"]
+        allowed = r["spread"] + lim["spread"]
+        out.append(dict(method=r["method"], num_envs=r["num_envs"], run=r["run"],
+                        excess=excess, allowed=allowed, ok=bool(excess <= allowed)))
+    bad = [c for c in out if not c["ok"]]
+    return dict(passed=not bad, checked=len(out), violations=bad, points=out)
+
+
+# ----------------------------------------------------------------------- merging
+def merge(old: dict, new: dict) -> dict:
+    """``new``'s rows plus ``old``'s rows of other (method, num_envs) points, when both
+    ran the same workload; ratios stay those of each row's own run."""
+    key = ("format", "task", "steps", "warmup", "seed", "workers", "reference")
+    if any(old.get("meta", {}).get(k) != new["meta"][k] for k in key):
+        raise SystemExit("--merge: the results in --out ran another workload ("
+                         + ", ".join(f"{k} {old.get('meta', {}).get(k)!r} vs "
+                                     f"{new['meta'][k]!r}" for k in key
+                                     if old.get("meta", {}).get(k) != new["meta"][k])
+                         + "); write to another folder or drop --merge")
+    ran = {(r["method"], r["num_envs"]) for r in new["rows"]}
+    rows = [r for r in old["rows"] if (r["method"], r["num_envs"]) not in ran] + new["rows"]
+    order = {m: k for k, m in enumerate(METHODS)}
+    rows.sort(key=lambda r: (r["num_envs"] if METHODS.get(r["method"], ("", True))[1] else 0,
+                             order.get(r["method"], len(order)), r["method"]))
+    runs_meta = [m for m in old.get("runs_meta", [old["meta"]])
+                 if any(r["run"] == m["started"] for r in rows)] + [new["meta"]]
+    meta = dict(new["meta"], envs=sorted({r["num_envs"] for r in rows}))
+    skipped = [s for s in old.get("skipped", []) if (s["method"], s["num_envs"]) not in ran]
+    result = dict(meta=meta, runs_meta=runs_meta, rows=rows, skipped=skipped + new["skipped"])
+    result["check"] = check(rows)
+    return result
 
 
 # ----------------------------------------------------------------------- output
@@ -504,43 +613,70 @@ def _fmt(x, spec="{:.0f}"):
     return "–" if x is None else spec.format(x)
 
 
-def markdown(result: dict) -> str:
+def describe(result: dict) -> list[str]:
+    """The runs and the method, in words (Markdown)."""
     m = result["meta"]
-    lines = [
-        f"# bench/compare.py: {m['task']}",
-        "",
-        f"{m['started']} on {m['host']}: {m['cores']} cores, W = {m['workers']} workers, "
-        f"{m['seconds_per_point']:g} s per point, budget {m['budget_s']:.0f} s, run took "
-        f"{m['wall_s']:.0f} s; load average {m['load_avg_start'][0]:.2f} at the start, "
-        f"{m['load_avg_end'][0]:.2f} at the end. Seed {m['seed']}, reference "
-        f"{m['reference']}. Versions: "
-        + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".",
-        "",
-        "steps/s: env steps (physics transitions) per second; × limit / × Async: ratio to "
-        "the physical limit and to AsyncVectorEnv NEXT_STEP at the same num_envs (1 for "
-        "the single-env loops); latency per call that yields a batch; parent CPU: the "
-        "driver process's CPU time / wall; RSS/PSS: peak over the driver and all its "
-        "children; steps per env: timed steps of each env (after "
-        f"{WARMUP_STEPS_PER_ENV} warm-up steps per env; few timed steps per env mean the "
-        "early steps of episodes dominate).",
-        "",
-        "| method | num_envs | steps/s | × limit | × Async | p50 / p95 / p99 ms | parent CPU "
-        "| RSS MB | PSS MB | steps per env | episode ends |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    lines = [f"{m['task']}: every env steps its seeded action schedule, {m['warmup']} "
+             f"untimed then {m['steps']} timed steps per env (falls and resets included), "
+             f"W = {m['workers']} workers on {m['cores']} cores; each point "
+             f"{m['rounds']} rounds in rotating order, steps/s the median with the range "
+             f"over the rounds. Seed {m['seed']}, reference {m['reference']}."]
+    for r in result["runs_meta"]:
+        lines.append(f"Run of {r['started']} on {r['host']}: num_envs "
+                     f"{', '.join(map(str, r['envs']))}, {r.get('wall_s', 0):.0f} s, load "
+                     f"average {r['load_avg_start'][0]:.2f} at the start and "
+                     f"{r.get('load_avg_end', [float('nan')])[0]:.2f} at the end"
+                     + (f" (`{r['command']}`)" if r.get("command") else "") + ".")
+    return lines
+
+
+def check_lines(result: dict) -> list[str]:
+    c = result["check"]
+    if c["passed"]:
+        return [f"Check: no method exceeds the physical limit by more than its spread plus "
+                f"the limit's ({c['checked']} points checked): passed."]
+    return ([f"Check: **failed**: {len(c['violations'])} of {c['checked']} points exceed "
+             "the physical limit by more than their spread plus the limit's:"]
+            + [f"- {v['method']} at num_envs {v['num_envs']}: +{v['excess']:.1f} steps/s, "
+               f"allowed {v['allowed']:.1f}" for v in c["violations"]])
+
+
+def table_rows(result: dict) -> list[list[str]]:
+    out = []
     for r in result["rows"]:
-        n = f"W={r['num_envs']}" if r["method"] == "physical_limit" else str(r["num_envs"])
-        per_env = ("–" if r.get("steps") is None else
-                   f"{r['steps'] / (1 if not METHODS[r['method']][1] else r['num_envs']):.0f}")
+        lo, hi = r["steps_per_s_range"]
         lat = ("–" if r["p50_ms"] is None else
                f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} / {r['p99_ms']:.1f}")
-        lines.append(
-            f"| {r['label']} | {n} | {r['steps_per_s']:.1f} | {_fmt(r['ratio_limit'], '{:.2f}')}"
-            f" | {_fmt(r['ratio_async'], '{:.2f}')} | {lat} | {100 * r['parent_cpu']:.0f}% | "
-            f"{r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {per_env} | {_fmt(r['episode_ends'])} |")
+        a, b = r["steps_per_env"]
+        out.append([r["label"], str(r["num_envs"]), f"{r['steps_per_s']:.1f}",
+                    f"{lo:.1f}–{hi:.1f}", _fmt(r["ratio_limit"], "{:.2f}"),
+                    _fmt(r["ratio_async"], "{:.2f}"), lat, f"{100 * r['parent_cpu']:.0f}%",
+                    f"{r['rss_mb']:.0f}", f"{r['pss_mb']:.0f}",
+                    str(a) if a == b else f"{a}–{b}", _fmt(r["episode_ends"])])
+    return out
+
+
+HEADER = ["method", "num_envs", "steps/s", "range", "× limit", "× Async",
+          "p50 / p95 / p99 ms", "parent CPU", "RSS MB", "PSS MB", "timed steps per env",
+          "episode ends"]
+
+
+def markdown(result: dict) -> str:
+    m = result["meta"]
+    rule = ["---"] + ["---:"] * (len(HEADER) - 1)
+    lines = [f"# bench/compare.py: {m['task']}", "", *describe(result), "",
+             "steps/s: env steps (physics transitions) per second, median over the rounds; "
+             "range: slowest and fastest round; × limit / × Async: the median's ratio to the "
+             "physical limit and to AsyncVectorEnv NEXT_STEP at the same num_envs, of the "
+             "same run; latency per call that yields a batch (median round); parent CPU: the "
+             "driver process's CPU time / wall; RSS/PSS: peak over the driver and all its "
+             "children, largest round; episode ends: in the timed steps (median round).",
+             "", "| " + " | ".join(HEADER) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
+    lines += ["", *check_lines(result)]
     if result["skipped"]:
         lines += ["", "Skipped points:", ""]
-        lines += [f"- {METHODS[s['method']][0]}, num_envs={s['num_envs']}: {s['reason']}"
+        lines += [f"- {s['method']}, num_envs={s['num_envs']}: {s['reason']}"
                   for s in result["skipped"]]
     return "\n".join(lines) + "\n"
 
@@ -550,27 +686,31 @@ def plot(result: dict, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(10, 5))
-    envs = result["meta"]["envs"]
+    envs = sorted({r["num_envs"] for r in result["rows"]}) or [1]
     colors = iter(plt.get_cmap("tab10")([0, 1, 2, 3, 4, 6, 8, 9]))   # no brown/gray
-    flat = {"physical_limit": dict(color="black", ls="-"),
-            "fastenv_single": dict(color="tab:gray", ls="--"),
+    flat = {"fastenv_single": dict(color="tab:gray", ls="--"),
             "seed_style": dict(color="tab:brown", ls=":")}
-    for method, (label, per_n) in METHODS.items():
+    methods = dict.fromkeys(r["method"] for r in result["rows"])
+    for method in methods:
         rows = [r for r in result["rows"] if r["method"] == method]
-        if not rows:
-            continue
-        if per_n:
-            ax.plot([r["num_envs"] for r in rows], [r["steps_per_s"] for r in rows],
-                    marker="o", label=label, color=next(colors))
-        else:
+        label = rows[0]["label"]
+        if method in flat:
             ax.axhline(rows[0]["steps_per_s"], label=label, lw=1.5, **flat[method])
+            continue
+        x = np.array([r["num_envs"] for r in rows])
+        y = np.array([r["steps_per_s"] for r in rows])
+        err = np.array([[r["steps_per_s"] - r["steps_per_s_range"][0],
+                         r["steps_per_s_range"][1] - r["steps_per_s"]] for r in rows]).T
+        style = (dict(color="black", lw=2) if method == "physical_limit"
+                 else dict(color=next(colors, None), marker="o"))
+        ax.errorbar(x, y, yerr=err, label=label, capsize=3, **style)
     ax.set_xscale("log", base=2)
     ax.set_xticks(envs, [str(n) for n in envs])
     ax.set_xlabel("num_envs")
-    ax.set_ylabel("env steps / s")
+    ax.set_ylabel("env steps / s (median, range over rounds)")
     m = result["meta"]
-    ax.set_title(f"{m['task']}: {m['cores']} cores, W={m['workers']}, "
-                 f"{m['seconds_per_point']:g} s per point")
+    ax.set_title(f"{m['task']}: {m['cores']} cores, W={m['workers']}, {m['steps']} steps "
+                 f"per env, {m['rounds']} rounds")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
@@ -582,52 +722,90 @@ def plot(result: dict, path: Path):
     plt.close(fig)
 
 
-def write_outputs(result: dict, out: Path) -> dict:
+def write_outputs(result: dict, out: Path, name: str = "compare", merge_old=False,
+                  markdown_fn=markdown, png=True) -> tuple[dict, dict]:
+    """Write ``name``.md/.json (and .png); with ``merge_old`` the rows already in
+    ``name``.json for other points are kept. Returns (paths, the result written)."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"md": out / "compare.md", "json": out / "compare.json", "png": out / "compare.png"}
-    paths["md"].write_text(markdown(result))
+    paths = {"md": out / f"{name}.md", "json": out / f"{name}.json"}
+    if png:
+        paths["png"] = out / f"{name}.png"
+    if merge_old and paths["json"].exists():
+        result = merge(json.loads(paths["json"].read_text()), result)
+    paths["md"].write_text(markdown_fn(result))
     paths["json"].write_text(json.dumps(result, indent=1))
-    plot(result, paths["png"])
-    return paths
+    if png:
+        plot(result, paths["png"])
+    return paths, result
+
+
+def add_workload_args(ap: argparse.ArgumentParser):
+    """The options that define the workload, shared with ``bench/pool.py``."""
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: one round, few steps (checks that it runs, "
+                         "measures nothing)")
+    ap.add_argument("--task", default=TASK)
+    ap.add_argument("--steps", type=int, default=None,
+                    help=f"timed physics steps per env (default {STEPS}; quick {QUICK_STEPS})")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help=f"untimed steps per env first (default {WARMUP}; quick "
+                         f"{QUICK_WARMUP})")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help=f"repeats of every point, rotating order (default {ROUNDS}; quick "
+                         f"{QUICK_ROUNDS})")
+    ap.add_argument("--workers", type=int, default=None, help="W (default: CPU cores)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reference", default=None,
+                    help="reference .npz/.mot for every env (default: the task's)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the points of an earlier run of the same workload in --out "
+                         "(several commands, one table)")
+    ap.add_argument("--out", default=None, help="output folder (required; bench/results "
+                                                "is the committed one)")
+
+
+def finish_workload_args(ap, args, envs, quick_envs):
+    """Defaults and checks of :func:`add_workload_args`'s options."""
+    if args.out is None:
+        ap.error("--out is required (e.g. --out bench/results to replace the committed run)")
+    try:
+        args.envs = ([int(x) for x in args.envs.split(",")] if args.envs else
+                     list(quick_envs if args.quick else envs))
+    except ValueError:
+        ap.error(f"--envs must be comma-separated integers, got {args.envs!r}")
+    for name, full, quick in (("steps", STEPS, QUICK_STEPS), ("warmup", WARMUP, QUICK_WARMUP),
+                              ("rounds", ROUNDS, QUICK_ROUNDS)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    if any(n < 1 for n in args.envs):
+        ap.error(f"--envs values must be >= 1, got {args.envs}")
+    if args.steps < 1 or args.warmup < 1 or args.rounds < 1:
+        ap.error(f"--steps, --warmup and --rounds must be >= 1, got {args.steps}, "
+                 f"{args.warmup}, {args.rounds}")
+    if args.workers is not None and args.workers < 1:
+        ap.error(f"--workers must be >= 1, got {args.workers}")
+    args.command = " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         prog="python bench/compare.py", description=__doc__.split("\n\n")[0],
-        epilog="Default sweep: num_envs 1..32, 4 s per point, within 570 s; --quick: "
-               "num_envs 2, 1 s per point, within 55 s.")
-    ap.add_argument("--quick", action="store_true", help="small sweep for a smoke run")
-    ap.add_argument("--task", default=TASK)
+        epilog=f"Default: num_envs {','.join(map(str, ENVS))}, {STEPS} steps per env, "
+               f"{ROUNDS} rounds (hours on 2 cores: split it with --envs/--methods and "
+               f"--merge); --quick: num_envs 2, {QUICK_STEPS} steps, one round (< 1 min).")
+    add_workload_args(ap)
     ap.add_argument("--envs", default=None, help="comma-separated num_envs values")
-    ap.add_argument("--seconds", type=float, default=None, help="measured seconds per point")
-    ap.add_argument("--budget", type=float, default=None, help="seconds for the whole run")
-    ap.add_argument("--workers", type=int, default=None, help="W (default: CPU cores)")
     ap.add_argument("--methods", default=",".join(METHODS),
                     help=f"comma-separated subset of {','.join(METHODS)}")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--reference", default=None,
-                    help="reference .npz/.mot for every env (default: the task's)")
-    ap.add_argument("--out", default=None,
-                    help="folder for compare.md/.json/.png (required; bench/results is the "
-                         "committed one)")
     ap.add_argument("--point", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.point is not None:
         return args
-    if args.out is None:
-        ap.error("--out is required (e.g. --out bench/results to replace the committed run)")
-    args.envs = ([int(x) for x in args.envs.split(",")] if args.envs else
-                 list(QUICK_ENVS if args.quick else ENVS))
-    if args.seconds is None:
-        args.seconds = QUICK_SECONDS if args.quick else SECONDS
-    if args.budget is None:
-        args.budget = QUICK_BUDGET if args.quick else BUDGET
+    finish_workload_args(ap, args, ENVS, QUICK_ENVS)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         ap.error(f"unknown method(s) {unknown}; known: {list(METHODS)}")
-    if any(n < 1 for n in args.envs) or args.seconds <= 0 or args.budget <= 0:
-        ap.error("--envs values, --seconds and --budget must be positive")
     return args
 
 
@@ -640,7 +818,7 @@ def main(argv=None) -> int:
     if "sb3_subproc" in args.methods and static_skip("sb3_subproc", 2):
         print(f"note: skipping sb3_subproc: {static_skip('sb3_subproc', 2)}", file=sys.stderr)
     result = run(args)
-    paths = write_outputs(result, Path(args.out))
+    paths, result = write_outputs(result, Path(args.out), merge_old=args.merge)
     print(markdown(result))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0 if result["rows"] else 1

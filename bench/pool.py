@@ -1,28 +1,32 @@
-"""Pool throughput against the physical limit, sync and async.
+"""The synchronous step against the physical limit: the sync-efficiency table.
 
-For W workers and num_envs envs: env steps/s of ``OsimVectorEnv`` (sync ``step`` and
-envpool-style ``send``/``recv`` with batch_size = num_envs/2) against the physical
-limit measured in the same run: W processes each replaying, with bare
-``Manager.integrate`` calls, the controls an env of the same task produced under
-random actions (same falls and resets), reading nothing.
-Also: the parent's CPU time per batch step as a fraction of the step's wall time, and
-memory (RSS and PSS summed over parent + workers).
+    python bench/pool.py --out bench/results [--quick] [--envs 2,4,8,16,32] [--merge]
 
-    python bench/pool.py [--quick] [--task ...] [--seconds 8] [--out bench/results]
+``OsimVectorEnv.step`` with W workers (W = cores) against the physical limit of the
+same workload, with ``bench/compare.py``'s method: every env steps its seeded action
+schedule for the same warm-up and timed steps, the limit redoes exactly those
+trajectories with bare ``Manager.integrate`` calls, and each point runs ``--rounds``
+times in rotating order. Efficiency = the median's steps/s ÷ the limit's median; its
+range is that of the per-round ratios (a method and the limit of the same round ran
+minutes apart at most). The issue's target is ≥ 0.97 at num_envs 8 to 32. Writes
+``sync_efficiency.json`` and ``.md`` into ``--out``.
+
+Also holds ``tree_memory_mb`` (RSS/PSS of a process list), which compare.py uses.
 """
-
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
-import os
-import time
+import sys
 from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-TASK = "MuscleWalkingImitation2D-v0"
+ENVS = (2, 4, 8, 16, 32)
+QUICK_ENVS = (2,)
+TARGET, TARGET_ENVS = 0.97, (8, 16, 32)
+METHODS = ("osim_sync",)
 
 
 def _mem_kb(pid: int):
@@ -40,6 +44,7 @@ def _mem_kb(pid: int):
 
 
 def tree_memory_mb(pids):
+    """(RSS, PSS) in MB summed over ``pids``."""
     rss = pss = 0
     for p in pids:
         r, s = _mem_kb(p)
@@ -47,165 +52,99 @@ def tree_memory_mb(pids):
     return rss / 1024, pss / 1024
 
 
-def _raw_worker(task, env_kwargs, seconds, seed, out):
-    """One process of the physical limit: the same workload as an env, bare integrate.
-
-    The env runs random actions (with its falls and resets) for ``seconds`` while the
-    controls it sends to OpenSim and its episode starts are recorded; then exactly
-    those controls are replayed with bare ``Manager.integrate`` calls from the same
-    snapshots, timed. The ratio of the two is pure fastenv overhead, whatever the
-    stiffness of the motion.
-    """
-    from fastenv.env import ImitationEnv
-
-    env = ImitationEnv(task, **env_kwargs)
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    sim = env.sim
-    episodes = [(env._start, [])]
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        _, _, term, trunc, _ = env.step(env.action_space.sample())
-        episodes[-1][1].append(sim.buf[sim.layout.slice("controls")].copy())
-        if term or trunc:
-            env.reset()
-            episodes.append((env._start, []))
-    steps, t0 = 0, time.perf_counter()
-    for start, controls in episodes:
-        sim.restore(env._snapshot(start))
-        for u in controls:
-            sim.integrate_raw(1, u)
-            steps += 1
-    out.put(steps / (time.perf_counter() - t0))
-
-
-def physical_limit(task, workers, seconds, env_kwargs):
-    ctx = mp.get_context("forkserver")
-    q = ctx.Queue()
-    procs = [
-        ctx.Process(target=_raw_worker, args=(task, env_kwargs, seconds, s, q))
-        for s in range(workers)
-    ]
-    for p in procs:
-        p.start()
-    rates = [q.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return float(sum(rates))
-
-
-def run_vector(task, n_envs, workers, seconds, mode, env_kwargs):
-    from fastenv.vector import OsimVectorEnv
-
-    batch = n_envs if mode == "sync" else max(1, n_envs // 2)
-    venv = OsimVectorEnv(task, n_envs, num_workers=workers, batch_size=batch, **env_kwargs)
-    rng = np.random.default_rng(0)
-    space = venv.single_action_space
-    lat = []
-    try:
-        if mode == "sync":
-            venv.reset(seed=0)
-            venv.step(rng.uniform(space.low, space.high, (n_envs, *space.shape)))  # warm-up
-            integ0 = sum(venv.call("integrate_seconds"))
-            steps, t0, c0 = 0, time.perf_counter(), time.process_time()
-            while time.perf_counter() - t0 < seconds:
-                a = rng.uniform(space.low, space.high, (n_envs, *space.shape))
-                ts = time.perf_counter()
-                venv.step(a)
-                lat.append(time.perf_counter() - ts)
-                steps += n_envs
-        else:
-            integ0 = sum(venv.call("integrate_seconds"))
-            venv.async_reset(seed=0)
-            steps, t0, c0 = 0, time.perf_counter(), time.process_time()
-            while time.perf_counter() - t0 < seconds:
-                ts = time.perf_counter()
-                _, _, _, _, info = venv.recv()
-                lat.append(time.perf_counter() - ts)
-                ids = info["env_id"]
-                venv.send(rng.uniform(space.low, space.high, (len(ids), *space.shape)), ids)
-                steps += len(ids)
-        wall = time.perf_counter() - t0
-        cpu = time.process_time() - c0
-        if venv._pool.pending:  # drain before asking the workers anything
-            venv._pool.collect(venv._pool.pending)
-        rss, pss = tree_memory_mb([os.getpid(), *venv._pool.pids])
-        in_integrate = sum(venv.call("integrate_seconds")) - integ0
-    finally:
-        venv.close()
-    lat = np.array(lat) * 1e3
-    return dict(
-        steps_per_s=steps / wall,
-        parent_cpu_fraction=cpu / wall,
-        integrate_fraction=in_integrate / (wall * workers),
-        p50_ms=float(np.percentile(lat, 50)),
-        p95_ms=float(np.percentile(lat, 95)),
-        p99_ms=float(np.percentile(lat, 99)),
-        rss_mb=rss,
-        pss_mb=pss,
-    )
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", default=TASK)
-    ap.add_argument("--seconds", type=float, default=8.0)
-    ap.add_argument("--envs", default="1,2,4,8,16,32")
-    ap.add_argument("--workers", default="1,2")
-    ap.add_argument("--quick", action="store_true", help="envs 4,8 on W=2, 3 s each")
-    ap.add_argument("--out", default="bench/results")
-    args = ap.parse_args()
-    envs = [int(x) for x in args.envs.split(",")]
-    workers = [int(x) for x in args.workers.split(",")]
-    if args.quick:
-        envs, workers, args.seconds = [4, 8], [2], 3.0
-    kw = {}
+def efficiency_rows(result: dict) -> list[dict]:
+    """Per (method, num_envs): steps/s and limit (median, range), efficiency (median's
+    ratio, range of the per-round ratios)."""
     rows = []
-    for w in workers:
-        limit = physical_limit(args.task, w, args.seconds, kw)
-        print(f"W={w}: physical limit {limit:.1f} steps/s", flush=True)
-        for n in envs:
-            if n < w:
-                continue
-            for mode in ("sync", "async"):
-                if mode == "async" and n < 2:
-                    continue
-                r = run_vector(args.task, n, w, args.seconds, mode, kw)
-                r.update(
-                    workers=w,
-                    num_envs=n,
-                    mode=mode,
-                    limit=limit,
-                    efficiency=r["steps_per_s"] / limit,
-                )
-                rows.append(r)
-                print(
-                    f"  n={n:3d} {mode:5s} {r['steps_per_s']:7.1f} steps/s  "
-                    f"eff {r['efficiency']:.3f}  in-integrate {r['integrate_fraction']:.3f}  "
-                    f"parent cpu {100 * r['parent_cpu_fraction']:.2f}%"
-                    f"  p50 {r['p50_ms']:.1f} ms  RSS {r['rss_mb']:.0f} MB  PSS "
-                    f"{r['pss_mb']:.0f} MB",
-                    flush=True,
-                )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pool.json").write_text(json.dumps(dict(task=args.task, rows=rows), indent=1))
-    lines = [
-        "| W | num_envs | mode | steps/s | limit | steps/s ÷ limit | time in integrate "
-        "| parent CPU | p50 / p99 ms | RSS / PSS MB |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    for r in result["rows"]:
+        if r["method"] == "physical_limit":
+            continue
+        lim = next(x for x in result["rows"] if x["method"] == "physical_limit"
+                   and x["num_envs"] == r["num_envs"] and x["run"] == r["run"])
+        limit_by_round = {x["round"]: x["steps_per_s"] for x in lim["runs"]}
+        per_round = [x["steps_per_s"] / limit_by_round[x["round"]] for x in r["runs"]
+                     if x["round"] in limit_by_round]
+        rows.append(dict(method=r["method"], label=r["label"], num_envs=r["num_envs"],
+                         run=r["run"], steps_per_s=r["steps_per_s"],
+                         steps_per_s_range=r["steps_per_s_range"],
+                         limit=lim["steps_per_s"], limit_range=lim["steps_per_s_range"],
+                         efficiency=r["steps_per_s"] / lim["steps_per_s"],
+                         efficiency_range=[min(per_round), max(per_round)],
+                         target=TARGET if r["num_envs"] in TARGET_ENVS else None,
+                         p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], rss_mb=r["rss_mb"],
+                         pss_mb=r["pss_mb"], episode_ends=r["episode_ends"]))
+    return rows
+
+
+HEADER = ["num_envs", "method", "steps/s (range)", "limit (range)", "÷ limit (per-round range)",
+          "target", "p50 / p99 ms", "RSS / PSS MB"]
+
+
+def table_rows(rows: list[dict]) -> list[list[str]]:
+    out = []
     for r in rows:
-        lines.append(
-            f"| {r['workers']} | {r['num_envs']} | {r['mode']} | {r['steps_per_s']:.0f} "
-            f"| {r['limit']:.0f} | {r['efficiency']:.2f} | "
-            f"{r['integrate_fraction']:.3f} | "
-            f"{100 * r['parent_cpu_fraction']:.1f}% | {r['p50_ms']:.0f} / "
-            f"{r['p99_ms']:.0f} | {r['rss_mb']:.0f} / {r['pss_mb']:.0f} |"
-        )
-    (out / "pool.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        (a, b), (c, d), (e, f) = (r["steps_per_s_range"], r["limit_range"],
+                                  r["efficiency_range"])
+        verdict = ("–" if r["target"] is None else
+                   f"≥ {r['target']:.2f}: {'met' if r['efficiency'] >= r['target'] else 'missed'}")
+        out.append([str(r["num_envs"]), r["label"],
+                    f"{r['steps_per_s']:.1f} ({a:.1f}–{b:.1f})",
+                    f"{r['limit']:.1f} ({c:.1f}–{d:.1f})",
+                    f"{r['efficiency']:.3f} ({e:.3f}–{f:.3f})", verdict,
+                    f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}",
+                    f"{r['rss_mb']:.0f} / {r['pss_mb']:.0f}"])
+    return out
+
+
+def markdown(result: dict) -> str:
+    from bench.compare import check_lines, describe
+    rows = efficiency_rows(result)
+    result["efficiency"] = rows
+    rule = ["---:", "---"] + ["---:"] * (len(HEADER) - 2)
+    lines = [f"# bench/pool.py: synchronous step against the physical limit, "
+             f"{result['meta']['task']}", "", *describe(result), "",
+             "| " + " | ".join(HEADER) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+    lines += ["", *check_lines(result)]
+    if result["skipped"]:
+        lines += ["", "Skipped points:", ""]
+        lines += [f"- {s['method']}, num_envs={s['num_envs']}: {s['reason']}"
+                  for s in result["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None):
+    from bench import compare
+    ap = argparse.ArgumentParser(prog="python bench/pool.py",
+                                 description=__doc__.split("\n\n")[0])
+    compare.add_workload_args(ap)
+    ap.add_argument("--envs", default=None,
+                    help=f"comma-separated num_envs values (default {','.join(map(str, ENVS))})")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="comma-separated OsimVectorEnv methods of bench/compare.py "
+                         f"(default {','.join(METHODS)})")
+    args = ap.parse_args(argv)
+    compare.finish_workload_args(ap, args, ENVS, QUICK_ENVS)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if not m.startswith("osim_") or m not in compare.METHODS]
+    if bad:
+        ap.error(f"--methods: {bad} are not OsimVectorEnv methods; expected some of "
+                 f"{[m for m in compare.METHODS if m.startswith('osim_')]}")
+    args.methods = ["physical_limit", *methods]
+    return args
+
+
+def main(argv=None) -> int:
+    from bench import compare
+    args = parse_args(argv)
+    result = compare.run(args)
+    paths, result = compare.write_outputs(result, Path(args.out), "sync_efficiency",
+                                          merge_old=args.merge, markdown_fn=markdown,
+                                          png=False)
+    print(markdown(result))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0 if result["rows"] else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,7 +15,7 @@ never typed into the docs by hand: re-run a benchmark (it rewrites its JSON in
 from what this script writes, so a hand-edited figure does not survive the test suite.
 
 Sources: ``tasks.json`` (``bench/tasks.py``) with ``fastenv.envs.TASKS``;
-``compare.json`` (``bench/compare.py``); ``pool.json`` (``bench/pool.py``); ``soak.json``
+``compare.json`` (``bench/compare.py``); ``sync_efficiency.json`` (``bench/pool.py``); ``soak.json``
 (``bench/soak.py``); ``micro.json`` (``pytest bench/test_micro.py --benchmark-enable
 --benchmark-json=bench/results/micro.json``); ``integrators_*.json``
 (``bench/integrators.py``); ``physics_presets_*.json`` (``bench/physics_presets.py``);
@@ -32,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))   # bench.compare / bench.pool render their own rows
 #: The Markdown files that may hold table regions.
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 REGION = re.compile(r"(<!-- table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)",
@@ -154,7 +156,12 @@ def soak_table() -> list[str]:
 # ----------------------------------------------------------------------- performance
 def compare_table() -> list[str]:
     c = load("compare")
-    m = c["meta"]
+    if c["meta"].get("format", 1) >= 2:   # identical workloads, rounds, self-check
+        from bench import compare
+        return (compare.describe(c) + [""] + table(compare.HEADER, "l" + "r" * 11,
+                                                   compare.table_rows(c))
+                + [""] + compare.check_lines(c))
+    m = c["meta"]   # the time-boxed runs before issue 16
     lines = [f"Run of {m['started']}: {m['task']}, {m['cores']} cores, W = {m['workers']} "
              f"workers, {m['seconds_per_point']:g} s per point, "
              f"load average {m['load_avg_start'][0]:.2f} at the start and "
@@ -172,6 +179,18 @@ def compare_table() -> list[str]:
     return lines + table(["method", "num_envs", "steps/s", "× limit", "× Async",
                           "p50 / p95 / p99 ms", "parent CPU", "RSS MB", "PSS MB",
                           "steps per env", "episode ends"], "lrrrrrrrrrr", rows)
+
+
+def sync_efficiency_table() -> list[str]:
+    """``bench/pool.py``: OsimVectorEnv ``step`` ÷ the physical limit, num_envs 2-32."""
+    if not (RESULTS / "sync_efficiency.json").exists():
+        return ["Not measured yet: `python bench/pool.py --out bench/results` writes "
+                "`bench/results/sync_efficiency.json`, then `python docs/tables.py`."]
+    from bench import compare, pool
+    r = load("sync_efficiency")
+    return (compare.describe(r) + [""]
+            + table(pool.HEADER, "rl" + "r" * 6, pool.table_rows(pool.efficiency_rows(r)))
+            + [""] + compare.check_lines(r))
 
 
 def _compare_row(method: str, num_envs: int) -> dict:
@@ -272,19 +291,6 @@ def kernels_table() -> list[str]:
         c, n = _ms(f"test_{k}_compiled"), _ms(f"test_{k}_numpy")
         rows.append([f"`{k}`", f"{1e3 * c:.1f}", f"{1e3 * n:.1f}", f"{n / c:.0f}×"])
     return table(["kernel, 16 envs", "compiled µs", "NumPy twin µs", "speed-up"], "lrrr", rows)
-
-
-def pool_table() -> list[str]:
-    rows = []
-    for r in load("pool")["rows"]:
-        rows.append([r["workers"], r["num_envs"], r["mode"], f"{r['steps_per_s']:.0f}",
-                     f"{r['limit']:.0f}", f"{r['efficiency']:.2f}",
-                     f"{r['integrate_fraction']:.3f}", f"{100 * r['parent_cpu_fraction']:.1f}%",
-                     f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}",
-                     f"{r['rss_mb']:.0f} / {r['pss_mb']:.0f}"])
-    return table(["W", "num_envs", "mode", "steps/s", "limit", "steps/s ÷ limit",
-                  "time in integrate", "parent CPU", "p50 / p99 ms", "RSS / PSS MB"],
-                 "rrlrrrrrrr", rows)
 
 
 # ----------------------------------------------------------------------- physics
@@ -405,7 +411,7 @@ TABLES = {
     "targets": targets_table,
     "overheads": overheads_table,
     "kernels": kernels_table,
-    "pool": pool_table,
+    "sync-efficiency": sync_efficiency_table,
     "integrators-muscle": integrators_table("integrators_musclewalking"),
     "integrators-torque": integrators_table("integrators_torquewalking"),
     "physics-presets": presets_table,

@@ -152,7 +152,7 @@ def test_episode_counting_next_step():
     # env 1 resets during this call: not a physics step
     assert ep.count(slice(None), [False, False, False], [True, False, False]) == 2
     assert ep.count(np.array([0, 2]), [False, False], [False, False]) == 1
-    assert ep.ends == 2
+    assert ep.ends == 2 and ep.counts.tolist() == [2, 1, 3]
     same = benchmark.Episodes(2, next_step=False)
     assert same.count(slice(None), [True, False], [False, False]) == 2
 
@@ -162,7 +162,7 @@ def test_process_tree_and_memory():
     try:
         tree = benchmark.process_tree(os.getpid())
         assert tree[0] == os.getpid() and child.pid in tree
-        rss, pss = benchmark.pool_helpers().tree_memory_mb(tree)
+        rss, pss = benchmark.tree_memory_mb(tree)
         assert rss >= pss > 0
     finally:
         child.kill()
@@ -178,66 +178,190 @@ def test_static_skips(monkeypatch):
     assert "not installed" in benchmark.static_skip("sb3_subproc", 4)
 
 
-def test_over_budget_points_are_skipped_and_reported(tmp_path):
-    """A budget nothing fits in: every point is skipped with its reason, outputs written."""
-    args = benchmark.parse_args(["--quick", "--budget", "0.01", "--out", str(tmp_path)])
-    result = benchmark.run(args)
-    assert result["rows"] == []
-    assert len(result["skipped"]) == len(benchmark.plan_points(args.envs, args.methods, 2))
-    assert all("budget" in s["reason"] or "num_envs" in s["reason"]
-               or "installed" in s["reason"] for s in result["skipped"])
-    paths = benchmark.write_outputs(result, tmp_path)
-    assert "Skipped points" in paths["md"].read_text()
-    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_plan_limits_every_num_envs_and_rotates():
+    points = benchmark.plan_points([2, 4], ["physical_limit", "fastenv_single", "osim_sync"])
+    assert points == [("physical_limit", 1), ("physical_limit", 2), ("physical_limit", 4),
+                      ("fastenv_single", 1), ("osim_sync", 2), ("osim_sync", 4)]
+    orders = [benchmark.rounds_order(points, r) for r in range(3)]
+    assert [o[0] for o in orders] == points[:3]          # a different one first each round
+    assert all(sorted(o) == sorted(points) for o in orders)
 
 
-def run_cli(tmp_path, *extra):
+def _runs(*rates, n=2):
+    return [dict(steps_per_s=x, round=k, p50_ms=1.0, p95_ms=2.0, p99_ms=3.0, parent_cpu=0.1,
+                 episode_ends=1, steps=10, steps_per_env=[5, 5], calls=5, rss_mb=100.0 + k,
+                 pss_mb=50.0, load_before=0.1) for k, x in enumerate(rates)]
+
+
+def _row(method, rates, run="r1", n=2):
+    return benchmark.summarize(method, n, method, _runs(*rates), run)
+
+
+def test_summary_median_range_and_the_limit_check():
+    rows = [_row("physical_limit", [100, 104, 98]), _row("osim_sync", [90, 99, 95]),
+            _row("osim_async", [103, 101, 102]), _row("gym_async_next", [120, 118, 119])]
+    assert rows[1]["steps_per_s"] == 95 and rows[1]["steps_per_s_range"] == [90, 99]
+    assert rows[1]["spread"] == 9 and rows[1]["rss_mb"] == 102
+    benchmark._ratios(rows)
+    assert rows[1]["ratio_limit"] == pytest.approx(95 / 100)
+    assert rows[1]["ratio_async"] == pytest.approx(95 / 119)
+    c = benchmark.check(rows)
+    # osim_async: +2 above the limit, within 2 (its spread) + 6 (the limit's)
+    # gym_async_next: +19, beyond 2 + 6
+    assert not c["passed"] and c["checked"] == 3
+    assert [(v["method"], v["num_envs"]) for v in c["violations"]] == [("gym_async_next", 2)]
+    md = benchmark.check_lines(dict(check=c))
+    assert "failed" in md[0] and "gym_async_next at num_envs 2" in md[1]
+    assert "passed" in benchmark.check_lines(dict(check=benchmark.check(rows[:3])))[0]
+
+
+def test_merge_keeps_other_points_of_the_same_workload():
+    def result(started, rows, **meta):
+        m = dict(format=benchmark.FORMAT, task="T", steps=300, warmup=10, seed=0, workers=2,
+                 reference="task default", started=started, envs=[2])
+        m.update(meta)
+        return dict(meta=m, runs_meta=[m], rows=rows, skipped=[])
+    old = result("r1", [_row("physical_limit", [100], "r1"), _row("osim_sync", [90], "r1")])
+    new = result("r2", [_row("physical_limit", [101], "r2", n=4) | {"num_envs": 4},
+                        _row("osim_sync", [80], "r2") | {"num_envs": 4}])
+    merged = benchmark.merge(old, new)
+    assert [(r["method"], r["num_envs"], r["run"]) for r in merged["rows"]] == [
+        ("physical_limit", 2, "r1"), ("osim_sync", 2, "r1"), ("physical_limit", 4, "r2"),
+        ("osim_sync", 4, "r2")]
+    assert [m["started"] for m in merged["runs_meta"]] == ["r1", "r2"]
+    assert merged["meta"]["envs"] == [2, 4] and merged["check"]["checked"] == 2
+    with pytest.raises(SystemExit, match="steps 300 vs 100"):
+        benchmark.merge(old, result("r3", [], steps=100))
+
+
+def test_scheduled_workload_is_the_same_in_a_vector_env_and_single_envs():
+    """OsimVectorEnv under ``scheduled_actions`` (NEXT_STEP: a reset step takes no row)
+    and ``ScheduledEnv`` single envs run the same trajectories, whatever actions they
+    are given; the recording's replay integrates the same physics."""
+    from bench.workload import (
+        ActionSchedule,
+        make_scheduled_env,
+        record_trajectory,
+        replay_seconds,
+        scheduled_actions,
+    )
+    from fastenv.vector import OsimVectorEnv
+    n, steps = 2, 12
+    with scheduled_actions(n, steps + 4, seed=5) as counts:
+        venv = OsimVectorEnv(TASK, n, num_workers=1)
+        try:
+            venv.reset(seed=5)
+            first_obs = venv.step(np.ones((n, 18), np.float32))[0]
+            venv._a.terminated[0] = True   # as if env 0 ended: its next step is a reset
+            obs = venv.step(np.ones((n, 18), np.float32))[0]
+            assert counts.tolist() == [1, 2]
+        finally:
+            venv.close()
+    envs = [make_scheduled_env(ImitationEnv, TASK, i, 5, steps + 4, {}) for i in range(n)]
+    try:
+        for i, env in enumerate(envs):
+            env.reset(seed=5 + i)
+        first = np.stack([env.step(np.zeros(18, np.float32))[0] for env in envs])
+        np.testing.assert_array_equal(first_obs, first)
+        np.testing.assert_array_equal(obs[1], envs[1].step(np.zeros(18, np.float32))[0])
+        assert envs[1].steps_taken == 2
+        np.testing.assert_array_equal(envs[1].schedule.table(1),
+                                      ActionSchedule(5, steps + 4, envs[1].action_space).table(1))
+    finally:
+        for env in envs:
+            env.close()
+    # the recording, replayed with bare integrate calls, ends where the env ended
+    events = record_trajectory(TASK, 0, 5, steps=4, warmup=2, env_kwargs={})
+    kinds = [e[0] for e in events]
+    assert kinds.index("restore") < kinds.index("step") and kinds.count("step") == 6
+    assert [e[3] for e in events if e[0] == "step"] == [False] * 2 + [True] * 4
+    env = make_scheduled_env(ImitationEnv, TASK, 0, 5, 6, {})
+    try:
+        env.reset(seed=5)
+        for _ in range(6):
+            env.step(np.zeros(18, np.float32))
+        sim = env.unwrapped.sim
+        stepped = sim.state.getY().to_numpy().copy()
+        timed, seconds = replay_seconds(sim, events)   # restores, then redoes
+        assert timed == 4 and seconds > 0
+        np.testing.assert_array_equal(sim.state.getY().to_numpy(), stepped)
+    finally:
+        env.close()
+
+
+def run_cli(tmp_path, *extra, script=benchmark.__file__):
     out = tmp_path / "results"
-    cmd = [sys.executable, benchmark.__file__, "--quick", "--out", str(out), *extra]
+    cmd = [sys.executable, script, "--quick", "--out", str(out), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, proc
 
 
-def check_outputs(out, methods):
-    result = json.loads((out / "compare.json").read_text())
-    rows = {r["method"]: r for r in result["rows"]}
-    assert set(rows) == set(methods), result["skipped"]
-    for r in rows.values():
+def check_outputs(out, methods, name="compare"):
+    result = json.loads((out / f"{name}.json").read_text())
+    rows = {(r["method"], r["num_envs"]): r for r in result["rows"]}
+    assert {m for m, _ in rows} == set(methods), result["skipped"]
+    for (m, n), r in rows.items():
         assert r["steps_per_s"] > 0 and r["rss_mb"] >= r["pss_mb"] > 0
-        if r["method"] != "physical_limit":
-            assert r["steps"] > 0 and r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+        assert len(r["runs"]) == result["meta"]["rounds"] == 1
+        assert r["steps_per_s_range"][0] <= r["steps_per_s"] <= r["steps_per_s_range"][1]
+        if m != "physical_limit":
+            assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+            # every env took at least the timed steps (NEXT_STEP sync: a few more)
+            assert r["steps_per_env"][0] >= benchmark.QUICK_STEPS
         assert r["ratio_limit"] == pytest.approx(
-            r["steps_per_s"] / rows["physical_limit"]["steps_per_s"])
-    md = (out / "compare.md").read_text()
-    assert "| method | num_envs | steps/s |" in md
-    for m in methods:
-        assert benchmark.METHODS[m][0] in md
-    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            r["steps_per_s"] / rows[("physical_limit", n)]["steps_per_s"])
+    assert result["check"]["checked"] == len(rows) - sum(m == "physical_limit" for m, _ in rows)
+    md = (out / f"{name}.md").read_text()
+    assert "Check: " in md
     return result
 
 
 def test_cli_tiny_run_end_to_end(tmp_path):
-    """bench/compare.py with one point of each kind of method (single loops, a
+    """bench/compare.py with one point of each kind of method (a single loop, a
     Gymnasium vector env, OsimVectorEnv async) and the physical limit."""
-    methods = ["physical_limit", "fastenv_single", "seed_style", "gym_async_next",
-               "osim_async"]
-    out, proc = run_cli(tmp_path, "--seconds", "0.3", "--budget", "150",
-                        "--methods", ",".join(methods))
+    methods = ["physical_limit", "fastenv_single", "gym_async_next", "osim_async"]
+    out, proc = run_cli(tmp_path, "--methods", ",".join(methods))
     result = check_outputs(out, methods)
     assert result["meta"]["envs"] == [2] and result["meta"]["workers"] >= 1
     rows = {r["method"]: r for r in result["rows"]}
     assert rows["osim_async"]["ratio_async"] == pytest.approx(
         rows["osim_async"]["steps_per_s"] / rows["gym_async_next"]["steps_per_s"])
-    assert rows["seed_style"]["ratio_async"] is None   # no num_envs=1 AsyncVectorEnv point
+    assert rows["fastenv_single"]["ratio_async"] is None   # no num_envs=1 AsyncVectorEnv
+    assert "| method | num_envs | steps/s |" in (out / "compare.md").read_text()
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in proc.stdout
+
+
+def test_pool_efficiency_rows():
+    """bench/pool.py's table: the median's ratio, the range of the per-round ratios."""
+    from bench import pool
+    rows = [_row("physical_limit", [100, 110, 90], n=8) | {"num_envs": 8},
+            _row("osim_sync", [95, 88, 100], n=8) | {"num_envs": 8}]
+    (row,) = pool.efficiency_rows(dict(rows=rows))
+    assert row["efficiency"] == pytest.approx(95 / 100) and row["target"] == pool.TARGET
+    assert row["efficiency_range"] == pytest.approx([0.8, 100 / 90])   # 88/110, 100/90
+    assert "missed" in pool.table_rows([row])[0][5]
+
+
+@pytest.mark.slow
+def test_pool_efficiency_quick_run(tmp_path):
+    """bench/pool.py --quick: the sync-efficiency table (OsimVectorEnv step ÷ limit)."""
+    from bench import pool
+    out, _ = run_cli(tmp_path, script=pool.__file__)
+    result = check_outputs(out, ["physical_limit", "osim_sync"], name="sync_efficiency")
+    (row,) = result["efficiency"]
+    assert row["num_envs"] == 2 and row["target"] is None
+    assert row["efficiency"] == pytest.approx(row["steps_per_s"] / row["limit"])
+    assert row["efficiency_range"][0] <= row["efficiency"] <= row["efficiency_range"][1]
+    assert "÷ limit (per-round range)" in (out / "sync_efficiency.md").read_text()
 
 
 @pytest.mark.slow
 def test_cli_quick_all_methods(tmp_path):
     methods = [m for m in benchmark.METHODS
                if not (m == "sb3_subproc" and benchmark.static_skip(m, 2))]
-    out, _ = run_cli(tmp_path, "--seconds", "0.5", "--budget", "300")
+    out, _ = run_cli(tmp_path)
     check_outputs(out, methods)
 
 
