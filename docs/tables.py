@@ -516,5 +516,37 @@ def reference_check_table() -> list[str]:
 TABLES["reference_check"] = reference_check_table
 
 
+def closed_loop_table() -> list[str]:
+    """``bench/closed_loop.py``: samples/s with the policy in the loop vs open loop."""
+    r = load("closed_loop")
+    names = {"sync_random": "`step`, random actions", "sync_policy": "`step`, MLP in the loop",
+             "async_random": "`send`/`recv` (batch 8), random actions",
+             "pipelined_policy": "`PipelinedCollector`, MLP in the loop",
+             "sb3_random": "SB3 `VecEnv`, random actions",
+             "sb3_collect": "SB3 PPO `collect_rollouts`",
+             "rllib_random": "RLlib env runner, random actions",
+             "rllib_sample": "RLlib env runner, PPO module"}
+    rows = []
+    for row in r["rows"]:
+        lo, hi = row["samples_per_s_range"]
+        ratio = row["vs_its_open_loop"]
+        rows.append([names.get(row["mode"], row["mode"]), f"{row['samples_per_s']:.0f}",
+                     f"{lo:.0f}–{hi:.0f}", "–" if ratio is None else f"{ratio:.2f}",
+                     f"{row['vs_best_fastenv_open_loop']:.2f}",
+                     f"{100 * row['policy_fraction']:.1f}%"])
+    loads = [run["load_before"] for row in r["rows"] for run in row["runs"]]
+    return table(["mode", "samples/s (median)", "range", "÷ its open loop",
+                  "÷ best fastenv open loop", "time in the policy"], "lrrrrr", rows) + [
+        "", f"{r['task']}, {r['num_envs']} envs on {r['workers']} workers, {r['repeats']} "
+        f"rounds × {r['steps']} steps per env after {r['warmup']} warm-up steps, "
+        + ("the same seeded action schedule in every mode" if r["actions"] == "schedule"
+           else "each mode's own actions")
+        + f"; load average before a run {min(loads):.2f}–{max(loads):.2f}. "
+        f"`{r['command']}`"]
+
+
+TABLES["closed_loop"] = closed_loop_table
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,12 +5,14 @@ model, tracking -> predictive stages, cycle assembly, gait figures, files) and
 add what each motion needs:
 
 ``running2d``
-    The walking stages with running settings: a symmetrised half cycle of a
-    measured treadmill run (speed estimated over the samples with a foot on
-    the ground) is tracked, then a 3.5 m/s minimum-effort half cycle is
-    predicted from it.  The swing foot must stay off the floor through the
-    half cycle and the stance foot through its last part, so each step has
-    a flight phase.
+    A symmetrised half cycle of a measured treadmill run (speed estimated
+    over the samples with a foot on the ground) tracked at its own speed, on
+    a coarse then a fine mesh; the tracking solution is the reference (no
+    force plates were recorded with it, so only its kinematics are tracked).
+    ``reference_stage="predictive"`` predicts a minimum-effort half cycle at
+    ``speed`` from it instead (the swing foot off the floor through the half
+    cycle and the stance foot through its last part, so each step has a
+    flight phase), as the reference was made before.
 ``lockedknee2d``
     A full, asymmetric, periodic gait cycle at 1.3 m/s of the
     ``muscle2d_lockedknee`` variant (left knee and ankle locked at 0, left
@@ -71,7 +73,9 @@ class RunningSettings(Settings):
 
     name: str = "running2d"
     variant: str | None = "muscle2d"
-    speed: float = 3.5
+    reference_stage: str = "tracking"
+    tracking_mesh: int = 25
+    speed: float = 3.5                 # predictive only
     swing_windows: tuple = (("l", 0.0, 0.9), ("r", 0.85, 0.97))
     # Right stance is the first ~80 % of the half cycle; without a limit the
     # stance knee flexed 56 deg (normal running: 30-50 deg).
@@ -91,7 +95,9 @@ class RunningSettings(Settings):
 def generate_running2d(out_dir, *, motion=None, settings: RunningSettings | None = None,
                        work_dir=None, resume: bool = False, write_npz: bool = True,
                        log=print) -> dict:
-    """Tracking of a measured treadmill run -> predictive 3.5 m/s half cycle -> full cycle."""
+    """A measured treadmill run tracked at its own speed (or, with
+    ``reference_stage="predictive"``, a minimum-effort run at ``settings.speed`` predicted
+    from that tracking solution) -> full cycle."""
     settings = settings or RunningSettings()
     motion = motion_file(RUNNING_MOTION, motion)
     log(f"[target] symmetrised half cycle from {motion.name}")
@@ -101,8 +107,12 @@ def generate_running2d(out_dir, *, motion=None, settings: RunningSettings | None
     return moco.generate_gait(
         out_dir, settings=settings, target=target, work_dir=work_dir or "/tmp/fastenv_running2d",
         resume=resume, write_npz=write_npz, log=log,
-        description=f"2D running gait cycle at {settings.speed} m/s of gait9dof18musc (osim-rl), "
-                    "predicted with OpenSim Moco from a tracking solution of a measured run",
+        description=("2D running gait cycle of gait9dof18musc (osim-rl): a measured treadmill "
+                     "run at its own speed, joint angles tracked with OpenSim Moco"
+                     if settings.reference_stage == "tracking" else
+                     f"2D running gait cycle at {settings.speed} m/s of gait9dof18musc "
+                     "(osim-rl), predicted with OpenSim Moco from a tracking solution of a "
+                     "measured run"),
         model="fastenv.envs.variants 'muscle2d' (= osim/models/gait9dof18musc.osim of osim-rl); "
               "smooth sphere contacts, DeGroote-Fregly muscles, rigid tendons, back welded",
         notes="tracking_solution_figures (when a tracking stage ran) describe the first-stage "

@@ -151,7 +151,9 @@ def test_default_pd_gains_carry_the_load_and_are_critically_damped(torque_env,
 
 @pytest.mark.parametrize("task", ["TorqueWalkingImitation2D-v0", "TorqueWalkingImitation3D-v0",
                                   "TorqueLockedKneeImitation2D-v0",
-                                  "TorqueRunningImitation2D-v0"])
+                                  # ~26 s: the running model's steps are slow
+                                  pytest.param("TorqueRunningImitation2D-v0",
+                                               marks=pytest.mark.slow)])
 def test_reference_as_target_tracks_a_full_cycle(task):
     """The default PD with the reference as its target (residual mode, zero action)
     follows the reference for a gait cycle and a half without falling: the actuation

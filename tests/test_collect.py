@@ -141,3 +141,25 @@ def test_bad_collector_input():
         assert bad.collect(3).obs.shape == (2, 3, venv.single_observation_space.shape[0])
     finally:
         venv.close()
+
+
+def test_closed_loop_benchmark_steps_the_same_work_in_every_mode(tmp_path):
+    """bench/closed_loop.py --quick: every mode steps each env the same number of times
+    through the same action schedule (the figures of a quick run mean nothing)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "closed_loop.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--modes",
+                    "sync_random,sync_policy,async_random,pipelined_policy",
+                    "--out", str(tmp_path)], check=True, capture_output=True, timeout=600)
+    result = json.loads((tmp_path / "closed_loop.json").read_text())
+    counts = {row["mode"]: row["env_steps_min_max"] for row in result["rows"]}
+    assert counts["sync_random"] == counts["sync_policy"] == counts["pipelined_policy"]
+    assert counts["sync_random"][0] == counts["sync_random"][1] == 2 + 16
+    # send/recv steps whichever envs are ready: each follows its own schedule, the
+    # quicker ones further along (the same number of samples in all)
+    assert 0 < counts["async_random"][0] <= 18 <= counts["async_random"][1]
+    assert result["actions"] == "schedule" and (tmp_path / "closed_loop.md").is_file()

@@ -2,6 +2,10 @@
 two-node Ray cluster started on this machine; fault tolerance (a killed pool worker,
 a killed env runner); ``fastenv train --backend rllib`` with resume and evaluate.
 
+The cluster tests are marked ``cluster`` (about 100 s together, with Ray's start-up):
+the default ``pytest`` leaves them out, to stay within its time budget, and ``.ci/run``
+runs them in a second step (``pytest -m cluster``).
+
 Everything runs tiny (2 envs per runner, 32-step rollouts, a 32x32 network) on one
 cluster shared by the module: the head node has 2 CPUs, the second node 1, and each
 node one ``runner_slot``, which the multi-node algorithm's runners claim, so that one
@@ -81,6 +85,7 @@ def reports(algorithm):
                                                          local_env_runner=False)
 
 
+@pytest.mark.cluster
 def test_env_runner_env_is_one_osim_vector_env_in_next_step_mode():
     from gymnasium.vector import AutoresetMode
 
@@ -99,6 +104,7 @@ def test_env_runner_env_is_one_osim_vector_env_in_next_step_mode():
         vector_env(dict(num_envs=2))
 
 
+@pytest.mark.cluster
 def test_ppo_samples_from_env_runners_on_both_nodes(cluster, algo):
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(nodes) == 2
@@ -111,6 +117,7 @@ def test_ppo_samples_from_env_runners_on_both_nodes(cluster, algo):
     assert all(len(r["worker_pids"]) == 1 for r in rs)   # one pool worker each
 
 
+@pytest.mark.cluster
 def test_killed_pool_worker_inside_env_runner_is_respawned(algo):
     before = reports(algo)
     victim = before[0]["worker_pids"][0]
@@ -123,6 +130,7 @@ def test_killed_pool_worker_inside_env_runner_is_respawned(algo):
     assert runner["env_steps"] > before[0]["env_steps"]
 
 
+@pytest.mark.cluster
 def test_killed_env_runner_is_restarted_by_rllib(algo):
     before = reports(algo)
     victim = before[1]
@@ -144,6 +152,7 @@ def test_killed_env_runner_is_restarted_by_rllib(algo):
                    for p in victim["worker_pids"])
 
 
+@pytest.mark.cluster
 def test_fastenv_train_rllib_resume_and_evaluate(cluster, tmp_path):
     from fastenv import evaluate as ev
     from fastenv.__main__ import main

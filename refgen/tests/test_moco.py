@@ -180,27 +180,60 @@ def test_cli_help_names_shared_motions_and_generators():
 
 # ------------------------------------------------------------------ smoke test
 def test_pipeline_smoke_coarse(tmp_path):
-    """The full pipeline on a 4-interval mesh with few iterations: it must run
-    end to end and write a well-formed full cycle and figures."""
+    """The walking2d pipeline (measured kinematics and forces tracked, coarse then
+    refined) on 4- and 6-interval meshes with few iterations: it must run end to end
+    and write a well-formed full cycle, figures and the force target it tracked."""
     _need_motion()
-    settings = moco.Settings(tracking_mesh=4, coarse_mesh=4, coarse_only=True,
-                             max_iterations=15, verbose=False)
+    shared_motion(moco.DEFAULT_GRF)
+    settings = moco.WalkingSettings(tracking_mesh=4, fine_mesh=6, max_iterations=10,
+                                    verbose=False)
     doc = moco.generate_walking2d(tmp_path / "out", settings=settings,
                                   work_dir=tmp_path / "work", write_npz=False,
                                   log=lambda m: None)
     cycle = read_coordinates_sto(tmp_path / "out" / "walking2d_coordinates.sto")
-    half_rows = 2 * 4 + 1  # Hermite-Simpson: mesh points and midpoints
+    half_rows = 2 * 6 + 1  # Hermite-Simpson: mesh points and midpoints
     assert cycle.names == moco.COORDINATES
     assert cycle.values.shape == (2 * half_rows - 1, len(moco.COORDINATES))
     assert np.all(np.diff(cycle.time) > 0) and cycle.time[0] == 0.0
     assert np.isfinite(cycle.values).all() and np.isfinite(cycle.speeds).all()
     assert doc["figures"]["stride_length_m"] > 0
-    assert set(doc["stages"]) == {"tracking", "predictive_coarse"}
+    assert set(doc["stages"]) == {"tracking", "tracking_grf", "tracking_fine"}
     for stage in doc["stages"].values():
-        assert 0 < stage["iterations"] <= 15
+        assert 0 < stage["iterations"] <= 10
+    assert doc["reference_stage"] == "tracking" and doc["speed_m_s"] == pytest.approx(0.975,
+                                                                                      abs=0.02)
+    assert doc["grf_target"]["plates"] == {"r": "ground_force_", "l": "1_ground_force_"}
     written = json.loads((tmp_path / "out" / "walking2d.json").read_text())
     assert written["figures"] == doc["figures"]
-    assert (tmp_path / "work" / "predictive_coarse_solution.sto").is_file()
+    assert (tmp_path / "work" / "tracking_fine_solution.sto").is_file()
+    assert (tmp_path / "work" / "grf_target.xml").is_file()
+
+
+def test_half_cycle_forces_are_the_measured_cycle_symmetrised(tmp_path):
+    """Feet are matched to plates by the centres of pressure (swapping the plates'
+    column names swaps the match, not the forces); the forces carry the model's
+    weight on average; the right foot's first half is the left foot's second half."""
+    motion = _need_motion()
+    grf = shared_motion(moco.DEFAULT_GRF)
+    target = moco.half_cycle_target(motion)
+    weight = moco.body_weight_n()
+    forces = moco.half_cycle_forces(grf, motion, target, weight)
+    assert forces.info["plates"] == {"r": "ground_force_", "l": "1_ground_force_"}
+    assert 600 < forces.info["subject_weight_n"] < 800
+    total = forces.forces["r"][:, 1] + forces.forces["l"][:, 1]
+    t = forces.time
+    assert np.trapezoid(total, t) / t[-1] == pytest.approx(weight, rel=0.02)
+    # heel strike of the right foot at the start, its loading and push-off humps
+    r = forces.forces["r"][:, 1] / weight
+    assert r[0] < 0.05 and 1.0 < r.max() < 1.3
+    text = grf.read_text().replace("1_ground_force_", "PLATE_B_").replace(
+        "ground_force_", "1_ground_force_").replace("PLATE_B_", "ground_force_")
+    swapped_file = tmp_path / "swapped_grf.mot"
+    swapped_file.write_text(text)
+    swapped = moco.half_cycle_forces(swapped_file, motion, target, weight)
+    assert swapped.info["plates"] == {"r": "1_ground_force_", "l": "ground_force_"}
+    for side in "rl":
+        np.testing.assert_allclose(swapped.forces[side], forces.forces[side])
 
 
 @pytest.mark.slow
@@ -298,7 +331,8 @@ _SMOKE = dict(tracking_mesh=4, coarse_mesh=4, coarse_only=True, max_iterations=1
               verbose=False)
 
 
-def _smoke(generate, settings, tmp_path, name, rows, motion=None):
+def _smoke(generate, settings, tmp_path, name, rows, motion=None,
+           stages=("tracking", "predictive_coarse")):
     doc = generate(tmp_path / "out", motion=motion, settings=settings,
                    work_dir=tmp_path / "work", write_npz=False, log=lambda m: None)
     out = read_coordinates_sto(tmp_path / "out" / f"{name}_coordinates.sto")
@@ -306,17 +340,23 @@ def _smoke(generate, settings, tmp_path, name, rows, motion=None):
     assert out.values.shape == (rows, len(moco.COORDINATES))
     assert np.all(np.diff(out.time) > 0) and out.time[0] == 0.0
     assert np.isfinite(out.values).all() and np.isfinite(out.speeds).all()
-    assert set(doc["stages"]) == {"tracking", "predictive_coarse"}
+    assert set(doc["stages"]) == set(stages)
     for stage in doc["stages"].values():
         assert 0 < stage["iterations"] <= 15
     assert json.loads((tmp_path / "out" / f"{name}.json").read_text())["figures"] == doc["figures"]
-    assert (tmp_path / "work" / "predictive_coarse_solution.sto").is_file()
+    assert (tmp_path / "work" / f"{list(stages)[-1]}_solution.sto").is_file()
     return doc, out
 
 
 def test_running2d_smoke_coarse(tmp_path):
+    """The measured run tracked at its own speed (the default), and the predictive
+    stage that the reference was made with before."""
     _need_public(tasks2d.RUNNING_MOTION)
     settings = tasks2d.RunningSettings(**_SMOKE)
+    doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
+                    2 * (2 * 4 + 1) - 1, stages={"tracking"})
+    assert doc["reference_stage"] == "tracking" and 3.5 < doc["speed_m_s"] < 4.0
+    settings = tasks2d.RunningSettings(**_SMOKE, reference_stage="predictive")
     doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
                     2 * (2 * 4 + 1) - 1)
     assert doc["prescribed_speed_m_s"] == 3.5
