@@ -63,6 +63,15 @@ PHYSICS = {
     "accurate": {"muscle": ("RungeKutta3", 1e-5), "torque": ("RungeKutta3", 1e-5)},
 }
 
+#: ``start_settle`` default per actuation (seconds; ``bench/first_step.py``). A muscle
+#: model released at a reference pose spends its first milliseconds in a transient (feet
+#: accelerated at thousands of rad/s² by muscle and contact forces that the reference's
+#: speeds do not balance) that made the first step cost about three average steps;
+#: settled start states skip it. Without actuation during the settle a torque model's
+#: feet would swing freely (ankle speeds off by 50 rad/s after 1 ms), and its first step
+#: costs little more than an average one, so torque tasks start from the reference.
+START_SETTLE = {"muscle": 0.002, "torque": 0.0}
+
 
 def _task(actuation: str, motion: str, dim: str, **rules) -> TaskSpec:
     """One cell of the task table: {Muscle,Torque} x motion x {2D,3D}."""
@@ -105,7 +114,7 @@ OPTIONS = dict(
     reference=None, reference_options=None,
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
-    pd_update="continuous",
+    pd_update="continuous", start_settle=None,
     reward="original", render_view=None, render_size=(640, 480),
 )
 MODES = ("train", "test")
@@ -129,6 +138,13 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
             if opts[key] is None:
                 opts[key] = (getattr(task, key) if opts["physics"] == "default"
                              else preset[key])
+        if opts["start_settle"] is None:
+            opts["start_settle"] = START_SETTLE[task.actuation]
+    if opts["start_settle"] is not None and not (
+            isinstance(opts["start_settle"], (int, float))
+            and not isinstance(opts["start_settle"], bool) and 0 <= opts["start_settle"] <= 0.01):
+        raise ValueError(f"start_settle must be a number of seconds within [0, 0.01] or None "
+                         f"(the task's default), got {opts['start_settle']!r}")
     if opts["mode"] not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
     if opts["nan_actions"] not in ("raise", "zero"):

@@ -30,8 +30,10 @@ FIBER_STATE = ("qddot/", "norm_fiber_length/", "norm_fiber_velocity/")
 
 
 def make_pair(**kw):
-    """float64 observations so that the comparison is not limited by float32."""
-    return (ImitationEnv(TASK, obs_dtype="float64", **kw),
+    """float64 observations so that the comparison is not limited by float32; the
+    seed-style env starts at the reference state, as osim-rl did, so ImitationEnv does
+    too here (``start_settle=0``)."""
+    return (ImitationEnv(TASK, obs_dtype="float64", start_settle=0.0, **kw),
             SeedStyleEnv(TASK, obs_dtype="float64", **kw))
 
 

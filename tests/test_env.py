@@ -71,12 +71,56 @@ def test_reward_terms_in_info(env):
 
 
 def test_reference_state_initialisation_is_on_the_ground(env):
-    env.reset(seed=0, options={"start_frame": 0})
-    sim = env.sim
+    """The reference state (``start_settle=0``; torque tasks' default) stands on the
+    ground with about body weight, at exactly the start frame's pose, at time 0."""
+    e = env if env.options["start_settle"] == 0 else ImitationEnv(env.spec_task.id,
+                                                                   start_settle=0)
+    e.reset(seed=0, options={"start_frame": 0})
+    sim = e.sim
     vgrf = sim.buf[sim.layout.slice("grf")].reshape(-1, 6)[:, 1].sum() / sim.body_weight
     assert 0.5 < vgrf < 1.5
-    q0, _ = env.reference.coordinates_at(0)
+    q0, _ = e.reference.coordinates_at(0)
     np.testing.assert_allclose(sim.buf[sim.layout.slice("q")], q0, atol=1e-9)
+    assert sim.state.getTime() == 0.0
+
+
+def test_settled_start_states():
+    """Muscle tasks start settled (``start_settle``, 2 ms): the first milliseconds'
+    accelerations of thousands of rad/s² (muscle and contact forces the reference's
+    speeds do not balance) are behind the start state, which stays within 0.5° of the
+    reference; ``start_settle=0`` is the reference state itself. Built once per frame,
+    deterministic, and reused."""
+    settled = ImitationEnv("MuscleWalkingImitation2D-v0")
+    raw = ImitationEnv("MuscleWalkingImitation2D-v0", start_settle=0)
+    assert settled.options["start_settle"] == 0.002
+    sim = settled.sim
+    L = sim.layout
+    for frame in (0, 12, 30):
+        settled.reset(seed=0, options={"start_frame": frame})
+        raw.reset(seed=0, options={"start_frame": frame})
+        q_ref, qd_ref = raw.reference.coordinates_at(frame)
+        np.testing.assert_allclose(raw.sim.buf[L.slice("q")], q_ref, atol=1e-12)
+        np.testing.assert_allclose(raw.sim.buf[L.slice("qdot")], qd_ref, atol=1e-12)
+        dq = np.abs(sim.buf[L.slice("q")] - q_ref)
+        assert dq[sim.rotational].max() < np.radians(0.5) and dq[~sim.rotational].max() < 1e-3
+        assert sim.buf[L.slice("grf")].reshape(-1, 6)[:, 1].sum() > 0.1 * sim.body_weight
+        assert 0.0 < np.abs(sim.buf[L.slice("qdot")] - qd_ref).max() < 10.0
+        worst = np.abs(raw.sim.buf[L.slice("qddot")]).max()
+        assert worst > 3000
+        assert np.abs(sim.buf[L.slice("qddot")]).max() < 0.5 * worst
+        first = settled._snapshots[frame]
+        obs, _ = settled.reset(options={"start_frame": frame})
+        assert settled._snapshots[frame] is first
+        assert sim.state.getTime() == 0.0
+    again = ImitationEnv("MuscleWalkingImitation2D-v0")
+    again.reset(seed=0, options={"start_frame": 30})
+    np.testing.assert_array_equal(again._snapshots[30].y, settled._snapshots[30].y)
+    assert ImitationEnv("TorqueWalkingImitation2D-v0").options["start_settle"] == 0.0
+    for bad in (-0.001, 0.5, "2ms", True):
+        with pytest.raises(ValueError, match="start_settle"):
+            ImitationEnv("MuscleWalkingImitation2D-v0", start_settle=bad)
+    for e in (settled, raw, again):
+        e.close()
 
 
 def test_same_seed_same_rollout(env):

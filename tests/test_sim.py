@@ -134,6 +134,70 @@ def test_snapshot_restore_is_exact(muscle2d_path):
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
+def _run_from(sim, snapshot, steps=5):
+    sim.restore(snapshot)
+    rng = np.random.default_rng(3)
+    out = [sim.buf.copy()]
+    for _ in range(steps):
+        sim.step(rng.random(sim.n_controls))
+        out.append(sim.buf.copy())
+    return np.array(out)
+
+
+@pytest.mark.parametrize("model", ["muscle2d", "torque3d"])
+def test_compact_snapshot_restores_bitwise(model):
+    """A Snapshot (Y and time over the template State) restores exactly what the full
+    ``opensim.State`` restores: reference start states (muscles equilibrated) and a
+    state in mid-episode, on a muscle model and on a 3D model with push and springs."""
+    from fastenv.envs.variants import variant_path
+    from fastenv.sim import Snapshot
+    kw = dict(push_body="torso", coordinate_springs="actuated") if model == "torque3d" else {}
+    sim = Simulation(variant_path(model), **kw)
+    rng = np.random.default_rng(0)
+    q0 = np.array([c.getValue(sim.default_state) for c in sim.coordinates])
+    states = [sim.state_from_coordinates(q0 + 0.05 * rng.standard_normal(len(q0)),
+                                         rng.standard_normal(len(q0)), time=t)
+              for t in (0.0, -0.002)]
+    sim.restore(states[0])
+    for _ in range(3):
+        sim.step(rng.random(sim.n_controls))
+    states.append(osim.State(sim.state))
+    for state in states:
+        snap = sim.compact(state)
+        assert isinstance(snap, Snapshot) and snap.time == state.getTime()
+        assert len(snap.y) == state.getNY() and not snap.y.flags.writeable
+        np.testing.assert_array_equal(_run_from(sim, snap), _run_from(sim, state))
+
+
+def test_snapshot_checks_its_size_and_settle_its_duration(muscle2d_path):
+    from fastenv.sim import Snapshot
+    sim = Simulation(muscle2d_path)
+    with pytest.raises(ValueError, match="state values"):
+        sim.restore(Snapshot(0.0, np.zeros(3)))
+    for bad in (0.0, -1e-3, float("nan")):
+        with pytest.raises(ValueError, match="positive"):
+            sim.settled(sim.snapshot(), bad)
+
+
+def test_settled_is_the_state_after_that_much_simulation(muscle2d_path):
+    """``settled`` equals restoring the start and stepping the same time with zero
+    controls (a fresh integrator either way), and leaves the current episode alone."""
+    sim = Simulation(muscle2d_path, control_dt=0.002)
+    start = sim.compact(sim.state_from_coordinates(
+        [c.getValue(sim.default_state) for c in sim.coordinates],
+        np.zeros(len(sim.coordinates)), time=-0.002))
+    sim.restore(sim.default_state)
+    sim.step(np.full(sim.n_controls, 0.3))
+    before = (sim.state.getTime(), sim.state.getY().to_numpy().copy())
+    settled = sim.settled(start, 0.002)
+    assert settled.time == 0.0
+    assert sim.state.getTime() == before[0]
+    np.testing.assert_array_equal(sim.state.getY().to_numpy(), before[1])
+    sim.restore(start)
+    sim.step(np.zeros(sim.n_controls))
+    np.testing.assert_array_equal(settled.y, sim.state.getY().to_numpy())
+
+
 def test_state_from_coordinates_sets_values(muscle2d_path):
     sim = Simulation(muscle2d_path)
     q = sim.buf[sim.layout.slice("q")].copy()

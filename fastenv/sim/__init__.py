@@ -5,5 +5,6 @@ from fastenv.sim.simulation import (  # noqa: F401
     Layout,
     Simulation,
     SimulationError,
+    Snapshot,
     foot_record_indices,
 )

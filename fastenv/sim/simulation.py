@@ -37,6 +37,19 @@ class SimulationError(RuntimeError):
     """The integrator failed or the state became non-finite (episode must end)."""
 
 
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """A State in compact form: its time and its continuous state ``y`` (Simbody's Y:
+    q, u and the muscles' states), a few hundred bytes instead of the ≈0.28 MB of an
+    ``opensim.State`` with its cache. The rest of a State (discrete variables,
+    modelling options) is the same in every State a :class:`Simulation` makes, so
+    :meth:`Simulation.restore` takes it from one template, ``default_state``; the
+    restored simulation is bitwise the one restored from the full State (tested)."""
+
+    time: float
+    y: np.ndarray
+
+
 @dataclass
 class Layout:
     """Names and index ranges of the segments of a flat float64 buffer."""
@@ -323,6 +336,50 @@ class Simulation:
         self.model.realizeVelocity(s)
         return s
 
+    def compact(self, state) -> Snapshot:
+        """``state`` (an ``opensim.State`` of this model) as a :class:`Snapshot`."""
+        y = state.getY().to_numpy().copy()
+        y.setflags(write=False)   # shared by every restore from it
+        return Snapshot(float(state.getTime()), y)
+
+    def _full_state(self, snapshot):
+        """A new ``opensim.State`` from a :class:`Snapshot` or a copy of a State."""
+        if not isinstance(snapshot, Snapshot):
+            return osim.State(snapshot)
+        if len(snapshot.y) != self.default_state.getNY():
+            raise ValueError(f"snapshot has {len(snapshot.y)} state values; this model has "
+                             f"{self.default_state.getNY()}")
+        s = osim.State(self.default_state)
+        s.setTime(snapshot.time)
+        s.setY(osim.Vector.createFromMat(np.ascontiguousarray(snapshot.y, dtype=float)))
+        return s
+
+    def settled(self, start, seconds: float) -> Snapshot:
+        """``start`` (a Snapshot or State) simulated for ``seconds`` with zero controls,
+        on an integrator of its own (the current episode's is untouched; its controls
+        are zeroed, as :meth:`restore` does). What springs and pushes are set acts.
+
+        A start state built from reference kinematics is not one the model reaches by
+        itself: its feet accelerate at thousands of rad/s² in the first milliseconds
+        (muscle and contact forces that the reference's speeds do not balance), and the
+        error-controlled integrator crawls through that transient with 0.1-ms steps.
+        Settling once, when a start state is built, moves that work out of every
+        episode's first step."""
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+        self.set_controls(np.zeros(self.n_controls))
+        s = self._full_state(start)
+        t_end = s.getTime() + seconds
+        manager = self._new_manager(s)   # owns the State integrate returns: keep it alive
+        try:
+            snap = self.compact(manager.integrate(t_end))
+        except Exception as exc:
+            raise SimulationError(f"integrator failed settling the start state: "
+                                  f"{str(exc).splitlines()[0]}") from exc
+        if not np.isfinite(snap.y).all():
+            raise SimulationError("non-finite state after settling the start state")
+        return snap
+
     def export_state(self) -> dict:
         """Everything needed to continue this simulation in another process."""
         return dict(y=self.state.getY().to_numpy().copy(), time=self.state.getTime(),
@@ -331,27 +388,25 @@ class Simulation:
 
     def import_state(self, saved: dict):
         """Continue from :meth:`export_state` output (same model file)."""
-        s = osim.State(self.default_state)
-        s.setTime(float(saved["time"]))
-        s.setY(osim.Vector.createFromMat(np.asarray(saved["y"], dtype=float)))
-        self.restore(s)
+        self.restore(Snapshot(float(saved["time"]), np.asarray(saved["y"], dtype=float)))
         if saved.get("push") is not None:
             self.set_push(saved["push"])
         self.set_controls(saved["controls"])
         self.read()
 
-    def snapshot(self):
-        """A copy of the current State (restore it with :meth:`restore`)."""
-        return osim.State(self.state)
+    def snapshot(self) -> Snapshot:
+        """The current state, compact (restore it with :meth:`restore`)."""
+        return self.compact(self.state)
 
     def restore(self, snapshot):
-        """Continue from a copy of ``snapshot`` (no initSystem, no equilibration).
+        """Continue from ``snapshot``, a :class:`Snapshot` or an ``opensim.State`` (copied;
+        no initSystem, no equilibration).
 
         Controls are zeroed *before* the Manager realizes the copy, so what it caches
         never depends on the previous episode's last action (determinism).
         """
         self.set_controls(np.zeros(self.n_controls))
-        self._manager = self._new_manager(osim.State(snapshot))
+        self._manager = self._new_manager(self._full_state(snapshot))
         self.state = self._manager.getState()  # the integrator's own State
         self.read()
 

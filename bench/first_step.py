@@ -1,0 +1,238 @@
+"""The first step after a reset against the mean step, and what makes it expensive.
+
+    python bench/first_step.py [--quick] [--count] [--causes] [--json FILE]
+
+Per task (a muscle and a torque task by default) and per start state (the task's
+default ``start_settle`` and ``start_settle=0``, the reference state itself), one env
+runs seeded random actions, with falls and resets, until ``--resets`` episodes have
+started; every ``env.step`` is timed. Reported: the mean step over the whole rollout
+(first steps included: what an average step costs), the mean and median first step,
+first ÷ mean, and first ÷ the mean of each episode's steps 2-10 (the early steps, which
+cost more than late ones whatever the start). ``--count`` counts the integrator's
+internal steps instead of timing (integrators that record their steps): the same
+ratios, independent of the machine and its load, and deterministic.
+
+``--causes`` adds, in internal integrator steps, the first step from start states with
+one suspected cause removed at a time (frames 0, 4, 8, ... of the first half cycle, one
+seeded random action each): the muscle states settled, the speeds settled, the feet
+out of contact, the settled start state, and a fresh integrator on a mid-episode state
+(its step-size restart alone).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+TASKS = ("MuscleWalkingImitation2D-v0", "TorqueWalkingImitation2D-v0")
+
+
+def counting(sim):
+    """Make ``sim`` build integrators that record every internal step (a row per step
+    in the Manager's state storage, a few hundred bytes each); returns a function that
+    gives the number of steps recorded so far by the current integrator."""
+    import opensim as osim
+
+    from fastenv.sim.simulation import INTEGRATORS
+
+    def new_manager(state):
+        m = osim.Manager(sim.model)
+        m.setIntegratorMethod(INTEGRATORS[sim.integrator])
+        m.setIntegratorAccuracy(sim.accuracy)
+        m.setWriteToStorage(True)
+        m.initialize(state)
+        return m
+
+    sim._new_manager = new_manager
+    return lambda: sim._manager.getStateStorage().getSize()
+
+
+def rollout(task: str, env_kwargs: dict, resets: int, seed: int, count: bool) -> dict:
+    """Seeded random actions until ``resets`` episodes have started; per step its wall
+    time (or, with ``count``, its internal integrator steps) and whether it was an
+    episode's first."""
+    from fastenv.env import ImitationEnv
+    env = ImitationEnv(task, **env_kwargs)
+    steps_of = counting(env.sim) if count else None
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    cost, first, index = [], [], []
+    episodes, k = 1, 0
+    while True:
+        action = env.action_space.sample()
+        if count:
+            n0 = steps_of()
+            _, _, term, trunc, _ = env.step(action)
+            cost.append(steps_of() - n0)
+        else:
+            t0 = time.perf_counter()
+            _, _, term, trunc, _ = env.step(action)
+            cost.append(time.perf_counter() - t0)
+        first.append(k == 0)
+        index.append(k)
+        k += 1
+        if term or trunc:
+            if episodes == resets:
+                break
+            env.reset()
+            episodes, k = episodes + 1, 0
+    env.close()
+    cost, first, index = np.array(cost), np.array(first), np.array(index)
+    early = (index >= 1) & (index <= 9)
+    return dict(steps=len(cost), episodes=episodes, mean=float(cost.mean()),
+                first_mean=float(cost[first].mean()), first_median=float(np.median(cost[first])),
+                early_mean=float(cost[early].mean()),
+                ratio=float(cost[first].mean() / cost.mean()),
+                ratio_early=float(cost[first].mean() / cost[early].mean()))
+
+
+# ------------------------------------------------------------------------- causes
+def causes(task: str, settle: float, seed: int) -> list[dict]:
+    """Internal integrator steps of the first step from start states with one cause
+    removed at a time (see the module docstring)."""
+    import opensim as osim
+
+    from fastenv.env import ImitationEnv
+    from fastenv.sim import Snapshot
+    env = ImitationEnv(task, start_settle=0.0)
+    sim = env.sim
+    steps_of = counting(sim)
+    env.action_space.seed(seed)
+    half = max(1, env.reference.cycle_steps // 2)
+    frames = list(range(0, half, 4))
+    actions = [env.action_space.sample() for _ in frames]
+    free = ~sim.locked
+    nq = sim.default_state.getNQ()
+    qi, ui = sim._q_idx[free], nq + sim._u_idx[free]
+
+    def first_step(frame, action, start=None):
+        env.reset(seed=seed, options={"start_frame": frame})
+        if start is not None:
+            sim.restore(start)
+        n0 = steps_of()
+        env.step(action)
+        return steps_of() - n0
+
+    def reference(frame):
+        return sim.compact(sim.state_from_coordinates(*env.reference.coordinates_at(frame)))
+
+    def settled_then(frame, keep):
+        """A 2-ms settle from the reference state, then the reference's values put back
+        for the parts in ``keep`` ("q", "u")."""
+        q, qd = env.reference.coordinates_at(frame)
+        start = sim.state_from_coordinates(q, qd)
+        y = sim.settled(start, settle).y.copy()
+        y0 = start.getY().to_numpy()
+        for part, idx in (("q", qi), ("u", ui)):
+            if part in keep:
+                y[idx] = y0[idx]
+        return Snapshot(0.0, y)
+
+    def lifted(frame, dy=0.05):
+        s = sim._full_state(reference(frame))
+        q = s.getQ().to_numpy().copy()
+        q[sim._q_idx[sim.coordinate_names.index("pelvis_ty")]] += dy
+        s.setQ(osim.Vector.createFromMat(q))
+        return s
+
+    def settled_start(frame):
+        q, qd = env.reference.coordinates_at(frame)
+        start = sim.state_from_coordinates(np.asarray(q) - settle * np.asarray(qd), qd,
+                                           time=-settle)
+        return sim.settled(start, settle)
+
+    rows = [("reference state (start_settle=0)", lambda f: None)]
+    if sim.muscles:
+        rows.append(("muscle states settled 2 ms; pose and speeds the reference's",
+                     lambda f: settled_then(f, "qu")))
+    rows += [("speeds and muscle states settled 2 ms; pose the reference's",
+              lambda f: settled_then(f, "q")),
+             ("feet out of contact (pelvis 5 cm higher)", lambda f: lifted(f)),
+             (f"settled start (released {settle * 1e3:g} ms before the frame)",
+              lambda f: settled_start(f))]
+    out = []
+    for name, make in rows:
+        n = [first_step(f, a, make(f)) for f, a in zip(frames, actions)]
+        out.append(dict(task=task, start=name, first_step=float(np.mean(n))))
+    # the integrator's step-size restart alone: a mid-episode state (5 steps in), its
+    # next step with the episode's integrator and with a fresh one
+    cont, fresh = [], []
+    for f, a in zip(frames, actions):
+        env.reset(seed=seed, options={"start_frame": f})
+        for _ in range(5):
+            env.step(a)
+        saved = env.get_state()
+        n0 = steps_of()
+        env.step(a)
+        cont.append(steps_of() - n0)
+        env.set_state(saved)
+        n0 = steps_of()
+        env.step(a)
+        fresh.append(steps_of() - n0)
+    out.append(dict(task=task, start="6th step, the episode's integrator",
+                    first_step=float(np.mean(cont))))
+    out.append(dict(task=task, start="6th step, a fresh integrator (restart only)",
+                    first_step=float(np.mean(fresh))))
+    env.close()
+    return out
+
+
+# ------------------------------------------------------------------------- main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS))
+    p.add_argument("--resets", type=int, default=60,
+                   help="episodes per task and start state (default 60; --quick 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", action="store_true",
+                   help="count internal integrator steps instead of timing (deterministic)")
+    p.add_argument("--causes", action="store_true",
+                   help="internal steps of the first step with one cause removed at a time")
+    p.add_argument("--quick", action="store_true", help="8 episodes each (about a minute)")
+    p.add_argument("--json", help="write the rows to this file")
+    args = p.parse_args(argv)
+    if args.resets < 1:
+        p.error(f"--resets must be >= 1, got {args.resets}")
+    resets = 8 if args.quick else args.resets
+
+    from fastenv.envs import TASKS as SPECS
+    from fastenv.envs import resolve_options
+    unknown = sorted(set(args.tasks) - set(SPECS))
+    if unknown:
+        p.error(f"unknown task(s) {unknown}")
+    rows, cause_rows = [], []
+    unit = "integrator steps" if args.count else "ms"
+    for task in args.tasks:
+        default = resolve_options(task=SPECS[task])["start_settle"]
+        starts = [(f"default (start_settle={default:g})", {})]
+        if default:
+            starts.append(("reference state (start_settle=0)", {"start_settle": 0.0}))
+        for name, kw in starts:
+            r = rollout(task, kw, resets, args.seed, args.count)
+            rows.append(dict(task=task, start=name, unit=unit, **r))
+            f = 1 if args.count else 1e3
+            print(f"{task:30s} {name:34s} mean step {r['mean'] * f:6.2f} {unit}, first "
+                  f"{r['first_mean'] * f:6.2f} (median {r['first_median'] * f:6.2f}): "
+                  f"{r['ratio']:.2f} mean steps, {r['ratio_early']:.2f} of steps 2-10  "
+                  f"[{r['episodes']} episodes, {r['steps']} steps]", flush=True)
+        if args.causes:
+            settle = default or resolve_options(task=SPECS["MuscleWalkingImitation2D-v0"])[
+                "start_settle"]
+            for r in causes(task, settle, args.seed):
+                cause_rows.append(r)
+                print(f"  cause  {r['start']:62s} {r['first_step']:6.1f} integrator steps",
+                      flush=True)
+    if args.json:
+        import os
+        with open(args.json, "w") as f:
+            json.dump(dict(date=datetime.now(UTC).isoformat(timespec="seconds"),
+                           machine=platform.node(), cpus=os.cpu_count(), resets=resets,
+                           seed=args.seed, rows=rows, causes=cause_rows), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
