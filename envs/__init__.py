@@ -115,8 +115,13 @@ OPTIONS = dict(
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
     pd_update="continuous", start_settle=None,
+    muscle_model="thelen", contact_model="hunt_crossley",
     reward="original", render_view=None, render_size=(640, 480),
 )
+#: ``muscle_model`` / ``contact_model`` values (``fastenv.envs.variants`` builds them):
+#: the osim-rl originals first, then the Moco model family.
+MUSCLE_MODELS = ("thelen", "degroote")
+CONTACT_MODELS = ("hunt_crossley", "smooth")
 MODES = ("train", "test")
 
 def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> dict:
@@ -145,6 +150,19 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
             and not isinstance(opts["start_settle"], bool) and 0 <= opts["start_settle"] <= 0.01):
         raise ValueError(f"start_settle must be a number of seconds within [0, 0.01] or None "
                          f"(the task's default), got {opts['start_settle']!r}")
+    if opts["muscle_model"] not in MUSCLE_MODELS:
+        raise ValueError(f"muscle_model must be one of {list(MUSCLE_MODELS)}, "
+                         f"got {opts['muscle_model']!r}")
+    if opts["contact_model"] not in CONTACT_MODELS:
+        raise ValueError(f"contact_model must be one of {list(CONTACT_MODELS)}, "
+                         f"got {opts['contact_model']!r}")
+    if task is not None and task.actuation != "muscle" and opts["muscle_model"] != "thelen":
+        raise ValueError(f"muscle_model={opts['muscle_model']!r} applies to muscle tasks; "
+                         f"{task.id} is torque-driven (leave muscle_model at 'thelen')")
+    if opts["model"] is not None and (opts["muscle_model"], opts["contact_model"]) != (
+            MUSCLE_MODELS[0], CONTACT_MODELS[0]):
+        raise ValueError(f"muscle_model/contact_model build the task's model variant; with "
+                         f"your own model={str(opts['model'])!r} leave them at their defaults")
     if opts["mode"] not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
     if opts["nan_actions"] not in ("raise", "zero"):

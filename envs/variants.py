@@ -57,6 +57,10 @@ __all__ = [
     "PALSY_CONTRACTURE_MUSCLES",
     "PALSY_HEAD_MESH",
     "standing_height",
+    "MUSCLE_MODELS",
+    "CONTACT_MODELS",
+    "DGF_ACTIVE_FORCE_WIDTH",
+    "SMOOTH_CONTACT_TRANSITION_VELOCITY",
 ]
 
 # Bump whenever a builder's output changes: it is part of the cache key, so old
@@ -444,6 +448,113 @@ def _build_palsy(
         muscle.setOptimalFiberLength(muscle.getOptimalFiberLength() * (1.0 - contracture))
 
 
+# ------------------------------------------------- muscle and contact models --
+#
+# The osim-rl models have Thelen muscles (compliant tendons) and Hunt-Crossley
+# foot contacts. The "Moco model family" -- DeGroote-Fregly 2016 muscles with
+# rigid tendons and smooth sphere contacts, the models the references are solved
+# with (refgen) -- is offered as an option on every variant: each evaluation of
+# the dynamics is cheaper (no fibre-length states; smooth contact forces), at the
+# price of different physics. Both conversions use the OpenSim API only.
+
+#: ``muscle_model`` values: osim-rl's Thelen2003 muscles, or DeGroote-Fregly 2016.
+MUSCLE_MODELS = ("thelen", "degroote")
+#: ``contact_model`` values: osim-rl's Hunt-Crossley forces, or one
+#: SmoothSphereHalfSpaceForce per contact sphere.
+CONTACT_MODELS = ("hunt_crossley", "smooth")
+
+#: Width scale of the DeGroote-Fregly active force-length curve, as in every refgen
+#: solve: with rigid tendons the fibres operate over a wider range of lengths than
+#: with the Thelen models' compliant tendons, and the standard curve would leave
+#: muscles weak over much of the walking range.
+DGF_ACTIVE_FORCE_WIDTH = 1.5
+#: Stick-slip transition velocity (m/s) of the smooth contacts, as in refgen's
+#: Moco models (Hunt-Crossley's own is 0.1 m/s).
+SMOOTH_CONTACT_TRANSITION_VELOCITY = 0.2
+
+
+def _degroote_muscles(model: opensim.Model) -> None:
+    """Replace every muscle by a DeGroote-Fregly 2016 muscle with a rigid tendon.
+
+    ``replaceMuscles`` keeps each muscle's name, path, max isometric force, optimal
+    fibre length, tendon slack length, pennation, max contraction velocity,
+    activation time constants and control limits, so variant edits made before
+    (the palsy child's weakness and contractures) carry over. Passive fibre force is
+    kept: the palsy contractures act through it, and the Thelen muscles have it.
+    """
+    if not any(True for _ in _iter(model.getMuscles())):
+        raise ValueError(f"model {model.getName()!r} has no muscles to replace")
+    opensim.DeGrooteFregly2016Muscle.replaceMuscles(model)
+    for muscle in _iter(model.updMuscles()):
+        dgf = opensim.DeGrooteFregly2016Muscle.safeDownCast(muscle)
+        dgf.set_ignore_tendon_compliance(True)
+        dgf.set_ignore_passive_fiber_force(False)
+        dgf.set_active_force_width_scale(DGF_ACTIVE_FORCE_WIDTH)
+
+
+def _contact_geometry_names(force: opensim.Force) -> list[str]:
+    """The contact geometry names of a HuntCrossleyForce (its contact parameters'
+    ``geometry`` lists; the Python bindings expose them only as property text)."""
+    sets = force.getPropertyByName("contact_parameters").getValueAsObject(0)
+    objects = sets.getPropertyByName("objects")
+    names = []
+    for k in range(objects.size()):
+        text = objects.getValueAsObject(k).getPropertyByName("geometry").toString()
+        names.extend(text.strip("()").split())
+    return names
+
+
+def _smooth_contacts(model: opensim.Model) -> None:
+    """Replace each HuntCrossleyForce by one SmoothSphereHalfSpaceForce per sphere.
+
+    Same spheres, half space, stiffness, dissipation and friction coefficients; the
+    transition velocity is :data:`SMOOTH_CONTACT_TRANSITION_VELOCITY`. The forces are
+    named ``<Hunt-Crossley force>:<sphere>`` (``foot_r:r_heel``): ``Simulation`` sums
+    the forces of one foot into that foot's row, so the observation keeps its layout.
+    """
+    geometry = model.getContactGeometrySet()
+    forces = model.updForceSet()
+    replaced = []
+    for i in range(forces.getSize()):
+        force = forces.get(i)
+        if force.getConcreteClassName() != "HuntCrossleyForce":
+            continue
+        hc = opensim.HuntCrossleyForce.safeDownCast(force)
+        names = _contact_geometry_names(force)
+        kinds = {n: geometry.get(n).getConcreteClassName() for n in names}
+        planes = [n for n in names if kinds[n] == "ContactHalfSpace"]
+        spheres = [n for n in names if kinds[n] == "ContactSphere"]
+        if len(planes) != 1 or not spheres or len(planes) + len(spheres) != len(names):
+            raise ValueError(f"contact force {hc.getName()!r} of {model.getName()!r} is not "
+                             f"spheres on one half space: {kinds}")
+        params = (hc.getStiffness(), hc.getDissipation(), hc.getStaticFriction(),
+                  hc.getDynamicFriction(), hc.getViscousFriction())
+        replaced.append((hc.getName(), planes[0], spheres, params))
+    if not replaced:
+        raise ValueError(f"model {model.getName()!r} has no HuntCrossleyForce to replace")
+    names = {name for name, *_ in replaced}
+    _remove_forces(model, lambda f: f.getName() not in names)
+    for name, plane, spheres, (k, c, mu_s, mu_d, mu_v) in replaced:
+        for sphere in spheres:
+            force = opensim.SmoothSphereHalfSpaceForce(
+                f"{name}:{sphere}", opensim.ContactSphere.safeDownCast(geometry.get(sphere)),
+                opensim.ContactHalfSpace.safeDownCast(geometry.get(plane)))
+            force.set_stiffness(k)
+            force.set_dissipation(c)
+            force.set_static_friction(mu_s)
+            force.set_dynamic_friction(mu_d)
+            force.set_viscous_friction(mu_v)
+            force.set_transition_velocity(SMOOTH_CONTACT_TRANSITION_VELOCITY)
+            model.addForce(force)
+
+
+def _apply_models(model: opensim.Model, muscle_model: str, contact_model: str) -> None:
+    if muscle_model == "degroote":
+        _degroote_muscles(model)
+    if contact_model == "smooth":
+        _smooth_contacts(model)
+
+
 # ------------------------------------------------------------------ specs --
 
 _TORQUE_DEFAULTS = {"max_actuation": 200.0, "pelvis_residuals": True}
@@ -557,6 +668,27 @@ def _canonical_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _canonical_models(name: str, muscle_model: str, contact_model: str) -> dict[str, str]:
+    """The non-default muscle and contact models, checked (empty for the originals, so
+    their cache keys, and files, are those of before the option existed)."""
+    if muscle_model not in MUSCLE_MODELS:
+        raise ValueError(f"muscle_model must be one of {list(MUSCLE_MODELS)}, "
+                         f"got {muscle_model!r}")
+    if contact_model not in CONTACT_MODELS:
+        raise ValueError(f"contact_model must be one of {list(CONTACT_MODELS)}, "
+                         f"got {contact_model!r}")
+    if muscle_model != "thelen" and VARIANTS[name].build in (_build_torque,
+                                                             _build_torque_locked_knee):
+        raise ValueError(f"muscle_model={muscle_model!r} needs muscles; variant {name!r} "
+                         f"has none (use muscle_model='thelen')")
+    models = {}
+    if muscle_model != MUSCLE_MODELS[0]:
+        models["muscle_model"] = muscle_model
+    if contact_model != CONTACT_MODELS[0]:
+        models["contact_model"] = contact_model
+    return models
+
+
 def _cache_key(name: str, base_bytes: bytes, params: Mapping[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(base_bytes)
@@ -576,10 +708,17 @@ def _cache_key(name: str, base_bytes: bytes, params: Mapping[str, Any]) -> str:
 
 
 def _build_model(
-    name: str, spec: VariantSpec, base: pathlib.Path, params: Mapping[str, Any]
+    name: str, spec: VariantSpec, base: pathlib.Path, params: Mapping[str, Any],
+    models: Mapping[str, str] | None = None,
 ) -> opensim.Model:
     model = opensim.Model(str(base))
     spec.build(model, **params)
+    models = dict(models or {})
+    if models:
+        _apply_models(model, models.get("muscle_model", MUSCLE_MODELS[0]),
+                      models.get("contact_model", CONTACT_MODELS[0]))
+        model.set_credits(f"fastenv: {json.dumps(models, sort_keys=True)}. "
+                          + model.get_credits())
     if not spec.keep_name:
         model.setName(name)
         # Provenance travels with the file (deterministic: no dates or paths).
@@ -593,7 +732,8 @@ def _build_model(
     return model
 
 
-def variant_path(name: str, **params: Any) -> pathlib.Path:
+def variant_path(name: str, *, muscle_model: str = "thelen",
+                 contact_model: str = "hunt_crossley", **params: Any) -> pathlib.Path:
     """Path of the cached ``.osim`` for variant ``name``, building it on first use.
 
     Names: ``muscle2d``, ``muscle3d`` (osim-rl base models, format-upgraded);
@@ -616,18 +756,26 @@ def variant_path(name: str, **params: Any) -> pathlib.Path:
     of the (mass ratio)^(2/3) size scaling) and ``contracture`` (0.2; fraction
     by which the hamstrings' and gastrocnemii's optimal fibre lengths shrink;
     0 gives a plainly scaled child). Unknown names or params raise ValueError.
+
+    Every variant with muscles takes ``muscle_model`` ("thelen", the base models'
+    own, or "degroote": DeGroote-Fregly 2016 muscles with rigid tendons), and every
+    variant ``contact_model`` ("hunt_crossley" or "smooth": one
+    SmoothSphereHalfSpaceForce per contact sphere); see :func:`_degroote_muscles` and
+    :func:`_smooth_contacts`.
     """
     canon = _canonical_params(name, params)
+    models = _canonical_models(name, muscle_model, contact_model)
     spec = VARIANTS[name]
     base = base_model_path(spec.base)
-    key = _cache_key(name, base.read_bytes(), canon)
+    key = _cache_key(name, base.read_bytes(), {**canon, **models})
     directory = cache_dir()
-    target = directory / f"{name}-{key[:16]}.osim"
+    label = "_".join((name, *models.values()))   # muscle2d_degroote_smooth-<key>.osim
+    target = directory / f"{label}-{key[:16]}.osim"
     if target.is_file():
         return target
 
     directory.mkdir(parents=True, exist_ok=True)
-    model = _build_model(name, spec, base, canon)
+    model = _build_model(name, spec, base, canon, models)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -72,7 +72,8 @@ class ImitationEnv(gym.Env):
             params = dict(task.variant_params)
             if task.actuation == "torque":
                 params["max_actuation"] = float(opts["max_actuation"])
-            model_path = str(variant_path(task.model, **params))
+            model_path = str(variant_path(task.model, muscle_model=opts["muscle_model"],
+                                          contact_model=opts["contact_model"], **params))
         self.model_path = model_path
         self.sim = sim = Simulation(model_path, integrator=opts["integrator"],
                                     accuracy=opts["accuracy"],

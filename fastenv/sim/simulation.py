@@ -198,7 +198,13 @@ class Simulation:
             if cls in ("HuntCrossleyForce", "SmoothSphereHalfSpaceForce",
                        "ElasticFoundationForce"):
                 self.contact_forces.append(f)
-        self.contact_names = [f.getName() for f in self.contact_forces]
+        # A force named "<foot>:<part>" is one of several making up a foot's contact
+        # (one smooth sphere each, fastenv.envs.variants): they share the row "<foot>",
+        # so a model's GRF rows are its feet whichever contact model it has.
+        feet = [f.getName().split(":")[0] for f in self.contact_forces]
+        self.contact_names = list(dict.fromkeys(feet))
+        self._contact_row = [self.contact_names.index(foot) for foot in feet]
+        self._contact_first = [feet.index(foot) == i for i, foot in enumerate(feet)]
         self._contact_idx = [self._foot_record_indices(f) for f in self.contact_forces]
         self.limit_forces = [osim.CoordinateLimitForce.safeDownCast(f)
                              for f in model.getForceSet()
@@ -495,10 +501,7 @@ class Simulation:
             if self.energetics:
                 b[self._s_ffor] = [mu.getActiveFiberForce(s) for mu in self.muscles]
                 b[self._s_flm] = [mu.getActiveForceLengthMultiplier(s) for mu in self.muscles]
-        for i, (f, idx) in enumerate(zip(self.contact_forces, self._contact_idx)):
-            rv = f.getRecordValues(s)
-            vals = np.array([rv.get(k) for k in range(rv.size())])
-            self._grf[i] = vals[idx].sum(axis=0)
+        self._contact_rows(s, self._grf)
         if self.limit_forces:
             b[self._s_lim] = [f.calcLimitForce(s) for f in self.limit_forces]
 
@@ -603,8 +606,8 @@ class Simulation:
         and any offset frame a mesh hangs on); ``meshes``: (frame index, ``.vtp`` file
         name, scale factors) of each visible attached ``Mesh``; ``bare_bodies``: frame
         indices of bodies (ground excluded) with no mesh, drawn as simple shapes;
-        ``spheres``: per contact force, (frame index, centre in that frame, radius) of
-        the contact spheres on the bodies it loads (where its ground reaction acts).
+        ``spheres``: per contact (a foot of ``contact_names``), (frame index, centre in
+        that frame, radius) of its contact spheres (where its ground reaction acts).
         :meth:`frame_transforms` returns the frames' poses in this order.
         """
         model = self.model
@@ -643,11 +646,18 @@ class Simulation:
             spheres_of_body.setdefault(frame.findBaseFrame().getName(), []).append(
                 (frame_index(frame), sphere.get_location().to_numpy().copy(),
                  sphere.getRadius()))
-        spheres = []
-        for f in self.contact_forces:
+        spheres = [[] for _ in self.contact_names]
+        for f, row in zip(self.contact_forces, self._contact_row):
+            if f.getConcreteClassName() == "SmoothSphereHalfSpaceForce":   # its own sphere
+                sphere = osim.ContactSphere.safeDownCast(f.getConnectee("sphere"))
+                spheres[row].append((frame_index(sphere.getFrame()),
+                                     sphere.get_location().to_numpy().copy(),
+                                     sphere.getRadius()))
+                continue
             labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
             loaded = {labels[i].split(".")[-3] for i in foot_record_indices(labels)}
-            spheres.append([s for body in sorted(loaded) for s in spheres_of_body.get(body, [])])
+            spheres[row].extend(s for body in sorted(loaded)
+                                for s in spheres_of_body.get(body, []))
         self._render_frames = frames
         return dict(frames=[f.getAbsolutePathString() for f in frames], meshes=meshes,
                     bare_bodies=bare, spheres=spheres)
@@ -683,10 +693,18 @@ class Simulation:
         Mz per contact force, as ``buf``'s "grf"), for states that were not stepped
         (a reference pose); realizes ``state`` to Dynamics."""
         self.model.realizeDynamics(state)
-        out = np.zeros((len(self.contact_forces), 6))
-        for i, (f, idx) in enumerate(zip(self.contact_forces, self._contact_idx)):
+        return self._contact_rows(state, np.zeros((len(self.contact_names), 6)))
+
+    def _contact_rows(self, state, out):
+        """Fill ``out`` (n_contact, 6) with each foot's load at ``state`` (Dynamics)."""
+        for f, idx, row, first in zip(self.contact_forces, self._contact_idx,
+                                      self._contact_row, self._contact_first):
             rv = f.getRecordValues(state)
-            out[i] = np.array([rv.get(k) for k in range(rv.size())])[idx].sum(axis=0)
+            load = np.array([rv.get(k) for k in range(rv.size())])[idx].sum(axis=0)
+            if first:
+                out[row] = load
+            else:
+                out[row] += load
         return out
 
     def posed_state(self, q, qdot=None):

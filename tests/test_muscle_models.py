@@ -1,0 +1,150 @@
+"""The muscle_model / contact_model options: the Moco model family (DeGroote-Fregly
+muscles with rigid tendons, smooth sphere contacts) built into the variant cache, with
+the same observation and action layout as the osim-rl originals."""
+import numpy as np
+import opensim
+import pytest
+
+from fastenv.env import ImitationEnv
+from fastenv.envs import TASKS, resolve_options
+from fastenv.envs.variants import variant_path
+from fastenv.sim import Simulation
+
+TASK = "MuscleWalkingImitation2D-v0"
+MUSCLE_TASKS = [t for t, spec in TASKS.items() if spec.actuation == "muscle"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(muscle_model="hill"), r"muscle_model must be one of \['thelen', 'degroote'\], "
+                                r"got 'hill'"),
+    (dict(contact_model="soft"), r"contact_model must be one of \['hunt_crossley', "
+                                 r"'smooth'\], got 'soft'"),
+    (dict(muscle_model="degroote", task=TASKS["TorqueWalkingImitation2D-v0"]),
+     r"muscle_model='degroote' applies to muscle tasks; TorqueWalkingImitation2D-v0"),
+    (dict(contact_model="smooth", model="my.osim"), r"model='my.osim'"),
+])
+def test_bad_model_options_are_one_line_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match) as info:
+        resolve_options(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(muscle_model="Degroote"), r"got 'Degroote'"),
+    (dict(contact_model=None), r"got None"),
+])
+def test_variant_path_checks_the_model_names(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        variant_path("muscle2d", **kwargs)
+
+
+def test_degroote_needs_muscles():
+    with pytest.raises(ValueError, match=r"muscle_model='degroote' needs muscles; variant "
+                                         r"'torque2d' has none"):
+        variant_path("torque2d", muscle_model="degroote")
+
+
+def test_original_variants_keep_their_cache_files():
+    """The defaults do not enter the cache key: files built before the option exist
+    are still the ones used."""
+    path = variant_path("muscle2d", muscle_model="thelen", contact_model="hunt_crossley")
+    assert path == variant_path("muscle2d")
+    assert path.name.startswith("muscle2d-")
+    assert variant_path("muscle2d", muscle_model="degroote").name.startswith(
+        "muscle2d_degroote-")
+
+
+def test_moco_family_model_content():
+    model = opensim.Model(str(variant_path("muscle2d", muscle_model="degroote",
+                                           contact_model="smooth")))
+    thelen = opensim.Model(str(variant_path("muscle2d")))
+    muscles = [opensim.DeGrooteFregly2016Muscle.safeDownCast(m) for m in model.getMuscles()]
+    assert all(m is not None for m in muscles)
+    assert [m.getName() for m in muscles] == [m.getName() for m in thelen.getMuscles()]
+    for dgf, th in zip(muscles, thelen.getMuscles()):
+        assert dgf.get_ignore_tendon_compliance() and not dgf.get_ignore_passive_fiber_force()
+        assert dgf.get_active_force_width_scale() == 1.5
+        assert dgf.getOptimalFiberLength() == th.getOptimalFiberLength()
+        assert dgf.getMaxIsometricForce() == th.getMaxIsometricForce()
+        assert dgf.getTendonSlackLength() == th.getTendonSlackLength()
+    forces = {f.getName(): f.getConcreteClassName() for f in model.getForceSet()}
+    assert "HuntCrossleyForce" not in forces.values()
+    assert [n for n, c in forces.items() if c == "SmoothSphereHalfSpaceForce"] == [
+        "foot_r:r_heel", "foot_r:r_toe", "foot_l:l_heel", "foot_l:l_toe"]
+
+
+def test_palsy_weakness_and_contractures_carry_over():
+    """The DGF muscles replace the child's edited Thelen muscles, parameters kept."""
+    thelen = opensim.Model(str(variant_path("palsy3d")))
+    dgf = opensim.Model(str(variant_path("palsy3d", muscle_model="degroote")))
+    for name in ("hamstrings_r", "gastroc_l", "soleus_r"):
+        a, b = thelen.getMuscles().get(name), dgf.getMuscles().get(name)
+        assert b.getConcreteClassName() == "DeGrooteFregly2016Muscle"
+        assert b.getOptimalFiberLength() == a.getOptimalFiberLength()
+        assert b.getMaxIsometricForce() == a.getMaxIsometricForce()
+
+
+def test_smooth_contacts_load_the_feet_as_hunt_crossley_does():
+    """Same spheres, stiffness and dissipation: at a static pose sunk 2 cm each foot's
+    row (the sum of its spheres' forces) is within 1% of the Hunt-Crossley force's."""
+    loads = {}
+    for contact in ("hunt_crossley", "smooth"):
+        sim = Simulation(variant_path("muscle2d", contact_model=contact), energetics=False)
+        q = sim.buf[sim.layout.slice("q")].copy()
+        q[sim.coordinate_names.index("pelvis_ty")] -= 0.02
+        state = sim.state_from_coordinates(q, np.zeros_like(q), equilibrate=False)
+        assert sim.contact_names == ["foot_r", "foot_l"]
+        loads[contact] = sim.contact_loads(state)
+        assert [len(s) for s in sim.visual_geometry()["spheres"]] == [2, 2]
+    hc, smooth = loads["hunt_crossley"], loads["smooth"]
+    assert hc[:, 1].min() > sim.body_weight
+    np.testing.assert_allclose(smooth[:, [1, 5]], hc[:, [1, 5]], rtol=0.01)
+
+
+def _rollout(task, steps=10, **options):
+    env = ImitationEnv(task, **options)
+    obs, _ = env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert "sim_error" not in info, info
+        assert np.isfinite(obs).all() and np.isfinite(reward)
+        if terminated or truncated:
+            break
+    return env, obs
+
+
+@pytest.mark.parametrize("options", [
+    dict(muscle_model="degroote", contact_model="smooth"),
+    dict(muscle_model="degroote"),
+    dict(contact_model="smooth"),
+])
+def test_model_family_steps_with_the_same_layout(options):
+    default, _ = _rollout(TASK, steps=1)
+    env, obs = _rollout(TASK, **options)
+    assert env.observation_names == default.observation_names
+    assert env.observation_blocks == default.observation_blocks
+    assert env.action_space == default.action_space
+    assert env.sim.muscle_names == default.sim.muscle_names
+    # the reference is put on this model (rebuilt, aligned with its ground)
+    assert env.reference.n_frames == default.reference.n_frames
+    act = obs[env.observation_blocks["activation"]]
+    assert ((act > 0) & (act <= 1)).all()
+
+
+def test_smooth_contacts_on_a_torque_task():
+    default, _ = _rollout("TorqueWalkingImitation2D-v0", steps=1)
+    env, _ = _rollout("TorqueWalkingImitation2D-v0", contact_model="smooth")
+    assert env.observation_names == default.observation_names
+    assert "SmoothSphereHalfSpaceForce" in {
+        f.getConcreteClassName() for f in env.sim.model.getForceSet()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", MUSCLE_TASKS)
+def test_every_muscle_task_runs_on_the_moco_family(task):
+    """2D and 3D, running, jumping, locked knee and palsy: same layout, ten steps."""
+    default, _ = _rollout(task, steps=1)
+    env, _ = _rollout(task, muscle_model="degroote", contact_model="smooth")
+    assert env.observation_names == default.observation_names
+    assert env.action_space == default.action_space
