@@ -25,7 +25,10 @@ counted). Methods, for one task (MuscleWalkingImitation2D-v0 by default):
 * ``sb3_subproc``: Stable-Baselines3 ``SubprocVecEnv`` (its default start method) over
   ``ImitationEnv``; skipped with a note when stable-baselines3 is not installed;
 * ``osim_sync`` / ``osim_async``: ``OsimVectorEnv`` ``step``, and ``send``/``recv`` with
-  batch_size = num_envs / 2, both with W = number of cores workers.
+  batch_size = num_envs / 2, both with W = number of cores workers;
+* ``osim_sync_balanced``: ``OsimVectorEnv`` ``step`` with load balancing: 2W workers,
+  ``active_workers`` = W (at most W step at once, a free core to the worker with the
+  most predicted work left).
 
 Every (method, num_envs) point runs ``--rounds`` times, the points in an order that
 rotates by one each round (the VM's speed drifts), each in its own driver process (a
@@ -84,9 +87,9 @@ METHODS = {   # key: (label, runs per num_envs)
     "sb3_subproc": ("SB3 SubprocVecEnv", True),
     "osim_sync": ("OsimVectorEnv step (sync)", True),
     "osim_async": ("OsimVectorEnv send/recv, batch n/2", True),
+    "osim_sync_balanced": ("OsimVectorEnv step (sync), 2W workers, W active", True),
 }
 REFERENCE_METHOD = "gym_async_next"   # the "ratio to AsyncVectorEnv" denominator
-VECTOR_KWARGS: dict[str, dict] = {}      # OsimVectorEnv options of an osim_* method
 
 
 # ----------------------------------------------------------------------- measuring
@@ -300,11 +303,13 @@ def _sb3(spec):
 
 def _osim(spec):
     from fastenv.vector import OsimVectorEnv
-    n, sync = spec["num_envs"], spec["method"] == "osim_sync"
+    n, w = spec["num_envs"], spec["workers"]
+    sync = spec["method"] in ("osim_sync", "osim_sync_balanced")
     batch = n if sync else n // 2
+    workers = (dict(num_workers=2 * w, active_workers=w)
+               if spec["method"] == "osim_sync_balanced" else dict(num_workers=w))
     with scheduled_actions(n, _rows(spec), spec["seed"]):
-        venv = OsimVectorEnv(spec["task"], n, num_workers=spec["workers"],
-                             batch_size=batch, **spec.get("vector_kwargs", {}),
+        venv = OsimVectorEnv(spec["task"], n, batch_size=batch, **workers,
                              **spec["env_kwargs"])
         try:
             if sync:
@@ -408,8 +413,11 @@ def plan_points(envs, methods) -> list[tuple[str, int]]:
     return [("physical_limit", n) for n in limit_n] + singles + per_n
 
 
-def static_skip(method, n) -> str | None:
-    """Why a point cannot run at all."""
+def static_skip(method, n, workers: int = 1) -> str | None:
+    """Why a point cannot run at all (``workers``: W)."""
+    if method == "osim_sync_balanced" and n <= workers:
+        return (f"needs num_envs > W = {workers} (with one env per worker there is "
+                "nothing to balance: it is osim_sync)")
     if method == "osim_async" and n < 2:
         return "needs num_envs >= 2 (batch_size = num_envs / 2)"
     if method == "sb3_subproc" and importlib.util.find_spec("stable_baselines3") is None:
@@ -474,6 +482,22 @@ def _versions():
     return out
 
 
+def recordings_missing(base: dict, n: int, folder: Path) -> list[int]:
+    """Which of envs 0..n-1 have no recording of this workload in ``folder`` (a
+    ``workload.json`` there names the workload; another one's recordings are
+    replaced)."""
+    import fastenv
+    folder.mkdir(parents=True, exist_ok=True)
+    workload = dict({k: base[k] for k in ("task", "seed", "steps", "warmup", "env_kwargs")},
+                    fastenv=fastenv.__version__)
+    stamp = folder / "workload.json"
+    if not stamp.exists() or json.loads(stamp.read_text()) != workload:
+        for old in folder.glob("env*.pkl"):
+            old.unlink()
+        stamp.write_text(json.dumps(workload))
+    return [i for i in range(n) if not (folder / f"env{i}.pkl").exists()]
+
+
 def rounds_order(points: list, r: int) -> list:
     """Round ``r``'s order: the plan rotated by ``r`` points."""
     k = r % len(points) if points else 0
@@ -490,7 +514,7 @@ def run(args) -> dict:
     env_kwargs = {"reference": str(Path(args.reference).resolve())} if args.reference else {}
     points, skipped = [], []
     for method, n in plan_points(args.envs, args.methods):
-        reason = static_skip(method, n)
+        reason = static_skip(method, n, workers)
         if reason is None:
             points.append((method, n))
         else:
@@ -506,19 +530,20 @@ def run(args) -> dict:
                 workers=workers, env_kwargs=env_kwargs)
     runs: dict[tuple, list] = {p: [] for p in points}
     t_begin = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="fastenv-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="fastenv-bench-") as temporary:
+        folder = args.trajectories or temporary
         n_record = max((n for m, n in points if m == "physical_limit"), default=0)
-        if n_record:
-            print(f"recording the physics of envs 0..{n_record - 1} for the limit",
+        missing = recordings_missing(base, n_record, Path(folder))
+        if missing:
+            print(f"recording the physics of envs {missing} for the limit",
                   file=sys.stderr, flush=True)
-            record_trajectories(base, n_record, Path(folder))
+            record_trajectories(base, missing, Path(folder))
         with tqdm(total=len(points) * args.rounds, desc=Path(sys.argv[0]).name,
                   unit="point", file=sys.stderr, dynamic_ncols=True) as bar:
             for r in range(args.rounds):
                 for method, n in rounds_order(points, r):
                     bar.set_postfix_str(f"round {r + 1}: {method} n={n}")
-                    spec = dict(base, method=method, num_envs=n, trajectories=folder,
-                                vector_kwargs=VECTOR_KWARGS.get(method, {}))
+                    spec = dict(base, method=method, num_envs=n, trajectories=folder)
                     load = os.getloadavg()[0]
                     res, reason = launch(spec)
                     if res is None:
@@ -586,20 +611,28 @@ def check(rows) -> dict:
 # ----------------------------------------------------------------------- merging
 def merge(old: dict, new: dict) -> dict:
     """``new``'s rows plus ``old``'s rows of other (method, num_envs) points, when both
-    ran the same workload; ratios stay those of each row's own run."""
+    ran the same workload. Ratios stay those of each row's own run, so an old run's
+    limit (and AsyncVectorEnv) rows stay while an old row of that run and num_envs
+    does: a num_envs may then have a limit row per run."""
     key = ("format", "task", "steps", "warmup", "seed", "workers", "reference")
-    if any(old.get("meta", {}).get(k) != new["meta"][k] for k in key):
+    meta_old = old.get("meta", {})
+    if any(meta_old.get(k) != new["meta"][k] for k in key):
         raise SystemExit("--merge: the results in --out ran another workload ("
-                         + ", ".join(f"{k} {old.get('meta', {}).get(k)!r} vs "
-                                     f"{new['meta'][k]!r}" for k in key
-                                     if old.get("meta", {}).get(k) != new["meta"][k])
+                         + ", ".join(f"{k} {meta_old.get(k)!r} vs {new['meta'][k]!r}"
+                                     for k in key if meta_old.get(k) != new["meta"][k])
                          + "); write to another folder or drop --merge")
     ran = {(r["method"], r["num_envs"]) for r in new["rows"]}
-    rows = [r for r in old["rows"] if (r["method"], r["num_envs"]) not in ran] + new["rows"]
+    kept = [r for r in old["rows"] if (r["method"], r["num_envs"]) not in ran]
+    needed = {(r["num_envs"], r["run"]) for r in kept
+              if r["method"] not in ("physical_limit", REFERENCE_METHOD)}
+    kept += [r for r in old["rows"] if (r["method"], r["num_envs"]) in ran
+             and r["method"] in ("physical_limit", REFERENCE_METHOD)
+             and (r["num_envs"], r["run"]) in needed]
+    rows = kept + new["rows"]
     order = {m: k for k, m in enumerate(METHODS)}
     rows.sort(key=lambda r: (r["num_envs"] if METHODS.get(r["method"], ("", True))[1] else 0,
-                             order.get(r["method"], len(order)), r["method"]))
-    runs_meta = [m for m in old.get("runs_meta", [old["meta"]])
+                             order.get(r["method"], len(order)), r["run"]))
+    runs_meta = [m for m in old.get("runs_meta", [meta_old])
                  if any(r["run"] == m["started"] for r in rows)] + [new["meta"]]
     meta = dict(new["meta"], envs=sorted({r["num_envs"] for r in rows}))
     skipped = [s for s in old.get("skipped", []) if (s["method"], s["num_envs"]) not in ran]
@@ -619,10 +652,11 @@ def describe(result: dict) -> list[str]:
     lines = [f"{m['task']}: every env steps its seeded action schedule, {m['warmup']} "
              f"untimed then {m['steps']} timed steps per env (falls and resets included), "
              f"W = {m['workers']} workers on {m['cores']} cores; each point "
-             f"{m['rounds']} rounds in rotating order, steps/s the median with the range "
-             f"over the rounds. Seed {m['seed']}, reference {m['reference']}."]
-    for r in result["runs_meta"]:
-        lines.append(f"Run of {r['started']} on {r['host']}: num_envs "
+             + (f"{m['rounds']} rounds in rotating order, steps/s the median with the "
+                "range over the rounds." if m["rounds"] > 1 else "one round (no spread).")
+             + f" Seed {m['seed']}, reference {m['reference']}.", ""]
+    for k, r in enumerate(result["runs_meta"], 1):
+        lines.append(f"- Run {k}, of {r['started']} on {r['host']}: num_envs "
                      f"{', '.join(map(str, r['envs']))}, {r.get('wall_s', 0):.0f} s, load "
                      f"average {r['load_avg_start'][0]:.2f} at the start and "
                      f"{r.get('load_avg_end', [float('nan')])[0]:.2f} at the end"
@@ -641,6 +675,12 @@ def check_lines(result: dict) -> list[str]:
                f"allowed {v['allowed']:.1f}" for v in c["violations"]])
 
 
+def run_number(result: dict, row: dict) -> str:
+    """The row's run, 1-based in ``runs_meta`` (the runs listed above the table)."""
+    runs = [m["started"] for m in result["runs_meta"]]
+    return str(runs.index(row["run"]) + 1) if row["run"] in runs else "?"
+
+
 def table_rows(result: dict) -> list[list[str]]:
     out = []
     for r in result["rows"]:
@@ -652,13 +692,14 @@ def table_rows(result: dict) -> list[list[str]]:
                     f"{lo:.1f}–{hi:.1f}", _fmt(r["ratio_limit"], "{:.2f}"),
                     _fmt(r["ratio_async"], "{:.2f}"), lat, f"{100 * r['parent_cpu']:.0f}%",
                     f"{r['rss_mb']:.0f}", f"{r['pss_mb']:.0f}",
-                    str(a) if a == b else f"{a}–{b}", _fmt(r["episode_ends"])])
+                    str(a) if a == b else f"{a}–{b}", _fmt(r["episode_ends"]),
+                    run_number(result, r)])
     return out
 
 
 HEADER = ["method", "num_envs", "steps/s", "range", "× limit", "× Async",
           "p50 / p95 / p99 ms", "parent CPU", "RSS MB", "PSS MB", "timed steps per env",
-          "episode ends"]
+          "episode ends", "run"]
 
 
 def markdown(result: dict) -> str:
@@ -757,6 +798,9 @@ def add_workload_args(ap: argparse.ArgumentParser):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reference", default=None,
                     help="reference .npz/.mot for every env (default: the task's)")
+    ap.add_argument("--trajectories", default=None,
+                    help="folder that keeps the limit's recordings between commands of one "
+                         "sweep (default: a temporary folder); only for one checkout state")
     ap.add_argument("--merge", action="store_true",
                     help="keep the points of an earlier run of the same workload in --out "
                          "(several commands, one table)")

@@ -2,14 +2,15 @@
 
     python bench/pool.py --out bench/results [--quick] [--envs 2,4,8,16,32] [--merge]
 
-``OsimVectorEnv.step`` with W workers (W = cores) against the physical limit of the
-same workload, with ``bench/compare.py``'s method: every env steps its seeded action
-schedule for the same warm-up and timed steps, the limit redoes exactly those
-trajectories with bare ``Manager.integrate`` calls, and each point runs ``--rounds``
-times in rotating order. Efficiency = the median's steps/s ÷ the limit's median; its
-range is that of the per-round ratios (a method and the limit of the same round ran
-minutes apart at most). The issue's target is ≥ 0.97 at num_envs 8 to 32. Writes
-``sync_efficiency.json`` and ``.md`` into ``--out``.
+``OsimVectorEnv.step`` with W workers (W = cores), and with load balancing (2W workers,
+``active_workers`` = W), against the physical limit of the same workload, with
+``bench/compare.py``'s method: every env steps its seeded action schedule for the same
+warm-up and timed steps, the limit redoes exactly those trajectories with bare
+``Manager.integrate`` calls, and each point runs ``--rounds`` times in rotating order.
+Efficiency = the median's steps/s ÷ the limit's median; its range is that of the
+per-round ratios (a method and the limit of the same round ran minutes apart at most).
+The issue's target is ≥ 0.97 at num_envs 8 to 32. Writes ``sync_efficiency.json`` and
+``.md`` into ``--out``.
 
 Also holds ``tree_memory_mb`` (RSS/PSS of a process list), which compare.py uses.
 """
@@ -26,7 +27,7 @@ if str(ROOT) not in sys.path:
 ENVS = (2, 4, 8, 16, 32)
 QUICK_ENVS = (2,)
 TARGET, TARGET_ENVS = 0.97, (8, 16, 32)
-METHODS = ("osim_sync",)
+METHODS = ("osim_sync", "osim_sync_balanced")
 
 
 def _mem_kb(pid: int):

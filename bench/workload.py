@@ -210,14 +210,14 @@ def _record_env(task, i, seed, steps, warmup, env_kwargs, folder):
         pickle.dump(events, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def record_trajectories(spec: dict, num_envs: int, folder: Path):
-    """Envs 0..num_envs-1 of ``spec`` (task, seed, steps, warmup, env_kwargs, workers)
-    run through their schedules once, untimed, in ``workers`` processes; each env's
+def record_trajectories(spec: dict, env_ids, folder: Path):
+    """Envs ``env_ids`` of ``spec`` (task, seed, steps, warmup, env_kwargs, workers) run
+    through their schedules once, untimed, in ``workers`` processes; each env's
     recording goes to ``folder/env{i}.pkl``."""
     ctx = mp.get_context("forkserver")
     work = [(spec["task"], i, spec["seed"], spec["steps"], spec["warmup"],
-             spec["env_kwargs"], str(folder)) for i in range(num_envs)]
-    with ctx.Pool(min(spec["workers"], num_envs)) as pool:
+             spec["env_kwargs"], str(folder)) for i in env_ids]
+    with ctx.Pool(min(spec["workers"], len(work))) as pool:
         pool.starmap(_record_env, work, chunksize=1)
 
 

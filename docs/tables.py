@@ -158,8 +158,8 @@ def compare_table() -> list[str]:
     c = load("compare")
     if c["meta"].get("format", 1) >= 2:   # identical workloads, rounds, self-check
         from bench import compare
-        return (compare.describe(c) + [""] + table(compare.HEADER, "l" + "r" * 11,
-                                                   compare.table_rows(c))
+        align = "l" + "r" * (len(compare.HEADER) - 1)
+        return (compare.describe(c) + [""] + table(compare.HEADER, align, compare.table_rows(c))
                 + [""] + compare.check_lines(c))
     m = c["meta"]   # the time-boxed runs before issue 16
     lines = [f"Run of {m['started']}: {m['task']}, {m['cores']} cores, W = {m['workers']} "

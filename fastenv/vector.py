@@ -29,7 +29,7 @@ from fastenv.errors import ClosedEnvError, EnvError, PendingCallError
 from fastenv.pool import EnvFactory, Pool, default_workers
 
 VECTOR_OPTIONS = ("num_workers", "autoreset_mode", "batch_size", "copy", "start_method",
-                  "step_timeout", "recycle_every", "max_episode_steps")
+                  "step_timeout", "recycle_every", "max_episode_steps", "active_workers")
 _OPEN: weakref.WeakSet[OsimVectorEnv] = weakref.WeakSet()
 
 
@@ -55,6 +55,13 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     ``_faults`` injects faults for tests: ``[(kind, env_id, at_step), ...]`` with kind
     ``sim_error``, ``exception``, ``kill`` or ``hang``.
 
+    ``active_workers``: load balancing. With ``num_workers`` above it (e.g. twice the
+    cores, ``active_workers`` = the cores), at most ``active_workers`` workers step an
+    env at once and a free core goes to the worker with the most predicted work left,
+    so a synchronous step waits less for its slowest worker; envs never change
+    workers, so results are bit-identical. ``None`` (default): every worker steps at
+    once.
+
     ``start_method``: ``"subprocess"`` (default) starts each worker as a fresh
     interpreter without re-running the caller's ``__main__``, so scripts need no
     ``if __name__ == "__main__":`` guard; ``"fork"``, ``"forkserver"`` and ``"spawn"``
@@ -67,7 +74,8 @@ class OsimVectorEnv(gym.vector.VectorEnv):
                  batch_size: int | None = None, copy: bool = True,
                  start_method: str = "subprocess", step_timeout: float | None = None,
                  recycle_every: int | None = None, max_episode_steps=None,
-                 render_mode: str | None = None, _faults=(), **env_options):
+                 render_mode: str | None = None, active_workers: int | None = None,
+                 _faults=(), **env_options):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
         if not (isinstance(num_envs, (int, np.integer)) and num_envs >= 1):
@@ -76,6 +84,11 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if not (isinstance(num_workers, (int, np.integer)) and num_workers >= 1):
             raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
         num_workers = min(int(num_workers), int(num_envs))
+        if active_workers is not None:
+            if not (isinstance(active_workers, (int, np.integer)) and active_workers >= 1):
+                raise ValueError(f"active_workers must be an int >= 1 or None, got "
+                                 f"{active_workers!r}")
+            active_workers = min(int(active_workers), num_workers)
         batch_size = num_envs if batch_size is None else batch_size
         if not (isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= num_envs):
             raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], "
@@ -108,7 +121,8 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         faults = [(_FAULTS.get(kind, kind), i, k) for kind, i, k in _faults]
         self._pool = Pool(factory, self.num_envs, num_workers, mode,
                           start_method=start_method, step_timeout=step_timeout,
-                          recycle_every=recycle_every, faults=faults)
+                          recycle_every=recycle_every, faults=faults,
+                          active_workers=active_workers)
         self.closed = False
         _OPEN.add(self)
         self.num_workers = num_workers

@@ -178,6 +178,8 @@ def test_static_skips(monkeypatch):
     monkeypatch.setattr(benchmark.importlib.util, "find_spec",
                         lambda name: None if name == "stable_baselines3" else real(name))
     assert "not installed" in benchmark.static_skip("sb3_subproc", 4)
+    assert "nothing to balance" in benchmark.static_skip("osim_sync_balanced", 2, 2)
+    assert benchmark.static_skip("osim_sync_balanced", 4, 2) is None
 
 
 def test_plan_limits_every_num_envs_and_rotates():
@@ -232,6 +234,14 @@ def test_merge_keeps_other_points_of_the_same_workload():
         ("osim_sync", 4, "r2")]
     assert [m["started"] for m in merged["runs_meta"]] == ["r1", "r2"]
     assert merged["meta"]["envs"] == [2, 4] and merged["check"]["checked"] == 2
+    # a later run at num_envs 2 keeps the first run's osim_sync and the limit it needs
+    again = benchmark.merge(merged, result("r3", [_row("physical_limit", [99], "r3"),
+                                                  _row("osim_async", [97], "r3")]))
+    assert [(r["method"], r["num_envs"], r["run"]) for r in again["rows"]][:4] == [
+        ("physical_limit", 2, "r1"), ("physical_limit", 2, "r3"), ("osim_sync", 2, "r1"),
+        ("osim_async", 2, "r3")]
+    assert again["check"]["checked"] == 3
+    assert [benchmark.run_number(again, r) for r in again["rows"][:4]] == ["1", "3", "1", "3"]
     with pytest.raises(SystemExit, match="steps 300 vs 100"):
         benchmark.merge(old, result("r3", [], steps=100))
 

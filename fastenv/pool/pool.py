@@ -18,10 +18,22 @@ killed. Either way it is respawned with the same envs, which are reset (determin
 seeds) and reported truncated with ``worker_restarted``; other workers' envs are not
 touched. ``recycle_every`` replaces a worker after that many env steps by moving its
 envs' states to a fresh process (transparent to the caller).
+
+Load balancing (``active_workers < num_workers``): a synchronous step waits for the
+slowest worker, and envs' step costs differ severalfold (contacts, falls, the first
+step of an episode), so with one worker per core a core idles at the end of most
+steps. With more workers than ``active_workers`` (the cores to use), the parent
+dispatches env steps one at a time: at most ``active_workers`` workers step an env at
+any moment, and a core that comes free goes to the idle worker with the most predicted
+work left (the sum, over its envs still to step, of each env's moving average of its
+measured step times), whose costliest env goes first. Envs never move between
+workers, so every env's results are bit-identical to those without balancing; only
+when each env steps changes. Resets are sent at once, as without balancing.
 """
 from __future__ import annotations
 
 import atexit
+import heapq
 import multiprocessing as mp
 import os
 import pickle
@@ -41,6 +53,11 @@ from fastenv.pool.shared import LayoutSpec, SharedArrays
 from fastenv.pool.worker import worker_main
 
 _ID = struct.Struct("<i")
+COST_SMOOTHING = 0.3   # weight of an env's latest step time in its moving average
+#: An episode's first step over an env's average step, before it is measured: the
+#: integrator restarts its step-size control and muscles and contacts settle
+#: (about 3 for MuscleWalkingImitation2D-v0, docs/performance.md).
+FIRST_STEP_RATIO = 3.0
 START_METHODS = ("subprocess", "fork", "forkserver", "spawn")
 
 # A worker's whole boot: stdlib only, so nothing runs before sys.path is the parent's.
@@ -91,20 +108,27 @@ class Pool:
 
     ``env_fn``: a picklable callable returning an env (e.g. :class:`EnvFactory`), called
     once per env in the workers; the env's ``info_scalars`` attribute (name -> dtype)
-    says which infos travel in shared memory.
+    says which infos travel in shared memory. ``active_workers`` below ``num_workers``
+    turns on load balancing (module docstring): steps are then dispatched one env at a
+    time, and only while the parent is in :meth:`collect` or :meth:`send`.
     """
 
     def __init__(self, env_fn, num_envs: int, num_workers: int,
                  autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
                  start_method: str = "subprocess", start_timeout: float = 300.0,
                  step_timeout: float | None = None, recycle_every: int | None = None,
-                 faults=()):
+                 faults=(), active_workers: int | None = None):
         if not 1 <= num_workers <= num_envs:
             raise ValueError(f"num_workers must be in [1, num_envs={num_envs}], got "
                              f"{num_workers!r}")
         if start_method not in START_METHODS:
             raise ValueError(f"start_method must be one of {list(START_METHODS)}, got "
                              f"{start_method!r}")
+        if active_workers is not None and not (
+                isinstance(active_workers, (int, np.integer)) and 1 <= active_workers
+                <= num_workers):
+            raise ValueError(f"active_workers must be an int in [1, num_workers="
+                             f"{num_workers}] or None, got {active_workers!r}")
         try:
             pickle.dumps(env_fn)
         except Exception as exc:
@@ -138,6 +162,19 @@ class Pool:
         self.recycles = 0
         self.env_restarts = np.zeros(num_envs, dtype=np.int64)
         self._faults = list(faults)
+        # load balancing: env steps wait in per-worker queues until a core is free
+        self.active_workers = (num_workers if active_workers is None
+                               else int(active_workers))
+        self.balanced = self.active_workers < num_workers
+        self._outstanding = np.zeros(num_workers, dtype=np.int64)  # sent, not reported
+        self._queued: list[list[int]] = [[] for _ in range(num_workers)]  # costliest last
+        self._queued_work = np.zeros(num_workers)     # predicted seconds queued
+        self._cost = np.full(num_envs, np.nan)        # moving average of step seconds
+        self._prediction = np.zeros(num_envs)         # of the step queued or in flight
+        self._sent_at = np.zeros(num_envs)
+        self._timed = np.zeros(num_envs, dtype=bool)  # a dispatched step is in flight
+        self._fresh = np.ones(num_envs, dtype=bool)   # next step is an episode's first
+        self._first_ratio = FIRST_STEP_RATIO          # its cost over the env's average
         _LIVE.add(self)
         try:
             self._start()
@@ -257,6 +294,7 @@ class Pool:
         self.pids[w] = self._expect(w, "ready")[1]
         self._ready[w] = True
         self._steps_since_spawn[w] = 0
+        self._outstanding[w] = 0
         self._heard[w] = time.monotonic()
 
     def _call_worker(self, w, what, *args):
@@ -281,6 +319,9 @@ class Pool:
         """Respawn worker ``w``; its envs are reset and reported truncated."""
         ids = self.worker_envs[w]
         was_pending = self._pending[ids].copy()
+        self._queued[w].clear()
+        self._queued_work[w] = 0.0
+        self._fresh[ids], self._timed[ids] = True, False
         self._replace(w)
         self.restarts += 1
         self.env_restarts[ids] += 1
@@ -330,16 +371,91 @@ class Pool:
             self.arrays.truncated[lost] = cmd == b"S"
         self._pending[env_ids] = True
         owners = self.owner[env_ids]
+        if cmd == b"R":
+            self._fresh[env_ids] = True
+        if cmd == b"S" and self.balanced:
+            for w in np.unique(owners):
+                ids = env_ids[owners == w]
+                self._steps_since_spawn[w] += len(ids)
+                for i in ids:
+                    self._prediction[i] = self._predicted(int(i))
+                queue = self._queued[w]
+                queue.extend(int(i) for i in ids)
+                queue.sort(key=self._prediction.__getitem__)   # costliest last: popped first
+                self._queued_work[w] = self._prediction[queue].sum()
+            self._dispatch()
+            return
         now = time.monotonic()
         for w in np.unique(owners):
             ids = env_ids[owners == w]
-            self._heard[w] = now
-            try:
-                self.conns[w].send_bytes(cmd + ids.tobytes())
-            except (OSError, ValueError):
-                pass  # dead worker: collect() notices and recovers
+            self._send_ids(w, cmd, ids, now)
             if cmd == b"S":
                 self._steps_since_spawn[w] += len(ids)
+
+    def _send_ids(self, w, cmd: bytes, ids: np.ndarray, now: float):
+        self._heard[w] = now
+        self._outstanding[w] += len(ids)
+        try:
+            self.conns[w].send_bytes(cmd + ids.tobytes())
+        except (OSError, ValueError):
+            pass  # dead worker: collect() notices and recovers
+
+    def _predicted(self, i: int) -> float:
+        """Env ``i``'s next step in seconds: its moving average (1 s before its first
+        step: unknown envs go first), times the first-step ratio for an episode's
+        first step; a NEXT_STEP reset step costs next to nothing."""
+        a = self.arrays
+        if (self.autoreset_mode == AutoresetMode.NEXT_STEP
+                and (a.terminated[i] or a.truncated[i])):
+            return 0.0
+        c = self._cost[i]
+        if c != c:   # NaN: never measured
+            return 1.0
+        return float(c) * (self._first_ratio if self._fresh[i] else 1.0)
+
+    def _dispatch(self):
+        """Fill the free cores: each goes to the idle worker with the most predicted
+        work queued, which steps its costliest queued env."""
+        free = self.active_workers - int((self._outstanding > 0).sum())
+        if free <= 0:
+            return
+        heap = [(-self._queued_work[w], w)
+                for w, q in enumerate(self._queued) if q and self._outstanding[w] == 0]
+        heapq.heapify(heap)
+        now = time.monotonic()
+        while free > 0 and heap:
+            _, w = heapq.heappop(heap)
+            i = self._queued[w].pop()
+            self._queued_work[w] = (self._queued_work[w] - self._prediction[i]
+                                    if self._queued[w] else 0.0)
+            self._sent_at[i], self._timed[i] = time.perf_counter(), True
+            self._send_ids(w, b"S", np.array([i], dtype=np.int32), now)
+            free -= 1
+
+    def _stepped(self, w: int, i: int):
+        """A completion from worker ``w`` for env ``i``: update its step cost (a
+        balanced step is the only one in flight on its worker) and fill the core."""
+        self._outstanding[w] = max(0, self._outstanding[w] - 1)
+        if not self.balanced:
+            return
+        if not self._timed[i]:   # a reset command
+            pass
+        elif self._prediction[i] == 0.0:   # a NEXT_STEP reset step: the next is a first
+            self._fresh[i] = True
+        else:
+            took = time.perf_counter() - self._sent_at[i]
+            c = self._cost[i]
+            if c != c:
+                self._cost[i] = took / (self._first_ratio if self._fresh[i] else 1.0)
+            elif self._fresh[i]:
+                self._first_ratio += COST_SMOOTHING * (took / c - self._first_ratio)
+            else:
+                self._cost[i] = c + COST_SMOOTHING * (took - c)
+            # SAME_STEP resets inside the step that ends an episode
+            self._fresh[i] = bool(self.autoreset_mode == AutoresetMode.SAME_STEP
+                                  and self.arrays.final[i])
+        self._timed[i] = False
+        self._dispatch()
 
     @property
     def pending(self) -> int:
@@ -357,7 +473,11 @@ class Pool:
             done.append((i, {"worker_restarted": True, "worker_error": "restarted earlier"}))
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(done) < n:
-            busy = {self.conns[w]: w for w in np.unique(self.owner[self._pending])}
+            if self.balanced:   # workers with a step sent (a recovery may have freed a core)
+                self._dispatch()
+                busy = {self.conns[w]: w for w in np.flatnonzero(self._outstanding)}
+            else:
+                busy = {self.conns[w]: w for w in np.unique(self.owner[self._pending])}
             if not busy:
                 raise PendingCallError(f"collect({n}) needs {n} envs in flight; only "
                                        f"{len(done)} were")
@@ -386,10 +506,11 @@ class Pool:
                 extra = pickle.loads(msg[4:]) if len(msg) > 4 else None
                 self._pending[i] = False
                 done.append((i, extra))
+                self._stepped(w, i)
             if self.step_timeout is not None:
                 now = time.monotonic()
                 for w in set(busy.values()):
-                    if (self._pending[self.worker_envs[w]].any()
+                    if (self._outstanding[w] > 0
                             and now - self._heard[w] > self.step_timeout):
                         ids, extra = self._recover(
                             w, f"worker {w} exceeded step_timeout={self.step_timeout} s")

@@ -1,0 +1,162 @@
+"""Load balancing of the pool (``active_workers < num_workers``): the parent dispatches
+env steps one at a time to at most ``active_workers`` workers, the free core to the
+worker with the most predicted work left. Envs never change workers, so results must
+be bit-identical to unbalanced stepping."""
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from fastenv.pool import EnvFactory, Pool
+from fastenv.vector import OsimVectorEnv
+
+TOY = '''
+import os, time
+import gymnasium as gym
+import numpy as np
+
+
+class TimedEnv(gym.Env):
+    """Env ``seed`` sleeps ``costs[seed]`` seconds per step; its info says when its
+    step ran (CLOCK_MONOTONIC: comparable across processes) and in which process."""
+    info_scalars = {"t0": np.float64, "t1": np.float64, "pid": np.int64}
+
+    def __init__(self, costs=(0.001,), horizon=1000):
+        self.costs, self.horizon = costs, horizon
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
+        self.action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+        self.id = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.id = seed
+        self.t = 0
+        return np.array([self.id, 0.0]), {}
+
+    def step(self, action):
+        t0 = time.monotonic()
+        time.sleep(self.costs[self.id % len(self.costs)])
+        self.t += 1
+        info = {"t0": t0, "t1": time.monotonic(), "pid": os.getpid()}
+        return np.array([self.id, self.t]), 1.0, self.t >= self.horizon, False, info
+'''
+
+
+@pytest.fixture
+def timed(tmp_path, monkeypatch):
+    (tmp_path / "timed_env_mod.py").write_text(TOY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return lambda **kw: EnvFactory("timed_env_mod:TimedEnv", kw)
+
+
+def _reset(pool, n):
+    ids = np.arange(n, dtype=np.int32)
+    pool.arrays.seed[ids], pool.arrays.seed_set[ids] = ids, True
+    pool.send(b"R", ids)
+    pool.collect(n)
+    return ids
+
+
+def _step(pool, ids):
+    pool.send(b"S", ids)
+    done = pool.collect(len(ids))
+    info = pool.arrays.info
+    return [i for i, _ in done], info["t0"][ids].copy(), info["t1"][ids].copy()
+
+
+def test_at_most_active_workers_step_at_once(timed):
+    pool = Pool(timed(costs=(0.01,)), 8, 4, active_workers=2)
+    try:
+        ids = _reset(pool, 8)
+        for _ in range(3):
+            _, t0, t1 = _step(pool, ids)
+            events = sorted([(t, 1) for t in t0] + [(t, -1) for t in t1],
+                            key=lambda e: (e[0], e[1]))
+            assert max(np.cumsum([d for _, d in events])) <= 2
+        assert pool.balanced and not pool._outstanding.any() and not pool._queued_work.any()
+        pids = pool.arrays.info["pid"]
+        assert [len(set(pids[pool.worker_envs[w]])) for w in range(4)] == [1] * 4
+    finally:
+        pool.close()
+
+
+def test_the_worker_with_most_work_left_goes_first(timed):
+    """Worker 0 holds envs of 10 + 10 ms, worker 1 envs of 60 + 1 ms; one core. Once the
+    costs are measured, worker 1's 60-ms env runs first, then worker 0's envs (20 ms
+    queued against 1), and worker 1's cheap env last."""
+    pool = Pool(timed(costs=(0.01, 0.01, 0.06, 0.001)), 4, 2, active_workers=1)
+    try:
+        ids = _reset(pool, 4)
+        _step(pool, ids)   # measures every env's cost
+        order, t0, _ = _step(pool, ids)
+        assert order[0] == 2 and order[-1] == 3 and sorted(order[1:3]) == [0, 1]
+        assert list(np.argsort(t0)) == order
+    finally:
+        pool.close()
+
+
+def test_balanced_pool_recovers_a_killed_worker(timed):
+    pool = Pool(timed(costs=(0.002,)), 6, 3, AutoresetMode.SAME_STEP,
+                active_workers=2, faults=[("kill", 4, 0)])
+    try:
+        ids = _reset(pool, 6)
+        pool.send(b"S", ids)
+        done = dict(pool.collect(6))
+        assert pool.restarts == 1 and done[4]["worker_restarted"]
+        pool.send(b"S", ids)
+        done = dict(pool.collect(6))
+        assert not any(done.values()) and not pool._outstanding.any()
+    finally:
+        pool.close()
+
+
+def test_bad_active_workers(timed):
+    with pytest.raises(ValueError, match=r"active_workers must be an int in \[1, "
+                                         r"num_workers=2\] or None, got 3"):
+        Pool(timed(), 4, 2, active_workers=3)
+    with pytest.raises(ValueError, match="active_workers must be an int >= 1 or None, got 0"):
+        OsimVectorEnv(num_envs=2, active_workers=0)
+
+
+@pytest.mark.parametrize("mode", ["NextStep", pytest.param("SameStep", marks=pytest.mark.slow)])
+def test_balanced_vector_env_is_bit_identical(mode):
+    """Falls and resets included (envs 0 and 1 get no excitation and collapse)."""
+    n, steps = 3, 60
+    rng = np.random.default_rng(3)
+    actions = rng.uniform(0, 1, (steps, n, 18)).astype(np.float32)
+    actions[:, :2] = 0.0
+    out, ends = [], []
+    for kw in ({"num_workers": 2}, {"num_workers": 3, "active_workers": 2}):
+        venv = OsimVectorEnv(num_envs=n, autoreset_mode=mode, **kw)
+        try:
+            obs, _ = venv.reset(seed=11)
+            rows, done = [obs], 0
+            for a in actions:
+                obs, rew, term, trunc, _ = venv.step(a)
+                rows.append(np.concatenate([obs.ravel(), rew, term, trunc]))
+                done += int((term | trunc).sum())
+            out.append(np.concatenate([r.ravel() for r in rows]))
+            ends.append(done)
+        finally:
+            venv.close()
+    assert ends[0] == ends[1] >= 2
+    np.testing.assert_array_equal(out[0], out[1])
+
+
+def test_balanced_send_recv_steps_every_env_it_was_sent(timed):
+    """envpool-style: envs sent while others are queued or in flight; each env takes
+    exactly the steps it was sent."""
+    pool = Pool(timed(costs=(0.001, 0.004)), 8, 4, active_workers=2)
+    try:
+        ids = _reset(pool, 8)
+        pool.send(b"S", ids)
+        sent = np.ones(8, dtype=int)
+        for _ in range(6):
+            first = np.array([i for i, _ in pool.collect(4)], dtype=np.int32)
+            pool.send(b"S", first)
+            sent[first] += 1
+        pool.collect(pool.pending)
+        np.testing.assert_array_equal(pool.arrays.obs[:, 1], sent)
+        assert not pool._outstanding.any() and not any(pool._queued)
+    finally:
+        pool.close()
