@@ -732,8 +732,10 @@ def plot(result: dict, path: Path):
     flat = {"fastenv_single": dict(color="tab:gray", ls="--"),
             "seed_style": dict(color="tab:brown", ls=":")}
     methods = dict.fromkeys(r["method"] for r in result["rows"])
-    for method in methods:
-        rows = [r for r in result["rows"] if r["method"] == method]
+    for method in methods:   # a merged table's latest run per num_envs
+        rows = list({r["num_envs"]: r for r in result["rows"]
+                     if r["method"] == method}.values())
+        rows.sort(key=lambda r: r["num_envs"])
         label = rows[0]["label"]
         if method in flat:
             ax.axhline(rows[0]["steps_per_s"], label=label, lw=1.5, **flat[method])
@@ -751,7 +753,7 @@ def plot(result: dict, path: Path):
     ax.set_ylabel("env steps / s (median, range over rounds)")
     m = result["meta"]
     ax.set_title(f"{m['task']}: {m['cores']} cores, W={m['workers']}, {m['steps']} steps "
-                 f"per env, {m['rounds']} rounds")
+                 f"per env, {m['rounds']} round{'s' if m['rounds'] > 1 else ''}")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:

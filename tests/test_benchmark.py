@@ -246,6 +246,17 @@ def test_merge_keeps_other_points_of_the_same_workload():
         benchmark.merge(old, result("r3", [], steps=100))
 
 
+def test_recordings_are_kept_for_the_same_workload_only(tmp_path):
+    base = dict(task=TASK, seed=0, steps=300, warmup=10, env_kwargs={})
+    assert benchmark.recordings_missing(base, 3, tmp_path) == [0, 1, 2]
+    (tmp_path / "env0.pkl").write_bytes(b"x")
+    (tmp_path / "env2.pkl").write_bytes(b"x")
+    assert benchmark.recordings_missing(base, 3, tmp_path) == [1]
+    # another workload: its recordings go
+    assert benchmark.recordings_missing(dict(base, steps=100), 2, tmp_path) == [0, 1]
+    assert not list(tmp_path.glob("env*.pkl"))
+
+
 def test_scheduled_workload_is_the_same_in_a_vector_env_and_single_envs():
     """OsimVectorEnv under ``scheduled_actions`` (NEXT_STEP: a reset step takes no row)
     and ``ScheduledEnv`` single envs run the same trajectories, whatever actions they
