@@ -150,7 +150,7 @@ class ImitationEnv(gym.Env):
         equilibrium), and simulated for T with zero controls, so that the state at the
         frame's time has passed the first milliseconds' transient (``Simulation.
         settled``); time 0 is still the frame's time. The pose then differs from the
-        reference's by what those milliseconds of physics do (≤ 0.3° at 2 ms on
+        reference's by what those milliseconds of physics do (≤ 0.35° at 2 ms on
         walking2d), and so do the speeds of the feet (a few rad/s). T = 0: the reference
         state itself."""
         settle = self.options["start_settle"]
