@@ -16,7 +16,8 @@ ratios, independent of the machine and its load, and deterministic.
 one suspected cause removed at a time (frames 0, 4, 8, ... of the first half cycle, one
 seeded random action each): the muscle states settled, the speeds settled, the feet
 out of contact, the settled start state, and a fresh integrator on a mid-episode state
-(its step-size restart alone).
+(its step-size restart alone); for muscle tasks also the first step against steps 2-10
+from the settled start with the random action and with zero excitation held.
 """
 from __future__ import annotations
 
@@ -158,6 +159,22 @@ def causes(task: str, settle: float, seed: int) -> list[dict]:
     for name, make in rows:
         n = [first_step(f, a, make(f)) for f, a in zip(frames, actions)]
         out.append(dict(task=task, start=name, first_step=float(np.mean(n))))
+    if sim.muscles:
+        # what makes an episode's early steps cost more than its late ones: the muscles
+        # switching on from their start activation (none of that with zero excitation)
+        for label, pick in (("random", lambda a: a), ("zero", np.zeros_like)):
+            first, early = [], []
+            for f, a in zip(frames, actions):
+                first.append(first_step(f, pick(a), settled_start(f)))
+                for _ in range(9):
+                    n0 = steps_of()
+                    _, _, term, trunc, _ = env.step(pick(a))
+                    early.append(steps_of() - n0)
+                    if term or trunc:
+                        break
+            out.append(dict(task=task, start=f"settled start, {label} excitation held: first "
+                            f"step / mean of steps 2-10", first_step=float(np.mean(first)),
+                            early=float(np.mean(early))))
     # the integrator's step-size restart alone: a mid-episode state (5 steps in), its
     # next step with the episode's integrator and with a fresh one
     cont, fresh = [], []
@@ -224,8 +241,9 @@ def main(argv=None):
                 "start_settle"]
             for r in causes(task, settle, args.seed):
                 cause_rows.append(r)
-                print(f"  cause  {r['start']:62s} {r['first_step']:6.1f} integrator steps",
-                      flush=True)
+                early = f" / {r['early']:.1f}" if "early" in r else ""
+                print(f"  cause  {r['start']:62s} {r['first_step']:6.1f}{early} integrator "
+                      f"steps", flush=True)
     if args.json:
         import os
         with open(args.json, "w") as f:
