@@ -59,14 +59,16 @@ def replay(model_path, solution, t, coords, speeds, act, exc, *, integrator, acc
            dt=0.01):
     """Open-loop replay through the env, so both models get the env's ground alignment
     (mean vertical GRF over the solution = body weight) and its muscle equilibrium."""
+    import opensim as osim
+
     from fastenv.env import ImitationEnv
     env = ImitationEnv("MuscleWalkingImitation2D-v0", model=str(model_path),
                        reference=str(solution), mode="test", integrator=integrator,
-                       accuracy=accuracy)
+                       accuracy=accuracy, start_settle=0)   # the solution's own start
     env.reset(seed=0, options={"start_frame": 0})
     sim = env.sim
     cn = sim.coordinate_names
-    s = sim.snapshot()
+    s = osim.State(sim.state)
     for m, a0 in act.items():          # the solution's activations at t=0
         if m in sim.muscle_names:
             sim.model.getMuscles().get(m).setActivation(s, float(a0[0]))
