@@ -9,7 +9,8 @@ the RSS growth over that build is the snapshots' memory. The "State" form keeps 
 ``opensim.State`` realized to Velocity per frame, as fastenv did before the compact
 form. ``--pool N`` also measures an ``OsimVectorEnv`` of N envs (2 workers) after every
 env has built every train start frame: RSS and PSS summed over the parent and its
-workers (``/proc/<pid>/smaps_rollup``).
+workers (``/proc/<pid>/smaps_rollup``). For the figure before compact snapshots, run
+the same from a checkout of an earlier commit (the pool part needs no compact form).
 """
 from __future__ import annotations
 
@@ -74,10 +75,8 @@ def one_env(task: str, form: str) -> dict:
 
     env = (StateSnapshotEnv if form == "state" else ImitationEnv)(task)
     env.reset(seed=0)
-    half = min(max(1, env.reference.cycle_steps // 2), env.reference.n_frames)
     before = _mem_mb(os.getpid())[0]
-    for frame in range(half):
-        env._snapshot(frame)
+    half = env.build_start_states()
     after = _mem_mb(os.getpid())[0]
     assert isinstance(env._snapshots[0], osim.State) == (form == "state")
     return dict(form=form, frames=half, rss_before_mb=before, rss_after_mb=after,
@@ -86,15 +85,11 @@ def one_env(task: str, form: str) -> dict:
 
 def pool(task: str, num_envs: int) -> dict:
     """An OsimVectorEnv whose envs have built every train start frame: RSS and PSS."""
-    from fastenv.envs import TASKS
-    from fastenv.references import load_reference
     from fastenv.vector import OsimVectorEnv
-    half = max(1, load_reference(TASKS[task].reference).cycle_steps // 2)
     envs = OsimVectorEnv(task, num_envs=num_envs, num_workers=2)
     try:
         envs.reset(seed=0)
-        for frame in range(half):
-            envs.reset(options={"start_frame": frame})
+        half = int(envs.call("build_start_states")[0])
         time.sleep(0.5)
         pids = _tree(os.getpid())
         rss = sum(_mem_mb(p)[0] for p in pids)
@@ -135,8 +130,7 @@ def main(argv=None):
         out["pool"] = r
         print(f"OsimVectorEnv, {r['num_envs']} envs, 2 workers, all {r['frames']} start states "
               f"built: RSS {r['rss_mb']:.0f} MB, PSS {r['pss_mb']:.0f} MB ({r['processes']} "
-              f"processes); with State snapshots about {r['rss_mb'] + args.pool * saved:.0f} MB "
-              f"RSS (+{args.pool} × {saved:.1f} MB)")
+              f"processes)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

@@ -164,8 +164,7 @@ def env(request):
 
     e = ImitationEnv(request.param)
     e.reset(seed=0)
-    for frame in range(max(1, e.reference.cycle_steps // 2)):   # every train start state,
-        e._snapshot(frame)   # so that resets time the restore, not a start state's build
+    e.build_start_states()   # so that resets time the restore, not a start state's build
     return e
 
 

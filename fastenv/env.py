@@ -169,6 +169,20 @@ class ImitationEnv(gym.Env):
             self._snapshots[frame] = snap
         return snap
 
+    def build_start_states(self) -> int:
+        """Build every train-mode start state now; they are otherwise built when their
+        frame is first drawn, each costing about one unsettled first step (a benchmark
+        that should time steps, not builds, calls this first, e.g. through
+        ``OsimVectorEnv.call``). Returns how many there are."""
+        half = self._train_start_frames()
+        for frame in range(half):
+            self._snapshot(frame)
+        return half
+
+    def _train_start_frames(self) -> int:
+        """Train episodes start at a random frame of the first half cycle."""
+        return min(max(1, self.reference.cycle_steps // 2), self.reference.n_frames)
+
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         if options:
@@ -181,8 +195,7 @@ class ImitationEnv(gym.Env):
                 raise ValueError(f"start_frame must be in [0, {self.reference.n_frames}), "
                                  f"got {start}")
         elif self.mode == "train":
-            half = min(max(1, self.reference.cycle_steps // 2), self.reference.n_frames)
-            start = int(self.np_random.integers(0, half))
+            start = int(self.np_random.integers(0, self._train_start_frames()))
         else:
             start = 0
         self._start, self._step = start, 0

@@ -115,11 +115,13 @@ def test_settled_start_states():
     again = ImitationEnv("MuscleWalkingImitation2D-v0")
     again.reset(seed=0, options={"start_frame": 30})
     np.testing.assert_array_equal(again._snapshots[30].y, settled._snapshots[30].y)
-    assert ImitationEnv("TorqueWalkingImitation2D-v0").options["start_settle"] == 0.0
+    torque = ImitationEnv("TorqueWalkingImitation2D-v0")
+    assert torque.options["start_settle"] == 0.0
+    assert torque.build_start_states() == len(torque._snapshots) == 53   # first half cycle
     for bad in (-0.001, 0.5, "2ms", True):
         with pytest.raises(ValueError, match="start_settle"):
             ImitationEnv("MuscleWalkingImitation2D-v0", start_settle=bad)
-    for e in (settled, raw, again):
+    for e in (settled, raw, again, torque):
         e.close()
 
 
