@@ -51,17 +51,24 @@ class TaskSpec:
     variant_params: dict = field(default_factory=dict)
 
 
-#: Physics presets: (integrator, accuracy) per actuation, chosen from measurements
+#: Physics presets per actuation, chosen from measurements
 #: (README, "Integrators"; ``bench/integrators.py`` and ``bench/physics_presets.py``).
-#: "fast" trades accuracy for speed: the muscle models' error-controlled
-#: SemiExplicitEuler2 at 1e-2 is about 1.6x the default's steps/s; the PD-driven
-#: torque models diverge at 1e-2 with every integrator, so theirs stops at 3e-3.
-#: "accurate" is for checking results against the defaults.
+#: Each is (integrator, accuracy, min_step in s; 0 is no minimum). "fast" trades
+#: accuracy for speed: with the stiff Thelen muscles and contacts, loosening the
+#: accuracy alone buys little (SemiExplicitEuler2 at 1e-2: 1.28x the default's
+#: instructions per cycle), because the error estimate keeps asking for sub-millisecond
+#: steps; a 1-ms minimum step caps that (1.43x). The torque models' continuous PD
+#: springs take RungeKutta3 at 1e-2 (1.57x; within 0.23 deg of 1e-4 over a cycle); a
+#: minimum step makes them diverge. "accurate" is for checking results against the defaults.
 PHYSICS = {
-    "default": {"muscle": ("SemiExplicitEuler2", 1e-3), "torque": ("RungeKutta3", 1e-3)},
-    "fast": {"muscle": ("SemiExplicitEuler2", 1e-2), "torque": ("RungeKutta3", 3e-3)},
-    "accurate": {"muscle": ("RungeKutta3", 1e-5), "torque": ("RungeKutta3", 1e-5)},
+    "default": {"muscle": ("SemiExplicitEuler2", 1e-3, 0.0),
+                "torque": ("RungeKutta3", 1e-3, 0.0)},
+    "fast": {"muscle": ("SemiExplicitEuler2", 1e-2, 1e-3),
+             "torque": ("RungeKutta3", 1e-2, 0.0)},
+    "accurate": {"muscle": ("RungeKutta3", 1e-5, 0.0), "torque": ("RungeKutta3", 1e-5, 0.0)},
 }
+#: The settings a physics preset sets, in the order of its tuples.
+PHYSICS_SETTINGS = ("integrator", "accuracy", "min_step")
 
 #: ``start_settle`` default per actuation (seconds; ``bench/first_step.py``). A muscle
 #: model released at a reference pose spends its first milliseconds in a transient (feet
@@ -80,7 +87,7 @@ def _task(actuation: str, motion: str, dim: str, **rules) -> TaskSpec:
             "lockedknee": "LockedKnee", "palsy": "Palsy"}[motion]
     model = ("palsy3d" if motion == "palsy" else
              f"{actuation}{dim}" + ("_lockedknee" if locked else ""))
-    physics = dict(zip(("integrator", "accuracy"), PHYSICS["default"][actuation]))
+    physics = dict(zip(("integrator", "accuracy"), PHYSICS["default"][actuation][:2]))
     return TaskSpec(id=f"{actuation.capitalize()}{name}Imitation{dim.upper()}-v0",
                     model=model, actuation=actuation, reference=f"{motion}{dim}",
                     planar=dim == "2d", **physics, **rules)
@@ -110,8 +117,8 @@ TASKS: dict[str, TaskSpec] = {
 OPTIONS = dict(
     mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
     horizon=5, apply_perturbations=False, log=False, physics="default", integrator=None,
-    accuracy=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=None, model=None,
-    reference=None, reference_options=None,
+    accuracy=None, min_step=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=None,
+    model=None, reference=None, reference_options=None,
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
     pd_update="continuous", start_settle=None,
@@ -126,8 +133,9 @@ MODES = ("train", "test")
 
 def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> dict:
     """Merge the original ``config=`` dict with keyword options; reject unknown names.
-    With ``task``, integrator and accuracy left at None come from the ``physics``
-    preset (:data:`PHYSICS`; "default" is the task's own settings)."""
+    With ``task``, integrator, accuracy and min_step left at None come from the
+    ``physics`` preset (:data:`PHYSICS`; "default" is the task's own integrator and
+    accuracy)."""
     opts = dict(OPTIONS)
     for source in (config or {}, kwargs):
         unknown = sorted(set(source) - set(OPTIONS))
@@ -137,14 +145,19 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if opts["physics"] not in PHYSICS:
         raise ValueError(f"physics must be one of {sorted(PHYSICS)}, got {opts['physics']!r}")
     if task is not None:
-        # explicit integrator/accuracy win over the preset
-        preset = dict(zip(("integrator", "accuracy"), PHYSICS[opts["physics"]][task.actuation]))
-        for key in ("integrator", "accuracy"):
+        # explicit integrator/accuracy/min_step win over the preset
+        preset = dict(zip(PHYSICS_SETTINGS, PHYSICS[opts["physics"]][task.actuation]))
+        for key in PHYSICS_SETTINGS:
             if opts[key] is None:
                 opts[key] = (getattr(task, key) if opts["physics"] == "default"
-                             else preset[key])
+                             and key != "min_step" else preset[key])
         if opts["start_settle"] is None:
             opts["start_settle"] = START_SETTLE[task.actuation]
+    if opts["min_step"] is not None and not (
+            isinstance(opts["min_step"], (int, float)) and not isinstance(opts["min_step"], bool)
+            and 0 <= opts["min_step"] < 0.01):
+        raise ValueError(f"min_step must be the integrator's minimum step in s within "
+                         f"[0, 0.01) or None (the preset's), got {opts['min_step']!r}")
     if opts["start_settle"] is not None and not (
             isinstance(opts["start_settle"], (int, float))
             and not isinstance(opts["start_settle"], bool) and 0 <= opts["start_settle"] <= 0.01):

@@ -76,7 +76,7 @@ class ImitationEnv(gym.Env):
                                           contact_model=opts["contact_model"], **params))
         self.model_path = model_path
         self.sim = sim = Simulation(model_path, integrator=opts["integrator"],
-                                    accuracy=opts["accuracy"],
+                                    accuracy=opts["accuracy"], min_step=opts["min_step"],
                                     energetics=task.actuation == "muscle",
                                     push_body="torso" if opts["apply_perturbations"] else None,
                                     coordinate_springs="actuated" if (

@@ -255,9 +255,10 @@ def test_physics_presets():
     for spec in (muscle, torque):
         d = resolve_options(task=spec)
         assert (d["integrator"], d["accuracy"]) == (spec.integrator, spec.accuracy)
-        assert (spec.integrator, spec.accuracy) == PHYSICS["default"][spec.actuation]
+        assert (spec.integrator, spec.accuracy, 0.0) == PHYSICS["default"][spec.actuation]
+        assert d["min_step"] == 0.0
         f = resolve_options(task=spec, physics="fast")
-        assert (f["integrator"], f["accuracy"]) == PHYSICS["fast"][spec.actuation]
+        assert (f["integrator"], f["accuracy"], f["min_step"]) == PHYSICS["fast"][spec.actuation]
     # explicit settings win over the preset
     o = resolve_options(task=muscle, physics="fast", accuracy=1e-4)
     assert (o["integrator"], o["accuracy"]) == ("SemiExplicitEuler2", 1e-4)
