@@ -117,7 +117,7 @@ def measure(task: str, n_steps: int, repeats: int) -> list[dict]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", nargs="+", default=list(TASKS))
-    ap.add_argument("--steps", type=int, default=500,
+    ap.add_argument("--steps", type=int, default=400,
                     help="random-action env steps per family and round")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="bench/results")

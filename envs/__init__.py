@@ -55,9 +55,9 @@ class TaskSpec:
 #: (README, "Integrators"; ``bench/integrators.py`` and ``bench/physics_presets.py``).
 #: Each is (integrator, accuracy, min_step in s; 0 is no minimum). "fast" trades
 #: accuracy for speed: with the stiff Thelen muscles and contacts, loosening the
-#: accuracy alone buys little (SemiExplicitEuler2 at 1e-2: 1.28x the default's
-#: instructions per cycle), because the error estimate keeps asking for sub-millisecond
-#: steps; a 1-ms minimum step caps that (1.43x). The torque models' continuous PD
+#: accuracy alone buys little (SemiExplicitEuler2 at 1e-2: 1.22x fewer instructions per
+#: cycle than the default), because the error estimate keeps asking for sub-millisecond
+#: steps; a 1-ms minimum step caps that (1.39x). The torque models' continuous PD
 #: springs take RungeKutta3 at 1e-2 (1.57x; within 0.23 deg of 1e-4 over a cycle); a
 #: minimum step makes them diverge. "accurate" is for checking results against the defaults.
 PHYSICS = {
