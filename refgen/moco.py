@@ -520,8 +520,10 @@ class Settings(SolveSettings):
     # made dynamically consistent; ``speed`` and the predictive knobs unused).
     reference_stage: str = "predictive"
     # Tracking stages: weight of the measured ground reaction forces (Moco
-    # divides the squared error in N by body weight; 0: not tracked).
+    # divides the squared error in N by body weight; 0: not tracked), and which
+    # components: "vertical", or "sagittal" (fore-aft and vertical).
     grf_tracking_weight: float = 0.0
+    grf_components: str = "vertical"
     bounds: dict = field(default_factory=dict)  # overrides of BOUNDS (degrees, metres)
     # Per-coordinate weights (relative) of the kinematic tracking terms (the
     # predictive stages never track pelvis_tx, and pelvis_ty with the weight above).
@@ -693,9 +695,16 @@ def half_cycle_forces(grf_path, motion_path, target: Target, body_weight: float,
                                  scale_to_model=round(scale, 4)))
 
 
-def contact_tracking_goal(osim, model, forces: ForceTarget, weight: float, work_dir: Path):
-    """A MocoContactTrackingGoal of the fore-aft and vertical force on each foot
-    (the sum of its contact spheres' forces, projected on the sagittal plane).
+def contact_tracking_goal(osim, model, forces: ForceTarget, weight: float, work_dir: Path,
+                          components: str = "vertical"):
+    """A MocoContactTrackingGoal of the force on each foot (the sum of its contact
+    spheres' forces): its vertical component, or with ``components="sagittal"`` its
+    projection on the sagittal plane (fore-aft too).
+
+    Why vertical by default: a smooth contact sphere's friction grows with its
+    slip speed (0.2 m/s transition), so matching the measured fore-aft force makes
+    the feet slide against the tracked kinematics; with both components a walking
+    solve wandered at primal infeasibility 10-20 for 280 iterations.
 
     Moco reads the measured forces through an ExternalLoads file, written to
     ``work_dir`` with the data (``grf_target.mot``); the goal divides the squared
@@ -737,8 +746,14 @@ def contact_tracking_goal(osim, model, forces: ForceTarget, weight: float, work_
     xml = work_dir / "grf_target.xml"
     loads.printToXML(str(xml))
     goal.setExternalLoadsFile(str(xml))
-    goal.setProjection("plane")
-    goal.setProjectionVector(osim.Vec3(0, 0, 1))
+    if components == "sagittal":
+        goal.setProjection("plane")
+        goal.setProjectionVector(osim.Vec3(0, 0, 1))
+    elif components == "vertical":
+        goal.setProjection("vector")
+        goal.setProjectionVector(osim.Vec3(0, 1, 0))
+    else:
+        raise ValueError(f"components={components!r}; expected 'vertical' or 'sagittal'")
     return goal
 
 
@@ -993,7 +1008,7 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
     if forces is not None and settings.grf_tracking_weight > 0:
         problem.addGoal(contact_tracking_goal(osim, model, forces, settings.grf_tracking_weight,
-                                              work_dir))
+                                              work_dir, settings.grf_components))
 
     solver = configure_solver(study, settings, mesh, max_iterations)
     if guess_trajectory is None:
@@ -1514,7 +1529,7 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
             swing_windows=([] if tracked and not settings.tracking_clearance
                            else [list(w) for w in settings.swing_windows])),
         **stages_document(stages),
-        figures=rounded(figures),
+        figures=dict(rounded(figures), kind="moco_tracking" if tracked else "moco_predictive"),
         tracking_solution_figures=rounded(tracking_figures) if tracking_figures else None,
         notes=notes,
     )
@@ -1533,34 +1548,51 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
 
 @dataclass
 class WalkingSettings(Settings):
-    """walking2d: the measured walk at its measured speed, joint angles and
-    ground reaction forces tracked on the 2D model (coarse mesh, then refined).
+    """walking2d: the measured walk at its measured speed, its joint angles tracked
+    on the 2D model with the swing foot kept off the floor (coarse mesh, then
+    refined).
 
-    Why tracking and not prediction: minimum-effort predictions from this
-    walk drifted to a gait no person walks (ankle plantarflexing through
-    mid-stance, stance knee never re-extending, no push-off); tracking the
-    measured forces as well removes the swing foot's floor contact that
-    kinematic tracking alone left.  ``grf_tracking_weight`` 0.03: a 0.1 BW error
-    costs about a third of what a 5 deg error on every joint angle does (at 0.1
-    the force term dominated and IPOPT wandered at primal infeasibility ~10 for
-    75+ iterations).
+    Why tracking and not prediction: minimum-effort predictions from this walk
+    drifted to a gait no person walks (ankle plantarflexing through mid-stance,
+    stance knee never re-extending, no push-off hump).  Why the clearance
+    constraint: without it the swing foot of the solution brushed the floor
+    (0.06 BW) and one stance lost its trough and push-off hump.  Why 4x on the
+    ankles: the model's two-sphere foot differs from the subject's, so the
+    stance ankle cannot follow the measurement exactly; on the coarse mesh its
+    correlation with the measured walk was 0.74 at the common weight, 0.89 at 4x
+    and 0.92 at 8x, where the hip moved 5.7 deg RMS from the measurement and the
+    push-off hump rose to 1.35 BW (4x: 5.0 deg, 1.30 BW; 20x on the pelvis height
+    changed neither).  The model's legs are longer than the subject's: at the
+    measured cadence and angles it walks 1.07 m/s, not the subject's 0.975 m/s
+    (weighting pelvis_tx 10x more did not change that).
+
+    The measured ground reaction forces are not tracked by default
+    (``grf_tracking_weight`` 0): from the kinematic solution, tracking them
+    (weights 0.1 and 0.03, fore-aft and vertical, or vertical only) made IPOPT
+    wander at primal infeasibility 10-20 for 75-280 iterations without
+    converging on this machine; the kinematic solution already has the human
+    force pattern (two humps and a trough; ``python -m refgen check walking2d``).
     """
 
     reference_stage: str = "tracking"
-    grf_tracking_weight: float = 0.03
+    grf_tracking_weight: float = 0.0
     tracking_mesh: int = 25
     fine_mesh: int = 50
+    tracking_clearance: bool = True
+    tracking_state_weights: dict = field(default_factory=lambda: {
+        "ankle_angle_r": 4.0, "ankle_angle_l": 4.0})
 
 
 def generate_walking2d(out_dir, *, motion=None, settings: Settings | None = None,
                        work_dir=None, resume: bool = False, write_npz: bool = True,
                        log=print, grf=None) -> dict:
-    """The measured walk (``motion``, default :data:`DEFAULT_MOTION` with the forces of
-    :data:`DEFAULT_GRF`) tracked on the model -> full cycle, written to ``out_dir``.
+    """The measured walk (``motion``, default :data:`DEFAULT_MOTION`) tracked on the
+    model -> full cycle, written to ``out_dir``.
 
-    ``grf``: force plates of your own ``motion`` (same clock); without them a
-    motion of your own is tracked from its kinematics alone (said in the log and
-    the JSON).  With ``settings.reference_stage == "predictive"`` the tracking
+    With ``settings.grf_tracking_weight`` > 0 its force plates are tracked too
+    (:data:`DEFAULT_GRF`, or ``grf`` for your own ``motion``, same clock); a motion
+    of your own without them is tracked from its kinematics alone (said in the log
+    and the JSON).  With ``settings.reference_stage == "predictive"`` the tracking
     solution seeds a predictive gait at ``settings.speed`` instead.
     Returns the JSON document written to ``walking2d.json``.
     """
@@ -1572,7 +1604,7 @@ def generate_walking2d(out_dir, *, motion=None, settings: Settings | None = None
     log(f"[target] speed {target.speed:.3f} m/s (belt {target.belt_speed:.3f} m/s added), "
         f"half cycle {target.time[-1]:.3f} s")
     forces = None
-    if grf is not None or not own_motion:
+    if settings.grf_tracking_weight > 0 and (grf is not None or not own_motion):
         grf = motion_file(DEFAULT_GRF, grf)
         forces = half_cycle_forces(grf, motion, target, body_weight_n())
         peak = max(float(f[:, 1].max()) for f in forces.forces.values()) / body_weight_n()
@@ -1580,19 +1612,23 @@ def generate_walking2d(out_dir, *, motion=None, settings: Settings | None = None
             f"subject weight {forces.info['subject_weight_n']:.0f} N, peak {peak:.2f} BW")
     elif settings.grf_tracking_weight > 0:
         log("[target] no force plates given (--grf): tracking the kinematics only")
+    elif grf is not None:
+        log(f"[target] {Path(grf).name} not tracked: grf_tracking_weight is 0")
     tracked = settings.reference_stage == "tracking"
     return generate_gait(
         out_dir, settings=settings, target=target, work_dir=work_dir or "/tmp/fastenv_walking2d",
         resume=resume, write_npz=write_npz, log=log, forces=forces,
         description=("2D walking gait cycle of gait9dof18musc (osim-rl): a measured treadmill "
-                     "walk at its own speed, joint angles and ground reaction forces tracked "
-                     "with OpenSim Moco" if tracked else
+                     "walk at its own speed, joint angles "
+                     + ("and ground reaction forces " if forces is not None else "")
+                     + "tracked with OpenSim Moco, swing foot off the floor" if tracked else
                      "2D walking gait cycle of gait9dof18musc (osim-rl), predicted with "
                      "OpenSim Moco from a tracking solution of a measured walk"),
         model="osim/models/gait9dof18musc.osim (osim-rl); smooth sphere contacts, "
               "DeGroote-Fregly muscles, rigid tendons, back welded",
         notes=("left/right symmetrised half cycle of the measured cycle, mirrored into the "
-               "full cycle; forces scaled from the subject's weight to the model's" if tracked
+               "full cycle" + ("; forces scaled from the subject's weight to the model's"
+                               if forces is not None else "") if tracked
                else "tracking_solution_figures describe the first-stage guess (measured walk "
                "at its own speed, no swing-clearance constraint): its swing foot touches the "
                "floor, so its stance and heel-strike figures are not those of a clean gait"))

@@ -45,8 +45,12 @@ def test_frame_shows_the_model_where_its_bodies_project():
     bodies = sim.buf[sim.layout.slice("body_pos")].reshape(-1, 3)
     pixels = r.project(bodies)
     mask = r.model_mask
-    for name, (x, y, _) in zip(sim.body_names, pixels):
+    for name, (x, y, _), height in zip(sim.body_names, pixels, bodies[:, 1]):
         assert 0 <= x < 640 and 0 <= y < 480, name
+        if height < -0.01:
+            # a joint centre sunk into the floor (a loaded toe on its compliant
+            # contact sphere) is hidden by the floor, as it should be
+            continue
         box = np.s_[int(y) - 6:int(y) + 7, int(x) - 6:int(x) + 7]
         assert mask[box].any() and _warm(model, box).any(), f"no bone pixels at {name}"
     ys, xs = np.nonzero(mask)
