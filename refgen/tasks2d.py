@@ -6,13 +6,14 @@ add what each motion needs:
 
 ``running2d``
     A symmetrised half cycle of a measured treadmill run (speed estimated
-    over the samples with a foot on the ground) tracked at its own speed, on
-    a coarse then a fine mesh; the tracking solution is the reference (no
-    force plates were recorded with it, so only its kinematics are tracked).
-    ``reference_stage="predictive"`` predicts a minimum-effort half cycle at
-    ``speed`` from it instead (the swing foot off the floor through the half
-    cycle and the stance foot through its last part, so each step has a
-    flight phase), as the reference was made before.
+    over the samples with a foot on the ground) is tracked, then a 3.5 m/s
+    minimum-effort half cycle is predicted from it (the committed reference).
+    The swing foot must stay off the floor through the half cycle and the
+    stance foot through its last part, so each step has a flight phase.
+    ``reference_stage="tracking"`` keeps the tracking solution (refined on
+    the fine mesh) as the reference instead: the measured run at its own
+    speed (no force plates were recorded with it, so only its kinematics);
+    not yet solved to convergence or committed.
 ``lockedknee2d``
     A full, asymmetric, periodic gait cycle at 1.3 m/s of the
     ``muscle2d_lockedknee`` variant (left knee and ankle locked at 0, left
@@ -73,7 +74,7 @@ class RunningSettings(Settings):
 
     name: str = "running2d"
     variant: str | None = "muscle2d"
-    reference_stage: str = "tracking"
+    reference_stage: str = "predictive"
     tracking_mesh: int = 25
     speed: float = 3.5                 # predictive only
     swing_windows: tuple = (("l", 0.0, 0.9), ("r", 0.85, 0.97))
@@ -95,9 +96,9 @@ class RunningSettings(Settings):
 def generate_running2d(out_dir, *, motion=None, settings: RunningSettings | None = None,
                        work_dir=None, resume: bool = False, write_npz: bool = True,
                        log=print) -> dict:
-    """A measured treadmill run tracked at its own speed (or, with
-    ``reference_stage="predictive"``, a minimum-effort run at ``settings.speed`` predicted
-    from that tracking solution) -> full cycle."""
+    """A minimum-effort run at ``settings.speed`` predicted from a tracking solution of a
+    measured treadmill run (or, with ``reference_stage="tracking"``, that measured run
+    tracked at its own speed) -> full cycle."""
     settings = settings or RunningSettings()
     motion = motion_file(RUNNING_MOTION, motion)
     log(f"[target] symmetrised half cycle from {motion.name}")

@@ -358,14 +358,14 @@ def _smoke(generate, settings, tmp_path, name, rows, motion=None,
 
 
 def test_running2d_smoke_coarse(tmp_path):
-    """The measured run tracked at its own speed (the default), and the predictive
-    stage that the reference was made with before."""
+    """The measured run tracked at its own speed (reference_stage="tracking"), and the
+    predictive stage that the committed reference was made with (the default)."""
     _need_public(tasks2d.RUNNING_MOTION)
-    settings = tasks2d.RunningSettings(**_SMOKE)
+    settings = tasks2d.RunningSettings(**_SMOKE, reference_stage="tracking")
     doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
                     2 * (2 * 4 + 1) - 1, stages={"tracking"})
     assert doc["reference_stage"] == "tracking" and 3.5 < doc["speed_m_s"] < 4.0
-    settings = tasks2d.RunningSettings(**_SMOKE, reference_stage="predictive")
+    settings = tasks2d.RunningSettings(**_SMOKE)
     doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
                     2 * (2 * 4 + 1) - 1)
     assert doc["prescribed_speed_m_s"] == 3.5
