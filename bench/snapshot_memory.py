@@ -25,38 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _mem_mb(pid: int):
-    """(RSS, PSS) of one process in MB."""
-    rss = pss = 0
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Rss:"):
-                    rss = int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss = int(line.split()[1])
-    except OSError:
-        pass
-    return rss / 1024, pss / 1024
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))   # ``bench`` from the checkout
 
-
-def _tree(root: int) -> list[int]:
-    """``root`` and its descendants (parent ids from /proc/<pid>/stat)."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, ()))
-    return out
+from bench.compare import process_tree  # noqa: E402
+from bench.pool import tree_memory_mb  # noqa: E402
 
 
 def one_env(task: str, form: str) -> dict:
@@ -75,9 +49,9 @@ def one_env(task: str, form: str) -> dict:
 
     env = (StateSnapshotEnv if form == "state" else ImitationEnv)(task)
     env.reset(seed=0)
-    before = _mem_mb(os.getpid())[0]
+    before = tree_memory_mb([os.getpid()])[0]
     half = env.build_start_states()
-    after = _mem_mb(os.getpid())[0]
+    after = tree_memory_mb([os.getpid()])[0]
     assert isinstance(env._snapshots[0], osim.State) == (form == "state")
     return dict(form=form, frames=half, rss_before_mb=before, rss_after_mb=after,
                 per_env_mb=after - before, per_snapshot_kb=(after - before) * 1024 / half)
@@ -91,9 +65,8 @@ def pool(task: str, num_envs: int) -> dict:
         envs.reset(seed=0)
         half = int(envs.call("build_start_states")[0])
         time.sleep(0.5)
-        pids = _tree(os.getpid())
-        rss = sum(_mem_mb(p)[0] for p in pids)
-        pss = sum(_mem_mb(p)[1] for p in pids)
+        pids = process_tree(os.getpid())
+        rss, pss = tree_memory_mb(pids)
     finally:
         envs.close()
     return dict(num_envs=num_envs, frames=half, processes=len(pids), rss_mb=rss, pss_mb=pss)
