@@ -712,8 +712,16 @@ def markdown(result: dict) -> str:
              "same run; latency per call that yields a batch (median round); parent CPU: the "
              "driver process's CPU time / wall; RSS/PSS: peak over the driver and all its "
              "children, largest round; episode ends: in the timed steps (median round).",
-             "", "| " + " | ".join(HEADER) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(result)]
+             ""]
+    return table_markdown(lines, HEADER, rule, table_rows(result), result)
+
+
+def table_markdown(lines: list[str], header: list[str], rule: list[str], cells: list[list[str]],
+                   result: dict) -> str:
+    """``lines``, then the table, the limit check and the skipped points: the results
+    file of compare.py and pool.py alike."""
+    lines = [*lines, "| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     lines += ["", *check_lines(result)]
     if result["skipped"]:
         lines += ["", "Skipped points:", ""]

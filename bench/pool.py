@@ -98,20 +98,13 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
 
 
 def markdown(result: dict) -> str:
-    from bench.compare import check_lines, describe
+    from bench.compare import describe, table_markdown
     rows = efficiency_rows(result)
     result["efficiency"] = rows
     rule = ["---:", "---"] + ["---:"] * (len(HEADER) - 2)
     lines = [f"# bench/pool.py: synchronous step against the physical limit, "
-             f"{result['meta']['task']}", "", *describe(result), "",
-             "| " + " | ".join(HEADER) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
-    lines += ["", *check_lines(result)]
-    if result["skipped"]:
-        lines += ["", "Skipped points:", ""]
-        lines += [f"- {s['method']}, num_envs={s['num_envs']}: {s['reason']}"
-                  for s in result["skipped"]]
-    return "\n".join(lines) + "\n"
+             f"{result['meta']['task']}", "", *describe(result), ""]
+    return table_markdown(lines, HEADER, rule, table_rows(rows), result)
 
 
 def parse_args(argv=None):
