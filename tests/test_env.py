@@ -95,6 +95,7 @@ def test_settled_start_states():
     assert settled.options["start_settle"] == 0.002
     sim = settled.sim
     L = sim.layout
+    peaks = []
     for frame in (0, 12, 30):
         settled.reset(seed=0, options={"start_frame": frame})
         raw.reset(seed=0, options={"start_frame": frame})
@@ -105,19 +106,23 @@ def test_settled_start_states():
         assert dq[sim.rotational].max() < np.radians(0.5) and dq[~sim.rotational].max() < 1e-3
         assert sim.buf[L.slice("grf")].reshape(-1, 6)[:, 1].sum() > 0.1 * sim.body_weight
         assert 0.0 < np.abs(sim.buf[L.slice("qdot")] - qd_ref).max() < 10.0
-        worst = np.abs(raw.sim.buf[L.slice("qddot")]).max()
-        assert worst > 3000
-        assert np.abs(sim.buf[L.slice("qddot")]).max() < 0.5 * worst
+        # the reference state's transient (thousands of rad/s^2) is damped, never raised
+        peaks.append((np.abs(raw.sim.buf[L.slice("qddot")]).max(),
+                      np.abs(sim.buf[L.slice("qddot")]).max()))
+        assert peaks[-1][1] <= peaks[-1][0]
         first = settled._snapshots[frame]
         obs, _ = settled.reset(options={"start_frame": frame})
         assert settled._snapshots[frame] is first
         assert sim.state.getTime() == 0.0
+    raw_peak, settled_peak = np.max(peaks, axis=0)
+    assert raw_peak > 5000 and settled_peak < 0.5 * raw_peak, peaks
     again = ImitationEnv("MuscleWalkingImitation2D-v0")
     again.reset(seed=0, options={"start_frame": 30})
     np.testing.assert_array_equal(again._snapshots[30].y, settled._snapshots[30].y)
     torque = ImitationEnv("TorqueWalkingImitation2D-v0")
     assert torque.options["start_settle"] == 0.0
-    assert torque.build_start_states() == len(torque._snapshots) == 53   # first half cycle
+    half_cycle = torque.reference.cycle_steps // 2   # train episodes start in it
+    assert torque.build_start_states() == len(torque._snapshots) == half_cycle
     for bad in (-0.001, 0.5, "2ms", True):
         with pytest.raises(ValueError, match="start_settle"):
             ImitationEnv("MuscleWalkingImitation2D-v0", start_settle=bad)
