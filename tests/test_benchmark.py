@@ -351,6 +351,7 @@ def check_outputs(out, methods, name="compare"):
     return result
 
 
+@pytest.mark.slow   # ~27 s; the default suite runs the --quick CLI checks
 def test_cli_tiny_run_end_to_end(tmp_path):
     """bench/compare.py with one point of each kind of method (a single loop, a
     Gymnasium vector env, OsimVectorEnv async) and the physical limit."""

@@ -143,6 +143,7 @@ def test_bad_collector_input():
         venv.close()
 
 
+@pytest.mark.slow   # ~18 s: four modes start their own envs
 def test_closed_loop_benchmark_steps_the_same_work_in_every_mode(tmp_path):
     """bench/closed_loop.py --quick: every mode steps each env the same number of times
     through the same action schedule (the figures of a quick run mean nothing)."""

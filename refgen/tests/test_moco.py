@@ -190,8 +190,9 @@ def test_cli_help_names_shared_motions_and_generators():
 # ------------------------------------------------------------------ smoke test
 def test_pipeline_smoke_coarse(tmp_path):
     """The walking2d pipeline (measured kinematics and, at a weight > 0, forces
-    tracked, coarse then refined) on 4- and 6-interval meshes with few iterations: it must run end to end
-    and write a well-formed full cycle, figures and the force target it tracked."""
+    tracked, coarse then refined) on 4- and 6-interval meshes with few iterations: it
+    must run end to end and write a well-formed full cycle, figures and the force
+    target it tracked."""
     _need_motion()
     shared_motion(moco.DEFAULT_GRF)
     settings = moco.WalkingSettings(tracking_mesh=4, fine_mesh=6, max_iterations=10,
