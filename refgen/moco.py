@@ -695,6 +695,12 @@ def half_cycle_forces(grf_path, motion_path, target: Target, body_weight: float,
                                  scale_to_model=round(scale, 4)))
 
 
+def tracks_forces(settings: Settings, forces: ForceTarget | None) -> bool:
+    """Whether a tracking stage tracks measured ground reaction forces: there are
+    some, and their weight is not 0."""
+    return forces is not None and settings.grf_tracking_weight > 0
+
+
 def contact_tracking_goal(osim, model, forces: ForceTarget, weight: float, work_dir: Path,
                           components: str = "vertical"):
     """A MocoContactTrackingGoal of the force on each foot (the sum of its contact
@@ -1006,7 +1012,7 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
         osim, model, "tracking", settings.tracking_weight, target.time, target.coords,
         [("pelvis_tx", 0.2), *settings.tracking_state_weights.items()]))
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
-    if forces is not None and settings.grf_tracking_weight > 0:
+    if tracks_forces(settings, forces):
         problem.addGoal(contact_tracking_goal(osim, model, forces, settings.grf_tracking_weight,
                                               work_dir, settings.grf_components))
 
@@ -1018,7 +1024,7 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
     log(f"[{label}] {mesh} mesh intervals, {settings.cycle} cycle {duration:.3f} s, "
         f"target speed {target.speed:.2f} m/s"
         + (f", ground reaction forces (weight {settings.grf_tracking_weight})"
-           if forces is not None and settings.grf_tracking_weight > 0 else ""))
+           if tracks_forces(settings, forces) else ""))
     return solve_stage(study, label, mesh, work_dir, log)
 
 
@@ -1406,8 +1412,7 @@ def gait_plan(settings: Settings, target: Target, work_dir: Path, log,
         # iterations); the kinematic solution is a consistent start for the forces.
         plan = [("tracking", settings.tracking_mesh, lambda _: solve_tracking(
             target, settings, work_dir=work_dir, log=log))]
-        with_forces = forces is not None and settings.grf_tracking_weight > 0
-        if with_forces:
+        if tracks_forces(settings, forces):
             plan.append(("tracking_grf", settings.tracking_mesh, lambda previous: solve_tracking(
                 target, settings, work_dir=work_dir, log=log, forces=forces,
                 guess_trajectory=previous, label="tracking_grf")))
@@ -1515,7 +1520,7 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
                       **{f"predictive_{settings.cycle}_cycle_s": (
                           list(settings.half_cycle_bounds) if settings.half_cycle_bounds
                           else round(duration, 4))})
-    if forces is not None and settings.grf_tracking_weight > 0:
+    if tracks_forces(settings, forces):
         timing["grf_target"] = dict(file=Path(forces.source).name, **forces.info)
     doc = dict(
         name=name, description=description, **solve_document(
