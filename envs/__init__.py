@@ -121,7 +121,7 @@ OPTIONS = dict(
     model=None, reference=None, reference_options=None,
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
-    pd_update="continuous", start_settle=None,
+    pd_update="continuous", start_settle=None, excitations="direct", excitation_range=0.2,
     muscle_model="thelen", contact_model="hunt_crossley",
     reward="original", render_view=None, render_size=(640, 480),
 )
@@ -200,6 +200,17 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"reward must be 'original' or 'tracking', got {opts['reward']!r}")
     if opts["pd_targets"] not in ("range", "residual"):
         raise ValueError(f"pd_targets must be 'range' or 'residual', got {opts['pd_targets']!r}")
+    if opts["excitations"] not in ("direct", "residual"):
+        raise ValueError(f"excitations must be 'direct' or 'residual', got "
+                         f"{opts['excitations']!r}")
+    if task is not None and task.actuation != "muscle" and opts["excitations"] != "direct":
+        raise ValueError(f"excitations={opts['excitations']!r} applies to muscle tasks; "
+                         f"{task.id} is torque-driven (see pd_targets='residual')")
+    if not (isinstance(opts["excitation_range"], (int, float))
+            and not isinstance(opts["excitation_range"], bool)
+            and 0 < opts["excitation_range"] <= 1):
+        raise ValueError(f"excitation_range must be an excitation within (0, 1], got "
+                         f"{opts['excitation_range']!r}")
     if opts["pd_update"] not in ("continuous", "step"):
         raise ValueError(f"pd_update must be 'continuous' or 'step', got {opts['pd_update']!r}")
     if opts["pd_bandwidth"] is not None and not (

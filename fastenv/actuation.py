@@ -2,10 +2,11 @@
 
 Muscle tasks send excitations; torque tasks send target joint angles that PD
 controllers track with torques. Both have one interface, so the env steps either
-without branching: ``action_space``; ``controls(smoothed, reference_q)`` before the
-control step (``smoothed`` is the (1, n_actions) moving average of the last actions,
-``reference_q`` the reference's coordinates at the end of the step); and
-``effort_cost()`` after it, the cost in the reward's effort term exp(-cost).
+without branching: ``action_space``; ``controls(smoothed, reference_q, frame)`` before
+the control step (``smoothed`` is the (1, n_actions) moving average of the last
+actions, ``reference_q`` the reference's coordinates at the end of the step, ``frame``
+that reference step); and ``effort_cost()`` after it, the cost in the reward's effort
+term exp(-cost).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class Actuation:
     def n_actions(self) -> int:
         return self.action_space.shape[0]
 
-    def controls(self, smoothed: np.ndarray, reference_q: np.ndarray) -> np.ndarray:
+    def controls(self, smoothed: np.ndarray, reference_q: np.ndarray, frame: int) -> np.ndarray:
         raise NotImplementedError
 
     def effort_cost(self) -> float:
@@ -44,9 +45,20 @@ class Actuation:
         """What the last step's effort was made of, for episode logs and evaluation."""
         raise NotImplementedError
 
+    def start_excitation(self, frame: int):
+        """Muscle excitations a start state at reference step ``frame`` is built and
+        settled with (its activations), or None for the model's defaults."""
+        return None
+
 
 class MuscleActuation(Actuation):
-    """Actions are muscle excitations in [0, 1], sent to the model as they are.
+    """``excitations="direct"`` (the original tasks): actions are muscle excitations in
+    [0, 1], sent to the model as they are. ``"residual"``: actions in [-1, 1] are
+    corrections of ``excitation_range`` times the action to the reference's own
+    excitations at the end of the step (those of the Moco solution the reference is a
+    state trajectory of, :attr:`fastenv.references.Reference.excitation`), clipped to
+    [0, 1]; a zero action plays that solution's excitations open loop. How many
+    excitations the last step clipped is in the effort record (``excitation_clipped``).
 
     Effort: the metabolic cost of transport, Umberger (2003) whole-body metabolic power
     (``kernels.metabolic_rate``) per body weight and speed of progress along the task's
@@ -54,7 +66,7 @@ class MuscleActuation(Actuation):
     penalised for spending more energy per second.
     """
 
-    def __init__(self, sim, task, options):
+    def __init__(self, sim, task, options, reference=None):
         n = sim.n_controls
         if n != len(sim.muscle_names):
             raise ValueError(f"muscle task needs a model whose actuators are all muscles; "
@@ -62,12 +74,32 @@ class MuscleActuation(Actuation):
                              f"{len(sim.muscle_names)} muscles")
         self.sim = sim
         self.progress_axis = task.progress_axis
-        self.action_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
+        self.residual = options["excitations"] == "residual"
+        if self.residual:
+            self.reference = reference
+            self.feedforward = reference_excitations(reference, sim.muscle_names)
+            self.excitation_range = float(options["excitation_range"])
+            self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
+        else:
+            self.action_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
         self.muscle_constants = metabolic.muscle_constants(sim.model, sim.default_state)
         self._rate = np.zeros(1)
+        self._excitation = np.zeros(n)
+        self._clipped = 0
 
-    def controls(self, smoothed, reference_q=None):
-        return smoothed[0]
+    def start_excitation(self, frame):
+        return self.feedforward[self.reference.index(frame)[0]] if self.residual else None
+
+    def controls(self, smoothed, reference_q=None, frame=None):
+        if not self.residual:
+            return smoothed[0]
+        ref = self.feedforward[self.reference.index(frame)[0]]
+        u = self._excitation
+        np.multiply(smoothed[0], self.excitation_range, out=u)
+        u += ref
+        self._clipped = int(np.count_nonzero((u < 0.0) | (u > 1.0)))
+        np.clip(u, 0.0, 1.0, out=u)
+        return u
 
     def effort_cost(self) -> float:
         sim, b, L = self.sim, self.sim.buf, self.sim.layout
@@ -81,7 +113,25 @@ class MuscleActuation(Actuation):
         return float(self._rate[0] / (sim.body_weight * max(v, MIN_PROGRESS_SPEED)))
 
     def effort_record(self) -> dict:
-        return {"metabolic_power": float(self._rate[0])}   # W, whole body
+        record = {"metabolic_power": float(self._rate[0])}   # W, whole body
+        if self.residual:
+            record["excitation_clipped"] = self._clipped
+        return record
+
+
+def reference_excitations(reference, muscle_names) -> np.ndarray:
+    """The reference's excitations (frames, muscles) in the model's muscle order."""
+    name = getattr(reference, "name", None)
+    if reference is None or reference.excitation is None:
+        raise ValueError(f"excitations='residual' needs a reference with the excitations of "
+                         f"its Moco solution (Reference.excitation; the shipped walking2d has "
+                         f"them); reference {name!r} has none")
+    missing = [m for m in muscle_names if m not in reference.muscle_names]
+    if missing:
+        raise ValueError(f"reference {name!r} has no excitations for muscles {missing} of "
+                         f"the model (it has {list(reference.muscle_names)})")
+    cols = [list(reference.muscle_names).index(m) for m in muscle_names]
+    return np.ascontiguousarray(reference.excitation[:, cols], dtype=float)
 
 
 class PDActuation(Actuation):
@@ -110,7 +160,7 @@ class PDActuation(Actuation):
     (``kernels.torque_cost``). ``torque`` and ``target`` hold the last step's values.
     """
 
-    def __init__(self, sim, task, options):
+    def __init__(self, sim, task, options, reference=None):
         cn = sim.coordinate_names
         self.sim = sim
         self.coordinates = np.array([cn.index(a) for a in sim.actuator_names], dtype=np.intp)
@@ -173,7 +223,7 @@ class PDActuation(Actuation):
             gains.append(np.ascontiguousarray(g, dtype=float))
         return gains
 
-    def controls(self, smoothed, reference_q=None):
+    def controls(self, smoothed, reference_q=None, frame=None):
         b, L = self.sim.buf, self.sim.layout
         q = b[L.slice("q")][self.coordinates][None, :]
         qdot = b[L.slice("qdot")][self.coordinates][None, :]
@@ -218,8 +268,9 @@ PD_BANDWIDTH = {"continuous": 6.0, "step": 3.0}
 ACTUATIONS = {"muscle": MuscleActuation, "torque": PDActuation}
 
 
-def make_actuation(sim, task, options) -> Actuation:
-    """The actuation of ``task`` on ``sim`` with the env's resolved ``options``."""
+def make_actuation(sim, task, options, reference=None) -> Actuation:
+    """The actuation of ``task`` on ``sim`` with the env's resolved ``options`` (and its
+    prepared ``reference``, whose excitations residual excitations correct)."""
     if task.actuation not in ACTUATIONS:
         raise ValueError(f"unknown actuation {task.actuation!r}; known: {sorted(ACTUATIONS)}")
-    return ACTUATIONS[task.actuation](sim, task, options)
+    return ACTUATIONS[task.actuation](sim, task, options, reference)

@@ -99,7 +99,7 @@ class ImitationEnv(gym.Env):
 
         # --- actuation ----------------------------------------------------------
         #: muscle excitations or PD targets (``fastenv.actuation``)
-        self.actuation = make_actuation(sim, task, opts)
+        self.actuation = make_actuation(sim, task, opts, self.reference)
         self.action_space = self.actuation.action_space
         self.n_actions = n_act = self.actuation.n_actions
 
@@ -142,8 +142,9 @@ class ImitationEnv(gym.Env):
             return ref.n_frames - 1 - self._start
         return self.spec_task.episode_cycles * ref.cycle_steps
 
-    def _start_state(self, q, qd):
-        """The start state (compact) for reference coordinates ``q``, ``qd``.
+    def _start_state(self, q, qd, frame=0):
+        """The start state (compact) for reference coordinates ``q``, ``qd`` (of reference
+        step ``frame``).
 
         ``start_settle`` = T > 0: the model is released T seconds before the frame, at
         the reference's pose moved back along its speeds (q - T·qd, qd; muscles in
@@ -152,20 +153,25 @@ class ImitationEnv(gym.Env):
         settled``); time 0 is still the frame's time. The pose then differs from the
         reference's by what those milliseconds of physics do (≤ 0.35° at 2 ms on
         walking2d), and so do the speeds of the feet (a few rad/s). T = 0: the reference
-        state itself."""
+        state itself.
+
+        With residual excitations the muscles start at the feed-forward's excitation of
+        the frame as their activation, and settle under that excitation: the state of
+        the Moco solution the feed-forward comes from, not the model's default 0.05."""
         settle = self.options["start_settle"]
+        drive = self.actuation.start_excitation(frame)
         if not settle:
-            return self.sim.compact(self.sim.state_from_coordinates(q, qd))
+            return self.sim.compact(self.sim.state_from_coordinates(q, qd, activation=drive))
         start = self.sim.state_from_coordinates(np.asarray(q) - settle * np.asarray(qd), qd,
-                                                time=-settle)
-        return self.sim.settled(start, settle)
+                                                time=-settle, activation=drive)
+        return self.sim.settled(start, settle, controls=drive)
 
     def _snapshot(self, frame: int):
         """Cached start state for a start frame, built on first use; compact snapshots
         (about 0.5 KB each) keep memory flat however many frames are drawn."""
         snap = self._snapshots.get(frame)
         if snap is None:
-            snap = self._start_state(*self.reference.coordinates_at(frame))
+            snap = self._start_state(*self.reference.coordinates_at(frame), frame)
             self._snapshots[frame] = snap
         return snap
 
@@ -211,7 +217,7 @@ class ImitationEnv(gym.Env):
             q = q.copy()
             q[self._imitate_coords] += self.np_random.normal(
                 0.0, self.options["start_noise"], len(self._imitate_coords))
-            self.sim.restore(self._start_state(q, qd))
+            self.sim.restore(self._start_state(q, qd, start))
         else:
             self.sim.restore(self._snapshot(start))
         self._history[:] = 0.0
@@ -285,7 +291,8 @@ class ImitationEnv(gym.Env):
         sim = self.sim
         kernels.smooth_action(self._history, self._count, a[None, :], self._smoothed)
         self._count += 1
-        controls = self.actuation.controls(self._smoothed, self._next_reference_q)
+        controls = self.actuation.controls(self._smoothed, self._next_reference_q,
+                                           self._start + self._step + 1)
         if self.options["apply_perturbations"]:
             self._perturb()
         info = {}

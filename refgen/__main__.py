@@ -77,8 +77,8 @@ def _generators() -> dict:
 
     return {
         "walking2d": (_generate(moco.generate_walking2d, moco.WalkingSettings, "walking2d"),
-                      "2D walking cycle of gait9dof18musc: a measured walk and its ground "
-                      "reaction forces, tracked"),
+                      "2D walking cycle of gait9dof18musc: a measured walk tracked "
+                      "(its force plates too with WalkingSettings.grf_tracking_weight > 0)"),
         "running2d": (_generate(tasks2d.generate_running2d, tasks2d.RunningSettings,
                                 "running2d"),
                       "2D running cycle at 3.5 m/s with a flight phase"),

@@ -1241,22 +1241,33 @@ def stance_masks(grf: dict, body_weight: float) -> tuple[dict, float]:
     return masks, graze
 
 
+def right_heel_strike_row(grf: dict, body_weight: float) -> int:
+    """The first row of a periodic cycle where the right foot strikes (0 if none)."""
+    masks, _ = stance_masks(grf, body_weight)
+    edges = _rising_edges(masks["r"])
+    return int(edges[0]) if len(edges) else 0
+
+
+def rotated_cycle(rows: np.ndarray, k: int) -> np.ndarray:
+    """Rows of a periodic cycle (last row = first) rotated to start at row ``k``."""
+    n = len(rows) - 1
+    return np.concatenate([rows[k:n], rows[:k + 1]])
+
+
 def start_at_right_heel_strike(cycle: Motion, grf: dict, body_weight: float
                                ) -> tuple[Motion, dict]:
     """Rotate a periodic cycle so that t = 0 is right heel strike."""
-    masks, _ = stance_masks(grf, body_weight)
-    edges = _rising_edges(masks["r"])
-    if len(edges) == 0 or edges[0] == 0:
+    k = right_heel_strike_row(grf, body_weight)
+    if k == 0:
         return cycle, grf
-    k = int(edges[0])
     n = len(cycle.time) - 1
     tx = cycle.names.index("pelvis_tx")
     stride = cycle.values[-1, tx] - cycle.values[0, tx]
-    values = np.vstack([cycle.values[k:n], cycle.values[:k + 1]])
+    values = rotated_cycle(cycle.values, k)
     values[n - k:, tx] += stride
-    speeds = np.vstack([cycle.speeds[k:n], cycle.speeds[:k + 1]])
+    speeds = rotated_cycle(cycle.speeds, k)
     values[:, tx] -= values[0, tx]
-    rolled = {s: np.concatenate([g[k:n], g[:k + 1]]) for s, g in grf.items()}
+    rolled = {s: rotated_cycle(g, k) for s, g in grf.items()}
     return Motion(cycle.time.copy(), cycle.names, values, speeds), rolled
 
 
@@ -1434,13 +1445,31 @@ def gait_plan(settings: Settings, target: Target, work_dir: Path, log,
         previous, settings, mesh=mesh, label=label, work_dir=work_dir, target=target, log=log))
 
 
-def analyse_gait(trajectory, settings: Settings, weight: float) -> tuple[Motion, dict]:
-    """Full cycle from right heel strike, and its gait figures, of a solved stage."""
+def analyse_gait(trajectory, settings: Settings, weight: float,
+                 excitations: dict | None = None) -> tuple[Motion, dict]:
+    """Full cycle from right heel strike, and its gait figures, of a solved stage.
+
+    An ``excitations`` dict is filled with the stage's muscle excitations over the
+    same cycle ({muscle: (T,)}, mirrored and rotated as the coordinates are)."""
     motion = solution_motion(trajectory, COORDINATES)
     cycle = mirror_half_cycle(motion) if settings.cycle == "half" else motion
     grf = contact_forces(cycle)
+    k = right_heel_strike_row(grf, weight)
+    if excitations is not None:
+        names, values = solution_excitations(trajectory)
+        if settings.cycle == "half":
+            mirrored = values[:, [names.index(swap_side(m)) for m in names]]
+            values = np.vstack([values, mirrored[1:]])
+        excitations.update(zip(names, rotated_cycle(values, k).T))
     cycle, grf = start_at_right_heel_strike(cycle, grf, weight)
     return cycle, gait_figures(cycle, grf, weight)
+
+
+def solution_excitations(trajectory) -> tuple[list, np.ndarray]:
+    """Muscle names and excitations (T, n) of a Moco trajectory's controls (its
+    muscles' controls are their excitations)."""
+    names = [c.rsplit("/", 1)[-1] for c in trajectory.getControlNames()]
+    return names, np.asarray(trajectory.getControlsTrajectoryMat()).reshape(-1, len(names))
 
 
 def solve_document(settings: Settings, **fields) -> dict:
@@ -1505,7 +1534,8 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
         "evaluating contact forces")
     weight = body_weight_n()
     final = list(solutions.values())[-1]
-    cycle, figures = analyse_gait(final, settings, weight)
+    excitations = {}
+    cycle, figures = analyse_gait(final, settings, weight, excitations)
     tracked = settings.reference_stage == "tracking"
     tracking_figures = (analyse_gait(solutions["tracking"], settings, weight)[1]
                         if "tracking" in solutions and not tracked else None)
@@ -1546,6 +1576,7 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
     if write_npz:
         write_reference_npz(out_dir, cycle, doc, log, model_path=env_model_path(settings),
                             cyclic=True, playback="loop",
+                            excitations=excitations if tracked else None,
                             source=source or f"{COMMAND} {name} "
                                              f"(tracking target {Path(target.source).name})")
     return doc
@@ -1641,14 +1672,16 @@ def generate_walking2d(out_dir, *, motion=None, settings: Settings | None = None
 
 def write_reference_npz(out_dir: Path, cycle: Motion, doc: dict, log, *, model_path: str,
                         cyclic: bool, playback: str, source: str,
-                        start_at_rest: bool = False) -> Path:
+                        start_at_rest: bool = False, excitations: dict | None = None) -> Path:
     """The env-ready reference ``<name>.npz``, through fastenv.references.build_reference,
-    on the env model the reference is for."""
+    on the env model the reference is for; with the ``excitations`` of the Moco solution
+    whose states it is (the feed-forward of ``excitations="residual"``)."""
     from fastenv.references import build_reference
 
     ref = build_reference(model_path, cycle.time, list(cycle.names), cycle.values,
                           control_dt=0.01, cyclic=cyclic, playback=playback, name=doc["name"],
-                          source=source, figures=doc["figures"], start_at_rest=start_at_rest)
+                          source=source, figures=doc["figures"], start_at_rest=start_at_rest,
+                          excitations=excitations)
     path = ref.save(Path(out_dir) / f"{doc['name']}.npz")
     log(f"[npz] {path}")
     return path

@@ -230,3 +230,61 @@ def test_pd_update_and_bandwidth_options_are_checked():
         ImitationEnv(TORQUE, pd_update="held")
     with pytest.raises(ValueError, match="pd_bandwidth must be a frequency in Hz > 0"):
         ImitationEnv(TORQUE, pd_bandwidth=0)
+
+
+# ---------------------------------------------------------------- residual excitations
+@pytest.fixture(scope="module")
+def residual_muscle_env():
+    e = ImitationEnv(MUSCLE, mode="test", excitations="residual", episode_seconds=1.0)
+    yield e
+    e.close()
+
+
+def test_residual_excitations_correct_the_reference_feedforward(residual_muscle_env):
+    env = residual_muscle_env
+    act = env.actuation
+    assert (act.action_space.low == -1.0).all() and (act.action_space.high == 1.0).all()
+    ref = env.reference
+    cols = [ref.muscle_names.index(m) for m in env.sim.muscle_names]
+    frame = ref.n_frames + 7                    # the loop wraps: frame 7's excitations
+    feedforward = ref.excitation[7, cols]
+    zero = np.zeros((1, env.n_actions))
+    np.testing.assert_allclose(act.controls(zero, None, frame), feedforward)
+    assert act.effort_record()["excitation_clipped"] == 0
+    push = np.full((1, env.n_actions), 1.0)
+    expected = np.clip(feedforward + 0.2, 0.0, 1.0)
+    np.testing.assert_allclose(act.controls(push, None, frame), expected)
+    assert act.effort_record()["excitation_clipped"] == int((feedforward + 0.2 > 1.0).sum())
+    pull = np.full((1, env.n_actions), -1.0)
+    np.testing.assert_allclose(act.controls(pull, None, frame), np.clip(feedforward - 0.2, 0, 1))
+    assert act.effort_record()["excitation_clipped"] == int((feedforward < 0.2).sum()) > 0
+
+
+def test_residual_excitations_start_from_the_feedforward_activations(residual_muscle_env):
+    """The start state's muscles are active as in the solution the feed-forward is
+    from (settled 2 ms under that excitation), not at the model's default 0.05: from
+    the default, a zero action left the imitated joints 23 deg RMS from the reference
+    within 0.3 s; from the feed-forward's activations 8 deg."""
+    env = residual_muscle_env
+    env.reset(seed=0)
+    act = env.sim.buf[env.sim.layout.slice("activation")]
+    np.testing.assert_allclose(act, env.actuation.start_excitation(0), atol=0.02)
+    errors = []
+    for _ in range(30):
+        env.step(np.zeros(env.n_actions, np.float32))
+        q_ref, _ = env.reference.coordinates_at(env._start + env._step)
+        errors.append(env.sim.buf[env.sim.layout.slice("q")][env._imitate_coords]
+                      - q_ref[env._imitate_coords])
+    assert np.degrees(np.sqrt(np.mean(np.square(errors)))) < 12.0
+
+
+def test_residual_excitations_are_refused_where_they_cannot_apply():
+    with pytest.raises(ValueError, match="excitations='residual' applies to muscle tasks"):
+        ImitationEnv(TORQUE, excitations="residual")
+    with pytest.raises(ValueError, match="excitations must be 'direct' or 'residual', got 'ff'"):
+        ImitationEnv(MUSCLE, excitations="ff")
+    with pytest.raises(ValueError, match="excitation_range must be an excitation within"):
+        ImitationEnv(MUSCLE, excitations="residual", excitation_range=1.5)
+    # running2d is a predictive solution shipped without its excitations
+    with pytest.raises(ValueError, match="reference 'running2d' has none"):
+        ImitationEnv("MuscleRunningImitation2D-v0", excitations="residual")

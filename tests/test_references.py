@@ -327,3 +327,32 @@ def test_one_cycle_file_loops_whole(muscle3d_path):
     assert ref.n_frames == 100 and ref.playback == "loop"
     tx = ref.coordinate_names.index("pelvis_tx")
     assert ref.q_offset[tx] == pytest.approx(1.2)         # pelvis_tx made from the belt
+
+
+def test_excitations_survive_save_load_and_rebuild(tmp_path, muscle3d_path):
+    """walking2d ships the excitations of its Moco tracking solution (the feed-forward of
+    ``excitations="residual"``), one row per frame, in [0, 1]; saving, loading and
+    putting the reference on another model keep them."""
+    from fastenv.references import Reference, load_reference
+    from fastenv.references.prepare import rebuild_reference
+    from fastenv.sim import Simulation
+
+    ref = load_reference("walking2d")
+    assert ref.excitation.shape == (ref.n_frames, 18)
+    assert 0.0 <= ref.excitation.min() and ref.excitation.max() <= 1.0
+    # the half cycle was mirrored: each muscle's excitation is the other side's half a
+    # cycle later (to within the resampling of a half cycle of 61.5 frames)
+    r, l = ref.muscle_names.index("soleus_r"), ref.muscle_names.index("soleus_l")
+    half = ref.n_frames / 2
+    shifted = np.interp((np.arange(ref.n_frames) + half) % ref.n_frames,
+                        np.arange(ref.n_frames + 1), np.append(ref.excitation[:, l],
+                                                               ref.excitation[0, l]))
+    assert np.corrcoef(shifted, ref.excitation[:, r])[0, 1] > 0.99
+    assert np.abs(shifted - ref.excitation[:, r]).max() < 0.1
+    back = Reference.load(ref.save(tmp_path / "w.npz"))
+    np.testing.assert_array_equal(back.excitation, ref.excitation)
+    assert back.muscle_names == ref.muscle_names
+    sim = Simulation(muscle3d_path, energetics=False)
+    rebuilt = rebuild_reference(sim, ref)
+    np.testing.assert_array_equal(rebuilt.excitation, ref.excitation)
+    assert load_reference("running2d").excitation is None

@@ -49,6 +49,10 @@ class Reference:
     source: str = ""
     model_digest: str = ""
     figures: dict = field(default_factory=dict)
+    # muscle excitations (N, n_muscles) of a Moco solution the reference is a state
+    # trajectory of: the feed-forward of ``excitations="residual"``; None without one
+    muscle_names: list = field(default_factory=list)
+    excitation: np.ndarray = None
 
     def __post_init__(self):
         if self.playback not in PLAYBACKS:
@@ -58,6 +62,11 @@ class Reference:
             self.q_offset = np.zeros(n)
         if self.pos_offset is None:
             self.pos_offset = np.zeros(3)
+        if self.excitation is not None and self.excitation.shape != (
+                self.n_frames, len(self.muscle_names)):
+            raise ValueError(f"reference {self.name!r}: excitation has shape "
+                             f"{self.excitation.shape}, expected ({self.n_frames}, "
+                             f"{len(self.muscle_names)}) (frames, muscle_names)")
 
     # ----------------------------------------------------------------- lookup
     @property
@@ -108,6 +117,10 @@ class Reference:
         i, c = self.index(step)
         return self.com_pos[i] + c * self.pos_offset
 
+    def excitation_at(self, step: int):
+        """Muscle excitations (``muscle_names`` order) at env step ``step``."""
+        return self.excitation[self.index(step)[0]]
+
     # ----------------------------------------------------------------- storage
     def save(self, path) -> Path:
         path = Path(path)
@@ -116,11 +129,15 @@ class Reference:
                     body_names=list(self.body_names), playback=self.playback,
                     source=self.source, model_digest=self.model_digest,
                     figures=self.figures, format=1)
+        extra = {}
+        if self.excitation is not None:
+            meta["muscle_names"] = list(self.muscle_names)
+            extra["excitation"] = self.excitation
         np.savez_compressed(path, meta=np.array(json.dumps(meta)), q=self.q,
                             qdot=self.qdot, qddot=self.qddot, body_pos=self.body_pos,
                             body_vel=self.body_vel, com_pos=self.com_pos,
                             com_vel=self.com_vel, q_offset=self.q_offset,
-                            pos_offset=self.pos_offset)
+                            pos_offset=self.pos_offset, **extra)
         return path
 
     @classmethod
@@ -251,7 +268,8 @@ def lowpass(values, dt, cutoff_hz):
 
 def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=True,
                     playback=None, name="reference", source="", figures=None,
-                    lowpass_hz=None, sim=None, start_at_rest=False) -> Reference:
+                    lowpass_hz=None, sim=None, start_at_rest=False,
+                    excitations=None) -> Reference:
     """Resample coordinate trajectories at the control step and add body kinematics.
 
     ``values`` (T, len(names)) are coordinate values in radians/metres. Model
@@ -264,6 +282,10 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
     motion is resampled over its duration with a not-a-knot spline, whose first
     derivative is clamped to zero at the start with ``start_at_rest`` (a jump from
     quiet standing: a free end slope gave the ankles 1.8-1.9 rad/s at its first frame).
+
+    ``excitations`` ({muscle: (T,) values on ``time``}, from the Moco solution the
+    coordinates come from) are resampled on the same frames, linearly so that they
+    stay within [0, 1].
     """
     from scipy.interpolate import CubicSpline
 
@@ -316,6 +338,13 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
     qdot[:, sim.locked] = 0.0
     qddot[:, sim.locked] = 0.0
     body_pos, body_vel, com_pos, com_vel = body_kinematics(sim, q, qdot)
+    muscle_names, excitation = [], None
+    if excitations:
+        muscle_names = list(excitations)
+        # the frames' times on the original clock (the cycle is time-scaled by < dt/2)
+        tf_orig = time[0] + (uf * duration if cyclic else tf)
+        excitation = np.array([np.interp(tf_orig, time, np.asarray(excitations[m], float))
+                               for m in muscle_names]).T
     pos_offset = np.zeros(3)
     if cyclic:
         # ground-frame displacement of one cycle: where the model would be one cycle on
@@ -326,7 +355,8 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
                      body_pos=body_pos, body_vel=body_vel, com_pos=com_pos,
                      com_vel=com_vel, playback=playback, q_offset=q_offset,
                      pos_offset=pos_offset, source=source,
-                     model_digest=model_digest(model_path), figures=figures)
+                     model_digest=model_digest(model_path), figures=figures,
+                     muscle_names=muscle_names, excitation=excitation)
 
 
 #: Options of a reference made from a motion file (the env option ``reference_options``,

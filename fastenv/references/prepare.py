@@ -119,7 +119,8 @@ def rebuild_reference(sim, ref: Reference) -> Reference:
                      body_names=list(sim.body_names), body_pos=bp, body_vel=bv,
                      com_pos=cp, com_vel=cv, playback=ref.playback, q_offset=q_off,
                      pos_offset=ref.pos_offset, source=ref.source,
-                     model_digest=model_digest(sim.model_path), figures=dict(ref.figures))
+                     model_digest=model_digest(sim.model_path), figures=dict(ref.figures),
+                     muscle_names=list(ref.muscle_names), excitation=ref.excitation)
 
 
 def ground_offset(sim, q, qdot, *, bracket: float = 0.3, tol: float = 1e-5) -> float | None:

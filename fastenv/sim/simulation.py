@@ -309,13 +309,20 @@ class Simulation:
         return mgr
 
     # ------------------------------------------------------------------ state
-    def state_from_coordinates(self, q, qdot, *, time=0.0, equilibrate=True):
+    def state_from_coordinates(self, q, qdot, *, time=0.0, equilibrate=True, activation=None):
         """A new State with coordinate values/speeds set (muscles in equilibrium).
 
         ``q``/``qdot`` are in model coordinate order; locked coordinates keep their
-        locked values. Used to build reference-state initialisation snapshots once.
+        locked values. ``activation`` (muscle order): the muscles' activations, else the
+        model's defaults. Used to build reference-state initialisation snapshots once.
         """
+        y0 = self.default_state.getY()
+        if activation is not None and self._act_in_y:
+            y = y0.to_numpy().copy()
+            y[self._act_idx] = np.asarray(activation, dtype=float)
+            y0 = osim.Vector.createFromMat(y)
         s = osim.State(self.default_state)
+        s.setY(y0)
         s.setTime(float(time))
         Q = s.getQ().to_numpy().copy()
         U = s.getU().to_numpy().copy()
@@ -330,13 +337,13 @@ class Simulation:
             # Equilibrium with the motion's speeds (as osim-rl did); where Thelen's
             # solver diverges with them, the static equilibrium at the pose.
             w = self.model.updWorkingState()
-            w.setY(self.default_state.getY())
+            w.setY(y0)
             w.setQ(osim.Vector.createFromMat(Q))
             w.setU(osim.Vector.createFromMat(U))
             try:
                 self.model.equilibrateMuscles(w)
             except Exception:
-                w.setY(self.default_state.getY())
+                w.setY(y0)
                 w.setQ(osim.Vector.createFromMat(Q))
                 try:
                     self.model.equilibrateMuscles(w)
@@ -369,10 +376,11 @@ class Simulation:
         s.setY(osim.Vector.createFromMat(np.ascontiguousarray(snapshot.y, dtype=float)))
         return s
 
-    def settled(self, start, seconds: float) -> Snapshot:
-        """``start`` (a Snapshot or State) simulated for ``seconds`` with zero controls,
-        on an integrator of its own (the current episode's is untouched; its controls
-        are zeroed, as :meth:`restore` does). What springs and pushes are set acts.
+    def settled(self, start, seconds: float, controls=None) -> Snapshot:
+        """``start`` (a Snapshot or State) simulated for ``seconds`` with zero controls
+        (or ``controls``), on an integrator of its own (the current episode's is
+        untouched; its controls are zeroed afterwards, as :meth:`restore` does). What
+        springs and pushes are set acts.
 
         A start state built from reference kinematics is not one the model reaches by
         itself: its feet accelerate at thousands of rad/s² in the first milliseconds
@@ -382,7 +390,7 @@ class Simulation:
         episode's first step."""
         if not (seconds > 0 and math.isfinite(seconds)):
             raise ValueError(f"seconds must be a positive number, got {seconds!r}")
-        self.set_controls(np.zeros(self.n_controls))
+        self.set_controls(np.zeros(self.n_controls) if controls is None else controls)
         s = self._full_state(start)
         t_end = s.getTime() + seconds
         manager = self._new_manager(s)   # owns the State integrate returns: keep it alive
@@ -391,6 +399,9 @@ class Simulation:
         except Exception as exc:
             raise SimulationError(f"integrator failed settling the start state: "
                                   f"{str(exc).splitlines()[0]}") from exc
+        finally:
+            if controls is not None:
+                self.set_controls(np.zeros(self.n_controls))
         if not np.isfinite(snap.y).all():
             raise SimulationError("non-finite state after settling the start state")
         return snap
