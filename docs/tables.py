@@ -420,8 +420,9 @@ def baselines_table() -> list[str]:
                      f"{m['time_alive_s']:.1f}", f"{stayed}/{len(ep)}",
                      f"{m['joint_rmse_deg']:.1f}",
                      f"{m['speed_m_s']:.2f} / {m['reference_speed_m_s']:.2f}", cost])
-        for key, label in (("reference_as_target", "zero action (the PD alone)"),
-                           ("random_policy", "random actions")):
+        zero = ("zero action (the feed-forward alone)" if e["task"].startswith("Muscle")
+                else "zero action (the PD alone)")
+        for key, label in (("reference_as_target", zero), ("random_policy", "random actions")):
             b = e.get(key)
             if b:   # the same episodes without the policy: what it adds
                 rows.append([f"↳ {label}", "", "", "", "", f"{b['time_alive_s']:.1f}",

@@ -138,6 +138,7 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     assert (tmp_path / "grf.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "run.gif").read_bytes()[:3] == b"GIF"
     assert keys <= set(result["random_policy"])   # the same episodes, random actions
+    assert keys <= set(result["reference_as_target"])   # residual targets: a zero action
     from fastenv.references import read_motion
     time, columns, in_degrees = read_motion(tmp_path / "rollout.mot")
     assert in_degrees and "knee_angle_r" in columns and time[0] == 0.0
