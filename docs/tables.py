@@ -411,8 +411,12 @@ def baselines_table() -> list[str]:
             with open(path.parent / "progress.csv") as f:
                 last = list(csv.DictReader(f))[-1]
         m, ep = e["mean"], e["episodes"]
-        cost = (f"{m['cost_of_transport']:.2f} J/(N·m)" if m.get("cost_of_transport") is not None
-                else f"{m['torque_rms']:.2f} (torque RMS)")
+        if "torque_rms" in m:
+            cost = f"{m['torque_rms']:.2f} (torque RMS)"
+        elif m.get("cost_of_transport") is not None:
+            cost = f"{m['cost_of_transport']:.2f} J/(N·m)"
+        else:
+            cost = "– (no forward progress)"
         stayed = sum(not x["fell"] and not x.get("sim_error") for x in ep)
         rel = path.parent.relative_to(ROOT / "baselines")
         rows.append([f"[{rel}](../baselines/{rel})", e["task"], e["algo"].upper(),

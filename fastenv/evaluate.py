@@ -59,8 +59,10 @@ def episode_metrics(*, dt: float, coordinate_names, q, q_ref, com, com_ref, fell
     if metabolic_power is not None:
         energy = float(np.sum(metabolic_power) * dt)
         out["metabolic_energy_J"] = energy
+        out["body_weight_n"] = float(body_weight)
+        # undefined (None) without forward progress: no finite energy per metre
         out["cost_of_transport"] = (energy / (body_weight * distance)
-                                    if distance > 0 else float("inf"))
+                                    if distance > 0 else None)
     if torque_rms is not None:
         out["torque_rms"] = float(np.sqrt(np.mean(np.square(torque_rms)))) if steps else 0.0
     return out
@@ -77,7 +79,16 @@ def summarize(episodes: list[dict]) -> dict:
         if isinstance(values[0], bool):
             return float(np.mean(values))
         return float(np.mean(values))
-    return {key: mean_of([e[key] for e in episodes]) for key in episodes[0] if key != "seed"}
+    out = {key: mean_of([e[key] for e in episodes])
+           for key in episodes[0] if key not in ("seed", "cost_of_transport")}
+    if "cost_of_transport" in episodes[0]:
+        # all the energy over all the distance, defined while the episodes moved forward
+        # in all (a mean of per-episode ratios would be undefined if one did not)
+        distance = sum(e["distance_m"] for e in episodes)
+        out["cost_of_transport"] = (sum(e["metabolic_energy_J"] for e in episodes)
+                                    / (episodes[0]["body_weight_n"] * distance)
+                                    if distance > 0 else None)
+    return out
 
 
 # ----------------------------------------------------------------------- rollouts

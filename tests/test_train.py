@@ -52,6 +52,15 @@ def test_cost_of_transport_and_torque_rms():
     # 300 W for 0.5 s over 0.6 m at 700 N: 150 J / 420 J
     assert m["metabolic_energy_J"] == pytest.approx(150.0)
     assert m["cost_of_transport"] == pytest.approx(150.0 / 420.0)
+    # backwards: no cost of transport (not inf, which is not JSON); the mean over
+    # episodes is all the energy over all the forward distance
+    case = constructed()
+    case["com"] = case["com"][::-1].copy()
+    back = ev.episode_metrics(**case, metabolic_power=np.full(50, 300.0), body_weight=700.0)
+    assert back["distance_m"] == pytest.approx(-0.6) and back["cost_of_transport"] is None
+    both = ev.summarize([m, back, m])
+    assert both["cost_of_transport"] == pytest.approx(450.0 / (700.0 * 0.6))
+    assert ev.summarize([back])["cost_of_transport"] is None
     m = ev.episode_metrics(**constructed(), torque_rms=np.r_[np.full(25, 0.3), np.full(25, 0.4)])
     assert m["torque_rms"] == pytest.approx(math.sqrt((0.09 + 0.16) / 2))
     with pytest.raises(ValueError, match="must both be"):
