@@ -281,12 +281,17 @@ def plot_learning_curves(run_dir, path, random: dict | None = None):
     for ax in axes[1]:
         ax.set_xlabel("env steps")
     if "wall_s" in progress and len(progress["wall_s"]):
+        # monotonic on the whole axis (from 0, and on at the last rate past the end),
+        # so that matplotlib's ticks do not pile up where np.interp would clamp
+        steps = np.r_[0.0, progress["env_steps"]]
+        hours = np.r_[0.0, progress["wall_s"] / 3600]
+        steps = np.r_[steps, steps[-1] * 100]
+        hours = np.r_[hours, hours[-1] * 100]
         top = axes[0, 0].secondary_xaxis(
-            "top", functions=(lambda s: np.interp(s, progress["env_steps"],
-                                                  progress["wall_s"] / 3600),
-                              lambda h: np.interp(h, progress["wall_s"] / 3600,
-                                                  progress["env_steps"])))
+            "top", functions=(lambda x: np.interp(x, steps, hours),
+                              lambda h: np.interp(h, hours, steps)))
         top.set_xlabel("wall time (h)", fontsize=9)
+        axes[0, 0].set_title(axes[0, 0].get_title(), pad=28)
     axes[1, 1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
