@@ -322,7 +322,8 @@ class Simulation:
             y[self._act_idx] = np.asarray(activation, dtype=float)
             y0 = osim.Vector.createFromMat(y)
         s = osim.State(self.default_state)
-        s.setY(y0)
+        if activation is not None:
+            s.setY(y0)
         s.setTime(float(time))
         Q = s.getQ().to_numpy().copy()
         U = s.getU().to_numpy().copy()
