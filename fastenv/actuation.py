@@ -87,13 +87,17 @@ class MuscleActuation(Actuation):
         self._excitation = np.zeros(n)
         self._clipped = 0
 
+    def _feedforward_at(self, frame):
+        """The feed-forward excitations (model muscle order) at reference step ``frame``."""
+        return self.feedforward[self.reference.index(frame)[0]]
+
     def start_excitation(self, frame):
-        return self.feedforward[self.reference.index(frame)[0]] if self.residual else None
+        return self._feedforward_at(frame) if self.residual else None
 
     def controls(self, smoothed, reference_q=None, frame=None):
         if not self.residual:
             return smoothed[0]
-        ref = self.feedforward[self.reference.index(frame)[0]]
+        ref = self._feedforward_at(frame)
         u = self._excitation
         np.multiply(smoothed[0], self.excitation_range, out=u)
         u += ref

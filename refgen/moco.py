@@ -1177,6 +1177,14 @@ def solution_motion(trajectory, names: tuple = COORDINATES, *,
     return Motion(t - t[0], tuple(kept), np.array(values).T, np.array(speeds).T)
 
 
+def swapped_columns(names) -> list[int]:
+    """For each name, the column of its left/right counterpart (its own column if it has
+    none): the mirror image of a half cycle's rows."""
+    names = list(names)
+    return [names.index(swap_side(n)) if swap_side(n) in names else j
+            for j, n in enumerate(names)]
+
+
 def mirror_half_cycle(half: Motion, negated: tuple = ()) -> Motion:
     """Full cycle = the half cycle, then the same with left and right swapped
     (``negated`` coordinates, the sideways pelvis motion of a 3D gait, also change
@@ -1186,8 +1194,7 @@ def mirror_half_cycle(half: Motion, negated: tuple = ()) -> Motion:
     mirror of the first half's first row, equal to the first half's last row
     by the periodicity constraint), with ``pelvis_tx`` continued.
     """
-    swap = [half.names.index(swap_side(n)) if swap_side(n) in half.names else j
-            for j, n in enumerate(half.names)]
+    swap = swapped_columns(half.names)
     sign = np.array([-1.0 if n in negated else 1.0 for n in half.names])
     values2 = half.values[:, swap] * sign if negated else half.values[:, swap].copy()
     tx = half.names.index("pelvis_tx")
@@ -1458,8 +1465,7 @@ def analyse_gait(trajectory, settings: Settings, weight: float,
     if excitations is not None:
         names, values = solution_excitations(trajectory)
         if settings.cycle == "half":
-            mirrored = values[:, [names.index(swap_side(m)) for m in names]]
-            values = np.vstack([values, mirrored[1:]])
+            values = np.vstack([values, values[1:, swapped_columns(names)]])
         excitations.update(zip(names, rotated_cycle(values, k).T))
     cycle, grf = start_at_right_heel_strike(cycle, grf, weight)
     return cycle, gait_figures(cycle, grf, weight)

@@ -117,10 +117,6 @@ class Reference:
         i, c = self.index(step)
         return self.com_pos[i] + c * self.pos_offset
 
-    def excitation_at(self, step: int):
-        """Muscle excitations (``muscle_names`` order) at env step ``step``."""
-        return self.excitation[self.index(step)[0]]
-
     # ----------------------------------------------------------------- storage
     def save(self, path) -> Path:
         path = Path(path)
