@@ -8,7 +8,10 @@ runs seeded random actions, with falls and resets, until ``--resets`` episodes h
 started; every ``env.step`` is timed. Reported: the mean step over the whole rollout
 (first steps included: what an average step costs), the mean and median first step,
 first ÷ mean, and first ÷ the mean of each episode's steps 2-10 (the early steps, which
-cost more than late ones whatever the start). ``--count`` counts the integrator's
+cost more than late ones whatever the start). Muscle tasks whose reference carries its
+Moco excitations also run with ``excitations="residual"``: random corrections of
+±``excitation_range`` around that feed-forward, a workload whose muscles work as in
+walking instead of co-contracting at random. ``--count`` counts the integrator's
 internal steps instead of timing (integrators that record their steps): the same
 ratios, independent of the machine and its load, and deterministic.
 
@@ -44,6 +47,8 @@ def counting(sim):
         m = osim.Manager(sim.model)
         m.setIntegratorMethod(INTEGRATORS[sim.integrator])
         m.setIntegratorAccuracy(sim.accuracy)
+        if sim.min_step > 0:
+            m.setIntegratorMinimumStepSize(sim.min_step)
         m.setWriteToStorage(True)
         m.initialize(state)
         return m
@@ -199,6 +204,15 @@ def causes(task: str, settle: float, seed: int) -> list[dict]:
 
 
 # ------------------------------------------------------------------------- main
+def _has_excitations(task: str) -> bool:
+    from fastenv.env import ImitationEnv
+    env = ImitationEnv(task)
+    try:
+        return env.reference.excitation is not None
+    finally:
+        env.close()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", nargs="+", default=list(TASKS))
@@ -228,6 +242,9 @@ def main(argv=None):
         starts = [(f"default (start_settle={default:g})", {})]
         if default:
             starts.append(("reference state (start_settle=0)", {"start_settle": 0.0}))
+        if SPECS[task].actuation == "muscle" and _has_excitations(task):
+            starts.append((f"default (start_settle={default:g}), residual excitations",
+                           {"excitations": "residual"}))
         for name, kw in starts:
             r = rollout(task, kw, resets, args.seed, args.count)
             rows.append(dict(task=task, start=name, unit=unit, **r))

@@ -5,9 +5,12 @@ Each preset runs the same smooth random actions (``bench/integrators.py``) from 
 reference's first frame for one reference cycle, single process, ``repeats`` rounds
 with the presets alternating (best steps/s kept: the machine's noise only ever slows a
 run down). The error is the largest joint-angle (deg) and translation (cm) difference
-at any env step.
+at any env step. Each row also counts the integrator's internal steps per env step
+(deterministic, unlike steps/s on a shared machine); ``--sweep A,B,...`` adds counts and
+errors, untimed, for the fast preset's integrator at other accuracies.
 
     python bench/physics_presets.py [--task MuscleWalkingImitation2D-v0] [--out bench/results]
+                                    [--sweep 1e-2,5e-2,1e-1]
 """
 import argparse
 import json
@@ -18,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from first_step import counting  # noqa: E402
 from integrators import controls, run  # noqa: E402
 
 from fastenv.env import ImitationEnv  # noqa: E402
@@ -40,11 +44,29 @@ def run_preset(env, U):
     return np.array(qs), len(U) / (time.perf_counter() - t0)
 
 
+def internal_steps(task, U, **env_kwargs):
+    """Integrator steps per env step over the actions, and the coordinates."""
+    env = ImitationEnv(task, **env_kwargs)
+    steps_of = counting(env.sim)
+    env.reset(seed=0, options={"start_frame": 0})
+    total, qs = 0, []
+    for u in U:
+        n0 = steps_of()
+        _, _, _, _, info = env.step(u)
+        if "sim_error" in info:
+            return None, None
+        total += steps_of() - n0
+        qs.append(env.sim.buf[env.sim.layout.slice("q")].copy())
+    return total / len(U), np.array(qs)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="MuscleWalkingImitation2D-v0")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--sweep", default="",
+                    help="comma-separated accuracies of the fast preset's integrator to count")
     args = ap.parse_args(argv)
     probe = ImitationEnv(args.task)
     n_steps = probe.reference.cycle_steps
@@ -61,31 +83,50 @@ def main(argv=None):
             if q[preset] is None:
                 raise RuntimeError(f"physics={preset!r} failed: {sps}")
             best[preset] = max(best[preset], sps)
+    def errors(qq):
+        return dict(
+            max_err_deg=float(np.degrees(np.abs(qq[:, rot] - tight_q[:, rot]).max())),
+            max_err_cm=float(100 * np.abs(qq[:, ~sim.rotational]
+                                          - tight_q[:, ~sim.rotational]).max()))
+
     rows = []
     for preset in PRESETS:
         settings = dict(zip(PHYSICS_SETTINGS, PHYSICS[preset][actuation]))
         rows.append(dict(
             preset=preset, **settings, steps_per_s=best[preset],
+            internal_steps=internal_steps(args.task, U, physics=preset)[0],
             max_err_deg=float(np.degrees(np.abs(q[preset][:, rot] - tight_q[:, rot]).max())),
             max_err_cm=float(100 * np.abs(q[preset][:, ~sim.rotational]
                                           - tight_q[:, ~sim.rotational]).max())))
         print(rows[-1], flush=True)
+    sweep = []
+    fast = dict(zip(PHYSICS_SETTINGS, PHYSICS["fast"][actuation]))
+    for acc in (float(a) for a in args.sweep.split(",") if a):
+        n, qq = internal_steps(args.task, U, physics="fast", accuracy=acc)
+        sweep.append(dict(fast, accuracy=acc, internal_steps=n,
+                          **(errors(qq) if qq is not None else dict(failed=True))))
+        print(sweep[-1], flush=True)
     speedup = rows[1]["steps_per_s"] / rows[0]["steps_per_s"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = args.task.split("Imitation")[0].lower()
     result = dict(task=args.task, cycle_s=cycle_s, steps=n_steps, rows=rows,
-                  fast_speedup=speedup)
+                  fast_speedup=speedup, sweep=sweep)
     (out / f"physics_presets_{tag}.json").write_text(json.dumps(result, indent=1))
     lines = [f"{args.task}, one reference cycle ({cycle_s:.3f} s, {n_steps} env steps), "
              "error against RungeKuttaMerson at 1e-6:", "",
-             "| physics | integrator | accuracy | min step (ms) | steps/s | max error (deg) "
-             "| max error (cm) |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+             "| physics | integrator | accuracy | min step (ms) | steps/s | internal steps "
+             "per env step | max error (deg) | max error (cm) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['preset']} | {r['integrator']} | {r['accuracy']:.0e} | "
               f"{1e3 * r['min_step']:g} | "
-              f"{r['steps_per_s']:.0f} | {r['max_err_deg']:.3f} | {r['max_err_cm']:.3f} |"
-              for r in rows]
+              f"{r['steps_per_s']:.0f} | {r['internal_steps']:.1f} | {r['max_err_deg']:.3f} | "
+              f"{r['max_err_cm']:.3f} |" for r in rows]
+    lines += [f"| (sweep) | {r['integrator']} | {r['accuracy']:.0e} | {1e3 * r['min_step']:g} "
+              f"| – | {r['internal_steps']:.1f} | {r['max_err_deg']:.3f} | {r['max_err_cm']:.3f} |"
+              if not r.get("failed") else
+              f"| (sweep) | {r['integrator']} | {r['accuracy']:.0e} | – | – | – | failed | |"
+              for r in sweep]
     lines += ["", f"fast / default: {speedup:.2f}x"]
     (out / f"physics_presets_{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

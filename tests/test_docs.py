@@ -4,7 +4,10 @@
   empty temporary folder: as a script file without an ``if __name__ == "__main__":``
   guard (``python snippet.py``), piped into ``python -``, and through
   ``exec(compile(src, "<snippet>", "exec"))`` in ``python -c`` (as a notebook cell runs
-  it). A block that must not run needs another fence language (```text).
+  it). The default suite runs the script way; the other two, which differ only in how
+  worker processes find ``__main__`` (``tests/test_launch.py`` covers that for the pool
+  in the default suite), run with ``-m slow``. A block that must not run needs another
+  fence language (```text).
 * The README's ``fastenv ...`` commands run: the cheap ones in the default suite, the
   quick start and ``fastenv bench`` verbatim with ``-m slow``.
 * The tables between ``<!-- table: NAME -->`` markers are exactly what
@@ -74,7 +77,8 @@ def test_docs_have_snippets():
     assert any("fastenv.vector" in p.values[0] for p in SNIPPETS)
 
 
-@pytest.mark.parametrize("how", ["script", "stdin", "exec"])
+@pytest.mark.parametrize("how", ["script", pytest.param("stdin", marks=pytest.mark.slow),
+                                 pytest.param("exec", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("src", SNIPPETS)
 def test_snippet_runs(src, how, tmp_path):
     assert "__name__" not in src, "snippets run without a main guard; do not add one"
