@@ -6,8 +6,8 @@ reference's first frame for one reference cycle, single process, ``repeats`` rou
 with the presets alternating (best steps/s kept: the machine's noise only ever slows a
 run down). The error is the largest joint-angle (deg) and translation (cm) difference
 at any env step. Each row also counts the integrator's internal steps per env step
-(deterministic, unlike steps/s on a shared machine); ``--sweep A,B,...`` adds counts and
-errors, untimed, for the fast preset's integrator at other accuracies.
+(deterministic, unlike steps/s on a shared machine); ``--sweep A,B,...`` adds the fast
+preset's integrator at other accuracies to the same rotating rounds.
 
     python bench/physics_presets.py [--task MuscleWalkingImitation2D-v0] [--out bench/results]
                                     [--sweep 1e-2,5e-2,1e-1]
@@ -75,14 +75,18 @@ def main(argv=None):
     tight_q, _, sim = run(args.task, "RungeKuttaMerson", 1e-6, U)
     rot = sim.rotational & ~sim.locked
     actuation = TASKS[args.task].actuation
-    envs = {p: ImitationEnv(args.task, physics=p) for p in PRESETS}
-    best, q = dict.fromkeys(PRESETS, 0.0), {}
-    for r in range(args.repeats):
-        for preset in PRESETS[r % 2:] + PRESETS[:r % 2]:
-            q[preset], sps = run_preset(envs[preset], U)
-            if q[preset] is None:
-                raise RuntimeError(f"physics={preset!r} failed: {sps}")
-            best[preset] = max(best[preset], sps)
+    accuracies = [float(a) for a in args.sweep.split(",") if a]
+    configs = {p: dict(physics=p) for p in PRESETS}
+    configs.update({f"fast@{a:g}": dict(physics="fast", accuracy=a) for a in accuracies})
+    envs = {k: ImitationEnv(args.task, **kw) for k, kw in configs.items()}
+    names = list(configs)
+    best, q = dict.fromkeys(names, 0.0), {}
+    for r in range(args.repeats):   # every config once per round, the order rotating
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            q[name], sps = run_preset(envs[name], U)
+            if q[name] is None:
+                raise RuntimeError(f"{configs[name]} failed: {sps}")
+            best[name] = max(best[name], sps)
     def errors(qq):
         return dict(
             max_err_deg=float(np.degrees(np.abs(qq[:, rot] - tight_q[:, rot]).max())),
@@ -101,10 +105,11 @@ def main(argv=None):
         print(rows[-1], flush=True)
     sweep = []
     fast = dict(zip(PHYSICS_SETTINGS, PHYSICS["fast"][actuation]))
-    for acc in (float(a) for a in args.sweep.split(",") if a):
-        n, qq = internal_steps(args.task, U, physics="fast", accuracy=acc)
-        sweep.append(dict(fast, accuracy=acc, internal_steps=n,
-                          **(errors(qq) if qq is not None else dict(failed=True))))
+    for acc in accuracies:
+        name = f"fast@{acc:g}"
+        sweep.append(dict(fast, accuracy=acc, steps_per_s=best[name],
+                          internal_steps=internal_steps(args.task, U, **configs[name])[0],
+                          **errors(q[name])))
         print(sweep[-1], flush=True)
     speedup = rows[1]["steps_per_s"] / rows[0]["steps_per_s"]
     out = Path(args.out)
@@ -123,10 +128,8 @@ def main(argv=None):
               f"{r['steps_per_s']:.0f} | {r['internal_steps']:.1f} | {r['max_err_deg']:.3f} | "
               f"{r['max_err_cm']:.3f} |" for r in rows]
     lines += [f"| (sweep) | {r['integrator']} | {r['accuracy']:.0e} | {1e3 * r['min_step']:g} "
-              f"| – | {r['internal_steps']:.1f} | {r['max_err_deg']:.3f} | {r['max_err_cm']:.3f} |"
-              if not r.get("failed") else
-              f"| (sweep) | {r['integrator']} | {r['accuracy']:.0e} | – | – | – | failed | |"
-              for r in sweep]
+              f"| {r['steps_per_s']:.0f} | {r['internal_steps']:.1f} | {r['max_err_deg']:.3f} "
+              f"| {r['max_err_cm']:.3f} |" for r in sweep]
     lines += ["", f"fast / default: {speedup:.2f}x"]
     (out / f"physics_presets_{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

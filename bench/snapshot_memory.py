@@ -42,8 +42,8 @@ def one_env(task: str, form: str) -> dict:
     class StateSnapshotEnv(ImitationEnv):
         """Keeps an ``opensim.State`` per start frame (the form before compact ones)."""
 
-        def _start_state(self, q, qd):
-            s = self.sim._full_state(super()._start_state(q, qd))
+        def _start_state(self, q, qd, frame=0):
+            s = self.sim._full_state(super()._start_state(q, qd, frame))
             self.sim.model.realizeVelocity(s)
             return s
 
