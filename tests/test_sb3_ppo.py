@@ -67,7 +67,7 @@ def test_buffer_holds_the_collected_transitions():
         final = th.as_tensor(r.final_obs.swapaxes(0, 1)[limit])
         expected = rewards[limit] + model.gamma * model.policy.predict_values(final).detach() \
             .numpy().ravel()
-        np.testing.assert_allclose(buf.rewards[limit], expected, rtol=1e-5)  # float32 sums
+        np.testing.assert_allclose(buf.rewards[limit], expected, rtol=1e-4)  # float32 sums
         # the next rollout continues every env's episode where this one stopped
         np.testing.assert_array_equal(model._last_obs, r.last_obs)
         assert model.collect_rollouts(model.env, callback, model.rollout_buffer, T)
