@@ -219,9 +219,12 @@ def _sync_efficiency(num_envs: int) -> dict:
             if r["num_envs"] == num_envs}
 
 
-def _first_step(task: str, start_prefix: str) -> dict:
-    return next(r for r in load("first_step")["rows"]
-                if r["task"] == task and r["start"].startswith(start_prefix))
+def _first_step(task: str, residual: bool = False):
+    """``first_step.json``'s row for the task's default start state (random actions, or
+    random residual excitations); None if the run has no such row."""
+    return next((r for r in load("first_step")["rows"] if r["task"] == task
+                 and r["start"].startswith("default")
+                 and ("residual" in r["start"]) == residual), None)
 
 
 def targets_table() -> list[str]:
@@ -250,16 +253,14 @@ def targets_table() -> list[str]:
     mean_step = _ms(f"test_env_step_full{m}", "mean")
     reset = _ms(f"test_env_autoreset{m}", "mean") / mean_step
     ok_outside = max(out_m / full_m, out_t / full_t) <= 0.05 and reset <= 1
-    fs_direct = _first_step(MUSCLE_TASK, "default")
-    fs_residual = [r for r in load("first_step")["rows"]
-                   if r["task"] == MUSCLE_TASK and "residual" in r["start"]]
-    fs_torque = _first_step(TORQUE_TASK, "default")
+    fs_direct = _first_step(MUSCLE_TASK)
+    fs_residual = _first_step(MUSCLE_TASK, residual=True)
     first = (f"muscle, random excitations: {fs_direct['ratio']:.2f} mean steps "
              f"({1e3 * fs_direct['first_mean']:.1f} against {1e3 * fs_direct['mean']:.1f} ms; "
              f"{fs_direct['ratio_early']:.2f} of steps 2-10)")
     if fs_residual:
-        first += (f"; muscle, random residual excitations: {fs_residual[0]['ratio']:.2f}; "
-                  f"torque: {fs_torque['ratio']:.2f}")
+        first += f"; muscle, random residual excitations: {fs_residual['ratio']:.2f}"
+    first += f"; torque: {_first_step(TORQUE_TASK)['ratio']:.2f}"
     ok_first = fs_direct["ratio"] <= 1.5
     pm, pt = load("physics_presets_musclewalking"), load("physics_presets_torquewalking")
     dm, fm = pm["rows"]
