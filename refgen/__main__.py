@@ -57,6 +57,8 @@ def _settings(cls, args: argparse.Namespace):
         settings.max_iterations = args.max_iterations
     if args.seed:
         settings.seed = str(args.seed)
+    if args.guess and hasattr(settings, "guess"):
+        settings.guess = str(args.guess)
     return settings
 
 
@@ -136,8 +138,9 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=Path, help="2D gaits: seed the predictive stage with "
                      "this coordinates .sto (e.g. the committed envs/references/<name>_"
                      "coordinates.sto) instead of solving the tracking stage")
-    gen.add_argument("--guess", type=Path, help="3D Moco tracking (palsy3d): a Moco solution "
-                     ".sto of an earlier solve as the initial guess (warm start)")
+    gen.add_argument("--guess", type=Path, help="Moco tracking stages (walking2d, walking3d, "
+                     "palsy3d): a Moco solution .sto of an earlier solve of the same model "
+                     "as the first stage's initial guess (warm start)")
     gen.add_argument("--kinematic", action="store_true", help="palsy3d: write the kinematic "
                      "crouch-gait target without the Moco tracking solve")
     rekin = sub.add_parser(

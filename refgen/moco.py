@@ -540,6 +540,10 @@ class Settings(SolveSettings):
     # predictive stage in place of the tracking stage: re-solving a committed
     # gait under changed settings needs no new tracking solve.
     seed: str | None = None
+    # A Moco solution .sto of an earlier tracking solve of the same model, as the
+    # first tracking stage's initial guess instead of the target's kinematics:
+    # re-solving with changed weights starts where the last solve ended.
+    guess: str | None = None
 
     def weights(self) -> dict:
         return dict(tracking=self.tracking_weight,
@@ -1428,8 +1432,15 @@ def gait_plan(settings: Settings, target: Target, work_dir: Path, log,
         # into the floor and the force term's gradients point everywhere (a direct
         # solve with forces was still at primal infeasibility ~10 after 75
         # iterations); the kinematic solution is a consistent start for the forces.
-        plan = [("tracking", settings.tracking_mesh, lambda _: solve_tracking(
-            target, settings, work_dir=work_dir, log=log))]
+        def first(_):
+            if settings.guess is None:
+                return solve_tracking(target, settings, work_dir=work_dir, log=log)
+            solution, info = solve_tracking(
+                target, settings, work_dir=work_dir, log=log,
+                guess_trajectory=_osim().MocoTrajectory(str(settings.guess)))
+            return solution, dict(info, initial_guess=Path(settings.guess).name)
+
+        plan = [("tracking", settings.tracking_mesh, first)]
         if tracks_forces(settings, forces):
             plan.append(("tracking_grf", settings.tracking_mesh, lambda previous: solve_tracking(
                 target, settings, work_dir=work_dir, log=log, forces=forces,

@@ -38,6 +38,7 @@ Outputs follow :mod:`refgen.moco`: ``<name>_coordinates.sto``
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,6 +280,20 @@ class JumpSettings(Settings):
     tx_speed_bounds: tuple = (-2.0, 2.0)
     torso_share: float = 0.5
     lowpass_hz: float = 6.0
+    # Which solution is the reference: "predictive" (the maximum-height jump seeded
+    # by the tracking solution) or "tracking" (the recorded jump itself, made
+    # dynamically consistent: its duration, its angles).
+    reference_stage: str = "predictive"
+    # Weight (relative to the joint angles) of the pelvis translations in the
+    # tracking stage: the recording's pelvis rises more than this model can jump,
+    # so they guide the countermovement lightly.
+    translation_weight: float = 0.2
+    # The recorded feet drift before take-off (video capture); take the pelvis's
+    # forward motion from planted toes instead (:func:`planted_pelvis_tx`).
+    planted_feet: bool = True
+    # reference_stage "tracking": the start pose's bounds are the recording's first
+    # frame +- this (degrees), in place of ``start_bounds``
+    start_tolerance_deg: float = 5.0
     start_sink: tuple = (0.002, 0.05)
     bounds: dict = field(default_factory=lambda: {
         "pelvis_tilt": (-60.0, 30.0), "pelvis_tx": (-0.5, 0.5), "pelvis_ty": (0.5, 1.7),
@@ -345,6 +360,9 @@ def jump_target(path, *, settings: JumpSettings | None = None, n: int = 101,
             values = q[name]
         out[name] = np.interp(s, t, values)
     out["pelvis_tx"] = out["pelvis_tx"] - out["pelvis_tx"][0]
+    info = {}
+    if settings.planted_feet:
+        out["pelvis_tx"], info = planted_pelvis_tx(out, model_path)
     _, bottom_heights = moco.foot_kinematics(s[:1], {k: v[:1] for k, v in out.items()}, model_path)
     shift = -moco.FOOT_PENETRATION_M - float(min(h[0] for h in bottom_heights.values()))
     out["pelvis_ty"] = out["pelvis_ty"] + shift
@@ -352,7 +370,30 @@ def jump_target(path, *, settings: JumpSettings | None = None, n: int = 101,
                      info=dict(start_s=float(t[start]), countermovement_bottom_s=float(t[bottom]),
                                apex_s=float(t[apex]),
                                recorded_pelvis_rise_m=float(ty[apex] - standing),
-                               pelvis_ty_shift_m=shift))
+                               pelvis_ty_shift_m=shift, **info))
+
+
+def planted_pelvis_tx(coords: dict, model_path: str | None = None,
+                      lift_m: float = 0.02) -> tuple[np.ndarray, dict]:
+    """Forward pelvis position of a jump whose toes do not slide before take-off.
+
+    Video motion capture lets the standing feet drift (here up to 5 cm, legs
+    averaged), which a tracking solve turns into feet sliding on the floor.  Up to
+    take-off (the toes' lowest point ``lift_m`` above its height at the start) the
+    pelvis moves by minus the toes' recorded drift, so the toes stay where they stood;
+    after it the recorded pelvis motion goes on from there.  Returns the new
+    ``pelvis_tx`` and what was removed.
+    """
+    centre_x, bottom = moco.foot_kinematics(np.arange(len(coords["pelvis_tx"])), coords, model_path)
+    toes = [n for n in centre_x if n.endswith("_toe")]
+    toe_x = np.mean([centre_x[n] for n in toes], axis=0)
+    toe_y = np.min([bottom[n] for n in toes], axis=0)
+    lifted = np.flatnonzero(toe_y > toe_y[0] + lift_m)
+    takeoff = int(lifted[0]) if len(lifted) else len(toe_x)
+    drift = toe_x - toe_x[0]
+    drift[takeoff:] = drift[takeoff - 1]
+    return coords["pelvis_tx"] - drift, dict(
+        planted_until_frame=takeoff, removed_toe_drift_m=float(np.abs(drift).max()))
 
 
 def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
@@ -404,9 +445,10 @@ def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Pat
     study, problem, model = moco.new_study(settings, "tracking")
     duration = float(target.time[-1])
     _jump_problem(osim, problem, model, settings, final_time=duration)
-    problem.addGoal(moco.tracking_goal(osim, model, "tracking", settings.tracking_weight,
-                                       target.time, target.coords,
-                                       [(name, 0.2) for name in TRANSLATIONS]))
+    problem.addGoal(moco.tracking_goal(
+        osim, model, "tracking", settings.tracking_weight, target.time, target.coords,
+        [(name, settings.translation_weight) for name in TRANSLATIONS]
+        + list(settings.tracking_state_weights.items())))
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
     solver = moco.configure_solver(study, settings, settings.tracking_mesh, max_iterations)
     solver.setGuess(moco.kinematic_guess(osim, solver, model, target.time, target.coords))
@@ -531,9 +573,22 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
     target = jump_target(motion, settings=settings)
     log(f"[target] jump from rest to apex in {motion.name}: {target.time[-1]:.3f} s from "
         f"{target.info['start_s']:.3f} s")
+    if settings.reference_stage == "tracking":
+        # the recording's own start pose (within start_tolerance_deg), not a generic
+        # upright one: the tracked jump starts where the person stood
+        tol = settings.start_tolerance_deg
+        settings = dataclasses.replace(settings, start_bounds={
+            key: (round(math.degrees(target.coords[name][0]) - tol, 2),
+                  round(math.degrees(target.coords[name][0]) + tol, 2))
+            for key, name in (("pelvis_tilt", "pelvis_tilt"), ("hip_flexion", "hip_flexion_r"),
+                              ("knee_angle", "knee_angle_r"), ("ankle_angle", "ankle_angle_r"))})
+    tracked = settings.reference_stage == "tracking"
+    if settings.reference_stage not in ("tracking", "predictive"):
+        raise ValueError(f"reference_stage={settings.reference_stage!r}; expected "
+                         "'predictive' or 'tracking'")
     plan = [("tracking", settings.tracking_mesh,
              lambda _: solve_jump_tracking(target, settings, work_dir=work_dir, log=log))]
-    plan += moco.predictive_stages(settings, lambda previous, label, mesh: solve_jump_predictive(
+    plan += [] if tracked else moco.predictive_stages(settings, lambda previous, label, mesh: solve_jump_predictive(
         previous, settings, mesh=mesh, label=label, work_dir=work_dir, log=log, target=target))
     solutions, stages = moco.run_stages(plan, work_dir=work_dir, resume=resume, log=log)
     weight = moco.body_weight_n()
@@ -554,9 +609,13 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
     sto = write_coordinates_sto(out_dir / f"{name}_coordinates.sto", jump, name)
     doc = dict(
         name=name,
-        description="2D maximum-height vertical jump of gait9dof18musc (osim-rl) from quiet "
-                    "standing to the apex of the flight, predicted with OpenSim Moco from a "
-                    "tracking solution of a recorded countermovement jump",
+        description=("2D countermovement jump of gait9dof18musc (osim-rl) from quiet standing "
+                     "to the apex of the flight: a recorded jump's joint angles tracked with "
+                     "OpenSim Moco" if tracked else
+                     "2D maximum-height vertical jump of gait9dof18musc (osim-rl) from quiet "
+                     "standing to the apex of the flight, predicted with OpenSim Moco from a "
+                     "tracking solution of a recorded countermovement jump"),
+        reference_stage=settings.reference_stage,
         **moco.solve_document(
             settings,
             model="fastenv.envs.variants 'muscle2d' (= osim/models/gait9dof18musc.osim of "

@@ -326,6 +326,26 @@ def test_jump_target_starts_upright_and_ends_at_apex():
     assert 0.5 < target.time[-1] < 1.5
 
 
+def test_jump_target_toes_stay_planted_until_takeoff():
+    """The recording's standing toes drift by centimetres (video capture); the target's
+    pelvis takes that drift out, so the toes stand still until they lift off, and the
+    drift removed is reported."""
+    path = _need_public(tasks2d.JUMP_MOTION)
+    target = tasks2d.jump_target(path)
+    centre_x, _ = moco.foot_kinematics(target.time, target.coords)
+    k = target.info["planted_until_frame"]
+    assert 0.5 * len(target.time) < k < len(target.time) - 5     # lifts off late
+    for side in ("r", "l"):
+        assert np.ptp(centre_x[f"{side}_toe"][:k]) < 1e-3
+    assert 0.01 < target.info["removed_toe_drift_m"] < 0.1
+    drifting = tasks2d.jump_target(path, settings=tasks2d.JumpSettings(planted_feet=False))
+    centre_x, _ = moco.foot_kinematics(drifting.time, drifting.coords)
+    assert np.ptp(centre_x["r_toe"][:k]) > 0.01
+    for name in moco.COORDINATES:   # only the forward pelvis position changes
+        if name != "pelvis_tx":
+            assert target.coords[name] == pytest.approx(drifting.coords[name])
+
+
 def test_cli_lists_all_generators():
     from refgen.__main__ import GENERATORS
 
@@ -388,6 +408,21 @@ def test_jumping2d_smoke_coarse(tmp_path):
                       2 * 4 + 1)
     assert np.abs(out.speeds[0]).max() < 1e-6   # starts at rest
     assert "jump_height_m" in doc["figures"]
+
+
+def test_jumping2d_tracking_reference_smoke(tmp_path):
+    """reference_stage="tracking": the tracking solution is the jump (no predictive
+    stage), started from the recording's own pose within the tolerance."""
+    _need_public(tasks2d.JUMP_MOTION)
+    settings = tasks2d.JumpSettings(**_SMOKE, reference_stage="tracking")
+    doc, out = _smoke(tasks2d.generate_jumping2d, settings, tmp_path, "jumping2d",
+                      2 * 4 + 1, stages=("tracking",))
+    assert doc["reference_stage"] == "tracking"
+    target = tasks2d.jump_target(shared_motion(tasks2d.JUMP_MOTION))
+    lo, hi = doc["start_bounds_deg"]["pelvis_tilt"]
+    start = math.degrees(target.coords["pelvis_tilt"][0])
+    assert lo == pytest.approx(start - 5.0, abs=0.01) and hi == pytest.approx(start + 5.0, abs=0.01)
+    assert lo - 1e-6 <= math.degrees(out.column("pelvis_tilt")[0]) <= hi + 1e-6
 
 
 def _committed_figures(name):
