@@ -588,8 +588,11 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
                          "'predictive' or 'tracking'")
     plan = [("tracking", settings.tracking_mesh,
              lambda _: solve_jump_tracking(target, settings, work_dir=work_dir, log=log))]
-    plan += [] if tracked else moco.predictive_stages(settings, lambda previous, label, mesh: solve_jump_predictive(
-        previous, settings, mesh=mesh, label=label, work_dir=work_dir, log=log, target=target))
+    if not tracked:
+        plan += moco.predictive_stages(
+            settings, lambda previous, label, mesh: solve_jump_predictive(
+                previous, settings, mesh=mesh, label=label, work_dir=work_dir, log=log,
+                target=target))
     solutions, stages = moco.run_stages(plan, work_dir=work_dir, resume=resume, log=log)
     weight = moco.body_weight_n()
 
