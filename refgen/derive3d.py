@@ -1192,6 +1192,11 @@ class TrackingSettings(SolveSettings):
     foot_tracking_weight: float = 100.0
     reserve_torque: float = 20.0       # N m per unit control on each joint; 0: none
     reserve_weight: float = 10.0       # effort weight of the reserve controls
+    #: bound each coordinate with a CoordinateLimitForce at that force's onset: a
+    #: tracked target past the onset (walking2d's knee extends 5 deg, the 3D knee's
+    #: limit begins at 0) otherwise leans on the limit force (36 N m in walking3d,
+    #: 25% of the knee's peak moment), which no joint does in people
+    limit_onset_bounds: bool = True
     max_iterations: int = 1000
 
     def __post_init__(self):
@@ -1266,6 +1271,19 @@ def moco_processor(model_path, settings: TrackingSettings):
                               passive_fiber_forces=settings.passive_fiber_forces)
 
 
+def limit_onsets(model) -> dict:
+    """{coordinate: (lower, upper)} onsets (rad) of the model's CoordinateLimitForces."""
+    import opensim as osim
+
+    out = {}
+    for f in model.getForceSet():
+        if f.getConcreteClassName() == "CoordinateLimitForce":
+            limit = osim.CoordinateLimitForce.safeDownCast(f)
+            out[limit.get_coordinate()] = (np.radians(limit.get_lower_limit()),
+                                           np.radians(limit.get_upper_limit()))
+    return out
+
+
 def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: TrackingSettings,
                    work_dir, label: str, log=print, guess_file=None):
     """Track a closed 3D cycle with the muscle-driven, contact-driven model.
@@ -1304,6 +1322,13 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
     for n in ("hip_rotation_r", "hip_rotation_l"):
         if n in paths and n not in names:
             problem.setStateInfo(f"{paths[n]}/value", [-np.radians(10), np.radians(10)])
+    if settings.limit_onset_bounds:
+        for n, (lo, hi) in limit_onsets(model).items():
+            if n in names:
+                y = target.column(n)
+                margin = 0.08 if is_translation(n) else np.radians(15.0)
+                problem.setStateInfo(f"{paths[n]}/value", [max(y.min() - margin, lo),
+                                                          min(y.max() + margin, hi)])
 
     problem.addGoal(moco.tracking_goal(osim, model, "tracking", settings.tracking_weight, t,
                                        {n: target.column(n)[keep] for n in names},
