@@ -1271,19 +1271,6 @@ def moco_processor(model_path, settings: TrackingSettings):
                               passive_fiber_forces=settings.passive_fiber_forces)
 
 
-def limit_onsets(model) -> dict:
-    """{coordinate: (lower, upper)} onsets (rad) of the model's CoordinateLimitForces."""
-    import opensim as osim
-
-    out = {}
-    for f in model.getForceSet():
-        if f.getConcreteClassName() == "CoordinateLimitForce":
-            limit = osim.CoordinateLimitForce.safeDownCast(f)
-            out[limit.get_coordinate()] = (np.radians(limit.get_lower_limit()),
-                                           np.radians(limit.get_upper_limit()))
-    return out
-
-
 def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: TrackingSettings,
                    work_dir, label: str, log=print, guess_file=None):
     """Track a closed 3D cycle with the muscle-driven, contact-driven model.
@@ -1323,7 +1310,7 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
         if n in paths and n not in names:
             problem.setStateInfo(f"{paths[n]}/value", [-np.radians(10), np.radians(10)])
     if settings.limit_onset_bounds:
-        for n, (lo, hi) in limit_onsets(model).items():
+        for n, (lo, hi) in moco.limit_onsets(model).items():
             if n in names:
                 y = target.column(n)
                 margin = 0.08 if is_translation(n) else np.radians(15.0)

@@ -584,6 +584,18 @@ def settings_processor(settings: Settings):
                            weld=tuple(settings.weld))
 
 
+def limit_onsets(model) -> dict:
+    """{coordinate: (lower, upper)} onsets (rad) of the model's CoordinateLimitForces."""
+    osim = _osim()
+    out = {}
+    for f in model.getForceSet():
+        if f.getConcreteClassName() == "CoordinateLimitForce":
+            limit = osim.CoordinateLimitForce.safeDownCast(f)
+            out[limit.get_coordinate()] = (np.radians(limit.get_lower_limit()),
+                                           np.radians(limit.get_upper_limit()))
+    return out
+
+
 def model_coordinates(model) -> tuple:
     """Coordinates of a (processed, Moco-ready) model, in model order."""
     return tuple(c.getName() for c in model.getCoordinateSet())

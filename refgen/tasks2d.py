@@ -294,6 +294,15 @@ class JumpSettings(Settings):
     # reference_stage "tracking": the start pose's bounds are the recording's first
     # frame +- this (degrees), in place of ``start_bounds``
     start_tolerance_deg: float = 5.0
+    # reference_stage "tracking": the recording is cut this long after its take-off
+    # (None: at its own apex) and the solution must be at the apex of a flight there
+    # (:func:`_add_jump_ends`).  The recording's 0.33 s from take-off to apex (a
+    # 0.53 m flight rise, video capture) is beyond this model: its maximum-height
+    # jump flies 0.29 s to the apex; 0.25 s is a 0.31 m rise, a common
+    # countermovement jump.
+    flight_to_apex_s: float | None = 0.25
+    start_acceleration: float = 0.2      # m/s^2: quiet standing at the start
+    apex_clearance_m: float = 0.02       # every contact sphere this high at the apex
     start_sink: tuple = (0.002, 0.05)
     bounds: dict = field(default_factory=lambda: {
         "pelvis_tilt": (-60.0, 30.0), "pelvis_tx": (-0.5, 0.5), "pelvis_ty": (0.5, 1.7),
@@ -418,9 +427,14 @@ def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
         bounds.append(osim.MocoBounds(radius - hi, radius - lo))
         grounded.setEndpointConstraintBounds(bounds)
         problem.addGoal(grounded)
+    # a tracked jump stays inside its limit forces' onsets (the recording goes 8 deg past
+    # the ankle's in the squat and 7 deg past it in flight)
+    onsets = moco.limit_onsets(model) if settings.reference_stage == "tracking" else {}
     for name in moco.model_coordinates(model):
         path = moco.coordinate_path(model, name)
         bounds = moco._bounds(name, settings.bounds)
+        if name in onsets:
+            bounds = [max(bounds[0], onsets[name][0]), min(bounds[1], onsets[name][1])]
         key = name if name in settings.start_bounds else name[:-2]
         if name == "pelvis_tx":
             start = 0.0
@@ -431,6 +445,44 @@ def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
         problem.setStateInfo(path + "/value", bounds, start)
         speed = list(settings.tx_speed_bounds) if name == "pelvis_tx" else [-30.0, 30.0]
         problem.setStateInfo(path + "/speed", speed, 0.0)
+
+
+def _output_constraint(osim, kind, name: str, output: str, index: int, lo: float, hi: float):
+    """An endpoint constraint ``lo <= output[index] <= hi`` at the initial or final time
+    (``kind``: MocoInitialOutputGoal or MocoFinalOutputGoal)."""
+    goal = kind(name)
+    goal.setOutputPath(output)
+    goal.setOutputIndex(index)
+    goal.setMode("endpoint_constraint")
+    bounds = osim.StdVectorMocoBounds()
+    bounds.append(osim.MocoBounds(lo, hi))
+    goal.setEndpointConstraintBounds(bounds)
+    return goal
+
+
+def _add_jump_ends(osim, problem, model, settings: JumpSettings) -> None:
+    """A tracked jump starts in quiet standing and ends at the apex of a flight.
+
+    Quiet standing is at rest (zero speeds, from :func:`_jump_problem`) *and* in
+    equilibrium: horizontal and vertical centre-of-mass acceleration within
+    ``settings.start_acceleration`` (m/s^2).  Without it the first tracking solution
+    started with its feet barely on the floor (0.13 body weights), falling.  The end
+    is the apex (vertical centre-of-mass velocity 0) with every contact sphere at
+    least ``settings.apex_clearance_m`` above the floor, so the jump has a flight.
+    """
+    a = settings.start_acceleration
+    for i, axis in ((0, "x"), (1, "y")):
+        problem.addGoal(_output_constraint(osim, osim.MocoInitialOutputGoal, f"standing_{axis}",
+                                           "/|com_acceleration", i, -a, a))
+    problem.addGoal(_output_constraint(osim, osim.MocoFinalOutputGoal, "apex", "/|com_velocity",
+                                       1, 0.0, 0.0))
+    for sphere_name in (n for spheres in FOOT_SPHERES.values() for n in spheres):
+        radius = osim.ContactSphere.safeDownCast(
+            model.getContactGeometrySet().get(sphere_name)).getRadius()
+        problem.addGoal(_output_constraint(
+            osim, osim.MocoFinalOutputGoal, f"airborne_{sphere_name}",
+            f"/{moco.CENTRE_PREFIX}{sphere_name}|location", 1,
+            radius + settings.apex_clearance_m, 10.0))
 
 
 def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Path, log=print,
@@ -445,6 +497,8 @@ def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Pat
     study, problem, model = moco.new_study(settings, "tracking")
     duration = float(target.time[-1])
     _jump_problem(osim, problem, model, settings, final_time=duration)
+    if settings.reference_stage == "tracking":
+        _add_jump_ends(osim, problem, model, settings)
     problem.addGoal(moco.tracking_goal(
         osim, model, "tracking", settings.tracking_weight, target.time, target.coords,
         [(name, settings.translation_weight) for name in TRANSLATIONS]
@@ -481,14 +535,8 @@ def solve_jump_predictive(guess_trajectory, settings: JumpSettings, *, mesh: int
                          else f"/bodyset/{settings.height_body}|position")
     height.setOutputIndex(1)
     problem.addGoal(height)
-    apex = osim.MocoFinalOutputGoal("apex")
-    apex.setOutputPath("/|com_velocity")
-    apex.setOutputIndex(1)
-    apex.setMode("endpoint_constraint")
-    bounds = osim.StdVectorMocoBounds()
-    bounds.append(osim.MocoBounds(0.0, 0.0))
-    apex.setEndpointConstraintBounds(bounds)
-    problem.addGoal(apex)
+    problem.addGoal(_output_constraint(osim, osim.MocoFinalOutputGoal, "apex", "/|com_velocity",
+                                       1, 0.0, 0.0))
     effort = osim.MocoControlGoal("effort", settings.effort_weight)
     effort.setExponent(settings.effort_exponent)
     problem.addGoal(effort)
@@ -573,6 +621,14 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
     target = jump_target(motion, settings=settings)
     log(f"[target] jump from rest to apex in {motion.name}: {target.time[-1]:.3f} s from "
         f"{target.info['start_s']:.3f} s")
+    if settings.reference_stage == "tracking" and settings.flight_to_apex_s is not None:
+        takeoff = float(target.time[target.info["planted_until_frame"]])
+        keep = target.time <= takeoff + settings.flight_to_apex_s + 1e-9
+        target = Target.of(target.time[keep], {k: v[keep] for k, v in target.coords.items()},
+                           source=target.source,
+                           info=dict(target.info, cut_at_s=float(target.time[keep][-1])))
+        log(f"[target] cut {settings.flight_to_apex_s:.2f} s after the recorded take-off "
+            f"({takeoff:.3f} s): {target.time[-1]:.3f} s")
     if settings.reference_stage == "tracking":
         # the recording's own start pose (within start_tolerance_deg), not a generic
         # upright one: the tracked jump starts where the person stood
