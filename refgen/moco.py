@@ -1578,6 +1578,10 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
                         if "tracking" in solutions and not tracked else None)
     sto = out_dir / f"{name}_coordinates.sto"
     write_coordinates_sto(sto, cycle, name)
+    if tracked:
+        # the Moco solution the reference is (states, excitations): a warm start
+        # (--guess) for regenerating it under changed settings
+        final.write(str(out_dir / f"{name}_solution.sto"))
     duration = predictive_duration(target, settings.speed)
     if tracked:
         timing = dict(reference_stage="tracking", speed_m_s=round(target.speed, 4),

@@ -505,8 +505,12 @@ def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Pat
         + list(settings.tracking_state_weights.items())))
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
     solver = moco.configure_solver(study, settings, settings.tracking_mesh, max_iterations)
-    solver.setGuess(moco.kinematic_guess(osim, solver, model, target.time, target.coords))
-    log(f"[tracking] {settings.tracking_mesh} mesh intervals, {duration:.3f} s from rest to apex")
+    if settings.guess is None:
+        solver.setGuess(moco.kinematic_guess(osim, solver, model, target.time, target.coords))
+    else:
+        solver.setGuess(moco.refined_guess(osim, solver, osim.MocoTrajectory(str(settings.guess))))
+    log(f"[tracking] {settings.tracking_mesh} mesh intervals, {duration:.3f} s from rest to apex"
+        + (f", from {Path(settings.guess).name}" if settings.guess else ""))
     return moco.solve_stage(study, "tracking", settings.tracking_mesh, work_dir, log)
 
 
@@ -666,6 +670,8 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
     tracking_figures = analyse(moco.solution_motion(solutions["tracking"], COORDINATES))
     name = settings.name
     sto = write_coordinates_sto(out_dir / f"{name}_coordinates.sto", jump, name)
+    if tracked:   # the Moco solution itself, a warm start (--guess) for regenerating it
+        solutions["tracking"].write(str(out_dir / f"{name}_solution.sto"))
     doc = dict(
         name=name,
         description=("2D countermovement jump of gait9dof18musc (osim-rl) from quiet standing "
