@@ -385,32 +385,40 @@ SOURCE_KEYS = (("tracking_target", "file"), ("tracking_target", "crouch_cycle", 
                ("sagittal_source",), ("tracking_target", "sagittal_source"))
 
 
-def measured_source(name: str, references_dir=REFERENCES_DIR) -> tuple[str | None, str]:
-    """The public measured motion a reference was tracked from, following derived
-    references to their source (``running3d`` -> ``running2d`` -> the run), and a
-    sentence saying how; None when the chain ends at one of the pipeline's own
-    references (``lockedknee2d`` tracked the ``walking2d`` cycle) or names nothing."""
+def _source_chain(name: str, references_dir=REFERENCES_DIR):
+    """Follow a reference's JSON to what it was made from: ``(found, how, doc)`` with the
+    public measured motion's file name (or None), a sentence saying how, and the JSON
+    document of the reference that tracked it (None when there is none)."""
     references_dir = Path(references_dir)
     chain, current = [], name
     while True:
         path = references_dir / f"{current}.json"
         if not path.is_file():
-            return None, f"no {path.name} in {references_dir}"
+            return None, f"no {path.name} in {references_dir}", None
         doc = json.loads(path.read_text())
         found = next((v for keys in SOURCE_KEYS if (v := _nested(doc, keys))), None)
         if not isinstance(found, str):
-            return None, f"{current}.json names no tracked motion"
+            return None, f"{current}.json names no tracked motion", None
         if (references_dir / f"{found}.npz").is_file():
             if found in chain + [current]:
-                return None, f"{current}.json names {found} in a circle"
+                return None, f"{current}.json names {found} in a circle", None
             chain.append(current)
             current = found
             continue
         if (references_dir / found).is_file():
             return None, (f"{current} tracked {found}, a reference of this pipeline, not a "
-                          "measured motion")
+                          "measured motion"), None
         via = " -> ".join(chain + [current])
-        return found, (f"{via} tracked it" if chain else "tracked directly")
+        return found, (f"{via} tracked it" if chain else "tracked directly"), doc
+
+
+def measured_source(name: str, references_dir=REFERENCES_DIR) -> tuple[str | None, str]:
+    """The public measured motion a reference was tracked from, following derived
+    references to their source (``running3d`` -> ``running2d`` -> the run), and a
+    sentence saying how; None when the chain ends at one of the pipeline's own
+    references (``lockedknee2d`` tracked the ``walking2d`` cycle) or names nothing."""
+    found, how, _ = _source_chain(name, references_dir)
+    return found, how
 
 
 def _foot_sides(sim) -> list[str]:
@@ -531,7 +539,8 @@ def heel_strike_frame(ref) -> float:
     return periodic_peak(ahead)
 
 
-def source_curves(posed: Posed, source_file: str) -> tuple[dict, dict, str]:
+def source_curves(posed: Posed, source_file: str,
+                  cut_at_s: float | None = None) -> tuple[dict, dict, str]:
     """Normalised hip, knee and ankle angles (deg, per joint and side) of the reference
     and of its measured source, and how the source was cut.
 
@@ -551,12 +560,17 @@ def source_curves(posed: Posed, source_file: str) -> tuple[dict, dict, str]:
         from refgen.tasks2d import jump_target
 
         target = jump_target(path)
-        src = {(j, s): movement_resample(_leg_curves(target.names, target.values, j, s))
+        keep = slice(None)
+        how = (f"standing {target.info['start_s']:.2f} s to apex {target.info['apex_s']:.2f} s "
+               "of the recording, legs averaged")
+        if cut_at_s is not None:
+            keep = target.time <= cut_at_s + 1e-9
+            how = (f"standing {target.info['start_s']:.2f} s to {cut_at_s:.3f} s later (where "
+                   "the reference cut the recording), legs averaged")
+        src = {(j, s): movement_resample(_leg_curves(target.names, target.values[keep], j, s))
                for j in JOINTS for s in SIDES}
         own = {(j, s): movement_resample(_leg_curves(ref.coordinate_names, ref.q, j, s))
                for j in JOINTS for s in SIDES}
-        how = (f"standing {target.info['start_s']:.2f} s to apex {target.info['apex_s']:.2f} s "
-               "of the recording, legs averaged")
         return own, src, how
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the motion file's columns the model lacks
@@ -577,13 +591,15 @@ def source_curves(posed: Posed, source_file: str) -> tuple[dict, dict, str]:
 def source_criteria(posed: Posed, references_dir=REFERENCES_DIR) -> tuple[list, dict]:
     """``source.<joint>.r`` and ``source.<joint>.rms`` (mean of both legs), or one
     skipped criterion saying why there is nothing to compare."""
-    source, how = measured_source(posed.name, references_dir)
+    source, how, doc = _source_chain(posed.name, references_dir)
     info = dict(measured_source=source, measured_source_note=how)
+    # a tracked jump cut short of the recording's apex is compared over the same window
+    cut_at_s = _nested(doc, ("tracking_target", "cut_at_s")) if doc else None
     if source is None:
         return [Criterion("source", "measured source", None, "-", "skip",
                           note=f"no measured source: {how}")], info
     try:
-        own, src, cut = source_curves(posed, source)
+        own, src, cut = source_curves(posed, source, cut_at_s)
     except FileNotFoundError:
         return [Criterion("source", "measured source", None, "-", "skip",
                           note=f"{source} not found in {motions_dir()} (set --motions DIR "
