@@ -694,7 +694,8 @@ def insert(cycle: Motion, signals: dict) -> None:
 
 def derive_cycle_from_2d(name: str, name2d: str, variant: str,
                          out_of_plane: OutOfPlane | None, *, variant2d: str, command: str,
-                         out_dir=None, quasi_static: bool = False, harmonics: int = 8
+                         out_dir=None, quasi_static: bool = False, harmonics: int = 8,
+                         standing_offset: bool = False
                          ) -> tuple[Motion, dict, dict | None, bool, str]:
     """A 3D cycle from a committed 2D one plus out-of-plane data (see the module doc).
 
@@ -704,7 +705,10 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
     frame by frame to the 2D solution's vertical contact force
     (:func:`fit_heights`; ``variant2d`` is the 2D model it was solved for),
     or with ``quasi_static`` so that the contact carries body weight at every
-    frame (as for palsy3d).
+    frame (as for palsy3d), or with ``standing_offset`` shifted by one constant that
+    makes the first frame (quiet standing) carry body weight: the 2D solution's own
+    vertical motion, and so its centre-of-mass force, kept (a jump: frame-by-frame
+    fits without a cycle's harmonics to smooth them jittered into -7.9 body weights).
     Returns (closed cycle or frames, json document, gait events or None,
     cyclic, playback).
     """
@@ -751,7 +755,17 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
         figures["out_of_plane_source"] = out_of_plane.source
         doc["out_of_plane"] = info
     # the 2D solution's vertical contact force, frame by frame, on the 3D feet
-    if quasi_static:
+    if standing_offset:
+        # (fit_heights fits frames independently and needs two: the second is ignored)
+        first, _ = fit_heights(model, Motion(cycle.time[:2], cycle.names, cycle.values[:2].copy()),
+                               np.ones(2), cyclic=False)
+        dy = np.full(len(cycle.time), float(first[0]))
+        cycle.values[:, cycle.names.index("pelvis_ty")] += dy
+        doc["pelvis_height"] = (f"{name2d}'s pelvis height shifted by {dy[0] * 1000:+.1f} mm, "
+                                "the height at which the 3D model's first frame (quiet "
+                                "standing) carries body weight: the 2D solution's vertical "
+                                "motion kept")
+    elif quasi_static:
         dy, _ = fit_heights(model, cycle, np.ones(len(cycle.time)), cyclic=cyclic,
                          harmonics=harmonics)
         doc["pelvis_height"] = ("quasi-static: per frame, the height at which the 3D model's "
@@ -775,13 +789,14 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
 
 def derive_from_2d(name: str, name2d: str, variant: str, out_of_plane: OutOfPlane | None, *,
                    variant2d: str, command: str, out_dir, quasi_static: bool = False,
-                   harmonics: int = 8, log=print) -> dict:
+                   harmonics: int = 8, standing_offset: bool = False, log=print) -> dict:
     """Derive a kinematic 3D reference (:func:`derive_cycle_from_2d`) and write it."""
     from fastenv.envs.variants import variant_path
 
     cycle, doc, events, cyclic, playback = derive_cycle_from_2d(
         name, name2d, variant, out_of_plane, variant2d=variant2d, command=command,
-        out_dir=out_dir, quasi_static=quasi_static, harmonics=harmonics)
+        out_dir=out_dir, quasi_static=quasi_static, harmonics=harmonics,
+        standing_offset=standing_offset)
     return finish(name, variant_path(variant), cycle, cyclic=cyclic, playback=playback,
                   doc=doc, out_dir=out_dir, log=log, events=events)
 
@@ -1067,10 +1082,11 @@ def generate_running3d(args) -> dict:
 
 
 def generate_jumping3d(args) -> dict:
-    """jumping2d on muscle3d; a symmetric vertical jump has no out-of-plane motion."""
+    """jumping2d on muscle3d; a symmetric vertical jump has no out-of-plane motion, and
+    the 2D jump's vertical motion is kept (one standing offset)."""
     return derive_from_2d("jumping3d", "jumping2d", "muscle3d", None, variant2d="muscle2d",
                           command=_command("jumping3d", args), out_dir=_out(args),
-                          log=_log(args))
+                          standing_offset=True, log=_log(args))
 
 
 def generate_lockedknee3d(args) -> dict:
