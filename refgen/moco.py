@@ -544,6 +544,12 @@ class Settings(SolveSettings):
     # the measured speed exactly (tracking pelvis_tx alone let a run slow from 3.71 to
     # 2.67 m/s, where the measured angles cost its muscles less).
     track_speed: bool = False
+    # Every contact sphere's centre at least this high (m) above the floor, always
+    # (None: no bound).  The env's Hunt-Crossley contact (Simbody) loses a sphere
+    # whose centre passes below the floor, while Moco's smooth contact keeps pushing:
+    # a tracked run's toe sphere sank 73 mm (its radius is 50), and the env saw its
+    # stance foot leave the ground for 40 ms in mid-stance.
+    min_centre_height_m: float | None = None
     # A Moco solution .sto of an earlier tracking solve of the same model, as the
     # first tracking stage's initial guess instead of the target's kinematics:
     # re-solving with changed weights starts where the last solve ended.
@@ -801,6 +807,15 @@ def _common_problem(osim, study, model, settings: Settings, *, final_time):
         else:
             problem.setStateInfo(path + "/value", _bounds(name, settings.bounds))
     problem.addGoal(periodicity_goal(osim, model, symmetric=settings.cycle == "half"))
+    if settings.min_centre_height_m is not None:
+        for sphere_name in (n for spheres in FOOT_SPHERES.values() for n in spheres):
+            bound = osim.MocoOutputBoundConstraint()
+            bound.setName(f"centre_above_floor_{sphere_name}")
+            bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
+            bound.setOutputIndex(1)
+            bound.setLowerBound(osim.Constant(settings.min_centre_height_m))
+            bound.setUpperBound(osim.Constant(2.0))
+            problem.addPathConstraint(bound)
     return problem
 
 
