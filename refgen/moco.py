@@ -1467,19 +1467,28 @@ def gait_plan(settings: Settings, target: Target, work_dir: Path, log,
         # into the floor and the force term's gradients point everywhere (a direct
         # solve with forces was still at primal infeasibility ~10 after 75
         # iterations); the kinematic solution is a consistent start for the forces.
-        def first(_):
+        def warm_started(label, stage_forces):
+            # the first stage from ``settings.guess`` (recorded), else from the target
             if settings.guess is None:
-                return solve_tracking(target, settings, work_dir=work_dir, log=log)
+                return solve_tracking(target, settings, work_dir=work_dir, log=log,
+                                      forces=stage_forces, label=label)
             solution, info = solve_tracking(
-                target, settings, work_dir=work_dir, log=log,
-                guess_trajectory=_osim().MocoTrajectory(str(settings.guess)))
+                target, settings, work_dir=work_dir, log=log, forces=stage_forces,
+                guess_trajectory=_osim().MocoTrajectory(str(settings.guess)), label=label)
             return solution, dict(info, initial_guess=Path(settings.guess).name)
 
-        plan = [("tracking", settings.tracking_mesh, first)]
-        if tracks_forces(settings, forces):
-            plan.append(("tracking_grf", settings.tracking_mesh, lambda previous: solve_tracking(
-                target, settings, work_dir=work_dir, log=log, forces=forces,
-                guess_trajectory=previous, label="tracking_grf")))
+        if settings.guess is not None and tracks_forces(settings, forces):
+            # a warm start of the force-tracking problem itself (e.g. its own earlier
+            # solution under other weights): no kinematics-only stage in between
+            plan = [("tracking_grf", settings.tracking_mesh,
+                     lambda _: warm_started("tracking_grf", forces))]
+        else:
+            plan = [("tracking", settings.tracking_mesh, lambda _: warm_started("tracking", None))]
+            if tracks_forces(settings, forces):
+                plan.append(("tracking_grf", settings.tracking_mesh,
+                             lambda previous: solve_tracking(
+                                 target, settings, work_dir=work_dir, log=log, forces=forces,
+                                 guess_trajectory=previous, label="tracking_grf")))
         if not settings.coarse_only:
             plan.append(("tracking_fine", settings.fine_mesh, lambda previous: solve_tracking(
                 target, settings, work_dir=work_dir, log=log, forces=forces,
