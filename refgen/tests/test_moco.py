@@ -403,7 +403,7 @@ def test_lockedknee2d_smoke_coarse(tmp_path):
 
 def test_jumping2d_smoke_coarse(tmp_path):
     _need_public(tasks2d.JUMP_MOTION)
-    settings = tasks2d.JumpSettings(**_SMOKE)
+    settings = tasks2d.JumpSettings(**_SMOKE, reference_stage="predictive")
     doc, out = _smoke(tasks2d.generate_jumping2d, settings, tmp_path, "jumping2d",
                       2 * 4 + 1)
     assert np.abs(out.speeds[0]).max() < 1e-6   # starts at rest
@@ -414,7 +414,7 @@ def test_jumping2d_tracking_reference_smoke(tmp_path):
     """reference_stage="tracking": the tracking solution is the jump (no predictive
     stage), started from the recording's own pose within the tolerance."""
     _need_public(tasks2d.JUMP_MOTION)
-    settings = tasks2d.JumpSettings(**_SMOKE, reference_stage="tracking")
+    settings = tasks2d.JumpSettings(**_SMOKE)   # the default: the tracking solution
     doc, out = _smoke(tasks2d.generate_jumping2d, settings, tmp_path, "jumping2d",
                       2 * 4 + 1, stages=("tracking",))
     assert doc["reference_stage"] == "tracking"
