@@ -560,7 +560,9 @@ class Settings(SolveSettings):
                     tracking_effort=self.tracking_effort_weight,
                     effort=self.effort_weight, effort_exponent=self.effort_exponent,
                     predictive_tracking=self.predictive_tracking_weight,
-                    predictive_pelvis_height=self.pelvis_height_weight)
+                    predictive_pelvis_height=self.pelvis_height_weight,
+                    grf_tracking=self.grf_tracking_weight,
+                    tracking_states=dict(self.tracking_state_weights))
 
 
 #: Bounds of the coordinates in the problems: wide enough for normal walking,
@@ -1649,39 +1651,39 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
 
 @dataclass
 class WalkingSettings(Settings):
-    """walking2d: the measured walk at its measured speed, its joint angles tracked
-    on the 2D model with the swing foot kept off the floor (coarse mesh, then
-    refined).
+    """walking2d: the measured walk at its measured speed, its joint angles and its
+    measured vertical ground reaction forces tracked on the 2D model with the swing
+    foot kept off the floor.
 
     Why tracking and not prediction: minimum-effort predictions from this walk
     drifted to a gait no person walks (ankle plantarflexing through mid-stance,
     stance knee never re-extending, no push-off hump).  Why the clearance
     constraint: without it the swing foot of the solution brushed the floor
-    (0.06 BW) and one stance lost its trough and push-off hump.  Why 4x on the
-    ankles: the model's two-sphere foot differs from the subject's, so the
-    stance ankle cannot follow the measurement exactly; on the coarse mesh its
-    correlation with the measured walk was 0.74 at the common weight, 0.89 at 4x
-    and 0.92 at 8x, where the hip moved 5.7 deg RMS from the measurement and the
-    push-off hump rose to 1.35 BW (4x: 5.0 deg, 1.30 BW; 20x on the pelvis height
-    changed neither).  The model's legs are longer than the subject's: at the
-    measured cadence and angles it walks 1.07 m/s, not the subject's 0.975 m/s
-    (weighting pelvis_tx 10x more did not change that).
+    (0.06 BW) and one stance lost its trough and push-off hump.  Why the weights:
+    the model's two-sphere foot differs from the subject's, so the stance ankle
+    cannot follow the measurement exactly (correlation 0.74 at the common weight,
+    0.885 at 4x, 0.913 at 6x with the pelvis tilt at 4x, which took the hips from 5.0
+    to 4.6 deg RMS); kinematics alone then pushed off at 1.41 BW (the subject: 1.10),
+    which the force plates at weight 0.002 bring to 1.29, at 5.5 deg RMS on the hips
+    until they are weighted 2x (4.4 deg).  With the forces the model walks the
+    subject's 0.97 m/s; on kinematics alone its longer legs made 1.08 m/s.
 
-    The measured ground reaction forces are not tracked by default
-    (``grf_tracking_weight`` 0): from the kinematic solution, tracking them
-    (weights 0.1 and 0.03, fore-aft and vertical, or vertical only) made IPOPT
-    wander at primal infeasibility 10-20 for 75-280 iterations without
-    converging on this machine; the kinematic solution already has the human
-    force pattern (two humps and a trough; ``python -m refgen check walking2d``).
+    Force tracking does not start from the target: from the kinematic solution,
+    weights 0.1, 0.03 and 0.005 made IPOPT wander at primal infeasibility 10-20 for
+    75-280 iterations, 0.01 stopped unconverged; 0.002 converged.  The committed
+    solution was warm-started from that chain of solves (``walking2d.json`` says
+    which); ``--guess envs/references/walking2d_solution.sto`` reproduces it.
     """
 
     reference_stage: str = "tracking"
-    grf_tracking_weight: float = 0.0
+    grf_tracking_weight: float = 0.002
     tracking_mesh: int = 25
     fine_mesh: int = 50
+    coarse_only: bool = True
     tracking_clearance: bool = True
     tracking_state_weights: dict = field(default_factory=lambda: {
-        "ankle_angle_r": 4.0, "ankle_angle_l": 4.0})
+        "ankle_angle_r": 6.0, "ankle_angle_l": 6.0, "pelvis_tilt": 4.0,
+        "hip_flexion_r": 2.0, "hip_flexion_l": 2.0})
 
 
 def generate_walking2d(out_dir, *, motion=None, settings: Settings | None = None,

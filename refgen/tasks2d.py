@@ -330,7 +330,9 @@ class JumpSettings(Settings):
         return dict(tracking=self.tracking_weight, tracking_effort=self.tracking_effort_weight,
                     **{f"final_{self.height_body}_height": self.height_weight},
                     predictive_tracking=self.predictive_tracking_weight,
-                    effort=self.effort_weight, effort_exponent=self.effort_exponent)
+                    effort=self.effort_weight, effort_exponent=self.effort_exponent,
+                    tracking_translations=self.translation_weight,
+                    tracking_states=dict(self.tracking_state_weights))
 
 
 def jump_target(path, *, settings: JumpSettings | None = None, n: int = 101,

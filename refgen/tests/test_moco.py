@@ -57,15 +57,15 @@ def test_committed_file_format(committed):
 
 
 def test_committed_gait_is_normal_adult_walking(committed):
-    """The measured walk tracked at its own cadence is a normal adult walk. The model's
-    legs are longer than the subject's, so the same angles at the same cadence cover
-    more ground: 1.07 m/s where the subject walked 0.975 m/s (the docstring of
-    refgen.moco.WalkingSettings says why that was kept)."""
+    """The measured walk tracked at its own cadence, with its force plates, is a normal
+    adult walk at the subject's speed (within 5%: kinematics alone, the model's longer
+    legs walked 1.08 m/s where the subject walked 0.975 m/s)."""
     _, _, f = committed
     doc = json.loads(JSON.read_text())
     assert doc["reference_stage"] == "tracking"
+    assert "grf_target" in doc and doc["objective_weights"]["grf_tracking"] > 0
     assert f["cycle_duration_s"] == pytest.approx(2 * doc["half_cycle_s"], abs=1e-3)
-    assert doc["speed_m_s"] <= f["speed_m_s"] <= 1.15 * doc["speed_m_s"], f
+    assert f["speed_m_s"] == pytest.approx(doc["speed_m_s"], rel=0.05), f
     assert 1.1 <= f["stride_length_m"] <= 1.5, f
     assert f["knee_flexion_at_heel_strike_deg"] < 10.0, f
     assert 50.0 <= f["peak_swing_knee_flexion_deg"] <= 70.0, f
@@ -99,7 +99,7 @@ def test_committed_json_matches_file(committed):
                 "peak_swing_knee_flexion_deg", "peak_vertical_grf_bw"):
         assert doc["figures"][key] == pytest.approx(f[key], abs=1e-3), key
     assert doc["opensim_version"].startswith("4.")
-    assert "tracking" in doc["mesh_intervals"]
+    assert any(label.startswith("tracking") for label in doc["mesh_intervals"])
     for stage in doc["stages"].values():
         # a stage stopped by hand says why, with its primal infeasibility
         assert stage["converged"] or ("note" in stage and stage["primal_infeasibility"] < 1e-3)
