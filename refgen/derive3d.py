@@ -695,7 +695,7 @@ def insert(cycle: Motion, signals: dict) -> None:
 def derive_cycle_from_2d(name: str, name2d: str, variant: str,
                          out_of_plane: OutOfPlane | None, *, variant2d: str, command: str,
                          out_dir=None, quasi_static: bool = False, harmonics: int = 8,
-                         standing_offset: bool = False
+                         standing_offset: bool = False, keep_2d_height: bool = False
                          ) -> tuple[Motion, dict, dict | None, bool, str]:
     """A 3D cycle from a committed 2D one plus out-of-plane data (see the module doc).
 
@@ -708,7 +708,10 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
     frame (as for palsy3d), or with ``standing_offset`` shifted by one constant that
     makes the first frame (quiet standing) carry body weight: the 2D solution's own
     vertical motion, and so its centre-of-mass force, kept (a jump: frame-by-frame
-    fits without a cycle's harmonics to smooth them jittered into -7.9 body weights).
+    fits without a cycle's harmonics to smooth them jittered into -7.9 body weights),
+    or with ``keep_2d_height`` not changed at all (the env's ground alignment then
+    shifts the cycle so that its mean contact force is body weight: running3d's
+    frame-by-frame fit implied -2.1 BW).
     Returns (closed cycle or frames, json document, gait events or None,
     cyclic, playback).
     """
@@ -755,7 +758,11 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
         figures["out_of_plane_source"] = out_of_plane.source
         doc["out_of_plane"] = info
     # the 2D solution's vertical contact force, frame by frame, on the 3D feet
-    if standing_offset:
+    if keep_2d_height:
+        dy = np.zeros(len(cycle.time))
+        doc["pelvis_height"] = (f"{name2d}'s pelvis height, shifted once by the env's ground "
+                                "alignment: the 2D solution's vertical motion kept")
+    elif standing_offset:
         # (fit_heights fits frames independently and needs two: the second is ignored)
         first, _ = fit_heights(model, Motion(cycle.time[:2], cycle.names, cycle.values[:2].copy()),
                                np.ones(2), cyclic=False)
@@ -789,14 +796,15 @@ def derive_cycle_from_2d(name: str, name2d: str, variant: str,
 
 def derive_from_2d(name: str, name2d: str, variant: str, out_of_plane: OutOfPlane | None, *,
                    variant2d: str, command: str, out_dir, quasi_static: bool = False,
-                   harmonics: int = 8, standing_offset: bool = False, log=print) -> dict:
+                   harmonics: int = 8, standing_offset: bool = False,
+                   keep_2d_height: bool = False, log=print) -> dict:
     """Derive a kinematic 3D reference (:func:`derive_cycle_from_2d`) and write it."""
     from fastenv.envs.variants import variant_path
 
     cycle, doc, events, cyclic, playback = derive_cycle_from_2d(
         name, name2d, variant, out_of_plane, variant2d=variant2d, command=command,
         out_dir=out_dir, quasi_static=quasi_static, harmonics=harmonics,
-        standing_offset=standing_offset)
+        standing_offset=standing_offset, keep_2d_height=keep_2d_height)
     return finish(name, variant_path(variant), cycle, cyclic=cyclic, playback=playback,
                   doc=doc, out_dir=out_dir, log=log, events=events)
 
@@ -1071,14 +1079,15 @@ def generate_walking3d(args) -> dict:
 
 
 def generate_running3d(args) -> dict:
-    """running2d on muscle3d + the average stride of the measured treadmill run."""
+    """running2d on muscle3d + the average stride of the measured treadmill run; the
+    2D run's own vertical motion kept (a frame-by-frame height fit implied -2.1 BW)."""
     from fastenv.envs.variants import variant_path
 
     model = variant_path("muscle3d")
     return derive_from_2d("running3d", "running2d", "muscle3d",
                           measured_run(model, getattr(args, "motion", None)),
                           variant2d="muscle2d", command=_command("running3d", args),
-                          out_dir=_out(args), log=_log(args))
+                          out_dir=_out(args), keep_2d_height=True, log=_log(args))
 
 
 def generate_jumping3d(args) -> dict:

@@ -379,14 +379,17 @@ def _smoke(generate, settings, tmp_path, name, rows, motion=None,
 
 
 def test_running2d_smoke_coarse(tmp_path):
-    """The measured run tracked at its own speed (reference_stage="tracking"), and the
-    predictive stage that the committed reference was made with (the default)."""
+    """The measured run tracked at its own speed (the default: the committed reference),
+    which ends exactly one measured half stride on; and the predictive stage of the
+    previous reference."""
     _need_public(tasks2d.RUNNING_MOTION)
-    settings = tasks2d.RunningSettings(**_SMOKE, reference_stage="tracking")
-    doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
-                    2 * (2 * 4 + 1) - 1, stages={"tracking"})
-    assert doc["reference_stage"] == "tracking" and 3.5 < doc["speed_m_s"] < 4.0
     settings = tasks2d.RunningSettings(**_SMOKE)
+    doc, out = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
+                      2 * (2 * 4 + 1) - 1, stages={"tracking"})
+    assert doc["reference_stage"] == "tracking" and 3.5 < doc["speed_m_s"] < 4.0
+    stride = out.column("pelvis_tx")[-1] - out.column("pelvis_tx")[0]
+    assert stride / out.time[-1] == pytest.approx(doc["speed_m_s"], rel=1e-3)   # track_speed
+    settings = tasks2d.RunningSettings(**_SMOKE, reference_stage="predictive")
     doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
                     2 * (2 * 4 + 1) - 1)
     assert doc["prescribed_speed_m_s"] == 3.5
@@ -439,21 +442,21 @@ def _seam_deg(cycle):
 
 
 def test_committed_running2d_is_a_run():
+    """The measured run tracked at its measured speed: flight phases, no double support,
+    a human duty factor, the swing knee past 90 deg, one active peak of about two body
+    weights (Moco's contact model)."""
     cycle, f = _committed_figures("running2d")
-    assert abs(f["speed_m_s"] - 3.5) < 0.05, f
+    doc = json.loads((REFERENCES_DIR / "running2d.json").read_text())
+    assert doc["reference_stage"] == "tracking"
+    assert f["speed_m_s"] == pytest.approx(doc["speed_m_s"], rel=1e-3), f
+    assert 3.5 < f["speed_m_s"] < 4.0, f
     assert f["num_flight_phases"] == 2 and f["flight_fraction"] > 0.1, f
     assert f["double_support_fraction"] == 0.0, f
     assert 0.3 <= f["duty_factor_r"] <= 0.45, f
     assert f["peak_swing_knee_flexion_deg"] >= 90.0, f
-    # normal running flexes the stance knee 30-50 deg (held by the stance-knee limit)
-    assert all(30.0 <= k <= 50.0 for k in f["peak_stance_knee_flexion_deg_rl"]), f
-    # the peak is an impact transient on the stiff contact spheres (README: 4.1 BW,
-    # against ~2.5 in people); the test keeps it from growing unnoticed
-    assert 2.0 < f["peak_vertical_grf_bw"] < 4.5, f
+    assert 1.8 < f["peak_vertical_grf_bw"] < 3.0, f
     assert _seam_deg(cycle) < 2.0
-    stages = json.loads((REFERENCES_DIR / "running2d.json").read_text())["stages"]
-    fine = stages["predictive_fine"]
-    assert fine["converged"] and fine["mesh_intervals"] == 50
+    assert all(stage["converged"] for stage in doc["stages"].values())
 
 
 def test_committed_lockedknee2d_is_asymmetric_and_locked():
