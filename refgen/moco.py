@@ -545,10 +545,9 @@ class Settings(SolveSettings):
     # 2.67 m/s, where the measured angles cost its muscles less).
     track_speed: bool = False
     # Every contact sphere's centre at least this high (m) above the floor, always
-    # (None: no bound).  The env's Hunt-Crossley contact (Simbody) loses a sphere
-    # whose centre passes below the floor, while Moco's smooth contact keeps pushing:
-    # a tracked run's toe sphere sank 73 mm (its radius is 50), and the env saw its
-    # stance foot leave the ground for 40 ms in mid-stance.
+    # (None: no bound): a limit on how deep the soft spheres sink (a tracked run's
+    # toe sphere sank 73 mm, its radius is 50).  Tried on running2d, not kept (see
+    # RunningSettings).
     min_centre_height_m: float | None = None
     # A Moco solution .sto of an earlier tracking solve of the same model, as the
     # first tracking stage's initial guess instead of the target's kinematics:
