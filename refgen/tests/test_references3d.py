@@ -177,10 +177,9 @@ def test_derived_walking3d_stance_foot_does_not_slide(derived_walking3d, muscle3
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "walking3d derived kinematically from the tracked walking2d (2026-12) carries 0.66 BW "
-    "at its evenest double-support frame (0.7-1.3 expected); the shipped walking3d is still "
-    "the one derived from the earlier walking2d, and its regeneration (Moco 3D tracking) "
-    "is open in issue 14"))
+    "the kinematic walking3d derived from the tracked walking2d carries under 0.7 BW at "
+    "its evenest double-support frame (its frame-by-frame height fit); the shipped "
+    "walking3d is the Moco tracking solution of it, whose reset is tested below"))
 def test_derived_walking3d_env_ground_alignment(derived_walking3d, muscle3d_path):
     out, _ = derived_walking3d
     ref = Reference.load(out / "walking3d.npz")
@@ -319,12 +318,14 @@ def test_committed_reference_resets_on_the_ground(name):
         assert 1.0 < grf < 5.0
         assert abs(offset) < 0.005
         return
-    # frame 0: standing before the push-off (jump), or right heel strike, where the
-    # cycle's double support begins (gaits)
+    # standing before the push-off (jump, frame 0), or the first double-support frame of
+    # the cycle, within its first tenth (gaits start near right heel strike)
     frame = 0
     if name != "jumping3d":
         fr, fl, bw = _foot_forces(ref, model)
-        assert min(fr[0], fl[0]) > 0.01 * bw, "frame 0 is not in double support"
+        both = np.flatnonzero(np.minimum(fr, fl) > 0.01 * bw)
+        assert len(both) and both[0] < 0.1 * ref.n_frames, "no double support near frame 0"
+        frame = int(both[0])
     grf, offset = _reset_grf(REFERENCE_DIR / f"{name}.npz", model, frame, _task_id(name))
     assert 0.7 < grf < 1.3
     # the jump is aligned at its first frame alone, where the derivation's finite-
@@ -358,7 +359,9 @@ def test_committed_walking3d_figures():
         pytest.skip("walking3d is not generated")
     ref = Reference.load(REFERENCE_DIR / "walking3d.npz")
     f = ref.figures
-    assert 1.2 < f["speed_m_s"] < 1.4 and 1.2 < f["stride_length_m"] < 1.6
+    # the speed of walking2d, the measured walk (0.97 m/s), within 10%
+    speed2d = Reference.load(REFERENCE_DIR / "walking2d.npz").figures["speed_m_s"]
+    assert f["speed_m_s"] == pytest.approx(speed2d, rel=0.1) and 1.1 < f["stride_length_m"] < 1.6
     assert 0.5 < f["duty_factor_r"] < 0.7 and abs(f["duty_factor_r"] - f["duty_factor_l"]) < 0.05
     assert f["peak_vertical_grf_bw"] < 2.0
     if f["kind"] == "kinematic":
