@@ -84,15 +84,15 @@ MODEL_TEXT = {
 }
 #: How each shipped reference was made, with its headline figures (docs/references.md).
 REFERENCE_TEXT = {
-    "walking2d": "Moco tracking of a measured walk; 1.07 m/s, stride 1.32 m, knee 4° "
-                 "extended at heel strike",
-    "walking3d": "Moco tracking of walking2d + measured out-of-plane motion; 1.28 m/s, "
-                 "step width 0.12 m, reserves ≤ 2.7%",
-    "running2d": "Moco predictive (converged, 50 intervals); 3.5 m/s, duty factor 0.375, "
-                 "flight 2 × 12.5%, stance knee 47°",
+    "walking2d": "Moco tracking of a measured walk and its force plates; 0.97 m/s, stride "
+                 "1.20 m, knee 4.6° extended at heel strike",
+    "walking3d": "Moco tracking of walking2d + measured out-of-plane motion; 1.02 m/s, "
+                 "step width 0.13 m, reserves ≤ 2.5%",
+    "running2d": "Moco tracking of a measured run at its 3.71 m/s; duty factor 0.35, "
+                 "impact 1.9 BW, active peak 2.3 BW",
     "running3d": "**kinematic**, running2d + measured out-of-plane motion",
-    "jumping2d": "Moco predictive (stopped iterate); jump height 0.51 m; played up and "
-                 "back down",
+    "jumping2d": "Moco tracking of a recorded countermovement jump; 0.38 m, flight 0.25 s "
+                 "to the apex; played up and back down",
     "jumping3d": "**kinematic**, jumping2d on the 3D model",
     "lockedknee2d": "Moco predictive, asymmetric full cycle; 1.30 m/s, step times "
                     "0.45 / 0.62 s",

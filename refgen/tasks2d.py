@@ -696,7 +696,7 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
     change = 0.0
     if settings.symmetric_legs:
         jump, change = symmetrise_legs(jump)
-    figures = analyse(jump)
+    figures = dict(analyse(jump), kind="moco_tracking" if tracked else "moco_predictive")
     if settings.symmetric_legs:
         figures["legs_symmetrised_max_change_deg"] = change
     tracking_figures = analyse(moco.solution_motion(solutions["tracking"], COORDINATES))

@@ -196,7 +196,7 @@ def test_pipeline_smoke_coarse(tmp_path):
     _need_motion()
     shared_motion(moco.DEFAULT_GRF)
     settings = moco.WalkingSettings(tracking_mesh=4, fine_mesh=6, max_iterations=10,
-                                    verbose=False, grf_tracking_weight=0.03)
+                                    coarse_only=False, verbose=False, grf_tracking_weight=0.03)
     doc = moco.generate_walking2d(tmp_path / "out", settings=settings,
                                   work_dir=tmp_path / "work", write_npz=False,
                                   log=lambda m: None)
