@@ -71,9 +71,9 @@ class RunningSettings(Settings):
     less).  The half cycle runs from right foot strike to left foot strike; the swing
     windows keep the left foot off the floor until shortly before its strike and the
     right foot off at the end (the flight).  Tried and not kept: the knees and ankles
-    weighted 2x with every contact sphere's centre kept 1 cm above the floor (the env's
-    contact loses a sphere whose centre sinks, see ``min_centre_height_m``) went to a
-    different, worse optimum (hip 14.6 deg RMS, a 4.1 BW impact); the centres merely
+    weighted 2x with every contact sphere's centre kept 1 cm above the floor
+    (``min_centre_height_m``, to stop the toe sinking 73 mm) went to a different, worse
+    optimum (hip 14.6 deg RMS, a 4.1 BW impact); the centres merely
     above the floor, from the target, gave a 2.5 BW impact and 9.7 deg RMS at the knee.
 
     ``reference_stage="predictive"`` (the reference until 2026-12) predicts a
