@@ -121,7 +121,7 @@ def test_bad_active_workers(timed):
 @pytest.mark.parametrize("mode", ["NextStep", pytest.param("SameStep", marks=pytest.mark.slow)])
 def test_balanced_vector_env_is_bit_identical(mode):
     """Falls and resets included (envs 0 and 1 get no excitation and collapse)."""
-    n, steps = 3, 60
+    n, steps = 3, 80
     rng = np.random.default_rng(3)
     actions = rng.uniform(0, 1, (steps, n, 18)).astype(np.float32)
     actions[:, :2] = 0.0
