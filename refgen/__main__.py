@@ -138,9 +138,9 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=Path, help="2D gaits: seed the predictive stage with "
                      "this coordinates .sto (e.g. the committed envs/references/<name>_"
                      "coordinates.sto) instead of solving the tracking stage")
-    gen.add_argument("--guess", type=Path, help="Moco tracking stages (walking2d, walking3d, "
-                     "palsy3d): a Moco solution .sto of an earlier solve of the same model "
-                     "as the first stage's initial guess (warm start)")
+    gen.add_argument("--guess", type=Path, help="Moco tracking stages (walking2d, running2d, "
+                     "jumping2d, walking3d, palsy3d): a Moco solution .sto of an earlier "
+                     "solve of the same model as the first stage's initial guess (warm start)")
     gen.add_argument("--kinematic", action="store_true", help="palsy3d: write the kinematic "
                      "crouch-gait target without the Moco tracking solve")
     rekin = sub.add_parser(

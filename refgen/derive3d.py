@@ -1322,6 +1322,7 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
     problem = study.updProblem()
     problem.setModelProcessor(proc)
     problem.setTimeBounds(0, final)
+    onsets = moco.limit_onsets(model) if settings.limit_onset_bounds else {}
     for n in names:
         y = target.column(n)
         if n == "pelvis_tx":
@@ -1330,17 +1331,12 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
             problem.setStateInfo(f"{paths[n]}/speed", [0.1, 3.0 * (y[-1] - y[0]) / duration + 1.0])
         else:
             margin = 0.08 if is_translation(n) else np.radians(15.0)
-            problem.setStateInfo(f"{paths[n]}/value", [y.min() - margin, y.max() + margin])
+            lo, hi = onsets.get(n, (-np.inf, np.inf))
+            problem.setStateInfo(f"{paths[n]}/value", [max(y.min() - margin, lo),
+                                                      min(y.max() + margin, hi)])
     for n in ("hip_rotation_r", "hip_rotation_l"):
         if n in paths and n not in names:
             problem.setStateInfo(f"{paths[n]}/value", [-np.radians(10), np.radians(10)])
-    if settings.limit_onset_bounds:
-        for n, (lo, hi) in moco.limit_onsets(model).items():
-            if n in names:
-                y = target.column(n)
-                margin = 0.08 if is_translation(n) else np.radians(15.0)
-                problem.setStateInfo(f"{paths[n]}/value", [max(y.min() - margin, lo),
-                                                          min(y.max() + margin, hi)])
 
     problem.addGoal(moco.tracking_goal(osim, model, "tracking", settings.tracking_weight, t,
                                        {n: target.column(n)[keep] for n in names},

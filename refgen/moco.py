@@ -810,13 +810,9 @@ def _common_problem(osim, study, model, settings: Settings, *, final_time):
     problem.addGoal(periodicity_goal(osim, model, symmetric=settings.cycle == "half"))
     if settings.min_centre_height_m is not None:
         for sphere_name in (n for spheres in FOOT_SPHERES.values() for n in spheres):
-            bound = osim.MocoOutputBoundConstraint()
-            bound.setName(f"centre_above_floor_{sphere_name}")
-            bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
-            bound.setOutputIndex(1)
-            bound.setLowerBound(osim.Constant(settings.min_centre_height_m))
-            bound.setUpperBound(osim.Constant(2.0))
-            problem.addPathConstraint(bound)
+            problem.addPathConstraint(centre_height_bound(
+                osim, f"centre_above_floor_{sphere_name}", sphere_name,
+                osim.Constant(settings.min_centre_height_m)))
     return problem
 
 
@@ -864,19 +860,30 @@ def _add_swing_clearance(osim, problem, model, duration: float, settings: Settin
     """
     for side, lo, hi in settings.swing_windows:
         for sphere_name in FOOT_SPHERES[side]:
-            sphere = osim.ContactSphere.safeDownCast(
-                model.getContactGeometrySet().get(sphere_name))
             lower = osim.PiecewiseLinearFunction()
             for t, y in _window_points(lo * duration, hi * duration, duration,
-                                       sphere.getRadius()):
+                                       sphere_radius(model, sphere_name)):
                 lower.addPoint(t, y)
-            bound = osim.MocoOutputBoundConstraint()
-            bound.setName(f"swing_clearance_{sphere_name}")
-            bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
-            bound.setOutputIndex(1)
-            bound.setLowerBound(lower)
-            bound.setUpperBound(osim.Constant(2.0))
-            problem.addPathConstraint(bound)
+            problem.addPathConstraint(centre_height_bound(
+                osim, f"swing_clearance_{sphere_name}", sphere_name, lower))
+
+
+def sphere_radius(model, sphere_name: str) -> float:
+    """Radius (m) of one of the model's contact spheres."""
+    return _osim().ContactSphere.safeDownCast(
+        model.getContactGeometrySet().get(sphere_name)).getRadius()
+
+
+def centre_height_bound(osim, name: str, sphere_name: str, lower):
+    """Path constraint: the height of a contact sphere's centre stays above the
+    function ``lower`` of time (and below 2 m)."""
+    bound = osim.MocoOutputBoundConstraint()
+    bound.setName(name)
+    bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
+    bound.setOutputIndex(1)
+    bound.setLowerBound(lower)
+    bound.setUpperBound(osim.Constant(2.0))
+    return bound
 
 
 def _add_stance_knee_limit(osim, problem, model, duration: float, settings: Settings):

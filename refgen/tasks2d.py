@@ -446,16 +446,10 @@ def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
     problem.setTimeBounds(0, final_time)
     lo, hi = settings.start_sink
     for sphere_name in (n for spheres in FOOT_SPHERES.values() for n in spheres):
-        radius = osim.ContactSphere.safeDownCast(
-            model.getContactGeometrySet().get(sphere_name)).getRadius()
-        grounded = osim.MocoInitialOutputGoal(f"grounded_{sphere_name}")
-        grounded.setOutputPath(f"/{moco.CENTRE_PREFIX}{sphere_name}|location")
-        grounded.setOutputIndex(1)
-        grounded.setMode("endpoint_constraint")
-        bounds = osim.StdVectorMocoBounds()
-        bounds.append(osim.MocoBounds(radius - hi, radius - lo))
-        grounded.setEndpointConstraintBounds(bounds)
-        problem.addGoal(grounded)
+        radius = moco.sphere_radius(model, sphere_name)
+        problem.addGoal(_output_constraint(
+            osim, osim.MocoInitialOutputGoal, f"grounded_{sphere_name}",
+            f"/{moco.CENTRE_PREFIX}{sphere_name}|location", 1, radius - hi, radius - lo))
     # a tracked jump stays inside its limit forces' onsets (the recording goes 8 deg past
     # the ankle's in the squat and 7 deg past it in flight)
     onsets = moco.limit_onsets(model) if settings.reference_stage == "tracking" else {}
@@ -506,12 +500,10 @@ def _add_jump_ends(osim, problem, model, settings: JumpSettings) -> None:
     problem.addGoal(_output_constraint(osim, osim.MocoFinalOutputGoal, "apex", "/|com_velocity",
                                        1, 0.0, 0.0))
     for sphere_name in (n for spheres in FOOT_SPHERES.values() for n in spheres):
-        radius = osim.ContactSphere.safeDownCast(
-            model.getContactGeometrySet().get(sphere_name)).getRadius()
         problem.addGoal(_output_constraint(
             osim, osim.MocoFinalOutputGoal, f"airborne_{sphere_name}",
             f"/{moco.CENTRE_PREFIX}{sphere_name}|location", 1,
-            radius + settings.apex_clearance_m, 10.0))
+            moco.sphere_radius(model, sphere_name) + settings.apex_clearance_m, 10.0))
 
 
 def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Path, log=print,
@@ -657,7 +649,11 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
     target = jump_target(motion, settings=settings)
     log(f"[target] jump from rest to apex in {motion.name}: {target.time[-1]:.3f} s from "
         f"{target.info['start_s']:.3f} s")
-    if settings.reference_stage == "tracking" and settings.flight_to_apex_s is not None:
+    if settings.reference_stage not in ("tracking", "predictive"):
+        raise ValueError(f"reference_stage={settings.reference_stage!r}; expected "
+                         "'predictive' or 'tracking'")
+    tracked = settings.reference_stage == "tracking"
+    if tracked and settings.flight_to_apex_s is not None:
         takeoff = float(target.time[target.info["planted_until_frame"]])
         keep = target.time <= takeoff + settings.flight_to_apex_s + 1e-9
         target = Target.of(target.time[keep], {k: v[keep] for k, v in target.coords.items()},
@@ -665,7 +661,7 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
                            info=dict(target.info, cut_at_s=float(target.time[keep][-1])))
         log(f"[target] cut {settings.flight_to_apex_s:.2f} s after the recorded take-off "
             f"({takeoff:.3f} s): {target.time[-1]:.3f} s")
-    if settings.reference_stage == "tracking":
+    if tracked:
         # the recording's own start pose (within start_tolerance_deg), not a generic
         # upright one: the tracked jump starts where the person stood
         tol = settings.start_tolerance_deg
@@ -674,10 +670,6 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
                   round(math.degrees(target.coords[name][0]) + tol, 2))
             for key, name in (("pelvis_tilt", "pelvis_tilt"), ("hip_flexion", "hip_flexion_r"),
                               ("knee_angle", "knee_angle_r"), ("ankle_angle", "ankle_angle_r"))})
-    tracked = settings.reference_stage == "tracking"
-    if settings.reference_stage not in ("tracking", "predictive"):
-        raise ValueError(f"reference_stage={settings.reference_stage!r}; expected "
-                         "'predictive' or 'tracking'")
     plan = [("tracking", settings.tracking_mesh,
              lambda _: solve_jump_tracking(target, settings, work_dir=work_dir, log=log))]
     if not tracked:
