@@ -16,6 +16,11 @@ counted). Methods, for one task (MuscleWalkingImitation2D-v0 by default):
 * ``physical_limit``: the same trajectories redone with bare ``Manager.integrate``
   calls (recorded once per run, then replayed in W processes): env steps divided by
   the integration time per core, the rate no method on W cores can beat;
+* ``env_limit``: the same envs each stepped alone in a loop through its schedule (env
+  ``i`` on process ``i mod W``, the W processes at once), timing only ``step`` and
+  ``reset``: W cores x one env, the rate a vector env of these envs reaches if moving
+  data and waiting at the step's barrier cost nothing (``bench/pool.py``'s target is
+  a fraction of it);
 * ``fastenv_single``: one ``ImitationEnv`` in a loop;
 * ``seed_style``: one ``bench.seed_style.SeedStyleEnv`` (the task computed the way
   osim-rl/BioImitation-Gym did) in a loop;
@@ -78,6 +83,7 @@ FORMAT = 2                        # of compare.json: per-round runs, medians and
 
 METHODS = {   # key: (label, runs per num_envs)
     "physical_limit": ("physical limit (bare integrate, same trajectories)", True),
+    "env_limit": ("env limit (W cores x one env alone, same trajectories)", True),
     "fastenv_single": ("fastenv ImitationEnv, single loop", False),
     "seed_style": ("seed-style env (osim-rl way), single loop", False),
     "gym_sync_next": ("gymnasium SyncVectorEnv, NEXT_STEP", True),
@@ -99,6 +105,7 @@ if str(ROOT) not in sys.path:
 
 from bench.pool import tree_memory_mb  # noqa: E402
 from bench.workload import (  # noqa: E402
+    env_step_worker,
     make_scheduled_env,
     record_trajectories,
     replay_worker,
@@ -241,9 +248,11 @@ def _single(env_cls, spec):
         env.close()
 
 
-def _vector_loop(venv, spec, n, next_step, step=None):
+def _vector_loop(venv, spec, n, next_step, step=None, timers=None):
     """Sync stepping until every env has taken warm-up + steps physics steps;
-    ``step() -> (terminated, truncated)`` (default: ``venv.step``)."""
+    ``step() -> (terminated, truncated)`` (default: ``venv.step``). ``timers()``: the
+    pool's per-worker clocks, read around the timed window (``workers`` in the result:
+    each worker's share of that window waiting, stepping envs and sending)."""
     ep = Episodes(n, next_step)
     if step is None:
         action = _placeholder(venv.single_action_space, n)
@@ -259,7 +268,14 @@ def _vector_loop(venv, spec, n, next_step, step=None):
         once()
     ep.ends = 0
     total = spec["warmup"] + spec["steps"]
-    return _finish(measure(once, lambda: ep.counts.min() >= total), ep, spec)
+    before = timers() if timers else None
+    res = _finish(measure(once, lambda: ep.counts.min() >= total), ep, spec)
+    if timers:
+        res["workers"] = [
+            {k: (b[k] - a[k]) / res["measured_s"] for k in ("waiting_s", "busy_s",
+                                                               "sending_s")}
+            | {"calls": b["calls"] - a["calls"]} for a, b in zip(before, timers())]
+    return res
 
 
 def _gym_vector(spec):
@@ -314,7 +330,8 @@ def _osim(spec):
         try:
             if sync:
                 venv.reset(seed=spec["seed"])
-                return _vector_loop(venv, spec, n, next_step=True)
+                return _vector_loop(venv, spec, n, next_step=True,
+                                    timers=venv.worker_timers)
             return _osim_async(venv, spec, n, batch)
         finally:
             venv.close()
@@ -378,12 +395,38 @@ def _physical_limit(spec):
                 episode_ends=None, steps_per_env=[spec["steps"], spec["steps"]])
 
 
+def _env_limit(spec):
+    """W processes at once step envs 0..n-1 alone through their schedules (env i on
+    process i mod W); limit = env steps / (step and reset seconds summed / W)."""
+    n, w = spec["num_envs"], spec["workers"]
+    ctx = mp.get_context("forkserver")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=env_step_worker, args=(
+        spec["task"], spec["env_kwargs"], list(range(k, n, w)), spec["seed"], _rows(spec),
+        spec["warmup"], spec["steps"], q)) for k in range(min(w, n))]
+    c0, t0 = time.process_time(), time.perf_counter()
+    with PeakMemory() as mem:
+        for p in procs:
+            p.start()
+        parts = [q.get() for _ in procs]
+        for p in procs:
+            p.join()
+    wall = time.perf_counter() - t0
+    steps, seconds = sum(s for s, _ in parts), sum(t for _, t in parts)
+    return dict(steps_per_s=steps * w / seconds, steps=steps, measured_s=seconds / w,
+                calls=None, parent_cpu=(time.process_time() - c0) / wall, p50_ms=None,
+                p95_ms=None, p99_ms=None, rss_mb=mem.rss, pss_mb=mem.pss,
+                episode_ends=None, steps_per_env=[spec["steps"], spec["steps"]])
+
+
 def run_point(spec: dict) -> dict:
     """Measure one (method, num_envs) point in this process (a driver)."""
     t0 = time.perf_counter()
     method = spec["method"]
     if method == "physical_limit":
         res = _physical_limit(spec)
+    elif method == "env_limit":
+        res = _env_limit(spec)
     elif method == "fastenv_single":
         from fastenv.env import ImitationEnv
         res = _single(ImitationEnv, spec)
@@ -567,7 +610,7 @@ def summarize(method, n, label, runs, run_started) -> dict:
     rates = np.array([r["steps_per_s"] for r in runs])
     median_run = runs[int(np.argsort(rates)[(len(rates) - 1) // 2])]
     keep = ("p50_ms", "p95_ms", "p99_ms", "parent_cpu", "episode_ends", "steps",
-            "steps_per_env", "calls")
+            "steps_per_env", "calls", "workers")
     return dict({k: median_run.get(k) for k in keep}, method=method, label=label,
                 num_envs=n, run=run_started, steps_per_s=float(np.median(rates)),
                 steps_per_s_range=[float(rates.min()), float(rates.max())],

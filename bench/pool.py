@@ -7,9 +7,14 @@
 ``bench/compare.py``'s method: every env steps its seeded action schedule for the same
 warm-up and timed steps, the limit redoes exactly those trajectories with bare
 ``Manager.integrate`` calls, and each point runs ``--rounds`` times in rotating order.
-Efficiency = the median's steps/s ÷ the limit's median; its range is that of the
+It also runs the env limit: the same envs each stepped alone in a loop, W processes at
+once (W cores x one env, the issue's "2 cores x single env"), the ceiling of any vector
+env of these envs; what separates the pool from it is moving data and the barrier.
+Efficiency = the median's steps/s ÷ a limit's median; its range is that of the
 per-round ratios (a method and the limit of the same round ran minutes apart at most).
-The issue's target is ≥ 0.97 at num_envs 8 to 32. Writes ``sync_efficiency.json`` and
+The issue's target is ≥ 0.97 of the env limit at num_envs 8 to 32. The workers'
+clocks (``OsimVectorEnv.worker_timers``) give each worker's share of the timed window
+spent waiting for the parent: the barrier, measured from inside. Writes ``sync_efficiency.json`` and
 ``.md`` into ``--out``.
 
 Also holds ``tree_memory_mb`` (RSS/PSS of a process list), which compare.py uses.
@@ -20,6 +25,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -28,6 +35,7 @@ ENVS = (2, 4, 8, 16, 32)
 QUICK_ENVS = (2,)
 TARGET, TARGET_ENVS = 0.97, (8, 16, 32)
 METHODS = ("osim_sync", "osim_sync_balanced")
+LIMITS = ("physical_limit", "env_limit")
 
 
 def _mem_kb(pid: int):
@@ -53,45 +61,73 @@ def tree_memory_mb(pids):
     return rss / 1024, pss / 1024
 
 
+def _limit_row(result, method, r):
+    return next((x for x in result["rows"] if x["method"] == method
+                 and x["num_envs"] == r["num_envs"] and x["run"] == r["run"]), None)
+
+
+def _ratio(r, lim):
+    """(median ÷ the limit's median, range of the per-round ratios) or Nones."""
+    if lim is None:
+        return None, None
+    by_round = {x["round"]: x["steps_per_s"] for x in lim["runs"]}
+    per_round = [x["steps_per_s"] / by_round[x["round"]] for x in r["runs"]
+                 if x["round"] in by_round]
+    return r["steps_per_s"] / lim["steps_per_s"], [min(per_round), max(per_round)]
+
+
 def efficiency_rows(result: dict) -> list[dict]:
-    """Per (method, num_envs): steps/s and limit (median, range), efficiency (median's
-    ratio, range of the per-round ratios)."""
+    """Per (method, num_envs): steps/s (median, range), its ratio to the physical limit
+    and to the env limit (median's ratio, range of the per-round ratios; the target
+    is on the env limit), and the workers' mean share of the timed window spent
+    waiting for the parent (the barrier and the parent's turnaround)."""
     rows = []
     for r in result["rows"]:
-        if r["method"] == "physical_limit":
+        if r["method"] in LIMITS:
             continue
-        lim = next(x for x in result["rows"] if x["method"] == "physical_limit"
-                   and x["num_envs"] == r["num_envs"] and x["run"] == r["run"])
-        limit_by_round = {x["round"]: x["steps_per_s"] for x in lim["runs"]}
-        per_round = [x["steps_per_s"] / limit_by_round[x["round"]] for x in r["runs"]
-                     if x["round"] in limit_by_round]
+        phys, env = (_limit_row(result, m, r) for m in LIMITS)
+        eff, eff_range = _ratio(r, phys)
+        env_eff, env_range = _ratio(r, env)
+        workers = r.get("workers") or []
         rows.append(dict(method=r["method"], label=r["label"], num_envs=r["num_envs"],
                          run=r["run"], steps_per_s=r["steps_per_s"],
                          steps_per_s_range=r["steps_per_s_range"],
-                         limit=lim["steps_per_s"], limit_range=lim["steps_per_s_range"],
-                         efficiency=r["steps_per_s"] / lim["steps_per_s"],
-                         efficiency_range=[min(per_round), max(per_round)],
+                         limit=phys["steps_per_s"], limit_range=phys["steps_per_s_range"],
+                         efficiency=eff, efficiency_range=eff_range,
+                         env_limit=env and env["steps_per_s"],
+                         env_limit_range=env and env["steps_per_s_range"],
+                         env_efficiency=env_eff, env_efficiency_range=env_range,
+                         waiting=(float(np.mean([w["waiting_s"] for w in workers]))
+                                  if workers else None),
                          target=TARGET if r["num_envs"] in TARGET_ENVS else None,
                          p50_ms=r["p50_ms"], p99_ms=r["p99_ms"], rss_mb=r["rss_mb"],
                          pss_mb=r["pss_mb"], episode_ends=r["episode_ends"]))
     return rows
 
 
-HEADER = ["num_envs", "method", "steps/s (range)", "limit (range)", "÷ limit (per-round range)",
-          "target", "p50 / p99 ms", "RSS / PSS MB"]
+HEADER = ["num_envs", "method", "steps/s (range)", "physical limit", "÷ physical limit",
+          "env limit", "÷ env limit (per-round range)", "target", "workers waiting",
+          "p50 / p99 ms", "RSS / PSS MB"]
+
+
+def _span(value, pair, spec):
+    if value is None:
+        return "–"
+    return f"{spec.format(value)} ({spec.format(pair[0])}–{spec.format(pair[1])})"
 
 
 def table_rows(rows: list[dict]) -> list[list[str]]:
     out = []
     for r in rows:
-        (a, b), (c, d), (e, f) = (r["steps_per_s_range"], r["limit_range"],
-                                  r["efficiency_range"])
-        verdict = ("–" if r["target"] is None else
-                   f"≥ {r['target']:.2f}: {'met' if r['efficiency'] >= r['target'] else 'missed'}")
+        eff = r["env_efficiency"]
+        verdict = ("–" if r["target"] is None or eff is None else
+                   f"≥ {r['target']:.2f}: {'met' if eff >= r['target'] else 'missed'}")
         out.append([str(r["num_envs"]), r["label"],
-                    f"{r['steps_per_s']:.1f} ({a:.1f}–{b:.1f})",
-                    f"{r['limit']:.1f} ({c:.1f}–{d:.1f})",
-                    f"{r['efficiency']:.3f} ({e:.3f}–{f:.3f})", verdict,
+                    _span(r["steps_per_s"], r["steps_per_s_range"], "{:.1f}"),
+                    f"{r['limit']:.1f}", f"{r['efficiency']:.3f}",
+                    "–" if r["env_limit"] is None else f"{r['env_limit']:.1f}",
+                    _span(eff, r["env_efficiency_range"], "{:.3f}"), verdict,
+                    "–" if r["waiting"] is None else f"{100 * r['waiting']:.1f}%",
                     f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}",
                     f"{r['rss_mb']:.0f} / {r['pss_mb']:.0f}"])
     return out
@@ -124,7 +160,7 @@ def parse_args(argv=None):
     if bad:
         ap.error(f"--methods: {bad} are not OsimVectorEnv methods; expected some of "
                  f"{[m for m in compare.METHODS if m.startswith('osim_')]}")
-    args.methods = ["physical_limit", *methods]
+    args.methods = [*LIMITS, *methods]
     return args
 
 

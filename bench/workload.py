@@ -14,7 +14,10 @@ work, falls and resets included, and their steps/s can be compared.
   methods that are not an ``OsimVectorEnv`` (Gymnasium and SB3 vector envs, one env);
 - :func:`record_trajectory` / :func:`replay_seconds`: what the physics of one env's
   run was (its start states and every input to the simulator) and how long bare
-  ``Manager.integrate`` calls take to redo it: the physical limit of that workload.
+  ``Manager.integrate`` calls take to redo it: the physical limit of that workload;
+- :func:`env_seconds` / :func:`env_step_worker`: how long single envs take for the
+  same work (``env.step`` and ``env.reset`` calls only): W cores x one env, the
+  ceiling of any vector env of these envs (the env limit).
 """
 from __future__ import annotations
 
@@ -233,3 +236,38 @@ def replay_worker(task: str, env_kwargs: dict, files, out):
         steps, seconds = steps + s, seconds + t
     env.close()
     out.put((steps, seconds))
+
+
+# ----------------------------------------------------------------------- env limit
+def env_seconds(task: str, index: int, seed: int, rows: int, warmup: int, steps: int,
+                env_kwargs: dict) -> tuple[int, float]:
+    """Env ``index`` alone in a loop through its schedule (reset with ``seed +
+    index``, an episode's end resets it) for ``warmup + steps`` physics steps; returns
+    (timed steps, seconds inside its ``step`` and ``reset`` calls after the warm-up).
+    A vector env of these envs does this work and more (moving data, waiting)."""
+    from fastenv.env import ImitationEnv
+    env = make_scheduled_env(ImitationEnv, task, index, seed, rows, env_kwargs)
+    seconds, clock = 0.0, time.perf_counter
+    try:
+        env.reset(seed=seed + index)
+        for k in range(warmup + steps):
+            t0 = clock()
+            _, _, term, trunc, _ = env.step(None)
+            if term or trunc:
+                env.reset()
+            if k >= warmup:
+                seconds += clock() - t0
+    finally:
+        env.close()
+    return steps, seconds
+
+
+def env_step_worker(task: str, env_kwargs: dict, indices, seed: int, rows: int,
+                    warmup: int, steps: int, out):
+    """One process of the env limit: :func:`env_seconds` for envs ``indices``, one
+    after another; puts (timed steps, seconds) on ``out``."""
+    total_steps, total_s = 0, 0.0
+    for i in indices:
+        n, s = env_seconds(task, int(i), seed, rows, warmup, steps, env_kwargs)
+        total_steps, total_s = total_steps + n, total_s + s
+    out.put((total_steps, total_s))

@@ -242,7 +242,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
                 a.seed_set[i] = seeds[i] is not None
                 a.seed[i] = seeds[i] if seeds[i] is not None else 0
         a.start_frame[ids] = -1 if start_frame is None else int(start_frame)
-        self._pool.send(b"R", ids)
+        self._pool.send(b"R", ids, batch=True)
         extras = self._wait(len(ids))
         self._needs_reset[ids] = False
         obs = a.obs.copy() if (self.copy or mask is not None) else a.obs
@@ -270,7 +270,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
                              "autoreset is disabled: reset them with options={'reset_mask': "
                              "...} first")
         self._a.actions[:] = a
-        self._pool.send(b"S", self._all)
+        self._pool.send(b"S", self._all, batch=True)
         self._stepping = True
 
     def step_wait(self, timeout: float | None = None):
@@ -354,6 +354,14 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def recycles(self) -> int:
         """Workers replaced by ``recycle_every`` (envs moved, nothing lost)."""
         return self._pool.recycles
+
+    def worker_timers(self) -> list[dict]:
+        """Per worker process, since it started: seconds waiting for a command
+        (``waiting_s``), inside env steps and resets (``busy_s``), sending results
+        (``sending_s``), and env calls (``calls``). Differences over a window of
+        synchronous steps show the barrier: a worker waits while the slowest one works."""
+        self._check_idle("worker_timers")
+        return self._pool.timers()
 
     # ------------------------------------------------------------------ attributes
     def _check_idle(self, what):

@@ -1,7 +1,8 @@
-"""Load balancing of the pool (``active_workers < num_workers``): the parent dispatches
-env steps one at a time to at most ``active_workers`` workers, the free core to the
-worker with the most predicted work left. Envs never change workers, so results must
-be bit-identical to unbalanced stepping."""
+"""Scheduling in the pool. Load balancing (``active_workers < num_workers``): the parent
+dispatches env steps one at a time to at most ``active_workers`` workers, the free core
+to the worker with the most predicted work left. Envs never change workers, so results
+must be bit-identical to unbalanced stepping. Batched replies (a synchronous step): one
+message per worker, and a long batch is not mistaken for a hung worker."""
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
@@ -158,5 +159,26 @@ def test_balanced_send_recv_steps_every_env_it_was_sent(timed):
         pool.collect(pool.pending)
         np.testing.assert_array_equal(pool.arrays.obs[:, 1], sent)
         assert not pool._outstanding.any() and not any(pool._queued)
+    finally:
+        pool.close()
+
+
+def test_batched_reply_is_one_message_and_not_a_hang(timed):
+    """4 envs of 0.3 s on one worker: the batch takes 1.2 s, over step_timeout = 0.7 s,
+    but the worker reports each env's progress in shared memory, so it is not killed;
+    a collect of part of the batch leaves the rest for the next one."""
+    pool = Pool(timed(costs=(0.3,)), 4, 1, step_timeout=0.7)
+    try:
+        ids = _reset(pool, 4)
+        pool.send(b"S", ids, batch=True)
+        assert pool._batched[0]
+        first = pool.collect(2)
+        assert [i for i, _ in first] == [0, 1] and pool.pending == 2
+        rest = pool.collect(2)
+        assert [i for i, _ in rest] == [2, 3] and pool.pending == 0
+        assert pool.restarts == 0 and not pool._batched.any()
+        assert pool.arrays.steps[ids].tolist() == [1, 1, 1, 1]
+        timers = pool.timers()[0]
+        assert timers["calls"] == 8 and timers["busy_s"] >= 1.2
     finally:
         pool.close()

@@ -339,7 +339,7 @@ def check_outputs(out, methods, name="compare"):
         assert r["steps_per_s"] > 0 and r["rss_mb"] >= r["pss_mb"] > 0
         assert len(r["runs"]) == result["meta"]["rounds"] == 1
         assert r["steps_per_s_range"][0] <= r["steps_per_s"] <= r["steps_per_s_range"][1]
-        if m != "physical_limit":
+        if m not in ("physical_limit", "env_limit"):
             assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
             # every env took at least the timed steps (NEXT_STEP sync: a few more)
             assert r["steps_per_env"][0] >= benchmark.QUICK_STEPS
@@ -369,14 +369,26 @@ def test_cli_tiny_run_end_to_end(tmp_path):
 
 
 def test_pool_efficiency_rows():
-    """bench/pool.py's table: the median's ratio, the range of the per-round ratios."""
+    """bench/pool.py's table: the median's ratio to each limit, the range of the
+    per-round ratios; the target is on the env limit; the workers' waiting share."""
     from bench import pool
     rows = [_row("physical_limit", [100, 110, 90], n=8) | {"num_envs": 8},
-            _row("osim_sync", [95, 88, 100], n=8) | {"num_envs": 8}]
+            _row("env_limit", [99, 100, 101], n=8) | {"num_envs": 8},
+            _row("osim_sync", [95, 88, 100], n=8) | {"num_envs": 8, "workers": [
+                dict(waiting_s=0.04, busy_s=0.95, sending_s=0.01, calls=10),
+                dict(waiting_s=0.08, busy_s=0.91, sending_s=0.01, calls=10)]}]
     (row,) = pool.efficiency_rows(dict(rows=rows))
     assert row["efficiency"] == pytest.approx(95 / 100) and row["target"] == pool.TARGET
     assert row["efficiency_range"] == pytest.approx([0.8, 100 / 90])   # 88/110, 100/90
-    assert "missed" in pool.table_rows([row])[0][5]
+    assert row["env_efficiency"] == pytest.approx(95 / 100)
+    assert row["env_efficiency_range"] == pytest.approx([88 / 100, 100 / 101])
+    assert row["waiting"] == pytest.approx(0.06)
+    cells = pool.table_rows([row])[0]
+    assert "missed" in cells[7] and cells[8] == "6.0%"
+    rows[2]["runs"] = [dict(r, steps_per_s=s) for r, s in zip(rows[2]["runs"], [98, 99, 100])]
+    rows[2]["steps_per_s"] = 99
+    (row,) = pool.efficiency_rows(dict(rows=rows))
+    assert "met" in pool.table_rows([row])[0][7]
 
 
 @pytest.mark.slow
@@ -384,12 +396,15 @@ def test_pool_efficiency_quick_run(tmp_path):
     """bench/pool.py --quick: the sync-efficiency table (OsimVectorEnv step ÷ limit)."""
     from bench import pool
     out, _ = run_cli(tmp_path, script=pool.__file__)
-    result = check_outputs(out, ["physical_limit", "osim_sync"], name="sync_efficiency")
+    result = check_outputs(out, ["physical_limit", "env_limit", "osim_sync"],
+                           name="sync_efficiency")
     (row,) = result["efficiency"]
     assert row["num_envs"] == 2 and row["target"] is None
     assert row["efficiency"] == pytest.approx(row["steps_per_s"] / row["limit"])
+    assert row["env_efficiency"] == pytest.approx(row["steps_per_s"] / row["env_limit"])
     assert row["efficiency_range"][0] <= row["efficiency"] <= row["efficiency_range"][1]
-    assert "÷ limit (per-round range)" in (out / "sync_efficiency.md").read_text()
+    assert 0 <= row["waiting"] < 1
+    assert "÷ env limit (per-round range)" in (out / "sync_efficiency.md").read_text()
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ from gymnasium.vector import AutoresetMode
 
 from fastenv.errors import ClosedEnvError, EnvError, PendingCallError, WorkerError, one_line
 from fastenv.pool.shared import LayoutSpec, SharedArrays
-from fastenv.pool.worker import worker_main
+from fastenv.pool.worker import RECORD, worker_main
 
 _ID = struct.Struct("<i")
 COST_SMOOTHING = 0.3   # weight of an env's latest step time in its moving average
@@ -158,6 +158,8 @@ class Pool:
         self._steps_since_spawn = np.zeros(num_workers, dtype=np.int64)
         self._lost = np.zeros(num_envs, dtype=bool)  # restarted while not in flight
         self._synthetic = []                         # completions owed for lost envs
+        self._backlog = []                           # received beyond a collect's n
+        self._batched = np.zeros(num_workers, dtype=bool)  # one reply for its envs due
         self.restarts = 0                            # worker respawns after failures
         self.recycles = 0
         self.env_restarts = np.zeros(num_envs, dtype=np.int64)
@@ -293,6 +295,7 @@ class Pool:
         self.conns[w].send(("attach", self.arrays.name, self.spec))
         self.pids[w] = self._expect(w, "ready")[1]
         self._ready[w] = True
+        self._batched[w] = False
         self._steps_since_spawn[w] = 0
         self._outstanding[w] = 0
         self._heard[w] = time.monotonic()
@@ -318,6 +321,7 @@ class Pool:
     def _recover(self, w, reason: str):
         """Respawn worker ``w``; its envs are reset and reported truncated."""
         ids = self.worker_envs[w]
+        self._backlog = [(i, e) for i, e in self._backlog if self.owner[i] != w]
         was_pending = self._pending[ids].copy()
         self._queued[w].clear()
         self._queued_work[w] = 0.0
@@ -355,8 +359,11 @@ class Pool:
             raise ClosedEnvError(f"Pool.{what}() called after close(); create a new pool")
 
     # ------------------------------------------------------------------ commands
-    def send(self, cmd: bytes, env_ids: np.ndarray):
-        """Send a step (``b"S"``) or reset (``b"R"``) for ``env_ids`` to their workers."""
+    def send(self, cmd: bytes, env_ids: np.ndarray, batch: bool = False):
+        """Send a step (``b"S"``) or reset (``b"R"``) for ``env_ids`` to their workers.
+        ``batch``: each worker answers once, when all its envs are done (a synchronous
+        step, which waits for every env anyway); not with load balancing, nor to a
+        worker with envs already in flight."""
         self._check_open("send")
         env_ids = np.asarray(env_ids, dtype=np.int32)
         lost = env_ids[self._lost[env_ids]]
@@ -388,7 +395,11 @@ class Pool:
         now = time.monotonic()
         for w in np.unique(owners):
             ids = env_ids[owners == w]
-            self._send_ids(w, cmd, ids, now)
+            if batch and self._outstanding[w] == 0 and len(ids) > 1:
+                self._batched[w] = True
+                self._send_ids(w, cmd.lower(), ids, now)
+            else:
+                self._send_ids(w, cmd, ids, now)
             if cmd == b"S":
                 self._steps_since_spawn[w] += len(ids)
 
@@ -471,6 +482,10 @@ class Pool:
             i = self._synthetic.pop(0)
             self._pending[i] = False
             done.append((i, {"worker_restarted": True, "worker_error": "restarted earlier"}))
+        while self._backlog and len(done) < n:
+            i, extra = self._backlog.pop(0)
+            self._pending[i] = False
+            done.append((i, extra))
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(done) < n:
             if self.balanced:   # workers with a step sent (a recovery may have freed a core)
@@ -485,6 +500,9 @@ class Pool:
             if deadline is not None:
                 wait_for = min(wait_for, max(0.0, deadline - time.monotonic()))
             if self.step_timeout is not None:
+                for w in busy.values():   # a batched worker reports progress in memory
+                    self._heard[w] = max(self._heard[w], float(
+                        self.arrays.progress[self.worker_envs[w]].max()))
                 first = min(self._heard[w] for w in busy.values())
                 wait_for = min(wait_for, max(0.0, first + self.step_timeout - time.monotonic()))
             ready = wait(list(busy), timeout=wait_for)
@@ -502,6 +520,16 @@ class Pool:
                     restarted[w] = extra
                     continue
                 self._heard[w] = time.monotonic()
+                if self._batched[w]:
+                    self._batched[w] = False
+                    for i, extra in _records(msg):
+                        if len(done) < n:
+                            self._pending[i] = False
+                            done.append((i, extra))
+                        else:   # still pending until a collect hands it out
+                            self._backlog.append((i, extra))
+                        self._stepped(w, i)
+                    continue
                 i = _ID.unpack_from(msg)[0]
                 extra = pickle.loads(msg[4:]) if len(msg) > 4 else None
                 self._pending[i] = False
@@ -510,6 +538,8 @@ class Pool:
             if self.step_timeout is not None:
                 now = time.monotonic()
                 for w in set(busy.values()):
+                    self._heard[w] = max(self._heard[w], float(
+                        self.arrays.progress[self.worker_envs[w]].max()))
                     if (self._outstanding[w] > 0
                             and now - self._heard[w] > self.step_timeout):
                         ids, extra = self._recover(
@@ -567,6 +597,15 @@ class Pool:
             raise error
         return [results[int(i)] for i in env_ids] if results else None
 
+    def timers(self) -> list[dict]:
+        """Per worker, since it started: seconds waiting for a command (``waiting_s``),
+        inside env steps and resets (``busy_s``), sending completions (``sending_s``),
+        and env calls. In synchronous stepping, a worker's waiting time beyond the
+        parent's own turnaround is the barrier: it finished before the slowest worker."""
+        self._check_open("timers")
+        return [self._call_worker(w, "timers", [int(self.worker_envs[w][0])])[0]
+                for w in range(self.num_workers)]
+
     # ------------------------------------------------------------------ close
     def close(self, timeout: float = 5.0):
         """Stop the workers and unlink the shared segment. Idle workers are asked to
@@ -610,6 +649,16 @@ class Pool:
             self.close(timeout=1.0)
         except Exception:
             pass
+
+
+def _records(msg: bytes):
+    """(env id, extra or None) of a batched reply (``worker.RECORD`` records)."""
+    pos, end = 0, len(msg)
+    while pos < end:
+        i, length = RECORD.unpack_from(msg, pos)
+        pos += RECORD.size
+        yield i, (pickle.loads(msg[pos:pos + length]) if length else None)
+        pos += length
 
 
 def default_workers() -> int:

@@ -53,6 +53,8 @@ class LayoutSpec:
             ("seed_set", (n,), np.bool_),
             ("start_frame", (n,), np.int64),      # reset option, -1 = none
             ("steps", (n,), np.int64),            # env steps taken (diagnostics)
+            ("progress", (n,), np.float64),       # time.monotonic() of the env's last
+                                                  # finished step/reset (hang detection)
         )
 
     def offsets(self):

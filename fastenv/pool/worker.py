@@ -9,12 +9,18 @@ exc_type, message, traceback)`` instead.
 Protocol after start-up (parent -> worker, one message per command, ``send_bytes``):
   ``b"S" + int32 env ids``  step those envs with their rows of ``actions``
   ``b"R" + int32 env ids``  reset them (seed/options from shared rows)
-  ``b"P" + pickle``         a rare command: call / get_attr / set_attr / close
-Worker -> parent: one message per finished env, ``int32 env id`` plus, only when
-the env produced non-scalar info (e.g. a ``sim_error`` message), a pickled dict.
-Replies to ``P`` commands are a pickled ``(ok, value)``. Per-env completion
-messages are what lets the parent return the first finished envs (envpool-style
-``recv``) and lets a worker be replaced without touching the others' envs.
+  ``b"s"`` / ``b"r"``       the same, answered with one message for all of them
+  ``b"P" + pickle``         a rare command: call / get_attr / set_attr / timers / close
+Worker -> parent: for ``S``/``R``, one message per finished env, ``int32 env id``
+plus, only when the env produced non-scalar info (e.g. a ``sim_error`` message), a
+pickled dict; for ``s``/``r``, one message of ``(int32 env id, uint32 length,
+pickled dict or nothing)`` records, in stepping order. Replies to ``P`` commands are
+a pickled ``(ok, value)``. Per-env completion messages are what lets the parent
+return the first finished envs (envpool-style ``recv``); a synchronous step needs
+every env anyway, and one message per worker spares the parent a wake-up per env
+(it shares the cores with the workers). After each env the worker writes the time
+into the shared ``progress`` row, so that a worker busy with a long batch is not
+taken for a hung one.
 
 Nothing here knows the env class: envs come from the factory, and the scalar infos
 carried in shared memory are whatever the env declares in ``info_scalars``.
@@ -26,6 +32,7 @@ import pickle
 import signal
 import struct
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -34,6 +41,7 @@ from gymnasium.vector import AutoresetMode
 from fastenv.pool.shared import SharedArrays
 
 _ID = struct.Struct("<i")
+RECORD = struct.Struct("<iI")   # a batched reply's record: env id, pickled extra's length
 
 
 def _record(exc: BaseException) -> tuple[str, str, str]:
@@ -79,6 +87,10 @@ class EnvRunner:
         self.faults = {(int(i), int(k)): kind for kind, i, k in faults}
         self.info_scalars = info_scalars_of(next(iter(self.envs.values())))
         self._key = {k: j for j, (k, _) in enumerate(self.info_scalars)}
+        # where this worker's time goes, for the sync-barrier analysis (Pool.timers):
+        # seconds waiting for a command, inside env steps/resets, sending completions;
+        # and the env calls made
+        self.clock = [0.0, 0.0, 0.0, 0]
 
     def attach(self, arrays: SharedArrays):
         self.a = arrays
@@ -284,23 +296,42 @@ def worker_main(conn, env_fn, env_ids, autoreset_mode, faults=(), parent=None):
     except Exception as exc:  # report start-up errors to the parent verbatim
         _send_quietly(conn, ("error", "failed to start", *_record(exc)))
         return
+    clock = runner.clock
     try:
         while True:
+            t0 = time.perf_counter()
             try:
                 msg = conn.recv_bytes()
             except (EOFError, OSError):
                 break  # parent gone
+            t1 = time.perf_counter()
+            clock[0] += t1 - t0
             cmd = msg[:1]
-            if cmd in (b"S", b"R"):
+            if cmd in (b"S", b"R", b"s", b"r"):
                 ids = np.frombuffer(msg, dtype=np.int32, offset=1)
-                fn = runner.step if cmd == b"S" else runner.reset
+                fn = runner.step if cmd in (b"S", b"s") else runner.reset
+                batch = [] if cmd in (b"s", b"r") else None
                 for i in ids:
                     i = int(i)
                     try:
                         extra = fn(i)
                     except Exception as exc:
                         extra = {"worker_exception": _record(exc)}
-                    conn.send_bytes(_ID.pack(i) + (pickle.dumps(extra) if extra else b""))
+                    t2 = time.perf_counter()
+                    arrays.progress[i] = time.monotonic()
+                    payload = pickle.dumps(extra) if extra else b""
+                    if batch is None:
+                        conn.send_bytes(_ID.pack(i) + payload)
+                    else:
+                        batch.append(RECORD.pack(i, len(payload)) + payload)
+                    t3 = time.perf_counter()
+                    clock[1] += t2 - t1
+                    clock[2] += t3 - t2
+                    t1 = t3
+                if batch is not None:
+                    conn.send_bytes(b"".join(batch))
+                    clock[2] += time.perf_counter() - t1
+                clock[3] += len(ids)
             elif cmd == b"P":
                 what, args = pickle.loads(msg[1:])
                 if what == "close":
@@ -350,6 +381,10 @@ def _rare(runner: EnvRunner, what: str, args):
     if what == "mark_done":
         runner.mark_done(ids)
         return None
+    if what == "timers":
+        waiting, busy, sending, calls = runner.clock
+        return [dict(waiting_s=waiting, busy_s=busy, sending_s=sending, calls=calls)
+                for _ in ids]
     name = args[1]
     if what == "get_attr":
         return _per_env(ids, lambda i: getattr(runner.envs[i], name))
@@ -362,5 +397,5 @@ def _rare(runner: EnvRunner, what: str, args):
             attr = getattr(runner.envs[i], name)
             return attr(*args[2], **args[3]) if callable(attr) else attr
         return _per_env(ids, call)
-    raise ValueError(f"unknown pool command {what!r}; expected get_states, set_states, "
+    raise ValueError(f"unknown pool command {what!r}; expected get_states, set_states, timers, "
                      "mark_done, get_attr, set_attr or call")
