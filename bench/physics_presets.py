@@ -11,6 +11,7 @@ preset's integrator at other accuracies to the same rotating rounds.
 
     python bench/physics_presets.py [--task MuscleWalkingImitation2D-v0] [--out bench/results]
                                     [--sweep 1e-2,5e-2,1e-1]
+    python bench/physics_presets.py --all-tasks    # every task, physics_presets_tasks.json
 """
 import argparse
 import json
@@ -59,34 +60,31 @@ def internal_steps(task, U, **env_kwargs):
     return total / len(U)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", default="MuscleWalkingImitation2D-v0")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default="bench/results")
-    ap.add_argument("--sweep", default="",
-                    help="comma-separated accuracies of the fast preset's integrator, timed "
-                         "and counted with the presets")
-    args = ap.parse_args(argv)
-    probe = ImitationEnv(args.task)
+def measure(task: str, repeats: int, accuracies=()) -> dict:
+    """The presets (and the fast preset's integrator at ``accuracies``) on ``task``:
+    best steps/s over ``repeats`` rotating rounds, internal steps per env step, and the
+    largest error over one reference cycle against RungeKuttaMerson at 1e-6."""
+    probe = ImitationEnv(task)
     n_steps = probe.reference.cycle_steps
     cycle_s = n_steps * probe.reference.control_dt
     U = controls(n_steps, probe.action_space.low, probe.action_space.high)
-    tight_q, _, sim = run(args.task, "RungeKuttaMerson", 1e-6, U)
+    probe.close()
+    tight_q, _, sim = run(task, "RungeKuttaMerson", 1e-6, U)
     rot = sim.rotational & ~sim.locked
-    actuation = TASKS[args.task].actuation
-    accuracies = [float(a) for a in args.sweep.split(",") if a]
+    actuation = TASKS[task].actuation
     configs = {p: dict(physics=p) for p in PRESETS}
     configs.update({f"fast@{a:g}": dict(physics="fast", accuracy=a) for a in accuracies})
-    envs = {k: ImitationEnv(args.task, **kw) for k, kw in configs.items()}
+    envs = {k: ImitationEnv(task, **kw) for k, kw in configs.items()}
     names = list(configs)
     best, q = dict.fromkeys(names, 0.0), {}
-    for r in range(args.repeats):   # every config once per round, the order rotating
+    for r in range(repeats):   # every config once per round, the order rotating
         for name in names[r % len(names):] + names[:r % len(names)]:
             q[name], sps = run_preset(envs[name], U)
             if q[name] is None:
-                raise RuntimeError(f"{configs[name]} failed: {sps}")
+                raise RuntimeError(f"{task} {configs[name]} failed: {sps}")
             best[name] = max(best[name], sps)
+    for env in envs.values():
+        env.close()
 
     def errors(qq):
         return dict(
@@ -99,23 +97,75 @@ def main(argv=None):
         settings = dict(zip(PHYSICS_SETTINGS, PHYSICS[preset][actuation]))
         rows.append(dict(
             preset=preset, **settings, steps_per_s=best[preset],
-            internal_steps=internal_steps(args.task, U, physics=preset),
+            internal_steps=internal_steps(task, U, physics=preset),
             **errors(q[preset])))
-        print(rows[-1], flush=True)
+        print(task, rows[-1], flush=True)
     sweep = []
     fast = dict(zip(PHYSICS_SETTINGS, PHYSICS["fast"][actuation]))
     for acc in accuracies:
         name = f"fast@{acc:g}"
         sweep.append(dict(fast, accuracy=acc, steps_per_s=best[name],
-                          internal_steps=internal_steps(args.task, U, **configs[name]),
+                          internal_steps=internal_steps(task, U, **configs[name]),
                           **errors(q[name])))
-        print(sweep[-1], flush=True)
-    speedup = rows[1]["steps_per_s"] / rows[0]["steps_per_s"]
+        print(task, sweep[-1], flush=True)
+    return dict(task=task, cycle_s=cycle_s, steps=n_steps, rows=rows,
+                fast_speedup=rows[1]["steps_per_s"] / rows[0]["steps_per_s"],
+                fast_step_ratio=rows[0]["internal_steps"] / rows[1]["internal_steps"],
+                sweep=sweep)
+
+
+def all_tasks(repeats: int, out: Path, tasks=None):
+    """``tasks`` (default: every task with a shipped reference), one after another,
+    into ``physics_presets_tasks.json``, rewritten after each task (a long run can be
+    stopped and keeps what it measured)."""
+    from fastenv.references import REFERENCE_DIR
+    if not tasks:
+        tasks = [t for t, spec in TASKS.items()
+                 if (REFERENCE_DIR / f"{spec.reference}.npz").exists()]
+    results = []
+    for task in tasks:
+        try:
+            results.append(measure(task, repeats))
+        except RuntimeError as exc:   # a preset failed on this task: say so
+            results.append(dict(task=task, error=str(exc)))
+            print(exc, flush=True)
+        (out / "physics_presets_tasks.json").write_text(json.dumps(
+            dict(date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), repeats=repeats,
+                 command="python bench/physics_presets.py " + " ".join(sys.argv[1:]),
+                 results=results), indent=1))
+    for r in results:
+        if "error" in r:
+            print(f"{r['task']}: {r['error']}")
+        else:
+            print(f"{r['task']}: fast {r['fast_speedup']:.2f}x steps/s, "
+                  f"{r['fast_step_ratio']:.2f}x fewer internal steps, "
+                  f"{r['rows'][1]['max_err_deg']:.2f} deg / {r['rows'][1]['max_err_cm']:.2f} cm")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="MuscleWalkingImitation2D-v0")
+    ap.add_argument("--all-tasks", action="store_true",
+                    help="every task with a shipped reference (or --tasks), presets only: "
+                         "physics_presets_tasks.json")
+    ap.add_argument("--tasks", default="",
+                    help="with --all-tasks: comma-separated task ids instead of all")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--sweep", default="",
+                    help="comma-separated accuracies of the fast preset's integrator, timed "
+                         "and counted with the presets")
+    args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.all_tasks:
+        all_tasks(args.repeats, out, [t for t in args.tasks.split(",") if t])
+        return
+    accuracies = [float(a) for a in args.sweep.split(",") if a]
+    result = measure(args.task, args.repeats, accuracies)
+    rows, sweep = result["rows"], result["sweep"]
+    cycle_s, n_steps, speedup = result["cycle_s"], result["steps"], result["fast_speedup"]
     tag = args.task.split("Imitation")[0].lower()
-    result = dict(task=args.task, cycle_s=cycle_s, steps=n_steps, rows=rows,
-                  fast_speedup=speedup, sweep=sweep)
     (out / f"physics_presets_{tag}.json").write_text(json.dumps(result, indent=1))
     lines = [f"{args.task}, one reference cycle ({cycle_s:.3f} s, {n_steps} env steps), "
              "error against RungeKuttaMerson at 1e-6:", "",
