@@ -370,16 +370,15 @@ def _osim_async(venv, spec, n, batch):
 
 
 # ----------------------------------------------------------------------- the limit
-def _physical_limit(spec):
-    """W processes at once redo envs 0..n-1's recorded physics (env i on process
-    i mod W); limit = env steps / (integration seconds summed over processes / W)."""
+def _limit_processes(spec, target, args_of):
+    """Run ``target(*args_of(k), queue)`` in W processes at once (process k gets envs
+    k, k + W, ...); each puts (timed env steps, seconds). Limit = env steps / (seconds
+    summed over the processes / W)."""
     n, w = spec["num_envs"], spec["workers"]
-    folder = Path(spec["trajectories"])
     ctx = mp.get_context("forkserver")
     q = ctx.Queue()
-    procs = [ctx.Process(target=replay_worker, args=(
-        spec["task"], spec["env_kwargs"], [folder / f"env{i}.pkl" for i in range(k, n, w)], q))
-        for k in range(min(w, n))]
+    procs = [ctx.Process(target=target, args=(*args_of(list(range(k, n, w))), q))
+             for k in range(min(w, n))]
     c0, t0 = time.process_time(), time.perf_counter()
     with PeakMemory() as mem:
         for p in procs:
@@ -393,30 +392,22 @@ def _physical_limit(spec):
                 calls=None, parent_cpu=(time.process_time() - c0) / wall, p50_ms=None,
                 p95_ms=None, p99_ms=None, rss_mb=mem.rss, pss_mb=mem.pss,
                 episode_ends=None, steps_per_env=[spec["steps"], spec["steps"]])
+
+
+def _physical_limit(spec):
+    """W processes at once redo envs 0..n-1's recorded physics (env i on process
+    i mod W) with bare integrate calls."""
+    folder = Path(spec["trajectories"])
+    return _limit_processes(spec, replay_worker, lambda ids: (
+        spec["task"], spec["env_kwargs"], [folder / f"env{i}.pkl" for i in ids]))
 
 
 def _env_limit(spec):
     """W processes at once step envs 0..n-1 alone through their schedules (env i on
-    process i mod W); limit = env steps / (step and reset seconds summed / W)."""
-    n, w = spec["num_envs"], spec["workers"]
-    ctx = mp.get_context("forkserver")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=env_step_worker, args=(
-        spec["task"], spec["env_kwargs"], list(range(k, n, w)), spec["seed"], _rows(spec),
-        spec["warmup"], spec["steps"], q)) for k in range(min(w, n))]
-    c0, t0 = time.process_time(), time.perf_counter()
-    with PeakMemory() as mem:
-        for p in procs:
-            p.start()
-        parts = [q.get() for _ in procs]
-        for p in procs:
-            p.join()
-    wall = time.perf_counter() - t0
-    steps, seconds = sum(s for s, _ in parts), sum(t for _, t in parts)
-    return dict(steps_per_s=steps * w / seconds, steps=steps, measured_s=seconds / w,
-                calls=None, parent_cpu=(time.process_time() - c0) / wall, p50_ms=None,
-                p95_ms=None, p99_ms=None, rss_mb=mem.rss, pss_mb=mem.pss,
-                episode_ends=None, steps_per_env=[spec["steps"], spec["steps"]])
+    process i mod W), timing only step and reset."""
+    return _limit_processes(spec, env_step_worker, lambda ids: (
+        spec["task"], spec["env_kwargs"], ids, spec["seed"], _rows(spec), spec["warmup"],
+        spec["steps"]))
 
 
 def run_point(spec: dict) -> dict:

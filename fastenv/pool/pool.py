@@ -468,6 +468,13 @@ class Pool:
         self._timed[i] = False
         self._dispatch()
 
+    def _progressed(self, workers):
+        """Count an env finished inside a worker's batch (its shared ``progress`` time,
+        written before the one reply) as hearing from that worker."""
+        for w in workers:
+            self._heard[w] = max(self._heard[w], float(
+                self.arrays.progress[self.worker_envs[w]].max()))
+
     @property
     def pending(self) -> int:
         return int(self._pending.sum())
@@ -500,9 +507,7 @@ class Pool:
             if deadline is not None:
                 wait_for = min(wait_for, max(0.0, deadline - time.monotonic()))
             if self.step_timeout is not None:
-                for w in busy.values():   # a batched worker reports progress in memory
-                    self._heard[w] = max(self._heard[w], float(
-                        self.arrays.progress[self.worker_envs[w]].max()))
+                self._progressed(busy.values())
                 first = min(self._heard[w] for w in busy.values())
                 wait_for = min(wait_for, max(0.0, first + self.step_timeout - time.monotonic()))
             ready = wait(list(busy), timeout=wait_for)
@@ -537,9 +542,8 @@ class Pool:
                 self._stepped(w, i)
             if self.step_timeout is not None:
                 now = time.monotonic()
+                self._progressed(busy.values())
                 for w in set(busy.values()):
-                    self._heard[w] = max(self._heard[w], float(
-                        self.arrays.progress[self.worker_envs[w]].max()))
                     if (self._outstanding[w] > 0
                             and now - self._heard[w] > self.step_timeout):
                         ids, extra = self._recover(
