@@ -149,7 +149,7 @@ class SeedStyleEnv(gym.Env):
         self.muscle_names = [self.muscleSet.get(i).getName()
                              for i in range(self.muscleSet.getSize())]
         self.lopt = {m: self.muscleSet.get(m).getOptimalFiberLength() for m in self.muscle_names}
-        self.contacts = {}                        # contact -> (force idx, torque idx) lists
+        self.contacts = {}            # foot -> [(force name, force/torque idx lists)]
         self.limit_force_names = []
         for i in range(self.forceSet.getSize()):
             force = self.forceSet.get(i)
@@ -165,7 +165,10 @@ class SeedStyleEnv(gym.Env):
                     if len(parts) >= 3 and parts[-3] not in ("ground", "platform") \
                             and parts[-2] in idx:
                         idx[parts[-2]].append(k)
-                self.contacts[force.getName()] = idx
+                # fastenv's models give each sphere its own force ("foot_r:r_heel"):
+                # a foot's forces are summed, as the per-foot forces of osim-rl were.
+                foot = force.getName().split(":")[0]
+                self.contacts.setdefault(foot, []).append((force.getName(), idx))
         self.axes = 2 if spec.planar else 3
 
         # --- reference as a DataFrame indexed by time ------------------------------
@@ -313,11 +316,14 @@ class SeedStyleEnv(gym.Env):
         joint, k = self.coord_joint[c]
         return d[key][joint][k]
 
-    def grf(self, d, contact):
-        """Force (3) and moment (3) of the ground on the foot bodies of ``contact``."""
-        values, idx = d["forces"][contact], self.contacts[contact]
-        force = [sum(values[i] for i in idx["force"][a::3]) for a in range(3)]
-        torque = [sum(values[i] for i in idx["torque"][a::3]) for a in range(3)]
+    def grf(self, d, foot):
+        """Force (3) and moment (3) of the ground on the bodies of ``foot``."""
+        force, torque = [0.0] * 3, [0.0] * 3
+        for name, idx in self.contacts[foot]:
+            values = d["forces"][name]
+            for a in range(3):
+                force[a] += sum(values[i] for i in idx["force"][a::3])
+                torque[a] += sum(values[i] for i in idx["torque"][a::3])
         return force + torque
 
     def get_observation(self):

@@ -65,7 +65,7 @@ __all__ = [
 
 # Bump whenever a builder's output changes: it is part of the cache key, so old
 # cached files are simply never looked up again.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2   # 2: one HuntCrossleyForce per contact sphere
 
 # The global (root) translations are never actuated in torque models: a force
 # pushing the pelvis through space would be an unphysical "hand of god".
@@ -548,11 +548,66 @@ def _smooth_contacts(model: opensim.Model) -> None:
             model.addForce(force)
 
 
+def _split_hunt_crossley(model: opensim.Model) -> None:
+    """Give each contact sphere a HuntCrossleyForce of its own.
+
+    Why: OpenSim 4.6's HuntCrossleyForce stops at the first of its contacts whose
+    Hunt-Crossley term f_H (1 + 1.5 c v) is negative (a sphere leaving the floor
+    faster than 1 / (1.5 c), 0.44 m/s at the models' c = 1.5) and applies nothing for
+    the contacts after it. osim-rl's feet put the heel first, so a heel rising
+    fast at heel-off dropped the loaded toe's force (measured: identical generalized
+    accelerations with the foot's force on and off; ``tests/test_variants.py``
+    builds the two-sphere case). One force per sphere applies exactly the same
+    forces whenever no term is negative. The forces are named ``<force>:<sphere>``
+    (``foot_r:r_heel``); ``Simulation`` sums a foot's forces into its row, so the
+    observation keeps its layout.
+    """
+    geometry = model.getContactGeometrySet()
+    forces = model.updForceSet()
+    split = []
+    for i in range(forces.getSize()):
+        force = forces.get(i)
+        if force.getConcreteClassName() != "HuntCrossleyForce":
+            continue
+        hc = opensim.HuntCrossleyForce.safeDownCast(force)
+        names = _contact_geometry_names(force)
+        kinds = {n: geometry.get(n).getConcreteClassName() for n in names}
+        spheres = [n for n in names if kinds[n] == "ContactSphere"]
+        others = [n for n in names if kinds[n] != "ContactSphere"]
+        if len(spheres) < 2:
+            continue
+        if len(others) != 1:
+            raise ValueError(f"contact force {hc.getName()!r} of {model.getName()!r} is not "
+                             f"spheres on one surface: {kinds}")
+        params = (hc.getStiffness(), hc.getDissipation(), hc.getStaticFriction(),
+                  hc.getDynamicFriction(), hc.getViscousFriction(),
+                  hc.getTransitionVelocity(), hc.get_appliesForce())
+        split.append((hc.getName(), others[0], spheres, params))
+    names = {name for name, *_ in split}
+    _remove_forces(model, lambda f: f.getName() not in names)
+    for name, surface, spheres, (k, c, mu_s, mu_d, mu_v, v_t, on) in split:
+        for sphere in spheres:
+            force = opensim.HuntCrossleyForce()
+            force.setName(f"{name}:{sphere}")
+            force.setStiffness(k)
+            force.setDissipation(c)
+            force.setStaticFriction(mu_s)
+            force.setDynamicFriction(mu_d)
+            force.setViscousFriction(mu_v)
+            force.setTransitionVelocity(v_t)
+            force.set_appliesForce(on)
+            force.addGeometry(sphere)
+            force.addGeometry(surface)
+            model.addForce(force)
+
+
 def _apply_models(model: opensim.Model, muscle_model: str, contact_model: str) -> None:
     if muscle_model == "degroote":
         _degroote_muscles(model)
     if contact_model == "smooth":
         _smooth_contacts(model)
+    else:
+        _split_hunt_crossley(model)
 
 
 # ------------------------------------------------------------------ specs --
@@ -714,9 +769,9 @@ def _build_model(
     model = opensim.Model(str(base))
     spec.build(model, **params)
     models = dict(models or {})
+    _apply_models(model, models.get("muscle_model", MUSCLE_MODELS[0]),
+                  models.get("contact_model", CONTACT_MODELS[0]))
     if models:
-        _apply_models(model, models.get("muscle_model", MUSCLE_MODELS[0]),
-                      models.get("contact_model", CONTACT_MODELS[0]))
         model.set_credits(f"fastenv: {json.dumps(models, sort_keys=True)}. "
                           + model.get_credits())
     if not spec.keep_name:

@@ -110,8 +110,9 @@ class ContactProbe(PosedModel):
                 continue
             labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
             idx = [i for i in foot_record_indices(labels) if labels[i].endswith(".force.Y")]
-            side = "r" if f.getName().endswith("_r") or "_r_" in f.getName() or \
-                f.getName().startswith("r_") else "l"
+            foot = f.getName().split(":")[0]   # "foot_r:r_heel": one sphere of foot_r
+            side = "r" if foot.endswith("_r") or "_r_" in foot or foot.startswith("r_") \
+                else "l"
             self.forces.setdefault(side, []).append((f, idx))
 
     def __call__(self, motion: Motion, speeds: np.ndarray | None = None) -> dict:

@@ -180,7 +180,10 @@ def test_variant_content_and_forward_simulation(name):
         assert (act.getMinControl(), act.getMaxControl()) == (-1.0, 1.0)
 
     # Contact is always kept; limit forces only go for the locked left knee/ankle.
-    assert _forces_by_class(model, "HuntCrossleyForce") == ["foot_r", "foot_l"]
+    # One Hunt-Crossley force per sphere, named <foot>:<sphere> (_split_hunt_crossley).
+    contacts = _forces_by_class(model, "HuntCrossleyForce")
+    assert list(dict.fromkeys(n.split(":")[0] for n in contacts)) == ["foot_r", "foot_l"]
+    assert len(contacts) == (4 if "2d" in name else 6)
     limits = set(_forces_by_class(model, "CoordinateLimitForce"))
     assert {"HipLimit_r", "HipLimit_l", "KneeLimit_r", "AnkleLimit_r"} <= limits
     assert ("KneeLimit_l" in limits) == ("lockedknee" not in name)
@@ -207,7 +210,12 @@ def test_muscle_variants_match_base_model(name):
     cached = opensim.Model(str(variant_path(name)))
     bs, cs_ = base.initSystem(), cached.initSystem()
     assert cached.getName() == base.getName()
-    assert _names(cached.getForceSet()) == _names(base.getForceSet())
+    # The same forces, but each foot's Hunt-Crossley force is split per sphere.
+    split = _names(cached.getForceSet())
+    feet = [n for n in _names(base.getForceSet()) if n.startswith("foot_")]
+    assert [n for n in split if ":" not in n] == [n for n in _names(base.getForceSet())
+                                                  if n not in feet]
+    assert sorted({n.split(":")[0] for n in split if ":" in n}) == sorted(feet)
     assert _names(cached.getBodySet()) == _names(base.getBodySet())
     assert cached.getNumStateVariables() == base.getNumStateVariables()
     for i in range(base.getCoordinateSet().getSize()):
@@ -573,3 +581,54 @@ def test_palsy_bad_params(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match=next(iter(bad))):
             variant_path("palsy3d", **bad)
     assert list(tmp_path.iterdir()) == []
+
+
+def _two_sphere_block(split_by_hand: bool):
+    """A free 10-kg block on two spheres (A at x = -0.1, B at x = +0.1), 1 cm into
+    the floor, spinning so that A rises at 1 m/s and B sinks at 1 m/s."""
+    m = opensim.Model()
+    block = opensim.Body("block", 10, opensim.Vec3(0), opensim.Inertia(0.1, 0.1, 0.1))
+    m.addBody(block)
+    m.addJoint(opensim.FreeJoint("free", m.getGround(), block))
+    m.addContactGeometry(opensim.ContactHalfSpace(
+        opensim.Vec3(0), opensim.Vec3(0, 0, -math.pi / 2), m.getGround(), "floor"))
+    for name, x in (("A", -0.1), ("B", 0.1)):
+        m.addContactGeometry(opensim.ContactSphere(0.05, opensim.Vec3(x, 0, 0), block, name))
+    for group in ((["A"], ["B"]) if split_by_hand else (["A", "B"],)):
+        f = opensim.HuntCrossleyForce()
+        f.setName("foot" + ("".join(group) if split_by_hand else ""))
+        f.setStiffness(1e6)
+        f.setDissipation(1.5)
+        f.setStaticFriction(0.8)
+        f.setDynamicFriction(0.8)
+        f.setViscousFriction(0.5)
+        for g in group + ["floor"]:
+            f.addGeometry(g)
+        m.addForce(f)
+    return m
+
+
+def _udot(model):
+    state = model.initSystem()
+    state.updQ().set(4, 0.04)     # sphere centres 4 cm up: 1 cm into the floor
+    state.updU().set(2, -10.0)    # about z: A (x = -0.1) rises, B sinks, 1 m/s each
+    model.realizeAcceleration(state)
+    return state.getUDot().to_numpy()
+
+
+def test_hunt_crossley_split_per_sphere_keeps_the_loaded_sphere():
+    """OpenSim 4.6 drops every contact after the first with a negative Hunt-Crossley
+    term; the builder's split gives the loaded sphere its force back."""
+    import numpy as np
+
+    gravity_only = np.array([0, 0, 0, 0, -9.80665, 0])
+    shared = _udot(_two_sphere_block(False))
+    by_hand = _udot(_two_sphere_block(True))
+    # The bug this works around: sphere B is 1 cm deep and sinking, yet nothing acts.
+    np.testing.assert_allclose(shared, gravity_only, atol=0.02)
+    assert by_hand[4] > 20          # B alone pushes the block up at > 2 g
+    model = _two_sphere_block(False)
+    variants._split_hunt_crossley(model)
+    names = [f.getName() for f in model.getForceSet()]
+    assert names == ["foot:A", "foot:B"]
+    np.testing.assert_allclose(_udot(model), by_hand, rtol=1e-12, atol=1e-9)
