@@ -388,6 +388,33 @@ def presets_tasks_table() -> list[str]:
                   "max error, default", "max error, fast"], "lrrrll", rows)
 
 
+def contact_split_table() -> list[str]:
+    """``bench/contact_split.py``: where one Hunt-Crossley force per foot and one per
+    sphere give different vertical GRF."""
+    d = load("contact_split")
+    rows = []
+    refs = d["references"]
+    same = sorted(n for n, r in refs.items() if r["differing"] == 0)
+    if same:
+        frames = [refs[n]["frames"] for n in same]
+        rows.append([", ".join(f"`{n}`" for n in same) + " references (every frame)",
+                     f"{min(frames)}–{max(frames)} each", "0", "0"])
+    for n in sorted(set(refs) - set(same)):
+        r = refs[n]
+        rows.append([f"`{n}` reference (every frame)", r["frames"],
+                     f"{r['differing']} ({r['differing_share']:.0%})",
+                     f"{r['max_difference_bw']:.2f}"])
+    for r in d["rollouts"]:
+        who = (f"`{r['policy']}` policy" if r["policy"] != "random actions"
+               else "random actions")
+        rows.append([f"{r['task']}, {who}, {r['episodes']} test episodes", f"{r['frames']:,}",
+                     f"{r['differing']} ({r['differing_share']:.1%})",
+                     f"{r['max_difference_bw']:.2f}"])
+    return ([f"`{d['command']}` of {d['date'][:10]}; a frame differs when the totals differ "
+             f"by more than {d['threshold_bw']} BW:", ""]
+            + table(["poses", "frames", "differing", "largest difference (BW)"], "lrrr", rows))
+
+
 def muscle_models_table() -> list[str]:
     m = load("muscle_models")
     rows = []
@@ -560,6 +587,7 @@ TABLES = {
     "physics-presets-tasks": presets_tasks_table,
     "model-choice": model_choice_table,
     "muscle-models": muscle_models_table,
+    "contact-split": contact_split_table,
 }
 
 

@@ -366,23 +366,19 @@ def local_maxima(x: np.ndarray, min_gap: int) -> np.ndarray:
     return np.array(sorted(kept), dtype=int)
 
 
-def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
-                      model_path: str | None = None, flight: bool = False) -> Target:
-    """Turn a walking motion into a symmetric, overground half-cycle target.
+def gait_strides(path, *, model_path: str | None = None, flight: bool = False):
+    """Strides of a measured gait, from kinematics alone.
 
-    Heel strikes are detected from kinematics alone (Zeni et al. 2008: the heel
-    is furthest ahead of the pelvis at heel strike), so any motion of this
-    model's coordinates works, with or without force data.  Walking speed is the
-    rate at which the stance heel moves back relative to the pelvis, which
-    holds on a treadmill and overground alike; on a treadmill the difference
-    (the belt speed) is added to ``pelvis_tx``.  The first complete cycle is
-    split at left heel strike; its second half is mirrored and averaged with
-    the first so the target is left/right symmetric, and the pelvis height is
-    shifted so the feet just touch the model's floor.
+    Heel strikes follow Zeni et al. 2008 (the heel is furthest ahead of the pelvis at
+    heel strike), so any motion of this model's coordinates works, with or without
+    force data.  Walking speed is the rate at which the stance heel moves back
+    relative to the pelvis, which holds on a treadmill and overground alike.
+    ``flight`` (running): the speed is averaged over the samples with a foot near the
+    floor only; in flight the lowest sphere is a swinging foot.
 
-    ``flight`` (running): the speed is averaged over the samples with a foot
-    near the floor only; in flight the lowest sphere is a swinging foot.
-    The target is the symmetrised half cycle from right to left heel strike.
+    Returns ``(t, q, strides, speed)``: the motion's time and coordinates (dict),
+    the complete strides as (right heel strike, left heel strike, next right heel
+    strike) row indices, and ``speed(a, b)``, the speed over rows ``a``..``b``.
     """
     motion = read_gait_motion(path)
     t, q = motion.time, motion.as_dict()
@@ -391,17 +387,11 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
     rel = {s: centre_x[FOOT_SPHERES[s][0]] - q["pelvis_tx"] for s in FOOT_SPHERES}
     gap = max(3, int(round(0.5 / dt)))
     hs_r, hs_l = local_maxima(rel["r"], gap), local_maxima(rel["l"], gap)
-    cycle = None
+    strides = []
     for a, b in zip(hs_r[:-1], hs_r[1:]):
         mids = hs_l[(hs_l > a) & (hs_l < b)]
         if len(mids) == 1:
-            cycle = (int(a), int(mids[0]), int(b))
-            break
-    if cycle is None:
-        raise ValueError(f"{path}: no complete gait cycle (right heel strike, "
-                         "left heel strike, right heel strike) found")
-    a, m, b = cycle
-    period = t[b] - t[a]
+            strides.append((int(a), int(mids[0]), int(b)))
     # The lowest contact sphere rests on the floor (the belt, on a treadmill),
     # so minus its velocity relative to the pelvis is the pelvis's velocity
     # over the floor; its mean over the cycle is the walking speed.
@@ -409,12 +399,48 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
     lowest = np.argmin(np.array([bottom[n] for n in names]), axis=0)
     rel_v = np.array([np.gradient(centre_x[n] - q["pelvis_tx"], t) for n in names])
     pelvis_v = -rel_v[lowest, np.arange(len(t))]
-    if flight:
-        low = np.min(np.array([bottom[n] for n in names]), axis=0)[a:b + 1]
-        grounded = low < np.percentile(low, 10) + 0.02
-        speed = float(np.mean(pelvis_v[a:b + 1][grounded]))
-    else:
-        speed = float(np.trapezoid(pelvis_v[a:b + 1], t[a:b + 1]) / period)
+    low_all = np.min(np.array([bottom[n] for n in names]), axis=0)
+
+    def speed(a: int, b: int) -> float:
+        if flight:
+            low = low_all[a:b + 1]
+            grounded = low < np.percentile(low, 10) + 0.02
+            return float(np.mean(pelvis_v[a:b + 1][grounded]))
+        return float(np.trapezoid(pelvis_v[a:b + 1], t[a:b + 1]) / (t[b] - t[a]))
+    return t, q, strides, speed
+
+
+def _no_cycle(path):
+    return ValueError(f"{path}: no complete gait cycle (right heel strike, left heel "
+                      "strike, right heel strike) found")
+
+
+def _on_the_floor(s, out: dict, model_path) -> float:
+    """Shift ``out``'s pelvis height so the feet just touch the model's floor; returns
+    the shift (m)."""
+    _, bottom = foot_kinematics(s, out, model_path)
+    shift = -FOOT_PENETRATION_M - float(np.median(np.min(list(bottom.values()), axis=0)))
+    out["pelvis_ty"] = out["pelvis_ty"] + shift
+    return shift
+
+
+def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
+                      model_path: str | None = None, flight: bool = False) -> Target:
+    """Turn a walking motion into a symmetric, overground half-cycle target.
+
+    Strides as :func:`gait_strides` finds them; on a treadmill the belt speed is
+    added to ``pelvis_tx``.  The first complete cycle is split at left heel strike;
+    its second half is mirrored and averaged with the first so the target is
+    left/right symmetric, and the pelvis height is shifted so the feet just touch the
+    model's floor.  The target is the symmetrised half cycle from right to left
+    heel strike.
+    """
+    t, q, strides, speed_of = gait_strides(path, model_path=model_path, flight=flight)
+    if not strides:
+        raise _no_cycle(path)
+    a, m, b = strides[0]
+    period = t[b] - t[a]
+    speed = speed_of(a, b)
     if belt_speed is None:
         belt_speed = speed - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / period
     tx = q["pelvis_tx"] + belt_speed * (t - t[a])
@@ -431,13 +457,52 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
         else:
             out[name] = 0.5 * (np.interp(first, t, q[name])
                                + np.interp(second, t, q[swap_side(name)]))
-    _, bottom = foot_kinematics(s, out, model_path)
-    shift = -FOOT_PENETRATION_M - float(np.median(np.min(list(bottom.values()), axis=0)))
-    out["pelvis_ty"] = out["pelvis_ty"] + shift
+    shift = _on_the_floor(s, out, model_path)
     return Target.of(s * 0.5 * period, out, speed=speed, belt_speed=float(belt_speed),
                      source=str(path),
                      info=dict(cycle_start_s=float(t[a]), cycle_s=float(period),
                                left_strike_s=float(t[m]), pelvis_ty_shift_m=shift))
+
+
+def mean_stride_target(path, *, belt_speed: float | None = None, n: int = 201,
+                       model_path: str | None = None, flight: bool = False) -> Target:
+    """The recording's mean stride, right heel strike to right heel strike: every
+    complete stride (:func:`gait_strides`) time-normalised and averaged, left and right
+    kept apart (people are not symmetric: the measured run's swing knees peak 12 deg
+    apart).  Why the mean: one stride of a recording can be far from the subject's
+    usual one (the run's first stride is 6.5 deg RMS from the mean at the knee, the
+    others 1.5-5.8).  On a treadmill the belt speed (the mean of the strides'
+    estimates) is added to ``pelvis_tx``; the duration is the mean stride time, and
+    the pelvis height is shifted so the feet just touch the model's floor.
+    ``info['left_strike_fraction']`` is the mean left heel strike, as a fraction of
+    the stride."""
+    t, q, strides, speed_of = gait_strides(path, model_path=model_path, flight=flight)
+    if not strides:
+        raise _no_cycle(path)
+    periods = np.array([t[b] - t[a] for a, _, b in strides])
+    speeds = np.array([speed_of(a, b) for a, _, b in strides])
+    if belt_speed is None:
+        belt_speed = float(np.mean([v - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / p
+                                    for v, p, (a, _, b) in zip(speeds, periods, strides)]))
+    s = np.linspace(0.0, 1.0, n)
+    out = {}
+    for name in COORDINATES:
+        rows = []
+        for (a, _, _), p in zip(strides, periods):
+            x = np.interp(t[a] + s * p, t, q[name])
+            if name == "pelvis_tx":
+                x = x - q[name][a] + belt_speed * s * p
+            rows.append(x)
+        out[name] = np.mean(rows, axis=0)
+    period = float(periods.mean())
+    shift = _on_the_floor(s, out, model_path)
+    left = float(np.mean([(t[m] - t[a]) / p for (a, m, _), p in zip(strides, periods)]))
+    return Target.of(s * period, out, speed=float(out["pelvis_tx"][-1] / period),
+                     belt_speed=float(belt_speed), source=str(path),
+                     info=dict(strides=len(strides), first_stride_s=float(t[strides[0][0]]),
+                               last_stride_end_s=float(t[strides[-1][2]]), cycle_s=period,
+                               cycle_s_range=[float(periods.min()), float(periods.max())],
+                               left_strike_fraction=left, pelvis_ty_shift_m=shift))
 
 
 # --------------------------------------------------------------------------
@@ -858,14 +923,28 @@ def _add_swing_clearance(osim, problem, model, duration: float, settings: Settin
     stay at least a radius above the floor.  Bounding heights (linear in the
     pose) is far better conditioned for IPOPT than bounding contact forces.
     """
-    for side, lo, hi in settings.swing_windows:
+    for k, (side, lo, hi) in enumerate(settings.swing_windows):
         for sphere_name in FOOT_SPHERES[side]:
             lower = osim.PiecewiseLinearFunction()
             for t, y in _window_points(lo * duration, hi * duration, duration,
                                        sphere_radius(model, sphere_name)):
                 lower.addPoint(t, y)
             problem.addPathConstraint(centre_height_bound(
-                osim, f"swing_clearance_{sphere_name}", sphere_name, lower))
+                osim, f"swing_clearance_{k}_{sphere_name}", sphere_name, lower))
+
+
+def full_cycle_windows(half_windows, left_strike: float) -> tuple:
+    """Swing windows of a full cycle from those of a half cycle (right to left heel
+    strike): the first half's windows scaled to [0, left_strike], and their mirror
+    images (sides swapped) scaled to [left_strike, 1]."""
+    out = []
+    for side, lo, hi in half_windows:
+        out.append((side, lo * left_strike, hi * left_strike))
+    for side, lo, hi in half_windows:
+        other = "l" if side == "r" else "r"
+        out.append((other, left_strike + lo * (1 - left_strike),
+                    left_strike + hi * (1 - left_strike)))
+    return tuple(out)
 
 
 def sphere_radius(model, sphere_name: str) -> float:
@@ -1630,7 +1709,7 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
             settings, model=model,
             tracking_target=dict(file=Path(target.source).name, speed_m_s=round(target.speed, 4),
                                  belt_speed_added_m_s=round(target.belt_speed, 4),
-                                 **{k: round(v, 4) for k, v in target.info.items()}),
+                                 **rounded(dict(target.info))),
             **timing,
             mesh_intervals={label: info["mesh_intervals"] for label, info in stages.items()},
             objective_weights=settings.weights(),

@@ -380,8 +380,9 @@ def _smoke(generate, settings, tmp_path, name, rows, motion=None,
 
 def test_running2d_smoke_coarse(tmp_path):
     """The measured run tracked at its own speed (the default: the committed reference),
-    which ends exactly one measured half stride on; and the predictive stage of the
-    previous reference."""
+    which ends exactly one measured half stride on; the recording's mean stride as one
+    full cycle, which ends one mean stride on, with swing windows for both feet; and
+    the predictive stage of the previous reference."""
     _need_public(tasks2d.RUNNING_MOTION)
     settings = tasks2d.RunningSettings(**_SMOKE)
     doc, out = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
@@ -389,6 +390,13 @@ def test_running2d_smoke_coarse(tmp_path):
     assert doc["reference_stage"] == "tracking" and 3.5 < doc["speed_m_s"] < 4.0
     stride = out.column("pelvis_tx")[-1] - out.column("pelvis_tx")[0]
     assert stride / out.time[-1] == pytest.approx(doc["speed_m_s"], rel=1e-3)   # track_speed
+    settings = tasks2d.RunningSettings(**_SMOKE, cycle="full")
+    doc, out = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
+                      2 * 4 + 1, stages={"tracking"})
+    assert doc["tracking_target"]["strides"] >= 10 and 3.5 < doc["speed_m_s"] < 4.0
+    assert {w[0] for w in doc["swing_windows"]} == {"l", "r"} and len(doc["swing_windows"]) == 4
+    stride = out.column("pelvis_tx")[-1] - out.column("pelvis_tx")[0]
+    assert stride / out.time[-1] == pytest.approx(doc["speed_m_s"], rel=1e-3)
     settings = tasks2d.RunningSettings(**_SMOKE, reference_stage="predictive")
     doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
                     2 * (2 * 4 + 1) - 1)
