@@ -95,7 +95,7 @@ class RunningSettings(Settings):
     # 3-5 deg RMS from either knee) and the first stride is 6.5 deg RMS from the mean
     # at the knee (the others 1.5-5.8).  Not committed: from the target's kinematics,
     # the 50-interval solve had not converged after 700 iterations (objective 1.52,
-    # dual infeasibility 0.05-0.1), nor the 25-interval one after 600 (its iterate:
+    # dual infeasibility 0.05-0.1), nor the 25-interval one after 1,000 (its 400th iterate:
     # hip 3.4, knee 5.6, ankle 8.8 deg RMS from the measured run, a 6.5 BW impact).
     cycle: str = "half"
     track_speed: bool = True

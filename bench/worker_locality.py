@@ -1,0 +1,142 @@
+"""Do env steps cost more in a worker that holds many envs? Two A/B tests in one process.
+
+    python bench/worker_locality.py [--envs 8] [--steps 40] [--rounds 6] [--json FILE]
+
+A pool worker steps its envs round-robin, one step each per batch, and holds all of
+them; the env limit of ``bench/pool.py`` steps one env after another. Both tests
+repeat exactly the same env steps (each env reset with its own seed before a block,
+a fixed action schedule, falls reset with a fixed seed), alternating the two
+variants round by round so the VM's drift hits both:
+
+- **order**: ``--envs`` envs stepped round-robin against the same envs one after
+  another (each env's ``--steps`` in a row);
+- **crowd**: env 0's ``--steps`` steps alone in the process, and with ``--envs - 1``
+  other envs created and stepped a little beside it (their models and states in
+  memory, idle while env 0 steps).
+
+Reported per test: ms per step per variant (median and rounds) and the per-round ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+TASK = "MuscleWalkingImitation2D-v0"
+
+
+def _steps(env, actions, fall_seed: int) -> int:
+    for a in actions:
+        _, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset(seed=fall_seed)
+    return len(actions)
+
+
+def order_test(n_envs: int, steps: int, rounds: int) -> dict:
+    from fastenv.env import ImitationEnv
+    envs = [ImitationEnv(TASK) for _ in range(n_envs)]
+    rng = np.random.default_rng(0)
+    acts = rng.uniform(0, 1, (n_envs, steps, envs[0].action_space.shape[0])).astype(np.float32)
+
+    def reset():
+        for i, e in enumerate(envs):
+            e.reset(seed=i)
+
+    def round_robin():
+        for t in range(steps):
+            for i, e in enumerate(envs):
+                _steps(e, acts[i, t:t + 1], 100 + i)
+
+    def one_after_another():
+        for i, e in enumerate(envs):
+            _steps(e, acts[i], 100 + i)
+
+    variants = {"round_robin": round_robin, "one_after_another": one_after_another}
+    out = _alternate(variants, reset, rounds, n_envs * steps)
+    for e in envs:
+        e.close()
+    return out
+
+
+def crowd_test(n_envs: int, steps: int, rounds: int) -> dict:
+    from fastenv.env import ImitationEnv
+    env = ImitationEnv(TASK)
+    rng = np.random.default_rng(0)
+    acts = rng.uniform(0, 1, (steps, env.action_space.shape[0])).astype(np.float32)
+    others: list = []
+
+    def alone():
+        _steps(env, acts, 1)
+
+    def crowd():
+        _steps(env, acts, 1)
+
+    def reset():
+        env.reset(seed=0)
+
+    def setup(name):
+        while others:
+            others.pop().close()
+        gc.collect()
+        if name == "crowd":
+            for i in range(n_envs - 1):
+                o = ImitationEnv(TASK)
+                o.reset(seed=i + 1)
+                _steps(o, acts[:5], 100 + i)
+                others.append(o)
+
+    out = _alternate({"alone": alone, "crowd": crowd}, reset, rounds, steps, setup)
+    setup("alone")
+    env.close()
+    return out
+
+
+def _alternate(variants: dict, reset, rounds: int, n_steps: int, setup=None) -> dict:
+    names = list(variants)
+    for name in names:       # warm-up, untimed
+        if setup:
+            setup(name)
+        reset()
+        variants[name]()
+    ms = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            if setup:
+                setup(name)
+            reset()
+            t = time.perf_counter()
+            variants[name]()
+            ms[name].append((time.perf_counter() - t) / n_steps * 1e3)
+    ratio = np.array(ms[names[0]]) / np.array(ms[names[1]])
+    return {"ms_per_step": {k: {"median": round(float(np.median(v)), 2),
+                                "rounds": [round(x, 2) for x in v]} for k, v in ms.items()},
+            f"{names[0]}_over_{names[1]}": {"median": round(float(np.median(ratio)), 3),
+                                            "rounds": [round(float(x), 3) for x in ratio]}}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--envs", type=int, default=8)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--json", type=Path)
+    a = p.parse_args(argv)
+    result = {"command": f"python bench/worker_locality.py --envs {a.envs} --steps {a.steps} "
+                         f"--rounds {a.rounds}",
+              "date": datetime.now(UTC).isoformat(timespec="seconds"), "task": TASK,
+              "order": order_test(a.envs, a.steps, a.rounds),
+              "crowd": crowd_test(a.envs, a.steps * 5, a.rounds)}
+    print(json.dumps(result, indent=1))
+    if a.json:
+        a.json.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
