@@ -504,6 +504,32 @@ def _contact_geometry_names(force: opensim.Force) -> list[str]:
     return names
 
 
+def _hunt_crossley_forces(model: opensim.Model) -> list:
+    """``(force, sphere names, other geometry names, {geometry name: class})`` for each
+    HuntCrossleyForce of ``model``, in force-set order."""
+    geometry = model.getContactGeometrySet()
+    forces = model.getForceSet()
+    out = []
+    for i in range(forces.getSize()):
+        force = forces.get(i)
+        if force.getConcreteClassName() != "HuntCrossleyForce":
+            continue
+        names = _contact_geometry_names(force)
+        kinds = {n: geometry.get(n).getConcreteClassName() for n in names}
+        out.append((opensim.HuntCrossleyForce.safeDownCast(force),
+                    [n for n in names if kinds[n] == "ContactSphere"],
+                    [n for n in names if kinds[n] != "ContactSphere"], kinds))
+    return out
+
+
+def _hunt_crossley_parameters(hc) -> tuple:
+    """Stiffness, dissipation, static, dynamic and viscous friction, transition
+    velocity and appliesForce of a HuntCrossleyForce."""
+    return (hc.getStiffness(), hc.getDissipation(), hc.getStaticFriction(),
+            hc.getDynamicFriction(), hc.getViscousFriction(), hc.getTransitionVelocity(),
+            hc.get_appliesForce())
+
+
 def _smooth_contacts(model: opensim.Model) -> None:
     """Replace each HuntCrossleyForce by one SmoothSphereHalfSpaceForce per sphere.
 
@@ -513,23 +539,13 @@ def _smooth_contacts(model: opensim.Model) -> None:
     the forces of one foot into that foot's row, so the observation keeps its layout.
     """
     geometry = model.getContactGeometrySet()
-    forces = model.updForceSet()
     replaced = []
-    for i in range(forces.getSize()):
-        force = forces.get(i)
-        if force.getConcreteClassName() != "HuntCrossleyForce":
-            continue
-        hc = opensim.HuntCrossleyForce.safeDownCast(force)
-        names = _contact_geometry_names(force)
-        kinds = {n: geometry.get(n).getConcreteClassName() for n in names}
-        planes = [n for n in names if kinds[n] == "ContactHalfSpace"]
-        spheres = [n for n in names if kinds[n] == "ContactSphere"]
-        if len(planes) != 1 or not spheres or len(planes) + len(spheres) != len(names):
+    for hc, spheres, others, kinds in _hunt_crossley_forces(model):
+        planes = [n for n in others if kinds[n] == "ContactHalfSpace"]
+        if len(planes) != 1 or not spheres or len(others) != 1:
             raise ValueError(f"contact force {hc.getName()!r} of {model.getName()!r} is not "
                              f"spheres on one half space: {kinds}")
-        params = (hc.getStiffness(), hc.getDissipation(), hc.getStaticFriction(),
-                  hc.getDynamicFriction(), hc.getViscousFriction())
-        replaced.append((hc.getName(), planes[0], spheres, params))
+        replaced.append((hc.getName(), planes[0], spheres, _hunt_crossley_parameters(hc)[:5]))
     if not replaced:
         raise ValueError(f"model {model.getName()!r} has no HuntCrossleyForce to replace")
     names = {name for name, *_ in replaced}
@@ -562,27 +578,14 @@ def _split_hunt_crossley(model: opensim.Model) -> None:
     (``foot_r:r_heel``); ``Simulation`` sums a foot's forces into its row, so the
     observation keeps its layout.
     """
-    geometry = model.getContactGeometrySet()
-    forces = model.updForceSet()
     split = []
-    for i in range(forces.getSize()):
-        force = forces.get(i)
-        if force.getConcreteClassName() != "HuntCrossleyForce":
-            continue
-        hc = opensim.HuntCrossleyForce.safeDownCast(force)
-        names = _contact_geometry_names(force)
-        kinds = {n: geometry.get(n).getConcreteClassName() for n in names}
-        spheres = [n for n in names if kinds[n] == "ContactSphere"]
-        others = [n for n in names if kinds[n] != "ContactSphere"]
+    for hc, spheres, others, kinds in _hunt_crossley_forces(model):
         if len(spheres) < 2:
             continue
         if len(others) != 1:
             raise ValueError(f"contact force {hc.getName()!r} of {model.getName()!r} is not "
                              f"spheres on one surface: {kinds}")
-        params = (hc.getStiffness(), hc.getDissipation(), hc.getStaticFriction(),
-                  hc.getDynamicFriction(), hc.getViscousFriction(),
-                  hc.getTransitionVelocity(), hc.get_appliesForce())
-        split.append((hc.getName(), others[0], spheres, params))
+        split.append((hc.getName(), others[0], spheres, _hunt_crossley_parameters(hc)))
     names = {name for name, *_ in split}
     _remove_forces(model, lambda f: f.getName() not in names)
     for name, surface, spheres, (k, c, mu_s, mu_d, mu_v, v_t, on) in split:
