@@ -465,7 +465,8 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
 
 
 def mean_stride_target(path, *, belt_speed: float | None = None, n: int = 201,
-                       model_path: str | None = None, flight: bool = False) -> Target:
+                       model_path: str | None = None, flight: bool = False,
+                       start: float = 0.0) -> Target:
     """The recording's mean stride, right heel strike to right heel strike: every
     complete stride (:func:`gait_strides`) time-normalised and averaged, left and right
     kept apart (people are not symmetric: the measured run's swing knees peak 12 deg
@@ -475,7 +476,9 @@ def mean_stride_target(path, *, belt_speed: float | None = None, n: int = 201,
     estimates) is added to ``pelvis_tx``; the duration is the mean stride time, and
     the pelvis height is shifted so the feet just touch the model's floor.
     ``info['left_strike_fraction']`` is the mean left heel strike, as a fraction of
-    the stride."""
+    the stride.  ``start``: the target begins at that fraction of the stride (after
+    right heel strike) and wraps around, so that a periodic solve's seam can lie in a
+    flight phase instead of at a foot strike."""
     t, q, strides, speed_of = gait_strides(path, model_path=model_path, flight=flight)
     if not strides:
         raise _no_cycle(path)
@@ -495,6 +498,13 @@ def mean_stride_target(path, *, belt_speed: float | None = None, n: int = 201,
             rows.append(x)
         out[name] = np.mean(rows, axis=0)
     period = float(periods.mean())
+    if start:
+        phase = (start + s) % 1.0
+        phase[-1] = start            # the end is the start, one stride on
+        tx, distance = out["pelvis_tx"], out["pelvis_tx"][-1] - out["pelvis_tx"][0]
+        out = {name: np.interp(phase, s, v) for name, v in out.items()}
+        out["pelvis_tx"] = (np.interp(phase, s, tx) + distance * (start + s >= 1.0)
+                            - np.interp(start, s, tx))
     shift = _on_the_floor(s, out, model_path)
     left = float(np.mean([(t[m] - t[a]) / p for (a, m, _), p in zip(strides, periods)]))
     return Target.of(s * period, out, speed=float(out["pelvis_tx"][-1] / period),
@@ -502,7 +512,8 @@ def mean_stride_target(path, *, belt_speed: float | None = None, n: int = 201,
                      info=dict(strides=len(strides), first_stride_s=float(t[strides[0][0]]),
                                last_stride_end_s=float(t[strides[-1][2]]), cycle_s=period,
                                cycle_s_range=[float(periods.min()), float(periods.max())],
-                               left_strike_fraction=left, pelvis_ty_shift_m=shift))
+                               left_strike_fraction=left, start_fraction=float(start),
+                               pelvis_ty_shift_m=shift))
 
 
 # --------------------------------------------------------------------------
@@ -933,17 +944,28 @@ def _add_swing_clearance(osim, problem, model, duration: float, settings: Settin
                 osim, f"swing_clearance_{k}_{sphere_name}", sphere_name, lower))
 
 
-def full_cycle_windows(half_windows, left_strike: float) -> tuple:
+def full_cycle_windows(half_windows, left_strike: float, start: float = 0.0) -> tuple:
     """Swing windows of a full cycle from those of a half cycle (right to left heel
     strike): the first half's windows scaled to [0, left_strike], and their mirror
-    images (sides swapped) scaled to [left_strike, 1]."""
-    out = []
+    images (sides swapped) scaled to [left_strike, 1]; for a cycle that begins at
+    ``start`` of the stride, moved back by ``start`` (a window across the seam split
+    in two)."""
+    windows = []
     for side, lo, hi in half_windows:
-        out.append((side, lo * left_strike, hi * left_strike))
+        windows.append((side, lo * left_strike, hi * left_strike))
     for side, lo, hi in half_windows:
         other = "l" if side == "r" else "r"
-        out.append((other, left_strike + lo * (1 - left_strike),
-                    left_strike + hi * (1 - left_strike)))
+        windows.append((other, left_strike + lo * (1 - left_strike),
+                        left_strike + hi * (1 - left_strike)))
+    out = []
+    for side, lo, hi in windows:
+        lo, hi = lo - start, hi - start
+        if lo < 0 and hi <= 0:
+            out.append((side, lo + 1, hi + 1))
+        elif lo < 0:
+            out += [(side, lo + 1, 1.0), (side, 0.0, hi)]
+        else:
+            out.append((side, lo, hi))
     return tuple(out)
 
 

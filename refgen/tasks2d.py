@@ -98,6 +98,9 @@ class RunningSettings(Settings):
     # dual infeasibility 0.05-0.1), nor the 25-interval one after 1,000 (its 400th iterate:
     # hip 3.4, knee 5.6, ankle 8.8 deg RMS from the measured run, a 6.5 BW impact).
     cycle: str = "half"
+    # "full": where the solved cycle begins, as a fraction of the stride from right
+    # foot strike (0.45: in the flight before left foot strike).
+    cycle_start: float = 0.0
     track_speed: bool = True
     tracking_clearance: bool = True
     tracking_mesh: int = 25
@@ -130,9 +133,9 @@ def generate_running2d(out_dir, *, motion=None, settings: RunningSettings | None
     settings = settings or RunningSettings()
     motion = motion_file(RUNNING_MOTION, motion)
     if settings.cycle == "full":
-        target = moco.mean_stride_target(motion, flight=True)
+        target = moco.mean_stride_target(motion, flight=True, start=settings.cycle_start)
         settings = dataclasses.replace(settings, swing_windows=moco.full_cycle_windows(
-            settings.swing_windows, target.info["left_strike_fraction"]))
+            settings.swing_windows, target.info["left_strike_fraction"], settings.cycle_start))
         log(f"[target] mean of {target.info['strides']} strides of {motion.name} "
             f"({target.info['first_stride_s']:.2f}-{target.info['last_stride_end_s']:.2f} s), "
             f"left foot strike at {target.info['left_strike_fraction']:.3f} of the stride")

@@ -390,11 +390,15 @@ def test_running2d_smoke_coarse(tmp_path):
     assert doc["reference_stage"] == "tracking" and 3.5 < doc["speed_m_s"] < 4.0
     stride = out.column("pelvis_tx")[-1] - out.column("pelvis_tx")[0]
     assert stride / out.time[-1] == pytest.approx(doc["speed_m_s"], rel=1e-3)   # track_speed
-    settings = tasks2d.RunningSettings(**_SMOKE, cycle="full")
+    settings = tasks2d.RunningSettings(**_SMOKE, cycle="full", cycle_start=0.45)
     doc, out = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
                       2 * 4 + 1, stages={"tracking"})
     assert doc["tracking_target"]["strides"] >= 10 and 3.5 < doc["speed_m_s"] < 4.0
-    assert {w[0] for w in doc["swing_windows"]} == {"l", "r"} and len(doc["swing_windows"]) == 4
+    assert doc["tracking_target"]["start_fraction"] == 0.45
+    # four windows, the left foot's first one split by the seam (which lies in flight)
+    windows = doc["swing_windows"]
+    assert [w[0] for w in windows] == ["l", "l", "r", "r", "l"]
+    assert windows[0][2] == 1.0 and windows[1][1] == 0.0
     stride = out.column("pelvis_tx")[-1] - out.column("pelvis_tx")[0]
     assert stride / out.time[-1] == pytest.approx(doc["speed_m_s"], rel=1e-3)
     settings = tasks2d.RunningSettings(**_SMOKE, reference_stage="predictive")
