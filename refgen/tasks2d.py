@@ -97,6 +97,9 @@ class RunningSettings(Settings):
     # the 50-interval solve had not converged after 700 iterations (objective 1.52,
     # dual infeasibility 0.05-0.1), nor the 25-interval one after 1,000 (its 400th iterate:
     # hip 3.4, knee 5.6, ankle 8.8 deg RMS from the measured run, a 6.5 BW impact).
+    # With the seam in flight (cycle_start=0.45) the 25-interval solve's 375th iterate
+    # was no better (knee 6.2, ankle 9.7 deg RMS, a 7.5 BW impact, an ankle 4.6 deg
+    # past its limit onset); stopped at iteration 381.
     cycle: str = "half"
     # "full": where the solved cycle begins, as a fraction of the stride from right
     # foot strike (0.45: in the flight before left foot strike).
