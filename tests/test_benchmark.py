@@ -439,3 +439,29 @@ def test_micro_benchmarks_run():
                        cwd=root, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert " passed" in r.stdout
+
+
+def test_contact_split_probe_finds_the_running_reference_frames():
+    """``bench/contact_split.py`` builds the one-force-per-foot model and finds where it
+    differs from the built one: in running2d's stance (the dropped toe), and nowhere
+    in walking2d."""
+    import opensim
+
+    from bench import contact_split
+    from fastenv.envs.variants import variant_path
+    from fastenv.references import load_reference
+    from fastenv.sim import Simulation
+
+    shared = contact_split.shared_force_model("muscle2d", {})
+    model = opensim.Model(shared)
+    names = [f.getName() for f in model.getForceSet()
+             if f.getConcreteClassName() == "HuntCrossleyForce"]
+    assert names == ["foot_r", "foot_l"]
+    new, old = Simulation(str(variant_path("muscle2d"))), Simulation(shared)
+    for name, differing in (("running2d", True), ("walking2d", False)):
+        ref = load_reference(name)
+        cols = [list(ref.coordinate_names).index(c) for c in new.coordinate_names]
+        f_new, f_old = contact_split.differences(new, old, ref.q[:, cols], ref.qdot[:, cols])
+        s = contact_split.summary(f_new, f_old)
+        assert (s["differing"] > 0) == differing, (name, s)
+        assert (f_new >= f_old - 1e-9).all()   # the split only restores dropped force
