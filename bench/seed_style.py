@@ -38,7 +38,7 @@ import opensim
 
 from fastenv.envs import TASKS, resolve_options
 from fastenv.metabolic import AEROBIC_FACTOR, BASAL_COEFFICIENT, BASAL_EXPONENT, slow_twitch_ratio
-from fastenv.sim.simulation import INTEGRATORS
+from fastenv.sim.simulation import INTEGRATORS, contact_foot
 
 opensim.Logger.setLevelString("error")
 
@@ -167,7 +167,7 @@ class SeedStyleEnv(gym.Env):
                         idx[parts[-2]].append(k)
                 # fastenv's models give each sphere its own force ("foot_r:r_heel"):
                 # a foot's forces are summed, as the per-foot forces of osim-rl were.
-                foot = force.getName().split(":")[0]
+                foot = contact_foot(force.getName())
                 self.contacts.setdefault(foot, []).append((force.getName(), idx))
         self.axes = 2 if spec.planar else 3
 

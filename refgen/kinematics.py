@@ -101,7 +101,7 @@ class ContactProbe(PosedModel):
     smooth sphere), for given coordinates and speeds."""
 
     def __init__(self, model):
-        from fastenv.sim import foot_record_indices
+        from fastenv.sim import contact_foot, foot_record_indices
 
         super().__init__(model)
         self.forces = {}
@@ -110,7 +110,7 @@ class ContactProbe(PosedModel):
                 continue
             labels = [f.getRecordLabels().get(i) for i in range(f.getRecordLabels().size())]
             idx = [i for i in foot_record_indices(labels) if labels[i].endswith(".force.Y")]
-            foot = f.getName().split(":")[0]   # "foot_r:r_heel": one sphere of foot_r
+            foot = contact_foot(f.getName())
             side = "r" if foot.endswith("_r") or "_r_" in foot or foot.startswith("r_") \
                 else "l"
             self.forces.setdefault(side, []).append((f, idx))

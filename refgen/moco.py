@@ -483,10 +483,9 @@ def mean_stride_target(path, *, belt_speed: float | None = None, n: int = 201,
     if not strides:
         raise _no_cycle(path)
     periods = np.array([t[b] - t[a] for a, _, b in strides])
-    speeds = np.array([speed_of(a, b) for a, _, b in strides])
     if belt_speed is None:
-        belt_speed = float(np.mean([v - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / p
-                                    for v, p, (a, _, b) in zip(speeds, periods, strides)]))
+        belt_speed = float(np.mean([speed_of(a, b) - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / p
+                                    for p, (a, _, b) in zip(periods, strides)]))
     s = np.linspace(0.0, 1.0, n)
     out = {}
     for name in COORDINATES:

@@ -6,5 +6,6 @@ from fastenv.sim.simulation import (  # noqa: F401
     Simulation,
     SimulationError,
     Snapshot,
+    contact_foot,
     foot_record_indices,
 )

@@ -77,6 +77,13 @@ class Layout:
         return self.element_names.index(f"{name}/{element}")
 
 
+def contact_foot(force_name: str) -> str:
+    """The foot a contact force belongs to: ``foot_r`` for ``foot_r:r_heel`` (one
+    sphere's force of several making up a foot, as fastenv.envs.variants builds them),
+    the name itself for a force of a whole foot."""
+    return force_name.split(":")[0]
+
+
 def foot_record_indices(labels) -> list[int]:
     """Indices of a contact force's record labels that carry the load on the foot.
 
@@ -208,7 +215,7 @@ class Simulation:
         # A force named "<foot>:<part>" is one of several making up a foot's contact
         # (one smooth sphere each, fastenv.envs.variants): they share the row "<foot>",
         # so a model's GRF rows are its feet whichever contact model it has.
-        feet = [f.getName().split(":")[0] for f in self.contact_forces]
+        feet = [contact_foot(f.getName()) for f in self.contact_forces]
         self.contact_names = list(dict.fromkeys(feet))
         self._contact_row = [self.contact_names.index(foot) for foot in feet]
         self._contact_first = [feet.index(foot) == i for i, foot in enumerate(feet)]
