@@ -8,6 +8,7 @@ Steps/s: one ImitationEnv (no pool), random actions, resets after falls included
 """
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def main(argv=None):
         print(rows[-1], flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tasks.json").write_text(json.dumps(dict(seconds=args.seconds, rows=rows), indent=1))
+    (out / "tasks.json").write_text(json.dumps(
+        dict(seconds=args.seconds, date=time.strftime("%Y-%m-%d", time.gmtime()),
+             cpus=os.cpu_count(), rows=rows), indent=1))
     lines = ["| task | model | muscles / actuators | obs | act | reference | steps/s |",
              "| --- | --- | --- | ---: | ---: | --- | ---: |"]
     for r in rows:

@@ -88,9 +88,10 @@ REFERENCE_TEXT = {
                  "1.20 m, knee 4.6° extended at heel strike",
     "walking3d": "Moco tracking of walking2d + measured out-of-plane motion; 1.02 m/s, "
                  "step width 0.13 m, reserves ≤ 2.5%",
-    "running2d": "Moco tracking of a measured run at its 3.71 m/s; duty factor 0.35, "
-                 "impact 1.9 BW, active peak 2.3 BW",
-    "running3d": "**kinematic**, running2d + measured out-of-plane motion",
+    "running2d": "Moco tracking of a measured run's mean stride at its 3.67 m/s; duty "
+                 "factor 0.38, impact 1.5 BW, active peak 2.3 BW",
+    "running3d": "Moco tracking of running2d + measured out-of-plane motion; 3.66 m/s, "
+                 "duty factor 0.35, impact 1.6 BW, active peak 2.5 BW, reserves ≤ 2.6 N·m",
     "jumping2d": "Moco tracking of a recorded countermovement jump; 0.38 m, flight 0.25 s "
                  "to the apex; played up and back down",
     "jumping3d": "**kinematic**, jumping2d on the 3D model",

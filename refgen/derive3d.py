@@ -11,7 +11,7 @@ phase with the 2D cycle by gait events, so each 3D reference keeps the 2D
 solution's timing, stride and speed.  Such a cycle is *kinematic*: body
 kinematics computed by OpenSim on the 3D model, not a dynamic solution of it
 (its figures say ``"kind": "kinematic"`` and where its out-of-plane data come
-from).  ``walking3d`` and ``palsy3d`` go one step further: a Moco tracking
+from).  ``walking3d``, ``running3d`` and ``palsy3d`` go one step further: a Moco tracking
 solve with the 3D model makes the kinematic cycle dynamically consistent
 (:func:`track_and_write`; ``"kind": "moco_tracking"``).
 
@@ -184,7 +184,28 @@ def _lowest(feet: dict, side: str) -> np.ndarray:
     return np.minimum(feet[side]["heel_bottom"], feet[side]["toe_bottom"])
 
 
-def cycle_height_events(cycle: Motion, feet: dict, threshold: float = CONTACT_HEIGHT_M) -> dict:
+def _bridged(down: np.ndarray, up: np.ndarray, n: int, *, max_gap: float):
+    """Touchdowns and lift-offs of a periodic signal of ``n`` samples without the
+    lift-offs that a touchdown follows within ``max_gap`` samples: a foot that rises a
+    few millimetres above the contact level between heel and toe contact is still in
+    stance (running2d on the 3D feet: heel down 19 mm above the toe's lowest level,
+    up to 28 mm, then flat)."""
+    if len(down) < 2 or len(down) != len(up):
+        return down, up
+    keep_up, keep_down = [], []
+    for u in up:
+        later = (down - u) % n
+        if later.min() >= max_gap:
+            keep_up.append(u)
+    for d in down:
+        earlier = (d - up) % n
+        if earlier.min() >= max_gap:
+            keep_down.append(d)
+    return np.array(keep_down), np.array(keep_up)
+
+
+def cycle_height_events(cycle: Motion, feet: dict, threshold: float = CONTACT_HEIGHT_M,
+                        max_gap: float = 0.1) -> dict:
     """Phase of heel strikes and toe offs of a closed cycle from foot heights.
 
     Why: Zeni's kinematic rule (:func:`cycle_events`) is made for walking; in
@@ -192,13 +213,15 @@ def cycle_height_events(cycle: Motion, feet: dict, threshold: float = CONTACT_HE
     after toe off, so its extremes are far from contact.  Here a foot is on
     the ground while its lowest contact sphere is within ``threshold`` of the
     lowest level it reaches; that needs real pelvis heights (a Moco solution,
-    a recording with pelvis_ty), not a constant one.
+    a recording with pelvis_ty), not a constant one.  A lift-off followed by a
+    touchdown within ``max_gap`` of the cycle does not count (:func:`_bridged`).
     """
     n = len(cycle.time) - 1
     events = {}
     for s in SIDES:
         h = _lowest(feet, s)[:n]
-        down, up = _crossings(h, h.min() + threshold, periodic=True)
+        down, up = _bridged(*_crossings(h, h.min() + threshold, periodic=True), n,
+                            max_gap=max_gap * n)
         if len(down) != 1 or len(up) != 1:
             raise ValueError(f"foot {s}: {len(down)} touchdowns and {len(up)} lift-offs in one "
                              "cycle (expected one each)")
@@ -1079,15 +1102,22 @@ def generate_walking3d(args) -> dict:
 
 
 def generate_running3d(args) -> dict:
-    """running2d on muscle3d + the average stride of the measured treadmill run; the
-    2D run's own vertical motion kept (a frame-by-frame height fit implied -2.1 BW)."""
+    """running2d on muscle3d + the average stride of the measured treadmill run, made
+    dynamically consistent by a Moco tracking solve (symmetric half cycle, at the
+    target's speed; ``args.kinematic``: the kinematic cycle, which keeps the 2D run's
+    own vertical motion: a frame-by-frame height fit implied -2.1 BW)."""
     from fastenv.envs.variants import variant_path
+    from refgen.tasks2d import RunningSettings
 
     model = variant_path("muscle3d")
-    return derive_from_2d("running3d", "running2d", "muscle3d",
-                          measured_run(model, getattr(args, "motion", None)),
-                          variant2d="muscle2d", command=_command("running3d", args),
-                          out_dir=_out(args), keep_2d_height=True, log=_log(args))
+    derived = derive_cycle_from_2d("running3d", "running2d", "muscle3d",
+                                   measured_run(model, getattr(args, "motion", None)),
+                                   variant2d="muscle2d", command=_command("running3d", args),
+                                   out_dir=_out(args), keep_2d_height=True)
+    return write_3d("running3d", "muscle3d", derived, args,
+                    TrackingSettings(track_speed=True,
+                                     swing_windows=RunningSettings().swing_windows),
+                    symmetric=True)
 
 
 def generate_jumping3d(args) -> dict:
@@ -1170,8 +1200,9 @@ GENERATORS_3D: dict[str, tuple[Callable, str]] = {
     "walking3d": (generate_walking3d, "3D walking cycle of muscle3d: Moco tracking of walking2d "
                                       "plus measured out-of-plane motion (--kinematic: without "
                                       "the solve)"),
-    "running3d": (generate_running3d, "3D running cycle of muscle3d: running2d plus measured "
-                                      "out-of-plane motion (kinematic)"),
+    "running3d": (generate_running3d, "3D running cycle of muscle3d: Moco tracking of running2d "
+                                      "plus measured out-of-plane motion (--kinematic: without "
+                                      "the solve)"),
     "jumping3d": (generate_jumping3d, "3D vertical jump of muscle3d: jumping2d, no out-of-plane "
                                       "motion (kinematic)"),
     "lockedknee3d": (generate_lockedknee3d, "3D locked-knee walking of muscle3d_lockedknee: "
@@ -1222,6 +1253,13 @@ class TrackingSettings(SolveSettings):
     #: limit begins at 0) otherwise leans on the limit force (36 N m in walking3d,
     #: 25% of the knee's peak moment), which no joint does in people
     limit_onset_bounds: bool = True
+    #: (side, start, end) fractions of the solved interval in which that foot's
+    #: contact spheres stay a radius above the floor (moco.add_swing_clearance): without
+    #: them running3d's swing toes struck the floor at 0.5-0.8 BW in late swing
+    swing_windows: tuple = ()
+    #: pelvis_tx ends where the target's does, so the solve keeps the target's speed
+    #: (running: tracked with a small weight, a 2D run slowed from 3.71 to 2.67 m/s)
+    track_speed: bool = False
     max_iterations: int = 1000
 
     def __post_init__(self):
@@ -1231,6 +1269,14 @@ class TrackingSettings(SolveSettings):
 
 #: Coordinates whose sign flips from one half of a symmetric gait cycle to the other.
 ANTISYMMETRIC = ("pelvis_list", "pelvis_rotation", "pelvis_tz")
+
+
+def contact_spheres(model) -> list:
+    """Names of the model's contact spheres (``r_heel``, ``r_toe1``, ...)."""
+    import opensim as osim
+
+    return [g.getName() for g in model.getContactGeometrySet()
+            if osim.ContactSphere.safeDownCast(g) is not None]
 
 
 def moco_processor(model_path, settings: TrackingSettings):
@@ -1289,6 +1335,8 @@ def moco_processor(model_path, settings: TrackingSettings):
             act.setMinControl(-1.0)
             act.setMaxControl(1.0)
             model.addForce(act)
+    if settings.swing_windows:
+        moco.add_centre_stations(osim, model, contact_spheres(model))
     model.finalizeFromProperties()
     model.finalizeConnections()
     return moco.dgf_processor(osim, model, welds=welds,
@@ -1327,7 +1375,11 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
         y = target.column(n)
         if n == "pelvis_tx":
             lo, hi = y.min() - 0.3, y.max() + 0.3
-            problem.setStateInfo(f"{paths[n]}/value", [lo, hi], float(y[0]))
+            if settings.track_speed:   # the end too: the measured speed exactly
+                problem.setStateInfo(f"{paths[n]}/value", [lo, hi], float(y[0]),
+                                     float(np.interp(final, target.time - target.time[0], y)))
+            else:
+                problem.setStateInfo(f"{paths[n]}/value", [lo, hi], float(y[0]))
             problem.setStateInfo(f"{paths[n]}/speed", [0.1, 3.0 * (y[-1] - y[0]) / duration + 1.0])
         else:
             margin = 0.08 if is_translation(n) else np.radians(15.0)
@@ -1360,6 +1412,11 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
             effort.setWeightForControl(act.getAbsolutePathString(), settings.reserve_weight)
     problem.addGoal(effort)
 
+    if settings.swing_windows:
+        spheres = contact_spheres(model)
+        moco.add_swing_clearance(osim, problem, model, settings.swing_windows, final,
+                                 {s: [n for n in spheres if n.startswith(f"{s}_")]
+                                  for s in SIDES})
     problem.addGoal(moco.periodicity_goal(osim, model, symmetric=symmetric,
                                           negated=ANTISYMMETRIC, name="periodicity"))
 

@@ -314,6 +314,31 @@ def test_running_target_speed_ignores_flight():
     assert walking_rule.speed < target.speed - 0.5
 
 
+def test_mean_half_cycle_is_the_subjects_usual_stride():
+    """strides="mean" symmetrises every stride of the run: its knee is closer to the
+    recording's strides than the first stride's symmetric half (the first is the
+    recording's most unusual one)."""
+    path = _need_public(tasks2d.RUNNING_MOTION)
+    t, q, strides, _ = moco.gait_strides(path, flight=True)
+    first = moco.half_cycle_target(path, flight=True)
+    mean = moco.half_cycle_target(path, flight=True, strides="mean")
+    assert mean.info["strides"] == len(strides) > 10 and "strides" not in first.info
+    s = np.linspace(0.0, 1.0, len(mean.time))
+
+    def knee_rms(target):   # right knee of the half cycle against each stride's, median
+        errors = []
+        for a, m, _ in strides:
+            measured = np.interp(t[a] + s * (t[m] - t[a]), t, q["knee_angle_r"])
+            errors.append(np.sqrt(np.mean((target.coords["knee_angle_r"] - measured) ** 2)))
+        return math.degrees(float(np.median(errors)))
+
+    assert knee_rms(mean) < knee_rms(first) - 1.0
+    assert 3.4 < mean.speed < 4.2
+    assert mean.info["cycle_s_range"][0] <= 2 * mean.time[-1] <= mean.info["cycle_s_range"][1]
+    with pytest.raises(ValueError, match="strides='all'.*'first' or 'mean'"):
+        moco.half_cycle_target(path, strides="all")
+
+
 def test_jump_target_starts_upright_and_ends_at_apex():
     path = _need_public(tasks2d.JUMP_MOTION)
     target = tasks2d.jump_target(path)
