@@ -86,8 +86,8 @@ MODEL_TEXT = {
 REFERENCE_TEXT = {
     "walking2d": "Moco tracking of a measured walk and its force plates; 0.97 m/s, stride "
                  "1.20 m, knee 4.6° extended at heel strike",
-    "walking3d": "Moco tracking of walking2d + measured out-of-plane motion; 1.02 m/s, "
-                 "step width 0.13 m, reserves ≤ 2.5%",
+    "walking3d": "Moco tracking of walking2d + measured out-of-plane motion; 1.03 m/s, "
+                 "step width 0.13 m, reserves ≤ 2.7%",
     "running2d": "Moco tracking of a measured run's mean stride at its 3.67 m/s; duty "
                  "factor 0.38, impact 1.5 BW, active peak 2.3 BW",
     "running3d": "Moco tracking of running2d + measured out-of-plane motion; 3.66 m/s, "
@@ -97,9 +97,10 @@ REFERENCE_TEXT = {
     "jumping3d": "**kinematic**, jumping2d on the 3D model",
     "lockedknee2d": "Moco predictive, asymmetric full cycle; 1.30 m/s, step times "
                     "0.45 / 0.62 s",
-    "lockedknee3d": "**kinematic**, lockedknee2d + walking3d's out-of-plane motion",
+    "lockedknee3d": "Moco tracking of lockedknee2d + walking3d's out-of-plane motion, the "
+                    "locked leg circumducted; 1.30 m/s, reserves ≤ 2.1%",
     "palsy3d": "Moco tracking of a public crouch-gait cycle with the child model; 0.89 m/s, "
-               "stance knee ≥ 44°, reserves ≤ 3.4% of joint moments",
+               "stance knee ≥ 44°, reserves ≤ 3.2% of joint moments",
 }
 KINDS = {"moco_predictive": "Moco predictive", "moco_tracking": "Moco tracking",
          "kinematic": "**kinematic**"}

@@ -10,7 +10,7 @@
 Run it from a fastenv checkout (refgen is not installed with fastenv).  Generators
 are looked up by name in :data:`GENERATORS` (walking2d, running2d, jumping2d,
 lockedknee2d, and the 3D ones derived from them: walking3d, running3d, jumping3d,
-lockedknee3d, palsy3d; walking3d, running3d and palsy3d add a Moco tracking solve); a further
+lockedknee3d, palsy3d; all but jumping3d add a Moco tracking solve); a further
 reference only needs one more entry.
 """
 from __future__ import annotations
@@ -139,11 +139,11 @@ def parser() -> argparse.ArgumentParser:
                      "this coordinates .sto (e.g. the committed envs/references/<name>_"
                      "coordinates.sto) instead of solving the tracking stage")
     gen.add_argument("--guess", type=Path, help="Moco tracking stages (walking2d, running2d, "
-                     "jumping2d, walking3d, running3d, palsy3d): a Moco solution .sto of an "
+                     "jumping2d, the 3D gaits): a Moco solution .sto of an "
                      "earlier solve of the same model as the first stage's initial guess "
                      "(warm start)")
-    gen.add_argument("--kinematic", action="store_true", help="walking3d, running3d, palsy3d: "
-                     "write the kinematic target without the Moco tracking solve")
+    gen.add_argument("--kinematic", action="store_true", help="3D gaits: write the kinematic "
+                     "target without the Moco tracking solve")
     rekin = sub.add_parser(
         "rekinematics", help="recompute the body positions and velocities of committed "
                              "references from their own coordinates (no solve); every other "

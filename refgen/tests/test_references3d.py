@@ -272,7 +272,50 @@ def test_running3d_tracking_smoke(tmp_path):
         assert model.hasComponent(f"/centre_{name}"), name
 
 
-@pytest.mark.parametrize("name", ["jumping3d", "lockedknee3d"])
+def test_lockedknee3d_tracking_smoke(tmp_path):
+    """lockedknee3d's generator solves the whole (asymmetric) cycle with the locked knee
+    and ankle welded."""
+    solution = _capped_tracking(d.generate_lockedknee3d, "lockedknee3d", tmp_path)
+    cycle = d.cycle_of(d.load_committed("lockedknee2d"))
+    t = np.asarray(solution.getTimeMat()).ravel()
+    assert t[-1] == pytest.approx(cycle.time[-1] - cycle.time[0], rel=0.02)
+    states = list(solution.getStateNames())
+    assert any(n.endswith("/hip_adduction_l/value") for n in states)
+    assert not any(n.endswith(("/knee_angle_l/value", "/ankle_angle_l/value")) for n in states)
+
+
+def test_circumduction_lifts_the_locked_foot_over_the_floor():
+    """lockedknee3d's kinematic target abducts the locked leg's hip in one smooth bump
+    over its swing, so that its foot, which scraped the floor, clears it; nothing else
+    changes outside the swing but the refitted pelvis height."""
+    from fastenv.envs.variants import variant_path
+
+    def derived(circumduction):
+        return d.derive_cycle_from_2d(
+            "lockedknee3d", "lockedknee2d", "muscle3d_lockedknee",
+            d.walking3d_out_of_plane(variant_path("muscle3d")), variant2d="muscle2d_lockedknee",
+            quasi_static=True, harmonics=16, command="test", circumduction=circumduction)
+
+    plain, (cycle, doc, *_) = derived(())[0], derived(d.LOCKED_LEG_CIRCUMDUCTION)
+    side, lo, hi = d.LOCKED_LEG_CIRCUMDUCTION
+    info = doc["circumduction"]
+    assert 5.0 < info["peak_abduction_deg"] < 25.0 and info["frames_needing_it"] > 5
+    u = (cycle.time - cycle.time[0]) / (cycle.time[-1] - cycle.time[0])
+    j = cycle.names.index(f"hip_adduction_{side}")
+    abduction = np.degrees(plain.values[:, j] - cycle.values[:, j])
+    assert np.abs(abduction[(u <= lo) | (u >= hi)]).max() < 1e-9
+    assert abduction.max() == pytest.approx(info["peak_abduction_deg"], rel=0.02)
+    middle = np.sin(np.pi * np.clip((u - lo) / (hi - lo), 0, 1)) >= 0.7
+    fk = d.FootKinematics(variant_path("muscle3d_lockedknee"))
+    before, after = d._lowest(fk(plain), side), d._lowest(fk(cycle), side)
+    assert before[middle].min() < -0.005            # it scraped
+    assert after[middle].min() > 0.0                # it clears (the pelvis refitted)
+    for name in cycle.names:
+        if name not in (f"hip_adduction_{side}", "pelvis_ty"):
+            np.testing.assert_allclose(cycle.column(name), plain.column(name), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["jumping3d"])
 def test_kinematic_3d_generators_reproduce_the_committed_references(name, tmp_path):
     """The kinematic 3D generators are deterministic: regenerated, they give the
     committed reference exactly (a second or two each)."""
@@ -372,7 +415,10 @@ def test_committed_moco_solution_is_the_reference(name):
     cycle = d.motion_from_solution(osim.MocoTrajectory(str(path)), list(ref.coordinate_names),
                                    symmetric=doc["moco"]["symmetric_half_cycle"])
     t_ref = np.arange(ref.n_frames + 1) * ref.control_dt * ref.figures["time_scale"]
-    for c in ("pelvis_tilt", "pelvis_list", "hip_flexion_r", "knee_angle_l", "ankle_angle_r"):
+    checked = [c for c in ("pelvis_tilt", "pelvis_list", "hip_flexion_r", "knee_angle_l",
+                           "ankle_angle_r", "knee_angle_r") if c in cycle.names]
+    assert len(checked) >= 5   # lockedknee3d's locked knee is welded in the solve
+    for c in checked:
         j = ref.coordinate_names.index(c)
         q = np.append(ref.q[:, j], ref.q[0, j] + ref.q_offset[j])   # closed cycle
         assert np.degrees(np.abs(np.interp(cycle.time, t_ref, q) - cycle.column(c)).max()) < 0.5, c
