@@ -419,6 +419,12 @@ def _no_cycle(path):
                       "strike, right heel strike) found")
 
 
+def _belt_speed(t, q, speed_of, a: int, b: int) -> float:
+    """Belt speed of a treadmill stride (rows ``a``..``b`` of :func:`gait_strides`' output):
+    the walking speed minus the pelvis's own progression (0 overground)."""
+    return speed_of(a, b) - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / (t[b] - t[a])
+
+
 def _on_the_floor(s, out: dict, model_path) -> float:
     """Shift ``out``'s pelvis height so the feet just touch the model's floor; returns
     the shift (m)."""
@@ -454,8 +460,7 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
     for a, m, b in used:
         period = t[b] - t[a]
         speed = speed_of(a, b)
-        belt = (speed - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / period
-                if belt_speed is None else belt_speed)
+        belt = _belt_speed(t, q, speed_of, a, b) if belt_speed is None else belt_speed
         tx = q["pelvis_tx"] + belt * (t - t[a])
         first = t[a] + s * (t[m] - t[a])
         second = t[m] + s * (t[b] - t[m])
@@ -481,7 +486,8 @@ def half_cycle_target(path, *, belt_speed: float | None = None, n: int = 101,
                     last_stride_end_s=float(t[used[-1][2]]), cycle_s=period,
                     cycle_s_range=[float(min(periods)), float(max(periods))])
     else:
-        info = dict(cycle_start_s=float(t[a]), cycle_s=period, left_strike_s=float(t[m]))
+        info = dict(strides=1, cycle_start_s=float(t[a]), cycle_s=period,
+                    left_strike_s=float(t[m]))
     info["pelvis_ty_shift_m"] = shift
     return Target.of(s * 0.5 * period, out, speed=float(np.mean(speeds)),
                      belt_speed=float(np.mean(belts)), source=str(path), info=info)
@@ -507,8 +513,7 @@ def mean_stride_target(path, *, belt_speed: float | None = None, n: int = 201,
         raise _no_cycle(path)
     periods = np.array([t[b] - t[a] for a, _, b in strides])
     if belt_speed is None:
-        belt_speed = float(np.mean([speed_of(a, b) - (q["pelvis_tx"][b] - q["pelvis_tx"][a]) / p
-                                    for p, (a, _, b) in zip(periods, strides)]))
+        belt_speed = float(np.mean([_belt_speed(t, q, speed_of, a, b) for a, _, b in strides]))
     s = np.linspace(0.0, 1.0, n)
     out = {}
     for name in COORDINATES:

@@ -322,7 +322,7 @@ def test_mean_half_cycle_is_the_subjects_usual_stride():
     t, q, strides, _ = moco.gait_strides(path, flight=True)
     first = moco.half_cycle_target(path, flight=True)
     mean = moco.half_cycle_target(path, flight=True, strides="mean")
-    assert mean.info["strides"] == len(strides) > 10 and "strides" not in first.info
+    assert mean.info["strides"] == len(strides) > 10 and first.info["strides"] == 1
     s = np.linspace(0.0, 1.0, len(mean.time))
 
     def knee_rms(target):   # right knee of the half cycle against each stride's, median
@@ -426,6 +426,10 @@ def test_running2d_smoke_coarse(tmp_path):
     assert windows[0][2] == 1.0 and windows[1][1] == 0.0
     stride = out.column("pelvis_tx")[-1] - out.column("pelvis_tx")[0]
     assert stride / out.time[-1] == pytest.approx(doc["speed_m_s"], rel=1e-3)
+    settings = tasks2d.RunningSettings(**_SMOKE, strides="first")   # the previous target
+    doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
+                    2 * (2 * 4 + 1) - 1, stages={"tracking"})
+    assert doc["tracking_target"]["strides"] == 1 and "left_strike_s" in doc["tracking_target"]
     settings = tasks2d.RunningSettings(**_SMOKE, reference_stage="predictive")
     doc, _ = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
                     2 * (2 * 4 + 1) - 1)
