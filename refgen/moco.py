@@ -1003,6 +1003,56 @@ def full_cycle_windows(half_windows, left_strike: float, start: float = 0.0) -> 
     return tuple(out)
 
 
+def output_constraint(osim, kind, name: str, output: str, index: int, lo: float, hi: float):
+    """An endpoint constraint ``lo <= output[index] <= hi`` at the initial or final time
+    (``kind``: MocoInitialOutputGoal or MocoFinalOutputGoal)."""
+    goal = kind(name)
+    goal.setOutputPath(output)
+    goal.setOutputIndex(index)
+    goal.setMode("endpoint_constraint")
+    bounds = osim.StdVectorMocoBounds()
+    bounds.append(osim.MocoBounds(lo, hi))
+    goal.setEndpointConstraintBounds(bounds)
+    return goal
+
+
+def add_grounded_start(osim, problem, model, spheres, sink: tuple) -> None:
+    """A movement from standing: every one of the contact ``spheres`` (with stations
+    from :func:`add_centre_stations`) starts sunk into the floor by ``sink`` = (lo, hi)
+    m, the range of quiet standing on compliant spheres.  Without it a jump solve
+    starts in the air: a higher start is free potential energy."""
+    lo, hi = sink
+    for sphere_name in spheres:
+        radius = sphere_radius(model, sphere_name)
+        problem.addGoal(output_constraint(
+            osim, osim.MocoInitialOutputGoal, f"grounded_{sphere_name}",
+            f"/{CENTRE_PREFIX}{sphere_name}|location", 1, radius - hi, radius - lo))
+
+
+def add_jump_ends(osim, problem, model, spheres, *, start_acceleration: float,
+                  apex_clearance: float) -> None:
+    """A jump starts in quiet standing and ends at the apex of a flight.
+
+    Quiet standing is at rest (zero speeds, set by the caller) *and* in equilibrium:
+    horizontal and vertical centre-of-mass acceleration within ``start_acceleration``
+    (m/s^2); without it a first 2D tracking solution started with its feet barely on the
+    floor (0.13 body weights), falling.  The end is the apex (vertical centre-of-mass
+    velocity 0) with every contact sphere's centre at least a radius plus
+    ``apex_clearance`` (m) above the floor, so the jump has a flight.
+    """
+    a = start_acceleration
+    for i, axis in ((0, "x"), (1, "y")):
+        problem.addGoal(output_constraint(osim, osim.MocoInitialOutputGoal, f"standing_{axis}",
+                                          "/|com_acceleration", i, -a, a))
+    problem.addGoal(output_constraint(osim, osim.MocoFinalOutputGoal, "apex", "/|com_velocity",
+                                      1, 0.0, 0.0))
+    for sphere_name in spheres:
+        problem.addGoal(output_constraint(
+            osim, osim.MocoFinalOutputGoal, f"airborne_{sphere_name}",
+            f"/{CENTRE_PREFIX}{sphere_name}|location", 1,
+            sphere_radius(model, sphere_name) + apex_clearance, 10.0))
+
+
 def sphere_radius(model, sphere_name: str) -> float:
     """Radius (m) of one of the model's contact spheres."""
     return _osim().ContactSphere.safeDownCast(

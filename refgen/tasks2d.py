@@ -489,20 +489,9 @@ def planted_pelvis_tx(coords: dict, model_path: str | None = None,
 
 def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
     """Bounds of a jump from rest: zero initial speeds, upright initial pose,
-    both feet flat on the floor.
-
-    Without the last condition the solver starts in the air: a higher start
-    is free potential energy for the final height.  Each contact sphere must
-    start sunk into the floor by ``settings.start_sink`` (m, the range of
-    quiet standing on this model's compliant spheres).
-    """
+    both feet flat on the floor (:func:`refgen.moco.add_grounded_start`)."""
     problem.setTimeBounds(0, final_time)
-    lo, hi = settings.start_sink
-    for sphere_name in (n for spheres in FOOT_SPHERES.values() for n in spheres):
-        radius = moco.sphere_radius(model, sphere_name)
-        problem.addGoal(_output_constraint(
-            osim, osim.MocoInitialOutputGoal, f"grounded_{sphere_name}",
-            f"/{moco.CENTRE_PREFIX}{sphere_name}|location", 1, radius - hi, radius - lo))
+    moco.add_grounded_start(osim, problem, model, _SPHERES, settings.start_sink)
     # a tracked jump stays inside its limit forces' onsets (the recording goes 8 deg past
     # the ankle's in the squat and 7 deg past it in flight)
     onsets = moco.limit_onsets(model) if settings.reference_stage == "tracking" else {}
@@ -523,40 +512,16 @@ def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
         problem.setStateInfo(path + "/speed", speed, 0.0)
 
 
-def _output_constraint(osim, kind, name: str, output: str, index: int, lo: float, hi: float):
-    """An endpoint constraint ``lo <= output[index] <= hi`` at the initial or final time
-    (``kind``: MocoInitialOutputGoal or MocoFinalOutputGoal)."""
-    goal = kind(name)
-    goal.setOutputPath(output)
-    goal.setOutputIndex(index)
-    goal.setMode("endpoint_constraint")
-    bounds = osim.StdVectorMocoBounds()
-    bounds.append(osim.MocoBounds(lo, hi))
-    goal.setEndpointConstraintBounds(bounds)
-    return goal
+#: the 2D feet's contact spheres
+_SPHERES = tuple(n for spheres in FOOT_SPHERES.values() for n in spheres)
 
 
 def _add_jump_ends(osim, problem, model, settings: JumpSettings) -> None:
-    """A tracked jump starts in quiet standing and ends at the apex of a flight.
-
-    Quiet standing is at rest (zero speeds, from :func:`_jump_problem`) *and* in
-    equilibrium: horizontal and vertical centre-of-mass acceleration within
-    ``settings.start_acceleration`` (m/s^2).  Without it the first tracking solution
-    started with its feet barely on the floor (0.13 body weights), falling.  The end
-    is the apex (vertical centre-of-mass velocity 0) with every contact sphere at
-    least ``settings.apex_clearance_m`` above the floor, so the jump has a flight.
-    """
-    a = settings.start_acceleration
-    for i, axis in ((0, "x"), (1, "y")):
-        problem.addGoal(_output_constraint(osim, osim.MocoInitialOutputGoal, f"standing_{axis}",
-                                           "/|com_acceleration", i, -a, a))
-    problem.addGoal(_output_constraint(osim, osim.MocoFinalOutputGoal, "apex", "/|com_velocity",
-                                       1, 0.0, 0.0))
-    for sphere_name in (n for spheres in FOOT_SPHERES.values() for n in spheres):
-        problem.addGoal(_output_constraint(
-            osim, osim.MocoFinalOutputGoal, f"airborne_{sphere_name}",
-            f"/{moco.CENTRE_PREFIX}{sphere_name}|location", 1,
-            moco.sphere_radius(model, sphere_name) + settings.apex_clearance_m, 10.0))
+    """A tracked jump starts in quiet standing and ends at the apex of a flight
+    (:func:`refgen.moco.add_jump_ends`)."""
+    moco.add_jump_ends(osim, problem, model, _SPHERES,
+                       start_acceleration=settings.start_acceleration,
+                       apex_clearance=settings.apex_clearance_m)
 
 
 def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Path, log=print,
@@ -616,7 +581,7 @@ def solve_jump_predictive(guess_trajectory, settings: JumpSettings, *, mesh: int
                          else f"/bodyset/{settings.height_body}|position")
     height.setOutputIndex(1)
     problem.addGoal(height)
-    problem.addGoal(_output_constraint(osim, osim.MocoFinalOutputGoal, "apex", "/|com_velocity",
+    problem.addGoal(moco.output_constraint(osim, osim.MocoFinalOutputGoal, "apex", "/|com_velocity",
                                        1, 0.0, 0.0))
     effort = osim.MocoControlGoal("effort", settings.effort_weight)
     effort.setExponent(settings.effort_exponent)
