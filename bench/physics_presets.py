@@ -117,22 +117,28 @@ def measure(task: str, repeats: int, accuracies=()) -> dict:
 def all_tasks(repeats: int, out: Path, tasks=None):
     """``tasks`` (default: every task with a shipped reference), one after another,
     into ``physics_presets_tasks.json``, rewritten after each task (a long run can be
-    stopped and keeps what it measured)."""
+    stopped and keeps what it measured).  Tasks measured by earlier runs and not by
+    this one keep their rows; each row says which run (date, command) made it."""
     from fastenv.references import REFERENCE_DIR
     if not tasks:
         tasks = [t for t, spec in TASKS.items()
                  if (REFERENCE_DIR / f"{spec.reference}.npz").exists()]
+    path = out / "physics_presets_tasks.json"
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    kept = {r["task"]: dict(r, date=r.get("date", earlier.get("date")),
+                            command=r.get("command", earlier.get("command")))
+            for r in earlier.get("results", []) if r["task"] not in tasks}
+    run = dict(date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               command="python bench/physics_presets.py " + " ".join(sys.argv[1:]))
     results = []
     for task in tasks:
         try:
-            results.append(measure(task, repeats))
+            results.append(dict(measure(task, repeats), **run))
         except RuntimeError as exc:   # a preset failed on this task: say so
-            results.append(dict(task=task, error=str(exc)))
+            results.append(dict(task=task, error=str(exc), **run))
             print(exc, flush=True)
-        (out / "physics_presets_tasks.json").write_text(json.dumps(
-            dict(date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), repeats=repeats,
-                 command="python bench/physics_presets.py " + " ".join(sys.argv[1:]),
-                 results=results), indent=1))
+        path.write_text(json.dumps(dict(**run, repeats=repeats,
+                                        results=[*kept.values(), *results]), indent=1))
     for r in results:
         if "error" in r:
             print(f"{r['task']}: {r['error']}")
