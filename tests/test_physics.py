@@ -27,12 +27,12 @@ def test_explicit_min_step_wins_over_the_preset():
 
 
 def test_min_step_changes_the_integration():
-    """The fast preset's 1-ms minimum step is used: its run differs from the same
-    integrator and accuracy without a minimum, and stays close to it."""
+    """The fast preset's minimum step (1.25 ms for muscles) is used: its run differs
+    from the same integrator and accuracy without a minimum, and stays close to it."""
     runs = []
     for min_step in (0.0, None):
         env = ImitationEnv(TASK, physics="fast", min_step=min_step, mode="test")
-        assert env.sim.min_step == (1e-3 if min_step is None else 0.0)
+        assert env.sim.min_step == (1.25e-3 if min_step is None else 0.0)
         env.reset(seed=0)
         for _ in range(10):
             env.step(np.full(env.action_space.shape, 0.2, np.float32))
