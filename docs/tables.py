@@ -230,22 +230,25 @@ def _first_step(task: str, residual: bool = False):
                  and ("residual" in r["start"]) == residual), None)
 
 
+def _preset_task_results() -> list | None:
+    """The rows of ``bench/physics_presets.py --all-tasks``, or None if it has not run."""
+    if not (RESULTS / "physics_presets_tasks.json").exists():
+        return None
+    return load("physics_presets_tasks")["results"]
+
+
 def _presets_below(target: float) -> list[str]:
     """``--all-tasks``' tasks whose fast preset is under ``target`` × the default."""
-    if not (RESULTS / "physics_presets_tasks.json").exists():
-        return []
-    return [f"{r['task']} ({r['fast_speedup']:.2f}×)"
-            for r in load("physics_presets_tasks")["results"]
+    return [f"{r['task']} ({r['fast_speedup']:.2f}×)" for r in _preset_task_results() or []
             if "error" not in r and r["fast_speedup"] < target]
 
 
 def _presets_across_tasks() -> str:
     """The fast preset's speed-up range per actuation over ``--all-tasks``' tasks."""
-    if not (RESULTS / "physics_presets_tasks.json").exists():
-        return ""
+    results = _preset_task_results() or []
     parts = []
     for kind in ("Muscle", "Torque"):
-        ups = [r["fast_speedup"] for r in load("physics_presets_tasks")["results"]
+        ups = [r["fast_speedup"] for r in results
                if r["task"].startswith(kind) and "error" not in r]
         if ups:
             parts.append(f"{kind.lower()} {min(ups):.2f}–{max(ups):.2f}× over "
@@ -385,10 +388,11 @@ def presets_table() -> list[str]:
 
 def presets_tasks_table() -> list[str]:
     """``bench/physics_presets.py --all-tasks``: the fast preset on every shipped task."""
-    if not (RESULTS / "physics_presets_tasks.json").exists():
+    results = _preset_task_results()
+    if results is None:
         return ["Not measured yet: `python bench/physics_presets.py --all-tasks`."]
     rows = []
-    for r in load("physics_presets_tasks")["results"]:
+    for r in results:
         if "error" in r:
             rows.append([r["task"], "–", "–", "–", "–", r["error"]])
             continue

@@ -376,7 +376,7 @@ class JumpSettings(Settings):
     start_tolerance_deg: float = 5.0
     # reference_stage "tracking": the recording is cut this long after its take-off
     # (None: at its own apex) and the solution must be at the apex of a flight there
-    # (:func:`_add_jump_ends`).  The recording's 0.33 s from take-off to apex (a
+    # (:func:`refgen.moco.add_jump_ends`).  The recording's 0.33 s from take-off to apex (a
     # 0.53 m flight rise, video capture) is beyond this model: its maximum-height
     # jump flies 0.29 s to the apex; 0.25 s is a 0.31 m rise, a common
     # countermovement jump.
@@ -516,14 +516,6 @@ def _jump_problem(osim, problem, model, settings: JumpSettings, *, final_time):
 _SPHERES = tuple(n for spheres in FOOT_SPHERES.values() for n in spheres)
 
 
-def _add_jump_ends(osim, problem, model, settings: JumpSettings) -> None:
-    """A tracked jump starts in quiet standing and ends at the apex of a flight
-    (:func:`refgen.moco.add_jump_ends`)."""
-    moco.add_jump_ends(osim, problem, model, _SPHERES,
-                       start_acceleration=settings.start_acceleration,
-                       apex_clearance=settings.apex_clearance_m)
-
-
 def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Path, log=print,
                         max_iterations: int | None = None):
     """Track the recorded jump from rest: a dynamically consistent first jump.
@@ -537,7 +529,9 @@ def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Pat
     duration = float(target.time[-1])
     _jump_problem(osim, problem, model, settings, final_time=duration)
     if settings.reference_stage == "tracking":
-        _add_jump_ends(osim, problem, model, settings)
+        moco.add_jump_ends(osim, problem, model, _SPHERES,
+                           start_acceleration=settings.start_acceleration,
+                           apex_clearance=settings.apex_clearance_m)
     problem.addGoal(moco.tracking_goal(
         osim, model, "tracking", settings.tracking_weight, target.time, target.coords,
         [(name, settings.translation_weight) for name in TRANSLATIONS]
@@ -581,8 +575,8 @@ def solve_jump_predictive(guess_trajectory, settings: JumpSettings, *, mesh: int
                          else f"/bodyset/{settings.height_body}|position")
     height.setOutputIndex(1)
     problem.addGoal(height)
-    problem.addGoal(moco.output_constraint(osim, osim.MocoFinalOutputGoal, "apex", "/|com_velocity",
-                                       1, 0.0, 0.0))
+    problem.addGoal(moco.output_constraint(osim, osim.MocoFinalOutputGoal, "apex",
+                                           "/|com_velocity", 1, 0.0, 0.0))
     effort = osim.MocoControlGoal("effort", settings.effort_weight)
     effort.setExponent(settings.effort_exponent)
     problem.addGoal(effort)
