@@ -86,8 +86,8 @@ MODEL_TEXT = {
 REFERENCE_TEXT = {
     "walking2d": "Moco tracking of a measured walk and its force plates; 0.97 m/s, stride "
                  "1.20 m, knee 4.6° extended at heel strike",
-    "walking3d": "Moco tracking of walking2d + measured out-of-plane motion; 1.03 m/s, "
-                 "step width 0.13 m, reserves ≤ 2.7%",
+    "walking3d": "Moco tracking of the measured walk and its force plates + measured "
+                 "out-of-plane motion; 1.02 m/s, step width 0.12 m, reserves ≤ 1.9%",
     "running2d": "Moco tracking of a measured run's mean stride at its 3.67 m/s; duty "
                  "factor 0.38, impact 1.5 BW, active peak 2.3 BW",
     "running3d": "Moco tracking of running2d + measured out-of-plane motion; 3.66 m/s, "

@@ -14,7 +14,9 @@ kinematics computed by OpenSim on the 3D model, not a dynamic solution of it
 from).  ``walking3d``, ``running3d``, ``lockedknee3d`` and ``palsy3d`` go one step
 further: a Moco tracking
 solve with the 3D model makes the kinematic cycle dynamically consistent
-(:func:`track_and_write`; ``"kind": "moco_tracking"``).
+(:func:`track_and_write`; ``"kind": "moco_tracking"``).  ``walking3d`` takes only
+walking2d's stride, timing and pelvis translations: its joint angles and force plates
+are the measured walk's, as walking2d tracks them (:func:`measured_sagittal_walk`).
 
 How, per reference (``python -m refgen generate NAME``):
 
@@ -62,6 +64,7 @@ import numpy as np
 
 from fastenv.references import Reference, build_reference
 from refgen import REFERENCES_DIR, moco, motion_file
+from refgen.check import brushing_peak, contact_phases
 from refgen.kinematics import SIDES, ContactProbe, FootKinematics
 from refgen.moco import SolveSettings
 from refgen.motion import (
@@ -612,10 +615,19 @@ def contact_figures(ref: Reference, model_path, probe=None) -> dict:
     probe = probe or ContactProbe(model_path)
     f = reference_forces(ref, probe)
     bw = probe.body_weight
-    on = {s: f[s] > moco.CONTACT_THRESHOLD_N for s in SIDES}
+    # a swing foot brushing the floor is not a stance (the check's rule)
+    cyclic = ref.playback == "loop"
+    on = {s: np.zeros(len(f[s]), dtype=bool) for s in SIDES}
+    for s in SIDES:
+        for run in contact_phases(f[s] / bw, threshold_bw=moco.CONTACT_THRESHOLD_N / bw,
+                                  cyclic=cyclic):
+            on[s][run] = True
     both = on["r"] & on["l"]
     total = (f["r"] + f["l"]) / bw
     out = dict(duty_factor_r=float(on["r"].mean()), duty_factor_l=float(on["l"].mean()),
+               swing_brush_bw=max(brushing_peak(f[s] / bw, cyclic=cyclic,
+                                                threshold_bw=moco.CONTACT_THRESHOLD_N / bw)
+                                  for s in SIDES),
                double_support_fraction=float(both.mean()),
                flight_fraction=float((~on["r"] & ~on["l"]).mean()),
                peak_vertical_grf_bw=float(max(f["r"].max(), f["l"].max()) / bw),
@@ -895,6 +907,73 @@ def measured_walk(model_path, motion=None) -> OutOfPlane:
                                                 "linearly"))
 
 
+#: Sagittal coordinates that walking3d tracks from the measured walk itself (as walking2d
+#: does) instead of from the walking2d solution.
+MEASURED_SAGITTAL = ("pelvis_tilt", "hip_flexion_r", "knee_angle_r", "ankle_angle_r",
+                     "hip_flexion_l", "knee_angle_l", "ankle_angle_l")
+
+
+def measured_sagittal_walk(cycle: Motion, model3d, *, motion=None, grf=None
+                           ) -> tuple[dict, moco.ForceTarget, dict]:
+    """The measured walk's sagittal angles and force plates on ``cycle``'s clock.
+
+    The same target as walking2d's (:func:`refgen.moco.half_cycle_target`: the
+    recording's first stride, left and right averaged, and its forces by
+    :func:`refgen.moco.half_cycle_forces`), mirrored into a full cycle and
+    resampled onto ``cycle``, a 3D cycle made from walking2d (same stride time).
+    Why: tracking walking2d's solution, a 3D solve compounds the 2D solve's error
+    with its own (ankle r 0.86 with the measured walk, against walking2d's 0.91).
+    The phase is the one that brings the measured angles closest to ``cycle``'s
+    (walking2d starts at its own force-plate heel strike, the target at the
+    kinematic one); the forces are scaled to the 3D model's weight.
+    Returns ({coordinate: values}, forces, how they were made).
+    """
+    import opensim as osim
+
+    from fastenv.envs.variants import variant_path
+
+    motion = motion_file(moco.DEFAULT_MOTION, motion)
+    half = moco.half_cycle_target(motion, model_path=str(variant_path("muscle2d")))
+    full = moco.mirror_half_cycle(half)
+    period = float(full.time[-1])
+    t = cycle.time - cycle.time[0]
+    if abs(t[-1] - period) > 0.02:
+        raise ValueError(f"{motion.name}: stride {period:.3f} s, the 3D cycle's "
+                         f"{t[-1]:.3f} s; expected the same stride")
+    joints = [n for n in MEASURED_SAGITTAL if n != "pelvis_tilt"]
+
+    def at(shift, names):
+        phase = (t / t[-1] + shift) % 1.0
+        return {n: np.interp(phase * period, full.time, full.column(n)) for n in names}
+
+    shifts = np.linspace(-0.1, 0.1, 401)
+    misfit = [np.mean([np.mean((v - cycle.column(n)) ** 2) for n, v in at(s, joints).items()])
+              for s in shifts]
+    shift = float(shifts[int(np.argmin(misfit))])
+    values = at(shift, MEASURED_SAGITTAL)
+    model = osim.Model(str(model3d))
+    weight = model.getTotalMass(model.initSystem()) * 9.80665
+    plates = moco.half_cycle_forces(motion_file(moco.DEFAULT_GRF, grf), motion, half, weight)
+    both = {"r": np.vstack([plates.forces["r"], plates.forces["l"][1:]]),
+            "l": np.vstack([plates.forces["l"], plates.forces["r"][1:]])}
+    times = np.concatenate([plates.time, plates.time[1:] + plates.time[-1]])
+    phase = (t / t[-1] + shift) % 1.0
+    forces = moco.ForceTarget(
+        t, {side: np.column_stack([np.interp(phase * period, times, f[:, k]) for k in (0, 1)])
+            for side, f in both.items()},
+        source=plates.source, info=dict(plates.info))
+    info = dict(file=motion.name, grf_file=Path(plates.source).name,
+                coordinates=list(MEASURED_SAGITTAL),
+                **{k: v for k, v in half.info.items() if k != "pelvis_ty_shift_m"},
+                phase_shift_of_cycle=round(shift, 4),
+                rms_from_walking2d_deg={n: round(float(np.degrees(np.sqrt(np.mean(
+                    (values[n] - cycle.column(n)) ** 2)))), 2) for n in MEASURED_SAGITTAL},
+                how="walking2d's target: the first stride, left and right averaged, mirrored "
+                    "into a full cycle; shifted in phase to fit walking2d's angles best; "
+                    "forces scaled to the 3D model's weight")
+    return values, forces, info
+
+
 def measured_run(model_path, motion=None) -> OutOfPlane:
     """Average stride of the measured treadmill run (many strides, gait2392 names)."""
     path = motion_file(RUNNING_MOTION, motion)
@@ -1037,7 +1116,7 @@ def palsy3d_cycle(*, motion=None, command: str = "", log=print) -> tuple[Motion,
 def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: dict, *,
                     symmetric: bool, meshes=(25,), settings: TrackingSettings | None = None,
                     work_dir=None, out_dir, resume: bool = False, guess=None,
-                    log=print) -> dict:
+                    log=print, forces=None) -> dict:
     """Moco tracking of a kinematic 3D cycle; writes the solution as the reference
     (to ``out_dir``).
 
@@ -1067,7 +1146,7 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
         stage = dataclasses.replace(settings, mesh=int(mesh))
         solution, info = solve_tracking(model, target, symmetric=symmetric, settings=stage,
                                         work_dir=work_dir, label=label, log=log,
-                                        guess_file=guess_file)
+                                        guess_file=guess_file, forces=forces)
         if guess_file is not None:
             info["initial_guess"] = Path(guess_file).name
         return solution, info
@@ -1140,23 +1219,49 @@ def _log(args):
 
 
 def generate_walking3d(args) -> dict:
-    """walking2d on muscle3d + out-of-plane motion of the measured normal walk,
-    made dynamically consistent by a Moco tracking solve (symmetric half cycle;
-    ``args.kinematic``: the kinematic cycle itself)."""
+    """The measured walk on muscle3d: its sagittal angles and force plates (as walking2d
+    tracks them, :func:`measured_sagittal_walk`), walking2d's pelvis translations and
+    the out-of-plane motion of the measured normal walk, made dynamically consistent by
+    a Moco tracking solve (symmetric half cycle; ``args.kinematic``: the kinematic
+    cycle itself)."""
     from fastenv.envs.variants import variant_path
 
     model = variant_path("muscle3d")
-    derived = derive_cycle_from_2d("walking3d", "walking2d", "muscle3d",
-                                   measured_walk(model, getattr(args, "motion", None)),
-                                   variant2d="muscle2d", command=_command("walking3d", args),
-                                   out_dir=_out(args))
-    # hips and ankles weighted 3x: at 1x the hips were 5.6 deg RMS from the measured walk
-    # and the ankle's correlation 0.85 (4.98 deg and 0.86 at 3x; ankles 10x: 5.07, 0.89)
-    return write_3d("walking3d", "muscle3d", derived, args,
+    cycle, doc, *rest = derive_cycle_from_2d(
+        "walking3d", "walking2d", "muscle3d", measured_walk(model, getattr(args, "motion", None)),
+        variant2d="muscle2d", command=_command("walking3d", args), out_dir=_out(args))
+    values, forces, info = measured_sagittal_walk(cycle, model)
+    for n, v in values.items():
+        cycle.set(n, v)
+    # the new angles move the feet: the pelvis height is fitted again, now to the force
+    # plates' total (walking2d's force was fitted with walking2d's angles)
+    probe = ContactProbe(model)
+    dy, static = fit_heights(model, cycle, (forces.forces["r"][:, 1] + forces.forces["l"][:, 1])
+                             / probe.body_weight, cyclic=True, probe=probe)
+    doc["pelvis_height"] += (f"; then, with the measured angles, per frame the height at "
+                             f"which the 3D feet carry the force plates' total (offsets "
+                             f"{dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm"
+                             + (f", frames {static} at rest" if static else "") + ")")
+    doc["sagittal_source"] = info["file"]
+    doc["pelvis_translations_source"] = "walking2d"
+    doc["measured_sagittal"] = info
+    doc["description"] = ("walking3d: the measured walk's sagittal angles on the 3D model "
+                          "muscle3d, walking2d's pelvis translations, out-of-plane "
+                          "coordinates added")
+    doc["figures"]["sagittal_source"] = info["file"]
+    # weights tried, each scored by `python -m refgen check walking3d` (warm-started):
+    # hips and ankles 3x without forces: ankle r 0.85, push-off hump 1.50 BW; ankles 6x,
+    # forces 0.002: ankle r 0.90, push-off 1.33; forces 0.006: loading hump 0.97;
+    # forces 0.004: loading 0.98, and with knees 3x too every criterion passes (these);
+    # adding pelvis tilt 4x and list 3x: ankle r 0.895; keeping the swing foot off the
+    # floor (moco.Settings.swing_windows): hip 6.2 deg RMS, ankle r 0.74
+    return write_3d("walking3d", "muscle3d", (cycle, doc, *rest), args,
                     TrackingSettings(coordinate_weights={
                         "hip_flexion_r": 3.0, "hip_flexion_l": 3.0,
-                        "ankle_angle_r": 3.0, "ankle_angle_l": 3.0}),
-                    symmetric=True)
+                        "knee_angle_r": 3.0, "knee_angle_l": 3.0,
+                        "ankle_angle_r": 6.0, "ankle_angle_l": 6.0},
+                        grf_tracking_weight=0.004),
+                    symmetric=True, forces=forces)
 
 
 def generate_running3d(args) -> dict:
@@ -1239,7 +1344,7 @@ def generate_palsy3d(args) -> dict:
 
 
 def write_3d(name: str, variant: str, derived: tuple, args, settings: TrackingSettings | None,
-             *, symmetric: bool) -> dict:
+             *, symmetric: bool, forces=None) -> dict:
     """Write a 3D reference from its kinematic cycle ``derived`` = (cycle, doc,
     events, cyclic, playback): a Moco tracking solve of it with ``settings``
     (:func:`track_and_write`), or the kinematic cycle itself when ``settings``
@@ -1270,14 +1375,15 @@ def write_3d(name: str, variant: str, derived: tuple, args, settings: TrackingSe
                            meshes=settings.meshes, settings=settings,
                            work_dir=getattr(args, "work_dir", None) or f"/tmp/fastenv_{name}",
                            out_dir=_out(args), resume=getattr(args, "resume", False),
-                           guess=getattr(args, "guess", None), log=log)
+                           guess=getattr(args, "guess", None), log=log, forces=forces)
 
 
 #: name -> (generator(args), one-line description), as ``__main__.GENERATORS``.
 GENERATORS_3D: dict[str, tuple[Callable, str]] = {
-    "walking3d": (generate_walking3d, "3D walking cycle of muscle3d: Moco tracking of walking2d "
-                                      "plus measured out-of-plane motion (--kinematic: without "
-                                      "the solve)"),
+    "walking3d": (generate_walking3d, "3D walking cycle of muscle3d: Moco tracking of the "
+                                      "measured walk's joint angles and force plates (as "
+                                      "walking2d) with measured out-of-plane motion "
+                                      "(--kinematic: without the solve)"),
     "running3d": (generate_running3d, "3D running cycle of muscle3d: Moco tracking of running2d "
                                       "plus measured out-of-plane motion (--kinematic: without "
                                       "the solve)"),
@@ -1341,6 +1447,9 @@ class TrackingSettings(SolveSettings):
     #: pelvis_tx ends where the target's does, so the solve keeps the target's speed
     #: (running: tracked with a small weight, a 2D run slowed from 3.71 to 2.67 m/s)
     track_speed: bool = False
+    #: weight (per N, squared error over body weight) of tracking each foot's vertical
+    #: ground reaction force given to the solve (``forces``); 0: not tracked
+    grf_tracking_weight: float = 0.0
     max_iterations: int = 1000
 
     def __post_init__(self):
@@ -1426,13 +1535,15 @@ def moco_processor(model_path, settings: TrackingSettings):
 
 
 def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: TrackingSettings,
-                   work_dir, label: str, log=print, guess_file=None):
+                   work_dir, label: str, log=print, guess_file=None, forces=None):
     """Track a closed 3D cycle with the muscle-driven, contact-driven model.
 
     ``symmetric``: solve half a cycle whose end is the mirror of its start
     (left and right swapped, ``ANTISYMMETRIC`` coordinates negated), as the 2D
-    pipeline does; otherwise the whole cycle, periodic.  Returns (solution,
-    info); the solution is also written to ``work_dir/<label>_solution.sto``.
+    pipeline does; otherwise the whole cycle, periodic.  ``forces``: a
+    :class:`refgen.moco.ForceTarget` on the target's clock (from its first frame),
+    tracked with ``settings.grf_tracking_weight``.  Returns (solution, info); the
+    solution is also written to ``work_dir/<label>_solution.sto``.
     """
     import opensim as osim
 
@@ -1493,6 +1604,11 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
         if act.getName().startswith("reserve_"):
             effort.setWeightForControl(act.getAbsolutePathString(), settings.reserve_weight)
     problem.addGoal(effort)
+    if forces is not None and settings.grf_tracking_weight > 0:
+        spheres = contact_spheres(model)
+        problem.addGoal(moco.contact_tracking_goal(
+            osim, model, forces, settings.grf_tracking_weight, work_dir,
+            spheres={s: [n for n in spheres if n.startswith(f"{s}_")] for s in SIDES}))
 
     if settings.swing_windows:
         spheres = contact_spheres(model)

@@ -832,7 +832,7 @@ def tracks_forces(settings: Settings, forces: ForceTarget | None) -> bool:
 
 
 def contact_tracking_goal(osim, model, forces: ForceTarget, weight: float, work_dir: Path,
-                          components: str = "vertical"):
+                          components: str = "vertical", spheres: dict | None = None):
     """A MocoContactTrackingGoal of the force on each foot (the sum of its contact
     spheres' forces): its vertical component, or with ``components="sagittal"`` its
     projection on the sagittal plane (fore-aft too).
@@ -844,8 +844,10 @@ def contact_tracking_goal(osim, model, forces: ForceTarget, weight: float, work_
 
     Moco reads the measured forces through an ExternalLoads file, written to
     ``work_dir`` with the data (``grf_target.mot``); the goal divides the squared
-    force error by body weight, so ``weight`` is per N.
+    force error by body weight, so ``weight`` is per N.  ``spheres``: each foot's
+    contact-sphere names (default :data:`FOOT_SPHERES`, the 2D model's).
     """
+    spheres = spheres or FOOT_SPHERES
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     data = work_dir / "grf_target.mot"
@@ -875,7 +877,7 @@ def contact_tracking_goal(osim, model, forces: ForceTarget, weight: float, work_
         external.set_force_identifier(f"ground_force_{side}_v")
         external.set_point_identifier(f"ground_force_{side}_p")
         loads.cloneAndAppend(external)
-        paths = std_strings(osim, [f"/forceset/contact_{n}" for n in FOOT_SPHERES[side]])
+        paths = std_strings(osim, [f"/forceset/contact_{n}" for n in spheres[side]])
         group = osim.MocoContactTrackingGoalGroup(paths, f"grf_{side}")
         group.append_alternative_frame_paths(f"/bodyset/toes_{side}")
         goal.addContactGroup(group)

@@ -139,26 +139,39 @@ def test_running_stride_average(muscle3d_path):
 @pytest.fixture(scope="module")
 def derived_walking3d(tmp_path_factory):
     shared_motion(d.WALKING_MOTION)
+    shared_motion(d.moco.DEFAULT_MOTION)
+    shared_motion(d.moco.DEFAULT_GRF)
     out = tmp_path_factory.mktemp("walking3d")
     doc = d.generate_walking3d(argparse.Namespace(out=out, motion=None, kinematic=True))
     return out, doc
 
 
-def test_derived_walking3d_keeps_the_2d_gait(derived_walking3d):
+def test_derived_walking3d_is_the_measured_walk(derived_walking3d):
+    """The kinematic walking3d: the measured walk's sagittal angles (symmetrised, as
+    walking2d's target), walking2d's stride and timing, measured out-of-plane motion."""
+    from refgen import check as chk
+
     out, doc = derived_walking3d
     ref = Reference.load(out / "walking3d.npz")
     ref2d = d.load_committed("walking2d")
     assert ref.n_frames == ref2d.n_frames and ref.playback == "loop"
-    for c in ("hip_flexion_r", "knee_angle_l", "ankle_angle_r", "pelvis_tilt"):
-        a, b = ref.q[:, ref.coordinate_names.index(c)], ref2d.q[:, ref2d.coordinate_names.index(c)]
-        assert np.degrees(np.abs(a - b).max()) < 0.5, c
     tx = ref.coordinate_names.index("pelvis_tx")
     stride2d = ref2d.q_offset[ref2d.coordinate_names.index("pelvis_tx")]
     assert ref.q_offset[tx] == pytest.approx(stride2d)
     assert doc["figures"]["kind"] == "kinematic"
+    assert doc["measured_sagittal"]["file"] == d.moco.DEFAULT_MOTION
+    assert abs(doc["measured_sagittal"]["phase_shift_of_cycle"]) < 0.03
     assert doc["out_of_plane"]["source"] == d.WALKING_MOTION
     assert doc["out_of_plane"]["symmetrised"] is True
     assert _seam_jump_deg(ref) < 2.0
+    # against the recording as the check reads it: its left/right average is what remains
+    posed = chk.posed_reference("walking3d", out)
+    criteria, info = chk.source_criteria(posed, out)
+    assert info["measured_source_note"].startswith("tracked directly")
+    figures = {c.key: c.value for c in criteria}
+    for joint in ("hip", "knee", "ankle"):
+        assert figures[f"source.{joint}.r"] > 0.95, joint
+        assert figures[f"source.{joint}.rms"] < 3.0, joint
 
 
 def test_derived_walking3d_stance_foot_does_not_slide(derived_walking3d, muscle3d_path):
@@ -177,8 +190,9 @@ def test_derived_walking3d_stance_foot_does_not_slide(derived_walking3d, muscle3
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "the kinematic walking3d derived from the tracked walking2d carries under 0.7 BW at "
-    "its evenest double-support frame (its frame-by-frame height fit); the shipped "
+    "the kinematic walking3d carries 1.7 BW at its evenest double-support frame (its "
+    "frame-by-frame height fit leaves out the contact damping of the fitted heights' own "
+    "speed); the shipped "
     "walking3d is the Moco tracking solution of it, whose reset is tested below"))
 def test_derived_walking3d_env_ground_alignment(derived_walking3d, muscle3d_path):
     out, _ = derived_walking3d
