@@ -90,8 +90,9 @@ REFERENCE_TEXT = {
                  "out-of-plane motion; 1.02 m/s, step width 0.12 m, reserves ≤ 1.9%",
     "running2d": "Moco tracking of a measured run's mean stride at its 3.67 m/s; duty "
                  "factor 0.38, impact 1.5 BW, active peak 2.3 BW",
-    "running3d": "Moco tracking of running2d + measured out-of-plane motion; 3.66 m/s, "
-                 "duty factor 0.35, impact 1.6 BW, active peak 2.5 BW, reserves ≤ 2.6 N·m",
+    "running3d": "Moco tracking of a measured run's mean stride, out-of-plane motion "
+                 "too; 3.66 m/s, duty factor 0.33–0.35, impact 1.0 BW, active peak 2.8 BW, "
+                 "reserves ≤ 3.5 N·m",
     "jumping2d": "Moco tracking of a recorded countermovement jump; 0.38 m, flight 0.25 s "
                  "to the apex; played up and back down",
     "jumping3d": "**kinematic**, jumping2d on the 3D model",

@@ -16,7 +16,7 @@ further: a Moco tracking
 solve with the 3D model makes the kinematic cycle dynamically consistent
 (:func:`track_and_write`; ``"kind": "moco_tracking"``).  ``walking3d`` takes only
 walking2d's stride, timing and pelvis translations: its joint angles and force plates
-are the measured walk's, as walking2d tracks them (:func:`measured_sagittal_walk`).
+are the measured walk's, as walking2d tracks them (:func:`measured_sagittal`).
 
 How, per reference (``python -m refgen generate NAME``):
 
@@ -907,33 +907,34 @@ def measured_walk(model_path, motion=None) -> OutOfPlane:
                                                 "linearly"))
 
 
-#: Sagittal coordinates that walking3d tracks from the measured walk itself (as walking2d
-#: does) instead of from the walking2d solution.
+#: Sagittal coordinates that walking3d and running3d track from the measured motion
+#: itself (as their 2D references do) instead of from the 2D solution.
 MEASURED_SAGITTAL = ("pelvis_tilt", "hip_flexion_r", "knee_angle_r", "ankle_angle_r",
                      "hip_flexion_l", "knee_angle_l", "ankle_angle_l")
 
 
-def measured_sagittal_walk(cycle: Motion, model3d, *, motion=None, grf=None
-                           ) -> tuple[dict, moco.ForceTarget, dict]:
-    """The measured walk's sagittal angles and force plates on ``cycle``'s clock.
+def measured_sagittal(cycle: Motion, model3d, motion: Path, *, name2d: str,
+                      flight: bool = False, strides: str = "first", grf: Path | None = None
+                      ) -> tuple[dict, moco.ForceTarget | None, dict]:
+    """A measured gait's sagittal angles (and force plates) on ``cycle``'s clock.
 
-    The same target as walking2d's (:func:`refgen.moco.half_cycle_target`: the
-    recording's first stride, left and right averaged, and its forces by
-    :func:`refgen.moco.half_cycle_forces`), mirrored into a full cycle and
-    resampled onto ``cycle``, a 3D cycle made from walking2d (same stride time).
-    Why: tracking walking2d's solution, a 3D solve compounds the 2D solve's error
-    with its own (ankle r 0.86 with the measured walk, against walking2d's 0.91).
-    The phase is the one that brings the measured angles closest to ``cycle``'s
-    (walking2d starts at its own force-plate heel strike, the target at the
-    kinematic one); the forces are scaled to the 3D model's weight.
-    Returns ({coordinate: values}, forces, how they were made).
+    The same target as the 2D reference ``name2d`` tracks
+    (:func:`refgen.moco.half_cycle_target` with ``flight`` and ``strides``: left and
+    right averaged; the forces of ``grf`` by :func:`refgen.moco.half_cycle_forces`),
+    mirrored into a full cycle and resampled onto ``cycle``, a 3D cycle made from
+    ``name2d`` (same stride time).  Why: tracking the 2D solution, a 3D solve
+    compounds the 2D solve's error with its own (walking3d's ankle r 0.86 with the
+    measured walk, against walking2d's 0.91).  The phase is the one that brings the
+    measured angles closest to ``cycle``'s (a 2D solution may start at its own foot
+    strike, the target at the kinematic one); the forces are scaled to the 3D
+    model's weight.  Returns ({coordinate: values}, forces or None, how they were made).
     """
     import opensim as osim
 
     from fastenv.envs.variants import variant_path
 
-    motion = motion_file(moco.DEFAULT_MOTION, motion)
-    half = moco.half_cycle_target(motion, model_path=str(variant_path("muscle2d")))
+    half = moco.half_cycle_target(motion, model_path=str(variant_path("muscle2d")),
+                                  flight=flight, strides=strides)
     full = moco.mirror_half_cycle(half)
     period = float(full.time[-1])
     t = cycle.time - cycle.time[0]
@@ -951,9 +952,19 @@ def measured_sagittal_walk(cycle: Motion, model3d, *, motion=None, grf=None
               for s in shifts]
     shift = float(shifts[int(np.argmin(misfit))])
     values = at(shift, MEASURED_SAGITTAL)
+    info = dict(file=motion.name, coordinates=list(MEASURED_SAGITTAL),
+                **{k: v for k, v in half.info.items() if k != "pelvis_ty_shift_m"},
+                phase_shift_of_cycle=round(shift, 4),
+                **{f"rms_from_{name2d}_deg": {n: round(float(np.degrees(np.sqrt(np.mean(
+                    (values[n] - cycle.column(n)) ** 2)))), 2) for n in MEASURED_SAGITTAL}},
+                how=f"{name2d}'s target ({strides} stride, left and right averaged), "
+                    f"mirrored into a full cycle, shifted in phase to fit {name2d}'s angles "
+                    "best" + ("; forces scaled to the 3D model's weight" if grf else ""))
+    if grf is None:
+        return values, None, info
     model = osim.Model(str(model3d))
     weight = model.getTotalMass(model.initSystem()) * 9.80665
-    plates = moco.half_cycle_forces(motion_file(moco.DEFAULT_GRF, grf), motion, half, weight)
+    plates = moco.half_cycle_forces(grf, motion, half, weight)
     both = {"r": np.vstack([plates.forces["r"], plates.forces["l"][1:]]),
             "l": np.vstack([plates.forces["l"], plates.forces["r"][1:]])}
     times = np.concatenate([plates.time, plates.time[1:] + plates.time[-1]])
@@ -962,16 +973,20 @@ def measured_sagittal_walk(cycle: Motion, model3d, *, motion=None, grf=None
         t, {side: np.column_stack([np.interp(phase * period, times, f[:, k]) for k in (0, 1)])
             for side, f in both.items()},
         source=plates.source, info=dict(plates.info))
-    info = dict(file=motion.name, grf_file=Path(plates.source).name,
-                coordinates=list(MEASURED_SAGITTAL),
-                **{k: v for k, v in half.info.items() if k != "pelvis_ty_shift_m"},
-                phase_shift_of_cycle=round(shift, 4),
-                rms_from_walking2d_deg={n: round(float(np.degrees(np.sqrt(np.mean(
-                    (values[n] - cycle.column(n)) ** 2)))), 2) for n in MEASURED_SAGITTAL},
-                how="walking2d's target: the first stride, left and right averaged, mirrored "
-                    "into a full cycle; shifted in phase to fit walking2d's angles best; "
-                    "forces scaled to the 3D model's weight")
+    info["grf_file"] = Path(plates.source).name
     return values, forces, info
+
+
+def use_measured_sagittal(cycle: Motion, doc: dict, values: dict, info: dict,
+                          name2d: str) -> None:
+    """Put the measured angles into a 3D cycle derived from ``name2d`` and say so in its
+    document (the check then follows it to the measurement, not to ``name2d``)."""
+    for n, v in values.items():
+        cycle.set(n, v)
+    doc["sagittal_source"] = info["file"]
+    doc["pelvis_translations_source"] = name2d
+    doc["measured_sagittal"] = info
+    doc["figures"]["sagittal_source"] = info["file"]
 
 
 def measured_run(model_path, motion=None) -> OutOfPlane:
@@ -1220,7 +1235,7 @@ def _log(args):
 
 def generate_walking3d(args) -> dict:
     """The measured walk on muscle3d: its sagittal angles and force plates (as walking2d
-    tracks them, :func:`measured_sagittal_walk`), walking2d's pelvis translations and
+    tracks them, :func:`measured_sagittal`), walking2d's pelvis translations and
     the out-of-plane motion of the measured normal walk, made dynamically consistent by
     a Moco tracking solve (symmetric half cycle; ``args.kinematic``: the kinematic
     cycle itself)."""
@@ -1230,9 +1245,10 @@ def generate_walking3d(args) -> dict:
     cycle, doc, *rest = derive_cycle_from_2d(
         "walking3d", "walking2d", "muscle3d", measured_walk(model, getattr(args, "motion", None)),
         variant2d="muscle2d", command=_command("walking3d", args), out_dir=_out(args))
-    values, forces, info = measured_sagittal_walk(cycle, model)
-    for n, v in values.items():
-        cycle.set(n, v)
+    values, forces, info = measured_sagittal(
+        cycle, model, motion_file(moco.DEFAULT_MOTION), name2d="walking2d",
+        grf=motion_file(moco.DEFAULT_GRF))
+    use_measured_sagittal(cycle, doc, values, info, "walking2d")
     # the new angles move the feet: the pelvis height is fitted again, now to the force
     # plates' total (walking2d's force was fitted with walking2d's angles)
     probe = ContactProbe(model)
@@ -1242,13 +1258,9 @@ def generate_walking3d(args) -> dict:
                              f"which the 3D feet carry the force plates' total (offsets "
                              f"{dy.min() * 1000:+.1f} to {dy.max() * 1000:+.1f} mm"
                              + (f", frames {static} at rest" if static else "") + ")")
-    doc["sagittal_source"] = info["file"]
-    doc["pelvis_translations_source"] = "walking2d"
-    doc["measured_sagittal"] = info
     doc["description"] = ("walking3d: the measured walk's sagittal angles on the 3D model "
                           "muscle3d, walking2d's pelvis translations, out-of-plane "
                           "coordinates added")
-    doc["figures"]["sagittal_source"] = info["file"]
     # weights tried, each scored by `python -m refgen check walking3d` (warm-started):
     # hips and ankles 3x without forces: ankle r 0.85, push-off hump 1.50 BW; ankles 6x,
     # forces 0.002: ankle r 0.90, push-off 1.33; forces 0.006: loading hump 0.97;
@@ -1265,21 +1277,33 @@ def generate_walking3d(args) -> dict:
 
 
 def generate_running3d(args) -> dict:
-    """running2d on muscle3d + the average stride of the measured treadmill run, made
-    dynamically consistent by a Moco tracking solve (symmetric half cycle, at the
-    target's speed; ``args.kinematic``: the kinematic cycle, which keeps the 2D run's
-    own vertical motion: a frame-by-frame height fit implied -2.1 BW)."""
+    """The measured treadmill run on muscle3d: its mean stride's sagittal angles (as
+    running2d tracks them, :func:`measured_sagittal`) and out-of-plane motion with
+    running2d's stride, timing and pelvis translations, made dynamically consistent by
+    a Moco tracking solve (symmetric half cycle, at the target's speed, running2d's
+    tracking weight and swing windows; ``args.kinematic``: the kinematic cycle, which
+    keeps the 2D run's own vertical motion: a frame-by-frame height fit implied
+    -2.1 BW).  Tracking running2d's solution instead, at weight 10, it was 5.9 / 7.5 /
+    6.0 deg RMS (hip, knee, ankle) from the measured run; the measured angles at
+    weight 10: 4.7 / 5.5 / 5.4."""
     from fastenv.envs.variants import variant_path
     from refgen.tasks2d import RunningSettings
 
     model = variant_path("muscle3d")
-    derived = derive_cycle_from_2d("running3d", "running2d", "muscle3d",
-                                   measured_run(model, getattr(args, "motion", None)),
-                                   variant2d="muscle2d", command=_command("running3d", args),
-                                   out_dir=_out(args), keep_2d_height=True)
-    return write_3d("running3d", "muscle3d", derived, args,
-                    TrackingSettings(track_speed=True,
-                                     swing_windows=RunningSettings().swing_windows),
+    cycle, doc, *rest = derive_cycle_from_2d(
+        "running3d", "running2d", "muscle3d", measured_run(model, getattr(args, "motion", None)),
+        variant2d="muscle2d", command=_command("running3d", args), out_dir=_out(args),
+        keep_2d_height=True)
+    settings2d = RunningSettings()
+    values, _, info = measured_sagittal(
+        cycle, model, motion_file(RUNNING_MOTION, getattr(args, "motion", None)),
+        name2d="running2d", flight=True, strides=settings2d.strides)
+    use_measured_sagittal(cycle, doc, values, info, "running2d")
+    return write_3d("running3d", "muscle3d", (cycle, doc, *rest), args,
+                    TrackingSettings(track_speed=True, tracking_weight=settings2d.tracking_weight,
+                                     swing_windows=settings2d.swing_windows,
+                                     coordinate_weights={"knee_angle_r": 2.0,
+                                                         "knee_angle_l": 2.0}),
                     symmetric=True)
 
 

@@ -252,9 +252,13 @@ def test_palsy3d_tracking_smoke(tmp_path):
 
 
 def test_walking3d_tracking_smoke(tmp_path):
-    """walking3d's generator solves a symmetric half cycle of the kinematic target."""
+    """walking3d's generator solves a symmetric half cycle of the kinematic target, its
+    force plates tracked."""
     shared_motion(d.WALKING_MOTION)
+    shared_motion(d.moco.DEFAULT_MOTION)
+    shared_motion(d.moco.DEFAULT_GRF)
     solution = _capped_tracking(d.generate_walking3d, "walking3d", tmp_path)
+    assert (tmp_path / "work" / "grf_target.xml").is_file()
     cycle = d.cycle_of(d.load_committed("walking2d"))
     t = np.asarray(solution.getTimeMat()).ravel()
     assert t[-1] == pytest.approx((cycle.time[-1] - cycle.time[0]) / 2, rel=0.02)
