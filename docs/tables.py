@@ -88,8 +88,8 @@ REFERENCE_TEXT = {
                  "1.20 m, knee 4.6° extended at heel strike",
     "walking3d": "Moco tracking of the measured walk and its force plates + measured "
                  "out-of-plane motion; 1.02 m/s, step width 0.12 m, reserves ≤ 1.9%",
-    "running2d": "Moco tracking of a measured run's mean stride at its 3.67 m/s; duty "
-                 "factor 0.38, impact 1.5 BW, active peak 2.3 BW",
+    "running2d": "Moco tracking of a measured run's mean stride and heel paths at its "
+                 "3.67 m/s; duty factor 0.35, impact 0.8–1.1 BW, active peak 2.5 BW",
     "running3d": "Moco tracking of a measured run's mean stride, out-of-plane motion "
                  "too; 3.66 m/s, duty factor 0.33–0.35, impact 1.0 BW, active peak 2.8 BW, "
                  "reserves ≤ 3.5 N·m",

@@ -1611,18 +1611,9 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
                                        [*settings.translation_weights.items(),
                                         *settings.coordinate_weights.items()]))
     if settings.foot_tracking_weight > 0:
-        feet = FootKinematics(model_path)(target)
-        frames = [model.getBodySet().get(f"calcn_{side}").getAbsolutePathString()
-                  for side in SIDES]
-        positions = osim.TimeSeriesTableVec3()
-        positions.setColumnLabels(moco.std_strings(osim, frames))
-        for k, tk in enumerate(t):
-            positions.appendRow(float(tk), osim.RowVectorVec3(
-                [osim.Vec3(*feet[side]["calcn"][k]) for side in SIDES]))
-        foot = osim.MocoTranslationTrackingGoal("feet", settings.foot_tracking_weight)
-        foot.setFramePaths(moco.std_strings(osim, frames))
-        foot.setTranslationReference(positions)
-        problem.addGoal(foot)
+        problem.addGoal(moco.foot_tracking_goal(
+            osim, model, settings.foot_tracking_weight, t,
+            {n: target.column(n)[keep] for n in target.names}, model_path))
     effort = osim.MocoControlGoal("effort", settings.effort_weight)
     for act in model.getActuators():
         if act.getName().startswith("reserve_"):

@@ -627,6 +627,9 @@ class Settings(SolveSettings):
     # components: "vertical", or "sagittal" (fore-aft and vertical).
     grf_tracking_weight: float = 0.0
     grf_components: str = "vertical"
+    #: weight (per m^2 s) of tracking the target's calcaneus positions in the tracking
+    #: stage, as the 3D solves do (derive3d.TrackingSettings); 0: not tracked
+    foot_tracking_weight: float = 0.0
     bounds: dict = field(default_factory=dict)  # overrides of BOUNDS (degrees, metres)
     # Per-coordinate weights (relative) of the kinematic tracking terms (the
     # predictive stages never track pelvis_tx, and pelvis_ty with the weight above).
@@ -664,6 +667,7 @@ class Settings(SolveSettings):
                     predictive_tracking=self.predictive_tracking_weight,
                     predictive_pelvis_height=self.pelvis_height_weight,
                     grf_tracking=self.grf_tracking_weight,
+                    foot_tracking=self.foot_tracking_weight,
                     tracking_states=dict(self.tracking_state_weights))
 
 
@@ -1246,6 +1250,10 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
         osim, model, "tracking", settings.tracking_weight, target.time, target.coords,
         [("pelvis_tx", 0.2), *settings.tracking_state_weights.items()]))
     problem.addGoal(osim.MocoControlGoal("effort", settings.tracking_effort_weight))
+    if settings.foot_tracking_weight > 0:
+        problem.addGoal(foot_tracking_goal(
+            osim, model, settings.foot_tracking_weight, target.time, target.coords,
+            env_model_path(settings) if settings.variant else None))
     if tracks_forces(settings, forces):
         problem.addGoal(contact_tracking_goal(osim, model, forces, settings.grf_tracking_weight,
                                               work_dir, settings.grf_components))
@@ -1260,6 +1268,23 @@ def solve_tracking(target: Target, settings: Settings, *, work_dir: Path, log=pr
         + (f", ground reaction forces (weight {settings.grf_tracking_weight})"
            if tracks_forces(settings, forces) else ""))
     return solve_stage(study, label, mesh, work_dir, log)
+
+
+def foot_tracking_goal(osim, model, weight: float, time, coords: dict, model_path=None):
+    """A MocoTranslationTrackingGoal of both calcanei along the target's own kinematics
+    ({coordinate: values on ``time``} on ``model_path``'s model)."""
+    feet = FootKinematics(model_file(model_path))(Target.of(time, coords))
+    frames = [model.getBodySet().get(f"calcn_{side}").getAbsolutePathString()
+              for side in ("r", "l")]
+    positions = osim.TimeSeriesTableVec3()
+    positions.setColumnLabels(std_strings(osim, frames))
+    for k, tk in enumerate(np.asarray(time, dtype=float)):
+        positions.appendRow(float(tk), osim.RowVectorVec3(
+            [osim.Vec3(*feet[side]["calcn"][k]) for side in ("r", "l")]))
+    goal = osim.MocoTranslationTrackingGoal("feet", float(weight))
+    goal.setFramePaths(std_strings(osim, frames))
+    goal.setTranslationReference(positions)
+    return goal
 
 
 def _speed_scaled_guess(osim, trajectory, factor_time: float):

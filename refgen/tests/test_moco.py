@@ -413,6 +413,7 @@ def test_running2d_smoke_coarse(tmp_path):
     doc, out = _smoke(tasks2d.generate_running2d, settings, tmp_path, "running2d",
                       2 * (2 * 4 + 1) - 1, stages={"tracking"})
     assert doc["reference_stage"] == "tracking" and 3.5 < doc["speed_m_s"] < 4.0
+    assert doc["objective_weights"]["foot_tracking"] == 1000.0    # the heel paths tracked
     stride = out.column("pelvis_tx")[-1] - out.column("pelvis_tx")[0]
     assert stride / out.time[-1] == pytest.approx(doc["speed_m_s"], rel=1e-3)   # track_speed
     settings = tasks2d.RunningSettings(**_SMOKE, cycle="full", cycle_start=0.45)
