@@ -137,7 +137,8 @@ class RunningSettings(Settings):
     tracking_weight: float = 30.0
     # the target's calcaneus paths tracked too (moco.Settings.foot_tracking_weight, as in
     # the 3D solves): the knee 7.6 deg RMS from the measured run without them; with 100:
-    # 6.1, 300: 5.2 (warm-started one from the other), 1000: 4.1 (the committed weight)
+    # 6.1, 300: 5.2, 1000: 4.1 (the committed weight), each warm-started from the
+    # solution of the reference before
     foot_tracking_weight: float = 1000.0
     tracking_mesh: int = 25
     speed: float = 3.5                 # predictive only
