@@ -91,8 +91,8 @@ REFERENCE_TEXT = {
     "running2d": "Moco tracking of a measured run's mean stride and heel paths at its "
                  "3.67 m/s; duty factor 0.35, impact 0.8–1.1 BW, active peak 2.5 BW",
     "running3d": "Moco tracking of a measured run's mean stride, out-of-plane motion "
-                 "too; 3.66 m/s, duty factor 0.33–0.35, impact 1.0 BW, active peak 2.8 BW, "
-                 "reserves ≤ 3.5 N·m",
+                 "too; 3.66 m/s, duty factor 0.35–0.36, impact 1.0 BW, active peak 2.8 BW, "
+                 "reserves ≤ 3.8 N·m",
     "jumping2d": "Moco tracking of a recorded countermovement jump; 0.38 m, flight 0.25 s "
                  "to the apex; played up and back down",
     "jumping3d": "**kinematic**, jumping2d on the 3D model",

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.interpolate import CubicSpline
 
 from fastenv.references import Reference
 from refgen import REFERENCES_DIR as REFERENCE_DIR
@@ -436,10 +437,16 @@ def test_committed_moco_solution_is_the_reference(name):
     checked = [c for c in ("pelvis_tilt", "pelvis_list", "hip_flexion_r", "knee_angle_l",
                            "ankle_angle_r", "knee_angle_r") if c in cycle.names]
     assert len(checked) >= 5   # lockedknee3d's locked knee is welded in the solve
+    # the reference is a periodic cubic spline through the solution's mesh points
+    # (fastenv.references.build_reference): the same spline, evaluated at its frames,
+    # gives its frames (a linear interpolation back misses by 0.8 deg at a running foot
+    # strike)
     for c in checked:
         j = ref.coordinate_names.index(c)
-        q = np.append(ref.q[:, j], ref.q[0, j] + ref.q_offset[j])   # closed cycle
-        assert np.degrees(np.abs(np.interp(cycle.time, t_ref, q) - cycle.column(c)).max()) < 0.5, c
+        y = cycle.column(c).copy()
+        y[-1] = y[0]
+        spline = CubicSpline(cycle.time, y, bc_type="periodic")
+        assert np.degrees(np.abs(spline(t_ref[:-1]) - ref.q[:, j]).max()) < 0.05, c
 
 
 def test_committed_walking3d_figures():
