@@ -96,10 +96,11 @@ REFERENCE_TEXT = {
     "jumping2d": "Moco tracking of a recorded countermovement jump; 0.38 m, flight 0.25 s "
                  "to the apex; played up and back down",
     "jumping3d": "**kinematic**, jumping2d on the 3D model",
-    "lockedknee2d": "Moco predictive, asymmetric full cycle; 1.30 m/s, step times "
-                    "0.45 / 0.62 s",
+    "lockedknee2d": "Moco predictive, asymmetric full cycle, COM acceleration peaks "
+                    "flattened; 1.30 m/s, step times 0.49 / 0.58 s",
     "lockedknee3d": "Moco tracking of lockedknee2d + walking3d's out-of-plane motion, the "
-                    "locked leg circumducted; 1.30 m/s, reserves ≤ 2.1%",
+                    "locked leg circumducted, lockedknee2d's foot forces tracked; 1.29 m/s, "
+                    "reserves ≤ 1.4%",
     "palsy3d": "Moco tracking of a public crouch-gait cycle with the child model; 0.89 m/s, "
                "stance knee ≥ 44°, reserves ≤ 3.2% of joint moments",
 }

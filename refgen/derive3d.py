@@ -1090,6 +1090,20 @@ def crouch_cycle(model_path, motion=None, speed: float = CROUCH_SPEED,
     return cycle, info
 
 
+def forces_on_cycle(time: np.ndarray, target: moco.ForceTarget,
+                    scale: float) -> moco.ForceTarget:
+    """A periodic cycle's forces ``target`` on the clock ``time`` of another cycle of
+    the same gait (by phase: both start at the same event), times ``scale``."""
+    u = (time - time[0]) / (time[-1] - time[0])
+    s = target.time / target.time[-1]
+    zeros = np.zeros(len(u))
+    return moco.ForceTarget(
+        time - time[0],
+        {side: np.column_stack([zeros, scale * np.interp(u, s[:-1], f[:-1, 1], period=1.0)])
+         for side, f in target.forces.items()},
+        source=target.source, info=dict(target.info))
+
+
 def palsy3d_cycle(*, motion=None, command: str = "", log=print) -> tuple[Motion, dict, dict]:
     """Kinematic crouch-gait cycle for ``palsy3d`` (see :func:`crouch_cycle`).
 
@@ -1328,7 +1342,7 @@ def generate_lockedknee3d(args) -> dict:
     16 harmonics (not 8) let the height follow the locked leg's landing.
     """
     from fastenv.envs.variants import variant_path
-    from refgen.tasks2d import LockedKneeSettings
+    from refgen.tasks2d import LockedKneeSettings, cycle_forces
 
     derived = derive_cycle_from_2d(
         "lockedknee3d", "lockedknee2d", "muscle3d_lockedknee",
@@ -1336,12 +1350,22 @@ def generate_lockedknee3d(args) -> dict:
         variant2d="muscle2d_lockedknee", quasi_static=True, harmonics=16,
         circumduction=LOCKED_LEG_CIRCUMDUCTION,
         command=_command("lockedknee3d", args), out_dir=_out(args))
+    # lockedknee2d's own foot forces tracked too (as walking3d tracks walking2d's force
+    # plates): without them the 3D solve loaded the sound leg to 2.40 BW at heel strike
+    # and sagged to 0.54 BW in mid-stance
+    path2d = next(p for p in (_out(args) / "lockedknee2d_coordinates.sto",
+                              REFERENCES_DIR / "lockedknee2d_coordinates.sto") if p.is_file())
+    model2d = str(variant_path("muscle2d_lockedknee"))
+    forces2d = cycle_forces(path2d, model2d)
+    forces = forces_on_cycle(derived[0].time, forces2d, ContactProbe(
+        variant_path("muscle3d_lockedknee")).body_weight / moco.body_weight_n(model2d))
+    derived[1]["grf_target"] = dict(file=path2d.name, **forces.info)
     # straight on 25 intervals: from the kinematic cycle the 10-interval stage (107 ms
     # intervals over the full cycle) stayed infeasible (primal infeasibility 150-600)
     return write_3d("lockedknee3d", "muscle3d_lockedknee", derived, args,
                     TrackingSettings(swing_windows=LockedKneeSettings().swing_windows,
-                                     meshes=(25,)),
-                    symmetric=False)
+                                     meshes=(25,), grf_tracking_weight=0.004),
+                    symmetric=False, forces=forces)
 
 
 #: (side, start, end) of lockedknee3d's circumduction: the locked leg's swing, from

@@ -627,6 +627,13 @@ class Settings(SolveSettings):
     # components: "vertical", or "sagittal" (fore-aft and vertical).
     grf_tracking_weight: float = 0.0
     grf_components: str = "vertical"
+    # Predictive stages: weight of the integral of the centre of mass's vertical
+    # acceleration to the power ``com_acceleration_exponent`` (m^4/s^8 s for 4): the
+    # total vertical ground force is body weight x (1 + a_y/g), so this flattens its
+    # peaks (a high exponent spares the ordinary humps and troughs of walking);
+    # 0: no such term.
+    com_acceleration_weight: float = 0.0
+    com_acceleration_exponent: int = 4
     #: weight (per m^2 s) of tracking the target's calcaneus positions in the tracking
     #: stage, as the 3D solves do (derive3d.TrackingSettings); 0: not tracked
     foot_tracking_weight: float = 0.0
@@ -667,6 +674,8 @@ class Settings(SolveSettings):
                     predictive_tracking=self.predictive_tracking_weight,
                     predictive_pelvis_height=self.pelvis_height_weight,
                     grf_tracking=self.grf_tracking_weight,
+                    com_acceleration=self.com_acceleration_weight,
+                    com_acceleration_exponent=self.com_acceleration_exponent,
                     foot_tracking=self.foot_tracking_weight,
                     tracking_states=dict(self.tracking_state_weights))
 
@@ -1356,7 +1365,8 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
     duration is fixed by :func:`predictive_duration` unless bounds are given:
     left free, minimum effort picks an unnaturally low cadence with long
     strides.  An optional small tracking term keeps joint angles near the
-    measured ones, with the target's time scaled to the predicted duration.
+    measured ones, with the target's time scaled to the predicted duration;
+    ``settings.com_acceleration_weight`` > 0 adds :func:`com_acceleration_goal`.
     With ``settings.cycle == "full"`` the same holds for a full cycle.
     """
     osim = _osim()
@@ -1379,6 +1389,9 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
             osim, model, "kinematics", settings.predictive_tracking_weight, scaled,
             target.coords, [*settings.tracking_state_weights.items(), ("pelvis_tx", 0.0),
                             ("pelvis_ty", settings.pelvis_height_weight)]))
+    if settings.com_acceleration_weight > 0:
+        problem.addGoal(com_acceleration_goal(osim, settings.com_acceleration_weight,
+                                              settings.com_acceleration_exponent))
 
     solver = configure_solver(study, settings, mesh, max_iterations)
     gt = np.asarray(guess_trajectory.getTimeMat()).ravel()
@@ -1391,6 +1404,18 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
     log(f"[{label}] {mesh} mesh intervals, speed {settings.speed} m/s, {settings.cycle} cycle "
         f"{'free in ' + str(bounds) if settings.half_cycle_bounds else f'{duration:.3f}'} s")
     return solve_stage(study, label, mesh, work_dir, log)
+
+
+def com_acceleration_goal(osim, weight: float, exponent: int = 4):
+    """Integral of the centre of mass's vertical acceleration to the power ``exponent``
+    (the model's ``com_acceleration`` output, its y component): peaks of the total
+    vertical ground force, body weight x (1 + a_y/g), cost far more than the
+    ordinary swings of walking (0.3 g) when the exponent is high."""
+    goal = osim.MocoOutputGoal("com_acceleration", float(weight))
+    goal.setOutputPath("/|com_acceleration")
+    goal.setOutputIndex(1)
+    goal.setExponent(int(exponent))
+    return goal
 
 
 class _cwd:
@@ -1477,7 +1502,7 @@ def body_weight_n(model_path: str | None = None) -> float:
     return PosedModel(model_file(model_path)).body_weight
 
 
-def _rising_edges(on: np.ndarray) -> np.ndarray:
+def rising_edges(on: np.ndarray) -> np.ndarray:
     """Indices where a cyclic boolean signal switches on."""
     return np.flatnonzero(on & ~np.roll(on, 1))
 
@@ -1493,7 +1518,7 @@ def stance_masks(grf: dict, body_weight: float) -> tuple[dict, float]:
     for side, force in grf.items():
         fy = force[:-1]
         on = fy > CONTACT_THRESHOLD_N
-        for k in _rising_edges(on):
+        for k in rising_edges(on):
             idx = []
             j = k
             while on[j % len(on)] and len(idx) < len(on):
@@ -1510,7 +1535,7 @@ def stance_masks(grf: dict, body_weight: float) -> tuple[dict, float]:
 def right_heel_strike_row(grf: dict, body_weight: float) -> int:
     """The first row of a periodic cycle where the right foot strikes (0 if none)."""
     masks, _ = stance_masks(grf, body_weight)
-    edges = _rising_edges(masks["r"])
+    edges = rising_edges(masks["r"])
     return int(edges[0]) if len(edges) else 0
 
 
@@ -1549,13 +1574,13 @@ def gait_figures(cycle: Motion, grf: dict, body_weight: float) -> dict:
     on, graze = stance_masks(grf, body_weight)
     both = on["r"] & on["l"]
     flexion = {s: -np.degrees(cycle.column(f"knee_angle_{s}"))[:-1] for s in FOOT_SPHERES}
-    strikes = {s: _rising_edges(on[s]) for s in FOOT_SPHERES}
+    strikes = {s: rising_edges(on[s]) for s in FOOT_SPHERES}
     at_strike = [float(flexion[s][k]) for s in FOOT_SPHERES for k in strikes[s]]
     swing_peak = [float(flexion[s][~on[s]].max()) if (~on[s]).any() else float("nan")
                   for s in FOOT_SPHERES]
     seam = [abs(float(np.degrees(cycle.values[-1, j] - cycle.values[0, j])))
             for j, n in enumerate(cycle.names) if n not in TRANSLATIONS]
-    ds_edges = _rising_edges(both)
+    ds_edges = rising_edges(both)
     # Duration of each double-support phase, as a fraction of the cycle.
     phases = []
     for k in ds_edges:
@@ -1597,7 +1622,7 @@ def gait_figures(cycle: Motion, grf: dict, body_weight: float) -> dict:
         hip_flexion_range_deg_l=[float(np.degrees(cycle.column("hip_flexion_l")).min()),
                                  float(np.degrees(cycle.column("hip_flexion_l")).max())],
         flight_fraction=float((~on["r"] & ~on["l"]).mean()),
-        num_flight_phases=int(len(_rising_edges(~on["r"] & ~on["l"]))),
+        num_flight_phases=int(len(rising_edges(~on["r"] & ~on["l"]))),
     )
 
 

@@ -225,6 +225,10 @@ class LockedKneeSettings(Settings):
     coarse_only: bool = True
     swing_windows: tuple = (("l", 0.15, 0.46), ("r", 0.65, 0.96))
     tracking_clearance: bool = True
+    # Minimum effort alone landed both heels at 1.6-1.9 BW (people: 1.0-1.3); see
+    # moco.Settings.com_acceleration_weight.
+    com_acceleration_weight: float = 4e-4
+    com_acceleration_exponent: int = 6
 
 
 def cycle_target(path=WALKING_CYCLE) -> Target:
@@ -234,6 +238,22 @@ def cycle_target(path=WALKING_CYCLE) -> Target:
     stride = float(cycle.column("pelvis_tx")[-1] - cycle.column("pelvis_tx")[0])
     return Target(cycle.time - cycle.time[0], cycle.names, cycle.values, speed=stride / duration,
                   source=str(path), info=dict(cycle_s=duration, stride_m=stride))
+
+
+def cycle_forces(path=WALKING_CYCLE, model_path: str | None = None) -> moco.ForceTarget:
+    """The vertical force on each foot along a full cycle written by
+    :func:`refgen.motion.write_coordinates_sto` for a 2D model (``model_path``,
+    default gait9dof18musc), on its contact model, as a force target (fore-aft 0:
+    only the vertical is tracked)."""
+    cycle = read_coordinates_sto(path)
+    vertical = moco.contact_forces(cycle, model_path)
+    zeros = np.zeros(len(cycle.time))
+    weight = moco.body_weight_n(model_path)
+    return moco.ForceTarget(
+        cycle.time - cycle.time[0], {s: np.column_stack([zeros, vertical[s]]) for s in ("r", "l")},
+        source=str(path), info=dict(forces="vertical, the 2D contact model along the cycle",
+                                    peak_bw=round(max(float(v.max()) for v in vertical.values())
+                                                  / weight, 4)))
 
 
 def vaulting_target(target: Target, *, locked: tuple = ("knee_angle_l", "ankle_angle_l"),

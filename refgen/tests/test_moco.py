@@ -440,10 +440,29 @@ def test_running2d_smoke_coarse(tmp_path):
 def test_lockedknee2d_smoke_coarse(tmp_path):
     """Runs from the committed walking2d cycle (no public data needed)."""
     settings = tasks2d.LockedKneeSettings(**_SMOKE)
-    _, out = _smoke(tasks2d.generate_lockedknee2d, settings, tmp_path, "lockedknee2d",
-                    2 * 4 + 1)
+    doc, out = _smoke(tasks2d.generate_lockedknee2d, settings, tmp_path, "lockedknee2d",
+                      2 * 4 + 1)
     for name in ("knee_angle_l", "ankle_angle_l"):
         assert np.all(out.column(name) == 0.0)
+    # the predictive stage flattens the centre of mass's vertical acceleration peaks,
+    # and the JSON says so
+    assert doc["objective_weights"]["com_acceleration"] == settings.com_acceleration_weight > 0
+    assert doc["objective_weights"]["com_acceleration_exponent"] == 6
+
+
+def test_cycle_forces_are_walking2d_on_the_contact_model():
+    """lockedknee2d's force prior: both feet's vertical force along the committed
+    walking2d cycle, the body weight on average, each foot's loading and push-off
+    humps as the check counts them (1.0-1.3 BW)."""
+    forces = tasks2d.cycle_forces()
+    weight = moco.body_weight_n()
+    t = forces.time
+    assert t[0] == 0.0 and forces.source.endswith("walking2d_coordinates.sto")
+    total = forces.forces["r"][:, 1] + forces.forces["l"][:, 1]
+    assert np.trapezoid(total, t) / t[-1] == pytest.approx(weight, rel=0.03)
+    for side in "rl":
+        assert np.all(forces.forces[side][:, 0] == 0.0)
+        assert 1.0 < forces.forces[side][:, 1].max() / weight < 1.3
 
 
 def test_jumping2d_smoke_coarse(tmp_path):

@@ -485,3 +485,22 @@ def test_committed_palsy3d_is_a_crouch_gait():
     doc = json.loads((REFERENCE_DIR / "palsy3d.json").read_text())
     assert all(stage["converged"] for stage in doc["moco"]["stages"].values())
     assert doc["tracking_target"]["kind"] == "kinematic"
+
+
+def test_forces_on_cycle_resamples_by_phase():
+    """lockedknee3d's force target: the 2D cycle's foot forces on the 3D cycle's clock
+    (same phase), scaled to the 3D model's weight; on the 2D clock itself, unchanged."""
+    from refgen.tasks2d import cycle_forces
+
+    walk = cycle_forces()
+    same = d.forces_on_cycle(walk.time, walk, 1.0)
+    for side in "rl":
+        np.testing.assert_allclose(same.forces[side][:-1], walk.forces[side][:-1], atol=1e-9)
+    time = np.linspace(2.0, 2.0 + 0.5 * walk.time[-1], 37)     # another clock, same gait
+    other = d.forces_on_cycle(time, walk, 2.0)
+    assert other.time[0] == 0.0 and len(other.time) == 37
+    k = 12                                                   # phase 1/3 of both cycles
+    for side in "rl":
+        expected = np.interp(walk.time[-1] / 3, walk.time, walk.forces[side][:, 1])
+        assert other.forces[side][k, 1] == pytest.approx(2.0 * expected, rel=1e-6)
+        assert np.all(other.forces[side][:, 0] == 0.0)
