@@ -21,7 +21,9 @@ add what each motion needs:
     for Moco (:func:`refgen.moco.weld_locked_joints`).  The
     committed ``walking2d`` cycle is the tracking target (the knee-locked leg
     cannot follow its knee, so the tracking solution already has to vault);
-    both feet keep clear of the floor in their swing.
+    both feet keep clear of the floor in their swing, and the predictive stage
+    flattens the peaks of the centre of mass's vertical acceleration (so of the
+    total ground force).
 ``jumping2d``
     A maximum-height vertical jump from quiet standing (zero speeds, upright
     pose) to the apex of the flight: a countermovement jump recorded with
