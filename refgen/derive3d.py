@@ -92,16 +92,22 @@ RUNNING_MOTION = "hamner_subject02_running_ik.mot"
 CROUCH_MOTION = "tutorial_gait2392_crouch2.mot"
 
 
+def committed_file(filename: str, name: str, out_dir=None) -> Path:
+    """A committed reference's file ``filename``: in ``out_dir`` if there, else in the
+    checkout's envs/references/."""
+    for folder in ([Path(out_dir)] if out_dir else []) + [REFERENCES_DIR]:
+        path = folder / filename
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{REFERENCES_DIR / filename} does not exist: a 3D reference "
+                            f"is derived from the committed reference {name!r}; generate it "
+                            f"first ({moco.COMMAND} {name})")
+
+
 def load_committed(name: str, out_dir=None) -> Reference:
     """A committed reference: ``NAME.npz`` in ``out_dir`` if there, else in the checkout's
     envs/references/."""
-    for folder in ([Path(out_dir)] if out_dir else []) + [REFERENCES_DIR]:
-        path = folder / f"{name}.npz"
-        if path.is_file():
-            return Reference.load(path)
-    raise FileNotFoundError(f"{REFERENCES_DIR / (name + '.npz')} does not exist: a 3D reference "
-                            f"is derived from the committed reference {name!r}; generate it "
-                            f"first ({moco.COMMAND} {name})")
+    return Reference.load(committed_file(f"{name}.npz", name, out_dir))
 
 
 def cycle_of(ref: Reference) -> Motion:
@@ -1353,8 +1359,7 @@ def generate_lockedknee3d(args) -> dict:
     # lockedknee2d's own foot forces tracked too (as walking3d tracks walking2d's force
     # plates): without them the 3D solve loaded the sound leg to 2.40 BW at heel strike
     # and sagged to 0.54 BW in mid-stance
-    path2d = next(p for p in (_out(args) / "lockedknee2d_coordinates.sto",
-                              REFERENCES_DIR / "lockedknee2d_coordinates.sto") if p.is_file())
+    path2d = committed_file("lockedknee2d_coordinates.sto", "lockedknee2d", _out(args))
     model2d = str(variant_path("muscle2d_lockedknee"))
     forces2d = cycle_forces(path2d, model2d)
     forces = forces_on_cycle(derived[0].time, forces2d, ContactProbe(

@@ -1502,7 +1502,7 @@ def body_weight_n(model_path: str | None = None) -> float:
     return PosedModel(model_file(model_path)).body_weight
 
 
-def rising_edges(on: np.ndarray) -> np.ndarray:
+def _rising_edges(on: np.ndarray) -> np.ndarray:
     """Indices where a cyclic boolean signal switches on."""
     return np.flatnonzero(on & ~np.roll(on, 1))
 
@@ -1518,7 +1518,7 @@ def stance_masks(grf: dict, body_weight: float) -> tuple[dict, float]:
     for side, force in grf.items():
         fy = force[:-1]
         on = fy > CONTACT_THRESHOLD_N
-        for k in rising_edges(on):
+        for k in _rising_edges(on):
             idx = []
             j = k
             while on[j % len(on)] and len(idx) < len(on):
@@ -1535,7 +1535,7 @@ def stance_masks(grf: dict, body_weight: float) -> tuple[dict, float]:
 def right_heel_strike_row(grf: dict, body_weight: float) -> int:
     """The first row of a periodic cycle where the right foot strikes (0 if none)."""
     masks, _ = stance_masks(grf, body_weight)
-    edges = rising_edges(masks["r"])
+    edges = _rising_edges(masks["r"])
     return int(edges[0]) if len(edges) else 0
 
 
@@ -1574,13 +1574,13 @@ def gait_figures(cycle: Motion, grf: dict, body_weight: float) -> dict:
     on, graze = stance_masks(grf, body_weight)
     both = on["r"] & on["l"]
     flexion = {s: -np.degrees(cycle.column(f"knee_angle_{s}"))[:-1] for s in FOOT_SPHERES}
-    strikes = {s: rising_edges(on[s]) for s in FOOT_SPHERES}
+    strikes = {s: _rising_edges(on[s]) for s in FOOT_SPHERES}
     at_strike = [float(flexion[s][k]) for s in FOOT_SPHERES for k in strikes[s]]
     swing_peak = [float(flexion[s][~on[s]].max()) if (~on[s]).any() else float("nan")
                   for s in FOOT_SPHERES]
     seam = [abs(float(np.degrees(cycle.values[-1, j] - cycle.values[0, j])))
             for j, n in enumerate(cycle.names) if n not in TRANSLATIONS]
-    ds_edges = rising_edges(both)
+    ds_edges = _rising_edges(both)
     # Duration of each double-support phase, as a fraction of the cycle.
     phases = []
     for k in ds_edges:
@@ -1622,7 +1622,7 @@ def gait_figures(cycle: Motion, grf: dict, body_weight: float) -> dict:
         hip_flexion_range_deg_l=[float(np.degrees(cycle.column("hip_flexion_l")).min()),
                                  float(np.degrees(cycle.column("hip_flexion_l")).max())],
         flight_fraction=float((~on["r"] & ~on["l"]).mean()),
-        num_flight_phases=int(len(rising_edges(~on["r"] & ~on["l"]))),
+        num_flight_phases=int(len(_rising_edges(~on["r"] & ~on["l"]))),
     )
 
 

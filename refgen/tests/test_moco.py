@@ -451,9 +451,9 @@ def test_lockedknee2d_smoke_coarse(tmp_path):
 
 
 def test_cycle_forces_are_walking2d_on_the_contact_model():
-    """lockedknee2d's force prior: both feet's vertical force along the committed
-    walking2d cycle, the body weight on average, each foot's loading and push-off
-    humps as the check counts them (1.0-1.3 BW)."""
+    """A cycle's foot forces as lockedknee3d tracks its 2D cycle's: both feet's vertical
+    force along the committed walking2d cycle, the body weight on average, each foot's
+    peak within the check's hump bounds (1.0-1.3 BW)."""
     forces = tasks2d.cycle_forces()
     weight = moco.body_weight_n()
     t = forces.time
