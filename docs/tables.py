@@ -99,8 +99,8 @@ REFERENCE_TEXT = {
     "lockedknee2d": "Moco predictive, asymmetric full cycle, COM acceleration peaks "
                     "flattened; 1.30 m/s, step times 0.49 / 0.58 s",
     "lockedknee3d": "Moco tracking of lockedknee2d + walking3d's out-of-plane motion, the "
-                    "locked leg circumducted, lockedknee2d's foot forces tracked; 1.29 m/s, "
-                    "reserves ≤ 1.4%",
+                    "locked leg circumducted, lockedknee2d's foot forces tracked; 1.27 m/s, "
+                    "reserves ≤ 1.7%",
     "palsy3d": "Moco tracking of a public crouch-gait cycle with the child model; 0.89 m/s, "
                "stance knee ≥ 44°, reserves ≤ 3.2% of joint moments",
 }

@@ -229,7 +229,7 @@ class LockedKneeSettings(Settings):
     tracking_clearance: bool = True
     # Minimum effort alone landed both heels at 1.6-1.9 BW (people: 1.0-1.3); see
     # moco.Settings.com_acceleration_weight.
-    com_acceleration_weight: float = 4e-4
+    com_acceleration_weight: float = 8e-4
     com_acceleration_exponent: int = 6
 
 

@@ -301,6 +301,10 @@ def test_lockedknee3d_tracking_smoke(tmp_path):
     states = list(solution.getStateNames())
     assert any(n.endswith("/hip_adduction_l/value") for n in states)
     assert not any(n.endswith(("/knee_angle_l/value", "/ankle_angle_l/value")) for n in states)
+    # lockedknee2d's foot forces and the centre of mass's acceleration peaks are goals
+    header = (tmp_path / "work" / "lockedknee3d_tracking_3_solution.sto").read_text()
+    header = header[:header.index("endheader")]
+    assert "objective_grf=" in header and "objective_com_acceleration=" in header
 
 
 def test_circumduction_lifts_the_locked_foot_over_the_floor():
