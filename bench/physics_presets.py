@@ -5,24 +5,30 @@ Each preset runs the same smooth random actions (``bench/integrators.py``) from 
 reference's first frame for one reference cycle, single process, ``repeats`` rounds
 with the presets alternating (best steps/s kept: the machine's noise only ever slows a
 run down). The error is the largest joint-angle (deg) and translation (cm) difference
-at any env step. Each row also counts the integrator's internal steps per env step
-(deterministic, unlike steps/s on a shared machine); ``--sweep A,B,...`` adds the fast
-preset's integrator at other accuracies to the same rotating rounds.
+at any env step. Each row also counts, per env step, the integrator's accepted and
+attempted steps and its realizations (force and acceleration evaluations: what a step
+costs), read from the Manager's own statistics: deterministic, unlike steps/s on a
+shared machine. ``--sweep A,B,...`` adds other settings to the same rotating rounds: an
+accuracy of the fast preset's integrator, or ``INTEGRATOR:ACCURACY[:MIN_STEP_S]``.
+``--robustness STEPS`` also counts simulator failures and episode ends by cause under
+random actions (a loose setting can end episodes that a tight one does not).
 
     python bench/physics_presets.py [--task MuscleWalkingImitation2D-v0] [--out bench/results]
-                                    [--sweep 1e-2,5e-2,1e-1]
+                                    [--sweep 5e-2,RungeKutta3:1e-1]
     python bench/physics_presets.py --all-tasks    # every task, physics_presets_tasks.json
 """
 import argparse
 import json
+import os
+import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from first_step import counting  # noqa: E402
 from integrators import controls, run  # noqa: E402
 
 from fastenv.env import ImitationEnv  # noqa: E402
@@ -45,25 +51,98 @@ def run_preset(env, U):
     return np.array(qs), len(U) / (time.perf_counter() - t0)
 
 
-def internal_steps(task, U, **env_kwargs):
-    """Integrator steps per env step over the actions (a counting run, untimed)."""
+@contextmanager
+def manager_statistics():
+    """Collect what ``opensim.Manager.integrate`` logs at info level after each call
+    (steps taken / attempted and realizations, counted since the Manager's
+    ``initialize``); yields the sink. The console copy of those lines goes to
+    /dev/null for the duration (OpenSim's console sink cannot be removed)."""
+    import opensim as osim
+    sink, level = osim.StringLogSink(), osim.Logger.getLevelString()
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    osim.Logger.addSink(sink)
+    osim.Logger.setLevelString("info")
+    try:
+        yield sink
+    finally:
+        osim.Logger.setLevelString(level)
+        osim.Logger.removeSink(sink)
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def integrator_counts(task, U, **env_kwargs) -> dict:
+    """Per env step over the actions (an untimed run, deterministic on any machine):
+    the integrator's accepted steps (``internal_steps``), attempted steps (accepted plus
+    rejected trials) and realizations (force and acceleration evaluations, what a step
+    costs), from the Manager's own statistics."""
     env = ImitationEnv(task, **env_kwargs)
-    steps_of = counting(env.sim)
     env.reset(seed=0, options={"start_frame": 0})
-    total = 0
-    for u in U:
-        n0 = steps_of()
-        _, _, _, _, info = env.step(u)
-        if "sim_error" in info:
-            raise RuntimeError(f"{env_kwargs} failed: {info['sim_error']}")
-        total += steps_of() - n0
-    return total / len(U)
+    with manager_statistics() as sink:
+        for u in U:
+            _, _, _, _, info = env.step(u)
+            if "sim_error" in info:
+                raise RuntimeError(f"{env_kwargs} failed: {info['sim_error']}")
+        text = sink.getString()
+    env.close()
+    taken, attempted = re.findall(r"steps taken / attempted: (\d+) / (\d+)", text)[-1]
+    realizations = re.findall(r"number of realizations: (\d+)", text)[-1]
+    n = len(U)
+    return dict(internal_steps=int(taken) / n, attempted_steps=int(attempted) / n,
+                realizations=int(realizations) / n)
 
 
-def measure(task: str, repeats: int, accuracies=()) -> dict:
-    """The presets (and the fast preset's integrator at ``accuracies``) on ``task``:
-    best steps/s over ``repeats`` rotating rounds, internal steps per env step, and the
-    largest error over one reference cycle against RungeKuttaMerson at 1e-6."""
+def robustness(task, steps, seeds=3, scale=0.3, **env_kwargs) -> dict:
+    """Uniform random actions at ``scale`` of the range (excitations in the lowest
+    ``scale`` of theirs), ``seeds`` × ``steps`` env steps with autoreset: simulator
+    failures and episode ends by cause (``ImitationEnv.termination_causes``)."""
+    env = ImitationEnv(task, **env_kwargs)
+    lo, hi = env.action_space.low, env.action_space.high
+    centred = bool((lo < 0).any())   # torque actions centre on 0, excitations start at 0
+    ends = dict(fall=0, limit_force=0, acceleration=0, truncated=0)
+    failures = 0
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        env.reset(seed=seed)
+        for _ in range(steps):
+            a = rng.uniform(lo, hi) * scale if centred else rng.uniform(lo, lo + scale * (hi - lo))
+            _, _, terminated, truncated, info = env.step(a.astype(np.float32))
+            if "sim_error" in info:
+                failures += 1
+            if terminated:
+                for cause, broken in env.termination_causes().items():
+                    ends[cause] += broken
+            elif truncated:
+                ends["truncated"] += 1
+            if terminated or truncated:
+                env.reset()
+    env.close()
+    return dict(steps=seeds * steps, simulator_failures=failures, episode_ends=ends)
+
+
+def sweep_settings(spec: str, actuation: str) -> dict:
+    """A ``--sweep`` entry: an accuracy for the fast preset's integrator, or
+    ``INTEGRATOR:ACCURACY[:MIN_STEP_S]``, as the three physics settings."""
+    fast = dict(zip(PHYSICS_SETTINGS, PHYSICS["fast"][actuation]))
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return dict(fast, accuracy=float(parts[0]))
+    if len(parts) not in (2, 3):
+        raise ValueError(f"--sweep entry {spec!r}: expected ACCURACY or "
+                         "INTEGRATOR:ACCURACY[:MIN_STEP_S]")
+    return dict(integrator=parts[0], accuracy=float(parts[1]),
+                min_step=float(parts[2]) if len(parts) == 3 else 0.0)
+
+
+def measure(task: str, repeats: int, sweep_specs=(), robust_steps=0) -> dict:
+    """The presets (and the ``--sweep`` settings) on ``task``: best steps/s over
+    ``repeats`` rotating rounds, the integrator's counts per env step, and the largest
+    error over one reference cycle against RungeKuttaMerson at 1e-6; with
+    ``robust_steps``, each setting's ``robustness`` too."""
     probe = ImitationEnv(task)
     n_steps = probe.reference.cycle_steps
     cycle_s = n_steps * probe.reference.control_dt
@@ -73,7 +152,8 @@ def measure(task: str, repeats: int, accuracies=()) -> dict:
     rot = sim.rotational & ~sim.locked
     actuation = TASKS[task].actuation
     configs = {p: dict(physics=p) for p in PRESETS}
-    configs.update({f"fast@{a:g}": dict(physics="fast", accuracy=a) for a in accuracies})
+    swept = {f"sweep:{spec}": sweep_settings(spec, actuation) for spec in sweep_specs}
+    configs.update(swept)
     envs = {k: ImitationEnv(task, **kw) for k, kw in configs.items()}
     names = list(configs)
     best, q = dict.fromkeys(names, 0.0), {}
@@ -97,20 +177,23 @@ def measure(task: str, repeats: int, accuracies=()) -> dict:
         settings = dict(zip(PHYSICS_SETTINGS, PHYSICS[preset][actuation]))
         rows.append(dict(
             preset=preset, **settings, steps_per_s=best[preset],
-            internal_steps=internal_steps(task, U, physics=preset),
-            **errors(q[preset])))
+            **integrator_counts(task, U, physics=preset),
+            **errors(q[preset]),
+            **(dict(robustness=robustness(task, robust_steps, physics=preset))
+               if robust_steps else {})))
         print(task, rows[-1], flush=True)
     sweep = []
-    fast = dict(zip(PHYSICS_SETTINGS, PHYSICS["fast"][actuation]))
-    for acc in accuracies:
-        name = f"fast@{acc:g}"
-        sweep.append(dict(fast, accuracy=acc, steps_per_s=best[name],
-                          internal_steps=internal_steps(task, U, **configs[name]),
-                          **errors(q[name])))
+    for name, settings in swept.items():
+        sweep.append(dict(settings, steps_per_s=best[name],
+                          **integrator_counts(task, U, **configs[name]),
+                          **errors(q[name]),
+                          **(dict(robustness=robustness(task, robust_steps, **settings))
+                             if robust_steps else {})))
         print(task, sweep[-1], flush=True)
     return dict(task=task, cycle_s=cycle_s, steps=n_steps, rows=rows,
                 fast_speedup=rows[1]["steps_per_s"] / rows[0]["steps_per_s"],
                 fast_step_ratio=rows[0]["internal_steps"] / rows[1]["internal_steps"],
+                fast_realization_ratio=rows[0]["realizations"] / rows[1]["realizations"],
                 sweep=sweep)
 
 
@@ -145,6 +228,7 @@ def all_tasks(repeats: int, out: Path, tasks=None):
         else:
             print(f"{r['task']}: fast {r['fast_speedup']:.2f}x steps/s, "
                   f"{r['fast_step_ratio']:.2f}x fewer internal steps, "
+                  f"{r['fast_realization_ratio']:.2f}x fewer realizations, "
                   f"{r['rows'][1]['max_err_deg']:.2f} deg / {r['rows'][1]['max_err_cm']:.2f} cm")
 
 
@@ -159,33 +243,46 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--sweep", default="",
-                    help="comma-separated accuracies of the fast preset's integrator, timed "
-                         "and counted with the presets")
+                    help="comma-separated settings timed and counted with the presets: an "
+                         "accuracy of the fast preset's integrator, or "
+                         "INTEGRATOR:ACCURACY[:MIN_STEP_S]")
+    ap.add_argument("--robustness", type=int, default=0, metavar="STEPS",
+                    help="also step each setting 3 seeds x STEPS under random actions at 0.3 "
+                         "of the range: simulator failures and episode ends by cause")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.all_tasks:
         all_tasks(args.repeats, out, [t for t in args.tasks.split(",") if t])
         return
-    accuracies = [float(a) for a in args.sweep.split(",") if a]
-    result = measure(args.task, args.repeats, accuracies)
+    result = measure(args.task, args.repeats, [a for a in args.sweep.split(",") if a],
+                     args.robustness)
     rows, sweep = result["rows"], result["sweep"]
     cycle_s, n_steps, speedup = result["cycle_s"], result["steps"], result["fast_speedup"]
-    tag = args.task.split("Imitation")[0].lower()
+    tag = args.task.split("Imitation")[0].lower() + ("3d" if "3D-" in args.task else "")
     (out / f"physics_presets_{tag}.json").write_text(json.dumps(result, indent=1))
     lines = [f"{args.task}, one reference cycle ({cycle_s:.3f} s, {n_steps} env steps), "
              "error against RungeKuttaMerson at 1e-6:", "",
              "| physics | integrator | accuracy | min step (ms) | steps/s | internal steps "
-             "per env step | max error (deg) | max error (cm) |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "per env step | realizations per env step | max error (deg) | max error (cm) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['preset']} | {r['integrator']} | {r['accuracy']:.0e} | "
               f"{1e3 * r['min_step']:g} | "
-              f"{r['steps_per_s']:.0f} | {r['internal_steps']:.1f} | {r['max_err_deg']:.3f} | "
+              f"{r['steps_per_s']:.0f} | {r['internal_steps']:.1f} | {r['realizations']:.1f} | "
+              f"{r['max_err_deg']:.3f} | "
               f"{r['max_err_cm']:.3f} |" for r in rows]
     lines += [f"| (sweep) | {r['integrator']} | {r['accuracy']:.0e} | {1e3 * r['min_step']:g} "
-              f"| {r['steps_per_s']:.0f} | {r['internal_steps']:.1f} | {r['max_err_deg']:.3f} "
+              f"| {r['steps_per_s']:.0f} | {r['internal_steps']:.1f} | {r['realizations']:.1f} "
+              f"| {r['max_err_deg']:.3f} "
               f"| {r['max_err_cm']:.3f} |" for r in sweep]
     lines += ["", f"fast / default: {speedup:.2f}x"]
+    for r in rows + sweep:
+        if "robustness" in r:
+            rb = r["robustness"]
+            ends = ", ".join(f"{k} {v}" for k, v in rb["episode_ends"].items())
+            lines.append(f"- {r['integrator']} {r['accuracy']:g}, min step "
+                         f"{1e3 * r['min_step']:g} ms, {rb['steps']} random-action steps: "
+                         f"{rb['simulator_failures']} simulator failures; episode ends: {ends}")
     (out / f"physics_presets_{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

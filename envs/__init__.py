@@ -59,17 +59,19 @@ class TaskSpec:
 #: cycle than the default), because the error estimate keeps asking for sub-millisecond
 #: steps; a minimum step caps that: 1.25 ms makes 1.48x fewer internal steps on the
 #: walking cycle (1 ms: 1.35x) with as few simulator failures under random actions
-#: (2 against 3 in 5 x 600 running steps; 1.5 ms: 4). The torque models' continuous PD
-#: springs and contacts bound RungeKutta3's step by stability more than by accuracy,
-#: and steps/s does not follow the accuracy monotonically (rejected trial steps): 1e-1
-#: was the fastest setting timed (``bench/physics_presets.py --sweep``), within 0.3 deg
-#: / 0.6 cm of a tight run over a 2D walking cycle (3D: 1.8 deg / 1.7 cm); a minimum
-#: step makes them diverge. "accurate" is for checking results against the defaults.
+#: (2 against 3 in 5 x 600 running steps; 1.5 ms: 4). The torque models' PD springs and
+#: contacts bound RungeKutta3's step by stability more than by accuracy (at 1e-1 it
+#: rejected one trial step in five and still took 3 realizations per step, 1.38x the
+#: default's steps/s on the locked knee); SemiExplicitEuler2 takes 2 per step, and with
+#: a 0.5-ms minimum it makes 2.8-3.2x fewer realizations than the default on every
+#: torque task, within 1.4-2.2 deg of a tight run (locked knee 3.4 deg), with the same
+#: episode ends under random actions (a 1-ms minimum made more: spurious acceleration
+#: terminations). "accurate" is for checking results against the defaults.
 PHYSICS = {
     "default": {"muscle": ("SemiExplicitEuler2", 1e-3, 0.0),
                 "torque": ("RungeKutta3", 1e-3, 0.0)},
     "fast": {"muscle": ("SemiExplicitEuler2", 1e-2, 1.25e-3),
-             "torque": ("RungeKutta3", 1e-1, 0.0)},
+             "torque": ("SemiExplicitEuler2", 1e-2, 5e-4)},
     "accurate": {"muscle": ("RungeKutta3", 1e-5, 0.0), "torque": ("RungeKutta3", 1e-5, 0.0)},
 }
 #: The settings a physics preset sets, in the order of its tuples.

@@ -328,12 +328,7 @@ class ImitationEnv(gym.Env):
         self._prev_action[0] = a
         self._write_task_buffer()
         obs = self._observe()
-        t = self.spec_task
-        torso = sim.body_names.index("torso")
-        terminated = bool(sim.buf[L.slice("body_pos")][3 * torso + 1] < t.min_torso_height
-                          or np.abs(sim.buf[L.slice("limit_force")]).max(initial=0.0)
-                          > t.max_limit_force
-                          or np.abs(sim.buf[L.slice("qddot")]).max() > t.max_acceleration)
+        terminated = any(self.termination_causes().values())
         truncated = (not terminated) and self._step >= self.episode_steps
         reward = float(self._terms[0, 0])
         info = {name: float(v) for name, v in zip(self.reward_terms, self._terms[0])}
@@ -344,6 +339,19 @@ class ImitationEnv(gym.Env):
         if self.render_mode == "human":
             self.render()
         return obs, reward, terminated, truncated, info
+
+    def termination_causes(self) -> dict[str, bool]:
+        """Which of the task's termination rules the current state breaks: the torso
+        below ``min_torso_height`` (a fall), a joint-limit force beyond
+        ``max_limit_force``, a coordinate acceleration beyond ``max_acceleration``."""
+        sim, t = self.sim, self.spec_task
+        L = sim.layout
+        torso = sim.body_names.index("torso")
+        return {
+            "fall": bool(sim.buf[L.slice("body_pos")][3 * torso + 1] < t.min_torso_height),
+            "limit_force": bool(np.abs(sim.buf[L.slice("limit_force")]).max(initial=0.0)
+                                > t.max_limit_force),
+            "acceleration": bool(np.abs(sim.buf[L.slice("qddot")]).max() > t.max_acceleration)}
 
     def _log_record(self, q, q_ref, **extra) -> dict:
         """One ``episode_log`` entry: the state against the reference at this instant
