@@ -75,20 +75,19 @@ def manager_statistics():
         os.close(devnull)
 
 
-def integrator_counts(task, U, **env_kwargs) -> dict:
-    """Per env step over the actions (an untimed run, deterministic on any machine):
-    the integrator's accepted steps (``internal_steps``), attempted steps (accepted plus
-    rejected trials) and realizations (force and acceleration evaluations, what a step
-    costs), from the Manager's own statistics."""
-    env = ImitationEnv(task, **env_kwargs)
+def integrator_counts(env, U) -> dict:
+    """Per env step over the actions from the reference's first frame (an untimed run,
+    deterministic on any machine): the integrator's accepted steps
+    (``internal_steps``), attempted steps (accepted plus rejected trials) and
+    realizations (force and acceleration evaluations, what a step costs), from the
+    Manager's own statistics, which restart with the reset's new Manager."""
     env.reset(seed=0, options={"start_frame": 0})
     with manager_statistics() as sink:
         for u in U:
             _, _, _, _, info = env.step(u)
             if "sim_error" in info:
-                raise RuntimeError(f"{env_kwargs} failed: {info['sim_error']}")
+                raise RuntimeError(f"{env.options} failed: {info['sim_error']}")
         text = sink.getString()
-    env.close()
     taken, attempted = re.findall(r"steps taken / attempted: (\d+) / (\d+)", text)[-1]
     realizations = re.findall(r"number of realizations: (\d+)", text)[-1]
     n = len(U)
@@ -96,15 +95,15 @@ def integrator_counts(task, U, **env_kwargs) -> dict:
                 realizations=int(realizations) / n)
 
 
-def robustness(task, steps, seeds=3, scale=0.3, **env_kwargs) -> dict:
+def robustness(env, steps, seeds=3, scale=0.3) -> dict:
     """Uniform random actions at ``scale`` of the range (excitations in the lowest
     ``scale`` of theirs), ``seeds`` × ``steps`` env steps with autoreset: simulator
-    failures and episode ends by cause (``ImitationEnv.termination_causes``)."""
-    env = ImitationEnv(task, **env_kwargs)
+    failures, terminations, and the rules they broke (``termination_causes``; one
+    termination can break several)."""
     lo, hi = env.action_space.low, env.action_space.high
     centred = bool((lo < 0).any())   # torque actions centre on 0, excitations start at 0
     ends = dict(fall=0, limit_force=0, acceleration=0, truncated=0)
-    failures = 0
+    failures = terminations = 0
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         env.reset(seed=seed)
@@ -114,14 +113,15 @@ def robustness(task, steps, seeds=3, scale=0.3, **env_kwargs) -> dict:
             if "sim_error" in info:
                 failures += 1
             if terminated:
+                terminations += 1
                 for cause, broken in env.termination_causes().items():
                     ends[cause] += broken
             elif truncated:
                 ends["truncated"] += 1
             if terminated or truncated:
                 env.reset()
-    env.close()
-    return dict(steps=seeds * steps, simulator_failures=failures, episode_ends=ends)
+    return dict(steps=seeds * steps, simulator_failures=failures, terminations=terminations,
+                episode_ends=ends)
 
 
 def sweep_settings(spec: str, actuation: str) -> dict:
@@ -163,33 +163,28 @@ def measure(task: str, repeats: int, sweep_specs=(), robust_steps=0) -> dict:
             if q[name] is None:
                 raise RuntimeError(f"{task} {configs[name]} failed: {sps}")
             best[name] = max(best[name], sps)
-    for env in envs.values():
-        env.close()
 
-    def errors(qq):
+    def measured(name):
+        """The untimed figures of config ``name``, from the env its rounds used."""
+        qq = q[name]
         return dict(
+            steps_per_s=best[name], **integrator_counts(envs[name], U),
             max_err_deg=float(np.degrees(np.abs(qq[:, rot] - tight_q[:, rot]).max())),
             max_err_cm=float(100 * np.abs(qq[:, ~sim.rotational]
-                                          - tight_q[:, ~sim.rotational]).max()))
+                                          - tight_q[:, ~sim.rotational]).max()),
+            **(dict(robustness=robustness(envs[name], robust_steps)) if robust_steps else {}))
 
     rows = []
     for preset in PRESETS:
-        settings = dict(zip(PHYSICS_SETTINGS, PHYSICS[preset][actuation]))
-        rows.append(dict(
-            preset=preset, **settings, steps_per_s=best[preset],
-            **integrator_counts(task, U, physics=preset),
-            **errors(q[preset]),
-            **(dict(robustness=robustness(task, robust_steps, physics=preset))
-               if robust_steps else {})))
+        rows.append(dict(preset=preset, **dict(zip(PHYSICS_SETTINGS, PHYSICS[preset][actuation])),
+                         **measured(preset)))
         print(task, rows[-1], flush=True)
     sweep = []
     for name, settings in swept.items():
-        sweep.append(dict(settings, steps_per_s=best[name],
-                          **integrator_counts(task, U, **configs[name]),
-                          **errors(q[name]),
-                          **(dict(robustness=robustness(task, robust_steps, **settings))
-                             if robust_steps else {})))
+        sweep.append(dict(settings, **measured(name)))
         print(task, sweep[-1], flush=True)
+    for env in envs.values():
+        env.close()
     return dict(task=task, cycle_s=cycle_s, steps=n_steps, rows=rows,
                 fast_speedup=rows[1]["steps_per_s"] / rows[0]["steps_per_s"],
                 fast_step_ratio=rows[0]["internal_steps"] / rows[1]["internal_steps"],

@@ -389,16 +389,21 @@ def presets_table() -> list[str]:
         p = load(name)
         default = p["rows"][0]["steps_per_s"]
         for r in p["rows"] + p.get("sweep", []):
-            minimum = r.get("min_step", 0.0)
             label = r["preset"] if "preset" in r else "(other settings)"
-            rows.append([p["task"], label, f"{r['integrator']}, {_acc(r['accuracy'])}"
-                         + (f", min step {1e3 * minimum:g} ms" if minimum else ""),
+            rows.append([p["task"], label, _physics_settings(r, "min step "),
                          f"{r['steps_per_s']:.0f}", f"{r['steps_per_s'] / default:.2f}×",
                          f"{r['internal_steps']:.1f}", _realizations(r),
                          f"{r['max_err_deg']:.2f}° / {r['max_err_cm']:.2f} cm"])
     return table(["task", "preset", "integrator, accuracy", "steps/s", "× default",
                   "internal steps per env step", "realizations per env step", "max error"],
                  "lllrrrrl", rows)
+
+
+def _physics_settings(row: dict, min_step_label: str = "") -> str:
+    """A result row's integrator, accuracy and (when set) minimum step."""
+    minimum = row.get("min_step", 0.0)
+    return (f"{row['integrator']}, {_acc(row['accuracy'])}"
+            + (f", {min_step_label}{1e3 * minimum:g} ms" if minimum else ""))
 
 
 def _realizations(row: dict) -> str:
@@ -436,15 +441,13 @@ def presets_sweep_table(name: str):
         base = p["rows"][0]["realizations"]
         rows = []
         for r in p["rows"] + p["sweep"]:
-            minimum = r.get("min_step", 0.0)
-            label = (f"{r['integrator']}, {_acc(r['accuracy'])}"
-                     + (f", {1e3 * minimum:g} ms" if minimum else ""))
+            label = _physics_settings(r)
             if "preset" in r:
                 label += f" (`{r['preset']}`)"
             rb = r.get("robustness")
-            ends = "–" if rb is None else (
-                f"{sum(rb['episode_ends'][k] for k in ('fall', 'limit_force', 'acceleration'))}"
-                f" ({rb['episode_ends']['acceleration']}), {rb['simulator_failures']}")
+            ends = "–" if rb is None else (f"{rb['terminations']} "
+                                           f"({rb['episode_ends']['acceleration']}), "
+                                           f"{rb['simulator_failures']}")
             rows.append([label, f"{r['internal_steps']:.1f} / {r['attempted_steps']:.1f}",
                          f"{r['realizations']:.1f}", f"{base / r['realizations']:.2f}×",
                          f"{r['steps_per_s'] / p['rows'][0]['steps_per_s']:.2f}×",
@@ -455,7 +458,8 @@ def presets_sweep_table(name: str):
                     "0.3 of the range, autoreset)" if steps else "") + ":", ""]
                 + table(["integrator, accuracy, minimum step", "steps accepted / attempted",
                          "realizations", "fewer realizations", "× default steps/s",
-                         "max error", "terminations (by acceleration), simulator failures"],
+                         "max error",
+                         "terminations (breaking the acceleration bound), simulator failures"],
                         "lrrrrll", rows))
     return make
 
