@@ -10,8 +10,9 @@ attempted steps and its realizations (force and acceleration evaluations: what a
 costs), read from the Manager's own statistics: deterministic, unlike steps/s on a
 shared machine. ``--sweep A,B,...`` adds other settings to the same rotating rounds: an
 accuracy of the fast preset's integrator, or ``INTEGRATOR:ACCURACY[:MIN_STEP_S]``.
-``--robustness STEPS`` also counts simulator failures and episode ends by cause under
-random actions (a loose setting can end episodes that a tight one does not).
+``--robustness STEPS`` also counts simulator failures, steps integrated again without
+the minimum step (``info["integrator_retry"]``) and episode ends by cause under random
+actions (a loose setting can end episodes that a tight one does not).
 
     python bench/physics_presets.py [--task MuscleWalkingImitation2D-v0] [--out bench/results]
                                     [--sweep 5e-2,RungeKutta3:1e-1]
@@ -103,15 +104,15 @@ def robustness(env, steps, seeds=3, scale=0.3) -> dict:
     lo, hi = env.action_space.low, env.action_space.high
     centred = bool((lo < 0).any())   # torque actions centre on 0, excitations start at 0
     ends = dict(fall=0, limit_force=0, acceleration=0, truncated=0)
-    failures = terminations = 0
+    failures = terminations = retries = 0
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         env.reset(seed=seed)
         for _ in range(steps):
             a = rng.uniform(lo, hi) * scale if centred else rng.uniform(lo, lo + scale * (hi - lo))
             _, _, terminated, truncated, info = env.step(a.astype(np.float32))
-            if "sim_error" in info:
-                failures += 1
+            failures += "sim_error" in info
+            retries += bool(info["integrator_retry"])
             if terminated:
                 terminations += 1
                 for cause, broken in env.termination_causes().items():
@@ -120,8 +121,8 @@ def robustness(env, steps, seeds=3, scale=0.3) -> dict:
                 ends["truncated"] += 1
             if terminated or truncated:
                 env.reset()
-    return dict(steps=seeds * steps, simulator_failures=failures, terminations=terminations,
-                episode_ends=ends)
+    return dict(steps=seeds * steps, simulator_failures=failures, integrator_retries=retries,
+                terminations=terminations, episode_ends=ends)
 
 
 def sweep_settings(spec: str, actuation: str) -> dict:
@@ -277,7 +278,9 @@ def main(argv=None):
             ends = ", ".join(f"{k} {v}" for k, v in rb["episode_ends"].items())
             lines.append(f"- {r['integrator']} {r['accuracy']:g}, min step "
                          f"{1e3 * r['min_step']:g} ms, {rb['steps']} random-action steps: "
-                         f"{rb['simulator_failures']} simulator failures; episode ends: {ends}")
+                         f"{rb['simulator_failures']} simulator failures, "
+                         f"{rb.get('integrator_retries', 0)} steps integrated again; "
+                         f"episode ends: {ends}")
     (out / f"physics_presets_{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -445,9 +445,11 @@ def presets_sweep_table(name: str):
             if "preset" in r:
                 label += f" (`{r['preset']}`)"
             rb = r.get("robustness")
+            retried = ("" if rb is None or "integrator_retries" not in rb
+                       else f" ({rb['integrator_retries']})")
             ends = "–" if rb is None else (f"{rb['terminations']} "
                                            f"({rb['episode_ends']['acceleration']}), "
-                                           f"{rb['simulator_failures']}")
+                                           f"{rb['simulator_failures']}{retried}")
             rows.append([label, f"{r['internal_steps']:.1f} / {r['attempted_steps']:.1f}",
                          f"{r['realizations']:.1f}", f"{base / r['realizations']:.2f}×",
                          f"{r['steps_per_s'] / p['rows'][0]['steps_per_s']:.2f}×",
@@ -459,7 +461,8 @@ def presets_sweep_table(name: str):
                 + table(["integrator, accuracy, minimum step", "steps accepted / attempted",
                          "realizations", "fewer realizations", "× default steps/s",
                          "max error",
-                         "terminations (breaking the acceleration bound), simulator failures"],
+                         "terminations (breaking the acceleration bound), simulator failures"
+                         " (steps integrated again)"],
                         "lrrrrll", rows))
     return make
 
@@ -663,6 +666,7 @@ TABLES = {
     "physics-presets-tasks": presets_tasks_table,
     "physics-sweep-torquelockedknee": presets_sweep_table("physics_presets_torquelockedknee"),
     "physics-sweep-torquewalking3d": presets_sweep_table("physics_presets_torquewalking3d"),
+    "physics-sweep-musclerunning": presets_sweep_table("physics_presets_musclerunning"),
     "model-choice": model_choice_table,
     "muscle-models": muscle_models_table,
     "contact-split": contact_split_table,

@@ -38,7 +38,8 @@ class ImitationEnv(gym.Env):
     Truncation: end of the episode (train: ``episode_cycles`` reference cycles from a
     random start in the first half cycle; test: from frame 0, the same length, or the
     whole motion for a play-once reference), or a simulator failure
-    (``info['sim_error']``).
+    (``info['sim_error']``). With a minimum integrator step (the ``fast`` preset), a
+    step that diverges is integrated again without it first (``info['integrator_retry']``).
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 100}
@@ -48,7 +49,7 @@ class ImitationEnv(gym.Env):
     #: messages) travels with the worker's completion message.
     info_scalars = {**{term: np.float64 for term in kernels.TRACKING_REWARD_TERMS},
                     "effort_cost": np.float64, "phase": np.float64, "frame": np.int64,
-                    "nan_action": np.bool_}
+                    "nan_action": np.bool_, "integrator_retry": np.bool_}
 
     def __init__(self, task: str | TaskSpec = "MuscleWalkingImitation2D-v0", config=None,
                  render_mode: str | None = None, **kwargs):
@@ -300,7 +301,8 @@ class ImitationEnv(gym.Env):
             sim.step(controls)
         except SimulationError as exc:
             self._step += 1
-            info = {"sim_error": str(exc), "phase": self._phase(), "nan_action": nan_flag}
+            info = {"sim_error": str(exc), "phase": self._phase(), "nan_action": nan_flag,
+                    "integrator_retry": sim.last_step_retried}
             obs = np.nan_to_num(self._observe(), nan=0.0, posinf=0.0, neginf=0.0)
             return obs, 0.0, False, True, info
         self._step += 1
@@ -332,7 +334,8 @@ class ImitationEnv(gym.Env):
         truncated = (not terminated) and self._step >= self.episode_steps
         reward = float(self._terms[0, 0])
         info = {name: float(v) for name, v in zip(self.reward_terms, self._terms[0])}
-        info.update(effort_cost=float(cost[0]), phase=self._phase(), nan_action=nan_flag)
+        info.update(effort_cost=float(cost[0]), phase=self._phase(), nan_action=nan_flag,
+                    integrator_retry=sim.last_step_retried)
         if self.options["log"]:
             self.episode_log.append(self._log_record(qs, q_ref, action=a.copy(),
                                                      **self.actuation.effort_record(), **info))

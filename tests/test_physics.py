@@ -27,15 +27,60 @@ def test_explicit_min_step_wins_over_the_preset():
 
 
 def test_min_step_changes_the_integration():
-    """The fast preset's minimum step (1.25 ms for muscles) is used: its run differs
+    """The fast preset's minimum step (1.5 ms for muscles) is used: its run differs
     from the same integrator and accuracy without a minimum, and stays close to it."""
     runs = []
     for min_step in (0.0, None):
         env = ImitationEnv(TASK, physics="fast", min_step=min_step, mode="test")
-        assert env.sim.min_step == (1.25e-3 if min_step is None else 0.0)
+        assert env.sim.min_step == (1.5e-3 if min_step is None else 0.0)
         env.reset(seed=0)
         for _ in range(10):
             env.step(np.full(env.action_space.shape, 0.2, np.float32))
         runs.append(env.sim.buf[env.sim.layout.slice("q")].copy())
     diff = np.abs(runs[0] - runs[1]).max()
     assert 0 < diff < np.radians(2)
+
+
+class _Diverging:
+    """Stands in for the Manager of one control step: fails like a diverged integration."""
+
+    def integrate(self, t):
+        raise RuntimeError("diverged")
+
+
+def _stepped_from_start(min_step, diverge, start=None):
+    """One step of 0.2 excitations after a test reset (from ``start``, a snapshot, if
+    given: a settled start depends on the minimum step it was settled with)."""
+    env = ImitationEnv(TASK, physics="fast", min_step=min_step, mode="test")
+    env.reset(seed=0)
+    if start is not None:
+        env.sim.restore(start)
+    if diverge:   # the real Manager owns sim.state: kept alive beside the stand-in
+        env.kept_manager, env.sim._manager = env.sim._manager, _Diverging()
+    _, _, terminated, truncated, info = env.step(np.full(env.action_space.shape, 0.2,
+                                                         np.float32))
+    return env, info, truncated
+
+
+def test_a_diverged_step_is_integrated_again_without_the_minimum_step():
+    """The retry starts where the step started and runs the step as an integrator
+    without the minimum does, flagged, not truncated; the minimum stays off for the
+    episode and is back after the reset."""
+    env = ImitationEnv(TASK, physics="fast", min_step=1.5e-3, mode="test")
+    env.reset(seed=0)
+    start = env.sim.snapshot()
+    retried, info, truncated = _stepped_from_start(1.5e-3, diverge=True)
+    plain, plain_info, _ = _stepped_from_start(0.0, diverge=False, start=start)
+    assert info["integrator_retry"] and not plain_info["integrator_retry"]
+    assert not truncated and "sim_error" not in info
+    assert retried.sim.retried_steps == 1
+    np.testing.assert_allclose(retried.sim.buf, plain.sim.buf, rtol=1e-12, atol=1e-12)
+    assert not retried.sim._min_step_on
+    retried.reset(seed=0)
+    assert retried.sim._min_step_on and retried.sim.retried_steps == 1
+
+
+def test_without_a_minimum_step_a_failure_still_truncates():
+    env, info, truncated = _stepped_from_start(0.0, diverge=True)
+    assert truncated and "diverged" in info["sim_error"] and not info["integrator_retry"]
+    assert env.sim.retried_steps == 0
