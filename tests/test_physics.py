@@ -84,3 +84,15 @@ def test_without_a_minimum_step_a_failure_still_truncates():
     env, info, truncated = _stepped_from_start(0.0, diverge=True)
     assert truncated and "diverged" in info["sim_error"] and not info["integrator_retry"]
     assert env.sim.retried_steps == 0
+
+
+def test_a_moved_episode_keeps_its_minimum_step_off(muscle2d_path):
+    """recycle_every moves episodes between processes with export/import_state: one
+    that diverged at the minimum step goes on without it there too."""
+    sims = [Simulation(muscle2d_path, accuracy=1e-2, min_step=1.5e-3) for _ in range(3)]
+    sims[0]._min_step_on = False    # as after a retried step
+    sims[1].import_state(sims[0].export_state())
+    sims[2].import_state(Simulation.export_state(sims[2]))
+    assert not sims[1]._min_step_on and sims[2]._min_step_on
+    sims[1].step()
+    assert np.isfinite(sims[1].buf).all()

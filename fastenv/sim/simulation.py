@@ -425,11 +425,17 @@ class Simulation:
         """Everything needed to continue this simulation in another process."""
         return dict(y=self.state.getY().to_numpy().copy(), time=self.state.getTime(),
                     controls=self.buf[self._s_ctrl].copy(),
-                    push=[f.getValue() for f in self._push] if self.push_body else None)
+                    push=[f.getValue() for f in self._push] if self.push_body else None,
+                    min_step_on=self._min_step_on)
 
     def import_state(self, saved: dict):
         """Continue from :meth:`export_state` output (same model file)."""
         self.restore(Snapshot(float(saved["time"]), np.asarray(saved["y"], dtype=float)))
+        if not saved.get("min_step_on", True) and self._min_step_on:
+            # the episode had diverged at the minimum step: it goes on without it here too
+            self._manager = self._new_manager(self.state, min_step=0.0)
+            self.state = self._manager.getState()
+            self._min_step_on = False
         if saved.get("push") is not None:
             self.set_push(saved["push"])
         self.set_controls(saved["controls"])
