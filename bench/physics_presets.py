@@ -279,7 +279,7 @@ def main(argv=None):
             lines.append(f"- {r['integrator']} {r['accuracy']:g}, min step "
                          f"{1e3 * r['min_step']:g} ms, {rb['steps']} random-action steps: "
                          f"{rb['simulator_failures']} simulator failures, "
-                         f"{rb.get('integrator_retries', 0)} steps integrated again; "
+                         f"{rb['integrator_retries']} steps integrated again; "
                          f"episode ends: {ends}")
     (out / f"physics_presets_{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

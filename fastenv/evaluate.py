@@ -121,7 +121,7 @@ def run_episode(env, policy, *, seed: int) -> dict:
         progress_axis=env.spec_task.progress_axis, axes=env._axes)
     # steps integrated again without the minimum step (fast preset): the rest of the
     # episode ran at the integrator's accuracy, which a reader of the metrics should know
-    metrics["integrator_retries"] = sum(bool(r.get("integrator_retry")) for r in steps)
+    metrics["integrator_retries"] = sum(bool(r["integrator_retry"]) for r in steps)
     metrics["seed"] = seed
     metrics["records"] = log
     return metrics

@@ -430,12 +430,9 @@ class Simulation:
 
     def import_state(self, saved: dict):
         """Continue from :meth:`export_state` output (same model file)."""
-        self.restore(Snapshot(float(saved["time"]), np.asarray(saved["y"], dtype=float)))
-        if not saved.get("min_step_on", True) and self._min_step_on:
-            # the episode had diverged at the minimum step: it goes on without it here too
-            self._manager = self._new_manager(self.state, min_step=0.0)
-            self.state = self._manager.getState()
-            self._min_step_on = False
+        # an episode that diverged at the minimum step goes on without it here too
+        self.restore(Snapshot(float(saved["time"]), np.asarray(saved["y"], dtype=float)),
+                     min_step=saved.get("min_step_on", True))
         if saved.get("push") is not None:
             self.set_push(saved["push"])
         self.set_controls(saved["controls"])
@@ -445,18 +442,24 @@ class Simulation:
         """The current state, compact (restore it with :meth:`restore`)."""
         return self.compact(self.state)
 
-    def restore(self, snapshot):
+    def restore(self, snapshot, *, min_step=True):
         """Continue from ``snapshot``, a :class:`Snapshot` or an ``opensim.State`` (copied;
-        no initSystem, no equilibration).
+        no initSystem, no equilibration). ``min_step=False``: on an integrator without
+        the minimum step (an episode that diverged at it, moved by :meth:`import_state`).
 
         Controls are zeroed *before* the Manager realizes the copy, so what it caches
         never depends on the previous episode's last action (determinism).
         """
         self.set_controls(np.zeros(self.n_controls))
-        self._manager = self._new_manager(self._full_state(snapshot))
-        self._min_step_on = self.min_step > 0
-        self.state = self._manager.getState()  # the integrator's own State
+        self._continue_from(self._full_state(snapshot), min_step_on=min_step)
         self.read()
+
+    def _continue_from(self, state, *, min_step_on: bool):
+        """Integrate on from ``state`` (copied) on a new integrator, with the minimum
+        step or without it."""
+        self._min_step_on = min_step_on and self.min_step > 0
+        self._manager = self._new_manager(state, min_step=None if self._min_step_on else 0.0)
+        self.state = self._manager.getState()  # the integrator's own State
 
     # ------------------------------------------------------------------ stepping
     def _forces_changed(self):
@@ -515,9 +518,7 @@ class Simulation:
         self.last_step_retried = False
         failure = self._integrate_to(t_next)
         if failure is not None and start is not None:
-            self._manager = self._new_manager(self._full_state(start), min_step=0.0)
-            self.state = self._manager.getState()
-            self._min_step_on = False
+            self._continue_from(self._full_state(start), min_step_on=False)
             self.last_step_retried = True
             self.retried_steps += 1
             failure = self._integrate_to(t_next)
