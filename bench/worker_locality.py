@@ -1,9 +1,10 @@
-"""Do env steps cost more in a worker that holds many envs? Two A/B tests in one process.
+"""Do env steps cost more in a worker than in a loop of one env? Three A/B tests in one process.
 
-    python bench/worker_locality.py [--envs 8] [--steps 40] [--rounds 6] [--json FILE]
+    python bench/worker_locality.py [--envs 8] [--steps 40] [--rounds 6] [--pause-ms 10]
+                                    [--json FILE]
 
 A pool worker steps its envs round-robin, one step each per batch, and holds all of
-them; the env limit of ``bench/pool.py`` steps one env after another. Both tests
+them; the env limit of ``bench/pool.py`` steps one env after another. The tests
 repeat exactly the same env steps (each env reset with its own seed before a block,
 a fixed action schedule, falls reset with a fixed seed), alternating the two
 variants round by round so the VM's drift hits both:
@@ -12,7 +13,13 @@ variants round by round so the VM's drift hits both:
   another (each env's ``--steps`` in a row);
 - **crowd**: env 0's ``--steps`` steps alone in the process, and with ``--envs - 1``
   other envs created and stepped a little beside it (their models and states in
-  memory, idle while env 0 steps).
+  memory, idle while env 0 steps);
+- **pause**: env 0's steps back to back, as in the env limit, against the same steps
+  each after ``--pause-ms`` of sleep, as a worker's first env step after it waited at
+  the synchronous step's barrier for the other worker and the parent. Only the
+  ``env.step`` calls are timed, in wall time and in the thread's CPU time (CPU time
+  rising too means the step itself did more work, e.g. refilling caches, rather than
+  waiting to be scheduled).
 
 Reported per test: ms per step per variant (median and rounds) and the per-round ratio.
 """
@@ -94,7 +101,45 @@ def crowd_test(n_envs: int, steps: int, rounds: int) -> dict:
     return out
 
 
+def pause_test(steps: int, rounds: int, pause_s: float) -> dict:
+    from fastenv.env import ImitationEnv
+    env = ImitationEnv(TASK)
+    rng = np.random.default_rng(0)
+    acts = rng.uniform(0, 1, (steps, env.action_space.shape[0])).astype(np.float32)
+    cpu = {"back_to_back": [], "after_pause": []}
+
+    def timed(pause: float, name: str):
+        wall = used = 0.0
+        for a in acts:
+            if pause:
+                time.sleep(pause)
+            t, c = time.perf_counter(), time.thread_time()
+            _, _, terminated, truncated, _ = env.step(a)
+            wall += time.perf_counter() - t
+            used += time.thread_time() - c
+            if terminated or truncated:
+                env.reset(seed=1)
+        cpu[name].append(used / steps * 1e3)
+        return wall
+
+    out = _alternate({"after_pause": lambda: timed(pause_s, "after_pause"),
+                      "back_to_back": lambda: timed(0.0, "back_to_back")},
+                     lambda: env.reset(seed=0), rounds, steps)
+    env.close()
+    ratio = np.array(cpu["after_pause"][1:]) / np.array(cpu["back_to_back"][1:])
+    out["cpu_ms_per_step"] = {k: {"median": round(float(np.median(v[1:])), 2),
+                                  "rounds": [round(x, 2) for x in v[1:]]}
+                              for k, v in cpu.items()}   # [0]: the warm-up
+    out["cpu_after_pause_over_back_to_back"] = {
+        "median": round(float(np.median(ratio)), 3),
+        "rounds": [round(float(x), 3) for x in ratio]}
+    out["pause_ms"] = pause_s * 1e3
+    return out
+
+
 def _alternate(variants: dict, reset, rounds: int, n_steps: int, setup=None) -> dict:
+    """Each variant once untimed, then ``rounds`` rounds in alternating order; a variant
+    that returns a number returns its own timed seconds (else its whole call is timed)."""
     names = list(variants)
     for name in names:       # warm-up, untimed
         if setup:
@@ -108,8 +153,9 @@ def _alternate(variants: dict, reset, rounds: int, n_steps: int, setup=None) -> 
                 setup(name)
             reset()
             t = time.perf_counter()
-            variants[name]()
-            ms[name].append((time.perf_counter() - t) / n_steps * 1e3)
+            took = variants[name]()
+            took = time.perf_counter() - t if took is None else took
+            ms[name].append(took / n_steps * 1e3)
     ratio = np.array(ms[names[0]]) / np.array(ms[names[1]])
     return {"ms_per_step": {k: {"median": round(float(np.median(v)), 2),
                                 "rounds": [round(x, 2) for x in v]} for k, v in ms.items()},
@@ -122,13 +168,24 @@ def main(argv=None):
     p.add_argument("--envs", type=int, default=8)
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--pause-ms", type=float, default=10.0)
+    p.add_argument("--tests", default="order,crowd,pause")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
+    tests = a.tests.split(",")
+    unknown = sorted(set(tests) - {"order", "crowd", "pause"})
+    if unknown or a.pause_ms <= 0:
+        p.error(f"--tests takes order, crowd, pause (got {unknown}); --pause-ms must be > 0 "
+                f"(got {a.pause_ms:g})")
     result = {"command": f"python bench/worker_locality.py --envs {a.envs} --steps {a.steps} "
-                         f"--rounds {a.rounds}",
-              "date": datetime.now(UTC).isoformat(timespec="seconds"), "task": TASK,
-              "order": order_test(a.envs, a.steps, a.rounds),
-              "crowd": crowd_test(a.envs, a.steps * 5, a.rounds)}
+                         f"--rounds {a.rounds} --pause-ms {a.pause_ms:g} --tests {a.tests}",
+              "date": datetime.now(UTC).isoformat(timespec="seconds"), "task": TASK}
+    if "order" in tests:
+        result["order"] = order_test(a.envs, a.steps, a.rounds)
+    if "crowd" in tests:
+        result["crowd"] = crowd_test(a.envs, a.steps * 5, a.rounds)
+    if "pause" in tests:
+        result["pause"] = pause_test(a.steps * 5, a.rounds, a.pause_ms * 1e-3)
     print(json.dumps(result, indent=1))
     if a.json:
         a.json.write_text(json.dumps(result, indent=1) + "\n")
