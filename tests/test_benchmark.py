@@ -465,3 +465,21 @@ def test_contact_split_probe_finds_the_running_reference_frames():
         s = contact_split.summary(f_new, f_old)
         assert (s["differing"] > 0) == differing, (name, s)
         assert (f_new >= f_old - 1e-9).all()   # the split only restores dropped force
+
+
+def test_worker_locality_pause_test_times_the_same_steps_both_ways(tmp_path):
+    """bench/worker_locality.py's pause test runs alone (--tests), gives a wall and a CPU
+    ratio per round and writes its JSON; a bad --tests name is refused."""
+    from bench import worker_locality
+
+    out = worker_locality.main(["--steps", "2", "--rounds", "2", "--tests", "pause",
+                                "--pause-ms", "1", "--json", str(tmp_path / "w.json")])
+    pause = out["pause"]
+    assert set(pause["ms_per_step"]) == {"after_pause", "back_to_back"}
+    assert len(pause["after_pause_over_back_to_back"]["rounds"]) == 2
+    assert len(pause["cpu_after_pause_over_back_to_back"]["rounds"]) == 2
+    assert all(v > 0 for v in pause["cpu_ms_per_step"]["after_pause"]["rounds"])
+    assert json.loads((tmp_path / "w.json").read_text())["pause"]["pause_ms"] == 1.0
+    assert "order" not in out and "crowd" not in out
+    with pytest.raises(SystemExit):
+        worker_locality.main(["--tests", "pauses"])
