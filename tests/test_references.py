@@ -329,6 +329,74 @@ def test_one_cycle_file_loops_whole(muscle3d_path):
     assert ref.q_offset[tx] == pytest.approx(1.2)         # pelvis_tx made from the belt
 
 
+def _walking2d_rows(rows):
+    """The shipped walking2d cycle's coordinates (no speeds), its first ``rows`` rows."""
+    time, columns, _ = read_motion(REFERENCE_DIR / "walking2d_coordinates.sto")
+    return time[:rows], {c: v[:rows] for c, v in columns.items() if not c.endswith("_speed")}
+
+
+def test_half_cycle_is_completed_by_its_mirror_image(tmp_path, muscle2d_path):
+    """walking2d is symmetric: its first half (51 of 101 rows), written as a file, comes
+    back as the whole cycle, reported."""
+    from fastenv.references import write_motion
+
+    for name, rows in (("half.sto", 51), ("full.sto", 101)):
+        write_motion(tmp_path / name, *_walking2d_rows(rows), in_degrees=False)
+    with pytest.warns(UserWarning, match=r"half a gait cycle .* completed by its mirror image"):
+        half = reference_from_motion(tmp_path / "half.sto", muscle2d_path, cycle="auto",
+                                     lowpass_hz=None)
+    full = reference_from_motion(tmp_path / "full.sto", muscle2d_path, cycle="auto",
+                                 lowpass_hz=None, warn=False)
+    assert half.playback == "loop" and half.n_frames == full.n_frames == 123
+    np.testing.assert_allclose(half.q, full.q, atol=1e-6)
+    np.testing.assert_allclose(half.qdot, full.qdot, atol=1e-5)
+    np.testing.assert_allclose(half.q_offset, full.q_offset, atol=1e-9)
+    report = half.figures["motion_file"]
+    assert report["half_cycle_s"] == [0.0, pytest.approx(0.6166667)]
+    assert report["half_cycle_mirror_error_deg"] < 1e-6
+    assert report["cycle_period_s"] == pytest.approx(1.2333333) and report["looks_like_gait"]
+    assert "half_cycle_s" not in full.figures["motion_file"]
+
+
+def test_a_part_cycle_that_does_not_mirror_is_refused(tmp_path, muscle2d_path):
+    """40% of the cycle: its end is not its start mirrored, so there is no cycle to loop
+    (and cycle='once' still plays it)."""
+    from fastenv.references import write_motion
+
+    write_motion(tmp_path / "part.sto", *_walking2d_rows(41), in_degrees=False)
+    with pytest.raises(ValueError, match="not its first one mirrored"):
+        reference_from_motion(tmp_path / "part.sto", muscle2d_path, cycle="auto")
+    assert reference_from_motion(tmp_path / "part.sto", muscle2d_path, cycle="once",
+                                 warn=False).playback == "once"
+
+
+def test_mirrored_half_swaps_sides_and_reflects_the_sway():
+    from fastenv.references import mirror_map, mirrored_half
+
+    names = ["pelvis_tx", "pelvis_tz", "pelvis_list", "hip_flexion_r", "hip_flexion_l"]
+    half = np.array([[0.0, 0.02, 0.05, 0.4, -0.1],
+                     [0.3, 0.00, 0.00, 0.1, 0.1],
+                     [0.6, -0.02, -0.05, -0.1, 0.4]])
+    second = mirrored_half(half, names)
+    np.testing.assert_allclose(second[:, 0], [0.6, 0.9, 1.2])       # travel goes on
+    np.testing.assert_allclose(second[:, 1], [-0.02, 0.0, 0.02])    # sway comes back
+    np.testing.assert_allclose(second[:, 2], [-0.05, 0.0, 0.05])
+    np.testing.assert_allclose(second[:, 3:], half[:, [4, 3]])      # right <-> left
+    np.testing.assert_array_equal(second[0], half[-1])              # seamless
+    assert mirror_map(["hip_flexion_r", "knee_angle_r"]) is None    # no left leg
+
+
+def test_moco_half_cycle_solution_loops_as_a_whole_cycle(muscle2d_path):
+    path = shared_motion("moco2d_walk_halfcycle_coordinates.sto")
+    with pytest.warns(UserWarning, match="half a gait cycle"):
+        ref = reference_from_motion(path, muscle2d_path, cycle="auto")
+    report = ref.figures["motion_file"]
+    assert report["half_cycle_mirror_error_deg"] < 3.0
+    assert report["cycle_period_s"] == pytest.approx(2 * 0.47008941)
+    assert ref.playback == "loop" and ref.n_frames == 94
+    assert 1.2 < report["pelvis_speed_m_s"] < 1.45
+
+
 def test_excitations_survive_save_load_and_rebuild(tmp_path, muscle3d_path):
     """walking2d ships the excitations of its Moco tracking solution (the feed-forward of
     ``excitations="residual"``), one row per frame, in [0, 1]; saving, loading and

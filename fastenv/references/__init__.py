@@ -461,6 +461,59 @@ def find_gait_cycle(sim, q, strikes, *, seam_deg=3.0):
     return None
 
 
+#: coordinates whose sign flips when a pose is mirrored left to right (the sagittal
+#: ones keep theirs; ``*_r`` and ``*_l`` swap)
+MIRROR_NEGATED = ("pelvis_list", "pelvis_rotation", "pelvis_tz", "lumbar_bending",
+                  "lumbar_rotation")
+
+
+def mirror_map(names) -> tuple[np.ndarray, np.ndarray] | None:
+    """For coordinates ``names``: each one's mirror image (``*_r`` and ``*_l`` swap) as
+    an index into ``names``, and -1 where it flips sign (:data:`MIRROR_NEGATED`);
+    None when a sided coordinate's partner is not in ``names``."""
+    index = {n: i for i, n in enumerate(names)}
+    partner, sign = [], []
+    for n in names:
+        side = n[-2:] if n.endswith(("_r", "_l")) else ""
+        other = n[:-2] + ("_l" if side == "_r" else "_r") if side else n
+        if other not in index:
+            return None
+        partner.append(index[other])
+        sign.append(-1.0 if n in MIRROR_NEGATED else 1.0)
+    return np.array(partner), np.array(sign)
+
+
+def mirrored_half(values, names) -> np.ndarray:
+    """The second half of a gait cycle from its first half ``values`` (T, len(names)):
+    left and right swapped, :data:`MIRROR_NEGATED` reflected about the middle of their
+    ends (so the sway goes on where it left off), ``pelvis_tx`` continued by the half's
+    travel. Row 0 is the first row mirrored, which for half a cycle is its last row.
+    Needs :func:`mirror_map` of ``names``."""
+    partner, sign = mirror_map(names)
+    out = values[:, partner].copy()
+    for j in np.flatnonzero(sign < 0):
+        out[:, j] = values[0, j] + values[-1, j] - values[:, j]
+    if "pelvis_tx" in names:
+        j = list(names).index("pelvis_tx")
+        out[:, j] = values[:, j] + values[-1, j] - values[0, j]
+    return out
+
+
+def find_half_cycle(sim, q, strikes, *, seam_deg=3.0) -> float | None:
+    """How far (RMS of the joint angles, deg) the last pose of ``q`` (T, n_coord, model
+    order) is from the first one mirrored, when ``q`` is half a gait cycle (one foot's
+    heel strike to the other's, as Moco's symmetric walking problems solve it): the
+    feet move relative to the pelvis (``strikes``, as :func:`find_gait_cycle`) and that
+    distance is under ``seam_deg``. None otherwise."""
+    if strikes is None or min(strikes["r"][1], strikes["l"][1]) < 0.15 or len(q) < 3:
+        return None
+    if mirror_map(sim.coordinate_names) is None:
+        return None
+    first_mirrored = mirrored_half(q[[0, -1]], sim.coordinate_names)[0]
+    err = _angle_mismatch_deg(sim, q[-1], first_mirrored)
+    return err if err < seam_deg else None
+
+
 def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
                           treadmill_speed=0.0, lowpass_hz=6.0, playback=None,
                           name=None, sim=None, warn=True) -> Reference:
@@ -472,6 +525,9 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     to right heel strike, :func:`heel_strikes`, :func:`find_gait_cycle`) and loops it
     seamlessly; ``(t0, t1)`` loops that window. A looped cycle is time-scaled (by less
     than half a control step, ``figures['time_scale']``) to a whole number of steps.
+    A file of half a gait cycle whose last pose is its first one mirrored (Moco's
+    symmetric half-cycle solutions) is completed by its mirror image under ``"auto"``
+    (:func:`find_half_cycle`, :func:`mirrored_half`) and reported as such.
     ``treadmill_speed`` (m/s) is added to ``pelvis_tx`` over the reference's own time,
     so a treadmill recording becomes overground at exactly that speed (a file without
     ``pelvis_tx`` gets one).
@@ -541,13 +597,23 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         for side in ("r", "l"):
             report[f"heel_strikes_{side}_s"] = [float(time[i]) for i in strikes[side][0]]
     window = find_gait_cycle(sim, Y, strikes)
+    half = (find_half_cycle(sim, Y, strikes) if cycle == "auto" and window is None
+            and mirror_map(names) is not None else None)
     figures = {}
+    if half is not None:
+        # half a cycle: the other half is its mirror image, so the file holds a whole one
+        report.update(half_cycle_s=[float(time[0]), float(time[-1])],
+                      half_cycle_mirror_error_deg=half)
+        values = np.vstack([values, mirrored_half(values, names)[1:]])
+        time = np.concatenate([time, time[1:] + (time[-1] - time[0])])
+        window = (0, len(time) - 1)
     if cycle == "auto":
         if window is None:
             hs = report.get("heel_strikes_r_s")
             raise ValueError(f"cycle='auto' found no gait cycle in {file} (right heel strikes "
-                             f"at {hs} s by foot kinematics); pass cycle=(t0, t1) or "
-                             "cycle='once'")
+                             f"at {hs} s by foot kinematics, and its last pose is not its "
+                             "first one mirrored, as in half a cycle); pass cycle=(t0, t1) "
+                             "or cycle='once'")
         i0, i1 = window
     elif isinstance(cycle, tuple):
         t0, t1 = cycle
@@ -605,6 +671,12 @@ def motion_file_notes(ref: Reference) -> list:
     if r["missing_coordinates"]:
         notes.append(f"model coordinates missing from the file keep their default value: "
                      f"{r['missing_coordinates']}")
+    if r.get("half_cycle_s"):
+        t0, t1 = r["half_cycle_s"]
+        notes.append(f"{t0:g}-{t1:g} s is half a gait cycle (its last pose is its first "
+                     f"one mirrored, within {r['half_cycle_mirror_error_deg']:.1f} deg RMS): "
+                     "completed by its mirror image (right and left swapped) into a "
+                     f"{2 * (t1 - t0):.3f}-s cycle")
     if r["looks_like_gait"] and r["pelvis_speed_m_s"] < MIN_GAIT_SPEED:
         strikes = {side: [round(t, 2) for t in r[f"heel_strikes_{side}_s"]] for side in "rl"}
         notes.append(f"the pelvis progresses {r['pelvis_speed_m_s']:.3f} m/s although the "
