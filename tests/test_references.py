@@ -358,6 +358,29 @@ def test_half_cycle_is_completed_by_its_mirror_image(tmp_path, muscle2d_path):
     assert "half_cycle_s" not in full.figures["motion_file"]
 
 
+def test_dropped_frames_are_resampled_and_reported(tmp_path, muscle2d_path):
+    """Rows 30-34 of the walking2d cycle missing: the file is put back on an even clock
+    (a spline over the gap) before the filter, and the warning says where the gap was."""
+    from fastenv.references import write_motion
+
+    time, columns = _walking2d_rows(101)
+    keep = np.r_[0:30, 35:101]
+    write_motion(tmp_path / "gap.sto", time[keep], {c: v[keep] for c, v in columns.items()},
+                 in_degrees=False)
+    write_motion(tmp_path / "whole.sto", time, columns, in_degrees=False)
+    with pytest.warns(UserWarning, match=r"time steps are uneven .* gap of 0.074 s at 0.3576"):
+        gap = reference_from_motion(tmp_path / "gap.sto", muscle2d_path, cycle="auto")
+    whole = reference_from_motion(tmp_path / "whole.sto", muscle2d_path, cycle="auto",
+                                  warn=False)
+    report = gap.figures["motion_file"]["resampled"]
+    assert report["rows"] == 96 and report["uniform_rows"] == 101
+    assert report["uneven_steps"] == 1
+    assert whole.figures["motion_file"]["resampled"] is None
+    assert gap.n_frames == whole.n_frames
+    rot = [j for j, c in enumerate(gap.coordinate_names) if not c.startswith("pelvis_t")]
+    assert np.degrees(np.abs(gap.q[:, rot] - whole.q[:, rot])).max() < 1.0
+
+
 def test_a_part_cycle_that_does_not_mirror_is_refused(tmp_path, muscle2d_path):
     """40% of the cycle: its end is not its start mirrored, so there is no cycle to loop
     (and cycle='once' still plays it)."""

@@ -514,6 +514,33 @@ def find_half_cycle(sim, q, strikes, *, seam_deg=3.0) -> float | None:
     return err if err < seam_deg else None
 
 
+#: a motion file's time step counts as uneven (rows missing or crowded) beyond this
+#: ratio to its median step
+UNEVEN_STEP = 1.5
+
+
+def uniform_rows(time, values) -> tuple[np.ndarray, np.ndarray, dict | None]:
+    """``(time, values)`` on a uniform clock when the file's steps are uneven (a step
+    over :data:`UNEVEN_STEP` times the median, or under its inverse: dropped frames or
+    a clock that stuttered, which the filter, made for even steps, would distort), by a
+    cubic spline at about the median step; with what was done, else None."""
+    steps = np.diff(time)
+    step = float(np.median(steps))
+    uneven = (steps > UNEVEN_STEP * step) | (steps < step / UNEVEN_STEP)
+    if not uneven.any():
+        return time, values, None
+    from scipy.interpolate import CubicSpline
+
+    clock = np.linspace(time[0], time[-1], int(round((time[-1] - time[0]) / step)) + 1)
+    wide = np.flatnonzero(steps > UNEVEN_STEP * step)
+    report = dict(rows=len(time), uniform_rows=len(clock), median_step_s=step,
+                  step_s=float(clock[1] - clock[0]),
+                  uneven_steps=int(uneven.sum()),
+                  largest_gap=[float(time[wide[np.argmax(steps[wide])]]),
+                               float(steps[wide].max())] if len(wide) else None)
+    return clock, CubicSpline(time, values, axis=0)(clock), report
+
+
 def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
                           treadmill_speed=0.0, lowpass_hz=6.0, playback=None,
                           name=None, sim=None, warn=True) -> Reference:
@@ -575,6 +602,7 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         values.append(np.full(len(time), default_q[j_tx]))
     missing = [c for j, c in enumerate(cn) if c not in names and not sim.locked[j]]
     values = np.column_stack(values)
+    time, values, resampled = uniform_rows(time, values)
     dt = float(np.mean(np.diff(time)))
     if lowpass_hz:
         if lowpass_hz >= 0.5 / dt:
@@ -590,7 +618,8 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
             Y[:, j] = values[:, col[c]]
     strikes = heel_strikes(sim, Y)
     report = dict(file=file, ignored_columns=ignored, locked_coordinates_dropped=locked,
-                  missing_coordinates=missing, treadmill_speed_m_s=float(treadmill_speed),
+                  missing_coordinates=missing, resampled=resampled,
+                  treadmill_speed_m_s=float(treadmill_speed),
                   lowpass_hz=lowpass_hz, cycle=cycle if cycle != "once" else None,
                   pelvis_tx_from_treadmill=added_tx)
     if strikes is not None:
@@ -671,6 +700,14 @@ def motion_file_notes(ref: Reference) -> list:
     if r["missing_coordinates"]:
         notes.append(f"model coordinates missing from the file keep their default value: "
                      f"{r['missing_coordinates']}")
+    if r.get("resampled"):
+        x = r["resampled"]
+        gap = (f", the largest a gap of {x['largest_gap'][1]:.3f} s at {x['largest_gap'][0]:g} s"
+               if x["largest_gap"] else "")
+        notes.append(f"time steps are uneven ({x['uneven_steps']} of {x['rows'] - 1} steps "
+                     f"differ from the median {x['median_step_s']:.4g} s by over {UNEVEN_STEP:g}x"
+                     f"{gap}): resampled to {x['uniform_rows']} rows at {x['step_s']:.4g} s "
+                     "by a cubic spline before filtering")
     if r.get("half_cycle_s"):
         t0, t1 = r["half_cycle_s"]
         notes.append(f"{t0:g}-{t1:g} s is half a gait cycle (its last pose is its first "
