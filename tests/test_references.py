@@ -381,6 +381,28 @@ def test_dropped_frames_are_resampled_and_reported(tmp_path, muscle2d_path):
     assert np.degrees(np.abs(gap.q[:, rot] - whole.q[:, rot])).max() < 1.0
 
 
+def test_angles_in_the_wrong_unit_for_the_header(tmp_path, muscle2d_path):
+    """Degrees under a radians header are refused in one line; radians under a degrees
+    header are played (a still pose is possible) with a warning."""
+    from fastenv.references import write_motion
+
+    time, columns = _walking2d_rows(101)
+    rot = {c: v for c, v in columns.items() if not c.startswith("pelvis_t")}
+    write_motion(tmp_path / "deg.sto", time, {c: np.degrees(v) for c, v in rot.items()},
+                 in_degrees=False)
+    with pytest.raises(ValueError, match=r"deg.sto: knee_angle_[rl] reaches -?\d+.*"
+                                         r"expected \|angle\| <= 2 pi, or inDegrees=yes"):
+        reference_from_motion(tmp_path / "deg.sto", muscle2d_path)
+    write_motion(tmp_path / "rad.sto", time, rot, in_degrees=True)
+    with pytest.warns(UserWarning, match="radians with the wrong header"):
+        ref = reference_from_motion(tmp_path / "rad.sto", muscle2d_path)
+    assert ref.figures["motion_file"]["degrees_suspect"]
+    write_motion(tmp_path / "ok.sto", time, {c: np.degrees(v) for c, v in rot.items()},
+                 in_degrees=True)
+    ok = reference_from_motion(tmp_path / "ok.sto", muscle2d_path, warn=False)
+    assert not ok.figures["motion_file"]["degrees_suspect"]
+
+
 def test_a_part_cycle_that_does_not_mirror_is_refused(tmp_path, muscle2d_path):
     """40% of the cycle: its end is not its start mirrored, so there is no cycle to loop
     (and cycle='once' still plays it)."""

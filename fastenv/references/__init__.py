@@ -577,10 +577,13 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     cn = sim.coordinate_names
     default_q = sim.buf[sim.layout.slice("q")].copy()
     names, values, ignored, locked = [], [], [], {}
+    largest = {}   # rotational columns' largest magnitude, in the file's unit
     for label, v in columns.items():
         c = coordinate_of(label)
         if c in cn and c not in names and c not in locked:
             j = cn.index(c)
+            if sim.rotational[j]:
+                largest[c] = float(np.abs(v).max())
             v = np.radians(v) if (in_degrees and sim.rotational[j]) else v
             if sim.locked[j]:
                 locked[c] = dict(file_range=[float(v.min()), float(v.max())],
@@ -594,6 +597,15 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     if not names:
         raise ValueError(f"motion file {str(path)!r} has no column matching a coordinate of "
                          f"the model; model coordinates: {cn}")
+    worst = max(largest, key=largest.get, default=None)
+    if worst is not None and not in_degrees and largest[worst] > 2 * np.pi:
+        raise ValueError(f"motion file {file}: {worst} reaches {largest[worst]:.4g}, "
+                         f"{np.degrees(largest[worst]):.0f} deg as radians; the header says "
+                         "angles are in radians (no inDegrees=yes): expected |angle| <= 2 pi, "
+                         "or inDegrees=yes if the file is in degrees")
+    # in degrees, a moving body's joints go beyond 3 deg; within it, the file is in radians
+    # with the wrong header, or a nearly still pose: say so
+    degrees_suspect = bool(in_degrees and largest and max(largest.values()) < np.pi)
     j_tx = cn.index("pelvis_tx") if "pelvis_tx" in cn else None
     added_tx = bool(treadmill_speed and j_tx is not None and not sim.locked[j_tx]
                     and "pelvis_tx" not in names)
@@ -619,6 +631,7 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     strikes = heel_strikes(sim, Y)
     report = dict(file=file, ignored_columns=ignored, locked_coordinates_dropped=locked,
                   missing_coordinates=missing, resampled=resampled,
+                  degrees_suspect=degrees_suspect,
                   treadmill_speed_m_s=float(treadmill_speed),
                   lowpass_hz=lowpass_hz, cycle=cycle if cycle != "once" else None,
                   pelvis_tx_from_treadmill=added_tx)
@@ -700,6 +713,9 @@ def motion_file_notes(ref: Reference) -> list:
     if r["missing_coordinates"]:
         notes.append(f"model coordinates missing from the file keep their default value: "
                      f"{r['missing_coordinates']}")
+    if r.get("degrees_suspect"):
+        notes.append("every angle stays within ±3.14 deg although the header says "
+                     "inDegrees=yes: radians with the wrong header? (fine for a still pose)")
     if r.get("resampled"):
         x = r["resampled"]
         gap = (f", the largest a gap of {x['largest_gap'][1]:.3f} s at {x['largest_gap'][0]:g} s"
