@@ -403,6 +403,25 @@ def test_angles_in_the_wrong_unit_for_the_header(tmp_path, muscle2d_path):
     assert not ok.figures["motion_file"]["degrees_suspect"]
 
 
+def test_gaps_in_a_used_column_are_a_one_line_error(tmp_path, muscle2d_path):
+    """NaN rows (an IK gap) in a coordinate the model uses are named with their times; in
+    a column the model lacks they are ignored with it."""
+    from fastenv.references import write_motion
+
+    time, columns = _walking2d_rows(101)
+    columns["knee_angle_r"] = columns["knee_angle_r"].copy()
+    columns["knee_angle_r"][40:45] = np.nan
+    write_motion(tmp_path / "nan.sto", time, columns, in_degrees=False)
+    with pytest.raises(ValueError, match=r"nan.sto: column knee_angle_r has 5 non-finite "
+                                         r"values .* from t = 0.49\d* s to 0.54\d* s"):
+        reference_from_motion(tmp_path / "nan.sto", muscle2d_path)
+    time, columns = _walking2d_rows(101)
+    columns["arm_flex_r"] = np.full(len(time), np.nan)
+    write_motion(tmp_path / "arm.sto", time, columns, in_degrees=False)
+    with pytest.warns(UserWarning, match=r"ignoring columns the model lacks: \['arm_flex_r'\]"):
+        reference_from_motion(tmp_path / "arm.sto", muscle2d_path)
+
+
 def test_a_part_cycle_that_does_not_mirror_is_refused(tmp_path, muscle2d_path):
     """40% of the cycle: its end is not its start mirrored, so there is no cycle to loop
     (and cycle='once' still plays it)."""

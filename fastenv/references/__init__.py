@@ -614,6 +614,14 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         values.append(np.full(len(time), default_q[j_tx]))
     missing = [c for j, c in enumerate(cn) if c not in names and not sim.locked[j]]
     values = np.column_stack(values)
+    gaps = ~np.isfinite(values)
+    if gaps.any():
+        j = int(np.flatnonzero(gaps.any(axis=0))[0])
+        rows = np.flatnonzero(gaps[:, j])
+        raise ValueError(f"motion file {file}: column {names[j]} has {len(rows)} non-finite "
+                         f"values (NaN/inf), from t = {time[rows[0]]:g} s to "
+                         f"{time[rows[-1]]:g} s; expected a number in every row (fill the "
+                         "gaps, or cut the file to a stretch without them)")
     time, values, resampled = uniform_rows(time, values)
     dt = float(np.mean(np.diff(time)))
     if lowpass_hz:
