@@ -62,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastenv.references import Reference, build_reference
+from fastenv.references import MIRROR_NEGATED, Reference, build_reference
 from refgen import REFERENCES_DIR, moco, motion_file
 from refgen.check import brushing_peak, contact_phases
 from refgen.kinematics import SIDES, ContactProbe, FootKinematics
@@ -1518,8 +1518,10 @@ class TrackingSettings(SolveSettings):
             self.translation_weights = {"pelvis_tx": 0.2, "pelvis_ty": 1.0, "pelvis_tz": 0.1}
 
 
-#: Coordinates whose sign flips from one half of a symmetric gait cycle to the other.
-ANTISYMMETRIC = ("pelvis_list", "pelvis_rotation", "pelvis_tz")
+#: Coordinates whose sign flips from one half of a symmetric gait cycle to the other:
+#: the runtime's list, which also mirrors users' half-cycle files (the lumbar bending and
+#: rotation it names are not in these models)
+ANTISYMMETRIC = MIRROR_NEGATED
 
 
 def contact_spheres(model) -> list:

@@ -1472,7 +1472,10 @@ def swapped_columns(names) -> list[int]:
 def mirror_half_cycle(half: Motion, negated: tuple = ()) -> Motion:
     """Full cycle = the half cycle, then the same with left and right swapped
     (``negated`` coordinates, the sideways pelvis motion of a 3D gait, also change
-    sign; a coordinate without counterpart keeps its own values).
+    sign; a coordinate without counterpart keeps its own values). For a Moco half
+    cycle with its speeds, whose symmetry goal makes the ends mirror each other
+    exactly; a user's file of half a cycle, whose ends mirror each other only within
+    its measurement, goes through ``fastenv.references.mirrored_half``.
 
     The second half starts where the first ended (its first row is the
     mirror of the first half's first row, equal to the first half's last row
