@@ -422,6 +422,22 @@ def test_gaps_in_a_used_column_are_a_one_line_error(tmp_path, muscle2d_path):
         reference_from_motion(tmp_path / "arm.sto", muscle2d_path)
 
 
+def test_a_window_that_is_not_a_cycle_is_reported(tmp_path, muscle2d_path):
+    """Looping 60% of the walking cycle spreads a large jump over the loop: said in the
+    warning; the whole cycle's window is not."""
+    from fastenv.references import write_motion
+
+    write_motion(tmp_path / "walk.sto", *_walking2d_rows(101), in_degrees=False)
+    with pytest.warns(UserWarning, match=r"looped window's ends differ by up to \d+"):
+        part = reference_from_motion(tmp_path / "walk.sto", muscle2d_path, cycle=(0.0, 0.74))
+    assert part.figures["seam_error_deg"] > 5.0
+    whole = reference_from_motion(tmp_path / "walk.sto", muscle2d_path, cycle=(0.0, 1.23333333),
+                                  warn=False)
+    assert whole.figures["seam_error_deg"] < 5.0
+    from fastenv.references import motion_file_notes
+    assert not any("looped window" in n for n in motion_file_notes(whole))
+
+
 def test_a_part_cycle_that_does_not_mirror_is_refused(tmp_path, muscle2d_path):
     """40% of the cycle: its end is not its start mirrored, so there is no cycle to loop
     (and cycle='once' still plays it)."""

@@ -514,6 +514,11 @@ def find_half_cycle(sim, q, strikes, *, seam_deg=3.0) -> float | None:
     return err if err < seam_deg else None
 
 
+#: a looped motion file's seam (the largest joint angle's jump from its last row to its
+#: first, spread over the loop) is reported beyond this (deg); measured cycles close
+#: within 1.3-2.6 deg (docs/references.md)
+SEAM_REPORTED_DEG = 5.0
+
 #: a motion file's time step counts as uneven (rows missing or crowded) beyond this
 #: ratio to its median step
 UNEVEN_STEP = 1.5
@@ -732,6 +737,11 @@ def motion_file_notes(ref: Reference) -> list:
                      f"differ from the median {x['median_step_s']:.4g} s by over {UNEVEN_STEP:g}x"
                      f"{gap}): resampled to {x['uniform_rows']} rows at {x['step_s']:.4g} s "
                      "by a cubic spline before filtering")
+    seam = ref.figures.get("seam_error_deg")
+    if r.get("cycle") is not None and seam is not None and seam > SEAM_REPORTED_DEG:
+        notes.append(f"the looped window's ends differ by up to {seam:.1f} deg (a joint "
+                     "angle), spread linearly over the loop: is it one gait cycle? "
+                     "cycle='auto' picks a stride whose ends match")
     if r.get("half_cycle_s"):
         t0, t1 = r["half_cycle_s"]
         notes.append(f"{t0:g}-{t1:g} s is half a gait cycle (its last pose is its first "
