@@ -37,6 +37,17 @@ SECTIONS = ("algo", "policy", "env", "task", "run")
 
 
 # ----------------------------------------------------------------------- config
+def run_env_options(options: dict) -> dict:
+    """``options`` as a run uses and saves them: a reference file's path (``.mot``,
+    ``.sto``, ``.npz``) made absolute, so that the run is evaluated, rendered and
+    resumed from any working directory; anything else as given."""
+    ref = options.get("reference")
+    if isinstance(ref, str) and Path(ref).suffix in (".mot", ".sto", ".npz") \
+            and Path(ref).is_file():
+        return dict(options, reference=str(Path(ref).resolve()))
+    return options
+
+
 def load_config(algo: str, path: str | Path | None = None) -> dict:
     """The packaged hyperparameters of ``algo``, with a user TOML/JSON file merged over
     them (unknown sections or keys are an error: a typo must not be ignored)."""
@@ -296,7 +307,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
                                   "it or choose another --out")
         cfg = load_config(algo, config)
         # the config's env options, then the caller's (--option) over them
-        env_options = {**cfg.get("task", {}), **env_options}
+        env_options = run_env_options({**cfg.get("task", {}), **env_options})
         num_envs = int(num_envs or cfg["env"]["num_envs"])
         out.mkdir(parents=True, exist_ok=True)
         config_path.write_text(json.dumps(dict(task=task, algo=algo, seed=seed,

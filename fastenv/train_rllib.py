@@ -21,7 +21,13 @@ import shutil
 import signal
 from pathlib import Path
 
-from fastenv.train import ProgressLog, _interrupt, append_evaluation, load_config
+from fastenv.train import (
+    ProgressLog,
+    _interrupt,
+    append_evaluation,
+    load_config,
+    run_env_options,
+)
 
 
 def _workers_per_runner(num_env_runners: int, envs_per_runner: int) -> int:
@@ -68,7 +74,7 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
             raise ValueError(f"--num-env-runners and --envs-per-runner must be >= 1, got "
                              f"{num_env_runners} and {envs_per_runner}")
         cfg = load_config(algo, config)
-        env_options = {**cfg.get("task", {}), **env_options}
+        env_options = run_env_options({**cfg.get("task", {}), **env_options})
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
     started = not ray.is_initialized()
     if started:

@@ -200,3 +200,28 @@ def test_ppo_with_pipelined_rollouts_trains_and_resumes(tmp_path):
         "env_steps"] >= 512
     model = PipelinedPPO.load(run / "checkpoints" / "latest" / "model.zip", device="cpu")
     assert model.n_steps == 64
+
+
+def test_a_run_on_a_relative_motion_file_is_evaluated_from_elsewhere(tmp_path, monkeypatch):
+    """--option reference=<relative .sto>: the run saves the file's absolute path, so
+    evaluate works from another working directory."""
+    from fastenv.references import REFERENCE_DIR, read_motion, write_motion
+    time, columns, _ = read_motion(REFERENCE_DIR / "walking2d_coordinates.sto")
+    work = tmp_path / "work"
+    work.mkdir()
+    write_motion(work / "walk.sto", time,
+                 {c: v for c, v in columns.items() if not c.endswith("_speed")},
+                 in_degrees=False)
+    config = tmp_path / "ppo.toml"
+    config.write_text(TINY["ppo"])
+    monkeypatch.chdir(work)
+    cli("train", "TorqueWalkingImitation2D-v0", "--algo", "ppo", "--steps", "64",
+        "--num-envs", "2", "--num-workers", "1", "--out", "run", "--config", str(config),
+        "--option", "reference=walk.sto", "--option", 'reference_options={"cycle": "auto"}')
+    saved = json.loads((work / "run" / "config.json").read_text())
+    assert saved["env_options"]["reference"] == str(work / "walk.sto")
+    assert saved["env_options"]["reference_options"] == {"cycle": "auto"}
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "eval.json"
+    cli("evaluate", str(work / "run"), "--episodes", "1", "--seconds", "0.2", "--json", str(out))
+    assert json.loads(out.read_text())["task"] == "TorqueWalkingImitation2D-v0"
