@@ -316,6 +316,9 @@ def render(args) -> int:
     if sum(sources) != 1:
         raise ValueError("choose what moves the model: --policy DIR, --random or "
                          "--reference (exactly one)")
+    if args.policy is not None and args.option:
+        raise ValueError("--option sets the env for --random or --reference; a policy's "
+                         "env options are its run's (config.json)")
     options, policy = {}, None
     task = args.task
     if args.policy is not None:
@@ -328,6 +331,7 @@ def render(args) -> int:
         task, options = config["task"], dict(config["env_options"])
     if task is None:
         raise ValueError("TASK is required (or --policy DIR, whose run names it)")
+    options.update(args.option or [])
     if (args.export or args.plot or args.plot_grf) and args.reference:
         raise ValueError("--export, --plot and --plot-grf need a simulated rollout; --reference "
                          "simulates nothing (the reference's coordinates ship as "
@@ -559,6 +563,10 @@ def parser() -> argparse.ArgumentParser:
                     help="plot the rollout's joint angles against the reference (as evaluate)")
     rd.add_argument("--plot-grf", default=None, metavar="FILE.png",
                     help="plot the rollout's ground reaction forces against the reference's")
+    rd.add_argument("--option", type=_env_option, action="append", metavar="KEY=VALUE",
+                    help="an env option, as for train (not with --policy), e.g. your own "
+                         "motion file: --option reference=walk_ik.mot --option "
+                         "'reference_options={\"cycle\": \"auto\"}'")
     rd.add_argument("--no-progress", action="store_true", help="no progress bar")
     rd.set_defaults(func=render)
     return ap

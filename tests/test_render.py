@@ -249,12 +249,31 @@ def test_fastenv_render_picture_export_and_grf_plot(tmp_path):
     assert all((tmp_path / f).read_bytes()[:4] == b"\x89PNG" for f in ("grf.png", "q.png"))
 
 
+def test_fastenv_render_plays_your_own_motion_file(tmp_path, capsys):
+    """--reference with --option reference=<file>: the file's cycle on the task's model."""
+    from fastenv.__main__ import main
+    from fastenv.references import REFERENCE_DIR, read_motion, write_motion
+    time, columns, _ = read_motion(REFERENCE_DIR / "walking2d_coordinates.sto")
+    write_motion(tmp_path / "mine.sto", time[:51],     # half a cycle: completed by mirroring
+                 {c: v[:51] for c, v in columns.items() if not c.endswith("_speed")},
+                 in_degrees=False)
+    out = tmp_path / "mine.gif"
+    with pytest.warns(UserWarning, match="half a gait cycle"):
+        assert main(["render", TASK, "--reference", "--seconds", "0.2", "--out", str(out),
+                     "--option", f"reference={tmp_path / 'mine.sto'}", "--option",
+                     'reference_options={"cycle": "auto"}', "--width", "160", "--height", "120",
+                     "--no-progress"]) == 0
+    assert _decoded_frames(out) == (11, (160, 120))
+
+
 @pytest.mark.parametrize("args, message", [
     (["render", TASK], "choose what moves the model"),
     (["render", TASK, "--reference", "--out", "x.avi"], "--out must end in .mp4, .gif or .png"),
     (["render", TASK, "--reference", "--view", "top"], "the view must be one of"),
     (["render", TASK, "--reference", "--export", "x.mot"], "need a simulated rollout"),
     (["render", TASK, "--reference", "--out", "x.gif", "--fps", "100"], "too fast for a .gif"),
+    (["render", "--policy", "runs/x", "--option", "reward=tracking"], "a policy's env options"),
+    (["render", TASK, "--reference", "--option", "referense=x.mot"], "with KEY an env option"),
 ])
 def test_fastenv_render_input_errors(args, message, capsys):
     from fastenv.__main__ import main
