@@ -438,6 +438,25 @@ def test_a_window_that_is_not_a_cycle_is_reported(tmp_path, muscle2d_path):
     assert not any("looped window" in n for n in motion_file_notes(whole))
 
 
+def test_a_gait_played_once_says_how_to_loop_it(tmp_path, muscle2d_path):
+    """Two cycles of walking2d, overground, played once: an episode would end with the
+    file, and the warning says so and how to loop; with cycle='auto' it says nothing."""
+    from fastenv.references import motion_file_notes, write_motion
+
+    time, columns = _walking2d_rows(101)
+    tx = columns["pelvis_tx"]
+    two = {c: np.concatenate([v, v[1:] + (tx[-1] - tx[0] if c == "pelvis_tx" else 0.0)])
+           for c, v in columns.items()}
+    write_motion(tmp_path / "two.sto", np.concatenate([time, time[1:] + time[-1]]), two,
+                 in_degrees=False)
+    with pytest.warns(UserWarning, match=r"looks like a gait but is played once, so an "
+                                         r"episode ends where the file does \(2.4\d s"):
+        reference_from_motion(tmp_path / "two.sto", muscle2d_path)
+    looped = reference_from_motion(tmp_path / "two.sto", muscle2d_path, cycle="auto",
+                                   warn=False)
+    assert not any("played once" in n for n in motion_file_notes(looped))
+
+
 def test_a_part_cycle_that_does_not_mirror_is_refused(tmp_path, muscle2d_path):
     """40% of the cycle: its end is not its start mirrored, so there is no cycle to loop
     (and cycle='once' still plays it)."""

@@ -748,6 +748,12 @@ def motion_file_notes(ref: Reference) -> list:
                      f"one mirrored, within {r['half_cycle_mirror_error_deg']:.1f} deg RMS): "
                      "completed by its mirror image (right and left swapped) into a "
                      f"{2 * (t1 - t0):.3f}-s cycle")
+    if (r["looks_like_gait"] and r["cycle"] is None
+            and r["pelvis_speed_m_s"] >= MIN_GAIT_SPEED):   # else the hint below says it
+        duration = (ref.n_frames - 1) * ref.control_dt
+        notes.append(f"it looks like a gait but is played once, so an episode ends where the "
+                     f"file does ({duration:.2f} s from the first frame, less from a later "
+                     "start frame): reference_options={'cycle': 'auto'} loops one gait cycle")
     if r["looks_like_gait"] and r["pelvis_speed_m_s"] < MIN_GAIT_SPEED:
         strikes = {side: [round(t, 2) for t in r[f"heel_strikes_{side}_s"]] for side in "rl"}
         notes.append(f"the pelvis progresses {r['pelvis_speed_m_s']:.3f} m/s although the "
