@@ -457,6 +457,54 @@ def test_a_gait_played_once_says_how_to_loop_it(tmp_path, muscle2d_path):
     assert not any("played once" in n for n in motion_file_notes(looped))
 
 
+def test_another_models_sign_convention_is_refused_and_negate_fixes_it(tmp_path,
+                                                                       muscle2d_path):
+    """Knees flexing positive (OpenCap's and Moco's running model's convention) are far
+    past gait9dof18musc's knee range: refused in one line naming the option that fixes
+    it; with it, the file equals the original. A few degrees past is only reported."""
+    from fastenv.references import write_motion
+
+    time, columns = _walking2d_rows(101)
+    knees = ("knee_angle_r", "knee_angle_l")
+    write_motion(tmp_path / "ok.sto", time, columns, in_degrees=False)
+    write_motion(tmp_path / "flexed_positive.sto", time,
+                 {c: -v if c in knees else v for c, v in columns.items()}, in_degrees=False)
+    with pytest.raises(ValueError, match=r"flexed_positive.sto: knee_angle_[rl] goes from "
+                                         r".* deg past the model's range \(-120 to 10 deg\)"
+                                         r".*reference_options=\{'negate'"):
+        reference_from_motion(tmp_path / "flexed_positive.sto", muscle2d_path)
+    with pytest.warns(UserWarning, match=r"negated as asked .*\['knee_angle_r', "
+                                         r"'knee_angle_l'\]"):
+        fixed = reference_from_motion(tmp_path / "flexed_positive.sto", muscle2d_path,
+                                      negate=knees)
+    ok = reference_from_motion(tmp_path / "ok.sto", muscle2d_path, warn=False)
+    np.testing.assert_allclose(fixed.q, ok.q, atol=1e-12)
+    with pytest.raises(ValueError, match=r"negate names \['knee_r'\], which are not"):
+        reference_from_motion(tmp_path / "ok.sto", muscle2d_path, negate=["knee_r"])
+    with pytest.raises(ValueError, match="negate must be a list of coordinate names"):
+        reference_from_motion(tmp_path / "ok.sto", muscle2d_path, negate="knee_angle_r")
+    # 15 deg more knee extension: 3-5 deg past the 10-deg limit, kept and reported
+    write_motion(tmp_path / "straight.sto", time,
+                 {c: v + np.radians(15) if c in knees else v for c, v in columns.items()},
+                 in_degrees=False)
+    with pytest.warns(UserWarning, match=r"past the model's coordinate range .*knee_angle_r "
+                                         r"-?\d+.\d to 1\d.\d deg \(range -120 to 10\)"):
+        straight = reference_from_motion(tmp_path / "straight.sto", muscle2d_path)
+    assert set(straight.figures["motion_file"]["beyond_model_range"]) == set(knees)
+    assert ok.figures["motion_file"]["beyond_model_range"] == {}
+
+
+def test_opencap_knees_need_negating(muscle2d_path):
+    path = shared_motion("opencap_jump2_ik.mot")
+    with pytest.raises(ValueError, match="past the model's range"):
+        reference_from_motion(path, muscle2d_path)
+    with pytest.warns(UserWarning):
+        ref = reference_from_motion(path, muscle2d_path,
+                                    negate=["knee_angle_r", "knee_angle_l"])
+    knee = np.degrees(ref.q[:, ref.coordinate_names.index("knee_angle_r")])
+    assert knee.min() < -90 and knee.max() < 5
+
+
 def test_a_part_cycle_that_does_not_mirror_is_refused(tmp_path, muscle2d_path):
     """40% of the cycle: its end is not its start mirrored, so there is no cycle to loop
     (and cycle='once' still plays it)."""

@@ -357,7 +357,7 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
 
 #: Options of a reference made from a motion file (the env option ``reference_options``,
 #: keyword arguments of :func:`reference_from_motion`) and their defaults.
-REFERENCE_OPTIONS = dict(cycle=None, treadmill_speed=0.0, lowpass_hz=6.0)
+REFERENCE_OPTIONS = dict(cycle=None, treadmill_speed=0.0, lowpass_hz=6.0, negate=())
 #: Below this horizontal pelvis speed (m/s) a motion that looks like a gait is reported
 #: as standing still (a treadmill recording without its belt speed).
 MIN_GAIT_SPEED = 0.1
@@ -372,7 +372,8 @@ def check_reference_options(options) -> dict:
     """``options`` (a dict or None) over :data:`REFERENCE_OPTIONS`, every value checked:
     ``cycle`` None/``"once"`` (play the motion once), ``"auto"`` (detect a gait cycle
     and loop it) or a ``(t0, t1)`` window in s; ``treadmill_speed`` a belt speed in
-    m/s within [0, 10]; ``lowpass_hz`` a cut-off frequency > 0 or None."""
+    m/s within [0, 10]; ``lowpass_hz`` a cut-off frequency > 0 or None; ``negate`` the
+    coordinates whose sign the file has the other way round (a list of names)."""
     options = {} if options is None else options
     if not isinstance(options, dict):
         raise ValueError(f"reference_options must be a dict with keys from "
@@ -396,6 +397,11 @@ def check_reference_options(options) -> dict:
     if not (f is None or (_number(f) and f > 0)):
         raise ValueError(f"reference option lowpass_hz must be a cut-off frequency in Hz > 0 "
                          f"or None, got {f!r}")
+    n = opts["negate"]
+    if not (isinstance(n, (tuple, list)) and all(isinstance(x, str) for x in n)):
+        raise ValueError(f"reference option negate must be a list of coordinate names whose "
+                         f"sign the file has the other way round, got {n!r}")
+    opts["negate"] = tuple(n)
     if window:
         opts["cycle"] = (float(c[0]), float(c[1]))
     return opts
@@ -519,6 +525,12 @@ def find_half_cycle(sim, q, strikes, *, seam_deg=3.0) -> float | None:
 #: within 1.3-2.6 deg (docs/references.md)
 SEAM_REPORTED_DEG = 5.0
 
+#: a rotational coordinate of a motion file past the model's range by more than this
+#: (rad) is reported; by more than RANGE_REFUSED it is refused (a sign convention of
+#: another model: OpenCap's knee flexes positive, 100 deg past gait2392's 10 deg)
+RANGE_REPORTED = np.radians(2.0)
+RANGE_REFUSED = np.radians(30.0)
+
 #: a motion file's time step counts as uneven (rows missing or crowded) beyond this
 #: ratio to its median step
 UNEVEN_STEP = 1.5
@@ -547,7 +559,7 @@ def uniform_rows(time, values) -> tuple[np.ndarray, np.ndarray, dict | None]:
 
 
 def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
-                          treadmill_speed=0.0, lowpass_hz=6.0, playback=None,
+                          treadmill_speed=0.0, lowpass_hz=6.0, negate=(), playback=None,
                           name=None, sim=None, warn=True) -> Reference:
     """Reference from a user's inverse-kinematics file (.mot/.sto, degrees or radians).
 
@@ -560,6 +572,8 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     A file of half a gait cycle whose last pose is its first one mirrored (Moco's
     symmetric half-cycle solutions) is completed by its mirror image under ``"auto"``
     (:func:`find_half_cycle`, :func:`mirrored_half`) and reported as such.
+    ``negate`` flips the sign of those coordinates' columns (another model's convention:
+    a rotation more than 30 deg past the model's range is refused, naming it).
     ``treadmill_speed`` (m/s) is added to ``pelvis_tx`` over the reference's own time,
     so a treadmill recording becomes overground at exactly that speed (a file without
     ``pelvis_tx`` gets one).
@@ -574,8 +588,9 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     from fastenv.sim import Simulation
 
     opts = check_reference_options(dict(cycle=cycle, treadmill_speed=treadmill_speed,
-                                        lowpass_hz=lowpass_hz))
+                                        lowpass_hz=lowpass_hz, negate=negate))
     cycle, treadmill_speed, lowpass_hz = opts["cycle"], opts["treadmill_speed"], opts["lowpass_hz"]
+    negate = opts["negate"]
     time, columns, in_degrees = read_motion(path)
     file = Path(path).name
     sim = sim or Simulation(model_path, energetics=False)
@@ -583,10 +598,12 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     default_q = sim.buf[sim.layout.slice("q")].copy()
     names, values, ignored, locked = [], [], [], {}
     largest = {}   # rotational columns' largest magnitude, in the file's unit
+    beyond = {}    # rotational columns past the model's coordinate range (rad)
     for label, v in columns.items():
         c = coordinate_of(label)
         if c in cn and c not in names and c not in locked:
             j = cn.index(c)
+            v = -v if c in negate else v
             if sim.rotational[j]:
                 largest[c] = float(np.abs(v).max())
             v = np.radians(v) if (in_degrees and sim.rotational[j]) else v
@@ -597,17 +614,36 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
             else:
                 names.append(c)
                 values.append(v)
+                low, high = sim.coordinate_range[j]
+                excess = max(low - float(np.min(v)), float(np.max(v)) - high, 0.0)
+                if sim.rotational[j] and excess > RANGE_REPORTED:
+                    beyond[c] = dict(file_range=[float(np.min(v)), float(np.max(v))],
+                                     model_range=[float(low), float(high)], excess=excess)
         elif c is not None:
             ignored.append(label)
     if not names:
         raise ValueError(f"motion file {str(path)!r} has no column matching a coordinate of "
                          f"the model; model coordinates: {cn}")
+    stray = sorted(set(negate) - set(names) - set(locked))
+    if stray:
+        raise ValueError(f"reference option negate names {stray}, which are not coordinates "
+                         f"of the model read from {file}; expected some of {names}")
     worst = max(largest, key=largest.get, default=None)
     if worst is not None and not in_degrees and largest[worst] > 2 * np.pi:
         raise ValueError(f"motion file {file}: {worst} reaches {largest[worst]:.4g}, "
                          f"{np.degrees(largest[worst]):.0f} deg as radians; the header says "
                          "angles are in radians (no inDegrees=yes): expected |angle| <= 2 pi, "
                          "or inDegrees=yes if the file is in degrees")
+    worst = max(beyond, key=lambda c: beyond[c]["excess"], default=None)
+    if worst is not None and beyond[worst]["excess"] > RANGE_REFUSED:
+        b = beyond[worst]
+        raise ValueError(
+            f"motion file {file}: {worst} goes from {np.degrees(b['file_range'][0]):.1f} to "
+            f"{np.degrees(b['file_range'][1]):.1f} deg, {np.degrees(b['excess']):.0f} deg past "
+            f"the model's range ({np.degrees(b['model_range'][0]):.0f} to "
+            f"{np.degrees(b['model_range'][1]):.0f} deg): another model's sign convention "
+            "(e.g. knee flexion positive)? Expected values within the range; if so, pass "
+            f"reference_options={{'negate': [{worst!r}, ...]}}")
     # in degrees, a moving body's joints go beyond 3 deg; within it, the file is in radians
     # with the wrong header, or a nearly still pose: say so
     degrees_suspect = bool(in_degrees and largest and max(largest.values()) < np.pi)
@@ -643,7 +679,8 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
             Y[:, j] = values[:, col[c]]
     strikes = heel_strikes(sim, Y)
     report = dict(file=file, ignored_columns=ignored, locked_coordinates_dropped=locked,
-                  missing_coordinates=missing, resampled=resampled,
+                  missing_coordinates=missing, negated=list(negate), resampled=resampled,
+                  beyond_model_range=beyond,
                   degrees_suspect=degrees_suspect,
                   treadmill_speed_m_s=float(treadmill_speed),
                   lowpass_hz=lowpass_hz, cycle=cycle if cycle != "once" else None,
@@ -726,6 +763,16 @@ def motion_file_notes(ref: Reference) -> list:
     if r["missing_coordinates"]:
         notes.append(f"model coordinates missing from the file keep their default value: "
                      f"{r['missing_coordinates']}")
+    if r.get("negated"):
+        notes.append(f"negated as asked (reference option negate): {r['negated']}")
+    if r.get("beyond_model_range"):
+        notes.append("angles past the model's coordinate range (kept; its limit forces will "
+                     "resist them): " + ", ".join(
+                         f"{c} {np.degrees(b['file_range'][0]):.1f} to "
+                         f"{np.degrees(b['file_range'][1]):.1f} deg (range "
+                         f"{np.degrees(b['model_range'][0]):.0f} to "
+                         f"{np.degrees(b['model_range'][1]):.0f})"
+                         for c, b in r["beyond_model_range"].items()))
     if r.get("degrees_suspect"):
         notes.append("every angle stays within ±3.14 deg although the header says "
                      "inDegrees=yes: radians with the wrong header? (fine for a still pose)")
