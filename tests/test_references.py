@@ -494,6 +494,21 @@ def test_another_models_sign_convention_is_refused_and_negate_fixes_it(tmp_path,
     assert ok.figures["motion_file"]["beyond_model_range"] == {}
 
 
+def test_a_walk_towards_minus_x_is_not_taken_for_a_sign_convention(tmp_path, muscle3d_path):
+    """The pelvis's orientation is free: walking3d turned round (heading 180 deg, past
+    pelvis_rotation's GUI range) loads and loops."""
+    from fastenv.references import write_motion
+
+    time, columns, _ = read_motion(REFERENCE_DIR / "walking3d_coordinates.sto")
+    turned = {c: v for c, v in columns.items() if not c.endswith("_speed")}
+    turned["pelvis_rotation"] = turned["pelvis_rotation"] + np.pi
+    turned["pelvis_tx"], turned["pelvis_tz"] = -turned["pelvis_tx"], -turned["pelvis_tz"]
+    write_motion(tmp_path / "back.sto", time, turned, in_degrees=False)
+    ref = reference_from_motion(tmp_path / "back.sto", muscle3d_path, cycle="auto", warn=False)
+    assert ref.playback == "loop" and ref.figures["motion_file"]["beyond_model_range"] == {}
+    assert ref.figures["motion_file"]["pelvis_speed_m_s"] > 0.9
+
+
 def test_opencap_knees_need_negating(muscle2d_path):
     path = shared_motion("opencap_jump2_ik.mot")
     with pytest.raises(ValueError, match="past the model's range"):

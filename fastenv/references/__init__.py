@@ -525,9 +525,9 @@ def find_half_cycle(sim, q, strikes, *, seam_deg=3.0) -> float | None:
 #: within 1.3-2.6 deg (docs/references.md)
 SEAM_REPORTED_DEG = 5.0
 
-#: a rotational coordinate of a motion file past the model's range by more than this
-#: (rad) is reported; by more than RANGE_REFUSED it is refused (a sign convention of
-#: another model: OpenCap's knee flexes positive, 100 deg past gait2392's 10 deg)
+#: a joint angle (not the pelvis's orientation) of a motion file past the model's range
+#: by more than this (rad) is reported; by more than RANGE_REFUSED it is refused (a sign
+#: convention of another model: OpenCap's knee flexes positive, 100 deg past 10 deg)
 RANGE_REPORTED = np.radians(2.0)
 RANGE_REFUSED = np.radians(30.0)
 
@@ -616,7 +616,9 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
                 values.append(v)
                 low, high = sim.coordinate_range[j]
                 excess = max(low - float(np.min(v)), float(np.max(v)) - high, 0.0)
-                if sim.rotational[j] and excess > RANGE_REPORTED:
+                # joints only: the root's orientation is free (a walk towards -x turns
+                # pelvis_rotation to 180 deg) and its ranges are only the GUI's
+                if sim.rotational[j] and not c.startswith("pelvis_") and excess > RANGE_REPORTED:
                     beyond[c] = dict(file_range=[float(np.min(v)), float(np.max(v))],
                                      model_range=[float(low), float(high)], excess=excess)
         elif c is not None:
