@@ -509,6 +509,19 @@ def test_a_walk_towards_minus_x_is_not_taken_for_a_sign_convention(tmp_path, mus
     assert ref.figures["motion_file"]["pelvis_speed_m_s"] > 0.9
 
 
+def test_moco_running_stride_loops_with_its_knees_negated(muscle3d_path):
+    path = shared_motion("moco_running_full_stride_solution.sto")
+    with pytest.raises(ValueError, match="knee_angle_[rl] goes from .* past the model's range"):
+        reference_from_motion(path, muscle3d_path, cycle="auto")
+    with pytest.warns(UserWarning, match="negated as asked"):
+        ref = reference_from_motion(path, muscle3d_path, cycle="auto",
+                                    negate=["knee_angle_r", "knee_angle_l"])
+    report = ref.figures["motion_file"]
+    assert ref.playback == "loop" and ref.n_frames == 67
+    assert report["cycle_period_s"] == pytest.approx(0.6686, abs=1e-3)
+    assert 2.6 < report["pelvis_speed_m_s"] < 2.8 and report["beyond_model_range"] == {}
+
+
 def test_opencap_knees_need_negating(muscle2d_path):
     path = shared_motion("opencap_jump2_ik.mot")
     with pytest.raises(ValueError, match="past the model's range"):
