@@ -439,6 +439,16 @@ def _angle_mismatch_deg(sim, a, b) -> float:
     return float(np.degrees(np.sqrt(np.mean((a[rot] - b[rot]) ** 2))))
 
 
+#: least excursion (m) of each heel relative to the pelvis for a motion to be a gait
+MIN_HEEL_EXCURSION = 0.15
+
+
+def _feet_swing(strikes) -> bool:
+    """Whether both heels move relative to the pelvis as in a gait (``strikes`` from
+    :func:`heel_strikes`; None: the model has no feet to tell)."""
+    return strikes is not None and min(strikes["r"][1], strikes["l"][1]) >= MIN_HEEL_EXCURSION
+
+
 def find_gait_cycle(sim, q, strikes, *, seam_deg=3.0):
     """First and last frame of one gait cycle of ``q`` (T, n_coord) from right heel
     strike to right heel strike (``strikes`` from :func:`heel_strikes`), or None.
@@ -449,7 +459,7 @@ def find_gait_cycle(sim, q, strikes, *, seam_deg=3.0):
     A motion with fewer strides counts as one cycle when it ends where it starts
     (within ``seam_deg``) and a heel strike is found in it: an IK file of one cycle.
     """
-    if strikes is None or min(strikes["r"][1], strikes["l"][1]) < 0.15:
+    if not _feet_swing(strikes):
         return None
     hs = strikes["r"][0]
     best = None
@@ -511,7 +521,7 @@ def find_half_cycle(sim, q, strikes, *, seam_deg=3.0) -> float | None:
     heel strike to the other's, as Moco's symmetric walking problems solve it): the
     feet move relative to the pelvis (``strikes``, as :func:`find_gait_cycle`) and that
     distance is under ``seam_deg``. None otherwise."""
-    if strikes is None or min(strikes["r"][1], strikes["l"][1]) < 0.15 or len(q) < 3:
+    if not _feet_swing(strikes) or len(q) < 3:
         return None
     if mirror_map(sim.coordinate_names) is None:
         return None
@@ -543,13 +553,14 @@ def uniform_rows(time, values) -> tuple[np.ndarray, np.ndarray, dict | None]:
     cubic spline at about the median step; with what was done, else None."""
     steps = np.diff(time)
     step = float(np.median(steps))
-    uneven = (steps > UNEVEN_STEP * step) | (steps < step / UNEVEN_STEP)
+    too_wide = steps > UNEVEN_STEP * step
+    uneven = too_wide | (steps < step / UNEVEN_STEP)
     if not uneven.any():
         return time, values, None
     from scipy.interpolate import CubicSpline
 
     clock = np.linspace(time[0], time[-1], int(round((time[-1] - time[0]) / step)) + 1)
-    wide = np.flatnonzero(steps > UNEVEN_STEP * step)
+    wide = np.flatnonzero(too_wide)
     report = dict(rows=len(time), uniform_rows=len(clock), median_step_s=step,
                   step_s=float(clock[1] - clock[0]),
                   uneven_steps=int(uneven.sum()),
