@@ -542,8 +542,9 @@ def run(args) -> dict:
     """Every point of the plan, ``args.rounds`` times in rotating order; rows with the
     median and range of each point, checked against the limit."""
     from tqdm import tqdm
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+
+    from fastenv.pool.pool import default_workers
+    cores = default_workers()   # the cores this process may run on
     workers = args.workers or cores
     env_kwargs = {"reference": str(Path(args.reference).resolve())} if args.reference else {}
     points, skipped = [], []

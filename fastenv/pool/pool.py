@@ -666,5 +666,7 @@ def _records(msg: bytes):
 
 
 def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity, which a cluster's scheduler
+    may set below the machine's count): one worker per core."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
