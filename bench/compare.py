@@ -33,7 +33,10 @@ counted). Methods, for one task (MuscleWalkingImitation2D-v0 by default):
   batch_size = num_envs / 2, both with W = number of cores workers;
 * ``osim_sync_balanced``: ``OsimVectorEnv`` ``step`` with load balancing: 2W workers,
   ``active_workers`` = W (at most W step at once, a free core to the worker with the
-  most predicted work left).
+  most predicted work left);
+* ``osim_sync_unshared`` / ``osim_async_unshared`` (only with ``--methods``): as
+  ``osim_sync`` / ``osim_async`` with ``share_model=False``, one OpenSim model per env
+  instead of one per worker.
 
 Every (method, num_envs) point runs ``--rounds`` times, the points in an order that
 rotates by one each round (the VM's speed drifts), each in its own driver process (a
@@ -94,7 +97,12 @@ METHODS = {   # key: (label, runs per num_envs)
     "osim_sync": ("OsimVectorEnv step (sync)", True),
     "osim_async": ("OsimVectorEnv send/recv, batch n/2", True),
     "osim_sync_balanced": ("OsimVectorEnv step (sync), 2W workers, W active", True),
+    "osim_sync_unshared": ("OsimVectorEnv step (sync), one OpenSim model per env", True),
+    "osim_async_unshared": ("OsimVectorEnv send/recv, batch n/2, one OpenSim model per env",
+                            True),
 }
+#: run only when asked for (``--methods``): the pool before its envs shared a model
+OPT_IN = ("osim_sync_unshared", "osim_async_unshared")
 REFERENCE_METHOD = "gym_async_next"   # the "ratio to AsyncVectorEnv" denominator
 
 
@@ -320,10 +328,12 @@ def _sb3(spec):
 def _osim(spec):
     from fastenv.vector import OsimVectorEnv
     n, w = spec["num_envs"], spec["workers"]
-    sync = spec["method"] in ("osim_sync", "osim_sync_balanced")
+    sync = spec["method"] in ("osim_sync", "osim_sync_balanced", "osim_sync_unshared")
     batch = n if sync else n // 2
     workers = (dict(num_workers=2 * w, active_workers=w)
                if spec["method"] == "osim_sync_balanced" else dict(num_workers=w))
+    if spec["method"].endswith("_unshared"):
+        workers["share_model"] = False
     with scheduled_actions(n, _rows(spec), spec["seed"]):
         venv = OsimVectorEnv(spec["task"], n, batch_size=batch, **workers,
                              **spec["env_kwargs"])
@@ -452,7 +462,7 @@ def static_skip(method, n, workers: int = 1) -> str | None:
     if method == "osim_sync_balanced" and n <= workers:
         return (f"needs num_envs > W = {workers} (with one env per worker there is "
                 "nothing to balance: it is osim_sync)")
-    if method == "osim_async" and n < 2:
+    if method in ("osim_async", "osim_async_unshared") and n < 2:
         return "needs num_envs >= 2 (batch_size = num_envs / 2)"
     if method == "sb3_subproc" and importlib.util.find_spec("stable_baselines3") is None:
         return "stable-baselines3 is not installed (pip install 'fastenv[sb3]')"
@@ -884,7 +894,7 @@ def parse_args(argv=None):
                f"--merge); --quick: num_envs 2, {QUICK_STEPS} steps, one round (< 1 min).")
     add_workload_args(ap)
     ap.add_argument("--envs", default=None, help="comma-separated num_envs values")
-    ap.add_argument("--methods", default=",".join(METHODS),
+    ap.add_argument("--methods", default=",".join(m for m in METHODS if m not in OPT_IN),
                     help=f"comma-separated subset of {','.join(METHODS)}")
     ap.add_argument("--point", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -2,8 +2,9 @@
 
     python bench/pool.py --out bench/results [--quick] [--envs 2,4,8,16,32] [--merge]
 
-``OsimVectorEnv.step`` with W workers (W = cores), and with load balancing (2W workers,
-``active_workers`` = W), against the physical limit of the same workload, with
+``OsimVectorEnv.step`` with W workers (W = cores), with load balancing (2W workers,
+``active_workers`` = W), and with one OpenSim model per env (``share_model=False``, as
+before a worker's envs shared one), against the physical limit of the same workload, with
 ``bench/compare.py``'s method: every env steps its seeded action schedule for the same
 warm-up and timed steps, the limit redoes exactly those trajectories with bare
 ``Manager.integrate`` calls, and each point runs ``--rounds`` times in rotating order.
@@ -34,7 +35,7 @@ if str(ROOT) not in sys.path:
 ENVS = (2, 4, 8, 16, 32)
 QUICK_ENVS = (2,)
 TARGET, TARGET_ENVS = 0.97, (8, 16, 32)
-METHODS = ("osim_sync", "osim_sync_balanced")
+METHODS = ("osim_sync", "osim_sync_balanced", "osim_sync_unshared")
 LIMITS = ("physical_limit", "env_limit")
 
 

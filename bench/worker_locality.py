@@ -1,6 +1,7 @@
-"""Do env steps cost more in a worker than in a loop of one env? Three A/B tests in one process.
+"""Do env steps cost more in a worker than in a loop of one env? Four A/B tests in one process.
 
     python bench/worker_locality.py [--envs 8] [--steps 40] [--rounds 6] [--pause-ms 10]
+                                    [--tests order,crowd,share,pause]
                                     [--json FILE]
 
 A pool worker steps its envs round-robin, one step each per batch, and holds all of
@@ -14,6 +15,9 @@ variants round by round so the VM's drift hits both:
 - **crowd**: env 0's ``--steps`` steps alone in the process, and with ``--envs - 1``
   other envs created and stepped a little beside it (their models and states in
   memory, idle while env 0 steps);
+- **share**: ``--envs`` envs stepped round-robin on one shared OpenSim model (each its
+  own State and integrator: ``share_model=True``, what a pool worker does) against the
+  same envs with one model each (what it did before);
 - **pause**: env 0's steps back to back, as in the env limit, against the same steps
   each after ``--pause-ms`` of sleep, as a worker's first env step after it waited at
   the synchronous step's barrier for the other worker and the parent. Only the
@@ -101,6 +105,35 @@ def crowd_test(n_envs: int, steps: int, rounds: int) -> dict:
     return out
 
 
+def share_test(n_envs: int, steps: int, rounds: int) -> dict:
+    """``n_envs`` envs stepped round-robin, as a worker steps them, on one shared OpenSim
+    model (``share_model=True``, the pool's default) against one model each."""
+    from fastenv.env import ImitationEnv
+    sets = {"shared_model": [ImitationEnv(TASK, share_model=True) for _ in range(n_envs)],
+            "one_model_each": [ImitationEnv(TASK) for _ in range(n_envs)]}
+    assert sets["shared_model"][0].sim.model is sets["shared_model"][-1].sim.model
+    rng = np.random.default_rng(0)
+    acts = rng.uniform(0, 1, (n_envs, steps, sets["shared_model"][0].action_space.shape[0])
+                       ).astype(np.float32)
+
+    def reset():
+        for envs in sets.values():
+            for i, e in enumerate(envs):
+                e.reset(seed=i)
+
+    def round_robin(envs):
+        for t in range(steps):
+            for i, e in enumerate(envs):
+                _steps(e, acts[i, t:t + 1], 100 + i)
+
+    out = _alternate({name: (lambda envs=envs: round_robin(envs))
+                      for name, envs in sets.items()}, reset, rounds, n_envs * steps)
+    for envs in sets.values():
+        for e in envs:
+            e.close()
+    return out
+
+
 def pause_test(steps: int, rounds: int, pause_s: float) -> dict:
     from fastenv.env import ImitationEnv
     env = ImitationEnv(TASK)
@@ -169,13 +202,13 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--pause-ms", type=float, default=10.0)
-    p.add_argument("--tests", default="order,crowd,pause")
+    p.add_argument("--tests", default="order,crowd,share,pause")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     tests = a.tests.split(",")
-    unknown = sorted(set(tests) - {"order", "crowd", "pause"})
+    unknown = sorted(set(tests) - {"order", "crowd", "share", "pause"})
     if unknown or a.pause_ms <= 0:
-        p.error(f"--tests takes order, crowd, pause (got {unknown}); --pause-ms must be > 0 "
+        p.error(f"--tests takes order, crowd, share, pause (got {unknown}); --pause-ms must be > 0 "
                 f"(got {a.pause_ms:g})")
     result = {"command": f"python bench/worker_locality.py --envs {a.envs} --steps {a.steps} "
                          f"--rounds {a.rounds} --pause-ms {a.pause_ms:g} --tests {a.tests}",
@@ -184,6 +217,8 @@ def main(argv=None):
         result["order"] = order_test(a.envs, a.steps, a.rounds)
     if "crowd" in tests:
         result["crowd"] = crowd_test(a.envs, a.steps * 5, a.rounds)
+    if "share" in tests:
+        result["share"] = share_test(a.envs, a.steps, a.rounds)
     if "pause" in tests:
         result["pause"] = pause_test(a.steps * 5, a.rounds, a.pause_ms * 1e-3)
     print(json.dumps(result, indent=1))

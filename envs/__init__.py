@@ -132,7 +132,7 @@ OPTIONS = dict(
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
     pd_update="continuous", start_settle=None, excitations="direct", excitation_range=0.2,
     muscle_model="thelen", contact_model="hunt_crossley",
-    reward="original", render_view=None, render_size=(640, 480),
+    reward="original", render_view=None, render_size=(640, 480), share_model=False,
 )
 #: ``muscle_model`` / ``contact_model`` values (``fastenv.envs.variants`` builds them):
 #: the osim-rl originals first, then the Moco model family.
@@ -185,6 +185,8 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
             MUSCLE_MODELS[0], CONTACT_MODELS[0]):
         raise ValueError(f"muscle_model/contact_model build the task's model variant; with "
                          f"your own model={str(opts['model'])!r} leave them at their defaults")
+    if not isinstance(opts["share_model"], (bool, np.bool_)):
+        raise ValueError(f"share_model must be True or False, got {opts['share_model']!r}")
     if opts["mode"] not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
     if opts["nan_actions"] not in ("raise", "zero"):

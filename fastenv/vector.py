@@ -116,6 +116,8 @@ class OsimVectorEnv(gym.vector.VectorEnv):
                          "render_fps": 100}
         self.render_mode = render_mode
         self.closed = True
+        # a worker's envs share one OpenSim model unless told not to (docs/vector.md)
+        env_options.setdefault("share_model", True)
         factory = EnvFactory("fastenv.env:ImitationEnv",
                              dict(task=task, render_mode=render_mode, **env_options))
         faults = [(_FAULTS.get(kind, kind), i, k) for kind, i, k in _faults]

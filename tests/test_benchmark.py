@@ -483,3 +483,14 @@ def test_worker_locality_pause_test_times_the_same_steps_both_ways(tmp_path):
     assert "order" not in out and "crowd" not in out
     with pytest.raises(SystemExit):
         worker_locality.main(["--tests", "pauses"])
+
+
+def test_worker_locality_share_test_steps_one_model_against_one_each():
+    """The share test steps envs on one shared model and on a model each, the same
+    steps both ways, and reports the per-round ratio."""
+    from bench import worker_locality
+
+    share = worker_locality.main(["--envs", "2", "--steps", "2", "--rounds", "2",
+                                  "--tests", "share"])["share"]
+    assert set(share["ms_per_step"]) == {"shared_model", "one_model_each"}
+    assert len(share["shared_model_over_one_model_each"]["rounds"]) == 2

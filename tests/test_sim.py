@@ -353,3 +353,43 @@ def test_coordinate_springs_are_pd_laws_opensim_evaluates(muscle2d_path):
     assert spring.getRecordValues(s).get(0) == pytest.approx(250.0 * (-0.4 + 0.1) - 7.0 * 2.0)
     with pytest.raises(ValueError, match="coordinate_springs: 'knee' is not a coordinate"):
         Simulation(muscle2d_path, coordinate_springs=["knee"])
+
+
+def _drive(sims, steps=12):
+    """Step ``sims`` in turn, as a worker steps its envs, each with its own controls,
+    springs and push; every buffer after every step."""
+    rng = np.random.default_rng(3)
+    out = []
+    for k, sim in enumerate(sims):
+        sim.set_spring_gains([300.0 + 50 * k, 100.0 * k], [10.0, 2.0 + k])
+        sim.set_push([20.0 * (k + 1), 0.0, -5.0 * k])
+    for t in range(steps):
+        for k, sim in enumerate(sims):
+            if t == steps // 2:
+                sim.restore(sim.settled(sim.default_state, 0.002 * (k + 1)))
+            sim.set_spring_rest([0.3 * np.sin(t + k), -0.5])
+            sim.step(rng.random(sim.n_controls))
+            out.append(sim.buf.copy())
+    for sim in sims:               # read again after the others stepped
+        before = sim.buf.copy()
+        sim.read()
+        out.append(sim.buf - before)
+    return np.array(out)
+
+
+def test_simulations_sharing_a_model_equal_one_model_each(muscle2d_path):
+    """Three simulations on one opensim.Model, stepped in turn with different controls,
+    spring gains, rest angles and pushes, give bitwise the buffers of three models;
+    each puts its own values back on the model when it takes over (_claim)."""
+    from fastenv.sim import shared_simulation
+    settings = dict(coordinate_springs=["hip_flexion_r", "knee_angle_r"], push_body="torso")
+    separate = [Simulation(muscle2d_path, **settings) for _ in range(3)]
+    shared = [shared_simulation(muscle2d_path, **settings) for _ in range(3)]
+    assert shared[0].model is shared[1].model is shared[2].model
+    assert len({id(s.model) for s in separate}) == 3
+    assert shared_simulation(muscle2d_path).model is not shared[0].model   # other settings
+    a, b = _drive(separate), _drive(shared)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a[0] - a[1]).max() > 1e-3      # the three did differ
+    assert [s.export_state()["push"] for s in shared] == [
+        s.export_state()["push"] for s in separate]

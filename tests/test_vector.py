@@ -64,6 +64,8 @@ def test_bitwise_equal_to_single_envs(expected, workers, mode):
     venv = OsimVectorEnv(TASK, N, num_workers=workers, autoreset_mode=mode, **KW)
     try:
         obs, _ = venv.reset(seed=SEED)
+        # a worker's envs share one OpenSim model; the single envs have one each
+        assert all(o["share_model"] for o in venv.get_attr("options"))
         for i in range(N):
             np.testing.assert_array_equal(obs[i], exp[i][0][0])
         ends = 0

@@ -8,4 +8,5 @@ from fastenv.sim.simulation import (  # noqa: F401
     Snapshot,
     contact_foot,
     foot_record_indices,
+    shared_simulation,
 )

@@ -9,8 +9,10 @@ built once at load time by perturbation, so no name lookups happen per step.
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,6 +135,12 @@ class Simulation:
         (``SpringGeneralizedForce``) whose rest angle and gains change between steps
         (:meth:`set_spring_gains`, :meth:`set_spring_rest`): a PD controller that the
         integrator evaluates at every stage instead of once per control step.
+
+    Several simulations of one process may share one ``opensim.Model`` (see
+    :func:`shared_simulation`): each keeps its own State, integrator, controls, push and
+    springs, and puts the last three on the model whenever it takes over from another
+    (:meth:`_claim`), so that stepping them in turn gives bitwise the results of one
+    model each.
     """
 
     def __init__(self, model_path, *, control_dt=0.01, integrator="SemiExplicitEuler2",
@@ -194,6 +202,15 @@ class Simulation:
         self._springs = [osim.SpringGeneralizedForce.safeDownCast(
             model.getForceSet().get(f"fastenv_spring_{name}"))
             for name in self.spring_coordinates]
+        # This simulation's own values of what lives on the model (controls: in buf),
+        # put back on it by _claim when another simulation sharing it stepped last.
+        self._push_value = np.zeros(3)
+        self._spring_values = np.array([[sp.getStiffness(), sp.getViscosity(),
+                                         sp.getRestLength()] for sp in self._springs],
+                                       dtype=float).reshape(-1, 3)
+        self._initial_springs = self._spring_values.copy()
+        self._token = object()       # who this simulation is, to the model it may share
+        self._model_user = [self._token]   # shared by every simulation of this model
 
         # --- components -------------------------------------------------------
         self.coordinates = [c for c in model.getCoordinateSet()]
@@ -303,6 +320,47 @@ class Simulation:
         self.integrate_seconds = 0.0   # wall time inside Manager.integrate (profiling)
         self.restore(self.default_state)
 
+    def sharing_model(self) -> Simulation:
+        """A new simulation of this one's ``opensim.Model`` object, at the default
+        state, with the same settings: its own State, integrator, buffer, controls,
+        push and springs, and none of the model's load and ``initSystem`` (nor its
+        memory). Envs of one worker step in turn, and on one shared model their steps
+        find the model's data still in the core's caches (measured in
+        docs/performance.md); each simulation's results are bitwise those of a model
+        of its own (tests/test_sim.py). What is changed on ``model`` itself (a
+        muscle's strength) changes it for every simulation sharing it."""
+        other = copy.copy(self)
+        other._token = object()
+        other.buf = np.zeros(self.layout.size)
+        other._grf = other.buf[self._s_grf].reshape(-1, 6)
+        other._bpos = other.buf[self._s_bpos].reshape(-1, 3)
+        other._bvel = other.buf[self._s_bvel].reshape(-1, 3)
+        other._push_value = np.zeros(3)
+        other._spring_values = self._initial_springs.copy()
+        other.retried_steps = 0
+        other.last_step_retried = False
+        other.integrate_seconds = 0.0
+        other._manager = other.state = None
+        other.restore(other.default_state)
+        return other
+
+    def _claim(self):
+        """Put this simulation's controls, push and springs on the model, which another
+        simulation sharing it may have used since this one last did. Its own State
+        was realized only with its own values, so its cache stays valid."""
+        if self._model_user[0] is self._token:
+            return
+        self._model_user[0] = self._token
+        self.model.setDefaultControls(osim.Vector.createFromMat(
+            np.ascontiguousarray(self.buf[self._s_ctrl])))
+        if self.push_body is not None:
+            for f, v in zip(self._push, self._push_value):
+                f.setValue(float(v))
+        for spring, (k, c, rest) in zip(self._springs, self._spring_values):
+            spring.setStiffness(float(k))
+            spring.setViscosity(float(c))
+            spring.setRestLength(float(rest))
+
     # ------------------------------------------------------------------ helpers
     def _foot_record_indices(self, force):
         """Record-value indices (n_body, 6) of force/torque on a contact's foot bodies."""
@@ -330,6 +388,7 @@ class Simulation:
         locked values. ``activation`` (muscle order): the muscles' activations, else the
         model's defaults. Used to build reference-state initialisation snapshots once.
         """
+        self._claim()
         y0 = self.default_state.getY()
         if activation is not None and self._act_in_y:
             y = y0.to_numpy().copy()
@@ -425,7 +484,7 @@ class Simulation:
         """Everything needed to continue this simulation in another process."""
         return dict(y=self.state.getY().to_numpy().copy(), time=self.state.getTime(),
                     controls=self.buf[self._s_ctrl].copy(),
-                    push=[f.getValue() for f in self._push] if self.push_body else None,
+                    push=self._push_value.tolist() if self.push_body else None,
                     min_step_on=self._min_step_on)
 
     def import_state(self, saved: dict):
@@ -475,25 +534,33 @@ class Simulation:
 
     def set_push(self, force):
         """Ground-frame force (N) on ``push_body``, held until changed."""
-        for f, v in zip(self._push, force):
+        self._claim()
+        self._push_value[:] = [float(v) for v in force]
+        for f, v in zip(self._push, self._push_value):
             f.setValue(float(v))
         self._forces_changed()
 
     def set_spring_gains(self, stiffness, viscosity):
         """Per spring coordinate: stiffness (N·m/rad or N/m) and viscosity (per speed)."""
-        for spring, k, c in zip(self._springs, stiffness, viscosity, strict=True):
+        self._claim()
+        for j, (spring, k, c) in enumerate(zip(self._springs, stiffness, viscosity,
+                                               strict=True)):
             spring.setStiffness(float(k))
             spring.setViscosity(float(c))
+            self._spring_values[j, :2] = float(k), float(c)
         self._forces_changed()
 
     def set_spring_rest(self, rest):
         """Per spring coordinate: the rest value, held until changed."""
-        for spring, r in zip(self._springs, rest, strict=True):
+        self._claim()
+        for j, (spring, r) in enumerate(zip(self._springs, rest, strict=True)):
             spring.setRestLength(float(r))
+            self._spring_values[j, 2] = float(r)
         self._forces_changed()
 
     def set_controls(self, controls):
         """Actuator controls (excitations or normalised torques), held for the step."""
+        self._claim()
         controls = np.ascontiguousarray(controls, dtype=np.float64)
         self.model.setDefaultControls(osim.Vector.createFromMat(controls))
         self.buf[self._s_ctrl] = controls
@@ -513,6 +580,7 @@ class Simulation:
         been truncated."""
         if controls is not None:
             self.set_controls(controls)
+        self._claim()
         t_next = self.state.getTime() + self.control_dt
         start = self.snapshot() if self._min_step_on else None
         self.last_step_retried = False
@@ -543,6 +611,7 @@ class Simulation:
 
     def read(self):
         """Fill ``buf`` from the current state (realizes it to Acceleration)."""
+        self._claim()
         s, m, b = self.state, self.model, self.buf
         m.realizeAcceleration(s)
         b[self._s_time] = s.getTime()
@@ -592,6 +661,7 @@ class Simulation:
         and changed once more, so bodies read on a fresh copy (those that muscles or
         contacts had touched: pelvis, femurs, tibias, calcanei) sat at the default pose
         with zero velocity, while the centre of mass (Simbody's own cache) was right."""
+        self._claim()
         s = self.state_from_coordinates(q, qdot, equilibrate=False)
         w = self.model.updWorkingState()
         w.setTime(s.getTime())
@@ -737,6 +807,7 @@ class Simulation:
         """(n_frames, 3, 4): rotation and origin in ground of each frame of
         :meth:`visual_geometry`, at ``state`` (default: the current one), realized to
         Position here."""
+        self._claim()
         s = self.state if state is None else state
         self.model.realizePosition(s)
         frames = self._render_frames
@@ -750,6 +821,7 @@ class Simulation:
 
     def muscle_paths(self, state=None) -> list[np.ndarray]:
         """Per muscle, its current path points in ground (k, 3), at ``state``."""
+        self._claim()
         s = self.state if state is None else state
         self.model.realizePosition(s)
         out = []
@@ -763,6 +835,7 @@ class Simulation:
         """(n_contact, 6) ground reaction on the feet at ``state`` (Fx, Fy, Fz, Mx, My,
         Mz per contact force, as ``buf``'s "grf"), for states that were not stepped
         (a reference pose); realizes ``state`` to Dynamics."""
+        self._claim()
         self.model.realizeDynamics(state)
         return self._contact_rows(state, np.zeros((len(self.contact_names), 6)))
 
@@ -783,6 +856,7 @@ class Simulation:
         default; locked coordinates at their locked values), realized to Velocity, to
         draw a pose or read its contact loads: valid until the next call. Muscle states
         are whatever the working State holds (see ``_posed_state`` for why not a copy)."""
+        self._claim()
         if not hasattr(self, "_pose_q0"):
             self._pose_q0 = self.default_state.getQ().to_numpy().copy()
             self._pose_u0 = np.zeros(self.default_state.getNU())
@@ -796,3 +870,21 @@ class Simulation:
         w.setU(osim.Vector.createFromMat(U))
         self.model.realizeVelocity(w)
         return w
+
+
+_SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def shared_simulation(model_path, **settings) -> Simulation:
+    """A :class:`Simulation` of ``model_path`` with ``settings`` (its keyword arguments)
+    that shares its ``opensim.Model`` with any other made here with the same file and
+    settings while that one lives (:meth:`Simulation.sharing_model`); the first is
+    loaded as usual."""
+    key = (str(model_path), *sorted((k, tuple(v) if isinstance(v, list) else v)
+                                    for k, v in settings.items()))
+    first = _SHARED.get(key)
+    if first is not None:
+        return first.sharing_model()
+    sim = Simulation(model_path, **settings)
+    _SHARED[key] = sim
+    return sim
