@@ -104,6 +104,8 @@ METHODS = {   # key: (label, runs per num_envs)
 #: run only when asked for (``--methods``): the pool before its envs shared a model
 OPT_IN = ("osim_sync_unshared", "osim_async_unshared")
 REFERENCE_METHOD = "gym_async_next"   # the "ratio to AsyncVectorEnv" denominator
+#: rows other rows of their run are divided by: an old row that --merge keeps keeps them
+DENOMINATORS = ("physical_limit", "env_limit", REFERENCE_METHOD)
 
 
 # ----------------------------------------------------------------------- measuring
@@ -657,8 +659,8 @@ def check(rows) -> dict:
 def merge(old: dict, new: dict) -> dict:
     """``new``'s rows plus ``old``'s rows of other (method, num_envs) points, when both
     ran the same workload. Ratios stay those of each row's own run, so an old run's
-    limit (and AsyncVectorEnv) rows stay while an old row of that run and num_envs
-    does: a num_envs may then have a limit row per run."""
+    limit (physical and env) and AsyncVectorEnv rows stay while an old row of that run
+    and num_envs does: a num_envs may then have a limit row per run."""
     key = ("format", "task", "steps", "warmup", "seed", "workers", "reference")
     meta_old = old.get("meta", {})
     if any(meta_old.get(k) != new["meta"][k] for k in key):
@@ -668,11 +670,9 @@ def merge(old: dict, new: dict) -> dict:
                          + "); write to another folder or drop --merge")
     ran = {(r["method"], r["num_envs"]) for r in new["rows"]}
     kept = [r for r in old["rows"] if (r["method"], r["num_envs"]) not in ran]
-    needed = {(r["num_envs"], r["run"]) for r in kept
-              if r["method"] not in ("physical_limit", REFERENCE_METHOD)}
+    needed = {(r["num_envs"], r["run"]) for r in kept if r["method"] not in DENOMINATORS}
     kept += [r for r in old["rows"] if (r["method"], r["num_envs"]) in ran
-             and r["method"] in ("physical_limit", REFERENCE_METHOD)
-             and (r["num_envs"], r["run"]) in needed]
+             and r["method"] in DENOMINATORS and (r["num_envs"], r["run"]) in needed]
     rows = kept + new["rows"]
     order = {m: k for k, m in enumerate(METHODS)}
     rows.sort(key=lambda r: (r["num_envs"] if METHODS.get(r["method"], ("", True))[1] else 0,

@@ -256,6 +256,14 @@ def test_merge_keeps_other_points_of_the_same_workload():
         ("osim_async", 2, "r3")]
     assert again["check"]["checked"] == 3
     assert [benchmark.run_number(again, r) for r in again["rows"][:4]] == ["1", "3", "1", "3"]
+    # the env limit an old row is divided by stays too (bench/pool.py's rows)
+    pooled = benchmark.merge(
+        result("r1", [_row("env_limit", [95], "r1"), _row("osim_sync_balanced", [70], "r1"),
+                      _row("osim_sync", [80], "r1")]),
+        result("r2", [_row("env_limit", [96], "r2"), _row("osim_sync", [85], "r2")]))
+    assert sorted((r["method"], r["run"]) for r in pooled["rows"]) == [
+        ("env_limit", "r1"), ("env_limit", "r2"), ("osim_sync", "r2"),
+        ("osim_sync_balanced", "r1")]
     with pytest.raises(SystemExit, match="steps 300 vs 100"):
         benchmark.merge(old, result("r3", [], steps=100))
 
@@ -494,3 +502,20 @@ def test_worker_locality_share_test_steps_one_model_against_one_each():
                                   "--tests", "share"])["share"]
     assert set(share["ms_per_step"]) == {"shared_model", "one_model_each"}
     assert len(share["shared_model_over_one_model_each"]["rounds"]) == 2
+
+
+def test_model_sharing_pairs_the_same_trajectories(tmp_path):
+    """bench/model_sharing.py runs both pools on the same seeded work (bitwise equal at
+    the end of a synchronous run), reports both speeds, the per-block ratio and the
+    workers' memory, writes its JSON and refuses a bad mode."""
+    from bench import model_sharing
+
+    out = model_sharing.main(["--envs", "2", "--steps", "4", "--block", "2",
+                              "--json", str(tmp_path / "m.json")])
+    sync, sendrecv = out["rows"]
+    assert (sync["mode"], sendrecv["mode"]) == ("sync", "sendrecv")
+    assert sync["bitwise_equal"] is True and sync["blocks"] == 2
+    assert sync["steps_per_s_shared"] > 0 and sync["rss_mb_one_each"] > 0
+    assert json.loads((tmp_path / "m.json").read_text())["rows"][1]["num_envs"] == 2
+    with pytest.raises(SystemExit):
+        model_sharing.main(["--modes", "async"])
