@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
                       f"--{k} {v}" for k, v in (("task", a.task), ("envs", a.envs),
                                                 ("modes", a.modes), ("steps", a.steps),
                                                 ("block", a.block))),
-                  date=datetime.now(UTC).isoformat(timespec="seconds"), rows=rows)
+                  date=datetime.now(UTC).isoformat(timespec="seconds"), task=a.task, rows=rows)
     if a.json:
         a.json.write_text(json.dumps(result, indent=1) + "\n")
     return result
