@@ -11,7 +11,8 @@ a fixed action schedule, falls reset with a fixed seed), alternating the two
 variants round by round so the VM's drift hits both:
 
 - **order**: ``--envs`` envs stepped round-robin against the same envs one after
-  another (each env's ``--steps`` in a row);
+  another (each env's ``--steps`` in a row); a model each, or with ``--share-model``
+  one shared model, as a pool worker's envs since 2026-12-04;
 - **crowd**: env 0's ``--steps`` steps alone in the process, and with ``--envs - 1``
   other envs created and stepped a little beside it (their models and states in
   memory, idle while env 0 steps);
@@ -49,9 +50,9 @@ def _steps(env, actions, fall_seed: int) -> int:
     return len(actions)
 
 
-def order_test(n_envs: int, steps: int, rounds: int) -> dict:
+def order_test(n_envs: int, steps: int, rounds: int, share_model: bool = False) -> dict:
     from fastenv.env import ImitationEnv
-    envs = [ImitationEnv(TASK) for _ in range(n_envs)]
+    envs = [ImitationEnv(TASK, share_model=share_model) for _ in range(n_envs)]
     rng = np.random.default_rng(0)
     acts = rng.uniform(0, 1, (n_envs, steps, envs[0].action_space.shape[0])).astype(np.float32)
 
@@ -203,6 +204,8 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--pause-ms", type=float, default=10.0)
     p.add_argument("--tests", default="order,crowd,share,pause")
+    p.add_argument("--share-model", action="store_true",
+                   help="the order test's envs on one shared model, as a pool worker's")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     tests = a.tests.split(",")
@@ -211,10 +214,11 @@ def main(argv=None):
         p.error(f"--tests takes order, crowd, share, pause (got {unknown}); --pause-ms must be > 0 "
                 f"(got {a.pause_ms:g})")
     result = {"command": f"python bench/worker_locality.py --envs {a.envs} --steps {a.steps} "
-                         f"--rounds {a.rounds} --pause-ms {a.pause_ms:g} --tests {a.tests}",
+                         f"--rounds {a.rounds} --pause-ms {a.pause_ms:g} --tests {a.tests}"
+                         + (" --share-model" if a.share_model else ""),
               "date": datetime.now(UTC).isoformat(timespec="seconds"), "task": TASK}
     if "order" in tests:
-        result["order"] = order_test(a.envs, a.steps, a.rounds)
+        result["order"] = order_test(a.envs, a.steps, a.rounds, a.share_model)
     if "crowd" in tests:
         result["crowd"] = crowd_test(a.envs, a.steps * 5, a.rounds)
     if "share" in tests:
