@@ -498,10 +498,12 @@ def test_worker_locality_share_test_steps_one_model_against_one_each():
     steps both ways, and reports the per-round ratio."""
     from bench import worker_locality
 
-    share = worker_locality.main(["--envs", "2", "--steps", "2", "--rounds", "2",
-                                  "--tests", "share"])["share"]
+    out = worker_locality.main(["--envs", "2", "--steps", "2", "--rounds", "2",
+                                "--tests", "order,share", "--share-model"])
+    share = out["share"]
     assert set(share["ms_per_step"]) == {"shared_model", "one_model_each"}
     assert len(share["shared_model_over_one_model_each"]["rounds"]) == 2
+    assert out["command"].endswith("--share-model") and "order" in out
 
 
 def test_model_sharing_pairs_the_same_trajectories(tmp_path):
