@@ -661,8 +661,7 @@ class Simulation:
         and changed once more, so bodies read on a fresh copy (those that muscles or
         contacts had touched: pelvis, femurs, tibias, calcanei) sat at the default pose
         with zero velocity, while the centre of mass (Simbody's own cache) was right."""
-        self._claim()
-        s = self.state_from_coordinates(q, qdot, equilibrate=False)
+        s = self.state_from_coordinates(q, qdot, equilibrate=False)   # claims the model
         w = self.model.updWorkingState()
         w.setTime(s.getTime())
         w.setY(s.getY())
