@@ -38,23 +38,34 @@ TASKS = ("MuscleWalkingImitation2D-v0", "TorqueWalkingImitation2D-v0")
 def counting(sim):
     """Make ``sim`` build integrators that record every internal step (a row per step
     in the Manager's state storage, a few hundred bytes each); returns a function that
-    gives the number of steps recorded so far by the current integrator."""
+    gives the number of steps recorded so far by the episode's integrators. A step
+    integrated again without the minimum step gets a new integrator, and both tries
+    count, provided the function is called before and after each step."""
     import opensim as osim
 
     from fastenv.sim.simulation import INTEGRATORS
+    seen = [None, 0]   # the integrator last looked at; steps of those replaced before it
 
-    def new_manager(state):
+    def new_manager(state, min_step=None):   # as Simulation._new_manager, recording
         m = osim.Manager(sim.model)
         m.setIntegratorMethod(INTEGRATORS[sim.integrator])
         m.setIntegratorAccuracy(sim.accuracy)
-        if sim.min_step > 0:
-            m.setIntegratorMinimumStepSize(sim.min_step)
+        min_step = sim.min_step if min_step is None else min_step
+        if min_step > 0:
+            m.setIntegratorMinimumStepSize(min_step)
         m.setWriteToStorage(True)
         m.initialize(state)
         return m
 
+    def steps():
+        if sim._manager is not seen[0]:
+            if seen[0] is not None:
+                seen[1] += seen[0].getStateStorage().getSize()
+            seen[0] = sim._manager
+        return seen[1] + sim._manager.getStateStorage().getSize()
+
     sim._new_manager = new_manager
-    return lambda: sim._manager.getStateStorage().getSize()
+    return steps
 
 
 def rollout(task: str, env_kwargs: dict, resets: int, seed: int, count: bool) -> dict:

@@ -521,3 +521,33 @@ def test_model_sharing_pairs_the_same_trajectories(tmp_path):
     assert json.loads((tmp_path / "m.json").read_text())["rows"][1]["num_envs"] == 2
     with pytest.raises(SystemExit):
         model_sharing.main(["--modes", "async"])
+
+
+def test_first_step_counts_every_integrator_of_a_step():
+    """bench/first_step.py --count: the counter follows Simulation._new_manager (a step
+    integrated again without the minimum step builds a second integrator; both count)
+    and counts what the integrator did, whoever built it."""
+    from bench import first_step
+
+    env = ImitationEnv("MuscleWalkingImitation2D-v0", physics="fast")   # a minimum step
+    try:
+        steps_of = first_step.counting(env.sim)
+        env.reset(seed=0)
+        action = np.full(env.action_space.shape, 0.3, dtype=np.float32)
+        n0 = steps_of()
+        env.step(action)
+        n1 = steps_of()
+        assert n1 > n0
+        first = env.sim._manager
+        # what the retry does: the same step from its start on an integrator without
+        # the minimum; the first integrator's steps stay counted
+        start = env.sim.snapshot()
+        env.sim._continue_from(env.sim._full_state(start), min_step_on=False)
+        env.step(action)
+        n2 = steps_of()
+        assert env.sim._manager is not first and env.sim.min_step > 0
+        assert n2 - n1 == env.sim._manager.getStateStorage().getSize() > 0
+    finally:
+        env.close()
+    row = first_step.rollout("TorqueWalkingImitation2D-v0", {}, 1, 0, True)
+    assert row["episodes"] == 1 and row["mean"] > 1 and row["first_mean"] > 1
