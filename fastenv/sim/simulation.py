@@ -344,15 +344,17 @@ class Simulation:
         other.restore(other.default_state)
         return other
 
-    def _claim(self):
+    def _claim(self, controls: bool = True):
         """Put this simulation's controls, push and springs on the model, which another
         simulation sharing it may have used since this one last did. Its own State
-        was realized only with its own values, so its cache stays valid."""
+        was realized only with its own values, so its cache stays valid.
+        ``controls=False``: the caller is about to set new controls itself."""
         if self._model_user[0] is self._token:
             return
         self._model_user[0] = self._token
-        self.model.setDefaultControls(osim.Vector.createFromMat(
-            np.ascontiguousarray(self.buf[self._s_ctrl])))
+        if controls:
+            self.model.setDefaultControls(osim.Vector.createFromMat(
+                np.ascontiguousarray(self.buf[self._s_ctrl])))
         if self.push_body is not None:
             for f, v in zip(self._push, self._push_value):
                 f.setValue(float(v))
@@ -560,7 +562,7 @@ class Simulation:
 
     def set_controls(self, controls):
         """Actuator controls (excitations or normalised torques), held for the step."""
-        self._claim()
+        self._claim(controls=False)
         controls = np.ascontiguousarray(controls, dtype=np.float64)
         self.model.setDefaultControls(osim.Vector.createFromMat(controls))
         self.buf[self._s_ctrl] = controls
