@@ -776,14 +776,22 @@ def table_markdown(lines: list[str], header: list[str], rule: list[str], cells: 
 
 
 def plot(result: dict, path: Path):
+    """Left: each point ÷ the physical limit measured in the same run, which compares
+    across runs; right: steps/s. A merged table's runs may have met VMs of different
+    speeds, so its points are not joined by lines and each run has its own marker."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, (rel, ax) = plt.subplots(1, 2, figsize=(15, 5.5))
     envs = sorted({r["num_envs"] for r in result["rows"]}) or [1]
-    colors = iter(plt.get_cmap("tab10")([0, 1, 2, 3, 4, 6, 8, 9]))   # no brown/gray
+    colors = iter(plt.get_cmap("tab20")([0, 2, 4, 6, 8, 12, 16, 18, 1, 3, 5, 7, 9, 13, 17,
+                                         19]))   # no brown or gray: the single loops'
+
     flat = {"fastenv_single": dict(color="tab:gray", ls="--"),
             "seed_style": dict(color="tab:brown", ls=":")}
+    runs = sorted({r.get("run", "") for r in result["rows"]})
+    markers = dict(zip(runs, "osD^v<>ph*"))
+    joined = {} if len(runs) == 1 else dict(ls="none")   # a line would cross other runs
     methods = dict.fromkeys(r["method"] for r in result["rows"])
     for method in methods:   # a merged table's latest run per num_envs
         rows = list({r["num_envs"]: r for r in result["rows"]
@@ -792,29 +800,44 @@ def plot(result: dict, path: Path):
         label = rows[0]["label"]
         if method in flat:
             ax.axhline(rows[0]["steps_per_s"], label=label, lw=1.5, **flat[method])
+            rel.plot([1], [rows[0]["ratio_limit"]], marker="o", ls="none",
+                     color=flat[method]["color"])
             continue
-        x = np.array([r["num_envs"] for r in rows])
-        y = np.array([r["steps_per_s"] for r in rows])
-        err = np.array([[r["steps_per_s"] - r["steps_per_s_range"][0],
-                         r["steps_per_s_range"][1] - r["steps_per_s"]] for r in rows]).T
         style = (dict(color="black", lw=2) if method == "physical_limit"
-                 else dict(color=next(colors, None), marker="o"))
-        ax.errorbar(x, y, yerr=err, label=label, capsize=3, **style)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(envs, [str(n) for n in envs])
-    ax.set_xlabel("num_envs")
+                 else dict(color=next(colors, None)))
+        for k, run in enumerate(dict.fromkeys(r.get("run", "") for r in rows)):
+            part = [r for r in rows if r.get("run", "") == run]
+            x = np.array([r["num_envs"] for r in part])
+            y = np.array([r["steps_per_s"] for r in part])
+            err = np.array([[r["steps_per_s"] - r["steps_per_s_range"][0],
+                             r["steps_per_s_range"][1] - r["steps_per_s"]] for r in part]).T
+            ax.errorbar(x, y, yerr=err, label=label if k == 0 else None, capsize=3,
+                        marker=markers.get(run, "o"), **style, **joined)
+            if method != "physical_limit" and all("ratio_limit" in r for r in part):
+                scale = np.array([r["ratio_limit"] / r["steps_per_s"] for r in part])
+                rel.errorbar(x, scale * y, yerr=scale * err, capsize=3,
+                             marker=markers.get(run, "o"), **style, **joined)
+    rel.axhline(1.0, color="black", lw=2)
+    for a in (rel, ax):
+        a.set_xscale("log", base=2)
+        a.set_xticks(envs, [str(n) for n in envs])
+        a.set_xlabel("num_envs")
+        a.set_ylim(bottom=0)
+        a.grid(alpha=0.3)
+    rel.set_ylabel("÷ physical limit of the same run (median, range over rounds)")
     ax.set_ylabel("env steps / s (median, range over rounds)")
     m = result["meta"]
-    ax.set_title(f"{m['task']}: {m['cores']} cores, W={m['workers']}, {m['steps']} steps "
-                 f"per env, {m['rounds']} round{'s' if m['rounds'] > 1 else ''}")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
+    n_runs = len(runs)
+    fig.suptitle(f"{m['task']}: {m['cores']} cores, W={m['workers']}, {m['steps']} steps "
+                 f"per env" + (f"; {n_runs} runs, one marker each (see the table)"
+                               if n_runs > 1 else
+                               f", {m['rounds']} round{'s' if m['rounds'] > 1 else ''}"))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.text(0.5, 0.5, "no point measured", ha="center", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
