@@ -41,18 +41,10 @@ def counting(sim):
     gives the number of steps recorded so far by the episode's integrators. A step
     integrated again without the minimum step gets a new integrator, and both tries
     count, provided the function is called before and after each step."""
-    import opensim as osim
-
-    from fastenv.sim.simulation import INTEGRATORS
     seen = [None, 0]   # the integrator last looked at; steps of those replaced before it
 
-    def new_manager(state, min_step=None):   # as Simulation._new_manager, recording
-        m = osim.Manager(sim.model)
-        m.setIntegratorMethod(INTEGRATORS[sim.integrator])
-        m.setIntegratorAccuracy(sim.accuracy)
-        min_step = sim.min_step if min_step is None else min_step
-        if min_step > 0:
-            m.setIntegratorMinimumStepSize(min_step)
+    def new_manager(state, min_step=None):   # Simulation._new_manager, recording
+        m = sim._configured_manager(min_step)
         m.setWriteToStorage(True)
         m.initialize(state)
         return m

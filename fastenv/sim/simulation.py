@@ -373,13 +373,20 @@ class Simulation:
         return np.array(idx, dtype=np.intp).reshape(-1, 6)
 
     def _new_manager(self, state, min_step=None):
+        mgr = self._configured_manager(min_step)
+        mgr.initialize(state)
+        return mgr
+
+    def _configured_manager(self, min_step=None):
+        """A Manager with this simulation's integrator settings, not yet initialized
+        (settings such as storage must come before ``initialize``); ``min_step`` None:
+        the simulation's own minimum step."""
         mgr = osim.Manager(self.model)
         mgr.setIntegratorMethod(INTEGRATORS[self.integrator])
         mgr.setIntegratorAccuracy(self.accuracy)
         min_step = self.min_step if min_step is None else min_step
         if min_step > 0:
             mgr.setIntegratorMinimumStepSize(min_step)
-        mgr.initialize(state)
         return mgr
 
     # ------------------------------------------------------------------ state
