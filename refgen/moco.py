@@ -1074,6 +1074,27 @@ def sphere_radius(model, sphere_name: str) -> float:
         model.getContactGeometrySet().get(sphere_name)).getRadius()
 
 
+def add_grounded_window(osim, problem, model, spheres, end: float, duration: float,
+                        sink: float) -> None:
+    """From the start to ``end`` (s) the contact ``spheres`` (with stations from
+    :func:`add_centre_stations`) stay sunk into the floor by at least ``sink`` (m): a
+    foot part that carries load, as a person's heels do through a countermovement."""
+    eps = 1e-3 * duration
+    for sphere_name in spheres:
+        radius = sphere_radius(model, sphere_name)
+        upper = osim.PiecewiseLinearFunction()
+        for t, y in ((0.0, radius - sink), (end, radius - sink), (end + eps, 2.0),
+                     (2 * duration, 2.0)):
+            upper.addPoint(t, y)
+        bound = osim.MocoOutputBoundConstraint()
+        bound.setName(f"in_contact_{sphere_name}")
+        bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
+        bound.setOutputIndex(1)
+        bound.setLowerBound(osim.Constant(-1.0))
+        bound.setUpperBound(upper)
+        problem.addPathConstraint(bound)
+
+
 def centre_height_bound(osim, name: str, sphere_name: str, lower):
     """Path constraint: the height of a contact sphere's centre stays above the
     function ``lower`` of time (and below 2 m)."""

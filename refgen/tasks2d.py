@@ -346,11 +346,12 @@ class JumpSettings(Settings):
     The reference is the recorded countermovement jump tracked on the model
     (``reference_stage="tracking"``): its joint angles from quiet standing to 0.25 s
     after take-off, starting in equilibrium, ending at the apex of a flight, toes
-    planted until take-off.  The weights: at 1 on every angle the solver gave up 14 deg
-    of hip flexion at the bottom of the squat (the trunk leans less; 6.6 deg RMS);
-    3 on hips and pelvis tilt brought the hips within 4.3 deg RMS and 3 on the ankles
-    the ankles within 4.4 (both ankles' recorded range goes 7-8 deg past this model's
-    limit-force onsets, where the solution stops).  The predictive stage
+    planted until take-off, heels down until the bottom of the countermovement.  The
+    weights: at 1 on every angle the solver gave up 14 deg of hip flexion at the bottom
+    of the squat (the trunk leans less; 6.6 deg RMS); 3 on every angle keeps each
+    within 4.5 deg RMS (both ankles' recorded range goes 7-8 deg past this model's
+    limit-force onsets, where the solution stops).  With the heels held down, knees at
+    2 (the weights before) ended 5.02 deg RMS from the recording.  The predictive stage
     (``reference_stage="predictive"``, the reference until 2026-12) maximises the
     height instead:
     ``height_weight`` rewards the final centre-of-mass height (m; the goal's
@@ -395,7 +396,7 @@ class JumpSettings(Settings):
     # recorded height; see the class docstring for the angles').
     tracking_state_weights: dict = field(default_factory=lambda: {
         "pelvis_tx": 2.0, "pelvis_tilt": 3.0, "hip_flexion_r": 3.0, "hip_flexion_l": 3.0,
-        "knee_angle_r": 2.0, "knee_angle_l": 2.0, "ankle_angle_r": 3.0, "ankle_angle_l": 3.0})
+        "knee_angle_r": 3.0, "knee_angle_l": 3.0, "ankle_angle_r": 3.0, "ankle_angle_l": 3.0})
     # Weight (relative to the joint angles) of the pelvis translations in the
     # tracking stage: the recording's pelvis rises more than this model can jump,
     # so they guide the countermovement lightly.
@@ -416,6 +417,11 @@ class JumpSettings(Settings):
     start_acceleration: float = 0.2      # m/s^2: quiet standing at the start
     apex_clearance_m: float = 0.02       # every contact sphere this high at the apex
     start_sink: tuple = (0.002, 0.05)
+    # reference_stage "tracking": the heel spheres stay sunk at least this far (m) into
+    # the floor from quiet standing to the bottom of the recorded countermovement (its
+    # lowest pelvis), as people's heels stay down until the push-off; None: free (the
+    # heels then left the floor 0.2 s in and the model squatted on its forefoot)
+    heels_down_sink: float | None = 0.002
     bounds: dict = field(default_factory=lambda: {
         "pelvis_tilt": (-60.0, 30.0), "pelvis_tx": (-0.5, 0.5), "pelvis_ty": (0.5, 1.7),
         "hip_flexion": (-30.0, 120.0), "knee_angle": (-130.0, 8.0),
@@ -564,6 +570,13 @@ def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Pat
         moco.add_jump_ends(osim, problem, model, _SPHERES,
                            start_acceleration=settings.start_acceleration,
                            apex_clearance=settings.apex_clearance_m)
+        if settings.heels_down_sink is not None:
+            bottom = float(target.time[np.argmin(target.coords["pelvis_ty"])])
+            moco.add_grounded_window(osim, problem, model,
+                                     [s[0] for s in FOOT_SPHERES.values()], bottom, duration,
+                                     settings.heels_down_sink)
+            log(f"[tracking] heels on the floor until the countermovement's bottom, "
+                f"{bottom:.3f} s")
     problem.addGoal(moco.tracking_goal(
         osim, model, "tracking", settings.tracking_weight, target.time, target.coords,
         [(name, settings.translation_weight) for name in TRANSLATIONS]

@@ -550,6 +550,63 @@ def test_committed_jumping2d_is_a_vertical_jump():
     assert np.abs(ref.qdot[0]).max() < 1e-9
 
 
+def test_committed_jumping2d_keeps_its_heels_down_until_the_bottom():
+    """On the env's own contact spheres both heels carry load from quiet standing to the
+    bottom of the countermovement (people's heels leave the floor in the push-off), and
+    rise before take-off."""
+    import opensim as osim
+
+    from fastenv.envs.variants import variant_path
+    from fastenv.references import Reference
+
+    path = REFERENCES_DIR / "jumping2d.npz"
+    if not path.is_file():
+        pytest.skip("jumping2d is not generated")
+    ref = Reference.load(path)
+    model = osim.Model(str(variant_path("muscle2d")))
+    state = model.initSystem()
+    coords = model.getCoordinateSet()
+    bottom = int(np.argmin(ref.com_pos[:, 1]))
+    heels = [osim.ContactSphere.safeDownCast(model.getContactGeometrySet().get(f"{s}_heel"))
+             for s in "rl"]
+    lowest = []     # per frame: the higher heel's lowest point above the floor (m)
+    for k in range(bottom + 15):
+        for j, name in enumerate(ref.coordinate_names):
+            if not coords.get(name).getLocked(state):
+                coords.get(name).setValue(state, float(ref.q[k, j]), False)
+        model.realizePosition(state)
+        lowest.append(max(h.getFrame().findStationLocationInGround(state, h.get_location()).get(1)
+                          - h.getRadius() for h in heels))
+    lowest = np.array(lowest)
+    assert lowest[:bottom - 3].max() < -0.001, lowest.round(4)
+    assert lowest[bottom:].max() > 0.005, lowest.round(4)   # the push-off lifts them
+
+
+def test_grounded_window_bounds_the_window_only():
+    """The heels-down path constraint: at most a radius less the sink above the floor
+    until the window's end, free (2 m) after it; never a lower bound that binds."""
+    osim = moco._osim()
+    settings = tasks2d.JumpSettings()
+    study, problem, model = moco.new_study(settings, "heels")
+    moco.add_grounded_window(osim, problem, model, ["r_heel", "l_heel"], 0.4, 0.9, 0.002)
+    phase = problem.getPhase(0)
+    for side in "rl":
+        bound = osim.MocoOutputBoundConstraint.safeDownCast(
+            phase.getPathConstraint(f"in_contact_{side}_heel"))
+        assert bound.getOutputPath().endswith(f"{side}_heel|location")
+        upper, lower = bound.getUpperBound(), bound.getLowerBound()
+
+        def at(f, t):
+            return f.calcValue(osim.Vector(1, t))
+        radius = moco.sphere_radius(model, f"{side}_heel")
+        assert at(upper, 0.0) == pytest.approx(radius - 0.002)
+        assert at(upper, 0.4) == pytest.approx(radius - 0.002)
+        assert at(upper, 0.41) == pytest.approx(2.0) and at(upper, 1.5) == pytest.approx(2.0)
+        assert at(lower, 0.2) == pytest.approx(-1.0)
+    with pytest.raises(RuntimeError):
+        phase.getPathConstraint("in_contact_r_toe")
+
+
 def test_stance_knee_limit_bounds_the_window_only():
     """Running's stance-knee limit: -47 deg inside right stance, the knee's
     own bound outside it."""
