@@ -887,6 +887,21 @@ def circumduct(cycle: Motion, model_path, side: str, window: tuple,
                 peak_abduction_deg=float(np.degrees(peak)), frames_needing_it=int(short.sum()))
 
 
+def derive_from_2d(name: str, name2d: str, variant: str, out_of_plane: OutOfPlane | None, *,
+                   variant2d: str, command: str, out_dir, quasi_static: bool = False,
+                   harmonics: int = 8, standing_offset: bool = False,
+                   keep_2d_height: bool = False, log=print) -> dict:
+    """Derive a kinematic 3D reference (:func:`derive_cycle_from_2d`) and write it."""
+    from fastenv.envs.variants import variant_path
+
+    cycle, doc, events, cyclic, playback = derive_cycle_from_2d(
+        name, name2d, variant, out_of_plane, variant2d=variant2d, command=command,
+        out_dir=out_dir, quasi_static=quasi_static, harmonics=harmonics,
+        standing_offset=standing_offset, keep_2d_height=keep_2d_height)
+    return finish(name, variant_path(variant), cycle, cyclic=cyclic, playback=playback,
+                  doc=doc, out_dir=out_dir, log=log, events=events)
+
+
 def measured_walk(model_path, motion=None) -> OutOfPlane:
     """Out-of-plane signals of the measured normal walk (one cycle, 0-1 s, gait2392 names)."""
     path = motion_file(WALKING_MOTION, motion)
@@ -1214,9 +1229,6 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
                             if k not in ("verbose", "output_interval", "mesh")},
                   stages=stages),
         tracking_target=target_doc, figures=figures)
-    if is_jump(settings):   # a movement, played up and back down as jumping2d
-        return finish(name, model, cycle, cyclic=False, playback="mirror", doc=new_doc,
-                      out_dir=out_dir, log=log)
     return finish(name, model, cycle, cyclic=True, playback="loop", doc=new_doc,
                   out_dir=out_dir, log=log, events=events)
 
@@ -1316,15 +1328,11 @@ def generate_running3d(args) -> dict:
 
 
 def generate_jumping3d(args) -> dict:
-    """jumping2d on muscle3d (a symmetric vertical jump has no out-of-plane motion; the
-    2D jump's vertical motion is kept, with one standing offset), made dynamically
-    consistent by a Moco tracking solve from quiet standing to the apex
-    (:class:`JumpTrackingSettings`; ``args.kinematic``: the kinematic jump)."""
-    derived = derive_cycle_from_2d("jumping3d", "jumping2d", "muscle3d", None,
-                                   variant2d="muscle2d", command=_command("jumping3d", args),
-                                   out_dir=_out(args), standing_offset=True)
-    return write_3d("jumping3d", "muscle3d", derived, args, JumpTrackingSettings(),
-                    symmetric=False)
+    """jumping2d on muscle3d; a symmetric vertical jump has no out-of-plane motion, and
+    the 2D jump's vertical motion is kept (one standing offset)."""
+    return derive_from_2d("jumping3d", "jumping2d", "muscle3d", None, variant2d="muscle2d",
+                          command=_command("jumping3d", args), out_dir=_out(args),
+                          standing_offset=True, log=_log(args))
 
 
 def generate_lockedknee3d(args) -> dict:
@@ -1435,9 +1443,8 @@ GENERATORS_3D: dict[str, tuple[Callable, str]] = {
     "running3d": (generate_running3d, "3D running cycle of muscle3d: Moco tracking of running2d "
                                       "plus measured out-of-plane motion (--kinematic: without "
                                       "the solve)"),
-    "jumping3d": (generate_jumping3d, "3D vertical jump of muscle3d: Moco tracking of jumping2d "
-                                      "on the 3D model from standing to the apex (--kinematic: "
-                                      "without the solve)"),
+    "jumping3d": (generate_jumping3d, "3D vertical jump of muscle3d: jumping2d, no out-of-plane "
+                                      "motion (kinematic)"),
     "lockedknee3d": (generate_lockedknee3d, "3D locked-knee walking of muscle3d_lockedknee: "
                                             "Moco tracking of lockedknee2d plus walking3d's "
                                             "out-of-plane motion, the locked leg circumducted "
@@ -1511,41 +1518,6 @@ class TrackingSettings(SolveSettings):
             self.translation_weights = {"pelvis_tx": 0.2, "pelvis_ty": 1.0, "pelvis_tz": 0.1}
 
 
-@dataclass
-class JumpTrackingSettings(TrackingSettings):
-    """Knobs of a 3D jump's Moco tracking solve (jumping3d): the movement is not a
-    cycle but starts in quiet standing, at rest with both feet on the floor, and ends
-    at the apex of its flight (:func:`refgen.moco.add_jump_ends`, as jumping2d's
-    tracking solve); the target is the 2D jump on the 3D model.  Hips, ankles and
-    pelvis tilt are tracked 3x and knees 2x, the weights that brought jumping2d
-    within 4.1-4.5 deg RMS of the recording; the translations at the angles' weight
-    (the target's pelvis motion is already the 2D solution's, dynamically
-    consistent)."""
-
-    meshes: tuple = (25, 50)
-    coordinate_weights: dict = field(default_factory=lambda: {
-        "pelvis_tilt": 3.0, "hip_flexion_r": 3.0, "hip_flexion_l": 3.0,
-        "knee_angle_r": 3.0, "knee_angle_l": 3.0, "ankle_angle_r": 3.0, "ankle_angle_l": 3.0})
-    start_acceleration: float = 0.2    # m/s^2: quiet standing at the start
-    apex_clearance_m: float = 0.02     # every contact sphere this high at the apex
-    #: m each sphere sinks into the floor at the start (None: no bound; the start's
-    #: equilibrium alone keeps the feet loaded)
-    start_sink: tuple | None = (0.002, 0.05)
-    #: m each heel sphere stays sunk into the floor until the countermovement's bottom
-    #: (the target's lowest pelvis), as jumping2d's (:class:`refgen.tasks2d.JumpSettings`)
-    heels_down_sink: float | None = 0.002
-    max_forward_speed: float = 2.0     # m/s, either way: a jump barely moves forwards
-
-    def __post_init__(self):
-        if self.translation_weights is None:
-            self.translation_weights = {"pelvis_tx": 1.0, "pelvis_ty": 1.0, "pelvis_tz": 1.0}
-
-
-def is_jump(settings: TrackingSettings) -> bool:
-    """Whether a tracking solve is of a jump (from standing to an apex), not a cycle."""
-    return isinstance(settings, JumpTrackingSettings)
-
-
 #: Coordinates whose sign flips from one half of a symmetric gait cycle to the other:
 #: the runtime's list, which also mirrors users' half-cycle files (the lumbar bending and
 #: rotation it names are not in these models)
@@ -1616,7 +1588,7 @@ def moco_processor(model_path, settings: TrackingSettings):
             act.setMinControl(-1.0)
             act.setMaxControl(1.0)
             model.addForce(act)
-    if settings.swing_windows or is_jump(settings):
+    if settings.swing_windows:
         moco.add_centre_stations(osim, model, contact_spheres(model))
     model.finalizeFromProperties()
     model.finalizeConnections()
@@ -1631,9 +1603,7 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
 
     ``symmetric``: solve half a cycle whose end is the mirror of its start
     (left and right swapped, ``ANTISYMMETRIC`` coordinates negated), as the 2D
-    pipeline does; otherwise the whole cycle, periodic.  With
-    :class:`JumpTrackingSettings` the target is a jump instead: from rest, feet on the
-    floor, to the apex of its flight, not periodic.  ``forces``: a
+    pipeline does; otherwise the whole cycle, periodic.  ``forces``: a
     :class:`refgen.moco.ForceTarget` on the target's clock (from its first frame),
     tracked with ``settings.grf_tracking_weight``.  Returns (solution, info); the
     solution is also written to ``work_dir/<label>_solution.sto``.
@@ -1656,17 +1626,9 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
     problem.setModelProcessor(proc)
     problem.setTimeBounds(0, final)
     onsets = moco.limit_onsets(model) if settings.limit_onset_bounds else {}
-    jump = is_jump(settings)
     for n in names:
         y = target.column(n)
-        if jump:   # from rest: every speed starts at 0
-            v = (settings.max_forward_speed if n == "pelvis_tx" else 30.0)
-            margin = 0.08 if is_translation(n) else np.radians(15.0)
-            lo, hi = onsets.get(n, (-np.inf, np.inf))
-            problem.setStateInfo(f"{paths[n]}/value", [max(y.min() - margin, lo),
-                                                      min(y.max() + margin, hi)])
-            problem.setStateInfo(f"{paths[n]}/speed", [-v, v], 0.0)
-        elif n == "pelvis_tx":
+        if n == "pelvis_tx":
             lo, hi = y.min() - 0.3, y.max() + 0.3
             if settings.track_speed:   # the end too: the measured speed exactly
                 problem.setStateInfo(f"{paths[n]}/value", [lo, hi], float(y[0]),
@@ -1682,8 +1644,6 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
     for n in ("hip_rotation_r", "hip_rotation_l"):
         if n in paths and n not in names:
             problem.setStateInfo(f"{paths[n]}/value", [-np.radians(10), np.radians(10)])
-            if jump:
-                problem.setStateInfo(f"{paths[n]}/speed", [-30.0, 30.0], 0.0)
 
     problem.addGoal(moco.tracking_goal(osim, model, "tracking", settings.tracking_weight, t,
                                        {n: target.column(n)[keep] for n in names},
@@ -1707,34 +1667,16 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
         problem.addGoal(moco.com_acceleration_goal(osim, settings.com_acceleration_weight,
                                                    settings.com_acceleration_exponent))
 
-    if jump:
+    if settings.swing_windows:
         spheres = contact_spheres(model)
-        if settings.start_sink is not None:
-            moco.add_grounded_start(osim, problem, model, spheres, settings.start_sink)
-        moco.add_jump_ends(osim, problem, model, spheres,
-                           start_acceleration=settings.start_acceleration,
-                           apex_clearance=settings.apex_clearance_m)
-        if settings.heels_down_sink is not None:   # as jumping2d's solve
-            bottom = float(t[np.argmin(target.column("pelvis_ty")[keep])])
-            moco.add_grounded_window(osim, problem, model,
-                                     [n for n in spheres if n.endswith("_heel")], bottom,
-                                     final, settings.heels_down_sink)
-    else:
-        if settings.swing_windows:
-            spheres = contact_spheres(model)
-            moco.add_swing_clearance(osim, problem, model, settings.swing_windows, final,
-                                     {s: [n for n in spheres if n.startswith(f"{s}_")]
-                                      for s in SIDES})
-        problem.addGoal(moco.periodicity_goal(osim, model, symmetric=symmetric,
-                                              negated=ANTISYMMETRIC, name="periodicity"))
+        moco.add_swing_clearance(osim, problem, model, settings.swing_windows, final,
+                                 {s: [n for n in spheres if n.startswith(f"{s}_")]
+                                  for s in SIDES})
+    problem.addGoal(moco.periodicity_goal(osim, model, symmetric=symmetric,
+                                          negated=ANTISYMMETRIC, name="periodicity"))
 
     solver = moco.configure_solver(study, settings, settings.mesh)
-    if guess_file is not None and jump:
-        # Moco's own resampling overshoots at take-off, where the contact force drops
-        # from 3 body weights to 0 in 60 ms: refined from 25 to 50 intervals that way
-        # the jump diverged (primal infeasibility 180 after 58 iterations)
-        guess = moco.refined_guess(osim, solver, osim.MocoTrajectory(str(guess_file)))
-    elif guess_file is not None:
+    if guess_file is not None:
         guess = osim.MocoTrajectory(str(guess_file))
         guess.resampleWithNumTimes(2 * int(settings.mesh) + 1)
     else:
@@ -1742,13 +1684,8 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
                                      target.as_dict(), end=final)
     solver.setGuess(guess)
     log(f"[{label}] {settings.mesh} mesh intervals over {final:.3f} s "
-        f"({_solved_interval(jump, symmetric)})")
+        f"({'half cycle, symmetric' if symmetric else 'full cycle'})")
     return moco.solve_stage(study, label, settings.mesh, work_dir, log)
-
-
-def _solved_interval(jump: bool, symmetric: bool) -> str:
-    return ("jump from rest to apex" if jump else
-            "half cycle, symmetric" if symmetric else "full cycle")
 
 
 def reserve_figures(model_path, settings: TrackingSettings, solution) -> dict:

@@ -1056,7 +1056,7 @@ def add_jump_ends(osim, problem, model, spheres, *, start_acceleration: float,
     ``apex_clearance`` (m) above the floor, so the jump has a flight.
     """
     a = start_acceleration
-    for i, axis in ((0, "x"), (1, "y")) if a is not None else ():
+    for i, axis in ((0, "x"), (1, "y")):
         problem.addGoal(output_constraint(osim, osim.MocoInitialOutputGoal, f"standing_{axis}",
                                           "/|com_acceleration", i, -a, a))
     problem.addGoal(output_constraint(osim, osim.MocoFinalOutputGoal, "apex", "/|com_velocity",
