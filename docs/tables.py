@@ -87,7 +87,7 @@ REFERENCE_TEXT = {
     "walking2d": "Moco tracking of a measured walk and its force plates; 0.97 m/s, stride "
                  "1.20 m, knee 4.6° extended at heel strike",
     "walking3d": "Moco tracking of the measured walk and its force plates + measured "
-                 "out-of-plane motion; 1.02 m/s, step width 0.12 m, reserves ≤ 1.9%",
+                 "out-of-plane motion; 1.03 m/s, step width 0.12 m, reserves ≤ 1.8%",
     "running2d": "Moco tracking of a measured run's mean stride and heel paths at its "
                  "3.67 m/s; duty factor 0.35, impact 0.8–1.1 BW, active peak 2.5 BW",
     "running3d": "Moco tracking of a measured run's mean stride, out-of-plane motion "

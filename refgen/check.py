@@ -56,8 +56,8 @@ SIDES = ("r", "l")
 NORMALISED_POINTS = 101
 #: A foot is on the ground above this vertical force (N), as in the pipeline's gait
 #: figures (refgen.moco.CONTACT_THRESHOLD_N); a contact that never reaches
-#: GRAZE_BW body weights is a swing foot brushing the floor, not a stance (the 3D
-#: references' swing toes brush it at up to 0.12 body weights; a stance carries more
+#: GRAZE_BW body weights is a swing foot brushing the floor, not a stance (palsy3d's
+#: swing toes drag on it at up to 0.11 body weights; a stance carries more
 #: than half the body weight).
 CONTACT_N = 20.0
 GRAZE_BW = 0.25

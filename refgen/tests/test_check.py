@@ -256,6 +256,15 @@ def test_the_audit_findings_that_were_fixed_stay_fixed(results):
     assert results["jumping3d"]["criteria"]["com.implied_min"]["value"] >= -0.05
 
 
+def test_gait_swing_feet_clear_the_floor(results):
+    """No swing foot of the measured gaits touches the env's floor (walking3d's swing toes
+    brushed it at 0.13 BW in late swing until 2026-12-04); only palsy3d's, a crouch
+    that drags its toes, may brush it."""
+    for name in ("walking2d", "walking3d", "running2d", "running3d", "lockedknee2d",
+                 "lockedknee3d"):
+        assert results[name]["swing_brush_bw"] == 0.0, (name, results[name]["swing_brush_bw"])
+
+
 def test_command_line_prints_the_table_writes_json_and_fails(tmp_path):
     out = tmp_path / "lockedknee2d.json"
     r = subprocess.run([sys.executable, "-m", "refgen", "check", "lockedknee2d", "--json",
