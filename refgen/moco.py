@@ -1079,31 +1079,24 @@ def add_grounded_window(osim, problem, model, spheres, end: float, duration: flo
     """From the start to ``end`` (s) the contact ``spheres`` (with stations from
     :func:`add_centre_stations`) stay sunk into the floor by at least ``sink`` (m): a
     foot part that carries load, as a person's heels do through a countermovement."""
-    eps = 1e-3 * duration
     for sphere_name in spheres:
-        radius = sphere_radius(model, sphere_name)
         upper = osim.PiecewiseLinearFunction()
-        for t, y in ((0.0, radius - sink), (end, radius - sink), (end + eps, 2.0),
-                     (2 * duration, 2.0)):
+        for t, y in _window_points(0.0, end, duration,
+                                   sphere_radius(model, sphere_name) - sink, outside=2.0):
             upper.addPoint(t, y)
-        bound = osim.MocoOutputBoundConstraint()
-        bound.setName(f"in_contact_{sphere_name}")
-        bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
-        bound.setOutputIndex(1)
-        bound.setLowerBound(osim.Constant(-1.0))
-        bound.setUpperBound(upper)
-        problem.addPathConstraint(bound)
+        problem.addPathConstraint(centre_height_bound(
+            osim, f"in_contact_{sphere_name}", sphere_name, osim.Constant(-1.0), upper))
 
 
-def centre_height_bound(osim, name: str, sphere_name: str, lower):
+def centre_height_bound(osim, name: str, sphere_name: str, lower, upper=None):
     """Path constraint: the height of a contact sphere's centre stays above the
-    function ``lower`` of time (and below 2 m)."""
+    function ``lower`` of time and below ``upper`` (None: 2 m)."""
     bound = osim.MocoOutputBoundConstraint()
     bound.setName(name)
     bound.setOutputPath(f"/{CENTRE_PREFIX}{sphere_name}|location")
     bound.setOutputIndex(1)
     bound.setLowerBound(lower)
-    bound.setUpperBound(osim.Constant(2.0))
+    bound.setUpperBound(osim.Constant(2.0) if upper is None else upper)
     return bound
 
 
@@ -1128,15 +1121,17 @@ def _add_stance_knee_limit(osim, problem, model, duration: float, settings: Sett
         problem.addPathConstraint(bound)
 
 
-def _window_points(start: float, end: float, duration: float, height: float):
-    """Corners of a lower bound that is ``height`` in [start, end] and -1 m
-    (no bound) elsewhere on [0, 2 * duration] (the solved duration may grow)."""
+def _window_points(start: float, end: float, duration: float, height: float,
+                   outside: float = -1.0):
+    """Corners of a bound that is ``height`` in [start, end] and ``outside`` elsewhere
+    on [0, 2 * duration] (the solved duration may grow): -1 m is no lower bound, 2 m
+    no upper one."""
     eps = 1e-3 * duration
-    points = [(0.0, -1.0)] if start > eps else []
+    points = [(0.0, outside)] if start > eps else []
     if start > eps:
-        points.append((start - eps, -1.0))
-    points += [(max(start, 0.0), height), (end, height), (end + eps, -1.0),
-               (2 * duration, -1.0)]
+        points.append((start - eps, outside))
+    points += [(max(start, 0.0), height), (end, height), (end + eps, outside),
+               (2 * duration, outside)]
     return points
 
 

@@ -573,7 +573,7 @@ def solve_jump_tracking(target: Target, settings: JumpSettings, *, work_dir: Pat
         if settings.heels_down_sink is not None:
             bottom = float(target.time[np.argmin(target.coords["pelvis_ty"])])
             moco.add_grounded_window(osim, problem, model,
-                                     [s[0] for s in FOOT_SPHERES.values()], bottom, duration,
+                                     [heel for heel, _ in FOOT_SPHERES.values()], bottom, duration,
                                      settings.heels_down_sink)
             log(f"[tracking] heels on the floor until the countermovement's bottom, "
                 f"{bottom:.3f} s")
