@@ -1,7 +1,7 @@
 """PPO with pipelined rollouts: SB3's RolloutBuffer holds exactly the collected
 transitions (actions, values and log-probabilities of the policy that acted, episode
 starts, bootstrapped time limits), VecNormalize and VecMonitor keep working, and a run
-saves, loads and continues."""
+saves, loads and continues; on CPU and, where one exists, on a CUDA device."""
 import numpy as np
 import pytest
 
@@ -16,8 +16,11 @@ from fastenv.adapters.sb3_ppo import PipelinedPPO  # noqa: E402
 TASK = "TorqueWalkingImitation2D-v0"
 OPTIONS = dict(episode_seconds=0.1, num_workers=2)   # time limits every 10 steps
 N, T = 4, 16
-PPO_KW = dict(n_steps=T, batch_size=N * T, n_epochs=1, seed=0, device="cpu",
+PPO_KW = dict(n_steps=T, batch_size=N * T, n_epochs=1, seed=0,
               policy_kwargs=dict(net_arch=[32, 32]))
+# the policy's device: the rollout moves observations there and values back
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not th.cuda.is_available(), reason="needs a CUDA device"))]
 
 
 class Record(BaseCallback):
@@ -34,10 +37,12 @@ class Record(BaseCallback):
         self.rollouts.append(self.locals["rollout"])
 
 
-def test_buffer_holds_the_collected_transitions():
+@pytest.mark.parametrize("device", DEVICES)
+def test_buffer_holds_the_collected_transitions(device):
     env = VecMonitor(make_vec_env(TASK, N, seed=0, **OPTIONS))
     try:
-        model = PipelinedPPO("MlpPolicy", env, **PPO_KW)
+        model = PipelinedPPO("MlpPolicy", env, device=device, **PPO_KW)
+        assert model.device.type == device
         _, callback = model._setup_learn(N * T, callback=Record())
         callback.on_training_start(locals(), globals())
         assert model.collect_rollouts(model.env, callback, model.rollout_buffer, T)
@@ -53,20 +58,20 @@ def test_buffer_holds_the_collected_transitions():
         # values and log-probabilities are those of the policy for the stored actions
         # (to rounding: a matmul's depends on how many rows it gets)
         values, log_prob, _ = model.policy.evaluate_actions(
-            th.as_tensor(buf.observations.reshape(N * T, -1)),
-            th.as_tensor(buf.actions.reshape(N * T, -1)))
-        np.testing.assert_allclose(buf.values.reshape(-1), values.detach().numpy().ravel(),
-                                   rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(buf.log_probs.reshape(-1), log_prob.detach().numpy(),
+            th.as_tensor(buf.observations.reshape(N * T, -1), device=model.device),
+            th.as_tensor(buf.actions.reshape(N * T, -1), device=model.device))
+        np.testing.assert_allclose(buf.values.reshape(-1),
+                                   values.detach().cpu().numpy().ravel(), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(buf.log_probs.reshape(-1), log_prob.detach().cpu().numpy(),
                                    rtol=1e-4, atol=1e-4)
         # time limits are bootstrapped with the value of the episode's last observation
         rewards = r.rewards.swapaxes(0, 1).astype(np.float32)
         limit = (r.truncated & ~r.terminated).swapaxes(0, 1)
         assert limit.any()
         np.testing.assert_array_equal(buf.rewards[~limit], rewards[~limit])
-        final = th.as_tensor(r.final_obs.swapaxes(0, 1)[limit])
+        final = th.as_tensor(r.final_obs.swapaxes(0, 1)[limit], device=model.device)
         expected = rewards[limit] + model.gamma * model.policy.predict_values(final).detach() \
-            .numpy().ravel()
+            .cpu().numpy().ravel()
         np.testing.assert_allclose(buf.rewards[limit], expected, rtol=1e-4)  # float32 sums
         # the next rollout continues every env's episode where this one stopped
         np.testing.assert_array_equal(model._last_obs, r.last_obs)
@@ -77,10 +82,11 @@ def test_buffer_holds_the_collected_transitions():
         env.close()
 
 
-def test_learns_with_vecnormalize_saves_and_continues(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_learns_with_vecnormalize_saves_and_continues(tmp_path, device):
     env = VecNormalize(VecMonitor(make_vec_env(TASK, N, seed=0, **OPTIONS)))
     try:
-        model = PipelinedPPO("MlpPolicy", env, pipeline_batch_size=1, **PPO_KW)
+        model = PipelinedPPO("MlpPolicy", env, pipeline_batch_size=1, device=device, **PPO_KW)
         record = Record()
         model.learn(2 * N * T, callback=record)
         assert model.num_timesteps == 2 * N * T and record.steps == 2 * T
@@ -90,7 +96,7 @@ def test_learns_with_vecnormalize_saves_and_continues(tmp_path):
         assert len(model.ep_info_buffer) == len(record.episodes) > 0
         model.save(tmp_path / "model.zip")
         env.save(str(tmp_path / "vecnormalize.pkl"))
-        loaded = PipelinedPPO.load(tmp_path / "model.zip", env=env, device="cpu")
+        loaded = PipelinedPPO.load(tmp_path / "model.zip", env=env, device=device)
         assert loaded.pipeline_batch_size == 1
         loaded.learn(N * T, reset_num_timesteps=False)
         assert loaded.num_timesteps == 3 * N * T
