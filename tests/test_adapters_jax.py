@@ -36,10 +36,11 @@ def address(x) -> int:
 
 
 def assert_same_infos(ours, ref):
-    """Every info of the NumPy env, numeric ones as CPU JAX arrays (final_obs aside)."""
+    """Every info of the NumPy env, numeric ones as CPU JAX arrays (final_obs and its
+    mask aside: they go to the adapter's device)."""
     assert set(ours) == set(ref)
     for key, value in ref.items():
-        if key == "final_obs":
+        if key in ("final_obs", "_final_obs"):
             continue
         if isinstance(value, dict):
             assert_same_infos(ours[key], value)
@@ -53,7 +54,7 @@ def assert_same_infos(ours, ref):
 
 
 def test_copy_false_aliases_the_env_buffers():
-    envs = make_vec(TASK, N, num_workers=1, copy=False, **KW)
+    envs = make_vec(TASK, N, device="cpu", num_workers=1, copy=False, **KW)
     try:
         a = envs.unwrapped._a
         obs, _ = envs.reset(seed=0)
@@ -74,7 +75,7 @@ def test_copy_false_aliases_the_env_buffers():
 
 
 def test_default_copies_once():
-    envs = make_vec(TASK, N, num_workers=1, **KW)
+    envs = make_vec(TASK, N, device="cpu", num_workers=1, **KW)
     try:
         assert envs.copy
         a = envs.unwrapped._a
@@ -88,9 +89,12 @@ def test_default_copies_once():
         envs.close()
 
 
+# the host, and JAX's default device (the GPU where JAX sees one): infos stay on the host
+@pytest.mark.parametrize("device", ["cpu", None])
 @pytest.mark.parametrize("copy", [True, False])
-def test_same_transitions_as_the_numpy_env(copy):
-    ours = make_vec(TASK, N, num_workers=2, autoreset_mode="SameStep", copy=copy, **KW)
+def test_same_transitions_as_the_numpy_env(copy, device):
+    ours = make_vec(TASK, N, device=device, num_workers=2, autoreset_mode="SameStep",
+                    copy=copy, **KW)
     ref = OsimVectorEnv(TASK, N, num_workers=1, autoreset_mode="SameStep", **KW)
     try:
         o1, i1 = ours.reset(seed=3)
@@ -107,7 +111,9 @@ def test_same_transitions_as_the_numpy_env(copy):
             np.testing.assert_array_equal(np.asarray(tr1), tr2)
             assert_same_infos(i1, i2)
             if "final_obs" in i2:
+                assert i1["final_obs"].devices() == i1["_final_obs"].devices() == o1.devices()
                 mask = np.asarray(i1["_final_obs"])
+                np.testing.assert_array_equal(mask, i2["_final_obs"])
                 ends += int(mask.sum())
                 dense = np.asarray(i1["final_obs"])
                 assert dense.shape == o2.shape and not dense[~mask].any()
@@ -119,7 +125,8 @@ def test_same_transitions_as_the_numpy_env(copy):
 
 
 def test_async_api_with_jax_arrays():
-    envs = make_vec(TASK, 4, num_workers=2, batch_size=2, autoreset_mode="SameStep", **KW)
+    envs = make_vec(TASK, 4, device="cpu", num_workers=2, batch_size=2,
+                    autoreset_mode="SameStep", **KW)
     try:
         envs.async_reset(seed=0)
         seen = np.zeros(4, int)
@@ -154,22 +161,25 @@ def test_bad_adapter_input():
 
 
 @pytest.mark.skipif(ACCELERATOR is None, reason="needs a JAX GPU or TPU device")
-def test_accelerator_batches_with_device_put():
-    ours = make_vec(TASK, N, device=ACCELERATOR, num_workers=1, autoreset_mode="SameStep",
-                    **KW)
-    ref = OsimVectorEnv(TASK, N, num_workers=1, autoreset_mode="SameStep", **KW)
+@pytest.mark.parametrize("n, workers, steps", [(N, 1, 8), (32, 8, 40)])
+def test_accelerator_batches_with_device_put(n, workers, steps):
+    ours = make_vec(TASK, n, device=ACCELERATOR, num_workers=workers,
+                    autoreset_mode="SameStep", **KW)
+    ref = OsimVectorEnv(TASK, n, num_workers=workers, autoreset_mode="SameStep", **KW)
     try:
         o1, _ = ours.reset(seed=1)
         o2, _ = ref.reset(seed=1)
         assert o1.devices() == {ACCELERATOR}
         kept = []
-        for k in range(8):
-            out = ours.step(jax.device_put(actions(k), ACCELERATOR))
-            kept.append((out, ref.step(actions(k))))
+        for k in range(steps):
+            out = ours.step(jax.device_put(actions(k, n), ACCELERATOR))
+            kept.append((out, ref.step(actions(k, n))))
             assert all(x.devices() == {ACCELERATOR} for x in out[:4])
+            assert out[4]["phase"].devices() == {jax.devices("cpu")[0]}   # infos: host
         for out, exp in kept:   # fresh device arrays: each holds its own step
-            np.testing.assert_array_equal(np.asarray(out[0]), exp[0])
-            np.testing.assert_array_equal(np.asarray(out[2]), exp[2])
+            for x, y in zip(out[:4], exp[:4]):
+                x = np.asarray(x)   # rewards: float32 unless x64 is on
+                np.testing.assert_array_equal(x, y.astype(x.dtype))
     finally:
         ours.close()
         ref.close()

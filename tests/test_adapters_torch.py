@@ -155,11 +155,14 @@ def test_bad_adapter_input():
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
-def test_cuda_batches_through_pinned_memory():
+@pytest.mark.parametrize("n, workers, steps", [(N, 1, 8), (32, 8, 40)])
+def test_cuda_batches_through_pinned_memory(n, workers, steps):
     """On CUDA: observations, rewards, flags and final_obs arrive on the device, staged
-    in pinned buffers; the values equal the NumPy env's; infos stay on the host."""
-    ours = make_vec(TASK, N, device="cuda", num_workers=1, autoreset_mode="SameStep", **KW)
-    ref = OsimVectorEnv(TASK, N, num_workers=1, autoreset_mode="SameStep", **KW)
+    in pinned buffers; the values equal the NumPy env's, every step's kept to the end
+    (a staging buffer reused too early would show); infos stay on the host."""
+    ours = make_vec(TASK, n, device="cuda", num_workers=workers, autoreset_mode="SameStep",
+                    **KW)
+    ref = OsimVectorEnv(TASK, n, num_workers=workers, autoreset_mode="SameStep", **KW)
     try:
         assert ours.pin_memory
         o1, _ = ours.reset(seed=1)
@@ -167,9 +170,9 @@ def test_cuda_batches_through_pinned_memory():
         assert o1.is_cuda
         np.testing.assert_array_equal(o1.cpu().numpy(), o2)
         kept = []
-        for k in range(8):
-            out = ours.step(torch.from_numpy(actions(k)).cuda())
-            exp = ref.step(actions(k))
+        for k in range(steps):
+            out = ours.step(torch.from_numpy(actions(k, n)).cuda())
+            exp = ref.step(actions(k, n))
             kept.append((out, exp))
             for x in out[:4]:
                 assert x.is_cuda

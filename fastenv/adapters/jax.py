@@ -15,10 +15,11 @@ JAX converts them to float32 (a copy of ``num_envs`` numbers) unless
 ``jax_enable_x64`` is set. ``jnp.asarray(x, copy=False)`` would not help: it copies
 NumPy arrays silently.
 
-On an accelerator (``device``, e.g. ``jax.devices("gpu")[0]``) observations, rewards,
+On an accelerator (``device``, e.g. ``jax.devices("gpu")[0]``; without ``device``,
+JAX's default device, which is the GPU where JAX sees one) observations, rewards,
 flags and ``final_obs`` go there with ``jax.device_put``, which returns at once and
 copies asynchronously from a host copy that nothing else writes; the device arrays
-are fresh. Other infos stay on the host (CPU arrays).
+are fresh, whatever ``copy`` says. Other infos stay on the host (CPU arrays).
 
 Actions and env ids may be JAX arrays on any device (``np.asarray`` brings them to the
 host), NumPy arrays or lists. Autoreset, ``final_obs`` and infos follow the wrapped env
@@ -46,25 +47,30 @@ class JaxVectorEnv(ArrayVectorEnv):
     """``env``'s batches as JAX arrays on ``device`` (a ``jax.Device`` or a platform
     name such as ``"cpu"`` or ``"gpu"``; default: JAX's default device).
 
-    ``copy=False`` (CPU only): observations and flags share the env's memory and are
-    overwritten by its next step; see the module docstring before using it.
+    ``copy=False`` on a CPU device: observations and flags share the env's memory and
+    are overwritten by its next step; see the module docstring before using it. On an
+    accelerator the batches are fresh device arrays either way.
     """
 
     def __init__(self, env: OsimVectorEnv, *, device=None, copy: bool = True):
         super().__init__(env, copy=copy)
         self.device = _device(device)
         self.host = jax.devices("cpu")[0]
-        self.on_host = self.device.platform == "cpu"
 
     def _array(self, x, *, name, shared, to_device):
-        if to_device and not self.on_host:
+        target = self.device if to_device else self.host
+        if target.platform != "cpu":
             # device_put reads x after it returns: never let it read shared memory
-            return jax.device_put(x.copy() if shared else x, self.device)
-        if shared and self.copy:
-            return jnp.array(x, copy=True, device=self.host)
-        # aliases x when it is 64-byte aligned, copies otherwise; a fresh x is the
-        # caller's alone, so aliasing it is safe
-        return jnp.from_dlpack(x)
+            return jax.device_put(x.copy() if shared else x, target)
+        # host arrays name the CPU device rather than rely on JAX's placement rules,
+        # since JAX's default device is the GPU wherever it sees one
+        if not shared:
+            # a fresh x is the caller's alone: device_put may alias it or copy it
+            return jax.device_put(x, target)
+        if self.copy:
+            return jnp.array(x, copy=True, device=target)
+        # aliases the env's buffer (64-byte aligned, which XLA needs to alias)
+        return jnp.from_dlpack(x, device=target)
 
     def _host(self, x) -> np.ndarray:
         return np.asarray(x)
