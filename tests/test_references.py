@@ -112,6 +112,10 @@ def test_bad_files(tmp_path, muscle2d_path):
     bad.write_text("inDegrees=yes\nendheader\ntime knee_angle_r\n0 1\n0.01 x\n")
     with pytest.raises(ValueError, match="non-numeric"):
         read_motion(bad)
+    bad.write_text("endheader\ntime knee_angle_r hip_flexion_r knee_angle_r\n0 1 2 3\n"
+                   "0.01 1 2 3\n")
+    with pytest.raises(ValueError, match=r"columns \['knee_angle_r'\] appear more than once"):
+        read_motion(bad)
     bad.write_text("endheader\ntime wing_angle\n0 1\n0.01 2\n")
     with pytest.raises(ValueError, match="no column matching a coordinate"):
         reference_from_motion(bad, muscle2d_path)

@@ -185,6 +185,10 @@ def read_motion(path):
                          f"got {labels[0]!r}")
     if not np.all(np.diff(data[:, 0]) > 0):
         raise ValueError(f"motion file {str(path)!r}: time is not strictly increasing")
+    repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if repeated:   # one would silently hide the other
+        raise ValueError(f"motion file {str(path)!r}: columns {repeated} appear more than "
+                         "once; expected each column label once")
     return data[:, 0], {lab: data[:, i] for i, lab in enumerate(labels) if i}, in_degrees
 
 
