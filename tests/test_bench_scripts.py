@@ -1,0 +1,48 @@
+"""The benchmark scripts that make the docs' measured tables, and that no other test
+runs, run end to end at their smallest size and write what they say they write. The
+numbers are not checked here (they are measurements); the scripts must not rot between
+the runs that refresh the tables. Slow-marked: about 80 s together."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION = ROOT / "envs" / "references" / "walking2d_solution.sto"
+
+# script, arguments (OUT is replaced by the output folder), files it writes there
+RUNS = [
+    ("integrators.py", ["--seconds", "0.05", "--out", "OUT"],
+     ["integrators_musclewalking.json", "integrators_musclewalking.md"]),
+    ("muscle_models.py", ["--task", "MuscleWalkingImitation2D-v0", "--steps", "10",
+                          "--repeats", "1", "--out", "OUT"], ["muscle_models.json"]),
+    ("physics_presets.py", ["--task", "TorqueWalkingImitation2D-v0", "--repeats", "1",
+                            "--out", "OUT"],
+     ["physics_presets_torquewalking.json", "physics_presets_torquewalking.md"]),
+    ("model_choice.py", ["--solution", str(SOLUTION), "--out", "OUT"],
+     ["model_choice.json", "model_choice.md"]),
+    ("reference_as_target.py", ["--seconds", "0.1", "--out", "OUT"],
+     ["reference_as_target.json"]),
+    ("render.py", ["--frames", "3", "--out", "OUT"], ["render.json"]),
+    ("snapshot_memory.py", ["--json", "OUT/snapshot_memory.json"], ["snapshot_memory.json"]),
+    ("tasks.py", ["--seconds", "0.2", "--out", "OUT"], ["tasks.json", "tasks.md"]),
+    ("single_env.py", ["--tasks", "TorqueWalkingImitation2D-v0", "--seconds", "0.5"], []),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, args, files", RUNS, ids=[r[0] for r in RUNS])
+def test_bench_script_runs(tmp_path, script, args, files):
+    out = tmp_path / "results"
+    out.mkdir()
+    args = [a.replace("OUT", str(out)) for a in args]
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.strip()   # each prints its table
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
+    for name in files:
+        if name.endswith(".json"):
+            assert json.loads((out / name).read_text())
