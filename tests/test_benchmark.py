@@ -342,6 +342,11 @@ def run_cli(tmp_path, *extra, script=benchmark.__file__):
     return out, proc
 
 
+def skipped_methods(out, name="compare") -> set:
+    """The methods a run's JSON says it skipped."""
+    return {s["method"] for s in json.loads((out / f"{name}.json").read_text())["skipped"]}
+
+
 def check_outputs(out, methods, name="compare"):
     result = json.loads((out / f"{name}.json").read_text())
     rows = {(r["method"], r["num_envs"]): r for r in result["rows"]}
@@ -408,8 +413,7 @@ def test_pool_efficiency_quick_run(tmp_path):
     from bench import pool
     out, _ = run_cli(tmp_path, script=pool.__file__)
     # at 2 envs on 2 cores there is nothing to balance: that method says it skipped
-    skipped = {s["method"] for s in json.loads((out / "sync_efficiency.json").read_text())
-               ["skipped"]}
+    skipped = skipped_methods(out, "sync_efficiency")
     assert skipped == {"osim_sync_balanced"}
     result = check_outputs(out, [*pool.LIMITS, *(m for m in pool.METHODS if m not in skipped)],
                            name="sync_efficiency")
@@ -426,7 +430,7 @@ def test_pool_efficiency_quick_run(tmp_path):
 def test_cli_quick_all_methods(tmp_path):
     out, _ = run_cli(tmp_path)
     # every default method (opt-in ones need --methods) but those the run says it skipped
-    skipped = {s["method"] for s in json.loads((out / "compare.json").read_text())["skipped"]}
+    skipped = skipped_methods(out)
     # 2 envs on 2 cores: nothing to balance; SB3's subprocess env where it cannot run
     allowed = {"osim_sync_balanced"} | ({"sb3_subproc"} if benchmark.static_skip(
         "sb3_subproc", 2) else set())
