@@ -49,7 +49,8 @@ class ImitationEnv(gym.Env):
     #: messages) travels with the worker's completion message.
     info_scalars = {**{term: np.float64 for term in kernels.TRACKING_REWARD_TERMS},
                     "effort_cost": np.float64, "phase": np.float64, "frame": np.int64,
-                    "nan_action": np.bool_, "integrator_retry": np.bool_}
+                    "nan_action": np.bool_, "action_clipped": np.int64,
+                    "integrator_retry": np.bool_}
 
     def __init__(self, task: str | TaskSpec = "MuscleWalkingImitation2D-v0", config=None,
                  render_mode: str | None = None, **kwargs):
@@ -255,7 +256,10 @@ class ImitationEnv(gym.Env):
                                  f"{np.flatnonzero(bad).tolist()}: {a[bad].tolist()}; pass "
                                  f"nan_actions='zero' to replace them with 0 instead")
             a[bad] = 0.0
-        return np.clip(a, self.action_space.low, self.action_space.high), bool(bad.any())
+        low, high = self.action_space.low, self.action_space.high
+        # clipping is reported, not silent: Gaussian policies often sample past the bounds
+        clipped = int(np.count_nonzero((a < low) | (a > high)))
+        return np.clip(a, low, high), bool(bad.any()), clipped
 
     def _phase(self) -> float:
         ref = self.reference
@@ -292,7 +296,7 @@ class ImitationEnv(gym.Env):
         return self._obs[0].copy()
 
     def step(self, action):
-        a, nan_flag = self._check_action(action)
+        a, nan_flag, clipped = self._check_action(action)
         sim = self.sim
         kernels.smooth_action(self._history, self._count, a[None, :], self._smoothed)
         self._count += 1
@@ -306,7 +310,7 @@ class ImitationEnv(gym.Env):
         except SimulationError as exc:
             self._step += 1
             info = {"sim_error": str(exc), "phase": self._phase(), "nan_action": nan_flag,
-                    "integrator_retry": sim.last_step_retried}
+                    "action_clipped": clipped, "integrator_retry": sim.last_step_retried}
             obs = np.nan_to_num(self._observe(), nan=0.0, posinf=0.0, neginf=0.0)
             return obs, 0.0, False, True, info
         self._step += 1
@@ -339,7 +343,7 @@ class ImitationEnv(gym.Env):
         reward = float(self._terms[0, 0])
         info = {name: float(v) for name, v in zip(self.reward_terms, self._terms[0])}
         info.update(effort_cost=float(cost[0]), phase=self._phase(), nan_action=nan_flag,
-                    integrator_retry=sim.last_step_retried)
+                    action_clipped=clipped, integrator_retry=sim.last_step_retried)
         if self.options["log"]:
             self.episode_log.append(self._log_record(qs, q_ref, action=a.copy(),
                                                      **self.actuation.effort_record(), **info))

@@ -234,12 +234,22 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if seed is None:
             a.seed_set[ids] = False
         elif isinstance(seed, (int, np.integer)):
+            if not 0 <= seed <= np.iinfo(a.seed.dtype).max - self.num_envs:
+                raise ValueError(f"seed must be >= 0 and fit in {a.seed.dtype} "
+                                 f"(env i gets seed + i); got {seed}")
             a.seed[ids] = int(seed) + ids
             a.seed_set[ids] = True
         else:
-            seeds = list(seed)
+            seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else None
+            if seeds is None or any(not (s is None or isinstance(s, (int, np.integer)))
+                                    or isinstance(s, bool) for s in seeds):
+                raise ValueError(f"seed must be None, an int or a list of {self.num_envs} "
+                                 f"ints or None; got {seed!r}")
             if len(seeds) != self.num_envs:
                 raise ValueError(f"seed list must have {self.num_envs} entries, got {len(seeds)}")
+            bad = [s for s in seeds if s is not None and not 0 <= s <= np.iinfo(a.seed.dtype).max]
+            if bad:
+                raise ValueError(f"seeds must be >= 0 and fit in {a.seed.dtype}; got {bad}")
             for i in ids:
                 a.seed_set[i] = seeds[i] is not None
                 a.seed[i] = seeds[i] if seeds[i] is not None else 0

@@ -214,11 +214,18 @@ def test_nan_actions_zero_option():
     assert info["nan_action"] and np.isfinite(obs).all()
 
 
-def test_out_of_range_actions_are_clipped():
-    e = ImitationEnv(TASKS[0])
+def test_out_of_range_actions_are_clipped_and_counted():
+    e = ImitationEnv(TASKS[0], nan_actions="zero")
     e.reset(seed=0)
-    e.step(np.full(e.action_space.shape, 5.0, np.float32))
+    *_, info = e.step(np.full(e.action_space.shape, 5.0, np.float32))
     assert np.all(e.sim.buf[e.sim.layout.slice("excitation")] == 1.0)
+    assert info["action_clipped"] == e.action_space.shape[0]
+    a = np.full(e.action_space.shape, 0.5, np.float32)
+    a[[1, 4]], a[2] = (-0.1, 1.2), np.nan      # the NaN is replaced, not clipped
+    *_, info = e.step(a)
+    assert info["action_clipped"] == 2 and info["nan_action"]
+    *_, info = e.step(np.full(e.action_space.shape, 0.5, np.float32))
+    assert info["action_clipped"] == 0
 
 
 def test_perturbations_push_the_torso():

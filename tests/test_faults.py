@@ -142,6 +142,9 @@ def test_fuzz_adversarial_actions_never_break_the_pool():
             for a in batches:
                 obs, rew, term, trunc, info = v.step(a)
                 assert np.isfinite(obs).all() and np.isfinite(rew).all()
+                outside = np.nan_to_num(np.asarray(a, float), nan=0.5, posinf=0.5, neginf=0.5)
+                outside = ((outside < 0) | (outside > 1)).sum(axis=1)
+                np.testing.assert_array_equal(info["action_clipped"], outside)
         for bad in (np.zeros((2, 17)), np.zeros((3, 18)), np.array([["x"] * 18] * 2),
                     np.zeros((2, 18), complex)):
             with pytest.raises(ValueError):

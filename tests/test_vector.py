@@ -222,6 +222,14 @@ def test_bad_vector_input():
             venv.reset(options={"reset_mask": np.array([1, 0])})
         with pytest.raises(ValueError, match="unknown reset option"):
             venv.reset(options={"speed": 1})
+        for seed in ("x", 1.5, [1, "a"]):
+            with pytest.raises(ValueError, match="seed must be None, an int or a list of 2"):
+                venv.reset(seed=seed)
+        for seed, match in ((-1, "got -1"), (2**70, "fit in int64"), ([0, -3], r"got \[-3\]")):
+            with pytest.raises(ValueError, match=match):
+                venv.reset(seed=seed)
+        with pytest.raises(ValueError, match="must have 2 entries, got 3"):
+            venv.reset(seed=[1, 2, 3])
     finally:
         venv.close()
     with pytest.raises(ClosedEnvError, match="closed"):
