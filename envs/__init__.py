@@ -149,7 +149,9 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     for source in (config or {}, kwargs):
         unknown = sorted(set(source) - set(OPTIONS))
         if unknown:
-            raise ValueError(f"unknown option(s) {unknown}; valid options: {sorted(OPTIONS)}")
+            raise ValueError(f"unknown option(s) {unknown}; valid options: {sorted(OPTIONS)} "
+                             "(a motion file's own options, such as treadmill_speed or "
+                             "cycle, go in reference_options={...})")
         opts.update(source)
     if opts["physics"] not in PHYSICS:
         raise ValueError(f"physics must be one of {sorted(PHYSICS)}, got {opts['physics']!r}")

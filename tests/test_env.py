@@ -185,6 +185,8 @@ def test_config_dict_and_keywords():
 def test_bad_options():
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['speed'\]; valid options"):
         ImitationEnv(TASKS[0], speed=2)
+    with pytest.raises(ValueError, match=r"treadmill_speed'\]; .* go in reference_options"):
+        ImitationEnv(TASKS[0], treadmill_speed=1.2)
     with pytest.raises(ValueError, match="mode must be one of"):
         ImitationEnv(TASKS[0], mode="eval")
     with pytest.raises(ValueError, match="unknown task 'FlyingImitation2D-v0'"):
