@@ -11,9 +11,12 @@ first ÷ mean, and first ÷ the mean of each episode's steps 2-10 (the early ste
 cost more than late ones whatever the start). Muscle tasks whose reference carries its
 Moco excitations also run with ``excitations="residual"``: random corrections of
 ±``excitation_range`` around that feed-forward, a workload whose muscles work as in
-walking instead of co-contracting at random. ``--count`` counts the integrator's
-internal steps instead of timing (integrators that record their steps): the same
-ratios, independent of the machine and its load, and deterministic.
+walking instead of co-contracting at random. Every task also runs the actions of an
+untrained PPO policy of ``fastenv train``'s config (what training sends while its
+episodes are shortest: about half the excitations 0, the rest near 0.3). ``--count``
+counts the integrator's internal steps instead of timing (integrators that record
+their steps): the same ratios, independent of the machine and its load, and
+deterministic.
 
 ``--causes`` adds, in internal integrator steps, the first step from start states with
 one suspected cause removed at a time (frames 0, 4, 8, ... of the first half cycle, one
@@ -60,26 +63,45 @@ def counting(sim):
     return steps
 
 
-def rollout(task: str, env_kwargs: dict, resets: int, seed: int, count: bool) -> dict:
-    """Seeded random actions until ``resets`` episodes have started; per step its wall
-    time (or, with ``count``, its internal integrator steps) and whether it was an
-    episode's first."""
+def untrained_ppo(env, seed: int):
+    """The actions of a freshly initialised PPO policy of ``fastenv train``'s config
+    (its ``[policy]`` table: net_arch, log_std_init), sampled stochastically and
+    clipped to the action space, as SB3 steps an env at the start of training.
+    Returns obs -> action."""
+    import torch
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from fastenv.train import load_config
+    torch.manual_seed(seed)
+    policy = ActorCriticPolicy(env.observation_space, env.action_space, lambda _: 3e-4,
+                               **load_config("ppo")["policy"])
+    policy.set_training_mode(False)
+    return lambda obs: policy.predict(obs, deterministic=False)[0]
+
+
+def rollout(task: str, env_kwargs: dict, resets: int, seed: int, count: bool,
+            workload: str = "random") -> dict:
+    """Seeded actions (``workload`` "random": uniform over the action space;
+    "untrained_ppo": :func:`untrained_ppo`'s) until ``resets`` episodes have started;
+    per step its wall time (or, with ``count``, its internal integrator steps) and
+    whether it was an episode's first."""
     from fastenv.env import ImitationEnv
     env = ImitationEnv(task, **env_kwargs)
     steps_of = counting(env.sim) if count else None
     env.action_space.seed(seed)
-    env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed)
+    act = untrained_ppo(env, seed) if workload == "untrained_ppo" else None
     cost, first, index = [], [], []
     episodes, k = 1, 0
     while True:
-        action = env.action_space.sample()
+        action = env.action_space.sample() if act is None else act(obs)
         if count:
             n0 = steps_of()
-            _, _, term, trunc, _ = env.step(action)
+            obs, _, term, trunc, _ = env.step(action)
             cost.append(steps_of() - n0)
         else:
             t0 = time.perf_counter()
-            _, _, term, trunc, _ = env.step(action)
+            obs, _, term, trunc, _ = env.step(action)
             cost.append(time.perf_counter() - t0)
         first.append(k == 0)
         index.append(k)
@@ -87,7 +109,7 @@ def rollout(task: str, env_kwargs: dict, resets: int, seed: int, count: bool) ->
         if term or trunc:
             if episodes == resets:
                 break
-            env.reset()
+            obs, _ = env.reset()
             episodes, k = episodes + 1, 0
     env.close()
     cost, first, index = np.array(cost), np.array(first), np.array(index)
@@ -242,17 +264,22 @@ def main(argv=None):
     unit = "integrator steps" if args.count else "ms"
     for task in args.tasks:
         default = resolve_options(task=SPECS[task])["start_settle"]
-        starts = [(f"default (start_settle={default:g})", {})]
+        start = f"default (start_settle={default:g})"
+        starts = [(start, {}, "random actions")]
         if default:
-            starts.append(("reference state (start_settle=0)", {"start_settle": 0.0}))
+            starts.append(("reference state (start_settle=0)", {"start_settle": 0.0},
+                           "random actions"))
         if SPECS[task].actuation == "muscle" and _has_excitations(task):
-            starts.append((f"default (start_settle={default:g}), residual excitations",
-                           {"excitations": "residual"}))
-        for name, kw in starts:
-            r = rollout(task, kw, resets, args.seed, args.count)
-            rows.append(dict(task=task, start=name, unit=unit, **r))
+            starts.append((f"{start}, residual excitations", {"excitations": "residual"},
+                           "random residual excitations"))
+        starts.append((start, {}, "untrained PPO policy"))
+        for name, kw, workload in starts:
+            r = rollout(task, kw, resets, args.seed, args.count,
+                        "untrained_ppo" if workload == "untrained PPO policy" else "random")
+            rows.append(dict(task=task, start=name, workload=workload, unit=unit, **r))
             f = 1 if args.count else 1e3
-            print(f"{task:30s} {name:34s} mean step {r['mean'] * f:6.2f} {unit}, first "
+            print(f"{task:30s} {name:34s} {workload:28s} mean step {r['mean'] * f:6.2f} "
+                  f"{unit}, first "
                   f"{r['first_mean'] * f:6.2f} (median {r['first_median'] * f:6.2f}): "
                   f"{r['ratio']:.2f} mean steps, {r['ratio_early']:.2f} of steps 2-10  "
                   f"[{r['episodes']} episodes, {r['steps']} steps]", flush=True)

@@ -247,12 +247,19 @@ def _sync_efficiency(num_envs: int) -> dict:
             if r["num_envs"] == num_envs}
 
 
-def _first_step(task: str, residual: bool = False):
-    """``first_step.json``'s row for the task's default start state (random actions, or
-    random residual excitations); None if the run has no such row."""
+def _first_step_workload(row) -> str:
+    """A ``first_step.json`` row's workload (runs before 2026-12-04 named only two, in
+    the start's name)."""
+    return row.get("workload") or ("random residual excitations" if "residual" in row["start"]
+                                   else "random actions")
+
+
+def _first_step(task: str, workload: str = "random actions"):
+    """``first_step.json``'s row for the task's default start state under ``workload``;
+    None if the run has no such row."""
     return next((r for r in load("first_step")["rows"] if r["task"] == task
                  and r["start"].startswith("default")
-                 and ("residual" in r["start"]) == residual), None)
+                 and _first_step_workload(r) == workload), None)
 
 
 def _preset_task_results() -> list | None:
@@ -325,12 +332,15 @@ def targets_table() -> list[str]:
     reset = _ms(f"test_env_autoreset{m}", "mean") / mean_step
     ok_outside = max(out_m / full_m, out_t / full_t) <= 0.05 and reset <= 1
     fs_direct = _first_step(MUSCLE_TASK)
-    fs_residual = _first_step(MUSCLE_TASK, residual=True)
+    fs_residual = _first_step(MUSCLE_TASK, "random residual excitations")
     first = (f"muscle, random excitations: {fs_direct['ratio']:.2f} mean steps "
              f"({1e3 * fs_direct['first_mean']:.1f} against {1e3 * fs_direct['mean']:.1f} ms; "
              f"{fs_direct['ratio_early']:.2f} of steps 2-10)")
     if fs_residual:
         first += f"; muscle, random residual excitations: {fs_residual['ratio']:.2f}"
+    fs_ppo = _first_step(MUSCLE_TASK, "untrained PPO policy")
+    if fs_ppo:
+        first += f"; muscle, an untrained PPO policy's actions: {fs_ppo['ratio']:.2f}"
     first += f"; torque: {_first_step(TORQUE_TASK)['ratio']:.2f}"
     ok_first = fs_direct["ratio"] <= 1.5
     pm, pt = load("physics_presets_musclewalking"), load("physics_presets_torquewalking")
@@ -661,7 +671,7 @@ def first_step_table() -> list[str]:
     a reset against the mean step, timed."""
     r = load("first_step")
     rows = [[x["task"], x["start"].replace(", residual excitations", ""),
-             "random residual excitations" if "residual" in x["start"] else "random actions",
+             _first_step_workload(x),
              f"{x['episodes']} / {x['steps']:,}",
              f"{1e3 * x['mean']:.1f}", f"{1e3 * x['first_mean']:.1f}", f"{x['ratio']:.2f}",
              f"{x['ratio_early']:.2f}"] for x in r["rows"]]

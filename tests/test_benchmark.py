@@ -564,3 +564,25 @@ def test_first_step_counts_every_integrator_of_a_step():
         env.close()
     row = first_step.rollout("TorqueWalkingImitation2D-v0", {}, 1, 0, True)
     assert row["episodes"] == 1 and row["mean"] > 1 and row["first_mean"] > 1
+
+
+def test_first_step_untrained_ppo_workload_is_what_training_sends():
+    """bench/first_step.py's "untrained PPO policy" workload: a fresh policy of
+    `fastenv train`'s PPO config, sampled and clipped as SB3 steps an env (mean near 0,
+    so about half the excitations are 0), seeded."""
+    from bench import first_step
+
+    env = ImitationEnv("MuscleWalkingImitation2D-v0")
+    try:
+        obs, _ = env.reset(seed=0)
+        acts = [first_step.untrained_ppo(env, 3)(obs) for _ in range(2)]
+        np.testing.assert_array_equal(acts[0], acts[1])
+        act = first_step.untrained_ppo(env, 0)
+        a = np.array([act(obs) for _ in range(40)])
+        assert a.shape == (40, *env.action_space.shape)
+        assert a.min() >= 0 and a.max() <= 1
+        assert 0.35 < (a == 0).mean() < 0.65
+    finally:
+        env.close()
+    row = first_step.rollout("MuscleWalkingImitation2D-v0", {}, 1, 0, True, "untrained_ppo")
+    assert row["episodes"] == 1 and row["first_mean"] > 1
