@@ -40,6 +40,7 @@ class ImitationEnv(gym.Env):
     whole motion for a play-once reference), or a simulator failure
     (``info['sim_error']``). With a minimum integrator step (the ``fast`` preset), a
     step that diverges is integrated again without it first (``info['integrator_retry']``).
+    Actions outside the action space are clipped and counted (``info['action_clipped']``).
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 100}
