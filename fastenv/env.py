@@ -203,10 +203,12 @@ class ImitationEnv(gym.Env):
             if unknown:
                 raise ValueError(f"unknown reset option(s) {unknown}; valid: ['start_frame']")
         if options and "start_frame" in options:
-            start = int(options["start_frame"])
-            if not 0 <= start < self.reference.n_frames:
-                raise ValueError(f"start_frame must be in [0, {self.reference.n_frames}), "
-                                 f"got {start}")
+            start = options["start_frame"]
+            if (not isinstance(start, (int, np.integer)) or isinstance(start, bool)
+                    or not 0 <= start < self.reference.n_frames):
+                raise ValueError(f"start_frame must be an int in [0, "
+                                 f"{self.reference.n_frames}), got {start!r}")
+            start = int(start)
         elif self.mode == "train":
             start = int(self.np_random.integers(0, self._train_start_frames()))
         else:

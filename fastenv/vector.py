@@ -220,6 +220,10 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if options:
             raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: "
                              "['reset_mask', 'start_frame']")
+        if start_frame is not None and (not isinstance(start_frame, (int, np.integer))
+                                        or isinstance(start_frame, bool) or start_frame < 0):
+            # -1 is the shared array's "none"; the upper bound is each env's reference
+            raise ValueError(f"start_frame must be None or an int >= 0, got {start_frame!r}")
         if mask is None:
             ids = self._all
         else:

@@ -187,6 +187,13 @@ def test_bad_options():
         ImitationEnv(TASKS[0], speed=2)
     with pytest.raises(ValueError, match=r"treadmill_speed'\]; .* go in reference_options"):
         ImitationEnv(TASKS[0], treadmill_speed=1.2)
+    env = ImitationEnv(TASKS[0])
+    for frame in (2.5, -5, 10**6, True):   # 2.5 was truncated to frame 2 without a word
+        with pytest.raises(ValueError, match=rf"start_frame must be an int in \[0, "
+                                             rf"{env.reference.n_frames}\), got {frame}"):
+            env.reset(options={"start_frame": frame})
+    env.reset(options={"start_frame": np.int64(3)})
+    env.close()
     with pytest.raises(ValueError, match="mode must be one of"):
         ImitationEnv(TASKS[0], mode="eval")
     with pytest.raises(ValueError, match="unknown task 'FlyingImitation2D-v0'"):

@@ -230,6 +230,10 @@ def test_bad_vector_input():
                 venv.reset(seed=seed)
         with pytest.raises(ValueError, match="must have 2 entries, got 3"):
             venv.reset(seed=[1, 2, 3])
+        for frame in (-5, 1.5):   # -5 read as the shared array's "none": a random start
+            with pytest.raises(ValueError, match=f"start_frame must be None or an int >= 0, "
+                                                 f"got {frame}"):
+                venv.reset(options={"start_frame": frame})
     finally:
         venv.close()
     with pytest.raises(ClosedEnvError, match="closed"):
