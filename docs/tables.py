@@ -247,19 +247,12 @@ def _sync_efficiency(num_envs: int) -> dict:
             if r["num_envs"] == num_envs}
 
 
-def _first_step_workload(row) -> str:
-    """A ``first_step.json`` row's workload (runs before 2026-12-04 named only two, in
-    the start's name)."""
-    return row.get("workload") or ("random residual excitations" if "residual" in row["start"]
-                                   else "random actions")
-
-
 def _first_step(task: str, workload: str = "random actions"):
     """``first_step.json``'s row for the task's default start state under ``workload``;
     None if the run has no such row."""
     return next((r for r in load("first_step")["rows"] if r["task"] == task
                  and r["start"].startswith("default")
-                 and _first_step_workload(r) == workload), None)
+                 and r["workload"] == workload), None)
 
 
 def _preset_task_results() -> list | None:
@@ -671,7 +664,7 @@ def first_step_table() -> list[str]:
     a reset against the mean step, timed."""
     r = load("first_step")
     rows = [[x["task"], x["start"].replace(", residual excitations", ""),
-             _first_step_workload(x),
+             x["workload"],
              f"{x['episodes']} / {x['steps']:,}",
              f"{1e3 * x['mean']:.1f}", f"{1e3 * x['first_mean']:.1f}", f"{x['ratio']:.2f}",
              f"{x['ratio_early']:.2f}"] for x in r["rows"]]
