@@ -208,6 +208,37 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             if "worker_exception" in e:
                 raise EnvError(i, *e["worker_exception"])
 
+    def _set_seeds(self, ids, seed):
+        """Write ``seed`` (None, an int: env i gets seed + i, or a list of num_envs ints
+        or None) for the envs ``ids`` into the shared arrays, refusing anything else in
+        one line (a bool, a float or a negative seed would otherwise be read silently as
+        another seed, or fail inside a worker)."""
+        a = self._a
+        top = np.iinfo(a.seed.dtype).max
+        if seed is None:
+            a.seed_set[ids] = False
+            return
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            if not 0 <= seed <= top - self.num_envs:
+                raise ValueError(f"seed must be >= 0 and fit in {a.seed.dtype} "
+                                 f"(env i gets seed + i); got {seed}")
+            a.seed[ids] = int(seed) + ids
+            a.seed_set[ids] = True
+            return
+        seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else None
+        if seeds is None or any(not (s is None or isinstance(s, (int, np.integer)))
+                                or isinstance(s, bool) for s in seeds):
+            raise ValueError(f"seed must be None, an int or a list of {self.num_envs} "
+                             f"ints or None; got {seed!r}")
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"seed list must have {self.num_envs} entries, got {len(seeds)}")
+        bad = [s for s in seeds if s is not None and not 0 <= s <= top]
+        if bad:
+            raise ValueError(f"seeds must be >= 0 and fit in {a.seed.dtype}; got {bad}")
+        for i in ids:
+            a.seed_set[i] = seeds[i] is not None
+            a.seed[i] = seeds[i] if seeds[i] is not None else 0
+
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed=None, options=None):
         self._check_open("reset")
@@ -234,29 +265,8 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             if not mask.any():
                 raise ValueError("options['reset_mask'] must select at least one env")
             ids = np.flatnonzero(mask).astype(np.int32)
+        self._set_seeds(ids, seed)
         a = self._a
-        if seed is None:
-            a.seed_set[ids] = False
-        elif isinstance(seed, (int, np.integer)):
-            if not 0 <= seed <= np.iinfo(a.seed.dtype).max - self.num_envs:
-                raise ValueError(f"seed must be >= 0 and fit in {a.seed.dtype} "
-                                 f"(env i gets seed + i); got {seed}")
-            a.seed[ids] = int(seed) + ids
-            a.seed_set[ids] = True
-        else:
-            seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else None
-            if seeds is None or any(not (s is None or isinstance(s, (int, np.integer)))
-                                    or isinstance(s, bool) for s in seeds):
-                raise ValueError(f"seed must be None, an int or a list of {self.num_envs} "
-                                 f"ints or None; got {seed!r}")
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"seed list must have {self.num_envs} entries, got {len(seeds)}")
-            bad = [s for s in seeds if s is not None and not 0 <= s <= np.iinfo(a.seed.dtype).max]
-            if bad:
-                raise ValueError(f"seeds must be >= 0 and fit in {a.seed.dtype}; got {bad}")
-            for i in ids:
-                a.seed_set[i] = seeds[i] is not None
-                a.seed[i] = seeds[i] if seeds[i] is not None else 0
         a.start_frame[ids] = -1 if start_frame is None else int(start_frame)
         self._pool.send(b"R", ids, batch=True)
         extras = self._wait(len(ids))
@@ -308,17 +318,13 @@ class OsimVectorEnv(gym.vector.VectorEnv):
 
     # ------------------------------------------------------------------ envpool-style
     def async_reset(self, seed=None):
-        """Reset every env without waiting; collect with ``recv()``."""
+        """Reset every env without waiting; collect with ``recv()``. ``seed`` as in
+        :meth:`reset`."""
         self._check_open("async_reset")
         if self._stepping or self._pool.pending:
             raise PendingCallError(f"async_reset() called while {self._pool.pending} envs "
                                    "are in flight; recv() them first")
-        a = self._a
-        if seed is None:
-            a.seed_set[:] = False
-        else:
-            a.seed[:] = int(seed) + self._all
-            a.seed_set[:] = True
+        self._set_seeds(self._all, seed)
         self._pool.send(b"R", self._all)
 
     def send(self, actions, env_ids):

@@ -222,12 +222,17 @@ def test_bad_vector_input():
             venv.reset(options={"reset_mask": np.array([1, 0])})
         with pytest.raises(ValueError, match="unknown reset option"):
             venv.reset(options={"speed": 1})
-        for seed in ("x", 1.5, [1, "a"]):
-            with pytest.raises(ValueError, match="seed must be None, an int or a list of 2"):
-                venv.reset(seed=seed)
-        for seed, match in ((-1, "got -1"), (2**70, "fit in int64"), ([0, -3], r"got \[-3\]")):
-            with pytest.raises(ValueError, match=match):
-                venv.reset(seed=seed)
+        # async_reset takes its seed the same way: it used to truncate 1.5 to 1 and
+        # send -1 to the workers
+        for reset in (lambda seed: venv.reset(seed=seed), venv.async_reset):
+            for seed in ("x", 1.5, True, [1, "a"], [True, 2]):
+                with pytest.raises(ValueError,
+                                   match="seed must be None, an int or a list of 2"):
+                    reset(seed)
+            for seed, match in ((-1, "got -1"), (2**70, "fit in int64"),
+                                ([0, -3], r"got \[-3\]")):
+                with pytest.raises(ValueError, match=match):
+                    reset(seed)
         with pytest.raises(ValueError, match="must have 2 entries, got 3"):
             venv.reset(seed=[1, 2, 3])
         for frame in (-5, 1.5):   # -5 read as the shared array's "none": a random start
