@@ -249,3 +249,12 @@ def test_bad_vector_input():
         OsimVectorEnv(TASK, 2, wings=2)
     with pytest.raises(ValueError, match="autoreset_mode must be one of"):
         OsimVectorEnv(TASK, 2, autoreset_mode="sometimes")
+    # each refused before any worker starts; a bool is not a count (True read as 1)
+    for kwargs, match in ((dict(num_envs=2.0), "num_envs must be an int >= 1, got 2.0"),
+                          (dict(num_envs=True), "num_envs must be an int >= 1, got True"),
+                          (dict(num_envs=2, num_workers=1.5), "num_workers must be an int"),
+                          (dict(num_envs=2, batch_size=True), r"batch_size must be an int in "
+                                                              r"\[1, num_envs=2\], got True"),
+                          (dict(num_envs=2, copy="yes"), "copy must be True or False, got 'yes'")):
+        with pytest.raises(ValueError, match=match):
+            OsimVectorEnv(TASK, **kwargs)
