@@ -140,6 +140,17 @@ MUSCLE_MODELS = ("thelen", "degroote")
 CONTACT_MODELS = ("hunt_crossley", "smooth")
 MODES = ("train", "test")
 
+# the options that switch something on or off
+_FLAGS = ("use_target_obs", "use_GRF", "apply_perturbations", "log", "align_ground",
+          "visualize", "observe_previous_actions", "share_model")
+
+
+def _is_number(value) -> bool:
+    """A finite real number, not a bool."""
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value)))
+
+
 def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> dict:
     """Merge the original ``config=`` dict with keyword options; reject unknown names.
     With ``task``, integrator, accuracy and min_step left at None come from the
@@ -187,21 +198,25 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
             MUSCLE_MODELS[0], CONTACT_MODELS[0]):
         raise ValueError(f"muscle_model/contact_model build the task's model variant; with "
                          f"your own model={str(opts['model'])!r} leave them at their defaults")
-    if not isinstance(opts["share_model"], (bool, np.bool_)):
-        raise ValueError(f"share_model must be True or False, got {opts['share_model']!r}")
+    for flag in _FLAGS:
+        # a string such as "no" is truthy: read as a flag it would mean the opposite
+        if not (isinstance(opts[flag], (bool, np.bool_)) or
+                (isinstance(opts[flag], (int, np.integer)) and opts[flag] in (0, 1))):
+            raise ValueError(f"{flag} must be True or False, got {opts[flag]!r}")
     if opts["mode"] not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
     if opts["nan_actions"] not in ("raise", "zero"):
         raise ValueError(f"nan_actions must be 'raise' or 'zero', got {opts['nan_actions']!r}")
-    if not (isinstance(opts["horizon"], (int, np.integer)) and opts["horizon"] >= 1):
+    if not (isinstance(opts["horizon"], (int, np.integer))
+            and not isinstance(opts["horizon"], (bool, np.bool_)) and opts["horizon"] >= 1):
         raise ValueError(f"horizon must be an int >= 1, got {opts['horizon']!r}")
-    if not opts["max_actuation"] > 0:
+    if not (_is_number(opts["max_actuation"]) and opts["max_actuation"] > 0):
         raise ValueError(f"max_actuation must be > 0, got {opts['max_actuation']!r}")
-    if opts["r_weights"] is not None and len(opts["r_weights"]) != 3:
+    if opts["r_weights"] is not None and not (
+            isinstance(opts["r_weights"], (list, tuple, np.ndarray))
+            and len(opts["r_weights"]) == 3 and all(_is_number(w) for w in opts["r_weights"])):
         raise ValueError(f"r_weights must be [w_imitate, w_effort, w_action], "
                          f"got {opts['r_weights']!r}")
-    if opts["visualize"] not in (False, True, 0, 1):
-        raise ValueError(f"visualize must be True or False, got {opts['visualize']!r}")
     if opts["episode_seconds"] is not None and not (
             isinstance(opts["episode_seconds"], (int, float)) and opts["episode_seconds"] > 0):
         raise ValueError(f"episode_seconds must be a number of seconds > 0 or None, "

@@ -43,13 +43,17 @@ def _positive_float(text: str) -> float:
 
 
 def _env_option(text: str):
-    """KEY=VALUE, the value read as JSON where it parses (numbers, true/false, lists)."""
+    """KEY=VALUE, the value read as JSON where it parses (numbers, true/false, lists);
+    Python's True, False and None are read as such too (as strings, "False" would be
+    refused by a flag's check)."""
     from fastenv.envs import OPTIONS
     key, sep, value = text.partition("=")
     if not sep or key not in OPTIONS:
         raise argparse.ArgumentTypeError(
             f"expected KEY=VALUE with KEY an env option ({', '.join(sorted(OPTIONS))}), "
             f"got {text!r}")
+    if value in ("True", "False", "None"):
+        return key, {"True": True, "False": False, "None": None}[value]
     try:
         return key, json.loads(value)
     except ValueError:

@@ -7,6 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 import fastenv  # noqa: F401  (registers the tasks)
 from fastenv.env import ImitationEnv
+from fastenv.envs import resolve_options
 
 TASKS = ["MuscleWalkingImitation2D-v0", "TorqueWalkingImitation2D-v0"]
 
@@ -200,6 +201,17 @@ def test_bad_options():
         ImitationEnv("FlyingImitation2D-v0")
     with pytest.raises(ValueError, match="kp must be"):
         ImitationEnv(TASKS[1], kp=[1.0, 2.0])
+    # refused before any model loads; "no" and "yes" are both truthy, and were read so
+    for options, match in ((dict(use_GRF="no"), "use_GRF must be True or False, got 'no'"),
+                           (dict(apply_perturbations="yes"), "apply_perturbations must be"),
+                           (dict(align_ground=None), "align_ground must be True or False"),
+                           (dict(log=2), "log must be True or False, got 2"),
+                           (dict(horizon=True), "horizon must be an int >= 1, got True"),
+                           (dict(max_actuation="200"), "max_actuation must be > 0"),
+                           (dict(r_weights=["a", 0, 0]), "r_weights must be")):
+        with pytest.raises(ValueError, match=match):
+            resolve_options(**options)
+    assert resolve_options(use_GRF=0, log=np.True_)["use_GRF"] == 0
 
 
 def test_bad_actions(env):
