@@ -87,3 +87,18 @@ def test_env_access_with_indices():
 def test_other_autoreset_modes_are_refused():
     with pytest.raises(ValueError, match="SB3 resets an ended env in the same step"):
         make_vec_env(TASK, 1, autoreset_mode="NextStep")
+
+
+def test_bad_seed_is_refused_when_given():
+    """SB3's own ``seed`` failed with a TypeError for a string and let -1 through to
+    the first reset; the pool of a refused ``make_vec_env`` is closed."""
+    for seed in ("a", -1, True, 1.5):
+        with pytest.raises(ValueError, match="seed must be None or an int >= 0"):
+            make_vec_env(TASK, 1, seed=seed)
+    env = make_vec_env(TASK, 2, seed=3)
+    try:
+        assert env.seed(7) == [7, 8]
+        with pytest.raises(ValueError, match="got -2"):
+            env.seed(-2)
+    finally:
+        env.close()

@@ -38,7 +38,11 @@ def make_vec_env(task_id: str, n_envs: int = 1, seed: int | None = None,
     options["autoreset_mode"] = AutoresetMode.SAME_STEP
     env = FastenvVecEnv(OsimVectorEnv(task_id, n_envs, **options))
     if seed is not None:
-        env.seed(seed)
+        try:
+            env.seed(seed)
+        except ValueError:
+            env.close()   # its workers are running already
+            raise
     return env
 
 
@@ -53,6 +57,15 @@ class FastenvVecEnv(VecEnv):
         super().__init__(venv.num_envs, venv.single_observation_space,
                          venv.single_action_space)
         self._actions = None
+
+    def seed(self, seed: int | None = None):
+        """Env ``i`` gets ``seed + i`` at the next ``reset()`` (SB3's rule); a seed that
+        is not None or an int >= 0 is refused here, not at that reset."""
+        if seed is not None and not (isinstance(seed, (int, np.integer))
+                                     and not isinstance(seed, (bool, np.bool_)) and seed >= 0):
+            raise ValueError(f"seed must be None or an int >= 0 (env i gets seed + i), "
+                             f"got {seed!r}")
+        return super().seed(seed)
 
     # ------------------------------------------------------------------ stepping
     def reset(self):
