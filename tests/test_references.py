@@ -110,7 +110,18 @@ def test_bad_files(tmp_path, muscle2d_path):
     with pytest.raises(ValueError, match="endheader"):
         read_motion(bad)
     bad.write_text("inDegrees=yes\nendheader\ntime knee_angle_r\n0 1\n0.01 x\n")
-    with pytest.raises(ValueError, match="non-numeric"):
+    with pytest.raises(ValueError, match="line 5: non-numeric value"):
+        read_motion(bad)
+    # the line that is wrong, not numpy's "inhomogeneous shape" or a bare "not increasing"
+    bad.write_text("endheader\ntime knee_angle_r hip_flexion_r\n0 1 2\n0.01 1\n")
+    with pytest.raises(ValueError, match=r"line 4: 2 values, expected 3"):
+        read_motion(bad)
+    bad.write_text("endheader\ntime knee_angle_r\n0 1\n0.01 2\n\n0.01 3\n")
+    with pytest.raises(ValueError, match=r"line 6: time is not strictly increasing \(0.01 s "
+                                         r"after 0.01 s on line 4\)"):
+        read_motion(bad)
+    bad.write_text("endheader\ntime knee_angle_r\n0 1\n")
+    with pytest.raises(ValueError, match="expected >= 2 rows of 2 columns, got 1"):
         read_motion(bad)
     bad.write_text("endheader\ntime knee_angle_r hip_flexion_r knee_angle_r\n0 1 2 3\n"
                    "0.01 1 2 3\n")

@@ -171,20 +171,34 @@ def read_motion(path):
         m = re.match(r"\s*inDegrees\s*=\s*(\w+)", ln, re.I)
         if m:
             in_degrees = m.group(1).lower() in ("yes", "true")
-    labels = lines[end + 1].split()
-    try:
-        data = np.array([[float(x) for x in ln.split()] for ln in lines[end + 2:]
-                         if ln.strip()], dtype=float)
-    except ValueError as exc:
-        raise ValueError(f"motion file {str(path)!r} has a non-numeric row: {exc}") from exc
-    if data.ndim != 2 or data.shape[1] != len(labels) or data.shape[0] < 2:
+    labels = lines[end + 1].split() if end + 1 < len(lines) else []
+    rows, numbers = [], []
+    for number, ln in enumerate(lines[end + 2:], start=end + 3):   # 1-based line numbers
+        if not ln.strip():
+            continue
+        try:
+            row = [float(x) for x in ln.split()]
+        except ValueError as exc:
+            raise ValueError(f"motion file {str(path)!r}, line {number}: non-numeric value "
+                             f"({exc})") from exc
+        if len(row) != len(labels):
+            raise ValueError(f"motion file {str(path)!r}, line {number}: {len(row)} values, "
+                             f"expected {len(labels)} (one per column label)")
+        rows.append(row)
+        numbers.append(number)
+    data = np.array(rows, dtype=float).reshape(len(rows), len(labels))
+    if data.shape[0] < 2:
         raise ValueError(f"motion file {str(path)!r}: expected >= 2 rows of {len(labels)} "
-                         f"columns, got shape {data.shape}")
+                         f"columns, got {data.shape[0]}")
     if labels[0].lower() != "time":
         raise ValueError(f"motion file {str(path)!r}: first column must be 'time', "
                          f"got {labels[0]!r}")
-    if not np.all(np.diff(data[:, 0]) > 0):
-        raise ValueError(f"motion file {str(path)!r}: time is not strictly increasing")
+    steps = np.diff(data[:, 0])
+    if not np.all(steps > 0):
+        k = int(np.flatnonzero(~(steps > 0))[0])
+        raise ValueError(f"motion file {str(path)!r}, line {numbers[k + 1]}: time is not "
+                         f"strictly increasing ({data[k + 1, 0]:g} s after {data[k, 0]:g} s "
+                         f"on line {numbers[k]})")
     repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
     if repeated:   # one would silently hide the other
         raise ValueError(f"motion file {str(path)!r}: columns {repeated} appear more than "
@@ -719,10 +733,10 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     if cycle == "auto":
         if window is None:
             hs = report.get("heel_strikes_r_s")
-            raise ValueError(f"cycle='auto' found no gait cycle in {file} (right heel strikes "
-                             f"at {hs} s by foot kinematics, and its last pose is not its "
-                             "first one mirrored, as in half a cycle); pass cycle=(t0, t1) "
-                             "or cycle='once'")
+            found = (f"right heel strikes at {hs} s" if hs else "no right heel strike")
+            raise ValueError(f"cycle='auto' found no gait cycle in {file} ({found} by foot "
+                             "kinematics, and its last pose is not its first one mirrored, "
+                             "as in half a cycle); pass cycle=(t0, t1) or cycle='once'")
         i0, i1 = window
     elif isinstance(cycle, tuple):
         t0, t1 = cycle
