@@ -42,6 +42,29 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _output_file(text: str) -> str:
+    """A file to write, its folder created now if missing: a folder that cannot be made
+    fails here, not after a run of minutes at its last line."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a file to write, got the folder {text!r}")
+    folder = os.path.dirname(os.path.abspath(text))
+    above = folder
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise argparse.ArgumentTypeError(f"cannot make the folder of {text!r}: {above} is a "
+                                         "file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot make the folder of {text!r}: "
+                                         f"{exc.strerror} ({folder})") from None
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write into the folder of {text!r} "
+                                         f"({folder})")
+    return text
+
+
 def _env_option(text: str):
     """KEY=VALUE, the value read as JSON where it parses (numbers, true/false, lists);
     Python's True, False and None are read as such too (as strings, "False" would be
@@ -474,7 +497,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--steps-per-env", type=_positive_int, default=100,
                    help="timed steps per env after 10 warm-up steps (default: %(default)s)")
     b.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    b.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
+    b.add_argument("--json", type=_output_file, default=None, metavar="FILE",
+                   help="also write the rows as JSON")
     b.set_defaults(func=bench)
 
     tr = sub.add_parser("train", help="train a policy (SAC or PPO; Stable-Baselines3 or RLlib)",
@@ -526,15 +550,16 @@ def parser() -> argparse.ArgumentParser:
                     help="std of the joint angles at the start, rad (default: %(default)s)")
     ev.add_argument("--seed", type=int, default=0,
                     help="seed of the first episode (default: %(default)s)")
-    ev.add_argument("--json", default=None, metavar="FILE", help="write the figures as JSON")
-    ev.add_argument("--plot", default=None, metavar="FILE.png",
+    ev.add_argument("--json", type=_output_file, default=None, metavar="FILE",
+                    help="write the figures as JSON")
+    ev.add_argument("--plot", type=_output_file, default=None, metavar="FILE.png",
                     help="plot episode 0's joint angles against the reference")
-    ev.add_argument("--plot-grf", default=None, metavar="FILE.png",
+    ev.add_argument("--plot-grf", type=_output_file, default=None, metavar="FILE.png",
                     help="plot episode 0's ground reaction forces against the reference's")
-    ev.add_argument("--curves", default=None, metavar="FILE.png",
+    ev.add_argument("--curves", type=_output_file, default=None, metavar="FILE.png",
                     help="plot the run's learning curves (progress.csv, evaluations.csv) "
                          "against the random policy")
-    ev.add_argument("--export", default=None, metavar="FILE.mot",
+    ev.add_argument("--export", type=_output_file, default=None, metavar="FILE.mot",
                     help="write episode 0 for the OpenSim GUI: FILE.mot (coordinates), "
                          "FILE_states.sto (all states) and FILE.osim (its model)")
     ev.set_defaults(func=evaluate)
@@ -550,7 +575,7 @@ def parser() -> argparse.ArgumentParser:
                     help="play the reference alone (nothing simulated)")
     rd.add_argument("--seconds", type=_positive_float, default=5.0,
                     help="length in s (default: %(default)s)")
-    rd.add_argument("--out", default=None, metavar="FILE",
+    rd.add_argument("--out", type=_output_file, default=None, metavar="FILE",
                     help="FILE.mp4, FILE.gif or FILE.png (the last frame) "
                          "(default: TASK.mp4)")
     rd.add_argument("--view", type=_view, default=None,
@@ -561,11 +586,11 @@ def parser() -> argparse.ArgumentParser:
     rd.add_argument("--fps", type=int, choices=(100, 50, 25, 20, 10), default=50,
                     help="frames/s of the video; the model steps at 100 (default: 50)")
     rd.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
-    rd.add_argument("--export", default=None, metavar="FILE.mot",
+    rd.add_argument("--export", type=_output_file, default=None, metavar="FILE.mot",
                     help="also write the rollout for the OpenSim GUI (as evaluate --export)")
-    rd.add_argument("--plot", default=None, metavar="FILE.png",
+    rd.add_argument("--plot", type=_output_file, default=None, metavar="FILE.png",
                     help="plot the rollout's joint angles against the reference (as evaluate)")
-    rd.add_argument("--plot-grf", default=None, metavar="FILE.png",
+    rd.add_argument("--plot-grf", type=_output_file, default=None, metavar="FILE.png",
                     help="plot the rollout's ground reaction forces against the reference's")
     rd.add_argument("--option", type=_env_option, action="append", metavar="KEY=VALUE",
                     help="an env option, as for train (not with --policy), e.g. your own "

@@ -49,6 +49,12 @@ def fastenv_cli(*args, timeout=300):
     (["bench", "--steps-per-env", "many"], "expected a whole number >= 1, got 'many'"),
     (["rollout", "--speed", "2"], "unrecognized arguments: --speed 2"),
     ([], "the following arguments are required: cmd"),
+    # an output file's folder is made (or refused) before a run of minutes, not after it
+    (["bench", "--json", "/dev/null/x.json"],
+     "--json: cannot make the folder of '/dev/null/x.json': /dev/null is a file, not a folder"),
+    (["evaluate", "runs/x", "--plot", "/"], "--plot: expected a file to write, got the folder"),
+    (["render", "TorqueWalkingImitation2D-v0", "--random", "--out", "/dev/null/a.mp4"],
+     "--out: cannot make the folder of '/dev/null/a.mp4'"),
 ])
 def test_input_errors_are_one_line(args, expected):
     proc = fastenv_cli(*args)
@@ -101,3 +107,9 @@ def test_option_values_are_read_as_json_or_python_literals():
     assert _env_option("pd_bandwidth=None") == ("pd_bandwidth", None)
     assert _env_option("r_weights=[1, 0, 0]") == ("r_weights", [1, 0, 0])
     assert _env_option("reward=tracking") == ("reward", "tracking")
+
+
+def test_output_file_folders_are_made(tmp_path):
+    from fastenv.__main__ import _output_file
+    out = tmp_path / "new" / "deeper" / "x.json"
+    assert _output_file(str(out)) == str(out) and out.parent.is_dir()
