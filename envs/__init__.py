@@ -145,7 +145,12 @@ _FLAGS = ("use_target_obs", "use_GRF", "apply_perturbations", "log", "align_grou
           "visualize", "observe_previous_actions", "share_model")
 
 
-def _is_number(value) -> bool:
+def is_int(value) -> bool:
+    """An integer, and not a bool (``True`` would otherwise count as 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_number(value) -> bool:
     """A finite real number, not a bool."""
     return (isinstance(value, (int, float, np.integer, np.floating))
             and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value)))
@@ -207,14 +212,13 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
     if opts["nan_actions"] not in ("raise", "zero"):
         raise ValueError(f"nan_actions must be 'raise' or 'zero', got {opts['nan_actions']!r}")
-    if not (isinstance(opts["horizon"], (int, np.integer))
-            and not isinstance(opts["horizon"], (bool, np.bool_)) and opts["horizon"] >= 1):
+    if not (is_int(opts["horizon"]) and opts["horizon"] >= 1):
         raise ValueError(f"horizon must be an int >= 1, got {opts['horizon']!r}")
-    if not (_is_number(opts["max_actuation"]) and opts["max_actuation"] > 0):
+    if not (is_number(opts["max_actuation"]) and opts["max_actuation"] > 0):
         raise ValueError(f"max_actuation must be > 0, got {opts['max_actuation']!r}")
     if opts["r_weights"] is not None and not (
             isinstance(opts["r_weights"], (list, tuple, np.ndarray))
-            and len(opts["r_weights"]) == 3 and all(_is_number(w) for w in opts["r_weights"])):
+            and len(opts["r_weights"]) == 3 and all(is_number(w) for w in opts["r_weights"])):
         raise ValueError(f"r_weights must be [w_imitate, w_effort, w_action], "
                          f"got {opts['r_weights']!r}")
     if opts["episode_seconds"] is not None and not (

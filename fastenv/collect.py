@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from fastenv.envs import is_int
 from fastenv.vector import OsimVectorEnv
 
 
@@ -94,7 +95,7 @@ class PipelinedCollector:
             raise TypeError(f"policy must be callable (obs -> actions), got {policy!r}")
         n = envs.num_envs
         batch_size = envs.batch_size if batch_size is None else batch_size
-        if not (isinstance(batch_size, (int, np.integer)) and 1 <= batch_size <= n):
+        if not (is_int(batch_size) and 1 <= batch_size <= n):
             raise ValueError(f"batch_size must be an int in [1, num_envs={n}], got "
                              f"{batch_size!r}")
         self.envs, self.policy, self.seed = envs, policy, seed
@@ -126,7 +127,7 @@ class PipelinedCollector:
 
     def collect(self, steps: int) -> Rollout:
         """``steps`` transitions of every env, the policy acting as envs come back."""
-        if not (isinstance(steps, (int, np.integer)) and steps >= 1):
+        if not (is_int(steps) and steps >= 1):
             raise ValueError(f"steps must be an int >= 1, got {steps!r}")
         envs, n = self.envs, self.envs.num_envs
         space = envs.single_action_space

@@ -14,7 +14,7 @@ import numpy as np
 
 from fastenv import kernels
 from fastenv.actuation import make_actuation
-from fastenv.envs import OPTIONS, TASKS, TaskSpec, resolve_options  # noqa: F401
+from fastenv.envs import OPTIONS, TASKS, TaskSpec, is_int, resolve_options  # noqa: F401
 from fastenv.observation import (
     build_observation_layout,
     previous_action_names,
@@ -204,8 +204,7 @@ class ImitationEnv(gym.Env):
                 raise ValueError(f"unknown reset option(s) {unknown}; valid: ['start_frame']")
         if options and "start_frame" in options:
             start = options["start_frame"]
-            if (not isinstance(start, (int, np.integer)) or isinstance(start, bool)
-                    or not 0 <= start < self.reference.n_frames):
+            if not (is_int(start) and 0 <= start < self.reference.n_frames):
                 raise ValueError(f"start_frame must be an int in [0, "
                                  f"{self.reference.n_frames}), got {start!r}")
             start = int(start)

@@ -24,7 +24,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from fastenv.envs import OPTIONS, TASKS, resolve_options
+from fastenv.envs import OPTIONS, TASKS, is_int, resolve_options
 from fastenv.errors import ClosedEnvError, EnvError, PendingCallError
 from fastenv.pool import EnvFactory, Pool, default_workers
 
@@ -78,25 +78,25 @@ class OsimVectorEnv(gym.vector.VectorEnv):
                  _faults=(), **env_options):
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
-        if not (_is_int(num_envs) and num_envs >= 1):
+        if not (is_int(num_envs) and num_envs >= 1):
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         num_workers = default_workers() if num_workers is None else num_workers
-        if not (_is_int(num_workers) and num_workers >= 1):
+        if not (is_int(num_workers) and num_workers >= 1):
             raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
         num_workers = min(int(num_workers), int(num_envs))
         if active_workers is not None:
-            if not (_is_int(active_workers) and active_workers >= 1):
+            if not (is_int(active_workers) and active_workers >= 1):
                 raise ValueError(f"active_workers must be an int >= 1 or None, got "
                                  f"{active_workers!r}")
             active_workers = min(int(active_workers), num_workers)
         batch_size = num_envs if batch_size is None else batch_size
-        if not (_is_int(batch_size) and 1 <= batch_size <= num_envs):
+        if not (is_int(batch_size) and 1 <= batch_size <= num_envs):
             raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], "
                              f"got {batch_size!r}")
         mode = _autoreset_mode(autoreset_mode)
         if step_timeout is not None and not step_timeout > 0:
             raise ValueError(f"step_timeout must be > 0 seconds or None, got {step_timeout!r}")
-        if recycle_every is not None and not (_is_int(recycle_every) and recycle_every >= 1):
+        if recycle_every is not None and not (is_int(recycle_every) and recycle_every >= 1):
             raise ValueError(f"recycle_every must be an int >= 1 or None, got {recycle_every!r}")
         if max_episode_steps is not None:
             raise ValueError("max_episode_steps is not supported: episodes end after the "
@@ -219,7 +219,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if seed is None:
             a.seed_set[ids] = False
             return
-        if _is_int(seed):
+        if is_int(seed):
             if not 0 <= seed <= top - self.num_envs:
                 raise ValueError(f"seed must be >= 0 and fit in {a.seed.dtype} "
                                  f"(env i gets seed + i); got {seed}")
@@ -227,7 +227,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             a.seed_set[ids] = True
             return
         seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else None
-        if seeds is None or any(not (s is None or _is_int(s)) for s in seeds):
+        if seeds is None or any(not (s is None or is_int(s)) for s in seeds):
             raise ValueError(f"seed must be None, an int or a list of {self.num_envs} "
                              f"ints or None; got {seed!r}")
         if len(seeds) != self.num_envs:
@@ -251,7 +251,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if options:
             raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: "
                              "['reset_mask', 'start_frame']")
-        if start_frame is not None and not (_is_int(start_frame) and start_frame >= 0):
+        if start_frame is not None and not (is_int(start_frame) and start_frame >= 0):
             # -1 is the shared array's "none"; the upper bound is each env's reference
             raise ValueError(f"start_frame must be None or an int >= 0, got {start_frame!r}")
         if mask is None:
@@ -349,7 +349,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             raise PendingCallError("recv() called while a step_async() is in flight; "
                                    "call step_wait() first")
         n = self.batch_size if batch_size is None else batch_size
-        if not (_is_int(n) and 1 <= n <= self.num_envs):
+        if not (is_int(n) and 1 <= n <= self.num_envs):
             raise ValueError(f"batch_size must be an int in [1, num_envs={self.num_envs}], "
                              f"got {batch_size!r}")
         if self._pool.pending < n:
@@ -455,11 +455,6 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def __repr__(self):
         return (f"OsimVectorEnv({self.task!r}, num_envs={self.num_envs}, "
                 f"num_workers={self.num_workers}, autoreset_mode={self.autoreset_mode.value})")
-
-
-def _is_int(value) -> bool:
-    """An integer, and not a bool (``True`` would otherwise count as 1)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _autoreset_mode(value) -> AutoresetMode:

@@ -20,6 +20,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from fastenv.envs import is_int
 from fastenv.vector import OsimVectorEnv
 
 
@@ -61,8 +62,7 @@ class FastenvVecEnv(VecEnv):
     def seed(self, seed: int | None = None):
         """Env ``i`` gets ``seed + i`` at the next ``reset()`` (SB3's rule); a seed that
         is not None or an int >= 0 is refused here, not at that reset."""
-        if seed is not None and not (isinstance(seed, (int, np.integer))
-                                     and not isinstance(seed, (bool, np.bool_)) and seed >= 0):
+        if seed is not None and not (is_int(seed) and seed >= 0):
             raise ValueError(f"seed must be None or an int >= 0 (env i gets seed + i), "
                              f"got {seed!r}")
         return super().seed(seed)
