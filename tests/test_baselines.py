@@ -1,0 +1,30 @@
+"""The committed baseline policies still do what their evaluations say, with today's
+code: a change to the observation layout, the actuation or the reference would make a
+trained policy fail silently, and this is where it shows."""
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("stable_baselines3")
+
+from fastenv.evaluate import evaluate  # noqa: E402
+
+BASELINES = Path(__file__).resolve().parents[1] / "baselines"
+
+# the baselines that meet the target, evaluated on the shipped references of today
+MEETING_THE_TARGET = ["TorqueWalkingImitation2D-v0", "runs/torque_run2d_ppo"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", MEETING_THE_TARGET)
+def test_committed_policy_reproduces_its_evaluation(run):
+    committed = json.loads((BASELINES / run / "evaluation.json").read_text())
+    first = committed["episodes"][0]
+    result = evaluate(BASELINES / run, episodes=1, seconds=committed["seconds"],
+                      start_noise=committed["start_noise"], random_baseline=False)
+    again = result["episodes"][0]
+    assert not again["fell"] and again["time_alive_s"] == pytest.approx(first["time_alive_s"])
+    # the same episode; a little slack for another CPU's floating point in the policy
+    assert again["joint_rmse_deg"] == pytest.approx(first["joint_rmse_deg"], abs=0.5)
+    assert again["speed_m_s"] == pytest.approx(first["speed_m_s"], rel=0.05)
