@@ -433,9 +433,10 @@ def render(args) -> int:
 
 def _plot_grf(env, records, path, title):
     from fastenv import evaluate as ev
-    reference = ev.reference_grf(env, [r["step"] for r in records])
-    ev.plot_grf(records, reference, env.sim.contact_names, env.sim.body_weight, path,
-                title=title)
+    steps = [r["step"] for r in records]
+    ev.plot_grf(records, ev.reference_grf(env, steps), env.sim.contact_names,
+                env.sim.body_weight, path, title=title,
+                reference_fore_aft=ev.reference_fore_aft(env, steps))
     print(f"wrote {path}")
 
 

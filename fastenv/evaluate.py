@@ -311,10 +311,30 @@ def reference_grf(env, steps) -> np.ndarray:
                      for k in steps])
 
 
-def plot_grf(records, reference, contact_names, body_weight, path, title=""):
-    """Vertical and fore-aft ground reaction force per foot (body weights) over an
+def reference_fore_aft(env, steps) -> np.ndarray:
+    """(len(steps),) the fore-aft force on the whole body (N) that the reference's
+    centre of mass implies (mass × its forward acceleration, central differences of
+    its velocity), at env steps ``steps``. At a prescribed motion the contact model's
+    friction depends on how fast the feet slip, and the references' feet slip as much
+    as Moco's smooth contacts (0.2 m/s stick-slip transition) need: on the env's
+    Hunt-Crossley contacts (0.1 m/s) the same slip gives about twice the force."""
+    ref = env.reference
+    force = []
+    for k in steps:
+        before = max(k - 1, 0)   # the first frame: a one-sided difference
+        dv = ref.com_velocity_at(k + 1)[0] - ref.com_velocity_at(before)[0]
+        force.append(env.sim.body_mass * dv / ((k + 1 - before) * ref.control_dt))
+    return np.array(force)
+
+
+def plot_grf(records, reference, contact_names, body_weight, path, title="",
+             reference_fore_aft=None):
+    """Vertical ground reaction force per foot and fore-aft force (body weights) over an
     episode's records (``log=True``: each holds "grf"), against ``reference``
-    (:func:`reference_grf` at the records' steps)."""
+    (:func:`reference_grf` at the records' steps). With ``reference_fore_aft``
+    (:func:`reference_fore_aft`), the fore-aft row is one panel, both feet together
+    against the force the reference's centre of mass implies, instead of each foot
+    against the contact model's friction at the reference's pose and speeds."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -323,16 +343,31 @@ def plot_grf(records, reference, contact_names, body_weight, path, title=""):
     ref = np.asarray(reference).reshape(len(records), -1, 6) / body_weight
     n = len(contact_names)
     fig, axes = plt.subplots(2, n, figsize=(4.5 * n, 5), sharex=True, squeeze=False)
+    rows = ((1, "vertical"),) if reference_fore_aft is not None else ((1, "vertical"),
+                                                                       (0, "fore-aft"))
     for j, name in enumerate(contact_names):
-        for row, (k, label) in enumerate(((1, "vertical"), (0, "fore-aft"))):
+        for row, (k, label) in enumerate(rows):
             ax = axes[row, j]
             ax.plot(t, ref[:, j, k], color="0.5", lw=2, label="reference")
             ax.plot(t, grf[:, j, k], color="tab:green", lw=1.2, label="rollout")
             ax.set_title(f"{name}: {label}", fontsize=9)
             ax.set_ylabel("GRF (body weights)")
             ax.grid(alpha=0.3)
+    if reference_fore_aft is not None:
+        for ax in axes[1, 1:]:
+            ax.remove()
+        ax = axes[1, 0]
+        ax.set_subplotspec(axes[1, 0].get_gridspec()[1, :])
+        ax.plot(t, np.asarray(reference_fore_aft) / body_weight, color="0.5", lw=2,
+                label="reference (its centre of mass's acceleration)")
+        ax.plot(t, grf[:, :, 0].sum(axis=1), color="tab:green", lw=1.2, label="rollout")
+        ax.set_title("both feet: fore-aft", fontsize=9)
+        ax.set_ylabel("GRF (body weights)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
+        if ax.figure is fig and ax in fig.axes:
+            ax.set_xlabel("time (s)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

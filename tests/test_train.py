@@ -67,6 +67,25 @@ def test_cost_of_transport_and_torque_rms():
         ev.episode_metrics(**{**constructed(), "q": np.zeros((3, 2))})
 
 
+def test_reference_fore_aft_force_is_what_its_centre_of_mass_implies():
+    """The fore-aft reference of ``--plot-grf``: mass × the centre of mass's forward
+    acceleration. Over a loop of steady running it averages to zero and stays within
+    running's ±0.5 body weights (the contact model's friction at the reference's pose
+    and speeds reached ±0.9: the feet slip as much as Moco's smooth contacts need)."""
+    from fastenv.env import ImitationEnv
+    env = ImitationEnv("TorqueRunningImitation2D-v0", mode="test")
+    try:
+        ref, n = env.reference, env.reference.n_frames
+        force = ev.reference_fore_aft(env, range(n)) / env.sim.body_weight
+        k = 10
+        expected = env.sim.body_mass * (ref.com_vel[k + 1, 0] - ref.com_vel[k - 1, 0]) / (
+            2 * ref.control_dt)
+        assert force[k] * env.sim.body_weight == pytest.approx(expected)
+        assert abs(force.mean()) < 0.01 and 0.2 < np.abs(force).max() < 0.5
+    finally:
+        env.close()
+
+
 def test_config_merge_rejects_typos(tmp_path):
     cfg = load_config("ppo")
     assert cfg["algo"]["n_steps"] > 0 and cfg["env"]["num_envs"] >= 1
