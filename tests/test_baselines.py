@@ -13,7 +13,8 @@ from fastenv.evaluate import evaluate  # noqa: E402
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 
 # the baselines that meet the target, evaluated on the shipped references of today
-MEETING_THE_TARGET = ["TorqueWalkingImitation2D-v0", "runs/torque_run2d_ppo"]
+MEETING_THE_TARGET = ["TorqueWalkingImitation2D-v0", "runs/torque_run2d_ppo",
+                      "runs/torque_run3d_ppo"]
 
 
 @pytest.mark.slow
