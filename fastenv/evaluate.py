@@ -304,11 +304,20 @@ def plot_learning_curves(run_dir, path, random: dict | None = None):
 
 def reference_grf(env, steps) -> np.ndarray:
     """(len(steps), n_contact, 6): the loads ``env``'s contact model gives at its
-    reference's pose and speeds at env steps ``steps`` (test mode: from frame 0), in
-    the layout of ``Simulation.buf``'s "grf" (Fx, Fy, Fz, Mx, My, Mz per foot)."""
-    sim = env.sim
-    return np.array([sim.contact_loads(sim.posed_state(*env.reference.coordinates_at(k)))
-                     for k in steps])
+    reference's pose and speeds at env steps ``steps`` (test mode: from frame 0; a
+    mirror reference's way back at its forward speeds), in the layout of
+    ``Simulation.buf``'s "grf" (Fx, Fy, Fz, Mx, My, Mz per foot)."""
+    sim, ref = env.sim, env.reference
+    loads = []
+    for k in steps:
+        i, c = ref.index(k)
+        # a mirror reference's way back is its forward motion reversed: the speeds change
+        # sign, the accelerations, and so the loads, do not. The contact model at the
+        # reversed speeds would turn its damping round (jumping2d: 7.1 instead of 3.1
+        # body weights at the "landing")
+        q = ref.q[i] + c * ref.q_offset
+        loads.append(sim.contact_loads(sim.posed_state(q, ref.qdot[i])))
+    return np.array(loads)
 
 
 def reference_fore_aft(env, steps) -> np.ndarray:

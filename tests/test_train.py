@@ -86,6 +86,22 @@ def test_reference_fore_aft_force_is_what_its_centre_of_mass_implies():
         env.close()
 
 
+def test_reference_loads_of_a_mirror_reference_are_the_same_on_the_way_back():
+    """A jump is played up and back down: the way back is the forward motion reversed,
+    so its loads repeat the forward ones in reverse order. Evaluated at the reversed
+    speeds, the contact damping turned round and gave 7.1 body weights for 3.1."""
+    from fastenv.env import ImitationEnv
+    env = ImitationEnv("TorqueJumpingImitation2D-v0", mode="test")
+    try:
+        n = env.reference.n_frames
+        loads = ev.reference_grf(env, range(2 * n - 2))
+        assert np.allclose(loads[1:n - 1], loads[2 * n - 3:n - 1:-1])
+        vertical = loads[:, :, 1].sum(axis=1) / env.sim.body_weight
+        assert 2.5 < vertical.max() < 3.5
+    finally:
+        env.close()
+
+
 def test_config_merge_rejects_typos(tmp_path):
     cfg = load_config("ppo")
     assert cfg["algo"]["n_steps"] > 0 and cfg["env"]["num_envs"] >= 1
