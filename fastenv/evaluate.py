@@ -258,6 +258,7 @@ def plot_learning_curves(run_dir, path, random: dict | None = None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     def read(name):
         file = Path(run_dir) / name
@@ -281,6 +282,10 @@ def plot_learning_curves(run_dir, path, random: dict | None = None):
                     label="reference")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
+    steps_format = matplotlib.ticker.FuncFormatter(   # 350k, 1.5M: 350000 ran into 400000
+        lambda x, _: f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k" if x else "0")
+    for ax in axes.flat:
+        ax.xaxis.set_major_formatter(steps_format)
     for ax in axes[1]:
         ax.set_xlabel("env steps")
     if "wall_s" in progress and len(progress["wall_s"]):
