@@ -205,8 +205,8 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
                          f"your own model={str(opts['model'])!r} leave them at their defaults")
     for flag in _FLAGS:
         # a string such as "no" is truthy: read as a flag it would mean the opposite
-        if not (isinstance(opts[flag], (bool, np.bool_)) or
-                (isinstance(opts[flag], (int, np.integer)) and opts[flag] in (0, 1))):
+        if not (isinstance(opts[flag], (bool, np.bool_))
+                or (is_int(opts[flag]) and opts[flag] in (0, 1))):
             raise ValueError(f"{flag} must be True or False, got {opts[flag]!r}")
     if opts["mode"] not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")

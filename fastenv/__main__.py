@@ -374,7 +374,6 @@ def render(args) -> int:
                    log=bool(args.export or args.plot or args.plot_grf),
                    render_view=args.view, render_size=(args.width, args.height))
     env = ImitationEnv(task, render_mode="rgb_array", **options)
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     steps = round(args.seconds / env.sim.control_dt)
     every = FPS // args.fps
     ended = []

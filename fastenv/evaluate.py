@@ -380,7 +380,7 @@ def plot_grf(records, reference, contact_names, body_weight, path, title="",
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in axes[-1]:
-        if ax.figure is fig and ax in fig.axes:
+        if ax in fig.axes:   # not the fore-aft panels removed above
             ax.set_xlabel("time (s)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
