@@ -65,7 +65,8 @@ __all__ = [
 
 # Bump whenever a builder's output changes: it is part of the cache key, so old
 # cached files are simply never looked up again.
-BUILDER_VERSION = 2   # 2: one HuntCrossleyForce per contact sphere
+BUILDER_VERSION = 3   # 2: one HuntCrossleyForce per contact sphere; 3: 2D DGF muscles
+                      # without passive fibre force, as the 2D references were solved
 
 # The global (root) translations are never actuated in torque models: a force
 # pushing the pelvis through space would be an unphysical "hand of god".
@@ -473,14 +474,16 @@ DGF_ACTIVE_FORCE_WIDTH = 1.5
 SMOOTH_CONTACT_TRANSITION_VELOCITY = 0.2
 
 
-def _degroote_muscles(model: opensim.Model) -> None:
+def _degroote_muscles(model: opensim.Model, passive_fiber_force: bool) -> None:
     """Replace every muscle by a DeGroote-Fregly 2016 muscle with a rigid tendon.
 
     ``replaceMuscles`` keeps each muscle's name, path, max isometric force, optimal
     fibre length, tendon slack length, pennation, max contraction velocity,
     activation time constants and control limits, so variant edits made before
     (the palsy child's weakness and contractures) carry over. Passive fibre force is
-    kept: the palsy contractures act through it, and the Thelen muscles have it.
+    on or off as in the Moco solves of the references on this model
+    (``VariantSpec.dgf_passive_fiber_force``), so that a reference's excitations
+    (``excitations="residual"``) drive the model they were solved for.
     """
     if not any(True for _ in _iter(model.getMuscles())):
         raise ValueError(f"model {model.getName()!r} has no muscles to replace")
@@ -488,7 +491,7 @@ def _degroote_muscles(model: opensim.Model) -> None:
     for muscle in _iter(model.updMuscles()):
         dgf = opensim.DeGrooteFregly2016Muscle.safeDownCast(muscle)
         dgf.set_ignore_tendon_compliance(True)
-        dgf.set_ignore_passive_fiber_force(False)
+        dgf.set_ignore_passive_fiber_force(not passive_fiber_force)
         dgf.set_active_force_width_scale(DGF_ACTIVE_FORCE_WIDTH)
 
 
@@ -604,9 +607,10 @@ def _split_hunt_crossley(model: opensim.Model) -> None:
             model.addForce(force)
 
 
-def _apply_models(model: opensim.Model, muscle_model: str, contact_model: str) -> None:
+def _apply_models(model: opensim.Model, muscle_model: str, contact_model: str,
+                  passive_fiber_force: bool = True) -> None:
     if muscle_model == "degroote":
-        _degroote_muscles(model)
+        _degroote_muscles(model, passive_fiber_force)
     if contact_model == "smooth":
         _smooth_contacts(model)
     else:
@@ -626,6 +630,9 @@ class VariantSpec:
     lists every accepted param with its default, whose type each given value is
     coerced to (so ``max_actuation=200`` and ``200.0`` hit the same cache entry).
     ``keep_name`` keeps the base model's name (the plain muscle models).
+    ``dgf_passive_fiber_force``: whether the ``muscle_model="degroote"`` version keeps
+    passive fibre force, as the references' Moco solves on this model did (the 2D
+    solves leave it out, the 3D ones keep it: the palsy contractures act through it).
     """
 
     base: str
@@ -633,6 +640,7 @@ class VariantSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     doc: str = ""
     keep_name: bool = False
+    dgf_passive_fiber_force: bool = True
 
 
 VARIANTS: dict[str, VariantSpec] = {
@@ -642,6 +650,7 @@ VARIANTS: dict[str, VariantSpec] = {
         {},
         "planar 9-dof, 18 Thelen muscles (osim-rl base model)",
         keep_name=True,
+        dgf_passive_fiber_force=False,
     ),
     "muscle3d": VariantSpec(
         _MUSCLE3D_BASE,
@@ -667,6 +676,7 @@ VARIANTS: dict[str, VariantSpec] = {
         _build_locked_knee,
         {},
         "muscle2d, left knee+ankle locked at 0, left shank muscles removed",
+        dgf_passive_fiber_force=False,
     ),
     "muscle3d_lockedknee": VariantSpec(
         _MUSCLE3D_BASE,
@@ -773,7 +783,7 @@ def _build_model(
     spec.build(model, **params)
     models = dict(models or {})
     _apply_models(model, models.get("muscle_model", MUSCLE_MODELS[0]),
-                  models.get("contact_model", CONTACT_MODELS[0]))
+                  models.get("contact_model", CONTACT_MODELS[0]), spec.dgf_passive_fiber_force)
     if models:
         model.set_credits(f"fastenv: {json.dumps(models, sort_keys=True)}. "
                           + model.get_credits())

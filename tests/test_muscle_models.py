@@ -1,13 +1,16 @@
 """The muscle_model / contact_model options: the Moco model family (DeGroote-Fregly
 muscles with rigid tendons, smooth sphere contacts) built into the variant cache, with
 the same observation and action layout as the osim-rl originals."""
+import json
+
 import numpy as np
 import opensim
 import pytest
 
 from fastenv.env import ImitationEnv
 from fastenv.envs import TASKS, resolve_options
-from fastenv.envs.variants import variant_path
+from fastenv.envs.variants import VARIANTS, variant_path
+from fastenv.references import REFERENCE_DIR
 from fastenv.sim import Simulation
 
 TASK = "MuscleWalkingImitation2D-v0"
@@ -62,7 +65,8 @@ def test_moco_family_model_content():
     assert all(m is not None for m in muscles)
     assert [m.getName() for m in muscles] == [m.getName() for m in thelen.getMuscles()]
     for dgf, th in zip(muscles, thelen.getMuscles()):
-        assert dgf.get_ignore_tendon_compliance() and not dgf.get_ignore_passive_fiber_force()
+        # the 2D references were solved without passive fibre force
+        assert dgf.get_ignore_tendon_compliance() and dgf.get_ignore_passive_fiber_force()
         assert dgf.get_active_force_width_scale() == 1.5
         assert dgf.getOptimalFiberLength() == th.getOptimalFiberLength()
         assert dgf.getMaxIsometricForce() == th.getMaxIsometricForce()
@@ -71,6 +75,45 @@ def test_moco_family_model_content():
     assert "HuntCrossleyForce" not in forces.values()
     assert [n for n, c in forces.items() if c == "SmoothSphereHalfSpaceForce"] == [
         "foot_r:r_heel", "foot_r:r_toe", "foot_l:l_heel", "foot_l:l_toe"]
+
+
+def _solved_with_passive_fiber_force(reference_name):
+    """What the reference's Moco solve did with passive fibre force (None: no solve)."""
+    meta = json.loads((REFERENCE_DIR / f"{reference_name}.json").read_text())
+    if "muscle_model" in meta:
+        return meta["muscle_model"]["passive_fiber_forces"]
+    return meta.get("moco", {}).get("settings", {}).get("passive_fiber_forces")
+
+
+@pytest.mark.parametrize("task", [n for n, t in TASKS.items() if t.actuation == "muscle"])
+def test_moco_family_is_the_model_the_reference_was_solved_on(task):
+    """Passive fibre force of the degroote variant as in the task's reference solve."""
+    spec = TASKS[task]
+    solved = _solved_with_passive_fiber_force(spec.reference)
+    if solved is None:
+        pytest.skip(f"{spec.reference} is not a Moco solution")
+    assert VARIANTS[spec.model].dgf_passive_fiber_force is solved
+    model = opensim.Model(str(variant_path(spec.model, muscle_model="degroote")))
+    muscle = opensim.DeGrooteFregly2016Muscle.safeDownCast(model.getMuscles().get(0))
+    assert muscle.get_ignore_passive_fiber_force() is not solved
+
+
+@pytest.mark.parametrize("task", ["MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0"])
+def test_reference_excitations_drive_the_moco_family_along_the_reference(task):
+    """Open loop, the solution's excitations on the model it was solved for stay within
+    2.5 degrees of the reference for 50 ms (0.5 / 1.6 deg; with passive fibre force added,
+    8.6 / 6.0 deg):
+    residual excitations correct a feed-forward that is right to begin with."""
+    env = ImitationEnv(task, excitations="residual", muscle_model="degroote",
+                       contact_model="smooth", mode="test")
+    env.reset(seed=0)
+    rmse = []
+    for _ in range(5):
+        _, _, terminated, truncated, info = env.step(np.zeros(env.action_space.shape))
+        assert not (terminated or truncated)
+        rmse.append(np.degrees(np.sqrt(info["joint_mse"])))
+    env.close()
+    assert max(rmse) < 2.5, rmse
 
 
 def test_palsy_weakness_and_contractures_carry_over():
