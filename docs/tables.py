@@ -547,6 +547,19 @@ def muscle_models_table() -> list[str]:
                     "within 10° for (s)"], "llrrrrr", rows)]
 
 
+def reflex_table() -> list[str]:
+    r = load("reflex")
+    rows = [[x["task"], f"`{x['muscle_model']}`, `{x['contact_model']}`",
+             f"`{x['excitations']}`",
+             f"{x['mean_up_s']:.2f} ({min(x['seconds_up']):.2f}–{max(x['seconds_up']):.2f})",
+             f"{x['stayed_up']}/{len(x['seconds_up'])}", f"{x['joint_rmse_deg']:.1f}"]
+            for x in r["rows"]]
+    return [f"Zero action, {r['starts']} start frames per row, up to {r['seconds']:g} s; "
+            f"reflex gains {r['reflex_gains']}.", "",
+            *table(["task", "muscles, contacts", "excitations", "time up (s): mean (range)",
+                    "up all the way", "joint RMSE (deg)"], "lllrrr", rows)]
+
+
 def model_choice_table() -> list[str]:
     rows = [[model, f"{r['steps_per_s']:.0f}", f"{r['rms_error_deg_at_0_1s']:.1f}",
              f"{r['rms_error_deg_at_half_cycle']:.1f}", f"{r['follows_within_10deg_s']:.2f}",
@@ -697,6 +710,7 @@ TABLES = {
     "physics-sweep-musclerunning": presets_sweep_table("physics_presets_musclerunning"),
     "model-choice": model_choice_table,
     "muscle-models": muscle_models_table,
+    "reflex": reflex_table,
     "contact-split": contact_split_table,
 }
 

@@ -131,6 +131,7 @@ OPTIONS = dict(
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
     pd_update="continuous", start_settle=None, excitations="direct", excitation_range=0.2,
+    reflex_gains=(20.0, 5.0, 6.0, 0.3),
     muscle_model="thelen", contact_model="hunt_crossley",
     reward="original", render_view=None, render_size=(640, 480), share_model=False,
 )
@@ -232,9 +233,14 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"reward must be 'original' or 'tracking', got {opts['reward']!r}")
     if opts["pd_targets"] not in ("range", "residual"):
         raise ValueError(f"pd_targets must be 'range' or 'residual', got {opts['pd_targets']!r}")
-    if opts["excitations"] not in ("direct", "residual"):
-        raise ValueError(f"excitations must be 'direct' or 'residual', got "
+    if opts["excitations"] not in ("direct", "residual", "reflex"):
+        raise ValueError(f"excitations must be 'direct', 'residual' or 'reflex', got "
                          f"{opts['excitations']!r}")
+    gains = opts["reflex_gains"]
+    if not (isinstance(gains, (list, tuple)) and len(gains) == 4
+            and all(is_number(g) and g >= 0 for g in gains)):
+        raise ValueError(f"reflex_gains must be 4 numbers >= 0 (k_length, k_velocity, "
+                         f"k_trunk, trunk_rate_s), got {gains!r}")
     if task is not None and task.actuation != "muscle" and opts["excitations"] != "direct":
         raise ValueError(f"excitations={opts['excitations']!r} applies to muscle tasks; "
                          f"{task.id} is torque-driven (see pd_targets='residual')")

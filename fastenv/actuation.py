@@ -57,8 +57,11 @@ class MuscleActuation(Actuation):
     corrections of ``excitation_range`` times the action to the reference's own
     excitations at the end of the step (those of the Moco solution the reference is a
     state trajectory of, :attr:`fastenv.references.Reference.excitation`), clipped to
-    [0, 1]; a zero action plays that solution's excitations open loop. How many
-    excitations the last step clipped is in the effort record (``excitation_clipped``).
+    [0, 1]; a zero action plays that solution's excitations open loop. ``"reflex"``:
+    the residual excitations plus spinal-like feedback around the reference
+    (:class:`Reflex`), so that a zero action tracks the reference closed loop, as the
+    PD does for torque tasks. How many excitations the last step clipped is in the
+    effort record (``excitation_clipped``).
 
     Effort: the metabolic cost of transport, Umberger (2003) whole-body metabolic power
     (``kernels.metabolic_rate``) per body weight and speed of progress along the task's
@@ -74,12 +77,15 @@ class MuscleActuation(Actuation):
                              f"{len(sim.muscle_names)} muscles")
         self.sim = sim
         self.progress_axis = task.progress_axis
-        self.residual = options["excitations"] == "residual"
+        self.residual = options["excitations"] in ("residual", "reflex")
+        self.reflex = None
         if self.residual:
             self.reference = reference
             self.feedforward = reference_excitations(reference, sim.muscle_names)
             self.excitation_range = float(options["excitation_range"])
             self.action_space = gym.spaces.Box(-1.0, 1.0, (n,), np.float32)
+            if options["excitations"] == "reflex":
+                self.reflex = Reflex(sim, reference, self.feedforward, options["reflex_gains"])
         else:
             self.action_space = gym.spaces.Box(0.0, 1.0, (n,), np.float32)
         self.muscle_constants = metabolic.muscle_constants(sim.model, sim.default_state)
@@ -101,6 +107,9 @@ class MuscleActuation(Actuation):
         u = self._excitation
         np.multiply(smoothed[0], self.excitation_range, out=u)
         u += ref
+        if self.reflex is not None:
+            # the feedback acts on the state now, against the reference at this instant
+            u += self.reflex.feedback(self.reference.index(frame - 1)[0])
         self._clipped = int(np.count_nonzero((u < 0.0) | (u > 1.0)))
         np.clip(u, 0.0, 1.0, out=u)
         return u
@@ -121,6 +130,99 @@ class MuscleActuation(Actuation):
         if self.residual:
             record["excitation_clipped"] = self._clipped
         return record
+
+
+class Reflex:
+    """Spinal-like feedback around the reference for ``excitations="reflex"``.
+
+    Each muscle's excitation rises with its fibre's stretch and lengthening speed
+    beyond the reference's at the same instant (a stretch reflex: the muscle resists
+    what moves the joint away from the reference), and the hip muscles of the loaded
+    leg answer the pelvis's tilt away from the reference's (a trunk reflex: the stance
+    hip rights the pelvis, which the joint reflexes alone let the whole body pitch
+    over). With ``reflex_gains`` = (k_length, k_velocity, k_trunk, trunk_rate_s):
+
+        e_m += k_length * (l_m - l_ref,m) / l_opt,m
+             + k_velocity * (v_m - v_ref,m) / (v_max,m * l_opt,m)
+             + w_side(m) * k_trunk * sign(r_hip,m) * (tilt_err + trunk_rate_s * tilt_rate_err)
+
+    l, v: fibre length and velocity (``Simulation.buf``); l_ref, v_ref: the same at the
+    reference's state with the feed-forward's activations; r_hip: the muscle's moment
+    arm about its side's hip flexion at the reference's first frame (hip muscles: over
+    5 mm); w_side: that foot's share of the vertical ground reaction (0 in flight).
+    A positive hip torque rights a pelvis tilted too far forward (it acts on the pelvis
+    with the opposite sign). The state is read at the start of the 10-ms control step
+    and held, a delay within the spinal reflexes' 20-40 ms.
+    """
+
+    def __init__(self, sim, reference, feedforward, gains):
+        self.sim = sim
+        self.k_length, self.k_velocity, self.k_trunk, self.trunk_rate_s = map(float, gains)
+        muscles = sim.muscles
+        self.opt_length = np.array([m.getOptimalFiberLength() for m in muscles])
+        self.max_speed = self.opt_length * np.array(
+            [m.getMaxContractionVelocity() for m in muscles])
+        n = reference.n_frames
+        self.ref_length = np.empty((n, len(muscles)))
+        self.ref_speed = np.empty((n, len(muscles)))
+        for f in range(n):
+            state = sim.state_from_coordinates(reference.q[f], reference.qdot[f],
+                                               activation=feedforward[f])
+            sim.model.realizeVelocity(state)
+            self.ref_length[f] = [m.getFiberLength(state) for m in muscles]
+            self.ref_speed[f] = [m.getFiberVelocity(state) for m in muscles]
+        names = sim.coordinate_names
+        if "pelvis_tilt" not in names:
+            raise ValueError(f"excitations='reflex' needs a pelvis_tilt coordinate; "
+                             f"{sim.model_path} has {names}")
+        self.tilt = names.index("pelvis_tilt")
+        self.ref_tilt = np.array([reference.q[f][self.tilt] for f in range(n)])
+        self.ref_tilt_rate = np.array([reference.qdot[f][self.tilt] for f in range(n)])
+        # each muscle's side, the foot that loads it, and its hip moment arm's sign
+        feet = [c for c in sim.contact_names]
+        self.foot = np.empty(len(muscles), dtype=np.intp)
+        coords = sim.model.getCoordinateSet()
+        start = sim.state_from_coordinates(reference.q[0], reference.qdot[0],
+                                           equilibrate=False)
+        self.hip_sign = np.zeros(len(muscles))
+        for i, m in enumerate(muscles):
+            side = m.getName()[-2:]
+            foot = [j for j, c in enumerate(feet) if c.endswith(side)]
+            if side not in ("_r", "_l") or len(foot) != 1 or f"hip_flexion{side}" not in names:
+                raise ValueError(f"excitations='reflex' needs muscles named *_r / *_l with a "
+                                 f"foot and a hip_flexion coordinate on their side; muscle "
+                                 f"{m.getName()!r}, feet {feet}")
+            self.foot[i] = foot[0]
+            arm = m.getGeometryPath().computeMomentArm(start, coords.get(f"hip_flexion{side}"))
+            self.hip_sign[i] = np.sign(arm) if abs(arm) > 0.005 else 0.0
+        L = sim.layout
+        self._length, self._speed = L.slice("fiber_length"), L.slice("fiber_velocity")
+        self._q, self._qdot, self._grf = L.slice("q"), L.slice("qdot"), L.slice("grf")
+        self._out = np.empty(len(muscles))
+        self._tmp = np.empty(len(muscles))
+
+    def feedback(self, frame: int) -> np.ndarray:
+        """The excitation added to each muscle at reference step ``frame`` (this
+        instant), from the state in ``sim.buf``."""
+        b, out, tmp = self.sim.buf, self._out, self._tmp
+        np.subtract(b[self._length], self.ref_length[frame], out=out)
+        out /= self.opt_length
+        out *= self.k_length
+        np.subtract(b[self._speed], self.ref_speed[frame], out=tmp)
+        tmp /= self.max_speed
+        tmp *= self.k_velocity
+        out += tmp
+        if self.k_trunk:
+            load = np.maximum(b[self._grf].reshape(-1, 6)[:, 1], 0.0)
+            total = load.sum()
+            if total > 1e-6:
+                error = (b[self._q][self.tilt] - self.ref_tilt[frame]
+                         + self.trunk_rate_s * (b[self._qdot][self.tilt]
+                                                - self.ref_tilt_rate[frame]))
+                np.multiply(self.hip_sign, load[self.foot], out=tmp)
+                tmp *= self.k_trunk * error / total
+                out += tmp
+        return out
 
 
 def reference_excitations(reference, muscle_names) -> np.ndarray:

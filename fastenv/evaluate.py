@@ -181,11 +181,11 @@ def evaluate(run_dir, *, episodes: int = 5, seconds: float = 10.0, start_noise: 
         zero = None
         residual = (env.options["pd_targets"] == "residual"
                     if env.spec_task.actuation == "torque"
-                    else env.options["excitations"] == "residual")
+                    else env.options["excitations"] in ("residual", "reflex"))
         if random_baseline and residual:
             # residual targets: a zero action is the PD tracking the reference on its
-            # own (residual excitations: the reference's excitations open loop), the
-            # floor a trained policy has to improve on
+            # own (residual excitations: the reference's excitations open loop; reflex:
+            # those with the reflexes), the floor a trained policy has to improve on
             def zero_policy(obs):
                 return np.zeros(env.action_space.shape, np.float32)
             zero = [run_episode(env, zero_policy, seed=seed + k) for k in range(episodes)]
