@@ -389,3 +389,22 @@ def test_reflex_options_are_checked():
         ImitationEnv(TORQUE, excitations="reflex")
     with pytest.raises(ValueError, match="reference 'lockedknee2d' has none"):
         ImitationEnv("MuscleLockedKneeImitation2D-v0", excitations="reflex")
+
+
+def test_reflexes_in_the_vector_env_equal_single_envs():
+    """Two envs of one worker share one model; each env's reflex reads its own state."""
+    from fastenv.vector import OsimVectorEnv
+    options = dict(excitations="reflex", **MOCO_FAMILY)
+    rng = np.random.default_rng(1)
+    actions = rng.uniform(-1, 1, (15, 2, 18)).astype(np.float32)
+    venv = OsimVectorEnv(MUSCLE, 2, num_workers=1, **options)
+    try:
+        obs, _ = venv.reset(seed=3)
+        vector = [obs] + [venv.step(a)[0] for a in actions]
+    finally:
+        venv.close()
+    for i in range(2):
+        env = ImitationEnv(MUSCLE, **options)
+        single = [env.reset(seed=3 + i)[0]] + [env.step(a[i])[0] for a in actions]
+        env.close()
+        np.testing.assert_array_equal(np.array(vector)[:, i], np.array(single))
