@@ -150,8 +150,9 @@ class Reflex:
     reference's state with the feed-forward's activations; r_hip: the muscle's moment
     arm about its side's hip flexion at the reference's first frame (hip muscles: over
     5 mm); w_side: that foot's share of the vertical ground reaction (0 in flight).
-    A positive hip torque rights a pelvis tilted too far forward (it acts on the pelvis
-    with the opposite sign). The state is read at the start of the 10-ms control step
+    A hip torque acts on the pelvis with the opposite sign, so a positive tilt error is
+    answered by the stance hip's muscles of positive moment arm, which turn the pelvis
+    back (and the other way round). The state is read at the start of the 10-ms control step
     and held, a delay within the spinal reflexes' 20-40 ms.
     """
 
