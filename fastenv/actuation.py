@@ -109,7 +109,7 @@ class MuscleActuation(Actuation):
         u += ref
         if self.reflex is not None:
             # the feedback acts on the state now, against the reference at this instant
-            u += self.reflex.feedback(self.reference.index(frame - 1)[0])
+            u += self.reflex.feedback(frame - 1)
         self._clipped = int(np.count_nonzero((u < 0.0) | (u > 1.0)))
         np.clip(u, 0.0, 1.0, out=u)
         return u
@@ -152,12 +152,12 @@ class Reflex:
     5 mm); w_side: that foot's share of the vertical ground reaction (0 in flight).
     A hip torque acts on the pelvis with the opposite sign, so a positive tilt error is
     answered by the stance hip's muscles of positive moment arm, which turn the pelvis
-    back (and the other way round). The state is read at the start of the 10-ms control step
-    and held, a delay within the spinal reflexes' 20-40 ms.
+    back (and the other way round). The state is read at the start of the 10-ms control
+    step and held, a delay within the spinal reflexes' 20-40 ms.
     """
 
     def __init__(self, sim, reference, feedforward, gains):
-        self.sim = sim
+        self.sim, self.reference = sim, reference
         self.k_length, self.k_velocity, self.k_trunk, self.trunk_rate_s = map(float, gains)
         muscles = sim.muscles
         self.opt_length = np.array([m.getOptimalFiberLength() for m in muscles])
@@ -180,7 +180,7 @@ class Reflex:
         self.ref_tilt = np.array([reference.q[f][self.tilt] for f in range(n)])
         self.ref_tilt_rate = np.array([reference.qdot[f][self.tilt] for f in range(n)])
         # each muscle's side, the foot that loads it, and its hip moment arm's sign
-        feet = [c for c in sim.contact_names]
+        feet = list(sim.contact_names)
         self.foot = np.empty(len(muscles), dtype=np.intp)
         coords = sim.model.getCoordinateSet()
         start = sim.state_from_coordinates(reference.q[0], reference.qdot[0],
@@ -202,14 +202,17 @@ class Reflex:
         self._out = np.empty(len(muscles))
         self._tmp = np.empty(len(muscles))
 
-    def feedback(self, frame: int) -> np.ndarray:
-        """The excitation added to each muscle at reference step ``frame`` (this
-        instant), from the state in ``sim.buf``."""
+    def feedback(self, step: int) -> np.ndarray:
+        """The excitation added to each muscle at env step ``step`` of the reference
+        (this instant), from the state in ``sim.buf``."""
         b, out, tmp = self.sim.buf, self._out, self._tmp
+        frame = self.reference.index(step)[0]
+        direction = self.reference.direction(step)   # a mirror reference's way back
         np.subtract(b[self._length], self.ref_length[frame], out=out)
         out /= self.opt_length
         out *= self.k_length
-        np.subtract(b[self._speed], self.ref_speed[frame], out=tmp)
+        np.multiply(self.ref_speed[frame], direction, out=tmp)
+        np.subtract(b[self._speed], tmp, out=tmp)
         tmp /= self.max_speed
         tmp *= self.k_velocity
         out += tmp
@@ -219,7 +222,7 @@ class Reflex:
             if total > 1e-6:
                 error = (b[self._q][self.tilt] - self.ref_tilt[frame]
                          + self.trunk_rate_s * (b[self._qdot][self.tilt]
-                                                - self.ref_tilt_rate[frame]))
+                                                - direction * self.ref_tilt_rate[frame]))
                 np.multiply(self.hip_sign, load[self.foot], out=tmp)
                 tmp *= self.k_trunk * error / total
                 out += tmp

@@ -356,7 +356,7 @@ def test_reflex_feedback_is_the_documented_law():
         expected.append(20.0 * length[i] / lopt[i] + 5.0 * speed[i] / vmax[i]
                         + 6.0 * trunk * tilt_error)
     assert share.min() >= 0 and loads.max() > 0
-    np.testing.assert_allclose(act.reflex.feedback(ref.index(frame)[0]), expected,
+    np.testing.assert_allclose(act.reflex.feedback(frame), expected,
                                rtol=1e-6, atol=1e-9)
     # and the excitations sent: feed-forward of the step's end + action + feedback
     zero = np.zeros((1, env.n_actions))

@@ -99,7 +99,7 @@ class Reference:
         k = step % period
         return (k if k < self.n_frames else period - k), 0
 
-    def _direction(self, step: int) -> float:
+    def direction(self, step: int) -> float:
         """-1 while a mirror reference plays backwards (speeds change sign), else 1."""
         return -1.0 if (self.playback == "mirror" and step % (2 * (self.n_frames - 1))
                         >= self.n_frames) else 1.0
@@ -107,11 +107,11 @@ class Reference:
     def coordinates_at(self, step: int):
         """Coordinate values and speeds at env step ``step``."""
         i, c = self.index(step)
-        return self.q[i] + c * self.q_offset, self._direction(step) * self.qdot[i]
+        return self.q[i] + c * self.q_offset, self.direction(step) * self.qdot[i]
 
     def com_velocity_at(self, step: int):
         i, _ = self.index(step)
-        return self._direction(step) * self.com_vel[i]
+        return self.direction(step) * self.com_vel[i]
 
     def com_at(self, step: int):
         i, c = self.index(step)
