@@ -636,8 +636,14 @@ def baselines_table() -> list[str]:
                      f"{m['time_alive_s']:.1f}", f"{stayed}/{len(ep)}",
                      f"{m['joint_rmse_deg']:.1f}",
                      f"{m['speed_m_s']:.2f} / {m['reference_speed_m_s']:.2f}", cost])
-        zero = ("zero action (the feed-forward alone)" if e["task"].startswith("Muscle")
-                else "zero action (the PD alone)")
+        options = {}
+        if (path.parent / "config.json").is_file():
+            options = json.loads((path.parent / "config.json").read_text()).get(
+                "env_options", {})
+        zero = ("zero action (the PD alone)" if not e["task"].startswith("Muscle")
+                else "zero action (the feed-forward and the reflexes)"
+                if options.get("excitations") == "reflex"
+                else "zero action (the feed-forward alone)")
         for key, label in (("reference_as_target", zero), ("random_policy", "random actions")):
             b = e.get(key)
             if b:   # the same episodes without the policy: what it adds
@@ -656,8 +662,11 @@ def model_family_learnability_table() -> list[str]:
     test evaluation (``evaluation.json``)."""
     import csv
     rows = []
-    for label, run in (("Moco family (`degroote`, `smooth`)", "muscle2d_ppo_degroote"),
-                       ("default model (`thelen`, `hunt_crossley`)", "muscle2d_ppo")):
+    moco, default = "Moco family (`degroote`, `smooth`)", "default (`thelen`, `hunt_crossley`)"
+    for label, run in ((f"{moco}, `reflex`", "muscle2d_ppo_reflex"),
+                       (f"{moco}, `residual`", "muscle2d_ppo_degroote_residual"),
+                       (f"{default}, `residual`", "muscle2d_ppo_residual"),
+                       (f"{default}, `direct`", "muscle2d_ppo")):
         folder = ROOT / "baselines" / "runs" / run
         with open(folder / "progress.csv") as f:
             prog = list(csv.DictReader(f))
@@ -668,8 +677,9 @@ def model_family_learnability_table() -> list[str]:
                      f"{float(a['mean_return']):.0f} → {float(b['mean_return']):.0f}",
                      f"{float(a['mean_length']):.0f} → {float(b['mean_length']):.0f}",
                      f"{m['time_alive_s']:.2f} s", f"{m['joint_rmse_deg']:.1f}°"])
-    return table(["model", "env steps", "training return", "training episode (steps)",
-                  "test: time alive", "test: joint RMSE"], "lrrrrr", rows)
+    return table(["model, excitations", "env steps", "training return",
+                  "training episode (steps)", "test: time alive", "test: joint RMSE"],
+                 "lrrrrr", rows)
 
 
 def first_step_table() -> list[str]:
