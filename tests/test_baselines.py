@@ -15,10 +15,12 @@ BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 # the baselines that meet the target, evaluated on the shipped references of today
 MEETING_THE_TARGET = ["TorqueWalkingImitation2D-v0", "runs/torque_run2d_ppo",
                       "runs/torque_run3d_ppo"]
+# up in every test episode, 0.1 deg over the RMSE target: the jump
+UP_ALL_THE_WAY = ["runs/torque_jump2d_ppo"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("run", MEETING_THE_TARGET)
+@pytest.mark.parametrize("run", MEETING_THE_TARGET + UP_ALL_THE_WAY)
 def test_committed_policy_reproduces_its_evaluation(run):
     committed = json.loads((BASELINES / run / "evaluation.json").read_text())
     first = committed["episodes"][0]
@@ -28,4 +30,5 @@ def test_committed_policy_reproduces_its_evaluation(run):
     assert not again["fell"] and again["time_alive_s"] == pytest.approx(first["time_alive_s"])
     # the same episode; a little slack for another CPU's floating point in the policy
     assert again["joint_rmse_deg"] == pytest.approx(first["joint_rmse_deg"], abs=0.5)
-    assert again["speed_m_s"] == pytest.approx(first["speed_m_s"], rel=0.05)
+    # (a jump's "speed" is its centre of mass's net rise per second, near 0)
+    assert again["speed_m_s"] == pytest.approx(first["speed_m_s"], rel=0.05, abs=0.01)
