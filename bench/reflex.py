@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fastenv.env import ImitationEnv
+from fastenv.envs import OPTIONS
 
 TASKS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0")
 FAMILIES = (("degroote", "smooth"), ("thelen", "hunt_crossley"))
@@ -66,8 +67,7 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = dict(command="python bench/reflex.py", seconds=args.seconds,
-                  starts=args.starts, reflex_gains=list(ImitationEnv(TASKS[0]).options[
-                      "reflex_gains"]), rows=rows)
+                  starts=args.starts, reflex_gains=list(OPTIONS["reflex_gains"]), rows=rows)
     (out / "reflex.json").write_text(json.dumps(result, indent=1))
     print(f"wrote {out / 'reflex.json'}")
 

@@ -172,19 +172,17 @@ class Reflex:
             sim.model.realizeVelocity(state)
             self.ref_length[f] = [m.getFiberLength(state) for m in muscles]
             self.ref_speed[f] = [m.getFiberVelocity(state) for m in muscles]
+            if f == 0:
+                start = state   # the pose the hip moment arms are taken at
         names = sim.coordinate_names
         if "pelvis_tilt" not in names:
             raise ValueError(f"excitations='reflex' needs a pelvis_tilt coordinate; "
                              f"{sim.model_path} has {names}")
         self.tilt = names.index("pelvis_tilt")
-        self.ref_tilt = np.array([reference.q[f][self.tilt] for f in range(n)])
-        self.ref_tilt_rate = np.array([reference.qdot[f][self.tilt] for f in range(n)])
         # each muscle's side, the foot that loads it, and its hip moment arm's sign
         feet = list(sim.contact_names)
         self.foot = np.empty(len(muscles), dtype=np.intp)
         coords = sim.model.getCoordinateSet()
-        start = sim.state_from_coordinates(reference.q[0], reference.qdot[0],
-                                           equilibrate=False)
         self.hip_sign = np.zeros(len(muscles))
         for i, m in enumerate(muscles):
             side = m.getName()[-2:]
@@ -220,9 +218,9 @@ class Reflex:
             load = np.maximum(b[self._grf].reshape(-1, 6)[:, 1], 0.0)
             total = load.sum()
             if total > 1e-6:
-                error = (b[self._q][self.tilt] - self.ref_tilt[frame]
-                         + self.trunk_rate_s * (b[self._qdot][self.tilt]
-                                                - direction * self.ref_tilt_rate[frame]))
+                ref, j = self.reference, self.tilt
+                error = (b[self._q][j] - ref.q[frame, j]
+                         + self.trunk_rate_s * (b[self._qdot][j] - direction * ref.qdot[frame, j]))
                 np.multiply(self.hip_sign, load[self.foot], out=tmp)
                 tmp *= self.k_trunk * error / total
                 out += tmp
