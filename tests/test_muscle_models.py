@@ -85,7 +85,7 @@ def _solved_with_passive_fiber_force(reference_name):
     return meta.get("moco", {}).get("settings", {}).get("passive_fiber_forces")
 
 
-@pytest.mark.parametrize("task", [n for n, t in TASKS.items() if t.actuation == "muscle"])
+@pytest.mark.parametrize("task", MUSCLE_TASKS)
 def test_moco_family_is_the_model_the_reference_was_solved_on(task):
     """Passive fibre force of the degroote variant as in the task's reference solve."""
     spec = TASKS[task]
