@@ -1,7 +1,8 @@
 """What the reflexes give a zero action: closed-loop tracking without a policy.
 
 For each task with a reference that ships its Moco excitations (``walking2d``,
-``running2d``), each model family and each of ``excitations="residual"`` (the
+``running2d``, ``walking3d``, ``running3d``, ``lockedknee3d``, ``palsy3d``), each model
+family and each of ``excitations="residual"`` (the
 feed-forward alone) and ``"reflex"`` (with the default ``reflex_gains``), a zero action
 is played from evenly spaced start frames over the first half cycle (no start noise),
 for up to ``--seconds``. Reported per row: time up (mean, min, max), how many
@@ -19,7 +20,9 @@ import numpy as np
 from fastenv.env import ImitationEnv
 from fastenv.envs import OPTIONS
 
-TASKS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0")
+TASKS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
+         "MuscleWalkingImitation3D-v0", "MuscleRunningImitation3D-v0",
+         "MuscleLockedKneeImitation3D-v0", "MusclePalsyImitation3D-v0")
 FAMILIES = (("degroote", "smooth"), ("thelen", "hunt_crossley"))
 MODES = ("residual", "reflex")
 

@@ -5,6 +5,7 @@
                                    [--work-dir DIR] [--resume] [--seed STO] [--guess STO]
                                    [--kinematic]
     python -m refgen rekinematics NAME|all [--out DIR]
+    python -m refgen excitations NAME|all [--out DIR]
     python -m refgen check NAME|all [--json FILE] [--motions DIR] [--references DIR]
 
 Run it from a fastenv checkout (refgen is not installed with fastenv).  Generators
@@ -151,6 +152,14 @@ def parser() -> argparse.ArgumentParser:
     rekin.add_argument("name", help="a reference in the checkout's envs/references/, or 'all'")
     rekin.add_argument("--out", type=Path, default=REFERENCES_DIR,
                        help="output folder (default: the checkout's envs/references/)")
+    exc = sub.add_parser(
+        "excitations", help="put the muscle excitations of a committed 3D reference's Moco "
+                            "solution (<name>_solution.sto) into its .npz (no solve); every "
+                            "other array is kept")
+    exc.add_argument("name", help="a 3D tracked reference in the checkout's envs/references/ "
+                                  f"({', '.join(TRACKED_3D)}), or 'all'")
+    exc.add_argument("--out", type=Path, default=REFERENCES_DIR,
+                     help="output folder (default: the checkout's envs/references/)")
     check = sub.add_parser(
         "check", help="check shipped references against human norms and their measured "
                       "source (refgen/check.py); exit status 1 on any violation")
@@ -178,6 +187,25 @@ def rekinematics(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The 3D references that are Moco tracking solutions (``excitations`` applies to them).
+TRACKED_3D = ("lockedknee3d", "palsy3d", "running3d", "walking3d")
+
+
+def excitations(args: argparse.Namespace) -> int:
+    """``python -m refgen excitations NAME|all``:
+    :func:`refgen.derive3d.attach_solution_excitations`."""
+    from refgen.derive3d import attach_solution_excitations
+
+    names = TRACKED_3D if args.name == "all" else [args.name]
+    for name in names:
+        try:
+            attach_solution_excitations(name, references_dir=REFERENCES_DIR, out_dir=args.out)
+        except ValueError as exc:
+            print(f"python -m refgen excitations: {exc}", file=sys.stderr)
+            return 2
+    return 0
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "motions", None) is not None:
@@ -187,6 +215,8 @@ def main(argv=None) -> int:
     opensim.Logger.setLevelString("warn")
     if args.command == "rekinematics":
         return rekinematics(args)
+    if args.command == "excitations":
+        return excitations(args)
     if args.command == "check":
         from refgen.check import run
         try:

@@ -62,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastenv.references import MIRROR_NEGATED, Reference, build_reference
+from fastenv.references import MIRROR_NEGATED, Reference, build_reference, excitations_on_frames
 from refgen import REFERENCES_DIR, moco, motion_file
 from refgen.check import brushing_peak, contact_phases
 from refgen.kinematics import SIDES, ContactProbe, FootKinematics
@@ -670,9 +670,11 @@ def write_reference_coordinates(path, ref: Reference, name: str, model_path) -> 
 
 
 def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
-           doc: dict, out_dir, log=print, events: dict | None = None) -> dict:
+           doc: dict, out_dir, log=print, events: dict | None = None,
+           excitations: dict | None = None) -> dict:
     """Ground-align a derived motion, build its Reference and write npz, json and sto
-    to ``out_dir``."""
+    to ``out_dir``; with the ``excitations`` ({muscle: values on ``cycle.time``}) of
+    the Moco solution the motion is, for ``excitations="residual"``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     probe = ContactProbe(model_path)
@@ -702,7 +704,7 @@ def finish(name: str, model_path, cycle: Motion, *, cyclic: bool, playback: str,
     ref = build_reference(model_path, cycle.time, cycle.names, cycle.values,
                           control_dt=0.01, cyclic=cyclic, playback=playback, name=name,
                           source=doc.get("command", ""), figures=figures,
-                          start_at_rest=playback == "mirror")
+                          start_at_rest=playback == "mirror", excitations=excitations)
     ref.figures.update(contact_figures(ref, model_path, probe))
     ref.figures = rounded(ref.figures)
     npz = ref.save(out_dir / f"{name}.npz")
@@ -1197,6 +1199,7 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
     # excitations, and a warm start (--guess) for regenerating it
     solution.write(str(out_dir / f"{name}_solution.sto"))
     cycle = motion_from_solution(solution, target.names, symmetric=symmetric)
+    excitations = muscle_excitations_from_solution(solution, symmetric=symmetric)
     errors = tracking_errors_deg(cycle, target)
     hip_rot = [np.degrees(np.abs(np.asarray(solution.getStateMat(s))).max())
                for s in solution.getStateNames() if "hip_rotation" in s and s.endswith("/value")]
@@ -1230,7 +1233,7 @@ def track_and_write(name: str, variant: str, target: Motion, doc: dict, events: 
                   stages=stages),
         tracking_target=target_doc, figures=figures)
     return finish(name, model, cycle, cyclic=True, playback="loop", doc=new_doc,
-                  out_dir=out_dir, log=log, events=events)
+                  out_dir=out_dir, log=log, events=events, excitations=excitations)
 
 
 # ------------------------------------------------------------------ command line
@@ -1750,6 +1753,88 @@ def motion_from_solution(solution, names, *, symmetric: bool) -> Motion:
     change sign); coordinates of ``names`` that the solution lacks are left out."""
     half = moco.solution_motion(solution, names, zeros_for_missing=False)
     return moco.mirror_half_cycle(half, negated=ANTISYMMETRIC) if symmetric else half
+
+
+def muscle_excitations_from_solution(solution, *, symmetric: bool) -> dict:
+    """{muscle: excitation} of a tracking solution over the cycle that
+    :func:`motion_from_solution` makes of it (a symmetric half is continued by its
+    mirror image, left and right muscles swapped); the reserve torques' controls are
+    left out: the env model has no reserves."""
+    names, values = moco.solution_excitations(solution)
+    keep = [j for j, n in enumerate(names) if not n.startswith("reserve_")]
+    names, values = [names[j] for j in keep], values[:, keep]
+    if symmetric:
+        values = np.vstack([values, values[1:, moco.swapped_columns(names)]])
+    return dict(zip(names, values.T))
+
+
+def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Path | None = None,
+                                log=print) -> dict:
+    """Put the muscle excitations of a shipped 3D reference's Moco solution
+    (``<name>_solution.sto`` beside it) into its ``.npz``, on its frames, as
+    :func:`track_and_write` now writes them; nothing is solved and every other array is
+    kept. The solution's coordinates at the frames must agree with the reference's
+    (within ``MAX_FRAME_MISMATCH_DEG``), so that the excitations are those of the motion
+    shipped. Saves to ``out_dir`` (default ``references_dir``); returns the figures of
+    the match."""
+    import opensim as osim
+
+    references_dir = Path(references_dir)
+    src, sto = references_dir / f"{name}.npz", references_dir / f"{name}_solution.sto"
+    doc_path = references_dir / f"{name}.json"
+    if not (src.is_file() and sto.is_file() and doc_path.is_file()):
+        raise ValueError(f"reference {name!r}: needs {src.name}, {sto.name} and "
+                         f"{doc_path.name} in {references_dir}")
+    symmetric = json.loads(doc_path.read_text()).get("moco", {}).get("symmetric_half_cycle")
+    if symmetric is None:
+        raise ValueError(f"reference {name!r} is not a 3D Moco tracking solve "
+                         f"({doc_path.name} has no moco.symmetric_half_cycle)")
+    ref = Reference.load(src)
+    if ref.playback != "loop":
+        raise ValueError(f"reference {name!r}: playback {ref.playback!r}, expected a "
+                         "'loop' (a tracked gait cycle)")
+    solution = osim.MocoTrajectory(str(sto))
+    cycle = motion_from_solution(solution, ref.coordinate_names, symmetric=bool(symmetric))
+    duration = cycle.time[-1] - cycle.time[0]
+    frame_times = cycle.time[0] + np.arange(ref.n_frames) / ref.n_frames * duration
+    # the shipped frames against the solution's angles, resampled as build_reference
+    # resamples a cycle (its seam error spread over the cycle, a periodic spline);
+    # translations are shifted onto the ground and advanced by strides, so only rotations
+    # are compared
+    from scipy.interpolate import CubicSpline
+
+    u_solution = (cycle.time - cycle.time[0]) / duration
+    u = np.arange(ref.n_frames) / ref.n_frames
+    mismatch = {}
+    for j, c in enumerate(cycle.names):
+        k = list(ref.coordinate_names).index(c)
+        if is_translation(c) or np.ptp(ref.q[:, k]) == 0:
+            continue    # (a constant column: locked in the env model, held by a spring in Moco)
+        y = cycle.values[:, j] - u_solution * (cycle.values[-1, j] - cycle.values[0, j])
+        y[-1] = y[0]
+        expected = CubicSpline(u_solution, y, bc_type="periodic")(u)
+        mismatch[c] = float(np.degrees(np.abs(expected - ref.q[:, k]).max()))
+    worst = max(mismatch, key=mismatch.get)
+    if mismatch[worst] > MAX_FRAME_MISMATCH_DEG:
+        raise RuntimeError(f"reference {name!r}: {worst} differs from {sto.name} by "
+                           f"{mismatch[worst]:.2f} deg at its frames (at most "
+                           f"{MAX_FRAME_MISMATCH_DEG} expected); not the motion of that "
+                           "solution")
+    excitations = muscle_excitations_from_solution(solution, symmetric=bool(symmetric))
+    ref.muscle_names = list(excitations)
+    ref.excitation = excitations_on_frames(excitations, cycle.time, frame_times)
+    out = Path(out_dir or references_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ref.save(out / f"{name}.npz")
+    log(f"[{name}] {len(excitations)} muscle excitations from {sto.name} on "
+        f"{ref.n_frames} frames; the frames match the solution within "
+        f"{mismatch[worst]:.1e} deg ({worst})")
+    return dict(name=name, muscles=len(excitations), max_mismatch_deg=mismatch[worst])
+
+
+#: How far (deg) a shipped reference's angles may be from its Moco solution's, resampled
+#: on its frames: rounding only (the shipped ones agree within 1e-13 deg).
+MAX_FRAME_MISMATCH_DEG = 1e-6
 
 
 def tracking_errors_deg(solution_cycle: Motion, target: Motion) -> dict:

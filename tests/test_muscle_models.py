@@ -10,7 +10,7 @@ import pytest
 from fastenv.env import ImitationEnv
 from fastenv.envs import TASKS, resolve_options
 from fastenv.envs.variants import VARIANTS, variant_path
-from fastenv.references import REFERENCE_DIR
+from fastenv.references import REFERENCE_DIR, load_reference
 from fastenv.sim import Simulation
 
 TASK = "MuscleWalkingImitation2D-v0"
@@ -98,11 +98,26 @@ def test_moco_family_is_the_model_the_reference_was_solved_on(task):
     assert muscle.get_ignore_passive_fiber_force() is not solved
 
 
-@pytest.mark.parametrize("task", ["MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0"])
+#: The muscle tasks whose shipped reference carries its Moco solution's excitations.
+FEEDFORWARD_TASKS = ["MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
+                     "MuscleWalkingImitation3D-v0", "MuscleRunningImitation3D-v0",
+                     "MuscleLockedKneeImitation3D-v0", "MusclePalsyImitation3D-v0"]
+
+
+def test_every_tracked_reference_ships_its_excitations():
+    """Every gait cycle that is a Moco tracking solution ships its excitations
+    (lockedknee2d is a predictive solve; jumping2d averages its solution's legs and
+    plays the jump back down after the apex, which no solution's excitations drive)."""
+    with_excitations = [t for t in MUSCLE_TASKS
+                        if load_reference(TASKS[t].reference).excitation is not None]
+    assert sorted(with_excitations) == sorted(FEEDFORWARD_TASKS)
+
+
+@pytest.mark.parametrize("task", FEEDFORWARD_TASKS)
 def test_reference_excitations_drive_the_moco_family_along_the_reference(task):
     """Open loop, the solution's excitations on the model it was solved for stay within
-    2.5 degrees of the reference for 50 ms (0.5 / 1.6 deg; with passive fibre force added,
-    8.6 / 6.0 deg):
+    2.5 degrees of the reference for 50 ms (2D walking and running 0.5 / 1.6 deg; with
+    passive fibre force added, 8.6 / 6.0 deg; the 3D references under 1 deg):
     residual excitations correct a feed-forward that is right to begin with."""
     env = ImitationEnv(task, excitations="residual", muscle_model="degroote",
                        contact_model="smooth", mode="test")

@@ -356,9 +356,8 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
     if excitations:
         muscle_names = list(excitations)
         # the frames' times on the original clock (the cycle is time-scaled by < dt/2)
-        tf_orig = time[0] + (uf * duration if cyclic else tf)
-        excitation = np.array([np.interp(tf_orig, time, np.asarray(excitations[m], float))
-                               for m in muscle_names]).T
+        excitation = excitations_on_frames(excitations, time,
+                                           time[0] + (uf * duration if cyclic else tf))
     pos_offset = np.zeros(3)
     if cyclic:
         # ground-frame displacement of one cycle: where the model would be one cycle on
@@ -371,6 +370,15 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
                      pos_offset=pos_offset, source=source,
                      model_digest=model_digest(model_path), figures=figures,
                      muscle_names=muscle_names, excitation=excitation)
+
+
+def excitations_on_frames(excitations: dict, time, frame_times) -> np.ndarray:
+    """Excitations ({muscle: (T,) values on ``time``}) at a reference's frames (their
+    times on the same clock), (frames, muscles) in the dict's order: linear
+    interpolation, so that they stay within [0, 1]."""
+    time = np.asarray(time, dtype=float)
+    return np.array([np.interp(frame_times, time, np.asarray(v, dtype=float))
+                     for v in excitations.values()]).T
 
 
 #: Options of a reference made from a motion file (the env option ``reference_options``,

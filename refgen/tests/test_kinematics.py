@@ -23,3 +23,31 @@ def test_rekinematics_names_the_references_it_knows(tmp_path):
     from refgen.kinematics import rekinematics
     with pytest.raises(ValueError, match="no reference 'flying'.*walking2d"):
         rekinematics("flying", references_dir=REFERENCES_DIR, out_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["walking3d", "palsy3d"])
+def test_excitations_reproduce_the_committed_reference(name, tmp_path, capsys):
+    """The committed 3D excitations are those of the committed Moco solution on the
+    reference's frames (a symmetric half cycle mirrored: walking3d; a full cycle:
+    palsy3d), and attaching them keeps every other array bit-identical."""
+    assert main(["excitations", name, "--out", str(tmp_path)]) == 0
+    assert "muscle excitations from" in capsys.readouterr().out
+    with np.load(REFERENCES_DIR / f"{name}.npz") as old, \
+            np.load(tmp_path / f"{name}.npz") as new:
+        assert "excitation" in old.files and old.files == new.files
+        for key in old.files:
+            assert old[key].tobytes() == new[key].tobytes(), key
+
+
+def test_excitations_refuse_a_solution_of_another_motion(tmp_path):
+    """A solution whose angles are not the reference's is refused by name."""
+    import shutil
+
+    from refgen.derive3d import attach_solution_excitations
+    for suffix in (".npz", ".json"):
+        shutil.copy(REFERENCES_DIR / f"walking3d{suffix}", tmp_path / f"walking3d{suffix}")
+    shutil.copy(REFERENCES_DIR / "palsy3d_solution.sto", tmp_path / "walking3d_solution.sto")
+    with pytest.raises(RuntimeError, match="walking3d.*differs from walking3d_solution.sto"):
+        attach_solution_excitations("walking3d", references_dir=tmp_path)
+    with pytest.raises(ValueError, match="needs walking2d.npz, walking2d_solution.sto"):
+        attach_solution_excitations("walking2d", references_dir=tmp_path)
