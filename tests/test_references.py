@@ -614,3 +614,30 @@ def test_excitations_survive_save_load_and_rebuild(tmp_path, muscle3d_path):
     rebuilt = rebuild_reference(sim, ref)
     np.testing.assert_array_equal(rebuilt.excitation, ref.excitation)
     assert load_reference("jumping3d").excitation is None    # a kinematic reference
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_references_name_a_current_model(name):
+    """Each shipped reference's model digest is that of a model the package builds now
+    (a base model or a default variant), so ``python -m refgen rekinematics`` finds its
+    model and envs on it need not rebuild the reference."""
+    from fastenv.envs.variants import VARIANTS, base_model_path, variant_path
+    from fastenv.references import model_digest
+    models = [variant_path(v) for v in VARIANTS]
+    models += [base_model_path(spec.base) for spec in VARIANTS.values()]
+    assert load_reference(name).model_digest in {model_digest(m) for m in models}
+
+
+def test_model_digest_leaves_out_the_credits(tmp_path, muscle2d_path):
+    """The variant builder writes its version into ``<credits>``: a new version that
+    changes nothing else keeps the digest; any other change does not."""
+    from pathlib import Path
+
+    from fastenv.references import model_digest
+    text = Path(muscle2d_path).read_text()
+    credited, changed = tmp_path / "credited.osim", tmp_path / "changed.osim"
+    credited.write_text(text.replace("<credits>", "<credits>builder v99 ", 1))
+    changed.write_text(text + "\n")
+    assert credited.read_text() != text
+    assert model_digest(credited) == model_digest(muscle2d_path)
+    assert model_digest(changed) != model_digest(muscle2d_path)
