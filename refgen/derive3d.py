@@ -65,7 +65,7 @@ import numpy as np
 from fastenv.references import MIRROR_NEGATED, Reference, build_reference, excitations_on_frames
 from refgen import REFERENCES_DIR, moco, motion_file
 from refgen.check import brushing_peak, contact_phases
-from refgen.kinematics import SIDES, ContactProbe, FootKinematics
+from refgen.kinematics import SIDES, ContactProbe, FootKinematics, save_in
 from refgen.moco import SolveSettings
 from refgen.motion import (
     Motion,
@@ -1823,9 +1823,7 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
     excitations = muscle_excitations_from_solution(solution, symmetric=bool(symmetric))
     ref.muscle_names = list(excitations)
     ref.excitation = excitations_on_frames(excitations, cycle.time, frame_times)
-    out = Path(out_dir or references_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ref.save(out / f"{name}.npz")
+    save_in(ref, out_dir or references_dir)
     log(f"[{name}] {len(excitations)} muscle excitations from {sto.name} on "
         f"{ref.n_frames} frames; the frames match the solution within "
         f"{mismatch[worst]:.1e} deg ({worst})")

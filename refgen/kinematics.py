@@ -159,6 +159,13 @@ def reference_model_path(ref):
                      f"{sorted(VARIANTS)} or their base models")
 
 
+def save_in(ref, folder) -> Path:
+    """Save a reference as ``<folder>/<name>.npz`` (the folder made if needed)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return ref.save(folder / f"{ref.name}.npz")
+
+
 def rekinematics(name: str, *, references_dir: Path, out_dir: Path | None = None,
                  log=print) -> dict:
     """Recompute a shipped reference's body positions and velocities from its own
@@ -191,9 +198,7 @@ def rekinematics(name: str, *, references_dir: Path, out_dir: Path | None = None
                   body_vel_m_s=float(np.abs(body_vel - ref.body_vel).max()),
                   com=float(com_change))
     ref.body_pos, ref.body_vel = body_pos, body_vel
-    out = Path(out_dir or references_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ref.save(out / f"{name}.npz")
+    save_in(ref, out_dir or references_dir)
     log(f"[{name}] body kinematics on {change['model']}: positions changed by up to "
         f"{change['body_pos_m']:.3f} m, velocities by up to {change['body_vel_m_s']:.3f} m/s; "
         f"centre of mass unchanged ({com_change:.1g})")
