@@ -156,8 +156,8 @@ def parser() -> argparse.ArgumentParser:
         "excitations", help="put the muscle excitations of a committed 3D reference's Moco "
                             "solution (<name>_solution.sto) into its .npz (no solve); every "
                             "other array is kept")
-    exc.add_argument("name", help="a 3D tracked reference in the checkout's envs/references/ "
-                                  f"({', '.join(TRACKED_3D)}), or 'all'")
+    exc.add_argument("name", help="a reference in the checkout's envs/references/ that is a "
+                                  "3D Moco tracking solution, or 'all' (all of those)")
     exc.add_argument("--out", type=Path, default=REFERENCES_DIR,
                      help="output folder (default: the checkout's envs/references/)")
     check = sub.add_parser(
@@ -187,16 +187,12 @@ def rekinematics(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The 3D references that are Moco tracking solutions (``excitations`` applies to them).
-TRACKED_3D = ("lockedknee3d", "palsy3d", "running3d", "walking3d")
-
-
 def excitations(args: argparse.Namespace) -> int:
     """``python -m refgen excitations NAME|all``:
     :func:`refgen.derive3d.attach_solution_excitations`."""
-    from refgen.derive3d import attach_solution_excitations
+    from refgen.derive3d import attach_solution_excitations, tracked_3d_names
 
-    names = TRACKED_3D if args.name == "all" else [args.name]
+    names = tracked_3d_names(REFERENCES_DIR) if args.name == "all" else [args.name]
     for name in names:
         try:
             attach_solution_excitations(name, references_dir=REFERENCES_DIR, out_dir=args.out)

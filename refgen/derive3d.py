@@ -62,7 +62,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fastenv.references import MIRROR_NEGATED, Reference, build_reference, excitations_on_frames
+from fastenv.references import (
+    MIRROR_NEGATED,
+    Reference,
+    build_reference,
+    excitations_on_frames,
+    periodic_spline,
+)
 from refgen import REFERENCES_DIR, moco, motion_file
 from refgen.check import brushing_peak, contact_phases
 from refgen.kinematics import SIDES, ContactProbe, FootKinematics, save_in
@@ -1768,6 +1774,18 @@ def muscle_excitations_from_solution(solution, *, symmetric: bool) -> dict:
     return dict(zip(names, values.T))
 
 
+def tracked_symmetry(doc_path: Path) -> bool | None:
+    """Whether the 3D Moco tracking solve a reference's JSON file describes was a
+    symmetric half cycle; None if the reference is no such solve."""
+    return json.loads(Path(doc_path).read_text()).get("moco", {}).get("symmetric_half_cycle")
+
+
+def tracked_3d_names(references_dir: Path) -> list[str]:
+    """The references in ``references_dir`` that are 3D Moco tracking solutions."""
+    return sorted(p.stem for p in Path(references_dir).glob("*.json")
+                  if tracked_symmetry(p) is not None)
+
+
 def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Path | None = None,
                                 log=print) -> dict:
     """Put the muscle excitations of a shipped 3D reference's Moco solution
@@ -1785,7 +1803,7 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
     if not (src.is_file() and sto.is_file() and doc_path.is_file()):
         raise ValueError(f"reference {name!r}: needs {src.name}, {sto.name} and "
                          f"{doc_path.name} in {references_dir}")
-    symmetric = json.loads(doc_path.read_text()).get("moco", {}).get("symmetric_half_cycle")
+    symmetric = tracked_symmetry(doc_path)
     if symmetric is None:
         raise ValueError(f"reference {name!r} is not a 3D Moco tracking solve "
                          f"({doc_path.name} has no moco.symmetric_half_cycle)")
@@ -1795,25 +1813,17 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
                          "'loop' (a tracked gait cycle)")
     solution = osim.MocoTrajectory(str(sto))
     cycle = motion_from_solution(solution, ref.coordinate_names, symmetric=bool(symmetric))
-    duration = cycle.time[-1] - cycle.time[0]
-    frame_times = cycle.time[0] + np.arange(ref.n_frames) / ref.n_frames * duration
+    u = np.arange(ref.n_frames) / ref.n_frames          # the frames' cycle fractions
     # the shipped frames against the solution's angles, resampled as build_reference
-    # resamples a cycle (its seam error spread over the cycle, a periodic spline);
-    # translations are shifted onto the ground and advanced by strides, so only rotations
-    # are compared
-    from scipy.interpolate import CubicSpline
-
-    u_solution = (cycle.time - cycle.time[0]) / duration
-    u = np.arange(ref.n_frames) / ref.n_frames
+    # resamples a cycle; translations are shifted onto the ground and advanced by
+    # strides, and a constant column is locked in the env model (held by a spring in
+    # Moco), so only the moving rotations are compared
+    expected = periodic_spline(cycle.time, cycle.values, cycle.values[-1] - cycle.values[0])(u)
     mismatch = {}
     for j, c in enumerate(cycle.names):
         k = list(ref.coordinate_names).index(c)
-        if is_translation(c) or np.ptp(ref.q[:, k]) == 0:
-            continue    # (a constant column: locked in the env model, held by a spring in Moco)
-        y = cycle.values[:, j] - u_solution * (cycle.values[-1, j] - cycle.values[0, j])
-        y[-1] = y[0]
-        expected = CubicSpline(u_solution, y, bc_type="periodic")(u)
-        mismatch[c] = float(np.degrees(np.abs(expected - ref.q[:, k]).max()))
+        if not (is_translation(c) or np.ptp(ref.q[:, k]) == 0):
+            mismatch[c] = float(np.degrees(np.abs(expected[:, j] - ref.q[:, k]).max()))
     worst = max(mismatch, key=mismatch.get)
     if mismatch[worst] > MAX_FRAME_MISMATCH_DEG:
         raise RuntimeError(f"reference {name!r}: {worst} differs from {sto.name} by "
@@ -1822,7 +1832,8 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
                            "solution")
     excitations = muscle_excitations_from_solution(solution, symmetric=bool(symmetric))
     ref.muscle_names = list(excitations)
-    ref.excitation = excitations_on_frames(excitations, cycle.time, frame_times)
+    ref.excitation = excitations_on_frames(
+        excitations, cycle.time, cycle.time[0] + u * (cycle.time[-1] - cycle.time[0]))
     save_in(ref, out_dir or references_dir)
     log(f"[{name}] {len(excitations)} muscle excitations from {sto.name} on "
         f"{ref.n_frames} frames; the frames match the solution within "

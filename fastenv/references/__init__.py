@@ -334,10 +334,7 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
         seam = np.where(progress, 0.0, Y[-1] - Y[0])
         figures.setdefault("seam_error_deg", float(np.degrees(
             np.abs(seam[sim.rotational & ~sim.locked]).max(initial=0.0))))
-        u = (time - time[0]) / duration                  # cycle fraction
-        Yd = Y - np.outer(u, q_offset + seam)            # periodic part
-        Yd[-1] = Yd[0]
-        spline = CubicSpline(u, Yd, bc_type="periodic", axis=0)
+        spline = periodic_spline(time, Y, q_offset + seam)
         uf = np.arange(n) / n
         scale = 1.0 / (n * control_dt)                   # d(u)/dt after time-scaling
         q = spline(uf) + np.outer(uf, q_offset)          # seam error stays removed
@@ -375,6 +372,20 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
                      pos_offset=pos_offset, source=source,
                      model_digest=model_digest(model_path), figures=figures,
                      muscle_names=muscle_names, excitation=excitation)
+
+
+def periodic_spline(time, Y, drift):
+    """A periodic cubic spline over the cycle fraction u in [0, 1] of a cycle ``Y``
+    (T, n) on ``time``, with ``u * drift`` taken off each column first (a progressing
+    translation's stride, or the seam error spread over the cycle), so that its ends
+    meet; :func:`build_reference` resamples a cycle with it."""
+    from scipy.interpolate import CubicSpline
+
+    time = np.asarray(time, dtype=float)
+    u = (time - time[0]) / (time[-1] - time[0])
+    periodic = Y - np.outer(u, drift)
+    periodic[-1] = periodic[0]
+    return CubicSpline(u, periodic, bc_type="periodic", axis=0)
 
 
 def excitations_on_frames(excitations: dict, time, frame_times) -> np.ndarray:
