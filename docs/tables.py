@@ -682,6 +682,31 @@ def model_family_learnability_table() -> list[str]:
                  "lrrrrr", rows)
 
 
+def smooth_contact_learnability_table() -> list[str]:
+    """Torque tasks on smooth contacts against the default contacts: each run's test
+    evaluation (``evaluation.json``: the policy, and the zero action, the PD alone)."""
+    rows = []
+    for task, contacts, run in (
+            ("TorqueWalkingImitation2D-v0", "`smooth`", "runs/torque2d_ppo_smooth"),
+            ("TorqueWalkingImitation2D-v0", "`hunt_crossley`", "TorqueWalkingImitation2D-v0"),
+            ("TorqueJumpingImitation2D-v0", "`smooth`", "runs/torque_jump2d_ppo_smooth"),
+            ("TorqueJumpingImitation2D-v0", "`hunt_crossley`", "runs/torque_jump2d_ppo")):
+        folder = ROOT / "baselines" / run
+        steps = json.loads((folder / "checkpoints" / "latest" / "state.json").read_text())
+        e = json.loads((folder / "evaluation.json").read_text())
+        m, z = e["mean"], e["reference_as_target"]
+        up = round(len(e["episodes"]) * (1 - m["fell"]))
+        rows.append([task, contacts, f"[{e['algo'].upper()}](../baselines/{run})",
+                     f"{steps['env_steps']:,}", f"{steps['wall_s'] / 60:.0f}",
+                     f"{m['time_alive_s']:.1f} s ({up}/{len(e['episodes'])} up)",
+                     f"{m['joint_rmse_deg']:.1f}°", f"{m['com_error_m']:.2f} m",
+                     f"{z['time_alive_s']:.1f} s, {z['joint_rmse_deg']:.1f}°, "
+                     f"{z['com_error_m']:.2f} m"])
+    return table(["task", "contacts", "run", "env steps", "min", "test: time alive",
+                  "joint RMSE", "COM error", "PD alone: time, RMSE, COM"],
+                 "lllrrrrrr", rows)
+
+
 def first_step_table() -> list[str]:
     """``bench/first_step.py --json bench/results/first_step.json``: the first step after
     a reset against the mean step, timed."""
@@ -703,6 +728,7 @@ TABLES = {
     "first-step": first_step_table,
     "model-family-learnability": model_family_learnability_table,
     "reference-as-target": reference_as_target_table,
+    "smooth-contact-learnability": smooth_contact_learnability_table,
     "render": render_table,
     "soak": soak_table,
     "compare": compare_table,
