@@ -607,21 +607,31 @@ def reference_as_target_table() -> list[str]:
         "imitated joint angles over the time the model stayed up."]
 
 
+def _run_length(folder: Path) -> dict:
+    """A run's env steps and wall time: the committed policy's own
+    (``checkpoints/latest/state.json``), else the last row of its ``progress.csv``."""
+    import csv
+    state = folder / "checkpoints" / "latest" / "state.json"
+    if state.is_file():
+        return json.loads(state.read_text())
+    with open(folder / "progress.csv") as f:
+        return list(csv.DictReader(f))[-1]
+
+
+def _stayed_up(episodes: list[dict]) -> int:
+    """Test episodes that neither fell nor ended in a simulator error."""
+    return sum(not x["fell"] and not x.get("sim_error") for x in episodes)
+
+
 def baselines_table() -> list[str]:
     """Every committed evaluation (``baselines/*/evaluation.json`` and
     ``baselines/runs/*/evaluation.json``), with the env steps and wall time of the
     evaluated policy (its ``checkpoints/latest/state.json``, else the last row of the
     run's ``progress.csv``)."""
-    import csv
     rows = []
     for path in sorted((ROOT / "baselines").glob("**/evaluation.json")):
         e = json.loads(path.read_text())
-        state = path.parent / "checkpoints" / "latest" / "state.json"
-        if state.is_file():     # the committed policy's own step count and wall time
-            last = json.loads(state.read_text())
-        else:
-            with open(path.parent / "progress.csv") as f:
-                last = list(csv.DictReader(f))[-1]
+        last = _run_length(path.parent)
         m, ep = e["mean"], e["episodes"]
         if "torque_rms" in m:
             cost = f"{m['torque_rms']:.2f} (torque RMS)"
@@ -629,7 +639,7 @@ def baselines_table() -> list[str]:
             cost = f"{m['cost_of_transport']:.2f} J/(N·m)"
         else:
             cost = "– (no forward progress)"
-        stayed = sum(not x["fell"] and not x.get("sim_error") for x in ep)
+        stayed = _stayed_up(ep)
         rel = path.parent.relative_to(ROOT / "baselines")
         rows.append([f"[{rel}](../baselines/{rel})", e["task"], e["algo"].upper(),
                      f"{float(last['env_steps']):,.0f}", f"{float(last['wall_s']) / 60:.0f}",
@@ -670,10 +680,10 @@ def model_family_learnability_table() -> list[str]:
         folder = ROOT / "baselines" / "runs" / run
         with open(folder / "progress.csv") as f:
             prog = list(csv.DictReader(f))
-        steps = json.loads((folder / "checkpoints" / "latest" / "state.json").read_text())
+        steps = _run_length(folder)
         m = json.loads((folder / "evaluation.json").read_text())["mean"]
         a, b = prog[0], prog[-1]
-        rows.append([f"[{label}](../baselines/runs/{run})", f"{steps['env_steps']:,}",
+        rows.append([f"[{label}](../baselines/runs/{run})", f"{float(steps['env_steps']):,.0f}",
                      f"{float(a['mean_return']):.0f} → {float(b['mean_return']):.0f}",
                      f"{float(a['mean_length']):.0f} → {float(b['mean_length']):.0f}",
                      f"{m['time_alive_s']:.2f} s", f"{m['joint_rmse_deg']:.1f}°"])
@@ -692,13 +702,14 @@ def smooth_contact_learnability_table() -> list[str]:
             ("TorqueJumpingImitation2D-v0", "`smooth`", "runs/torque_jump2d_ppo_smooth"),
             ("TorqueJumpingImitation2D-v0", "`hunt_crossley`", "runs/torque_jump2d_ppo")):
         folder = ROOT / "baselines" / run
-        steps = json.loads((folder / "checkpoints" / "latest" / "state.json").read_text())
+        steps = _run_length(folder)
         e = json.loads((folder / "evaluation.json").read_text())
         m, z = e["mean"], e["reference_as_target"]
-        up = round(len(e["episodes"]) * (1 - m["fell"]))
         rows.append([task, contacts, f"[{e['algo'].upper()}](../baselines/{run})",
-                     f"{steps['env_steps']:,}", f"{steps['wall_s'] / 60:.0f}",
-                     f"{m['time_alive_s']:.1f} s ({up}/{len(e['episodes'])} up)",
+                     f"{float(steps['env_steps']):,.0f}",
+                     f"{float(steps['wall_s']) / 60:.0f}",
+                     f"{m['time_alive_s']:.1f} s ({_stayed_up(e['episodes'])}/"
+                     f"{len(e['episodes'])} up)",
                      f"{m['joint_rmse_deg']:.1f}°", f"{m['com_error_m']:.2f} m",
                      f"{z['time_alive_s']:.1f} s, {z['joint_rmse_deg']:.1f}°, "
                      f"{z['com_error_m']:.2f} m"])
