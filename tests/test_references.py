@@ -324,7 +324,9 @@ def test_reference_options_need_a_motion_file(tmp_path, muscle2d_path):
 
 def test_measured_treadmill_run_loops_one_stride(muscle3d_path):
     path = shared_motion("hamner_subject02_running_ik.mot")
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match=r"loops \d+\.\d{3}-\d+\.\d{3} s of the file's "
+                      r"0\.000-\d+\.\d{3} s \(right heel strike to right heel strike\), "
+                      r"time-scaled by \d\.\d{4} to \d+ control steps"):
         ref = reference_from_motion(path, muscle3d_path, cycle="auto", treadmill_speed=3.9)
     report = ref.figures["motion_file"]
     strides = np.diff(report["heel_strikes_r_s"])
@@ -336,7 +338,8 @@ def test_measured_treadmill_run_loops_one_stride(muscle3d_path):
 
 def test_one_cycle_file_loops_whole(muscle3d_path):
     path = shared_motion("tutorial_gait2392_normal.mot")   # one cycle, 0-1 s, no pelvis_tx
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="loops the whole file, 0.000-1.000 s, time-scaled "
+                      "by 1.0000 to 100 control steps"):
         ref = reference_from_motion(path, muscle3d_path, cycle="auto", treadmill_speed=1.2)
     assert ref.figures["motion_file"]["cycle_window_s"] == [0.0, 1.0]
     assert ref.n_frames == 100 and ref.playback == "loop"

@@ -739,7 +739,8 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
                   degrees_suspect=degrees_suspect,
                   treadmill_speed_m_s=float(treadmill_speed),
                   lowpass_hz=lowpass_hz, cycle=cycle if cycle != "once" else None,
-                  pelvis_tx_from_treadmill=added_tx)
+                  pelvis_tx_from_treadmill=added_tx,
+                  file_time_s=[float(time[0]), float(time[-1])])
     if strikes is not None:
         for side in ("r", "l"):
             report[f"heel_strikes_{side}_s"] = [float(time[i]) for i in strikes[side][0]]
@@ -780,6 +781,7 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         duration = time[-1] - time[0]
         n = max(2, int(round(duration / control_dt)))
         figures["time_scale"] = float(duration / (n * control_dt))
+        report["cycle_steps"] = n
         time = (time - time[0]) * (n * control_dt / duration)   # whole control steps
     if treadmill_speed and "pelvis_tx" in names:
         values[:, names.index("pelvis_tx")] += treadmill_speed * (time - time[0])
@@ -850,6 +852,16 @@ def motion_file_notes(ref: Reference) -> list:
                      f"one mirrored, within {r['half_cycle_mirror_error_deg']:.1f} deg RMS): "
                      "completed by its mirror image (right and left swapped) into a "
                      f"{2 * (t1 - t0):.3f}-s cycle")
+    window = r.get("cycle_window_s")
+    if window and not r.get("half_cycle_s") and ref.figures.get("time_scale"):
+        # which rows were kept, and the rescale to whole control steps, are changes too
+        t0, t1 = window
+        f0, f1 = r.get("file_time_s", window)
+        how = " (right heel strike to right heel strike)" if r["cycle"] == "auto" else ""
+        kept = (f"loops {t0:.3f}-{t1:.3f} s of the file's {f0:.3f}-{f1:.3f} s{how}"
+                if (t0, t1) != (f0, f1) else f"loops the whole file, {t0:.3f}-{t1:.3f} s")
+        notes.append(f"{kept}, time-scaled by {ref.figures['time_scale']:.4f} to "
+                     f"{r['cycle_steps']} control steps")
     if (r["looks_like_gait"] and r["cycle"] is None
             and r["pelvis_speed_m_s"] >= MIN_GAIT_SPEED):   # else the hint below says it
         duration = (ref.n_frames - 1) * ref.control_dt
