@@ -12,15 +12,27 @@ from fastenv.evaluate import evaluate  # noqa: E402
 
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 
-# the baselines that meet the target, evaluated on the shipped references of today
-MEETING_THE_TARGET = ["TorqueWalkingImitation2D-v0", "runs/torque_run2d_ppo",
-                      "runs/torque_run3d_ppo"]
-# up in every test episode, 0.1 deg over the RMSE target: the jump
-UP_ALL_THE_WAY = ["runs/torque_jump2d_ppo"]
+
+def _stayed_up(folder: Path) -> bool:
+    episodes = json.loads((folder / "evaluation.json").read_text())["episodes"]
+    return all(not e["fell"] and not e.get("sim_error") for e in episodes)
+
+
+# every committed policy that stayed up in all its test episodes (the torque baselines;
+# the muscle runs fall, and where a chaotic fall comes is not reproducible across CPUs)
+UP_ALL_THE_WAY = sorted(str(f.relative_to(BASELINES)) for f in
+                        (p.parent for p in BASELINES.rglob("evaluation.json"))
+                        if _stayed_up(f))
+
+
+def test_the_regression_covers_the_trained_baselines():
+    # a discovery that found nothing would let the slow test below pass vacuously
+    assert {"TorqueWalkingImitation2D-v0", "runs/torque_run3d_ppo",
+            "runs/torque_jump2d_ppo_smooth"} <= set(UP_ALL_THE_WAY)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("run", MEETING_THE_TARGET + UP_ALL_THE_WAY)
+@pytest.mark.parametrize("run", UP_ALL_THE_WAY)
 def test_committed_policy_reproduces_its_evaluation(run):
     committed = json.loads((BASELINES / run / "evaluation.json").read_text())
     first = committed["episodes"][0]
