@@ -700,7 +700,9 @@ def smooth_contact_learnability_table() -> list[str]:
             ("TorqueWalkingImitation2D-v0", "`smooth`", "runs/torque2d_ppo_smooth"),
             ("TorqueWalkingImitation2D-v0", "`hunt_crossley`", "TorqueWalkingImitation2D-v0"),
             ("TorqueJumpingImitation2D-v0", "`smooth`", "runs/torque_jump2d_ppo_smooth"),
-            ("TorqueJumpingImitation2D-v0", "`hunt_crossley`", "runs/torque_jump2d_ppo")):
+            ("TorqueJumpingImitation2D-v0", "`hunt_crossley`", "runs/torque_jump2d_ppo"),
+            ("TorqueRunningImitation3D-v0", "`smooth`", "runs/torque_run3d_ppo_smooth"),
+            ("TorqueRunningImitation3D-v0", "`hunt_crossley`", "runs/torque_run3d_ppo")):
         folder = ROOT / "baselines" / run
         steps = _run_length(folder)
         e = json.loads((folder / "evaluation.json").read_text())

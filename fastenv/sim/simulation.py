@@ -851,8 +851,7 @@ class Simulation:
         """Fill ``out`` (n_contact, 6) with each foot's load at ``state`` (Dynamics)."""
         for f, idx, row, first in zip(self.contact_forces, self._contact_idx,
                                       self._contact_row, self._contact_first):
-            rv = f.getRecordValues(state)
-            load = np.array([rv.get(k) for k in range(rv.size())])[idx].sum(axis=0)
+            load = f.getRecordValues(state).getAsVector().to_numpy()[idx].sum(axis=0)
             if first:
                 out[row] = load
             else:
