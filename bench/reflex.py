@@ -9,10 +9,17 @@ for up to ``--seconds``. Reported per row: time up (mean, min, max), how many
 episodes stayed up all the way, and the joint RMSE from the reference over the time up.
 Nothing is timed, so it does not need an idle machine; the figures are deterministic.
 
+``--gains`` compares reflex gains instead (``reflex_gains.json``): the default, the
+gains it replaced, and the default with each gain moved up or down, with a zero action
+on every task above on the Moco family (the model the excitations were solved on),
+scored by the geometric mean of the tasks' mean time up (``--jobs`` processes).
+
     python bench/reflex.py [--starts 8] [--seconds 10] [--out bench/results]
+    python bench/reflex.py --gains [--jobs 2]
 """
 import argparse
 import json
+from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +49,70 @@ def zero_action_episode(env, start_frame: int):
     return steps * env.sim.control_dt, fell, float(np.degrees(np.sqrt(np.mean(sq))))
 
 
+#: The gains the default replaced (the best of a grid on the 2D walk alone, k_length
+#: 10-40, k_velocity 2-10, k_trunk 0-12, trunk_rate_s 0.1-0.3; 2026-12-02).
+PREVIOUS_GAINS = (20.0, 5.0, 6.0, 0.3)
+
+
+def gain_candidates(default) -> list[tuple]:
+    """The default, the previous default, and the default with one gain moved at a time
+    (k_length to 1.5 and 4, k_velocity to 0.7 and 1.5, k_trunk and trunk_rate_s halved)."""
+    k, v, t, r = default
+    return [tuple(default), PREVIOUS_GAINS, (1.5, v, t, r), (4.0, v, t, r), (k, 0.7, t, r),
+            (k, 1.5, t, r), (k, v, t / 2, r), (k, v, t, r / 2)]
+
+
+def gains_row(job) -> dict:
+    """One task's zero-action episodes with ``gains`` on the Moco family."""
+    task, gains, starts, seconds = job
+    env = ImitationEnv(task, mode="test", excitations="reflex", muscle_model="degroote",
+                       contact_model="smooth", episode_seconds=seconds,
+                       reflex_gains=list(gains))
+    half = env.reference.cycle_steps // 2
+    frames = np.linspace(0, half, starts, endpoint=False).round().astype(int)
+    episodes = [zero_action_episode(env, int(f)) for f in frames]
+    env.close()
+    up = np.array([e[0] for e in episodes])
+    return dict(task=task, reflex_gains=list(gains), seconds_up=up.round(2).tolist(),
+                mean_up_s=float(up.mean()), stayed_up=int(sum(not e[1] for e in episodes)),
+                joint_rmse_deg=float(np.mean([e[2] for e in episodes])))
+
+
+def compare_gains(args):
+    default = tuple(OPTIONS["reflex_gains"])
+    candidates = gain_candidates(default)
+    jobs = [(task, g, args.starts, args.seconds) for g in candidates for task in TASKS]
+    with Pool(args.jobs) as pool:
+        rows = pool.map(gains_row, jobs, chunksize=1)
+    for row in rows:
+        print(json.dumps(row))
+    scores = []
+    for g in candidates:
+        mine = [r for r in rows if tuple(r["reflex_gains"]) == g]
+        scores.append(dict(reflex_gains=list(g), geometric_mean_up_s=float(
+            np.exp(np.mean(np.log([r["mean_up_s"] for r in mine])))),
+            mean_joint_rmse_deg=float(np.mean([r["joint_rmse_deg"] for r in mine]))))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = dict(command="python bench/reflex.py --gains", seconds=args.seconds,
+                  starts=args.starts, default=list(default), tasks=list(TASKS),
+                  scores=scores, rows=rows)
+    (out / "reflex_gains.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {out / 'reflex_gains.json'}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--starts", type=int, default=8, help="start frames per row")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--gains", action="store_true",
+                    help="compare reflex gains around the default (reflex_gains.json)")
+    ap.add_argument("--jobs", type=int, default=2, help="processes for --gains")
     args = ap.parse_args()
+    if args.gains:
+        compare_gains(args)
+        return
     rows = []
     for task in TASKS:
         for muscle_model, contact_model in FAMILIES:

@@ -547,6 +547,27 @@ def muscle_models_table() -> list[str]:
                     "within 10° for (s)"], "llrrrrr", rows)]
 
 
+def reflex_gains_table() -> list[str]:
+    """``bench/reflex.py --gains``: zero-action time up per task for the default reflex
+    gains, the previous default and the default with one gain moved."""
+    r = load("reflex_gains")
+    short = {t: t.replace("Muscle", "").replace("Imitation", " ").replace("-v0", "")
+             for t in r["tasks"]}
+    rows = []
+    for score in r["scores"]:
+        g = score["reflex_gains"]
+        label = f"`{g}`" + (" (default)" if g == r["default"] else
+                            " (before)" if g == [20.0, 5.0, 6.0, 0.3] else "")
+        mine = {x["task"]: x for x in r["rows"] if x["reflex_gains"] == g}
+        rows.append([label, *(f"{mine[t]['mean_up_s']:.2f}" for t in r["tasks"]),
+                     f"**{score['geometric_mean_up_s']:.2f}**",
+                     f"{score['mean_joint_rmse_deg']:.1f}"])
+    return [f"Zero action on the Moco family, {r['starts']} start frames per task, up to "
+            f"{r['seconds']:g} s; mean time up (s) per task:", "",
+            *table(["`reflex_gains`", *(short[t] for t in r["tasks"]), "geometric mean",
+                    "joint RMSE (deg)"], "l" + "r" * (len(r["tasks"]) + 2), rows)]
+
+
 def reflex_table() -> list[str]:
     r = load("reflex")
     rows = [[x["task"], f"`{x['muscle_model']}`, `{x['contact_model']}`",
@@ -739,6 +760,7 @@ TABLES = {
     "tasks": tasks_table,
     "baselines": baselines_table,
     "first-step": first_step_table,
+    "reflex-gains": reflex_gains_table,
     "model-family-learnability": model_family_learnability_table,
     "reference-as-target": reference_as_target_table,
     "smooth-contact-learnability": smooth_contact_learnability_table,

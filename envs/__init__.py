@@ -131,7 +131,7 @@ OPTIONS = dict(
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
     pd_update="continuous", start_settle=None, excitations="direct", excitation_range=0.2,
-    reflex_gains=(20.0, 5.0, 6.0, 0.3),
+    reflex_gains=(2.5, 1.0, 1.5, 0.3),
     muscle_model="thelen", contact_model="hunt_crossley",
     reward="original", render_view=None, render_size=(640, 480), share_model=False,
 )

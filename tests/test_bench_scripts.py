@@ -29,6 +29,8 @@ RUNS = [
     ("snapshot_memory.py", ["--json", "OUT/snapshot_memory.json"], ["snapshot_memory.json"]),
     ("tasks.py", ["--seconds", "0.2", "--out", "OUT"], ["tasks.json", "tasks.md"]),
     ("single_env.py", ["--tasks", "TorqueWalkingImitation2D-v0", "--seconds", "0.5"], []),
+    ("reflex.py", ["--gains", "--starts", "1", "--seconds", "0.03", "--jobs", "2",
+                   "--out", "OUT"], ["reflex_gains.json"]),
 ]
 
 
