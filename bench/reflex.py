@@ -49,6 +49,20 @@ def zero_action_episode(env, start_frame: int):
     return steps * env.sim.control_dt, fell, float(np.degrees(np.sqrt(np.mean(sq))))
 
 
+def zero_action_row(task: str, starts: int, seconds: float, **options) -> dict:
+    """A zero action's episodes from ``starts`` evenly spaced frames over the first half
+    cycle of ``task`` (test mode, ``options`` for the env), summarised."""
+    env = ImitationEnv(task, mode="test", episode_seconds=seconds, **options)
+    half = env.reference.cycle_steps // 2
+    frames = np.linspace(0, half, starts, endpoint=False).round().astype(int)
+    episodes = [zero_action_episode(env, int(f)) for f in frames]
+    env.close()
+    up = np.array([e[0] for e in episodes])
+    return dict(start_frames=frames.tolist(), seconds_up=up.round(2).tolist(),
+                mean_up_s=float(up.mean()), stayed_up=int(sum(not e[1] for e in episodes)),
+                joint_rmse_deg=float(np.mean([e[2] for e in episodes])))
+
+
 #: The gains the default replaced (the best of a grid on the 2D walk alone, k_length
 #: 10-40, k_velocity 2-10, k_trunk 0-12, trunk_rate_s 0.1-0.3; 2026-12-02).
 PREVIOUS_GAINS = (20.0, 5.0, 6.0, 0.3)
@@ -65,17 +79,10 @@ def gain_candidates(default) -> list[tuple]:
 def gains_row(job) -> dict:
     """One task's zero-action episodes with ``gains`` on the Moco family."""
     task, gains, starts, seconds = job
-    env = ImitationEnv(task, mode="test", excitations="reflex", muscle_model="degroote",
-                       contact_model="smooth", episode_seconds=seconds,
-                       reflex_gains=list(gains))
-    half = env.reference.cycle_steps // 2
-    frames = np.linspace(0, half, starts, endpoint=False).round().astype(int)
-    episodes = [zero_action_episode(env, int(f)) for f in frames]
-    env.close()
-    up = np.array([e[0] for e in episodes])
-    return dict(task=task, reflex_gains=list(gains), seconds_up=up.round(2).tolist(),
-                mean_up_s=float(up.mean()), stayed_up=int(sum(not e[1] for e in episodes)),
-                joint_rmse_deg=float(np.mean([e[2] for e in episodes])))
+    return dict(task=task, reflex_gains=list(gains),
+                **zero_action_row(task, starts, seconds, excitations="reflex",
+                                  muscle_model="degroote", contact_model="smooth",
+                                  reflex_gains=list(gains)))
 
 
 def compare_gains(args):
@@ -95,7 +102,8 @@ def compare_gains(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = dict(command="python bench/reflex.py --gains", seconds=args.seconds,
-                  starts=args.starts, default=list(default), tasks=list(TASKS),
+                  starts=args.starts, default=list(default),
+                  previous=list(PREVIOUS_GAINS), tasks=list(TASKS),
                   scores=scores, rows=rows)
     (out / "reflex_gains.json").write_text(json.dumps(result, indent=1))
     print(f"wrote {out / 'reflex_gains.json'}")
@@ -117,19 +125,11 @@ def main():
     for task in TASKS:
         for muscle_model, contact_model in FAMILIES:
             for mode in MODES:
-                env = ImitationEnv(task, mode="test", excitations=mode,
-                                   muscle_model=muscle_model, contact_model=contact_model,
-                                   episode_seconds=args.seconds)
-                half = env.reference.cycle_steps // 2
-                starts = np.linspace(0, half, args.starts, endpoint=False).round().astype(int)
-                episodes = [zero_action_episode(env, int(f)) for f in starts]
-                env.close()
-                up = np.array([e[0] for e in episodes])
                 row = dict(task=task, muscle_model=muscle_model, contact_model=contact_model,
-                           excitations=mode, start_frames=starts.tolist(),
-                           seconds_up=up.round(2).tolist(), mean_up_s=float(up.mean()),
-                           stayed_up=int(sum(not e[1] for e in episodes)),
-                           joint_rmse_deg=float(np.mean([e[2] for e in episodes])))
+                           excitations=mode,
+                           **zero_action_row(task, args.starts, args.seconds,
+                                             excitations=mode, muscle_model=muscle_model,
+                                             contact_model=contact_model))
                 rows.append(row)
                 print(json.dumps(row))
     out = Path(args.out)

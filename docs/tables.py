@@ -557,7 +557,7 @@ def reflex_gains_table() -> list[str]:
     for score in r["scores"]:
         g = score["reflex_gains"]
         label = f"`{g}`" + (" (default)" if g == r["default"] else
-                            " (before)" if g == [20.0, 5.0, 6.0, 0.3] else "")
+                            " (before)" if g == r["previous"] else "")
         mine = {x["task"]: x for x in r["rows"] if x["reflex_gains"] == g}
         rows.append([label, *(f"{mine[t]['mean_up_s']:.2f}" for t in r["tasks"]),
                      f"**{score['geometric_mean_up_s']:.2f}**",
