@@ -138,7 +138,9 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="hide IPOPT's iteration log")
     gen.add_argument("--seed", type=Path, help="2D gaits: seed the predictive stage with "
                      "this coordinates .sto (e.g. the committed envs/references/<name>_"
-                     "coordinates.sto) instead of solving the tracking stage")
+                     "coordinates.sto), or with a Moco solution of the same predictive "
+                     "problem (<name>_solution.sto, muscle states included), instead of "
+                     "solving the tracking stage")
     gen.add_argument("--guess", type=Path, help="Moco tracking stages (walking2d, running2d, "
                      "jumping2d, the 3D gaits): a Moco solution .sto of an "
                      "earlier solve of the same model as the first stage's initial guess "

@@ -1381,11 +1381,15 @@ def generate_lockedknee3d(args) -> dict:
     # straight on 25 intervals: from the kinematic cycle the 10-interval stage (107 ms
     # intervals over the full cycle) stayed infeasible (primal infeasibility 150-600).
     # The centre of mass's acceleration peaks flattened as in lockedknee2d: with the
-    # forces alone the locked leg landed at 1.73 BW (1.38 at weight 4e-4, 1.32 at 1.2e-3)
+    # forces alone the locked leg landed at 1.73 BW (1.38 at weight 4e-4, 1.32 at 1.2e-3).
+    # The locked leg pushes off as in lockedknee2d: at 96 % of the cycle it is alone on
+    # the floor, where its late-stance peak was 0.95 BW, and the ground carries at least
+    # 1.03 BW (the mesh point 0.96 of 25 intervals)
     return write_3d("lockedknee3d", "muscle3d_lockedknee", derived, args,
                     TrackingSettings(swing_windows=LockedKneeSettings().swing_windows,
                                      meshes=(25,), grf_tracking_weight=0.004,
-                                     com_acceleration_weight=3e-3),
+                                     com_acceleration_weight=3e-3,
+                                     com_force_bounds=((0.95, 0.97, 1.03, None),)),
                     symmetric=False, forces=forces)
 
 
@@ -1524,6 +1528,10 @@ class TrackingSettings(SolveSettings):
     #: peaks of the total vertical ground force; 0: no such term
     com_acceleration_weight: float = 0.0
     com_acceleration_exponent: int = 6
+    #: (start, end, min_bw, max_bw) fractions of the solved interval in which the total
+    #: vertical ground force implied by the centre of mass's acceleration stays within
+    #: [min_bw, max_bw] body weights (moco.add_com_force_bounds; None: unbounded that way)
+    com_force_bounds: tuple = ()
     max_iterations: int = 1000
 
     def __post_init__(self):
@@ -1680,6 +1688,7 @@ def solve_tracking(model_path, target: Motion, *, symmetric: bool, settings: Tra
         problem.addGoal(moco.com_acceleration_goal(osim, settings.com_acceleration_weight,
                                                    settings.com_acceleration_exponent))
 
+    moco.add_com_force_bounds(osim, problem, settings.com_force_bounds, final)
     if settings.swing_windows:
         spheres = contact_spheres(model)
         moco.add_swing_clearance(osim, problem, model, settings.swing_windows, final,

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from fastenv.envs.variants import base_model_path
+from fastenv.sim import GRAVITY
 from refgen import motion_file
 from refgen.kinematics import ContactProbe, FootKinematics, PosedModel
 from refgen.motion import (
@@ -616,6 +617,11 @@ class Settings(SolveSettings):
     # on a compliant, deeply flexed stance knee).
     stance_knee_windows: tuple = ()
     max_stance_knee_flexion_deg: float = 50.0
+    # Predictive stages: (start, end, min_bw, max_bw) fractions of the solved interval in
+    # which the total vertical ground force implied by the centre of mass's acceleration,
+    # body weight x (1 + a_y/g), stays within [min_bw, max_bw] (None: unbounded that
+    # way); see add_com_force_bounds.
+    com_force_bounds: tuple = ()
     tx_speed_bounds: tuple = (0.2, 3.0)  # forward pelvis speed bounds (m/s)
     # Which solution is the reference: "predictive" (tracking -> predictive
     # coarse -> fine, at ``speed``) or "tracking" (tracking on the tracking
@@ -1121,6 +1127,37 @@ def _add_stance_knee_limit(osim, problem, model, duration: float, settings: Sett
         problem.addPathConstraint(bound)
 
 
+def add_com_force_bounds(osim, problem, bounds, duration: float) -> None:
+    """Path constraints on the centre of mass's vertical acceleration: for every (start,
+    end, min_bw, max_bw) of ``bounds`` (fractions of ``duration``), body weight x (1 +
+    a_y/g), the total vertical ground force it implies, stays within [min_bw, max_bw]
+    body weights inside the window (None: unbounded that way); enforced at the mesh
+    points.
+
+    In single support this is the stance foot's force.  The same bound put on the
+    contact spheres' forces (MocoOutputBoundConstraint on two ``sphere_force`` outputs
+    added) sent IPOPT into restoration from a converged solution and stopped as locally
+    infeasible; on the centre of mass it converged in 200 iterations (lockedknee2d).
+    """
+    for k, (lo, hi, min_bw, max_bw) in enumerate(bounds):
+        if min_bw is None and max_bw is None:
+            raise ValueError(f"centre-of-mass force bound {k} {(lo, hi, min_bw, max_bw)}: "
+                             "expected a min_bw or a max_bw")
+        bound = osim.MocoOutputBoundConstraint()
+        bound.setName(f"com_force_{k}")
+        bound.setOutputPath("/|com_acceleration")
+        bound.setOutputIndex(1)
+        for value, outside, setter in ((min_bw, -10.0, bound.setLowerBound),
+                                       (max_bw, 10.0, bound.setUpperBound)):
+            if value is not None:
+                function = osim.PiecewiseLinearFunction()
+                for t, y in _window_points(lo * duration, hi * duration, duration,
+                                           (value - 1.0) * GRAVITY, (outside - 1.0) * GRAVITY):
+                    function.addPoint(t, y)
+                setter(function)
+        problem.addPathConstraint(bound)
+
+
 def _window_points(start: float, end: float, duration: float, height: float,
                    outside: float = -1.0):
     """Corners of a bound that is ``height`` in [start, end] and ``outside`` elsewhere
@@ -1392,6 +1429,7 @@ def solve_predictive(guess_trajectory, settings: Settings, *, mesh: int, label: 
     _common_problem(osim, study, model, settings, final_time=bounds)
     _add_swing_clearance(osim, problem, model, duration, settings)
     _add_stance_knee_limit(osim, problem, model, duration, settings)
+    add_com_force_bounds(osim, problem, settings.com_force_bounds, duration)
     speed = osim.MocoAverageSpeedGoal("speed")
     speed.set_desired_average_speed(settings.speed)
     problem.addGoal(speed)
@@ -1699,13 +1737,22 @@ def predictive_stages(settings: Settings, solve) -> list:
 
 
 def seed_guess(settings: Settings, path, mesh: int, log=print) -> tuple:
-    """(guess trajectory, info) from a full-cycle coordinates .sto.
+    """(guess trajectory, info) from a full-cycle coordinates .sto, or from a Moco
+    solution of the same predictive problem (``<name>_solution.sto``).
 
-    The file's cycle starts at right heel strike, as the solved interval does;
-    its first half (or the whole cycle for ``cycle == "full"``) becomes a
-    guess on ``mesh`` with quiet muscles (activations and excitations 0.05).
+    A coordinates file's cycle starts at right heel strike, as the solved interval
+    does; its first half (or the whole cycle for ``cycle == "full"``) becomes a
+    guess on ``mesh`` with quiet muscles (activations and excitations 0.05).  A
+    solution is the guess as it is, muscle states and controls included: re-solving
+    under changed settings then starts feasible.
     """
     osim = _osim()
+    if is_solution_file(path):
+        guess = osim.MocoTrajectory(str(path))
+        log(f"[seed] {Path(path).name}: a Moco solution, as the guess")
+        return guess, dict(file=Path(path).name, mesh_intervals=int(mesh), wall_time_s=0.0,
+                           note="seed of the first predictive stage (a Moco solution), in "
+                                "place of a tracking solve")
     cycle = read_coordinates_sto(path)
     study, _, model = new_study(settings, "seed")
     end = float(cycle.time[-1] / 2 if settings.cycle == "half" else cycle.time[-1])
@@ -1719,6 +1766,18 @@ def seed_guess(settings: Settings, path, mesh: int, log=print) -> tuple:
         f"cycle, {end:.3f} s, as the guess")
     return guess, dict(file=Path(path).name, mesh_intervals=int(mesh), wall_time_s=0.0,
                        note="seed of the first predictive stage, in place of a tracking solve")
+
+
+def is_solution_file(path) -> bool:
+    """Whether a .sto is a Moco solution (columns are model paths such as
+    ``/jointset/...``) rather than a coordinates file of the pipeline (coordinate
+    names)."""
+    with open(path) as f:
+        for line in f:
+            if line.strip().lower() == "endheader":
+                columns = next(f, "").strip().split("\t")
+                return any(c.startswith("/") for c in columns[1:])
+    return False
 
 
 def gait_plan(settings: Settings, target: Target, work_dir: Path, log,
@@ -1866,10 +1925,10 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
                         if "tracking" in solutions and not tracked else None)
     sto = out_dir / f"{name}_coordinates.sto"
     write_coordinates_sto(sto, cycle, name)
-    if tracked:
-        # the Moco solution the reference is (states, excitations): a warm start
-        # (--guess) for regenerating it under changed settings
-        final.write(str(out_dir / f"{name}_solution.sto"))
+    # the Moco solution the reference is (states, excitations): a warm start (--guess
+    # of a tracking solve, --seed of a predictive one) for regenerating it under
+    # changed settings
+    final.write(str(out_dir / f"{name}_solution.sto"))
     duration = predictive_duration(target, settings.speed)
     if tracked:
         timing = dict(reference_stage="tracking", speed_m_s=round(target.speed, 4),
@@ -1891,7 +1950,9 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
             mesh_intervals={label: info["mesh_intervals"] for label, info in stages.items()},
             objective_weights=settings.weights(),
             swing_windows=([] if tracked and not settings.tracking_clearance
-                           else [list(w) for w in settings.swing_windows])),
+                           else [list(w) for w in settings.swing_windows]),
+            **({} if tracked or not settings.com_force_bounds else dict(
+                com_force_bounds_bw=[list(b) for b in settings.com_force_bounds]))),
         **stages_document(stages),
         figures=dict(rounded(figures), kind="moco_tracking" if tracked else "moco_predictive"),
         tracking_solution_figures=rounded(tracking_figures) if tracking_figures else None,

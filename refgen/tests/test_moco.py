@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 
+from fastenv.sim import GRAVITY
 from refgen import CHECKOUT, MOTIONS_ENV, REFERENCES_DIR, moco, tasks2d
 from refgen.motion import read_coordinates_sto
 from refgen.tests.conftest import shared_motion
@@ -596,6 +597,38 @@ def test_grounded_window_bounds_the_window_only():
         phase.getPathConstraint("in_contact_r_toe")
 
 
+def test_com_force_bounds_bind_the_centre_of_mass_in_their_window():
+    """A centre-of-mass force bound is on the vertical acceleration: body weight x (1 +
+    a_y/g) against the bound inside its window, a far one (-10 BW) outside it."""
+    osim = moco._osim()
+    settings = tasks2d.LockedKneeSettings()
+    assert settings.com_force_bounds   # the committed reference's push-off
+    study, problem, model = moco.new_study(settings, "forces")
+    moco.add_com_force_bounds(osim, problem, ((0.4, 0.6, 1.03, None), (0.0, 1.0, None, 1.5)),
+                              1.0)
+    rep = problem.createRep()
+    assert list(rep.createPathConstraintNames()) == ["com_force_0", "com_force_1"]
+    lower, upper = rep.getPathConstraint("com_force_0"), rep.getPathConstraint("com_force_1")
+    assert lower.getConstraintInfo().getNumEquations() == 1   # no upper bound asked
+    m = rep.getModelBase()
+    state = m.initSystem()
+    cycle = read_coordinates_sto(REFERENCES_DIR / "lockedknee2d_coordinates.sto")
+    for name in cycle.names:
+        if name not in ("knee_angle_l", "ankle_angle_l"):
+            m.getCoordinateSet().get(name).setValue(state, float(cycle.column(name)[80]), False)
+    errors = osim.Vector(1, 0.0)
+    for t, bound_bw in ((0.5, 1.03), (0.3, -10.0)):
+        state.setTime(t)
+        m.realizeAcceleration(state)   # the constraint reads the output at this stage
+        a_y = m.calcMassCenterAcceleration(state).get(1)
+        lower.calcPathConstraintErrors(state, errors)
+        assert errors.get(0) == pytest.approx(a_y - (bound_bw - 1.0) * GRAVITY)
+        upper.calcPathConstraintErrors(state, errors)
+        assert errors.get(0) == pytest.approx(a_y - 0.5 * GRAVITY)
+    with pytest.raises(ValueError, match="expected a min_bw or a max_bw"):
+        moco.add_com_force_bounds(osim, problem, ((0.0, 1.0, None, None),), 1.0)
+
+
 def test_stance_knee_limit_bounds_the_window_only():
     """Running's stance-knee limit: -47 deg inside right stance, the knee's
     own bound outside it."""
@@ -614,6 +647,22 @@ def test_stance_knee_limit_bounds_the_window_only():
     assert at(0.3) == pytest.approx(settings.bounds["knee_angle"][0])
     with pytest.raises(RuntimeError):
         phase.getPathConstraint("stance_knee_l")
+
+
+def test_seed_guess_takes_a_committed_moco_solution_whole():
+    """lockedknee2d's committed Moco solution seeds its predictive stage as it is, muscle
+    states and controls included (a coordinates file seeds quiet muscles)."""
+    osim = moco._osim()
+    path = REFERENCES_DIR / "lockedknee2d_solution.sto"
+    assert moco.is_solution_file(path)
+    assert not moco.is_solution_file(REFERENCES_DIR / "lockedknee2d_coordinates.sto")
+    guess, info = moco.seed_guess(tasks2d.LockedKneeSettings(), path, 50, log=lambda *_: None)
+    solution = osim.MocoTrajectory(str(path))
+    assert guess.getNumTimes() == solution.getNumTimes() == 101
+    assert list(guess.getControlNames()) == list(solution.getControlNames())
+    activations = [n for n in guess.getStateNames() if n.endswith("/activation")]
+    assert activations and np.ptp(guess.getStateMat(activations[0])) > 0.05
+    assert info["file"] == "lockedknee2d_solution.sto"
 
 
 def test_seed_guess_is_the_first_half_of_the_committed_cycle():
