@@ -231,8 +231,8 @@ class LockedKneeSettings(Settings):
     # moco.Settings.com_acceleration_weight.
     com_acceleration_weight: float = 8e-4
     com_acceleration_exponent: int = 6
-    # The locked (left) leg pushes off: at 89-93 % of the solved interval (it starts 4 %
-    # of a cycle before right heel strike), where that leg alone is on the floor and its
+    # The locked (left) leg pushes off: at 89-93 % of the solved interval (which starts
+    # 4.5 % of a cycle after right heel strike), where that leg alone is on the floor and its
     # late-stance peak was 0.99 BW, the ground carries at least 1.03 BW (a
     # centre-of-mass bound, moco.add_com_force_bounds); see docs/references.md.
     com_force_bounds: tuple = ((0.89, 0.93, 1.03, None),)
