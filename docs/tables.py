@@ -97,7 +97,8 @@ REFERENCE_TEXT = {
                  "to the apex; played up and back down",
     "jumping3d": "**kinematic**, jumping2d on the 3D model",
     "lockedknee2d": "Moco predictive, asymmetric full cycle, COM acceleration peaks "
-                    "flattened; 1.30 m/s, step times 0.49 / 0.58 s",
+                    "flattened, the locked leg pushing off at ≥ 1.03 BW; 1.30 m/s, step "
+                    "times 0.49 / 0.58 s",
     "lockedknee3d": "Moco tracking of lockedknee2d + walking3d's out-of-plane motion, the "
                     "locked leg circumducted, lockedknee2d's foot forces tracked; 1.27 m/s, "
                     "reserves ≤ 1.7%",
