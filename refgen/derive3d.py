@@ -1409,10 +1409,22 @@ def generate_palsy3d(args) -> dict:
     cycle, doc, events = palsy3d_cycle(motion=getattr(args, "motion", None),
                                        command=_command("palsy3d", args), log=_log(args))
     # knees weighted 3x: at 1x the left knee extended 8-9 deg more than the measured
-    # crouch at 5-15 % of the cycle (knee r 0.88 with the source, 0.94 at 3x)
+    # crouch at 5-15 % of the cycle (knee r 0.88 with the source, 0.94 at 3x).
+    # The recording has no pelvis height, so the vertical motion is the solver's: left
+    # free it fell through the right stance to 0.43 BW with no push-off.  Bounds on the
+    # force the centre of mass implies (fractions of the cycle, the right foot alone
+    # on the floor in 0.07-0.41) give it a walking stance: loading at most 1.26 BW, at
+    # least 0.66 BW through mid and late right stance (enforced inside the mesh
+    # intervals too: at the mesh points alone it dipped to 0.55 between them), a push-off
+    # of at least 1.03 BW, and at least 0.76 BW late in the left stance (its trough)
     return write_3d("palsy3d", "palsy3d", (cycle, doc, events, True, "loop"), args,
                     TrackingSettings(coordinate_weights={"knee_angle_r": 3.0,
-                                                         "knee_angle_l": 3.0}),
+                                                         "knee_angle_l": 3.0},
+                                     com_force_bounds=((0.07, 0.17, None, 1.26),
+                                                       (0.25, 0.55, 0.66, None),
+                                                       (0.35, 0.41, 1.03, None),
+                                                       (0.91, 0.97, 0.76, None)),
+                                     path_constraints_inside_intervals=True),
                     symmetric=False)
 
 

@@ -564,6 +564,9 @@ class SolveSettings:
     fiber_curve_width: float = 1.5     # DGF active force-length curve width scale
     passive_fiber_forces: bool = False
     verbose: bool = True
+    # Enforce path constraints at the collocation points inside each mesh interval too,
+    # not only at the mesh points: a bound then also holds between them
+    path_constraints_inside_intervals: bool = False
 
 
 @dataclass
@@ -1188,6 +1191,9 @@ def configure_solver(study, settings: SolveSettings, mesh: int,
     solver.set_multibody_dynamics_mode(settings.dynamics_mode)
     if settings.output_interval:
         solver.set_output_interval(int(settings.output_interval))
+    if settings.path_constraints_inside_intervals:
+        _osim().PropertyHelper.setValueBool(
+            True, solver.updPropertyByName("enforce_path_constraint_mesh_interior_points"))
     return solver
 
 

@@ -629,6 +629,19 @@ def test_com_force_bounds_bind_the_centre_of_mass_in_their_window():
         moco.add_com_force_bounds(osim, problem, ((0.0, 1.0, None, None),), 1.0)
 
 
+def test_path_constraints_inside_intervals_reach_the_solver():
+    """palsy3d's centre-of-mass bounds hold inside the mesh intervals too: the setting
+    turns on the solver's interior-point enforcement, which is off by default."""
+    from refgen import derive3d
+    osim = moco._osim()
+    for inside in (False, True):
+        settings = derive3d.TrackingSettings(path_constraints_inside_intervals=inside)
+        study = osim.MocoStudy()
+        solver = moco.configure_solver(study, settings, 5)
+        prop = solver.getPropertyByName("enforce_path_constraint_mesh_interior_points")
+        assert osim.PropertyHelper.getValueBool(prop) is inside
+
+
 def test_stance_knee_limit_bounds_the_window_only():
     """Running's stance-knee limit: -47 deg inside right stance, the knee's
     own bound outside it."""
