@@ -994,10 +994,8 @@ def add_swing_clearance(osim, problem, model, windows, duration: float, spheres:
     :func:`add_centre_stations`) stay at least a radius above the floor."""
     for k, (side, lo, hi) in enumerate(windows):
         for sphere_name in spheres[side]:
-            lower = osim.PiecewiseLinearFunction()
-            for t, y in _window_points(lo * duration, hi * duration, duration,
-                                       sphere_radius(model, sphere_name)):
-                lower.addPoint(t, y)
+            lower = _window_function(osim, lo * duration, hi * duration, duration,
+                                     sphere_radius(model, sphere_name))
             problem.addPathConstraint(centre_height_bound(
                 osim, f"swing_clearance_{k}_{sphere_name}", sphere_name, lower))
 
@@ -1089,10 +1087,8 @@ def add_grounded_window(osim, problem, model, spheres, end: float, duration: flo
     :func:`add_centre_stations`) stay sunk into the floor by at least ``sink`` (m): a
     foot part that carries load, as a person's heels do through a countermovement."""
     for sphere_name in spheres:
-        upper = osim.PiecewiseLinearFunction()
-        for t, y in _window_points(0.0, end, duration,
-                                   sphere_radius(model, sphere_name) - sink, outside=2.0):
-            upper.addPoint(t, y)
+        upper = _window_function(osim, 0.0, end, duration,
+                                 sphere_radius(model, sphere_name) - sink, outside=2.0)
         problem.addPathConstraint(centre_height_bound(
             osim, f"in_contact_{sphere_name}", sphere_name, osim.Constant(-1.0), upper))
 
@@ -1120,9 +1116,8 @@ def _add_stance_knee_limit(osim, problem, model, duration: float, settings: Sett
         name = f"knee_angle_{side}"
         floor = _bounds(name, settings.bounds)[0]
         limit = -math.radians(settings.max_stance_knee_flexion_deg)
-        lower = osim.PiecewiseLinearFunction()
-        for t, y in _window_points(lo * duration, hi * duration, duration, 1.0):
-            lower.addPoint(t, limit if y > 0 else floor)
+        lower = _window_function(osim, lo * duration, hi * duration, duration, limit,
+                                 outside=floor)
         bound = osim.MocoStateBoundConstraint()
         bound.setName(f"stance_knee_{side}")
         bound.addStatePath(coordinate_path(model, name) + "/value")
@@ -1135,7 +1130,7 @@ def add_com_force_bounds(osim, problem, bounds, duration: float) -> None:
     end, min_bw, max_bw) of ``bounds`` (fractions of ``duration``), body weight x (1 +
     a_y/g), the total vertical ground force it implies, stays within [min_bw, max_bw]
     body weights inside the window (None: unbounded that way); enforced at the mesh
-    points.
+    points, and inside the intervals with ``path_constraints_inside_intervals``.
 
     In single support this is the stance foot's force.  The same bound put on the
     contact spheres' forces (MocoOutputBoundConstraint on two ``sphere_force`` outputs
@@ -1153,26 +1148,24 @@ def add_com_force_bounds(osim, problem, bounds, duration: float) -> None:
         for value, outside, setter in ((min_bw, -10.0, bound.setLowerBound),
                                        (max_bw, 10.0, bound.setUpperBound)):
             if value is not None:
-                function = osim.PiecewiseLinearFunction()
-                for t, y in _window_points(lo * duration, hi * duration, duration,
-                                           (value - 1.0) * GRAVITY, (outside - 1.0) * GRAVITY):
-                    function.addPoint(t, y)
-                setter(function)
+                setter(_window_function(osim, lo * duration, hi * duration, duration,
+                                        (value - 1.0) * GRAVITY, (outside - 1.0) * GRAVITY))
         problem.addPathConstraint(bound)
 
 
-def _window_points(start: float, end: float, duration: float, height: float,
-                   outside: float = -1.0):
-    """Corners of a bound that is ``height`` in [start, end] and ``outside`` elsewhere
-    on [0, 2 * duration] (the solved duration may grow): -1 m is no lower bound, 2 m
-    no upper one."""
+def _window_function(osim, start: float, end: float, duration: float, height: float,
+                     outside: float = -1.0):
+    """A bound of time (PiecewiseLinearFunction) that is ``height`` in [start, end] and
+    ``outside`` elsewhere on [0, 2 * duration] (the solved duration may grow): for a
+    sphere's height -1 m is no lower bound, 2 m no upper one."""
     eps = 1e-3 * duration
-    points = [(0.0, outside)] if start > eps else []
-    if start > eps:
-        points.append((start - eps, outside))
+    points = [(0.0, outside), (start - eps, outside)] if start > eps else []
     points += [(max(start, 0.0), height), (end, height), (end + eps, outside),
                (2 * duration, outside)]
-    return points
+    function = osim.PiecewiseLinearFunction()
+    for t, y in points:
+        function.addPoint(t, y)
+    return function
 
 
 def configure_solver(study, settings: SolveSettings, mesh: int,
