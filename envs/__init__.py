@@ -8,6 +8,7 @@ generated reference motions (``references/*.npz``).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,6 +147,38 @@ _FLAGS = ("use_target_obs", "use_GRF", "apply_perturbations", "log", "align_grou
           "visualize", "observe_previous_actions", "share_model")
 
 
+#: options that only one kind of actuation reads: set on a task of the other kind they
+#: would change nothing, so they are refused (``applicable_options`` drops them from a
+#: training config meant for every task)
+ACTUATION_OPTIONS = {
+    "torque": ("pd_targets", "residual_range", "kp", "kd", "pd_bandwidth", "pd_update"),
+    "muscle": ("excitations", "excitation_range", "reflex_gains", "muscle_model"),
+}
+
+
+def inapplicable_options(task: TaskSpec, options: dict) -> list[str]:
+    """The options in ``options`` set away from their defaults that ``task``'s
+    actuation does not read (:data:`ACTUATION_OPTIONS`)."""
+    other = "muscle" if task.actuation == "torque" else "torque"
+    return [k for k in ACTUATION_OPTIONS[other]
+            if k in options and not _same(options[k], OPTIONS[k])]
+
+
+def applicable_options(task: TaskSpec, options: dict) -> dict:
+    """``options`` without those ``task`` does not read: a training config's options
+    for every task (the packaged ``[task]`` tables), or a run saved before such options
+    were refused, in which they had no effect."""
+    drop = set(inapplicable_options(task, options))
+    return {k: v for k, v in options.items() if k not in drop}
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
+    except Exception:   # noqa: BLE001 - incomparable values differ
+        return False
+
+
 def is_int(value) -> bool:
     """An integer, and not a bool (``True`` would otherwise count as 1)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -162,6 +195,9 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     With ``task``, integrator, accuracy and min_step left at None come from the
     ``physics`` preset (:data:`PHYSICS`; "default" is the task's own integrator and
     accuracy)."""
+    if config is not None and not isinstance(config, dict):
+        raise ValueError(f"config must be a dict of the original package's options "
+                         f"(visualize, mode, ...), got {type(config).__name__} {config!r}")
     opts = dict(OPTIONS)
     for source in (config or {}, kwargs):
         unknown = sorted(set(source) - set(OPTIONS))
@@ -181,14 +217,16 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
                              and key != "min_step" else preset[key])
         if opts["start_settle"] is None:
             opts["start_settle"] = START_SETTLE[task.actuation]
+    if opts["accuracy"] is not None and not (is_number(opts["accuracy"])
+                                             and 0 < opts["accuracy"] < 1):
+        raise ValueError(f"accuracy must be the integrator's relative accuracy within (0, 1) "
+                         f"or None (the preset's), got {opts['accuracy']!r}")
     if opts["min_step"] is not None and not (
-            isinstance(opts["min_step"], (int, float)) and not isinstance(opts["min_step"], bool)
-            and 0 <= opts["min_step"] < 0.01):
+            is_number(opts["min_step"]) and 0 <= opts["min_step"] < 0.01):
         raise ValueError(f"min_step must be the integrator's minimum step in s within "
                          f"[0, 0.01) or None (the preset's), got {opts['min_step']!r}")
     if opts["start_settle"] is not None and not (
-            isinstance(opts["start_settle"], (int, float))
-            and not isinstance(opts["start_settle"], bool) and 0 <= opts["start_settle"] <= 0.01):
+            is_number(opts["start_settle"]) and 0 <= opts["start_settle"] <= 0.01):
         raise ValueError(f"start_settle must be a number of seconds within [0, 0.01] or None "
                          f"(the task's default), got {opts['start_settle']!r}")
     if opts["muscle_model"] not in MUSCLE_MODELS:
@@ -200,6 +238,8 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if task is not None and task.actuation != "muscle" and opts["muscle_model"] != "thelen":
         raise ValueError(f"muscle_model={opts['muscle_model']!r} applies to muscle tasks; "
                          f"{task.id} is torque-driven (leave muscle_model at 'thelen')")
+    if opts["model"] is not None and not isinstance(opts["model"], (str, os.PathLike)):
+        raise ValueError(f"model must be the path of an .osim file, got {opts['model']!r}")
     if opts["model"] is not None and (opts["muscle_model"], opts["contact_model"]) != (
             MUSCLE_MODELS[0], CONTACT_MODELS[0]):
         raise ValueError(f"muscle_model/contact_model build the task's model variant; with "
@@ -223,10 +263,10 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"r_weights must be [w_imitate, w_effort, w_action], "
                          f"got {opts['r_weights']!r}")
     if opts["episode_seconds"] is not None and not (
-            isinstance(opts["episode_seconds"], (int, float)) and opts["episode_seconds"] > 0):
+            is_number(opts["episode_seconds"]) and opts["episode_seconds"] > 0):
         raise ValueError(f"episode_seconds must be a number of seconds > 0 or None, "
                          f"got {opts['episode_seconds']!r}")
-    if not (isinstance(opts["start_noise"], (int, float)) and 0 <= opts["start_noise"] <= 0.2):
+    if not (is_number(opts["start_noise"]) and 0 <= opts["start_noise"] <= 0.2):
         raise ValueError(f"start_noise must be a joint-angle standard deviation in rad "
                          f"within [0, 0.2], got {opts['start_noise']!r}")
     if opts["reward"] not in ("original", "tracking"):
@@ -244,20 +284,32 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if task is not None and task.actuation != "muscle" and opts["excitations"] != "direct":
         raise ValueError(f"excitations={opts['excitations']!r} applies to muscle tasks; "
                          f"{task.id} is torque-driven (see pd_targets='residual')")
-    if not (isinstance(opts["excitation_range"], (int, float))
-            and not isinstance(opts["excitation_range"], bool)
-            and 0 < opts["excitation_range"] <= 1):
+    if not (is_number(opts["excitation_range"]) and 0 < opts["excitation_range"] <= 1):
         raise ValueError(f"excitation_range must be an excitation within (0, 1], got "
                          f"{opts['excitation_range']!r}")
     if opts["pd_update"] not in ("continuous", "step"):
         raise ValueError(f"pd_update must be 'continuous' or 'step', got {opts['pd_update']!r}")
     if opts["pd_bandwidth"] is not None and not (
-            isinstance(opts["pd_bandwidth"], (int, float)) and opts["pd_bandwidth"] > 0):
+            is_number(opts["pd_bandwidth"]) and opts["pd_bandwidth"] > 0):
         raise ValueError(f"pd_bandwidth must be a frequency in Hz > 0 or None, got "
                          f"{opts['pd_bandwidth']!r}")
-    if not (isinstance(opts["residual_range"], (int, float)) and opts["residual_range"] > 0):
+    if not (is_number(opts["residual_range"]) and opts["residual_range"] > 0):
         raise ValueError(f"residual_range must be an angle in rad > 0, got "
                          f"{opts['residual_range']!r}")
+    for key in ("kp", "kd"):
+        # the count per actuator is checked against the model by the actuation
+        v = opts[key]
+        values = v if isinstance(v, (list, tuple, np.ndarray)) else [v]
+        if v is not None and not (len(values) and all(is_number(g) and g >= 0
+                                                      for g in np.ravel(values))):
+            raise ValueError(f"{key} must be a gain >= 0 (one for every actuator, or a list "
+                             f"of one per actuator) or None (load-scaled), got {v!r}")
+    if task is not None and (wrong := inapplicable_options(task, opts)):
+        kind = "torque" if task.actuation == "muscle" else "muscle"
+        raise ValueError(f"{', '.join(f'{k}={opts[k]!r}' for k in wrong)}: "
+                         f"{'applies' if len(wrong) == 1 else 'apply'} to {kind} tasks; "
+                         f"{task.id} is {task.actuation}-driven and would ignore "
+                         f"{'it' if len(wrong) == 1 else 'them'}")
     if opts["reference_options"]:
         from fastenv.references import check_reference_options
         check_reference_options(opts["reference_options"])

@@ -42,6 +42,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed, a whole number >= 0, got {text!r}") \
+            from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a seed, a whole number >= 0, got {value}")
+    return value
+
+
 def _output_file(text: str) -> str:
     """A file to write, its folder created now if missing: a folder that cannot be made
     fails here, not after a run of minutes at its last line."""
@@ -313,10 +324,10 @@ def evaluate(args) -> int:
     if args.curves:
         ev.plot_learning_curves(args.run, args.curves, random=result["random_policy"])
     if args.plot_grf:
-        from pathlib import Path
 
         from fastenv.env import ImitationEnv
-        options = json.loads((Path(args.run) / "config.json").read_text())["env_options"]
+        from fastenv.train import read_run_config
+        options = read_run_config(args.run)["env_options"]
         env = ImitationEnv(result["task"], **dict(options, mode="test"))
         try:
             _plot_grf(env, records[0], args.plot_grf, f"{result['task']}: episode 0")
@@ -479,7 +490,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--task", type=_task, default="MuscleWalkingImitation2D-v0", help=task_help)
     r.add_argument("--steps", type=_positive_int, default=1000,
                    help="env steps in all (default: %(default)s)")
-    r.add_argument("--seed", type=int, default=0, help="seed of envs and actions "
+    r.add_argument("--seed", type=_seed, default=0, help="seed of envs and actions "
                    "(default: %(default)s)")
     r.add_argument("--num-envs", type=_positive_int, default=1,
                    help="> 1: an OsimVectorEnv stepped asynchronously (default: %(default)s)")
@@ -496,7 +507,7 @@ def parser() -> argparse.ArgumentParser:
                    help="worker processes (default: the number of cores)")
     b.add_argument("--steps-per-env", type=_positive_int, default=100,
                    help="timed steps per env after 10 warm-up steps (default: %(default)s)")
-    b.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    b.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
     b.add_argument("--json", type=_output_file, default=None, metavar="FILE",
                    help="also write the rows as JSON")
     b.set_defaults(func=bench)
@@ -513,7 +524,7 @@ def parser() -> argparse.ArgumentParser:
                     help="envs stepped together (default: the config's)")
     tr.add_argument("--num-workers", type=_positive_int, default=None,
                     help="worker processes (default: the number of cores)")
-    tr.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    tr.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
     tr.add_argument("--out", default="runs/train",
                     help="run folder (default: %(default)s)")
     tr.add_argument("--config", default=None, metavar="FILE",
@@ -548,7 +559,7 @@ def parser() -> argparse.ArgumentParser:
                     help="length of each episode in s (default: %(default)s)")
     ev.add_argument("--start-noise", type=float, default=0.02,
                     help="std of the joint angles at the start, rad (default: %(default)s)")
-    ev.add_argument("--seed", type=int, default=0,
+    ev.add_argument("--seed", type=_seed, default=0,
                     help="seed of the first episode (default: %(default)s)")
     ev.add_argument("--json", type=_output_file, default=None, metavar="FILE",
                     help="write the figures as JSON")
@@ -585,7 +596,7 @@ def parser() -> argparse.ArgumentParser:
     rd.add_argument("--height", type=_positive_int, default=480, help="pixels (default: 480)")
     rd.add_argument("--fps", type=int, choices=(100, 50, 25, 20, 10), default=50,
                     help="frames/s of the video; the model steps at 100 (default: 50)")
-    rd.add_argument("--seed", type=int, default=0, help="seed (default: %(default)s)")
+    rd.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
     rd.add_argument("--export", type=_output_file, default=None, metavar="FILE.mot",
                     help="also write the rollout for the OpenSim GUI (as evaluate --export)")
     rd.add_argument("--plot", type=_output_file, default=None, metavar="FILE.png",
@@ -602,10 +613,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from gymnasium import error as gym_error
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError, RuntimeError) as exc:   # bad input, files, workers
+    except (ValueError, OSError, RuntimeError, gym_error.Error) as exc:
+        # bad input, files, workers; Gymnasium's own checks (seeds, spaces)
         if os.environ.get("FASTENV_DEBUG"):
             raise
         message = " ".join(str(exc).split())   # one line, whatever the exception holds

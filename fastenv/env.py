@@ -139,6 +139,21 @@ class ImitationEnv(gym.Env):
         self._push_left = 0
         self.episode_log: list[dict] = []
 
+    #: options that may change between episodes (:meth:`set_option`, a vector env's
+    #: ``set_attr``); the others build the model, reference and spaces
+    RUNTIME_OPTIONS = ("mode", "episode_seconds", "start_noise", "log")
+
+    def set_option(self, name: str, value):
+        """Change a :data:`RUNTIME_OPTIONS` option, checked as ``gym.make`` checks it;
+        it applies from the next reset."""
+        if name not in self.RUNTIME_OPTIONS:
+            raise ValueError(f"option {name!r} is fixed when the env is built (options that "
+                             f"can change between episodes: {list(self.RUNTIME_OPTIONS)}); "
+                             f"make a new env with {name}=...")
+        self.options = resolve_options(task=self.spec_task, **dict(self.options, **{name: value}))
+        if name == "mode":
+            self.mode = value
+
     # ------------------------------------------------------------------ episode
     @property
     def episode_steps(self) -> int:
@@ -298,6 +313,8 @@ class ImitationEnv(gym.Env):
         return self._obs[0].copy()
 
     def step(self, action):
+        if not hasattr(self, "_next_reference_q"):   # set by the first reset
+            raise gym.error.ResetNeeded("step() called before reset(); call reset() first")
         a, nan_flag, clipped = self._check_action(action)
         sim = self.sim
         kernels.smooth_action(self._history, self._count, a[None, :], self._smoothed)

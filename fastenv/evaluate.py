@@ -131,16 +131,15 @@ def load_policy(run_dir):
     """The deterministic policy of a training run (``checkpoints/latest``): returns
     ``(policy(obs) -> action, run config)``; observations are normalised with the run's
     saved statistics, as in training."""
-    import json
     import pickle
     from pathlib import Path
 
-    from fastenv.train import _algo_class
+    from fastenv.train import _algo_class, read_run_config
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run: {config_path} is missing")
-    config = json.loads(config_path.read_text())
+    config = read_run_config(run_dir)
     latest = run_dir / "checkpoints" / "latest"
     if config.get("backend") == "rllib":   # an RLlib algorithm checkpoint: its RLModule
         from fastenv.adapters.rllib import checkpoint_policy

@@ -48,6 +48,34 @@ def run_env_options(options: dict) -> dict:
     return options
 
 
+def config_env_options(task: str, cfg: dict, given: dict) -> dict:
+    """A new run's env options: the config's ``[task]`` table (options for every task:
+    those ``task`` does not read are left out), then the caller's (``--option``) over
+    them, which the env checks."""
+    from fastenv.envs import TASKS, applicable_options, resolve_options
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
+    options = run_env_options({**applicable_options(TASKS[task], cfg.get("task", {})),
+                               **given})
+    # checked now, before a run folder is written (files named in them: when built)
+    resolve_options(task=TASKS[task],
+                    **{k: v for k, v in options.items() if k not in VECTOR_OPTIONS})
+    return options
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """A run folder's ``config.json``; its env options without those the task does not
+    read (``fastenv.envs.applicable_options``: runs saved before such options were
+    refused kept the training config's torque options on muscle tasks, to no effect)."""
+    from fastenv.envs import TASKS, applicable_options
+    config_path = Path(run_dir) / "config.json"
+    config = json.loads(config_path.read_text())
+    if config.get("task") in TASKS:
+        config["env_options"] = applicable_options(TASKS[config["task"]],
+                                                   config["env_options"])
+    return config
+
+
 def load_config(algo: str, path: str | Path | None = None) -> dict:
     """The packaged hyperparameters of ``algo``, with a user TOML/JSON file merged over
     them (unknown sections or keys are an error: a typo must not be ignored)."""
@@ -297,7 +325,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     if resume:
         if not config_path.is_file():
             raise FileNotFoundError(f"--resume: {config_path} does not exist")
-        saved = json.loads(config_path.read_text())
+        saved = read_run_config(out)
         task, algo, seed, cfg = saved["task"], saved["algo"], saved["seed"], saved["config"]
         env_options, num_envs = saved["env_options"], saved["num_envs"]
         state = checkpoints.state()
@@ -306,14 +334,10 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
                                   "it or choose another --out")
         cfg = load_config(algo, config)
-        # the config's env options, then the caller's (--option) over them
-        env_options = run_env_options({**cfg.get("task", {}), **env_options})
+        env_options = config_env_options(task, cfg, env_options)
         num_envs = int(num_envs or cfg["env"]["num_envs"])
-        out.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(json.dumps(dict(task=task, algo=algo, seed=seed,
-                                               num_envs=num_envs, env_options=env_options,
-                                               config=cfg), indent=1))
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
+    saved_options = env_options
     if num_workers is not None:
         env_options = dict(env_options, num_workers=num_workers)
     import torch
@@ -322,6 +346,11 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     # 22 ms with 1 while the pool ran on both cores of this machine)
     torch.set_num_threads(int(cfg["run"].get("torch_threads", 1)))
     venv = make_training_env(task, num_envs, seed, cfg, **env_options)
+    if not resume:   # written once the envs exist: bad options leave no run folder behind
+        out.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(json.dumps(dict(task=task, algo=algo, seed=seed,
+                                               num_envs=num_envs, env_options=saved_options,
+                                               config=cfg), indent=1))
     cls = _algo_class(algo)
     if algo == "ppo" and cfg["run"].get("pipelined_rollouts", False):
         # the policy acts on half of the envs while the other half steps (fastenv.collect)

@@ -25,8 +25,9 @@ from fastenv.train import (
     ProgressLog,
     _interrupt,
     append_evaluation,
+    config_env_options,
     load_config,
-    run_env_options,
+    read_run_config,
 )
 
 
@@ -54,7 +55,7 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
     if resume:
         if not config_path.is_file():
             raise FileNotFoundError(f"--resume: {config_path} does not exist")
-        saved = json.loads(config_path.read_text())
+        saved = read_run_config(out)
         if saved.get("backend") != "rllib":
             raise ValueError(f"--resume --backend rllib: {out} is a {saved.get('backend', 'sb3')}"
                              " run; resume it without --backend rllib")
@@ -74,7 +75,7 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
             raise ValueError(f"--num-env-runners and --envs-per-runner must be >= 1, got "
                              f"{num_env_runners} and {envs_per_runner}")
         cfg = load_config(algo, config)
-        env_options = run_env_options({**cfg.get("task", {}), **env_options})
+        env_options = config_env_options(task, cfg, env_options)
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
     started = not ray.is_initialized()
     if started:

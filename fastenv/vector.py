@@ -101,7 +101,9 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if max_episode_steps is not None:
             raise ValueError("max_episode_steps is not supported: episodes end after the "
                              "task's reference cycles (episode_cycles)")
-        self._nan_actions = resolve_options(**env_options)["nan_actions"]  # fail early
+        # fail early, here rather than in every worker
+        self._nan_actions = resolve_options(task=TASKS.get(task), **env_options)["nan_actions"]
+        self._env_options = {k: v for k, v in env_options.items() if k in OPTIONS}
         if render_mode not in (None, "rgb_array") or env_options.get("visualize"):
             raise ValueError(f"OsimVectorEnv renders with render_mode='rgb_array' (one frame "
                              f"per env) or None; got render_mode={render_mode!r}"
@@ -137,9 +139,16 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self._info_names = list(self._pool.info_scalars)
         self._all = np.arange(self.num_envs, dtype=np.int32)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)   # DISABLED mode check
+        self._never_reset = np.ones(self.num_envs, dtype=bool)    # step before reset
         self._stepping = False
 
     # ------------------------------------------------------------------ helpers
+    def _check_started(self, what, ids):
+        never = ids[self._never_reset[ids]]
+        if len(never):
+            raise gym.error.ResetNeeded(f"{what}() called on envs {never.tolist()}, which have not "
+                              "been reset; call reset() or async_reset() first")
+
     def _check_open(self, what):
         if self.closed:
             raise ClosedEnvError(f"{what}() called on a closed OsimVectorEnv; create a "
@@ -270,6 +279,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self._pool.send(b"R", ids, batch=True)
         extras = self._wait(len(ids))
         self._needs_reset[ids] = False
+        self._never_reset[ids] = False
         obs = a.obs.copy() if (self.copy or mask is not None) else a.obs
         infos = self._infos(self._all, extras)
         if mask is not None:  # only the reset envs carry info
@@ -290,6 +300,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             raise PendingCallError(f"step_async() called while {self._pool.pending} envs "
                                    "are in flight; call step_wait() or recv() first")
         a = self._actions(actions, self.num_envs)
+        self._check_started("step", self._all)
         if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
             raise ValueError(f"envs {np.flatnonzero(self._needs_reset).tolist()} ended and "
                              "autoreset is disabled: reset them with options={'reset_mask': "
@@ -325,6 +336,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
                                    "are in flight; recv() them first")
         self._set_seeds(self._all, seed)
         self._pool.send(b"R", self._all)
+        self._never_reset[:] = False
 
     def send(self, actions, env_ids):
         """Start stepping ``env_ids`` (each not already in flight) with ``actions``."""
@@ -337,6 +349,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if len(busy):
             raise ValueError(f"envs {busy.tolist()} are still in flight; recv() them first")
         a = self._actions(actions, len(ids), ids)
+        self._check_started("send", ids)
         self._a.actions[ids] = a
         self._pool.send(b"S", ids.astype(np.int32))
 
@@ -423,6 +436,19 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             values = [values] * len(ids)
         if len(values) != len(ids):
             raise ValueError(f"set_attr needs {len(ids)} values, got {len(values)}")
+        if name in OPTIONS:   # an env option: checked and applied as the env's own
+            from fastenv.env import ImitationEnv
+            if name not in ImitationEnv.RUNTIME_OPTIONS:
+                raise ValueError(f"option {name!r} is fixed when the envs are built (options "
+                                 f"set_attr can change: {list(ImitationEnv.RUNTIME_OPTIONS)})"
+                                 f"; make a new OsimVectorEnv with {name}=...")
+            for value in values:   # checked here first: one error, not one per worker
+                resolve_options(task=TASKS.get(self.task), **dict(self._env_options,
+                                                                  **{name: value}))
+            for i, value in zip(ids, values):
+                self._pool.rare("call", np.array([i], dtype=np.int32), "set_option",
+                                (name, value), {})
+            return
         self._pool.rare("set_attr", ids, name, list(values))
 
     def render(self):

@@ -55,6 +55,11 @@ def fastenv_cli(*args, timeout=300):
     (["evaluate", "runs/x", "--plot", "/"], "--plot: expected a file to write, got the folder"),
     (["render", "TorqueWalkingImitation2D-v0", "--random", "--out", "/dev/null/a.mp4"],
      "--out: cannot make the folder of '/dev/null/a.mp4'"),
+    # a single env's seed went to Gymnasium unchecked: a traceback with exit code 1
+    (["rollout", "--task", "TorqueWalkingImitation2D-v0", "--steps", "5", "--seed", "-1"],
+     "--seed: expected a seed, a whole number >= 0, got -1"),
+    (["render", "TorqueWalkingImitation2D-v0", "--random", "--seconds", "0.02", "--out",
+      "x.png", "--option", "accuracy=abc"], "accuracy must be the integrator's relative"),
 ])
 def test_input_errors_are_one_line(args, expected):
     proc = fastenv_cli(*args)

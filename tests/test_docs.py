@@ -92,6 +92,28 @@ def test_snippet_runs(src, how, tmp_path):
         r = _run([sys.executable, "-c", cell], tmp_path, SNIPPET_TIMEOUT)
     assert r.returncode == 0, f"{how}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
     assert "Traceback" not in r.stderr, r.stderr
+    printed = r.stdout.splitlines()
+    for shown in shown_outputs(src):
+        assert any(shown.match(line) for line in printed), (
+            f"the snippet's comment '# → ...' shows output that it does not print: "
+            f"{shown.pattern!r} matches none of\n{r.stdout}")
+
+
+def shown_outputs(src: str) -> list[re.Pattern]:
+    """The output a snippet's ``# → TEXT`` comments show: each must begin a printed line
+    (``...`` stands for anything; a parenthesised remark after the text is prose)."""
+    out = []
+    for m in re.finditer(r"# → (.*)$", src, re.M):
+        text = re.sub(r"\s+\([a-z][^()]*\)$", "", m[1].strip())   # "246 (two cycles ...)"
+        out.append(re.compile(".*?".join(re.escape(part) for part in text.split("..."))))
+    return out
+
+
+def test_shown_outputs_are_read():
+    src = "print(1)  # → 246 (two cycles per episode)\n# → (152,) ['a', ...]\n"
+    first, second = shown_outputs(src)
+    assert first.match("246") and not first.match("214")
+    assert second.match("(152,) ['a', 'b']") and not second.match("(98,) ['a']")
 
 
 # ----------------------------------------------------------------------- commands

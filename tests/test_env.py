@@ -7,7 +7,8 @@ from gymnasium.utils.env_checker import check_env
 
 import fastenv  # noqa: F401  (registers the tasks)
 from fastenv.env import ImitationEnv
-from fastenv.envs import resolve_options
+from fastenv.envs import TASKS as ENV_TASKS
+from fastenv.envs import applicable_options, resolve_options
 
 TASKS = ["MuscleWalkingImitation2D-v0", "TorqueWalkingImitation2D-v0"]
 
@@ -212,6 +213,78 @@ def test_bad_options():
         with pytest.raises(ValueError, match=match):
             resolve_options(**options)
     assert resolve_options(use_GRF=0, log=np.True_)["use_GRF"] == 0
+
+
+@pytest.mark.parametrize("options, match", [
+    (dict(kp="abc"), "kp must be a gain >= 0 .* got 'abc'"),
+    (dict(kd=["x"]), r"kd must be a gain >= 0 .* got \['x'\]"),
+    (dict(accuracy="abc"), "accuracy must be the integrator's relative accuracy .* got 'abc'"),
+    (dict(accuracy=2.0), "accuracy must be .* within \\(0, 1\\)"),
+    (dict(episode_seconds=float("inf")), "episode_seconds must be .* got inf"),
+    (dict(episode_seconds=True), "episode_seconds must be .* got True"),
+    (dict(start_noise=True), "start_noise must be"),
+    (dict(config="x"), "config must be a dict .* got str 'x'"),
+    (dict(model=5), "model must be the path of an .osim file, got 5"),
+    (dict(reflex_gains=[1, 1, 1, 1]), r"reflex_gains=\[1, 1, 1, 1\]: applies to muscle tasks; "
+                                      "TorqueWalkingImitation2D-v0 is torque-driven"),
+    (dict(excitation_range=0.5), "excitation_range=0.5: applies to muscle tasks"),
+])
+def test_bad_option_values_are_named(options, match):
+    """Wrong types and values, and options the task would ignore, are one-line errors
+    naming the option and what it takes (they were a TypeError from a comparison, a
+    float() message without the option's name, an OverflowError, or silently ignored)."""
+    config = options.pop("config", None)
+    with pytest.raises(ValueError, match=match) as err:
+        resolve_options(config, task=ENV_TASKS["TorqueWalkingImitation2D-v0"], **options)
+    assert "\n" not in str(err.value)
+
+
+def test_options_of_the_other_actuation_are_refused():
+    muscle = ENV_TASKS["MuscleWalkingImitation2D-v0"]
+    with pytest.raises(ValueError, match=r"pd_targets='residual', residual_range=0.2: apply "
+                                         "to torque tasks; MuscleWalkingImitation2D-v0 is "
+                                         "muscle-driven and would ignore them"):
+        resolve_options(task=muscle, pd_targets="residual", residual_range=0.2)
+    for key, value in (("kp", 10.0), ("kd", 1.0), ("pd_bandwidth", 3.0), ("pd_update", "step")):
+        with pytest.raises(ValueError, match=f"{key}=.*applies to torque tasks"):
+            resolve_options(task=muscle, **{key: value})
+    # at their defaults they change nothing and pass; so does the original config's
+    # max_actuation, one of its nine keys, which it passed to every env
+    resolve_options(task=muscle, pd_targets="range", residual_range=0.5, max_actuation=100)
+    resolve_options(task=ENV_TASKS["TorqueWalkingImitation2D-v0"],
+                    reflex_gains=[2.5, 1, 1.5, 0.3], excitation_range=0.2)
+    # a training config's table for every task keeps what the task reads
+    table = dict(reward="tracking", pd_targets="residual", residual_range=0.2)
+    assert applicable_options(muscle, table) == dict(reward="tracking")
+    assert applicable_options(ENV_TASKS["TorqueWalkingImitation2D-v0"], table) == table
+
+
+def test_a_model_file_that_does_not_load_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"cannot load OpenSim model '.*nope.osim': no such "
+                                         r"file \(expected the path of an .osim file\)"):
+        ImitationEnv(TASKS[1], model=str(tmp_path / "nope.osim"))
+    bad = tmp_path / "bad.osim"
+    bad.write_text('<OpenSimDocument Version="40000"><Model name="x"><bad')
+    with pytest.raises(ValueError, match="cannot load OpenSim model .*Failed to load the Xml "
+                                         "file") as err:
+        ImitationEnv(TASKS[1], model=str(bad))
+    assert "\n" not in str(err.value) and "Thrown at" not in str(err.value)
+
+
+def test_step_before_reset_and_runtime_options():
+    env = ImitationEnv(TASKS[1])
+    with pytest.raises(gym.error.ResetNeeded, match=r"step\(\) called before reset\(\)"):
+        env.step(np.zeros(env.action_space.shape, np.float32))
+    env.set_option("mode", "test")
+    env.set_option("start_noise", 0.05)
+    assert env.mode == "test" and env.options["start_noise"] == 0.05
+    env.set_option("episode_seconds", 1.0)
+    assert env.episode_steps == 100
+    with pytest.raises(ValueError, match="mode must be one of"):
+        env.set_option("mode", "bogus")
+    with pytest.raises(ValueError, match="option 'physics' is fixed when the env is built"):
+        env.set_option("physics", "fast")
+    env.close()
 
 
 def test_bad_actions(env):

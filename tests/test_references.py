@@ -11,6 +11,7 @@ from fastenv.references import (
     load_reference,
     read_motion,
     reference_from_motion,
+    write_motion,
 )
 
 SHIPPED = sorted(p.name[:-4] for p in REFERENCE_DIR.iterdir() if p.name.endswith(".npz"))
@@ -134,6 +135,53 @@ def test_bad_files(tmp_path, muscle2d_path):
     corrupt.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot read reference"):
         Reference.load(corrupt)
+
+
+def test_a_saved_reference_is_checked_whole(tmp_path):
+    """A NaN or a wrongly shaped array in a .npz reference is refused on load, naming
+    the file and the array: a NaN gave NaN observations and rewards a few steps in, a
+    cut column an IndexError, and a frame count that differs blamed another array."""
+    arrays = dict(np.load(REFERENCE_DIR / "walking2d.npz"))
+    q = arrays["q"].copy()
+    q[10, 3] = np.nan
+    for name, change, match in (
+            ("nan", dict(q=q), r"q holds 1 non-finite value\(s\), the first at index "
+                               r"\(10, 3\); expected finite numbers"),
+            ("columns", dict(q=arrays["q"][:, :3]), r"q has shape \(123, 3\), expected "
+                                                      r"\(frames >= 2, 10\)"),
+            ("rows", dict(q=arrays["q"][:50]), r"its arrays disagree on the number of "
+                                               r"frames \(q 50, qdot 123, "),
+            ("missing", dict(), "com_vel")):
+        path = tmp_path / f"{name}.npz"
+        saved = dict(arrays, **change)
+        if name == "missing":
+            del saved["com_vel"]
+        np.savez(path, **saved)
+        with pytest.raises(ValueError, match=match) as err:
+            Reference.load(path)
+        assert str(path) in str(err.value)
+
+
+def test_motion_file_units_are_checked(tmp_path, muscle2d_path):
+    """Translations in millimetres and time in milliseconds are refused with the unit
+    named: a pelvis 890 m up, or a Nyquist frequency of 0.0 Hz, said neither."""
+    sto = REFERENCE_DIR / "walking2d_coordinates.sto"
+    time, columns, in_degrees = read_motion(sto)
+    walk = {c: v for c, v in columns.items() if not c.endswith("_speed")}
+    mm = dict(walk, pelvis_tx=walk["pelvis_tx"] * 1000, pelvis_ty=walk["pelvis_ty"] * 1000)
+    write_motion(tmp_path / "mm.sto", time, mm, in_degrees=in_degrees)
+    with pytest.raises(ValueError, match=r"mm.sto: pelvis_tx reaches .* expected metres .* "
+                                         r"are the translations in millimetres\?"):
+        reference_from_motion(tmp_path / "mm.sto", muscle2d_path)
+    treadmill = dict(mm, pelvis_tx=np.zeros_like(time))   # still x: the height tells
+    write_motion(tmp_path / "mm.sto", time, treadmill, in_degrees=in_degrees)
+    with pytest.raises(ValueError, match=r"pelvis_ty reaches 9\d\d"):
+        reference_from_motion(tmp_path / "mm.sto", muscle2d_path)
+    write_motion(tmp_path / "ms.sto", time * 1000, walk, in_degrees=in_degrees)
+    with pytest.raises(ValueError, match=r"ms.sto: rows every 1\d.\d+ s \(0.0\d+ Hz\); "
+                                         r"expected the time column in seconds .* in "
+                                         r"milliseconds\?"):
+        reference_from_motion(tmp_path / "ms.sto", muscle2d_path)
 
 
 def _env_model_path(reference: str):

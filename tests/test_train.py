@@ -2,6 +2,7 @@
 end-to-end run per algorithm (train, checkpoint, resume, evaluate)."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ pytest.importorskip("stable_baselines3")
 from fastenv import evaluate as ev  # noqa: E402
 from fastenv.train import load_config  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["hip_flexion_r", "knee_angle_r", "ankle_angle_r"]
 
 
@@ -114,6 +116,34 @@ def test_config_merge_rejects_typos(tmp_path):
         load_config("ppo", user)
     with pytest.raises(ValueError, match="unknown algorithm 'ddpg'"):
         load_config("ddpg")
+
+
+def test_a_run_refused_for_its_options_leaves_no_folder(tmp_path):
+    """Bad options are refused before the run folder is written: a folder with a
+    config.json would make the corrected command fail with 'already holds a run'."""
+    from fastenv.__main__ import main
+    out = tmp_path / "run"
+    for options in (["--option", "kp=abc"], ["--option", "kp=3"]):
+        task = "MuscleWalkingImitation2D-v0" if options[1] == "kp=3" else \
+            "TorqueWalkingImitation2D-v0"
+        assert main(["train", task, "--steps", "10", "--out", str(out), *options]) == 2
+        assert not out.exists()
+
+
+def test_training_configs_give_each_task_the_options_it_reads():
+    """The packaged [task] tables hold options for every task; a muscle task leaves the
+    torque ones out, and a saved run that kept them (before they were refused) loads."""
+    from fastenv.train import config_env_options, read_run_config
+    cfg = load_config("ppo")
+    muscle = config_env_options("MuscleWalkingImitation2D-v0", cfg, {"excitations": "reflex"})
+    assert "pd_targets" not in muscle and muscle["excitations"] == "reflex"
+    torque = config_env_options("TorqueWalkingImitation2D-v0", cfg, {})
+    assert torque["pd_targets"] == "residual"
+    with pytest.raises(ValueError, match="kp=3: applies to torque tasks"):
+        config_env_options("MuscleWalkingImitation2D-v0", cfg, {"kp": 3})
+    saved = read_run_config(ROOT / "baselines" / "runs" / "muscle2d_ppo_reflex")
+    assert "pd_targets" not in saved["env_options"]
+    assert saved["env_options"]["excitations"] == "reflex"
 
 
 TINY = {

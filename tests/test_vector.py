@@ -191,6 +191,36 @@ def test_copy_false_returns_views():
         venv.close()
 
 
+def test_step_before_reset_and_set_attr_of_options():
+    """A step before any reset says so (it was an AttributeError from a worker), and
+    set_attr checks an env option as gym.make does: it used to accept mode="bogus" and
+    make start_noise an attribute nothing read."""
+    venv = OsimVectorEnv(TASK, 3, num_workers=2, **KW)
+    try:
+        with pytest.raises(gym.error.ResetNeeded, match=r"step\(\) called on envs \[0, 1, "
+                                                         r"2\], which have not been reset"):
+            venv.step(np.zeros((3, 7), np.float32))
+        with pytest.raises(gym.error.ResetNeeded, match=r"send\(\) called on envs \[2\]"):
+            venv.send(np.zeros((1, 7), np.float32), [2])
+        with pytest.raises(ValueError, match="mode must be one of"):
+            venv.set_attr("mode", "bogus")
+        with pytest.raises(ValueError, match="start_noise must be"):
+            venv.set_attr("start_noise", -5.0)
+        with pytest.raises(ValueError, match="option 'physics' is fixed when the envs are "
+                                             "built"):
+            venv.set_attr("physics", "fast")
+        venv.set_attr("start_noise", [0.0, 0.05, 0.1])
+        assert [o["start_noise"] for o in venv.call("options")] == [0.0, 0.05, 0.1]
+        venv.set_attr("episode_seconds", 0.5)
+        assert venv.call("episode_steps") == (50, 50, 50)
+        venv.set_attr("anything", 3)   # not an option: set as Gymnasium's set_attr does
+        assert venv.get_attr("anything") == (3, 3, 3)
+        venv.reset(seed=0)
+        venv.step(np.zeros((3, 7), np.float32))
+    finally:
+        venv.close()
+
+
 def test_bad_vector_input():
     venv = OsimVectorEnv(TASK, 2, num_workers=1, batch_size=1, **KW)
     try:

@@ -28,6 +28,14 @@ import numpy as np
 #: ``envs/references`` in an editable install): the shipped references.
 REFERENCE_DIR = importlib.resources.files("fastenv.envs") / "references"
 PLAYBACKS = ("loop", "once", "mirror")
+#: motion files: the largest translation (m), pelvis height (m) and mean translational
+#: speed (m/s) read as metres (a 10-minute walk at 1.5 m/s goes 900 m; a sprint reaches
+#: 12 m/s), and the longest interval between rows (s) read as seconds (motion capture
+#: records at 60-2000 Hz)
+MAX_TRANSLATION = 2000.0
+MAX_PELVIS_HEIGHT = 5.0
+MAX_TRANSLATION_SPEED = 15.0
+MAX_ROW_INTERVAL = 0.5
 
 
 @dataclass
@@ -62,11 +70,45 @@ class Reference:
             self.q_offset = np.zeros(n)
         if self.pos_offset is None:
             self.pos_offset = np.zeros(3)
-        if self.excitation is not None and self.excitation.shape != (
-                self.n_frames, len(self.muscle_names)):
-            raise ValueError(f"reference {self.name!r}: excitation has shape "
-                             f"{self.excitation.shape}, expected ({self.n_frames}, "
-                             f"{len(self.muscle_names)}) (frames, muscle_names)")
+        self._check_arrays()
+
+    def _check_arrays(self):
+        """Every array's shape against the frames, coordinates, bodies and muscles the
+        reference names (``q`` sets the frames), and every value finite: a reference is
+        read by index every step, and a wrong shape or a NaN would otherwise surface as
+        an IndexError or a NaN reward far from its cause."""
+        nq, nb = len(self.coordinate_names), len(self.body_names)
+        q = np.asarray(self.q)
+        if q.ndim != 2 or q.shape[1] != nq or q.shape[0] < 2:
+            raise ValueError(f"reference {self.name!r}: q has shape {q.shape}, expected "
+                             f"(frames >= 2, {nq}) (one column per coordinate_names entry)")
+        n = q.shape[0]
+        per_frame = ["q", "qdot", "qddot", "body_pos", "body_vel", "com_pos", "com_vel"]
+        if self.excitation is not None:
+            per_frame.append("excitation")
+        frames = {k: np.shape(getattr(self, k))[:1] for k in per_frame}
+        if len(set(frames.values())) > 1:
+            raise ValueError(f"reference {self.name!r}: its arrays disagree on the number of "
+                             "frames (" + ", ".join(f"{k} {v[0] if v else '-'}"
+                                                    for k, v in frames.items())
+                             + "); expected one row per frame in each")
+        shapes = dict(q=(n, nq), qdot=(n, nq), qddot=(n, nq), body_pos=(n, nb, 3),
+                      body_vel=(n, nb, 3), com_pos=(n, 3), com_vel=(n, 3),
+                      q_offset=(nq,), pos_offset=(3,))
+        if self.excitation is not None:
+            shapes["excitation"] = (n, len(self.muscle_names))
+        for key, shape in shapes.items():
+            value = np.asarray(getattr(self, key))
+            if value.shape != shape:
+                raise ValueError(f"reference {self.name!r}: {key} has shape {value.shape}, "
+                                 f"expected {shape} (frames as q's {n}, coordinate_names, "
+                                 f"body_names, muscle_names)")
+            bad = ~np.isfinite(value)
+            if bad.any():
+                where = np.argwhere(bad)[0]
+                raise ValueError(f"reference {self.name!r}: {key} holds {int(bad.sum())} "
+                                 f"non-finite value(s), the first at index "
+                                 f"{tuple(int(i) for i in where)}; expected finite numbers")
 
     # ----------------------------------------------------------------- lookup
     @property
@@ -146,7 +188,10 @@ class Reference:
         except Exception as exc:
             raise ValueError(f"cannot read reference {str(path)!r}: {exc}") from exc
         meta.pop("format", None)
-        return cls(**meta, **arrays)
+        try:
+            return cls(**meta, **arrays)
+        except (TypeError, ValueError) as exc:   # missing or unexpected arrays, shapes
+            raise ValueError(f"reference file {str(path)!r}: {exc}") from None
 
 
 # --------------------------------------------------------------------- motion files
@@ -689,6 +734,19 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
                          f"{np.degrees(largest[worst]):.0f} deg as radians; the header says "
                          "angles are in radians (no inDegrees=yes): expected |angle| <= 2 pi, "
                          "or inDegrees=yes if the file is in degrees")
+    for c, v in zip(names, values):
+        j = cn.index(c)
+        if sim.rotational[j]:
+            continue
+        # translations are read in metres; millimetres put a pelvis 900 m up
+        speed = abs(float(v[-1] - v[0])) / max(float(time[-1] - time[0]), 1e-9)
+        peak = float(np.abs(v).max())
+        limit = MAX_PELVIS_HEIGHT if c == "pelvis_ty" else MAX_TRANSLATION
+        if peak > limit or speed > MAX_TRANSLATION_SPEED:
+            raise ValueError(f"motion file {file}: {c} reaches {peak:.4g} and moves "
+                             f"{speed:.4g} per second; expected metres (at most {limit:g} m, "
+                             f"{MAX_TRANSLATION_SPEED:g} m/s on average): are the "
+                             "translations in millimetres?")
     worst = max(beyond, key=lambda c: beyond[c]["excess"], default=None)
     if worst is not None and beyond[worst]["excess"] > RANGE_REFUSED:
         b = beyond[worst]
@@ -720,10 +778,14 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
                          "gaps, or cut the file to a stretch without them)")
     time, values, resampled = uniform_rows(time, values)
     dt = float(np.mean(np.diff(time)))
+    if dt >= MAX_ROW_INTERVAL:
+        raise ValueError(f"motion file {file}: rows every {dt:.4g} s ({1 / dt:.3g} Hz); "
+                         f"expected the time column in seconds and rows at least every "
+                         f"{MAX_ROW_INTERVAL} s: is the time in milliseconds?")
     if lowpass_hz:
         if lowpass_hz >= 0.5 / dt:
             raise ValueError(f"lowpass_hz {lowpass_hz} must be below the Nyquist frequency "
-                             f"of {file}, {0.5 / dt:.1f} Hz")
+                             f"of {file}, {0.5 / dt:.3g} Hz (rows every {dt:.4g} s)")
         values = lowpass(values, dt, lowpass_hz)
 
     # the motion in model order (defaults where the file has nothing), for the feet

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -163,10 +164,17 @@ class Simulation:
         self.min_step = float(min_step)
         self.retried_steps = 0           # control steps integrated again without min_step
         self.last_step_retried = False
+        if not os.path.isfile(self.model_path):
+            raise ValueError(f"cannot load OpenSim model {self.model_path!r}: no such file "
+                             "(expected the path of an .osim file)")
         try:
             self.model = osim.Model(self.model_path)
         except Exception as exc:  # OpenSim raises RuntimeError with its own message
-            raise ValueError(f"cannot load OpenSim model {self.model_path!r}: {exc}") from exc
+            # one line, without the SWIG wrapper's prefix and the C++ source locations
+            lines = [ln.strip() for ln in str(exc).split("': ", 1)[-1].splitlines()]
+            text = " ".join(ln for ln in lines if ln and not ln.startswith(
+                ("Thrown at", "SimTK Exception thrown at", "(Required condition")))
+            raise ValueError(f"cannot load OpenSim model {self.model_path!r}: {text}") from exc
         model = self.model
         self.push_body = push_body
         if push_body is not None:
