@@ -322,7 +322,8 @@ def evaluate(args) -> int:
         ev.plot_joint_angles(records[0], coords, model_coords, args.plot,
                              title=f"{result['task']}: episode 0")
     if args.curves:
-        ev.plot_learning_curves(args.run, args.curves, random=result["random_policy"])
+        # the baselines over the checkpoints' own test episodes (their length, seeds)
+        ev.plot_learning_curves(args.run, args.curves, ev.checkpoint_baselines(args.run))
     if args.plot_grf:
 
         from fastenv.env import ImitationEnv

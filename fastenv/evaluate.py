@@ -167,37 +167,15 @@ def evaluate(run_dir, *, episodes: int = 5, seconds: float = 10.0, start_noise: 
     env = ImitationEnv(config["task"], **options)
     try:
         results = [run_episode(env, policy, seed=seed + k) for k in range(episodes)]
-        random = None
-        if random_baseline:   # the same episodes under uniform random actions
-            rng = np.random.default_rng(seed)
-            space = env.action_space
-
-            def random_policy(obs):
-                return rng.uniform(space.low, space.high).astype(np.float32)
-            random = [run_episode(env, random_policy, seed=seed + k) for k in range(episodes)]
-            for r in random:
-                r.pop("records")
-        zero = None
-        residual = (env.options["pd_targets"] == "residual"
-                    if env.spec_task.actuation == "torque"
-                    else env.options["excitations"] in ("residual", "reflex"))
-        if random_baseline and residual:
-            # residual targets: a zero action is the PD tracking the reference on its
-            # own (residual excitations: the reference's excitations open loop; reflex:
-            # those with the reflexes), the floor a trained policy has to improve on
-            def zero_policy(obs):
-                return np.zeros(env.action_space.shape, np.float32)
-            zero = [run_episode(env, zero_policy, seed=seed + k) for k in range(episodes)]
-            for r in zero:
-                r.pop("records")
+        random, zero = baselines(env, [seed + k for k in range(episodes)]) \
+            if random_baseline else (None, None)
     finally:
         env.close()
     records = [r.pop("records") for r in results]
     return {"task": config["task"], "algo": config["algo"], "run": str(run_dir),
             "seconds": seconds, "start_noise": start_noise, "episodes": results,
             "mean": summarize(results),
-            "random_policy": summarize(random) if random else None,
-            "reference_as_target": summarize(zero) if zero else None, "_records": records,
+            "random_policy": random, "reference_as_target": zero, "_records": records,
             "_coordinates": env.imitated_coordinates,
             "_model_coordinates": env.sim.coordinate_names,
             "_rotational": [bool(x) for x in env.sim.rotational],
@@ -247,10 +225,54 @@ def export_motion(records, model_coordinates, rotational, state_names, model_pat
                          [r["state"] for r in records], model_path)
 
 
-def plot_learning_curves(run_dir, path, random: dict | None = None):
+def baselines(env, seeds) -> tuple[dict, dict | None]:
+    """Mean figures of ``env``'s episodes with these seeds under uniform random actions,
+    and, where a zero action means something (residual PD targets: the PD tracking the
+    reference alone; residual excitations: the reference's excitations open loop;
+    reflex: those with the reflexes), under a zero action: the floors a trained policy
+    has to improve on."""
+    rng = np.random.default_rng(seeds[0])
+    space = env.action_space
+    residual = (env.options["pd_targets"] == "residual" if env.spec_task.actuation == "torque"
+                else env.options["excitations"] in ("residual", "reflex"))
+    out = []
+    for policy in (lambda obs: rng.uniform(space.low, space.high).astype(np.float32),
+                   lambda obs: np.zeros(space.shape, np.float32)):
+        if out and not residual:
+            out.append(None)
+            break
+        episodes = [run_episode(env, policy, seed=s) for s in seeds]
+        for e in episodes:
+            e.pop("records")
+        out.append(summarize(episodes))
+    return out[0], out[1]
+
+
+def checkpoint_baselines(run_dir) -> dict:
+    """:func:`baselines` over the episodes a run's checkpoint evaluations use
+    (``evaluations.csv``: ``eval_episodes`` test episodes of ``eval_seconds``, start noise
+    0.02 rad, seeds from the run's seed + 10,000), to draw beside its learning curves:
+    ``{"seconds", "random", "zero"}``."""
+    from fastenv.env import ImitationEnv
+    from fastenv.train import read_run_config
+    config = read_run_config(run_dir)
+    run = config["config"]["run"]
+    episodes, seconds = int(run.get("eval_episodes", 2)), float(run.get("eval_seconds", 5.0))
+    env = ImitationEnv(config["task"], **dict(config["env_options"], mode="test", log=True,
+                                              episode_seconds=seconds, start_noise=0.02))
+    try:
+        random, zero = baselines(env, [config["seed"] + 10_000 + k
+                                       for k in range(max(episodes, 1))])
+    finally:
+        env.close()
+    return dict(seconds=seconds, random=random, zero=zero)
+
+
+def plot_learning_curves(run_dir, path, baseline: dict | None = None):
     """A run's learning curves against env steps: mean training return and episode
     length (progress.csv), and the checkpoints' test-mode joint RMSE and distance
-    (evaluations.csv); ``random``: a random policy's mean figures, drawn as lines."""
+    (evaluations.csv); ``baseline`` (:func:`checkpoint_baselines`): a random policy's and
+    a zero action's figures over the same test episodes, drawn as lines."""
     import csv
     from pathlib import Path
 
@@ -274,8 +296,10 @@ def plot_learning_curves(run_dir, path, random: dict | None = None):
     for ax, data, key, title, random_key in panels:
         if key in data:
             ax.plot(data["env_steps"], data[key], color="tab:blue", label="policy")
-        if random and random_key:
-            ax.axhline(random[random_key], color="tab:red", ls="--", label="random policy")
+        for name, color, label in (("random", "tab:red", "random policy"),
+                                   ("zero", "tab:green", "zero action")):
+            if baseline and baseline.get(name) and random_key:
+                ax.axhline(baseline[name][random_key], color=color, ls="--", label=label)
         if key == "distance_m" and "reference_distance_m" in data:
             ax.plot(data["env_steps"], data["reference_distance_m"], color="0.5",
                     label="reference")

@@ -17,6 +17,7 @@ never imports the env module.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import weakref
 
 import gymnasium as gym
@@ -420,13 +421,15 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         a non-callable attribute is returned as it is."""
         self._check_idle("call")
         ids = self._all if env_ids is None else self._env_ids(env_ids)
-        return tuple(self._pool.rare("call", ids, name, args, kwargs))
+        with _missing_attribute():
+            return tuple(self._pool.rare("call", ids, name, args, kwargs))
 
     def get_attr(self, name, *, env_ids=None):
         """Attribute ``name`` of every env (or of ``env_ids``, in that order)."""
         self._check_idle("get_attr")
         ids = self._all if env_ids is None else self._env_ids(env_ids)
-        return tuple(self._pool.rare("get_attr", ids, name))
+        with _missing_attribute():
+            return tuple(self._pool.rare("get_attr", ids, name))
 
     def set_attr(self, name, values, *, env_ids=None):
         """Set ``name`` on every env (or on ``env_ids``): one value each, or one for all."""
@@ -481,6 +484,18 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def __repr__(self):
         return (f"OsimVectorEnv({self.task!r}, num_envs={self.num_envs}, "
                 f"num_workers={self.num_workers}, autoreset_mode={self.autoreset_mode.value})")
+
+
+@contextlib.contextmanager
+def _missing_attribute():
+    """An env without the attribute asked for raises AttributeError here, as a local
+    env does (SB3's ``has_attr`` and ``try: ... except AttributeError`` rely on it)."""
+    try:
+        yield
+    except EnvError as exc:
+        if exc.exc_type == "AttributeError":
+            raise AttributeError(str(exc)) from exc
+        raise
 
 
 def _autoreset_mode(value) -> AutoresetMode:

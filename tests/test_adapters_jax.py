@@ -156,6 +156,8 @@ def test_bad_adapter_input():
         envs.reset(seed=0)
         with pytest.raises(ValueError, match=r"expected \(1, 7\)"):
             envs.step(jnp.zeros((2, 7)))
+        # bfloat16 arrays came as "not a real number dtype"
+        assert envs.step(jnp.zeros((1, 7), jnp.bfloat16))[0].dtype == jnp.float32
     finally:
         venv.close()
 

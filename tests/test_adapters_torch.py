@@ -148,6 +148,8 @@ def test_bad_adapter_input():
         envs.reset(seed=0)
         with pytest.raises(ValueError, match=r"expected \(1, 7\)"):
             envs.step(torch.zeros(2, 7))
+        # bfloat16, autocast's output, is widened as float16 is (NumPy has no bfloat16)
+        assert envs.step(torch.zeros(1, 7, dtype=torch.bfloat16))[0].dtype == torch.float32
     finally:
         venv.close()
     with pytest.raises(TypeError, match="wraps an OsimVectorEnv"):

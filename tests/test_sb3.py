@@ -80,6 +80,25 @@ def test_env_access_with_indices():
         with pytest.raises(ValueError, match="env_ids must be in"):
             env.get_attr("mode", indices=[5])
         assert env.render_mode is None
+        # SB3's contract: a missing attribute is an AttributeError, so has_attr is False
+        assert not env.has_attr("no_such_attribute") and env.has_attr("mode")
+        with pytest.raises(AttributeError, match="no_such_attribute"):
+            env.get_attr("no_such_attribute")
+    finally:
+        env.close()
+
+
+def test_render_tiles_every_envs_frame():
+    """get_images returned None per env, so SB3's render (and VecVideoRecorder) failed."""
+    env = make_vec_env(TASK, 2, seed=0, num_workers=1, render_mode="rgb_array",
+                       render_size=(64, 48))
+    try:
+        env.reset()
+        frames = env.get_images()
+        assert [f.shape for f in frames] == [(48, 64, 3)] * 2
+        tiled = env.render()
+        assert tiled.shape == (96, 64, 3) and tiled.dtype == np.uint8
+        assert env.metadata["render_fps"] == 100
     finally:
         env.close()
 

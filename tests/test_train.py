@@ -213,6 +213,11 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     assert (tmp_path / "run.gif").read_bytes()[:3] == b"GIF"
     assert keys <= set(result["random_policy"])   # the same episodes, random actions
     assert keys <= set(result["reference_as_target"])   # residual targets: a zero action
+    # the curves' baselines run the checkpoints' own test episodes (their length): a
+    # random policy over --seconds against 5-s checkpoint episodes misled on distance
+    curves = ev.checkpoint_baselines(run)
+    assert curves["seconds"] == 0.3 and curves["random"]["time_alive_s"] <= 0.3 + 1e-9
+    assert keys <= set(curves["zero"])
     from fastenv.references import read_motion
     time, columns, in_degrees = read_motion(tmp_path / "rollout.mot")
     assert in_degrees and "knee_angle_r" in columns and time[0] == 0.0

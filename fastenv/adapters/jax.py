@@ -73,7 +73,10 @@ class JaxVectorEnv(ArrayVectorEnv):
         return jnp.from_dlpack(x, device=target)
 
     def _host(self, x) -> np.ndarray:
-        return np.asarray(x)
+        a = np.asarray(x)
+        # bfloat16 (mixed precision's output) comes as ml_dtypes' type, which NumPy does
+        # not count as a real number: widen it as float16 is
+        return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
 
 
 def _device(device) -> jax.Device:

@@ -57,6 +57,7 @@ class FastenvVecEnv(VecEnv):
         self.venv = venv
         super().__init__(venv.num_envs, venv.single_observation_space,
                          venv.single_action_space)
+        self.metadata["render_fps"] = venv.metadata["render_fps"]   # VecVideoRecorder's
         self._actions = None
 
     def seed(self, seed: int | None = None):
@@ -122,7 +123,10 @@ class FastenvVecEnv(VecEnv):
         return [False] * len(self._ids(indices))
 
     def get_images(self):
-        return [None] * self.num_envs
+        """Every env's frame (``render_mode="rgb_array"``; SB3's ``render`` tiles them)."""
+        if self.venv.render_mode != "rgb_array":
+            return [None] * self.num_envs
+        return list(self.venv.render())
 
     def _ids(self, indices) -> list[int]:
         if indices is None:

@@ -90,6 +90,8 @@ class TorchVectorEnv(ArrayVectorEnv):
 
     def _host(self, x) -> np.ndarray:
         if isinstance(x, torch.Tensor):
+            if x.dtype == torch.bfloat16:   # autocast's output; NumPy has no bfloat16
+                x = x.float()
             return x.detach().cpu().numpy()
         return np.asarray(x)
 
