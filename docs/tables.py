@@ -695,7 +695,8 @@ def model_family_learnability_table() -> list[str]:
     import csv
     rows = []
     moco, default = "Moco family (`degroote`, `smooth`)", "default (`thelen`, `hunt_crossley`)"
-    for label, run in ((f"{moco}, `reflex`", "muscle2d_ppo_reflex"),
+    for label, run in ((f"{moco}, `reflex`, 10-s training episodes", "muscle2d_ppo_reflex_long"),
+                       (f"{moco}, `reflex`", "muscle2d_ppo_reflex"),
                        (f"{moco}, `residual`", "muscle2d_ppo_degroote_residual"),
                        (f"{default}, `residual`", "muscle2d_ppo_residual"),
                        (f"{default}, `direct`", "muscle2d_ppo")):
