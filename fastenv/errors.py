@@ -65,4 +65,10 @@ class EnvError(RuntimeError):
                             self.remote_traceback, self.during)
 
 
-__all__ = ["ClosedEnvError", "PendingCallError", "WorkerError", "EnvError"]
+class EnvAttributeError(EnvError, AttributeError):
+    """An env has no attribute of the name asked for (``get_attr``, ``call``): an
+    :class:`EnvError` with its worker's details that is also the ``AttributeError`` a
+    local env raises (SB3's ``has_attr`` and ``except AttributeError`` rely on it)."""
+
+
+__all__ = ["ClosedEnvError", "PendingCallError", "WorkerError", "EnvError", "EnvAttributeError"]

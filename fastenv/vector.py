@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from fastenv.envs import OPTIONS, TASKS, is_int, resolve_options
-from fastenv.errors import ClosedEnvError, EnvError, PendingCallError
+from fastenv.errors import ClosedEnvError, EnvAttributeError, EnvError, PendingCallError
 from fastenv.pool import EnvFactory, Pool, default_workers
 
 VECTOR_OPTIONS = ("num_workers", "autoreset_mode", "batch_size", "copy", "start_method",
@@ -494,7 +494,8 @@ def _missing_attribute():
         yield
     except EnvError as exc:
         if exc.exc_type == "AttributeError":
-            raise AttributeError(str(exc)) from exc
+            raise EnvAttributeError(exc.env_id, exc.exc_type, exc.exc_message,
+                                    exc.remote_traceback, during=exc.during) from None
         raise
 
 

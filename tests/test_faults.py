@@ -94,8 +94,9 @@ def test_exception_in_env_raises_in_parent_with_its_message():
         assert "_inject" in exc.value.remote_traceback   # the worker's own traceback
         assert "\n" not in str(exc.value)
         with pytest.raises(EnvError, match=r"env 0 raised in its worker in "
-                                           r"call\('no_such_method'\): AttributeError"):
+                                           r"call\('no_such_method'\): AttributeError") as missing:
             v.call("no_such_method")
+        assert isinstance(missing.value, AttributeError)   # as a local env's (SB3's has_attr)
     finally:
         v.close()
 
