@@ -235,17 +235,15 @@ def baselines(env, seeds) -> tuple[dict, dict | None]:
     space = env.action_space
     residual = (env.options["pd_targets"] == "residual" if env.spec_task.actuation == "torque"
                 else env.options["excitations"] in ("residual", "reflex"))
-    out = []
-    for policy in (lambda obs: rng.uniform(space.low, space.high).astype(np.float32),
-                   lambda obs: np.zeros(space.shape, np.float32)):
-        if out and not residual:
-            out.append(None)
-            break
+
+    def mean_figures(policy):
         episodes = [run_episode(env, policy, seed=s) for s in seeds]
         for e in episodes:
             e.pop("records")
-        out.append(summarize(episodes))
-    return out[0], out[1]
+        return summarize(episodes)
+    random = mean_figures(lambda obs: rng.uniform(space.low, space.high).astype(np.float32))
+    zero = mean_figures(lambda obs: np.zeros(space.shape, np.float32)) if residual else None
+    return random, zero
 
 
 def checkpoint_baselines(run_dir) -> dict:

@@ -17,7 +17,6 @@ never imports the env module.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import weakref
 
 import gymnasium as gym
@@ -26,7 +25,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from fastenv.envs import OPTIONS, TASKS, is_int, resolve_options
-from fastenv.errors import ClosedEnvError, EnvAttributeError, EnvError, PendingCallError
+from fastenv.errors import ClosedEnvError, EnvError, PendingCallError
 from fastenv.pool import EnvFactory, Pool, default_workers
 
 VECTOR_OPTIONS = ("num_workers", "autoreset_mode", "batch_size", "copy", "start_method",
@@ -147,8 +146,8 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def _check_started(self, what, ids):
         never = ids[self._never_reset[ids]]
         if len(never):
-            raise gym.error.ResetNeeded(f"{what}() called on envs {never.tolist()}, which have not "
-                              "been reset; call reset() or async_reset() first")
+            raise gym.error.ResetNeeded(f"{what}() called on envs {never.tolist()}, which have "
+                                        "not been reset; call reset() or async_reset() first")
 
     def _check_open(self, what):
         if self.closed:
@@ -421,15 +420,13 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         a non-callable attribute is returned as it is."""
         self._check_idle("call")
         ids = self._all if env_ids is None else self._env_ids(env_ids)
-        with _missing_attribute():
-            return tuple(self._pool.rare("call", ids, name, args, kwargs))
+        return tuple(self._pool.rare("call", ids, name, args, kwargs))
 
     def get_attr(self, name, *, env_ids=None):
         """Attribute ``name`` of every env (or of ``env_ids``, in that order)."""
         self._check_idle("get_attr")
         ids = self._all if env_ids is None else self._env_ids(env_ids)
-        with _missing_attribute():
-            return tuple(self._pool.rare("get_attr", ids, name))
+        return tuple(self._pool.rare("get_attr", ids, name))
 
     def set_attr(self, name, values, *, env_ids=None):
         """Set ``name`` on every env (or on ``env_ids``): one value each, or one for all."""
@@ -484,19 +481,6 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def __repr__(self):
         return (f"OsimVectorEnv({self.task!r}, num_envs={self.num_envs}, "
                 f"num_workers={self.num_workers}, autoreset_mode={self.autoreset_mode.value})")
-
-
-@contextlib.contextmanager
-def _missing_attribute():
-    """An env without the attribute asked for raises AttributeError here, as a local
-    env does (SB3's ``has_attr`` and ``try: ... except AttributeError`` rely on it)."""
-    try:
-        yield
-    except EnvError as exc:
-        if exc.exc_type == "AttributeError":
-            raise EnvAttributeError(exc.env_id, exc.exc_type, exc.exc_message,
-                                    exc.remote_traceback, during=exc.during) from None
-        raise
 
 
 def _autoreset_mode(value) -> AutoresetMode:

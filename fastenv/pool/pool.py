@@ -48,7 +48,14 @@ from multiprocessing.connection import wait
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from fastenv.errors import ClosedEnvError, EnvError, PendingCallError, WorkerError, one_line
+from fastenv.errors import (
+    ClosedEnvError,
+    EnvAttributeError,
+    EnvError,
+    PendingCallError,
+    WorkerError,
+    one_line,
+)
 from fastenv.pool.shared import LayoutSpec, SharedArrays
 from fastenv.pool.worker import RECORD, worker_main
 
@@ -315,7 +322,11 @@ class Pool:
             env_id, etype, emessage, tb = value
             during = f"{what}({args[1]!r})" if what in ("call", "get_attr", "set_attr") \
                 else what
-            raise EnvError(env_id, etype, emessage, tb, during=during)
+            # a name the env lacks: also the AttributeError a local env raises (SB3's
+            # has_attr and `except AttributeError` rely on it)
+            cls = EnvAttributeError if (etype == "AttributeError"
+                                        and what in ("call", "get_attr")) else EnvError
+            raise cls(env_id, etype, emessage, tb, during=during)
         return value
 
     def _recover(self, w, reason: str):

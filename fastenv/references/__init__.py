@@ -83,20 +83,17 @@ class Reference:
             raise ValueError(f"reference {self.name!r}: q has shape {q.shape}, expected "
                              f"(frames >= 2, {nq}) (one column per coordinate_names entry)")
         n = q.shape[0]
-        per_frame = ["q", "qdot", "qddot", "body_pos", "body_vel", "com_pos", "com_vel"]
+        shapes = dict(q=(n, nq), qdot=(n, nq), qddot=(n, nq), body_pos=(n, nb, 3),
+                      body_vel=(n, nb, 3), com_pos=(n, 3), com_vel=(n, 3))
         if self.excitation is not None:
-            per_frame.append("excitation")
-        frames = {k: np.shape(getattr(self, k))[:1] for k in per_frame}
+            shapes["excitation"] = (n, len(self.muscle_names))
+        frames = {k: np.shape(getattr(self, k))[:1] for k in shapes}   # one row per frame
         if len(set(frames.values())) > 1:
             raise ValueError(f"reference {self.name!r}: its arrays disagree on the number of "
                              "frames (" + ", ".join(f"{k} {v[0] if v else '-'}"
                                                     for k, v in frames.items())
                              + "); expected one row per frame in each")
-        shapes = dict(q=(n, nq), qdot=(n, nq), qddot=(n, nq), body_pos=(n, nb, 3),
-                      body_vel=(n, nb, 3), com_pos=(n, 3), com_vel=(n, 3),
-                      q_offset=(nq,), pos_offset=(3,))
-        if self.excitation is not None:
-            shapes["excitation"] = (n, len(self.muscle_names))
+        shapes.update(q_offset=(nq,), pos_offset=(3,))
         for key, shape in shapes.items():
             value = np.asarray(getattr(self, key))
             if value.shape != shape:
