@@ -136,6 +136,10 @@ OPTIONS = dict(
     muscle_model="thelen", contact_model="hunt_crossley",
     reward="original", render_view=None, render_size=(640, 480), share_model=False,
 )
+
+#: options that may change between episodes (``ImitationEnv.set_option``, a vector
+#: env's ``set_attr`` and ``get_attr``); the others build the model, reference and spaces
+RUNTIME_OPTIONS = ("mode", "episode_seconds", "start_noise", "log")
 #: ``muscle_model`` / ``contact_model`` values (``fastenv.envs.variants`` builds them):
 #: the osim-rl originals first, then the Moco model family.
 MUSCLE_MODELS = ("thelen", "degroote")
@@ -190,6 +194,15 @@ def is_number(value) -> bool:
             and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value)))
 
 
+def _same(a, b) -> bool:
+    """Whether two option values are equal (arrays and lists included)."""
+    try:
+        return bool(np.array_equal(a, b)) if isinstance(a, list | tuple | np.ndarray) \
+            else bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
 def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> dict:
     """Merge the original ``config=`` dict with keyword options; reject unknown names.
     With ``task``, integrator, accuracy and min_step left at None come from the
@@ -198,6 +211,12 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if config is not None and not isinstance(config, dict):
         raise ValueError(f"config must be a dict of the original package's options "
                          f"(visualize, mode, ...), got {type(config).__name__} {config!r}")
+    both = sorted(k for k in set(config or {}) & set(kwargs)
+                  if (config[k] is not kwargs[k]) and not _same(config[k], kwargs[k]))
+    if both:
+        raise ValueError(f"option(s) {both} given twice with different values, in config= "
+                         f"({ {k: config[k] for k in both} }) and as keywords "
+                         f"({ {k: kwargs[k] for k in both} }); expected one of them")
     opts = dict(OPTIONS)
     for source in (config or {}, kwargs):
         unknown = sorted(set(source) - set(OPTIONS))

@@ -46,10 +46,11 @@ def _seed(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a seed, a whole number >= 0, got {text!r}") \
-            from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a seed, a whole number >= 0, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a seed, a whole number in [0, 2**32), "
+                                         f"got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected a seed, a whole number in [0, 2**32), "
+                                         f"got {value}")
     return value
 
 
@@ -137,6 +138,9 @@ def rollout(args) -> int:
     import fastenv  # noqa: F401  (registers the tasks)
     from fastenv.vector import OsimVectorEnv
 
+    if args.num_envs == 1 and args.workers not in (None, 1):
+        raise ValueError(f"--workers {args.workers}: one env (--num-envs 1) steps in this "
+                         f"process; give --num-envs above 1 for worker processes")
     t_build = time.perf_counter()
     if args.num_envs == 1:
         import gymnasium as gym
@@ -259,10 +263,15 @@ def train(args) -> int:
     options = dict(args.option or [])
     if args.num_workers is not None:
         options["num_workers"] = args.num_workers
-    if args.resume and args.option:
-        raise ValueError("--resume continues with the run's saved env options; leave "
-                         "--option out")
+    saved_run = ("--algo", "--seed", "--config", "--num-envs", "--num-env-runners",
+                 "--envs-per-runner", "--option")
+    given = [flag for flag in saved_run if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if args.resume and given:
+        raise ValueError(f"--resume continues the run in --out with its saved algorithm, "
+                         f"seed, config, envs and env options; leave {' '.join(given)} out")
     saved = os.path.join(args.out, "config.json")
+    algo = args.algo or "sac"
+    seed = 0 if args.seed is None else args.seed
     if args.backend == "rllib" or (args.resume and os.path.isfile(saved) and
                                    json.load(open(saved)).get("backend") == "rllib"):
         # RLlib: env runners (Ray actors, any node) each step one OsimVectorEnv
@@ -271,17 +280,22 @@ def train(args) -> int:
             raise ValueError(f"--backend rllib steps --num-env-runners x --envs-per-runner "
                              f"envs; got --num-envs {args.num_envs}: leave it out")
         from fastenv.train_rllib import train as train_rllib
-        out = train_rllib(args.task, algo=args.algo, steps=args.steps,
-                          num_env_runners=args.num_env_runners,
-                          envs_per_runner=args.envs_per_runner, seed=args.seed, out=args.out,
+        runners = dict(num_env_runners=args.num_env_runners, envs_per_runner=args.envs_per_runner)
+        out = train_rllib(args.task, algo=algo, steps=args.steps, seed=seed, out=args.out,
                           config=args.config, resume=args.resume, address=args.address,
-                          show_bar=not args.no_progress, **options)
+                          show_bar=not args.no_progress,
+                          **{k: v for k, v in runners.items() if v is not None}, **options)
         print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
         return 0
+    rllib_only = [flag for flag in ("--num-env-runners", "--envs-per-runner", "--address")
+                  if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if rllib_only:
+        raise ValueError(f"{' '.join(rllib_only)}: options of --backend rllib; this run trains "
+                         f"with Stable-Baselines3 (--num-envs sets its envs)")
     _needs("stable_baselines3", "train")
     from fastenv.train import train as run_training
-    out = run_training(args.task, algo=args.algo, steps=args.steps, num_envs=args.num_envs,
-                       seed=args.seed, out=args.out, config=args.config, resume=args.resume,
+    out = run_training(args.task, algo=algo, steps=args.steps, num_envs=args.num_envs,
+                       seed=seed, out=args.out, config=args.config, resume=args.resume,
                        show_bar=not args.no_progress, **options)
     print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
     return 0
@@ -517,15 +531,15 @@ def parser() -> argparse.ArgumentParser:
                         description=train.__doc__)
     tr.add_argument("task", type=_task, nargs="?", default=None,
                     help="task ID; `fastenv tasks` lists them (leave out with --resume)")
-    tr.add_argument("--algo", choices=("sac", "ppo"), default="sac",
-                    help="algorithm (default: %(default)s)")
+    tr.add_argument("--algo", choices=("sac", "ppo"), default=None,
+                    help="algorithm (default: sac)")
     tr.add_argument("--steps", type=_positive_int, default=1_000_000,
                     help="env steps in all, over all envs (default: %(default)s)")
     tr.add_argument("--num-envs", type=_positive_int, default=None,
                     help="envs stepped together (default: the config's)")
     tr.add_argument("--num-workers", type=_positive_int, default=None,
                     help="worker processes (default: the number of cores)")
-    tr.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
+    tr.add_argument("--seed", type=_seed, default=None, help="seed (default: 0)")
     tr.add_argument("--out", default="runs/train",
                     help="run folder (default: %(default)s)")
     tr.add_argument("--config", default=None, metavar="FILE",
@@ -540,10 +554,10 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--backend", choices=("sb3", "rllib"), default="sb3",
                     help="Stable-Baselines3 on this machine, or Ray RLlib (env runners "
                          "on a Ray cluster; docs/cluster.md) (default: %(default)s)")
-    tr.add_argument("--num-env-runners", type=_positive_int, default=2,
-                    help="rllib: env runners, each one OsimVectorEnv (default: %(default)s)")
-    tr.add_argument("--envs-per-runner", type=_positive_int, default=4,
-                    help="rllib: envs of each runner's OsimVectorEnv (default: %(default)s); "
+    tr.add_argument("--num-env-runners", type=_positive_int, default=None,
+                    help="rllib: env runners, each one OsimVectorEnv (default: 2)")
+    tr.add_argument("--envs-per-runner", type=_positive_int, default=None,
+                    help="rllib: envs of each runner's OsimVectorEnv (default: 4); "
                          "--num-workers is then its pool workers (default: the cluster's "
                          "CPUs / runners)")
     tr.add_argument("--address", default=None,

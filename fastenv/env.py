@@ -14,7 +14,14 @@ import numpy as np
 
 from fastenv import kernels
 from fastenv.actuation import make_actuation
-from fastenv.envs import OPTIONS, TASKS, TaskSpec, is_int, resolve_options  # noqa: F401
+from fastenv.envs import (  # noqa: F401
+    OPTIONS,
+    RUNTIME_OPTIONS,
+    TASKS,
+    TaskSpec,
+    is_int,
+    resolve_options,
+)
 from fastenv.observation import (
     build_observation_layout,
     previous_action_names,
@@ -139,13 +146,14 @@ class ImitationEnv(gym.Env):
         self._push_left = 0
         self.episode_log: list[dict] = []
 
-    #: options that may change between episodes (:meth:`set_option`, a vector env's
-    #: ``set_attr``); the others build the model, reference and spaces
-    RUNTIME_OPTIONS = ("mode", "episode_seconds", "start_noise", "log")
+    RUNTIME_OPTIONS = RUNTIME_OPTIONS   # fastenv.envs.RUNTIME_OPTIONS
 
     def set_option(self, name: str, value):
         """Change a :data:`RUNTIME_OPTIONS` option, checked as ``gym.make`` checks it;
         it applies from the next reset."""
+        if name not in OPTIONS:
+            raise ValueError(f"unknown option {name!r}; options that can change between "
+                             f"episodes: {list(self.RUNTIME_OPTIONS)}")
         if name not in self.RUNTIME_OPTIONS:
             raise ValueError(f"option {name!r} is fixed when the env is built (options that "
                              f"can change between episodes: {list(self.RUNTIME_OPTIONS)}); "
@@ -153,6 +161,12 @@ class ImitationEnv(gym.Env):
         self.options = resolve_options(task=self.spec_task, **dict(self.options, **{name: value}))
         if name == "mode":
             self.mode = value
+
+    def get_option(self, name: str):
+        """The value of env option ``name`` (as resolved: a preset's integrator, not None)."""
+        if name not in OPTIONS:
+            raise ValueError(f"unknown option {name!r}; valid options: {sorted(OPTIONS)}")
+        return self.options[name]
 
     # ------------------------------------------------------------------ episode
     @property

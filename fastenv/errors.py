@@ -12,6 +12,19 @@ from __future__ import annotations
 from gymnasium.error import ClosedEnvironmentError
 
 
+def warn_caller(message: str, category=UserWarning):
+    """``warnings.warn`` attributed to the first frame outside fastenv and Gymnasium:
+    the user's line that made the env, however deep (``gym.make``, a vector env) the
+    call came from."""
+    import sys
+    import warnings
+    level, frame = 2, sys._getframe(1)   # 2: warn_caller's caller
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] in (
+            "fastenv", "gymnasium"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
 def one_line(text: str) -> str:
     """Join a (possibly multi-line, e.g. OpenSim's) message into one line."""
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())

@@ -141,6 +141,10 @@ def load_policy(run_dir):
         raise FileNotFoundError(f"{run_dir} is not a training run: {config_path} is missing")
     config = read_run_config(run_dir)
     latest = run_dir / "checkpoints" / "latest"
+    if not (latest / "state.json").is_file():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet ({latest} is missing or "
+                                f"incomplete): a run saves one every checkpoint_every env "
+                                f"steps and when it stops")
     if config.get("backend") == "rllib":   # an RLlib algorithm checkpoint: its RLModule
         from fastenv.adapters.rllib import checkpoint_policy
         return checkpoint_policy(latest), config

@@ -42,7 +42,8 @@ def run_env_options(options: dict) -> dict:
     ``.sto``, ``.npz``) made absolute, so that the run is evaluated, rendered and
     resumed from any working directory; anything else as given."""
     ref = options.get("reference")
-    if isinstance(ref, str) and Path(ref).suffix in (".mot", ".sto", ".npz") \
+    from fastenv.references import reference_file_kind
+    if isinstance(ref, str) and reference_file_kind(ref) is not None \
             and Path(ref).is_file():
         return dict(options, reference=str(Path(ref).resolve()))
     return options
@@ -89,7 +90,7 @@ def load_config(algo: str, path: str | Path | None = None) -> dict:
     raw = path.read_text()
     user = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw)
     for section, values in user.items():
-        if section not in config:
+        if section not in config or not isinstance(values, dict):
             raise ValueError(f"{path}: unknown section [{section}]; expected {SECTIONS}")
         unknown = sorted(set(values) - set(config[section]))
         # any SB3 argument may be added to [algo], any env option to [task] (the env
@@ -97,8 +98,63 @@ def load_config(algo: str, path: str | Path | None = None) -> dict:
         if unknown and section not in ("algo", "task"):
             raise ValueError(f"{path}: unknown key(s) {unknown} in [{section}]; "
                              f"expected {sorted(config[section])}")
+        for key, value in values.items():
+            _check_type(path, section, key, value, config[section].get(key))
         config[section].update(values)
+    check_run_config(config)
     return config
+
+
+def _check_type(path, section: str, key: str, value, packaged):
+    """A user value of a packaged key has the packaged value's kind (a whole number for
+    an integer, any number for a float, a bool for a flag, a list or SB3's dict form for
+    a list): SB3 checks few of its arguments and would fail only after training began.
+    Strings (SAC's ``ent_coef = "auto"``, which also takes a number) and ``[task]`` (the
+    env checks it) are left to their readers."""
+    if packaged is None or section == "task" or isinstance(packaged, str):
+        return
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(packaged, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(packaged, int):   # SB3 also takes train_freq as [n, "step"|"episode"]
+        ok = (number and isinstance(value, int)) or (key == "train_freq"
+                                                     and isinstance(value, list))
+        kind = "a whole number"
+    elif isinstance(packaged, float):
+        ok, kind = number, "a number"
+    else:
+        ok, kind = isinstance(value, list | dict), "a list"
+    if not ok:
+        raise ValueError(f"{path}: [{section}] {key} = {value!r}: expected {kind} "
+                         f"(packaged: {packaged!r})")
+
+
+RUN_MINIMUM = dict(checkpoint_every=1, log_every=1, eval_episodes=0, torch_threads=1)
+
+
+def check_run_config(config: dict):
+    """The ``[env]`` and ``[run]`` values a run depends on before it starts, one line
+    naming the bad one (a zero checkpoint interval used to fail after the run folder
+    was written)."""
+    env, run = config["env"], config["run"]
+    n = env.get("num_envs")
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise ValueError(f"[env] num_envs = {n!r}: expected a whole number >= 1")
+    for key, low in RUN_MINIMUM.items():
+        v = run.get(key, low)
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
+            raise ValueError(f"[run] {key} = {v!r}: expected a whole number >= {low}")
+    v = run.get("eval_seconds", 5.0)
+    if not (isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < float("inf")):
+        raise ValueError(f"[run] eval_seconds = {v!r}: expected a positive number of seconds")
+
+
+def check_seed(seed) -> int:
+    """A run's seed: a whole number in [0, 2**32), what NumPy and torch accept."""
+    if not (isinstance(seed, int | np.integer) and not isinstance(seed, bool)
+            and 0 <= seed < 2**32):
+        raise ValueError(f"seed {seed!r}: expected a whole number in [0, 2**32)")
+    return int(seed)
 
 
 # ----------------------------------------------------------------------- envs
@@ -304,6 +360,23 @@ def _checkpoint_evaluation(task: str, env_options: dict, config: dict, seed: int
     return evaluate
 
 
+def _check_algo_keys(cls, algo: str, values: dict):
+    """``[algo]`` keys are SB3 arguments of ``cls``: a typo is named before anything
+    is built or written (SB3 would raise a TypeError from its constructor)."""
+    import inspect
+    accepted = set()
+    for klass in cls.__mro__:   # a subclass (PipelinedPPO) may pass **kwargs on to PPO
+        if "__init__" in vars(klass):
+            params = inspect.signature(klass.__init__).parameters
+            accepted |= set(params)
+            if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                break
+    unknown = sorted(set(values) - accepted - {"self", "policy", "env"})
+    if unknown:
+        raise ValueError(f"[algo] {unknown}: not arguments of {cls.__name__} ({algo}); "
+                         f"see Stable-Baselines3's {cls.__name__} documentation")
+
+
 def _interrupt(signum, frame):
     """SIGTERM (a scheduler's or `kill`'s stop) ends training like Ctrl-C: checkpoint,
     then exit; background jobs cannot get SIGINT, which non-interactive shells ignore."""
@@ -329,14 +402,25 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         task, algo, seed, cfg = saved["task"], saved["algo"], saved["seed"], saved["config"]
         env_options, num_envs = saved["env_options"], saved["num_envs"]
         state = checkpoints.state()
+        if state["env_steps"] >= steps:
+            raise ValueError(f"the run in {out} is already at {state['env_steps']} env steps; "
+                             f"give --steps above that to train it on")
     else:
         if config_path.exists():
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
                                   "it or choose another --out")
+        seed = check_seed(seed)
         cfg = load_config(algo, config)
         env_options = config_env_options(task, cfg, env_options)
         num_envs = int(num_envs or cfg["env"]["num_envs"])
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
+    cls = _algo_class(algo)
+    if algo == "ppo" and cfg["run"].get("pipelined_rollouts", False):
+        # the policy acts on half of the envs while the other half steps (fastenv.collect)
+        from fastenv.adapters.sb3_ppo import PipelinedPPO
+        cls = PipelinedPPO
+    if not resume:
+        _check_algo_keys(cls, algo, cfg["algo"])
     saved_options = env_options
     if num_workers is not None:
         env_options = dict(env_options, num_workers=num_workers)
@@ -346,27 +430,32 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     # 22 ms with 1 while the pool ran on both cores of this machine)
     torch.set_num_threads(int(cfg["run"].get("torch_threads", 1)))
     venv = make_training_env(task, num_envs, seed, cfg, **env_options)
-    if not resume:   # written once the envs exist: bad options leave no run folder behind
-        out.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(json.dumps(dict(task=task, algo=algo, seed=seed,
-                                               num_envs=num_envs, env_options=saved_options,
-                                               config=cfg), indent=1))
-    cls = _algo_class(algo)
-    if algo == "ppo" and cfg["run"].get("pipelined_rollouts", False):
-        # the policy acts on half of the envs while the other half steps (fastenv.collect)
-        from fastenv.adapters.sb3_ppo import PipelinedPPO
-        cls = PipelinedPPO
-    if resume:
-        from stable_baselines3.common.vec_env import VecNormalize
-        venv = VecNormalize.load(str(checkpoints.latest / "vecnormalize.pkl"), venv.venv)
-        model = cls.load(checkpoints.latest / "model.zip", env=venv, device="cpu")
-        buffer = checkpoints.latest / "replay_buffer.pkl"
-        if buffer.is_file():
-            model.load_replay_buffer(buffer)
-    else:
-        policy_kwargs = dict(cfg["policy"])
-        model = cls("MlpPolicy", venv, seed=seed, device="cpu", policy_kwargs=policy_kwargs,
-                    verbose=0, **cfg["algo"])
+    try:
+        if resume:
+            from stable_baselines3.common.vec_env import VecNormalize
+            venv = VecNormalize.load(str(checkpoints.latest / "vecnormalize.pkl"), venv.venv)
+            model = cls.load(checkpoints.latest / "model.zip", env=venv, device="cpu")
+            buffer = checkpoints.latest / "replay_buffer.pkl"
+            if buffer.is_file():
+                model.load_replay_buffer(buffer)
+        else:
+            try:
+                model = cls("MlpPolicy", venv, seed=seed, device="cpu",
+                            policy_kwargs=dict(cfg["policy"]), verbose=0, **cfg["algo"])
+            except (TypeError, ValueError, AssertionError, KeyError) as exc:
+                # SB3's own checks of [algo] and [policy] values (net_arch = "wide")
+                raise ValueError(f"{algo} does not accept the config's [algo] or [policy] "
+                                 f"values: {type(exc).__name__}: {exc}") from exc
+            # written once the envs and the model exist: a run that cannot start leaves
+            # no run folder behind
+            out.mkdir(parents=True, exist_ok=True)
+            config_path.write_text(json.dumps(dict(task=task, algo=algo, seed=seed,
+                                                   num_envs=num_envs,
+                                                   env_options=saved_options,
+                                                   config=cfg), indent=1))
+    except BaseException:
+        venv.close()
+        raise
     model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
     progress = Progress(out, steps, state, cfg, checkpoints, venv, show_bar,
                         evaluate=_checkpoint_evaluation(task, env_options, cfg, seed))

@@ -25,6 +25,7 @@ from fastenv.train import (
     ProgressLog,
     _interrupt,
     append_evaluation,
+    check_seed,
     config_env_options,
     load_config,
     read_run_config,
@@ -67,6 +68,9 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
         if not state_path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume from: {state_path} is missing")
         state = json.loads(state_path.read_text())
+        if state["env_steps"] >= steps:
+            raise ValueError(f"the run in {out} is already at {state['env_steps']} env steps; "
+                             f"give --steps above that to train it on")
     else:
         if config_path.exists():
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
@@ -74,6 +78,7 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
         if num_env_runners < 1 or envs_per_runner < 1:
             raise ValueError(f"--num-env-runners and --envs-per-runner must be >= 1, got "
                              f"{num_env_runners} and {envs_per_runner}")
+        seed = check_seed(seed)
         cfg = load_config(algo, config)
         env_options = config_env_options(task, cfg, env_options)
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
@@ -81,13 +86,6 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     num_workers = num_workers or _workers_per_runner(num_env_runners, envs_per_runner)
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(json.dumps(dict(
-            task=task, algo=algo, seed=seed, backend="rllib", num_env_runners=num_env_runners,
-            envs_per_runner=envs_per_runner, num_workers=num_workers,
-            num_envs=num_env_runners * envs_per_runner, env_options=env_options, config=cfg),
-            indent=1))
     torch.set_num_threads(int(cfg["run"].get("torch_threads", 1)))
     algorithm = None
     try:
@@ -96,6 +94,13 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
                                      seed=seed, env_options=env_options).build_algo()
         if resume:
             algorithm.restore_from_path(latest.resolve())
+        else:   # written once the algorithm is built: a run that cannot start leaves no folder
+            out.mkdir(parents=True, exist_ok=True)
+            config_path.write_text(json.dumps(dict(
+                task=task, algo=algo, seed=seed, backend="rllib",
+                num_env_runners=num_env_runners, envs_per_runner=envs_per_runner,
+                num_workers=num_workers, num_envs=num_env_runners * envs_per_runner,
+                env_options=env_options, config=cfg), indent=1))
         run = _Run(out, steps, state, cfg, show_bar)
         evaluate = _evaluation(task, env_options, cfg, seed, checkpoint_policy)
         previous = signal.signal(signal.SIGTERM, _interrupt)

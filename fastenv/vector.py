@@ -24,7 +24,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from fastenv.envs import OPTIONS, TASKS, is_int, resolve_options
+from fastenv.envs import OPTIONS, RUNTIME_OPTIONS, TASKS, is_int, resolve_options
 from fastenv.errors import ClosedEnvError, EnvError, PendingCallError
 from fastenv.pool import EnvFactory, Pool, default_workers
 
@@ -423,9 +423,12 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         return tuple(self._pool.rare("call", ids, name, args, kwargs))
 
     def get_attr(self, name, *, env_ids=None):
-        """Attribute ``name`` of every env (or of ``env_ids``, in that order)."""
+        """Attribute ``name`` of every env (or of ``env_ids``, in that order); for an
+        option :meth:`set_attr` can change (``episode_seconds``), its value in each env."""
         self._check_idle("get_attr")
         ids = self._all if env_ids is None else self._env_ids(env_ids)
+        if name in RUNTIME_OPTIONS:   # set_attr's options live in the env's options
+            return tuple(self._pool.rare("call", ids, "get_option", (name,), {}))
         return tuple(self._pool.rare("get_attr", ids, name))
 
     def set_attr(self, name, values, *, env_ids=None):
@@ -437,10 +440,9 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         if len(values) != len(ids):
             raise ValueError(f"set_attr needs {len(ids)} values, got {len(values)}")
         if name in OPTIONS:   # an env option: checked and applied as the env's own
-            from fastenv.env import ImitationEnv
-            if name not in ImitationEnv.RUNTIME_OPTIONS:
+            if name not in RUNTIME_OPTIONS:
                 raise ValueError(f"option {name!r} is fixed when the envs are built (options "
-                                 f"set_attr can change: {list(ImitationEnv.RUNTIME_OPTIONS)})"
+                                 f"set_attr can change: {list(RUNTIME_OPTIONS)})"
                                  f"; make a new OsimVectorEnv with {name}=...")
             for value in values:   # checked here first: one error, not one per worker
                 resolve_options(task=TASKS.get(self.task), **dict(self._env_options,

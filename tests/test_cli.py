@@ -57,9 +57,13 @@ def fastenv_cli(*args, timeout=300):
      "--out: cannot make the folder of '/dev/null/a.mp4'"),
     # a single env's seed went to Gymnasium unchecked: a traceback with exit code 1
     (["rollout", "--task", "TorqueWalkingImitation2D-v0", "--steps", "5", "--seed", "-1"],
-     "--seed: expected a seed, a whole number >= 0, got -1"),
+     "--seed: expected a seed, a whole number in [0, 2**32), got -1"),
     (["render", "TorqueWalkingImitation2D-v0", "--random", "--seconds", "0.02", "--out",
       "x.png", "--option", "accuracy=abc"], "accuracy must be the integrator's relative"),
+    (["rollout", "--seed", str(10**23)], "whole number in [0, 2**32), got 1000000000"),
+    # options that would be ignored are refused
+    (["rollout", "--task", "TorqueWalkingImitation2D-v0", "--num-envs", "1", "--workers", "7"],
+     "--workers 7: one env (--num-envs 1) steps in this process"),
 ])
 def test_input_errors_are_one_line(args, expected):
     proc = fastenv_cli(*args)

@@ -284,7 +284,19 @@ def test_step_before_reset_and_runtime_options():
         env.set_option("mode", "bogus")
     with pytest.raises(ValueError, match="option 'physics' is fixed when the env is built"):
         env.set_option("physics", "fast")
+    with pytest.raises(ValueError, match="unknown option 'foo'; options that can change"):
+        env.set_option("foo", 1)
+    assert env.get_option("episode_seconds") == 1.0
     env.close()
+
+
+def test_an_option_given_twice_differently_is_refused():
+    """config= (the original package's dict) and a keyword naming the same option with
+    another value: neither silently wins."""
+    with pytest.raises(ValueError, match=r"option\(s\) \['mode'\] given twice with different "
+                                         r"values"):
+        ImitationEnv(TASKS[0], config={"mode": "test"}, mode="train")
+    ImitationEnv(TASKS[0], config={"mode": "test"}, mode="test").close()
 
 
 def test_bad_actions(env):

@@ -1,5 +1,7 @@
 """Reference format and the loader for users' inverse-kinematics files."""
 
+import json
+
 import numpy as np
 import pytest
 from conftest import shared_motion
@@ -692,3 +694,82 @@ def test_model_digest_leaves_out_the_credits(tmp_path, muscle2d_path):
     assert credited.read_text() != text
     assert model_digest(credited) == model_digest(muscle2d_path)
     assert model_digest(changed) != model_digest(muscle2d_path)
+
+
+def test_an_edited_reference_file_is_read_again(tmp_path, monkeypatch):
+    """The per-process cache of prepared references knows a file by its resolved path,
+    size and modification time: an edited file, or another file of the same name in
+    another directory, is not served from the cache."""
+    from fastenv.env import ImitationEnv
+    time, columns, in_degrees = read_motion(REFERENCE_DIR / "walking2d_coordinates.sto")
+    walk = {c: v for c, v in columns.items() if not c.endswith("_speed")}
+    path = tmp_path / "edit.sto"
+    write_motion(path, time, walk, in_degrees=in_degrees)
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning):
+        first = ImitationEnv("TorqueWalkingImitation2D-v0", reference="edit.sto")
+    n_first = first.reference.n_frames
+    first.close()
+    half = len(time) // 2
+    write_motion(path, time[:half], {c: v[:half] for c, v in walk.items()},
+                 in_degrees=in_degrees)
+    second = ImitationEnv("TorqueWalkingImitation2D-v0", reference="edit.sto")
+    assert second.reference.n_frames < n_first
+    second.close()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="does not exist"):
+        ImitationEnv("TorqueWalkingImitation2D-v0", reference="edit.sto")
+
+
+def test_a_saved_reference_for_another_model_is_matched_or_refused(tmp_path):
+    """A reference with coordinates the model lacks says which it does not play; one
+    with none of the model's coordinates, or with its angles in degrees, is refused."""
+    from fastenv.env import ImitationEnv
+    with pytest.warns(UserWarning, match=r"has coordinates the model lacks, not played: "
+                                         r"\['pelvis_list', 'pelvis_rotation', 'pelvis_tz'"):
+        ImitationEnv("TorqueWalkingImitation2D-v0", reference="walking3d").close()
+    arrays = dict(np.load(REFERENCE_DIR / "walking2d.npz"))
+    meta = json.loads(str(arrays["meta"]))
+    renamed = dict(meta, coordinate_names=[f"x{i}" for i in range(len(meta["coordinate_names"]))],
+                   model_digest="")
+    np.savez(tmp_path / "renamed.npz", **dict(arrays, meta=np.array(json.dumps(renamed))))
+    with pytest.raises(ValueError, match="has none of the model's coordinates"):
+        ImitationEnv("TorqueWalkingImitation2D-v0", reference=str(tmp_path / "renamed.npz"))
+    np.savez(tmp_path / "deg.npz", **dict(arrays, q=np.degrees(arrays["q"])))
+    with pytest.raises(ValueError, match=r"reaches .* rad .* expected radians"):
+        ImitationEnv("TorqueWalkingImitation2D-v0", reference=str(tmp_path / "deg.npz"))
+    np.savez(tmp_path / "dt.npz", **dict(arrays, meta=np.array(json.dumps(
+        dict(meta, control_dt="0.01")))))
+    with pytest.raises(ValueError, match=r"control_dt '0.01': expected a positive number"):
+        Reference.load(tmp_path / "dt.npz")
+    (tmp_path / "junk.npz").write_text("not a zip")
+    with pytest.raises(ValueError, match=r"junk.npz': not an .npz \(zip\) file"):
+        Reference.load(tmp_path / "junk.npz")
+
+
+def test_every_column_of_a_motion_file_is_read_or_reported(tmp_path, muscle2d_path):
+    """A Moco solution's speed and muscle columns are named as not read, a coordinate
+    under two labels is refused, a file name in capitals is a motion file, and a cycle
+    shorter than two control steps is refused instead of stretched."""
+    solution = REFERENCE_DIR / "walking2d_solution.sto"
+    ref = reference_from_motion(solution, muscle2d_path, warn=False, cycle="auto")
+    other = ref.figures["motion_file"]["not_coordinate_values"]
+    assert "/jointset/knee_r/knee_angle_r/speed" in other
+    assert any(c.startswith("/forceset/") for c in other)
+    time, columns, in_degrees = read_motion(REFERENCE_DIR / "walking2d_coordinates.sto")
+    walk = {c: v for c, v in columns.items() if not c.endswith("_speed")}
+    twice = dict(walk, **{"/jointset/knee_r/knee_angle_r/value": walk["knee_angle_r"] + 0.1})
+    write_motion(tmp_path / "twice.sto", time, twice, in_degrees=in_degrees)
+    with pytest.raises(ValueError, match=r"coordinate knee_angle_r has two columns, "
+                                         r"'knee_angle_r' and '/jointset/knee_r/"):
+        reference_from_motion(tmp_path / "twice.sto", muscle2d_path)
+    write_motion(tmp_path / "W.MOT", time, walk, in_degrees=in_degrees)
+    with pytest.warns(UserWarning):
+        assert load_reference(tmp_path / "W.MOT", model_path=muscle2d_path).n_frames > 100
+    fine = np.arange(0.0, time[-1], 0.001)   # 1000 Hz: a window of a few rows is 2 ms
+    write_motion(tmp_path / "fine.sto", fine, {c: np.interp(fine, time, v)
+                                               for c, v in walk.items()}, in_degrees=in_degrees)
+    with pytest.raises(ValueError, match=r"a looped cycle of 0.00\d+ s is shorter than 2 "
+                                         r"control steps"):
+        reference_from_motion(tmp_path / "fine.sto", muscle2d_path, cycle=(0.1, 0.104))

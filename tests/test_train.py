@@ -2,6 +2,7 @@
 end-to-end run per algorithm (train, checkpoint, resume, evaluate)."""
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,58 @@ def test_a_run_refused_for_its_options_leaves_no_folder(tmp_path):
         assert main(["train", task, "--steps", "10", "--out", str(out),
                      "--option", option]) == 2
         assert not out.exists()
+
+
+@pytest.mark.parametrize("config, args, expected", [
+    ("[algo]\nlearning_rat = 1\n", [], r"\[algo\] \['learning_rat'\]: not arguments of SAC"),
+    ("[algo]\nbatch_size = \"big\"\n", [], r"batch_size = 'big': expected a whole number"),
+    ("[policy]\nnet_arch = \"wide\"\n", [], r"net_arch = 'wide': expected a list"),
+    ("[policy]\nnet_arch = [[16]]\n", [], "sac does not accept the config's"),
+    ("[run]\ncheckpoint_every = 0\n", [], r"\[run\] checkpoint_every = 0: expected a whole"),
+    ("[run]\neval_seconds = -1\n", [], r"\[run\] eval_seconds = -1"),
+    ("", ["--seed", str(2**32)], r"whole number in \[0, 2\*\*32\)"),
+    ("", ["--address", "1.2.3.4:9"], "--address: options of --backend rllib"),
+])
+def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, capsys, config, args, expected):
+    """A config SB3 would refuse (or fail on once training began), a seed out of range
+    or an option of the other backend is one line, before a run folder exists: a folder
+    with a config.json and no checkpoint could be neither reused nor resumed."""
+    from fastenv.__main__ import main
+    out, user = tmp_path / "run", tmp_path / "c.toml"
+    user.write_text(config)
+    try:   # argparse's own refusals exit
+        code = main(["train", "TorqueWalkingImitation2D-v0", "--steps", "10", "--out",
+                     str(out), "--config", str(user), "--num-envs", "1", *args])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert re.search(expected, err) and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_resume_refuses_what_it_would_ignore(tmp_path, capsys):
+    """--resume continues with the saved algorithm, seed, config and envs: giving
+    others is refused instead of dropped, as is a run already at --steps; evaluating a
+    run without a checkpoint says so."""
+    from fastenv.__main__ import main
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(dict(
+        task="TorqueWalkingImitation2D-v0", algo="ppo", seed=0, num_envs=1, env_options={},
+        config=load_config("ppo"))))
+    assert main(["evaluate", str(run)]) == 2
+    assert "has no checkpoint yet" in capsys.readouterr().err
+    for args in (["--seed", "7"], ["--algo", "ppo"], ["--num-envs", "4"],
+                 ["--config", "x.toml"], ["--num-env-runners", "3"]):
+        assert main(["train", "--resume", "--out", str(run), *args]) == 2
+        assert f"leave {args[0]} out" in capsys.readouterr().err
+    latest = run / "checkpoints" / "latest"
+    latest.mkdir(parents=True)
+    (latest / "state.json").write_text(json.dumps(dict(env_steps=1000, wall_s=1.0,
+                                                       episodes=3)))
+    assert main(["train", "--resume", "--out", str(run), "--steps", "500"]) == 2
+    assert "already at 1000 env steps" in capsys.readouterr().err
 
 
 def test_training_configs_give_each_task_the_options_it_reads():

@@ -213,6 +213,9 @@ def test_step_before_reset_and_set_attr_of_options():
         assert [o["start_noise"] for o in venv.call("options")] == [0.0, 0.05, 0.1]
         venv.set_attr("episode_seconds", 0.5)
         assert venv.call("episode_steps") == (50, 50, 50)
+        # what set_attr sets, get_attr reads (it used to be an EnvAttributeError)
+        assert venv.get_attr("episode_seconds") == (0.5, 0.5, 0.5)
+        assert venv.get_attr("start_noise") == (0.0, 0.05, 0.1)
         venv.set_attr("anything", 3)   # not an option: set as Gymnasium's set_attr does
         assert venv.get_attr("anything") == (3, 3, 3)
         venv.reset(seed=0)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
+import numbers
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,10 @@ class Reference:
     def __post_init__(self):
         if self.playback not in PLAYBACKS:
             raise ValueError(f"playback must be one of {PLAYBACKS}, got {self.playback!r}")
+        dt = self.control_dt
+        if not (isinstance(dt, numbers.Real) and not isinstance(dt, bool) and 0 < dt < np.inf):
+            raise ValueError(f"reference {self.name!r}: control_dt {dt!r}: expected a "
+                             f"positive number of seconds")
         n = len(self.coordinate_names)
         if self.q_offset is None:
             self.q_offset = np.zeros(n)
@@ -183,7 +189,9 @@ class Reference:
                 meta = json.loads(str(z["meta"]))
                 arrays = {k: z[k] for k in z.files if k != "meta"}
         except Exception as exc:
-            raise ValueError(f"cannot read reference {str(path)!r}: {exc}") from exc
+            reason = "not an .npz (zip) file" if path.is_file() and not zipfile.is_zipfile(
+                path) else exc
+            raise ValueError(f"cannot read reference {str(path)!r}: {reason}") from exc
         meta.pop("format", None)
         try:
             return cls(**meta, **arrays)
@@ -287,6 +295,16 @@ def write_rollout(path, time, coordinate_names, rotational, q, state_names, stat
     return {"motion": mot, "states": sto, "model": model}
 
 
+def cycle_steps(duration: float, control_dt: float) -> int:
+    """Control steps of a looped cycle of ``duration`` s: the nearest whole number (the
+    cycle is time-scaled by less than half a step to it), at least 2."""
+    n = int(round(duration / control_dt))
+    if n < 2:
+        raise ValueError(f"a looped cycle of {duration:.4g} s is shorter than 2 control steps "
+                         f"({2 * control_dt:g} s); expected a longer cycle window")
+    return n
+
+
 def coordinate_of(label: str):
     """Coordinate name a column holds values of, or None (speeds, forces, ...)."""
     if label.startswith("/"):
@@ -371,7 +389,7 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
     translational = ~sim.rotational
     progress = translational & ~np.array([c.endswith("_ty") for c in cn])
     if cyclic:
-        n = max(2, int(round(duration / control_dt)))
+        n = cycle_steps(duration, control_dt)
         q_offset = np.where(progress, Y[-1] - Y[0], 0.0)
         seam = np.where(progress, 0.0, Y[-1] - Y[0])
         figures.setdefault("seam_error_deg", float(np.degrees(
@@ -386,6 +404,9 @@ def build_reference(model_path, time, names, values, *, control_dt=0.01, cyclic=
         playback = playback or "loop"
     else:
         n = int(np.floor(duration / control_dt + 1e-9)) + 1
+        if n < 2:
+            raise ValueError(f"the motion lasts {duration:.4g} s, less than one control step "
+                             f"({control_dt:g} s): nothing to play")
         bc = ((1, np.zeros(Y.shape[1])), "not-a-knot") if start_at_rest else "not-a-knot"
         spline = CubicSpline(time - time[0], Y, axis=0, bc_type=bc)
         tf = np.arange(n) * control_dt
@@ -692,11 +713,20 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     cn = sim.coordinate_names
     default_q = sim.buf[sim.layout.slice("q")].copy()
     names, values, ignored, locked = [], [], [], {}
+    not_values = []   # speeds, forces, activations: the env recomputes or does not read them
+    label_of = {}
     largest = {}   # rotational columns' largest magnitude, in the file's unit
     beyond = {}    # rotational columns past the model's coordinate range (rad)
     for label, v in columns.items():
         c = coordinate_of(label)
-        if c in cn and c not in names and c not in locked:
+        if c is None:
+            not_values.append(label)
+            continue
+        if c in label_of:
+            raise ValueError(f"motion file {file}: coordinate {c} has two columns, "
+                             f"{label_of[c]!r} and {label!r}; expected one")
+        label_of[c] = label
+        if c in cn:
             j = cn.index(c)
             v = -v if c in negate else v
             if sim.rotational[j]:
@@ -716,7 +746,7 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
                 if sim.rotational[j] and not c.startswith("pelvis_") and excess > RANGE_REPORTED:
                     beyond[c] = dict(file_range=[float(np.min(v)), float(np.max(v))],
                                      model_range=[float(low), float(high)], excess=excess)
-        elif c is not None:
+        else:
             ignored.append(label)
     if not names:
         raise ValueError(f"motion file {str(path)!r} has no column matching a coordinate of "
@@ -792,7 +822,8 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         if c in col:
             Y[:, j] = values[:, col[c]]
     strikes = heel_strikes(sim, Y)
-    report = dict(file=file, ignored_columns=ignored, locked_coordinates_dropped=locked,
+    report = dict(file=file, ignored_columns=ignored, not_coordinate_values=not_values,
+                  locked_coordinates_dropped=locked,
                   missing_coordinates=missing, negated=list(negate), resampled=resampled,
                   beyond_model_range=beyond,
                   degrees_suspect=degrees_suspect,
@@ -838,7 +869,7 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         report.update(cycle_window_s=[float(time[0]), float(time[-1])],
                       cycle_period_s=float(time[-1] - time[0]))
         duration = time[-1] - time[0]
-        n = max(2, int(round(duration / control_dt)))
+        n = cycle_steps(duration, control_dt)
         figures["time_scale"] = float(duration / (n * control_dt))
         report["cycle_steps"] = n
         time = (time - time[0]) * (n * control_dt / duration)   # whole control steps
@@ -868,6 +899,13 @@ def motion_file_notes(ref: Reference) -> list:
     notes = []
     if r["ignored_columns"]:
         notes.append(f"ignoring columns the model lacks: {r['ignored_columns']}")
+    other = r.get("not_coordinate_values")
+    if other:   # a Moco solution has a speed per coordinate and a few per muscle
+        shown = other if len(other) <= 4 else other[:3] + [f"... {len(other) - 3} more"]
+        notes.append(f"not reading {len(other)} column(s) that hold no coordinate's value "
+                     f"(speeds are recomputed from the coordinates; forces, activations "
+                     f"and excitations are not read; figures['motion_file']"
+                     f"['not_coordinate_values'] lists them): {shown}")
     if r["locked_coordinates_dropped"]:
         def shown(x, unit):
             return f"{np.degrees(x):.1f} deg" if unit == "rad" else f"{x:.3f} m"
@@ -937,17 +975,27 @@ def motion_file_notes(ref: Reference) -> list:
     return notes
 
 
+def reference_file_kind(ref) -> str | None:
+    """``"motion"`` for a ``.mot``/``.sto`` path, ``"npz"`` for a saved reference (either
+    case: ``W.MOT`` too), None for a shipped reference's name or a :class:`Reference`."""
+    if isinstance(ref, Reference):
+        return None
+    suffix = Path(str(ref)).suffix.lower()
+    return "motion" if suffix in (".mot", ".sto") else "npz" if suffix == ".npz" else None
+
+
 def load_reference(name_or_path, model_path=None, **kwargs) -> Reference:
     """A shipped reference by name (``walking2d``), a saved ``.npz``, or a motion file
     (``.mot``/``.sto``, needs ``model_path``)."""
     p = Path(str(name_or_path))
-    if p.suffix in (".mot", ".sto"):
+    kind = reference_file_kind(p)
+    if kind == "motion":
         if model_path is None:
             raise ValueError("a motion-file reference needs the model it is for")
         if not p.exists():
             raise ValueError(f"reference file {str(p)!r} does not exist")
         return reference_from_motion(p, model_path, **kwargs)
-    if p.suffix == ".npz":
+    if kind == "npz":
         if not p.exists():
             raise ValueError(f"reference file {str(p)!r} does not exist")
         return Reference.load(p)

@@ -11,15 +11,16 @@ A reference (a shipped name, a saved ``.npz``, a user's ``.mot``/``.sto`` file, 
 
 References prepared for a model are shared by every env of a process
 (:func:`prepared_reference`): a worker holding many envs of one task prepares once.
-Warnings are reported at the code that made the env (``ImitationEnv`` ->
-:func:`prepared_reference` -> :func:`prepare_reference`).
+Warnings are reported at the user's line that made the env (``fastenv.errors.
+warn_caller``: the first frame outside fastenv and Gymnasium).
 """
 from __future__ import annotations
 
-import warnings
+from pathlib import Path
 
 import numpy as np
 
+from fastenv.errors import warn_caller
 from fastenv.references import (
     Reference,
     body_kinematics,
@@ -27,6 +28,7 @@ from fastenv.references import (
     load_reference,
     model_digest,
     motion_file_notes,
+    reference_file_kind,
 )
 
 _PREPARED: dict = {}
@@ -36,7 +38,7 @@ def prepared_reference(sim, ref, *, align_ground: bool = True, options=None) -> 
     """:func:`prepare_reference`, cached per process by (model file, reference, alignment,
     options); a :class:`Reference` object is prepared afresh each time."""
     key = None if isinstance(ref, Reference) else (
-        model_digest(sim.model_path), str(ref), bool(align_ground),
+        model_digest(sim.model_path), _file_identity(ref), bool(align_ground),
         repr(sorted(check_reference_options(options).items())))
     if key is not None and key in _PREPARED:
         return _PREPARED[key]
@@ -44,6 +46,20 @@ def prepared_reference(sim, ref, *, align_ground: bool = True, options=None) -> 
     if key is not None:
         _PREPARED[key] = reference
     return reference
+
+
+def _file_identity(ref):
+    """A reference file by where it is and what it holds now (resolved path, size and
+    modification time): a file edited, or another file of that name in another working
+    directory, is prepared afresh. A shipped reference by its name."""
+    if reference_file_kind(ref) is None:
+        return str(ref)
+    path = Path(str(ref)).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path), None   # missing: the loader says so
+    return str(path), stat.st_size, stat.st_mtime_ns
 
 
 def prepare_reference(sim, ref, *, align_ground: bool = True, options=None) -> Reference:
@@ -55,7 +71,7 @@ def prepare_reference(sim, ref, *, align_ground: bool = True, options=None) -> R
     A motion file's changes (ignored columns, locked coordinates dropped, missing
     coordinates, a gait that stands still) and the ground offset applied are reported
     in one warning and kept in ``figures['motion_file']``."""
-    motion_file = not isinstance(ref, Reference) and str(ref).endswith((".mot", ".sto"))
+    motion_file = reference_file_kind(ref) == "motion"
     opts = check_reference_options(options)
     if options and not motion_file:
         what = f"Reference {ref.name!r}" if isinstance(ref, Reference) else repr(str(ref))
@@ -70,9 +86,18 @@ def prepare_reference(sim, ref, *, align_ground: bool = True, options=None) -> R
     if list(reference.coordinate_names) != sim.coordinate_names:
         names = list(reference.coordinate_names)
         missing = [c for c in sim.coordinate_names if c not in names]
+        extra = [c for c in names if c not in sim.coordinate_names]
+        if len(missing) == len(sim.coordinate_names):
+            raise ValueError(f"reference {reference.name!r} has none of the model's "
+                             f"coordinates: it has {names}, the model {sim.coordinate_names}")
         if missing:
-            warnings.warn(f"reference {reference.name!r} lacks coordinates {missing}; "
-                          "they keep their default value", stacklevel=4)
+            warn_caller(f"reference {reference.name!r} lacks coordinates {missing}; "
+                          "they keep their default value")
+        if extra:
+            warn_caller(f"reference {reference.name!r} has coordinates the model lacks, "
+                          f"not played: {extra}")
+    if not motion_file:   # a motion file's angles were checked as it was read
+        check_angle_units(sim, reference)
     if reference.model_digest != model_digest(sim.model_path):
         reference = rebuild_reference(sim, reference)
     if align_ground and sim.contact_forces:
@@ -89,11 +114,27 @@ def prepare_reference(sim, ref, *, align_ground: bool = True, options=None) -> R
                          "(figures['ground_offset_m']; align_ground=False keeps the file's "
                          "height)")
         if notes:
-            warnings.warn(f"{report['file']}: " + "; ".join(notes), stacklevel=4)
+            warn_caller(f"{report['file']}: " + "; ".join(notes))
     if reference.control_dt != sim.control_dt:
         raise ValueError(f"reference control_dt {reference.control_dt} != env control "
                          f"step {sim.control_dt}")
     return reference
+
+
+def check_angle_units(sim, ref: Reference):
+    """A saved reference's angles are radians: one past 2 pi (a turn) on a joint (the
+    root's orientation may wind) is a file written in degrees."""
+    names = list(ref.coordinate_names)
+    worst, peak = None, 0.0
+    for j, c in enumerate(sim.coordinate_names):
+        if c in names and sim.rotational[j] and not c.startswith("pelvis_"):
+            v = float(np.abs(ref.q[:, names.index(c)]).max())
+            if v > peak:
+                worst, peak = c, v
+    if peak > 2 * np.pi:
+        raise ValueError(f"reference {ref.name!r}: {worst} reaches {peak:.4g} rad "
+                         f"({np.degrees(peak):.0f} deg); expected radians, |angle| <= 2 pi: "
+                         f"was it saved in degrees?")
 
 
 def rebuild_reference(sim, ref: Reference) -> Reference:
@@ -171,8 +212,7 @@ def aligned_to_ground(sim, ref: Reference) -> Reference:
         frames = [0]
     dy = ground_offset(sim, ref.q[frames], ref.qdot[frames])
     if dy is None:
-        warnings.warn(f"reference {ref.name!r}: could not align with the ground",
-                      stacklevel=5)
+        warn_caller(f"reference {ref.name!r}: could not align with the ground")
         return ref
     j = sim.coordinate_names.index("pelvis_ty")
     q = ref.q.copy()
