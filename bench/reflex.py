@@ -16,6 +16,11 @@ scored by the geometric mean of the tasks' mean time up (``--jobs`` processes).
 
     python bench/reflex.py [--starts 8] [--seconds 10] [--out bench/results]
     python bench/reflex.py --gains [--jobs 2]
+    python bench/reflex.py --frontal [--jobs 2]
+
+``--frontal`` compares, on the 3D tasks, the default gains with the same plus the
+frontal-plane reflexes (``reflex_gains`` of 6: ``k_list``, ``k_step``), and on the 3D
+walk a few neighbours of those two gains (``reflex_frontal.json``).
 """
 import argparse
 import json
@@ -85,6 +90,35 @@ def gains_row(job) -> dict:
                                   reflex_gains=list(gains)))
 
 
+#: The frontal-plane gains (k_list, k_step) measured here: a zero action stays up
+#: longest on the 3D walk with them (``--frontal``), appended to the default four.
+FRONTAL_GAINS = (1.5, 1.0)
+#: (k_list, k_step) tried on the 3D walk: each alone, and FRONTAL_GAINS with one moved.
+FRONTAL_GRID = ((1.5, 0.0), (3.0, 0.0), (0.0, 1.0), (1.0, 1.0), (2.0, 1.0), (1.5, 0.7),
+                (1.5, 1.5))
+
+
+def compare_frontal(args):
+    """The default gains against the same with the frontal-plane reflexes, on every 3D
+    task; on the 3D walk also FRONTAL_GRID."""
+    default = tuple(OPTIONS["reflex_gains"])
+    tasks3d = [t for t in TASKS if "3D" in t]
+    jobs = [(t, default + g, args.starts, args.seconds)
+            for t in tasks3d for g in ((), FRONTAL_GAINS)]
+    jobs += [(tasks3d[0], default + g, args.starts, args.seconds) for g in FRONTAL_GRID]
+    with Pool(args.jobs) as pool:
+        rows = pool.map(gains_row, jobs, chunksize=1)
+    for row in rows:
+        print(json.dumps(row))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = dict(command="python bench/reflex.py --frontal", seconds=args.seconds,
+                  starts=args.starts, default=list(default),
+                  frontal=list(default + FRONTAL_GAINS), rows=rows)
+    (out / "reflex_frontal.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {out / 'reflex_frontal.json'}")
+
+
 def compare_gains(args):
     default = tuple(OPTIONS["reflex_gains"])
     candidates = gain_candidates(default)
@@ -116,10 +150,15 @@ def main():
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--gains", action="store_true",
                     help="compare reflex gains around the default (reflex_gains.json)")
-    ap.add_argument("--jobs", type=int, default=2, help="processes for --gains")
+    ap.add_argument("--frontal", action="store_true",
+                    help="the frontal-plane reflexes on the 3D tasks (reflex_frontal.json)")
+    ap.add_argument("--jobs", type=int, default=2, help="processes for --gains, --frontal")
     args = ap.parse_args()
     if args.gains:
         compare_gains(args)
+        return
+    if args.frontal:
+        compare_frontal(args)
         return
     rows = []
     for task in TASKS:

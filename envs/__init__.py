@@ -296,10 +296,11 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"excitations must be 'direct', 'residual' or 'reflex', got "
                          f"{opts['excitations']!r}")
     gains = opts["reflex_gains"]
-    if not (isinstance(gains, (list, tuple)) and len(gains) == 4
+    if not (isinstance(gains, (list, tuple)) and len(gains) in (4, 6)
             and all(is_number(g) and g >= 0 for g in gains)):
-        raise ValueError(f"reflex_gains must be 4 numbers >= 0 (k_length, k_velocity, "
-                         f"k_trunk, trunk_rate_s), got {gains!r}")
+        raise ValueError(f"reflex_gains must be 6 numbers >= 0 (k_length, k_velocity, "
+                         f"k_trunk, trunk_rate_s, k_list, k_step; or the first 4, without "
+                         f"the frontal-plane reflexes), got {gains!r}")
     if task is not None and task.actuation != "muscle" and opts["excitations"] != "direct":
         raise ValueError(f"excitations={opts['excitations']!r} applies to muscle tasks; "
                          f"{task.id} is torque-driven (see pd_targets='residual')")

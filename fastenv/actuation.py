@@ -140,25 +140,38 @@ class Reflex:
     what moves the joint away from the reference), and the hip muscles of the loaded
     leg answer the pelvis's tilt away from the reference's (a trunk reflex: the stance
     hip rights the pelvis, which the joint reflexes alone let the whole body pitch
-    over). With ``reflex_gains`` = (k_length, k_velocity, k_trunk, trunk_rate_s):
+    over). On a 3D model two frontal-plane terms keep the side-to-side balance that
+    the sagittal ones leave to chance: the stance hip's ab- and adductors answer the
+    pelvis's list (a lateral trunk reflex), and the swing hip's place the swing foot
+    toward the side the centre of mass drifts to, faster than the reference's (foot
+    placement, the main way people keep lateral balance in walking). With
+    ``reflex_gains`` = (k_length, k_velocity, k_trunk, trunk_rate_s[, k_list, k_step]):
 
         e_m += k_length * (l_m - l_ref,m) / l_opt,m
              + k_velocity * (v_m - v_ref,m) / (v_max,m * l_opt,m)
-             + w_side(m) * k_trunk * sign(r_hip,m) * (tilt_err + trunk_rate_s * tilt_rate_err)
+             + w_load(m) * k_trunk * sign(r_flex,m) * (tilt_err + trunk_rate_s * tilt_rate_err)
+             + w_load(m) * k_list * s(m) * sign(r_add,m) * (list_err + trunk_rate_s * list_rate_err)
+             - (1 - w_load(m)) * k_step * s(m) * sign(r_add,m) * com_z_speed_err
 
     l, v: fibre length and velocity (``Simulation.buf``); l_ref, v_ref: the same at the
-    reference's state with the feed-forward's activations; r_hip: the muscle's moment
-    arm about its side's hip flexion at the reference's first frame (hip muscles: over
-    5 mm); w_side: that foot's share of the vertical ground reaction (0 in flight).
-    A hip torque acts on the pelvis with the opposite sign, so a positive tilt error is
-    answered by the stance hip's muscles of positive moment arm, which turn the pelvis
-    back (and the other way round). The state is read at the start of the 10-ms control
+    reference's state with the feed-forward's activations; r_flex, r_add: the muscle's
+    moment arms about its side's hip flexion and adduction at the reference's first
+    frame (hip muscles: over 5 mm); w_load: that foot's share of the vertical ground
+    reaction (0 in flight); s: +1 on the right, -1 on the left (the two hips' adduction
+    axes point opposite ways); com_z_speed_err: the centre of mass's lateral speed (m/s,
+    +z to the right) minus the reference's. A hip torque acts on the pelvis with the
+    opposite sign, so a positive tilt error is answered by the stance hip's muscles of
+    positive moment arm, which turn the pelvis back (and the other way round). Without
+    the last two gains (the 4-gain form) or on a model without ``pelvis_list`` the
+    frontal-plane terms are off. The state is read at the start of the 10-ms control
     step and held, a delay within the spinal reflexes' 20-40 ms.
     """
 
     def __init__(self, sim, reference, feedforward, gains):
         self.sim, self.reference = sim, reference
-        self.k_length, self.k_velocity, self.k_trunk, self.trunk_rate_s = map(float, gains)
+        gains = [float(g) for g in gains] + [0.0] * (6 - len(gains))
+        (self.k_length, self.k_velocity, self.k_trunk, self.trunk_rate_s, self.k_list,
+         self.k_step) = gains
         muscles = sim.muscles
         self.opt_length = np.array([m.getOptimalFiberLength() for m in muscles])
         self.max_speed = self.opt_length * np.array(
@@ -179,11 +192,20 @@ class Reflex:
             raise ValueError(f"excitations='reflex' needs a pelvis_tilt coordinate; "
                              f"{sim.model_path} has {names}")
         self.tilt = names.index("pelvis_tilt")
-        # each muscle's side, the foot that loads it, and its hip moment arm's sign
+        # frontal plane: a 3D model (pelvis list, hip adduction) and gains for it
+        self.frontal = "pelvis_list" in names and bool(self.k_list or self.k_step)
+        self.list = names.index("pelvis_list") if self.frontal else None
+        # each muscle's side, the foot that loads it, and its hip moment arms' signs
         feet = list(sim.contact_names)
         self.foot = np.empty(len(muscles), dtype=np.intp)
         coords = sim.model.getCoordinateSet()
         self.hip_sign = np.zeros(len(muscles))
+        self.adduction_sign = np.zeros(len(muscles))   # s(m) * sign(r_add,m)
+
+        def arm_sign(muscle, coordinate):
+            arm = muscle.getGeometryPath().computeMomentArm(start, coords.get(coordinate))
+            return np.sign(arm) if abs(arm) > 0.005 else 0.0
+
         for i, m in enumerate(muscles):
             side = m.getName()[-2:]
             foot = [j for j, c in enumerate(feet) if c.endswith(side)]
@@ -192,11 +214,14 @@ class Reflex:
                                  f"foot and a hip_flexion coordinate on their side; muscle "
                                  f"{m.getName()!r}, feet {feet}")
             self.foot[i] = foot[0]
-            arm = m.getGeometryPath().computeMomentArm(start, coords.get(f"hip_flexion{side}"))
-            self.hip_sign[i] = np.sign(arm) if abs(arm) > 0.005 else 0.0
+            self.hip_sign[i] = arm_sign(m, f"hip_flexion{side}")
+            if self.frontal and f"hip_adduction{side}" in names:
+                self.adduction_sign[i] = (1.0 if side == "_r" else -1.0) * arm_sign(
+                    m, f"hip_adduction{side}")
         L = sim.layout
         self._length, self._speed = L.slice("fiber_length"), L.slice("fiber_velocity")
         self._q, self._qdot, self._grf = L.slice("q"), L.slice("qdot"), L.slice("grf")
+        self._com_speed = L.slice("com_vel")
         self._out = np.empty(len(muscles))
         self._tmp = np.empty(len(muscles))
 
@@ -214,15 +239,26 @@ class Reflex:
         tmp /= self.max_speed
         tmp *= self.k_velocity
         out += tmp
-        if self.k_trunk:
+        if self.k_trunk or self.frontal:
             load = np.maximum(b[self._grf].reshape(-1, 6)[:, 1], 0.0)
             total = load.sum()
-            if total > 1e-6:
-                ref, j = self.reference, self.tilt
-                error = (b[self._q][j] - ref.q[frame, j]
-                         + self.trunk_rate_s * (b[self._qdot][j] - direction * ref.qdot[frame, j]))
+            ref, q, qdot = self.reference, b[self._q], b[self._qdot]
+            share = load[self.foot] / total if total > 1e-6 else np.zeros_like(out)
+            if self.k_trunk and total > 1e-6:
+                j = self.tilt
+                error = (q[j] - ref.q[frame, j]
+                         + self.trunk_rate_s * (qdot[j] - direction * ref.qdot[frame, j]))
                 np.multiply(self.hip_sign, load[self.foot], out=tmp)
                 tmp *= self.k_trunk * error / total
+                out += tmp
+            if self.frontal:
+                j = self.list
+                list_error = (q[j] - ref.q[frame, j]
+                              + self.trunk_rate_s * (qdot[j] - direction * ref.qdot[frame, j]))
+                drift = b[self._com_speed][2] - ref.com_velocity_at(step)[2]
+                tmp[:] = self.k_list * list_error * share
+                tmp -= self.k_step * drift * (1.0 - share)
+                tmp *= self.adduction_sign
                 out += tmp
         return out
 

@@ -366,6 +366,56 @@ def test_reflex_feedback_is_the_documented_law():
     env.close()
 
 
+def test_frontal_plane_reflexes_are_the_documented_law():
+    """The 6-gain form adds, on a 3D model, the stance hip's answer to the pelvis's list
+    and the swing hip's foot placement against the centre of mass's lateral drift; the
+    difference to the 4-gain form is those two terms, from OpenSim's moment arms."""
+    task = "MuscleWalkingImitation3D-v0"
+    base, frontal = (2.5, 1.0, 1.5, 0.3), (2.5, 1.0, 1.5, 0.3, 1.5, 1.0)
+    envs = {g: ImitationEnv(task, mode="test", excitations="reflex", reflex_gains=g,
+                            **MOCO_FAMILY) for g in (base, frontal)}
+    env = envs[frontal]
+    env.reset(seed=0)
+    for _ in range(7):
+        env.step(np.full(env.n_actions, 0.2, np.float32))
+    sim, ref = env.sim, env.reference
+    frame = env._start + env._step
+    other = envs[base]   # the same state in the 4-gain env's buffer
+    other.sim.buf[:] = sim.buf
+    got = env.actuation.reflex.feedback(frame) - other.actuation.reflex.feedback(frame)
+    names = sim.coordinate_names
+    j = names.index("pelvis_list")
+    q, qd = sim.buf[sim.layout.slice("q")], sim.buf[sim.layout.slice("qdot")]
+    list_error = q[j] - ref.q[frame, j] + 0.3 * (qd[j] - ref.qdot[frame, j])
+    drift = sim.buf[sim.layout.slice("com_vel")][2] - ref.com_velocity_at(frame)[2]
+    loads = np.maximum(sim.buf[sim.layout.slice("grf")].reshape(-1, 6)[:, 1], 0.0)
+    share = loads / loads.sum()
+    start = sim.state_from_coordinates(ref.q[0], ref.qdot[0], equilibrate=False)
+    coords = sim.model.getCoordinateSet()
+    expected = []
+    for m in sim.muscles:
+        side = m.getName()[-2:]
+        arm = m.getGeometryPath().computeMomentArm(start, coords.get(f"hip_adduction{side}"))
+        sign = (1 if side == "_r" else -1) * np.sign(arm) * (abs(arm) > 0.005)
+        w = share[0 if side == "_r" else 1]
+        expected.append(sign * (1.5 * list_error * w - 1.0 * drift * (1 - w)))
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert np.abs(expected).max() > 1e-3   # the terms act in this state
+    abd = sim.muscle_names.index("abd_r")
+    assert np.sign(expected[abd]) != 0
+    for e in envs.values():
+        e.close()
+    # a 2D model has no frontal plane: the 6-gain form is the 4-gain form there
+    runs = []
+    for g in (base, frontal):
+        e = ImitationEnv(MUSCLE, mode="test", excitations="reflex", reflex_gains=g)
+        e.reset(seed=0)
+        runs.append(np.array([e.step(np.zeros(e.n_actions, np.float32))[0]
+                              for _ in range(5)]))
+        e.close()
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
 def test_reflex_without_gains_is_the_residual_excitations():
     runs = []
     for mode, extra in (("residual", {}), ("reflex", {"reflex_gains": [0, 0, 0, 0]})):
@@ -380,10 +430,11 @@ def test_reflex_without_gains_is_the_residual_excitations():
 
 
 def test_reflex_options_are_checked():
-    with pytest.raises(ValueError, match=r"reflex_gains must be 4 numbers >= 0 \(k_length, "
-                                         r"k_velocity, k_trunk, trunk_rate_s\), got \[1, 2\]"):
+    with pytest.raises(ValueError, match=r"reflex_gains must be 6 numbers >= 0 \(k_length, "
+                                         r"k_velocity, k_trunk, trunk_rate_s, k_list, k_step; "
+                                         r"or the first 4, .*got \[1, 2\]"):
         ImitationEnv(MUSCLE, excitations="reflex", reflex_gains=[1, 2])
-    with pytest.raises(ValueError, match="reflex_gains must be 4 numbers"):
+    with pytest.raises(ValueError, match="reflex_gains must be 6 numbers"):
         ImitationEnv(MUSCLE, excitations="reflex", reflex_gains=[1, 2, -3, 0])
     with pytest.raises(ValueError, match="excitations='reflex' applies to muscle tasks"):
         ImitationEnv(TORQUE, excitations="reflex")

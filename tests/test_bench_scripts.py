@@ -31,6 +31,8 @@ RUNS = [
     ("single_env.py", ["--tasks", "TorqueWalkingImitation2D-v0", "--seconds", "0.5"], []),
     ("reflex.py", ["--gains", "--starts", "1", "--seconds", "0.03", "--jobs", "2",
                    "--out", "OUT"], ["reflex_gains.json"]),
+    ("reflex.py", ["--frontal", "--starts", "1", "--seconds", "0.03", "--jobs", "2",
+                   "--out", "OUT"], ["reflex_frontal.json"]),
 ]
 
 
