@@ -569,6 +569,26 @@ def reflex_gains_table() -> list[str]:
                     "joint RMSE (deg)"], "l" + "r" * (len(r["tasks"]) + 2), rows)]
 
 
+def reflex_frontal_table() -> list[str]:
+    """``bench/reflex.py --frontal``: the 3D tasks' zero action with and without the
+    frontal-plane reflexes, and the 3D walk with neighbouring frontal gains."""
+    r = load("reflex_frontal")
+    base, frontal = r["default"], r["frontal"]
+
+    def label(g):
+        if g == base:
+            return f"`{g}` (default)"
+        return f"`{g}`" + (" (the frontal gains)" if g == frontal else "")
+    rows = [[x["task"], label(x["reflex_gains"]),
+             f"{x['mean_up_s']:.2f} ({min(x['seconds_up']):.2f}–{max(x['seconds_up']):.2f})",
+             f"{x['stayed_up']}/{len(x['seconds_up'])}", f"{x['joint_rmse_deg']:.1f}"]
+            for x in r["rows"]]
+    return [f"Zero action on the Moco family, {r['starts']} start frames per row, up to "
+            f"{r['seconds']:g} s (`python bench/reflex.py --frontal`):", "",
+            *table(["task", "`reflex_gains`", "time up (s): mean (range)", "up all the way",
+                    "joint RMSE (deg)"], "llrrr", rows)]
+
+
 def reflex_table() -> list[str]:
     r = load("reflex")
     rows = [[x["task"], f"`{x['muscle_model']}`, `{x['contact_model']}`",
@@ -784,6 +804,7 @@ TABLES = {
     "model-choice": model_choice_table,
     "muscle-models": muscle_models_table,
     "reflex": reflex_table,
+    "reflex-frontal": reflex_frontal_table,
     "contact-split": contact_split_table,
 }
 

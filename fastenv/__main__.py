@@ -250,6 +250,11 @@ def bench(args) -> int:
     return 0
 
 
+def _given(args, *flags) -> list[str]:
+    """Those of ``flags`` given on the command line (their defaults are None)."""
+    return [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) is not None]
+
+
 def train(args) -> int:
     """Train a policy with Stable-Baselines3 (SAC or PPO) on an OsimVectorEnv, or with
     Ray RLlib (--backend rllib: env runners, each one OsimVectorEnv); the run folder
@@ -263,9 +268,8 @@ def train(args) -> int:
     options = dict(args.option or [])
     if args.num_workers is not None:
         options["num_workers"] = args.num_workers
-    saved_run = ("--algo", "--seed", "--config", "--num-envs", "--num-env-runners",
-                 "--envs-per-runner", "--option")
-    given = [flag for flag in saved_run if getattr(args, flag[2:].replace("-", "_")) is not None]
+    given = _given(args, "--algo", "--seed", "--config", "--num-envs", "--num-env-runners",
+                   "--envs-per-runner", "--option")
     if args.resume and given:
         raise ValueError(f"--resume continues the run in --out with its saved algorithm, "
                          f"seed, config, envs and env options; leave {' '.join(given)} out")
@@ -287,8 +291,7 @@ def train(args) -> int:
                           **{k: v for k, v in runners.items() if v is not None}, **options)
         print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
         return 0
-    rllib_only = [flag for flag in ("--num-env-runners", "--envs-per-runner", "--address")
-                  if getattr(args, flag[2:].replace("-", "_")) is not None]
+    rllib_only = _given(args, "--num-env-runners", "--envs-per-runner", "--address")
     if rllib_only:
         raise ValueError(f"{' '.join(rllib_only)}: options of --backend rllib; this run trains "
                          f"with Stable-Baselines3 (--num-envs sets its envs)")
