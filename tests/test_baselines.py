@@ -29,7 +29,8 @@ UP_ALL_THE_WAY = sorted(str(f.relative_to(BASELINES)) for f in
 def test_the_regression_covers_the_trained_baselines():
     # a discovery that found nothing would let the slow test below pass vacuously
     assert {"TorqueWalkingImitation2D-v0", "runs/torque_run3d_ppo",
-            "runs/torque_jump2d_ppo_smooth", "runs/muscle2d_ppo_reflex_long"} <= set(UP_ALL_THE_WAY)
+            "runs/torque_jump2d_ppo_smooth", "runs/muscle2d_ppo_reflex_long",
+            "runs/muscle_run2d_ppo_reflex_long"} <= set(UP_ALL_THE_WAY)
 
 
 @pytest.mark.slow
