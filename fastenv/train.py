@@ -34,6 +34,8 @@ from fastenv.vector import VECTOR_OPTIONS
 
 ALGOS = ("sac", "ppo")
 SECTIONS = ("algo", "policy", "env", "task", "run")
+#: packaged configs merged over an algorithm's by name (``--config muscle_reflex``)
+PRESETS = ("muscle_reflex",)
 
 
 # ----------------------------------------------------------------------- config
@@ -47,6 +49,22 @@ def run_env_options(options: dict) -> dict:
             and Path(ref).is_file():
         return dict(options, reference=str(Path(ref).resolve()))
     return options
+
+
+def check_preset(task: str, config) -> None:
+    """A packaged preset given by name sets options for one kind of task: on another
+    (``muscle_reflex`` on a torque task) most of it would be left out, so it is refused."""
+    from fastenv.envs import TASKS, applicable_options
+    if config is None or str(config) not in PRESETS or Path(str(config)).exists() \
+            or task not in TASKS:
+        return
+    preset = tomllib.loads((resources.files("fastenv.configs") / f"{config}.toml").read_text())
+    left_out = sorted(set(preset.get("task", {})) - set(applicable_options(
+        TASKS[task], preset.get("task", {}))))
+    if left_out:
+        raise ValueError(f"--config {config}: {task} ({TASKS[task].actuation}-driven) does "
+                         f"not read the preset's {left_out}; the preset is for the tasks "
+                         f"that do")
 
 
 def config_env_options(task: str, cfg: dict, given: dict) -> dict:
@@ -78,8 +96,9 @@ def read_run_config(run_dir: str | Path) -> dict:
 
 
 def load_config(algo: str, path: str | Path | None = None) -> dict:
-    """The packaged hyperparameters of ``algo``, with a user TOML/JSON file merged over
-    them (unknown sections or keys are an error: a typo must not be ignored)."""
+    """The packaged hyperparameters of ``algo``, with a user TOML/JSON file (or a
+    packaged preset's name, :data:`PRESETS`) merged over them (unknown sections or keys
+    are an error: a typo must not be ignored)."""
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r}; expected one of {ALGOS}")
     text = (resources.files("fastenv.configs") / f"{algo}.toml").read_text()
@@ -87,7 +106,14 @@ def load_config(algo: str, path: str | Path | None = None) -> dict:
     if path is None:
         return config
     path = Path(path)
-    raw = path.read_text()
+    packaged = resources.files("fastenv.configs") / f"{path}.toml"
+    if not path.exists() and path.suffix == "" and str(path) in PRESETS:
+        raw = packaged.read_text()   # a packaged preset by name (muscle_reflex)
+    elif not path.exists() and path.suffix == "":
+        raise ValueError(f"--config {str(path)!r}: no such file, and not a packaged preset "
+                         f"(presets: {list(PRESETS)}); expected a TOML/JSON file or a preset")
+    else:
+        raw = path.read_text()
     user = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw)
     for section, values in user.items():
         if section not in config or not isinstance(values, dict):
@@ -410,6 +436,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
                                   "it or choose another --out")
         seed = check_seed(seed)
+        check_preset(task, config)
         cfg = load_config(algo, config)
         env_options = config_env_options(task, cfg, env_options)
         num_envs = int(num_envs or cfg["env"]["num_envs"])

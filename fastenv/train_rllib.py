@@ -25,6 +25,7 @@ from fastenv.train import (
     ProgressLog,
     _interrupt,
     append_evaluation,
+    check_preset,
     check_seed,
     config_env_options,
     load_config,
@@ -79,6 +80,7 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
             raise ValueError(f"--num-env-runners and --envs-per-runner must be >= 1, got "
                              f"{num_env_runners} and {envs_per_runner}")
         seed = check_seed(seed)
+        check_preset(task, config)
         cfg = load_config(algo, config)
         env_options = config_env_options(task, cfg, env_options)
         state = dict(env_steps=0, wall_s=0.0, episodes=0)

@@ -119,6 +119,26 @@ def test_config_merge_rejects_typos(tmp_path):
         load_config("ddpg")
 
 
+def test_the_muscle_reflex_preset_is_the_recipe_of_the_learned_muscle_runs(tmp_path):
+    """``--config muscle_reflex`` (packaged, so it works from a wheel) holds the options
+    the learned muscle runs were trained with; on a torque task, or misspelt, it is one
+    line, before any run folder."""
+    from fastenv.__main__ import main
+    from fastenv.train import config_env_options
+    cfg = load_config("ppo", "muscle_reflex")
+    run = json.loads((ROOT / "baselines" / "runs" / "muscle_run2d_ppo_reflex_long"
+                      / "config.json").read_text())
+    assert config_env_options(run["task"], cfg, {}) == run["env_options"]
+    assert cfg["run"]["eval_seconds"] == run["config"]["run"]["eval_seconds"] == 10.0
+    out = tmp_path / "run"
+    assert main(["train", "TorqueWalkingImitation2D-v0", "--config", "muscle_reflex",
+                 "--out", str(out), "--steps", "10"]) == 2
+    with pytest.raises(ValueError, match=r"'muscle_refex': no such file, and not a packaged "
+                                         r"preset \(presets: \['muscle_reflex'\]\)"):
+        load_config("ppo", "muscle_refex")
+    assert not out.exists()
+
+
 def test_a_run_refused_for_its_options_leaves_no_folder(tmp_path):
     """Bad options are refused before the run folder is written: a folder with a
     config.json would make the corrected command fail with 'already holds a run'."""
