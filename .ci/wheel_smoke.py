@@ -1,6 +1,7 @@
 """Smoke test of an installed wheel, run outside the checkout without the dev extra:
 a 4-env make_vec (no __main__ guard, the default start method), 20 steps, every env's
 frame, close, then `fastenv bench` on one task. Prints a closing line CI reads."""
+import importlib.resources
 import importlib.util
 import pathlib
 import subprocess
@@ -15,6 +16,11 @@ import fastenv
 assert "site-packages" in pathlib.Path(fastenv.__file__).resolve().parts, fastenv.__file__
 for dev_only in ("pytest", "osim", "gym", "pandas"):   # osim/gym: osim-rl's legacy packages
     assert importlib.util.find_spec(dev_only) is None, f"{dev_only} is installed"
+
+# the training configs and presets ship as data (fastenv train needs the train extra)
+configs = importlib.resources.files("fastenv.configs")
+for name in ("sac", "ppo", "muscle_reflex"):
+    assert (configs / f"{name}.toml").is_file(), name
 
 venv = gym.make_vec("TorqueWalkingImitation2D-v0", num_envs=4,
                     vectorization_mode="vector_entry_point", num_workers=2,
