@@ -243,7 +243,6 @@ class Reflex:
             load = np.maximum(b[self._grf].reshape(-1, 6)[:, 1], 0.0)
             total = load.sum()
             ref, q, qdot = self.reference, b[self._q], b[self._qdot]
-            share = load[self.foot] / total if total > 1e-6 else np.zeros_like(out)
             if self.k_trunk and total > 1e-6:
                 j = self.tilt
                 error = (q[j] - ref.q[frame, j]
@@ -252,6 +251,7 @@ class Reflex:
                 tmp *= self.k_trunk * error / total
                 out += tmp
             if self.frontal:
+                share = load[self.foot] / total if total > 1e-6 else np.zeros_like(out)
                 j = self.list
                 list_error = (q[j] - ref.q[frame, j]
                               + self.trunk_rate_s * (qdot[j] - direction * ref.qdot[frame, j]))

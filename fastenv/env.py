@@ -146,17 +146,15 @@ class ImitationEnv(gym.Env):
         self._push_left = 0
         self.episode_log: list[dict] = []
 
-    RUNTIME_OPTIONS = RUNTIME_OPTIONS   # fastenv.envs.RUNTIME_OPTIONS
-
     def set_option(self, name: str, value):
-        """Change a :data:`RUNTIME_OPTIONS` option, checked as ``gym.make`` checks it;
+        """Change a :data:`fastenv.envs.RUNTIME_OPTIONS` option, checked as ``gym.make`` checks it;
         it applies from the next reset."""
         if name not in OPTIONS:
             raise ValueError(f"unknown option {name!r}; options that can change between "
-                             f"episodes: {list(self.RUNTIME_OPTIONS)}")
-        if name not in self.RUNTIME_OPTIONS:
+                             f"episodes: {list(RUNTIME_OPTIONS)}")
+        if name not in RUNTIME_OPTIONS:
             raise ValueError(f"option {name!r} is fixed when the env is built (options that "
-                             f"can change between episodes: {list(self.RUNTIME_OPTIONS)}); "
+                             f"can change between episodes: {list(RUNTIME_OPTIONS)}); "
                              f"make a new env with {name}=...")
         self.options = resolve_options(task=self.spec_task, **dict(self.options, **{name: value}))
         if name == "mode":

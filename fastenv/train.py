@@ -51,14 +51,22 @@ def run_env_options(options: dict) -> dict:
     return options
 
 
+def _preset(config):
+    """The packaged preset file ``config`` names (``muscle_reflex``), or None for a path
+    (a file of that name in the working directory wins)."""
+    if config is None or str(config) not in PRESETS or Path(str(config)).exists():
+        return None
+    return resources.files("fastenv.configs") / f"{config}.toml"
+
+
 def check_preset(task: str, config) -> None:
     """A packaged preset given by name sets options for one kind of task: on another
     (``muscle_reflex`` on a torque task) most of it would be left out, so it is refused."""
     from fastenv.envs import TASKS, applicable_options
-    if config is None or str(config) not in PRESETS or Path(str(config)).exists() \
-            or task not in TASKS:
+    preset_file = _preset(config)
+    if preset_file is None or task not in TASKS:
         return
-    preset = tomllib.loads((resources.files("fastenv.configs") / f"{config}.toml").read_text())
+    preset = tomllib.loads(preset_file.read_text())
     left_out = sorted(set(preset.get("task", {})) - set(applicable_options(
         TASKS[task], preset.get("task", {}))))
     if left_out:
@@ -105,10 +113,9 @@ def load_config(algo: str, path: str | Path | None = None) -> dict:
     config = tomllib.loads(text)
     if path is None:
         return config
-    path = Path(path)
-    packaged = resources.files("fastenv.configs") / f"{path}.toml"
-    if not path.exists() and path.suffix == "" and str(path) in PRESETS:
-        raw = packaged.read_text()   # a packaged preset by name (muscle_reflex)
+    path, preset_file = Path(path), _preset(path)
+    if preset_file is not None:
+        raw = preset_file.read_text()
     elif not path.exists() and path.suffix == "":
         raise ValueError(f"--config {str(path)!r}: no such file, and not a packaged preset "
                          f"(presets: {list(PRESETS)}); expected a TOML/JSON file or a preset")
@@ -173,6 +180,14 @@ def check_run_config(config: dict):
     v = run.get("eval_seconds", 5.0)
     if not (isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < float("inf")):
         raise ValueError(f"[run] eval_seconds = {v!r}: expected a positive number of seconds")
+
+
+def check_steps_left(out, state: dict, steps: int):
+    """A resumed run has env steps left to take before ``steps``: one already there
+    would only rewrite its checkpoint."""
+    if state["env_steps"] >= steps:
+        raise ValueError(f"the run in {out} is already at {state['env_steps']} env steps; "
+                         f"give --steps above that to train it on")
 
 
 def check_seed(seed) -> int:
@@ -428,9 +443,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         task, algo, seed, cfg = saved["task"], saved["algo"], saved["seed"], saved["config"]
         env_options, num_envs = saved["env_options"], saved["num_envs"]
         state = checkpoints.state()
-        if state["env_steps"] >= steps:
-            raise ValueError(f"the run in {out} is already at {state['env_steps']} env steps; "
-                             f"give --steps above that to train it on")
+        check_steps_left(out, state, steps)
     else:
         if config_path.exists():
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue "

@@ -27,6 +27,7 @@ from fastenv.train import (
     append_evaluation,
     check_preset,
     check_seed,
+    check_steps_left,
     config_env_options,
     load_config,
     read_run_config,
@@ -69,9 +70,7 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
         if not state_path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume from: {state_path} is missing")
         state = json.loads(state_path.read_text())
-        if state["env_steps"] >= steps:
-            raise ValueError(f"the run in {out} is already at {state['env_steps']} env steps; "
-                             f"give --steps above that to train it on")
+        check_steps_left(out, state, steps)
     else:
         if config_path.exists():
             raise FileExistsError(f"{out} already holds a run; pass --resume to continue "

@@ -92,10 +92,10 @@ def prepare_reference(sim, ref, *, align_ground: bool = True, options=None) -> R
                              f"coordinates: it has {names}, the model {sim.coordinate_names}")
         if missing:
             warn_caller(f"reference {reference.name!r} lacks coordinates {missing}; "
-                          "they keep their default value")
+                        "they keep their default value")
         if extra:
             warn_caller(f"reference {reference.name!r} has coordinates the model lacks, "
-                          f"not played: {extra}")
+                        f"not played: {extra}")
     if not motion_file:   # a motion file's angles were checked as it was read
         check_angle_units(sim, reference)
     if reference.model_digest != model_digest(sim.model_path):
