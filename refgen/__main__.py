@@ -155,11 +155,12 @@ def parser() -> argparse.ArgumentParser:
     rekin.add_argument("--out", type=Path, default=REFERENCES_DIR,
                        help="output folder (default: the checkout's envs/references/)")
     exc = sub.add_parser(
-        "excitations", help="put the muscle excitations of a committed 3D reference's Moco "
+        "excitations", help="put the muscle excitations of a committed reference's Moco "
                             "solution (<name>_solution.sto) into its .npz (no solve); every "
                             "other array is kept")
     exc.add_argument("name", help="a reference in the checkout's envs/references/ that is a "
-                                  "3D Moco tracking solution, or 'all' (all of those)")
+                                  "3D Moco tracking solution or a 2D gait cycle with its "
+                                  "solution beside it, or 'all' (all of those)")
     exc.add_argument("--out", type=Path, default=REFERENCES_DIR,
                      help="output folder (default: the checkout's envs/references/)")
     check = sub.add_parser(
@@ -192,9 +193,9 @@ def rekinematics(args: argparse.Namespace) -> int:
 def excitations(args: argparse.Namespace) -> int:
     """``python -m refgen excitations NAME|all``:
     :func:`refgen.derive3d.attach_solution_excitations`."""
-    from refgen.derive3d import attach_solution_excitations, tracked_3d_names
+    from refgen.derive3d import attach_solution_excitations, solution_names
 
-    names = tracked_3d_names(REFERENCES_DIR) if args.name == "all" else [args.name]
+    names = solution_names(REFERENCES_DIR) if args.name == "all" else [args.name]
     for name in names:
         try:
             attach_solution_excitations(name, references_dir=REFERENCES_DIR, out_dir=args.out)

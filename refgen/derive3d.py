@@ -1807,15 +1807,46 @@ def tracked_3d_names(references_dir: Path) -> list[str]:
                   if tracked_symmetry(p) is not None)
 
 
+def solution_names(references_dir: Path) -> list[str]:
+    """The references in ``references_dir`` whose Moco solution ships beside them and
+    whose excitations :func:`attach_solution_excitations` can put on their frames: the
+    3D tracking solves and the 2D gait cycles (tracked or predicted)."""
+    from refgen.tasks2d import GAIT_CYCLE_SETTINGS
+
+    return sorted(n for n in {*tracked_3d_names(references_dir), *GAIT_CYCLE_SETTINGS}
+                  if (Path(references_dir) / f"{n}_solution.sto").is_file())
+
+
+def solution_cycle(name: str, solution, doc_path: Path, coordinate_names) -> tuple:
+    """(gait cycle, {muscle: excitation}) of a shipped reference's Moco solution, as
+    the reference was made of it: a 3D tracking solve's half cycle continued by its
+    mirror image, a 2D gait cycle (:data:`refgen.tasks2d.GAIT_CYCLE_SETTINGS`)
+    mirrored when solved as a half and started at the right heel strike."""
+    from refgen.tasks2d import GAIT_CYCLE_SETTINGS
+
+    symmetric = tracked_symmetry(doc_path)
+    if symmetric is not None:
+        return (motion_from_solution(solution, coordinate_names, symmetric=bool(symmetric)),
+                muscle_excitations_from_solution(solution, symmetric=bool(symmetric)))
+    if name in GAIT_CYCLE_SETTINGS:
+        excitations = {}
+        cycle, _ = moco.analyse_gait(solution, GAIT_CYCLE_SETTINGS[name](),
+                                     moco.body_weight_n(), excitations)
+        return cycle, excitations
+    raise ValueError(f"reference {name!r} is neither a 3D Moco tracking solve "
+                     f"({doc_path.name} has no moco.symmetric_half_cycle) nor a 2D gait "
+                     f"cycle ({', '.join(sorted(GAIT_CYCLE_SETTINGS))})")
+
+
 def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Path | None = None,
                                 log=print) -> dict:
-    """Put the muscle excitations of a shipped 3D reference's Moco solution
+    """Put the muscle excitations of a shipped reference's Moco solution
     (``<name>_solution.sto`` beside it) into its ``.npz``, on its frames, as
-    :func:`track_and_write` now writes them; nothing is solved and every other array is
-    kept. The solution's coordinates at the frames must agree with the reference's
-    (within ``MAX_FRAME_MISMATCH_DEG``), so that the excitations are those of the motion
-    shipped. Saves to ``out_dir`` (default ``references_dir``); returns the figures of
-    the match."""
+    :func:`fastenv.references.build_reference` writes them; nothing is solved and every
+    other array is kept. The solution's coordinates at the frames must agree with the
+    reference's (within ``MAX_FRAME_MISMATCH_DEG``), so that the excitations are those
+    of the motion shipped. Saves to ``out_dir`` (default ``references_dir``); returns
+    the figures of the match."""
     import opensim as osim
 
     references_dir = Path(references_dir)
@@ -1824,21 +1855,17 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
     if not (src.is_file() and sto.is_file() and doc_path.is_file()):
         raise ValueError(f"reference {name!r}: needs {src.name}, {sto.name} and "
                          f"{doc_path.name} in {references_dir}")
-    symmetric = tracked_symmetry(doc_path)
-    if symmetric is None:
-        raise ValueError(f"reference {name!r} is not a 3D Moco tracking solve "
-                         f"({doc_path.name} has no moco.symmetric_half_cycle)")
     ref = Reference.load(src)
     if ref.playback != "loop":
         raise ValueError(f"reference {name!r}: playback {ref.playback!r}, expected a "
-                         "'loop' (a tracked gait cycle)")
+                         "'loop' (a gait cycle)")
     solution = osim.MocoTrajectory(str(sto))
-    cycle = motion_from_solution(solution, ref.coordinate_names, symmetric=bool(symmetric))
+    cycle, excitations = solution_cycle(name, solution, doc_path, ref.coordinate_names)
     u = np.arange(ref.n_frames) / ref.n_frames          # the frames' cycle fractions
     # the shipped frames against the solution's angles, resampled as build_reference
     # resamples a cycle; translations are shifted onto the ground and advanced by
     # strides, and a constant column is locked in the env model (held by a spring in
-    # Moco), so only the moving rotations are compared
+    # Moco, or welded), so only the moving rotations are compared
     expected = periodic_spline(cycle.time, cycle.values, cycle.values[-1] - cycle.values[0])(u)
     mismatch = {}
     for j, c in enumerate(cycle.names):
@@ -1851,7 +1878,6 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
                            f"{mismatch[worst]:.2f} deg at its frames (at most "
                            f"{MAX_FRAME_MISMATCH_DEG} expected); not the motion of that "
                            "solution")
-    excitations = muscle_excitations_from_solution(solution, symmetric=bool(symmetric))
     ref.muscle_names = list(excitations)
     ref.excitation = excitations_on_frames(
         excitations, cycle.time, cycle.time[0] + u * (cycle.time[-1] - cycle.time[0]))

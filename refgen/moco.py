@@ -1965,7 +1965,7 @@ def generate_gait(out_dir, *, settings: Settings, target: Target, description: s
     if write_npz:
         write_reference_npz(out_dir, cycle, doc, log, model_path=env_model_path(settings),
                             cyclic=True, playback="loop",
-                            excitations=excitations if tracked else None,
+                            excitations=excitations,
                             source=source or f"{COMMAND} {name} "
                                              f"(tracking target {Path(target.source).name})")
     return doc

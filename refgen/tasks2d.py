@@ -799,3 +799,10 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
                                  source=f"{moco.COMMAND} {name} "
                                         f"(tracking target {motion.name})")
     return doc
+
+
+#: The 2D references that are gait cycles of :func:`refgen.moco.generate_gait` (their
+#: shipped ``<name>_solution.sto`` is the final stage, tracked or predicted), by the
+#: settings that made them: ``python -m refgen excitations`` rebuilds their cycles.
+GAIT_CYCLE_SETTINGS = {"walking2d": moco.WalkingSettings, "running2d": RunningSettings,
+                       "lockedknee2d": LockedKneeSettings}

@@ -287,9 +287,9 @@ def test_residual_excitations_are_refused_where_they_cannot_apply():
         ImitationEnv(MUSCLE, excitations="ff")
     with pytest.raises(ValueError, match="excitation_range must be an excitation within"):
         ImitationEnv(MUSCLE, excitations="residual", excitation_range=1.5)
-    # lockedknee2d is a predictive solution shipped without its excitations
-    with pytest.raises(ValueError, match="reference 'lockedknee2d' has none"):
-        ImitationEnv("MuscleLockedKneeImitation2D-v0", excitations="residual")
+    # jumping2d is played up and back down: its solution's excitations are not shipped
+    with pytest.raises(ValueError, match="reference 'jumping2d' has none"):
+        ImitationEnv("MuscleJumpingImitation2D-v0", excitations="residual")
 
 
 # ---------------------------------------------------------------- reflex excitations
@@ -320,6 +320,25 @@ def test_reflexes_track_the_reference_closed_loop():
         env.close()
     assert up["residual"] < 1.5 and rmse["residual"] > 20, (up, rmse)
     assert up["reflex"] > 2.0 and rmse["reflex"] < 12, (up, rmse)
+
+
+def test_the_locked_knee_walk_has_its_predicted_excitations():
+    """lockedknee2d ships the excitations of its predictive Moco solution, one per muscle
+    of the locked-knee model (15: the locked leg's gastrocnemius, soleus and tibialis
+    anterior removed): it starts activated as that solution, and the reflexes keep a zero
+    action up 1.72 s from frame 0, where the feed-forward alone falls after 0.87 s."""
+    up, rmse = {}, {}
+    for mode in ("residual", "reflex"):
+        env = ImitationEnv("MuscleLockedKneeImitation2D-v0", mode="test", excitations=mode,
+                           episode_seconds=6, **MOCO_FAMILY)
+        assert env.n_actions == 15 and env.reference.excitation.shape == (107, 15)
+        env.reset(seed=0)
+        act = env.sim.buf[env.sim.layout.slice("activation")]
+        np.testing.assert_allclose(act, env.actuation.start_excitation(0), atol=0.02)
+        up[mode], rmse[mode] = _zero_action_episode(env)
+        env.close()
+    assert up["residual"] < 1.2 and up["reflex"] > 1.4, (up, rmse)
+    assert rmse["reflex"] < rmse["residual"], (up, rmse)
 
 
 def test_reflex_feedback_is_the_documented_law():
@@ -438,8 +457,8 @@ def test_reflex_options_are_checked():
         ImitationEnv(MUSCLE, excitations="reflex", reflex_gains=[1, 2, -3, 0])
     with pytest.raises(ValueError, match="excitations='reflex' applies to muscle tasks"):
         ImitationEnv(TORQUE, excitations="reflex")
-    with pytest.raises(ValueError, match="reference 'lockedknee2d' has none"):
-        ImitationEnv("MuscleLockedKneeImitation2D-v0", excitations="reflex")
+    with pytest.raises(ValueError, match="reference 'jumping2d' has none"):
+        ImitationEnv("MuscleJumpingImitation2D-v0", excitations="reflex")
 
 
 def test_reflexes_in_the_vector_env_equal_single_envs():

@@ -25,11 +25,12 @@ def test_rekinematics_names_the_references_it_knows(tmp_path):
         rekinematics("flying", references_dir=REFERENCES_DIR, out_dir=tmp_path)
 
 
-@pytest.mark.parametrize("name", ["walking3d", "palsy3d"])
+@pytest.mark.parametrize("name", ["walking3d", "palsy3d", "lockedknee2d"])
 def test_excitations_reproduce_the_committed_reference(name, tmp_path, capsys):
-    """The committed 3D excitations are those of the committed Moco solution on the
+    """The committed excitations are those of the committed Moco solution on the
     reference's frames (a symmetric half cycle mirrored: walking3d; a full cycle:
-    palsy3d), and attaching them keeps every other array bit-identical."""
+    palsy3d; a predicted 2D cycle started at the right heel strike: lockedknee2d), and
+    attaching them keeps every other array bit-identical."""
     assert main(["excitations", name, "--out", str(tmp_path)]) == 0
     assert "muscle excitations from" in capsys.readouterr().out
     with np.load(REFERENCES_DIR / f"{name}.npz") as old, \
