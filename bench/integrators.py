@@ -34,8 +34,11 @@ def controls(n_steps, low, high, seed=0):
     return u.astype(np.float32)
 
 
-def run(task, method, accuracy, U):
-    env = ImitationEnv(task, integrator=method, accuracy=accuracy)
+def run(task, method, accuracy, U, **options):
+    """The actions ``U`` from the reference's first frame with ``method`` at ``accuracy``
+    (``options``: other env options): (coordinates per step, steps/s, the Simulation),
+    or (None, the error, the Simulation) where the simulation failed."""
+    env = ImitationEnv(task, integrator=method, accuracy=accuracy, **options)
     env.reset(seed=0, options={"start_frame": 0})
     sim = env.sim
     qs = []

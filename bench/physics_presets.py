@@ -12,7 +12,9 @@ shared machine. ``--sweep A,B,...`` adds other settings to the same rotating rou
 accuracy of the fast preset's integrator, or ``INTEGRATOR:ACCURACY[:MIN_STEP_S]``.
 ``--robustness STEPS`` also counts simulator failures, steps integrated again without
 the minimum step (``info["integrator_retry"]``) and episode ends by cause under random
-actions (a loose setting can end episodes that a tight one does not).
+actions at 0.3 of the range and under saturated ones, each action at a bound (a loose
+setting can end episodes that a tight one does not; fully excited muscles are the
+stiffest case).
 
     python bench/physics_presets.py [--task MuscleWalkingImitation2D-v0] [--out bench/results]
                                     [--sweep 5e-2,RungeKutta3:1e-1]
@@ -32,8 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from integrators import controls, run  # noqa: E402
 
+from fastenv.__main__ import parse_env_option  # noqa: E402
 from fastenv.env import ImitationEnv  # noqa: E402
-from fastenv.envs import PHYSICS, PHYSICS_SETTINGS, TASKS  # noqa: E402
+from fastenv.envs import PHYSICS, PHYSICS_SETTINGS, TASKS, physics_column  # noqa: E402
 
 PRESETS = ("default", "fast")
 
@@ -96,21 +99,27 @@ def integrator_counts(env, U) -> dict:
                 realizations=int(realizations) / n)
 
 
-def robustness(env, steps, seeds=3, scale=0.3) -> dict:
+def robustness(env, steps, seeds=3, scale=0.3, saturated=False) -> dict:
     """Uniform random actions at ``scale`` of the range (excitations in the lowest
-    ``scale`` of theirs), ``seeds`` × ``steps`` env steps with autoreset: simulator
-    failures, terminations, and the rules they broke (``termination_causes``; one
-    termination can break several)."""
+    ``scale`` of theirs), or with ``saturated`` each action at its low or high bound
+    (what a policy clipped at the bounds sends: excitations fully on or off),
+    ``seeds`` × ``steps`` env steps with autoreset: simulator failures, terminations,
+    and the rules they broke (``termination_causes``; one termination can break
+    several)."""
     lo, hi = env.action_space.low, env.action_space.high
     centred = bool((lo < 0).any())   # torque actions centre on 0, excitations start at 0
+
+    def action(rng):
+        if saturated:
+            return np.where(rng.uniform(size=lo.shape) < 0.5, lo, hi)
+        return rng.uniform(lo, hi) * scale if centred else rng.uniform(lo, lo + scale * (hi - lo))
     ends = dict(fall=0, limit_force=0, acceleration=0, truncated=0)
     failures = terminations = retries = 0
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         env.reset(seed=seed)
         for _ in range(steps):
-            a = rng.uniform(lo, hi) * scale if centred else rng.uniform(lo, lo + scale * (hi - lo))
-            _, _, terminated, truncated, info = env.step(a.astype(np.float32))
+            _, _, terminated, truncated, info = env.step(action(rng).astype(np.float32))
             failures += "sim_error" in info
             retries += bool(info["integrator_retry"])
             if terminated:
@@ -125,10 +134,10 @@ def robustness(env, steps, seeds=3, scale=0.3) -> dict:
                 terminations=terminations, episode_ends=ends)
 
 
-def sweep_settings(spec: str, actuation: str) -> dict:
+def sweep_settings(spec: str, column: str) -> dict:
     """A ``--sweep`` entry: an accuracy for the fast preset's integrator, or
     ``INTEGRATOR:ACCURACY[:MIN_STEP_S]``, as the three physics settings."""
-    fast = dict(zip(PHYSICS_SETTINGS, PHYSICS["fast"][actuation]))
+    fast = dict(zip(PHYSICS_SETTINGS, PHYSICS["fast"][column]))
     parts = spec.split(":")
     if len(parts) == 1:
         return dict(fast, accuracy=float(parts[0]))
@@ -139,23 +148,25 @@ def sweep_settings(spec: str, actuation: str) -> dict:
                 min_step=float(parts[2]) if len(parts) == 3 else 0.0)
 
 
-def measure(task: str, repeats: int, sweep_specs=(), robust_steps=0) -> dict:
-    """The presets (and the ``--sweep`` settings) on ``task``: best steps/s over
-    ``repeats`` rotating rounds, the integrator's counts per env step, and the largest
-    error over one reference cycle against RungeKuttaMerson at 1e-6; with
-    ``robust_steps``, each setting's ``robustness`` too."""
-    probe = ImitationEnv(task)
+def measure(task: str, repeats: int, sweep_specs=(), robust_steps=0, options=None) -> dict:
+    """The presets (and the ``--sweep`` settings) on ``task`` (with the env
+    ``options``, e.g. the Moco model family): best steps/s over ``repeats`` rotating
+    rounds, the integrator's counts per env step, and the largest error over one
+    reference cycle against RungeKuttaMerson at 1e-6; with ``robust_steps``, each
+    setting's ``robustness`` too."""
+    options = dict(options or {})
+    probe = ImitationEnv(task, **options)
     n_steps = probe.reference.cycle_steps
     cycle_s = n_steps * probe.reference.control_dt
     U = controls(n_steps, probe.action_space.low, probe.action_space.high)
+    column = physics_column(TASKS[task].actuation, probe.options["muscle_model"])
     probe.close()
-    tight_q, _, sim = run(task, "RungeKuttaMerson", 1e-6, U)
+    tight_q, _, sim = run(task, "RungeKuttaMerson", 1e-6, U, **options)
     rot = sim.rotational & ~sim.locked
-    actuation = TASKS[task].actuation
     configs = {p: dict(physics=p) for p in PRESETS}
-    swept = {f"sweep:{spec}": sweep_settings(spec, actuation) for spec in sweep_specs}
+    swept = {f"sweep:{spec}": sweep_settings(spec, column) for spec in sweep_specs}
     configs.update(swept)
-    envs = {k: ImitationEnv(task, **kw) for k, kw in configs.items()}
+    envs = {k: ImitationEnv(task, **options, **kw) for k, kw in configs.items()}
     names = list(configs)
     best, q = dict.fromkeys(names, 0.0), {}
     for r in range(repeats):   # every config once per round, the order rotating
@@ -173,11 +184,13 @@ def measure(task: str, repeats: int, sweep_specs=(), robust_steps=0) -> dict:
             max_err_deg=float(np.degrees(np.abs(qq[:, rot] - tight_q[:, rot]).max())),
             max_err_cm=float(100 * np.abs(qq[:, ~sim.rotational]
                                           - tight_q[:, ~sim.rotational]).max()),
-            **(dict(robustness=robustness(envs[name], robust_steps)) if robust_steps else {}))
+            **(dict(robustness=robustness(envs[name], robust_steps),
+                    robustness_saturated=robustness(envs[name], robust_steps, saturated=True))
+               if robust_steps else {}))
 
     rows = []
     for preset in PRESETS:
-        rows.append(dict(preset=preset, **dict(zip(PHYSICS_SETTINGS, PHYSICS[preset][actuation])),
+        rows.append(dict(preset=preset, **dict(zip(PHYSICS_SETTINGS, PHYSICS[preset][column])),
                          **measured(preset)))
         print(task, rows[-1], flush=True)
     sweep = []
@@ -186,7 +199,7 @@ def measure(task: str, repeats: int, sweep_specs=(), robust_steps=0) -> dict:
         print(task, sweep[-1], flush=True)
     for env in envs.values():
         env.close()
-    return dict(task=task, cycle_s=cycle_s, steps=n_steps, rows=rows,
+    return dict(task=task, options=options, cycle_s=cycle_s, steps=n_steps, rows=rows,
                 fast_speedup=rows[1]["steps_per_s"] / rows[0]["steps_per_s"],
                 fast_step_ratio=rows[0]["internal_steps"] / rows[1]["internal_steps"],
                 fast_realization_ratio=rows[0]["realizations"] / rows[1]["realizations"],
@@ -242,23 +255,32 @@ def main(argv=None):
                     help="comma-separated settings timed and counted with the presets: an "
                          "accuracy of the fast preset's integrator, or "
                          "INTEGRATOR:ACCURACY[:MIN_STEP_S]")
+    ap.add_argument("--option", type=parse_env_option, action="append", default=[],
+                    metavar="KEY=VALUE", help="an env option for every setting (repeatable), "
+                    "e.g. muscle_model=degroote --option contact_model=smooth")
     ap.add_argument("--robustness", type=int, default=0, metavar="STEPS",
                     help="also step each setting 3 seeds x STEPS under random actions at 0.3 "
-                         "of the range: simulator failures and episode ends by cause")
+                         "of the range, and as many under saturated ones (each action at a "
+                         "bound): simulator failures and episode ends by cause")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.all_tasks:
         all_tasks(args.repeats, out, [t for t in args.tasks.split(",") if t])
         return
+    if args.option and args.all_tasks:
+        ap.error("--option is for one --task (physics_presets_tasks.json holds the tasks' "
+                 "own models)")
     result = measure(args.task, args.repeats, [a for a in args.sweep.split(",") if a],
-                     args.robustness)
+                     args.robustness, dict(args.option))
     rows, sweep = result["rows"], result["sweep"]
     cycle_s, n_steps, speedup = result["cycle_s"], result["steps"], result["fast_speedup"]
-    tag = args.task.split("Imitation")[0].lower() + ("3d" if "3D-" in args.task else "")
+    tag = (args.task.split("Imitation")[0].lower() + ("3d" if "3D-" in args.task else "")
+           + "".join(f"_{v}" for _, v in args.option))
     (out / f"physics_presets_{tag}.json").write_text(json.dumps(result, indent=1))
-    lines = [f"{args.task}, one reference cycle ({cycle_s:.3f} s, {n_steps} env steps), "
-             "error against RungeKuttaMerson at 1e-6:", "",
+    given = "".join(f", {k}={v}" for k, v in args.option)
+    lines = [f"{args.task}{given}, one reference cycle ({cycle_s:.3f} s, {n_steps} env "
+             "steps), error against RungeKuttaMerson at 1e-6:", "",
              "| physics | integrator | accuracy | min step (ms) | steps/s | internal steps "
              "per env step | realizations per env step | max error (deg) | max error (cm) |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -273,14 +295,16 @@ def main(argv=None):
               f"| {r['max_err_cm']:.3f} |" for r in sweep]
     lines += ["", f"fast / default: {speedup:.2f}x"]
     for r in rows + sweep:
-        if "robustness" in r:
-            rb = r["robustness"]
-            ends = ", ".join(f"{k} {v}" for k, v in rb["episode_ends"].items())
-            lines.append(f"- {r['integrator']} {r['accuracy']:g}, min step "
-                         f"{1e3 * r['min_step']:g} ms, {rb['steps']} random-action steps: "
-                         f"{rb['simulator_failures']} simulator failures, "
-                         f"{rb['integrator_retries']} steps integrated again; "
-                         f"episode ends: {ends}")
+        for key, what in (("robustness", "random-action steps at 0.3 of the range"),
+                          ("robustness_saturated", "saturated random-action steps")):
+            if key in r:
+                rb = r[key]
+                ends = ", ".join(f"{k} {v}" for k, v in rb["episode_ends"].items())
+                lines.append(f"- {r['integrator']} {r['accuracy']:g}, min step "
+                             f"{1e3 * r['min_step']:g} ms, {rb['steps']} {what}: "
+                             f"{rb['simulator_failures']} simulator failures, "
+                             f"{rb['integrator_retries']} steps integrated again; "
+                             f"episode ends: {ends}")
     (out / f"physics_presets_{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -463,35 +463,45 @@ def presets_tasks_table() -> list[str]:
 
 def presets_sweep_table(name: str):
     """``bench/physics_presets.py --task T --sweep ... --robustness N``: every setting's
-    counts, error and, where measured, episode ends under random actions."""
+    counts, error and, where measured, episode ends under random actions (at 0.3 of the
+    range, and saturated where that was measured too)."""
+    def ends(rb) -> str:
+        if rb is None:
+            return "–"
+        retried = ("" if "integrator_retries" not in rb
+                   else f" ({rb['integrator_retries']})")
+        return (f"{rb['terminations']} ({rb['episode_ends']['acceleration']}), "
+                f"{rb['simulator_failures']}{retried}")
+
     def make() -> list[str]:
         p = load(name)
         base = p["rows"][0]["realizations"]
+        saturated = any("robustness_saturated" in r for r in p["rows"] + p["sweep"])
         rows = []
         for r in p["rows"] + p["sweep"]:
             label = _physics_settings(r)
             if "preset" in r:
                 label += f" (`{r['preset']}`)"
-            rb = r.get("robustness")
-            retried = ("" if rb is None or "integrator_retries" not in rb
-                       else f" ({rb['integrator_retries']})")
-            ends = "–" if rb is None else (f"{rb['terminations']} "
-                                           f"({rb['episode_ends']['acceleration']}), "
-                                           f"{rb['simulator_failures']}{retried}")
             rows.append([label, f"{r['internal_steps']:.1f} / {r['attempted_steps']:.1f}",
                          f"{r['realizations']:.1f}", f"{base / r['realizations']:.2f}×",
                          f"{r['steps_per_s'] / p['rows'][0]['steps_per_s']:.2f}×",
-                         f"{r['max_err_deg']:.2f}° / {r['max_err_cm']:.2f} cm", ends])
+                         f"{r['max_err_deg']:.2f}° / {r['max_err_cm']:.2f} cm",
+                         ends(r.get("robustness"))]
+                        + ([ends(r.get("robustness_saturated"))] if saturated else []))
         steps = next((r["robustness"]["steps"] for r in p["rows"] if "robustness" in r), 0)
-        return ([f"{p['task']}, one reference cycle ({p['steps']} env steps)"
+        given = "".join(f", {k}={v}" for k, v in p.get("options", {}).items())
+        what = "terminations (breaking the acceleration bound), simulator failures " \
+               "(steps integrated again)"
+        return ([f"{p['task']}{given}, one reference cycle ({p['steps']} env steps)"
                  + (f"; episode ends over {steps} random-action steps (3 seeds, actions at "
-                    "0.3 of the range, autoreset)" if steps else "") + ":", ""]
+                    "0.3 of the range, autoreset)" if steps else "")
+                 + (", and as many saturated ones (each action at its low or high bound)"
+                    if saturated else "") + ":", ""]
                 + table(["integrator, accuracy, minimum step", "steps accepted / attempted",
                          "realizations", "fewer realizations", "× default steps/s",
-                         "max error",
-                         "terminations (breaking the acceleration bound), simulator failures"
-                         " (steps integrated again)"],
-                        "lrrrrll", rows))
+                         "max error", what]
+                        + ([f"saturated actions: {what}"] if saturated else []),
+                        "lrrrrll" + ("l" if saturated else ""), rows))
     return make
 
 

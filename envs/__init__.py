@@ -72,11 +72,21 @@ class TaskSpec:
 #: terminations). "accurate" is for checking results against the defaults.
 PHYSICS = {
     "default": {"muscle": ("SemiExplicitEuler2", 1e-3, 0.0),
+                "muscle_degroote": ("SemiExplicitEuler2", 1e-3, 0.0),
                 "torque": ("RungeKutta3", 1e-3, 0.0)},
     "fast": {"muscle": ("SemiExplicitEuler2", 1e-2, 1.5e-3),
+             "muscle_degroote": ("SemiExplicitEuler2", 1e-2, 0.0),
              "torque": ("SemiExplicitEuler2", 1e-2, 5e-4)},
-    "accurate": {"muscle": ("RungeKutta3", 1e-5, 0.0), "torque": ("RungeKutta3", 1e-5, 0.0)},
+    "accurate": {"muscle": ("RungeKutta3", 1e-5, 0.0),
+                 "muscle_degroote": ("RungeKutta3", 1e-5, 0.0),
+                 "torque": ("RungeKutta3", 1e-5, 0.0)},
 }
+
+
+def physics_column(actuation: str, muscle_model: str) -> str:
+    """The column of :data:`PHYSICS` for a task's actuation and muscle model."""
+    return "muscle_degroote" if actuation == "muscle" and muscle_model == "degroote" \
+        else actuation
 #: The settings a physics preset sets, in the order of its tuples.
 PHYSICS_SETTINGS = ("integrator", "accuracy", "min_step")
 
@@ -229,7 +239,8 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"physics must be one of {sorted(PHYSICS)}, got {opts['physics']!r}")
     if task is not None:
         # explicit integrator/accuracy/min_step win over the preset
-        preset = dict(zip(PHYSICS_SETTINGS, PHYSICS[opts["physics"]][task.actuation]))
+        column = physics_column(task.actuation, opts["muscle_model"])
+        preset = dict(zip(PHYSICS_SETTINGS, PHYSICS[opts["physics"]][column]))
         for key in PHYSICS_SETTINGS:
             if opts[key] is None:
                 opts[key] = (getattr(task, key) if opts["physics"] == "default"

@@ -77,7 +77,7 @@ def _output_file(text: str) -> str:
     return text
 
 
-def _env_option(text: str):
+def parse_env_option(text: str):
     """KEY=VALUE, the value read as JSON where it parses (numbers, true/false, lists);
     Python's True, False and None are read as such too (as strings, "False" would be
     refused by a flag's check)."""
@@ -549,7 +549,7 @@ def parser() -> argparse.ArgumentParser:
                     help="TOML/JSON file merged over fastenv/configs/ALGO.toml")
     tr.add_argument("--resume", action="store_true",
                     help="continue the run in --out from its latest checkpoint")
-    tr.add_argument("--option", type=_env_option, action="append", metavar="KEY=VALUE",
+    tr.add_argument("--option", type=parse_env_option, action="append", metavar="KEY=VALUE",
                     help="an env option for every env, e.g. reward=tracking or "
                          "pd_targets=residual (repeatable; docs/tasks.md lists them)")
     tr.add_argument("--no-progress", action="store_true",
@@ -621,7 +621,7 @@ def parser() -> argparse.ArgumentParser:
                     help="plot the rollout's joint angles against the reference (as evaluate)")
     rd.add_argument("--plot-grf", type=_output_file, default=None, metavar="FILE.png",
                     help="plot the rollout's ground reaction forces against the reference's")
-    rd.add_argument("--option", type=_env_option, action="append", metavar="KEY=VALUE",
+    rd.add_argument("--option", type=parse_env_option, action="append", metavar="KEY=VALUE",
                     help="an env option, as for train (not with --policy), e.g. your own "
                          "motion file: --option reference=walk_ik.mot --option "
                          "'reference_options={\"cycle\": \"auto\"}'")

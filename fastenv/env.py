@@ -91,6 +91,7 @@ class ImitationEnv(gym.Env):
         make = shared_simulation if opts["share_model"] else Simulation
         self.sim = sim = make(model_path, integrator=opts["integrator"],
                               accuracy=opts["accuracy"], min_step=opts["min_step"],
+                              max_acceleration=task.max_acceleration,
                               energetics=task.actuation == "muscle",
                               push_body="torso" if opts["apply_perturbations"] else None,
                               coordinate_springs="actuated" if (

@@ -110,12 +110,12 @@ def test_bench_measures_this_machine(tmp_path):
 def test_option_values_are_read_as_json_or_python_literals():
     """``--option KEY=VALUE``: JSON where it parses; Python's True/False/None too, so
     that ``use_GRF=False`` is not the (truthy) string "False"."""
-    from fastenv.__main__ import _env_option
-    assert _env_option("use_GRF=false") == ("use_GRF", False)
-    assert _env_option("use_GRF=False") == ("use_GRF", False)
-    assert _env_option("pd_bandwidth=None") == ("pd_bandwidth", None)
-    assert _env_option("r_weights=[1, 0, 0]") == ("r_weights", [1, 0, 0])
-    assert _env_option("reward=tracking") == ("reward", "tracking")
+    from fastenv.__main__ import parse_env_option
+    assert parse_env_option("use_GRF=false") == ("use_GRF", False)
+    assert parse_env_option("use_GRF=False") == ("use_GRF", False)
+    assert parse_env_option("pd_bandwidth=None") == ("pd_bandwidth", None)
+    assert parse_env_option("r_weights=[1, 0, 0]") == ("r_weights", [1, 0, 0])
+    assert parse_env_option("reward=tracking") == ("reward", "tracking")
 
 
 def test_output_file_folders_are_made(tmp_path):

@@ -377,11 +377,42 @@ def test_physics_presets():
         assert d["min_step"] == 0.0
         f = resolve_options(task=spec, physics="fast")
         assert (f["integrator"], f["accuracy"], f["min_step"]) == PHYSICS["fast"][spec.actuation]
+    # the Moco family's muscles have their own fast column (a shorter minimum step)
+    f = resolve_options(task=muscle, physics="fast", muscle_model="degroote")
+    assert (f["integrator"], f["accuracy"], f["min_step"]) == PHYSICS["fast"]["muscle_degroote"]
+    assert PHYSICS["fast"]["muscle_degroote"][2] < PHYSICS["fast"]["muscle"][2]
     # explicit settings win over the preset
     o = resolve_options(task=muscle, physics="fast", accuracy=1e-4)
     assert (o["integrator"], o["accuracy"]) == ("SemiExplicitEuler2", 1e-4)
     with pytest.raises(ValueError, match="physics must be one of .*'turbo'"):
         resolve_options(physics="turbo")
+
+
+@pytest.mark.parametrize("muscle_model", ["thelen", "degroote"])
+def test_fast_physics_keeps_episodes_of_full_excitation(muscle_model):
+    """physics="fast" must not end episodes that the default physics does not. Every
+    muscle fully excited is the stiffest case: with the Thelen muscles' 1.5-ms minimum
+    step (and still with 0.5 ms), the rigid-tendon DeGroote-Fregly muscles, whose
+    force-velocity damping on the light feet is stiff, blew the ankles up to 10^4 rad/s²
+    within 4-8 steps, ending episodes by the acceleration rule; both models fall after
+    0.77 s with the default physics."""
+    ends = {}
+    for physics in ("default", "fast"):
+        env = ImitationEnv("MuscleWalkingImitation2D-v0", physics=physics,
+                           muscle_model=muscle_model, contact_model="smooth")
+        env.reset(seed=1)
+        causes, steps = [], 0
+        while len(causes) < 2 and steps < 400:
+            _, _, terminated, truncated, info = env.step(np.ones(env.n_actions, np.float32))
+            steps += 1
+            assert "sim_error" not in info
+            if terminated or truncated:
+                causes.append([k for k, v in env.termination_causes().items() if v])
+                env.reset()
+        env.close()
+        ends[physics] = (steps, causes)
+    assert all(c == ["fall"] for c in ends["fast"][1]), ends
+    assert ends["fast"][0] > 0.8 * ends["default"][0], ends
 
 
 @pytest.mark.parametrize("task", TASKS)

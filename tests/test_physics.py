@@ -1,5 +1,7 @@
 """Physics settings: the presets' minimum step reaches the integrator, bad values are
 one-line errors."""
+import math
+
 import numpy as np
 import pytest
 
@@ -96,3 +98,29 @@ def test_a_moved_episode_keeps_its_minimum_step_off(muscle2d_path):
     assert not sims[1]._min_step_on and sims[2]._min_step_on
     sims[1].step()
     assert np.isfinite(sims[1].buf).all()
+
+
+def test_an_acceleration_beyond_the_bound_at_the_minimum_step_is_integrated_again(
+        muscle2d_path):
+    """Fully excited muscles with the 1.5-ms minimum step: the step that swings a foot
+    beyond the task's acceleration bound is integrated again without the minimum (the
+    acceleration was the minimum step's, not the model's), so the episode goes on;
+    without a bound (``Simulation``'s default) nothing is checked."""
+    def episode(bounded):
+        env = ImitationEnv(TASK, physics="fast", mode="test")
+        assert env.sim.max_acceleration == env.spec_task.max_acceleration == 1e4
+        if not bounded:
+            env.sim.max_acceleration = math.inf
+        env.reset(seed=0)
+        for step in range(1, 101):  # noqa: B007 (the step it ended at)
+            _, _, terminated, truncated, info = env.step(np.ones(env.n_actions, np.float32))
+            if terminated or truncated:
+                break
+        return step, env.termination_causes(), env.sim.retried_steps
+
+    steps, causes, retried = episode(bounded=False)
+    assert steps < 30 and causes["acceleration"] and retried == 0, (steps, causes)
+    steps, causes, retried = episode(bounded=True)
+    assert steps > 50 and not causes["acceleration"] and retried == 1, (steps, causes, retried)
+    with pytest.raises(ValueError, match="max_acceleration must be a positive number"):
+        Simulation(muscle2d_path, max_acceleration=0)

@@ -121,10 +121,16 @@ class Simulation:
     min_step: the integrator's minimum step size in seconds (0: Simbody's default, no
         minimum). Where the error estimate asks for a smaller step, the step is taken at
         this size anyway: speed bought with accuracy (the ``fast`` physics preset). A
-        control step on which that diverges (an integrator error or a non-finite state)
-        is integrated once more from its start without the minimum, which then stays off
-        until the next :meth:`restore` (counted: :attr:`retried_steps`,
-        :attr:`last_step_retried`).
+        control step on which that diverges (an integrator error, a non-finite state, or
+        a coordinate acceleration beyond ``max_acceleration`` at its end) is integrated
+        once more from its start without the minimum, which then stays off until the
+        next :meth:`restore` (counted: :attr:`retried_steps`, :attr:`last_step_retried`).
+    max_acceleration: the coordinate acceleration (rad/s² or m/s²) beyond which a step
+        taken with the minimum step counts as diverged (the env passes its task's
+        termination bound, so that an episode is never ended by the minimum step's
+        instability: stiff rigid-tendon muscles fully excited swung an unloaded foot to
+        10^4 rad/s² within a few 1.5-ms steps). Without the minimum it is not checked:
+        the task's own rules judge the physics.
     bodies: names of bodies whose ground-frame position/velocity are extracted
         (default: all bodies).
     energetics: also extract per-muscle fiber force and force-length multiplier
@@ -146,7 +152,7 @@ class Simulation:
 
     def __init__(self, model_path, *, control_dt=0.01, integrator="SemiExplicitEuler2",
                  accuracy=1e-3, bodies=None, energetics=True, push_body=None,
-                 coordinate_springs=(), min_step=0.0):
+                 coordinate_springs=(), min_step=0.0, max_acceleration=math.inf):
         if integrator not in INTEGRATORS:
             raise ValueError(f"unknown integrator {integrator!r}; expected one of "
                              f"{sorted(INTEGRATORS)}")
@@ -162,6 +168,10 @@ class Simulation:
             raise ValueError(f"min_step must be a step size in s within [0, control_dt = "
                              f"{control_dt}), got {min_step!r}")
         self.min_step = float(min_step)
+        if not (isinstance(max_acceleration, (int, float)) and max_acceleration > 0):
+            raise ValueError(f"max_acceleration must be a positive number (rad/s² or m/s²), "
+                             f"got {max_acceleration!r}")
+        self.max_acceleration = float(max_acceleration)
         self.retried_steps = 0           # control steps integrated again without min_step
         self.last_step_retried = False
         if not os.path.isfile(self.model_path):
@@ -589,7 +599,9 @@ class Simulation:
         With a minimum step, the integrator takes steps its error estimate rejects, and
         with stiff muscles or contacts that can diverge within a control step (measured:
         6 and 13 of 3,000 random-action steps of MuscleRunningImitation2D-v0 at 1.25 and
-        1.5 ms, none without a minimum). Such a step is integrated once more from its
+        1.5 ms, none without a minimum), or end it with a coordinate acceleration beyond
+        ``max_acceleration`` (fully excited muscles on the 2D walk, palsy and locked-knee
+        models, within 4-8 steps at 1.5 ms). Such a step is integrated once more from its
         start without the minimum, on a fresh integrator that carries on without it
         until the next :meth:`restore`: the state that diverged is a stiff one, and with
         the minimum back on the next steps diverged too (11 of the next 20 in a probed
@@ -601,7 +613,7 @@ class Simulation:
         t_next = self.state.getTime() + self.control_dt
         start = self.snapshot() if self._min_step_on else None
         self.last_step_retried = False
-        failure = self._integrate_to(t_next)
+        failure = self._integrate_to(t_next, bounded=start is not None)
         if failure is not None and start is not None:
             self._continue_from(self._full_state(start), min_step_on=False)
             self.last_step_retried = True
@@ -612,8 +624,9 @@ class Simulation:
         if failure is not None:
             raise SimulationError(failure)
 
-    def _integrate_to(self, t_next) -> str | None:
-        """Advance the current integrator to ``t_next`` and read; the failure, or None."""
+    def _integrate_to(self, t_next, bounded: bool = False) -> str | None:
+        """Advance the current integrator to ``t_next`` and read; the failure, or None
+        (``bounded``: an acceleration beyond ``max_acceleration`` is one)."""
         t0 = time.perf_counter()
         try:
             self.state = self._manager.integrate(t_next)
@@ -624,6 +637,9 @@ class Simulation:
         self.read()
         if not np.isfinite(self.buf).all():
             return f"non-finite state at t={t_next:.4f}s"
+        if bounded and np.abs(self.buf[self._s_qdd]).max() > self.max_acceleration:
+            return (f"a coordinate acceleration beyond {self.max_acceleration:g} at "
+                    f"t={t_next:.4f}s with the minimum step")
         return None
 
     def read(self):
