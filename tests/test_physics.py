@@ -124,3 +124,32 @@ def test_an_acceleration_beyond_the_bound_at_the_minimum_step_is_integrated_agai
     assert steps > 50 and not causes["acceleration"] and retried == 1, (steps, causes, retried)
     with pytest.raises(ValueError, match="max_acceleration must be a positive number"):
         Simulation(muscle2d_path, max_acceleration=0)
+
+
+def test_the_minimum_step_comes_back_after_a_hold_that_doubles(muscle2d_path):
+    """After a retry the minimum stays off for MIN_STEP_HOLD, then comes back; a second
+    retry in the episode keeps it off twice as long; a restore starts afresh."""
+    from fastenv.sim.simulation import MIN_STEP_HOLD
+    sim = Simulation(muscle2d_path, accuracy=1e-2, min_step=1.5e-3)
+    hold_steps = round(MIN_STEP_HOLD / sim.control_dt)
+
+    def diverge_once():
+        kept, sim._manager = sim._manager, _Diverging()
+        sim.step()
+        del kept
+        assert sim.last_step_retried
+
+    for retry, hold in ((1, hold_steps), (2, 2 * hold_steps)):
+        diverge_once()
+        assert sim.retried_steps == retry
+        for _ in range(hold):
+            assert not sim._min_step_on
+            sim.step()
+        sim.step()
+        assert sim._min_step_on, retry
+    moved = Simulation(muscle2d_path, accuracy=1e-2, min_step=1.5e-3)
+    diverge_once()
+    moved.import_state(sim.export_state())      # recycle_every: the hold goes along
+    assert not moved._min_step_on and moved._episode_retries == 3
+    sim.restore(sim.default_state)
+    assert sim._min_step_on and sim._min_step_back_at is None and sim._episode_retries == 0
