@@ -14,13 +14,16 @@ BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 
 
 def _stayed_up(folder: Path) -> bool:
+    """Whether the first of its test episodes (the one the regression replays) stayed
+    up, in a run that stayed up in most of them."""
     episodes = json.loads((folder / "evaluation.json").read_text())["episodes"]
-    return all(not e["fell"] and not e.get("sim_error") for e in episodes)
+    up = [not e["fell"] and not e.get("sim_error") for e in episodes]
+    return up[0] and sum(up) >= 0.8 * len(up)
 
 
-# every committed policy that stayed up in all its test episodes (the torque baselines
-# and the walking muscle run; the other muscle runs fall, and where a chaotic fall comes
-# is not reproducible across CPUs)
+# every committed policy that stayed up in its first test episode and in at least 4 of
+# 5 (the torque baselines and the learned muscle runs; the other muscle runs fall, and
+# where a chaotic fall comes is not reproducible across CPUs)
 UP_ALL_THE_WAY = sorted(str(f.relative_to(BASELINES)) for f in
                         (p.parent for p in BASELINES.rglob("evaluation.json"))
                         if _stayed_up(f))
@@ -30,7 +33,8 @@ def test_the_regression_covers_the_trained_baselines():
     # a discovery that found nothing would let the slow test below pass vacuously
     assert {"TorqueWalkingImitation2D-v0", "runs/torque_run3d_ppo",
             "runs/torque_jump2d_ppo_smooth", "runs/muscle2d_ppo_reflex_long",
-            "runs/muscle_run2d_ppo_reflex_long"} <= set(UP_ALL_THE_WAY)
+            "runs/muscle_run2d_ppo_reflex_long",
+            "runs/muscle_lockedknee2d_ppo_reflex"} <= set(UP_ALL_THE_WAY)
 
 
 @pytest.mark.slow
