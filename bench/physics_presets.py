@@ -84,19 +84,35 @@ def integrator_counts(env, U) -> dict:
     deterministic on any machine): the integrator's accepted steps
     (``internal_steps``), attempted steps (accepted plus rejected trials) and
     realizations (force and acceleration evaluations, what a step costs), from the
-    Manager's own statistics, which restart with the reset's new Manager."""
+    Manager's own statistics. Those count since the Manager's ``initialize``, and a step
+    integrated again without the minimum step, or the minimum's return after it, starts
+    a new Manager: each Manager's last figures are added up (the work a failed
+    integration did before it raised is not logged, so not counted)."""
+    pattern = re.compile(r"steps taken / attempted: (\d+) / (\d+)")
+    realized = re.compile(r"number of realizations: (\d+)")
     env.reset(seed=0, options={"start_frame": 0})
+    total, last, read = np.zeros(3), np.zeros(3), 0
     with manager_statistics() as sink:
         for u in U:
+            manager = env.sim._manager
             _, _, _, _, info = env.step(u)
             if "sim_error" in info:
                 raise RuntimeError(f"{env.options} failed: {info['sim_error']}")
-        text = sink.getString()
-    taken, attempted = re.findall(r"steps taken / attempted: (\d+) / (\d+)", text)[-1]
-    realizations = re.findall(r"number of realizations: (\d+)", text)[-1]
+            text = sink.getString()
+            new, read = text[read:], len(text)
+            lines = [np.array([int(a), int(b), int(r)]) for (a, b), r in
+                     zip(pattern.findall(new), realized.findall(new), strict=True)]
+            if env.sim._manager is not manager:     # this step ended on a new Manager
+                if len(lines) == 2:                 # the old one logged this step too
+                    last = lines.pop(0)
+                total += last
+                last = np.zeros(3)
+            if lines:
+                last = lines[-1]
+    total += last
     n = len(U)
-    return dict(internal_steps=int(taken) / n, attempted_steps=int(attempted) / n,
-                realizations=int(realizations) / n)
+    return dict(internal_steps=total[0] / n, attempted_steps=total[1] / n,
+                realizations=total[2] / n)
 
 
 def robustness(env, steps, seeds=3, scale=0.3, saturated=False) -> dict:

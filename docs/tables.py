@@ -811,6 +811,8 @@ TABLES = {
     "physics-sweep-torquelockedknee": presets_sweep_table("physics_presets_torquelockedknee"),
     "physics-sweep-torquewalking3d": presets_sweep_table("physics_presets_torquewalking3d"),
     "physics-sweep-musclerunning": presets_sweep_table("physics_presets_musclerunning"),
+    "physics-sweep-musclewalking-degroote": presets_sweep_table(
+        "physics_presets_musclewalking_degroote_smooth"),
     "model-choice": model_choice_table,
     "muscle-models": muscle_models_table,
     "reflex": reflex_table,

@@ -21,6 +21,11 @@ RUNS = [
     ("physics_presets.py", ["--task", "TorqueWalkingImitation2D-v0", "--repeats", "1",
                             "--out", "OUT"],
      ["physics_presets_torquewalking.json", "physics_presets_torquewalking.md"]),
+    ("physics_presets.py", ["--task", "MuscleRunningImitation2D-v0", "--repeats", "1",
+                            "--option", "muscle_model=degroote", "--robustness", "3",
+                            "--out", "OUT"],
+     ["physics_presets_musclerunning_degroote.json",
+      "physics_presets_musclerunning_degroote.md"]),
     ("model_choice.py", ["--solution", str(SOLUTION), "--out", "OUT"],
      ["model_choice.json", "model_choice.md"]),
     ("reference_as_target.py", ["--seconds", "0.1", "--out", "OUT"],
@@ -50,3 +55,24 @@ def test_bench_script_runs(tmp_path, script, args, files):
     for name in files:
         if name.endswith(".json"):
             assert json.loads((out / name).read_text())
+
+
+def test_integrator_counts_add_up_every_manager_of_the_run():
+    """A step integrated again without the minimum, and the minimum's return, start new
+    Managers, whose statistics start from zero: the counts add every Manager's up (they
+    counted only the last one's: 0.7 internal steps per 10-ms env step, where every
+    env step takes at least one)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from integrators import controls
+    from physics_presets import integrator_counts
+
+    from fastenv.env import ImitationEnv
+    env = ImitationEnv("MuscleWalkingImitation2D-v0", muscle_model="degroote",
+                       contact_model="smooth", accuracy=1e-2, min_step=1.5e-3)
+    n = env.reference.cycle_steps
+    counts = integrator_counts(env, controls(n, env.action_space.low,
+                                             env.action_space.high))
+    env.close()
+    assert env.sim.retried_steps >= 1
+    assert 5 < counts["internal_steps"] <= counts["attempted_steps"] < 12, counts
+    assert counts["realizations"] > 2 * counts["internal_steps"], counts
