@@ -87,6 +87,8 @@ def physics_column(actuation: str, muscle_model: str) -> str:
     """The column of :data:`PHYSICS` for a task's actuation and muscle model."""
     return "muscle_degroote" if actuation == "muscle" and muscle_model == "degroote" \
         else actuation
+
+
 #: The settings a physics preset sets, in the order of its tuples.
 PHYSICS_SETTINGS = ("integrator", "accuracy", "min_step")
 
