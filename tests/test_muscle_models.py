@@ -100,7 +100,8 @@ def test_moco_family_is_the_model_the_reference_was_solved_on(task):
 
 #: The muscle tasks whose shipped reference carries its Moco solution's excitations.
 FEEDFORWARD_TASKS = ["MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
-                     "MuscleLockedKneeImitation2D-v0", "MuscleWalkingImitation3D-v0", "MuscleRunningImitation3D-v0",
+                     "MuscleLockedKneeImitation2D-v0", "MuscleWalkingImitation3D-v0",
+                     "MuscleRunningImitation3D-v0",
                      "MuscleLockedKneeImitation3D-v0", "MusclePalsyImitation3D-v0"]
 
 
