@@ -21,6 +21,14 @@ scored by the geometric mean of the tasks' mean time up (``--jobs`` processes).
 ``--frontal`` compares, on the 3D tasks, the default gains with the same plus the
 frontal-plane reflexes (``reflex_gains`` of 6: ``k_list``, ``k_step``), and on the 3D
 walk a few neighbours of those two gains (``reflex_frontal.json``).
+
+``--exploration`` asks what a policy's exploration and the test episodes' start noise
+cost the reflexes on the 2D and 3D walks (``reflex_exploration.json``): Gaussian
+actions of standard deviation 0, 0.14 and 0.37 (what PPO's ``log_std_init`` of -2 and -1
+start with; clipped to [-1, 1], seeded per episode), from starts with and without
+0.02-rad joint-angle noise (what ``fastenv evaluate`` adds).
+
+    python bench/reflex.py --exploration [--jobs 2]
 """
 import argparse
 import json
@@ -39,13 +47,17 @@ FAMILIES = (("degroote", "smooth"), ("thelen", "hunt_crossley"))
 MODES = ("residual", "reflex")
 
 
-def zero_action_episode(env, start_frame: int):
-    """(seconds up, fell, joint RMSE in deg over the time up) from ``start_frame``."""
-    env.reset(seed=0, options={"start_frame": start_frame})
+def zero_action_episode(env, start_frame: int, action_std: float = 0.0, seed: int = 0):
+    """(seconds up, fell, joint RMSE in deg over the time up) from ``start_frame``, with
+    a zero action, or Gaussian actions of ``action_std`` seeded by ``seed``."""
+    env.reset(seed=seed, options={"start_frame": start_frame})
     sq, steps, fell = [], 0, False
     zero = np.zeros(env.n_actions, np.float32)
+    rng = np.random.default_rng(seed)
     for _ in range(env.episode_steps):
-        _, _, terminated, truncated, info = env.step(zero)
+        action = zero if action_std == 0 else np.clip(
+            rng.normal(0.0, action_std, env.n_actions), -1.0, 1.0).astype(np.float32)
+        _, _, terminated, truncated, info = env.step(action)
         steps += 1
         sq.append(info["joint_mse"])
         if terminated or truncated:
@@ -54,13 +66,16 @@ def zero_action_episode(env, start_frame: int):
     return steps * env.sim.control_dt, fell, float(np.degrees(np.sqrt(np.mean(sq))))
 
 
-def zero_action_row(task: str, starts: int, seconds: float, **options) -> dict:
+def zero_action_row(task: str, starts: int, seconds: float, action_std: float = 0.0,
+                    **options) -> dict:
     """A zero action's episodes from ``starts`` evenly spaced frames over the first half
-    cycle of ``task`` (test mode, ``options`` for the env), summarised."""
+    cycle of ``task`` (test mode, ``options`` for the env), summarised; with
+    ``action_std``, Gaussian actions instead, episode i seeded i."""
     env = ImitationEnv(task, mode="test", episode_seconds=seconds, **options)
     half = env.reference.cycle_steps // 2
     frames = np.linspace(0, half, starts, endpoint=False).round().astype(int)
-    episodes = [zero_action_episode(env, int(f)) for f in frames]
+    episodes = [zero_action_episode(env, int(f), action_std, seed=i if action_std else 0)
+                for i, f in enumerate(frames)]
     env.close()
     up = np.array([e[0] for e in episodes])
     return dict(start_frames=frames.tolist(), seconds_up=up.round(2).tolist(),
@@ -119,6 +134,42 @@ def compare_frontal(args):
     print(f"wrote {out / 'reflex_frontal.json'}")
 
 
+#: Action standard deviations for ``--exploration``: none, and what PPO's log_std_init
+#: of -2 and -1 start with.
+EXPLORATION_STDS = (0.0, float(np.exp(-2.0)), float(np.exp(-1.0)))
+
+
+def exploration_row(job) -> dict:
+    """One row of ``--exploration``: a task, its reflex gains, the start noise and the
+    actions' standard deviation, on the Moco family."""
+    task, gains, start_noise, std, starts, seconds = job
+    return dict(task=task, reflex_gains=list(gains), start_noise=start_noise, action_std=std,
+                **zero_action_row(task, starts, seconds, action_std=std,
+                                  excitations="reflex", muscle_model="degroote",
+                                  contact_model="smooth", reflex_gains=list(gains),
+                                  start_noise=start_noise))
+
+
+def compare_exploration(args):
+    """What exploration noise and start noise cost the reflexes on the 2D and 3D walks
+    (the 3D walk with the frontal-plane reflexes)."""
+    default = tuple(OPTIONS["reflex_gains"])
+    walks = (("MuscleWalkingImitation2D-v0", default),
+             ("MuscleWalkingImitation3D-v0", default + FRONTAL_GAINS))
+    jobs = [(task, gains, noise, std, args.starts, args.seconds) for task, gains in walks
+            for noise in (0.0, 0.02) for std in EXPLORATION_STDS]
+    with Pool(args.jobs) as pool:
+        rows = pool.map(exploration_row, jobs, chunksize=1)
+    for row in rows:
+        print(json.dumps(row))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = dict(command="python bench/reflex.py --exploration", seconds=args.seconds,
+                  starts=args.starts, rows=rows)
+    (out / "reflex_exploration.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {out / 'reflex_exploration.json'}")
+
+
 def compare_gains(args):
     default = tuple(OPTIONS["reflex_gains"])
     candidates = gain_candidates(default)
@@ -152,8 +203,14 @@ def main():
                     help="compare reflex gains around the default (reflex_gains.json)")
     ap.add_argument("--frontal", action="store_true",
                     help="the frontal-plane reflexes on the 3D tasks (reflex_frontal.json)")
-    ap.add_argument("--jobs", type=int, default=2, help="processes for --gains, --frontal")
+    ap.add_argument("--exploration", action="store_true",
+                    help="exploration and start noise on the walks (reflex_exploration.json)")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="processes for --gains, --frontal, --exploration")
     args = ap.parse_args()
+    if args.exploration:
+        compare_exploration(args)
+        return
     if args.gains:
         compare_gains(args)
         return

@@ -38,6 +38,8 @@ RUNS = [
                    "--out", "OUT"], ["reflex_gains.json"]),
     ("reflex.py", ["--frontal", "--starts", "1", "--seconds", "0.03", "--jobs", "2",
                    "--out", "OUT"], ["reflex_frontal.json"]),
+    ("reflex.py", ["--exploration", "--starts", "1", "--seconds", "0.03", "--jobs", "2",
+                   "--out", "OUT"], ["reflex_exploration.json"]),
 ]
 
 
