@@ -599,6 +599,62 @@ def reflex_frontal_table() -> list[str]:
                     "joint RMSE (deg)"], "llrrr", rows)]
 
 
+def _reference_of(task: str) -> str:
+    from fastenv.envs import TASKS
+    return TASKS[task].reference
+
+
+def _coordination_cells(x: dict) -> list[str]:
+    e = x["mean_excitation"]
+    return [f"{round(x['plantarflexor_active_peak_Nm'])} / "
+            f"{round(x['plantarflexor_passive_peak_Nm'])}",
+            f"{x['passive_share_of_plantarflexor_impulse']:.2f}",
+            f"{x['dorsiflexor_over_plantarflexor_impulse']:.2f}",
+            f"{e['soleus_r']:.2f} / {e['gastroc_r']:.2f} / {e['tib_ant_r']:.2f}"]
+
+
+COORDINATION_HEADER = ["plantarflexors' peak moment, active / passive (N·m)",
+                       "passive share of their impulse",
+                       "tibialis anterior's impulse over theirs",
+                       "mean excitation: soleus / gastrocnemius / tibialis anterior"]
+
+
+def muscle_coordination_table() -> list[str]:
+    """``bench/muscle_coordination.py``: what carries each shipped solution's ankle."""
+    r = load("muscle_coordination")
+    rows = [[f"`{_reference_of(x['task'])}`", *_coordination_cells(x)] for x in r["rows"]]
+    return table(["reference", *COORDINATION_HEADER], "lrrrl", rows)
+
+
+#: The 3D solves without passive fibre force (``refgen generate NAME
+#: --no-passive-fiber-forces``, 2026-12-06): the solver's figures and the check's
+#: verdict, from its log and ``python -m refgen check NAME --references DIR``.
+NO_PASSIVE_SOLVES = {
+    "walking3d": ("84 iterations, 124 s, objective 0.995 (shipped: 1.079)",
+                  "every criterion passes"),
+    "running3d": ("221 iterations, 409 s, objective 1.433 (shipped: 1.507)",
+                  "**knee 5.06° RMS** from the run (threshold 5°)"),
+}
+
+
+def no_passive_table() -> list[str]:
+    """``bench/muscle_coordination.py --no-passive --zero-action`` on the 3D solutions
+    solved without passive fibre force, against the shipped ones' zero action
+    (``bench/reflex.py``)."""
+    shipped = {(x["task"], x["excitations"]): x for x in load("reflex")["rows"]
+               if x["muscle_model"] == "degroote"}
+    rows = []
+    for name, (solve, check) in NO_PASSIVE_SOLVES.items():
+        x = load(f"muscle_coordination_no_passive_{name}")["rows"][0]
+        z, old = x["zero_action_reflex"], shipped[(x["task"], "reflex")]
+        rows.append([f"`{name}`", solve, check, *_coordination_cells(x),
+                     f"{z['mean_up_s']:.2f} s / {z['joint_rmse_deg']:.1f}° "
+                     f"({old['mean_up_s']:.2f} s / {old['joint_rmse_deg']:.1f}°)"])
+    return table(["solved without passive force", "converged", "check", *COORDINATION_HEADER,
+                  "zero action with reflexes, 8 starts: time up / RMSE (the shipped "
+                  "solution on its model)"], "lllrrrll", rows)
+
+
 def reflex_table() -> list[str]:
     r = load("reflex")
     rows = [[x["task"], f"`{x['muscle_model']}`, `{x['contact_model']}`",
@@ -817,6 +873,8 @@ TABLES = {
     "muscle-models": muscle_models_table,
     "reflex": reflex_table,
     "reflex-frontal": reflex_frontal_table,
+    "muscle-coordination": muscle_coordination_table,
+    "muscle-coordination-no-passive": no_passive_table,
     "contact-split": contact_split_table,
 }
 

@@ -147,6 +147,11 @@ def parser() -> argparse.ArgumentParser:
                      "(warm start)")
     gen.add_argument("--kinematic", action="store_true", help="3D gaits: write the kinematic "
                      "target without the Moco tracking solve")
+    gen.add_argument("--no-passive-fiber-forces", action="store_true",
+                     help="3D Moco tracking solves: solve on the model without passive fibre "
+                          "force (the env's 3D Moco family keeps it, as the shipped solves "
+                          "did; bench/muscle_coordination.py --no-passive measures such a "
+                          "solution)")
     rekin = sub.add_parser(
         "rekinematics", help="recompute the body positions and velocities of committed "
                              "references from their own coordinates (no solve); every other "
@@ -224,6 +229,11 @@ def main(argv=None) -> int:
             print(f"python -m refgen check: {exc}", file=sys.stderr)
             return 2
     generator, _ = GENERATORS[args.name]
+    from refgen.derive3d import TRACKED_3D
+    if args.no_passive_fiber_forces and args.name not in TRACKED_3D:
+        print(f"python -m refgen generate: --no-passive-fiber-forces is for the 3D Moco "
+              f"tracking solves ({', '.join(TRACKED_3D)}), not {args.name}", file=sys.stderr)
+        return 2
     args.log = _log(time.perf_counter())
     generator(args)
     return 0

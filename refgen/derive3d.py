@@ -1447,6 +1447,8 @@ def write_3d(name: str, variant: str, derived: tuple, args, settings: TrackingSe
                       doc=doc, out_dir=_out(args), log=log, events=events)
     settings = dataclasses.replace(
         settings, threads=getattr(args, "threads", None) or settings.threads,
+        passive_fiber_forces=settings.passive_fiber_forces
+        and not getattr(args, "no_passive_fiber_forces", False),
         verbose=not getattr(args, "quiet", False),
         output_interval=getattr(args, "output_interval", 0) or 0,
         max_iterations=getattr(args, "max_iterations", None) or settings.max_iterations)
@@ -1462,6 +1464,9 @@ def write_3d(name: str, variant: str, derived: tuple, args, settings: TrackingSe
                            out_dir=_out(args), resume=getattr(args, "resume", False),
                            guess=getattr(args, "guess", None), log=log, forces=forces)
 
+
+#: The 3D references made by a Moco tracking solve (jumping3d is kinematic).
+TRACKED_3D = ("walking3d", "running3d", "lockedknee3d", "palsy3d")
 
 #: name -> (generator(args), one-line description), as ``__main__.GENERATORS``.
 GENERATORS_3D: dict[str, tuple[Callable, str]] = {

@@ -38,6 +38,10 @@ RUNS = [
                    "--out", "OUT"], ["reflex_gains.json"]),
     ("reflex.py", ["--frontal", "--starts", "1", "--seconds", "0.03", "--jobs", "2",
                    "--out", "OUT"], ["reflex_frontal.json"]),
+    ("muscle_coordination.py", ["--task", "MuscleWalkingImitation3D-v0", "--out", "OUT"],
+     ["muscle_coordination.json"]),
+    ("muscle_coordination.py", ["--task", "MuscleWalkingImitation2D-v0", "--no-passive",
+                                "--out", "OUT"], ["muscle_coordination_no_passive.json"]),
     ("reflex.py", ["--exploration", "--starts", "1", "--seconds", "0.03", "--jobs", "2",
                    "--out", "OUT"], ["reflex_exploration.json"]),
 ]

@@ -508,3 +508,26 @@ def test_forces_on_cycle_resamples_by_phase():
         expected = np.interp(walk.time[-1] / 3, walk.time, walk.forces[side][:, 1])
         assert other.forces[side][k, 1] == pytest.approx(2.0 * expected, rel=1e-6)
         assert np.all(other.forces[side][:, 0] == 0.0)
+
+
+def test_no_passive_fiber_forces_reaches_the_tracking_solve(monkeypatch, tmp_path):
+    """``generate --no-passive-fiber-forces`` solves on the model without passive fibre
+    force (the settings that reach the solve, recorded in the reference's JSON), and is
+    refused for a reference that no 3D tracking solve makes."""
+    from refgen.__main__ import main
+    seen = {}
+
+    def track(name, variant, cycle, doc, events, *, settings, **kwargs):
+        seen[name] = settings.passive_fiber_forces
+        return {}
+
+    monkeypatch.setattr(d, "track_and_write", track)
+    cycle = d.Motion(np.zeros(2), ["pelvis_tx"], np.zeros((2, 1)))
+    for flag in (False, True):
+        args = argparse.Namespace(no_passive_fiber_forces=flag, out=tmp_path, quiet=True)
+        d.write_3d("walking3d", "muscle3d", (cycle, {}, {}, True, False), args,
+                   d.TrackingSettings(), symmetric=True)
+        assert seen["walking3d"] is (not flag)
+    assert main(["generate", "walking2d", "--no-passive-fiber-forces", "--out",
+                 str(tmp_path)]) == 2
+    assert "walking3d" in d.TRACKED_3D and "jumping3d" not in d.TRACKED_3D

@@ -1,0 +1,130 @@
+"""What carries the ankle in each reference's Moco solution: muscles or passive fibres.
+
+For each muscle task whose reference ships its Moco excitations, the reference's states
+are put on the Moco family's model (``muscle_model="degroote"``, ``contact_model=
+"smooth"``: the model the solution was solved on) with the feed-forward excitations as
+activations, frame by frame, and the right ankle's muscle moments are read: the
+plantarflexion moment of soleus and gastrocnemius from their active and from their
+passive fibre force, and the dorsiflexion moment of tibialis anterior. Reported per
+reference: their peaks (N m), the passive share of the plantarflexors' impulse over the
+cycle, tibialis anterior's impulse over the plantarflexors', and the three muscles' mean
+excitations. In people the plantarflexors' push-off is active muscle work, and tibialis
+anterior is quiet in mid and late stance.
+
+``--reference FILE --task TASK`` measures another solution of that task's reference
+(e.g. ``python -m refgen generate walking3d --no-passive-fiber-forces --out DIR``);
+``--no-passive`` puts it on the Moco family without passive fibre force (built into
+``$FASTENV_CACHE/no_passive``), the model such a solve was solved on; ``--zero-action``
+adds what a zero action with reflexes does there (``bench/reflex.py``'s row, 8 starts).
+
+    python bench/muscle_coordination.py [--out bench/results]
+    python bench/muscle_coordination.py --task MuscleWalkingImitation3D-v0 \\
+        --reference DIR/walking3d.npz --no-passive --zero-action --out DIR
+"""
+import argparse
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+TASKS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
+         "MuscleLockedKneeImitation2D-v0", "MuscleWalkingImitation3D-v0",
+         "MuscleRunningImitation3D-v0", "MuscleLockedKneeImitation3D-v0",
+         "MusclePalsyImitation3D-v0")
+PLANTARFLEXORS = ("soleus_r", "gastroc_r")
+DORSIFLEXOR = "tib_ant_r"
+
+
+def without_passive_fiber_force():
+    """Build every Moco-family model without passive fibre force, in a cache of its own
+    (the cache key does not hold that switch)."""
+    import fastenv.envs.variants as variants
+    root = variants.cache_dir()
+    os.environ["FASTENV_CACHE"] = str(root / "no_passive")
+    for name, spec in list(variants.VARIANTS.items()):
+        variants.VARIANTS[name] = dataclasses.replace(spec, dgf_passive_fiber_force=False)
+
+
+def ankle_row(task: str, reference=None) -> dict:
+    """The right ankle's muscle moments over ``task``'s reference (or ``reference``)."""
+    from fastenv.env import ImitationEnv
+    options = dict(excitations="residual", muscle_model="degroote", contact_model="smooth")
+    if reference:
+        options["reference"] = str(reference)
+    env = ImitationEnv(task, **options)
+    sim, ref = env.sim, env.reference
+    feedforward = env.actuation.feedforward
+    names = list(sim.muscle_names)
+    ankle = sim.model.getCoordinateSet().get("ankle_angle_r")
+    muscles = {n: sim.muscles[names.index(n)] for n in (*PLANTARFLEXORS, DORSIFLEXOR)}
+    active = {n: np.empty(ref.n_frames) for n in muscles}
+    passive = {n: np.empty(ref.n_frames) for n in muscles}
+    for f in range(ref.n_frames):
+        state = sim.state_from_coordinates(ref.q[f], ref.qdot[f], activation=feedforward[f])
+        sim.model.realizeDynamics(state)
+        for n, m in muscles.items():
+            arm = m.getGeometryPath().computeMomentArm(state, ankle)
+            active[n][f] = m.getActiveFiberForce(state) * arm
+            passive[n][f] = m.getPassiveFiberForce(state) * arm
+    env.close()
+    # plantarflexion is a negative ankle moment in these models
+    pf_active = -sum(active[n] for n in PLANTARFLEXORS)
+    pf_passive = -sum(passive[n] for n in PLANTARFLEXORS)
+    df = active[DORSIFLEXOR] + passive[DORSIFLEXOR]
+    total = pf_active.clip(0).sum() + pf_passive.clip(0).sum()
+    mean = feedforward.mean(axis=0)
+    return dict(task=task, reference=str(reference or ref.name),
+                plantarflexor_active_peak_Nm=float(pf_active.max()),
+                plantarflexor_passive_peak_Nm=float(pf_passive.max()),
+                passive_share_of_plantarflexor_impulse=float(pf_passive.clip(0).sum() / total),
+                dorsiflexor_peak_Nm=float(df.max()),
+                dorsiflexor_over_plantarflexor_impulse=float(df.clip(0).sum() / total),
+                mean_excitation={n: float(mean[names.index(n)]) for n in muscles})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", action="append", help="muscle task(s); default: all with "
+                    "excitations")
+    ap.add_argument("--reference", type=Path, help="another solution (.npz) of --task's "
+                    "reference")
+    ap.add_argument("--no-passive", action="store_true",
+                    help="the Moco family without passive fibre force")
+    ap.add_argument("--zero-action", action="store_true",
+                    help="also a zero action with reflexes (8 starts, 10 s, default gains)")
+    ap.add_argument("--out", default="bench/results")
+    args = ap.parse_args()
+    tasks = args.task or list(TASKS)
+    if args.reference and len(tasks) != 1:
+        ap.error(f"--reference needs exactly one --task, got {tasks}")
+    if args.no_passive:
+        without_passive_fiber_force()
+    rows = []
+    for task in tasks:
+        row = ankle_row(task, args.reference)
+        if args.zero_action:
+            from reflex import zero_action_row
+            options = dict(reference=str(args.reference)) if args.reference else {}
+            row["zero_action_reflex"] = zero_action_row(
+                task, 8, 10.0, excitations="reflex", muscle_model="degroote",
+                contact_model="smooth", **options)
+        row["passive_fiber_force"] = not args.no_passive
+        rows.append(row)
+        print(json.dumps(row))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = ("muscle_coordination" + ("_no_passive" if args.no_passive else "")
+            + (f"_{args.reference.stem}" if args.reference else "") + ".json")
+    command = "python bench/muscle_coordination.py" + "".join(
+        f" --task {t}" for t in args.task or ()) + (
+        f" --reference {args.reference}" if args.reference else "") + (
+        " --no-passive" if args.no_passive else "") + (
+        " --zero-action" if args.zero_action else "")
+    (out / name).write_text(json.dumps(dict(command=command, rows=rows), indent=1))
+    print(f"wrote {out / name}")
+
+
+if __name__ == "__main__":
+    main()
