@@ -655,6 +655,21 @@ def no_passive_table() -> list[str]:
                   "solution on its model)"], "lllrrrll", rows)
 
 
+def reflex_exploration_table() -> list[str]:
+    """``bench/reflex.py --exploration``: what exploration and start noise cost the
+    reflexes on the 2D and 3D walks."""
+    r = load("reflex_exploration")
+    rows = [[x["task"], f"{x['start_noise']:g}", f"{x['action_std']:.2f}",
+             f"{x['mean_up_s']:.2f} ({min(x['seconds_up']):.2f}–{max(x['seconds_up']):.2f})",
+             f"{x['stayed_up']}/{len(x['seconds_up'])}", f"{x['joint_rmse_deg']:.1f}"]
+            for x in r["rows"]]
+    return [f"Moco family with reflexes (the 3D walk with the frontal-plane ones), "
+            f"{r['starts']} start frames per row, up to {r['seconds']:g} s "
+            f"(`python bench/reflex.py --exploration`):", "",
+            *table(["task", "start noise (rad)", "action std", "time up (s): mean (range)",
+                    "up all the way", "joint RMSE (deg)"], "lrrrrr", rows)]
+
+
 def reflex_table() -> list[str]:
     r = load("reflex")
     rows = [[x["task"], f"`{x['muscle_model']}`, `{x['contact_model']}`",
@@ -874,6 +889,7 @@ TABLES = {
     "reflex": reflex_table,
     "reflex-frontal": reflex_frontal_table,
     "muscle-coordination": muscle_coordination_table,
+    "reflex-exploration": reflex_exploration_table,
     "muscle-coordination-no-passive": no_passive_table,
     "contact-split": contact_split_table,
 }
