@@ -9,7 +9,10 @@ passive fibre force, and the dorsiflexion moment of tibialis anterior. Reported 
 reference: their peaks (N m), the passive share of the plantarflexors' impulse over the
 cycle, tibialis anterior's impulse over the plantarflexors', and the three muscles' mean
 excitations. In people the plantarflexors' push-off is active muscle work, and tibialis
-anterior is quiet in mid and late stance.
+anterior is quiet in mid and late stance. Also, per base model, the triceps surae's
+and tibialis anterior's fibre lengths at the default (standing) pose: the Thelen model's
+in equilibrium (compliant tendons, 0.05 activation) against a rigid tendon's at the
+same slack length, the Moco family's.
 
 ``--reference FILE --task TASK`` measures another solution of that task's reference
 (e.g. ``python -m refgen generate walking3d --no-passive-fiber-forces --out DIR``);
@@ -84,6 +87,27 @@ def ankle_row(task: str, reference=None) -> dict:
                 mean_excitation={n: float(mean[names.index(n)]) for n in muscles})
 
 
+def standing_fibre_lengths(variant: str) -> dict:
+    """Muscle -> (Thelen equilibrium, rigid tendon) fibre length over optimal at the
+    default pose of ``variant``'s Thelen model."""
+    import opensim
+
+    from fastenv.envs.variants import variant_path
+    model = opensim.Model(str(variant_path(variant)))
+    state = model.initSystem()
+    model.equilibrateMuscles(state)
+    model.realizeDynamics(state)
+    out = {}
+    for name in (*PLANTARFLEXORS, DORSIFLEXOR):
+        m = model.getMuscles().get(name)
+        opt = m.getOptimalFiberLength()
+        # a rigid tendon: the fibre along the tendon takes the whole remaining length
+        rigid = np.hypot(m.getLength(state) - m.getTendonSlackLength(),
+                         opt * np.sin(m.getPennationAngleAtOptimalFiberLength()))
+        out[name] = dict(thelen=m.getFiberLength(state) / opt, rigid=float(rigid / opt))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", action="append", help="muscle task(s); default: all with "
@@ -122,7 +146,10 @@ def main():
         f" --reference {args.reference}" if args.reference else "") + (
         " --no-passive" if args.no_passive else "") + (
         " --zero-action" if args.zero_action else "")
-    (out / name).write_text(json.dumps(dict(command=command, rows=rows), indent=1))
+    standing = ({v: standing_fibre_lengths(v) for v in ("muscle2d", "muscle3d")}
+                if not args.task else {})
+    (out / name).write_text(json.dumps(dict(command=command, rows=rows,
+                                            standing_fibre_lengths=standing), indent=1))
     print(f"wrote {out / name}")
 
 
