@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import sys
 import time
 
@@ -643,6 +644,9 @@ def main(argv=None) -> int:
         print(f"fastenv {args.cmd}: error: {type(exc).__name__}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # stopping already: a repeated Ctrl-C or SIGTERM does not change how it ends
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, signal.SIG_IGN)
         print(f"fastenv {args.cmd}: interrupted", file=sys.stderr)
         return 130
 

@@ -18,6 +18,7 @@ given with ``--config`` is merged over them key by key.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
@@ -226,20 +227,24 @@ class Checkpoints:
         self.latest = self.root / "latest"
 
     def save(self, model, venv, state: dict):
+        # each folder is written under a temporary name and renamed once complete: an
+        # interrupt mid-save leaves the previous checkpoints as they were, not a
+        # numbered folder with half a model in it
         step_dir = self.root / f"{state['env_steps']:09d}"
-        tmp = self.root / "latest.tmp"
-        for d in (step_dir, tmp):
-            d.mkdir(parents=True, exist_ok=True)
-            model.save(d / "model.zip")
-            venv.save(str(d / "vecnormalize.pkl"))
-        if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
-            model.save_replay_buffer(tmp / "replay_buffer.pkl")
-        (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        # replace latest only once the new one is complete: an interrupt mid-save
-        # leaves the previous latest intact
-        if self.latest.exists():
-            shutil.rmtree(self.latest)
-        tmp.rename(self.latest)
+        for final, extra in ((step_dir, False), (self.latest, True)):
+            tmp = self.root / f".{final.name}.tmp"
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            model.save(tmp / "model.zip")
+            venv.save(str(tmp / "vecnormalize.pkl"))
+            if extra:
+                if getattr(model, "replay_buffer", None) is not None:
+                    model.save_replay_buffer(tmp / "replay_buffer.pkl")
+                (tmp / "state.json").write_text(json.dumps(state, indent=1))
+            if final.exists():
+                shutil.rmtree(final)
+            tmp.rename(final)
 
     def state(self) -> dict:
         path = self.latest / "state.json"
@@ -424,6 +429,19 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+@contextlib.contextmanager
+def _uninterrupted():
+    """Hold off SIGINT and SIGTERM while a stopping run writes its last checkpoint and
+    closes its envs: a second Ctrl-C or a scheduler's repeated stop would otherwise kill
+    it mid-save, losing the steps since the previous checkpoint. SIGKILL still ends it."""
+    handlers = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+
+
 # ----------------------------------------------------------------------- train
 def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | None = None,
           seed: int = 0, out: str | Path = "runs/train", config: str | Path | None = None,
@@ -507,8 +525,9 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
                         reset_num_timesteps=not resume, progress_bar=False)
     finally:   # also on Ctrl-C or SIGTERM: the interrupted run resumes from here
         signal.signal(signal.SIGTERM, previous)
-        progress.log()
-        checkpoints.save(model, venv, progress.state)
-        progress.close()
-        venv.close()
+        with _uninterrupted():
+            progress.log()
+            checkpoints.save(model, venv, progress.state)
+            progress.close()
+            venv.close()
     return out

@@ -24,6 +24,7 @@ from pathlib import Path
 from fastenv.train import (
     ProgressLog,
     _interrupt,
+    _uninterrupted,
     append_evaluation,
     check_preset,
     check_seed,
@@ -112,11 +113,12 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
                     run.save(algorithm, evaluate)
         finally:   # also on Ctrl-C or SIGTERM: the interrupted run resumes from here
             signal.signal(signal.SIGTERM, previous)
-            run.log()
-            run.save(algorithm, None)
-            run.close()
-            if evaluate is not None:
-                evaluate.close()
+            with _uninterrupted():
+                run.log()
+                run.save(algorithm, None)
+                run.close()
+                if evaluate is not None:
+                    evaluate.close()
     finally:
         if algorithm is not None:
             algorithm.stop()
@@ -167,7 +169,13 @@ class _Run:
         self.saved_at = self.state["env_steps"]
         root = self.out / "checkpoints"
         step_dir = root / f"{self.state['env_steps']:09d}"
-        algorithm.save_to_path(step_dir.resolve())
+        partial = root / f".{step_dir.name}.tmp"   # renamed once complete, as latest
+        if partial.exists():
+            shutil.rmtree(partial)
+        algorithm.save_to_path(partial.resolve())
+        if step_dir.exists():
+            shutil.rmtree(step_dir)
+        partial.rename(step_dir)
         tmp = root / "latest.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)

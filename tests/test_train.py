@@ -318,11 +318,25 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
+    # a scheduler's repeated stop (or `pkill` run twice) while the last checkpoint is
+    # written: held off until it is complete
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "Traceback" not in err
     state = json.loads((run / "checkpoints" / "latest" / "state.json").read_text())
     assert state["env_steps"] >= 128
+    # the last checkpoint is the last logged step, and every checkpoint folder is whole
+    last_row = (run / "progress.csv").read_text().splitlines()[-1].split(",")
+    assert state["env_steps"] == int(last_row[0])
+    folders = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert folders == [f"{state['env_steps']:09d}", "latest"], folders
+    for name in folders:
+        assert {"model.zip", "vecnormalize.pkl"} <= {
+            p.name for p in (run / "checkpoints" / name).iterdir()}
 
 
 def test_ppo_with_pipelined_rollouts_trains_and_resumes(tmp_path):
