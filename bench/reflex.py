@@ -105,6 +105,23 @@ def gains_row(job) -> dict:
                                   reflex_gains=list(gains)))
 
 
+def pooled_rows(row, jobs, processes: int) -> list[dict]:
+    """``row(job)`` for every job in ``processes`` processes, each printed as it lands."""
+    with Pool(processes) as pool:
+        rows = pool.map(row, jobs, chunksize=1)
+    for r in rows:
+        print(json.dumps(r))
+    return rows
+
+
+def write_result(out: str, name: str, result: dict):
+    """``result`` as ``out/name`` (indented JSON)."""
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / name).write_text(json.dumps(result, indent=1))
+    print(f"wrote {path / name}")
+
+
 #: The frontal-plane gains (k_list, k_step) measured here: a zero action stays up
 #: longest on the 3D walk with them (``--frontal``), appended to the default four.
 FRONTAL_GAINS = (1.5, 1.0)
@@ -121,17 +138,10 @@ def compare_frontal(args):
     jobs = [(t, default + g, args.starts, args.seconds)
             for t in tasks3d for g in ((), FRONTAL_GAINS)]
     jobs += [(tasks3d[0], default + g, args.starts, args.seconds) for g in FRONTAL_GRID]
-    with Pool(args.jobs) as pool:
-        rows = pool.map(gains_row, jobs, chunksize=1)
-    for row in rows:
-        print(json.dumps(row))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = dict(command="python bench/reflex.py --frontal", seconds=args.seconds,
-                  starts=args.starts, default=list(default),
-                  frontal=list(default + FRONTAL_GAINS), rows=rows)
-    (out / "reflex_frontal.json").write_text(json.dumps(result, indent=1))
-    print(f"wrote {out / 'reflex_frontal.json'}")
+    rows = pooled_rows(gains_row, jobs, args.jobs)
+    write_result(args.out, "reflex_frontal.json", dict(
+        command="python bench/reflex.py --frontal", seconds=args.seconds, starts=args.starts,
+        default=list(default), frontal=list(default + FRONTAL_GAINS), rows=rows))
 
 
 #: Action standard deviations for ``--exploration``: none, and what PPO's log_std_init
@@ -158,40 +168,27 @@ def compare_exploration(args):
              ("MuscleWalkingImitation3D-v0", default + FRONTAL_GAINS))
     jobs = [(task, gains, noise, std, args.starts, args.seconds) for task, gains in walks
             for noise in (0.0, 0.02) for std in EXPLORATION_STDS]
-    with Pool(args.jobs) as pool:
-        rows = pool.map(exploration_row, jobs, chunksize=1)
-    for row in rows:
-        print(json.dumps(row))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = dict(command="python bench/reflex.py --exploration", seconds=args.seconds,
-                  starts=args.starts, rows=rows)
-    (out / "reflex_exploration.json").write_text(json.dumps(result, indent=1))
-    print(f"wrote {out / 'reflex_exploration.json'}")
+    rows = pooled_rows(exploration_row, jobs, args.jobs)
+    write_result(args.out, "reflex_exploration.json", dict(
+        command="python bench/reflex.py --exploration", seconds=args.seconds,
+        starts=args.starts, rows=rows))
 
 
 def compare_gains(args):
     default = tuple(OPTIONS["reflex_gains"])
     candidates = gain_candidates(default)
     jobs = [(task, g, args.starts, args.seconds) for g in candidates for task in TASKS]
-    with Pool(args.jobs) as pool:
-        rows = pool.map(gains_row, jobs, chunksize=1)
-    for row in rows:
-        print(json.dumps(row))
+    rows = pooled_rows(gains_row, jobs, args.jobs)
     scores = []
     for g in candidates:
         mine = [r for r in rows if tuple(r["reflex_gains"]) == g]
         scores.append(dict(reflex_gains=list(g), geometric_mean_up_s=float(
             np.exp(np.mean(np.log([r["mean_up_s"] for r in mine])))),
             mean_joint_rmse_deg=float(np.mean([r["joint_rmse_deg"] for r in mine]))))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = dict(command="python bench/reflex.py --gains", seconds=args.seconds,
-                  starts=args.starts, default=list(default),
-                  previous=list(PREVIOUS_GAINS), tasks=list(TASKS),
-                  scores=scores, rows=rows)
-    (out / "reflex_gains.json").write_text(json.dumps(result, indent=1))
-    print(f"wrote {out / 'reflex_gains.json'}")
+    write_result(args.out, "reflex_gains.json", dict(
+        command="python bench/reflex.py --gains", seconds=args.seconds, starts=args.starts,
+        default=list(default), previous=list(PREVIOUS_GAINS), tasks=list(TASKS),
+        scores=scores, rows=rows))
 
 
 def main():
@@ -228,12 +225,9 @@ def main():
                                              contact_model=contact_model))
                 rows.append(row)
                 print(json.dumps(row))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result = dict(command="python bench/reflex.py", seconds=args.seconds,
-                  starts=args.starts, reflex_gains=list(OPTIONS["reflex_gains"]), rows=rows)
-    (out / "reflex.json").write_text(json.dumps(result, indent=1))
-    print(f"wrote {out / 'reflex.json'}")
+    write_result(args.out, "reflex.json", dict(
+        command="python bench/reflex.py", seconds=args.seconds, starts=args.starts,
+        reflex_gains=list(OPTIONS["reflex_gains"]), rows=rows))
 
 
 if __name__ == "__main__":
