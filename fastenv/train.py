@@ -219,6 +219,19 @@ def _algo_class(algo: str):
 
 
 # ----------------------------------------------------------------------- checkpoints
+def _replace_folder(new: Path, final: Path):
+    """Put the complete folder ``new`` at ``final``: the old one is moved aside first and
+    removed after, so that ``final`` is missing only between two renames."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 class Checkpoints:
     """The checkpoint folder of a run."""
 
@@ -242,9 +255,7 @@ class Checkpoints:
                 if getattr(model, "replay_buffer", None) is not None:
                     model.save_replay_buffer(tmp / "replay_buffer.pkl")
                 (tmp / "state.json").write_text(json.dumps(state, indent=1))
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
+            _replace_folder(tmp, final)
 
     def state(self) -> dict:
         path = self.latest / "state.json"

@@ -24,6 +24,7 @@ from pathlib import Path
 from fastenv.train import (
     ProgressLog,
     _interrupt,
+    _replace_folder,
     _uninterrupted,
     append_evaluation,
     check_preset,
@@ -173,18 +174,14 @@ class _Run:
         if partial.exists():
             shutil.rmtree(partial)
         algorithm.save_to_path(partial.resolve())
-        if step_dir.exists():
-            shutil.rmtree(step_dir)
-        partial.rename(step_dir)
+        _replace_folder(partial, step_dir)
         tmp = root / "latest.tmp"
         if tmp.exists():
             shutil.rmtree(tmp)
         shutil.copytree(step_dir, tmp)
         (tmp / "state.json").write_text(json.dumps(self.state, indent=1))
         latest = root / "latest"
-        if latest.exists():
-            shutil.rmtree(latest)
-        tmp.rename(latest)
+        _replace_folder(tmp, latest)
         if evaluate is None:
             return
         m = evaluate(latest)
