@@ -219,15 +219,22 @@ def _algo_class(algo: str):
 
 
 # ----------------------------------------------------------------------- checkpoints
-def _replace_folder(new: Path, final: Path):
-    """Put the complete folder ``new`` at ``final``: the old one is moved aside first and
-    removed after, so that ``final`` is missing only between two renames."""
+@contextlib.contextmanager
+def _folder_written(final: Path):
+    """A fresh temporary folder beside ``final`` to write into; once the block completes
+    it replaces ``final`` by two renames (the old one moved aside, removed after). An
+    interrupt mid-write leaves ``final`` as it was, not half a checkpoint, and ``final``
+    is missing only between the two renames."""
+    tmp = final.with_name(f".{final.name}.tmp")
     old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
+    for stale in (tmp, old):
+        if stale.exists():
+            shutil.rmtree(stale)
+    tmp.mkdir(parents=True)
+    yield tmp
     if final.exists():
         final.rename(old)
-    new.rename(final)
+    tmp.rename(final)
     if old.exists():
         shutil.rmtree(old)
 
@@ -240,22 +247,14 @@ class Checkpoints:
         self.latest = self.root / "latest"
 
     def save(self, model, venv, state: dict):
-        # each folder is written under a temporary name and renamed once complete: an
-        # interrupt mid-save leaves the previous checkpoints as they were, not a
-        # numbered folder with half a model in it
-        step_dir = self.root / f"{state['env_steps']:09d}"
-        for final, extra in ((step_dir, False), (self.latest, True)):
-            tmp = self.root / f".{final.name}.tmp"
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-            model.save(tmp / "model.zip")
-            venv.save(str(tmp / "vecnormalize.pkl"))
-            if extra:
-                if getattr(model, "replay_buffer", None) is not None:
-                    model.save_replay_buffer(tmp / "replay_buffer.pkl")
-                (tmp / "state.json").write_text(json.dumps(state, indent=1))
-            _replace_folder(tmp, final)
+        for final in (self.root / f"{state['env_steps']:09d}", self.latest):
+            with _folder_written(final) as folder:
+                model.save(folder / "model.zip")
+                venv.save(str(folder / "vecnormalize.pkl"))
+                if final == self.latest:   # what --resume needs besides the policy
+                    if getattr(model, "replay_buffer", None) is not None:
+                        model.save_replay_buffer(folder / "replay_buffer.pkl")
+                    (folder / "state.json").write_text(json.dumps(state, indent=1))
 
     def state(self) -> dict:
         path = self.latest / "state.json"

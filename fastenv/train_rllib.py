@@ -23,8 +23,8 @@ from pathlib import Path
 
 from fastenv.train import (
     ProgressLog,
+    _folder_written,
     _interrupt,
-    _replace_folder,
     _uninterrupted,
     append_evaluation,
     check_preset,
@@ -170,18 +170,12 @@ class _Run:
         self.saved_at = self.state["env_steps"]
         root = self.out / "checkpoints"
         step_dir = root / f"{self.state['env_steps']:09d}"
-        partial = root / f".{step_dir.name}.tmp"   # renamed once complete, as latest
-        if partial.exists():
-            shutil.rmtree(partial)
-        algorithm.save_to_path(partial.resolve())
-        _replace_folder(partial, step_dir)
-        tmp = root / "latest.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        shutil.copytree(step_dir, tmp)
-        (tmp / "state.json").write_text(json.dumps(self.state, indent=1))
+        with _folder_written(step_dir) as folder:
+            algorithm.save_to_path(folder.resolve())
         latest = root / "latest"
-        _replace_folder(tmp, latest)
+        with _folder_written(latest) as folder:
+            shutil.copytree(step_dir, folder, dirs_exist_ok=True)
+            (folder / "state.json").write_text(json.dumps(self.state, indent=1))
         if evaluate is None:
             return
         m = evaluate(latest)
