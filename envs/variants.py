@@ -61,12 +61,15 @@ __all__ = [
     "CONTACT_MODELS",
     "DGF_ACTIVE_FORCE_WIDTH",
     "SMOOTH_CONTACT_TRANSITION_VELOCITY",
+    "DGF_TENDON_PRELOAD",
+    "preload_rigid_tendons",
 ]
 
 # Bump whenever a builder's output changes: it is part of the cache key, so old
 # cached files are simply never looked up again.
-BUILDER_VERSION = 3   # 2: one HuntCrossleyForce per contact sphere; 3: 2D DGF muscles
-                      # without passive fibre force, as the 2D references were solved
+BUILDER_VERSION = 4   # 2: one HuntCrossleyForce per contact sphere; 3: 2D DGF muscles
+                      # without passive fibre force, as the 2D references were solved;
+                      # 4: 3D DGF muscles' Achilles tendons preloaded
 
 # The global (root) translations are never actuated in torque models: a force
 # pushing the pelvis through space would be an unphysical "hand of god".
@@ -469,12 +472,64 @@ CONTACT_MODELS = ("hunt_crossley", "smooth")
 #: with the Thelen models' compliant tendons, and the standard curve would leave
 #: muscles weak over much of the walking range.
 DGF_ACTIVE_FORCE_WIDTH = 1.5
+#: Load (in maximum isometric forces) at whose length the 3D Moco family's compliant
+#: tendons become rigid (:func:`preload_rigid_tendons`): the base models' Achilles
+#: tendon stretches 10% at maximum force, and at its unloaded slack length a rigid one
+#: left that stretch to the triceps surae's fibres, whose passive force then carried
+#: 86% of walking3d's push-off (docs/references.md#what-carries-the-ankle). At about a
+#: third of maximum force, a stance load, solves converge and the push-off is active.
+#: The palsy child keeps its slack lengths: its contractures act through passive force,
+#: its reference's push-off was 88% active already, and solved on this preload its swing
+#: foot brushed the floor (loading hump 1.35 body weights, above the check's 1.3).
+DGF_TENDON_PRELOAD = 0.3
 #: Stick-slip transition velocity (m/s) of the smooth contacts, as in refgen's
 #: Moco models (Hunt-Crossley's own is 0.1 m/s).
 SMOOTH_CONTACT_TRANSITION_VELOCITY = 0.2
 
 
-def _degroote_muscles(model: opensim.Model, passive_fiber_force: bool) -> None:
+def dgf_tendon_length(force: float, strain_at_one: float) -> float:
+    """Normalized tendon length (over slack) at which a DeGroote-Fregly tendon whose
+    strain at maximum isometric force is ``strain_at_one`` carries ``force`` (in
+    maximum isometric forces): OpenSim's own inverse of that tendon's curve."""
+    muscle = opensim.DeGrooteFregly2016Muscle()
+    muscle.set_tendon_strain_at_one_norm_force(float(strain_at_one))
+    muscle.finalizeFromProperties()
+    return float(muscle.calcTendonForceLengthInverseCurve(float(force)))
+
+
+#: tendons stiffer than this strain at maximum force keep their slack length when
+#: :func:`preload_rigid_tendons` recalibrates the compliant ones (the base models'
+#: tendons are at 0.049, the Achilles tendon at 0.1)
+STIFF_TENDON_STRAIN = 0.06
+
+
+def preload_rigid_tendons(model: opensim.Model, force: float) -> dict:
+    """Lengthen the slack length of each compliant tendon (strain at maximum force
+    above :data:`STIFF_TENDON_STRAIN`, read from Thelen or DeGroote-Fregly muscles) to
+    the length it has carrying ``force`` maximum isometric forces, so that the rigid
+    tendon a Moco solve puts in its place leaves the fibres the length they have at
+    that load with the compliant one (rather than the tendon's stretch added to them).
+    Returns {muscle: new slack length}."""
+    changed = {}
+    for muscle in _iter(model.updMuscles()):
+        thelen = opensim.Thelen2003Muscle.safeDownCast(muscle)
+        dgf = opensim.DeGrooteFregly2016Muscle.safeDownCast(muscle)
+        if thelen is not None:
+            strain = thelen.get_FmaxTendonStrain()
+        elif dgf is not None:
+            strain = dgf.get_tendon_strain_at_one_norm_force()
+        else:
+            continue
+        if strain <= STIFF_TENDON_STRAIN:
+            continue
+        slack = muscle.getTendonSlackLength() * dgf_tendon_length(force, strain)
+        muscle.setTendonSlackLength(slack)
+        changed[muscle.getName()] = slack
+    return changed
+
+
+def _degroote_muscles(model: opensim.Model, passive_fiber_force: bool,
+                      tendon_preload: float = 0.0) -> None:
     """Replace every muscle by a DeGroote-Fregly 2016 muscle with a rigid tendon.
 
     ``replaceMuscles`` keeps each muscle's name, path, max isometric force, optimal
@@ -483,10 +538,14 @@ def _degroote_muscles(model: opensim.Model, passive_fiber_force: bool) -> None:
     (the palsy child's weakness and contractures) carry over. Passive fibre force is
     on or off as in the Moco solves of the references on this model
     (``VariantSpec.dgf_passive_fiber_force``), so that a reference's excitations
-    (``excitations="residual"``) drive the model they were solved for.
+    (``excitations="residual"``) drive the model they were solved for; so are the
+    compliant tendons' slack lengths (``VariantSpec.dgf_tendon_preload``,
+    :func:`preload_rigid_tendons`).
     """
     if not any(True for _ in _iter(model.getMuscles())):
         raise ValueError(f"model {model.getName()!r} has no muscles to replace")
+    if tendon_preload > 0:
+        preload_rigid_tendons(model, tendon_preload)
     opensim.DeGrooteFregly2016Muscle.replaceMuscles(model)
     for muscle in _iter(model.updMuscles()):
         dgf = opensim.DeGrooteFregly2016Muscle.safeDownCast(muscle)
@@ -608,9 +667,9 @@ def _split_hunt_crossley(model: opensim.Model) -> None:
 
 
 def _apply_models(model: opensim.Model, muscle_model: str, contact_model: str,
-                  passive_fiber_force: bool = True) -> None:
+                  passive_fiber_force: bool = True, tendon_preload: float = 0.0) -> None:
     if muscle_model == "degroote":
-        _degroote_muscles(model, passive_fiber_force)
+        _degroote_muscles(model, passive_fiber_force, tendon_preload)
     if contact_model == "smooth":
         _smooth_contacts(model)
     else:
@@ -633,6 +692,8 @@ class VariantSpec:
     ``dgf_passive_fiber_force``: whether the ``muscle_model="degroote"`` version keeps
     passive fibre force, as the references' Moco solves on this model did (the 2D
     solves leave it out, the 3D ones keep it: the palsy contractures act through it).
+    ``dgf_tendon_preload``: > 0, the compliant tendons' slack lengths in that version
+    are their length at this load (:func:`preload_rigid_tendons`), as in the solves.
     """
 
     base: str
@@ -641,6 +702,7 @@ class VariantSpec:
     doc: str = ""
     keep_name: bool = False
     dgf_passive_fiber_force: bool = True
+    dgf_tendon_preload: float = 0.0
 
 
 VARIANTS: dict[str, VariantSpec] = {
@@ -658,6 +720,7 @@ VARIANTS: dict[str, VariantSpec] = {
         {},
         "3D 14-dof, 22 Thelen muscles (osim-rl base model)",
         keep_name=True,
+        dgf_tendon_preload=DGF_TENDON_PRELOAD,
     ),
     "torque2d": VariantSpec(
         _MUSCLE2D_BASE,
@@ -683,6 +746,7 @@ VARIANTS: dict[str, VariantSpec] = {
         _build_locked_knee,
         {},
         "muscle3d, left knee+ankle locked at 0, left shank muscles removed",
+        dgf_tendon_preload=DGF_TENDON_PRELOAD,
     ),
     "torque2d_lockedknee": VariantSpec(
         _MUSCLE2D_BASE,
@@ -783,7 +847,8 @@ def _build_model(
     spec.build(model, **params)
     models = dict(models or {})
     _apply_models(model, models.get("muscle_model", MUSCLE_MODELS[0]),
-                  models.get("contact_model", CONTACT_MODELS[0]), spec.dgf_passive_fiber_force)
+                  models.get("contact_model", CONTACT_MODELS[0]), spec.dgf_passive_fiber_force,
+                  spec.dgf_tendon_preload)
     if models:
         model.set_credits(f"fastenv: {json.dumps(models, sort_keys=True)}. "
                           + model.get_credits())

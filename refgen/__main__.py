@@ -152,6 +152,10 @@ def parser() -> argparse.ArgumentParser:
                           "force (the env's 3D Moco family keeps it, as the shipped solves "
                           "did; bench/muscle_coordination.py --no-passive measures such a "
                           "solution)")
+    gen.add_argument("--rigid-tendon-preload", type=float, default=None, metavar="FORCE",
+                     help="3D Moco tracking solves: set each compliant (Achilles) tendon's "
+                          "slack length to its length at FORCE maximum isometric forces "
+                          "before it becomes rigid")
     rekin = sub.add_parser(
         "rekinematics", help="recompute the body positions and velocities of committed "
                              "references from their own coordinates (no solve); every other "
@@ -230,10 +234,12 @@ def main(argv=None) -> int:
             return 2
     generator, _ = GENERATORS[args.name]
     from refgen.derive3d import TRACKED_3D
-    if args.no_passive_fiber_forces and args.name not in TRACKED_3D:
-        print(f"python -m refgen generate: --no-passive-fiber-forces is for the 3D Moco "
-              f"tracking solves ({', '.join(TRACKED_3D)}), not {args.name}", file=sys.stderr)
-        return 2
+    for flag, value in (("--no-passive-fiber-forces", args.no_passive_fiber_forces),
+                        ("--rigid-tendon-preload", args.rigid_tendon_preload)):
+        if value and args.name not in TRACKED_3D:
+            print(f"python -m refgen generate: {flag} is for the 3D Moco tracking solves "
+                  f"({', '.join(TRACKED_3D)}), not {args.name}", file=sys.stderr)
+            return 2
     args.log = _log(time.perf_counter())
     generator(args)
     return 0

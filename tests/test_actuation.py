@@ -395,7 +395,7 @@ def test_frontal_plane_reflexes_are_the_documented_law():
                             **MOCO_FAMILY) for g in (base, frontal)}
     env = envs[frontal]
     env.reset(seed=0)
-    for _ in range(7):
+    for _ in range(10):   # far enough from the reference for both terms to act
         env.step(np.full(env.n_actions, 0.2, np.float32))
     sim, ref = env.sim, env.reference
     frame = env._start + env._step

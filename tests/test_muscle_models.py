@@ -9,7 +9,7 @@ import pytest
 
 from fastenv.env import ImitationEnv
 from fastenv.envs import TASKS, resolve_options
-from fastenv.envs.variants import VARIANTS, variant_path
+from fastenv.envs.variants import DGF_TENDON_PRELOAD, VARIANTS, dgf_tendon_length, variant_path
 from fastenv.references import REFERENCE_DIR, load_reference
 from fastenv.sim import Simulation
 
@@ -77,6 +77,39 @@ def test_moco_family_model_content():
         "foot_r:r_heel", "foot_r:r_toe", "foot_l:l_heel", "foot_l:l_toe"]
 
 
+def test_dgf_tendon_length_inverts_the_tendon_curve():
+    muscle = opensim.DeGrooteFregly2016Muscle()
+    muscle.set_tendon_strain_at_one_norm_force(0.1)
+    muscle.finalizeFromProperties()
+    for force in (0.0, 0.1, 0.3, 1.0):
+        assert muscle.calcTendonForceMultiplier(dgf_tendon_length(force, 0.1)) == \
+            pytest.approx(force, abs=1e-9)
+    assert dgf_tendon_length(1.0, 0.1) == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize("variant", ["muscle2d", "muscle3d", "palsy3d"])
+def test_moco_family_preloads_the_3d_achilles_tendon_only(variant):
+    """The 3D Moco family's soleus and gastrocnemius tendons (10% strain at maximum
+    force) are rigid at their length under DGF_TENDON_PRELOAD; every other tendon, the
+    2D family's and the palsy child's keep their slack length."""
+    thelen = opensim.Model(str(variant_path(variant)))
+    family = opensim.Model(str(variant_path(variant, muscle_model="degroote")))
+    preload = VARIANTS[variant].dgf_tendon_preload
+    assert preload == (DGF_TENDON_PRELOAD if variant == "muscle3d" else 0.0)
+    stretched = []
+    for th in thelen.getMuscles():
+        dgf = family.getMuscles().get(th.getName())
+        strain = opensim.Thelen2003Muscle.safeDownCast(th).get_FmaxTendonStrain()
+        ratio = dgf.getTendonSlackLength() / th.getTendonSlackLength()
+        if preload and strain > 0.06:
+            assert ratio == pytest.approx(dgf_tendon_length(preload, strain), rel=1e-12)
+            stretched.append(th.getName())
+        else:
+            assert ratio == 1.0
+    assert sorted(stretched) == ([] if not preload else
+                                 ["gastroc_l", "gastroc_r", "soleus_l", "soleus_r"])
+
+
 def _solved_with_passive_fiber_force(reference_name):
     """What the reference's Moco solve did with passive fibre force (None: no solve)."""
     meta = json.loads((REFERENCE_DIR / f"{reference_name}.json").read_text())
@@ -93,6 +126,9 @@ def test_moco_family_is_the_model_the_reference_was_solved_on(task):
     if solved is None:
         pytest.skip(f"{spec.reference} is not a Moco solution")
     assert VARIANTS[spec.model].dgf_passive_fiber_force is solved
+    meta = json.loads((REFERENCE_DIR / f"{spec.reference}.json").read_text())
+    preload = meta.get("moco", {}).get("settings", {}).get("rigid_tendon_preload", 0.0)
+    assert VARIANTS[spec.model].dgf_tendon_preload == preload
     model = opensim.Model(str(variant_path(spec.model, muscle_model="degroote")))
     muscle = opensim.DeGrooteFregly2016Muscle.safeDownCast(model.getMuscles().get(0))
     assert muscle.get_ignore_passive_fiber_force() is not solved

@@ -531,3 +531,44 @@ def test_no_passive_fiber_forces_reaches_the_tracking_solve(monkeypatch, tmp_pat
     assert main(["generate", "walking2d", "--no-passive-fiber-forces", "--out",
                  str(tmp_path)]) == 2
     assert "walking3d" in d.TRACKED_3D and "jumping3d" not in d.TRACKED_3D
+
+
+def test_rigid_tendon_preload_follows_the_env_family_unless_given(monkeypatch, tmp_path):
+    """The solve's Achilles preload is the env's Moco family's for the variant (0.3 on the
+    adult models, 0 on the palsy child), so a solution drives the model it was solved
+    on; ``--rigid-tendon-preload`` overrides it (0 included), and is refused for a
+    reference that no 3D tracking solve makes."""
+    from fastenv.envs.variants import DGF_TENDON_PRELOAD
+    from refgen.__main__ import main
+    seen = {}
+
+    def track(name, variant, cycle, doc, events, *, settings, **kwargs):
+        seen[variant] = settings.rigid_tendon_preload
+        return {}
+
+    monkeypatch.setattr(d, "track_and_write", track)
+    cycle = d.Motion(np.zeros(2), ["pelvis_tx"], np.zeros((2, 1)))
+    for variant, given, expected in (("muscle3d", None, DGF_TENDON_PRELOAD),
+                                     ("palsy3d", None, 0.0), ("muscle3d", 0.0, 0.0),
+                                     ("palsy3d", 0.2, 0.2)):
+        args = argparse.Namespace(rigid_tendon_preload=given, out=tmp_path, quiet=True)
+        d.write_3d("walking3d", variant, (cycle, {}, {}, True, False), args,
+                   d.TrackingSettings(), symmetric=True)
+        assert seen[variant] == expected
+    assert main(["generate", "running2d", "--rigid-tendon-preload", "0.3", "--out",
+                 str(tmp_path)]) == 2
+
+
+def test_the_solve_model_has_the_env_family_slack_lengths():
+    """The Moco model of a preloaded solve has the env's 3D Moco family's tendon slack
+    lengths (the Achilles stretched, every other tendon as is)."""
+    import opensim
+
+    from fastenv.envs.variants import variant_path
+    settings = d.TrackingSettings(rigid_tendon_preload=0.3)
+    solve = d.moco_processor(variant_path("muscle3d"), settings).process()
+    env = opensim.Model(str(variant_path("muscle3d", muscle_model="degroote",
+                                         contact_model="smooth")))
+    for muscle in env.getMuscles():
+        assert solve.getMuscles().get(muscle.getName()).getTendonSlackLength() == \
+            pytest.approx(muscle.getTendonSlackLength(), rel=1e-12)
