@@ -87,12 +87,12 @@ REFERENCE_TEXT = {
     "walking2d": "Moco tracking of a measured walk and its force plates; 0.97 m/s, stride "
                  "1.20 m, knee 4.6° extended at heel strike",
     "walking3d": "Moco tracking of the measured walk and its force plates + measured "
-                 "out-of-plane motion; 1.03 m/s, step width 0.12 m, reserves ≤ 1.8%",
+                 "out-of-plane motion; 1.02 m/s, step width 0.12 m, reserves ≤ 1.7%",
     "running2d": "Moco tracking of a measured run's mean stride and heel paths at its "
                  "3.67 m/s; duty factor 0.35, impact 0.8–1.1 BW, active peak 2.5 BW",
     "running3d": "Moco tracking of a measured run's mean stride, out-of-plane motion "
-                 "too; 3.66 m/s, duty factor 0.35–0.36, impact 1.0 BW, active peak 2.8 BW, "
-                 "reserves ≤ 3.8 N·m",
+                 "too; 3.66 m/s, duty factor 0.36, impact 1.0–1.1 BW, active peak 2.8 BW, "
+                 "reserves ≤ 4.4 N·m",
     "jumping2d": "Moco tracking of a recorded countermovement jump; 0.38 m, flight 0.25 s "
                  "to the apex; played up and back down",
     "jumping3d": "**kinematic**, jumping2d on the 3D model",
@@ -100,8 +100,8 @@ REFERENCE_TEXT = {
                     "flattened, the locked leg pushing off at ≥ 1.03 BW; 1.30 m/s, step "
                     "times 0.49 / 0.58 s",
     "lockedknee3d": "Moco tracking of lockedknee2d + walking3d's out-of-plane motion, the "
-                    "locked leg circumducted, lockedknee2d's foot forces tracked; 1.27 m/s, "
-                    "reserves ≤ 1.7%",
+                    "locked leg circumducted, lockedknee2d's foot forces tracked; 1.28 m/s, "
+                    "reserves ≤ 2.4%",
     "palsy3d": "Moco tracking of a public crouch-gait cycle with the child model; 0.89 m/s, "
                "stance knee ≥ 44°, reserves ≤ 3.2% of joint moments",
 }
@@ -620,10 +620,25 @@ COORDINATION_HEADER = ["plantarflexors' peak moment, active / passive (N·m)",
 
 
 def muscle_coordination_table() -> list[str]:
-    """``bench/muscle_coordination.py``: what carries each shipped solution's ankle."""
+    """``bench/muscle_coordination.py --zero-action``: what carries each shipped
+    solution's ankle, and what its feed-forward with reflexes does."""
     r = load("muscle_coordination")
-    rows = [[f"`{_reference_of(x['task'])}`", *_coordination_cells(x)] for x in r["rows"]]
-    return table(["reference", *COORDINATION_HEADER], "lrrrl", rows)
+    rows = []
+    for x in r["rows"]:
+        z = x["zero_action_reflex"]
+        rows.append([f"`{_reference_of(x['task'])}`", f"{x['tendon_preload']:g}",
+                     *_coordination_cells(x),
+                     f"{z['mean_up_s']:.2f} s / {z['joint_rmse_deg']:.1f}°"])
+    return table(["reference", "Achilles preload", *COORDINATION_HEADER,
+                  "zero action with reflexes, 8 starts: time up / RMSE"], "lrrrrll", rows)
+
+
+def muscle_coordination_unloaded_table() -> list[str]:
+    """The same figures for the references and 3D family before the preload."""
+    r = load("muscle_coordination_unloaded")
+    rows = [[f"`{_reference_of(x['task'])}`", *_coordination_cells(x)] for x in r["rows"]
+            if "3D" in x["task"]]
+    return table(["reference (before the preload)", *COORDINATION_HEADER], "lrrrl", rows)
 
 
 #: The 3D solves without passive fibre force (``refgen generate NAME
@@ -637,22 +652,25 @@ NO_PASSIVE_SOLVES = {
 }
 
 
+#: The zero action with reflexes of the solutions before the preload, on their model
+#: (``bench/results/reflex.json`` at commit 1d6ccdc: mean time up in s, RMSE in deg).
+UNLOADED_ZERO_ACTION = {"walking3d": (2.72, 4.7), "running3d": (1.75, 8.7)}
+
+
 def no_passive_table() -> list[str]:
-    """``bench/muscle_coordination.py --no-passive --zero-action`` on the 3D solutions
-    solved without passive fibre force, against the shipped ones' zero action
-    (``bench/reflex.py``)."""
-    shipped = {(x["task"], x["excitations"]): x for x in load("reflex")["rows"]
-               if x["muscle_model"] == "degroote"}
+    """``bench/muscle_coordination.py --no-passive --tendon-preload 0 --zero-action`` on
+    the 3D solutions solved without passive fibre force (and without the preload),
+    against the solutions of before the preload on their model."""
     rows = []
     for name, (solve, check) in NO_PASSIVE_SOLVES.items():
-        x = load(f"muscle_coordination_no_passive_{name}")["rows"][0]
-        z, old = x["zero_action_reflex"], shipped[(x["task"], "reflex")]
+        x = load(f"muscle_coordination_no_passive_preload_0_{name}")["rows"][0]
+        z, (up, rmse) = x["zero_action_reflex"], UNLOADED_ZERO_ACTION[name]
         rows.append([f"`{name}`", solve, check, *_coordination_cells(x),
                      f"{z['mean_up_s']:.2f} s / {z['joint_rmse_deg']:.1f}° "
-                     f"({old['mean_up_s']:.2f} s / {old['joint_rmse_deg']:.1f}°)"])
+                     f"({up:.2f} s / {rmse:.1f}°)"])
     return table(["solved without passive force", "converged", "check", *COORDINATION_HEADER,
-                  "zero action with reflexes, 8 starts: time up / RMSE (the shipped "
-                  "solution on its model)"], "lllrrrll", rows)
+                  "zero action with reflexes, 8 starts: time up / RMSE (the solution before "
+                  "the preload, on its model)"], "lllrrrll", rows)
 
 
 def reflex_exploration_table() -> list[str]:
@@ -889,6 +907,7 @@ TABLES = {
     "reflex": reflex_table,
     "reflex-frontal": reflex_frontal_table,
     "muscle-coordination": muscle_coordination_table,
+    "muscle-coordination-unloaded": muscle_coordination_unloaded_table,
     "reflex-exploration": reflex_exploration_table,
     "muscle-coordination-no-passive": no_passive_table,
     "contact-split": contact_split_table,

@@ -42,6 +42,8 @@ RUNS = [
      ["muscle_coordination.json"]),
     ("muscle_coordination.py", ["--task", "MuscleWalkingImitation2D-v0", "--no-passive",
                                 "--out", "OUT"], ["muscle_coordination_no_passive.json"]),
+    ("muscle_coordination.py", ["--task", "MuscleWalkingImitation3D-v0", "--tendon-preload",
+                                "0", "--out", "OUT"], ["muscle_coordination_preload_0.json"]),
     ("reflex.py", ["--exploration", "--starts", "1", "--seconds", "0.03", "--jobs", "2",
                    "--out", "OUT"], ["reflex_exploration.json"]),
 ]
