@@ -510,6 +510,9 @@ def preload_rigid_tendons(model: opensim.Model, force: float) -> dict:
     tendon a Moco solve puts in its place leaves the fibres the length they have at
     that load with the compliant one (rather than the tendon's stretch added to them).
     Returns {muscle: new slack length}."""
+    if not 0.0 <= force < 1.0:
+        raise ValueError(f"tendon preload must be in [0, 1) maximum isometric forces, "
+                         f"got {force!r}")
     changed = {}
     for muscle in _iter(model.updMuscles()):
         thelen = opensim.Thelen2003Muscle.safeDownCast(muscle)

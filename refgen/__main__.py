@@ -152,7 +152,8 @@ def parser() -> argparse.ArgumentParser:
                           "force (the env's 3D Moco family keeps it, as the shipped solves "
                           "did; bench/muscle_coordination.py --no-passive measures such a "
                           "solution)")
-    gen.add_argument("--rigid-tendon-preload", type=float, default=None, metavar="FORCE",
+    gen.add_argument("--rigid-tendon-preload", type=_tendon_preload, default=None,
+                     metavar="FORCE",
                      help="3D Moco tracking solves: set each compliant (Achilles) tendon's "
                           "slack length to its length at FORCE maximum isometric forces "
                           "before it becomes rigid")
@@ -212,6 +213,17 @@ def excitations(args: argparse.Namespace) -> int:
             print(f"python -m refgen excitations: {exc}", file=sys.stderr)
             return 2
     return 0
+
+
+def _tendon_preload(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a load in [0, 1) maximum isometric "
+                                         f"forces, got {text!r}")
+    return value
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,13 @@ import pytest
 
 from fastenv.env import ImitationEnv
 from fastenv.envs import TASKS, resolve_options
-from fastenv.envs.variants import DGF_TENDON_PRELOAD, VARIANTS, dgf_tendon_length, variant_path
+from fastenv.envs.variants import (
+    DGF_TENDON_PRELOAD,
+    VARIANTS,
+    dgf_tendon_length,
+    preload_rigid_tendons,
+    variant_path,
+)
 from fastenv.references import REFERENCE_DIR, load_reference
 from fastenv.sim import Simulation
 
@@ -85,6 +91,14 @@ def test_dgf_tendon_length_inverts_the_tendon_curve():
         assert muscle.calcTendonForceMultiplier(dgf_tendon_length(force, 0.1)) == \
             pytest.approx(force, abs=1e-9)
     assert dgf_tendon_length(1.0, 0.1) == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize("force", [-0.1, 1.0, float("nan")])
+def test_tendon_preload_outside_the_curve_is_a_one_line_error(force):
+    model = opensim.Model(str(variant_path("muscle3d")))
+    with pytest.raises(ValueError, match=r"tendon preload must be in \[0, 1\) maximum "
+                                         r"isometric forces, got"):
+        preload_rigid_tendons(model, force)
 
 
 @pytest.mark.parametrize("variant", ["muscle2d", "muscle3d", "palsy3d"])

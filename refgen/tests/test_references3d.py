@@ -510,24 +510,32 @@ def test_forces_on_cycle_resamples_by_phase():
         assert np.all(other.forces[side][:, 0] == 0.0)
 
 
+def _settings_of_3d_solves(monkeypatch, tmp_path):
+    """``solve(variant, **args)``: the TrackingSettings that ``write_3d`` hands the
+    solve of a walking3d on ``variant`` given those command-line ``args`` (no solve
+    runs)."""
+    seen = []
+    monkeypatch.setattr(d, "track_and_write",
+                        lambda *a, settings, **k: seen.append(settings) or {})
+    cycle = d.Motion(np.zeros(2), ["pelvis_tx"], np.zeros((2, 1)))
+
+    def solve(variant, **args):
+        d.write_3d("walking3d", variant, (cycle, {}, {}, True, False),
+                   argparse.Namespace(out=tmp_path, quiet=True, **args),
+                   d.TrackingSettings(), symmetric=True)
+        return seen[-1]
+    return solve
+
+
 def test_no_passive_fiber_forces_reaches_the_tracking_solve(monkeypatch, tmp_path):
     """``generate --no-passive-fiber-forces`` solves on the model without passive fibre
     force (the settings that reach the solve, recorded in the reference's JSON), and is
     refused for a reference that no 3D tracking solve makes."""
     from refgen.__main__ import main
-    seen = {}
-
-    def track(name, variant, cycle, doc, events, *, settings, **kwargs):
-        seen[name] = settings.passive_fiber_forces
-        return {}
-
-    monkeypatch.setattr(d, "track_and_write", track)
-    cycle = d.Motion(np.zeros(2), ["pelvis_tx"], np.zeros((2, 1)))
+    solve = _settings_of_3d_solves(monkeypatch, tmp_path)
     for flag in (False, True):
-        args = argparse.Namespace(no_passive_fiber_forces=flag, out=tmp_path, quiet=True)
-        d.write_3d("walking3d", "muscle3d", (cycle, {}, {}, True, False), args,
-                   d.TrackingSettings(), symmetric=True)
-        assert seen["walking3d"] is (not flag)
+        assert solve("muscle3d", no_passive_fiber_forces=flag).passive_fiber_forces \
+            is (not flag)
     assert main(["generate", "walking2d", "--no-passive-fiber-forces", "--out",
                  str(tmp_path)]) == 2
     assert "walking3d" in d.TRACKED_3D and "jumping3d" not in d.TRACKED_3D
@@ -540,23 +548,16 @@ def test_rigid_tendon_preload_follows_the_env_family_unless_given(monkeypatch, t
     reference that no 3D tracking solve makes."""
     from fastenv.envs.variants import DGF_TENDON_PRELOAD
     from refgen.__main__ import main
-    seen = {}
-
-    def track(name, variant, cycle, doc, events, *, settings, **kwargs):
-        seen[variant] = settings.rigid_tendon_preload
-        return {}
-
-    monkeypatch.setattr(d, "track_and_write", track)
-    cycle = d.Motion(np.zeros(2), ["pelvis_tx"], np.zeros((2, 1)))
+    solve = _settings_of_3d_solves(monkeypatch, tmp_path)
     for variant, given, expected in (("muscle3d", None, DGF_TENDON_PRELOAD),
                                      ("palsy3d", None, 0.0), ("muscle3d", 0.0, 0.0),
                                      ("palsy3d", 0.2, 0.2)):
-        args = argparse.Namespace(rigid_tendon_preload=given, out=tmp_path, quiet=True)
-        d.write_3d("walking3d", variant, (cycle, {}, {}, True, False), args,
-                   d.TrackingSettings(), symmetric=True)
-        assert seen[variant] == expected
+        assert solve(variant, rigid_tendon_preload=given).rigid_tendon_preload == expected
     assert main(["generate", "running2d", "--rigid-tendon-preload", "0.3", "--out",
                  str(tmp_path)]) == 2
+    with pytest.raises(SystemExit) as bad:   # argparse's one-line usage error
+        main(["generate", "walking3d", "--rigid-tendon-preload", "1.5"])
+    assert bad.value.code == 2
 
 
 def test_the_solve_model_has_the_env_family_slack_lengths():
