@@ -239,6 +239,23 @@ def _folder_written(final: Path):
         shutil.rmtree(old)
 
 
+def write_checkpoint(root: Path, state: dict, save_policy, save_resume=None) -> Path:
+    """``root/NNNNNNNNN`` (the env step count) with what ``save_policy(folder)`` writes,
+    then ``root/latest``: a copy of it plus ``save_resume(folder)`` (what only a resume
+    needs, such as a replay buffer) and ``state.json``; each folder replaced only once
+    complete (:func:`_folder_written`). Returns ``root/latest``."""
+    step = root / f"{state['env_steps']:09d}"
+    with _folder_written(step) as folder:
+        save_policy(folder)
+    latest = root / "latest"
+    with _folder_written(latest) as folder:
+        shutil.copytree(step, folder, dirs_exist_ok=True)
+        if save_resume is not None:
+            save_resume(folder)
+        (folder / "state.json").write_text(json.dumps(state, indent=1))
+    return latest
+
+
 class Checkpoints:
     """The checkpoint folder of a run."""
 
@@ -247,14 +264,14 @@ class Checkpoints:
         self.latest = self.root / "latest"
 
     def save(self, model, venv, state: dict):
-        for final in (self.root / f"{state['env_steps']:09d}", self.latest):
-            with _folder_written(final) as folder:
-                model.save(folder / "model.zip")
-                venv.save(str(folder / "vecnormalize.pkl"))
-                if final == self.latest:   # what --resume needs besides the policy
-                    if getattr(model, "replay_buffer", None) is not None:
-                        model.save_replay_buffer(folder / "replay_buffer.pkl")
-                    (folder / "state.json").write_text(json.dumps(state, indent=1))
+        def policy(folder):
+            model.save(folder / "model.zip")
+            venv.save(str(folder / "vecnormalize.pkl"))
+
+        def replay_buffer(folder):
+            if getattr(model, "replay_buffer", None) is not None:
+                model.save_replay_buffer(folder / "replay_buffer.pkl")
+        write_checkpoint(self.root, state, policy, replay_buffer)
 
     def state(self) -> dict:
         path = self.latest / "state.json"

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import signal
 from pathlib import Path
 
 from fastenv.train import (
     ProgressLog,
-    _folder_written,
     _interrupt,
     _uninterrupted,
     append_evaluation,
@@ -33,6 +31,7 @@ from fastenv.train import (
     config_env_options,
     load_config,
     read_run_config,
+    write_checkpoint,
 )
 
 
@@ -168,14 +167,8 @@ class _Run:
         if self.saved_at == self.state["env_steps"]:
             return
         self.saved_at = self.state["env_steps"]
-        root = self.out / "checkpoints"
-        step_dir = root / f"{self.state['env_steps']:09d}"
-        with _folder_written(step_dir) as folder:
-            algorithm.save_to_path(folder.resolve())
-        latest = root / "latest"
-        with _folder_written(latest) as folder:
-            shutil.copytree(step_dir, folder, dirs_exist_ok=True)
-            (folder / "state.json").write_text(json.dumps(self.state, indent=1))
+        latest = write_checkpoint(self.out / "checkpoints", self.state,
+                                  lambda folder: algorithm.save_to_path(folder.resolve()))
         if evaluate is None:
             return
         m = evaluate(latest)
