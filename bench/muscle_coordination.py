@@ -37,6 +37,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from reflex import write_result, zero_action_row
 
 TASKS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
          "MuscleLockedKneeImitation2D-v0", "MuscleWalkingImitation3D-v0",
@@ -164,7 +165,6 @@ def main():
     for task in tasks:
         row = ankle_row(task, args.reference)
         if args.zero_action:
-            from reflex import zero_action_row
             options = dict(reference=str(args.reference)) if args.reference else {}
             row["zero_action_reflex"] = zero_action_row(
                 task, 8, 10.0, excitations="reflex", muscle_model="degroote",
@@ -173,8 +173,6 @@ def main():
         row["tendon_preload"] = tendon_preload(task, args.tendon_preload)
         rows.append(row)
         print(json.dumps(row))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     name = ("muscle_coordination" + ("_no_passive" if args.no_passive else "")
             + (f"_preload_{args.tendon_preload:g}" if args.tendon_preload is not None else "")
             + (f"_{args.reference.stem}" if args.reference else "") + ".json")
@@ -187,9 +185,8 @@ def main():
         " --zero-action" if args.zero_action else "")
     standing = ({v: standing_fibre_lengths(v) for v in ("muscle2d", "muscle3d")}
                 if not args.task else {})
-    (out / name).write_text(json.dumps(dict(command=command, rows=rows,
-                                            standing_fibre_lengths=standing), indent=1))
-    print(f"wrote {out / name}")
+    write_result(args.out, name, dict(command=command, rows=rows,
+                                      standing_fibre_lengths=standing))
 
 
 if __name__ == "__main__":

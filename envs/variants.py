@@ -503,17 +503,15 @@ def dgf_tendon_length(force: float, strain_at_one: float) -> float:
 STIFF_TENDON_STRAIN = 0.06
 
 
-def preload_rigid_tendons(model: opensim.Model, force: float) -> dict:
+def preload_rigid_tendons(model: opensim.Model, force: float) -> None:
     """Lengthen the slack length of each compliant tendon (strain at maximum force
     above :data:`STIFF_TENDON_STRAIN`, read from Thelen or DeGroote-Fregly muscles) to
     the length it has carrying ``force`` maximum isometric forces, so that the rigid
     tendon a Moco solve puts in its place leaves the fibres the length they have at
-    that load with the compliant one (rather than the tendon's stretch added to them).
-    Returns {muscle: new slack length}."""
+    that load with the compliant one (rather than the tendon's stretch added to them)."""
     if not 0.0 <= force < 1.0:
         raise ValueError(f"tendon preload must be in [0, 1) maximum isometric forces, "
                          f"got {force!r}")
-    changed = {}
     for muscle in _iter(model.updMuscles()):
         thelen = opensim.Thelen2003Muscle.safeDownCast(muscle)
         dgf = opensim.DeGrooteFregly2016Muscle.safeDownCast(muscle)
@@ -525,10 +523,8 @@ def preload_rigid_tendons(model: opensim.Model, force: float) -> dict:
             continue
         if strain <= STIFF_TENDON_STRAIN:
             continue
-        slack = muscle.getTendonSlackLength() * dgf_tendon_length(force, strain)
-        muscle.setTendonSlackLength(slack)
-        changed[muscle.getName()] = slack
-    return changed
+        muscle.setTendonSlackLength(muscle.getTendonSlackLength()
+                                    * dgf_tendon_length(force, strain))
 
 
 def _degroote_muscles(model: opensim.Model, passive_fiber_force: bool,

@@ -152,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
                           "force (the env's 3D Moco family keeps it, as the shipped solves "
                           "did; bench/muscle_coordination.py --no-passive measures such a "
                           "solution)")
-    gen.add_argument("--rigid-tendon-preload", type=_tendon_preload, default=None,
+    gen.add_argument("--rigid-tendon-preload", type=_preload_argument, default=None,
                      metavar="FORCE",
                      help="3D Moco tracking solves: set each compliant (Achilles) tendon's "
                           "slack length to its length at FORCE maximum isometric forces "
@@ -215,7 +215,7 @@ def excitations(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tendon_preload(text: str) -> float:
+def _preload_argument(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
