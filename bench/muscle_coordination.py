@@ -3,10 +3,12 @@
 For each muscle task whose reference ships its Moco excitations, the reference's states
 are put on the Moco family's model (``muscle_model="degroote"``, ``contact_model=
 "smooth"``: the model the solution was solved on) with the feed-forward excitations as
-activations, frame by frame, and the right ankle's muscle moments are read: the
+activations, frame by frame, and each ankle's muscle moments are read
+(``refgen.check.ankle_moments``, also the reference check's push-off criterion): the
 plantarflexion moment of soleus and gastrocnemius from their active and from their
 passive fibre force, and the dorsiflexion moment of tibialis anterior. Reported per
-reference: their peaks (N m), the passive share of the plantarflexors' impulse over the
+reference and side (the right ankle's as the row's keys, ``left``, and ``both_sides``
+pooled): their peaks (N m), the passive share of the plantarflexors' impulse over the
 cycle, tibialis anterior's impulse over the plantarflexors', and the three muscles' mean
 excitations. In people the plantarflexors' push-off is active muscle work, and tibialis
 anterior is quiet in mid and late stance. Also, per base model, the triceps surae's
@@ -34,16 +36,19 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 from reflex import write_result, zero_action_row
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's refgen
+
 TASKS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
          "MuscleLockedKneeImitation2D-v0", "MuscleWalkingImitation3D-v0",
          "MuscleRunningImitation3D-v0", "MuscleLockedKneeImitation3D-v0",
          "MusclePalsyImitation3D-v0")
-PLANTARFLEXORS = ("soleus_r", "gastroc_r")
+PLANTARFLEXORS = ("soleus_r", "gastroc_r")   # the standing fibre lengths: the right leg
 DORSIFLEXOR = "tib_ant_r"
 
 
@@ -76,40 +81,14 @@ def tendon_preload(task: str, override: float | None) -> float:
 
 
 def ankle_row(task: str, reference=None) -> dict:
-    """The right ankle's muscle moments over ``task``'s reference (or ``reference``)."""
-    from fastenv.env import ImitationEnv
-    options = dict(excitations="residual", muscle_model="degroote", contact_model="smooth")
-    if reference:
-        options["reference"] = str(reference)
-    env = ImitationEnv(task, **options)
-    sim, ref = env.sim, env.reference
-    feedforward = env.actuation.feedforward
-    names = list(sim.muscle_names)
-    ankle = sim.model.getCoordinateSet().get("ankle_angle_r")
-    muscles = {n: sim.muscles[names.index(n)] for n in (*PLANTARFLEXORS, DORSIFLEXOR)}
-    active = {n: np.empty(ref.n_frames) for n in muscles}
-    passive = {n: np.empty(ref.n_frames) for n in muscles}
-    for f in range(ref.n_frames):
-        state = sim.state_from_coordinates(ref.q[f], ref.qdot[f], activation=feedforward[f])
-        sim.model.realizeDynamics(state)
-        for n, m in muscles.items():
-            arm = m.getGeometryPath().computeMomentArm(state, ankle)
-            active[n][f] = m.getActiveFiberForce(state) * arm
-            passive[n][f] = m.getPassiveFiberForce(state) * arm
-    env.close()
-    # plantarflexion is a negative ankle moment in these models
-    pf_active = -sum(active[n] for n in PLANTARFLEXORS)
-    pf_passive = -sum(passive[n] for n in PLANTARFLEXORS)
-    df = active[DORSIFLEXOR] + passive[DORSIFLEXOR]
-    total = pf_active.clip(0).sum() + pf_passive.clip(0).sum()
-    mean = feedforward.mean(axis=0)
-    return dict(task=task, reference=str(reference or ref.name),
-                plantarflexor_active_peak_Nm=float(pf_active.max()),
-                plantarflexor_passive_peak_Nm=float(pf_passive.max()),
-                passive_share_of_plantarflexor_impulse=float(pf_passive.clip(0).sum() / total),
-                dorsiflexor_peak_Nm=float(df.max()),
-                dorsiflexor_over_plantarflexor_impulse=float(df.clip(0).sum() / total),
-                mean_excitation={n: float(mean[names.index(n)]) for n in muscles})
+    """The ankle muscles' moments over ``task``'s reference (or ``reference``): the right
+    ankle's figures as the row's own keys, ``left`` the left's (None on a prosthetic
+    leg), ``both_sides`` the two pooled (``refgen.check.ankle_moments``, which the
+    reference check's push-off criterion reads too)."""
+    from refgen.check import ankle_moments
+    moments = ankle_moments(task, reference)
+    return dict(task=task, reference=moments["reference"], **moments["r"],
+                left=moments["l"], both_sides=moments["both"])
 
 
 def standing_fibre_lengths(variant: str) -> dict:

@@ -604,32 +604,39 @@ def _reference_of(task: str) -> str:
     return TASKS[task].reference
 
 
-def _coordination_cells(x: dict) -> list[str]:
+def _coordination_cells(x: dict, *, left: bool = False) -> list[str]:
+    """The right ankle's figures of a ``bench/muscle_coordination.py`` row; ``left``:
+    the passive share of both ankles (right / left; – for a prosthetic leg)."""
     e = x["mean_excitation"]
+    share = f"{x['passive_share_of_plantarflexor_impulse']:.2f}"
+    if left:
+        other = x["left"]
+        share += f" / {other['passive_share_of_plantarflexor_impulse']:.2f}" if other else " / –"
     return [f"{round(x['plantarflexor_active_peak_Nm'])} / "
             f"{round(x['plantarflexor_passive_peak_Nm'])}",
-            f"{x['passive_share_of_plantarflexor_impulse']:.2f}",
+            share,
             f"{x['dorsiflexor_over_plantarflexor_impulse']:.2f}",
             f"{e['soleus_r']:.2f} / {e['gastroc_r']:.2f} / {e['tib_ant_r']:.2f}"]
 
 
-COORDINATION_HEADER = ["plantarflexors' peak moment, active / passive (N·m)",
-                       "passive share of their impulse",
-                       "tibialis anterior's impulse over theirs",
-                       "mean excitation: soleus / gastrocnemius / tibialis anterior"]
+def _coordination_header(*, left: bool = False) -> list[str]:
+    return ["right plantarflexors' peak moment, active / passive (N·m)",
+            "passive share of their impulse" + (", right / left ankle" if left else ""),
+            "tibialis anterior's impulse over theirs",
+            "mean excitation: soleus / gastrocnemius / tibialis anterior"]
 
 
 def muscle_coordination_table() -> list[str]:
     """``bench/muscle_coordination.py --zero-action``: what carries each shipped
-    solution's ankle, and what its feed-forward with reflexes does."""
+    solution's ankles, and what its feed-forward with reflexes does."""
     r = load("muscle_coordination")
     rows = []
     for x in r["rows"]:
         z = x["zero_action_reflex"]
         rows.append([f"`{_reference_of(x['task'])}`", f"{x['tendon_preload']:g}",
-                     *_coordination_cells(x),
+                     *_coordination_cells(x, left=True),
                      f"{z['mean_up_s']:.2f} s / {z['joint_rmse_deg']:.1f}°"])
-    return table(["reference", "Achilles preload", *COORDINATION_HEADER,
+    return table(["reference", "Achilles preload", *_coordination_header(left=True),
                   "zero action with reflexes, 8 starts: time up / RMSE"], "lrrrrll", rows)
 
 
@@ -638,7 +645,7 @@ def muscle_coordination_unloaded_table() -> list[str]:
     r = load("muscle_coordination_unloaded")
     rows = [[f"`{_reference_of(x['task'])}`", *_coordination_cells(x)] for x in r["rows"]
             if "3D" in x["task"]]
-    return table(["reference (before the preload)", *COORDINATION_HEADER], "lrrrl", rows)
+    return table(["reference (before the preload)", *_coordination_header()], "lrrrl", rows)
 
 
 #: The 3D solves without passive fibre force (``refgen generate NAME
@@ -668,7 +675,7 @@ def no_passive_table() -> list[str]:
         rows.append([f"`{name}`", solve, check, *_coordination_cells(x),
                      f"{z['mean_up_s']:.2f} s / {z['joint_rmse_deg']:.1f}° "
                      f"({up:.2f} s / {rmse:.1f}°)"])
-    return table(["solved without passive force", "converged", "check", *COORDINATION_HEADER,
+    return table(["solved without passive force", "converged", "check", *_coordination_header(),
                   "zero action with reflexes, 8 starts: time up / RMSE (the solution before "
                   "the preload, on its model)"], "lllrrrll", rows)
 
@@ -995,17 +1002,26 @@ def reference_check_table() -> list[str]:
         limits = (f"{_check_figure(limit, '{:+.1f}')}° {limit['detail']['coordinate']}"
                   + (f" ({100 * share:.0f}%)" if share is not None else ""))
         seam = "–" if c["seam"]["verdict"] == "skip" else _check_figure(c["seam"])
+        pushoff = c["pushoff"]
+        if pushoff["verdict"] != "skip":
+            sides = [f"{x['passive_share_of_plantarflexor_impulse']:.2f}"
+                     for x in (pushoff["detail"][s] for s in ("r", "l")) if x]
+            pushoff = _check_figure(pushoff) + (f" (r / l {' / '.join(sides)})"
+                                                if len(sides) > 1 else "")
+        else:
+            pushoff = "–"
         verdicts = [x["verdict"] for x in c.values()]
         rows.append([f"`{name}`", corr, rms, grf,
                      f"{_check_figure(c['com.implied_min'])} / "
                      f"{_check_figure(c['com.mean_difference'])}",
-                     limits, seam, f"{verdicts.count('fail')} of "
+                     limits, seam, pushoff, f"{verdicts.count('fail')} of "
                      f"{len(verdicts) - verdicts.count('skip')}"])
     return table(["reference", "r with source: hip / knee / ankle",
                   "RMS (°): hip / knee / ankle", "vertical GRF (BW)",
                   "COM-implied force: lowest (BW) / mean difference",
-                  "past limit onset (torque share)", "seam", "violated"],
-                 "llllllrr", rows)
+                  "past limit onset (torque share)", "seam",
+                  "push-off: passive share", "violated"],
+                 "llllllrlr", rows)
 
 
 TABLES["reference_check"] = reference_check_table

@@ -478,9 +478,9 @@ DGF_ACTIVE_FORCE_WIDTH = 1.5
 #: left that stretch to the triceps surae's fibres, whose passive force then carried
 #: 86% of walking3d's push-off (docs/references.md#what-carries-the-ankle). At about a
 #: third of maximum force, a stance load, solves converge and the push-off is active.
-#: The palsy child keeps its slack lengths: its contractures act through passive force,
-#: its reference's push-off was 88% active already, and solved on this preload its swing
-#: foot brushed the floor (loading hump 1.35 body weights, above the check's 1.3).
+#: The palsy child keeps its slack lengths: solved on this preload its loading hump was
+#: 1.35 body weights, above the check's 1.3, so its reference pushes off passively on
+#: the left ankle (80% of that side's plantarflexor impulse; refgen check's push-off).
 DGF_TENDON_PRELOAD = 0.3
 #: Stick-slip transition velocity (m/s) of the smooth contacts, as in refgen's
 #: Moco models (Hunt-Crossley's own is 0.1 m/s).

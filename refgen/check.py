@@ -87,6 +87,15 @@ JUMP_FLIGHT_TILT_MAX_DEG = 15.0
 COM_MIN_BW = -0.05
 COM_MEAN_DIFFERENCE = 0.10
 LIMIT_TORQUE_SHARE = 0.05
+#: People push off with active plantarflexor force (the Achilles tendon's recoil returns
+#: work the fibres did); passive fibre force carries little of the ankle's moment in
+#: walking (Whittington et al. 2008, Gait Posture 27:628). Before 2026-12-06 the 3D
+#: solutions pushed off with the soleus's and gastrocnemius's passive force (86% of the
+#: plantarflexors' impulse on walking3d, 53% running3d, 37% lockedknee3d); once the
+#: Achilles tendons were preloaded 16%, 11% and 6%, and 0 on the 2D references.
+PUSHOFF_PASSIVE_SHARE = 0.25
+PLANTARFLEXORS = ("soleus", "gastroc")
+DORSIFLEXOR = "tib_ant"
 #: A seam may be this much rougher than the roughest step inside the cycle (the margin
 #: tests/test_references.py allows looped motion files; see :func:`seam_ratio`).
 SEAM_RATIO = 1.05
@@ -785,6 +794,86 @@ def seam_criterion(posed: Posed) -> Criterion:
                      _verdict(worst <= SEAM_RATIO), detail=ratios)
 
 
+def ankle_moments(task: str, reference=None) -> dict:
+    """The ankle muscles' moments over ``task``'s reference (or the ``reference`` file)
+    on the Moco family, the model its excitations were solved on: each frame's state
+    with the feed-forward excitations as activations. Per side (``r``/``l``): peaks
+    (N·m) of the plantarflexors' (soleus, gastrocnemius) moment from active and from
+    passive fibre force and of tibialis anterior's, the passive share of the
+    plantarflexors' impulse, tibialis anterior's impulse over theirs, and the three
+    muscles' mean excitations (None for a side without them: a prosthetic leg);
+    ``both`` pools the sides (over a mirrored half cycle, the two sides together are
+    the whole cycle)."""
+    from fastenv.env import ImitationEnv
+
+    options = dict(excitations="residual", muscle_model="degroote", contact_model="smooth")
+    if reference is not None:
+        options["reference"] = str(reference)
+    env = ImitationEnv(task, **options)
+    try:
+        sim, ref = env.sim, env.reference
+        feedforward = env.actuation.feedforward
+        names = list(sim.muscle_names)
+        coordinates = sim.model.getCoordinateSet()
+        states = [sim.state_from_coordinates(ref.q[f], ref.qdot[f], activation=feedforward[f])
+                  for f in range(ref.n_frames)]
+        impulses, out = {}, dict(reference=str(reference or ref.name))
+        for side in SIDES:
+            muscles = [f"{m}_{side}" for m in (*PLANTARFLEXORS, DORSIFLEXOR)]
+            if not set(muscles) <= set(names):
+                # the locked-knee models' prosthetic leg has no muscles below the knee
+                out[side] = None
+                continue
+            ankle = coordinates.get(f"ankle_angle_{side}")
+            moment = {n: np.zeros((ref.n_frames, 2)) for n in muscles}   # active, passive
+            for f, state in enumerate(states):
+                sim.model.realizeDynamics(state)
+                for n in muscles:
+                    m = sim.muscles[names.index(n)]
+                    arm = m.getGeometryPath().computeMomentArm(state, ankle)
+                    moment[n][f] = (m.getActiveFiberForce(state) * arm,
+                                    m.getPassiveFiberForce(state) * arm)
+            # plantarflexion is a negative ankle moment in these models
+            plantar = -sum(moment[n] for n in muscles[:-1])
+            dorsi = moment[muscles[-1]].sum(axis=1)
+            impulses[side] = (plantar.clip(0).sum(axis=0), dorsi.clip(0).sum())
+            total = impulses[side][0].sum()
+            mean = feedforward.mean(axis=0)
+            out[side] = dict(plantarflexor_active_peak_Nm=float(plantar[:, 0].max()),
+                             plantarflexor_passive_peak_Nm=float(plantar[:, 1].max()),
+                             passive_share_of_plantarflexor_impulse=float(
+                                 impulses[side][0][1] / total),
+                             dorsiflexor_peak_Nm=float(dorsi.max()),
+                             dorsiflexor_over_plantarflexor_impulse=float(
+                                 impulses[side][1] / total),
+                             mean_excitation={n: float(mean[names.index(n)]) for n in muscles})
+    finally:
+        env.close()
+    plantar = sum(i[0] for i in impulses.values())
+    out["both"] = dict(passive_share_of_plantarflexor_impulse=float(plantar[1] / plantar.sum()),
+                       dorsiflexor_over_plantarflexor_impulse=float(
+                           sum(i[1] for i in impulses.values()) / plantar.sum()))
+    return out
+
+
+def pushoff_criterion(posed: Posed, references_dir=REFERENCES_DIR) -> Criterion:
+    """The passive share of the plantarflexors' impulse over the reference, both sides
+    pooled, with its feed-forward excitations on the Moco family (:func:`ankle_moments`);
+    skipped for a reference without excitations."""
+    threshold = f"<= {PUSHOFF_PASSIVE_SHARE:g}"
+    label = "passive share of plantarflexor impulse"
+    if posed.ref.excitation is None:
+        return Criterion("pushoff", label, None, threshold, "skip",
+                         note="no excitations shipped: no muscle coordination to check")
+    moments = ankle_moments(posed.task, Path(references_dir) / f"{posed.name}.npz")
+    share = moments["both"]["passive_share_of_plantarflexor_impulse"]
+    note = ", ".join(f"{side} {moments[s]['passive_share_of_plantarflexor_impulse']:.2f}"
+                     for s, side in zip(SIDES, ("right", "left")) if moments[s])
+    return Criterion("pushoff", label, share, threshold,
+                     _verdict(share <= PUSHOFF_PASSIVE_SHARE), note=note,
+                     detail={s: moments[s] for s in SIDES})
+
+
 def check_reference(name: str, references_dir=REFERENCES_DIR) -> dict:
     """Every criterion for one reference: ``{'name', 'kind', 'task', 'model',
     'measured_source', 'measured_source_note', 'criteria': {key: figure}, 'verdict'}``
@@ -795,7 +884,8 @@ def check_reference(name: str, references_dir=REFERENCES_DIR) -> dict:
     criteria, info = source_criteria(posed, references_dir)
     grf, grf_info = grf_criteria(posed, feet)
     com, com_info = com_criteria(posed, feet)
-    criteria += grf + com + [limit_criterion(posed), seam_criterion(posed)]
+    criteria += grf + com + [limit_criterion(posed), seam_criterion(posed),
+                             pushoff_criterion(posed, references_dir)]
     result = dict(name=name, kind=posed.kind, task=posed.task, model=posed.model,
                   playback=ref.playback, **info, **grf_info, **com_info,
                   criteria={c.key: {k: v for k, v in asdict(c).items()

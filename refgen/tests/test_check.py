@@ -285,3 +285,27 @@ def test_references_folder_option(tmp_path):
     """--references checks a generate --out folder (here: an empty one)."""
     with pytest.raises(ValueError, match="expected one of"):
         chk.run(["walking2d"], references_dir=tmp_path, log=lambda *_: None)
+
+
+def test_a_passive_push_off_fails(results, tmp_path):
+    """The push-off criterion: walking3d's feed-forward pushes off with its muscles; the
+    same states with every excitation at the 0.01 floor leave the plantarflexors' passive
+    force to carry the impulse, and fail. palsy3d's left ankle pushes off passively (its
+    soleus and contractured gastrocnemius stretched at the unloaded slack lengths), its
+    right does not; the locked-knee models' prosthetic side has no muscles."""
+    import dataclasses
+
+    from fastenv.references import Reference
+
+    walk = results["walking3d"]["criteria"]["pushoff"]
+    assert walk["verdict"] == "pass" and walk["value"] < 0.25
+    ref = Reference.load(chk.REFERENCES_DIR / "walking3d.npz")
+    dataclasses.replace(ref, excitation=np.full_like(ref.excitation, 0.01)).save(
+        tmp_path / "walking3d.npz")
+    floor = chk.pushoff_criterion(chk.posed_reference("walking3d", tmp_path), tmp_path)
+    assert floor.verdict == "fail" and floor.value > 0.5, floor   # 0.60
+    palsy = results["palsy3d"]["criteria"]["pushoff"]["detail"]
+    assert palsy["l"]["passive_share_of_plantarflexor_impulse"] > 0.5
+    assert palsy["r"]["passive_share_of_plantarflexor_impulse"] < 0.25
+    assert results["lockedknee2d"]["criteria"]["pushoff"]["detail"].get("l") is None
+    assert results["jumping2d"]["criteria"]["pushoff"]["verdict"] == "skip"
