@@ -67,7 +67,7 @@ __all__ = [
 
 # Bump whenever a builder's output changes: it is part of the cache key, so old
 # cached files are simply never looked up again.
-BUILDER_VERSION = 4   # 2: one HuntCrossleyForce per contact sphere; 3: 2D DGF muscles
+BUILDER_VERSION = 5   # 2: one HuntCrossleyForce per contact sphere; 3: 2D DGF muscles
                       # without passive fibre force, as the 2D references were solved;
                       # 4: 3D DGF muscles' Achilles tendons preloaded
 
@@ -478,9 +478,8 @@ DGF_ACTIVE_FORCE_WIDTH = 1.5
 #: left that stretch to the triceps surae's fibres, whose passive force then carried
 #: 86% of walking3d's push-off (docs/references.md#what-carries-the-ankle). At about a
 #: third of maximum force, a stance load, solves converge and the push-off is active.
-#: The palsy child keeps its slack lengths: solved on this preload its loading hump was
-#: 1.35 body weights, above the check's 1.3, so its reference pushes off passively on
-#: the left ankle (80% of that side's plantarflexor impulse; refgen check's push-off).
+#: The palsy child's too (since 2026-12-06): on its unloaded slack lengths its
+#: reference's left ankle pushed off with 80% passive force (refgen check's push-off).
 DGF_TENDON_PRELOAD = 0.3
 #: Stick-slip transition velocity (m/s) of the smooth contacts, as in refgen's
 #: Moco models (Hunt-Crossley's own is 0.1 m/s).
@@ -766,6 +765,7 @@ VARIANTS: dict[str, VariantSpec] = {
         "muscle3d scaled by OpenSim to a child with spastic diplegia (1.61 m, 41.5 kg; "
         "BioImitation-Gym's MusclePalsyImitation3D subject), all muscles weakened, "
         "hamstrings and gastrocnemius contractured (shorter optimal fibres)",
+        dgf_tendon_preload=DGF_TENDON_PRELOAD,
     ),
 }
 

@@ -1420,11 +1420,16 @@ def generate_palsy3d(args) -> dict:
     # on the floor in 0.07-0.41) give it a walking stance: loading at most 1.26 BW, at
     # least 0.66 BW through mid and late right stance (enforced inside the mesh
     # intervals too: at the mesh points alone it dipped to 0.55 between them), a push-off
-    # of at least 1.03 BW, and at least 0.76 BW late in the left stance (its trough)
+    # of at least 1.03 BW, and at least 0.76 BW late in the left stance (its trough).
+    # On the preloaded Achilles tendons (2026-12-06) the left loading rose to 1.35 BW:
+    # at most 1.26 BW in 0.42-0.67 too (the left foot's loading, the right pushing off
+    # and lifting); bounding the double support at 0-0.07 as well took the left
+    # push-off down to 0.96 BW.
     return write_3d("palsy3d", "palsy3d", (cycle, doc, events, True, "loop"), args,
                     TrackingSettings(coordinate_weights={"knee_angle_r": 3.0,
                                                          "knee_angle_l": 3.0},
                                      com_force_bounds=((0.07, 0.17, None, 1.26),
+                                                       (0.42, 0.67, None, 1.26),
                                                        (0.25, 0.55, 0.66, None),
                                                        (0.35, 0.41, 1.03, None),
                                                        (0.91, 0.97, 0.76, None)),

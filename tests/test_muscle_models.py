@@ -104,12 +104,13 @@ def test_tendon_preload_outside_the_curve_is_a_one_line_error(force):
 @pytest.mark.parametrize("variant", ["muscle2d", "muscle3d", "palsy3d"])
 def test_moco_family_preloads_the_3d_achilles_tendon_only(variant):
     """The 3D Moco family's soleus and gastrocnemius tendons (10% strain at maximum
-    force) are rigid at their length under DGF_TENDON_PRELOAD; every other tendon, the
-    2D family's and the palsy child's keep their slack length."""
+    force) are rigid at their length under DGF_TENDON_PRELOAD, the adult's and the
+    palsy child's (since 2026-12-06); every other tendon and the 2D family's keep
+    their slack length."""
     thelen = opensim.Model(str(variant_path(variant)))
     family = opensim.Model(str(variant_path(variant, muscle_model="degroote")))
     preload = VARIANTS[variant].dgf_tendon_preload
-    assert preload == (DGF_TENDON_PRELOAD if variant == "muscle3d" else 0.0)
+    assert preload == (0.0 if variant == "muscle2d" else DGF_TENDON_PRELOAD)
     stretched = []
     for th in thelen.getMuscles():
         dgf = family.getMuscles().get(th.getName())

@@ -543,14 +543,15 @@ def test_no_passive_fiber_forces_reaches_the_tracking_solve(monkeypatch, tmp_pat
 
 def test_rigid_tendon_preload_follows_the_env_family_unless_given(monkeypatch, tmp_path):
     """The solve's Achilles preload is the env's Moco family's for the variant (0.3 on the
-    adult models, 0 on the palsy child), so a solution drives the model it was solved
-    on; ``--rigid-tendon-preload`` overrides it (0 included), and is refused for a
-    reference that no 3D tracking solve makes."""
+    adult models and, since 2026-12-06, the palsy child), so a solution drives the model
+    it was solved on; ``--rigid-tendon-preload`` overrides it (0 included), and is
+    refused for a reference that no 3D tracking solve makes."""
     from fastenv.envs.variants import DGF_TENDON_PRELOAD
     from refgen.__main__ import main
     solve = _settings_of_3d_solves(monkeypatch, tmp_path)
     for variant, given, expected in (("muscle3d", None, DGF_TENDON_PRELOAD),
-                                     ("palsy3d", None, 0.0), ("muscle3d", 0.0, 0.0),
+                                     ("palsy3d", None, DGF_TENDON_PRELOAD),
+                                     ("muscle3d", 0.0, 0.0),
                                      ("palsy3d", 0.2, 0.2)):
         assert solve(variant, rigid_tendon_preload=given).rigid_tendon_preload == expected
     assert main(["generate", "running2d", "--rigid-tendon-preload", "0.3", "--out",
