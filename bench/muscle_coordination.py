@@ -43,13 +43,15 @@ import numpy as np
 from reflex import write_result, zero_action_row
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's refgen
+from refgen import check  # noqa: E402
 
 TASKS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
          "MuscleLockedKneeImitation2D-v0", "MuscleWalkingImitation3D-v0",
          "MuscleRunningImitation3D-v0", "MuscleLockedKneeImitation3D-v0",
          "MusclePalsyImitation3D-v0")
-PLANTARFLEXORS = ("soleus_r", "gastroc_r")   # the standing fibre lengths: the right leg
-DORSIFLEXOR = "tib_ant_r"
+#: the right leg's ankle muscles, whose standing fibre lengths are reported (the ones
+#: ``refgen.check.ankle_moments`` reads)
+ANKLE_MUSCLES = tuple(f"{m}_r" for m in (*check.PLANTARFLEXORS, check.DORSIFLEXOR))
 
 
 def changed_moco_family(*, passive: bool = True, tendon_preload: float | None = None):
@@ -85,8 +87,7 @@ def ankle_row(task: str, reference=None) -> dict:
     ankle's figures as the row's own keys, ``left`` the left's (None on a prosthetic
     leg), ``both_sides`` the two pooled (``refgen.check.ankle_moments``, which the
     reference check's push-off criterion reads too)."""
-    from refgen.check import ankle_moments
-    moments = ankle_moments(task, reference)
+    moments = check.ankle_moments(task, reference)
     return dict(task=task, reference=moments["reference"], **moments["r"],
                 left=moments["l"], both_sides=moments["both"])
 
@@ -105,7 +106,7 @@ def standing_fibre_lengths(variant: str) -> dict:
     model.equilibrateMuscles(state)
     model.realizeDynamics(state)
     out = {}
-    for name in (*PLANTARFLEXORS, DORSIFLEXOR):
+    for name in ANKLE_MUSCLES:
         m = model.getMuscles().get(name)
         opt = m.getOptimalFiberLength()
 

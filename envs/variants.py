@@ -69,7 +69,8 @@ __all__ = [
 # cached files are simply never looked up again.
 BUILDER_VERSION = 5   # 2: one HuntCrossleyForce per contact sphere; 3: 2D DGF muscles
                       # without passive fibre force, as the 2D references were solved;
-                      # 4: 3D DGF muscles' Achilles tendons preloaded
+                      # 4: 3D DGF muscles' Achilles tendons preloaded; 5: the palsy
+                      # child's too
 
 # The global (root) translations are never actuated in torque models: a force
 # pushing the pelvis through space would be an unphysical "hand of god".

@@ -817,6 +817,7 @@ def ankle_moments(task: str, reference=None) -> dict:
         coordinates = sim.model.getCoordinateSet()
         states = [sim.state_from_coordinates(ref.q[f], ref.qdot[f], activation=feedforward[f])
                   for f in range(ref.n_frames)]
+        mean = feedforward.mean(axis=0)
         impulses, out = {}, dict(reference=str(reference or ref.name))
         for side in SIDES:
             muscles = [f"{m}_{side}" for m in (*PLANTARFLEXORS, DORSIFLEXOR)]
@@ -838,7 +839,6 @@ def ankle_moments(task: str, reference=None) -> dict:
             dorsi = moment[muscles[-1]].sum(axis=1)
             impulses[side] = (plantar.clip(0).sum(axis=0), dorsi.clip(0).sum())
             total = impulses[side][0].sum()
-            mean = feedforward.mean(axis=0)
             out[side] = dict(plantarflexor_active_peak_Nm=float(plantar[:, 0].max()),
                              plantarflexor_passive_peak_Nm=float(plantar[:, 1].max()),
                              passive_share_of_plantarflexor_impulse=float(
