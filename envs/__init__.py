@@ -188,11 +188,48 @@ def applicable_options(task: TaskSpec, options: dict) -> dict:
     return {k: v for k, v in options.items() if k not in drop}
 
 
-def _same(a, b) -> bool:
-    try:
-        return bool(np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object)))
-    except Exception:   # noqa: BLE001 - incomparable values differ
-        return False
+#: Options of a reference made from a motion file (the env option ``reference_options``,
+#: keyword arguments of :func:`fastenv.references.reference_from_motion`) and their defaults.
+REFERENCE_OPTIONS = dict(cycle=None, treadmill_speed=0.0, lowpass_hz=6.0, negate=())
+
+
+def check_reference_options(options) -> dict:
+    """``options`` (a dict or None) over :data:`REFERENCE_OPTIONS`, every value checked:
+    ``cycle`` None/``"once"`` (play the motion once), ``"auto"`` (detect a gait cycle
+    and loop it) or a ``(t0, t1)`` window in s; ``treadmill_speed`` a belt speed in
+    m/s within [0, 10]; ``lowpass_hz`` a cut-off frequency > 0 or None; ``negate`` the
+    coordinates whose sign the file has the other way round (a list of names)."""
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        raise ValueError(f"reference_options must be a dict with keys from "
+                         f"{sorted(REFERENCE_OPTIONS)}, got {options!r}")
+    unknown = sorted(set(options) - set(REFERENCE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown reference option(s) {unknown}; valid: "
+                         f"{sorted(REFERENCE_OPTIONS)}")
+    opts = {**REFERENCE_OPTIONS, **options}
+    c = opts["cycle"]
+    window = (isinstance(c, (tuple, list)) and len(c) == 2 and all(map(is_number, c))
+              and c[0] < c[1])
+    if not (c is None or (isinstance(c, str) and c in ("once", "auto")) or window):
+        raise ValueError(f"reference option cycle must be 'auto', 'once', None or a (t0, t1) "
+                         f"time window in s with t0 < t1, got {c!r}")
+    v = opts["treadmill_speed"]
+    if not (is_number(v) and 0 <= v <= 10):
+        raise ValueError(f"reference option treadmill_speed must be a belt speed in m/s "
+                         f"within [0, 10], got {v!r}")
+    f = opts["lowpass_hz"]
+    if not (f is None or (is_number(f) and f > 0)):
+        raise ValueError(f"reference option lowpass_hz must be a cut-off frequency in Hz > 0 "
+                         f"or None, got {f!r}")
+    n = opts["negate"]
+    if not (isinstance(n, (tuple, list)) and all(isinstance(x, str) for x in n)):
+        raise ValueError(f"reference option negate must be a list of coordinate names whose "
+                         f"sign the file has the other way round, got {n!r}")
+    opts["negate"] = tuple(n)
+    if window:
+        opts["cycle"] = (float(c[0]), float(c[1]))
+    return opts
 
 
 def is_int(value) -> bool:
@@ -344,7 +381,6 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
                          f"{task.id} is {task.actuation}-driven and would ignore "
                          f"{'it' if len(wrong) == 1 else 'them'}")
     if opts["reference_options"]:
-        from fastenv.references import check_reference_options
         check_reference_options(opts["reference_options"])
         ref = opts["reference"]
         if ref is None or not str(ref).endswith((".mot", ".sto")):

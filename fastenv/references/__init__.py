@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastenv.envs import REFERENCE_OPTIONS, check_reference_options  # noqa: F401  (re-exported)
+
 #: ``references/`` of the installed ``fastenv.envs`` package (the checkout's
 #: ``envs/references`` in an editable install): the shipped references.
 REFERENCE_DIR = importlib.resources.files("fastenv.envs") / "references"
@@ -460,56 +462,10 @@ def excitations_on_frames(excitations: dict, time, frame_times) -> np.ndarray:
                      for v in excitations.values()]).T
 
 
-#: Options of a reference made from a motion file (the env option ``reference_options``,
-#: keyword arguments of :func:`reference_from_motion`) and their defaults.
-REFERENCE_OPTIONS = dict(cycle=None, treadmill_speed=0.0, lowpass_hz=6.0, negate=())
 #: Below this horizontal pelvis speed (m/s) a motion that looks like a gait is reported
 #: as standing still (a treadmill recording without its belt speed).
 MIN_GAIT_SPEED = 0.1
 
-
-def _number(v) -> bool:
-    return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-            and bool(np.isfinite(v)))
-
-
-def check_reference_options(options) -> dict:
-    """``options`` (a dict or None) over :data:`REFERENCE_OPTIONS`, every value checked:
-    ``cycle`` None/``"once"`` (play the motion once), ``"auto"`` (detect a gait cycle
-    and loop it) or a ``(t0, t1)`` window in s; ``treadmill_speed`` a belt speed in
-    m/s within [0, 10]; ``lowpass_hz`` a cut-off frequency > 0 or None; ``negate`` the
-    coordinates whose sign the file has the other way round (a list of names)."""
-    options = {} if options is None else options
-    if not isinstance(options, dict):
-        raise ValueError(f"reference_options must be a dict with keys from "
-                         f"{sorted(REFERENCE_OPTIONS)}, got {options!r}")
-    unknown = sorted(set(options) - set(REFERENCE_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown reference option(s) {unknown}; valid: "
-                         f"{sorted(REFERENCE_OPTIONS)}")
-    opts = {**REFERENCE_OPTIONS, **options}
-    c = opts["cycle"]
-    window = (isinstance(c, (tuple, list)) and len(c) == 2 and all(map(_number, c))
-              and c[0] < c[1])
-    if not (c is None or (isinstance(c, str) and c in ("once", "auto")) or window):
-        raise ValueError(f"reference option cycle must be 'auto', 'once', None or a (t0, t1) "
-                         f"time window in s with t0 < t1, got {c!r}")
-    v = opts["treadmill_speed"]
-    if not (_number(v) and 0 <= v <= 10):
-        raise ValueError(f"reference option treadmill_speed must be a belt speed in m/s "
-                         f"within [0, 10], got {v!r}")
-    f = opts["lowpass_hz"]
-    if not (f is None or (_number(f) and f > 0)):
-        raise ValueError(f"reference option lowpass_hz must be a cut-off frequency in Hz > 0 "
-                         f"or None, got {f!r}")
-    n = opts["negate"]
-    if not (isinstance(n, (tuple, list)) and all(isinstance(x, str) for x in n)):
-        raise ValueError(f"reference option negate must be a list of coordinate names whose "
-                         f"sign the file has the other way round, got {n!r}")
-    opts["negate"] = tuple(n)
-    if window:
-        opts["cycle"] = (float(c[0]), float(c[1]))
-    return opts
 
 
 def heel_strikes(sim, q) -> dict | None:
