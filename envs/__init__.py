@@ -172,20 +172,59 @@ ACTUATION_OPTIONS = {
 }
 
 
-def inapplicable_options(task: TaskSpec, options: dict) -> list[str]:
-    """The options in ``options`` set away from their defaults that ``task``'s
-    actuation does not read (:data:`ACTUATION_OPTIONS`)."""
+#: options read only with another option at one of these values (``residual_range`` only
+#: scales residual PD targets, ...): set away from their defaults without it they would
+#: change nothing, so they are refused too
+DEPENDENT_OPTIONS = {
+    "residual_range": ("pd_targets", ("residual",)),
+    "excitation_range": ("excitations", ("residual", "reflex")),
+    "reflex_gains": ("excitations", ("reflex",)),
+}
+#: reflex gains beyond these act in the frontal plane (k_list, k_step), which a planar
+#: model does not have
+PLANAR_REFLEX_GAINS = 4
+
+
+def _ignored_reasons(task: TaskSpec, options: dict) -> dict[str, str]:
+    """{option: why ``task`` would ignore it} for the options in ``options`` set away
+    from their defaults that it does not read."""
     other = "muscle" if task.actuation == "torque" else "torque"
-    return [k for k in ACTUATION_OPTIONS[other]
-            if k in options and not _same(options[k], OPTIONS[k])]
+    why = {k: f"to {other} tasks" for k in ACTUATION_OPTIONS[other]
+           if k in options and not _same(options[k], OPTIONS[k])}
+    for k, (switch, values) in DEPENDENT_OPTIONS.items():
+        setting = options.get(switch, OPTIONS[switch])
+        if (k not in why and k in options and not _same(options[k], OPTIONS[k])
+                and not any(_same(setting, v) for v in values)):
+            why[k] = (f"with {switch}={values[0]!r}" if len(values) == 1 else
+                      f"with {switch} in {list(values)}") + f", not {setting!r}"
+    return why
+
+
+def inapplicable_options(task: TaskSpec, options: dict) -> list[str]:
+    """The options in ``options`` set away from their defaults that ``task`` does not
+    read: those of the other actuation (:data:`ACTUATION_OPTIONS`) and those whose
+    switch is off (:data:`DEPENDENT_OPTIONS`)."""
+    return list(_ignored_reasons(task, options))
+
+
+def _frontal_gains_on_a_plane(task: TaskSpec, options: dict) -> bool:
+    """Frontal-plane reflex gains (``reflex_gains[4:]``, not 0) for a planar task."""
+    gains = options.get("reflex_gains", OPTIONS["reflex_gains"])
+    return (task.planar and isinstance(gains, (list, tuple))
+            and len(gains) > PLANAR_REFLEX_GAINS
+            and any(g != 0 for g in gains[PLANAR_REFLEX_GAINS:]))
 
 
 def applicable_options(task: TaskSpec, options: dict) -> dict:
     """``options`` without those ``task`` does not read: a training config's options
     for every task (the packaged ``[task]`` tables), or a run saved before such options
-    were refused, in which they had no effect."""
+    were refused, in which they had no effect. Frontal-plane reflex gains are left out
+    for a planar task, which never read them (its first four gains are kept)."""
     drop = set(inapplicable_options(task, options))
-    return {k: v for k, v in options.items() if k not in drop}
+    kept = {k: v for k, v in options.items() if k not in drop}
+    if "reflex_gains" in kept and _frontal_gains_on_a_plane(task, kept):
+        kept["reflex_gains"] = list(kept["reflex_gains"][:PLANAR_REFLEX_GAINS])
+    return kept
 
 
 #: Options of a reference made from a motion file (the env option ``reference_options``,
@@ -374,16 +413,24 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
                                                       for g in np.ravel(values))):
             raise ValueError(f"{key} must be a gain >= 0 (one for every actuator, or a list "
                              f"of one per actuator) or None (load-scaled), got {v!r}")
-    if task is not None and (wrong := inapplicable_options(task, opts)):
-        kind = "torque" if task.actuation == "muscle" else "muscle"
-        raise ValueError(f"{', '.join(f'{k}={opts[k]!r}' for k in wrong)}: "
-                         f"{'applies' if len(wrong) == 1 else 'apply'} to {kind} tasks; "
-                         f"{task.id} is {task.actuation}-driven and would ignore "
-                         f"{'it' if len(wrong) == 1 else 'them'}")
+    if task is not None and (why := _ignored_reasons(task, opts)):
+        groups: dict[str, list[str]] = {}
+        for k, reason in why.items():
+            groups.setdefault(reason, []).append(f"{k}={opts[k]!r}")
+        raise ValueError("; ".join(f"{', '.join(keys)}: {'applies' if len(keys) == 1 else 'apply'}"
+                                   f" {reason}" for reason, keys in groups.items())
+                         + f"; {task.id}"
+                         + (f" is {task.actuation}-driven and" if any(
+                             r.startswith("to ") for r in groups) else "")
+                         + " would ignore " + ("it" if len(why) == 1 else "them"))
+    if task is not None and _frontal_gains_on_a_plane(task, opts):
+        raise ValueError(f"reflex_gains={list(opts['reflex_gains'])!r}: k_list and k_step "
+                         f"act in the frontal plane and {task.id} is planar; give the "
+                         f"first {PLANAR_REFLEX_GAINS} gains")
     if opts["reference_options"]:
         check_reference_options(opts["reference_options"])
         ref = opts["reference"]
-        if ref is None or not str(ref).endswith((".mot", ".sto")):
+        if ref is None or os.path.splitext(str(ref))[1].lower() not in (".mot", ".sto"):
             what = ("the task's shipped reference" if ref is None else f"Reference {ref.name!r}"
                     if hasattr(ref, "playback") else repr(str(ref)))
             raise ValueError(f"reference_options apply to a motion-file reference "

@@ -23,6 +23,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _CommandParser(_Parser):
+    def parse_known_args(self, args=None, namespace=None):
+        # argparse hands a command's unknown arguments up to the top parser, whose error
+        # says "fastenv:"; refused here, the error names the command, as its others do
+        namespace, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return namespace, []
+
+
+def _plain(doc: str) -> str:
+    """A docstring as --help text: without reST's literal markup."""
+    return doc.replace("``", "")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -56,26 +71,28 @@ def _seed(text: str) -> int:
 
 
 def _output_file(text: str) -> str:
-    """A file to write, its folder created now if missing: a folder that cannot be made
-    fails here, not after a run of minutes at its last line."""
+    """A file to write: its folder, or the nearest one that exists, is checked now, so
+    that a path that cannot be written fails here, not after a run of minutes. Missing
+    folders are made when the file is written (:func:`_folder_made`), so that a
+    command that fails leaves none behind."""
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"expected a file to write, got the folder {text!r}")
-    folder = os.path.dirname(os.path.abspath(text))
-    above = folder
+    above = os.path.dirname(os.path.abspath(text))
     while not os.path.exists(above):
         above = os.path.dirname(above)
     if not os.path.isdir(above):
         raise argparse.ArgumentTypeError(f"cannot make the folder of {text!r}: {above} is a "
                                          "file, not a folder")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot make the folder of {text!r}: "
-                                         f"{exc.strerror} ({folder})") from None
-    if not os.access(folder, os.W_OK):
+    if not os.access(above, os.W_OK | os.X_OK):
         raise argparse.ArgumentTypeError(f"cannot write into the folder of {text!r} "
-                                         f"({folder})")
+                                         f"({above})")
     return text
+
+
+def _folder_made(path: str) -> str:
+    """``path`` (an output file), its folder made if missing, just before it is written."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return path
 
 
 def parse_env_option(text: str):
@@ -133,7 +150,8 @@ def tasks(_args) -> int:
 
 def rollout(args) -> int:
     """Random actions through one env (``--num-envs 1``) or an ``OsimVectorEnv`` stepped
-    envpool-style (half the envs per batch); prints env steps/s."""
+    envpool-style (half the envs per batch); prints env steps/s. Resets are timed but
+    not counted as steps, nor their zero reward in the mean."""
     import numpy as np
 
     import fastenv  # noqa: F401  (registers the tasks)
@@ -151,12 +169,19 @@ def rollout(args) -> int:
     else:
         env = OsimVectorEnv(args.task, args.num_envs, num_workers=args.workers,
                             batch_size=max(1, args.num_envs // 2))
-        env.async_reset(seed=args.seed)
         space = env.single_action_space
         rng = np.random.default_rng(args.seed)
-    t_build = time.perf_counter() - t_build
+
+        def random_actions(n):
+            return rng.uniform(space.low, space.high, (n, *space.shape))
     steps, episodes, total_reward = 0, 0, 0.0
     try:
+        if args.num_envs > 1:
+            # the first reset is start-up, as for one env; its rows never reach recv()
+            env.reset(seed=args.seed)
+            resetting = np.zeros(args.num_envs, dtype=bool)   # next row: an autoreset
+            env.send(random_actions(args.num_envs), np.arange(args.num_envs))
+        t_build = time.perf_counter() - t_build
         t0 = time.perf_counter()
         while steps < args.steps:
             if args.num_envs == 1:
@@ -168,9 +193,12 @@ def rollout(args) -> int:
             else:
                 _, r, term, trunc, info = env.recv()
                 ids = info["env_id"]
-                steps, total_reward = steps + len(ids), total_reward + float(r.sum())
-                episodes += int((term | trunc).sum())
-                env.send(rng.uniform(space.low, space.high, (len(ids), *space.shape)), ids)
+                stepped = ~resetting[ids]   # NextStep: an ended env's next row is its reset
+                steps += int(stepped.sum())
+                total_reward += float(r[stepped].sum())
+                episodes += int((term | trunc)[stepped].sum())
+                resetting[ids] = term | trunc
+                env.send(random_actions(len(ids)), ids)
         dt = time.perf_counter() - t0
     finally:
         env.close()
@@ -182,9 +210,10 @@ def rollout(args) -> int:
 
 def bench(args) -> int:
     """Steps/s of one task on this machine: one env in this process, then an
-    ``OsimVectorEnv`` stepped synchronously, both with seeded random actions (falls and
-    resets included) after a warm-up. The side-by-side comparison with other vector
-    envs is ``bench/compare.py`` in the source checkout."""
+    ``OsimVectorEnv`` stepped synchronously, both with seeded random actions after a
+    warm-up. Falls and resets take their time but only env steps count, not the
+    vector env's autoreset rows. The side-by-side comparison with other vector envs
+    is ``bench/compare.py`` in the source checkout."""
     import numpy as np
 
     import fastenv
@@ -197,12 +226,13 @@ def bench(args) -> int:
     rows = []
 
     def timed(step, n_envs, warmup):
+        """``step()`` returns the env steps it took and the episodes that ended."""
         for _ in range(warmup):
             step()
         steps, ends, t0 = 0, 0, time.perf_counter()
         while steps < args.steps_per_env * n_envs:
-            ends += step()
-            steps += n_envs
+            stepped, ended = step()
+            steps, ends = steps + stepped, ends + ended
         return steps, ends, time.perf_counter() - t0
 
     env = ImitationEnv(args.task)
@@ -214,7 +244,7 @@ def bench(args) -> int:
         _, _, term, trunc, _ = env.step(rng.uniform(space.low, space.high).astype(np.float32))
         if term or trunc:
             env.reset()
-        return int(term or trunc)
+        return 1, int(term or trunc)
 
     try:
         rows.append(("one env, this process", 1, 1, *timed(single_step, 1, 10)))
@@ -224,11 +254,15 @@ def bench(args) -> int:
     try:
         venv.reset(seed=args.seed)
         vspace = venv.action_space
+        resetting = np.zeros(num_envs, dtype=bool)   # NextStep: this row is an autoreset
 
         def vector_step():
+            nonlocal resetting
             _, _, term, trunc, _ = venv.step(
                 rng.uniform(vspace.low, vspace.high).astype(np.float32))
-            return int((term | trunc).sum())
+            stepped = ~resetting
+            resetting = term | trunc
+            return int(stepped.sum()), int(resetting[stepped].sum())
 
         rows.append((f"OsimVectorEnv.step, {venv.num_workers} workers", num_envs,
                      venv.num_workers, *timed(vector_step, num_envs, 10)))
@@ -246,7 +280,7 @@ def bench(args) -> int:
                                                  steps=steps, episode_ends=ends, seconds=dt,
                                                  steps_per_s=steps / dt)
                                             for label, n, w, steps, ends, dt in rows])
-        with open(args.json, "w") as f:
+        with open(_folder_made(args.json), "w") as f:
             json.dump(result, f, indent=1)
     return 0
 
@@ -334,14 +368,15 @@ def evaluate(args) -> int:
               f"{m['speed_m_s']:6.2f} {m['reference_speed_m_s']:9.2f} "
               f"{m['joint_rmse_deg']:8.1f} {m['com_error_m']:9.3f}")
     if args.json:
-        with open(args.json, "w") as f:
+        with open(_folder_made(args.json), "w") as f:
             json.dump(result, f, indent=1)
     if args.plot:
-        ev.plot_joint_angles(records[0], coords, model_coords, args.plot,
+        ev.plot_joint_angles(records[0], coords, model_coords, _folder_made(args.plot),
                              title=f"{result['task']}: episode 0")
     if args.curves:
         # the baselines over the checkpoints' own test episodes (their length, seeds)
-        ev.plot_learning_curves(args.run, args.curves, ev.checkpoint_baselines(args.run))
+        ev.plot_learning_curves(args.run, _folder_made(args.curves),
+                                ev.checkpoint_baselines(args.run))
     if args.plot_grf:
 
         from fastenv.env import ImitationEnv
@@ -354,9 +389,18 @@ def evaluate(args) -> int:
             env.close()
     if args.export:
         paths = ev.export_motion(records[0], model_coords, rotational, state_names,
-                                 model_path, args.export)
+                                 model_path, _folder_made(args.export))
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+#: The env options that fastenv render sets from its own flags: an --option for one
+#: would be overridden, so it is refused, naming the flag.
+_RENDER_SETS = {"mode": "the video is always one test-mode episode (mode=test)",
+                "episode_seconds": "set it with --seconds",
+                "log": "it is on with --export, --plot or --plot-grf",
+                "render_view": "set it with --view",
+                "render_size": "set it with --width and --height"}
 
 
 def render(args) -> int:
@@ -376,6 +420,10 @@ def render(args) -> int:
     if args.policy is not None and args.option:
         raise ValueError("--option sets the env for --random or --reference; a policy's "
                          "env options are its run's (config.json)")
+    for key, _ in args.option or []:
+        if key in _RENDER_SETS:
+            raise ValueError(f"--option {key}: fastenv render sets {key} itself; "
+                             f"{_RENDER_SETS[key]}")
     options, policy = {}, None
     task = args.task
     if args.policy is not None:
@@ -436,17 +484,18 @@ def render(args) -> int:
         if suffix == ".png":
             from PIL import Image
             *_, last = frames()
-            Image.fromarray(last).save(out)
+            Image.fromarray(last).save(_folder_made(out))
             n = 1
         else:
-            n = write_video(out, frames(), args.fps)
+            n = write_video(_folder_made(out), frames(), args.fps)
         if args.export:
-            paths = env.write_motion(args.export)
+            paths = env.write_motion(_folder_made(args.export))
             print("wrote " + ", ".join(str(p) for p in paths.values()))
         if args.plot:
             from fastenv import evaluate as ev
             ev.plot_joint_angles(env.episode_log, env.imitated_coordinates,
-                                 env.sim.coordinate_names, args.plot, title=f"{task}: {out}")
+                                 env.sim.coordinate_names, _folder_made(args.plot),
+                                 title=f"{task}: {out}")
             print(f"wrote {args.plot}")
         if args.plot_grf:
             _plot_grf(env, env.episode_log, args.plot_grf, f"{task}: {out}")
@@ -464,7 +513,7 @@ def _plot_grf(env, records, path, title):
     from fastenv import evaluate as ev
     steps = [r["step"] for r in records]
     ev.plot_grf(records, ev.reference_grf(env, steps), env.sim.contact_names,
-                env.sim.body_weight, path, title=title,
+                env.sim.body_weight, _folder_made(path), title=title,
                 reference_fore_aft=ev.reference_fore_aft(env, steps))
     print(f"wrote {path}")
 
@@ -498,17 +547,19 @@ def parser() -> argparse.ArgumentParser:
     from fastenv import __version__
     ap = _Parser(prog="fastenv", description="Vectorized OpenSim gait-imitation envs.")
     ap.add_argument("--version", action="version", version=f"fastenv {__version__}")
-    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_CommandParser)
     task_help = "task ID (default: %(default)s); `fastenv tasks` lists them"
 
-    t = sub.add_parser("tasks", help="list the tasks (Gymnasium IDs)", description=tasks.__doc__)
+    t = sub.add_parser("tasks", help="list the tasks (Gymnasium IDs)",
+                       description=_plain(tasks.__doc__))
     t.set_defaults(func=tasks)
 
     r = sub.add_parser("rollout", help="random-action rollout, prints steps/s",
-                       description=rollout.__doc__)
+                       description=_plain(rollout.__doc__))
     r.add_argument("--task", type=_task, default="MuscleWalkingImitation2D-v0", help=task_help)
     r.add_argument("--steps", type=_positive_int, default=1000,
-                   help="env steps in all (default: %(default)s)")
+                   help="env steps in all, resets not counted; the vector env may go up "
+                        "to one batch over (default: %(default)s)")
     r.add_argument("--seed", type=_seed, default=0, help="seed of envs and actions "
                    "(default: %(default)s)")
     r.add_argument("--num-envs", type=_positive_int, default=1,
@@ -518,21 +569,22 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=rollout)
 
     b = sub.add_parser("bench", help="this machine's steps/s for one task",
-                       description=bench.__doc__)
+                       description=_plain(bench.__doc__))
     b.add_argument("--task", type=_task, default="MuscleWalkingImitation2D-v0", help=task_help)
     b.add_argument("--num-envs", type=_positive_int, default=None,
                    help="envs of the vector env (default: 2 per worker)")
     b.add_argument("--workers", type=_positive_int, default=None,
                    help="worker processes (default: the number of cores)")
     b.add_argument("--steps-per-env", type=_positive_int, default=100,
-                   help="timed steps per env after 10 warm-up steps (default: %(default)s)")
+                   help="timed env steps per env, resets not counted, after 10 warm-up "
+                        "steps (default: %(default)s)")
     b.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
     b.add_argument("--json", type=_output_file, default=None, metavar="FILE",
                    help="also write the rows as JSON")
     b.set_defaults(func=bench)
 
     tr = sub.add_parser("train", help="train a policy (SAC or PPO; Stable-Baselines3 or RLlib)",
-                        description=train.__doc__)
+                        description=_plain(train.__doc__))
     tr.add_argument("task", type=_task, nargs="?", default=None,
                     help="task ID; `fastenv tasks` lists them (leave out with --resume)")
     tr.add_argument("--algo", choices=("sac", "ppo"), default=None,
@@ -570,7 +622,7 @@ def parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=train)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained policy against its reference",
-                        description=evaluate.__doc__)
+                        description=_plain(evaluate.__doc__))
     ev.add_argument("run", metavar="DIR", help="a run folder of fastenv train")
     ev.add_argument("--episodes", type=_positive_int, default=5,
                     help="episodes (default: %(default)s)")
@@ -595,7 +647,7 @@ def parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=evaluate)
 
     rd = sub.add_parser("render", help="a video of a policy, random actions or the reference",
-                        description=render.__doc__)
+                        description=_plain(render.__doc__))
     rd.add_argument("task", type=_task, nargs="?", default=None,
                     help="task ID; `fastenv tasks` lists them (leave out with --policy)")
     rd.add_argument("--policy", default=None, metavar="DIR",

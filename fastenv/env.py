@@ -145,6 +145,8 @@ class ImitationEnv(gym.Env):
         self._step = 0
         self._start = 0
         self._push_left = 0
+        self._episode_steps: int | None = None   # set at each reset
+        self._logging = False
         self.episode_log: list[dict] = []
 
     def set_option(self, name: str, value):
@@ -170,6 +172,13 @@ class ImitationEnv(gym.Env):
     # ------------------------------------------------------------------ episode
     @property
     def episode_steps(self) -> int:
+        """This episode's length in control steps, fixed at its reset (an
+        ``episode_seconds`` set during an episode applies from the next one)."""
+        if self._episode_steps is None:
+            return self._length_of_next_episode()
+        return self._episode_steps
+
+    def _length_of_next_episode(self) -> int:
         ref = self.reference
         if self.options["episode_seconds"] is not None:
             return max(1, round(self.options["episode_seconds"] / self.sim.control_dt))
@@ -241,6 +250,9 @@ class ImitationEnv(gym.Env):
         else:
             start = 0
         self._start, self._step = start, 0
+        # runtime options changed during the last episode take effect here, not mid-episode
+        self._episode_steps = self._length_of_next_episode()
+        self._logging = bool(self.options["log"])
         # no drive and no push from the previous episode, neither in a start state being
         # settled nor in the start state's observation (its accelerations)
         self.actuation.idle()
@@ -260,7 +272,7 @@ class ImitationEnv(gym.Env):
         self._count[:] = 0
         self._prev_action[:] = 0.0
         self.episode_log = []
-        if self.options["log"]:   # the start state (step 0), then one record per step
+        if self._logging:   # the start state (step 0), then one record per step
             self.episode_log.append(self._log_record(self.sim.buf[self.sim.layout.slice("q")],
                                                      self.reference.coordinates_at(start)[0]))
         self._write_task_buffer()
@@ -376,7 +388,7 @@ class ImitationEnv(gym.Env):
         info = {name: float(v) for name, v in zip(self.reward_terms, self._terms[0])}
         info.update(effort_cost=float(cost[0]), phase=self._phase(), nan_action=nan_flag,
                     action_clipped=clipped, integrator_retry=sim.last_step_retried)
-        if self.options["log"]:
+        if self._logging:
             self.episode_log.append(self._log_record(qs, q_ref, action=a.copy(),
                                                      **self.actuation.effort_record(), **info))
         if self.render_mode == "human":
@@ -411,7 +423,7 @@ class ImitationEnv(gym.Env):
         """Write this episode (``log=True``) for the OpenSim GUI: ``<stem>.mot`` with the
         coordinates (degrees), ``<stem>_states.sto`` with every state variable, and
         ``<stem>.osim``, the model they belong to (fastenv.references.write_rollout)."""
-        if not self.options["log"] or not self.episode_log:
+        if not self._logging or not self.episode_log:
             raise ValueError("write_motion needs a recorded episode: make the env with "
                              "log=True and reset it")
         from fastenv.references import write_rollout
@@ -449,7 +461,7 @@ class ImitationEnv(gym.Env):
         return dict(sim=self.sim.export_state(), start=self._start, step=self._step,
                     history=self._history.copy(), count=self._count.copy(),
                     prev_action=self._prev_action.copy(), push_left=self._push_left,
-                    rng=self.np_random.bit_generator.state)
+                    episode_steps=self._episode_steps, rng=self.np_random.bit_generator.state)
 
     def set_state(self, state: dict):
         self.sim.import_state(state["sim"])
@@ -458,6 +470,7 @@ class ImitationEnv(gym.Env):
         self._count[:] = state["count"]
         self._prev_action[:] = state["prev_action"]
         self._push_left = state["push_left"]
+        self._episode_steps = state["episode_steps"]
         self.np_random.bit_generator.state = state["rng"]
         self._write_task_buffer()
 

@@ -84,4 +84,27 @@ class EnvAttributeError(EnvError, AttributeError):
     local env raises (SB3's ``has_attr`` and ``except AttributeError`` rely on it)."""
 
 
-__all__ = ["ClosedEnvError", "PendingCallError", "WorkerError", "EnvError", "EnvAttributeError"]
+class EnvValueError(EnvError, ValueError):
+    """An env refused a value inside its worker (a reset option, an attribute set to a bad
+    value): an :class:`EnvError` that is also the ``ValueError`` a local env raises, so
+    that ``except ValueError`` works the same for one env and for many."""
+
+
+class WorkerValueError(WorkerError, ValueError):
+    """A worker could not build its envs because a value was refused (an env option
+    checked only where the model is loaded, a file that does not load): a
+    :class:`WorkerError` that is also the ``ValueError`` ``gym.make`` raises."""
+
+
+def env_error(env_id, exc_type: str, exc_message: str, remote_traceback=None, during=None,
+              attribute_lookup: bool = False) -> EnvError:
+    """The :class:`EnvError` for an exception of type ``exc_type`` raised in a worker: a
+    ``ValueError`` stays one, and so does a missing attribute asked for by name
+    (``attribute_lookup``: ``call``, ``get_attr``; SB3's ``has_attr`` relies on it)."""
+    cls = (EnvAttributeError if exc_type == "AttributeError" and attribute_lookup
+           else EnvValueError if exc_type == "ValueError" else EnvError)
+    return cls(env_id, exc_type, exc_message, remote_traceback, during=during)
+
+
+__all__ = ["ClosedEnvError", "PendingCallError", "WorkerError", "WorkerValueError",
+           "EnvError", "EnvValueError", "EnvAttributeError", "env_error"]

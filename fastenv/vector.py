@@ -24,8 +24,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from fastenv.envs import OPTIONS, RUNTIME_OPTIONS, TASKS, is_int, resolve_options
-from fastenv.errors import ClosedEnvError, EnvError, PendingCallError
+from fastenv.envs import OPTIONS, RUNTIME_OPTIONS, TASKS, is_int, is_number, resolve_options
+from fastenv.errors import ClosedEnvError, PendingCallError, env_error
 from fastenv.pool import EnvFactory, Pool, default_workers
 
 VECTOR_OPTIONS = ("num_workers", "autoreset_mode", "batch_size", "copy", "start_method",
@@ -94,13 +94,19 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"batch_size must be an int in [1, num_envs={num_envs}], "
                              f"got {batch_size!r}")
         mode = _autoreset_mode(autoreset_mode)
-        if step_timeout is not None and not step_timeout > 0:
+        if step_timeout is not None and not (is_number(step_timeout) and step_timeout > 0):
             raise ValueError(f"step_timeout must be > 0 seconds or None, got {step_timeout!r}")
         if recycle_every is not None and not (is_int(recycle_every) and recycle_every >= 1):
             raise ValueError(f"recycle_every must be an int >= 1 or None, got {recycle_every!r}")
         if max_episode_steps is not None:
-            raise ValueError("max_episode_steps is not supported: episodes end after the "
-                             "task's reference cycles (episode_cycles)")
+            raise ValueError(f"max_episode_steps={max_episode_steps!r} is not supported: "
+                             f"set the env option episode_seconds (the default: the task's "
+                             f"reference cycles, or the end of a reference played once)")
+        unknown = sorted(set(env_options) - set(OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; vector options: "
+                             f"{sorted(VECTOR_OPTIONS + ('render_mode',))}; env options: "
+                             f"{sorted(OPTIONS)}")
         # fail early, here rather than in every worker
         self._nan_actions = resolve_options(task=TASKS.get(task), **env_options)["nan_actions"]
         self._env_options = {k: v for k, v in env_options.items() if k in OPTIONS}
@@ -111,7 +117,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self.task = task
         self.num_envs = int(num_envs)
         self.batch_size = int(batch_size)
-        if not isinstance(copy, (bool, np.bool_)):
+        if not (isinstance(copy, (bool, np.bool_)) or (is_int(copy) and copy in (0, 1))):
             raise ValueError(f"copy must be True or False, got {copy!r}")
         self.copy = bool(copy)
         self.autoreset_mode = mode
@@ -216,7 +222,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def _raise_env_errors(self, extras: dict):
         for i, e in extras.items():
             if "worker_exception" in e:
-                raise EnvError(i, *e["worker_exception"])
+                raise env_error(i, *e["worker_exception"])
 
     def _set_seeds(self, ids, seed):
         """Write ``seed`` (None, an int: env i gets seed + i, or a list of num_envs ints
@@ -470,6 +476,16 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self._a = None
         self._pool.close()
         _OPEN.discard(self)
+
+    def __enter__(self):
+        """``with OsimVectorEnv(...) as envs:`` closes the workers on leaving, as
+        ``with gym.make(...) as env:`` does for one env (Gymnasium's VectorEnv has no
+        context manager of its own)."""
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
 
     def close(self, **kwargs):
         self.close_extras(**kwargs)

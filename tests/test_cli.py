@@ -47,7 +47,7 @@ def fastenv_cli(*args, timeout=300):
     (["rollout", "--num-envs", "0"], "--num-envs: expected a whole number >= 1, got 0"),
     (["rollout", "--task", "FlyingImitation2D-v0"], "unknown task 'FlyingImitation2D-v0'"),
     (["bench", "--steps-per-env", "many"], "expected a whole number >= 1, got 'many'"),
-    (["rollout", "--speed", "2"], "unrecognized arguments: --speed 2"),
+    (["rollout", "--speed", "2"], "fastenv rollout: error: unrecognized arguments: --speed 2"),
     ([], "the following arguments are required: cmd"),
     # an output file's folder is made (or refused) before a run of minutes, not after it
     (["bench", "--json", "/dev/null/x.json"],
@@ -118,7 +118,170 @@ def test_option_values_are_read_as_json_or_python_literals():
     assert parse_env_option("reward=tracking") == ("reward", "tracking")
 
 
-def test_output_file_folders_are_made(tmp_path):
-    from fastenv.__main__ import _output_file
+def test_output_file_folders_are_made_when_written(tmp_path):
+    """An output file's path is checked while arguments are read, its missing folders
+    made only when it is written: a command refused later leaves no folders behind."""
+    from fastenv.__main__ import main
+    assert main(["evaluate", str(tmp_path / "no-run"), "--json",
+                 str(tmp_path / "made" / "sub" / "x.json")]) == 2
+    assert list(tmp_path.iterdir()) == []
+    from fastenv.__main__ import _folder_made, _output_file
     out = tmp_path / "new" / "deeper" / "x.json"
-    assert _output_file(str(out)) == str(out) and out.parent.is_dir()
+    assert _output_file(str(out)) == str(out) and list(tmp_path.iterdir()) == []
+    assert _folder_made(str(out)) == str(out) and out.parent.is_dir()
+
+
+def _exit_code(argv) -> int:
+    from fastenv.__main__ import main
+    try:
+        return main(argv)
+    except SystemExit as exc:      # argparse's own errors
+        return exc.code
+
+
+@pytest.mark.parametrize("command, given", [
+    ("tasks", []), ("rollout", []), ("bench", []), ("train", []), ("evaluate", ["runs/x"]),
+    ("render", [])])
+def test_unknown_arguments_are_reported_by_their_command(command, given, capsys):
+    assert _exit_code([command, *given, "--no-such-flag"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"fastenv {command}: error: unrecognized arguments: --no-such-flag")
+    assert _exit_code(["--no-such-flag", command, *given]) == 2
+    assert capsys.readouterr().err.startswith("fastenv: error: unrecognized arguments")
+
+
+def test_help_is_plain_text():
+    """Command descriptions are docstrings: their reST markup stays out of --help."""
+    import argparse
+
+    from fastenv.__main__ import parser
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        assert "``" not in command.format_help(), name
+    assert "OsimVectorEnv stepped" in sub.choices["rollout"].format_help()
+
+
+@pytest.mark.parametrize("option, flag", [
+    ("mode=eval", "test-mode episode"), ("episode_seconds=0.05", "--seconds"),
+    ("log=true", "--export, --plot or --plot-grf"), ("render_view=front", "--view"),
+    ("render_size=[10,10]", "--width and --height")])
+def test_render_refuses_options_its_flags_set(option, flag, tmp_path, capsys):
+    """--option for an env option that render sets from a flag would be overridden."""
+    out = tmp_path / "x.png"
+    assert _exit_code(["render", "TorqueWalkingImitation2D-v0", "--reference", "--seconds",
+                       "0.05", "--no-progress", "--out", str(out), "--option", option]) == 2
+    err = capsys.readouterr().err
+    key = option.split("=")[0]
+    assert err.startswith(f"fastenv render: error: ValueError: --option {key}: fastenv render "
+                          f"sets {key} itself") and flag in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+class FakeEnv:
+    """A stand-in env: reward 1 per step, an episode ends at every third step.
+    ``calls`` holds (env steps, episode ends) of each step()."""
+
+    def __init__(self, task, **options):
+        self.action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+        self.t, self.calls = 0, []
+
+    def reset(self, seed=None, options=None):
+        self.t = 0
+        return np.zeros(1), {}
+
+    def step(self, action):
+        self.t += 1
+        self.calls.append((1, int(self.t % 3 == 0)))
+        return np.zeros(1), 1.0, self.t % 3 == 0, False, {}
+
+    def close(self):
+        pass
+
+
+class FakeVectorEnv:
+    """OsimVectorEnv's NextStep autoreset over FakeEnv-like envs: the row after an
+    episode's end is its reset (reward 0), not an env step. ``calls`` holds (env
+    steps, episode ends) of each step() or recv()."""
+
+    def __init__(self, task, num_envs, num_workers=None, batch_size=None):
+        self.num_envs, self.num_workers = num_envs, num_workers or 1
+        self.batch_size = batch_size or num_envs
+        self.single_action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
+        self.t, self.ended = np.zeros(num_envs, int), np.zeros(num_envs, bool)
+        self.in_flight, self.calls = [], []
+
+    def reset(self, seed=None):
+        self.t[:], self.ended[:] = 0, False
+        return np.zeros((self.num_envs, 1)), {}
+
+    def _rows(self, ids):
+        ids = np.asarray(ids)
+        stepped = ~self.ended[ids]
+        self.t[ids] = np.where(stepped, self.t[ids] + 1, 0)
+        ended = stepped & (self.t[ids] % 3 == 0)
+        self.ended[ids] = ended
+        self.calls.append((int(stepped.sum()), int(ended.sum())))
+        return (np.zeros((len(ids), 1)), stepped.astype(np.float32), ended,
+                np.zeros(len(ids), bool), {"env_id": ids})
+
+    def step(self, actions):
+        return self._rows(np.arange(self.num_envs))
+
+    def async_reset(self, seed=None):
+        """Every env's next row is its reset."""
+        self.ended[:] = True
+        self.in_flight = list(range(self.num_envs))
+
+    def send(self, actions, env_ids):
+        self.in_flight += list(env_ids)
+
+    def recv(self):
+        ids, self.in_flight = self.in_flight[:self.batch_size], self.in_flight[self.batch_size:]
+        return self._rows(ids)
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_envs(monkeypatch):
+    """The envs that rollout and bench make, replaced by fakes; returns those made."""
+    made = []
+
+    def recorded(cls):
+        return lambda *args, **kwargs: made.append(cls(*args, **kwargs)) or made[-1]
+    monkeypatch.setattr(gym, "make", recorded(FakeEnv))
+    monkeypatch.setattr("fastenv.env.ImitationEnv", recorded(FakeEnv))
+    monkeypatch.setattr("fastenv.vector.OsimVectorEnv", recorded(FakeVectorEnv))
+    return made
+
+
+@pytest.mark.parametrize("num_envs", [1, 4])
+def test_rollout_counts_env_steps_not_resets(num_envs, fake_envs, capsys):
+    """Resets (the vector env's autoreset rows, reward 0) are not steps, for one env
+    and for the vector env alike: the steps, episode ends and mean reward printed are
+    the envs' own."""
+    from fastenv.__main__ import main
+    assert main(["rollout", "--task", "TorqueWalkingImitation2D-v0", "--steps", "10",
+                 "--num-envs", str(num_envs)]) == 0
+    [env] = fake_envs
+    steps, ends = map(sum, zip(*env.calls))
+    out = capsys.readouterr().out
+    assert f" {steps} random-action steps " in out and f" {ends} episode ends" in out
+    assert out.strip().endswith("mean reward 1.000")
+    assert 10 <= steps < 10 + max(1, num_envs // 2)   # at most one batch over
+
+
+def test_bench_counts_env_steps_not_resets(fake_envs, tmp_path):
+    """bench's rows count env steps after its 10 warm-up steps, not autoreset rows; its
+    --json folder is made when the file is written."""
+    from fastenv.__main__ import main
+    out = tmp_path / "new" / "bench.json"
+    assert main(["bench", "--task", "TorqueWalkingImitation2D-v0", "--num-envs", "2",
+                 "--workers", "1", "--steps-per-env", "6", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == len(fake_envs) == 2
+    for row, env in zip(rows, fake_envs):
+        steps, ends = map(sum, zip(*env.calls[10:]))
+        assert (row["steps"], row["episode_ends"]) == (steps, ends), row["method"]

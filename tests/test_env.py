@@ -259,6 +259,38 @@ def test_options_of_the_other_actuation_are_refused():
     assert applicable_options(ENV_TASKS["TorqueWalkingImitation2D-v0"], table) == table
 
 
+def test_options_whose_switch_is_off_are_refused():
+    """residual_range without residual PD targets, excitation_range and reflex_gains
+    without the excitations that read them, frontal reflex gains on a planar model: each
+    would change nothing, so each is refused; a config for every task leaves them out."""
+    torque, muscle = (ENV_TASKS[f"{k}WalkingImitation2D-v0"] for k in ("Torque", "Muscle"))
+    with pytest.raises(ValueError, match=r"^residual_range=0.2: applies with "
+                                         r"pd_targets='residual', not 'range'; "
+                                         r"TorqueWalkingImitation2D-v0 would ignore it$"):
+        resolve_options(task=torque, residual_range=0.2)
+    resolve_options(task=torque, residual_range=0.2, pd_targets="residual")
+    with pytest.raises(ValueError, match=r"excitation_range=0.3: applies with excitations in "
+                                         r"\['residual', 'reflex'\], not 'direct'"):
+        resolve_options(task=muscle, excitation_range=0.3)
+    with pytest.raises(ValueError, match=r"reflex_gains=\[1, 1, 1, 1\]: applies with "
+                                         r"excitations='reflex', not 'residual'"):
+        resolve_options(task=muscle, excitations="residual", reflex_gains=[1, 1, 1, 1])
+    resolve_options(task=muscle, excitations="residual", excitation_range=0.3)
+    frontal = [2.5, 1, 1.5, 0.3, 2.0, 1]
+    with pytest.raises(ValueError, match=r"k_list and k_step act in the frontal plane and "
+                                         r"MuscleWalkingImitation2D-v0 is planar"):
+        resolve_options(task=muscle, excitations="reflex", reflex_gains=frontal)
+    resolve_options(task=muscle, excitations="reflex", reflex_gains=[*frontal[:4], 0, 0])
+    resolve_options(task=ENV_TASKS["MuscleWalkingImitation3D-v0"], excitations="reflex",
+                    reflex_gains=frontal)
+    table = dict(excitations="reflex", reflex_gains=frontal, pd_targets="residual",
+                 residual_range=0.2)
+    assert applicable_options(muscle, table) == dict(excitations="reflex",
+                                                     reflex_gains=frontal[:4])
+    assert applicable_options(torque, dict(pd_targets="range", residual_range=0.2)) == dict(
+        pd_targets="range")
+
+
 def test_a_model_file_that_does_not_load_is_one_line(tmp_path):
     with pytest.raises(ValueError, match=r"cannot load OpenSim model '.*nope.osim': no such "
                                          r"file \(expected the path of an .osim file\)"):
@@ -269,6 +301,16 @@ def test_a_model_file_that_does_not_load_is_one_line(tmp_path):
                                          "file") as err:
         ImitationEnv(TASKS[1], model=str(bad))
     assert "\n" not in str(err.value) and "Thrown at" not in str(err.value)
+
+
+def test_reference_options_take_a_motion_file_in_either_case():
+    """A .MOT or .Sto file is a motion file to reference_options, as it is to the loader."""
+    task = ENV_TASKS["MuscleWalkingImitation2D-v0"]
+    for name in ("walk.MOT", "walk.Sto", "walk.mot"):
+        resolve_options(task=task, reference=name, reference_options={"cycle": "auto"})
+    with pytest.raises(ValueError, match=r"apply to a motion-file reference .* got "
+                                         r"'walk.NPZ'"):
+        resolve_options(task=task, reference="walk.NPZ", reference_options={"cycle": "auto"})
 
 
 def test_step_before_reset_and_runtime_options():
@@ -287,6 +329,25 @@ def test_step_before_reset_and_runtime_options():
     with pytest.raises(ValueError, match="unknown option 'foo'; options that can change"):
         env.set_option("foo", 1)
     assert env.get_option("episode_seconds") == 1.0
+    env.close()
+
+
+def test_runtime_options_changed_mid_episode_apply_from_the_next_reset():
+    """As set_option promises: an episode keeps the length and logging it started with."""
+    env = ImitationEnv(TASKS[1], mode="test")
+    env.reset(seed=0)
+    zero = np.zeros(env.action_space.shape, np.float32)
+    for _ in range(10):
+        env.step(zero)
+    full = env.episode_steps
+    env.set_option("episode_seconds", 0.05)   # 5 steps: already past it
+    env.set_option("log", True)
+    assert env.episode_steps == full
+    assert not env.step(zero)[3] and env.episode_log == []
+    env.reset(seed=0)
+    assert env.episode_steps == 5 and len(env.episode_log) == 1   # the start state
+    truncated = [env.step(zero)[3] for _ in range(5)]
+    assert truncated == [False] * 4 + [True] and len(env.episode_log) == 6
     env.close()
 
 

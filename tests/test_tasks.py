@@ -68,9 +68,8 @@ def test_reference_state_initialisation_on_the_ground(task):
     assert 0.7 <= sum(feet.values()) <= 1.3
     if min(feet.values()) > 0.01:             # both feet on the ground (the heel just struck)
         return
-    # a heel that has just struck may carry next to nothing at the first frame (walking3d
-    # starts at walking2d's heel strike: 0.01 BW on the 3D heel): it must carry load by
-    # the second or third
+    # a heel that has just struck may carry next to nothing at the first frame (the
+    # locked-knee gaits' right heel: 0.00 BW): it must carry load by the second or third
     loads = [sim.contact_loads(sim.posed_state(*env.reference.coordinates_at(k)))[:, 1]
              / sim.body_weight for k in (1, 2)]
     later = [min(sum(v for name, v in zip(sim.contact_names, load) if name.endswith(side))

@@ -288,6 +288,30 @@ def test_bad_vector_input():
                           (dict(num_envs=2, num_workers=1.5), "num_workers must be an int"),
                           (dict(num_envs=2, batch_size=True), r"batch_size must be an int in "
                                                               r"\[1, num_envs=2\], got True"),
-                          (dict(num_envs=2, copy="yes"), "copy must be True or False, got 'yes'")):
+                          (dict(num_envs=2, copy="yes"), "copy must be True or False, got 'yes'"),
+                          (dict(num_envs=2, step_timeout="5"), "step_timeout must be > 0 "
+                                                               "seconds or None, got '5'"),
+                          (dict(num_envs=2, max_episode_steps=50), "max_episode_steps=50 is not "
+                                                                   "supported: set the env option "
+                                                                   "episode_seconds"),
+                          # a vector option misspelt: the valid names include the vector's
+                          (dict(num_envs=2, num_worker=2), r"unknown option\(s\) \['num_worker'\]; "
+                                                           r"vector options: .*'num_workers'")):
         with pytest.raises(ValueError, match=match):
             OsimVectorEnv(TASK, **kwargs)
+
+
+def test_values_refused_inside_a_worker_are_value_errors():
+    """An option only the loaded model can check, or a reset option out of range, is the
+    ValueError gym.make raises for one env, and still the worker/env error it was."""
+    from fastenv.errors import EnvError, WorkerError
+    with pytest.raises(ValueError, match="worker 0 failed to build env 0: ValueError: "
+                                         ".*kp") as err:
+        OsimVectorEnv(TASK, 1, num_workers=1, kp=[1.0, 2.0])
+    assert isinstance(err.value, WorkerError)
+    with OsimVectorEnv(TASK, 2, num_workers=1) as venv:
+        with pytest.raises(ValueError, match=r"env 0 raised in its worker.*start_frame must be "
+                                             r"an int in \[0, ") as err:
+            venv.reset(options={"start_frame": 10**6})
+        assert isinstance(err.value, EnvError)
+

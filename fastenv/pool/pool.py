@@ -50,10 +50,11 @@ from gymnasium.vector import AutoresetMode
 
 from fastenv.errors import (
     ClosedEnvError,
-    EnvAttributeError,
     EnvError,
     PendingCallError,
     WorkerError,
+    WorkerValueError,
+    env_error,
     one_line,
 )
 from fastenv.pool.shared import LayoutSpec, SharedArrays
@@ -261,7 +262,9 @@ class Pool:
             if "__main__" in emessage:
                 hint = ("; workers do not run the parent's __main__: define the env "
                         "factory in an importable module")
-            raise WorkerError(f"worker {w} {where}: {etype}: {one_line(emessage)}{hint}", tb)
+            # a refused value stays a ValueError, as gym.make raises it for one env
+            cls = WorkerValueError if etype == "ValueError" else WorkerError
+            raise cls(f"worker {w} {where}: {etype}: {one_line(emessage)}{hint}", tb)
         if msg[0] != kind:
             raise WorkerError(f"worker {w} sent {msg[0]!r} during start-up; expected {kind!r}")
         return msg
@@ -322,11 +325,8 @@ class Pool:
             env_id, etype, emessage, tb = value
             during = f"{what}({args[1]!r})" if what in ("call", "get_attr", "set_attr") \
                 else what
-            # a name the env lacks: also the AttributeError a local env raises (SB3's
-            # has_attr and `except AttributeError` rely on it)
-            cls = EnvAttributeError if (etype == "AttributeError"
-                                        and what in ("call", "get_attr")) else EnvError
-            raise cls(env_id, etype, emessage, tb, during=during)
+            raise env_error(env_id, etype, emessage, tb, during=during,
+                            attribute_lookup=what in ("call", "get_attr"))
         return value
 
     def _recover(self, w, reason: str):
