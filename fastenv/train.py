@@ -83,7 +83,12 @@ def config_env_options(task: str, cfg: dict, given: dict) -> dict:
     from fastenv.envs import TASKS, applicable_options, resolve_options
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
-    options = run_env_options({**applicable_options(TASKS[task], cfg.get("task", {})),
+    # what the task would not read is left out of the config's table, judged with the
+    # caller's options over it (--option pd_targets=range leaves out its residual_range);
+    # the caller's own options are left to the env's check
+    merged = {**cfg.get("task", {}), **given}
+    kept = applicable_options(TASKS[task], merged)
+    options = run_env_options({**{k: kept[k] for k in cfg.get("task", {}) if k in kept},
                                **given})
     # checked now, before a run folder is written (files named in them: when built)
     resolve_options(task=TASKS[task],

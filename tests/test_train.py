@@ -214,6 +214,20 @@ def test_training_configs_give_each_task_the_options_it_reads():
     assert torque["pd_targets"] == "residual"
     with pytest.raises(ValueError, match="kp=3: applies to torque tasks"):
         config_env_options("MuscleWalkingImitation2D-v0", cfg, {"kp": 3})
+    # the caller's switch turns the config's dependent option off with it ...
+    assert "residual_range" not in config_env_options("TorqueWalkingImitation2D-v0", cfg,
+                                                      {"pd_targets": "range"})
+    # ... but what the caller sets is checked, not dropped
+    with pytest.raises(ValueError, match="residual_range=0.3: applies with "
+                                         "pd_targets='residual', not 'range'"):
+        config_env_options("TorqueWalkingImitation2D-v0", cfg,
+                           {"pd_targets": "range", "residual_range": 0.3})
+    frontal = dict(cfg, task=dict(cfg["task"], excitations="reflex",
+                                  reflex_gains=[2.5, 1, 1.5, 0.3, 2.0, 1]))
+    assert config_env_options("MuscleWalkingImitation2D-v0", frontal, {})["reflex_gains"] == [
+        2.5, 1, 1.5, 0.3]
+    assert len(config_env_options("MuscleWalkingImitation3D-v0", frontal, {})[
+        "reflex_gains"]) == 6
     saved = read_run_config(ROOT / "baselines" / "runs" / "muscle2d_ppo_reflex")
     assert "pd_targets" not in saved["env_options"]
     assert saved["env_options"]["excitations"] == "reflex"
