@@ -127,7 +127,7 @@ def load_config(algo: str, path: str | Path | None = None) -> dict:
                          f"(presets: {list(PRESETS)}); expected a TOML/JSON file or a preset")
     else:
         raw = path.read_text()
-    user = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw)
+    user = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw)
     for section, values in user.items():
         if section not in config or not isinstance(values, dict):
             raise ValueError(f"{path}: unknown section [{section}]; expected {SECTIONS}")

@@ -49,3 +49,15 @@ def test_write_motion_needs_a_recorded_episode(tmp_path):
     env.reset(seed=0)
     with pytest.raises(ValueError, match="log=True"):
         env.write_motion(tmp_path / "x.mot")
+
+
+def test_a_rollout_named_in_capitals_keeps_one_stem(tmp_path):
+    """``R.MOT`` is a motion file name too: the three files are R.mot, R_states.sto and
+    R.osim, not R.MOT_states.sto."""
+    from fastenv.envs.variants import variant_path
+    from fastenv.references import write_rollout
+
+    paths = write_rollout(tmp_path / "R.MOT", np.array([0.0, 0.01]), ["knee_angle_r"],
+                          [True], np.zeros((2, 1)), ["a"], np.zeros((2, 1)),
+                          variant_path("torque2d"))
+    assert {p.name for p in paths.values()} == {"R.mot", "R_states.sto", "R.osim"}

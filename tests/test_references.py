@@ -773,3 +773,181 @@ def test_every_column_of_a_motion_file_is_read_or_reported(tmp_path, muscle2d_pa
     with pytest.raises(ValueError, match=r"a looped cycle of 0.00\d+ s is shorter than 2 "
                                          r"control steps"):
         reference_from_motion(tmp_path / "fine.sto", muscle2d_path, cycle=(0.1, 0.104))
+
+
+def test_a_bad_saved_reference_is_named_by_its_file(tmp_path):
+    """Refusing a saved .npz names the file passed, not the reference stored in it (the
+    shipped one it was saved from, which is fine); a motion file is sampled at the
+    model's own control step."""
+    from fastenv.envs.variants import variant_path
+    from fastenv.references.prepare import prepare_reference
+    from fastenv.sim import Simulation
+
+    sim = Simulation(variant_path("torque2d"), energetics=False)
+    arrays = dict(np.load(REFERENCE_DIR / "walking2d.npz"))
+    meta = json.loads(str(arrays["meta"]))
+    q = arrays["q"].copy()
+    q[5, 3] = np.nan
+    rot = [j for j, c in enumerate(meta["coordinate_names"]) if not c.startswith("pelvis_t")]
+    degrees = arrays["q"].copy()
+    degrees[:, rot] = np.degrees(degrees[:, rot])
+    for name, change, match in (
+            ("degrees", dict(q=degrees), r"knee_angle_r reaches .* was it saved in degrees"),
+            ("renamed", dict(meta=dict(meta, coordinate_names=[
+                c.upper() for c in meta["coordinate_names"]])), "none of the model's"),
+            ("dt", dict(meta=dict(meta, control_dt=0.005)),
+             r"control_dt 0.005 s, expected the env's control step, 0.01 s"),
+            ("nan", dict(q=q), r"q holds 1 non-finite value")):
+        if "meta" in change:
+            change["meta"] = np.array(json.dumps(change["meta"]))
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **dict(arrays, **change))
+        with pytest.raises(ValueError, match=match) as err:
+            prepare_reference(sim, str(path))
+        message = str(err.value)
+        assert message.startswith(f"reference file {str(path)!r}"), message
+        assert "walking2d" not in message and "\n" not in message
+    write_motion(tmp_path / "walk.sto", *_walking2d_rows(101), in_degrees=False)
+    slow = Simulation(variant_path("torque2d"), energetics=False, control_dt=0.02)
+    with pytest.warns(UserWarning):
+        ref = prepare_reference(slow, str(tmp_path / "walk.sto"))
+    assert ref.control_dt == 0.02
+
+
+def test_a_lab_origin_offset_is_aligned_and_reported(tmp_path):
+    """A motion 1 m up (recorded about a lab origin off the floor) lands on the ground,
+    the shift given in the file's one warning with what it suggests; one that no shift
+    within 5 m grounds is refused, naming the file and align_ground=False."""
+    from fastenv.envs.variants import variant_path
+    from fastenv.references.prepare import prepare_reference
+    from fastenv.sim import Simulation
+
+    sim = Simulation(variant_path("torque2d"), energetics=False)
+    time, columns = _walking2d_rows(101)
+    write_motion(tmp_path / "floor.sto", time, columns, in_degrees=False)
+    write_motion(tmp_path / "lab.sto", time, dict(columns, pelvis_ty=columns["pelvis_ty"] + 1),
+                 in_degrees=False)
+    with pytest.warns(UserWarning):
+        floor = prepare_reference(sim, str(tmp_path / "floor.sto"))
+    with pytest.warns(UserWarning) as record:
+        lab = prepare_reference(sim, str(tmp_path / "lab.sto"))
+    messages = _user_warnings(record)
+    assert len(messages) == 1, messages
+    dy = lab.figures["ground_offset_m"]
+    assert dy == pytest.approx(floor.figures["ground_offset_m"] - 1.0, abs=1e-4)
+    assert f"shifted {abs(dy) * 100:.1f} cm down" in messages[0]
+    assert "lab origin" in messages[0] and messages[0].startswith("lab.sto: ")
+    ty = sim.coordinate_names.index("pelvis_ty")
+    np.testing.assert_allclose(lab.q[:, ty], floor.q[:, ty], atol=1e-4)
+    np.testing.assert_allclose(lab.com_pos, floor.com_pos, atol=1e-4)
+
+    arrays = dict(np.load(REFERENCE_DIR / "walking2d.npz"))
+    q = arrays["q"].copy()
+    q[:, ty] += 10.0
+    np.savez(tmp_path / "air.npz", **dict(arrays, q=q))
+    with pytest.raises(ValueError, match=r"^reference file '.*air.npz': cannot align with the "
+                                         r"ground: its pelvis_ty goes 10.\d+ to 10.\d+ m.* "
+                                         r"align_ground=False") as err:
+        prepare_reference(sim, str(tmp_path / "air.npz"))
+    assert "\n" not in str(err.value)
+    kept = prepare_reference(sim, str(tmp_path / "air.npz"), align_ground=False)
+    assert kept.q[0, ty] == q[0, ty]
+
+
+def test_a_radians_column_in_a_degrees_file_is_named(tmp_path, muscle2d_path):
+    """One ankle column in radians under inDegrees=yes moves 0.3 "deg" in a gait: named
+    in the warning. Every column in degrees, a left knee and ankle held still (a locked
+    knee's motion), and the radians column on a model that locks that joint are not."""
+    from fastenv.envs.variants import variant_path
+
+    time, columns = _walking2d_rows(101)
+    degrees = {c: v if c.startswith("pelvis_t") else np.degrees(v) for c, v in columns.items()}
+    radians = columns["ankle_angle_l"]
+    write_motion(tmp_path / "mixed.mot", time, dict(degrees, ankle_angle_l=radians),
+                 in_degrees=True)
+    with pytest.warns(UserWarning) as record:
+        ref = reference_from_motion(tmp_path / "mixed.mot", muscle2d_path)
+    messages = _user_warnings(record)
+    assert len(messages) == 1
+    assert (f"ankle_angle_l moves only {radians.min():.2f} to {radians.max():.2f} deg "
+            "although the motion is a gait") in messages[0], messages[0]
+    assert "radians under the header's inDegrees=yes" in messages[0]
+    assert list(ref.figures["motion_file"]["still_gait_joints"]) == ["ankle_angle_l"]
+    locked = reference_from_motion(tmp_path / "mixed.mot", variant_path("muscle2d_lockedknee"),
+                                   warn=False)
+    assert locked.figures["motion_file"]["still_gait_joints"] == {}
+    assert "ankle_angle_l" in locked.figures["motion_file"]["locked_coordinates_dropped"]
+    held = dict(degrees, knee_angle_l=np.full_like(time, -5.0), ankle_angle_l=np.zeros_like(time))
+    for name, cols in (("degrees.mot", degrees), ("held.mot", held)):
+        write_motion(tmp_path / name, time, cols, in_degrees=True)
+        report = reference_from_motion(tmp_path / name, muscle2d_path,
+                                       warn=False).figures["motion_file"]
+        assert report["still_gait_joints"] == {} and report["looks_like_gait"], name
+
+
+@pytest.mark.parametrize("name, model, options", [
+    ("gait10dof18musc_subject01_walk_ik.mot", "muscle2d", {}),
+    ("gait10dof18musc_subject01_walk_ik.mot", "muscle2d_lockedknee", {}),
+    ("hamner_subject02_running_ik.mot", "muscle3d", {"treadmill_speed": 3.9}),
+    ("tutorial_gait2392_normal.mot", "muscle3d_lockedknee", {}),
+    ("tutorial_gait2392_crouch1.mot", "palsy3d", {}),
+    ("tutorial_gait2392_crouch3.mot", "palsy3d", {}),
+    ("opencap_jump2_ik.mot", "muscle3d", {"negate": ["knee_angle_r", "knee_angle_l"]})])
+def test_measured_degrees_files_have_no_radians_column(name, model, options):
+    """The check for a radians column does not fire on public measured motions in
+    degrees, the least moving joints among them (crouch gait's stiff knee, 11 deg; its
+    ankle, 9 deg) and a locked-knee model's dropped knee and ankle included."""
+    from fastenv.envs.variants import variant_path
+
+    path = shared_motion(name)
+    report = reference_from_motion(path, variant_path(model), warn=False,
+                                   **options).figures["motion_file"]
+    assert report["looks_like_gait"]   # the check applies
+    assert report["still_gait_joints"] == {}
+
+
+def test_a_motion_too_short_to_filter_is_played_as_is(tmp_path, muscle2d_path):
+    """Three rows of walking: the 6 Hz filter's start-up transient moved the first
+    frame's pelvis 1.5 cm and a knee 0.8 deg; they are played unfiltered, and the
+    warning says so."""
+    time, columns = _walking2d_rows(3)
+    write_motion(tmp_path / "short.sto", time, columns, in_degrees=False)
+    with pytest.warns(UserWarning, match=r"not low-pass filtered: it lasts 0.0\d+ s, less "
+                                         r"than one period of the 6 Hz cut-off"):
+        ref = reference_from_motion(tmp_path / "short.sto", muscle2d_path)
+    assert ref.figures["motion_file"]["unfiltered_duration_s"] == pytest.approx(time[-1] - time[0])
+    for c in ("pelvis_tx", "knee_angle_r", "hip_flexion_r"):
+        assert ref.q[0, ref.coordinate_names.index(c)] == pytest.approx(columns[c][0], abs=1e-12)
+    bare = reference_from_motion(tmp_path / "short.sto", muscle2d_path, warn=False,
+                                 lowpass_hz=None)
+    np.testing.assert_array_equal(bare.q, ref.q)
+
+
+def test_lowpass_pads_one_period_whatever_the_rate():
+    """A motion's filtered ends are what the filter gives inside a longer recording, to
+    about what it changes anyway (a 15-row padding, 15 ms at 1000 Hz, left them 7 cm and
+    25 deg off)."""
+    from scipy.interpolate import CubicSpline
+
+    from fastenv.references import lowpass
+
+    time, columns = _walking2d_rows(101)
+    period = time[-1] - time[0]
+    spline = CubicSpline(time, np.column_stack([columns["pelvis_tx"],
+                                                np.degrees(columns["knee_angle_r"])]),
+                         axis=0, bc_type="not-a-knot")
+    stride = columns["pelvis_tx"][-1] - columns["pelvis_tx"][0]
+
+    def walk(t):   # the cycle repeated, the pelvis going on by a stride each
+        k = np.floor((t - time[0]) / period)
+        y = spline(t - k * period)
+        y[:, 0] += k * stride
+        return y
+
+    for hz in (100, 1000):
+        t = np.arange(-3.0, 3.0, 1 / hz)
+        inside = lowpass(walk(t), 1 / hz, 6.0)
+        for start in (0.3, 0.6):
+            rows = slice(int(3.0 * hz + start * hz), int(3.0 * hz + (start + 0.5) * hz))
+            error = np.abs(lowpass(walk(t[rows]), 1 / hz, 6.0) - inside[rows]).max(axis=0)
+            assert error[0] < 0.01 and error[1] < 4.0, (hz, start, error)

@@ -315,3 +315,23 @@ def test_values_refused_inside_a_worker_are_value_errors():
             venv.reset(options={"start_frame": 10**6})
         assert isinstance(err.value, EnvError)
 
+
+
+def test_a_reference_files_warning_is_raised_once_in_the_parent():
+    """Each worker builds envs on the same motion file and catches its notes; the parent
+    raises them once, at the caller's line, where filters and catch_warnings see them."""
+    import importlib.resources
+    import warnings
+    ik_file = importlib.resources.files("fastenv.envs") / "references" / \
+        "walking2d_coordinates.sto"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with OsimVectorEnv(TASK, 2, num_workers=2, reference=str(ik_file), **KW):
+            pass
+    notes = [w for w in caught if "walking2d_coordinates" in str(w.message)]
+    assert len(notes) == 1, [str(w.message) for w in caught]
+    assert notes[0].filename == __file__ and issubclass(notes[0].category, UserWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserWarning, match="walking2d_coordinates"):
+            OsimVectorEnv(TASK, 2, num_workers=2, reference=str(ik_file), **KW)

@@ -33,6 +33,7 @@ when each env steps changes. Resets are sent at once, as without balancing.
 from __future__ import annotations
 
 import atexit
+import builtins
 import heapq
 import multiprocessing as mp
 import os
@@ -56,6 +57,7 @@ from fastenv.errors import (
     WorkerValueError,
     env_error,
     one_line,
+    warn_caller,
 )
 from fastenv.pool.shared import LayoutSpec, SharedArrays
 from fastenv.pool.worker import RECORD, worker_main
@@ -160,6 +162,7 @@ class Pool:
         self.arrays = None
         self.closed = False
         self._pending = np.zeros(num_envs, dtype=bool)
+        self._warned: set[tuple[str, str]] = set()   # worker warnings raised already
         self._ready = np.zeros(num_workers, dtype=bool)  # in its command loop, idle or not
         self._in_call = np.zeros(num_workers, dtype=bool)  # a rare command awaits its reply
         self._heard = np.zeros(num_workers)          # last message from / send to worker
@@ -269,6 +272,18 @@ class Pool:
             raise WorkerError(f"worker {w} sent {msg[0]!r} during start-up; expected {kind!r}")
         return msg
 
+    def _raise_warnings(self, notes):
+        """Raise the warnings a worker's build caught, each once in the pool's life (the
+        workers build the same envs, and a respawned worker builds them again), at the
+        caller's line, where ``warnings`` filters and ``catch_warnings`` see them."""
+        for name, message in notes:
+            if (name, message) not in self._warned:
+                self._warned.add((name, message))
+                category = getattr(builtins, name, None)
+                if not (isinstance(category, type) and issubclass(category, Warning)):
+                    category = UserWarning   # a library's own class: not importable here
+                warn_caller(message, category)
+
     def _start(self):
         for w in range(self.num_workers):
             conn, proc = self._spawn(w, self._faults)
@@ -276,7 +291,10 @@ class Pool:
             self.procs.append(proc)
         for w in range(self.num_workers):
             self._expect(w, "started")
-        spaces = [self._expect(w, "spaces")[1:] for w in range(self.num_workers)]
+        built = [self._expect(w, "spaces") for w in range(self.num_workers)]
+        for msg in built:
+            self._raise_warnings(msg[4])
+        spaces = [msg[1:4] for msg in built]
         self.observation_space, self.action_space, info_scalars = spaces[0]
         for w, other in enumerate(spaces[1:], 1):
             if other != spaces[0]:
@@ -301,7 +319,7 @@ class Pool:
         self.conns[w].close()
         self.conns[w], self.procs[w] = self._spawn(w)
         self._expect(w, "started")
-        self._expect(w, "spaces")
+        self._raise_warnings(self._expect(w, "spaces")[4])
         self.conns[w].send(("attach", self.arrays.name, self.spec))
         self.pids[w] = self._expect(w, "ready")[1]
         self._ready[w] = True

@@ -2,9 +2,10 @@
 
 Start-up (pickled messages): the worker sends ``("started", pid)`` as soon as it runs,
 builds its envs with the pool's env factory, sends ``("spaces", observation_space,
-action_space, info_scalars)``, receives ``("attach", shm_name, spec)``, maps the shared
-segment and sends ``("ready", pid)``. A failure is sent as ``("error", what_failed,
-exc_type, message, traceback)`` instead.
+action_space, info_scalars, warnings)`` (the warnings the build raised, as
+``(category name, message)``, for the parent to raise once), receives ``("attach",
+shm_name, spec)``, maps the shared segment and sends ``("ready", pid)``. A failure is
+sent as ``("error", what_failed, exc_type, message, traceback)`` instead.
 
 Protocol after start-up (parent -> worker, one message per command, ``send_bytes``):
   ``b"S" + int32 env ids``  step those envs with their rows of ``actions``
@@ -34,6 +35,7 @@ import struct
 import sys
 import time
 import traceback
+import warnings
 
 import numpy as np
 from gymnasium.vector import AutoresetMode
@@ -280,8 +282,13 @@ def worker_main(conn, env_fn, env_ids, autoreset_mode, faults=(), parent=None):
     arrays = runner = None
     try:
         conn.send(("started", os.getpid()))
-        runner = EnvRunner(env_ids, env_fn, autoreset_mode, faults)
-        conn.send(("spaces", *runner.spaces, runner.info_scalars))
+        # warnings of the build (a reference file's notes) go to the parent, which
+        # raises each once at the caller's line; printed here, every worker would print
+        # its own copy, and the caller could neither catch nor filter them
+        with warnings.catch_warnings(record=True) as caught:
+            runner = EnvRunner(env_ids, env_fn, autoreset_mode, faults)
+        notes = list(dict.fromkeys((w.category.__name__, str(w.message)) for w in caught))
+        conn.send(("spaces", *runner.spaces, runner.info_scalars, notes))
         msg = conn.recv()
         if msg[0] != "attach":
             return

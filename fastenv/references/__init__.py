@@ -198,7 +198,10 @@ class Reference:
         try:
             return cls(**meta, **arrays)
         except (TypeError, ValueError) as exc:   # missing or unexpected arrays, shapes
-            raise ValueError(f"reference file {str(path)!r}: {exc}") from None
+            # the file is what the user passed: the name stored in it (say, the shipped
+            # reference it was saved from) would blame that one
+            reason = str(exc).removeprefix(f"reference {meta.get('name')!r}: ")
+            raise ValueError(f"reference file {str(path)!r}: {reason}") from None
 
 
 # --------------------------------------------------------------------- motion files
@@ -282,7 +285,8 @@ def write_rollout(path, time, coordinate_names, rotational, q, state_names, stat
     ``<stem>.osim``, a copy of the model they belong to. Returns the three paths."""
     import shutil
     path = Path(path)
-    stem = path.with_suffix("") if path.suffix in (".mot", ".sto", ".osim") else path
+    stem = (path.with_suffix("") if path.suffix.lower() in (".mot", ".sto", ".osim")
+            else path)
     q = np.asarray(q, dtype=float)
     coordinates = {name: np.degrees(q[:, j]) if rotational[j] else q[:, j]
                    for j, name in enumerate(coordinate_names)}
@@ -340,10 +344,19 @@ def body_kinematics(sim, q, qdot):
 
 
 def lowpass(values, dt, cutoff_hz):
-    """4th-order zero-phase Butterworth low-pass filter along the first axis."""
+    """4th-order zero-phase Butterworth low-pass filter along the first axis.
+
+    Each end is padded (odd extension) with one period of the cut-off, at most the
+    motion's length, in which the filter's start-up transient settles: scipy's default
+    of 15 rows left a walk's ends off what the filter gives inside a longer recording
+    by up to 1.6 cm and 6 deg at 240 Hz, 7 cm and 25 deg at 1000 Hz (a period: 0.3 cm
+    and 2-3 deg at any rate). :func:`reference_from_motion` does not filter a motion
+    shorter than a period.
+    """
     from scipy.signal import butter, filtfilt
     b, a = butter(4, cutoff_hz / (0.5 / dt))
-    return filtfilt(b, a, values, axis=0, padlen=min(3 * max(len(a), len(b)),
+    period = int(np.ceil(1.0 / (cutoff_hz * dt) - 1e-9))
+    return filtfilt(b, a, values, axis=0, padlen=min(max(3 * max(len(a), len(b)), period),
                                                      values.shape[0] - 1))
 
 
@@ -593,7 +606,7 @@ def find_half_cycle(sim, q, strikes, *, seam_deg=3.0) -> float | None:
 
 #: a looped motion file's seam (the largest joint angle's jump from its last row to its
 #: first, spread over the loop) is reported beyond this (deg); measured cycles close
-#: within 1.3-2.6 deg (docs/references.md)
+#: within 0.3-2.6 deg (docs/references.md)
 SEAM_REPORTED_DEG = 5.0
 
 #: a joint angle (not the pelvis's orientation) of a motion file past the model's range
@@ -601,6 +614,42 @@ SEAM_REPORTED_DEG = 5.0
 #: convention of another model: OpenCap's knee flexes positive, 100 deg past 10 deg)
 RANGE_REPORTED = np.radians(2.0)
 RANGE_REFUSED = np.radians(30.0)
+
+#: the sagittal joints that flex through tens of degrees in any gait (a stiff knee about
+#: 20, an equinus ankle about 10): one of them moving less than GAIT_JOINT_MIN_RANGE_DEG
+#: over a gait in a degrees file is a column in radians (a running knee's 2.1-rad range
+#: reads as 2.1 deg), or a fused joint
+GAIT_JOINTS = ("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l",
+               "ankle_angle_r", "ankle_angle_l")
+GAIT_JOINT_MIN_RANGE_DEG = 3.0
+#: pelvis travel (m) that makes a motion a gait for that check when the heels' swing does
+#: not tell (two thirds of a walking stride: each of those joints goes through most of
+#: its range)
+GAIT_MIN_TRAVEL = 1.0
+
+
+def still_gait_joints(names, values, q, coordinate_names, strikes) -> dict:
+    """The :data:`GAIT_JOINTS` columns of a motion that move, but less than
+    :data:`GAIT_JOINT_MIN_RANGE_DEG`, although it is a gait (both heels swing relative
+    to the pelvis, :func:`_feet_swing` of ``strikes``, or the pelvis travels
+    :data:`GAIT_MIN_TRAVEL`): ``{coordinate: [min, max] (deg)}``. A degrees file's
+    largest angle says nothing about one column in radians; its range of motion does.
+    ``values`` (T, len(names)) in radians; ``q`` (T, n_coord) the motion in model order.
+    """
+    horizontal = [coordinate_names.index(c) for c in ("pelvis_tx", "pelvis_tz")
+                  if c in coordinate_names]
+    travel = float(np.linalg.norm(q[-1, horizontal] - q[0, horizontal])) if horizontal else 0.0
+    if not (_feet_swing(strikes) or travel >= GAIT_MIN_TRAVEL):
+        return {}
+    still = {}
+    for k, c in enumerate(names):
+        low, high = np.degrees(np.min(values[:, k])), np.degrees(np.max(values[:, k]))
+        # a column that does not move at all (to rounding) is a joint held still on
+        # purpose (a motion of a model that locks it), whatever its unit
+        if c in GAIT_JOINTS and 1e-6 < high - low < GAIT_JOINT_MIN_RANGE_DEG:
+            still[c] = [float(low), float(high)]
+    return still
+
 
 #: a motion file's time step counts as uneven (rows missing or crowded) beyond this
 #: ratio to its median step
@@ -636,11 +685,13 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     """Reference from a user's inverse-kinematics file (.mot/.sto, degrees or radians).
 
     ``lowpass_hz`` filters the measured kinematics (4th-order zero-phase Butterworth
-    over the whole file; None to disable) before differentiation. ``cycle``: None or
-    ``"once"`` plays the motion once; ``"auto"`` finds a gait cycle (right heel strike
-    to right heel strike, :func:`heel_strikes`, :func:`find_gait_cycle`) and loops it
-    seamlessly; ``(t0, t1)`` loops that window. A looped cycle is time-scaled (by less
-    than half a control step, ``figures['time_scale']``) to a whole number of steps.
+    over the whole file, :func:`lowpass`; None to disable) before differentiation; a
+    file shorter than one period of the cut-off is not filtered, and says so.
+    ``cycle``: None or ``"once"`` plays the motion once; ``"auto"`` finds a gait cycle
+    (right heel strike to right heel strike, :func:`heel_strikes`,
+    :func:`find_gait_cycle`) and loops it seamlessly; ``(t0, t1)`` loops that window. A
+    looped cycle is time-scaled (by less than half a control step,
+    ``figures['time_scale']``) to a whole number of steps.
     A file of half a gait cycle whose last pose is its first one mirrored (Moco's
     symmetric half-cycle solutions) is completed by its mirror image under ``"auto"``
     (:func:`find_half_cycle`, :func:`mirrored_half`) and reported as such.
@@ -654,8 +705,10 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     coordinates the model locks are held at their locked values, model coordinates the
     file lacks keep their defaults, and a motion that looks like a gait (heel strikes
     of both feet) but whose pelvis moves less than :data:`MIN_GAIT_SPEED` m/s gets a
-    hint to set ``treadmill_speed``. They are listed in ``figures['motion_file']``
-    and, with ``warn``, in one warning (the env reports them with its ground offset).
+    hint to set ``treadmill_speed``; a hip, knee or ankle column of a degrees file that
+    hardly moves in a gait is named (:func:`still_gait_joints`). They are listed in
+    ``figures['motion_file']`` and, with ``warn``, in one warning (the env reports them
+    with its ground offset).
     """
     from fastenv.sim import Simulation
 
@@ -765,11 +818,18 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         raise ValueError(f"motion file {file}: rows every {dt:.4g} s ({1 / dt:.3g} Hz); "
                          f"expected the time column in seconds and rows at least every "
                          f"{MAX_ROW_INTERVAL} s: is the time in milliseconds?")
+    file_values = values   # the file's own, for its ranges of motion
+    unfiltered = None      # a motion too short for the filter: how long it is
     if lowpass_hz:
         if lowpass_hz >= 0.5 / dt:
             raise ValueError(f"lowpass_hz {lowpass_hz} must be below the Nyquist frequency "
                              f"of {file}, {0.5 / dt:.3g} Hz (rows every {dt:.4g} s)")
-        values = lowpass(values, dt, lowpass_hz)
+        if time[-1] - time[0] < 1.0 / lowpass_hz:
+            # the filter's start-up transient, a period long, would be the whole motion
+            # (3 rows of walking at 100 Hz: the pelvis moved 1.5 cm, a knee 0.8 deg)
+            unfiltered = float(time[-1] - time[0])
+        else:
+            values = lowpass(values, dt, lowpass_hz)
 
     # the motion in model order (defaults where the file has nothing), for the feet
     col = {n: i for i, n in enumerate(names)}
@@ -778,13 +838,16 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         if c in col:
             Y[:, j] = values[:, col[c]]
     strikes = heel_strikes(sim, Y)
+    still = (still_gait_joints(names, file_values, Y, cn, strikes)
+             if in_degrees and not degrees_suspect else {})
     report = dict(file=file, ignored_columns=ignored, not_coordinate_values=not_values,
                   locked_coordinates_dropped=locked,
                   missing_coordinates=missing, negated=list(negate), resampled=resampled,
                   beyond_model_range=beyond,
-                  degrees_suspect=degrees_suspect,
+                  degrees_suspect=degrees_suspect, still_gait_joints=still,
                   treadmill_speed_m_s=float(treadmill_speed),
-                  lowpass_hz=lowpass_hz, cycle=cycle if cycle != "once" else None,
+                  lowpass_hz=lowpass_hz, unfiltered_duration_s=unfiltered,
+                  cycle=cycle if cycle != "once" else None,
                   pelvis_tx_from_treadmill=added_tx,
                   file_time_s=[float(time[0]), float(time[-1])])
     if strikes is not None:
@@ -886,6 +949,18 @@ def motion_file_notes(ref: Reference) -> list:
     if r.get("degrees_suspect"):
         notes.append("every angle stays within ±3.14 deg although the header says "
                      "inDegrees=yes: radians with the wrong header? (fine for a still pose)")
+    if r.get("still_gait_joints"):
+        notes.append(", ".join(f"{c} moves only {lo:.2f} to {hi:.2f} deg" for c, (lo, hi)
+                               in r["still_gait_joints"].items())
+                     + " although the motion is a gait (hips, knees and ankles flex through "
+                     "tens of degrees in one): radians under the header's inDegrees=yes? "
+                     "Convert such a column to degrees (fine for a fused or braced joint)")
+    if r.get("unfiltered_duration_s") is not None:
+        notes.append(f"not low-pass filtered: it lasts {r['unfiltered_duration_s']:.3f} s, "
+                     f"less than one period of the {r['lowpass_hz']:g} Hz cut-off "
+                     f"({1 / r['lowpass_hz']:.3f} s), which the filter needs to settle (its "
+                     "start-up transient would distort the whole motion); lowpass_hz=None "
+                     "skips the filter without this note")
     if r.get("resampled"):
         x = r["resampled"]
         gap = (f", the largest a gap of {x['largest_gap'][1]:.3f} s at {x['largest_gap'][0]:g} s"
