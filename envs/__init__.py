@@ -149,6 +149,10 @@ OPTIONS = dict(
     reward="original", render_view=None, render_size=(640, 480), share_model=False,
 )
 
+#: the longest action average (``horizon``, control steps): 1 s, far beyond what smooths
+#: a policy's actions; a larger value would only allocate a history that large
+MAX_HORIZON = 100
+
 #: options that may change between episodes (``ImitationEnv.set_option``, a vector
 #: env's ``set_attr`` and ``get_attr``); the others build the model, reference and spaces
 RUNTIME_OPTIONS = ("mode", "episode_seconds", "start_noise", "log")
@@ -361,8 +365,13 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
     if opts["nan_actions"] not in ("raise", "zero"):
         raise ValueError(f"nan_actions must be 'raise' or 'zero', got {opts['nan_actions']!r}")
-    if not (is_int(opts["horizon"]) and opts["horizon"] >= 1):
-        raise ValueError(f"horizon must be an int >= 1, got {opts['horizon']!r}")
+    if not (is_int(opts["horizon"]) and 1 <= opts["horizon"] <= MAX_HORIZON):
+        raise ValueError(f"horizon must be an int in [1, {MAX_HORIZON}] (control steps "
+                         f"of actions averaged), got {opts['horizon']!r}")
+    if opts["observe_previous_actions"] and opts["horizon"] == 1:
+        raise ValueError("observe_previous_actions=True observes the horizon - 1 actions "
+                         "before this step, none with horizon=1; set horizon >= 2 or leave "
+                         "observe_previous_actions off")
     if not (is_number(opts["max_actuation"]) and opts["max_actuation"] > 0):
         raise ValueError(f"max_actuation must be > 0, got {opts['max_actuation']!r}")
     if opts["r_weights"] is not None and not (

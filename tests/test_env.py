@@ -207,7 +207,13 @@ def test_bad_options():
                            (dict(apply_perturbations="yes"), "apply_perturbations must be"),
                            (dict(align_ground=None), "align_ground must be True or False"),
                            (dict(log=2), "log must be True or False, got 2"),
-                           (dict(horizon=True), "horizon must be an int >= 1, got True"),
+                           (dict(horizon=True), r"horizon must be an int in \[1, 100\] "
+                                                r"\(control steps of actions averaged\), "
+                                                r"got True"),
+                           (dict(horizon=10**6), r"horizon must be an int in \[1, 100\]"),
+                           (dict(observe_previous_actions=True, horizon=1),
+                            "observes the horizon - 1 actions before this step, none with "
+                            "horizon=1"),
                            (dict(max_actuation="200"), "max_actuation must be > 0"),
                            (dict(r_weights=["a", 0, 0]), "r_weights must be")):
         with pytest.raises(ValueError, match=match):
