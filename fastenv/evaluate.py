@@ -79,8 +79,12 @@ def summarize(episodes: list[dict]) -> dict:
         if isinstance(values[0], bool):
             return float(np.mean(values))
         return float(np.mean(values))
-    out = {key: mean_of([e[key] for e in episodes])
-           for key in episodes[0] if key not in ("seed", "cost_of_transport")}
+    out = {key: mean_of([e[key] for e in episodes]) for key in episodes[0]
+           if key not in ("seed", "cost_of_transport", "termination")}
+    if "termination" in episodes[0]:   # the share of episodes each rule ended
+        causes = sorted({c for e in episodes for c in e["termination"]})
+        out["termination"] = {c: sum(c in e["termination"] for e in episodes) / len(episodes)
+                              for c in causes}
     if "cost_of_transport" in episodes[0]:
         # all the energy over all the distance, defined while the episodes moved forward
         # in all (a mean of per-episode ratios would be undefined if one did not)
@@ -122,6 +126,10 @@ def run_episode(env, policy, *, seed: int) -> dict:
     # steps integrated again without the minimum step (fast preset): the rest of the
     # episode ran at the integrator's accuracy, which a reader of the metrics should know
     metrics["integrator_retries"] = sum(bool(r["integrator_retry"]) for r in steps)
+    # "fell" is any termination: which rule ended the episode (a fall, a joint-limit
+    # force, an acceleration)
+    metrics["termination"] = ([cause for cause, on in env.termination_causes().items() if on]
+                              if terminated else [])
     metrics["seed"] = seed
     metrics["records"] = log
     return metrics

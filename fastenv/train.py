@@ -196,6 +196,12 @@ def check_steps_left(out, state: dict, steps: int):
                          f"give --steps above that to train it on")
 
 
+def resume_seed(seed: int, env_steps: int) -> int:
+    """The seed a run resumed at ``env_steps`` goes on with: torch's, and env ``i``'s
+    ``+ i`` at the next reset."""
+    return int((seed + env_steps) % 2**32)
+
+
 def check_seed(seed) -> int:
     """A run's seed: a whole number in [0, 2**32), what NumPy and torch accept."""
     if not (isinstance(seed, int | np.integer) and not isinstance(seed, bool)
@@ -503,6 +509,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         cfg = load_config(algo, config)
         env_options = config_env_options(task, cfg, env_options)
         num_envs = int(num_envs or cfg["env"]["num_envs"])
+        cfg["env"]["num_envs"] = num_envs   # config.json holds what the run used
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
     cls = _algo_class(algo)
     if algo == "ppo" and cfg["run"].get("pipelined_rollouts", False):
@@ -525,6 +532,10 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
             from stable_baselines3.common.vec_env import VecNormalize
             venv = VecNormalize.load(str(checkpoints.latest / "vecnormalize.pkl"), venv.venv)
             model = cls.load(checkpoints.latest / "model.zip", env=venv, device="cpu")
+            # load seeds torch and the envs with the run's seed, which would replay the
+            # run's first episodes (start frames, noise); a resume at N env steps goes on
+            # with seed + N instead, the same for every resume at that point
+            model.set_random_seed(resume_seed(seed, state["env_steps"]))
             buffer = checkpoints.latest / "replay_buffer.pkl"
             if buffer.is_file():
                 model.load_replay_buffer(buffer)

@@ -421,12 +421,17 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"env_ids has duplicates: {ids.tolist()}")
         return ids.astype(np.int32)
 
-    def call(self, name, *args, env_ids=None, **kwargs):
+    def call(self, name, /, *args, env_ids=None, **kwargs):
         """Call ``name(*args, **kwargs)`` on every env (or on ``env_ids``, in that order);
         a non-callable attribute is returned as it is."""
+        return self.call_envs(name, env_ids, args, kwargs)
+
+    def call_envs(self, name, env_ids=None, args=(), kwargs=None):
+        """:meth:`call` with the method's arguments as a tuple and a dict, so that any
+        keyword, ``env_ids`` too, is the method's."""
         self._check_idle("call")
         ids = self._all if env_ids is None else self._env_ids(env_ids)
-        return tuple(self._pool.rare("call", ids, name, args, kwargs))
+        return tuple(self._pool.rare("call", ids, name, tuple(args), dict(kwargs or {})))
 
     def get_attr(self, name, *, env_ids=None):
         """Attribute ``name`` of every env (or of ``env_ids``, in that order); for an

@@ -77,8 +77,11 @@ def test_env_access_with_indices():
         assert env.get_attr("mode", indices=1) == ["train"]
         assert env.env_method("get_wrapper_attr", "n_actions", indices=[1, 2]) == [7, 7]
         assert env.env_is_wrapped(Monitor) == [False] * 3
-        with pytest.raises(ValueError, match="env_ids must be in"):
+        with pytest.raises(ValueError, match="index 5 out of range for 3 envs"):
             env.get_attr("mode", indices=[5])
+        assert env.get_attr("mode", indices=[-1]) == ["test"]   # from the end, as SB3's
+        # every keyword goes to the method, Gymnasium's get_wrapper_attr(name=...) too
+        assert env.env_method("get_wrapper_attr", name="n_actions", indices=[0]) == [7]
         assert env.render_mode is None
         # SB3's contract: a missing attribute is an AttributeError, so has_attr is False
         assert not env.has_attr("no_such_attribute") and env.has_attr("mode")
@@ -106,6 +109,27 @@ def test_render_tiles_every_envs_frame():
 def test_other_autoreset_modes_are_refused():
     with pytest.raises(ValueError, match="SB3 resets an ended env in the same step"):
         make_vec_env(TASK, 1, autoreset_mode="NextStep")
+    # SB3's buffers keep what step_wait returns: views of shared memory would change
+    with pytest.raises(ValueError, match="copy=False: SB3 stores the arrays"):
+        make_vec_env(TASK, 1, copy=False)
+
+
+def test_a_worker_restart_is_flagged_in_the_ended_steps_info():
+    """The env of a killed worker ends with a stand-in terminal observation; SB3 and
+    callbacks read infos[i], so the restart is said there, not only in reset_infos."""
+    env = make_vec_env(TASK, 2, seed=0, num_workers=2, _faults=[("kill", 1, 3)])
+    try:
+        env.reset()
+        for _ in range(6):
+            _, _, dones, infos = env.step(np.zeros((2, 7), np.float32))
+            if dones[1] and infos[1].get("worker_restarted"):
+                break
+        else:
+            pytest.fail("the killed worker's env never ended flagged")
+        assert "terminal_observation" in infos[1] and infos[1]["worker_error"]
+        assert not infos[0].get("worker_restarted")
+    finally:
+        env.close()
 
 
 def test_bad_seed_is_refused_when_given():

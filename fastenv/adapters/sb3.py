@@ -37,6 +37,12 @@ def make_vec_env(task_id: str, n_envs: int = 1, seed: int | None = None,
         raise ValueError(f"autoreset_mode={options['autoreset_mode']!r}: SB3 resets an "
                          "ended env in the same step; leave autoreset_mode out")
     options["autoreset_mode"] = AutoresetMode.SAME_STEP
+    if isinstance(options.get("copy", True), (bool, int, np.integer, np.bool_)) and \
+            not options.get("copy", True):
+        # SB3's buffers keep the arrays step_wait returns; views of the pool's shared
+        # memory would turn every stored observation into the next one
+        raise ValueError(f"copy={options['copy']!r}: SB3 stores the arrays step_wait "
+                         "returns, which must be fresh; leave copy out")
     env = FastenvVecEnv(OsimVectorEnv(task_id, n_envs, **options))
     if seed is not None:
         try:
@@ -98,6 +104,12 @@ class FastenvVecEnv(VecEnv):
                 self.reset_infos[i] = infos[i]
                 infos[i] = final[i]
                 infos[i]["terminal_observation"] = info["final_obs"][i]
+                # a restarted worker's envs end with a stand-in observation: say so
+                # where SB3 and callbacks look, beside it (Gymnasium puts it in the
+                # reset's info)
+                for key in RESTART_INFO:
+                    if key in self.reset_infos[i]:
+                        infos[i][key] = self.reset_infos[i][key]
         for i in range(self.num_envs):
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
         return obs, rewards.astype(np.float32), dones, infos
@@ -114,8 +126,9 @@ class FastenvVecEnv(VecEnv):
         self.venv.set_attr(attr_name, [value] * len(ids), env_ids=ids)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list:
-        return list(self.venv.call(method_name, *method_args, env_ids=self._ids(indices),
-                                   **method_kwargs))
+        # every keyword goes to the method, ``name`` (get_wrapper_attr's) included
+        return list(self.venv.call_envs(method_name, self._ids(indices), method_args,
+                                        method_kwargs))
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         """Always False: the workers hold bare envs (wrappers go around this VecEnv,
@@ -132,10 +145,21 @@ class FastenvVecEnv(VecEnv):
         if indices is None:
             return list(range(self.num_envs))
         if isinstance(indices, (int, np.integer)):
-            return [int(indices)]
-        if isinstance(indices, Iterable):
-            return [int(i) for i in indices]
-        raise ValueError(f"indices must be None, an int or a list of ints, got {indices!r}")
+            indices = [indices]
+        if not isinstance(indices, Iterable):
+            raise ValueError(f"indices must be None, an int or a list of ints, got "
+                             f"{indices!r}")
+        ids = []
+        for i in indices:   # negative from the end, as SB3's own VecEnvs index
+            if not (is_int(i) and -self.num_envs <= i < self.num_envs):
+                raise ValueError(f"index {i!r} out of range for {self.num_envs} envs")
+            ids.append(int(i) % self.num_envs)
+        return ids
+
+
+#: infos of a worker restart (``OsimVectorEnv``'s faults), copied into the ended step's
+#: info dict
+RESTART_INFO = ("worker_restarted", "worker_error")
 
 
 def _split_infos(info: dict, n: int) -> list[dict]:
