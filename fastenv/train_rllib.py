@@ -166,9 +166,11 @@ class _Run:
         new one is complete), then the test-mode evaluation of the new policy."""
         if self.saved_at == self.state["env_steps"]:
             return
-        self.saved_at = self.state["env_steps"]
         latest = write_checkpoint(self.out / "checkpoints", self.state,
                                   lambda folder: algorithm.save_to_path(folder.resolve()))
+        # counted as saved once it is complete: a SIGTERM during the write must leave the
+        # final save in `finally` to write it again, not skip it as done
+        self.saved_at = self.state["env_steps"]
         if evaluate is None:
             return
         m = evaluate(latest)
