@@ -280,6 +280,12 @@ def is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
+def is_flag(value) -> bool:
+    """True or False, or 1 or 0 (not a string: "no" is truthy, and read as a flag it
+    would mean the opposite)."""
+    return isinstance(value, (bool, np.bool_)) or (is_int(value) and value in (0, 1))
+
+
 def is_number(value) -> bool:
     """A finite real number, not a bool."""
     return (isinstance(value, (int, float, np.integer, np.floating))
@@ -357,9 +363,7 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"muscle_model/contact_model build the task's model variant; with "
                          f"your own model={str(opts['model'])!r} leave them at their defaults")
     for flag in _FLAGS:
-        # a string such as "no" is truthy: read as a flag it would mean the opposite
-        if not (isinstance(opts[flag], (bool, np.bool_))
-                or (is_int(opts[flag]) and opts[flag] in (0, 1))):
+        if not is_flag(opts[flag]):
             raise ValueError(f"{flag} must be True or False, got {opts[flag]!r}")
     if opts["mode"] not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")

@@ -24,7 +24,15 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from fastenv.envs import OPTIONS, RUNTIME_OPTIONS, TASKS, is_int, is_number, resolve_options
+from fastenv.envs import (
+    OPTIONS,
+    RUNTIME_OPTIONS,
+    TASKS,
+    is_flag,
+    is_int,
+    is_number,
+    resolve_options,
+)
 from fastenv.errors import ClosedEnvError, PendingCallError, env_error
 from fastenv.pool import EnvFactory, Pool, default_workers
 
@@ -117,7 +125,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self.task = task
         self.num_envs = int(num_envs)
         self.batch_size = int(batch_size)
-        if not (isinstance(copy, (bool, np.bool_)) or (is_int(copy) and copy in (0, 1))):
+        if not is_flag(copy):
             raise ValueError(f"copy must be True or False, got {copy!r}")
         self.copy = bool(copy)
         self.autoreset_mode = mode

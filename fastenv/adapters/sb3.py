@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from fastenv.envs import is_int
+from fastenv.envs import is_flag, is_int
 from fastenv.vector import OsimVectorEnv
 
 
@@ -37,8 +37,7 @@ def make_vec_env(task_id: str, n_envs: int = 1, seed: int | None = None,
         raise ValueError(f"autoreset_mode={options['autoreset_mode']!r}: SB3 resets an "
                          "ended env in the same step; leave autoreset_mode out")
     options["autoreset_mode"] = AutoresetMode.SAME_STEP
-    if isinstance(options.get("copy", True), (bool, int, np.integer, np.bool_)) and \
-            not options.get("copy", True):
+    if is_flag(options.get("copy", True)) and not options.get("copy", True):
         # SB3's buffers keep the arrays step_wait returns; views of the pool's shared
         # memory would turn every stored observation into the next one
         raise ValueError(f"copy={options['copy']!r}: SB3 stores the arrays step_wait "
