@@ -4,8 +4,9 @@ A run lives in one folder::
 
     DIR/config.json              task, algorithm, seed and the resolved hyperparameters
     DIR/progress.csv             env steps, wall time, steps/s, episode return and length
-    DIR/evaluations.csv          at every checkpoint: the deterministic policy in test mode
-                                 (time alive, distance, joint RMSE, COM error)
+    DIR/evaluations.csv          at every checkpoint and at the end of a completed run: the
+                                 deterministic policy in test mode (time alive, distance,
+                                 joint RMSE, COM error)
     DIR/tb/                      TensorBoard logs (SB3's scalars)
     DIR/checkpoints/NNNNNNNNN/   policy (model.zip) and observation statistics
                                  (vecnormalize.pkl) every ``checkpoint_every`` env steps
@@ -306,7 +307,9 @@ def append_evaluation(out: Path, state: dict, metrics: dict):
         if new:
             writer.writerow(EVALUATION_COLUMNS)
         row = {**state, **metrics}
-        writer.writerow([round(float(row[c]), 4) for c in EVALUATION_COLUMNS])
+        # counts stay integers (env_steps, episodes), figures are rounded
+        writer.writerow([v if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                         else round(float(v), 4) for v in (row[c] for c in EVALUATION_COLUMNS)])
 
 
 class ProgressLog:
@@ -381,6 +384,7 @@ class Progress(BaseCallback):
         self.checkpoints, self.venv = checkpoints, venv
         self.progress = ProgressLog(out, total, state, show_bar)
         steps0 = state["env_steps"]
+        self.evaluated_at = steps0      # a resumed run's last checkpoint was evaluated
         # on the same multiples of the intervals before and after a resume
         self.next_log = (steps0 // self.log_every + 1) * self.log_every
         self.next_checkpoint = (steps0 // self.checkpoint_every + 1) * self.checkpoint_every
@@ -403,9 +407,11 @@ class Progress(BaseCallback):
         return True
 
     def evaluation(self):
-        """Append the current policy's test-mode figures to evaluations.csv."""
-        if self.evaluate is None:
+        """Append the current policy's test-mode figures to evaluations.csv, once per
+        env-step count."""
+        if self.evaluate is None or self.evaluated_at == self.state["env_steps"]:
             return
+        self.evaluated_at = self.state["env_steps"]
         append_evaluation(self.out, self.state, self.evaluate(self.model, self.venv))
 
     def log(self):
@@ -468,11 +474,14 @@ def _interrupt(signum, frame):
 
 
 @contextlib.contextmanager
-def _uninterrupted():
+def _uninterrupted(restore: dict | None = None):
     """Hold off SIGINT and SIGTERM while a stopping run writes its last checkpoint and
     closes its envs: a second Ctrl-C or a scheduler's repeated stop would otherwise kill
-    it mid-save, losing the steps since the previous checkpoint. SIGKILL still ends it."""
+    it mid-save, losing the steps since the previous checkpoint. SIGKILL still ends it.
+    ``restore`` ({signal: handler}) replaces the handlers found on entry at the end, so
+    that no moment between the two leaves a default (killing) handler in place."""
     handlers = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    handlers.update(restore or {})
     try:
         yield
     finally:
@@ -562,15 +571,20 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
                         evaluate=_checkpoint_evaluation(task, env_options, cfg, seed))
     remaining = steps - state["env_steps"]
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    completed = False
     try:
         if remaining > 0:
             model.learn(total_timesteps=remaining, callback=progress,
                         reset_num_timesteps=not resume, progress_bar=False)
+        completed = True
     finally:   # also on Ctrl-C or SIGTERM: the interrupted run resumes from here
-        signal.signal(signal.SIGTERM, previous)
-        with _uninterrupted():
+        with _uninterrupted(restore={signal.SIGTERM: previous}):
             progress.log()
             checkpoints.save(model, venv, progress.state)
+            if completed:
+                # the final policy is the one a run is judged by: its row ends the curve
+                # (an interrupted run skips it: a scheduler's grace period is short)
+                progress.evaluation()
             progress.close()
             venv.close()
     return out

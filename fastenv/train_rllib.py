@@ -106,16 +106,19 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
         run = _Run(out, steps, state, cfg, show_bar)
         evaluate = _evaluation(task, env_options, cfg, seed, checkpoint_policy)
         previous = signal.signal(signal.SIGTERM, _interrupt)
+        completed = False
         try:
             while state["env_steps"] < steps:
                 result = algorithm.train()
                 if run.update(result):
                     run.save(algorithm, evaluate)
+            completed = True
         finally:   # also on Ctrl-C or SIGTERM: the interrupted run resumes from here
-            signal.signal(signal.SIGTERM, previous)
-            with _uninterrupted():
+            with _uninterrupted(restore={signal.SIGTERM: previous}):
                 run.log()
-                run.save(algorithm, None)
+                # a completed run's final policy is evaluated too (an interrupted one's
+                # is not: a scheduler's grace period is short)
+                run.save(algorithm, evaluate if completed else None)
                 run.close()
                 if evaluate is not None:
                     evaluate.close()

@@ -276,6 +276,11 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     assert evaluations[0].startswith("env_steps,wall_s,episodes,time_alive_s")
     assert len(evaluations) >= 3   # a checkpoint before and after the resume
     assert all(math.isfinite(float(x)) for row in evaluations[1:] for x in row.split(","))
+    # each policy evaluated once, the final one included; counts written as integers
+    steps_column = [row.split(",")[0] for row in evaluations[1:]]
+    assert steps_column[-1] == str(state2["env_steps"])
+    assert len(set(steps_column)) == len(steps_column)
+    assert all(row.split(",")[2].isdigit() for row in evaluations[1:])
 
     out = tmp_path / "eval.json"
     cli("evaluate", str(run), "--episodes", "2", "--seconds", "0.3", "--json", str(out),
@@ -308,6 +313,31 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     from fastenv.references import read_motion
     time, columns, in_degrees = read_motion(tmp_path / "rollout.mot")
     assert in_degrees and "knee_angle_r" in columns and time[0] == 0.0
+
+
+def test_a_resumed_run_is_the_same_wherever_it_is_resumed(tmp_path):
+    """--resume at M env steps goes on with seed + M (torch and the envs' next resets):
+    two copies of a run resumed at the same point train alike, step for step."""
+    import shutil
+    config = tmp_path / "ppo.toml"
+    config.write_text(TINY["ppo"])
+    run = tmp_path / "run"
+    cli("train", "TorqueWalkingImitation2D-v0", "--algo", "ppo", "--steps", "256",
+        "--num-envs", "2", "--num-workers", "1", "--out", str(run), "--config", str(config),
+        "--option", "episode_seconds=0.3")
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    figures = []
+    for folder in (run, copy):
+        cli("train", "--resume", "--steps", "512", "--out", str(folder))
+        progress = [r.split(",") for r in (folder / "progress.csv").read_text().splitlines()]
+        evaluations = [r.split(",") for r in
+                       (folder / "evaluations.csv").read_text().splitlines()]
+        # everything but wall time and steps/s, from the rows after the resume
+        figures.append(([[r[0], *r[3:]] for r in progress[1:] if int(r[0]) > 256],
+                        [[r[0], *r[2:]] for r in evaluations[1:] if int(r[0]) > 256]))
+    assert figures[0][0] and figures[0][1]
+    assert figures[0] == figures[1]
 
 
 def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
