@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import signal
@@ -53,8 +54,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {value}")
     return value
 
 
@@ -126,7 +127,10 @@ def _view(text: str):
     try:
         parse_view(view, planar=False)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc).replace("render_view", "the view")) from None
+        raise argparse.ArgumentTypeError(
+            str(exc).replace("render_view", "the view")
+            .replace("[azimuth, elevation] in degrees", "AZIMUTH,ELEVATION in degrees")
+        ) from None
     return view
 
 
@@ -412,7 +416,7 @@ def render(args) -> int:
     import numpy as np
 
     from fastenv.env import ImitationEnv
-    from fastenv.render import FPS, reference_frame, write_video
+    from fastenv.render import FPS, check_video_size, parse_size, reference_frame, write_video
     sources = [args.policy is not None, args.random, args.reference]
     if sum(sources) != 1:
         raise ValueError("choose what moves the model: --policy DIR, --random or "
@@ -445,6 +449,12 @@ def render(args) -> int:
     suffix = os.path.splitext(out)[1].lower()
     if suffix not in (".mp4", ".gif", ".png"):
         raise ValueError(f"--out must end in .mp4, .gif or .png, got {out!r}")
+    try:
+        parse_size((args.width, args.height))
+    except ValueError:
+        raise ValueError(f"--width and --height must each be within [16, 4096] pixels, "
+                         f"got {args.width}x{args.height}") from None
+    check_video_size(suffix, args.width, args.height, names=("--width", "--height"))
     if suffix == ".gif" and args.fps > 50:
         raise ValueError(f"--fps {args.fps} is too fast for a .gif (players slow down "
                          "frames under 20 ms): use --fps 50 or less, or .mp4")

@@ -512,6 +512,8 @@ class ImitationEnv(gym.Env):
             gym.logger.warn("render() needs a render_mode: make the env with "
                             "render_mode='rgb_array' (frames) or 'human' (a window)")
             return None
+        if not hasattr(self, "_next_reference_q"):   # no episode yet: nothing to show
+            raise gym.error.ResetNeeded("render() called before reset(); call reset() first")
         sim = self.sim
         frame = self.renderer.frame(
             ghost=self.reference.coordinates_at(self._start + self._step),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import math
 import os
 import sys
@@ -563,6 +564,14 @@ class Window:
             self._pygame.display.quit()
 
 
+def check_video_size(suffix: str, width: int, height: int, names=("width", "height")):
+    """Refuse odd sides for a ``.mp4``: H.264's 4:2:0 colour needs even ones, and
+    imageio would stretch the frames to fit rather than say so."""
+    if suffix == ".mp4" and (width % 2 or height % 2):
+        raise ValueError(f"a .mp4 (H.264) needs an even {names[0]} and {names[1]}, got "
+                         f"{width}x{height}: make them even, or write a .gif")
+
+
 def write_video(path, frames, fps: int):
     """Write ``frames`` (an iterable of (H, W, 3) uint8) to ``path``: ``.mp4`` (H.264
     through the ffmpeg that imageio-ffmpeg bundles) or ``.gif`` (Pillow). Returns the
@@ -571,6 +580,13 @@ def write_video(path, frames, fps: int):
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise ValueError(f"video file must end in .mp4 or .gif, got {str(path)!r}")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("no frames to write")
+    frames = itertools.chain([first], frames)
+    height, width = first.shape[:2]
+    check_video_size(suffix, width, height)
     n = 0
     if suffix == ".gif":
         try:
@@ -581,8 +597,6 @@ def write_video(path, frames, fps: int):
         # one adaptive palette per frame, converted as frames come (a tenth of the RGB)
         images = [Image.fromarray(f).convert("P", palette=Image.Palette.ADAPTIVE)
                   for f in frames]
-        if not images:
-            raise ValueError("no frames to write")
         # GIF delays are whole centiseconds; viewers slow down delays under 2 cs
         images[0].save(path, save_all=True, append_images=images[1:],
                        duration=max(20, round(1000 / fps)), loop=0)

@@ -479,6 +479,8 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             gym.logger.warn("render() needs render_mode='rgb_array' when the vector env "
                             "is made")
             return None
+        self._check_open("render")
+        self._check_started("render", self._all)
         return self.call("render")
 
     # ------------------------------------------------------------------ close

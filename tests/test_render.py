@@ -149,6 +149,18 @@ def test_render_options_are_checked():
     env.close()
 
 
+def test_render_before_reset_is_reset_needed():
+    """As step() and gym.make's order check: before the first reset there is no episode
+    (the frame showed the model's default pose under the reference's first frame)."""
+    env = ImitationEnv("TorqueWalkingImitation2D-v0", render_mode="rgb_array",
+                       render_size=(64, 48))
+    with pytest.raises(gym.error.ResetNeeded, match=r"render\(\) called before reset"):
+        env.render()
+    env.reset(seed=0)
+    assert env.render().shape == (48, 64, 3)
+    env.close()
+
+
 def test_vtp_binary_and_compressed_read_as_ascii(tmp_path):
     """The bundled meshes are ASCII; VTK's inline binary (raw and zlib) reads the same."""
     from fastenv.envs.variants import mesh_dir
@@ -274,9 +286,16 @@ def test_fastenv_render_plays_your_own_motion_file(tmp_path, capsys):
     (["render", TASK, "--reference", "--out", "x.gif", "--fps", "100"], "too fast for a .gif"),
     (["render", "--policy", "runs/x", "--option", "reward=tracking"], "a policy's env options"),
     (["render", TASK, "--reference", "--option", "referense=x.mot"], "with KEY an env option"),
+    # imageio stretched odd frames to even ones and the command reported the asked size
+    (["render", TASK, "--reference", "--width", "321"], "needs an even --width and --height"),
+    (["render", TASK, "--reference", "--width", "10"], "--width and --height must each be"),
+    (["render", TASK, "--reference", "--seconds", "inf"], "expected a finite number > 0"),
+    (["render", TASK, "--reference", "--view", "0,95"], "the view's elevation"),
+    (["render", TASK, "--reference", "--view", "top"], "or AZIMUTH,ELEVATION in degrees"),
 ])
-def test_fastenv_render_input_errors(args, message, capsys):
+def test_fastenv_render_input_errors(args, message, capsys, tmp_path, monkeypatch):
     from fastenv.__main__ import main
+    monkeypatch.chdir(tmp_path)     # a check that lets one through writes TASK.mp4 here
     try:
         code = main(args)
     except SystemExit as exc:      # argparse's own errors
@@ -284,6 +303,19 @@ def test_fastenv_render_input_errors(args, message, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_write_video_refuses_odd_mp4_sizes_and_no_frames(tmp_path):
+    """H.264 needs even sides: imageio stretched 321 x 241 frames to 322 x 242."""
+    from fastenv.render import write_video
+    odd = np.zeros((241, 321, 3), np.uint8)
+    with pytest.raises(ValueError, match="even width and height, got 321x241"):
+        write_video(tmp_path / "odd.mp4", [odd], 50)
+    assert not (tmp_path / "odd.mp4").exists()
+    assert write_video(tmp_path / "odd.gif", [odd, odd], 50) == 2
+    for suffix in (".mp4", ".gif"):
+        with pytest.raises(ValueError, match="no frames to write"):
+            write_video(tmp_path / f"none{suffix}", iter([]), 50)
 
 
 def test_record_video_wrapper(tmp_path):
@@ -313,6 +345,8 @@ def test_vector_env_renders_every_env_in_its_worker():
     try:
         assert envs.metadata["render_modes"] == ["rgb_array"]
         assert envs.render_mode == "rgb_array"
+        with pytest.raises(gym.error.ResetNeeded, match=r"render\(\) called on envs \[0, 1, 2\]"):
+            envs.render()
         envs.reset(seed=0)                       # train mode: random start frames
         frames = envs.render()
         assert len(frames) == 3
@@ -320,6 +354,8 @@ def test_vector_env_renders_every_env_in_its_worker():
         assert not np.array_equal(frames[0], frames[1])
     finally:
         envs.close()
+    with pytest.raises(gym.error.ClosedEnvironmentError, match="render"):
+        envs.render()
     with pytest.raises(ValueError, match="render_mode='rgb_array'"):
         OsimVectorEnv(TASK, 2, render_mode="human")
 
