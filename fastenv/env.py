@@ -474,6 +474,18 @@ class ImitationEnv(gym.Env):
         self.np_random.bit_generator.state = state["rng"]
         self._write_task_buffer()
 
+    def __reduce__(self):
+        """Pickling and ``copy.deepcopy``: an OpenSim model cannot be copied, so the copy
+        is built again from this env's task and resolved options (in the receiving
+        process) and continues the episode in progress through :meth:`set_state`, its
+        log and its start-state cache aside; it then steps as this env would, within
+        integrator accuracy (the integrator's step-size control restarts)."""
+        started = hasattr(self, "_next_reference_q")
+        episode = (dict(self.get_state(), logging=self._logging,
+                        episode_log=self.episode_log) if started else None)
+        return (_rebuilt, (self.spec_task, dict(self.options), self.render_mode, self.spec,
+                           episode))
+
     # ------------------------------------------------------------------ rendering
     def _render_mode(self, render_mode, opts):
         """Checked ``render_mode``; the original ``visualize=True`` means "human"."""
@@ -533,3 +545,13 @@ class ImitationEnv(gym.Env):
             self._window.close()
             self._window = None
         self._snapshots.clear()
+
+
+def _rebuilt(task, options, render_mode, spec, episode):
+    """An :class:`ImitationEnv` unpickled (:meth:`ImitationEnv.__reduce__`)."""
+    env = ImitationEnv(task, render_mode=render_mode, **options)
+    env.spec = spec
+    if episode is not None:
+        env.set_state(episode)
+        env._logging, env.episode_log = episode["logging"], episode["episode_log"]
+    return env

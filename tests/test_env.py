@@ -532,3 +532,41 @@ def test_reset_does_not_depend_on_how_the_last_episode_ended(task, options):
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     env.close()
+
+
+def test_a_copied_or_pickled_env_continues_the_episode():
+    """copy.deepcopy and pickle rebuild the env (an OpenSim model cannot be copied) from
+    its task and options and continue the episode: the same options, spec, log and
+    state, stepping as the original within integrator accuracy, independently of it."""
+    import copy
+    import pickle
+    env = gym.make("TorqueWalkingImitation2D-v0", log=True, start_noise=0.01,
+                   physics="fast")
+    env.reset(seed=3)
+    env.unwrapped.set_option("episode_seconds", 1.0)   # from the next reset: kept pending
+    for _ in range(4):
+        env.step(env.action_space.sample())
+    copies = [copy.deepcopy(env), pickle.loads(pickle.dumps(env))]
+    q = env.unwrapped.observation_blocks["q"]
+    for c in copies:
+        assert c.spec == env.spec and c.unwrapped.options == env.unwrapped.options
+        assert len(c.unwrapped.episode_log) == len(env.unwrapped.episode_log) == 5
+    actions = np.random.default_rng(0).uniform(-1, 1, (6, 7)).astype(np.float32)
+    for a in actions:
+        obs = env.step(a)[0]
+        for c in copies:
+            assert np.allclose(c.step(a)[0][q], obs[q], atol=1e-6)
+    assert all(len(c.unwrapped.episode_log) == 11 for c in (env, *copies))
+    # independent: a copy's steps leave the original where it was
+    before = env.unwrapped.get_state()["sim"]
+    copies[0].step(actions[0])
+    after = env.unwrapped.get_state()["sim"]
+    assert all(np.array_equal(np.asarray(before[k]), np.asarray(after[k])) for k in before)
+    # a copy of an env never reset needs a reset, as the original does
+    fresh = copy.deepcopy(gym.make("TorqueWalkingImitation2D-v0"))
+    with pytest.raises(gym.error.ResetNeeded):
+        fresh.step(fresh.action_space.sample())
+    obs, _ = fresh.reset(seed=0)
+    assert obs.shape == env.observation_space.shape
+    for e in (env, *copies, fresh):
+        e.close()
