@@ -76,7 +76,8 @@ def _output_file(text: str) -> str:
     that a path that cannot be written fails here, not after a run of minutes. Missing
     folders are made when the file is written (:func:`_folder_made`), so that a
     command that fails leaves none behind."""
-    if os.path.isdir(text):
+    if os.path.isdir(text) or text.endswith(("/", os.sep)):
+        # a missing folder/ too: it had been made, and the file written as folder.mot
         raise argparse.ArgumentTypeError(f"expected a file to write, got the folder {text!r}")
     above = os.path.dirname(os.path.abspath(text))
     while not os.path.exists(above):
@@ -88,6 +89,15 @@ def _output_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"cannot write into the folder of {text!r} "
                                          f"({above})")
     return text
+
+
+def _motion_file(text: str) -> str:
+    """--export's FILE.mot, checked before the run: its stem names FILE_states.sto and
+    FILE.osim too (fastenv.references.write_rollout refuses other names, too late)."""
+    if os.path.splitext(text)[1].lower() != ".mot":
+        raise argparse.ArgumentTypeError(f"expected FILE.mot (FILE_states.sto and FILE.osim "
+                                         f"are written beside it), got {text!r}")
+    return _output_file(text)
 
 
 def _folder_made(path: str) -> str:
@@ -356,11 +366,12 @@ def evaluate(args) -> int:
     rotational = result.pop("_rotational")
     state_names, model_path = result.pop("_state_names"), result.pop("_model_path")
     m = result["mean"]
-    print(f"{result['task']} ({result['algo']}), {args.episodes} episodes of {args.seconds} s:")
-    print(f"{'episode':>7s} {'alive s':>8s} {'fell':>5s} {'dist m':>7s} {'speed':>6s} "
+    print(f"{result['task']} ({result['algo']}), {args.episodes} "
+          f"episode{'s' * (args.episodes != 1)} of {args.seconds:g} s:")
+    print(f"{'episode':>11s} {'alive s':>8s} {'fell':>5s} {'dist m':>7s} {'speed':>6s} "
           f"{'ref speed':>9s} {'RMSE deg':>8s} {'COM err m':>9s}")
     for k, e in enumerate(result["episodes"]):
-        print(f"{k:7d} {e['time_alive_s']:8.2f} {str(e['fell']):>5s} {e['distance_m']:7.2f} "
+        print(f"{k:11d} {e['time_alive_s']:8.2f} {str(e['fell']):>5s} {e['distance_m']:7.2f} "
               f"{e['speed_m_s']:6.2f} {e['reference_speed_m_s']:9.2f} "
               f"{e['joint_rmse_deg']:8.1f} {e['com_error_m']:9.3f}")
     rows = [("mean", m)] + ([("random", result["random_policy"])]
@@ -368,21 +379,23 @@ def evaluate(args) -> int:
         [("zero action", result["reference_as_target"])]
         if result.get("reference_as_target") else [])
     for label, m in rows:
-        print(f"{label:>7s} {m['time_alive_s']:8.2f} {m['fell']:5.2f} {m['distance_m']:7.2f} "
+        print(f"{label:>11s} {m['time_alive_s']:8.2f} {m['fell']:5.2f} {m['distance_m']:7.2f} "
               f"{m['speed_m_s']:6.2f} {m['reference_speed_m_s']:9.2f} "
               f"{m['joint_rmse_deg']:8.1f} {m['com_error_m']:9.3f}")
     if args.json:
         with open(_folder_made(args.json), "w") as f:
             json.dump(result, f, indent=1)
+        print(f"wrote {args.json}")   # each output named, as --plot-grf and --export are
     if args.plot:
         ev.plot_joint_angles(records[0], coords, model_coords, _folder_made(args.plot),
                              title=f"{result['task']}: episode 0")
+        print(f"wrote {args.plot}")
     if args.curves:
         # the baselines over the checkpoints' own test episodes (their length, seeds)
         ev.plot_learning_curves(args.run, _folder_made(args.curves),
                                 ev.checkpoint_baselines(args.run))
+        print(f"wrote {args.curves}")
     if args.plot_grf:
-
         from fastenv.env import ImitationEnv
         from fastenv.train import read_run_config
         options = read_run_config(args.run)["env_options"]
@@ -651,7 +664,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--curves", type=_output_file, default=None, metavar="FILE.png",
                     help="plot the run's learning curves (progress.csv, evaluations.csv) "
                          "against the random policy")
-    ev.add_argument("--export", type=_output_file, default=None, metavar="FILE.mot",
+    ev.add_argument("--export", type=_motion_file, default=None, metavar="FILE.mot",
                     help="write episode 0 for the OpenSim GUI: FILE.mot (coordinates), "
                          "FILE_states.sto (all states) and FILE.osim (its model)")
     ev.set_defaults(func=evaluate)
@@ -678,7 +691,7 @@ def parser() -> argparse.ArgumentParser:
     rd.add_argument("--fps", type=int, choices=(100, 50, 25, 20, 10), default=50,
                     help="frames/s of the video; the model steps at 100 (default: 50)")
     rd.add_argument("--seed", type=_seed, default=0, help="seed (default: %(default)s)")
-    rd.add_argument("--export", type=_output_file, default=None, metavar="FILE.mot",
+    rd.add_argument("--export", type=_motion_file, default=None, metavar="FILE.mot",
                     help="also write the rollout for the OpenSim GUI (as evaluate --export)")
     rd.add_argument("--plot", type=_output_file, default=None, metavar="FILE.png",
                     help="plot the rollout's joint angles against the reference (as evaluate)")

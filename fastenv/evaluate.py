@@ -156,9 +156,16 @@ def load_policy(run_dir):
     if config.get("backend") == "rllib":   # an RLlib algorithm checkpoint: its RLModule
         from fastenv.adapters.rllib import checkpoint_policy
         return checkpoint_policy(latest), config
+    for name in ("model.zip", "vecnormalize.pkl"):   # SB3 named a missing one model.zip.zip
+        if not (latest / name).is_file():
+            raise FileNotFoundError(f"checkpoint {latest} is incomplete: {name} is missing")
     model = _algo_class(config["algo"]).load(latest / "model.zip", device="cpu")
-    with open(latest / "vecnormalize.pkl", "rb") as f:
-        stats = pickle.load(f)   # a VecNormalize without its venv: normalize_obs only
+    try:
+        with open(latest / "vecnormalize.pkl", "rb") as f:
+            stats = pickle.load(f)   # a VecNormalize without its venv: normalize_obs only
+    except Exception as exc:   # a damaged pickle raises any of a dozen types
+        raise ValueError(f"cannot read {latest / 'vecnormalize.pkl'}, the observation "
+                         f"statistics of the checkpoint: {type(exc).__name__}: {exc}") from exc
 
     def policy(obs):
         action, _ = model.predict(stats.normalize_obs(obs[None, :]), deterministic=True)

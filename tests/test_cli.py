@@ -53,6 +53,15 @@ def fastenv_cli(*args, timeout=300):
     (["bench", "--json", "/dev/null/x.json"],
      "--json: cannot make the folder of '/dev/null/x.json': /dev/null is a file, not a folder"),
     (["evaluate", "runs/x", "--plot", "/"], "--plot: expected a file to write, got the folder"),
+    # a folder that does not exist yet, too (it was made, and the file written beside it)
+    (["evaluate", "runs/x", "--json", "no-such-folder/"],
+     "--json: expected a file to write, got the folder 'no-such-folder/'"),
+    # --export names the .mot, whose stem the _states.sto and .osim share
+    (["evaluate", "runs/x", "--export", "x.txt"],
+     "--export: expected FILE.mot (FILE_states.sto and FILE.osim are written beside it), "
+     "got 'x.txt'"),
+    (["render", "TorqueWalkingImitation2D-v0", "--random", "--export", "x.sto"],
+     "--export: expected FILE.mot"),
     (["render", "TorqueWalkingImitation2D-v0", "--random", "--out", "/dev/null/a.mp4"],
      "--out: cannot make the folder of '/dev/null/a.mp4'"),
     # a single env's seed went to Gymnasium unchecked: a traceback with exit code 1

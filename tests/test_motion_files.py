@@ -61,3 +61,22 @@ def test_a_rollout_named_in_capitals_keeps_one_stem(tmp_path):
                           [True], np.zeros((2, 1)), ["a"], np.zeros((2, 1)),
                           variant_path("torque2d"))
     assert {p.name for p in paths.values()} == {"R.mot", "R_states.sto", "R.osim"}
+
+
+def test_a_rollout_is_written_under_its_motion_file_name_only(tmp_path):
+    """The three files share the .mot's stem, dots in it included; another name is
+    refused before anything is written (x.txt had given x.mot beside x.txt_states.sto,
+    run.v2.mot gave run.mot beside run.v2_states.sto)."""
+    from fastenv.envs.variants import variant_path
+    from fastenv.references import write_rollout
+
+    def write(name):
+        return write_rollout(tmp_path / name, np.array([0.0, 0.01]), ["knee_angle_r"],
+                             [True], np.zeros((2, 1)), ["a"], np.zeros((2, 1)),
+                             variant_path("torque2d"))
+    for name in ("x.txt", "x.sto", "x.osim", "x"):
+        with pytest.raises(ValueError, match=rf"ending in \.mot .*got '.*/{name}'"):
+            write(name)
+    assert list(tmp_path.iterdir()) == []
+    assert {p.name for p in write("run.v2.mot").values()} == {
+        "run.v2.mot", "run.v2_states.sto", "run.v2.osim"}

@@ -426,3 +426,27 @@ def test_a_run_on_a_relative_motion_file_is_evaluated_from_elsewhere(tmp_path, m
     out = tmp_path / "eval.json"
     cli("evaluate", str(work / "run"), "--episodes", "1", "--seconds", "0.2", "--json", str(out))
     assert json.loads(out.read_text())["task"] == "TorqueWalkingImitation2D-v0"
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("model.zip", r"checkpoint .*latest is incomplete: model.zip is missing"),
+    ("vecnormalize.pkl", r"cannot read .*vecnormalize.pkl, the observation statistics"),
+])
+def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys, damage, expected):
+    """A checkpoint without its model had SB3 name model.zip.zip; a damaged
+    observation-statistics pickle was a traceback with exit code 1."""
+    import shutil
+
+    from fastenv.__main__ import main
+    committed = ROOT / "baselines" / "runs" / "torque2d_ppo"
+    run = tmp_path / "run"
+    shutil.copytree(committed / "checkpoints" / "latest", run / "checkpoints" / "latest")
+    shutil.copy(committed / "config.json", run)
+    broken = run / "checkpoints" / "latest" / damage
+    if damage == "model.zip":
+        broken.unlink()
+    else:
+        broken.write_bytes(b"not a pickle")
+    assert main(["evaluate", str(run), "--episodes", "1", "--seconds", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(expected, err) and len(err.strip().splitlines()) == 1, err

@@ -282,21 +282,28 @@ def write_rollout(path, time, coordinate_names, rotational, q, state_names, stat
     """A rollout as files the OpenSim GUI opens together: ``<stem>.mot`` (coordinates;
     rotations in degrees, translations in metres), ``<stem>_states.sto`` (every state
     variable by its path, as ``StatesTrajectory.createFromStatesTable`` reads it) and
-    ``<stem>.osim``, a copy of the model they belong to. Returns the three paths."""
+    ``<stem>.osim``, a copy of the model they belong to. Returns the three paths.
+
+    ``path`` is the motion file, ``<stem>.mot``: any other name is refused, as the three
+    files share its stem (``x.txt`` had written ``x.mot`` beside ``x.txt_states.sto``)."""
     import shutil
     path = Path(path)
-    stem = (path.with_suffix("") if path.suffix.lower() in (".mot", ".sto", ".osim")
-            else path)
+    if path.suffix.lower() != ".mot":
+        raise ValueError(f"expected the rollout's motion file, a path ending in .mot "
+                         f"(<stem>_states.sto and <stem>.osim are written beside it), "
+                         f"got {str(path)!r}")
+    stem = path.with_suffix("")
     q = np.asarray(q, dtype=float)
     coordinates = {name: np.degrees(q[:, j]) if rotational[j] else q[:, j]
                    for j, name in enumerate(coordinate_names)}
-    mot = write_motion(stem.with_suffix(".mot"), time, coordinates, in_degrees=True,
+    # the stem's own dots stay: with_suffix would turn run.v2 into run.mot
+    mot = write_motion(stem.parent / f"{stem.name}.mot", time, coordinates, in_degrees=True,
                        name=stem.name)
     states = np.asarray(states, dtype=float)
     sto = write_motion(stem.parent / f"{stem.name}_states.sto", time,
                        {name: states[:, k] for k, name in enumerate(state_names)},
                        in_degrees=False, name=f"{stem.name}_states")
-    model = stem.with_suffix(".osim")
+    model = stem.parent / f"{stem.name}.osim"
     shutil.copyfile(model_path, model)
     return {"motion": mot, "states": sto, "model": model}
 
