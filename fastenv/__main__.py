@@ -59,6 +59,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
+    return value
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -651,7 +661,7 @@ def parser() -> argparse.ArgumentParser:
                     help="episodes (default: %(default)s)")
     ev.add_argument("--seconds", type=_positive_float, default=10.0,
                     help="length of each episode in s (default: %(default)s)")
-    ev.add_argument("--start-noise", type=float, default=0.02,
+    ev.add_argument("--start-noise", type=_nonnegative_float, default=0.02,
                     help="std of the joint angles at the start, rad (default: %(default)s)")
     ev.add_argument("--seed", type=_seed, default=0,
                     help="seed of the first episode (default: %(default)s)")

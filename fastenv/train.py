@@ -103,7 +103,10 @@ def read_run_config(run_dir: str | Path) -> dict:
     refused kept the training config's torque options on muscle tasks, to no effect)."""
     from fastenv.envs import TASKS, applicable_options
     config_path = Path(run_dir) / "config.json"
-    config = json.loads(config_path.read_text())
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:   # a ValueError that would not name the file
+        raise ValueError(f"{config_path} is not a run's config (not JSON: {exc})") from None
     if config.get("task") in TASKS:
         config["env_options"] = applicable_options(TASKS[config["task"]],
                                                    config["env_options"])

@@ -70,6 +70,9 @@ def fastenv_cli(*args, timeout=300):
     (["render", "TorqueWalkingImitation2D-v0", "--random", "--seconds", "0.02", "--out",
       "x.png", "--option", "accuracy=abc"], "accuracy must be the integrator's relative"),
     (["rollout", "--seed", str(10**23)], "whole number in [0, 2**32), got 1000000000"),
+    # named as the flag, before the policy loads (it had failed in the env as start_noise)
+    (["evaluate", "runs/x", "--start-noise", "-1"],
+     "--start-noise: expected a finite number >= 0, got -1.0"),
     # options that would be ignored are refused
     (["rollout", "--task", "TorqueWalkingImitation2D-v0", "--num-envs", "1", "--workers", "7"],
      "--workers 7: one env (--num-envs 1) steps in this process"),

@@ -431,10 +431,12 @@ def test_a_run_on_a_relative_motion_file_is_evaluated_from_elsewhere(tmp_path, m
 @pytest.mark.parametrize("damage, expected", [
     ("model.zip", r"checkpoint .*latest is incomplete: model.zip is missing"),
     ("vecnormalize.pkl", r"cannot read .*vecnormalize.pkl, the observation statistics"),
+    ("config.json", r"run/config.json is not a run's config \(not JSON"),
 ])
 def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys, damage, expected):
     """A checkpoint without its model had SB3 name model.zip.zip; a damaged
-    observation-statistics pickle was a traceback with exit code 1."""
+    observation-statistics pickle was a traceback with exit code 1, a damaged
+    config.json a JSON error that did not name the file."""
     import shutil
 
     from fastenv.__main__ import main
@@ -442,7 +444,7 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys, damage, expected):
     run = tmp_path / "run"
     shutil.copytree(committed / "checkpoints" / "latest", run / "checkpoints" / "latest")
     shutil.copy(committed / "config.json", run)
-    broken = run / "checkpoints" / "latest" / damage
+    broken = (run if damage == "config.json" else run / "checkpoints" / "latest") / damage
     if damage == "model.zip":
         broken.unlink()
     else:

@@ -5,7 +5,7 @@ import pytest
 from gymnasium.error import ClosedEnvironmentError
 from gymnasium.vector import AutoresetMode
 
-import fastenv  # noqa: F401
+import fastenv.envs
 from fastenv.env import ImitationEnv
 from fastenv.errors import ClosedEnvError, PendingCallError
 from fastenv.vector import OsimVectorEnv
@@ -335,3 +335,71 @@ def test_a_reference_files_warning_is_raised_once_in_the_parent():
         warnings.simplefilter("error")
         with pytest.raises(UserWarning, match="walking2d_coordinates"):
             OsimVectorEnv(TASK, 2, num_workers=2, reference=str(ik_file), **KW)
+
+
+def _option_draw(task: str, rng) -> dict:
+    """One seeded draw of env options for ``task``, among those that apply to it."""
+    from fastenv.envs import TASKS as SPECS
+    spec = SPECS[task]
+    pick = lambda values: values[rng.integers(len(values))]   # noqa: E731
+    o = dict(physics=pick(["default", "fast", "accurate"]), mode=pick(["train", "test"]),
+             horizon=int(pick([1, 5, 20])), use_target_obs=bool(rng.random() < 0.7),
+             use_GRF=bool(rng.random() < 0.7), apply_perturbations=bool(rng.random() < 0.3),
+             obs_dtype=pick(["float32", "float64"]), reward=pick(["original", "tracking"]),
+             start_noise=float(pick([0.0, 0.05])), episode_seconds=float(pick([0.3, 0.5])),
+             contact_model=pick(["hunt_crossley", "smooth"]))
+    if o["horizon"] > 1:
+        o["observe_previous_actions"] = bool(rng.random() < 0.5)
+    if spec.actuation == "muscle":
+        o["muscle_model"] = pick(["thelen", "degroote"])
+        feedforward = spec.reference in (
+            "walking2d", "running2d", "lockedknee2d", "walking3d", "running3d",
+            "lockedknee3d", "palsy3d")
+        o["excitations"] = pick(["direct", "residual", "reflex"] if feedforward else ["direct"])
+        if o["excitations"] != "direct":
+            o["excitation_range"] = float(pick([0.2, 0.5]))
+    else:
+        o["pd_targets"] = pick(["range", "residual"])
+        if o["pd_targets"] == "residual":
+            o["residual_range"] = float(pick([0.2, 0.5]))
+        o["pd_update"] = pick(["continuous", "step"])
+    return o
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(fastenv.envs.TASKS))
+def test_every_task_with_drawn_options_equals_single_envs(task):
+    """Each task with a seeded draw of its options (physics, muscle and contact models,
+    actuation, observation blocks, rewards, episode lengths): the vector env (2 workers,
+    a worker's envs on one model) is bitwise the single envs, episode ends included
+    (episodes of at most 0.5 s, so that every env autoresets within the 60 steps)."""
+    rng = np.random.default_rng(sorted(fastenv.envs.TASKS).index(task))
+    options = _option_draw(task, rng)
+    n, steps = 3, 60
+    singles = [ImitationEnv(task, **options) for _ in range(n)]
+    venv = OsimVectorEnv(task, n, num_workers=2, **options)
+    try:
+        space = singles[0].action_space
+        A = rng.uniform(space.low, space.high, (steps, n, space.shape[0])).astype(np.float32)
+        obs, _ = venv.reset(seed=SEED)
+        for i, env in enumerate(singles):
+            np.testing.assert_array_equal(obs[i], env.reset(seed=SEED + i)[0])
+        needs_reset, ends = [False] * n, 0
+        for k in range(steps):
+            obs, rew, term, trunc, _ = venv.step(A[k])
+            for i, env in enumerate(singles):
+                if needs_reset[i]:   # NextStep: this step resets env i
+                    expected = (env.reset()[0], 0.0, False, False)
+                    needs_reset[i] = False
+                else:
+                    expected = env.step(A[k, i])[:4]
+                    needs_reset[i] = expected[2] or expected[3]
+                    ends += needs_reset[i]
+                np.testing.assert_array_equal(obs[i], expected[0],
+                                              err_msg=f"step {k}, env {i}: {options}")
+                assert (rew[i], term[i], trunc[i]) == expected[1:], (k, i, options)
+        assert ends >= 1, f"no episode ended: {options}"
+    finally:
+        venv.close()
+        for env in singles:
+            env.close()
