@@ -35,6 +35,36 @@ from fastenv.train import (
 )
 
 
+def check_address(address: str | None):
+    """``--address``: ``auto`` or a reachable ``HOST:PORT``. Ray itself waits minutes
+    on an unreachable address, printing C++ log lines, and names neither flag nor form."""
+    import socket
+    if address is None or address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--address {address}: expected auto or HOST:PORT (the address "
+                         f"`ray start --head` printed, e.g. 10.0.0.1:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConnectionError(f"--address {address}: no Ray cluster answers there ("
+                              f"{exc.strerror or exc}); is `ray start --head` running "
+                              f"on {host}?") from None
+
+
+def check_cpus(num_env_runners: int, num_workers: int):
+    """The runners' reserved CPUs must fit the cluster: Ray would otherwise wait for
+    them forever, and ``build_algo`` never returns."""
+    import ray
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if num_env_runners * num_workers > cpus:
+        raise ValueError(f"--num-env-runners {num_env_runners} x --num-workers "
+                         f"{num_workers} = {num_env_runners * num_workers} CPUs for the env "
+                         f"runners, but the Ray cluster has {cpus} (ray status): use fewer "
+                         f"runners or workers, or add nodes")
+
+
 def _workers_per_runner(num_env_runners: int, envs_per_runner: int) -> int:
     """The cluster's CPUs shared among the runners (at least 1, at most one per env)."""
     import ray
@@ -84,13 +114,18 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
         cfg = load_config(algo, config)
         env_options = config_env_options(task, cfg, env_options)
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
+    check_address(address)
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    num_workers = num_workers or _workers_per_runner(num_env_runners, envs_per_runner)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as exc:   # e.g. auto with no `ray start` on this node
+            raise ConnectionError(f"--address {address}: {exc}") from None
     torch.set_num_threads(int(cfg["run"].get("torch_threads", 1)))
     algorithm = None
     try:
+        num_workers = num_workers or _workers_per_runner(num_env_runners, envs_per_runner)
+        check_cpus(num_env_runners, num_workers)
         algorithm = algorithm_config(algo, task, cfg, num_env_runners=num_env_runners,
                                      envs_per_runner=envs_per_runner, num_workers=num_workers,
                                      seed=seed, env_options=env_options).build_algo()

@@ -207,10 +207,100 @@ def test_config_maps_sb3_names_to_rllib_and_rejects_unknown_keys():
         (3e-4, 3e-4, 10_000)
     assert sac.replay_buffer_config["capacity"] == 300_000
     assert sac.training_intensity == 256 / 4   # SB3: 1 update of 256 per vector step
+    assert c.restart_failed_sub_environments
     cfg["algo"]["not_an_option"] = 1
-    with pytest.raises(ValueError, match="not_an_option"):
+    with pytest.raises(ValueError, match="not_an_option.*n_steps"):   # all SB3 names named
         algorithm_config("ppo", TASK, cfg, num_env_runners=1, envs_per_runner=1,
                          num_workers=1, seed=0, env_options={})
+    with pytest.raises(ValueError, match="'n_epochs'.*buffer_size.*train_freq"):
+        algorithm_config("sac", TASK, load_config("sac") | {"algo": {"n_epochs": 3}},
+                         num_env_runners=1, envs_per_runner=1, num_workers=1, seed=0,
+                         env_options={})
+
+
+def test_env_runner_episodes_match_the_env_and_survive_a_step_error():
+    """RLlib's own runner on our vector env, without Ray: NextStep autoresets give
+    episodes of exactly episode_seconds (residual PD targets, so nothing falls), and a
+    step that raises (a NaN action) rebuilds the env instead of leaving a runner that
+    fails every later sample."""
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+    cfg = tiny_config()
+    config = algorithm_config("ppo", TASK, cfg, num_env_runners=1, envs_per_runner=2,
+                              num_workers=1, seed=0,
+                              env_options=dict(cfg["task"], episode_seconds=0.1))
+    runner = SingleAgentEnvRunner(config=config)
+    try:
+        episodes = runner.sample(num_timesteps=50)
+        done = [e for e in episodes if e.is_done]
+        assert len(done) == 4 and all(len(e) == 10 and e.is_truncated for e in done)
+        assert runner.get_metrics()["episode_len_mean"].peek() == 10
+        venv = runner.env.unwrapped
+
+        def diverged(actions):
+            raise ValueError("env 0 has non-finite values")
+        venv.step = diverged
+        runner.sample(num_timesteps=10)
+        assert runner.env.unwrapped is not venv
+        assert sum(len(e) for e in runner.sample(num_timesteps=10)) >= 10
+    finally:
+        runner.stop()
+
+
+def test_checkpoint_policy_scales_observations_as_rllib(tmp_path):
+    """evaluate normalises with RLlib's MeanStdFilter (its epsilon, 1e-6): an element
+    that was constant in training and is off by 1e-7 now scales to 0.1, not to the clip."""
+    import pickle
+
+    import gymnasium as gym
+    import torch
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import (
+        DefaultPPOTorchRLModule,
+    )
+    from ray.rllib.utils.filter import MeanStdFilter
+
+    from fastenv.adapters.rllib import checkpoint_policy
+    torch.manual_seed(0)
+    module = DefaultPPOTorchRLModule(
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+        action_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+        model_config=dict(fcnet_hiddens=[8]), inference_only=True)
+    module.save_to_path(tmp_path / "learner_group/learner/rl_module/default_policy")
+    trained = MeanStdFilter((3,))
+    for x in ([1.0, 0.0, 2.0], [1.0, 1.0, 0.0], [1.0, 2.0, 1.0]):   # element 0: constant
+        trained(np.float32(x))
+    state = dict(shape=np.array([3]), de_mean_to_zero=True, de_std_to_one=True,
+                 clip_by_value=10.0, running_stats=[trained.running_stats.to_state()])
+    connector = tmp_path / "env_runner/env_to_module_connector/MeanStdFilter"
+    connector.mkdir(parents=True)
+    (connector / "state.pkl").write_bytes(pickle.dumps({None: state}))
+    obs = np.float32([1.0 + 2.4e-7, 0.5, 1.5])
+    x = trained(obs, update=False)
+    assert abs(x[0]) < 1
+    with torch.no_grad():
+        logits = module.forward_inference({"obs": torch.from_numpy(x[None])})
+    expected = logits["action_dist_inputs"][0, :2].numpy()   # the mean: the mode
+    assert np.allclose(checkpoint_policy(tmp_path)(obs), np.clip(expected, -1, 1), atol=1e-6)
+
+
+def test_bad_address_is_one_line_before_ray_starts(tmp_path, capsys):
+    from fastenv.__main__ import main
+    for address, expected in (("bogus", "expected auto or HOST:PORT"),
+                              ("127.0.0.1:1", "no Ray cluster answers there")):
+        assert main(["train", TASK, "--backend", "rllib", "--address", address,
+                     "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"--address {address}: {expected}" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.cluster
+def test_env_runners_beyond_the_cluster_cpus_are_refused(cluster, tmp_path):
+    """Ray would wait forever for CPUs the cluster does not have (3 here)."""
+    from fastenv.train_rllib import train
+    with pytest.raises(ValueError, match="4 x --num-workers 1 = 4 CPUs.*has 3"):
+        train(TASK, "ppo", 64, num_env_runners=4, envs_per_runner=1, num_workers=1,
+              out=tmp_path / "r", show_bar=False)
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow

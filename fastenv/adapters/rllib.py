@@ -28,11 +28,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-# SB3 names in fastenv/configs/*.toml [algo] -> RLlib's. n_steps, buffer_size,
-# train_freq/gradient_steps and ent_coef need more than a rename (see algorithm_config).
+# SB3 names in fastenv/configs/*.toml [algo] -> RLlib's; the *_SPECIAL ones need more
+# than a rename (see algorithm_config).
 PPO_NAMES = {"learning_rate": "lr", "batch_size": "minibatch_size", "n_epochs": "num_epochs",
              "gae_lambda": "lambda_", "clip_range": "clip_param", "ent_coef": "entropy_coeff",
              "max_grad_norm": "grad_clip", "vf_coef": "vf_loss_coeff", "gamma": "gamma"}
+PPO_SPECIAL = ("n_steps",)
+SAC_SPECIAL = ("learning_rate", "buffer_size", "train_freq", "gradient_steps", "ent_coef")
 ENV_NAME = "fastenv-vector"   # vector_env in RLlib's env registry
 SAC_NAMES = {"learning_starts": "num_steps_sampled_before_learning_starts",
              "batch_size": "train_batch_size_per_learner", "tau": "tau", "gamma": "gamma"}
@@ -154,7 +156,10 @@ def algorithm_config(algo: str, task: str, cfg: dict, *, num_env_runners: int,
                            rollout_fragment_length=rollout,
                            env_to_module_connector=obs_filter
                            if cfg["env"].get("normalize_observations", True) else None)
-              .fault_tolerance(restart_failed_env_runners=True)
+              # a step that raises (NaN actions, a bad env option) leaves RLlib's runner
+              # unable to sample again unless it rebuilds its env
+              .fault_tolerance(restart_failed_env_runners=True,
+                               restart_failed_sub_environments=True)
               .learners(num_learners=0)
               .rl_module(model_config=DefaultModelConfig(
                   fcnet_hiddens=list(policy.get("net_arch", [256, 256])),
@@ -163,7 +168,8 @@ def algorithm_config(algo: str, task: str, cfg: dict, *, num_env_runners: int,
     try:
         config = config.training(**training)
     except TypeError as exc:
-        raise ValueError(f"[algo]: {exc}; use fastenv's SB3 names ({sorted(names)}) or "
+        sb3 = sorted({*names, *(PPO_SPECIAL if algo == "ppo" else SAC_SPECIAL)})
+        raise ValueError(f"[algo]: {exc}; use fastenv's SB3 names ({', '.join(sb3)}) or "
                          f"RLlib's {type(config).__name__}.training() names") from None
     return config
 
@@ -180,8 +186,9 @@ def checkpoint_policy(path):
     from pathlib import Path
 
     import torch
+    import tree  # dm-tree, as RLlib's filter nests its statistics
     from ray.rllib.core.rl_module.rl_module import RLModule
-    from ray.rllib.utils.filter import RunningStat
+    from ray.rllib.utils.filter import MeanStdFilter, RunningStat
     from ray.rllib.utils.spaces.space_utils import unsquash_action
 
     path = Path(path).resolve()   # RLlib reads relative paths as URIs
@@ -198,18 +205,20 @@ def checkpoint_policy(path):
         import pickle  # the connector's state as RLlib's Checkpointable writes it
         with open(filter_dir / "state.pkl", "rb") as f:
             (state,) = pickle.load(f).values()
-        (stats,) = [RunningStat.from_state(s) for s in state["running_stats"]]
-        mean, std = np.asarray(stats.mean), np.asarray(stats.std)
-        clip = state["clip_by_value"]
+        # RLlib's own filter, frozen: the same epsilon, de-mean/de-std flags and clip as
+        # in training, so that a near-constant observation is scaled alike
+        obs_filter = MeanStdFilter(state["shape"], demean=state["de_mean_to_zero"],
+                                   destd=state["de_std_to_one"], clip=state["clip_by_value"])
+        obs_filter.running_stats = tree.unflatten_as(
+            state["shape"], [RunningStat.from_state(s) for s in state["running_stats"]])
 
         def normalize(obs):
-            x = (obs - mean) / (std + 1e-8)
-            return np.clip(x, -clip, clip) if clip else x
+            return obs_filter(obs, update=False)
 
     def policy(obs):
         x = np.asarray(obs, np.float32)
         if normalize is not None:
-            x = normalize(x).astype(np.float32)
+            x = np.asarray(normalize(x), np.float32)
         with torch.no_grad():
             out = module.forward_inference({"obs": torch.from_numpy(x[None, :])})
             action = dist_cls.from_logits(out["action_dist_inputs"]).to_deterministic() \
