@@ -884,8 +884,30 @@ def first_step_table() -> list[str]:
                      "first step", "first ÷ mean", "first ÷ steps 2–10"], "lllrrrrr", rows))
 
 
+def conditions_table() -> list[str]:
+    """The policies of ``baselines/conditions.py`` under the conditions they were trained
+    on and under others (``evaluation_<condition>.json``): the same five seeded test
+    episodes of 10 s each, with the same code and references."""
+    rows = []
+    for path in sorted((ROOT / "baselines").glob("**/evaluation_accurate.json")):
+        folder = path.parent
+        rel = folder.relative_to(ROOT / "baselines")
+        cells = [f"[{rel}](../baselines/{rel})", json.loads(path.read_text())["task"]]
+        for name in ("evaluation_as_trained", "evaluation_accurate", "evaluation_pushed"):
+            e = json.loads((folder / f"{name}.json").read_text())
+            m = e["mean"]
+            cells.append(f"{m['time_alive_s']:.1f} s ({_stayed_up(e['episodes'])}/"
+                         f"{len(e['episodes'])}), {m['joint_rmse_deg']:.1f}°, "
+                         f"{m['speed_m_s']:.2f} m/s")
+        cells.append(f"{m['reference_speed_m_s']:.2f} m/s")
+        rows.append(cells)
+    return table(["run", "task", "as trained", "`physics=accurate`",
+                  "`apply_perturbations=true`", "reference speed"], "llllll", rows)
+
+
 TABLES = {
     "tasks": tasks_table,
+    "conditions": conditions_table,
     "baselines": baselines_table,
     "first-step": first_step_table,
     "reflex-gains": reflex_gains_table,

@@ -361,14 +361,18 @@ def evaluate(args) -> int:
     prints per-episode and mean figures."""
     _needs("stable_baselines3", "evaluate")
     from fastenv import evaluate as ev
+    options = dict(args.option or [])
     result = ev.evaluate(args.run, episodes=args.episodes, seconds=args.seconds,
-                         start_noise=args.start_noise, seed=args.seed)
+                         start_noise=args.start_noise, seed=args.seed,
+                         checkpoint=args.checkpoint, options=options)
     records = result.pop("_records")
     coords, model_coords = result.pop("_coordinates"), result.pop("_model_coordinates")
     rotational = result.pop("_rotational")
     state_names, model_path = result.pop("_state_names"), result.pop("_model_path")
     m = result["mean"]
-    print(f"{result['task']} ({result['algo']}), {args.episodes} "
+    conditions = "".join(f", {k}={v}" for k, v in options.items())
+    checkpoint = "" if args.checkpoint is None else f", checkpoint {args.checkpoint}"
+    print(f"{result['task']} ({result['algo']}{checkpoint}{conditions}), {args.episodes} "
           f"episode{'s' * (args.episodes != 1)} of {args.seconds:g} s:")
     print(f"{'episode':>11s} {'alive s':>8s} {'fell':>5s} {'dist m':>7s} {'speed':>6s} "
           f"{'ref speed':>9s} {'RMSE deg':>8s} {'COM err m':>9s}")
@@ -400,8 +404,8 @@ def evaluate(args) -> int:
     if args.plot_grf:
         from fastenv.env import ImitationEnv
         from fastenv.train import read_run_config
-        options = read_run_config(args.run)["env_options"]
-        env = ImitationEnv(result["task"], **dict(options, mode="test"))
+        env_options = ev.policy_env_options(read_run_config(args.run), options)
+        env = ImitationEnv(result["task"], **dict(env_options, mode="test"))
         try:
             _plot_grf(env, records[0], args.plot_grf, f"{result['task']}: episode 0")
         finally:
@@ -436,9 +440,8 @@ def render(args) -> int:
     if sum(sources) != 1:
         raise ValueError("choose what moves the model: --policy DIR, --random or "
                          "--reference (exactly one)")
-    if args.policy is not None and args.option:
-        raise ValueError("--option sets the env for --random or --reference; a policy's "
-                         "env options are its run's (config.json)")
+    if args.policy is None and args.checkpoint is not None:
+        raise ValueError("--checkpoint picks one of a run's policies: use it with --policy DIR")
     for key, _ in args.option or []:
         if key in _RENDER_SETS:
             raise ValueError(f"--option {key}: fastenv render sets {key} itself; "
@@ -447,12 +450,13 @@ def render(args) -> int:
     task = args.task
     if args.policy is not None:
         _needs("stable_baselines3", "render --policy")
-        from fastenv.evaluate import load_policy
-        policy, config = load_policy(args.policy)
+        from fastenv.evaluate import load_policy, policy_env_options
+        policy, config = load_policy(args.policy, args.checkpoint)
         if task is not None and task != config["task"]:
             raise ValueError(f"the run in {args.policy} trained {config['task']}, not {task}; "
                              "leave TASK out with --policy")
-        task, options = config["task"], dict(config["env_options"])
+        # the run's options, and --option over them where the policy allows (evaluate's)
+        task, options = config["task"], policy_env_options(config, dict(args.option or []))
     if task is None:
         raise ValueError("TASK is required (or --policy DIR, whose run names it)")
     options.update(args.option or [])
@@ -477,6 +481,13 @@ def render(args) -> int:
                    log=bool(args.export or args.plot or args.plot_grf),
                    render_view=args.view, render_size=(args.width, args.height))
     env = ImitationEnv(task, render_mode="rgb_array", **options)
+    if policy is not None and args.option:
+        from fastenv.evaluate import check_policy_spaces
+        try:
+            check_policy_spaces(policy, env, dict(args.option))
+        except ValueError:
+            env.close()
+            raise
     steps = round(args.seconds / env.sim.control_dt)
     every = FPS // args.fps
     ended = []
@@ -669,6 +680,14 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--export", type=_motion_file, default=None, metavar="FILE.mot",
                     help="write episode 0 for the OpenSim GUI: FILE.mot (coordinates), "
                          "FILE_states.sto (all states) and FILE.osim (its model)")
+    ev.add_argument("--checkpoint", type=_positive_int, default=None, metavar="STEPS",
+                    help="the policy saved at STEPS env steps (checkpoints/NNNNNNNNN) "
+                         "instead of the latest")
+    ev.add_argument("--option", type=parse_env_option, action="append", metavar="KEY=VALUE",
+                    help="an env option over the run's, to test the policy under other "
+                         "conditions: physics=accurate, apply_perturbations=true, another "
+                         "model or reference (not those that change what its observations "
+                         "or actions mean)")
     ev.set_defaults(func=evaluate)
 
     rd = sub.add_parser("render", help="a video of a policy, random actions or the reference",
@@ -677,6 +696,8 @@ def parser() -> argparse.ArgumentParser:
                     help="task ID; `fastenv tasks` lists them (leave out with --policy)")
     rd.add_argument("--policy", default=None, metavar="DIR",
                     help="a run folder of fastenv train: its latest policy")
+    rd.add_argument("--checkpoint", type=_positive_int, default=None, metavar="STEPS",
+                    help="with --policy: the policy saved at STEPS env steps")
     rd.add_argument("--random", action="store_true", help="seeded random actions")
     rd.add_argument("--reference", action="store_true",
                     help="play the reference alone (nothing simulated)")
@@ -700,8 +721,9 @@ def parser() -> argparse.ArgumentParser:
     rd.add_argument("--plot-grf", type=_output_file, default=None, metavar="FILE.png",
                     help="plot the rollout's ground reaction forces against the reference's")
     rd.add_argument("--option", type=parse_env_option, action="append", metavar="KEY=VALUE",
-                    help="an env option, as for train (not with --policy), e.g. your own "
-                         "motion file: --option reference=walk_ik.mot --option "
+                    help="an env option, as for train (with --policy: over the run's, as "
+                         "for evaluate), e.g. your own motion file: --option "
+                         "reference=walk_ik.mot --option "
                          "'reference_options={\"cycle\": \"auto\"}'")
     rd.add_argument("--no-progress", action="store_true", help="no progress bar")
     rd.set_defaults(func=render)

@@ -135,10 +135,64 @@ def run_episode(env, policy, *, seed: int) -> dict:
     return metrics
 
 
-def load_policy(run_dir):
-    """The deterministic policy of a training run (``checkpoints/latest``): returns
-    ``(policy(obs) -> action, run config)``; observations are normalised with the run's
-    saved statistics, as in training."""
+#: env options that fix what a trained policy's observations and actions mean (their
+#: layout, scaling, and the actuation an action drives), and the run's own episode
+#: settings: an evaluation or a video of the policy keeps the run's
+POLICY_BOUND_OPTIONS = ("excitations", "excitation_range", "pd_targets", "residual_range",
+                        "horizon", "observe_previous_actions", "use_target_obs", "use_GRF",
+                        "obs_dtype", "mode", "log", "episode_seconds", "start_noise",
+                        "visualize")
+
+
+def policy_env_options(config: dict, overrides: dict | None = None) -> dict:
+    """A run's env options with ``overrides`` over them, to test its policy under other
+    conditions (``physics="accurate"``, ``apply_perturbations=True``, another model or
+    reference); those of :data:`POLICY_BOUND_OPTIONS` are refused."""
+    overrides = dict(overrides or {})
+    bound = sorted(set(overrides) & set(POLICY_BOUND_OPTIONS))
+    if bound:
+        raise ValueError(f"option {bound[0]!r} is fixed by the run: it changes what the "
+                         f"policy's observations or actions mean, or the command sets it "
+                         f"(options that stay the run's: {', '.join(POLICY_BOUND_OPTIONS)})")
+    return {**config["env_options"], **overrides}
+
+
+def check_policy_spaces(policy, env, overrides: dict):
+    """The policy's observation and action shapes against an env built with
+    ``overrides`` (another ``model`` may have other coordinates or muscles)."""
+    for name in ("observation_space", "action_space"):
+        trained = getattr(policy, name).shape
+        if getattr(env, name).shape != trained:
+            raise ValueError(f"with {', '.join(f'{k}={v!r}' for k, v in overrides.items())} "
+                             f"the env's {name} has shape {getattr(env, name).shape}; the "
+                             f"policy was trained on {trained}")
+
+
+def checkpoint_folder(run_dir, checkpoint=None):
+    """``checkpoints/latest`` of a run, or ``checkpoints/NNNNNNNNN`` for the checkpoint
+    saved at ``checkpoint`` env steps."""
+    from pathlib import Path
+    root = Path(run_dir) / "checkpoints"
+    if checkpoint is None:
+        latest = root / "latest"
+        if not (latest / "state.json").is_file():
+            raise FileNotFoundError(f"{run_dir} has no checkpoint yet ({latest} is missing or "
+                                    f"incomplete): a run saves one every checkpoint_every env "
+                                    f"steps and when it stops")
+        return latest
+    folder = root / f"{int(checkpoint):09d}"
+    if not folder.is_dir():
+        saved = sorted(int(p.name) for p in root.glob("[0-9]" * 9) if p.is_dir())
+        raise FileNotFoundError(f"{run_dir} has no checkpoint at {checkpoint} env steps; "
+                                f"saved: {saved or 'none'} (and latest)")
+    return folder
+
+
+def load_policy(run_dir, checkpoint=None):
+    """The deterministic policy of a training run (``checkpoints/latest``, or the one
+    saved at ``checkpoint`` env steps): returns ``(policy(obs) -> action, run config)``,
+    the policy carrying its ``observation_space`` and ``action_space``; observations are
+    normalised with the checkpoint's saved statistics, as in training."""
     import pickle
     from pathlib import Path
 
@@ -148,43 +202,45 @@ def load_policy(run_dir):
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a training run: {config_path} is missing")
     config = read_run_config(run_dir)
-    latest = run_dir / "checkpoints" / "latest"
-    if not (latest / "state.json").is_file():
-        raise FileNotFoundError(f"{run_dir} has no checkpoint yet ({latest} is missing or "
-                                f"incomplete): a run saves one every checkpoint_every env "
-                                f"steps and when it stops")
+    folder = checkpoint_folder(run_dir, checkpoint)
     if config.get("backend") == "rllib":   # an RLlib algorithm checkpoint: its RLModule
         from fastenv.adapters.rllib import checkpoint_policy
-        return checkpoint_policy(latest), config
+        return checkpoint_policy(folder), config
     for name in ("model.zip", "vecnormalize.pkl"):   # SB3 named a missing one model.zip.zip
-        if not (latest / name).is_file():
-            raise FileNotFoundError(f"checkpoint {latest} is incomplete: {name} is missing")
-    model = _algo_class(config["algo"]).load(latest / "model.zip", device="cpu")
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"checkpoint {folder} is incomplete: {name} is missing")
+    model = _algo_class(config["algo"]).load(folder / "model.zip", device="cpu")
     try:
-        with open(latest / "vecnormalize.pkl", "rb") as f:
+        with open(folder / "vecnormalize.pkl", "rb") as f:
             stats = pickle.load(f)   # a VecNormalize without its venv: normalize_obs only
     except Exception as exc:   # a damaged pickle raises any of a dozen types
-        raise ValueError(f"cannot read {latest / 'vecnormalize.pkl'}, the observation "
+        raise ValueError(f"cannot read {folder / 'vecnormalize.pkl'}, the observation "
                          f"statistics of the checkpoint: {type(exc).__name__}: {exc}") from exc
 
     def policy(obs):
         action, _ = model.predict(stats.normalize_obs(obs[None, :]), deterministic=True)
         return action[0]
+    policy.observation_space, policy.action_space = model.observation_space, model.action_space
     return policy, config
 
 
 def evaluate(run_dir, *, episodes: int = 5, seconds: float = 10.0, start_noise: float = 0.02,
-             seed: int = 0, random_baseline: bool = True) -> dict:
-    """Evaluate a training run's latest policy: ``episodes`` test-mode episodes of
-    ``seconds`` each from the reference's first frame, with seeded start noise (rad).
-    Returns ``{"task", "run", "episodes": [...], "mean": {...}}`` and, per episode, the
-    records under the private key ``"_records"`` of the result (for plots and export)."""
+             seed: int = 0, random_baseline: bool = True, checkpoint=None,
+             options: dict | None = None) -> dict:
+    """Evaluate a training run's latest policy (or the one saved at ``checkpoint`` env
+    steps): ``episodes`` test-mode episodes of ``seconds`` each from the reference's
+    first frame, with seeded start noise (rad), on the run's env with ``options`` over
+    its options (:func:`policy_env_options`). Returns ``{"task", "run", "episodes":
+    [...], "mean": {...}}`` and, per episode, the records under the private key
+    ``"_records"`` of the result (for plots and export)."""
     from fastenv.env import ImitationEnv
-    policy, config = load_policy(run_dir)
-    options = {k: v for k, v in config["env_options"].items()}
-    options.update(mode="test", log=True, episode_seconds=seconds, start_noise=start_noise)
-    env = ImitationEnv(config["task"], **options)
+    policy, config = load_policy(run_dir, checkpoint)
+    env_options = policy_env_options(config, options)
+    env_options.update(mode="test", log=True, episode_seconds=seconds, start_noise=start_noise)
+    env = ImitationEnv(config["task"], **env_options)
     try:
+        if options:
+            check_policy_spaces(policy, env, options)
         results = [run_episode(env, policy, seed=seed + k) for k in range(episodes)]
         random, zero = baselines(env, [seed + k for k in range(episodes)]) \
             if random_baseline else (None, None)
@@ -192,6 +248,8 @@ def evaluate(run_dir, *, episodes: int = 5, seconds: float = 10.0, start_noise: 
         env.close()
     records = [r.pop("records") for r in results]
     return {"task": config["task"], "algo": config["algo"], "run": str(run_dir),
+            "checkpoint": "latest" if checkpoint is None else int(checkpoint),
+            "options": dict(options or {}),   # over the run's env options
             "seconds": seconds, "start_noise": start_noise, "episodes": results,
             "mean": summarize(results),
             "random_policy": random, "reference_as_target": zero, "_records": records,

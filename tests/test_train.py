@@ -452,3 +452,36 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys, damage, expected):
     assert main(["evaluate", str(run), "--episodes", "1", "--seconds", "0.1"]) == 2
     err = capsys.readouterr().err
     assert re.search(expected, err) and len(err.strip().splitlines()) == 1, err
+
+
+def test_evaluate_a_chosen_checkpoint_under_other_conditions(tmp_path, capsys):
+    """evaluate --checkpoint STEPS and --option KEY=VALUE over the run's options: the
+    policy tested under other physics or with pushes, recorded in the JSON; options that
+    change what its observations or actions mean are refused, as is a model whose
+    coordinates give other shapes."""
+    import shutil
+
+    from fastenv.__main__ import main
+    from fastenv.envs.variants import variant_path
+    committed = ROOT / "baselines" / "runs" / "torque2d_ppo"
+    run = tmp_path / "run"
+    shutil.copytree(committed / "checkpoints" / "latest", run / "checkpoints" / "000100000")
+    shutil.copytree(committed / "checkpoints" / "latest", run / "checkpoints" / "latest")
+    shutil.copy(committed / "config.json", run)
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(run), "--episodes", "1", "--seconds", "0.3", "--checkpoint",
+                 "100000", "--option", "physics=accurate", "--option",
+                 "apply_perturbations=true", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["checkpoint"] == 100000
+    assert result["options"] == {"physics": "accurate", "apply_perturbations": True}
+    assert "checkpoint 100000, physics=accurate" in capsys.readouterr().out
+    for args, expected in [
+            (["--checkpoint", "5000"], r"no checkpoint at 5000 env steps; saved: \[100000\]"),
+            (["--option", "pd_targets=range"], r"option 'pd_targets' is fixed by the run"),
+            (["--option", "episode_seconds=3"], r"option 'episode_seconds' is fixed"),
+            (["--option", f"model={variant_path('torque2d_lockedknee')}"],
+             r"observation_space has shape \(108,\); the policy was trained on \(126,\)")]:
+        assert main(["evaluate", str(run), "--episodes", "1", "--seconds", "0.1", *args]) == 2
+        err = capsys.readouterr().err
+        assert re.search(expected, err) and len(err.strip().splitlines()) == 1, err
