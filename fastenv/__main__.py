@@ -735,6 +735,11 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`fastenv tasks | head`): quietly, as a shell tool does;
+        # stdout goes to devnull so that the interpreter's final flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (ValueError, OSError, RuntimeError, gym_error.Error) as exc:
         # bad input, files, workers; Gymnasium's own checks (seeds, spaces)
         if os.environ.get("FASTENV_DEBUG"):

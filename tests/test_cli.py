@@ -297,3 +297,12 @@ def test_bench_counts_env_steps_not_resets(fake_envs, tmp_path):
     for row, env in zip(rows, fake_envs):
         steps, ends = map(sum, zip(*env.calls[10:]))
         assert (row["steps"], row["episode_ends"]) == (steps, ends), row["method"]
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`fastenv tasks | head -1`: a reader that leaves early ends the command quietly
+    with the shell's SIGPIPE status, not an error line."""
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c",
+                           f"'{sys.executable}' -m fastenv tasks | true"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stderr == "" and proc.returncode == 141, proc.stderr
