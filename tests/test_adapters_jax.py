@@ -124,6 +124,37 @@ def test_same_transitions_as_the_numpy_env(copy, device):
         ref.close()
 
 
+@pytest.mark.parametrize("mode", ["NextStep", "Disabled"])
+def test_views_equal_the_numpy_env_in_the_other_autoreset_modes(mode):
+    """copy=False (views of the shared memory) across episode ends; Disabled: the ended
+    envs are reset with a JAX reset_mask, and the partial reset's observations are
+    fresh, not a view."""
+    with make_vec(TASK, N, device="cpu", num_workers=2, autoreset_mode=mode, copy=False,
+                  **KW) as ours, OsimVectorEnv(TASK, N, num_workers=1,
+                                               autoreset_mode=mode, **KW) as ref:
+        o1, _ = ours.reset(seed=4)
+        o2, _ = ref.reset(seed=4)
+        np.testing.assert_array_equal(np.asarray(o1), o2)
+        ends, done = 0, np.zeros(N, bool)
+        for k in range(12):
+            if mode == "Disabled" and done.any():
+                o1, i1 = ours.reset(seed=[60 + k if d else None for d in done],
+                                    options={"reset_mask": jnp.asarray(done)})
+                o2, i2 = ref.reset(seed=[60 + k if d else None for d in done],
+                                   options={"reset_mask": done})
+                np.testing.assert_array_equal(np.asarray(o1), o2)
+                assert address(o1) != ours.unwrapped._a.obs.ctypes.data
+                assert_same_infos(i1, i2)
+            o1, r1, te1, tr1, i1 = ours.step(jnp.asarray(actions(k)))
+            o2, r2, te2, tr2, i2 = ref.step(actions(k))
+            for x, y in ((o1, o2), (r1, r2), (te1, te2), (tr1, tr2)):
+                np.testing.assert_array_equal(np.asarray(x), y.astype(x.dtype))
+            assert_same_infos(i1, i2)
+            done = te2 | tr2
+            ends += int(done.sum())
+        assert ends > 0 and "final_obs" not in i1
+
+
 def test_async_api_with_jax_arrays():
     envs = make_vec(TASK, 4, device="cpu", num_workers=2, batch_size=2,
                     autoreset_mode="SameStep", **KW)
@@ -156,6 +187,8 @@ def test_bad_adapter_input():
         envs.reset(seed=0)
         with pytest.raises(ValueError, match=r"expected \(1, 7\)"):
             envs.step(jnp.zeros((2, 7)))
+        with pytest.raises(ValueError, match=r"not one array of shape \(1, 7\): setting an"):
+            envs.step([jnp.zeros(7), jnp.zeros(6)])
         # bfloat16 arrays came as "not a real number dtype"
         assert envs.step(jnp.zeros((1, 7), jnp.bfloat16))[0].dtype == jnp.float32
     finally:

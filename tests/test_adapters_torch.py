@@ -1,12 +1,16 @@
 """The torch adapter: tensors that share the env's shared memory (checked by address),
 copies on request, the same transitions as the NumPy env, final_obs as a dense batch,
 tensor actions and env ids, and the pinned-memory CUDA path where CUDA exists."""
+import os
+import subprocess
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from fastenv.adapters.torch import TorchVectorEnv, make_vec  # noqa: E402
+from fastenv.errors import ClosedEnvError  # noqa: E402
 from fastenv.vector import OsimVectorEnv  # noqa: E402
 
 # 0.05 s episodes: every env ends after 5 steps, so short runs cross episode ends
@@ -73,10 +77,19 @@ def test_copy_true_returns_fresh_tensors():
         envs.close()
 
 
-@pytest.mark.parametrize("mode", ["SameStep", "NextStep"])
+class OnDevice(torch.Tensor):
+    """Stands in for a CUDA tensor on a CPU-only machine: NumPy cannot read it, only
+    ``.cpu()`` brings it to the host."""
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+
+@pytest.mark.parametrize("mode", ["SameStep", "NextStep", "Disabled"])
 def test_same_transitions_as_the_numpy_env(mode):
     """Same seeds and actions: equal observations, rewards, flags and infos; SameStep's
-    final_obs is one dense batch, zero where no episode ended."""
+    final_obs is one dense batch, zero where no episode ended; Disabled: the ended envs
+    are reset with their flags as reset_mask, a tensor on the adapter's device."""
     ours = make_vec(TASK, N, num_workers=2, autoreset_mode=mode, **KW)
     ref = OsimVectorEnv(TASK, N, num_workers=1, autoreset_mode=mode, **KW)
     try:
@@ -84,8 +97,15 @@ def test_same_transitions_as_the_numpy_env(mode):
         o2, i2 = ref.reset(seed=3)
         np.testing.assert_array_equal(o1.numpy(), o2)
         assert set(i1) == set(i2)
-        ends = 0
+        ends, te1, tr1, te2, tr2 = 0, None, None, np.zeros(N, bool), np.zeros(N, bool)
         for k in range(12):
+            if mode == "Disabled" and (te2 | tr2).any():
+                ended = (te1 | tr1).as_subclass(OnDevice)
+                seeds = [50 + k if e else None for e in (te2 | tr2)]
+                o1, i1 = ours.reset(seed=seeds, options={"reset_mask": ended})
+                o2, i2 = ref.reset(seed=seeds, options={"reset_mask": te2 | tr2})
+                np.testing.assert_array_equal(o1.numpy(), o2)
+                assert_same_infos(i1, i2)
             # a tensor that needs grad, as a policy returns it
             act = torch.from_numpy(actions(k)).requires_grad_()
             o1, r1, te1, tr1, i1 = ours.step(act)
@@ -94,14 +114,15 @@ def test_same_transitions_as_the_numpy_env(mode):
                 assert isinstance(x, torch.Tensor)
                 np.testing.assert_array_equal(x.numpy(), y)
             assert_same_infos(i1, i2)
+            ends += int((te2 | tr2).sum())
             if "final_obs" in i2:
-                ends += int(i2["_final_obs"].sum())
                 mask = i1["_final_obs"].numpy()
                 np.testing.assert_array_equal(mask, i2["_final_obs"])
                 dense = i1["final_obs"].numpy()
                 assert dense.shape == o2.shape and not dense[~mask].any()
                 np.testing.assert_array_equal(dense[mask], np.stack(i2["final_obs"][mask]))
-        assert ends > 0 if mode == "SameStep" else "final_obs" not in i1
+        assert ends > 0
+        assert mode == "SameStep" or "final_obs" not in i1
     finally:
         ours.close()
         ref.close()
@@ -148,12 +169,34 @@ def test_bad_adapter_input():
         envs.reset(seed=0)
         with pytest.raises(ValueError, match=r"expected \(1, 7\)"):
             envs.step(torch.zeros(2, 7))
+        # a ragged list: one line naming the expected shape, not NumPy's alone
+        with pytest.raises(ValueError, match=r"not one array of shape \(1, 7\): setting an"):
+            envs.step([[0.0] * 7, [0.0]])
         # bfloat16, autocast's output, is widened as float16 is (NumPy has no bfloat16)
         assert envs.step(torch.zeros(1, 7, dtype=torch.bfloat16))[0].dtype == torch.float32
     finally:
         venv.close()
     with pytest.raises(TypeError, match="wraps an OsimVectorEnv"):
         TorchVectorEnv(object())
+
+
+def workers_of_this_process() -> set[int]:
+    """Pool workers started by this test process (not those of other runs)."""
+    out = subprocess.run(["pgrep", "-P", str(os.getpid()), "-f", "fastenv.pool.worker"],
+                         capture_output=True, text=True).stdout
+    return set(map(int, out.split()))
+
+
+def test_with_block_closes_the_pool():
+    """``with make_vec(...) as envs:`` as for the OsimVectorEnv: no worker outlives the
+    block, and a closed adapter says so."""
+    before = workers_of_this_process()
+    with make_vec(TASK, 2, num_workers=2, **KW) as envs:
+        assert len(workers_of_this_process() - before) == 2
+        envs.reset(seed=0)
+    assert envs.closed and workers_of_this_process() <= before
+    with pytest.raises(ClosedEnvError, match="closed OsimVectorEnv"):
+        envs.step(torch.zeros(2, 7))
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")

@@ -5,7 +5,8 @@ An ``OsimVectorEnv`` made with ``copy=False`` returns the observations, rewards 
 flags of ``reset``/``step`` as views into its shared memory, which the next step
 overwrites. Such a view becomes a framework array without a copy when the adapter's
 ``copy`` is False, and with exactly one copy when it is True. Arrays the env returns
-fresh (``recv`` batches, partial resets, infos) are never copied again.
+fresh (``recv`` batches, partial resets, infos) are not copied again by the adapter
+(``jax.device_put`` copies those that do not start on a 64-byte boundary).
 
 Observations, ``final_obs``, rewards and flags go to the adapter's device; the other
 infos stay on the host (diagnostics: a transfer per key per step would cost more than
@@ -44,6 +45,15 @@ class ArrayVectorEnv(gym.vector.VectorWrapper):
         """Leave the wrapped env open: Gymnasium 1.2's ``VectorEnv.__del__`` (the version
         RLlib pins) closes a collected wrapper and so the env under it, e.g. after a
         subclass's ``__init__`` raised on a bad device; the env closes itself."""
+
+    def __enter__(self):
+        """``with make_vec(...) as envs:`` closes the workers on leaving, as for the
+        ``OsimVectorEnv`` (Gymnasium's ``VectorWrapper`` has no context manager)."""
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
 
     # ------------------------------------------------------------------ subclass hooks
     def _array(self, x: np.ndarray, *, name: str, shared: bool, to_device: bool):
@@ -86,14 +96,18 @@ class ArrayVectorEnv(gym.vector.VectorWrapper):
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed=None, options=None):
+        """``options["reset_mask"]`` may be a tensor on any device, e.g. ``terminated |
+        truncated`` of the last step, which is on the adapter's device."""
+        if options and options.get("reset_mask") is not None:
+            options = {**options, "reset_mask": self._host(options["reset_mask"])}
         obs, info = self.env.reset(seed=seed, options=options)
         return self._out("obs", obs), self._infos(info, len(obs))
 
     def step(self, actions):
-        return self._transition(*self.env.step(self._host(actions)))
+        return self._transition(*self.env.step(self._actions(actions, self.num_envs)))
 
     def step_async(self, actions):
-        self.env.step_async(self._host(actions))
+        self.env.step_async(self._actions(actions, self.num_envs))
 
     def step_wait(self, timeout: float | None = None):
         return self._transition(*self.env.step_wait(timeout))
@@ -113,7 +127,8 @@ class ArrayVectorEnv(gym.vector.VectorWrapper):
 
     def send(self, actions, env_ids):
         """Start stepping ``env_ids`` (e.g. ``info["env_id"]`` of the last ``recv``)."""
-        self.env.send(self._host(actions), self._host(env_ids))
+        ids = self._host(env_ids)
+        self.env.send(self._actions(actions, np.size(ids)), ids)
 
     def recv(self, timeout: float | None = None, *, batch_size: int | None = None):
         """The first envs to finish, as ``OsimVectorEnv.recv``; ``info["env_id"]`` is a
@@ -122,3 +137,13 @@ class ArrayVectorEnv(gym.vector.VectorWrapper):
 
     def _ids(self, env_ids):
         return None if env_ids is None else self._host(env_ids)
+
+    def _actions(self, actions, n: int) -> np.ndarray:
+        """Actions as NumPy; what NumPy cannot read as one array (a ragged list) is
+        refused in one line naming the shape the env expects, as a wrong shape is."""
+        try:
+            return self._host(actions)
+        except ValueError as e:
+            shape = (n, *self.env.single_action_space.shape)
+            raise ValueError(f"actions are not one array of shape {shape}: "
+                             f"{str(e).splitlines()[0]}") from None
