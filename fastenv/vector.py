@@ -169,8 +169,12 @@ class OsimVectorEnv(gym.vector.VectorEnv):
                                  "new one")
 
     def _actions(self, actions, n_rows, env_ids=None):
-        a = np.asarray(actions)
         shape = (n_rows, *self.single_action_space.shape)
+        try:
+            a = np.asarray(actions)
+        except ValueError as e:   # a ragged list: NumPy's message names no shape
+            raise ValueError(f"actions are not one array of shape {shape}: "
+                             f"{str(e).splitlines()[0]}") from None
         if a.shape != shape:
             raise ValueError(f"actions have shape {a.shape}; expected {shape}")
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):

@@ -129,6 +129,22 @@ def test_non_finite_actions_raise_naming_the_env(bad):
         v.close()
 
 
+def test_malformed_actions_are_one_line_and_leave_the_pool_usable():
+    """Wrong shape, wrong dtype, a ragged list (NumPy's own message named no shape)."""
+    v = OsimVectorEnv(TASK, 2, num_workers=1)
+    try:
+        v.reset(seed=0)
+        for actions, expected in [
+                (np.zeros((2, 17)), r"actions have shape \(2, 17\); expected \(2, 18\)"),
+                (np.full((2, 18), "a"), r"actions have dtype <U1; expected a real number"),
+                ([[0.0] * 18, [0.0] * 17], r"actions are not one array of shape \(2, 18\)")]:
+            with pytest.raises(ValueError, match=expected):
+                v.step(actions)
+        v.step(np.zeros((2, 18), np.float32))   # still usable afterwards
+    finally:
+        v.close()
+
+
 def test_fuzz_adversarial_actions_never_break_the_pool():
     rng = np.random.default_rng(1)
     v = OsimVectorEnv(TASK, 2, num_workers=2, nan_actions="zero")
