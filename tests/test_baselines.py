@@ -34,7 +34,8 @@ def test_the_regression_covers_the_trained_baselines():
     assert {"TorqueWalkingImitation2D-v0", "runs/torque_run3d_ppo",
             "runs/torque_jump2d_ppo_smooth", "runs/muscle2d_ppo_reflex_long",
             "runs/muscle_run2d_ppo_reflex_long",
-            "runs/muscle_lockedknee2d_ppo_reflex"} <= set(UP_ALL_THE_WAY)
+            "runs/muscle_lockedknee2d_ppo_reflex",
+            "runs/torque2d_ppo_rllib"} <= set(UP_ALL_THE_WAY)   # an RLlib checkpoint too
 
 
 @pytest.mark.slow
