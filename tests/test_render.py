@@ -2,6 +2,7 @@
 (``render_mode``, ``visualize``, ``fastenv render``, RecordVideo, the vector env)."""
 import base64
 import zlib
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -14,6 +15,8 @@ from fastenv.render import VIEWS, read_vtp
 from fastenv.vector import OsimVectorEnv
 
 TASK = "MuscleWalkingImitation2D-v0"
+#: a committed run, a policy to render
+POLICY_RUN = Path(__file__).resolve().parents[1] / "baselines" / "runs" / "torque2d_ppo"
 #: one task per model variant
 VARIANT_TASKS = list({spec.model: task for task, spec in reversed(TASKS.items())}.values())
 
@@ -284,7 +287,10 @@ def test_fastenv_render_plays_your_own_motion_file(tmp_path, capsys):
     (["render", TASK, "--reference", "--view", "top"], "the view must be one of"),
     (["render", TASK, "--reference", "--export", "x.mot"], "need a simulated rollout"),
     (["render", TASK, "--reference", "--out", "x.gif", "--fps", "100"], "too fast for a .gif"),
-    (["render", "--policy", "runs/x", "--option", "reward=tracking"], "a policy's env options"),
+    # over a policy's run options, as for evaluate, but not those its actions depend on
+    (["render", "--policy", str(POLICY_RUN), "--option", "pd_targets=range"],
+     "option 'pd_targets' is fixed by the run"),
+    (["render", TASK, "--random", "--checkpoint", "100"], "--checkpoint picks one of a run's"),
     (["render", TASK, "--reference", "--option", "referense=x.mot"], "with KEY an env option"),
     # imageio stretched odd frames to even ones and the command reported the asked size
     (["render", TASK, "--reference", "--width", "321"], "needs an even --width and --height"),
