@@ -455,15 +455,24 @@ class ImitationEnv(gym.Env):
 
     def get_state(self) -> dict:
         """Picklable state of the episode in progress (simulation, action history,
-        counters, RNG): :meth:`set_state` on an env built with the same arguments, in
-        any process, continues it. The integrator restarts its step-size control, so
-        the continuation equals the original within integrator accuracy, not bitwise."""
+        counters, RNG, the episode log, and the options changed by :meth:`set_option`,
+        which the episodes to come read): :meth:`set_state` on an env built with the
+        same arguments, in any process, continues it, as ``recycle_every`` does. The
+        integrator restarts its step-size control, so the continuation equals the
+        original within integrator accuracy, not bitwise."""
         return dict(sim=self.sim.export_state(), start=self._start, step=self._step,
                     history=self._history.copy(), count=self._count.copy(),
                     prev_action=self._prev_action.copy(), push_left=self._push_left,
-                    episode_steps=self._episode_steps, rng=self.np_random.bit_generator.state)
+                    episode_steps=self._episode_steps, rng=self.np_random.bit_generator.state,
+                    options={k: self.options[k] for k in RUNTIME_OPTIONS},
+                    logging=self._logging, episode_log=list(self.episode_log))
 
     def set_state(self, state: dict):
+        if "options" in state:   # the new env was built with the options before set_option
+            self.options = resolve_options(task=self.spec_task,
+                                           **dict(self.options, **state["options"]))
+            self.mode = self.options["mode"]
+            self._logging, self.episode_log = state["logging"], list(state["episode_log"])
         self.sim.import_state(state["sim"])
         self._start, self._step = state["start"], state["step"]
         self._history[:] = state["history"]
@@ -480,9 +489,7 @@ class ImitationEnv(gym.Env):
         process) and continues the episode in progress through :meth:`set_state`, its
         log and its start-state cache aside; it then steps as this env would, within
         integrator accuracy (the integrator's step-size control restarts)."""
-        started = hasattr(self, "_next_reference_q")
-        episode = (dict(self.get_state(), logging=self._logging,
-                        episode_log=self.episode_log) if started else None)
+        episode = self.get_state() if hasattr(self, "_next_reference_q") else None
         return (_rebuilt, (self.spec_task, dict(self.options), self.render_mode, self.spec,
                            episode))
 
@@ -553,5 +560,4 @@ def _rebuilt(task, options, render_mode, spec, episode):
     env.spec = spec
     if episode is not None:
         env.set_state(episode)
-        env._logging, env.episode_log = episode["logging"], episode["episode_log"]
     return env

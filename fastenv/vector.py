@@ -470,9 +470,9 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             for value in values:   # checked here first: one error, not one per worker
                 resolve_options(task=TASKS.get(self.task), **dict(self._env_options,
                                                                   **{name: value}))
-            for i, value in zip(ids, values):
-                self._pool.rare("call", np.array([i], dtype=np.int32), "set_option",
-                                (name, value), {})
+            for i, value in zip(ids, values):   # kept by a respawned worker's envs too
+                self._pool.configure(np.array([i], dtype=np.int32), "set_option",
+                                     (name, value))
             return
         self._pool.rare("set_attr", ids, name, list(values))
 

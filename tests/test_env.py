@@ -570,3 +570,26 @@ def test_a_copied_or_pickled_env_continues_the_episode():
     assert obs.shape == env.observation_space.shape
     for e in (env, *copies, fresh):
         e.close()
+
+
+def test_set_state_carries_the_options_changed_between_episodes():
+    """``recycle_every`` moves an episode to an env built with the original options:
+    the options ``set_option`` changed (a vector env's ``set_attr``: test mode, episode
+    length, logging) go with the state, or the next episodes would silently revert."""
+    env = ImitationEnv("TorqueWalkingImitation2D-v0")
+    env.reset(seed=0)
+    for name, value in dict(mode="test", episode_seconds=0.3, start_noise=0.01).items():
+        env.set_option(name, value)
+    env.set_option("log", True)
+    env.reset(seed=1)
+    env.step(np.zeros(7, np.float32))
+    moved = ImitationEnv("TorqueWalkingImitation2D-v0")
+    moved.set_state(env.get_state())
+    assert moved.options == env.options and moved.mode == "test"
+    assert len(moved.episode_log) == 2
+    moved.step(np.zeros(7, np.float32))
+    assert len(moved.episode_log) == 3          # still logging the episode it continues
+    _, info = moved.reset()
+    assert info["frame"] == 0 and moved.episode_steps == 30   # test mode, 0.3 s
+    for e in (env, moved):
+        e.close()

@@ -224,6 +224,36 @@ def test_step_before_reset_and_set_attr_of_options():
         venv.close()
 
 
+def test_recycling_keeps_the_options_set_attr_changed():
+    """A recycled worker's envs are rebuilt with the vector env's options: test mode set
+    by set_attr used to revert to train mode there, silently (a train-mode start frame)."""
+    with OsimVectorEnv(TASK, 1, num_workers=1, recycle_every=2, **KW) as venv:
+        venv.reset(seed=0)
+        venv.set_attr("mode", "test")
+        for _ in range(3):
+            venv.step(np.zeros((1, 7), np.float32))
+        assert venv.recycles >= 1 and venv.get_attr("mode") == ("test",)
+        assert venv.reset(seed=1)[1]["frame"].tolist() == [0]
+
+
+def test_a_respawned_worker_keeps_the_options_set_attr_changed():
+    """A worker killed mid-episode is respawned with envs built from the vector env's
+    options; test mode set by set_attr reverted to train mode there (a train-mode start
+    frame), silently."""
+    with OsimVectorEnv(TASK, 1, num_workers=1, _faults=[("kill", 0, 2)], **KW) as venv:
+        venv.reset(seed=0)
+        venv.set_attr("mode", "test")
+        venv.set_attr("episode_seconds", 0.5)
+        restarted = False
+        for _ in range(4):
+            info = venv.step(np.zeros((1, 7), np.float32))[4]
+            restarted |= bool(info.get("worker_restarted", [False])[0])
+        assert restarted and venv.restarts == 1
+        assert venv.get_attr("mode") == ("test",)
+        assert venv.get_attr("options")[0]["episode_seconds"] == 0.5
+        assert venv.reset(seed=1)[1]["frame"].tolist() == [0]
+
+
 def test_bad_vector_input():
     venv = OsimVectorEnv(TASK, 2, num_workers=1, batch_size=1, **KW)
     try:

@@ -174,6 +174,9 @@ class Pool:
         self.restarts = 0                            # worker respawns after failures
         self.recycles = 0
         self.env_restarts = np.zeros(num_envs, dtype=np.int64)
+        # per env, the configuring calls (configure) to make again on a respawned worker,
+        # whose envs are built from the spec alone: {env id: {(method, key): args}}
+        self._settings: dict[int, dict] = {}
         self._faults = list(faults)
         # load balancing: env steps wait in per-worker queues until a core is free
         self.active_workers = (num_workers if active_workers is None
@@ -356,6 +359,9 @@ class Pool:
         self._queued_work[w] = 0.0
         self._fresh[ids], self._timed[ids] = True, False
         self._replace(w)
+        for i in ids:   # before the reset: an option set by configure applies from it
+            for (method, _), args in self._settings.get(int(i), {}).items():
+                self._call_worker(w, "call", [int(i)], method, args, {})
         self.restarts += 1
         self.env_restarts[ids] += 1
         a = self.arrays
@@ -605,6 +611,15 @@ class Pool:
                 self._replace(w)
                 self._call_worker(w, "set_states", ids, states)
                 self.recycles += 1
+
+    def configure(self, env_ids, method: str, args: tuple):
+        """Call ``method(*args)`` on the envs ``env_ids`` (as ``rare("call", ...)``) and
+        remember it: a worker respawned after a crash or a timeout builds its envs from
+        the spec, and the call is made on them again. Keyed by the method and its first
+        argument (an option's name), so that the last setting is the one replayed."""
+        self.rare("call", env_ids, method, args, {})
+        for i in np.asarray(env_ids).ravel():
+            self._settings.setdefault(int(i), {})[(method, args[0] if args else None)] = args
 
     def rare(self, what: str, env_ids, *args):
         """Run a pickled command on the workers owning ``env_ids``; results in order.
