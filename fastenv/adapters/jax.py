@@ -39,6 +39,7 @@ def make_vec(task: str, num_envs: int = 1, *, device=None, copy: bool = True,
              **options) -> JaxVectorEnv:
     """A :class:`JaxVectorEnv` over a new ``OsimVectorEnv(task, num_envs, copy=False,
     **options)`` (vector and env options as for ``gym.make_vec``)."""
+    _device(device)   # a bad device fails before the workers start, not seconds after
     return JaxVectorEnv(OsimVectorEnv(task, num_envs, copy=False, **options),
                         device=device, copy=copy)
 

@@ -34,8 +34,21 @@ def make_vec(task: str, num_envs: int = 1, *, device: str | torch.device | None 
              copy: bool = False, **options) -> TorchVectorEnv:
     """A :class:`TorchVectorEnv` over a new ``OsimVectorEnv(task, num_envs, copy=False,
     **options)`` (vector and env options as for ``gym.make_vec``)."""
+    _device(device)   # a bad device fails before the workers start, not seconds after
     return TorchVectorEnv(OsimVectorEnv(task, num_envs, copy=False, **options),
                           device=device, copy=copy)
+
+
+def _device(device) -> torch.device:
+    """``device`` as a ``torch.device`` that this machine has."""
+    try:
+        checked = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be a torch device or its name ('cpu', "
+                         f"'cuda:0'), got {device!r}") from None
+    if checked.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}, but torch sees no CUDA device")
+    return checked
 
 
 class TorchVectorEnv(ArrayVectorEnv):
@@ -49,13 +62,7 @@ class TorchVectorEnv(ArrayVectorEnv):
     def __init__(self, env: OsimVectorEnv, *, device: str | torch.device | None = None,
                  copy: bool = False, pin_memory: bool | None = None):
         super().__init__(env, copy=copy)
-        try:
-            self.device = torch.device("cpu" if device is None else device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device must be a torch device or its name ('cpu', "
-                             f"'cuda:0'), got {device!r}") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}, but torch sees no CUDA device")
+        self.device = _device(device)
         pin = self.device.type == "cuda" if pin_memory is None else bool(pin_memory)
         if pin and self.device.type != "cuda":
             raise ValueError(f"pin_memory=True stages copies to a CUDA device; device is "
