@@ -220,13 +220,18 @@ def test_accelerator_batches_with_device_put(n, workers, steps):
         ref.close()
 
 
-def test_a_bad_device_is_refused_before_the_workers_start(monkeypatch):
-    """make_vec checks ``device`` first: it had started the pool (seconds) and then
-    failed on the device."""
-    import fastenv.adapters.jax as adapter
+
+@pytest.mark.parametrize("framework, message", [
+    ("torch", "device must be a torch device"),
+    ("jax", "device must be a jax.Device or a platform")])
+def test_a_bad_device_is_refused_before_the_workers_start(monkeypatch, framework, message):
+    """Either adapter's make_vec checks ``device`` first: it had started the pool
+    (seconds) and then failed on the device."""
+    import importlib
+    adapter = importlib.import_module(f"fastenv.adapters.{framework}")
 
     def no_pool(*args, **kwargs):
         raise AssertionError("the pool started before the device was checked")
     monkeypatch.setattr(adapter, "OsimVectorEnv", no_pool)
-    with pytest.raises(ValueError, match="device must be a jax.Device or a platform"):
+    with pytest.raises(ValueError, match=message):
         adapter.make_vec(TASK, 1, device="warp-drive")

@@ -234,14 +234,3 @@ def test_cuda_batches_through_pinned_memory(n, workers, steps):
         ours.close()
         ref.close()
 
-
-def test_a_bad_device_is_refused_before_the_workers_start(monkeypatch):
-    """make_vec checks ``device`` first: it had started the pool (seconds) and then
-    failed on the device."""
-    import fastenv.adapters.torch as adapter
-
-    def no_pool(*args, **kwargs):
-        raise AssertionError("the pool started before the device was checked")
-    monkeypatch.setattr(adapter, "OsimVectorEnv", no_pool)
-    with pytest.raises(ValueError, match="device must be a torch device"):
-        adapter.make_vec(TASK, 1, device="warp-drive")
