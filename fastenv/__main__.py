@@ -446,7 +446,7 @@ def render(args) -> int:
         if key in _RENDER_SETS:
             raise ValueError(f"--option {key}: fastenv render sets {key} itself; "
                              f"{_RENDER_SETS[key]}")
-    options, policy = {}, None
+    options, policy = dict(args.option or []), None
     task = args.task
     if args.policy is not None:
         _needs("stable_baselines3", "render --policy")
@@ -456,10 +456,9 @@ def render(args) -> int:
             raise ValueError(f"the run in {args.policy} trained {config['task']}, not {task}; "
                              "leave TASK out with --policy")
         # the run's options, and --option over them where the policy allows (evaluate's)
-        task, options = config["task"], policy_env_options(config, dict(args.option or []))
+        task, options = config["task"], policy_env_options(config, options)
     if task is None:
         raise ValueError("TASK is required (or --policy DIR, whose run names it)")
-    options.update(args.option or [])
     if (args.export or args.plot or args.plot_grf) and args.reference:
         raise ValueError("--export, --plot and --plot-grf need a simulated rollout; --reference "
                          "simulates nothing (the reference's coordinates ship as "

@@ -338,7 +338,7 @@ class ImitationEnv(gym.Env):
         return self._obs[0].copy()
 
     def step(self, action):
-        if not hasattr(self, "_next_reference_q"):   # set by the first reset
+        if not self._started:
             raise gym.error.ResetNeeded("step() called before reset(); call reset() first")
         a, nan_flag, clipped = self._check_action(action)
         sim = self.sim
@@ -449,6 +449,11 @@ class ImitationEnv(gym.Env):
             self._push_left = PUSH_STEPS
 
     @property
+    def _started(self) -> bool:
+        """Whether an episode has begun: the first reset sets the next reference frame."""
+        return hasattr(self, "_next_reference_q")
+
+    @property
     def integrate_seconds(self) -> float:
         """Wall time this env has spent inside ``Manager.integrate`` (profiling)."""
         return self.sim.integrate_seconds
@@ -489,7 +494,7 @@ class ImitationEnv(gym.Env):
         process) and continues the episode in progress through :meth:`set_state`, its
         log and its start-state cache aside; it then steps as this env would, within
         integrator accuracy (the integrator's step-size control restarts)."""
-        episode = self.get_state() if hasattr(self, "_next_reference_q") else None
+        episode = self.get_state() if self._started else None
         return (_rebuilt, (self.spec_task, dict(self.options), self.render_mode, self.spec,
                            episode))
 
@@ -531,7 +536,7 @@ class ImitationEnv(gym.Env):
             gym.logger.warn("render() needs a render_mode: make the env with "
                             "render_mode='rgb_array' (frames) or 'human' (a window)")
             return None
-        if not hasattr(self, "_next_reference_q"):   # no episode yet: nothing to show
+        if not self._started:   # no episode yet: nothing to show
             raise gym.error.ResetNeeded("render() called before reset(); call reset() first")
         sim = self.sim
         frame = self.renderer.frame(

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from fastenv.envs import is_int
 from fastenv.vector import VECTOR_OPTIONS
 
 ALGOS = ("sac", "ppo")
@@ -311,8 +312,8 @@ def append_evaluation(out: Path, state: dict, metrics: dict):
             writer.writerow(EVALUATION_COLUMNS)
         row = {**state, **metrics}
         # counts stay integers (env_steps, episodes), figures are rounded
-        writer.writerow([v if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                         else round(float(v), 4) for v in (row[c] for c in EVALUATION_COLUMNS)])
+        writer.writerow([v if is_int(v) else round(float(v), 4)
+                         for v in (row[c] for c in EVALUATION_COLUMNS)])
 
 
 class ProgressLog:

@@ -47,6 +47,13 @@ def _close_all():
         env.close()
 
 
+def ragged_actions(shape: tuple, error: ValueError) -> ValueError:
+    """The error for actions NumPy cannot read as one array (a ragged list): NumPy's own
+    message names no shape."""
+    return ValueError(f"actions are not one array of shape {shape}: "
+                      f"{str(error).splitlines()[0]}")
+
+
 class OsimVectorEnv(gym.vector.VectorEnv):
     """``num_envs`` imitation envs of one task stepped by ``num_workers`` processes.
 
@@ -172,9 +179,8 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         shape = (n_rows, *self.single_action_space.shape)
         try:
             a = np.asarray(actions)
-        except ValueError as e:   # a ragged list: NumPy's message names no shape
-            raise ValueError(f"actions are not one array of shape {shape}: "
-                             f"{str(e).splitlines()[0]}") from None
+        except ValueError as e:
+            raise ragged_actions(shape, e) from None
         if a.shape != shape:
             raise ValueError(f"actions have shape {a.shape}; expected {shape}")
         if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from fastenv.vector import OsimVectorEnv
+from fastenv.vector import OsimVectorEnv, ragged_actions
 
 
 class ArrayVectorEnv(gym.vector.VectorWrapper):
@@ -144,6 +144,4 @@ class ArrayVectorEnv(gym.vector.VectorWrapper):
         try:
             return self._host(actions)
         except ValueError as e:
-            shape = (n, *self.env.single_action_space.shape)
-            raise ValueError(f"actions are not one array of shape {shape}: "
-                             f"{str(e).splitlines()[0]}") from None
+            raise ragged_actions((n, *self.env.single_action_space.shape), e) from None
