@@ -115,6 +115,12 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
         env_options = config_env_options(task, cfg, env_options)
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
     check_address(address)
+    # the config is checked once before Ray starts, so that a bad [algo] key is one
+    # line in a second rather than after Ray's start-up; built again below with the
+    # cluster's CPUs
+    algorithm_config(algo, task, cfg, num_env_runners=num_env_runners,
+                     envs_per_runner=envs_per_runner, num_workers=num_workers or 1,
+                     seed=seed, env_options=env_options)
     started = not ray.is_initialized()
     if started:
         try:

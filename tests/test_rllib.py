@@ -293,6 +293,19 @@ def test_bad_address_is_one_line_before_ray_starts(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_bad_algo_key_is_refused_before_ray_starts(tmp_path, monkeypatch):
+    import ray
+
+    from fastenv.train_rllib import train
+    (tmp_path / "bad.toml").write_text("[algo]\nnot_an_option = 1\n")
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started"))
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(ValueError, match="not_an_option"):
+        train(TASK, "ppo", 64, out=tmp_path / "r", config=tmp_path / "bad.toml",
+              show_bar=False)
+    assert not (tmp_path / "r").exists()
+
+
 @pytest.mark.cluster
 def test_env_runners_beyond_the_cluster_cpus_are_refused(cluster, tmp_path):
     """Ray would wait forever for CPUs the cluster does not have (3 here)."""
