@@ -91,6 +91,40 @@ def test_env_access_with_indices():
         env.close()
 
 
+def test_no_indices_is_no_env_and_bad_ones_are_named():
+    """SB3's VecEnvs answer ``indices=[]`` with ``[]``; the pool refused empty ids, and a
+    non-int index was called "out of range"."""
+    env = make_vec_env(TASK, 2, seed=0, num_workers=1)
+    try:
+        assert env.get_attr("mode", indices=[]) == []
+        assert env.env_method("get_wrapper_attr", "n_actions", indices=[]) == []
+        env.set_attr("mode", "test", indices=[])
+        assert env.get_attr("mode") == ["train"] * 2
+        with pytest.raises(ValueError, match="index 1.5 is not an int"):
+            env.get_attr("mode", indices=[1.5])
+        with pytest.raises(ValueError, match="indices must be None, an int or a list"):
+            env.get_attr("mode", indices="01")
+        with pytest.raises(ValueError, match=r"indices \[0, -2\] name an env more than once"):
+            env.get_attr("mode", indices=[0, -2])
+    finally:
+        env.close()
+
+
+def test_reset_cancels_a_step_in_flight():
+    """SB3's ``reset`` cancels a ``step_async`` not waited for (and Ctrl-C in
+    ``step_wait`` leaves one); the pool refused to reset with steps in flight."""
+    env = make_vec_env(TASK, 2, seed=0, num_workers=2)
+    try:
+        first = env.reset()
+        env.seed(0)
+        env.step_async(np.ones((2, 7), np.float32))
+        np.testing.assert_array_equal(env.reset(), first)   # the step is dropped
+        obs, *_ = env.step(np.zeros((2, 7), np.float32))
+        assert obs.shape == first.shape
+    finally:
+        env.close()
+
+
 def test_render_tiles_every_envs_frame():
     """get_images returned None per env, so SB3's render (and VecVideoRecorder) failed."""
     env = make_vec_env(TASK, 2, seed=0, num_workers=1, render_mode="rgb_array",
@@ -112,6 +146,17 @@ def test_other_autoreset_modes_are_refused():
     # SB3's buffers keep what step_wait returns: views of shared memory would change
     with pytest.raises(ValueError, match="copy=False: SB3 stores the arrays"):
         make_vec_env(TASK, 1, copy=False)
+    # gym.make_vec's name for the count collided with n_envs in a TypeError
+    with pytest.raises(ValueError, match="num_envs=2: make_vec_env takes SB3's n_envs"):
+        make_vec_env(TASK, num_envs=2)
+    with pytest.raises(ValueError, match="autoreset_mode must be one of"):
+        make_vec_env(TASK, 1, autoreset_mode="bogus")
+
+
+def test_same_step_in_any_spelling_is_accepted():
+    """"same_step" (a spelling OsimVectorEnv accepts) was refused as not SameStep."""
+    env = make_vec_env(TASK, 1, num_workers=1, autoreset_mode="same_step")
+    env.close()
 
 
 def test_a_worker_restart_is_flagged_in_the_ended_steps_info():
@@ -143,5 +188,8 @@ def test_bad_seed_is_refused_when_given():
         assert env.seed(7) == [7, 8]
         with pytest.raises(ValueError, match="got -2"):
             env.seed(-2)
+        # env 1's seed + 1 would not fit the pool's int64 seeds: refused here, not at reset
+        with pytest.raises(ValueError, match=f"got {2**63 - 1}"):
+            env.seed(2**63 - 1)
     finally:
         env.close()

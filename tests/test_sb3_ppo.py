@@ -107,10 +107,64 @@ def test_learns_with_vecnormalize_saves_and_continues(tmp_path, device):
 def test_refuses_what_it_cannot_pipeline():
     with pytest.raises(ValueError, match="use_sde"):
         PipelinedPPO("MlpPolicy", None, use_sde=True)
+    # 0 was read as the default, and a bad size was named the collector's batch_size
+    for size in (0, -1, 2.0):
+        with pytest.raises(ValueError, match=f"pipeline_batch_size must be None .*got {size}"):
+            PipelinedPPO("MlpPolicy", None, pipeline_batch_size=size)
     env = VecCheckNan(make_vec_env(TASK, 2, seed=0, **OPTIONS))
     try:
         model = PipelinedPPO("MlpPolicy", env, **dict(PPO_KW, batch_size=2 * T))
         with pytest.raises(ValueError, match="got VecCheckNan in the chain"):
             model.learn(2 * T)
+        model = PipelinedPPO("MlpPolicy", env.venv, pipeline_batch_size=3,
+                             **dict(PPO_KW, batch_size=2 * T))
+        with pytest.raises(ValueError, match="pipeline_batch_size=3 is more than the env's 2"):
+            model.learn(2 * T)
+        # the collector keeps no infos to copy VecMonitor's info_keywords from
+        model = PipelinedPPO("MlpPolicy", VecMonitor(env.venv, info_keywords=("total",)),
+                             **dict(PPO_KW, batch_size=2 * T))
+        with pytest.raises(ValueError, match=r"info_keywords \('total',\)"):
+            model.learn(2 * T)
+    finally:
+        env.close()
+
+
+def test_vecmonitor_file_and_count_get_every_episode(tmp_path):
+    """The collector bypasses VecMonitor's step_wait: its monitor.csv stayed empty."""
+    monitor = VecMonitor(make_vec_env(TASK, N, seed=0, **OPTIONS),
+                         filename=str(tmp_path / "run"))
+    try:
+        model = PipelinedPPO("MlpPolicy", monitor, **PPO_KW)
+        record = Record()
+        model.learn(N * T, callback=record)
+        monitor.close()
+        rows = (tmp_path / "run.monitor.csv").read_text().splitlines()[2:]  # after the header
+        assert len(rows) == monitor.episode_count == len(record.episodes) > 0
+        assert [float(row.split(",")[0]) for row in rows] == \
+            pytest.approx([e["r"] for e in record.episodes])
+    finally:
+        monitor.close()
+
+
+def test_an_interrupted_rollout_leaves_the_env_usable():
+    """Ctrl-C in the policy left envs in flight: reset(), evaluation and learn() all
+    raised PendingCallError until the env was rebuilt."""
+    env = VecNormalize(VecMonitor(make_vec_env(TASK, N, seed=0, **OPTIONS)))
+    try:
+        model = PipelinedPPO("MlpPolicy", env, **PPO_KW)
+        act, calls = model._act, []
+
+        def interrupted(raw):   # the policy, stopped in the middle of a rollout
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return act(raw)
+
+        model._act = interrupted
+        with pytest.raises(KeyboardInterrupt):
+            model.learn(N * T)
+        assert env.reset().shape == (N, env.observation_space.shape[0])
+        model.learn(N * T)
+        assert model.num_timesteps == N * T
     finally:
         env.close()

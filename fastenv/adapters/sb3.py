@@ -21,7 +21,7 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from fastenv.envs import is_flag, is_int
-from fastenv.vector import OsimVectorEnv
+from fastenv.vector import OsimVectorEnv, _autoreset_mode
 
 
 def make_vec_env(task_id: str, n_envs: int = 1, seed: int | None = None,
@@ -32,8 +32,11 @@ def make_vec_env(task_id: str, n_envs: int = 1, seed: int | None = None,
     (``num_workers``, ``step_timeout``, ...) as for ``gym.make_vec``; env ``i`` gets seed
     ``seed + i`` at the first ``reset()``, as with SB3's own ``make_vec_env``.
     """
-    if options.get("autoreset_mode", AutoresetMode.SAME_STEP) not in (
-            AutoresetMode.SAME_STEP, AutoresetMode.SAME_STEP.value):
+    if "num_envs" in options:   # gym.make_vec's name would collide with n_envs
+        raise ValueError(f"num_envs={options['num_envs']!r}: make_vec_env takes SB3's "
+                         "n_envs instead")
+    # any spelling OsimVectorEnv accepts ("same_step" too); a bad one gets its message
+    if _autoreset_mode(options.get("autoreset_mode", "SameStep")) != AutoresetMode.SAME_STEP:
         raise ValueError(f"autoreset_mode={options['autoreset_mode']!r}: SB3 resets an "
                          "ended env in the same step; leave autoreset_mode out")
     options["autoreset_mode"] = AutoresetMode.SAME_STEP
@@ -63,14 +66,15 @@ class FastenvVecEnv(VecEnv):
         super().__init__(venv.num_envs, venv.single_observation_space,
                          venv.single_action_space)
         self.metadata["render_fps"] = venv.metadata["render_fps"]   # VecVideoRecorder's
-        self._actions = None
 
     def seed(self, seed: int | None = None):
         """Env ``i`` gets ``seed + i`` at the next ``reset()`` (SB3's rule); a seed that
-        is not None or an int >= 0 is refused here, not at that reset."""
-        if seed is not None and not (is_int(seed) and seed >= 0):
-            raise ValueError(f"seed must be None or an int >= 0 (env i gets seed + i), "
-                             f"got {seed!r}")
+        is not None or an int >= 0 whose ``seed + i`` fit in int64 (the pool's seeds) is
+        refused here, not at that reset."""
+        top = np.iinfo(np.int64).max - (self.num_envs - 1)
+        if seed is not None and not (is_int(seed) and 0 <= seed <= top):
+            raise ValueError(f"seed must be None or an int >= 0 and <= {top} (env i gets "
+                             f"seed + i, an int64), got {seed!r}")
         return super().seed(seed)
 
     # ------------------------------------------------------------------ stepping
@@ -82,12 +86,25 @@ class FastenvVecEnv(VecEnv):
             raise ValueError(f"reset options {self._options}: only one start_frame shared "
                              "by all envs is supported")
         frame = start_frames.pop()
+        self._cancel()
         obs, info = self.venv.reset(
             seed=seeds, options=None if frame is None else {"start_frame": frame})
         self.reset_infos = _split_infos(info, self.num_envs)
         self._reset_seeds()
         self._reset_options()
         return obs
+
+    def _cancel(self) -> None:
+        """Finish and drop the steps in flight: SB3's ``reset`` cancels a ``step_async``
+        not waited for, and an interrupted ``step_wait`` or ``PipelinedPPO`` rollout
+        (Ctrl-C) leaves envs stepping, which ``OsimVectorEnv.reset`` refuses."""
+        venv = self.venv
+        if venv.closed:
+            return   # reset's own error says so
+        if venv._stepping:
+            venv.step_wait()
+        elif venv._pool.pending:
+            venv.recv(batch_size=venv._pool.pending)
 
     def step_async(self, actions: np.ndarray) -> None:
         self.venv.step_async(actions)
@@ -117,17 +134,21 @@ class FastenvVecEnv(VecEnv):
         self.venv.close()
 
     # ------------------------------------------------------------------ env access
+    # no indices (``[]``) is no env, as in SB3's own VecEnvs; the pool refuses empty ids
     def get_attr(self, attr_name: str, indices=None) -> list:
-        return list(self.venv.get_attr(attr_name, env_ids=self._ids(indices)))
+        ids = self._ids(indices)
+        return list(self.venv.get_attr(attr_name, env_ids=ids)) if ids else []
 
     def set_attr(self, attr_name: str, value, indices=None) -> None:
         ids = self._ids(indices)
-        self.venv.set_attr(attr_name, [value] * len(ids), env_ids=ids)
+        if ids:
+            self.venv.set_attr(attr_name, [value] * len(ids), env_ids=ids)
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list:
         # every keyword goes to the method, ``name`` (get_wrapper_attr's) included
-        return list(self.venv.call_envs(method_name, self._ids(indices), method_args,
-                                        method_kwargs))
+        ids = self._ids(indices)
+        return list(self.venv.call_envs(method_name, ids, method_args,
+                                        method_kwargs)) if ids else []
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         """Always False: the workers hold bare envs (wrappers go around this VecEnv,
@@ -145,14 +166,19 @@ class FastenvVecEnv(VecEnv):
             return list(range(self.num_envs))
         if isinstance(indices, (int, np.integer)):
             indices = [indices]
-        if not isinstance(indices, Iterable):
+        if not isinstance(indices, Iterable) or isinstance(indices, (str, bytes)):
             raise ValueError(f"indices must be None, an int or a list of ints, got "
                              f"{indices!r}")
-        ids = []
+        indices, ids = list(indices), []
         for i in indices:   # negative from the end, as SB3's own VecEnvs index
-            if not (is_int(i) and -self.num_envs <= i < self.num_envs):
+            if not is_int(i):
+                raise ValueError(f"index {i!r} is not an int; indices must be None, an "
+                                 "int or a list of ints")
+            if not -self.num_envs <= i < self.num_envs:
                 raise ValueError(f"index {i!r} out of range for {self.num_envs} envs")
             ids.append(int(i) % self.num_envs)
+        if len(set(ids)) != len(ids):   # the pool runs one call per env
+            raise ValueError(f"indices {indices!r} name an env more than once")
         return ids
 
 

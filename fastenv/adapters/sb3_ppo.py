@@ -9,7 +9,8 @@ collection would: the unclipped action samples with their values and log-probabi
 episode starts, and truncated episodes bootstrapped with the value of their last
 observation. ``VecNormalize`` and ``VecMonitor`` around the env are honoured by doing
 their work here (observation statistics from each batch the policy sees, return
-statistics step by step, ``info["episode"]`` for callbacks); other wrappers are refused.
+statistics step by step, ``info["episode"]`` for callbacks and ``VecMonitor``'s
+``monitor.csv`` rows; not its ``info_keywords``); other wrappers are refused.
 
 The differences from ``PPO``: observation statistics are updated per batch instead of
 per step of all envs, callbacks run after the rollout (once per ``num_envs`` transitions,
@@ -24,10 +25,11 @@ import numpy as np
 import torch as th
 from stable_baselines3 import PPO
 from stable_baselines3.common.utils import obs_as_tensor
-from stable_baselines3.common.vec_env import VecEnvWrapper, VecMonitor, VecNormalize
+from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
 from fastenv.adapters.sb3 import FastenvVecEnv
 from fastenv.collect import PipelinedCollector
+from fastenv.envs import is_int
 
 
 class PipelinedPPO(PPO):
@@ -43,6 +45,10 @@ class PipelinedPPO(PPO):
         if kwargs.get("use_sde"):
             raise ValueError("PipelinedPPO does not support use_sde=True (gSDE resamples "
                              "its noise for all envs at once); use PPO")
+        if pipeline_batch_size is not None and not (is_int(pipeline_batch_size)
+                                                    and pipeline_batch_size >= 1):
+            raise ValueError(f"pipeline_batch_size must be None (num_envs // 2) or an int "
+                             f">= 1, got {pipeline_batch_size!r}")
         self.pipeline_batch_size = pipeline_batch_size
         self._collector = self._norm = self._handed_obs = None
         self._t_start = time.time()
@@ -53,27 +59,24 @@ class PipelinedPPO(PPO):
                 "_handed_obs"]
 
     # ------------------------------------------------------------------ the env
-    def _pipeline(self, env):
-        """The collector for ``env`` (made once), and the ``VecNormalize`` in front."""
-        norm, inner = None, env
+    def _chain(self, env):
+        """``env``'s ``VecNormalize`` (or None), its ``VecMonitor`` wrappers and fastenv's
+        VecEnv under them; anything else in the chain is refused."""
+        norm, monitors, inner = None, [], env
         while not isinstance(inner, FastenvVecEnv):
             if isinstance(inner, VecNormalize):
                 norm = inner
-            elif not isinstance(inner, VecMonitor):
+            elif isinstance(inner, VecMonitor):
+                if inner.info_keywords:   # the collector keeps no infos to copy them from
+                    raise ValueError(f"PipelinedPPO cannot log VecMonitor's info_keywords "
+                                     f"{inner.info_keywords!r}; leave them out")
+                monitors.append(inner)
+            else:
                 raise ValueError(f"PipelinedPPO collects from fastenv.adapters.sb3.make_vec_env"
                                  f"'s VecEnv, optionally in VecMonitor and VecNormalize; got "
                                  f"{type(inner).__name__} in the chain")
-            if not isinstance(inner, VecEnvWrapper):
-                raise ValueError(f"PipelinedPPO needs fastenv's VecEnv at the bottom of the "
-                                 f"chain, got {type(inner).__name__}")
             inner = inner.venv
-        if self._collector is None or self._collector.envs is not inner.venv:
-            n = inner.num_envs
-            batch = self.pipeline_batch_size or max(1, n // 2)
-            self._collector = PipelinedCollector(inner.venv, self._act, batch_size=batch)
-            self._handed_obs = None
-        self._norm = norm
-        return self._collector, norm
+        return norm, monitors, inner
 
     def _act(self, raw: np.ndarray):
         """The policy on one batch, as ``PPO.collect_rollouts`` runs it on all envs."""
@@ -94,11 +97,23 @@ class PipelinedPPO(PPO):
     # ------------------------------------------------------------------ the rollout
     def collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps: int) -> bool:
         assert self._last_obs is not None, "No previous observation was provided"
-        collector, norm = self._pipeline(env)
-        if self._last_obs is not self._handed_obs:
-            # the env was reset (learn() does): collect from its observations
+        norm, monitors, inner = self._chain(env)
+        self._norm = norm
+        if (self._last_obs is not self._handed_obs or self._collector is None
+                or self._collector.envs is not inner.venv):
+            # the env was reset (learn() does) or is new: collect from its observations,
+            # with a new collector (an interrupted rollout leaves the old one's envs in
+            # flight; reset() has dropped those steps, _cancel() drops them otherwise)
+            n = inner.num_envs
+            batch = self.pipeline_batch_size or max(1, n // 2)
+            if batch > n:
+                raise ValueError(f"pipeline_batch_size={batch} is more than the env's "
+                                 f"{n} envs")
+            inner._cancel()
+            self._collector = PipelinedCollector(inner.venv, self._act, batch_size=batch)
             raw = norm.get_original_obs() if norm is not None else self._last_obs
-            collector.start(raw)
+            self._collector.start(raw)
+        collector = self._collector
         self.policy.set_training_mode(False)
         rollout_buffer.reset()
         callback.on_rollout_start()
@@ -111,6 +126,7 @@ class PipelinedPPO(PPO):
             t = np.flatnonzero(dones[i])[sum(e == i for e in r.episode_envs[:k])]
             ended[i, int(t)] = (r.episode_returns[k], r.episode_lengths[k])
         episode_starts = self._last_episode_starts
+        t_start = monitors[0].t_start if monitors else self._t_start
         for t in range(n_rollout_steps):
             rewards = r.rewards[:, t].astype(np.float32)
             if norm is not None:
@@ -133,9 +149,12 @@ class PipelinedPPO(PPO):
             infos = [{} for _ in range(n)]
             for i in np.flatnonzero(dones[:, t]):
                 ret, length = ended[int(i), t]
-                infos[i] = {"episode": {"r": ret, "l": length,
-                                        "t": round(time.time() - self._t_start, 6)},
-                            "TimeLimit.truncated": bool(bootstrap[i])}
+                episode = {"r": ret, "l": length, "t": round(time.time() - t_start, 6)}
+                infos[i] = {"episode": episode, "TimeLimit.truncated": bool(bootstrap[i])}
+                for monitor in monitors:   # VecMonitor's count and monitor.csv row
+                    monitor.episode_count += 1
+                    if monitor.results_writer:
+                        monitor.results_writer.write_row(episode)
             self.num_timesteps += n
             callback.update_locals({"infos": infos, "dones": dones[:, t], "rewards": rewards})
             if not callback.on_step():
