@@ -307,10 +307,10 @@ def _given(args, *flags) -> list[str]:
 
 
 def train(args) -> int:
-    """Train a policy with Stable-Baselines3 (SAC or PPO) on an OsimVectorEnv, or with
-    Ray RLlib (--backend rllib: env runners, each one OsimVectorEnv); the run folder
-    holds the config, progress.csv and checkpoints. Ctrl-C saves a checkpoint;
-    --resume continues from it."""
+    """Train a policy with Stable-Baselines3 (SAC or PPO) on an OsimVectorEnv, with Ray
+    RLlib (--backend rllib: env runners, each one OsimVectorEnv), or with fastenv's SAC in
+    JAX (--backend jax); the run folder holds the config, progress.csv and checkpoints.
+    Ctrl-C saves a checkpoint; --resume continues from it."""
     if args.resume and args.task is not None:
         raise ValueError("--resume continues the run in --out with its saved task and "
                          "config; leave TASK out")
@@ -343,11 +343,19 @@ def train(args) -> int:
         print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
         return 0
     rllib_only = _given(args, "--num-env-runners", "--envs-per-runner", "--address")
+    saved_backend = json.load(open(saved)).get("backend") \
+        if args.resume and os.path.isfile(saved) else None
+    learner = "the JAX SAC" if args.backend == "jax" or saved_backend == "jax" \
+        else "Stable-Baselines3"
     if rllib_only:
         raise ValueError(f"{' '.join(rllib_only)}: options of --backend rllib; this run trains "
-                         f"with Stable-Baselines3 (--num-envs sets its envs)")
-    _needs("stable_baselines3", "train")
-    from fastenv.train import train as run_training
+                         f"with {learner} (--num-envs sets its envs)")
+    _needs("stable_baselines3", "train")   # both log through SB3's TensorBoard writer
+    if learner == "the JAX SAC":
+        _needs("jax", "train --backend jax", extra="jax")
+        from fastenv.train_jax import train as run_training
+    else:
+        from fastenv.train import train as run_training
     out = run_training(args.task, algo=algo, steps=args.steps, num_envs=args.num_envs,
                        seed=seed, out=args.out, config=args.config, resume=args.resume,
                        show_bar=not args.no_progress, **options)
@@ -642,9 +650,10 @@ def parser() -> argparse.ArgumentParser:
                          "pd_targets=residual (repeatable; docs/tasks.md lists them)")
     tr.add_argument("--no-progress", action="store_true",
                     help="no progress bar (progress.csv is written all the same)")
-    tr.add_argument("--backend", choices=("sb3", "rllib"), default="sb3",
-                    help="Stable-Baselines3 on this machine, or Ray RLlib (env runners "
-                         "on a Ray cluster; docs/cluster.md) (default: %(default)s)")
+    tr.add_argument("--backend", choices=("sb3", "rllib", "jax"), default="sb3",
+                    help="Stable-Baselines3 on this machine, Ray RLlib (env runners "
+                         "on a Ray cluster; docs/cluster.md), or fastenv's SAC in JAX "
+                         "(docs/training.md) (default: %(default)s)")
     tr.add_argument("--num-env-runners", type=_positive_int, default=None,
                     help="rllib: env runners, each one OsimVectorEnv (default: 2)")
     tr.add_argument("--envs-per-runner", type=_positive_int, default=None,

@@ -206,6 +206,9 @@ def load_policy(run_dir, checkpoint=None):
     if config.get("backend") == "rllib":   # an RLlib algorithm checkpoint: its RLModule
         from fastenv.adapters.rllib import checkpoint_policy
         return checkpoint_policy(folder), config
+    if config.get("backend") == "jax":   # the JAX SAC's actor, run with NumPy
+        from fastenv.adapters.jax_sac import checkpoint_policy
+        return checkpoint_policy(folder), config
     for name in ("model.zip", "vecnormalize.pkl"):   # SB3 named a missing one model.zip.zip
         if not (folder / name).is_file():
             raise FileNotFoundError(f"checkpoint {folder} is incomplete: {name} is missing")

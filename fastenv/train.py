@@ -376,7 +376,7 @@ class ProgressLog:
 class Progress(BaseCallback):
     """SB3's side of a run: progress (:class:`ProgressLog`), checkpoints and a short
     evaluation at each checkpoint (evaluations.csv), counted in env steps (all envs
-    together). ``evaluate`` is ``(model, venv) -> metrics`` or None."""
+    together). ``evaluate`` is ``policy -> metrics`` (:func:`test_episodes`) or None."""
 
     def __init__(self, out: Path, total: int, state: dict, config: dict, checkpoints,
                  venv, show_bar: bool = True, evaluate=None):
@@ -416,7 +416,8 @@ class Progress(BaseCallback):
         if self.evaluate is None or self.evaluated_at == self.state["env_steps"]:
             return
         self.evaluated_at = self.state["env_steps"]
-        append_evaluation(self.out, self.state, self.evaluate(self.model, self.venv))
+        append_evaluation(self.out, self.state,
+                          self.evaluate(_sb3_policy(self.model, self.venv)))
 
     def log(self):
         self.progress.log()
@@ -425,10 +426,11 @@ class Progress(BaseCallback):
         self.progress.close()
 
 
-def _checkpoint_evaluation(task: str, env_options: dict, config: dict, seed: int):
-    """``(model, venv) -> mean metrics`` of ``eval_episodes`` deterministic test-mode
-    episodes of ``eval_seconds`` (seeded start noise), observations normalised with the
-    training statistics: the learning curve in imitation terms, not only return."""
+def test_episodes(task: str, env_options: dict, config: dict, seed: int):
+    """``policy -> mean metrics`` of ``eval_episodes`` deterministic test-mode episodes
+    of ``eval_seconds`` (seeded start noise) on one env built at first use and reused
+    (``.close()`` closes it), or None when ``eval_episodes`` < 1: the checkpoints'
+    learning curve in imitation terms, not only return, for every backend."""
     from fastenv import evaluate as ev
     from fastenv.env import ImitationEnv
     run = config["run"]
@@ -439,19 +441,25 @@ def _checkpoint_evaluation(task: str, env_options: dict, config: dict, seed: int
     options.update(mode="test", log=True, episode_seconds=seconds, start_noise=0.02)
     envs = []   # built at the first checkpoint, reused by the later ones
 
-    def evaluate(model, venv):
+    def evaluate(policy):
         if not envs:
             envs.append(ImitationEnv(task, **options))
-        env = envs[0]
-
-        def policy(obs):
-            action, _ = model.predict(venv.normalize_obs(obs[None, :]), deterministic=True)
-            return action[0]
-        results = [ev.run_episode(env, policy, seed=seed + 10_000 + k) for k in range(episodes)]
+        results = [ev.run_episode(envs[0], policy, seed=seed + 10_000 + k)
+                   for k in range(episodes)]
         for r in results:
             r.pop("records")
         return ev.summarize(results)
+    evaluate.close = lambda: [env.close() for env in envs]
     return evaluate
+
+
+def _sb3_policy(model, venv):
+    """The deterministic policy of an SB3 model in training, observations normalised
+    with the training statistics."""
+    def policy(obs):
+        action, _ = model.predict(venv.normalize_obs(obs[None, :]), deterministic=True)
+        return action[0]
+    return policy
 
 
 def _check_algo_keys(cls, algo: str, values: dict):
@@ -572,7 +580,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         raise
     model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
     progress = Progress(out, steps, state, cfg, checkpoints, venv, show_bar,
-                        evaluate=_checkpoint_evaluation(task, env_options, cfg, seed))
+                        evaluate=test_episodes(task, env_options, cfg, seed))
     remaining = steps - state["env_steps"]
     previous = signal.signal(signal.SIGTERM, _interrupt)
     completed = False
@@ -591,4 +599,6 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
                 progress.evaluation()
             progress.close()
             venv.close()
+            if progress.evaluate is not None:
+                progress.evaluate.close()
     return out

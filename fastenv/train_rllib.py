@@ -31,6 +31,7 @@ from fastenv.train import (
     config_env_options,
     load_config,
     read_run_config,
+    test_episodes,
     write_checkpoint,
 )
 
@@ -145,7 +146,8 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
                 num_workers=num_workers, num_envs=num_env_runners * envs_per_runner,
                 env_options=env_options, config=cfg), indent=1))
         run = _Run(out, steps, state, cfg, show_bar)
-        evaluate = _evaluation(task, env_options, cfg, seed, checkpoint_policy)
+        episodes = test_episodes(task, env_options, cfg, seed)
+        evaluate = None if episodes is None else lambda path: episodes(checkpoint_policy(path))
         previous = signal.signal(signal.SIGTERM, _interrupt)
         completed = False
         try:
@@ -161,8 +163,8 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
                 # is not: a scheduler's grace period is short)
                 run.save(algorithm, evaluate if completed else None)
                 run.close()
-                if evaluate is not None:
-                    evaluate.close()
+                if episodes is not None:
+                    episodes.close()
     finally:
         if algorithm is not None:
             algorithm.stop()
@@ -224,30 +226,3 @@ class _Run:
 
     def close(self):
         self.progress.close()
-
-
-def _evaluation(task, env_options, cfg, seed, checkpoint_policy):
-    """``checkpoint dir -> mean metrics`` of ``eval_episodes`` deterministic test-mode
-    episodes (the policy as ``fastenv evaluate`` loads it), or None when disabled."""
-    from fastenv import evaluate as ev
-    from fastenv.env import ImitationEnv
-    from fastenv.vector import VECTOR_OPTIONS
-    run = cfg["run"]
-    episodes, seconds = int(run.get("eval_episodes", 2)), float(run.get("eval_seconds", 5.0))
-    if episodes < 1:
-        return None
-    options = {k: v for k, v in env_options.items() if k not in VECTOR_OPTIONS}
-    options.update(mode="test", log=True, episode_seconds=seconds, start_noise=0.02)
-    envs = []
-
-    def evaluate(path):
-        if not envs:
-            envs.append(ImitationEnv(task, **options))
-        policy = checkpoint_policy(path)
-        results = [ev.run_episode(envs[0], policy, seed=seed + 10_000 + k)
-                   for k in range(episodes)]
-        for r in results:
-            r.pop("records")
-        return ev.summarize(results)
-    evaluate.close = lambda: [env.close() for env in envs]
-    return evaluate

@@ -16,7 +16,8 @@ LAYERS = [
     ("fastenv.pool",),
     ("fastenv.vector",),
     ("fastenv.adapters", "fastenv.collect"),
-    ("fastenv.train", "fastenv.train_rllib", "fastenv.evaluate", "fastenv.__main__"),
+    ("fastenv.train", "fastenv.train_rllib", "fastenv.train_jax", "fastenv.evaluate",
+     "fastenv.__main__"),
 ]
 # The pool steps whatever its factory builds: of the runtime it may use only these.
 POOL_MAY_IMPORT = ("fastenv.pool", "fastenv.errors")

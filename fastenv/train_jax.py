@@ -1,0 +1,252 @@
+"""Training with a SAC written in JAX: ``fastenv train TASK --backend jax``.
+
+The same config files, run folder and evaluation command as the SB3 path
+(:mod:`fastenv.train`): ``config.json`` (with ``"backend": "jax"``), ``progress.csv``,
+``evaluations.csv``, TensorBoard scalars in ``tb/``, and ``checkpoints/NNNNNNNNN/``
+(``policy.npz``: the actor and the observation statistics) + ``checkpoints/latest/``
+(also ``learner.npz``, ``replay_buffer.npz`` and ``state.json``). ``fastenv evaluate``
+runs the policy with NumPy (:func:`fastenv.adapters.jax_sac.checkpoint_policy`).
+
+The envs are one ``OsimVectorEnv`` seen through :mod:`fastenv.adapters.jax` in
+``SameStep`` autoreset mode, so that every step's rows are whole transitions (an
+episode's last observation in ``final_obs``); the learner is
+:class:`fastenv.adapters.jax_sac.SAC`. XLA runs on one thread: the cores belong to the
+pool's workers (as ``torch_threads = 1`` in the SB3 path).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fastenv.train import (
+    ProgressLog,
+    _interrupt,
+    _uninterrupted,
+    append_evaluation,
+    check_preset,
+    check_seed,
+    check_steps_left,
+    config_env_options,
+    load_config,
+    read_run_config,
+    resume_seed,
+    test_episodes,
+    write_checkpoint,
+)
+
+SINGLE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | None = None,
+          seed: int = 0, out: str | Path = "runs/train", config: str | Path | None = None,
+          resume: bool = False, num_workers: int | None = None, show_bar: bool = True,
+          **env_options) -> Path:
+    """Train the JAX SAC on ``task`` until ``steps`` env steps (all envs together);
+    returns the run folder (layout: the module docstring)."""
+    if algo != "sac":
+        raise ValueError(f"--backend jax trains SAC; got --algo {algo} (PPO: --backend sb3 "
+                         f"or rllib)")
+    if "jax" not in sys.modules:   # XLA reads its flags once, when JAX starts
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SINGLE_THREAD_XLA}"
+    from fastenv.adapters import jax_sac
+    out = Path(out)
+    config_path = out / "config.json"
+    latest = out / "checkpoints" / "latest"
+    if resume:
+        if not config_path.is_file():
+            raise FileNotFoundError(f"--resume: {config_path} does not exist")
+        saved = read_run_config(out)
+        if saved.get("backend") != "jax":
+            raise ValueError(f"--resume --backend jax: {out} is a {saved.get('backend', 'sb3')}"
+                             " run; resume it without --backend jax")
+        task, seed, cfg = saved["task"], saved["seed"], saved["config"]
+        env_options, num_envs = saved["env_options"], saved["num_envs"]
+        state_path = latest / "state.json"
+        if not state_path.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from: {state_path} is missing")
+        state = json.loads(state_path.read_text())
+        check_steps_left(out, state, steps)
+    else:
+        if config_path.exists():
+            raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
+                                  "it or choose another --out")
+        seed = check_seed(seed)
+        check_preset(task, config)
+        cfg = load_config("sac", config)
+        jax_sac.check_config(cfg)
+        env_options = config_env_options(task, cfg, env_options)
+        num_envs = int(num_envs or cfg["env"]["num_envs"])
+        cfg["env"]["num_envs"] = num_envs   # config.json holds what the run used
+        state = dict(env_steps=0, wall_s=0.0, episodes=0)
+    from gymnasium.vector import AutoresetMode
+
+    from fastenv.adapters.jax import make_vec
+    vector_options = dict(env_options, autoreset_mode=AutoresetMode.SAME_STEP)
+    if num_workers is not None:
+        vector_options["num_workers"] = num_workers
+    envs = make_vec(task, num_envs, device="cpu", **vector_options)
+    try:
+        run = _Run(envs, cfg, seed, resume, latest if resume else None)
+        if not resume:   # written once the envs and the learner exist
+            out.mkdir(parents=True, exist_ok=True)
+            config_path.write_text(json.dumps(dict(
+                task=task, algo="sac", seed=seed, backend="jax", num_envs=num_envs,
+                env_options=env_options, config=cfg), indent=1))
+    except BaseException:
+        envs.close()
+        raise
+    progress = ProgressLog(out, steps, state, show_bar)
+    episodes = test_episodes(task, env_options, cfg, seed)
+    from stable_baselines3.common.logger import configure
+    logger = configure(str(out / "tb"), ["tensorboard"])
+    log_every, checkpoint_every = int(cfg["run"]["log_every"]), int(cfg["run"]["checkpoint_every"])
+    steps0 = state["env_steps"]
+    next_log = (steps0 // log_every + 1) * log_every
+    next_checkpoint = (steps0 // checkpoint_every + 1) * checkpoint_every
+    saved_at = [steps0]
+
+    def save(with_evaluation: bool):
+        if saved_at[0] == state["env_steps"]:
+            return
+        folder = write_checkpoint(out / "checkpoints", state, run.save_policy, run.save_resume)
+        saved_at[0] = state["env_steps"]
+        if with_evaluation and episodes is not None:
+            append_evaluation(out, state, episodes(jax_sac.checkpoint_policy(folder)))
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    completed = False
+    try:
+        run.reset(resume_seed(seed, state["env_steps"]) if resume else seed)
+        while state["env_steps"] < steps:
+            metrics = run.step(state["env_steps"])
+            progress.advance(num_envs)
+            for episode_return, length in run.finished:
+                progress.episode(episode_return, length)
+                state["episodes"] += 1
+            if state["env_steps"] >= next_log:
+                progress.log()
+                for key, value in metrics.items():
+                    logger.record(f"train/{key}", value)
+                logger.record("train/n_updates", run.sac.n_updates)
+                logger.dump(state["env_steps"])
+                next_log = (state["env_steps"] // log_every + 1) * log_every
+            if state["env_steps"] >= next_checkpoint:
+                save(with_evaluation=True)
+                next_checkpoint = (state["env_steps"] // checkpoint_every + 1) * checkpoint_every
+        completed = True
+    finally:   # also on Ctrl-C or SIGTERM: the interrupted run resumes from here
+        with _uninterrupted(restore={signal.SIGTERM: previous}):
+            progress.log()
+            # a completed run's final policy is evaluated too (an interrupted one's is
+            # not: a scheduler's grace period is short)
+            save(with_evaluation=completed)
+            progress.close()
+            logger.close()
+            envs.close()
+            if episodes is not None:
+                episodes.close()
+    return out
+
+
+class _Run:
+    """The envs, the learner, the replay buffer and the observation statistics, stepped
+    one vector step at a time as SB3's SAC steps them."""
+
+    def __init__(self, envs, cfg: dict, seed: int, resume: bool, latest: Path | None):
+        from fastenv.adapters import jax_sac
+        self.envs, self.algo = envs, cfg["algo"]
+        space = envs.single_action_space
+        self.low, self.high = space.low.astype(np.float64), space.high.astype(np.float64)
+        obs_dim = envs.single_observation_space.shape[0]
+        action_dim = space.shape[0]
+        self.sac = jax_sac.SAC(obs_dim, action_dim, self.algo, cfg["policy"], seed)
+        self.buffer = jax_sac.ReplayBuffer(int(self.algo.get("buffer_size", 1_000_000)),
+                                           obs_dim, action_dim)
+        self.stats = jax_sac.ObservationStatistics(obs_dim)
+        self.normalize = bool(cfg["env"].get("normalize_observations", True))
+        self.rng = np.random.default_rng(seed)
+        self.learning_starts = int(self.algo.get("learning_starts", 100))
+        self.batch_size = int(self.algo.get("batch_size", 256))
+        self.train_freq = int(self.algo.get("train_freq", 1))
+        self.gradient_steps = int(self.algo.get("gradient_steps", 1))
+        self.vector_steps = 0
+        if resume:
+            self._load(latest)
+        n = envs.num_envs
+        self.returns, self.lengths = np.zeros(n), np.zeros(n, np.int64)
+        self.finished: list[tuple[float, int]] = []
+        self.metrics: dict = {}
+
+    def _norm(self, obs: np.ndarray) -> np.ndarray:
+        return self.stats.normalize(obs) if self.normalize else obs.astype(np.float32)
+
+    def reset(self, seed: int):
+        obs, _ = self.envs.reset(seed=seed)
+        self.obs = np.asarray(obs)
+        if self.normalize:
+            self.stats.update(self.obs)
+
+    def step(self, env_steps: int) -> dict:
+        """One vector step and the updates due after it; returns the last update's
+        losses."""
+        n = self.envs.num_envs
+        if env_steps < self.learning_starts:   # SB3: uniform actions before learning starts
+            squashed = self.rng.uniform(-1.0, 1.0, (n, len(self.low))).astype(np.float32)
+        else:
+            squashed = self.sac.act(self._norm(self.obs))
+        action = (self.low + (squashed + 1.0) * 0.5 * (self.high - self.low)).astype(np.float32)
+        obs, reward, terminated, truncated, info = self.envs.step(action)
+        obs, reward = np.asarray(obs), np.asarray(reward)
+        terminated, truncated = np.asarray(terminated), np.asarray(truncated)
+        done = terminated | truncated
+        next_obs = obs.copy()
+        if done.any():   # SameStep: the ended episodes' last observations
+            ended = np.asarray(info["_final_obs"])
+            next_obs[ended] = np.asarray(info["final_obs"])[ended]
+        # a time limit or a simulator failure is not an end the value may assume:
+        # bootstrapped from the last observation, as SB3 does
+        self.buffer.add(self.obs, squashed, reward, next_obs, terminated.astype(np.float32))
+        if self.normalize:
+            self.stats.update(obs)
+        self.returns += reward
+        self.lengths += 1
+        self.finished = [(float(self.returns[i]), int(self.lengths[i]))
+                         for i in np.flatnonzero(done)]
+        self.returns[done], self.lengths[done] = 0.0, 0
+        self.obs = obs
+        self.vector_steps += 1
+        if env_steps + n > self.learning_starts and self.vector_steps % self.train_freq == 0:
+            for _ in range(self.gradient_steps):
+                batch = self.buffer.sample(self.rng, self.batch_size)
+                batch["obs"], batch["next_obs"] = (self._norm(batch["obs"]),
+                                                   self._norm(batch["next_obs"]))
+                self.metrics = self.sac.update(batch)
+        return self.metrics
+
+    # -------------------------------------------------------------- checkpoints
+    def save_policy(self, folder: Path):
+        from fastenv.adapters.jax_sac import save_policy
+        save_policy(folder, self.sac, self.stats if self.normalize else None,
+                    self.low, self.high)
+
+    def save_resume(self, folder: Path):
+        np.savez(folder / "learner.npz", **self.sac.state(),
+                 rng=np.asarray(json.dumps(self.rng.bit_generator.state)),
+                 vector_steps=np.asarray(self.vector_steps))
+        self.buffer.save(folder / "replay_buffer.npz")
+
+    def _load(self, latest: Path):
+        with np.load(latest / "learner.npz") as saved:
+            self.sac.load_state(saved)
+            self.rng.bit_generator.state = json.loads(str(saved["rng"]))
+            self.vector_steps = int(saved["vector_steps"])
+        if self.normalize:
+            with np.load(latest / "policy.npz") as saved:
+                self.stats.mean, self.stats.var = saved["obs_mean"], saved["obs_var"]
+                self.stats.count = float(saved["obs_count"])
+        self.buffer.load(latest / "replay_buffer.npz")
