@@ -6,9 +6,10 @@ envpool-style asynchronous API: ``send(actions, env_ids)`` then ``recv()`` retur
 first ``batch_size`` envs to finish, with ``info["env_id"]``.
 
 Copies: with ``copy=True`` (default) every returned array is a fresh copy. With
-``copy=False`` observations, rewards and flags are views into shared memory that the
-next ``step``/``recv`` overwrites (zero-copy; copy what you keep). Infos are always
-fresh arrays.
+``copy=False`` the observations, rewards and flags of ``step`` and the observations of
+a ``reset`` of every env are views into shared memory that the next step or reset
+overwrites (zero-copy; copy what you keep). ``recv`` (its rows gathered by env id), a ``reset``
+with ``reset_mask`` and infos are always fresh arrays.
 
 The pool knows nothing of OpenSim: this module hands it an ``EnvFactory`` naming
 ``fastenv.env:ImitationEnv`` and the env options, which each worker builds; the parent
@@ -66,7 +67,8 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     that crashes, or takes more than ``step_timeout`` s, is respawned and its envs are
     reset and reported truncated with ``info["worker_restarted"]`` (``restarts`` counts
     them). ``recycle_every`` moves a worker's envs to a fresh process after that many
-    env steps, to cap memory growth; episodes continue (within integrator accuracy).
+    env steps (once none of them is in flight), to cap memory growth; episodes
+    continue (within integrator accuracy).
     ``_faults`` injects faults for tests: ``[(kind, env_id, at_step), ...]`` with kind
     ``sim_error``, ``exception``, ``kill`` or ``hang``.
 

@@ -13,11 +13,14 @@ creates the shared segment and tells the workers to attach. The parent itself ne
 imports the env's module (for fastenv, OpenSim).
 
 Recovery: a worker that dies (SIGKILL, segfault) is noticed at once through its pipe;
-one that sends nothing for ``step_timeout`` seconds while it has envs in flight is
-killed. Either way it is respawned with the same envs, which are reset (deterministic
-seeds) and reported truncated with ``worker_restarted``; other workers' envs are not
-touched. ``recycle_every`` replaces a worker after that many env steps by moving its
-envs' states to a fresh process (transparent to the caller).
+one that makes no progress (no message, no env finished in its shared ``progress``
+row) for ``step_timeout`` seconds while it has envs in flight is killed. Either way it
+is respawned with the same envs, the ``configure`` calls are made again, and the envs
+are reset (deterministic seeds) and reported truncated with ``worker_restarted`` (those
+not in flight at their next step); other workers' envs are not touched.
+``recycle_every`` replaces a worker that has stepped that many env steps, once none of
+its envs is in flight, by moving its envs' states to a fresh process: episodes go on,
+equal within integrator accuracy.
 
 Load balancing (``active_workers < num_workers``): a synchronous step waits for the
 slowest worker, and envs' step costs differ severalfold (contacts, falls, the first

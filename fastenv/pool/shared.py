@@ -1,9 +1,11 @@
 """Shared-memory layout: every per-env array of the pool in one segment.
 
 The parent creates the segment once; workers attach by name and build the same
-NumPy views, so per-step data (actions in; observations, rewards, flags, info
-scalars out) never travels through pipes or pickles. Row ``i`` of every array
-belongs to env ``i``; each row is written by exactly one worker.
+NumPy views, so per-step data (actions, seeds and start frames in; observations,
+rewards, flags, info scalars, final observations, step counts and progress times out)
+never travels through pipes or pickles. Row ``i`` of every array belongs to env ``i``:
+the parent writes its inputs, and its outputs are written by the one worker that owns
+the env (or by the parent, for the envs of a worker it respawns).
 
 Which infos are scalars is the env's business: its ``info_scalars`` attribute
 (name -> dtype), reported by the workers at start-up, becomes one field of the

@@ -11,17 +11,19 @@ Protocol after start-up (parent -> worker, one message per command, ``send_bytes
   ``b"S" + int32 env ids``  step those envs with their rows of ``actions``
   ``b"R" + int32 env ids``  reset them (seed/options from shared rows)
   ``b"s"`` / ``b"r"``       the same, answered with one message for all of them
-  ``b"P" + pickle``         a rare command: call / get_attr / set_attr / timers / close
+  ``b"P" + pickle``         a rare command: call / get_attr / set_attr / timers /
+                            get_states / set_states (recycling) / mark_done (after a
+                            respawn) / close
 Worker -> parent: for ``S``/``R``, one message per finished env, ``int32 env id``
-plus, only when the env produced non-scalar info (e.g. a ``sim_error`` message), a
-pickled dict; for ``s``/``r``, one message of ``(int32 env id, uint32 length,
-pickled dict or nothing)`` records, in stepping order. Replies to ``P`` commands are
-a pickled ``(ok, value)``. Per-env completion messages are what lets the parent
-return the first finished envs (envpool-style ``recv``); a synchronous step needs
-every env anyway, and one message per worker spares the parent a wake-up per env
-(it shares the cores with the workers). After each env the worker writes the time
-into the shared ``progress`` row, so that a worker busy with a long batch is not
-taken for a hung one.
+plus, only when the env produced non-scalar info (e.g. a ``sim_error`` message) or
+raised (``worker_exception``), a pickled dict; for ``s``/``r``, one message of
+``(int32 env id, uint32 length, pickled dict or nothing)`` records, in stepping
+order. Replies to ``P`` commands are a pickled ``(ok, value)``. Per-env completion
+messages are what lets the parent return the first finished envs (envpool-style
+``recv``); a synchronous step needs every env anyway, and one message per worker
+spares the parent a wake-up per env (it shares the cores with the workers). After
+each env the worker writes the time into the shared ``progress`` row, so that a worker
+busy with a long batch is not taken for a hung one.
 
 Nothing here knows the env class: envs come from the factory, and the scalar infos
 carried in shared memory are whatever the env declares in ``info_scalars``.
