@@ -281,12 +281,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.option and args.all_tasks:   # checked first: it was silently ignored
+        ap.error("--option is for one --task (physics_presets_tasks.json holds the tasks' "
+                 "own models)")
     if args.all_tasks:
         all_tasks(args.repeats, out, [t for t in args.tasks.split(",") if t])
         return
-    if args.option and args.all_tasks:
-        ap.error("--option is for one --task (physics_presets_tasks.json holds the tasks' "
-                 "own models)")
     result = measure(args.task, args.repeats, [a for a in args.sweep.split(",") if a],
                      args.robustness, dict(args.option))
     rows, sweep = result["rows"], result["sweep"]

@@ -30,8 +30,10 @@ class TaskSpec:
     episode_cycles: train-mode episode length in reference cycles.
     integrator, accuracy: default physics settings, chosen per actuation from the
         integrator tables in README (``bench/integrators.py``): muscle models
-        SemiExplicitEuler2 at 1e-3, torque models RungeKutta3 at 1e-3 (PD torques at
-        1e-2 let every integrator diverge).
+        SemiExplicitEuler2 at 1e-3, torque models RungeKutta3 at 1e-3 (chosen when PD
+        torques at 1e-2 diverged; with today's continuous PD RungeKutta3 at 1e-2 stays
+        within 0.01 deg over 1 s, docs/physics.md, but 1e-3 is kept: the trained
+        baselines ran on it).
     """
 
     id: str
@@ -52,18 +54,19 @@ class TaskSpec:
     variant_params: dict = field(default_factory=dict)
 
 
-#: Physics presets per actuation, chosen from measurements
-#: (README, "Integrators"; ``bench/integrators.py`` and ``bench/physics_presets.py``).
+#: Physics presets per actuation, chosen from measurements (docs/physics.md;
+#: ``bench/integrators.py`` and ``bench/physics_presets.py``).
 #: Each is (integrator, accuracy, min_step in s; 0 is no minimum). "fast" trades
 #: accuracy for speed: with the stiff Thelen muscles and contacts, loosening the
 #: accuracy alone buys little (SemiExplicitEuler2 at 1e-2: 1.22x fewer instructions per
 #: cycle than the default), because the error estimate keeps asking for sub-millisecond
 #: steps; a minimum step caps that: 1.5 ms makes 1.67x fewer realizations on the
 #: walking cycle (1.25 ms: 1.58x) at 4.2 deg from a tight run (1.25 ms: 2.7 deg). Where a
-#: step diverges at the minimum (8 of 3,000 random-action running steps at 1.5 ms, 5 at
-#: 1.25 ms) the simulation integrates it again without the minimum for the rest of the
-#: episode (``Simulation.step``): no step failed in those runs. The torque models' PD
-#: springs and contacts bound RungeKutta3's step by stability more than by accuracy (at 1e-1 it
+#: step diverges at the minimum, or ends beyond the task's acceleration bound, the
+#: simulation integrates it again without the minimum and keeps the minimum off for
+#: ``MIN_STEP_HOLD`` s, doubling with each further retry in the episode
+#: (``Simulation.step``; counts per task in docs/physics.md, "Diverged steps").
+#: The torque models' PD springs and contacts bound RungeKutta3's step by stability more than by accuracy (at 1e-1 it
 #: rejected one trial step in five and still took 3 realizations per step, 1.38x the
 #: default's steps/s on the locked knee); SemiExplicitEuler2 takes 2 per step, and with
 #: a 0.5-ms minimum it makes 2.8-3.2x fewer realizations than the default on every

@@ -630,7 +630,8 @@ def _split_hunt_crossley(model: opensim.Model) -> None:
 
     Why: OpenSim 4.6's HuntCrossleyForce stops at the first of its contacts whose
     Hunt-Crossley term f_H (1 + 1.5 c v) is negative (a sphere leaving the floor
-    faster than 1 / (1.5 c), 0.44 m/s at the models' c = 1.5) and applies nothing for
+    faster than 1 / (1.5 c): 0.44 m/s at the 2D models' c = 1.5, 0.67 m/s at the 3D
+    models' c = 1.0) and applies nothing for
     the contacts after it. osim-rl's feet put the heel first, so a heel rising
     fast at heel-off dropped the loaded toe's force (measured: identical generalized
     accelerations with the foot's force on and off; ``tests/test_variants.py``

@@ -621,7 +621,7 @@ class Simulation:
         episode). The minimum comes back :data:`MIN_STEP_HOLD` s later (on a fresh
         integrator), and each further retry in the episode doubles the wait, because a
         stiff phase passes: kept off until the reset instead, fully excited muscles ran
-        12-62% of the steps of 600-step random runs without it."""
+        16-62% of the steps of 600-step random runs without it."""
         if controls is not None:
             self.set_controls(controls)
         self._claim()
