@@ -55,24 +55,22 @@ class TaskSpec:
 
 
 #: Physics presets per actuation, chosen from measurements (docs/physics.md;
-#: ``bench/integrators.py`` and ``bench/physics_presets.py``).
-#: Each is (integrator, accuracy, min_step in s; 0 is no minimum). "fast" trades
-#: accuracy for speed: with the stiff Thelen muscles and contacts, loosening the
-#: accuracy alone buys little (SemiExplicitEuler2 at 1e-2: 1.22x fewer instructions per
-#: cycle than the default), because the error estimate keeps asking for sub-millisecond
-#: steps; a minimum step caps that: 1.5 ms makes 1.67x fewer realizations on the
-#: walking cycle (1.25 ms: 1.58x) at 4.2 deg from a tight run (1.25 ms: 2.7 deg). Where a
-#: step diverges at the minimum, or ends beyond the task's acceleration bound, the
-#: simulation integrates it again without the minimum and keeps the minimum off for
-#: ``MIN_STEP_HOLD`` s, doubling with each further retry in the episode
-#: (``Simulation.step``; counts per task in docs/physics.md, "Diverged steps").
-#: The torque models' PD springs and contacts bound RungeKutta3's step by stability more than by accuracy (at 1e-1 it
-#: rejected one trial step in five and still took 3 realizations per step, 1.38x the
-#: default's steps/s on the locked knee); SemiExplicitEuler2 takes 2 per step, and with
-#: a 0.5-ms minimum it makes 2.8-3.2x fewer realizations than the default on every
-#: torque task, within 1.4-2.2 deg of a tight run (locked knee 3.4 deg), with the same
-#: episode ends under random actions (a 1-ms minimum made more: spurious acceleration
-#: terminations). "accurate" is for checking results against the defaults.
+#: ``bench/integrators.py`` and ``bench/physics_presets.py``). Each is (integrator, accuracy,
+#: min_step in s; 0 is no minimum). "fast" trades accuracy for speed: with the stiff Thelen muscles
+#: and contacts, loosening the accuracy alone buys little (SemiExplicitEuler2 at 1e-2: 1.22x fewer
+#: instructions per cycle than the default), because the error estimate keeps asking for
+#: sub-millisecond steps; a minimum step caps that: 1.5 ms makes 1.67x fewer realizations on the
+#: walking cycle (1.25 ms: 1.58x) at 4.2 deg from a tight run (1.25 ms: 2.7 deg). Where a step
+#: diverges at the minimum, or ends beyond the task's acceleration bound, the simulation integrates
+#: it again without the minimum and keeps the minimum off for ``MIN_STEP_HOLD`` s, doubling with
+#: each further retry in the episode (``Simulation.step``; counts per task in docs/physics.md,
+#: "Diverged steps"). The torque models' PD springs and contacts bound RungeKutta3's step by
+#: stability more than by accuracy (at 1e-1 it rejected one trial step in five and still took 3
+#: realizations per step, 1.38x the default's steps/s on the locked knee); SemiExplicitEuler2 takes
+#: 2 per step, and with a 0.5-ms minimum it makes 2.8-3.2x fewer realizations than the default on
+#: every torque task, within 1.4-2.2 deg of a tight run (locked knee 3.4 deg), with the same episode
+#: ends under random actions (a 1-ms minimum made more: spurious acceleration terminations).
+#: "accurate" is for checking results against the defaults.
 PHYSICS = {
     "default": {"muscle": ("SemiExplicitEuler2", 1e-3, 0.0),
                 "muscle_degroote": ("SemiExplicitEuler2", 1e-3, 0.0),
