@@ -85,7 +85,7 @@ MODEL_TEXT = {
 #: How each shipped reference was made, with its headline figures (docs/references.md).
 REFERENCE_TEXT = {
     "walking2d": "Moco tracking of a measured walk and its force plates; 0.97 m/s, stride "
-                 "1.20 m, knee 4.6° extended at heel strike",
+                 "1.20 m, knee 4.6° hyperextended at heel strike",
     "walking3d": "Moco tracking of the measured walk and its force plates + measured "
                  "out-of-plane motion; 1.02 m/s, step width 0.12 m, reserves ≤ 1.7%",
     "running2d": "Moco tracking of a measured run's mean stride and heel paths at its "
@@ -103,7 +103,7 @@ REFERENCE_TEXT = {
                     "locked leg circumducted, lockedknee2d's foot forces tracked; 1.28 m/s, "
                     "reserves ≤ 2.4%",
     "palsy3d": "Moco tracking of a public crouch-gait cycle with the child model; 0.89 m/s, "
-               "stance knee ≥ 44°, reserves ≤ 3.2% of joint moments",
+               "stance knee ≥ 44°, reserves ≤ 3.4% of joint moments",
 }
 KINDS = {"moco_predictive": "Moco predictive", "moco_tracking": "Moco tracking",
          "kinematic": "**kinematic**"}

@@ -30,7 +30,7 @@ Regenerating reads public measured motions as tracking targets from --motions DI
 (default ${MOTIONS_ENV}, else {DEFAULT_MOTIONS}/ relative to the checkout
 root), unless --motion gives your own file; the committed outputs in envs/references/
 never need that folder at run time.  Output goes to --out DIR (default: the checkout's
-envs/references/).  Solves take tens of minutes to hours on a few cores: run long ones
+envs/references/).  Solves take minutes to an hour on two cores: run long ones
 in the background, e.g.
   nohup nice -n 10 python -m refgen generate walking2d > /tmp/w2d.log &
 Moco's intermediate files and each stage's solution go to --work-dir (default
@@ -72,6 +72,7 @@ def _generate(function, cls, name: str):
                         work_dir=args.work_dir or f"/tmp/fastenv_{name}", resume=args.resume,
                         log=getattr(args, "log", None) or print, **extra)
     generate.__name__ = name
+    generate.settings_class = cls
     return generate
 
 
@@ -80,14 +81,16 @@ def _generators() -> dict:
 
     return {
         "walking2d": (_generate(moco.generate_walking2d, moco.WalkingSettings, "walking2d"),
-                      "2D walking cycle of gait9dof18musc: a measured walk tracked "
-                      "(its force plates too with WalkingSettings.grf_tracking_weight > 0)"),
+                      "2D walking cycle of gait9dof18musc: a measured walk and its force "
+                      "plates tracked"),
         "running2d": (_generate(tasks2d.generate_running2d, tasks2d.RunningSettings,
                                 "running2d"),
-                      "2D running cycle at 3.5 m/s with a flight phase"),
+                      "2D running cycle of gait9dof18musc: a measured run's mean stride "
+                      "tracked at its measured speed, each step with a flight phase"),
         "jumping2d": (_generate(tasks2d.generate_jumping2d, tasks2d.JumpSettings,
                                 "jumping2d"),
-                      "2D maximum-height vertical jump, standing to apex"),
+                      "2D countermovement jump of gait9dof18musc: a recorded jump "
+                      "tracked from quiet standing to the apex"),
         "lockedknee2d": (_generate(tasks2d.generate_lockedknee2d,
                                    tasks2d.LockedKneeSettings, "lockedknee2d"),
                          "2D walking at 1.3 m/s with the left knee and ankle locked "
@@ -123,10 +126,12 @@ def parser() -> argparse.ArgumentParser:
                      "walking2d_coordinates.sto, default the committed one)")
     gen.add_argument("--grf", type=Path, help="walking2d: force plates measured with your "
                      "--motion (.mot with <prefix>vx/vy/vz and px/py/pz columns, same clock)")
-    gen.add_argument("--mesh-intervals", type=int, help="mesh intervals of the final predictive "
-                     "solve (default 50 per half cycle; 100 for lockedknee2d and jumping2d)")
+    gen.add_argument("--mesh-intervals", type=int, help="mesh intervals: the 2D solves use at "
+                     "most N (defaults 25 per half cycle; 50 for lockedknee2d and jumping2d), "
+                     "the 3D solves end on N (default 25)")
     gen.add_argument("--coarse", action="store_true",
-                     help="stop after the coarse predictive solve (faster, less accurate)")
+                     help="2D: no refinement on a finer mesh (already every generator's "
+                          "default)")
     gen.add_argument("--threads", type=int, default=2, help="Moco threads (default 2)")
     gen.add_argument("--work-dir", type=Path, help="folder for stage solutions and "
                      "intermediate iterates (default /tmp/fastenv_<name>)")
@@ -136,7 +141,8 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--output-interval", type=int, default=0,
                      help="write every N-th IPOPT iterate to the work folder (0: never)")
     gen.add_argument("--quiet", action="store_true", help="hide IPOPT's iteration log")
-    gen.add_argument("--seed", type=Path, help="2D gaits: seed the predictive stage with "
+    gen.add_argument("--seed", type=Path, help="lockedknee2d, the one generator with a "
+                     "predictive stage (refused for the others): seed that stage with "
                      "this coordinates .sto (e.g. the committed envs/references/<name>_"
                      "coordinates.sto), or with a Moco solution of the same predictive "
                      "problem (<name>_solution.sto, muscle states included), instead of "
@@ -252,6 +258,14 @@ def main(argv=None) -> int:
             print(f"python -m refgen generate: {flag} is for the 3D Moco tracking solves "
                   f"({', '.join(TRACKED_3D)}), not {args.name}", file=sys.stderr)
             return 2
+    # --seed replaces the tracking stage that precedes a predictive one; a generator
+    # without a predictive stage (the tracked 2D references, the 3D ones) would ignore it
+    settings_class = getattr(generator, "settings_class", None)
+    if args.seed and (settings_class is None
+                      or settings_class().reference_stage != "predictive"):
+        print(f"python -m refgen generate: --seed seeds a predictive stage, and {args.name} "
+              "solves none (--guess warm-starts a tracking solve)", file=sys.stderr)
+        return 2
     args.log = _log(time.perf_counter())
     generator(args)
     return 0

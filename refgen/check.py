@@ -20,7 +20,10 @@ another.  The criteria, per reference:
 * **coordinate limits** (``limits``): no coordinate past the onset of its
   CoordinateLimitForce, or that force small against the joint's peak moment;
 * **seam** (``seam``, looping references): angle, speed and acceleration run through the
-  end of the cycle into its start as smoothly as between any two frames inside it.
+  end of the cycle into its start as smoothly as between any two frames inside it;
+* **push-off** (``pushoff``, references with excitations): the passive share of the
+  plantarflexors' impulse, both ankles pooled, the feed-forward excitations as activations at the
+  reference's states on the env's Moco family (people push off with active muscle).
 
 The pure computations (:func:`correlation_rms`, :func:`walking_stance`,
 :func:`running_stance`, :func:`jump_figures`, :func:`implied_vertical_force`,
@@ -57,7 +60,7 @@ NORMALISED_POINTS = 101
 #: A foot is on the ground above this vertical force (N), as in the pipeline's gait
 #: figures (refgen.moco.CONTACT_THRESHOLD_N); a contact that never reaches
 #: GRAZE_BW body weights is a swing foot brushing the floor, not a stance (palsy3d's
-#: swing toes drag on it at up to 0.11 body weights; a stance carries more
+#: swing toes drag on it at up to 0.12 body weights; a stance carries more
 #: than half the body weight).
 CONTACT_N = 20.0
 GRAZE_BW = 0.25

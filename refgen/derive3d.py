@@ -14,9 +14,10 @@ kinematics computed by OpenSim on the 3D model, not a dynamic solution of it
 from).  ``walking3d``, ``running3d``, ``lockedknee3d`` and ``palsy3d`` go one step
 further: a Moco tracking
 solve with the 3D model makes the kinematic cycle dynamically consistent
-(:func:`track_and_write`; ``"kind": "moco_tracking"``).  ``walking3d`` takes only
-walking2d's stride, timing and pelvis translations: its joint angles and force plates
-are the measured walk's, as walking2d tracks them (:func:`measured_sagittal`).
+(:func:`track_and_write`; ``"kind": "moco_tracking"``).  ``walking3d`` and
+``running3d`` take only the 2D cycle's stride, timing and pelvis translations: their
+sagittal angles are the measured motion's as the 2D reference tracks it (and
+walking3d's force plates too; :func:`measured_sagittal`).
 
 How, per reference (``python -m refgen generate NAME``):
 
@@ -38,8 +39,11 @@ How, per reference (``python -m refgen generate NAME``):
   pelvis list of the data imply;
 * the 2D and 3D feet carry different contact spheres, so the pelvis height is
   set frame by frame for the 3D model's vertical contact force to be the 2D
-  solution's (in body weights), then shifted so that its mean over the cycle
-  is body weight (the env's ground alignment, which then finds nothing to do).
+  solution's (in body weights; walking3d's then the force plates' total, with the
+  measured angles; lockedknee3d's body weight at every frame, quasi-static), then
+  shifted so that its mean over the cycle is body weight (the env's ground alignment,
+  which then finds nothing to do).  running3d keeps the 2D run's height and jumping3d
+  the 2D jump's, each shifted once.
 
 ``palsy3d`` is a crouch gait for the scaled child model; see
 :func:`palsy3d_cycle` and :func:`generate_palsy3d`.
@@ -1498,9 +1502,9 @@ GENERATORS_3D: dict[str, tuple[Callable, str]] = {
                                       "measured walk's joint angles and force plates (as "
                                       "walking2d) with measured out-of-plane motion "
                                       "(--kinematic: without the solve)"),
-    "running3d": (generate_running3d, "3D running cycle of muscle3d: Moco tracking of running2d "
-                                      "plus measured out-of-plane motion (--kinematic: without "
-                                      "the solve)"),
+    "running3d": (generate_running3d, "3D running cycle of muscle3d: Moco tracking of the "
+                                      "measured run's mean stride (as running2d) with measured "
+                                      "out-of-plane motion (--kinematic: without the solve)"),
     "jumping3d": (generate_jumping3d, "3D vertical jump of muscle3d: jumping2d, no out-of-plane "
                                       "motion (kinematic)"),
     "lockedknee3d": (generate_lockedknee3d, "3D locked-knee walking of muscle3d_lockedknee: "

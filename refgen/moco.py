@@ -6,21 +6,25 @@ locked-knee generators of :mod:`refgen.tasks2d` and the 3D Moco tracking of
 :mod:`refgen.derive3d`.
 
 Why this exists: fastenv imitates reference gaits that it computes itself, for
-its own 2D muscle model, instead of shipping someone else's data.  A bare
-predictive solve from a standing guess ends in a crouched gait (a poor local
-optimum), so the pipeline is
+its own 2D muscle model, instead of shipping someone else's data.  ``walking2d``
+(:class:`WalkingSettings`, ``reference_stage="tracking"``) is
 
 1. ``tracking``: track one symmetrised half gait cycle of a real walking motion
    (measured treadmill walking by default, made overground) with the
-   muscle-driven, contact-driven model: a dynamically consistent first gait;
-2. ``predictive_coarse``: from that solution, a periodic, left/right symmetric
-   half cycle at an average speed of 1.3 m/s that minimises muscle effort
-   (cubed excitations per metre) plus a small pull towards the measured joint
-   angles, with the swing foot kept off the floor (see Settings for why each
-   ingredient is there);
-3. ``predictive_fine``: the same problem on a twice finer mesh;
-4. mirror the half cycle into a full cycle and measure gait figures from the
+   muscle-driven, contact-driven model: a dynamically consistent gait;
+2. ``tracking_grf``: the same problem from that solution with the measured vertical
+   ground reaction forces tracked too (in both, the swing foot kept off the floor);
+3. mirror the half cycle into a full cycle and measure gait figures from the
    contact forces of the solution.
+
+``reference_stage="predictive"`` (walking2d until 2026-11; lockedknee2d's default)
+goes on from the tracking solution instead: ``predictive_coarse``, a periodic
+half cycle at ``Settings.speed`` (1.3 m/s) that minimises muscle effort (cubed
+excitations per metre) plus a small pull towards the measured joint angles, with the
+swing foot kept off the floor (see Settings for why each ingredient is there), then
+``predictive_fine`` on a twice finer mesh unless ``coarse_only``.  A bare predictive
+solve from a standing guess ends in a crouched gait (a poor local optimum), hence the
+tracking solution as its start.
 
 Output files (the ``--out`` folder, by default the checkout's ``envs/references/``)
 ----------------------------------------------------------------------------------
@@ -499,13 +503,13 @@ def mean_stride_target(path, *, belt_speed: float | None = None, n: int = 201,
                        start: float = 0.0) -> Target:
     """The recording's mean stride, right heel strike to right heel strike: every
     complete stride (:func:`gait_strides`) time-normalised and averaged, left and right
-    kept apart (people are not symmetric: the measured run's swing knees peak 12 deg
-    apart).  Why the mean: one stride of a recording can be far from the subject's
-    usual one (the run's first stride is 6.5 deg RMS from the mean at the knee, the
-    others 1.5-5.8).  On a treadmill the belt speed (the mean of the strides'
-    estimates) is added to ``pelvis_tx``; the duration is the mean stride time, and
-    the pelvis height is shifted so the feet just touch the model's floor.
-    ``info['left_strike_fraction']`` is the mean left heel strike, as a fraction of
+    kept apart (people are not symmetric: the measured run's swing knees peak 5 deg
+    apart on average, 12 in its first stride).  Why the mean: one stride of a recording
+    can be far from the subject's usual one (the run's first stride is 6.5 deg RMS from
+    the mean at the knee, the others 1.5-5.8).  On a treadmill the belt speed (the mean
+    of the strides' estimates) is added to ``pelvis_tx``; the duration is the mean
+    stride time, and the pelvis height is shifted so the feet just touch the model's
+    floor.  ``info['left_strike_fraction']`` is the mean left heel strike, as a fraction of
     the stride.  ``start``: the target begins at that fraction of the stride (after
     right heel strike) and wraps around, so that a periodic solve's seam can lie in a
     flight phase instead of at a foot strike."""

@@ -5,15 +5,14 @@ model, tracking -> predictive stages, cycle assembly, gait figures, files) and
 add what each motion needs:
 
 ``running2d``
-    A symmetrised half cycle of a measured treadmill run (speed estimated
-    over the samples with a foot on the ground) is tracked, then a 3.5 m/s
-    minimum-effort half cycle is predicted from it (the committed reference).
-    The swing foot must stay off the floor through the half cycle and the
-    stance foot through its last part, so each step has a flight phase.
-    ``reference_stage="tracking"`` keeps the tracking solution (refined on
-    the fine mesh) as the reference instead: the measured run at its own
-    speed (no force plates were recorded with it, so only its kinematics);
-    not yet solved to convergence or committed.
+    The mean stride of a measured treadmill run (its 13 strides, each symmetrised;
+    speed estimated over the samples with a foot on the ground) is tracked with its
+    heel paths at the measured speed exactly (``reference_stage="tracking"``, the
+    committed reference; no force plates were recorded with it).  The swing foot
+    stays off the floor until shortly before its strike and the stance foot through
+    its last part, so each step has a flight phase.  ``reference_stage=
+    "predictive"`` (the reference until 2026-12) predicts a 3.5 m/s minimum-effort
+    half cycle from the tracking solution instead.
 ``lockedknee2d``
     A full, asymmetric, periodic gait cycle at 1.3 m/s of the
     ``muscle2d_lockedknee`` variant (left knee and ankle locked at 0, left
@@ -23,19 +22,22 @@ add what each motion needs:
     cannot follow its knee, so the tracking solution already has to vault);
     both feet keep clear of the floor in their swing, and the predictive stage
     flattens the peaks of the centre of mass's vertical acceleration (so of the
-    total ground force).
+    total ground force) and has the locked leg push off (at least 1.03 body weights
+    implied by the centre of mass late in its stance).
 ``jumping2d``
-    A maximum-height vertical jump from quiet standing (zero speeds, upright
-    pose) to the apex of the flight: a countermovement jump recorded with
-    video-based motion capture is tracked (both legs averaged, the recorded
-    lumbar flexion shared between pelvis tilt and hips since the model's back
-    is welded), then the centre of mass height at the final time is maximised
-    with its vertical velocity there constrained to zero (the apex).  The env
-    plays the reference up and back down (playback ``mirror``), so it ends at
+    A countermovement jump from quiet standing (at rest, in equilibrium) to the
+    apex of a flight: a jump recorded with video-based motion capture is tracked
+    (both legs averaged, the recorded lumbar flexion shared between pelvis tilt and
+    hips since the model's back is welded, toes planted until take-off, cut 0.25 s
+    after take-off); the tracking solution is the reference
+    (``reference_stage="tracking"``).  ``reference_stage="predictive"`` (the
+    reference until 2026-12) maximises the final pelvis height from it instead.  The
+    env plays the reference up and back down (playback ``mirror``), so it ends at
     the apex.
 
 Outputs follow :mod:`refgen.moco`: ``<name>_coordinates.sto``
-(values and speeds of every coordinate of the env model, locked ones at 0),
+(values and speeds of the coordinates of :data:`refgen.moco.COORDINATES`, the locked
+knee and ankle of lockedknee2d at 0; the welded back's lumbar_extension is not there),
 ``<name>.json`` (figures, solve stages) and ``<name>.npz``.
 """
 from __future__ import annotations
@@ -112,18 +114,18 @@ class RunningSettings(Settings):
     name: str = "running2d"
     variant: str | None = "muscle2d"
     reference_stage: str = "tracking"
-    # "half" (the committed reference): a symmetric half cycle (``strides``: of the
-    # mean stride or the first).  "full": the recording's mean stride with left and right
-    # kept apart (moco.mean_stride_target), as one full cycle.  Why "full" is there:
-    # the runner is asymmetric (swing knees peak 12 deg apart; a symmetric curve is
-    # 3-5 deg RMS from either knee) and the first stride is 6.5 deg RMS from the mean
-    # at the knee (the others 1.5-5.8).  Not committed: from the target's kinematics,
-    # the 50-interval solve had not converged after 700 iterations (objective 1.52,
-    # dual infeasibility 0.05-0.1), nor the 25-interval one after 1,000 (its 400th iterate:
-    # hip 3.4, knee 5.6, ankle 8.8 deg RMS from the measured run, a 6.5 BW impact).
-    # With the seam in flight (cycle_start=0.45) the 25-interval solve's 375th iterate
-    # was no better (knee 6.2, ankle 9.7 deg RMS, a 7.5 BW impact, an ankle 4.6 deg
-    # past its limit onset); stopped at iteration 381.
+    # "half" (the committed reference): a symmetric half cycle (``strides``: of the mean
+    # stride or the first).  "full": the recording's mean stride with left and right kept
+    # apart (moco.mean_stride_target), as one full cycle.  Why "full" is there: the runner
+    # is asymmetric (swing knees peak 5 deg apart on average, 12 in the first stride; a
+    # symmetric curve is 3-5 deg RMS from either knee) and the first stride is 6.5 deg RMS
+    # from the mean at the knee (the others 1.5-5.8).  Not committed: from the target's
+    # kinematics, the 50-interval solve had not converged after 700 iterations (objective
+    # 1.52, dual infeasibility 0.05-0.1), nor the 25-interval one after 1,000 (its 400th
+    # iterate: hip 3.4, knee 5.6, ankle 8.8 deg RMS from the measured run, a 6.5 BW
+    # impact). With the seam in flight (cycle_start=0.45) the 25-interval solve's 375th
+    # iterate was no better (knee 6.2, ankle 9.7 deg RMS, a 7.5 BW impact, an ankle 4.6
+    # deg past its limit onset); stopped at iteration 381.
     cycle: str = "half"
     # "half": which strides are symmetrised (moco.half_cycle_target): "mean" (every
     # complete stride of the recording, the subject's usual one) or "first" (the
@@ -704,7 +706,9 @@ def jump_figures(motion: Motion, grf: dict, body_weight: float, com: tuple) -> d
 def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = None,
                        work_dir=None, resume: bool = False, write_npz: bool = True,
                        log=print) -> dict:
-    """Tracking of a recorded countermovement jump -> predictive maximum-height jump."""
+    """A recorded countermovement jump tracked from quiet standing to the apex of a
+    flight (``settings.reference_stage="predictive"``: then a maximum-height jump
+    predicted from it)."""
     settings = settings or JumpSettings()
     motion = motion_file(JUMP_MOTION, motion)
     out_dir, work_dir = moco.output_dirs(out_dir, work_dir, settings.name)

@@ -176,6 +176,29 @@ def test_motions_folder_is_one_setting(monkeypatch, tmp_path):
               "--out", str(tmp_path / "out")])
 
 
+def test_seed_reaches_the_predictive_stage_and_is_refused_elsewhere(monkeypatch, tmp_path,
+                                                                    capsys):
+    """``--seed`` replaces the tracking stage before a predictive one: lockedknee2d's
+    settings carry it to the pipeline; the generators without a predictive stage (the
+    tracked 2D references, the 3D ones) refuse it instead of solving without it."""
+    from refgen.__main__ import main
+
+    seen = {}
+
+    def fake_gait(out_dir, *, settings, **kwargs):
+        seen["seed"] = settings.seed
+        return {}
+
+    monkeypatch.setattr(moco, "generate_gait", fake_gait)
+    seed = str(REFERENCES_DIR / "lockedknee2d_solution.sto")
+    assert main(["generate", "lockedknee2d", "--seed", seed, "--out", str(tmp_path)]) == 0
+    assert seen["seed"] == seed
+    for name in ("walking2d", "running2d", "jumping2d", "walking3d", "palsy3d"):
+        assert main(["generate", name, "--seed", seed, "--out", str(tmp_path)]) == 2, name
+        assert f"{name} solves none" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_help_names_shared_motions_and_generators():
     out = subprocess.run([sys.executable, "-m", "refgen", "generate", "--help"],
                          capture_output=True, text=True, check=True, cwd=CHECKOUT).stdout
