@@ -790,10 +790,11 @@ def baselines_table() -> list[str]:
         stayed = _stayed_up(ep)
         rel = path.parent.relative_to(ROOT / "baselines")
         config_path = path.parent / "config.json"
-        rllib = config_path.is_file() and json.loads(
-            config_path.read_text()).get("backend") == "rllib"
+        backend = json.loads(config_path.read_text()).get("backend") \
+            if config_path.is_file() else None
+        marks = {"rllib": " (RLlib)", "jax": " (JAX)"}
         rows.append([f"[{rel}](../baselines/{rel})", e["task"],
-                     e["algo"].upper() + (" (RLlib)" if rllib else ""),
+                     e["algo"].upper() + marks.get(backend, ""),
                      f"{float(last['env_steps']):,.0f}", f"{float(last['wall_s']) / 60:.0f}",
                      f"{m['time_alive_s']:.1f}", f"{stayed}/{len(ep)}",
                      f"{m['joint_rmse_deg']:.1f}",

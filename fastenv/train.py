@@ -376,7 +376,7 @@ class ProgressLog:
 class Progress(BaseCallback):
     """SB3's side of a run: progress (:class:`ProgressLog`), checkpoints and a short
     evaluation at each checkpoint (evaluations.csv), counted in env steps (all envs
-    together). ``evaluate`` is ``policy -> metrics`` (:func:`test_episodes`) or None."""
+    together). ``evaluate`` is ``policy -> metrics`` (:func:`checkpoint_episodes`) or None."""
 
     def __init__(self, out: Path, total: int, state: dict, config: dict, checkpoints,
                  venv, show_bar: bool = True, evaluate=None):
@@ -426,7 +426,7 @@ class Progress(BaseCallback):
         self.progress.close()
 
 
-def test_episodes(task: str, env_options: dict, config: dict, seed: int):
+def checkpoint_episodes(task: str, env_options: dict, config: dict, seed: int):
     """``policy -> mean metrics`` of ``eval_episodes`` deterministic test-mode episodes
     of ``eval_seconds`` (seeded start noise) on one env built at first use and reused
     (``.close()`` closes it), or None when ``eval_episodes`` < 1: the checkpoints'
@@ -580,7 +580,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         raise
     model.set_logger(configure(str(out / "tb"), ["tensorboard"]))
     progress = Progress(out, steps, state, cfg, checkpoints, venv, show_bar,
-                        evaluate=test_episodes(task, env_options, cfg, seed))
+                        evaluate=checkpoint_episodes(task, env_options, cfg, seed))
     remaining = steps - state["env_steps"]
     previous = signal.signal(signal.SIGTERM, _interrupt)
     completed = False

@@ -31,11 +31,11 @@ from fastenv.train import (
     check_preset,
     check_seed,
     check_steps_left,
+    checkpoint_episodes,
     config_env_options,
     load_config,
     read_run_config,
     resume_seed,
-    test_episodes,
     write_checkpoint,
 )
 
@@ -101,7 +101,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         envs.close()
         raise
     progress = ProgressLog(out, steps, state, show_bar)
-    episodes = test_episodes(task, env_options, cfg, seed)
+    episodes = checkpoint_episodes(task, env_options, cfg, seed)
     from stable_baselines3.common.logger import configure
     logger = configure(str(out / "tb"), ["tensorboard"])
     log_every, checkpoint_every = int(cfg["run"]["log_every"]), int(cfg["run"]["checkpoint_every"])

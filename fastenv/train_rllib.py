@@ -28,10 +28,10 @@ from fastenv.train import (
     check_preset,
     check_seed,
     check_steps_left,
+    checkpoint_episodes,
     config_env_options,
     load_config,
     read_run_config,
-    test_episodes,
     write_checkpoint,
 )
 
@@ -146,7 +146,7 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
                 num_workers=num_workers, num_envs=num_env_runners * envs_per_runner,
                 env_options=env_options, config=cfg), indent=1))
         run = _Run(out, steps, state, cfg, show_bar)
-        episodes = test_episodes(task, env_options, cfg, seed)
+        episodes = checkpoint_episodes(task, env_options, cfg, seed)
         evaluate = None if episodes is None else lambda path: episodes(checkpoint_policy(path))
         previous = signal.signal(signal.SIGTERM, _interrupt)
         completed = False

@@ -35,7 +35,8 @@ def test_the_regression_covers_the_trained_baselines():
             "runs/torque_jump2d_ppo_smooth", "runs/muscle2d_ppo_reflex_long",
             "runs/muscle_run2d_ppo_reflex_long",
             "runs/muscle_lockedknee2d_ppo_reflex",
-            "runs/torque2d_ppo_rllib"} <= set(UP_ALL_THE_WAY)   # an RLlib checkpoint too
+            "runs/torque2d_ppo_rllib",   # an RLlib checkpoint too
+            "runs/torque2d_sac_jax"} <= set(UP_ALL_THE_WAY)   # and a JAX SAC one
 
 
 @pytest.mark.slow
