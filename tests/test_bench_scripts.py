@@ -46,6 +46,8 @@ RUNS = [
                                 "0", "--out", "OUT"], ["muscle_coordination_preload_0.json"]),
     ("reflex.py", ["--exploration", "--starts", "1", "--seconds", "0.03", "--jobs", "2",
                    "--out", "OUT"], ["reflex_exploration.json"]),
+    ("sac_update.py", ["--steps", "2", "--rounds", "2", "--json", "OUT/sac_update.json"],
+     ["sac_update.json"]),
 ]
 
 
