@@ -123,8 +123,9 @@ def run_episode(env, policy, *, seed: int) -> dict:
             np.sqrt(np.mean(np.square(r["torque"] / env.actuation.max_actuation)))
             for r in steps],
         progress_axis=env.spec_task.progress_axis, axes=env._axes)
-    # steps integrated again without the minimum step (fast preset): the rest of the
-    # episode ran at the integrator's accuracy, which a reader of the metrics should know
+    # steps integrated again without the minimum step (fast preset): those steps and the
+    # hold after each (50 ms, doubling per retry) ran at the integrator's accuracy, which
+    # a reader of the metrics should know
     metrics["integrator_retries"] = sum(bool(r["integrator_retry"]) for r in steps)
     # "fell" is any termination: which rule ended the episode (a fall, a joint-limit
     # force, an acceleration)
