@@ -1,8 +1,8 @@
 """One SAC gradient step: fastenv's JAX SAC (``--backend jax``) against SB3's SAC.
 
 Both learners at the packaged ``sac.toml`` sizes (256x256, batch 256) on a task's
-observation and action sizes, one thread each (as ``fastenv train`` runs them: XLA
-single-threaded, ``torch.set_num_threads(1)``), a replay buffer of random transitions;
+observation and action sizes, as ``fastenv train`` runs them (torch on one thread; an
+XLA update takes one core's time anyway), a replay buffer of random transitions;
 the time of a step includes drawing its batch from the buffer. Rounds alternate the
 two learners so that the machine's drift falls on both; the median per step and the
 rounds' range are reported.
@@ -18,9 +18,6 @@ import platform
 import statistics
 import time
 from datetime import UTC, datetime
-
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 
 def jax_learner(obs_dim: int, action_dim: int, batch: int):

@@ -3,6 +3,7 @@ learns, and a short run end to end (train, checkpoint, resume, evaluate)."""
 import json
 import shutil
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -33,10 +34,170 @@ def test_log_probabilities_are_sb3s_squashed_gaussian():
     mu, log_std = sac._actor(sac.train_state["params"]["actor"], obs)
     dist = SquashedDiagGaussianDistribution(3).proba_distribution(
         torch.from_numpy(np.array(mu)), torch.from_numpy(np.array(log_std)))
-    expected = dist.log_prob(torch.from_numpy(np.asarray(actions)),
+    expected = dist.log_prob(torch.from_numpy(np.array(actions)),
                              torch.from_numpy(np.arctanh(np.asarray(actions, np.float64))
                                               .astype(np.float32)))
     assert np.allclose(np.asarray(log_prob), expected.numpy(), atol=1e-3)
+
+
+def _linear_layers(modules):
+    import torch
+    return [m for m in modules if isinstance(m, torch.nn.Linear)]
+
+
+def test_updates_are_sb3s(monkeypatch):
+    """Three updates of the learner and of SB3's ``SAC.train`` from the same parameters,
+    batches (terminations among them) and Gaussian noise: the losses, the entropy
+    coefficient, the parameters after (actor, critics, target critics, log alpha) and
+    Adam's first moments of the critics (the gradients' running mean) agree to float32
+    rounding. The learning rate is high, so that a wrong gradient would show."""
+    import jax
+    import torch
+    from stable_baselines3 import SAC as SB3SAC
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.type_aliases import ReplayBufferSamples
+    n_obs, n_act, n, algo = 5, 3, 16, {"ent_coef": "auto_0.5", "learning_rate": 1e-2}
+
+    class Env(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (n_act,), np.float32)
+    sb3 = SB3SAC("MlpPolicy", Env(), policy_kwargs={"net_arch": [8, 8]}, device="cpu", **algo)
+    sb3.set_logger(configure(None, [""]))
+    ours = jax_sac.SAC(n_obs, n_act, algo, {"net_arch": [8, 8]}, seed=1)
+    p = ours.train_state["params"]
+
+    def copy(modules, layers):
+        for m, (w, b) in zip(_linear_layers(modules), layers, strict=True):
+            m.weight.data, m.bias.data = (torch.tensor(np.array(w).T), torch.tensor(np.array(b)))
+    copy([*sb3.actor.latent_pi, sb3.actor.mu, sb3.actor.log_std],
+         [*p["actor"]["body"], p["actor"]["mu"], p["actor"]["log_std"]])
+    for q, q_target, c, c_target in zip(sb3.critic.q_networks, sb3.critic_target.q_networks,
+                                        p["critics"], ours.train_state["target"], strict=True):
+        copy(q, c)
+        copy(q_target, c_target)
+    sb3.log_ent_coef.data = torch.tensor([float(p["log_alpha"])])
+    noise = []   # SB3 draws the learner's noise: for the batch's actions, then the next ones
+    monkeypatch.setattr(torch.distributions.Normal, "rsample",
+                        lambda self, shape=(): self.loc + self.scale * noise.pop(0))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        batch = dict(obs=rng.normal(size=(n, n_obs)), action=rng.uniform(-1, 1, (n, n_act)),
+                     reward=rng.normal(size=n), next_obs=rng.normal(size=(n, n_obs)),
+                     terminated=rng.random(n) < 0.3)
+        batch = {k: v.astype(np.float32) for k, v in batch.items()}
+        key = jax.random.split(ours._key)[1]   # as SAC.update splits it
+        noise += [torch.tensor(np.array(jax.random.normal(k, (n, n_act))))
+                  for k in jax.random.split(key)]
+        t = {k: torch.tensor(v if v.ndim == 2 else v[:, None]) for k, v in batch.items()}
+        sb3.replay_buffer.sample = lambda *_, t=t, **__: ReplayBufferSamples(
+            t["obs"], t["action"], t["next_obs"], t["terminated"], t["reward"])
+        metrics = ours.update(batch)
+        sb3.train(gradient_steps=1, batch_size=n)
+        logged = sb3.logger.name_to_value
+        for name in ("critic_loss", "actor_loss", "ent_coef"):
+            assert metrics[name] == pytest.approx(logged[f"train/{name}"], rel=1e-5, abs=1e-5)
+    assert not noise
+
+    def torch_leaves(modules, state=None):
+        out = []
+        for m in _linear_layers(modules):
+            w, b = (x if state is None else state[x]["exp_avg"] for x in (m.weight, m.bias))
+            out += [w.detach().numpy().T, b.detach().numpy()]
+        return out
+    s = ours.train_state
+    critics = [m for q in sb3.critic.q_networks for m in q]
+    pairs = [(s["params"]["actor"]["body"] + [s["params"]["actor"]["mu"],
+                                              s["params"]["actor"]["log_std"]],
+              torch_leaves([*sb3.actor.latent_pi, sb3.actor.mu, sb3.actor.log_std])),
+             (s["params"]["critics"], torch_leaves(critics)),
+             (s["target"], torch_leaves([m for q in sb3.critic_target.q_networks for m in q])),
+             (s["m"]["critics"], torch_leaves(critics, sb3.critic.optimizer.state)),
+             (s["params"]["log_alpha"], [sb3.log_ent_coef.detach().numpy()[0]])]
+    for ours_leaves, sb3_leaves in pairs:
+        ours_leaves = jax.tree_util.tree_leaves(ours_leaves)
+        assert len(ours_leaves) == len(sb3_leaves)
+        for x, y in zip(ours_leaves, sb3_leaves):
+            assert np.allclose(np.asarray(x), y, rtol=1e-4, atol=2e-6)
+
+
+class _Counting(gym.Env):
+    """Observations that ignore the actions (the same stream under any policy), ends by
+    termination (every third episode) and by time limit; it records its actions."""
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    action_space = gym.spaces.Box(np.array([0, -2], np.float32), np.array([1, 2], np.float32))
+
+    def __init__(self, k: int):
+        self.k, self.episode, self.actions = k, 0, []
+
+    def _obs(self):
+        return np.array([self.k + 10 * self.episode, self.t, (7 * self.episode + self.t) % 5],
+                        np.float32)
+
+    def reset(self, seed=None, options=None):
+        self.episode, self.t = self.episode + 1, 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.actions.append(np.array(action))
+        self.t += 1
+        terminated = self.episode % 3 == 0 and self.t == 2 + self.k
+        return self._obs(), float(self.t + self.k), terminated, \
+            not terminated and self.t >= 4 + self.k, {}
+
+
+@pytest.mark.parametrize("algo", [dict(learning_starts=7, train_freq=2, gradient_steps=3),
+                                  dict(learning_starts=0, train_freq=2, gradient_steps=-1)])
+def test_steps_are_sb3s(algo):
+    """The loop against SB3's ``SAC.learn`` with ``VecNormalize`` on the same observations:
+    the number of updates (``learning_starts``, ``train_freq``, ``gradient_steps`` with 3
+    envs; -1: as many as env steps collected, which used to give none), the observation
+    statistics (reset observations in, episodes' last ones out), and the replay buffer
+    (raw observations, the last one of an ended episode as the next, terminations only as
+    ends, squashed actions that the env received mapped onto its Box)."""
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+    from stable_baselines3 import SAC as SB3SAC
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from fastenv.train_jax import _Run
+
+    class Dense(gym.vector.VectorWrapper):   # final_obs as fastenv's adapters give it
+        def step(self, action):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            if "final_obs" in info:
+                info["final_obs"] = np.stack([o if m else 0 * obs[0] for o, m in
+                                              zip(info["final_obs"], info["_final_obs"])])
+            return obs, reward, terminated, truncated, info
+    algo, n, vector_steps = dict(algo, batch_size=4), 3, 12
+    venv = VecNormalize(DummyVecEnv([lambda k=k: _Counting(k) for k in range(n)]),
+                        norm_reward=False)
+    sb3 = SB3SAC("MlpPolicy", venv, policy_kwargs={"net_arch": [8]}, device="cpu", seed=0,
+                 **algo)
+    sb3.learn(vector_steps * n)
+    envs = Dense(SyncVectorEnv([lambda k=k: _Counting(k) for k in range(n)],
+                               autoreset_mode=AutoresetMode.SAME_STEP))
+    run = _Run(envs, {"algo": algo, "policy": {"net_arch": [8]},
+                      "env": {"normalize_observations": True}}, 0, False, None)
+    run.reset(0)
+    for step in range(vector_steps):
+        run.step(step * n)
+    assert run.sac.n_updates == sb3._n_updates > 0
+    rms = sb3.get_vec_normalize_env().obs_rms
+    assert np.allclose(run.stats.mean, rms.mean) and np.allclose(run.stats.var, rms.var)
+    assert run.stats.count == pytest.approx(rms.count)
+    ours, theirs = run.buffer, sb3.replay_buffer
+    assert ours.size == theirs.pos * n == vector_steps * n
+
+    def flat(x):
+        return x[:theirs.pos].reshape(ours.size, *x.shape[2:])
+    assert np.array_equal(ours.obs[:ours.size], flat(theirs.observations))
+    # SB3 stores an episode's last observation normalised and back: rounding
+    assert np.allclose(ours.next_obs[:ours.size], flat(theirs.next_observations), atol=1e-6)
+    assert np.array_equal(ours.terminated[:ours.size], flat(theirs.dones * (1 - theirs.timeouts)))
+    assert ours.terminated.sum() > 0 and theirs.timeouts.sum() > 0
+    assert np.array_equal(ours.reward[:ours.size], flat(theirs.rewards))
+    low, high = _Counting.action_space.low, _Counting.action_space.high
+    sent = np.stack([e.actions for e in envs.unwrapped.envs], axis=1).reshape(-1, 2)
+    assert np.allclose(sent, low + (ours.action[:ours.size] + 1) * 0.5 * (high - low), atol=1e-6)
 
 
 def test_observation_statistics_are_sb3s_running_mean_std():
@@ -77,7 +238,10 @@ def test_bad_config_is_one_line(tmp_path, capsys):
     for text, expected in (("[algo]\nn_steps = 8\n", "[algo] ['n_steps']: not read by the JAX SAC"),
                            ("[algo]\nent_coef = -1\n", "ent_coef = -1"),
                            ("[env]\nnormalize_rewards = true\n", "normalize_rewards = true"),
-                           ("[policy]\nnet_arch = 64\n", "net_arch = 64")):
+                           ("[policy]\nnet_arch = 64\n", "net_arch = 64"),
+                           # a zero failed after the run folder was written, a list at once
+                           ("[algo]\ntrain_freq = 0\n", "train_freq = 0"),
+                           ('[algo]\ntrain_freq = [1, "episode"]\n', "train_freq = [1,")):
         (tmp_path / "c.toml").write_text(text)
         assert cli("train", TASK, "--backend", "jax", "--config", str(tmp_path / "c.toml"),
                    "--out", str(tmp_path / "r")) == 2

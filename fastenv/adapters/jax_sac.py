@@ -47,6 +47,18 @@ def check_config(cfg: dict):
         raise ValueError("[env] normalize_rewards = true: the JAX SAC does not scale "
                          "rewards (nor does SB3's SAC by default); set it to false")
     _entropy_coefficient(cfg["algo"].get("ent_coef", "auto"))
+    train_frequency(cfg["algo"].get("train_freq", 1))
+
+
+def train_frequency(value) -> int:
+    """``train_freq`` in vector steps: a whole number >= 1 or SB3's ``[n, "step"]``
+    (checked here: a zero or a list used to fail only after the run folder was written)."""
+    if isinstance(value, list) and len(value) == 2 and value[1] == "step":
+        value = value[0]
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(f"[algo] train_freq = {value!r}: the JAX SAC expects a whole number "
+                         f">= 1 of vector steps (or [n, \"step\"])")
+    return value
 
 
 def _entropy_coefficient(value) -> tuple[bool, float]:
