@@ -119,8 +119,9 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     try:
         run.reset(resume_seed(seed, state["env_steps"]) if resume else seed)
         while state["env_steps"] < steps:
-            metrics = run.step(state["env_steps"])
-            progress.advance(num_envs)
+            run.step(state["env_steps"])
+            progress.advance(num_envs)   # counted before the updates: a stop in them
+            metrics = run.update(state["env_steps"])   # saves a buffer of env_steps rows
             for episode_return, length in run.finished:
                 progress.episode(episode_return, length)
                 state["episodes"] += 1
@@ -191,9 +192,8 @@ class _Run:
         if self.normalize:
             self.stats.update(self.obs)
 
-    def step(self, env_steps: int) -> dict:
-        """One vector step and the updates due after it; returns the last update's
-        losses."""
+    def step(self, env_steps: int):
+        """One vector step from ``env_steps``, its transitions into the replay buffer."""
         n = self.envs.num_envs
         if env_steps < self.learning_starts:   # SB3: uniform actions before learning starts
             squashed = self.rng.uniform(-1.0, 1.0, (n, len(self.low))).astype(np.float32)
@@ -220,7 +220,11 @@ class _Run:
         self.returns[done], self.lengths[done] = 0.0, 0
         self.obs = obs
         self.vector_steps += 1
-        if env_steps + n > self.learning_starts and self.vector_steps % self.train_freq == 0:
+
+    def update(self, env_steps: int) -> dict:
+        """The updates due at ``env_steps`` (counted with the step just taken); returns
+        the last update's losses."""
+        if env_steps > self.learning_starts and self.vector_steps % self.train_freq == 0:
             for _ in range(self.gradient_steps):
                 batch = self.buffer.sample(self.rng, self.batch_size)
                 batch["obs"], batch["next_obs"] = (self._norm(batch["obs"]),

@@ -180,6 +180,7 @@ def test_steps_are_sb3s(algo):
     run.reset(0)
     for step in range(vector_steps):
         run.step(step * n)
+        run.update((step + 1) * n)
     assert run.sac.n_updates == sb3._n_updates > 0
     rms = sb3.get_vec_normalize_env().obs_rms
     assert np.allclose(run.stats.mean, rms.mean) and np.allclose(run.stats.var, rms.var)
@@ -317,3 +318,41 @@ def test_damaged_policy_file_is_one_line(tmp_path):
         jax_sac.checkpoint_policy(folder)
     with pytest.raises(FileNotFoundError, match="policy.npz is missing"):
         jax_sac.checkpoint_policy(tmp_path)
+
+
+def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
+    """SIGTERM stops a JAX run as it stops an SB3 one: the checkpoint (learner and
+    replay buffer too) is written first, and repeated signals wait for it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    (tmp_path / "c.toml").write_text(TINY.replace("checkpoint_every = 128",
+                                                  "checkpoint_every = 100000"))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "fastenv", "train", TASK, "--backend", "jax",
+                             "--steps", "100000", "--num-envs", "2", "--num-workers", "1",
+                             "--out", str(run), "--config", str(tmp_path / "c.toml"),
+                             "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "progress.csv").is_file() or len(
+            (run / "progress.csv").read_text().splitlines()) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    latest = run / "checkpoints" / "latest"
+    state = json.loads((latest / "state.json").read_text())
+    assert state["env_steps"] >= 64
+    assert state["env_steps"] == int((run / "progress.csv").read_text().splitlines()[-1]
+                                     .split(",")[0])
+    assert {"policy.npz", "learner.npz", "replay_buffer.npz"} <= {p.name for p in latest.iterdir()}
+    with np.load(latest / "replay_buffer.npz") as saved:
+        assert int(saved["size"]) == state["env_steps"]
