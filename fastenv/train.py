@@ -215,6 +215,36 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
+def resumed_run(out: Path, steps: int, backend: str) -> tuple[dict, dict]:
+    """``--resume`` of the run in ``out`` by ``backend`` (``"sb3"``, ``"rllib"``,
+    ``"jax"``): its saved ``config.json`` and the ``state.json`` of its latest
+    checkpoint, checked (a run of another backend, no checkpoint, ``steps`` reached)."""
+    config_path = out / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"--resume: {config_path} does not exist")
+    saved = read_run_config(out)
+    if saved.get("backend", "sb3") != backend:
+        flag = "" if backend == "sb3" else f" --backend {backend}"
+        raise ValueError(f"--resume{flag}: {out} is a {saved.get('backend', 'sb3')} run; "
+                         f"resume it without{flag or ' a --backend'} (it keeps its own)")
+    state = Checkpoints(out).state()
+    check_steps_left(out, state, steps)
+    return saved, state
+
+
+def new_run(out: Path, task: str, algo: str, config, seed, env_options: dict):
+    """A new run's checked ``(seed, config, env options)``: ``out`` must hold no run,
+    the seed be valid, a preset fit the task, and the config's ``[task]`` options (with
+    ``env_options`` over them) apply to it; checked before anything is built."""
+    if (out / "config.json").exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
+                              "it or choose another --out")
+    seed = check_seed(seed)
+    check_preset(task, config)
+    cfg = load_config(algo, config)
+    return seed, cfg, config_env_options(task, cfg, env_options)
+
+
 # ----------------------------------------------------------------------- envs
 def make_training_env(task: str, num_envs: int, seed: int, config: dict, **env_options):
     """The SB3 VecEnv for training: the fastenv pool, ``VecMonitor`` for episode
@@ -514,21 +544,11 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     checkpoints = Checkpoints(out)
     config_path = out / "config.json"
     if resume:
-        if not config_path.is_file():
-            raise FileNotFoundError(f"--resume: {config_path} does not exist")
-        saved = read_run_config(out)
+        saved, state = resumed_run(out, steps, "sb3")
         task, algo, seed, cfg = saved["task"], saved["algo"], saved["seed"], saved["config"]
         env_options, num_envs = saved["env_options"], saved["num_envs"]
-        state = checkpoints.state()
-        check_steps_left(out, state, steps)
     else:
-        if config_path.exists():
-            raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
-                                  "it or choose another --out")
-        seed = check_seed(seed)
-        check_preset(task, config)
-        cfg = load_config(algo, config)
-        env_options = config_env_options(task, cfg, env_options)
+        seed, cfg, env_options = new_run(out, task, algo, config, seed, env_options)
         num_envs = int(num_envs or cfg["env"]["num_envs"])
         cfg["env"]["num_envs"] = num_envs   # config.json holds what the run used
         state = dict(env_steps=0, wall_s=0.0, episodes=0)

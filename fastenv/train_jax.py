@@ -28,14 +28,10 @@ from fastenv.train import (
     _interrupt,
     _uninterrupted,
     append_evaluation,
-    check_preset,
-    check_seed,
-    check_steps_left,
     checkpoint_episodes,
-    config_env_options,
-    load_config,
-    read_run_config,
+    new_run,
     resume_seed,
+    resumed_run,
     write_checkpoint,
 )
 
@@ -54,28 +50,12 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     config_path = out / "config.json"
     latest = out / "checkpoints" / "latest"
     if resume:
-        if not config_path.is_file():
-            raise FileNotFoundError(f"--resume: {config_path} does not exist")
-        saved = read_run_config(out)
-        if saved.get("backend") != "jax":
-            raise ValueError(f"--resume --backend jax: {out} is a {saved.get('backend', 'sb3')}"
-                             " run; resume it without --backend jax")
+        saved, state = resumed_run(out, steps, "jax")
         task, seed, cfg = saved["task"], saved["seed"], saved["config"]
         env_options, num_envs = saved["env_options"], saved["num_envs"]
-        state_path = latest / "state.json"
-        if not state_path.is_file():
-            raise FileNotFoundError(f"no checkpoint to resume from: {state_path} is missing")
-        state = json.loads(state_path.read_text())
-        check_steps_left(out, state, steps)
     else:
-        if config_path.exists():
-            raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
-                                  "it or choose another --out")
-        seed = check_seed(seed)
-        check_preset(task, config)
-        cfg = load_config("sac", config)
+        seed, cfg, env_options = new_run(out, task, "sac", config, seed, env_options)
         jax_sac.check_config(cfg)
-        env_options = config_env_options(task, cfg, env_options)
         num_envs = int(num_envs or cfg["env"]["num_envs"])
         cfg["env"]["num_envs"] = num_envs   # config.json holds what the run used
         state = dict(env_steps=0, wall_s=0.0, episodes=0)

@@ -25,13 +25,9 @@ from fastenv.train import (
     _interrupt,
     _uninterrupted,
     append_evaluation,
-    check_preset,
-    check_seed,
-    check_steps_left,
     checkpoint_episodes,
-    config_env_options,
-    load_config,
-    read_run_config,
+    new_run,
+    resumed_run,
     write_checkpoint,
 )
 
@@ -88,32 +84,16 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
     config_path = out / "config.json"
     latest = out / "checkpoints" / "latest"
     if resume:
-        if not config_path.is_file():
-            raise FileNotFoundError(f"--resume: {config_path} does not exist")
-        saved = read_run_config(out)
-        if saved.get("backend") != "rllib":
-            raise ValueError(f"--resume --backend rllib: {out} is a {saved.get('backend', 'sb3')}"
-                             " run; resume it without --backend rllib")
+        saved, state = resumed_run(out, steps, "rllib")
         task, algo, seed, cfg = saved["task"], saved["algo"], saved["seed"], saved["config"]
         env_options = saved["env_options"]
         num_env_runners, envs_per_runner = saved["num_env_runners"], saved["envs_per_runner"]
         num_workers = num_workers or saved["num_workers"]
-        state_path = latest / "state.json"
-        if not state_path.is_file():
-            raise FileNotFoundError(f"no checkpoint to resume from: {state_path} is missing")
-        state = json.loads(state_path.read_text())
-        check_steps_left(out, state, steps)
     else:
-        if config_path.exists():
-            raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
-                                  "it or choose another --out")
         if num_env_runners < 1 or envs_per_runner < 1:
             raise ValueError(f"--num-env-runners and --envs-per-runner must be >= 1, got "
                              f"{num_env_runners} and {envs_per_runner}")
-        seed = check_seed(seed)
-        check_preset(task, config)
-        cfg = load_config(algo, config)
-        env_options = config_env_options(task, cfg, env_options)
+        seed, cfg, env_options = new_run(out, task, algo, config, seed, env_options)
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
     check_address(address)
     # the config is checked once before Ray starts, so that a bad [algo] key is one

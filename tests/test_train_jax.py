@@ -308,6 +308,9 @@ def test_train_resume_evaluate_end_to_end(tmp_path):
                        checkpoint=128)["checkpoint"] == 128
     assert cli("train", "--resume", "--backend", "jax", "--steps", "300",
                "--out", str(tmp_path / "copy")) == 0   # --backend jax on its own run: fine
+    from fastenv.train import train as train_sb3
+    with pytest.raises(ValueError, match="is a jax run; resume it without a --backend"):
+        train_sb3(None, resume=True, out=run, steps=1000)   # the SB3 trainer on a JAX run
 
 
 def test_damaged_policy_file_is_one_line(tmp_path):
