@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import stop_training_with_sigterm
 
 pytest.importorskip("stable_baselines3")
 
@@ -343,10 +344,8 @@ def test_a_resumed_run_is_the_same_wherever_it_is_resumed(tmp_path):
 def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
     """A scheduler's SIGTERM (or `kill`) stops training like Ctrl-C: a checkpoint is
     written first, so --resume loses nothing."""
-    import signal
     import subprocess
     import sys
-    import time
 
     config = tmp_path / "ppo.toml"
     config.write_text(TINY["ppo"].replace("checkpoint_every = 256", "checkpoint_every = 100000"))
@@ -356,19 +355,9 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
                              "--num-envs", "2", "--num-workers", "1", "--out", str(run),
                              "--config", str(config), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (run / "progress.csv").is_file() or len(
-            (run / "progress.csv").read_text().splitlines()) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    # a scheduler's repeated stop (or `pkill` run twice) while the last checkpoint is
-    # written: held off until it is complete
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    # with a scheduler's repeated stop (or `pkill` run twice) while the last checkpoint
+    # is written: held off until it is complete
+    err = stop_training_with_sigterm(proc, run)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "Traceback" not in err
     state = json.loads((run / "checkpoints" / "latest" / "state.json").read_text())

@@ -6,6 +6,7 @@ import shutil
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import stop_training_with_sigterm
 
 pytest.importorskip("jax")
 pytest.importorskip("stable_baselines3")
@@ -326,10 +327,8 @@ def test_damaged_policy_file_is_one_line(tmp_path):
 def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
     """SIGTERM stops a JAX run as it stops an SB3 one: the checkpoint (learner and
     replay buffer too) is written first, and repeated signals wait for it."""
-    import signal
     import subprocess
     import sys
-    import time
     (tmp_path / "c.toml").write_text(TINY.replace("checkpoint_every = 128",
                                                   "checkpoint_every = 100000"))
     run = tmp_path / "run"
@@ -338,17 +337,7 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
                              "--out", str(run), "--config", str(tmp_path / "c.toml"),
                              "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (run / "progress.csv").is_file() or len(
-            (run / "progress.csv").read_text().splitlines()) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    err = stop_training_with_sigterm(proc, run)
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted" in err and "Traceback" not in err
     latest = run / "checkpoints" / "latest"
