@@ -141,8 +141,7 @@ class PipelinedCollector:
                     last_obs=self._obs)
         t = np.zeros(n, dtype=np.int64)      # next step of each env in this rollout
         if self._in_flight.any():   # an earlier collect was interrupted: drop its steps
-            if envs._pool.pending:
-                envs.recv(batch_size=envs._pool.pending)
+            envs.drop_in_flight()
             self._in_flight[:], self._started = False, False
         if not self._started:
             envs.async_reset(self.seed)

@@ -423,6 +423,18 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self._check_idle("worker_timers")
         return self._pool.timers()
 
+    def drop_in_flight(self) -> None:
+        """Finish and drop the steps in flight (a ``step_async`` not waited for, or envs
+        ``send`` started and ``recv`` did not return): an interrupted step or rollout
+        (Ctrl-C) leaves them, and ``reset`` refuses while they are. Nothing to do on a
+        closed env (the next call's own error says so) or with none in flight."""
+        if self.closed:
+            return
+        if self._stepping:
+            self.step_wait()
+        elif self._pool.pending:
+            self.recv(batch_size=self._pool.pending)
+
     # ------------------------------------------------------------------ attributes
     def _check_idle(self, what):
         self._check_open(what)

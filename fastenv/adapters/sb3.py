@@ -86,25 +86,15 @@ class FastenvVecEnv(VecEnv):
             raise ValueError(f"reset options {self._options}: only one start_frame shared "
                              "by all envs is supported")
         frame = start_frames.pop()
-        self._cancel()
+        # SB3's reset cancels a step_async not waited for; an interrupted step_wait or
+        # PipelinedPPO rollout (Ctrl-C) leaves envs stepping too
+        self.venv.drop_in_flight()
         obs, info = self.venv.reset(
             seed=seeds, options=None if frame is None else {"start_frame": frame})
         self.reset_infos = _split_infos(info, self.num_envs)
         self._reset_seeds()
         self._reset_options()
         return obs
-
-    def _cancel(self) -> None:
-        """Finish and drop the steps in flight: SB3's ``reset`` cancels a ``step_async``
-        not waited for, and an interrupted ``step_wait`` or ``PipelinedPPO`` rollout
-        (Ctrl-C) leaves envs stepping, which ``OsimVectorEnv.reset`` refuses."""
-        venv = self.venv
-        if venv.closed:
-            return   # reset's own error says so
-        if venv._stepping:
-            venv.step_wait()
-        elif venv._pool.pending:
-            venv.recv(batch_size=venv._pool.pending)
 
     def step_async(self, actions: np.ndarray) -> None:
         self.venv.step_async(actions)

@@ -103,13 +103,13 @@ class PipelinedPPO(PPO):
                 or self._collector.envs is not inner.venv):
             # the env was reset (learn() does) or is new: collect from its observations,
             # with a new collector (an interrupted rollout leaves the old one's envs in
-            # flight; reset() has dropped those steps, _cancel() drops them otherwise)
+            # flight; reset() has dropped those steps, drop_in_flight() drops them otherwise)
             n = inner.num_envs
             batch = self.pipeline_batch_size or max(1, n // 2)
             if batch > n:
                 raise ValueError(f"pipeline_batch_size={batch} is more than the env's "
                                  f"{n} envs")
-            inner._cancel()
+            inner.venv.drop_in_flight()
             self._collector = PipelinedCollector(inner.venv, self._act, batch_size=batch)
             raw = norm.get_original_obs() if norm is not None else self._last_obs
             self._collector.start(raw)
