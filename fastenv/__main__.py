@@ -327,8 +327,11 @@ def train(args) -> int:
     saved = os.path.join(args.out, "config.json")
     algo = args.algo or "sac"
     seed = 0 if args.seed is None else args.seed
-    if args.backend == "rllib" or (args.resume and os.path.isfile(saved) and
-                                   json.load(open(saved)).get("backend") == "rllib"):
+    # the flag or, with --resume, the run's own config names the backend (a mismatch
+    # between the two is the trainer's one-line error)
+    backends = {args.backend, json.load(open(saved)).get("backend", "sb3")
+                if args.resume and os.path.isfile(saved) else "sb3"}
+    if "rllib" in backends:
         # RLlib: env runners (Ray actors, any node) each step one OsimVectorEnv
         _needs("ray.rllib", "train --backend rllib", extra="rllib")
         if args.num_envs is not None:
@@ -343,10 +346,7 @@ def train(args) -> int:
         print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
         return 0
     rllib_only = _given(args, "--num-env-runners", "--envs-per-runner", "--address")
-    saved_backend = json.load(open(saved)).get("backend") \
-        if args.resume and os.path.isfile(saved) else None
-    learner = "the JAX SAC" if args.backend == "jax" or saved_backend == "jax" \
-        else "Stable-Baselines3"
+    learner = "the JAX SAC" if "jax" in backends else "Stable-Baselines3"
     if rllib_only:
         raise ValueError(f"{' '.join(rllib_only)}: options of --backend rllib; this run trains "
                          f"with {learner} (--num-envs sets its envs)")
