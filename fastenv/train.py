@@ -302,6 +302,47 @@ def write_checkpoint(root: Path, state: dict, save_policy, save_resume=None) -> 
     return latest
 
 
+class CheckpointSchedule:
+    """When a run that counts its own env steps (``--backend rllib``, ``jax``) logs and
+    checkpoints: at the next multiple of ``log_every`` and ``checkpoint_every`` reached,
+    the same multiples before and after a resume however many steps an iteration adds;
+    and a step count is saved once."""
+
+    def __init__(self, config: dict, state: dict):
+        self.state = state
+        self.log_every = int(config["run"]["log_every"])
+        self.checkpoint_every = int(config["run"]["checkpoint_every"])
+        self.next_log = self._after(self.log_every)
+        self.next_checkpoint = self._after(self.checkpoint_every)
+        self.saved_at = state["env_steps"]   # a resumed run's latest checkpoint
+
+    def _after(self, every: int) -> int:
+        return (self.state["env_steps"] // every + 1) * every
+
+    def log_due(self) -> bool:
+        if self.state["env_steps"] < self.next_log:
+            return False
+        self.next_log = self._after(self.log_every)
+        return True
+
+    def checkpoint_due(self) -> bool:
+        if self.state["env_steps"] < self.next_checkpoint:
+            return False
+        self.next_checkpoint = self._after(self.checkpoint_every)
+        return True
+
+    def save(self, root: Path, save_policy, save_resume=None) -> Path | None:
+        """:func:`write_checkpoint` unless this step count is saved already; the new
+        ``latest`` folder, or None."""
+        if self.saved_at == self.state["env_steps"]:
+            return None
+        latest = write_checkpoint(root, self.state, save_policy, save_resume)
+        # counted as saved once it is complete: a SIGTERM during the write must leave the
+        # final save in `finally` to write it again, not skip it as done
+        self.saved_at = self.state["env_steps"]
+        return latest
+
+
 class Checkpoints:
     """The checkpoint folder of a run."""
 

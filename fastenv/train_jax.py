@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from fastenv.train import (
+    CheckpointSchedule,
     ProgressLog,
     _interrupt,
     _uninterrupted,
@@ -32,7 +33,6 @@ from fastenv.train import (
     new_run,
     resume_seed,
     resumed_run,
-    write_checkpoint,
 )
 
 
@@ -80,18 +80,11 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     episodes = checkpoint_episodes(task, env_options, cfg, seed)
     from stable_baselines3.common.logger import configure
     logger = configure(str(out / "tb"), ["tensorboard"])
-    log_every, checkpoint_every = int(cfg["run"]["log_every"]), int(cfg["run"]["checkpoint_every"])
-    steps0 = state["env_steps"]
-    next_log = (steps0 // log_every + 1) * log_every
-    next_checkpoint = (steps0 // checkpoint_every + 1) * checkpoint_every
-    saved_at = [steps0]
+    schedule = CheckpointSchedule(cfg, state)
 
     def save(with_evaluation: bool):
-        if saved_at[0] == state["env_steps"]:
-            return
-        folder = write_checkpoint(out / "checkpoints", state, run.save_policy, run.save_resume)
-        saved_at[0] = state["env_steps"]
-        if with_evaluation and episodes is not None:
+        folder = schedule.save(out / "checkpoints", run.save_policy, run.save_resume)
+        if folder is not None and with_evaluation and episodes is not None:
             append_evaluation(out, state, episodes(jax_sac.checkpoint_policy(folder)))
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -105,16 +98,14 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
             for episode_return, length in run.finished:
                 progress.episode(episode_return, length)
                 state["episodes"] += 1
-            if state["env_steps"] >= next_log:
+            if schedule.log_due():
                 progress.log()
                 for key, value in metrics.items():
                     logger.record(f"train/{key}", value)
                 logger.record("train/n_updates", run.sac.n_updates)
                 logger.dump(state["env_steps"])
-                next_log = (state["env_steps"] // log_every + 1) * log_every
-            if state["env_steps"] >= next_checkpoint:
+            if schedule.checkpoint_due():
                 save(with_evaluation=True)
-                next_checkpoint = (state["env_steps"] // checkpoint_every + 1) * checkpoint_every
         completed = True
     finally:   # also on Ctrl-C or SIGTERM: the interrupted run resumes from here
         with _uninterrupted(restore={signal.SIGTERM: previous}):

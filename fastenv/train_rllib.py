@@ -21,6 +21,7 @@ import signal
 from pathlib import Path
 
 from fastenv.train import (
+    CheckpointSchedule,
     ProgressLog,
     _interrupt,
     _uninterrupted,
@@ -28,7 +29,6 @@ from fastenv.train import (
     checkpoint_episodes,
     new_run,
     resumed_run,
-    write_checkpoint,
 )
 
 
@@ -159,13 +159,8 @@ class _Run:
 
     def __init__(self, out: Path, total: int, state: dict, cfg: dict, show_bar: bool):
         self.out, self.state = out, state
-        self.log_every = int(cfg["run"]["log_every"])
-        self.checkpoint_every = int(cfg["run"]["checkpoint_every"])
         self.progress = ProgressLog(out, total, state, show_bar)
-        steps0 = state["env_steps"]
-        self.next_log = (steps0 // self.log_every + 1) * self.log_every
-        self.next_checkpoint = (steps0 // self.checkpoint_every + 1) * self.checkpoint_every
-        self.saved_at = steps0
+        self.schedule = CheckpointSchedule(cfg, state)
 
     def update(self, result: dict) -> bool:
         """Count one training iteration; True when a checkpoint is due."""
@@ -175,14 +170,9 @@ class _Run:
         self.state["episodes"] += episodes
         if episodes and not math.isnan(runners.get("episode_return_mean", math.nan)):
             self.progress.episode(runners["episode_return_mean"], runners["episode_len_mean"])
-        if self.state["env_steps"] >= self.next_log:
+        if self.schedule.log_due():
             self.log()
-            self.next_log = (self.state["env_steps"] // self.log_every + 1) * self.log_every
-        if self.state["env_steps"] >= self.next_checkpoint:
-            self.next_checkpoint = ((self.state["env_steps"] // self.checkpoint_every + 1)
-                                    * self.checkpoint_every)
-            return True
-        return False
+        return self.schedule.checkpoint_due()
 
     def log(self):
         self.progress.log()
@@ -190,14 +180,9 @@ class _Run:
     def save(self, algorithm, evaluate):
         """``checkpoints/NNNNNNNNN`` and ``checkpoints/latest`` (replaced only once the
         new one is complete), then the test-mode evaluation of the new policy."""
-        if self.saved_at == self.state["env_steps"]:
-            return
-        latest = write_checkpoint(self.out / "checkpoints", self.state,
-                                  lambda folder: algorithm.save_to_path(folder.resolve()))
-        # counted as saved once it is complete: a SIGTERM during the write must leave the
-        # final save in `finally` to write it again, not skip it as done
-        self.saved_at = self.state["env_steps"]
-        if evaluate is None:
+        latest = self.schedule.save(self.out / "checkpoints",
+                                    lambda folder: algorithm.save_to_path(folder.resolve()))
+        if latest is None or evaluate is None:
             return
         m = evaluate(latest)
         if m is None:
