@@ -153,13 +153,18 @@ def _mlp(key, sizes):
     return [_dense(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
 
 
-def _forward(layers, x):
-    """ReLU between layers (SB3's SAC default), linear output."""
+def _hidden(layers, x):
+    """Layers each followed by a ReLU (SB3's SAC default)."""
     import jax.numpy as jnp
-    for w, b in layers[:-1]:
+    for w, b in layers:
         x = jnp.maximum(x @ w + b, 0.0)
+    return x
+
+
+def _forward(layers, x):
+    """ReLU between layers, linear output (a critic)."""
     w, b = layers[-1]
-    return x @ w + b
+    return _hidden(layers[:-1], x) @ w + b
 
 
 class SAC:
@@ -197,9 +202,7 @@ class SAC:
     @staticmethod
     def _actor(actor, obs):
         import jax.numpy as jnp
-        h = obs
-        for w, b in actor["body"]:
-            h = jnp.maximum(h @ w + b, 0.0)
+        h = _hidden(actor["body"], obs)
         mu = h @ actor["mu"][0] + actor["mu"][1]
         log_std = jnp.clip(h @ actor["log_std"][0] + actor["log_std"][1], LOG_STD_MIN, LOG_STD_MAX)
         return mu, log_std
