@@ -552,7 +552,11 @@ def _check_algo_keys(cls, algo: str, values: dict):
 
 def _interrupt(signum, frame):
     """SIGTERM (a scheduler's or `kill`'s stop) ends training like Ctrl-C: checkpoint,
-    then exit; background jobs cannot get SIGINT, which non-interactive shells ignore."""
+    then exit; background jobs cannot get SIGINT, which non-interactive shells ignore.
+    Further SIGTERMs are ignored from here: a repeated stop arriving before the final
+    save's ``_uninterrupted`` block is entered would otherwise cut that save (seen under
+    load); the trainers restore the handler they found once the save is done."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
