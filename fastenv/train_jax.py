@@ -194,13 +194,18 @@ class _Run:
 
     def update(self, env_steps: int) -> dict:
         """The updates due at ``env_steps`` (counted with the step just taken); returns
-        the last update's losses."""
-        if env_steps > self.learning_starts and self.vector_steps % self.train_freq == 0:
+        the losses of the latest updates, each the mean over that call's gradient steps
+        (what SB3's ``SAC.train`` records)."""
+        if (env_steps > self.learning_starts and self.vector_steps % self.train_freq == 0
+                and self.gradient_steps > 0):
+            losses = []
             for _ in range(self.gradient_steps):
                 batch = self.buffer.sample(self.rng, self.batch_size)
                 batch["obs"], batch["next_obs"] = (self._norm(batch["obs"]),
                                                    self._norm(batch["next_obs"]))
-                self.metrics = self.sac.update(batch)
+                losses.append(self.sac.update(batch))
+            self.metrics = {key: float(np.mean([loss[key] for loss in losses]))
+                            for key in losses[0]}
         return self.metrics
 
     # -------------------------------------------------------------- checkpoints

@@ -202,6 +202,29 @@ def test_steps_are_sb3s(algo):
     assert np.allclose(sent, low + (ours.action[:ours.size] + 1) * 0.5 * (high - low), atol=1e-6)
 
 
+def test_logged_losses_are_the_mean_over_an_update_calls_gradient_steps():
+    """SB3's ``SAC.train`` records each loss as the mean over its gradient steps; the
+    JAX loop logs the same (it logged the last gradient step's)."""
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    from fastenv.train_jax import _Run
+    envs = SyncVectorEnv([lambda k=k: _Counting(k) for k in range(2)],
+                         autoreset_mode=AutoresetMode.SAME_STEP)
+    run = _Run(envs, {"algo": dict(learning_starts=0, gradient_steps=3, batch_size=2),
+                      "policy": {"net_arch": [8]}, "env": {}}, 0, False, None)
+    calls = iter(range(100))
+
+    def update(batch):
+        k = next(calls)
+        return {"critic_loss": float(k), "actor_loss": float(10 * k)}
+    run.sac.update = update
+    run.reset(0)
+    run.step(0)
+    assert run.update(2) == {"critic_loss": 1.0, "actor_loss": 10.0}   # steps 0, 1, 2
+    run.step(2)
+    assert run.update(4) == {"critic_loss": 4.0, "actor_loss": 40.0}   # steps 3, 4, 5
+
+
 def test_observation_statistics_are_sb3s_running_mean_std():
     from stable_baselines3.common.running_mean_std import RunningMeanStd
     rng = np.random.default_rng(1)
