@@ -389,6 +389,26 @@ def test_a_failed_simulation_still_renders():
     env.close()
 
 
+def test_human_mode_shows_the_failed_step(monkeypatch):
+    """A window shows every step, the one that ends in a simulator failure included
+    (it showed none for it)."""
+    pytest.importorskip("pygame")
+    from fastenv.render import Window
+    from fastenv.vector import _nan_state
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    shown = []
+    monkeypatch.setattr(Window, "show", lambda self, frame: shown.append(frame.shape))
+    env = gym.make("TorqueWalkingImitation2D-v0", render_mode="human",
+                   render_size=(160, 120)).unwrapped
+    env.reset(seed=0)
+    env.step(env.action_space.sample() * 0)
+    _nan_state(env)
+    _, _, _, truncated, info = env.step(env.action_space.sample() * 0)
+    assert truncated and "sim_error" in info
+    assert len(shown) == 3 and shown[-1] == (120, 160, 3)   # reset, step, failed step
+    env.close()
+
+
 def test_gymnasium_env_checker_passes_with_rendering(monkeypatch):
     """Gymnasium's checker, render checks included: it makes the env in every render
     mode (human through SDL's dummy display)."""
