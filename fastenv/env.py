@@ -30,7 +30,7 @@ from fastenv.observation import (
 from fastenv.references.prepare import prepared_reference
 from fastenv.sim import Simulation, SimulationError, shared_simulation
 
-PUSH_PROBABILITY = 0.01   # per control step: a push starts about once per second
+PUSH_PROBABILITY = 0.01   # per control step between pushes: one every ~1.2 s
 PUSH_STEPS = 20           # each push lasts 0.2 s
 
 
@@ -494,8 +494,8 @@ class ImitationEnv(gym.Env):
         """Pickling and ``copy.deepcopy``: an OpenSim model cannot be copied, so the copy
         is built again from this env's task and resolved options (in the receiving
         process) and continues the episode in progress through :meth:`set_state`, its
-        log and its start-state cache aside; it then steps as this env would, within
-        integrator accuracy (the integrator's step-size control restarts)."""
+        episode log included (start states are built again); it then steps as this env
+        would, within integrator accuracy (the integrator's step-size control restarts)."""
         episode = self.get_state() if self._started else None
         return (_rebuilt, (self.spec_task, dict(self.options), self.render_mode, self.spec,
                            episode))

@@ -258,7 +258,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             if not 0 <= seed <= top - self.num_envs:
                 raise ValueError(f"seed must be >= 0 and fit in {a.seed.dtype} "
                                  f"(env i gets seed + i); got {seed}")
-            a.seed[ids] = int(seed) + ids
+            a.seed[ids] = int(seed) + ids.astype(np.int64)   # ids are int32: seeds >= 2**31
             a.seed_set[ids] = True
             return
         seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else None
@@ -418,7 +418,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
     def worker_timers(self) -> list[dict]:
         """Per worker process, since it started: seconds waiting for a command
         (``waiting_s``), inside env steps and resets (``busy_s``), sending results
-        (``sending_s``), and env calls (``calls``). Differences over a window of
+        (``sending_s``), and the env steps and resets run (``calls``). Differences over a window of
         synchronous steps show the barrier: a worker waits while the slowest one works."""
         self._check_idle("worker_timers")
         return self._pool.timers()

@@ -86,18 +86,32 @@ def reports(algorithm):
 
 
 @pytest.mark.cluster
-def test_env_runner_env_is_one_osim_vector_env_in_next_step_mode():
+def test_env_runner_env_is_one_osim_vector_env_in_next_step_mode(monkeypatch):
+    from collections import Counter
+
     from gymnasium.vector import AutoresetMode
 
+    from fastenv.adapters import rllib
     from fastenv.vector import OsimVectorEnv
+    monkeypatch.setattr(rllib, "_SEED_GENERATIONS", Counter())
     env = vector_env(dict(task=TASK, num_envs=2, num_workers=1))
     try:
         assert isinstance(env.unwrapped, OsimVectorEnv) and env.num_envs == 2
         assert env.unwrapped.autoreset_mode == AutoresetMode.NEXT_STEP
         env.reset(seed=3)   # runner seed 3: env seeds 6 and 7, disjoint from seed 2's 4, 5
         assert env.unwrapped.get_attr("np_random_seed") == (6, 7)
+        env.reset(seed=3)   # the same env, the same seed: the same block
+        assert env.unwrapped.get_attr("np_random_seed") == (6, 7)
     finally:
         env.close()
+    # a rebuilt env reset with the runner's seed: the next generation's block, named
+    rebuilt = vector_env(dict(task=TASK, num_envs=2, num_workers=1))
+    try:
+        with pytest.warns(UserWarning, match="runner seed 3 .*start at 8589934598"):
+            rebuilt.reset(seed=3)
+        assert rebuilt.unwrapped.get_attr("np_random_seed") == (8589934598, 8589934599)
+    finally:
+        rebuilt.close()
     with pytest.raises(ValueError, match="autoreset_mode='NextStep'.*SameStep"):
         vector_env(dict(task=TASK, num_envs=2, autoreset_mode="SameStep"))
     with pytest.raises(ValueError, match="needs 'task'"):
@@ -239,8 +253,11 @@ def test_env_runner_episodes_match_the_env_and_survive_a_step_error():
         def diverged(actions):
             raise ValueError("env 0 has non-finite values")
         venv.step = diverged
+        first_seeds = venv.get_attr("np_random_seed")
         runner.sample(num_timesteps=10)
         assert runner.env.unwrapped is not venv
+        # the rebuilt env does not replay the first one's start states
+        assert not set(runner.env.unwrapped.get_attr("np_random_seed")) & set(first_seeds)
         assert sum(len(e) for e in runner.sample(num_timesteps=10)) >= 10
     finally:
         runner.stop()

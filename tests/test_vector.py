@@ -298,6 +298,11 @@ def test_bad_vector_input():
                     reset(seed)
         with pytest.raises(ValueError, match="must have 2 entries, got 3"):
             venv.reset(seed=[1, 2, 3])
+        # a large seed in range is taken, not an OverflowError of the int32 env ids
+        top = np.iinfo(np.int64).max - 2
+        for seed in (2**31, top):
+            venv.reset(seed=seed)
+            assert venv.get_attr("np_random_seed") == (seed, seed + 1)
         for frame in (-5, 1.5):   # -5 read as the shared array's "none": a random start
             with pytest.raises(ValueError, match=f"start_frame must be None or an int >= 0, "
                                                  f"got {frame}"):

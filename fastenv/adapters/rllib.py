@@ -14,7 +14,9 @@ Two things the runner relies on:
 - **Seeds.** Runner ``w`` resets with ``seed = config.seed + w``; ``OsimVectorEnv``
   seeds env ``i`` with ``seed + i``, which would give runners overlapping seeds.
   :class:`SeedBlocks` maps a reset seed ``s`` to ``s * num_envs``, so the envs of
-  different runners get disjoint seed blocks, still a function of the seed only.
+  different runners get disjoint seed blocks, still a function of the seed only. An
+  env the runner rebuilds after a failed step is reset with the same ``s``; it gets
+  the next generation's block instead of replaying the first env's start states.
 
 Pool workers per runner (``num_workers``): by default the CPUs that Ray reserved for
 the runner (``num_cpus_per_env_runner``), so that Ray's placement also places our
@@ -23,6 +25,7 @@ processes; the runner's own process mostly waits on them.
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import gymnasium as gym
 import numpy as np
@@ -40,13 +43,37 @@ SAC_NAMES = {"learning_starts": "num_steps_sampled_before_learning_starts",
              "batch_size": "train_batch_size_per_learner", "tau": "tau", "gamma": "gamma"}
 
 
+#: per process, how many vector envs have been reset with each runner seed
+_SEED_GENERATIONS: Counter = Counter()
+GENERATION_STRIDE = 2 ** 32   # runner seeds below this keep generations disjoint
+
+
 class SeedBlocks(gym.vector.VectorWrapper):
     """Reset seed ``s`` becomes ``s * num_envs``: env ``i`` gets ``s * num_envs + i``,
-    so runners seeded ``s, s + 1, ...`` never share an env seed."""
+    so runners seeded ``s, s + 1, ...`` never share an env seed.
+
+    The k-th vector env of a process to be reset with ``s`` (k > 0: RLlib rebuilt the
+    runner's env after a step raised, and resets the new one with the runner's seed)
+    gets ``(s + k * 2**32) * num_envs`` instead, with a warning: a new block, not a
+    replay of the start states the runner began with. The same env reset with ``s``
+    again keeps its block (Gymnasium: the same seed, the same episode)."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self._generation: dict[int, int] = {}
 
     def reset(self, *, seed=None, options=None):
         if isinstance(seed, (int, np.integer)):
-            seed = int(seed) * self.num_envs
+            s = int(seed)
+            if s not in self._generation:
+                self._generation[s] = _SEED_GENERATIONS[s]
+                _SEED_GENERATIONS[s] += 1
+                if self._generation[s]:
+                    gym.logger.warn(
+                        f"vector env {self._generation[s] + 1} of this process reset with "
+                        f"runner seed {s} (RLlib rebuilt it): env seeds start at "
+                        f"{(s + self._generation[s] * GENERATION_STRIDE) * self.num_envs}")
+            seed = (s + self._generation[s] * GENERATION_STRIDE) * self.num_envs
         return self.env.reset(seed=seed, options=options)
 
 

@@ -651,8 +651,9 @@ class Pool:
     def timers(self) -> list[dict]:
         """Per worker, since it started: seconds waiting for a command (``waiting_s``),
         inside env steps and resets (``busy_s``), sending completions (``sending_s``),
-        and env calls. In synchronous stepping, a worker's waiting time beyond the
-        parent's own turnaround is the barrier: it finished before the slowest worker."""
+        and the env steps and resets run (``calls``). In synchronous stepping, a worker's
+        waiting time beyond the parent's own turnaround is the barrier: it finished
+        before the slowest worker."""
         self._check_open("timers")
         return [self._call_worker(w, "timers", [int(self.worker_envs[w][0])])[0]
                 for w in range(self.num_workers)]
