@@ -303,10 +303,10 @@ def write_checkpoint(root: Path, state: dict, save_policy, save_resume=None) -> 
 
 
 class CheckpointSchedule:
-    """When a run that counts its own env steps (``--backend rllib``, ``jax``) logs and
-    checkpoints: at the next multiple of ``log_every`` and ``checkpoint_every`` reached,
-    the same multiples before and after a resume however many steps an iteration adds;
-    and a step count is saved once."""
+    """When a run logs and checkpoints: at the next multiple of ``log_every`` and
+    ``checkpoint_every`` reached, the same multiples before and after a resume however
+    many steps an iteration adds; and (``save``, for the trainers that write their own
+    checkpoints: ``--backend rllib``, ``jax``) a step count is saved once."""
 
     def __init__(self, config: dict, state: dict):
         self.state = state
@@ -454,15 +454,10 @@ class Progress(BaseCallback):
         super().__init__()
         self.evaluate = evaluate
         self.out, self.state = out, state
-        self.log_every = int(config["run"]["log_every"])
-        self.checkpoint_every = int(config["run"]["checkpoint_every"])
         self.checkpoints, self.venv = checkpoints, venv
         self.progress = ProgressLog(out, total, state, show_bar)
-        steps0 = state["env_steps"]
-        self.evaluated_at = steps0      # a resumed run's last checkpoint was evaluated
-        # on the same multiples of the intervals before and after a resume
-        self.next_log = (steps0 // self.log_every + 1) * self.log_every
-        self.next_checkpoint = (steps0 // self.checkpoint_every + 1) * self.checkpoint_every
+        self.evaluated_at = state["env_steps"]   # a resumed run's last one was evaluated
+        self.schedule = CheckpointSchedule(config, state)
 
     def _on_step(self) -> bool:
         self.progress.advance(self.training_env.num_envs)
@@ -471,14 +466,11 @@ class Progress(BaseCallback):
             if episode:
                 self.progress.episode(episode["r"], episode["l"])
                 self.state["episodes"] += 1
-        steps = self.state["env_steps"]
-        if steps >= self.next_log:
+        if self.schedule.log_due():
             self.progress.log()
-            self.next_log += self.log_every
-        if steps >= self.next_checkpoint:
+        if self.schedule.checkpoint_due():
             self.checkpoints.save(self.model, self.venv, self.state)
             self.evaluation()
-            self.next_checkpoint += self.checkpoint_every
         return True
 
     def evaluation(self):
