@@ -65,15 +65,15 @@ class SeedBlocks(gym.vector.VectorWrapper):
     def reset(self, *, seed=None, options=None):
         if isinstance(seed, (int, np.integer)):
             s = int(seed)
-            if s not in self._generation:
+            first = s not in self._generation
+            if first:
                 self._generation[s] = _SEED_GENERATIONS[s]
                 _SEED_GENERATIONS[s] += 1
-                if self._generation[s]:
-                    gym.logger.warn(
-                        f"vector env {self._generation[s] + 1} of this process reset with "
-                        f"runner seed {s} (RLlib rebuilt it): env seeds start at "
-                        f"{(s + self._generation[s] * GENERATION_STRIDE) * self.num_envs}")
-            seed = (s + self._generation[s] * GENERATION_STRIDE) * self.num_envs
+            k = self._generation[s]
+            seed = (s + k * GENERATION_STRIDE) * self.num_envs
+            if first and k:
+                gym.logger.warn(f"vector env {k + 1} of this process reset with runner "
+                                f"seed {s} (RLlib rebuilt it): env seeds start at {seed}")
         return self.env.reset(seed=seed, options=options)
 
 
