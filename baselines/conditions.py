@@ -16,7 +16,8 @@ from pathlib import Path
 from fastenv import evaluate as ev
 
 HERE = Path(__file__).resolve().parent
-#: the runs whose policy stays up in 5 of 5 (or 4 of 5) 10-s test episodes
+#: one run per kind of gait and actuation that stays up in 5 of 5 (or 4 of 5) 10-s test
+#: episodes, and the PD alone (a subset: not every run that stays up)
 RUNS = ("TorqueWalkingImitation2D-v0", "runs/torque2d_ppo", "runs/torque_walk3d_ppo",
         "runs/torque_run2d_ppo", "runs/muscle2d_ppo_reflex_long",
         "runs/muscle_run2d_ppo_reflex_long")

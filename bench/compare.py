@@ -701,8 +701,12 @@ def describe(result: dict) -> list[str]:
                 "range over the rounds." if m["rounds"] > 1 else "one round (no spread).")
              + f" Seed {m['seed']}, reference {m['reference']}.", ""]
     for k, r in enumerate(result["runs_meta"], 1):
+        # the num_envs of the rows this run kept: a run's single loops are its rows at 1
+        # even when it was asked for other num_envs only
+        kept = sorted({row["num_envs"] for row in result["rows"]
+                       if row.get("run") == r["started"]})
         lines.append(f"- Run {k}, of {r['started']} on {r['host']}: num_envs "
-                     f"{', '.join(map(str, r['envs']))}, {r.get('wall_s', 0):.0f} s, load "
+                     f"{', '.join(map(str, kept or r['envs']))}, {r.get('wall_s', 0):.0f} s, load "
                      f"average {r['load_avg_start'][0]:.2f} at the start and "
                      f"{r.get('load_avg_end', [float('nan')])[0]:.2f} at the end"
                      + (f" (`{r['command']}`)" if r.get("command") else "") + ".")

@@ -268,6 +268,22 @@ def test_merge_keeps_other_points_of_the_same_workload():
         benchmark.merge(old, result("r3", [], steps=100))
 
 
+def test_described_runs_name_the_num_envs_of_the_rows_they_kept():
+    """A run asked for num_envs 32 also keeps the single loops' rows at 1: the run's
+    line says 1, 32 (it said 32, and the table's rows at 1 had no run)."""
+    meta = dict(task="T", warmup=10, steps=300, workers=2, cores=2, rounds=3, seed=0,
+                reference="r")
+    runs = [dict(started=s, host="vm", envs=e, wall_s=1.0, load_avg_start=[0.0])
+            for s, e in (("r1", [8]), ("r2", [32]))]
+    rows = [_row("osim_sync", [90], "r1") | {"num_envs": 8},
+            _row("fastenv_single", [50], "r2") | {"num_envs": 1},
+            _row("osim_sync", [80], "r2") | {"num_envs": 32}]
+    lines = benchmark.describe(dict(meta=meta, runs_meta=runs, rows=rows))
+    import re
+    assert [re.search(r"num_envs ([\d, ]+), 1 s,", line)[1]
+            for line in lines if line.startswith("- Run")] == ["8", "1, 32"]
+
+
 def test_recordings_are_kept_for_the_same_workload_only(tmp_path):
     base = dict(task=TASK, seed=0, steps=300, warmup=10, env_kwargs={})
     assert benchmark.recordings_missing(base, 3, tmp_path) == [0, 1, 2]
