@@ -7,9 +7,9 @@ The same config files, run folder and evaluation command as the SB3 path
 (also ``learner.npz``, ``replay_buffer.npz`` and ``state.json``). ``fastenv evaluate``
 runs the policy with NumPy (:func:`fastenv.adapters.jax_sac.checkpoint_policy`).
 
-The envs are one ``OsimVectorEnv`` seen through :mod:`fastenv.adapters.jax` in
-``SameStep`` autoreset mode, so that every step's rows are whole transitions (an
-episode's last observation in ``final_obs``); the learner is
+The envs are one ``OsimVectorEnv`` in ``SameStep`` autoreset mode, so that every
+step's rows are whole transitions (an episode's last observation in ``final_obs``),
+stepped with NumPy arrays, which the learner takes and gives; the learner is
 :class:`fastenv.adapters.jax_sac.SAC`. An update of the packaged networks takes one
 core's time (CPU time equal to wall time, measured with jax 0.10), leaving the other
 cores to the pool's workers as ``torch_threads = 1`` does in the SB3 path; XLA's thread
@@ -61,11 +61,12 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
     from gymnasium.vector import AutoresetMode
 
-    from fastenv.adapters.jax import make_vec
+    from fastenv.vector import OsimVectorEnv
     vector_options = dict(env_options, autoreset_mode=AutoresetMode.SAME_STEP)
     if num_workers is not None:
         vector_options["num_workers"] = num_workers
-    envs = make_vec(task, num_envs, device="cpu", **vector_options)
+    # copies (the default): the step keeps the previous observations for the buffer
+    envs = OsimVectorEnv(task, num_envs, **vector_options)
     try:
         run = _Run(envs, cfg, seed, resume, latest if resume else None)
         if not resume:   # written once the envs and the learner exist
@@ -177,8 +178,9 @@ class _Run:
         done = terminated | truncated
         next_obs = obs.copy()
         if done.any():   # SameStep: the ended episodes' last observations
-            ended = np.asarray(info["_final_obs"])
-            next_obs[ended] = np.asarray(info["final_obs"])[ended]
+            ended = np.flatnonzero(info["_final_obs"])
+            # an object array of per-env observations, as Gymnasium's vector envs give
+            next_obs[ended] = np.stack([info["final_obs"][i] for i in ended])
         # a time limit or a simulator failure is not an end the value may assume:
         # bootstrapped from the last observation, as SB3 does
         self.buffer.add(self.obs, squashed, reward, next_obs, terminated.astype(np.float32))

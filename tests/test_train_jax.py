@@ -161,21 +161,15 @@ def test_steps_are_sb3s(algo):
 
     from fastenv.train_jax import _Run
 
-    class Dense(gym.vector.VectorWrapper):   # final_obs as fastenv's adapters give it
-        def step(self, action):
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            if "final_obs" in info:
-                info["final_obs"] = np.stack([o if m else 0 * obs[0] for o, m in
-                                              zip(info["final_obs"], info["_final_obs"])])
-            return obs, reward, terminated, truncated, info
     algo, n, vector_steps = dict(algo, batch_size=4), 3, 12
     venv = VecNormalize(DummyVecEnv([lambda k=k: _Counting(k) for k in range(n)]),
                         norm_reward=False)
     sb3 = SB3SAC("MlpPolicy", venv, policy_kwargs={"net_arch": [8]}, device="cpu", seed=0,
                  **algo)
     sb3.learn(vector_steps * n)
-    envs = Dense(SyncVectorEnv([lambda k=k: _Counting(k) for k in range(n)],
-                               autoreset_mode=AutoresetMode.SAME_STEP))
+    # final_obs an object array with None rows, as OsimVectorEnv gives it (the trainer's)
+    envs = SyncVectorEnv([lambda k=k: _Counting(k) for k in range(n)],
+                         autoreset_mode=AutoresetMode.SAME_STEP)
     run = _Run(envs, {"algo": algo, "policy": {"net_arch": [8]},
                       "env": {"normalize_observations": True}}, 0, False, None)
     run.reset(0)
