@@ -20,7 +20,9 @@ are reset (deterministic seeds) and reported truncated with ``worker_restarted``
 not in flight at their next step); other workers' envs are not touched.
 ``recycle_every`` replaces a worker that has stepped that many env steps, once none of
 its envs is in flight, by moving its envs' states to a fresh process: episodes go on,
-equal within integrator accuracy.
+equal within integrator accuracy. Under pipelined ``send``/``recv`` a due worker's
+envs are rarely all idle, so the commands sent to it are held back until its steps in
+flight are in; it is replaced then, and the held commands go to the new process.
 
 Load balancing (``active_workers < num_workers``): a synchronous step waits for the
 slowest worker, and envs' step costs differ severalfold (contacts, falls, the first
@@ -174,6 +176,8 @@ class Pool:
         self._synthetic = []                         # completions owed for lost envs
         self._backlog = []                           # received beyond a collect's n
         self._batched = np.zeros(num_workers, dtype=bool)  # one reply for its envs due
+        # commands for a worker due for recycling, held until its envs in flight are in
+        self._held: list[list[tuple[bytes, np.ndarray]]] = [[] for _ in range(num_workers)]
         self.restarts = 0                            # worker respawns after failures
         self.recycles = 0
         self.env_restarts = np.zeros(num_envs, dtype=np.int64)
@@ -359,6 +363,7 @@ class Pool:
         self._backlog = [(i, e) for i, e in self._backlog if self.owner[i] != w]
         was_pending = self._pending[ids].copy()
         self._queued[w].clear()
+        self._held[w].clear()   # their envs are pending: reported restarted below
         self._queued_work[w] = 0.0
         self._fresh[ids], self._timed[ids] = True, False
         self._replace(w)
@@ -433,6 +438,11 @@ class Pool:
         now = time.monotonic()
         for w in np.unique(owners):
             ids = env_ids[owners == w]
+            if self._due(w):
+                if self._outstanding[w] > 0 or self._held[w]:
+                    self._held[w].append((cmd, ids))   # sent by _release
+                    continue
+                self._recycle_worker(w)
             if batch and self._outstanding[w] == 0 and len(ids) > 1:
                 self._batched[w] = True
                 self._send_ids(w, cmd.lower(), ids, now)
@@ -485,6 +495,8 @@ class Pool:
         """A completion from worker ``w`` for env ``i``: update its step cost (a
         balanced step is the only one in flight on its worker) and fill the core."""
         self._outstanding[w] = max(0, self._outstanding[w] - 1)
+        if self._held[w] and self._outstanding[w] == 0:
+            self._release(w)
         if not self.balanced:
             return
         if not self._timed[i]:   # a reset command
@@ -603,17 +615,33 @@ class Pool:
             self._recycle()
         return done
 
+    def _due(self, w: int) -> bool:
+        return bool(self.recycle_every) and self._steps_since_spawn[w] >= self.recycle_every
+
     def _recycle(self):
         """Move the envs of workers past ``recycle_every`` steps to fresh processes."""
         for w in range(self.num_workers):
-            if (self._steps_since_spawn[w] >= self.recycle_every
-                    and not self._pending[self.worker_envs[w]].any()):
-                ids = [int(i) for i in self.worker_envs[w]]
-                states = self._call_worker(w, "get_states", ids)
-                self._call_worker(w, "close")
-                self._replace(w)
-                self._call_worker(w, "set_states", ids, states)
-                self.recycles += 1
+            if self._due(w) and not self._pending[self.worker_envs[w]].any():
+                self._recycle_worker(w)
+
+    def _recycle_worker(self, w: int):
+        """Move worker ``w``'s envs (none in flight) to a fresh process."""
+        ids = [int(i) for i in self.worker_envs[w]]
+        states = self._call_worker(w, "get_states", ids)
+        self._call_worker(w, "close")
+        self._replace(w)
+        self._call_worker(w, "set_states", ids, states)
+        self.recycles += 1
+
+    def _release(self, w: int):
+        """Worker ``w``'s steps in flight are in: recycle it, then send what it held."""
+        held, self._held[w] = self._held[w], []
+        self._recycle_worker(w)
+        now = time.monotonic()
+        for cmd, ids in held:
+            self._send_ids(w, cmd, ids, now)
+            if cmd == b"S":
+                self._steps_since_spawn[w] += len(ids)
 
     def configure(self, env_ids, method: str, args: tuple):
         """Call ``method(*args)`` on the envs ``env_ids`` (as ``rare("call", ...)``) and
