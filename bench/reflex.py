@@ -1,20 +1,25 @@
 """What the reflexes give a zero action: closed-loop tracking without a policy.
 
 For each task with a reference that ships its Moco excitations (``walking2d``,
-``running2d``, ``walking3d``, ``running3d``, ``lockedknee3d``, ``palsy3d``), each model
-family and each of ``excitations="residual"`` (the
-feed-forward alone) and ``"reflex"`` (with the default ``reflex_gains``), a zero action
-is played from evenly spaced start frames over the first half cycle (no start noise),
+``running2d``, ``jumping2d``, ``walking3d``, ``running3d``, ``lockedknee3d``, ``palsy3d``;
+not ``lockedknee2d``, whose excitations came later), each model family and each of
+``excitations="residual"`` (the feed-forward alone) and ``"reflex"`` (with the default
+``reflex_gains``), a zero action is played from evenly spaced start frames over the
+first half cycle (the jump: over the way up; no start noise),
 for up to ``--seconds``. Reported per row: time up (mean, min, max), how many
 episodes stayed up all the way, and the joint RMSE from the reference over the time up.
 Nothing is timed, so it does not need an idle machine; the figures are deterministic.
 
 ``--gains`` compares reflex gains instead (``reflex_gains.json``): the default, the
 gains it replaced, and the default with each gain moved up or down, with a zero action
-on every task above on the Moco family (the model the excitations were solved on),
+on every gait above (not the jump) on the Moco family (the model the excitations were solved on),
 scored by the geometric mean of the tasks' mean time up (``--jobs`` processes).
 
     python bench/reflex.py [--starts 8] [--seconds 10] [--out bench/results]
+    python bench/reflex.py --tasks MuscleJumpingImitation2D-v0   # those rows, merged
+
+The rows are deterministic, so ``--tasks`` replaces those tasks' rows in ``reflex.json``
+and keeps the others (same ``--starts`` and ``--seconds`` only).
     python bench/reflex.py --gains [--jobs 2]
     python bench/reflex.py --frontal [--jobs 2]
 
@@ -40,9 +45,12 @@ import numpy as np
 from fastenv.env import ImitationEnv
 from fastenv.envs import OPTIONS
 
-TASKS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
+#: the gaits the gains were chosen on (``--gains``)
+GAITS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
          "MuscleWalkingImitation3D-v0", "MuscleRunningImitation3D-v0",
          "MuscleLockedKneeImitation3D-v0", "MusclePalsyImitation3D-v0")
+#: the zero-action table's tasks: the gaits and the 2D jump (up, then back down)
+TASKS = GAITS[:2] + ("MuscleJumpingImitation2D-v0",) + GAITS[2:]
 FAMILIES = (("degroote", "smooth"), ("thelen", "hunt_crossley"))
 MODES = ("residual", "reflex")
 
@@ -177,7 +185,7 @@ def compare_exploration(args):
 def compare_gains(args):
     default = tuple(OPTIONS["reflex_gains"])
     candidates = gain_candidates(default)
-    jobs = [(task, g, args.starts, args.seconds) for g in candidates for task in TASKS]
+    jobs = [(task, g, args.starts, args.seconds) for g in candidates for task in GAITS]
     rows = pooled_rows(gains_row, jobs, args.jobs)
     scores = []
     for g in candidates:
@@ -187,7 +195,7 @@ def compare_gains(args):
             mean_joint_rmse_deg=float(np.mean([r["joint_rmse_deg"] for r in mine]))))
     write_result(args.out, "reflex_gains.json", dict(
         command="python bench/reflex.py --gains", seconds=args.seconds, starts=args.starts,
-        default=list(default), previous=list(PREVIOUS_GAINS), tasks=list(TASKS),
+        default=list(default), previous=list(PREVIOUS_GAINS), tasks=list(GAITS),
         scores=scores, rows=rows))
 
 
@@ -204,6 +212,8 @@ def main():
                     help="exploration and start noise on the walks (reflex_exploration.json)")
     ap.add_argument("--jobs", type=int, default=2,
                     help="processes for --gains, --frontal, --exploration")
+    ap.add_argument("--tasks", help="comma-separated tasks: their rows replace those in "
+                                    "OUT/reflex.json, the other rows are kept")
     args = ap.parse_args()
     if args.exploration:
         compare_exploration(args)
@@ -214,8 +224,19 @@ def main():
     if args.frontal:
         compare_frontal(args)
         return
+    tasks = TASKS if args.tasks is None else tuple(args.tasks.split(","))
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        ap.error(f"--tasks {unknown}: expected tasks of {list(TASKS)}")
+    kept = []
+    if args.tasks is not None:
+        previous = json.loads((Path(args.out) / "reflex.json").read_text())
+        if (previous["starts"], previous["seconds"]) != (args.starts, args.seconds):
+            ap.error(f"--tasks merges into rows of --starts {previous['starts']} --seconds "
+                     f"{previous['seconds']}; got {args.starts} and {args.seconds}")
+        kept = [r for r in previous["rows"] if r["task"] not in tasks]
     rows = []
-    for task in TASKS:
+    for task in tasks:
         for muscle_model, contact_model in FAMILIES:
             for mode in MODES:
                 row = dict(task=task, muscle_model=muscle_model, contact_model=contact_model,
@@ -225,6 +246,7 @@ def main():
                                              contact_model=contact_model))
                 rows.append(row)
                 print(json.dumps(row))
+    rows = sorted(kept + rows, key=lambda r: TASKS.index(r["task"]))   # stable: families
     write_result(args.out, "reflex.json", dict(
         command="python bench/reflex.py", seconds=args.seconds, starts=args.starts,
         reflex_gains=list(OPTIONS["reflex_gains"]), rows=rows))

@@ -175,8 +175,8 @@ def parser() -> argparse.ArgumentParser:
                             "solution (<name>_solution.sto) into its .npz (no solve); every "
                             "other array is kept")
     exc.add_argument("name", help="a reference in the checkout's envs/references/ that is a "
-                                  "3D Moco tracking solution or a 2D gait cycle with its "
-                                  "solution beside it, or 'all' (all of those)")
+                                  "3D Moco tracking solution, a 2D gait cycle or the 2D jump "
+                                  "with its solution beside it, or 'all' (all of those)")
     exc.add_argument("--out", type=Path, default=REFERENCES_DIR,
                      help="output folder (default: the checkout's envs/references/)")
     check = sub.add_parser(

@@ -1852,10 +1852,11 @@ def tracked_3d_names(references_dir: Path) -> list[str]:
 def solution_names(references_dir: Path) -> list[str]:
     """The references in ``references_dir`` whose Moco solution ships beside them and
     whose excitations :func:`attach_solution_excitations` can put on their frames: the
-    3D tracking solves and the 2D gait cycles (tracked or predicted)."""
+    3D tracking solves, the 2D gait cycles (tracked or predicted) and the 2D jump."""
     from refgen.tasks2d import GAIT_CYCLE_SETTINGS
 
-    return sorted(n for n in {*tracked_3d_names(references_dir), *GAIT_CYCLE_SETTINGS}
+    return sorted(n for n in {*tracked_3d_names(references_dir), *GAIT_CYCLE_SETTINGS,
+                              "jumping2d"}
                   if (Path(references_dir) / f"{n}_solution.sto").is_file())
 
 
@@ -1898,10 +1899,26 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
         raise ValueError(f"reference {name!r}: needs {src.name}, {sto.name} and "
                          f"{doc_path.name} in {references_dir}")
     ref = Reference.load(src)
+    solution = osim.MocoTrajectory(str(sto))
+    if ref.playback == "mirror":   # the 2D jump, up to the apex
+        from refgen.tasks2d import jump_excitations
+
+        muscles, excitation, worst = jump_excitations(
+            ref, solution, json.loads(doc_path.read_text()), log=log)
+        if worst > MAX_FRAME_MISMATCH_DEG:
+            raise RuntimeError(f"reference {name!r}: its angles differ from {sto.name}'s by "
+                               f"{worst:.2f} deg at its frames (at most "
+                               f"{MAX_FRAME_MISMATCH_DEG} expected); not the motion of that "
+                               "solution")
+        ref.muscle_names, ref.excitation = muscles, excitation
+        save_in(ref, out_dir or references_dir)
+        log(f"[{name}] {len(muscles)} muscle excitations from {sto.name} on {ref.n_frames} "
+            f"frames up to the apex (the same frames back down); the frames match the "
+            f"solution within {worst:.1e} deg")
+        return dict(name=name, muscles=len(muscles), max_mismatch_deg=worst)
     if ref.playback != "loop":
         raise ValueError(f"reference {name!r}: playback {ref.playback!r}, expected a "
-                         "'loop' (a gait cycle)")
-    solution = osim.MocoTrajectory(str(sto))
+                         "'loop' (a gait cycle) or a 'mirror' (the 2D jump)")
     cycle, excitations = solution_cycle(name, solution, doc_path, ref.coordinate_names)
     u = np.arange(ref.n_frames) / ref.n_frames          # the frames' cycle fractions
     # the shipped frames against the solution's angles, resampled as build_reference

@@ -797,12 +797,62 @@ def generate_jumping2d(out_dir, *, motion=None, settings: JumpSettings | None = 
         f"{figures['flight_height_m']:.3f} m), knee at take-off "
         f"{figures['knee_flexion_at_takeoff_deg']:.1f} deg")
     if write_npz:
+        # the excitations of the solution the jump is, up to the apex (those frames are
+        # played back down too: a feed-forward the reflexes and a policy correct there)
         moco.write_reference_npz(out_dir, jump, doc, log,
                                  model_path=moco.env_model_path(settings), cyclic=False,
                                  playback="mirror", start_at_rest=True,
+                                 excitations=jump_solution_excitations(
+                                     list(solutions.values())[-1], settings.symmetric_legs),
                                  source=f"{moco.COMMAND} {name} "
                                         f"(tracking target {motion.name})")
     return doc
+
+
+def jump_solution_excitations(solution, symmetric: bool) -> dict:
+    """{muscle: excitation on the solution's samples} of a jump's Moco solution; with
+    ``symmetric`` each muscle pair gets the mean of its two sides, as
+    :func:`symmetrise_legs` gives the legs' angles."""
+    names, values = moco.solution_excitations(solution)
+    if symmetric:
+        for n in names:
+            if n.endswith("_r") and n[:-2] + "_l" in names:
+                r, l = names.index(n), names.index(n[:-2] + "_l")
+                values[:, r] = values[:, l] = 0.5 * (values[:, r] + values[:, l])
+    return {n: values[:, j] for j, n in enumerate(names)}
+
+
+def jump_excitations(ref, solution, doc: dict, *, log=print) -> tuple:
+    """(muscle names, excitations on ``ref``'s frames, largest angle difference in deg)
+    of the shipped jump ``ref`` (playback 'mirror'), from the tracking solution it is
+    made of: the reference is built again from that solution, as
+    :func:`generate_jumping2d` builds it (the legs averaged, a spline from rest at the
+    control step), and its angles must equal the shipped ones; each muscle pair's
+    excitations are averaged over the two sides, as the legs' angles are. The frames
+    cover the jump up to the apex; played back down, a frame's excitations are the
+    same as on the way up (:meth:`fastenv.references.Reference.index`)."""
+    from fastenv.references import build_reference
+
+    if doc.get("reference_stage") != "tracking":
+        raise ValueError(f"reference {ref.name!r}: its solution is the "
+                         f"{doc.get('reference_stage')!r} stage's, not the tracking solve "
+                         "the shipped solution file holds")
+    symmetric = "legs_symmetrised_max_change_deg" in doc.get("figures", {})
+    jump = moco.solution_motion(solution, COORDINATES)
+    if symmetric:
+        jump, _ = symmetrise_legs(jump)
+    # the excitations are on the solution's samples, as jump.time (which starts at 0)
+    built = build_reference(moco.env_model_path(JumpSettings()), jump.time, list(jump.names),
+                            jump.values, control_dt=ref.control_dt, cyclic=False,
+                            playback="mirror", start_at_rest=True, name=ref.name,
+                            excitations=jump_solution_excitations(solution, symmetric))
+    if built.q.shape != ref.q.shape:
+        raise RuntimeError(f"reference {ref.name!r}: {ref.q.shape[0]} frames, its solution "
+                           f"gives {built.q.shape[0]}; not the motion of that solution")
+    rotations = [k for k, c in enumerate(ref.coordinate_names) if not c.endswith(("_tx",
+                                                                                  "_ty"))]
+    worst = float(np.degrees(np.abs(built.q[:, rotations] - ref.q[:, rotations]).max()))
+    return list(built.muscle_names), built.excitation, worst
 
 
 #: The 2D references that are gait cycles of :func:`refgen.moco.generate_gait` (their

@@ -151,15 +151,16 @@ def test_moco_family_is_the_model_the_reference_was_solved_on(task):
 
 #: The muscle tasks whose shipped reference carries its Moco solution's excitations.
 FEEDFORWARD_TASKS = ["MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
-                     "MuscleLockedKneeImitation2D-v0", "MuscleWalkingImitation3D-v0",
+                     "MuscleLockedKneeImitation2D-v0", "MuscleJumpingImitation2D-v0",
+                     "MuscleWalkingImitation3D-v0",
                      "MuscleRunningImitation3D-v0",
                      "MuscleLockedKneeImitation3D-v0", "MusclePalsyImitation3D-v0"]
 
 
 def test_every_gait_cycle_ships_its_excitations():
-    """Every gait cycle that is a Moco solution ships its excitations (lockedknee2d, a
-    predictive solve, since 2026-12-06); jumping2d averages its solution's legs and
-    plays the jump back down after the apex, which no solution's excitations drive."""
+    """Every reference that is a Moco solution ships its excitations (lockedknee2d, a
+    predictive solve, since 2026-12-06; jumping2d, up to the apex and the same frames
+    back down, since 2026-12-07); jumping3d is kinematic: it has none."""
     with_excitations = [t for t in MUSCLE_TASKS
                         if load_reference(TASKS[t].reference).excitation is not None]
     assert sorted(with_excitations) == sorted(FEEDFORWARD_TASKS)

@@ -194,6 +194,32 @@ def _env_model_path(reference: str):
     return variant_path(task.model, **task.variant_params)
 
 
+
+def test_jump_excitations_are_those_of_its_tracking_solution(tmp_path):
+    """jumping2d's excitations are its shipped tracking solution's: put on its frames
+    again from jumping2d_solution.sto they are equal and every other array is kept (the
+    angles rebuilt from the solution equal the shipped ones); the two sides are equal,
+    averaged as the legs' angles are; back down, a step replays a frame of the way up."""
+    from fastenv.references import Reference, load_reference
+    from refgen import REFERENCES_DIR
+    from refgen.derive3d import attach_solution_excitations, solution_names
+
+    assert "jumping2d" in solution_names(REFERENCES_DIR)
+    shipped = load_reference("jumping2d")
+    figures = attach_solution_excitations("jumping2d", references_dir=REFERENCES_DIR,
+                                          out_dir=tmp_path, log=lambda *_: None)
+    assert figures["muscles"] == 18 and figures["max_mismatch_deg"] < 1e-6
+    again = Reference.load(tmp_path / "jumping2d.npz")
+    np.testing.assert_array_equal(again.excitation, shipped.excitation)
+    for key in ("q", "qdot", "qddot", "body_pos", "com_vel"):
+        np.testing.assert_array_equal(getattr(again, key), getattr(shipped, key))
+    assert again.playback == shipped.playback == "mirror"
+    e, names = shipped.excitation, shipped.muscle_names
+    assert e.shape == (shipped.n_frames, 18) and 0.0 <= e.min() and e.max() <= 1.0
+    np.testing.assert_array_equal(e[:, names.index("vasti_r")], e[:, names.index("vasti_l")])
+    n = shipped.n_frames
+    assert shipped.index(n + 4)[0] == n - 6 and shipped.direction(n + 4) == -1.0
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_body_kinematics_are_opensims(name):
     """Every body's position and velocity in a shipped reference is what OpenSim gives
