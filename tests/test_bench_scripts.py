@@ -67,6 +67,31 @@ def test_bench_script_runs(tmp_path, script, args, files):
             assert json.loads((out / name).read_text())
 
 
+@pytest.mark.slow
+def test_reflex_tasks_replace_their_rows_and_keep_the_others(tmp_path):
+    """``bench/reflex.py --tasks``: the given task's rows (both families, both modes)
+    replace its old ones, every other task's row is kept, in the table's task order; an
+    unknown task, or other --starts/--seconds than the file's, is refused."""
+    out = tmp_path / "results"
+    out.mkdir()
+    other = dict(task="MuscleWalkingImitation3D-v0", muscle_model="degroote", kept=True)
+    stale = dict(task="MuscleJumpingImitation2D-v0", muscle_model="degroote", stale=True)
+    (out / "reflex.json").write_text(json.dumps(dict(starts=1, seconds=0.03,
+                                                     rows=[other, stale])))
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(ROOT / "bench" / "reflex.py"), *args,
+                               "--out", str(out)], capture_output=True, text=True,
+                              timeout=600)
+    proc = run("--tasks", "MuscleJumpingImitation2D-v0", "--starts", "1", "--seconds", "0.03")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads((out / "reflex.json").read_text())["rows"]
+    assert [r["task"] for r in rows] == ["MuscleJumpingImitation2D-v0"] * 4 + [other["task"]]
+    assert rows[-1] == other and not any(r.get("stale") for r in rows)
+    assert run("--tasks", "NoSuchTask-v0").returncode == 2
+    refused = run("--tasks", "MuscleJumpingImitation2D-v0", "--starts", "2", "--seconds", "0.03")
+    assert refused.returncode == 2 and "--starts 1" in refused.stderr
+
 def test_integrator_counts_add_up_every_manager_of_the_run():
     """A step integrated again without the minimum, and the minimum's return, start new
     Managers, whose statistics start from zero: the counts add every Manager's up (they
