@@ -287,9 +287,10 @@ def test_residual_excitations_are_refused_where_they_cannot_apply():
         ImitationEnv(MUSCLE, excitations="ff")
     with pytest.raises(ValueError, match="excitation_range must be an excitation within"):
         ImitationEnv(MUSCLE, excitations="residual", excitation_range=1.5)
-    # jumping2d is played up and back down: its solution's excitations are not shipped
-    with pytest.raises(ValueError, match="reference 'jumping2d' has none"):
-        ImitationEnv("MuscleJumpingImitation2D-v0", excitations="residual")
+    # jumping3d is kinematic (jumping2d's motion on the 3D model): no solution, no
+    # excitations
+    with pytest.raises(ValueError, match="reference 'jumping3d' has none"):
+        ImitationEnv("MuscleJumpingImitation3D-v0", excitations="residual")
 
 
 # ---------------------------------------------------------------- reflex excitations
@@ -454,8 +455,8 @@ def test_reflex_options_are_checked():
         ImitationEnv(MUSCLE, excitations="reflex", reflex_gains=[1, 2, -3, 0])
     with pytest.raises(ValueError, match="excitations='reflex' applies to muscle tasks"):
         ImitationEnv(TORQUE, excitations="reflex")
-    with pytest.raises(ValueError, match="reference 'jumping2d' has none"):
-        ImitationEnv("MuscleJumpingImitation2D-v0", excitations="reflex")
+    with pytest.raises(ValueError, match="reference 'jumping3d' has none"):
+        ImitationEnv("MuscleJumpingImitation3D-v0", excitations="reflex")
 
 
 def test_reflexes_in_the_vector_env_equal_single_envs():
