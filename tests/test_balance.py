@@ -22,6 +22,9 @@ class TimedEnv(gym.Env):
     info_scalars = {"t0": np.float64, "t1": np.float64, "pid": np.int64}
 
     def __init__(self, costs=(0.001,), horizon=1000):
+        # a respawned worker's build (a recycle) takes this long: the other workers'
+        # replies wait in their pipes meanwhile
+        time.sleep(float(os.environ.get("TIMED_ENV_BUILD_S", "0")))
         self.costs, self.horizon = costs, horizon
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
         self.action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
@@ -40,6 +43,12 @@ class TimedEnv(gym.Env):
         self.t += 1
         info = {"t0": t0, "t1": time.monotonic(), "pid": os.getpid()}
         return np.array([self.id, self.t]), 1.0, self.t >= self.horizon, False, info
+
+    def get_state(self):   # recycle_every moves it to a fresh process
+        return self.id, self.t
+
+    def set_state(self, state):
+        self.id, self.t = state
 '''
 
 
@@ -189,5 +198,75 @@ def test_batched_reply_is_one_message_and_not_a_hang(timed):
         assert pool.arrays.steps[ids].tolist() == [1, 1, 1, 1]
         timers = pool.timers()[0]
         assert timers["calls"] == 8 and timers["busy_s"] >= 1.2
+    finally:
+        pool.close()
+
+
+def _pipelined(pool, n, rounds):
+    """envpool-style rounds: the first env to finish is sent again at once, so a worker
+    always has an env in flight; returns how many steps each env was sent."""
+    ids = _reset(pool, n)
+    pool.send(b"S", ids)
+    sent = np.ones(n, dtype=int)
+    for _ in range(rounds):
+        for i, _ in pool.collect(1, timeout=30):
+            pool.send(b"S", np.array([i], dtype=np.int32))
+            sent[i] += 1
+    return sent
+
+
+@pytest.mark.parametrize("active_workers", [None, 1], ids=["plain", "balanced"])
+def test_recycling_under_send_recv_moves_every_env(timed, active_workers):
+    """A worker due for recycling always has an env in flight under send/recv: its
+    commands wait until its steps are in (balanced: it is recycled before its next
+    dispatch), and each env's state goes along (its step count)."""
+    pool = Pool(timed(), 4, 2, recycle_every=4, active_workers=active_workers)
+    try:
+        sent = _pipelined(pool, 4, 40)
+        assert pool.recycles >= 8 and pool.restarts == 0
+        pool.collect(pool.pending, timeout=30)
+        np.testing.assert_array_equal(pool.arrays.obs[:, 1], sent)
+    finally:
+        pool.close()
+
+
+def test_an_interrupted_or_failed_recycle_is_not_a_hang(timed, monkeypatch):
+    """Ctrl-C inside a recycle keeps the held commands, and the next collect recycles
+    and sends them (drop_in_flight's drain had hung); a recycle that raises is a worker
+    failure: its envs are reported restarted, not lost."""
+    pool = Pool(timed(), 4, 2, recycle_every=4)
+    recycle, faults = Pool._recycle_worker, []
+
+    def faulty(self, w):
+        if faults:
+            raise faults.pop(0)
+        return recycle(self, w)
+    monkeypatch.setattr(Pool, "_recycle_worker", faulty)
+    try:
+        faults.append(KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):
+            _pipelined(pool, 4, 40)
+        assert pool.pending and any(pool._held)
+        drained = pool.collect(pool.pending, timeout=10)
+        assert not pool.pending and pool.restarts == 0
+        assert not any((extra or {}).get("worker_restarted") for _, extra in drained)
+        faults.append(RuntimeError("get_states failed"))
+        _pipelined(pool, 4, 40)   # its collects report the failed worker's envs
+        pool.collect(pool.pending, timeout=10)
+        assert pool.restarts == 1 and not pool.pending
+    finally:
+        pool.close()
+
+
+def test_a_recycle_does_not_time_out_the_other_workers(timed, monkeypatch):
+    """A recycle holds the parent while the new worker builds (2.5 s here, over
+    step_timeout = 1 s); the other worker's reply waits in its pipe meanwhile, which
+    is not a hang: no worker is killed."""
+    pool = Pool(timed(), 4, 2, recycle_every=4, step_timeout=1.0)
+    try:
+        monkeypatch.setenv("TIMED_ENV_BUILD_S", "2.5")   # the respawned workers' builds
+        _pipelined(pool, 4, 12)
+        pool.collect(pool.pending, timeout=30)
+        assert pool.recycles >= 2 and pool.restarts == 0
     finally:
         pool.close()

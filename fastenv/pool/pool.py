@@ -22,7 +22,10 @@ not in flight at their next step); other workers' envs are not touched.
 its envs is in flight, by moving its envs' states to a fresh process: episodes go on,
 equal within integrator accuracy. Under pipelined ``send``/``recv`` a due worker's
 envs are rarely all idle, so the commands sent to it are held back until its steps in
-flight are in; it is replaced then, and the held commands go to the new process.
+flight are in; the next ``collect`` replaces it then and sends them to the new process
+(with load balancing, a due worker is replaced before its next dispatch). A recycle
+that fails is a worker failure (above); one interrupted keeps the commands held for the
+next ``collect``.
 
 Load balancing (``active_workers < num_workers``): a synchronous step waits for the
 slowest worker, and envs' step costs differ severalfold (contacts, falls, the first
@@ -438,11 +441,9 @@ class Pool:
         now = time.monotonic()
         for w in np.unique(owners):
             ids = env_ids[owners == w]
-            if self._due(w):
-                if self._outstanding[w] > 0 or self._held[w]:
-                    self._held[w].append((cmd, ids))   # sent by _release
-                    continue
-                self._recycle_worker(w)
+            if self._due(w):   # recycled by the next collect, which then sends these
+                self._held[w].append((cmd, ids))
+                continue
             if batch and self._outstanding[w] == 0 and len(ids) > 1:
                 self._batched[w] = True
                 self._send_ids(w, cmd.lower(), ids, now)
@@ -484,6 +485,8 @@ class Pool:
         now = time.monotonic()
         while free > 0 and heap:
             _, w = heapq.heappop(heap)
+            if self._due(w):   # idle (dispatch picks idle workers): recycled before its step
+                self._recycle_worker(w)
             i = self._queued[w].pop()
             self._queued_work[w] = (self._queued_work[w] - self._prediction[i]
                                     if self._queued[w] else 0.0)
@@ -495,8 +498,6 @@ class Pool:
         """A completion from worker ``w`` for env ``i``: update its step cost (a
         balanced step is the only one in flight on its worker) and fill the core."""
         self._outstanding[w] = max(0, self._outstanding[w] - 1)
-        if self._held[w] and self._outstanding[w] == 0:
-            self._release(w)
         if not self.balanced:
             return
         if not self._timed[i]:   # a reset command
@@ -545,6 +546,15 @@ class Pool:
             done.append((i, extra))
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(done) < n:
+            for w in range(self.num_workers):
+                if self._held[w] and self._outstanding[w] == 0:
+                    failed = self._release(w)
+                    if failed is not None:
+                        ids, extra = failed
+                        done.extend((i, dict(extra)) for i in ids)
+                        restarted[w] = extra
+            if len(done) >= n:
+                break
             if self.balanced:   # workers with a step sent (a recovery may have freed a core)
                 self._dispatch()
                 busy = {self.conns[w]: w for w in np.flatnonzero(self._outstanding)}
@@ -594,8 +604,11 @@ class Pool:
                 now = time.monotonic()
                 self._progressed(busy.values())
                 for w in set(busy.values()):
+                    # a reply left in its pipe (this collect had its n, or a recycle held
+                    # the parent) is progress, however long ago it was last read
                     if (self._outstanding[w] > 0
-                            and now - self._heard[w] > self.step_timeout):
+                            and now - self._heard[w] > self.step_timeout
+                            and not self.conns[w].poll(0)):
                         ids, extra = self._recover(
                             w, f"worker {w} exceeded step_timeout={self.step_timeout} s")
                         done.extend((i, dict(extra)) for i in ids)
@@ -634,14 +647,22 @@ class Pool:
         self.recycles += 1
 
     def _release(self, w: int):
-        """Worker ``w``'s steps in flight are in: recycle it, then send what it held."""
+        """Worker ``w`` is due and has no step in flight: recycle it, then send the
+        commands it held. A recycle that fails is a worker failure (``_recover``: its
+        envs reset, the pending ones returned to be reported truncated); an interrupt
+        keeps the commands held, for the next collect to try again."""
+        try:
+            self._recycle_worker(w)
+        except Exception as exc:
+            return self._recover(w, f"recycling worker {w} failed: "
+                                    f"{type(exc).__name__}: {exc}")
         held, self._held[w] = self._held[w], []
-        self._recycle_worker(w)
         now = time.monotonic()
         for cmd, ids in held:
             self._send_ids(w, cmd, ids, now)
             if cmd == b"S":
                 self._steps_since_spawn[w] += len(ids)
+        return None
 
     def configure(self, env_ids, method: str, args: tuple):
         """Call ``method(*args)`` on the envs ``env_ids`` (as ``rare("call", ...)``) and
