@@ -224,17 +224,26 @@ def main():
     if args.frontal:
         compare_frontal(args)
         return
-    tasks = TASKS if args.tasks is None else tuple(args.tasks.split(","))
+    tasks = TASKS if args.tasks is None else tuple(dict.fromkeys(args.tasks.split(",")))
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         ap.error(f"--tasks {unknown}: expected tasks of {list(TASKS)}")
-    kept = []
+    kept, gains = [], list(OPTIONS["reflex_gains"])
     if args.tasks is not None:
-        previous = json.loads((Path(args.out) / "reflex.json").read_text())
+        path = Path(args.out) / "reflex.json"
+        if not path.is_file():
+            ap.error(f"--tasks merges into {path}, which does not exist; run without --tasks")
+        previous = json.loads(path.read_text())
         if (previous["starts"], previous["seconds"]) != (args.starts, args.seconds):
             ap.error(f"--tasks merges into rows of --starts {previous['starts']} --seconds "
                      f"{previous['seconds']}; got {args.starts} and {args.seconds}")
+        if previous.get("reflex_gains", gains) != gains:
+            ap.error(f"--tasks merges into rows of reflex gains {previous['reflex_gains']}, "
+                     f"not today's default {gains}; run without --tasks")
         kept = [r for r in previous["rows"] if r["task"] not in tasks]
+        gone = sorted({r["task"] for r in kept} - set(TASKS))
+        if gone:
+            ap.error(f"{path} has rows of {gone}, no longer measured; run without --tasks")
     rows = []
     for task in tasks:
         for muscle_model, contact_model in FAMILIES:
@@ -249,7 +258,7 @@ def main():
     rows = sorted(kept + rows, key=lambda r: TASKS.index(r["task"]))   # stable: families
     write_result(args.out, "reflex.json", dict(
         command="python bench/reflex.py", seconds=args.seconds, starts=args.starts,
-        reflex_gains=list(OPTIONS["reflex_gains"]), rows=rows))
+        reflex_gains=gains, rows=rows))
 
 
 if __name__ == "__main__":

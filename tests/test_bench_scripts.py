@@ -71,7 +71,8 @@ def test_bench_script_runs(tmp_path, script, args, files):
 def test_reflex_tasks_replace_their_rows_and_keep_the_others(tmp_path):
     """``bench/reflex.py --tasks``: the given task's rows (both families, both modes)
     replace its old ones, every other task's row is kept, in the table's task order; an
-    unknown task, or other --starts/--seconds than the file's, is refused."""
+    unknown task, or other --starts/--seconds or reflex gains than the file's, is
+    refused."""
     out = tmp_path / "results"
     out.mkdir()
     other = dict(task="MuscleWalkingImitation3D-v0", muscle_model="degroote", kept=True)
@@ -91,6 +92,10 @@ def test_reflex_tasks_replace_their_rows_and_keep_the_others(tmp_path):
     assert run("--tasks", "NoSuchTask-v0").returncode == 2
     refused = run("--tasks", "MuscleJumpingImitation2D-v0", "--starts", "2", "--seconds", "0.03")
     assert refused.returncode == 2 and "--starts 1" in refused.stderr
+    data = json.loads((out / "reflex.json").read_text())
+    (out / "reflex.json").write_text(json.dumps(dict(data, reflex_gains=[1, 1, 1, 1])))
+    refused = run("--tasks", "MuscleJumpingImitation2D-v0", "--starts", "1", "--seconds", "0.03")
+    assert refused.returncode == 2 and "reflex gains [1, 1, 1, 1]" in refused.stderr
 
 def test_integrator_counts_add_up_every_manager_of_the_run():
     """A step integrated again without the minimum, and the minimum's return, start new
