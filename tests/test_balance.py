@@ -270,3 +270,22 @@ def test_a_recycle_does_not_time_out_the_other_workers(timed, monkeypatch):
         assert pool.recycles >= 2 and pool.restarts == 0
     finally:
         pool.close()
+
+
+def test_a_restarted_worker_does_not_grow_a_batch(timed):
+    """A worker killed with envs in flight reports them all at once; collect(1) still
+    returns one row, and the others stay pending for the next collects (a batch larger
+    than asked breaks fixed-shape consumers, JAX's jit among them)."""
+    pool = Pool(timed(costs=(0.05,)), 4, 1, faults=[("kill", 2, 0)])
+    try:
+        ids = _reset(pool, 4)
+        pool.send(b"S", ids)
+        rows = [pool.collect(1) for _ in range(4)]
+        assert [len(r) for r in rows] == [1, 1, 1, 1] and pool.pending == 0
+        assert pool.restarts == 1
+        reported = dict(row for r in rows for row in r)
+        assert sorted(reported) == [0, 1, 2, 3]
+        # envs 0 and 1 finished before the kill; 2 (killed in its step) and 3 restart
+        assert reported[2]["worker_restarted"] and reported[3]["worker_restarted"]
+    finally:
+        pool.close()

@@ -624,6 +624,13 @@ class Pool:
                 if w in restarted and not (extra or {}).get("worker_restarted"):
                     done[k] = (i, dict(extra or {}, **restarted[w]))
                     self._lost[i] = False
+        if len(done) > n:
+            # a restarted worker reports all its envs at once: those beyond n stay
+            # pending for the next collect, so that a batch is never larger than asked
+            for i, _ in done[n:]:
+                self._pending[i] = True
+            self._backlog.extend(done[n:])
+            done = done[:n]
         if self.recycle_every:
             self._recycle()
         return done
