@@ -1904,7 +1904,7 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
         from refgen.tasks2d import jump_excitations
 
         muscles, excitation, worst = jump_excitations(
-            ref, solution, json.loads(doc_path.read_text()), log=log)
+            ref, solution, json.loads(doc_path.read_text()))
         if worst > MAX_FRAME_MISMATCH_DEG:
             raise RuntimeError(f"reference {name!r}: its angles differ from {sto.name}'s by "
                                f"{worst:.2f} deg at its frames (at most "

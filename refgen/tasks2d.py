@@ -53,7 +53,14 @@ from fastenv.references import lowpass
 from refgen import REFERENCES_DIR, moco, motion_file
 from refgen.kinematics import com_kinematics
 from refgen.moco import COORDINATES, FOOT_SPHERES, TRANSLATIONS, Settings
-from refgen.motion import Motion, Target, read_coordinates_sto, rounded, write_coordinates_sto
+from refgen.motion import (
+    Motion,
+    Target,
+    is_translation,
+    read_coordinates_sto,
+    rounded,
+    write_coordinates_sto,
+)
 
 #: Public measured motions (in :func:`refgen.motions_dir`) that running2d and jumping2d track.
 RUNNING_MOTION = "hamner_subject02_running_ik.mot"
@@ -822,7 +829,7 @@ def jump_solution_excitations(solution, symmetric: bool) -> dict:
     return {n: values[:, j] for j, n in enumerate(names)}
 
 
-def jump_excitations(ref, solution, doc: dict, *, log=print) -> tuple:
+def jump_excitations(ref, solution, doc: dict) -> tuple:
     """(muscle names, excitations on ``ref``'s frames, largest angle difference in deg)
     of the shipped jump ``ref`` (playback 'mirror'), from the tracking solution it is
     made of: the reference is built again from that solution, as
@@ -849,8 +856,7 @@ def jump_excitations(ref, solution, doc: dict, *, log=print) -> tuple:
     if built.q.shape != ref.q.shape:
         raise RuntimeError(f"reference {ref.name!r}: {ref.q.shape[0]} frames, its solution "
                            f"gives {built.q.shape[0]}; not the motion of that solution")
-    rotations = [k for k, c in enumerate(ref.coordinate_names) if not c.endswith(("_tx",
-                                                                                  "_ty"))]
+    rotations = [k for k, c in enumerate(ref.coordinate_names) if not is_translation(c)]
     worst = float(np.degrees(np.abs(built.q[:, rotations] - ref.q[:, rotations]).max()))
     return list(built.muscle_names), built.excitation, worst
 
