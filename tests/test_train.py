@@ -350,7 +350,7 @@ def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
     config = tmp_path / "ppo.toml"
     config.write_text(TINY["ppo"].replace("checkpoint_every = 256", "checkpoint_every = 100000"))
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "fastenv", "train",
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "fastenv", "train",
                              "TorqueWalkingImitation2D-v0", "--algo", "ppo", "--steps", "100000",
                              "--num-envs", "2", "--num-workers", "1", "--out", str(run),
                              "--config", str(config), "--no-progress"],
