@@ -23,7 +23,10 @@ one suspected cause removed at a time (frames 0, 4, 8, ... of the first half cyc
 seeded random action each): the muscle states settled, the speeds settled, the feet
 out of contact, the settled start state, and a fresh integrator on a mid-episode state
 (its step-size restart alone); for muscle tasks also the first step against steps 2-10
-from the settled start with the random action and with zero excitation held.
+from the settled start with the random action and with zero excitation held, and with
+the random action from two variants of it: the pelvis 12 mm lower, so that the contacts
+carry the body weight at the start (the start's load, in body weights, is in the row),
+and every muscle started, and settled, at activation 0.5 (the random excitations' mean).
 """
 from __future__ import annotations
 
@@ -170,11 +173,22 @@ def causes(task: str, settle: float, seed: int) -> list[dict]:
         s.setQ(osim.Vector.createFromMat(q))
         return s
 
-    def settled_start(frame):
+    def settled_start(frame, lower=0.0, activation=None):
+        """The settled start; ``lower`` (m): the pelvis that much lower before settling;
+        ``activation``: every muscle's, held as excitation while settling."""
         q, qd = env.reference.coordinates_at(frame)
-        start = sim.state_from_coordinates(np.asarray(q) - settle * np.asarray(qd), qd,
-                                           time=-settle)
-        return sim.settled(start, settle)
+        q = np.array(q, dtype=float)
+        q[sim.coordinate_names.index("pelvis_ty")] -= lower
+        drive = None if activation is None else np.full(sim.n_controls, activation)
+        start = sim.state_from_coordinates(q - settle * np.asarray(qd), qd, time=-settle,
+                                           activation=drive)
+        return sim.settled(start, settle, controls=drive)
+
+    weight = sim.model.getTotalMass(sim.default_state) * 9.81
+
+    def carried(snapshot):
+        """The share of the body weight that the start's contacts carry."""
+        return sim.contact_loads(sim._full_state(snapshot))[:, 1].sum() / weight
 
     rows = [("reference state (start_settle=0)", lambda f: None)]
     if sim.muscles:
@@ -192,19 +206,29 @@ def causes(task: str, settle: float, seed: int) -> list[dict]:
     if sim.muscles:
         # what makes an episode's early steps cost more than its late ones: the muscles
         # switching on from their start activation (none of that with zero excitation)
-        for label, pick in (("random", lambda a: a), ("zero", np.zeros_like)):
-            first, early = [], []
+        # and what does not: the contacts carrying the body weight from the start (the
+        # settled start's carry about 0.65 of it), or the muscles starting at the random
+        # excitations' mean activation
+        variants = (("random", lambda a: a, {}), ("zero", np.zeros_like, {}),
+                    ("random", lambda a: a, dict(lower=0.012)),
+                    ("random", lambda a: a, dict(activation=0.5)))
+        for label, pick, kw in variants:
+            first, early, load = [], [], []
             for f, a in zip(frames, actions):
-                first.append(first_step(f, pick(a), settled_start(f)))
+                start = settled_start(f, **kw)
+                load.append(carried(start))
+                first.append(first_step(f, pick(a), start))
                 for _ in range(9):
                     n0 = steps_of()
                     _, _, term, trunc, _ = env.step(pick(a))
                     early.append(steps_of() - n0)
                     if term or trunc:
                         break
-            out.append(dict(task=task, start=f"settled start, {label} excitation held: first "
-                            f"step / mean of steps 2-10", first_step=float(np.mean(first)),
-                            early=float(np.mean(early))))
+            how = {"lower": "the pelvis 12 mm lower, ", "activation": "activations 0.5, "}
+            variant = "".join(how[k] for k in kw)
+            out.append(dict(task=task, start=f"settled start, {variant}{label} excitation held:"
+                            f" first step / mean of steps 2-10", first_step=float(np.mean(first)),
+                            early=float(np.mean(early)), start_load_bw=float(np.mean(load))))
     # the integrator's step-size restart alone: a mid-episode state (5 steps in), its
     # next step with the episode's integrator and with a fresh one
     cont, fresh = [], []
