@@ -25,6 +25,7 @@ pytest.importorskip("ray.rllib")
 pytest.importorskip("stable_baselines3")
 
 from fastenv.adapters.rllib import (  # noqa: E402
+    GENERATION_STRIDE,
     algorithm_config,
     env_runner_report,
     vector_env,
@@ -119,6 +120,28 @@ def test_env_runner_env_is_one_osim_vector_env_in_next_step_mode(monkeypatch):
 
 
 @pytest.mark.cluster
+def test_seed_generations_are_counted_over_processes(cluster, monkeypatch):
+    """A runner Ray restarts is a new process: the run's counter (an actor of the
+    driver), not the process's, gives its env the next generation's seed block."""
+    from collections import Counter
+
+    from fastenv.adapters import rllib
+    counter = rllib.start_seed_generations()
+    assert counter is not None
+    blocks = []
+    for _ in range(2):
+        monkeypatch.setattr(rllib, "_SEED_GENERATIONS", Counter())   # as in a new process
+        env = vector_env(dict(task=TASK, num_envs=2, num_workers=1, seed_generations=counter))
+        try:
+            env.reset(seed=5)
+            blocks.append(env.unwrapped.get_attr("np_random_seed"))
+        finally:
+            env.close()
+    assert blocks == [(10, 11), ((5 + rllib.GENERATION_STRIDE) * 2,
+                                 (5 + rllib.GENERATION_STRIDE) * 2 + 1)]
+
+
+@pytest.mark.cluster
 def test_ppo_samples_from_env_runners_on_both_nodes(cluster, algo):
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     assert len(nodes) == 2
@@ -160,6 +183,9 @@ def test_killed_env_runner_is_restarted_by_rllib(algo):
     assert len(after) == 2 and victim["pid"] not in {r["pid"] for r in after}
     replaced = next(r for r in after if r["pid"] != before[0]["pid"])
     assert replaced["env_steps"] > 0 and replaced["node_id"] == victim["node_id"]
+    # a new process, yet not the victim's seed block again: the run's counter says so
+    assert replaced["seed_block"] not in {victim["seed_block"], before[0]["seed_block"]}
+    assert replaced["seed_block"] % GENERATION_STRIDE == victim["seed_block"]
     time.sleep(0.5)   # the dead runner's pool workers die with it (parent-death signal)
     assert not any(os.path.exists(f"/proc/{p}") and
                    "Z" not in open(f"/proc/{p}/stat").read().split()[2]

@@ -15,8 +15,11 @@ Two things the runner relies on:
   seeds env ``i`` with ``seed + i``, which would give runners overlapping seeds.
   :class:`SeedBlocks` maps a reset seed ``s`` to ``s * num_envs``, so the envs of
   different runners get disjoint seed blocks, still a function of the seed only. An
-  env the runner rebuilds after a failed step is reset with the same ``s``; it gets
-  the next generation's block instead of replaying the first env's start states.
+  env the runner rebuilds after a failed step, or a runner Ray restarts in a new
+  process, is reset with the same ``s``; it gets the next generation's block instead of
+  replaying the first env's start states. Generations are counted by a small Ray actor
+  that :func:`algorithm_config` starts in the driver (a restarted runner is a new
+  process, whose own count would start again at 0).
 
 Pool workers per runner (``num_workers``): by default the CPUs that Ray reserved for
 the runner (``num_cpus_per_env_runner``), so that Ray's placement also places our
@@ -43,9 +46,54 @@ SAC_NAMES = {"learning_starts": "num_steps_sampled_before_learning_starts",
              "batch_size": "train_batch_size_per_learner", "tau": "tau", "gamma": "gamma"}
 
 
-#: per process, how many vector envs have been reset with each runner seed
+#: per process, how many vector envs have been reset with each runner seed (outside Ray,
+#: or where the run's generation counter cannot be reached)
 _SEED_GENERATIONS: Counter = Counter()
 GENERATION_STRIDE = 2 ** 32   # runner seeds below this keep generations disjoint
+#: the driver's handles on its runs' generation counters (a named actor lives while a
+#: handle on it does)
+_COUNTERS: dict = {}
+
+
+class SeedGenerations:
+    """How many vector envs have been reset with each runner seed, over the whole run:
+    a Ray actor (``num_cpus=0``) of the driver, found by name by every runner."""
+
+    def __init__(self):
+        self.counts: Counter = Counter()
+
+    def take(self, seed: int) -> int:
+        """The generation of the next vector env reset with runner seed ``seed``."""
+        k = self.counts[seed]
+        self.counts[seed] += 1
+        return k
+
+
+def start_seed_generations() -> str | None:
+    """Start a run's :class:`SeedGenerations` actor in this (the driver's) process;
+    returns its name, or None when Ray is not running here."""
+    import ray
+    if not ray.is_initialized():
+        return None
+    import uuid
+    name = f"fastenv-seed-generations-{uuid.uuid4().hex}"
+    _COUNTERS[name] = ray.remote(num_cpus=0)(SeedGenerations).options(name=name).remote()
+    return name
+
+
+def _take_generation(seed: int, counter: str | None) -> int:
+    """The generation of a vector env reset with runner seed ``seed``: from the run's
+    counter ``counter`` (an actor's name) where it can be reached, else this process's."""
+    if counter is not None:
+        try:
+            import ray
+            return int(ray.get(ray.get_actor(counter).take.remote(seed)))
+        except Exception as exc:   # e.g. a runner of a driver that has exited
+            gym.logger.warn(f"seed generations counter {counter!r} unreachable "
+                            f"({type(exc).__name__}); counting in this process only")
+    k = _SEED_GENERATIONS[seed]
+    _SEED_GENERATIONS[seed] += 1
+    return k
 
 
 class SeedBlocks(gym.vector.VectorWrapper):
@@ -58,22 +106,23 @@ class SeedBlocks(gym.vector.VectorWrapper):
     replay of the start states the runner began with. The same env reset with ``s``
     again keeps its block (Gymnasium: the same seed, the same episode)."""
 
-    def __init__(self, env):
+    def __init__(self, env, counter: str | None = None):
         super().__init__(env)
         self._generation: dict[int, int] = {}
+        self._counter = counter
+        self.block: int | None = None   # env 0's seed at the last seeded reset
 
     def reset(self, *, seed=None, options=None):
         if isinstance(seed, (int, np.integer)):
             s = int(seed)
             first = s not in self._generation
             if first:
-                self._generation[s] = _SEED_GENERATIONS[s]
-                _SEED_GENERATIONS[s] += 1
+                self._generation[s] = _take_generation(s, self._counter)
             k = self._generation[s]
-            seed = (s + k * GENERATION_STRIDE) * self.num_envs
+            seed = self.block = (s + k * GENERATION_STRIDE) * self.num_envs
             if first and k:
-                gym.logger.warn(f"vector env {k + 1} of this process reset with runner "
-                                f"seed {s} (RLlib rebuilt it): env seeds start at {seed}")
+                gym.logger.warn(f"vector env {k + 1} reset with runner seed {s} (RLlib "
+                                f"rebuilt it or its runner): env seeds start at {seed}")
         return self.env.reset(seed=seed, options=options)
 
 
@@ -90,10 +139,11 @@ def vector_env(config: dict) -> gym.vector.VectorEnv:
     if AutoresetMode(mode) != AutoresetMode.NEXT_STEP:
         raise ValueError(f"RLlib's env runner needs autoreset_mode='NextStep', got {mode!r}")
     num_envs = int(options.pop("num_envs", 1))
+    counter = options.pop("seed_generations", None)
     if options.get("num_workers") is None:
         options["num_workers"] = min(num_envs, _assigned_cpus())
     return SeedBlocks(OsimVectorEnv(task, num_envs, autoreset_mode=AutoresetMode.NEXT_STEP,
-                                    **options))
+                                    **options), counter)
 
 
 def _assigned_cpus() -> int:
@@ -117,10 +167,15 @@ def obs_filter(env, spaces, device):
 
 def env_runner_report(runner) -> dict:
     """Where a runner is and what it did, for ``EnvRunnerGroup.foreach_env_runner``:
-    node ID, pid, its pool's worker pids and respawns, and its env steps."""
+    node ID, pid, its env 0's seed at its last seeded reset (its seed block), its pool's
+    worker pids and respawns, and its env steps."""
     import ray
     venv = runner.env.unwrapped if runner.env is not None else None
+    blocks = runner.env
+    while blocks is not None and not isinstance(blocks, SeedBlocks):
+        blocks = getattr(blocks, "env", None)
     return dict(node_id=ray.get_runtime_context().get_node_id(), pid=os.getpid(),
+                seed_block=blocks.block if blocks is not None else None,
                 worker_pids=list(venv._pool.pids) if venv is not None else [],
                 restarts=venv.restarts if venv is not None else 0,
                 num_envs=runner.num_envs,
@@ -174,6 +229,9 @@ def algorithm_config(algo: str, task: str, cfg: dict, *, num_env_runners: int,
     from ray.tune.registry import register_env
     register_env(ENV_NAME, vector_env)
     env_config = dict(env_options, task=task, num_workers=workers)
+    counter = start_seed_generations()   # None before ray.init (a config check)
+    if counter is not None:
+        env_config["seed_generations"] = counter
     config = (config
               .environment(ENV_NAME, env_config=env_config)
               .env_runners(num_env_runners=num_env_runners,
