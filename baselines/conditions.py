@@ -1,11 +1,12 @@
 """The committed policies that stay up 10 s, evaluated under conditions they were not
 trained on: tighter integration (``physics="accurate"``: is the gait an artefact of the
-integrator's error?) and random pushes on the torso (``apply_perturbations=True``),
-beside the conditions they were trained on, with today's code and references (a run's
-``evaluation.json`` may predate a reference's revision). Writes
-``evaluation_<condition>.json`` beside each run's ``evaluation.json``, the same seeded
-episodes (``fastenv evaluate RUN --episodes 5 --seconds 10 --option ...``, without its
-random and zero-action rows); ``docs/tables.py`` makes the table in docs/training.md.
+integrator's error?) and random pushes on the torso (``apply_perturbations=True``: the
+original's ±50 N, and ±150 N with ``perturbation_force=150``), beside the conditions
+they were trained on, with today's code and references (a run's ``evaluation.json`` may
+predate a reference's revision). Writes ``evaluation_<condition>.json`` beside each
+run's ``evaluation.json``, the same seeded episodes (``fastenv evaluate RUN --episodes 5
+--seconds 10 --option ...``, without its random and zero-action rows);
+``docs/tables.py`` makes the table in docs/training.md.
 
     python baselines/conditions.py [--condition NAME ...] [RUN ...]
 """
@@ -23,7 +24,8 @@ RUNS = ("TorqueWalkingImitation2D-v0", "runs/torque2d_ppo", "runs/torque_walk3d_
         "runs/muscle_run2d_ppo_reflex_long")
 #: condition name -> env options over the run's
 CONDITIONS = {"as_trained": {}, "accurate": {"physics": "accurate"},
-              "pushed": {"apply_perturbations": True}}
+              "pushed": {"apply_perturbations": True},
+              "pushed_150n": {"apply_perturbations": True, "perturbation_force": 150.0}}
 
 
 def main(runs=RUNS, conditions=tuple(CONDITIONS)) -> None:

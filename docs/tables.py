@@ -898,7 +898,8 @@ def conditions_table() -> list[str]:
         folder = path.parent
         rel = folder.relative_to(ROOT / "baselines")
         cells = [f"[{rel}](../baselines/{rel})", json.loads(path.read_text())["task"]]
-        for name in ("evaluation_as_trained", "evaluation_accurate", "evaluation_pushed"):
+        for name in ("evaluation_as_trained", "evaluation_accurate", "evaluation_pushed",
+                     "evaluation_pushed_150n"):
             e = json.loads((folder / f"{name}.json").read_text())
             m = e["mean"]
             cells.append(f"{m['time_alive_s']:.1f} s ({_stayed_up(e['episodes'])}/"
@@ -907,7 +908,8 @@ def conditions_table() -> list[str]:
         cells.append(f"{m['reference_speed_m_s']:.2f} m/s")
         rows.append(cells)
     return table(["run", "task", "as trained", "`physics=accurate`",
-                  "`apply_perturbations=true`", "reference speed"], "llllll", rows)
+                  "`apply_perturbations=true`", "… and `perturbation_force=150`",
+                  "reference speed"], "lllllll", rows)
 
 
 TABLES = {

@@ -139,8 +139,9 @@ TASKS: dict[str, TaskSpec] = {
 # Env options (keyword arguments of every task) and their defaults.
 OPTIONS = dict(
     mode="train", max_actuation=200.0, r_weights=None, use_target_obs=True, use_GRF=True,
-    horizon=5, apply_perturbations=False, log=False, physics="default", integrator=None,
-    accuracy=None, min_step=None, nan_actions="raise", kp=None, kd=None, pd_bandwidth=None,
+    horizon=5, apply_perturbations=False, perturbation_force=None, log=False,
+    physics="default", integrator=None, accuracy=None, min_step=None, nan_actions="raise",
+    kp=None, kd=None, pd_bandwidth=None,
     model=None, reference=None, reference_options=None,
     align_ground=True, obs_dtype="float32", visualize=False, episode_seconds=None,
     start_noise=0.0, pd_targets="range", residual_range=0.5, observe_previous_actions=False,
@@ -184,6 +185,7 @@ DEPENDENT_OPTIONS = {
     "residual_range": ("pd_targets", ("residual",)),
     "excitation_range": ("excitations", ("residual", "reflex")),
     "reflex_gains": ("excitations", ("reflex",)),
+    "perturbation_force": ("apply_perturbations", (True,)),
 }
 #: reflex gains beyond these act in the frontal plane (k_list, k_step), which a planar
 #: model does not have
@@ -388,6 +390,10 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
             is_number(opts["episode_seconds"]) and opts["episode_seconds"] > 0):
         raise ValueError(f"episode_seconds must be a number of seconds > 0 or None, "
                          f"got {opts['episode_seconds']!r}")
+    if opts["perturbation_force"] is not None and not (
+            is_number(opts["perturbation_force"]) and 0 < opts["perturbation_force"] <= 1000):
+        raise ValueError(f"perturbation_force must be a force in N within (0, 1000] or None "
+                         f"(the task's), got {opts['perturbation_force']!r}")
     if not (is_number(opts["start_noise"]) and 0 <= opts["start_noise"] <= 0.2):
         raise ValueError(f"start_noise must be a joint-angle standard deviation in rad "
                          f"within [0, 0.2], got {opts['start_noise']!r}")

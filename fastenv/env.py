@@ -435,14 +435,15 @@ class ImitationEnv(gym.Env):
                              [r["state"] for r in log], self.model_path)
 
     def _perturb(self):
-        """Random horizontal pushes on the torso (±perturbation_force N, 0.2 s each)."""
+        """Random horizontal pushes on the torso (±perturbation_force N, the option or
+        else the task's, 0.2 s each)."""
         if self._push_left > 0:
             self._push_left -= 1
             if self._push_left == 0:
                 self.sim.set_push(np.zeros(3))
             return
         if self.np_random.random() < PUSH_PROBABILITY:
-            f = self.spec_task.perturbation_force
+            f = self.options["perturbation_force"] or self.spec_task.perturbation_force
             push = np.zeros(3)
             push[0] = self.np_random.uniform(-f, f)
             if not self.spec_task.planar:

@@ -413,6 +413,26 @@ def test_perturbations_push_the_torso():
     assert pushes >= 1
 
 
+def test_perturbation_force_sets_the_pushes_range():
+    """The same seeded pushes scale with perturbation_force (the task's 50 N by
+    default); the option needs apply_perturbations, and a bad force is refused."""
+    peaks = {}
+    for force in (None, 150.0):
+        e = ImitationEnv(TASKS[1], apply_perturbations=True, perturbation_force=force)
+        e.reset(seed=0)
+        pushes = []
+        for _ in range(300):
+            e.step(np.zeros(e.action_space.shape, np.float32))
+            pushes.append(e.sim._push_value.copy())
+        peaks[force] = np.abs(pushes).max()
+        assert np.abs(pushes).max() <= (force or 50.0)
+    assert peaks[None] > 0 and np.isclose(peaks[150.0], 3 * peaks[None])
+    with pytest.raises(ValueError, match="perturbation_force.*apply_perturbations=True"):
+        ImitationEnv(TASKS[1], perturbation_force=150.0)
+    with pytest.raises(ValueError, match=r"perturbation_force must be a force in N.*-1"):
+        ImitationEnv(TASKS[1], apply_perturbations=True, perturbation_force=-1)
+
+
 def test_user_reference_file():
     from conftest import shared_motion
 
