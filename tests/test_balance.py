@@ -91,10 +91,12 @@ def test_at_most_active_workers_step_at_once(timed):
 
 
 def test_the_worker_with_most_work_left_goes_first(timed):
-    """Worker 0 holds envs of 10 + 10 ms, worker 1 envs of 60 + 1 ms; one core. Once the
-    costs are measured, worker 1's 60-ms env runs first, then worker 0's envs (20 ms
-    queued against 1), and worker 1's cheap env last."""
-    pool = Pool(timed(costs=(0.01, 0.01, 0.06, 0.001)), 4, 2, active_workers=1)
+    """Worker 0 holds envs of 30 + 30 ms, worker 1 envs of 200 + 1 ms; one core. Once the
+    costs are measured, worker 1's 200-ms env runs first, then worker 0's envs (60 ms
+    queued against 1), and worker 1's cheap env last. (The margins, 140 ms and 29 ms,
+    are wide so that a loaded machine's late wake-ups do not reorder the measured
+    costs.)"""
+    pool = Pool(timed(costs=(0.03, 0.03, 0.2, 0.001)), 4, 2, active_workers=1)
     try:
         ids = _reset(pool, 4)
         _step(pool, ids)   # measures every env's cost
