@@ -776,6 +776,7 @@ def baselines_table() -> list[str]:
     ``baselines/runs/*/evaluation.json``), with the env steps and wall time of the
     evaluated policy (its ``checkpoints/latest/state.json``, else the last row of the
     run's ``progress.csv``)."""
+    from fastenv.envs import TASKS
     rows = []
     for path in sorted((ROOT / "baselines").glob("**/evaluation.json")):
         e = json.loads(path.read_text())
@@ -783,6 +784,11 @@ def baselines_table() -> list[str]:
         m, ep = e["mean"], e["episodes"]
         if "torque_rms" in m:
             cost = f"{m['torque_rms']:.2f} (torque RMS)"
+        elif TASKS[e["task"]].progress_axis == 1 and "metabolic_energy_J" in m:
+            # a jump's net rise over an episode is where its last jump was when it
+            # ended: no distance to divide the energy by
+            cost = (f"– (a jump: {m['metabolic_energy_J'] / 1e3:.1f} kJ in "
+                    f"{m['time_alive_s']:.1f} s)")
         elif m.get("cost_of_transport") is not None:
             cost = f"{m['cost_of_transport']:.2f} J/(N·m)"
         else:
