@@ -100,11 +100,13 @@ class SeedBlocks(gym.vector.VectorWrapper):
     """Reset seed ``s`` becomes ``s * num_envs``: env ``i`` gets ``s * num_envs + i``,
     so runners seeded ``s, s + 1, ...`` never share an env seed.
 
-    The k-th vector env of a process to be reset with ``s`` (k > 0: RLlib rebuilt the
-    runner's env after a step raised, and resets the new one with the runner's seed)
-    gets ``(s + k * 2**32) * num_envs`` instead, with a warning: a new block, not a
-    replay of the start states the runner began with. The same env reset with ``s``
-    again keeps its block (Gymnasium: the same seed, the same episode)."""
+    The k-th vector env of the run to be reset with ``s`` (k > 0: RLlib rebuilt the
+    runner's env after a step raised, or Ray restarted the runner, and the new one is
+    reset with the runner's seed) gets ``(s + k * 2**32) * num_envs`` instead, with a
+    warning: a new block, not a replay of the start states the runner began with. k
+    comes from the run's counter ``counter`` (:func:`start_seed_generations`), else
+    from this process's count. The same env reset with ``s`` again keeps its block
+    (Gymnasium: the same seed, the same episode)."""
 
     def __init__(self, env, counter: str | None = None):
         super().__init__(env)
