@@ -460,6 +460,7 @@ class Progress(BaseCallback):
         self.schedule = CheckpointSchedule(config, state)
 
     def _on_step(self) -> bool:
+        _stop_if_requested()
         self.progress.advance(self.training_env.num_envs)
         for info in self.locals.get("infos", []):
             episode = info.get("episode")
@@ -542,14 +543,37 @@ def _check_algo_keys(cls, algo: str, values: dict):
                          f"see Stable-Baselines3's {cls.__name__} documentation")
 
 
+#: the SIGTERM the running training received, if any (see :func:`_interrupt`)
+_STOP: dict = {"signal": None}
+
+
 def _interrupt(signum, frame):
     """SIGTERM (a scheduler's or `kill`'s stop) ends training like Ctrl-C: checkpoint,
     then exit; background jobs cannot get SIGINT, which non-interactive shells ignore.
     Further SIGTERMs are ignored from here: a repeated stop arriving before the final
     save's ``_uninterrupted`` block is entered would otherwise cut that save (seen under
-    load); the trainers restore the handler they found once the save is done."""
+    load); the trainers restore the handler they found once the save is done. The stop
+    is also recorded, and the training loops raise it again (:func:`_stop_if_requested`):
+    Python runs the handler wherever the main thread is, and there its
+    KeyboardInterrupt can be swallowed (seen in JAX's garbage-collection callback,
+    "Exception ignored in"), which left the run training with SIGTERM ignored."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _STOP["signal"] = signum
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _catch_stop():
+    """Install :func:`_interrupt` for SIGTERM (no stop recorded yet); returns the
+    handler it replaced."""
+    _STOP["signal"] = None
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _stop_if_requested():
+    """Raise the recorded SIGTERM's KeyboardInterrupt again, from a training loop: the
+    handler's own may have been swallowed where it was raised."""
+    if _STOP["signal"] is not None:
+        raise KeyboardInterrupt(f"signal {_STOP['signal']}")
 
 
 @contextlib.contextmanager
@@ -639,7 +663,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     progress = Progress(out, steps, state, cfg, checkpoints, venv, show_bar,
                         evaluate=checkpoint_episodes(task, env_options, cfg, seed))
     remaining = steps - state["env_steps"]
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = _catch_stop()
     completed = False
     try:
         if remaining > 0:

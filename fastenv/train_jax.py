@@ -26,7 +26,8 @@ import numpy as np
 from fastenv.train import (
     CheckpointSchedule,
     ProgressLog,
-    _interrupt,
+    _catch_stop,
+    _stop_if_requested,
     _uninterrupted,
     append_evaluation,
     checkpoint_episodes,
@@ -88,11 +89,12 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         if folder is not None and with_evaluation and episodes is not None:
             append_evaluation(out, state, episodes(jax_sac.checkpoint_policy(folder)))
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = _catch_stop()
     completed = False
     try:
         run.reset(resume_seed(seed, state["env_steps"]) if resume else seed)
         while state["env_steps"] < steps:
+            _stop_if_requested()
             run.step(state["env_steps"])
             progress.advance(num_envs)   # counted before the updates: a stop in them
             metrics = run.update(state["env_steps"])   # saves a buffer of env_steps rows

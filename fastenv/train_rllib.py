@@ -23,7 +23,8 @@ from pathlib import Path
 from fastenv.train import (
     CheckpointSchedule,
     ProgressLog,
-    _interrupt,
+    _catch_stop,
+    _stop_if_requested,
     _uninterrupted,
     append_evaluation,
     checkpoint_episodes,
@@ -128,10 +129,11 @@ def train(task: str, algo: str = "ppo", steps: int = 1_000_000, *, num_env_runne
         run = _Run(out, steps, state, cfg, show_bar)
         episodes = checkpoint_episodes(task, env_options, cfg, seed)
         evaluate = None if episodes is None else lambda path: episodes(checkpoint_policy(path))
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = _catch_stop()
         completed = False
         try:
             while state["env_steps"] < steps:
+                _stop_if_requested()
                 result = algorithm.train()
                 if run.update(result):
                     run.save(algorithm, evaluate)

@@ -341,6 +341,29 @@ def test_a_resumed_run_is_the_same_wherever_it_is_resumed(tmp_path):
     assert figures[0] == figures[1]
 
 
+def test_a_swallowed_stop_is_raised_again_by_the_training_loop():
+    """SIGTERM's KeyboardInterrupt can be raised where it is swallowed (a garbage-collection
+    callback's "Exception ignored in"); the stop stays recorded, and the loops' check
+    raises it again, while further SIGTERMs stay ignored."""
+    import signal
+
+    from fastenv import train as tr
+    previous = tr._catch_stop()
+    try:
+        tr._stop_if_requested()   # no stop yet: nothing raised
+        try:
+            tr._interrupt(signal.SIGTERM, None)
+        except KeyboardInterrupt:
+            pass   # swallowed where it was raised
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        with pytest.raises(KeyboardInterrupt, match="signal 15"):
+            tr._stop_if_requested()
+        tr._catch_stop()   # the next run starts with no stop recorded
+        tr._stop_if_requested()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
     """A scheduler's SIGTERM (or `kill`) stops training like Ctrl-C: a checkpoint is
     written first, so --resume loses nothing."""
