@@ -184,11 +184,9 @@ def causes(task: str, settle: float, seed: int) -> list[dict]:
                                            activation=drive)
         return sim.settled(start, settle, controls=drive)
 
-    weight = sim.model.getTotalMass(sim.default_state) * 9.81
-
     def carried(snapshot):
         """The share of the body weight that the start's contacts carry."""
-        return sim.contact_loads(sim._full_state(snapshot))[:, 1].sum() / weight
+        return sim.contact_loads(sim._full_state(snapshot))[:, 1].sum() / sim.body_weight
 
     rows = [("reference state (start_settle=0)", lambda f: None)]
     if sim.muscles:
