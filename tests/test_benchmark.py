@@ -602,3 +602,27 @@ def test_first_step_untrained_ppo_workload_is_what_training_sends():
         env.close()
     row = first_step.rollout("MuscleWalkingImitation2D-v0", {}, 1, 0, True, "untrained_ppo")
     assert row["episodes"] == 1 and row["first_mean"] > 1
+
+
+def test_sync_paired_steps_the_pool_and_its_env_limit_on_the_same_work(tmp_path):
+    """bench/sync_paired.py: the pool and the env limit's processes step the same envs
+    through the same actions and resets (bitwise equal at the end, episode ends
+    crossed), in alternating blocks; it reports both speeds and the per-block
+    efficiency, writes its JSON and refuses a bad block."""
+    from bench import sync_paired
+
+    out = sync_paired.main(["--task", "TorqueWalkingImitation2D-v0", "--envs", "2",
+                            "--steps", "160", "--block", "40",
+                            "--json", str(tmp_path / "p.json")])
+    (row,) = out["rows"]
+    assert row["bitwise_equal"] is True and row["episode_ends"] >= 1
+    assert row["blocks"] == 4 and row["workers"] == 2
+    assert row["pool_steps_per_s"] > 0 and row["env_limit_steps_per_s"] > 0
+    lo, hi = row["efficiency_block_range"]
+    assert lo <= row["efficiency_block_median"] <= hi
+    assert 0 <= row["workers_waiting"] < 1
+    (run,) = json.loads((tmp_path / "p.json").read_text())["runs"]
+    assert run["rows"][0]["num_envs"] == 2 and "--block 40" in run["command"]
+    for bad in (["--block", "0"], ["--merge"]):
+        with pytest.raises(SystemExit):
+            sync_paired.main(bad)
