@@ -17,7 +17,8 @@ so the drift falls on both alike:
   block is the processes' summed time over W (``bench/pool.py``'s definition: W cores ×
   one env, the ceiling of any vector env of these envs).
 
-Both step every env with the same seeded uniform actions, reset with seed + i and reset
+Both step every env with the same seeded uniform actions (env i's step k takes row k of
+``bench.workload.ActionSchedule``; a reset step skips its row), reset with seed + i and reset
 an env on the step after its episode ended, as the pool does, so they do the same work:
 the final observations are checked to be bitwise equal. Only one side steps at a time
 (the other's processes sleep in their pipes). Per num_envs: steps/s of each side over
@@ -41,25 +42,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))   # ``bench`` from the checkout
 
+from bench.workload import ActionSchedule  # noqa: E402
+
 TASK = "MuscleWalkingImitation2D-v0"
 WARMUP = 10
 
 
-def scheduled_actions(space_low, space_high, rows: int, n: int, seed: int) -> np.ndarray:
-    """Every env's actions, (rows, n, action size): the same array on both sides."""
-    rng = np.random.default_rng(seed)
-    return rng.uniform(space_low, space_high, (rows, n, len(space_low))).astype(np.float32)
-
-
-def limit_process(task: str, ids, n: int, rows: int, seed: int, conn):
+def limit_process(task: str, ids, rows: int, seed: int, conn):
     """One process of the env limit: holds envs ``ids``; on ("block", k0, k1) steps
     each of them through steps k0..k1-1, one env after another, and answers the seconds
     spent inside ``step``/``reset``; on ("obs",) answers the envs' last observations and
     the number of episode ends."""
     from fastenv.env import ImitationEnv
     envs = {i: ImitationEnv(task) for i in ids}
-    space = next(iter(envs.values())).action_space
-    acts = scheduled_actions(space.low, space.high, rows, n, seed)
+    schedule = ActionSchedule(seed, rows, next(iter(envs.values())).action_space)
     last = {i: env.reset(seed=seed + i)[0] for i, env in envs.items()}
     needs_reset = dict.fromkeys(ids, False)
     ends = 0
@@ -82,7 +78,7 @@ def limit_process(task: str, ids, n: int, rows: int, seed: int, conn):
                         last[i] = env.reset()[0]
                         needs_reset[i] = False
                     else:
-                        last[i], _, term, trunc, _ = env.step(acts[k, i])
+                        last[i], _, term, trunc, _ = env.step(schedule.row(i, k))
                         needs_reset[i] = bool(term or trunc)
                         ends += needs_reset[i]
                     seconds += clock() - t0
@@ -107,14 +103,14 @@ def paired(task: str, n: int, steps: int, block: int, workers: int, seed: int) -
         for w in range(min(workers, n)):
             parent, child = ctx.Pipe()
             p = ctx.Process(target=limit_process,
-                            args=(task, list(range(w, n, workers)), n, rows, seed, child),
+                            args=(task, list(range(w, n, workers)), rows, seed, child),
                             daemon=True)
             p.start()
             pipes.append(parent)
             procs.append(p)
         venv = OsimVectorEnv(task, n, num_workers=workers)
-        space = venv.single_action_space
-        acts = scheduled_actions(space.low, space.high, rows, n, seed)
+        schedule = ActionSchedule(seed, rows, venv.single_action_space)
+        acts = np.stack([schedule.table(i) for i in range(n)], axis=1)   # (rows, n, size)
         for c in pipes:
             if c.recv() != "ready":
                 raise RuntimeError("an env-limit process failed to start")
