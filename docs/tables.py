@@ -185,6 +185,9 @@ def model_sharing_table() -> list[str]:
 
 def sync_paired_table() -> list[str]:
     """bench/sync_paired.py: the synchronous step and its env limit in alternating blocks."""
+    if not (RESULTS / "sync_paired.json").exists():
+        return ["Not measured yet: run `python bench/sync_paired.py --json "
+                "bench/results/sync_paired.json`, then `python docs/tables.py`."]
     out = []
     for k, run in enumerate(load("sync_paired")["runs"], 1):
         r0 = run["rows"][0]
