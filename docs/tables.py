@@ -928,12 +928,15 @@ def first_step_table() -> list[str]:
     rows = [[x["task"], x["start"].replace(", residual excitations", ""),
              x["workload"],
              f"{x['episodes']} / {x['steps']:,}",
-             f"{1e3 * x['mean']:.1f}", f"{1e3 * x['first_mean']:.1f}", f"{x['ratio']:.2f}",
+             f"{1e3 * x['mean']:.1f}", f"{1e3 * x['first_mean']:.1f}",
+             f"{x['ratio']:.2f}" + (f" ({x['ratio_ci95'][0]:.2f}–{x['ratio_ci95'][1]:.2f})"
+                                    if "ratio_ci95" in x else ""),
              f"{x['ratio_early']:.2f}"] for x in r["rows"]]
     return ([f"Run of {r['date']}, {r['cpus']} cores, one env in one process, ms per "
              "`env.step`:", ""]
             + table(["task", "start state", "workload", "episodes / steps", "mean step",
-                     "first step", "first ÷ mean", "first ÷ steps 2–10"], "lllrrrrr", rows))
+                     "first step", "first ÷ mean (95% interval)", "first ÷ steps 2–10"],
+                    "lllrrrrr", rows))
 
 
 def conditions_table() -> list[str]:
