@@ -121,7 +121,22 @@ def rollout(task: str, env_kwargs: dict, resets: int, seed: int, count: bool,
                 first_mean=float(cost[first].mean()), first_median=float(np.median(cost[first])),
                 early_mean=float(cost[early].mean()),
                 ratio=float(cost[first].mean() / cost.mean()),
+                ratio_ci95=ratio_interval(cost, first, seed),
                 ratio_early=float(cost[first].mean() / cost[early].mean()))
+
+
+def ratio_interval(cost: np.ndarray, first: np.ndarray, seed: int, draws: int = 2000) -> list:
+    """95% bootstrap interval of first step ÷ mean step over episodes: whole episodes
+    (a first step with the steps after it) drawn with replacement, so that an interval
+    wider than the distance to a target says the episodes were too few to tell."""
+    episode = np.cumsum(first) - 1                      # each step's episode
+    totals = np.bincount(episode, weights=cost)
+    lengths = np.bincount(episode)
+    firsts = cost[first]
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(firsts), (draws, len(firsts)))
+    ratios = firsts[pick].mean(1) / (totals[pick].sum(1) / lengths[pick].sum(1))
+    return [round(float(q), 3) for q in np.percentile(ratios, [2.5, 97.5])]
 
 
 # ------------------------------------------------------------------------- causes
@@ -303,7 +318,8 @@ def main(argv=None):
             print(f"{task:30s} {name:34s} {workload:28s} mean step {r['mean'] * f:6.2f} "
                   f"{unit}, first "
                   f"{r['first_mean'] * f:6.2f} (median {r['first_median'] * f:6.2f}): "
-                  f"{r['ratio']:.2f} mean steps, {r['ratio_early']:.2f} of steps 2-10  "
+                  f"{r['ratio']:.2f} mean steps (95% {r['ratio_ci95'][0]:.2f}-"
+                  f"{r['ratio_ci95'][1]:.2f}), {r['ratio_early']:.2f} of steps 2-10  "
                   f"[{r['episodes']} episodes, {r['steps']} steps]", flush=True)
         if args.causes:
             settle = default or resolve_options(task=SPECS["MuscleWalkingImitation2D-v0"])[

@@ -368,8 +368,10 @@ def targets_table() -> list[str]:
     ok_outside = max(out_m / full_m, out_t / full_t) <= 0.05 and reset <= 1
     fs_direct = _first_step(MUSCLE_TASK)
     fs_residual = _first_step(MUSCLE_TASK, "random residual excitations")
+    ci = fs_direct.get("ratio_ci95")
     first = (f"muscle, random excitations: {fs_direct['ratio']:.2f} mean steps "
-             f"({1e3 * fs_direct['first_mean']:.1f} against {1e3 * fs_direct['mean']:.1f} ms; "
+             + (f"(95% interval {ci[0]:.2f}–{ci[1]:.2f}; " if ci else "(")
+             + f"{1e3 * fs_direct['first_mean']:.1f} against {1e3 * fs_direct['mean']:.1f} ms; "
              f"{fs_direct['ratio_early']:.2f} of steps 2-10)")
     if fs_residual:
         first += f"; muscle, random residual excitations: {fs_residual['ratio']:.2f}"

@@ -626,3 +626,20 @@ def test_sync_paired_steps_the_pool_and_its_env_limit_on_the_same_work(tmp_path)
     for bad in (["--block", "0"], ["--merge"]):
         with pytest.raises(SystemExit):
             sync_paired.main(bad)
+
+
+def test_first_step_ratio_interval_resamples_whole_episodes():
+    """bench/first_step.py's bootstrap interval of first step ÷ mean step: episodes that
+    are all alike give the ratio itself; unlike ones an interval around the ratio."""
+    from bench import first_step
+
+    first = np.array([True, False, False, True, False, False])
+    same = np.array([3.0, 1.0, 2.0, 3.0, 1.0, 2.0])
+    assert first_step.ratio_interval(same, first, 0) == [1.5, 1.5]
+    rng = np.random.default_rng(1)
+    first = np.zeros(400, bool)
+    first[::10] = True
+    cost = rng.uniform(1, 2, 400) + 2 * first
+    lo, hi = first_step.ratio_interval(cost, first, 0)
+    ratio = cost[first].mean() / cost.mean()
+    assert lo < ratio < hi and hi - lo < 0.5
