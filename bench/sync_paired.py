@@ -106,6 +106,7 @@ def paired(task: str, n: int, steps: int, block: int, workers: int, seed: int) -
                             args=(task, list(range(w, n, workers)), rows, seed, child),
                             daemon=True)
             p.start()
+            child.close()   # so that a process that dies ends the parent's recv (EOFError)
             pipes.append(parent)
             procs.append(p)
         venv = OsimVectorEnv(task, n, num_workers=workers)
@@ -197,6 +198,9 @@ def main(argv=None) -> dict:
     if not envs or min(envs) < 2 or not 1 <= a.block <= a.steps or a.workers < 1:
         p.error(f"--envs needs num_envs >= 2 (got {envs}); --block within [1, --steps] "
                 f"(got {a.block}); --workers >= 1 (got {a.workers})")
+    from fastenv.envs import TASKS
+    if a.task not in TASKS:
+        p.error(f"unknown task {a.task!r}; `fastenv tasks` lists them")
     if a.merge and not a.json:
         p.error("--merge adds to the runs of --json FILE: give one")
     rows = []

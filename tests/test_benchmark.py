@@ -623,7 +623,7 @@ def test_sync_paired_steps_the_pool_and_its_env_limit_on_the_same_work(tmp_path)
     assert 0 <= row["workers_waiting"] < 1
     (run,) = json.loads((tmp_path / "p.json").read_text())["runs"]
     assert run["rows"][0]["num_envs"] == 2 and "--block 40" in run["command"]
-    for bad in (["--block", "0"], ["--merge"]):
+    for bad in (["--block", "0"], ["--merge"], ["--task", "Walking-v0"]):
         with pytest.raises(SystemExit):
             sync_paired.main(bad)
 
