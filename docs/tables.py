@@ -16,7 +16,8 @@ from what this script writes, so a hand-edited figure does not survive the test 
 
 Sources: ``tasks.json`` (``bench/tasks.py``) with ``fastenv.envs.TASKS``;
 ``compare.json`` (``bench/compare.py``); ``sync_efficiency.json`` (``bench/pool.py``);
-``sync_paired.json`` (``bench/sync_paired.py``); ``soak.json``
+``sync_paired.json`` (``bench/sync_paired.py``); ``migration.json`` (``bench/migration.py``);
+``soak.json``
 (``bench/soak.py``); ``micro.json`` (``pytest bench/test_micro.py --benchmark-enable
 --benchmark-json=bench/results/micro.json``); ``integrators_*.json``
 (``bench/integrators.py``); ``physics_presets_*.json`` (``bench/physics_presets.py``);
@@ -209,6 +210,27 @@ def sync_paired_table() -> list[str]:
                      "÷ per block: median (quartiles)", "workers waiting",
                      "ms per env call: pool worker / env limit", "episode ends",
                      "bitwise equal"], "rrrrrrrrrl", rows))
+
+
+def work_stealing_table() -> list[str]:
+    """bench/migration.py: a move's cost and work stealing replayed on measured step costs."""
+    if not (RESULTS / "migration.json").exists():
+        return ["Not measured yet: run `python bench/migration.py --stealing 8,16,32 --json "
+                "bench/results/migration.json`, then `python docs/tables.py`."]
+    m = load("migration")
+    rows = [[x["num_envs"], f"{x['pinned_efficiency']:.3f}", f"{x['stealing_efficiency']:.3f}",
+             f"{x['stealing_efficiency_free_publish']:.3f}", f"{x['moves_per_step']:.2f}"]
+            for x in m.get("stealing", [])]
+    return ([f"Run of {m['date']} (`{m['command']}`), {m['task']}: a step "
+             f"{m['step_ms']:.2f} ms (median); publishing an env's state "
+             f"{m['publish_ms']:.3f} ms ({m['state_bytes']:,} bytes pickled); a move "
+             f"(`set_state`) {m['set_state_ms']:.2f} ms (a bare `Simulation.restore` "
+             f"{m['restore_ms']:.2f}), and the step after it {m['step_after_move_ratio']:.3f}× "
+             f"a continuing one: {m['move_in_steps']:.2f} of a step per move; a moved env's "
+             f"coordinates {m['largest_coordinate_difference']:.0e} from the unmoved one's "
+             "after a step.", ""]
+            + table(["num_envs", "pinned (the pool)", "stealing (oracle)",
+                     "stealing, publishing free", "moves per step"], "rrrrr", rows))
 
 
 def _sync_paired(num_envs: int) -> list[dict]:
@@ -982,6 +1004,7 @@ TABLES = {
     "sync-efficiency": sync_efficiency_table,
     "model-sharing": model_sharing_table,
     "sync-paired": sync_paired_table,
+    "work-stealing": work_stealing_table,
     "integrators-muscle": integrators_table("integrators_musclewalking"),
     "integrators-torque": integrators_table("integrators_torquewalking"),
     "physics-presets": presets_table,

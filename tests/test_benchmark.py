@@ -643,3 +643,34 @@ def test_first_step_ratio_interval_resamples_whole_episodes():
     lo, hi = first_step.ratio_interval(cost, first, 0)
     ratio = cost[first].mean() / cost.mean()
     assert lo < ratio < hi and hi - lo < 0.5
+
+
+def test_migration_replay_of_work_stealing():
+    """bench/migration.py's replay: with one worker's envs ten times the other's, taking
+    them over shortens the step when a move is cheap; with moves dearer than any gain
+    nothing moves, and publishing alone costs its share."""
+    from bench import migration
+
+    costs = np.tile([10.0, 1.0, 10.0, 1.0, 10.0, 1.0], (5, 1))   # env i on worker i % 2
+    cheap = migration.replay_stealing(costs, move_s=0.5, publish_s=0.0)
+    assert cheap["pinned_efficiency"] == round(16.5 / 30, 3)
+    assert cheap["stealing_efficiency"] > 0.8 and cheap["moves_per_step"] > 0
+    dear = migration.replay_stealing(costs, move_s=100.0, publish_s=0.0)
+    assert dear["moves_per_step"] == 0
+    assert dear["stealing_efficiency"] == dear["pinned_efficiency"]
+    taxed = migration.replay_stealing(costs, move_s=100.0, publish_s=1.0)
+    assert taxed["stealing_efficiency"] == round(16.5 / 33, 3)
+
+
+def test_migration_measures_a_move(tmp_path):
+    """bench/migration.py: a moved env continues within integrator accuracy, and the
+    move's and the publishing's costs are reported."""
+    from bench import migration
+
+    out = migration.main(["--task", "TorqueWalkingImitation2D-v0", "--moves", "3",
+                          "--json", str(tmp_path / "m.json")])
+    assert out["set_state_ms"] > 0 and out["publish_ms"] > 0 and out["state_bytes"] > 0
+    assert out["largest_coordinate_difference"] < 1e-3
+    assert json.loads((tmp_path / "m.json").read_text())["moves"] == 3
+    with pytest.raises(SystemExit):
+        migration.main(["--stealing", "1"])
