@@ -92,37 +92,33 @@ def measure(task: str, moves: int, seed: int) -> dict:
 
     def ms(x):
         return round(1e3 * float(np.median(x)), 3)
+    # a move costs the set_state and what the step after it costs beyond a continuing one
+    move_s = float(np.median(move) + np.median(moved) - np.median(own))
     return dict(task=task, moves=moves, publish_ms=ms(publish), state_bytes=int(np.median(bytes_)),
                 set_state_ms=ms(move), restore_ms=ms(restore), step_ms=ms(own),
                 step_after_move_ms=ms(moved),
                 step_after_move_ratio=round(float(np.sum(moved) / np.sum(own)), 3),
-                move_in_steps=round(float((np.median(move) + np.sum(moved) / len(moved)
-                                           - np.sum(own) / len(own)) / np.median(own)), 3),
+                move_s=round(move_s, 6), move_in_steps=round(move_s / float(np.median(own)), 3),
                 largest_coordinate_difference=max(diff))
 
 
 def step_costs(task: str, n: int, steps: int, seed: int) -> np.ndarray:
     """(steps, n) seconds: env i stepped alone through its schedule, as in the env limit."""
-    from bench.workload import ActionSchedule
+    from bench.workload import ActionSchedule, NextStepEnv
     from fastenv.env import ImitationEnv
     costs = np.empty((steps, n))
-    env = None
-    for i in range(n):
-        env = ImitationEnv(task, share_model=True) if env is None else env
+    env = ImitationEnv(task, share_model=True)
+    try:
         schedule = ActionSchedule(seed, WARMUP + steps, env.action_space)
-        env.reset(seed=seed + i)
-        needs_reset = False
-        for k in range(WARMUP + steps):
-            t = time.perf_counter()
-            if needs_reset:
-                env.reset()
-                needs_reset = False
-            else:
-                *_, term, trunc, _ = env.step(schedule.row(i, k))
-                needs_reset = bool(term or trunc)
-            if k >= WARMUP:
-                costs[k - WARMUP, i] = time.perf_counter() - t
-    env.close()
+        for i in range(n):
+            alone = NextStepEnv(env, i, schedule, seed)
+            for k in range(WARMUP + steps):
+                t = time.perf_counter()
+                alone.step(k)
+                if k >= WARMUP:
+                    costs[k - WARMUP, i] = time.perf_counter() - t
+    finally:
+        env.close()
     return costs
 
 
@@ -184,13 +180,11 @@ def main(argv=None) -> dict:
     command = f"python bench/migration.py --task {a.task} --moves {a.moves} --seed {a.seed}"
     if stealing:
         command += f" --stealing {a.stealing} --steps {a.steps}"
-        move_s = 1e-3 * (row["set_state_ms"] + row["step_after_move_ms"] - row["step_ms"])
         costs = step_costs(a.task, max(stealing), a.steps, a.seed)
-        row["move_s"] = round(move_s, 6)
         row["stealing"] = []
         for n in stealing:
-            r = replay_stealing(costs[:, :n], move_s, 1e-3 * row["publish_ms"])
-            free = replay_stealing(costs[:, :n], move_s, 0.0)   # a state read for free
+            r = replay_stealing(costs[:, :n], row["move_s"], 1e-3 * row["publish_ms"])
+            free = replay_stealing(costs[:, :n], row["move_s"], 0.0)   # a state read for free
             r.update(stealing_efficiency_free_publish=free["stealing_efficiency"],
                      moves_per_step_free_publish=free["moves_per_step"])
             row["stealing"].append(r)

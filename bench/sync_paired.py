@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))   # ``bench`` from the checkout
 
-from bench.workload import ActionSchedule  # noqa: E402
+from bench.workload import ActionSchedule, NextStepEnv  # noqa: E402
 
 TASK = "MuscleWalkingImitation2D-v0"
 WARMUP = 10
@@ -54,37 +54,29 @@ def limit_process(task: str, ids, rows: int, seed: int, conn):
     spent inside ``step``/``reset``; on ("obs",) answers the envs' last observations and
     the number of episode ends."""
     from fastenv.env import ImitationEnv
-    envs = {i: ImitationEnv(task) for i in ids}
-    schedule = ActionSchedule(seed, rows, next(iter(envs.values())).action_space)
-    last = {i: env.reset(seed=seed + i)[0] for i, env in envs.items()}
-    needs_reset = dict.fromkeys(ids, False)
-    ends = 0
+    made = [ImitationEnv(task) for _ in ids]
+    schedule = ActionSchedule(seed, rows, made[0].action_space)
+    envs = [NextStepEnv(env, i, schedule, seed) for env, i in zip(made, ids, strict=True)]
     clock = time.perf_counter
     conn.send("ready")
     try:
         while True:
             msg = conn.recv()
             if msg[0] == "obs":
-                conn.send((last, ends))
+                conn.send(({e.index: e.obs for e in envs}, sum(e.ends for e in envs)))
                 continue
             if msg[0] != "block":
                 break
             _, k0, k1 = msg
             seconds = 0.0
-            for i, env in envs.items():
+            for e in envs:
                 for k in range(k0, k1):
                     t0 = clock()
-                    if needs_reset[i]:
-                        last[i] = env.reset()[0]
-                        needs_reset[i] = False
-                    else:
-                        last[i], _, term, trunc, _ = env.step(schedule.row(i, k))
-                        needs_reset[i] = bool(term or trunc)
-                        ends += needs_reset[i]
+                    e.step(k)
                     seconds += clock() - t0
             conn.send(seconds)
     finally:
-        for env in envs.values():
+        for env in made:
             env.close()
 
 

@@ -114,6 +114,27 @@ class ScheduledEnv(gym.Wrapper):
         return self.env.step(row)
 
 
+class NextStepEnv:
+    """Env ``index`` of ``schedule`` stepped alone as a next-step-autoreset vector env
+    steps it: reset with ``seed + index``; step ``k`` takes row ``k``, except the step
+    after an episode's end, which is a reset (its row skipped). ``obs`` is the last
+    observation, ``ends`` the episodes ended so far."""
+
+    def __init__(self, env, index: int, schedule: ActionSchedule, seed: int):
+        self.env, self.index, self.schedule = env, int(index), schedule
+        self.obs = env.reset(seed=seed + self.index)[0]
+        self.needs_reset, self.ends = False, 0
+
+    def step(self, k: int):
+        if self.needs_reset:
+            self.obs = self.env.reset()[0]
+            self.needs_reset = False
+        else:
+            self.obs, _, term, trunc, _ = self.env.step(self.schedule.row(self.index, k))
+            self.needs_reset = bool(term or trunc)
+            self.ends += self.needs_reset
+
+
 def make_scheduled_env(env_cls, task: str, index: int, seed: int, rows: int,
                        env_kwargs: dict):
     """Picklable with ``functools.partial``: what vector envs' subprocesses build."""

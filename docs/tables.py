@@ -189,23 +189,20 @@ def sync_paired_table() -> list[str]:
     if not (RESULTS / "sync_paired.json").exists():
         return ["Not measured yet: run `python bench/sync_paired.py --json "
                 "bench/results/sync_paired.json`, then `python docs/tables.py`."]
-    out = []
-    for k, run in enumerate(load("sync_paired")["runs"], 1):
-        r0 = run["rows"][0]
-        out += [f"- Run {k}, of {run['date']} (`{run['command']}`): {r0['blocks']} blocks "
-                f"of {r0['block_steps']} steps per side."]
+    runs = load("sync_paired")["runs"]
+    out = [f"- Run {k}, of {run['date']} (`{run['command']}`): {run['rows'][0]['blocks']} "
+           f"blocks of {run['rows'][0]['block_steps']} steps per side."
+           for k, run in enumerate(runs, 1)]
     rows = [[k, x["num_envs"], f"{x['pool_steps_per_s']:.1f}", f"{x['env_limit_steps_per_s']:.1f}",
              f"{x['efficiency_overall']:.3f}",
              f"{x['efficiency_block_median']:.3f} ({x['efficiency_block_quartiles'][0]:.3f}–"
              f"{x['efficiency_block_quartiles'][1]:.3f})",
              f"{100 * x['workers_waiting']:.1f}%",
              f"{x['pool_busy_ms_per_call']:.2f} / {x['env_limit_ms_per_step']:.2f}",
-             x["episode_ends"] if "episode_ends" in x else "–",
-             {True: "yes", False: "**no**"}[x["bitwise_equal"]]]
-            for k, run in enumerate(load("sync_paired")["runs"], 1) for x in run["rows"]]
-    task = load("sync_paired")["runs"][0]["task"]
-    return ([f"{task}, W = 2 workers on 2 cores, every env stepping the same seeded uniform "
-             "actions on both sides (next-step autoreset):", ""] + out + [""]
+             x["episode_ends"], {True: "yes", False: "**no**"}[x["bitwise_equal"]]]
+            for k, run in enumerate(runs, 1) for x in run["rows"]]
+    return ([f"{runs[0]['task']}, W = 2 workers on 2 cores, every env stepping the same "
+             "seeded uniform actions on both sides (next-step autoreset):", ""] + out + [""]
             + table(["run", "num_envs", "pool steps/s", "env limit steps/s", "÷ env limit, overall",
                      "÷ per block: median (quartiles)", "workers waiting",
                      "ms per env call: pool worker / env limit", "episode ends",
