@@ -24,6 +24,7 @@ import csv
 import json
 import shutil
 import signal
+import sys
 import time
 import tomllib
 from importlib import resources
@@ -564,9 +565,25 @@ def _interrupt(signum, frame):
 
 def _catch_stop():
     """Install :func:`_interrupt` for SIGTERM (no stop recorded yet); returns the
-    handler it replaced."""
+    handler it replaced. Also installs :func:`_quiet_swallowed_stop` as the
+    unraisable-exception hook (once per process)."""
     _STOP["signal"] = None
+    if sys.unraisablehook is not _quiet_swallowed_stop:
+        _STOP["unraisablehook"] = sys.unraisablehook
+        sys.unraisablehook = _quiet_swallowed_stop
     return signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _quiet_swallowed_stop(unraisable):
+    """Where :func:`_interrupt`'s KeyboardInterrupt is swallowed (a ``__del__`` or a
+    garbage-collection callback such as JAX's), Python prints "Exception ignored in"
+    with a traceback, which reads as a crash on the stopping run's stderr; the stop is
+    recorded and the training loop raises it again, so that report is dropped. Every
+    other unraisable exception goes to the hook found before."""
+    if (isinstance(unraisable.exc_value, KeyboardInterrupt) and _STOP["signal"] is not None
+            and unraisable.exc_value.args == (f"signal {_STOP['signal']}",)):
+        return
+    _STOP.get("unraisablehook", sys.__unraisablehook__)(unraisable)
 
 
 def _stop_if_requested():

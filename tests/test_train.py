@@ -364,6 +364,40 @@ def test_a_swallowed_stop_is_raised_again_by_the_training_loop():
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_swallowed_stop_is_not_reported_as_an_ignored_exception(monkeypatch):
+    """A real SIGTERM arriving inside a ``__del__`` (as in JAX's garbage-collection
+    callback) is swallowed there; its "Exception ignored in" report is dropped (the stop
+    is recorded and raised again by the loop), while any other unraisable exception
+    still reaches the hook that was installed before."""
+    import os
+    import signal
+
+    from fastenv import train as tr
+    reported = []
+    monkeypatch.setattr("sys.unraisablehook", reported.append)
+
+    class StoppedWhileCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):   # the handler runs at the next bytecode boundaries
+                pass
+
+    class FailsWhileCollected:
+        def __del__(self):
+            raise ValueError("not a stop")
+
+    previous = tr._catch_stop()
+    try:
+        StoppedWhileCollected()   # collected at once: SIGTERM is handled inside __del__
+        with pytest.raises(KeyboardInterrupt, match="signal 15"):
+            tr._stop_if_requested()
+        assert reported == []
+        FailsWhileCollected()
+        assert [type(r.exc_value) for r in reported] == [ValueError]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
     """A scheduler's SIGTERM (or `kill`) stops training like Ctrl-C: a checkpoint is
     written first, so --resume loses nothing."""
