@@ -314,8 +314,15 @@ def train(args) -> int:
     if args.resume and args.task is not None:
         raise ValueError("--resume continues the run in --out with its saved task and "
                          "config; leave TASK out")
-    if not args.resume and args.task is None:
-        raise ValueError("TASK is required (or --resume to continue a run)")
+    if args.resume and args.init_from is not None:
+        raise ValueError("--init-from starts a new run; --resume continues the run in "
+                         "--out from its own checkpoint: give one of them")
+    if args.init_checkpoint is not None and args.init_from is None:
+        raise ValueError(f"--init-checkpoint {args.init_checkpoint}: a checkpoint of the "
+                         f"run given with --init-from, which is missing")
+    if not args.resume and args.task is None and args.init_from is None:
+        raise ValueError("TASK is required (or --resume to continue a run, or --init-from "
+                         "to start from another run's policy on its task)")
     options = dict(args.option or [])
     if args.num_workers is not None:
         options["num_workers"] = args.num_workers
@@ -325,13 +332,17 @@ def train(args) -> int:
         raise ValueError(f"--resume continues the run in --out with its saved algorithm, "
                          f"seed, config, envs and env options; leave {' '.join(given)} out")
     saved = os.path.join(args.out, "config.json")
-    algo = args.algo or "sac"
+    # --init-from: the source run's algorithm unless given (the trainer checks a mismatch)
+    algo = args.algo if args.init_from is not None else args.algo or "sac"
     seed = 0 if args.seed is None else args.seed
     # the flag or, with --resume, the run's own config names the backend (a mismatch
     # between the two is the trainer's one-line error)
     backends = {args.backend, json.load(open(saved)).get("backend", "sb3")
                 if args.resume and os.path.isfile(saved) else "sb3"}
     if "rllib" in backends:
+        if args.init_from is not None:
+            raise ValueError("--init-from starts --backend sb3 and jax runs; an RLlib run "
+                             "starts from scratch (or --resume)")
         # RLlib: env runners (Ray actors, any node) each step one OsimVectorEnv
         _needs("ray.rllib", "train --backend rllib", extra="rllib")
         if args.num_envs is not None:
@@ -358,7 +369,8 @@ def train(args) -> int:
         from fastenv.train import train as run_training
     out = run_training(args.task, algo=algo, steps=args.steps, num_envs=args.num_envs,
                        seed=seed, out=args.out, config=args.config, resume=args.resume,
-                       show_bar=not args.no_progress, **options)
+                       show_bar=not args.no_progress, init_from=args.init_from,
+                       init_checkpoint=args.init_checkpoint, **options)
     print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
     return 0
 
@@ -645,6 +657,14 @@ def parser() -> argparse.ArgumentParser:
                     help="TOML/JSON file merged over fastenv/configs/ALGO.toml")
     tr.add_argument("--resume", action="store_true",
                     help="continue the run in --out from its latest checkpoint")
+    tr.add_argument("--init-from", default=None, metavar="DIR",
+                    help="start a new run from the policy (and value function, optimiser "
+                         "and observation statistics) of the run in DIR, with its task, "
+                         "algorithm, config and env options unless given (a fine-tune: "
+                         "--option apply_perturbations=true, another reference, ...)")
+    tr.add_argument("--init-checkpoint", type=_positive_int, default=None, metavar="STEPS",
+                    help="with --init-from: the checkpoint saved at STEPS env steps "
+                         "(default: the run's latest)")
     tr.add_argument("--option", type=parse_env_option, action="append", metavar="KEY=VALUE",
                     help="an env option for every env, e.g. reward=tracking or "
                          "pd_targets=residual (repeatable; docs/tasks.md lists them)")

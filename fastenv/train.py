@@ -115,14 +115,16 @@ def read_run_config(run_dir: str | Path) -> dict:
     return config
 
 
-def load_config(algo: str, path: str | Path | None = None) -> dict:
-    """The packaged hyperparameters of ``algo``, with a user TOML/JSON file (or a
-    packaged preset's name, :data:`PRESETS`) merged over them (unknown sections or keys
-    are an error: a typo must not be ignored)."""
+def load_config(algo: str, path: str | Path | None = None, base: dict | None = None) -> dict:
+    """The packaged hyperparameters of ``algo`` (or ``base``, a run's saved config, for
+    ``--init-from``), with a user TOML/JSON file (or a packaged preset's name,
+    :data:`PRESETS`) merged over them (unknown sections or keys are an error: a typo
+    must not be ignored)."""
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r}; expected one of {ALGOS}")
-    text = (resources.files("fastenv.configs") / f"{algo}.toml").read_text()
-    config = tomllib.loads(text)
+    packaged = tomllib.loads((resources.files("fastenv.configs") / f"{algo}.toml").read_text())
+    # a copy of base: the source run's stays as it was
+    config = packaged if base is None else json.loads(json.dumps(base))
     if path is None:
         return config
     path, preset_file = Path(path), _preset(path)
@@ -137,14 +139,15 @@ def load_config(algo: str, path: str | Path | None = None) -> dict:
     for section, values in user.items():
         if section not in config or not isinstance(values, dict):
             raise ValueError(f"{path}: unknown section [{section}]; expected {SECTIONS}")
-        unknown = sorted(set(values) - set(config[section]))
+        known = set(config[section]) | set(packaged.get(section, {}))
+        unknown = sorted(set(values) - known)
         # any SB3 argument may be added to [algo], any env option to [task] (the env
         # checks those when it is built)
         if unknown and section not in ("algo", "task"):
             raise ValueError(f"{path}: unknown key(s) {unknown} in [{section}]; "
-                             f"expected {sorted(config[section])}")
+                             f"expected {sorted(known)}")
         for key, value in values.items():
-            _check_type(path, section, key, value, config[section].get(key))
+            _check_type(path, section, key, value, packaged[section].get(key))
         config[section].update(values)
     check_run_config(config)
     return config
@@ -244,6 +247,103 @@ def new_run(out: Path, task: str, algo: str, config, seed, env_options: dict):
     check_preset(task, config)
     cfg = load_config(algo, config)
     return seed, cfg, config_env_options(task, cfg, env_options)
+
+
+def init_run(out: Path, source, checkpoint, backend: str, task, algo, config, seed,
+             env_options: dict):
+    """``--init-from``: a new run in ``out`` that starts from the weights of another
+    run's checkpoint (``source``'s latest, or the one saved at ``checkpoint`` env steps)
+    and trains on, for example under pushes or on another reference. Its task,
+    algorithm, config and env options are the source's unless given (``config`` merged
+    over the source's config, ``env_options`` over its options): a fine-tune usually
+    changes one thing. Returns ``(folder, task, algo, seed, config, env options,
+    init_from)``, the last a record for config.json; checked before anything is built.
+    The network (``[policy]``) and the observation normalisation are the source's: the
+    weights fit nothing else."""
+    from fastenv.evaluate import checkpoint_folder
+    source = Path(source)
+    if not (source / "config.json").is_file():
+        raise FileNotFoundError(f"--init-from {source}: not a training run "
+                                f"({source / 'config.json'} is missing)")
+    saved = read_run_config(source)
+    if saved.get("backend", "sb3") != backend:
+        raise ValueError(f"--init-from {source}: a {saved.get('backend', 'sb3')} run; this "
+                         f"run trains with --backend {backend} (weights carry over only "
+                         f"within one backend)")
+    if algo is not None and algo != saved["algo"]:
+        raise ValueError(f"--init-from {source}: its policy is {saved['algo']}'s; got "
+                         f"--algo {algo} (leave it out)")
+    algo, task = saved["algo"], task or saved["task"]
+    folder = checkpoint_folder(source, checkpoint)
+    if (out / "config.json").exists():
+        raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
+                              "it or choose another --out")
+    seed = check_seed(seed)
+    check_preset(task, config)
+    source_cfg = saved["config"]
+    cfg = load_config(algo, config, base=source_cfg)
+    for section, key in (("policy", None), ("env", "normalize_observations")):
+        new, old = ((cfg[section], source_cfg[section]) if key is None
+                    else (cfg[section].get(key), source_cfg[section].get(key)))
+        if new != old:
+            raise ValueError(f"--config {config}: [{section}]{f' {key}' if key else ''} "
+                             f"{new!r} differs from the source run's {old!r}; --init-from "
+                             f"keeps the network and observation normalisation its "
+                             f"weights were trained with")
+    # the source's own options (those its config's [task] did not already set), then the
+    # caller's over them
+    given = {k: v for k, v in saved["env_options"].items()
+             if source_cfg.get("task", {}).get(k, _UNSET) != v}
+    options = config_env_options(task, cfg, {**given, **env_options})
+    state = json.loads((folder / "state.json").read_text()) \
+        if (folder / "state.json").is_file() else {}
+    record = dict(run=str(source.resolve()), checkpoint=folder.name,
+                  env_steps=state.get("env_steps", int(folder.name)
+                                      if folder.name.isdigit() else None))
+    return folder, task, algo, seed, cfg, options, record
+
+
+_UNSET = object()
+
+
+def _check_not_both(init_from):
+    if init_from is not None:
+        raise ValueError("--init-from starts a new run; --resume continues the run in "
+                         "--out from its own checkpoint: give one of them")
+
+
+def _load_sb3_weights(model, venv, folder: Path, cfg: dict):
+    """The SB3 checkpoint in ``folder`` into the new ``model`` (policy, value function
+    and optimiser states; SAC's entropy coefficient) and its observation (and, where
+    both normalise rewards, return) statistics into ``venv``, after checking that the
+    spaces match. A replay buffer is not carried: a new run collects its own."""
+    import pickle
+
+    from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
+    for name in ("model.zip", "vecnormalize.pkl"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"--init-from: checkpoint {folder} is incomplete: {name} "
+                                    f"is missing")
+    data, params, variables = load_from_zip_file(folder / "model.zip", device="cpu")
+    for name in ("observation_space", "action_space"):
+        trained, now = data[name].shape, getattr(model, name).shape
+        if trained != now:
+            raise ValueError(f"--init-from {folder}: this run's {name} has shape {now}; "
+                             f"the source policy was trained on {trained}")
+    try:
+        model.set_parameters(params, exact_match=True, device="cpu")
+    except (ValueError, RuntimeError, KeyError) as exc:   # torch: "size mismatch for ..."
+        raise ValueError(f"--init-from {folder}: its weights do not fit this run's "
+                         f"{type(model).__name__} ([algo] such as ent_coef changed?): "
+                         f"{str(exc).splitlines()[0]}") from exc
+    for name, value in (variables or {}).items():
+        if value is not None and hasattr(model, name):
+            recursive_setattr(model, f"{name}.data", value.data)
+    with open(folder / "vecnormalize.pkl", "rb") as f:
+        stats = pickle.load(f)
+    venv.obs_rms = stats.obs_rms
+    if cfg["env"]["normalize_rewards"] and stats.norm_reward:
+        venv.ret_rms = stats.ret_rms
 
 
 # ----------------------------------------------------------------------- envs
@@ -613,20 +713,29 @@ def _uninterrupted(restore: dict | None = None):
 def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | None = None,
           seed: int = 0, out: str | Path = "runs/train", config: str | Path | None = None,
           resume: bool = False, num_workers: int | None = None, show_bar: bool = True,
+          init_from: str | Path | None = None, init_checkpoint: int | None = None,
           **env_options) -> Path:
     """Train ``algo`` on ``task`` until ``steps`` env steps (all envs together) have
-    been taken; returns the run folder. See the module docstring for its layout."""
+    been taken; returns the run folder. See the module docstring for its layout.
+    ``init_from`` starts a new run from another run's weights (:func:`init_run`)."""
     from stable_baselines3.common.logger import configure
 
     out = Path(out)
     checkpoints = Checkpoints(out)
     config_path = out / "config.json"
+    source = record = None
     if resume:
+        _check_not_both(init_from)
         saved, state = resumed_run(out, steps, "sb3")
         task, algo, seed, cfg = saved["task"], saved["algo"], saved["seed"], saved["config"]
         env_options, num_envs = saved["env_options"], saved["num_envs"]
     else:
-        seed, cfg, env_options = new_run(out, task, algo, config, seed, env_options)
+        if init_from is not None:
+            source, task, algo, seed, cfg, env_options, record = init_run(
+                out, init_from, init_checkpoint, "sb3", task, algo, config, seed, env_options)
+        else:
+            seed, cfg, env_options = new_run(out, task, algo or "sac", config, seed,
+                                             env_options)
         num_envs = int(num_envs or cfg["env"]["num_envs"])
         cfg["env"]["num_envs"] = num_envs   # config.json holds what the run used
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
@@ -666,13 +775,15 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
                 # SB3's own checks of [algo] and [policy] values (net_arch = "wide")
                 raise ValueError(f"{algo} does not accept the config's [algo] or [policy] "
                                  f"values: {type(exc).__name__}: {exc}") from exc
+            if source is not None:
+                _load_sb3_weights(model, venv, source, cfg)
             # written once the envs and the model exist: a run that cannot start leaves
             # no run folder behind
             out.mkdir(parents=True, exist_ok=True)
-            config_path.write_text(json.dumps(dict(task=task, algo=algo, seed=seed,
-                                                   num_envs=num_envs,
-                                                   env_options=saved_options,
-                                                   config=cfg), indent=1))
+            config_path.write_text(json.dumps(dict(
+                task=task, algo=algo, seed=seed, num_envs=num_envs,
+                env_options=saved_options, config=cfg,
+                **({} if record is None else dict(init_from=record))), indent=1))
     except BaseException:
         venv.close()
         raise

@@ -27,10 +27,12 @@ from fastenv.train import (
     CheckpointSchedule,
     ProgressLog,
     _catch_stop,
+    _check_not_both,
     _stop_if_requested,
     _uninterrupted,
     append_evaluation,
     checkpoint_episodes,
+    init_run,
     new_run,
     resume_seed,
     resumed_run,
@@ -40,9 +42,13 @@ from fastenv.train import (
 def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | None = None,
           seed: int = 0, out: str | Path = "runs/train", config: str | Path | None = None,
           resume: bool = False, num_workers: int | None = None, show_bar: bool = True,
+          init_from: str | Path | None = None, init_checkpoint: int | None = None,
           **env_options) -> Path:
     """Train the JAX SAC on ``task`` until ``steps`` env steps (all envs together);
-    returns the run folder (layout: the module docstring)."""
+    returns the run folder (layout: the module docstring). ``init_from`` starts a new
+    run from another JAX run's learner (:func:`fastenv.train.init_run`): its
+    ``checkpoints/latest`` (the numbered ones hold the actor only)."""
+    algo = algo or "sac"
     if algo != "sac":
         raise ValueError(f"--backend jax trains SAC; got --algo {algo} (PPO: --backend sb3 "
                          f"or rllib)")
@@ -50,12 +56,23 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     out = Path(out)
     config_path = out / "config.json"
     latest = out / "checkpoints" / "latest"
+    source = record = None
     if resume:
+        _check_not_both(init_from)
         saved, state = resumed_run(out, steps, "jax")
         task, seed, cfg = saved["task"], saved["seed"], saved["config"]
         env_options, num_envs = saved["env_options"], saved["num_envs"]
     else:
-        seed, cfg, env_options = new_run(out, task, "sac", config, seed, env_options)
+        if init_from is not None:
+            source, task, _, seed, cfg, env_options, record = init_run(
+                out, init_from, init_checkpoint, "jax", task, algo, config, seed, env_options)
+            if not (source / "learner.npz").is_file():
+                raise FileNotFoundError(
+                    f"--init-from: checkpoint {source} holds the actor only (no "
+                    f"learner.npz: critics, entropy coefficient, optimiser states); a JAX "
+                    f"run starts from a run's checkpoints/latest, where they are saved")
+        else:
+            seed, cfg, env_options = new_run(out, task, "sac", config, seed, env_options)
         jax_sac.check_config(cfg)
         num_envs = int(num_envs or cfg["env"]["num_envs"])
         cfg["env"]["num_envs"] = num_envs   # config.json holds what the run used
@@ -70,11 +87,14 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
     envs = OsimVectorEnv(task, num_envs, **vector_options)
     try:
         run = _Run(envs, cfg, seed, resume, latest if resume else None)
+        if source is not None:
+            run.load_weights(source)
         if not resume:   # written once the envs and the learner exist
             out.mkdir(parents=True, exist_ok=True)
             config_path.write_text(json.dumps(dict(
                 task=task, algo="sac", seed=seed, backend="jax", num_envs=num_envs,
-                env_options=env_options, config=cfg), indent=1))
+                env_options=env_options, config=cfg,
+                **({} if record is None else dict(init_from=record))), indent=1))
     except BaseException:
         envs.close()
         raise
@@ -225,12 +245,27 @@ class _Run:
         self.buffer.save(folder / "replay_buffer.npz")
 
     def _load(self, latest: Path):
+        self.load_weights(latest, resume=True)
         with np.load(latest / "learner.npz") as saved:
-            self.sac.load_state(saved)
             self.rng.bit_generator.state = json.loads(str(saved["rng"]))
             self.vector_steps = int(saved["vector_steps"])
-        if self.normalize:
-            with np.load(latest / "policy.npz") as saved:
+        self.buffer.load(latest / "replay_buffer.npz")
+
+    def load_weights(self, folder: Path, resume: bool = False):
+        """The learner (networks, entropy coefficient, optimiser states, update count)
+        and the observation statistics of the checkpoint in ``folder``: what a resume
+        and ``--init-from`` share (a resume also takes the random state and buffer)."""
+        with np.load(folder / "policy.npz") as saved:
+            trained = saved["obs_mean"].shape[0], saved["action_low"].shape[0]
+            if trained != (self.sac.obs_dim, len(self.low)):
+                raise ValueError(f"checkpoint {folder}: its policy takes {trained[0]} "
+                                 f"observations and gives {trained[1]} actions; this "
+                                 f"run's env has {self.sac.obs_dim} and {len(self.low)}")
+            if self.normalize:
                 self.stats.mean, self.stats.var = saved["obs_mean"], saved["obs_var"]
                 self.stats.count = float(saved["obs_count"])
-        self.buffer.load(latest / "replay_buffer.npz")
+        with np.load(folder / "learner.npz") as saved:
+            key = self.sac._key
+            self.sac.load_state(saved)
+        if not resume:   # a new run's updates draw from its own seed's key
+            self.sac._key = key

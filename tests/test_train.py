@@ -316,6 +316,70 @@ def test_train_resume_evaluate_end_to_end(algo, tmp_path):
     assert in_degrees and "knee_angle_r" in columns and time[0] == 0.0
 
 
+def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, capsys):
+    """--init-from: the new run has the source's task, algorithm, network and options
+    with the given ones over them, starts from its weights and observation statistics
+    (with learning_rate 0 its policy stays the source's exactly; its own seed would
+    have drawn other initial weights), and records where it came from; what cannot
+    carry over is one line, leaving no folder."""
+    import pickle
+
+    import torch
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    from fastenv.__main__ import main
+    config = tmp_path / "ppo.toml"
+    config.write_text(TINY["ppo"])
+    source = tmp_path / "source"
+    cli("train", "TorqueWalkingImitation2D-v0", "--algo", "ppo", "--steps", "128",
+        "--num-envs", "2", "--num-workers", "1", "--out", str(source), "--config",
+        str(config), "--option", "episode_seconds=0.5")
+    frozen = tmp_path / "frozen.toml"
+    frozen.write_text("[algo]\nlearning_rate = 0.0\n")
+    run = tmp_path / "run"
+    cli("train", "--init-from", str(source), "--steps", "128", "--seed", "1",
+        "--num-workers", "1", "--out", str(run), "--config", str(frozen),
+        "--option", "apply_perturbations=true")
+    saved, new = (json.loads((d / "config.json").read_text()) for d in (source, run))
+    assert (new["task"], new["algo"], new["num_envs"]) == ("TorqueWalkingImitation2D-v0",
+                                                          "ppo", 2)
+    assert new["env_options"] == {**saved["env_options"], "apply_perturbations": True}
+    assert new["config"]["policy"] == saved["config"]["policy"]
+    assert new["config"]["algo"] == {**saved["config"]["algo"], "learning_rate": 0.0}
+    assert new["init_from"] == {"run": str(source.resolve()), "checkpoint": "latest",
+                                "env_steps": 128}
+    latest = [d / "checkpoints" / "latest" for d in (source, run)]
+    (_, before, _), (_, after, _) = (load_from_zip_file(d / "model.zip") for d in latest)
+    assert before["policy"].keys() == after["policy"].keys()
+    for key, value in before["policy"].items():
+        assert torch.equal(value, after["policy"][key]), key
+    stats = []
+    for d in latest:
+        with open(d / "vecnormalize.pkl", "rb") as f:
+            stats.append(pickle.load(f).obs_rms)
+    assert stats[1].count > stats[0].count + 128   # the source's statistics, updated on
+    assert json.loads((latest[1] / "state.json").read_text())["env_steps"] == 128
+
+    capsys.readouterr()
+    for args, expected in [
+        (["--resume"], "--init-from starts a new run; --resume continues"),
+        (["--algo", "sac"], "its policy is ppo's; got --algo sac"),
+        (["TorqueWalkingImitation3D-v0"], "observation_space has shape"),
+        (["--config", str(tmp_path / "wide.toml")], "[policy] {'net_arch': [32, 32]"),
+        (["--backend", "jax"], "a sb3 run; this run trains with --backend jax"),
+        (["--init-checkpoint", "64"], "no checkpoint at 64 env steps; saved: [128]"),
+    ]:
+        (tmp_path / "wide.toml").write_text("[policy]\nnet_arch = [32, 32]\n")
+        out = tmp_path / "refused"
+        task = [a for a in args if a.endswith("-v0")]
+        flags = [a for a in args if not a.endswith("-v0")]
+        assert main(["train", *task, "--init-from", str(source), "--steps", "64",
+                     "--out", str(out), "--no-progress", *flags]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert expected in err and len(err.splitlines()) == 1, err
+        assert not out.exists()
+
+
 def test_a_resumed_run_is_the_same_wherever_it_is_resumed(tmp_path):
     """--resume at M env steps goes on with seed + M (torch and the envs' next resets):
     two copies of a run resumed at the same point train alike, step for step."""

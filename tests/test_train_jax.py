@@ -331,6 +331,42 @@ def test_train_resume_evaluate_end_to_end(tmp_path):
         train_sb3(None, resume=True, out=run, steps=1000)   # the SB3 trainer on a JAX run
 
 
+def test_init_from_starts_from_a_runs_learner(tmp_path, capsys):
+    """--init-from a JAX run: the new run's actor starts as the source's (learning_rate
+    0 keeps it so through its updates) with the source's observation statistics; a
+    numbered checkpoint (actor only) is refused in one line."""
+    (tmp_path / "c.toml").write_text(TINY)
+    source = tmp_path / "source"
+    assert cli("train", TASK, "--backend", "jax", "--steps", "128", "--num-envs", "2",
+               "--num-workers", "1", "--out", str(source), "--config",
+               str(tmp_path / "c.toml"), "--option", "episode_seconds=0.3") == 0
+    (tmp_path / "frozen.toml").write_text("[algo]\nlearning_rate = 0.0\n")
+    run = tmp_path / "run"
+    assert cli("train", "--init-from", str(source), "--backend", "jax", "--steps", "128",
+               "--seed", "1", "--num-workers", "1", "--out", str(run), "--config",
+               str(tmp_path / "frozen.toml")) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["backend"] == "jax" and config["env_options"]["episode_seconds"] == 0.3
+    assert config["init_from"]["env_steps"] == 128
+    arrays = []
+    for d in (source, run):
+        with np.load(d / "checkpoints" / "latest" / "policy.npz") as saved:
+            arrays.append({k: saved[k] for k in saved.files})
+    assert arrays[0].keys() == arrays[1].keys()
+    for key in arrays[0]:
+        if key.startswith(("W", "b", "mu", "log_std")):
+            np.testing.assert_array_equal(arrays[0][key], arrays[1][key], err_msg=key)
+    assert arrays[1]["obs_count"] > arrays[0]["obs_count"] + 128
+    with np.load(run / "checkpoints" / "latest" / "learner.npz") as saved:
+        assert int(saved["n_updates"]) > 0   # it did update, by zero
+    capsys.readouterr()
+    assert cli("train", "--init-from", str(source), "--init-checkpoint", "128", "--backend",
+               "jax", "--steps", "64", "--out", str(tmp_path / "refused")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds the actor only" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "refused").exists()
+
+
 def test_damaged_policy_file_is_one_line(tmp_path):
     folder = tmp_path / "checkpoints" / "latest"
     folder.mkdir(parents=True)
