@@ -18,13 +18,14 @@ from fastenv import evaluate as ev
 
 HERE = Path(__file__).resolve().parent
 #: one run per task that has one staying up in 5 of 5 (or 4 of 5) 10-s test episodes,
-#: and the PD alone
+#: the PD alone, and the 2D locked-knee walk fine-tuned under pushes (``--init-from``)
 RUNS = ("TorqueWalkingImitation2D-v0", "runs/torque2d_ppo", "runs/torque_walk3d_ppo",
         "runs/torque_run2d_ppo", "runs/torque_run3d_ppo", "runs/torque_jump2d_ppo",
         "runs/torque_jump3d_ppo", "runs/torque_lockedknee2d_ppo",
         "runs/torque_lockedknee3d_ppo", "runs/muscle2d_ppo_reflex_long",
         "runs/muscle_run2d_ppo_reflex_long", "runs/muscle_jump2d_sac_jax",
-        "runs/muscle_lockedknee2d_ppo_reflex", "runs/muscle3d_sac_jax", "runs/run3d_sac_jax",
+        "runs/muscle_lockedknee2d_ppo_reflex", "runs/muscle_lockedknee2d_ppo_reflex_pushed",
+        "runs/muscle3d_sac_jax", "runs/run3d_sac_jax",
         "runs/lockedknee3d_sac_jax", "runs/palsy3d_sac_jax")
 #: condition name -> env options over the run's
 CONDITIONS = {"as_trained": {}, "accurate": {"physics": "accurate"},

@@ -861,9 +861,14 @@ def baselines_table() -> list[str]:
         backend = json.loads(config_path.read_text()).get("backend") \
             if config_path.is_file() else None
         marks = {"rllib": " (RLlib)", "jax": " (JAX)"}
+        steps, minutes = f"{float(last['env_steps']):,.0f}", f"{float(last['wall_s']) / 60:.0f}"
+        source = json.loads(config_path.read_text()).get("init_from") \
+            if config_path.is_file() else None
+        if source:   # a fine-tune (--init-from): the source's steps and time, then its own
+            steps = f"{source['env_steps']:,} + {steps}"
+            minutes = f"{source['wall_s'] / 60:.0f} + {minutes}"
         rows.append([f"[{rel}](../baselines/{rel})", e["task"],
-                     e["algo"].upper() + marks.get(backend, ""),
-                     f"{float(last['env_steps']):,.0f}", f"{float(last['wall_s']) / 60:.0f}",
+                     e["algo"].upper() + marks.get(backend, ""), steps, minutes,
                      f"{m['time_alive_s']:.1f}", f"{stayed}/{len(ep)}",
                      f"{m['joint_rmse_deg']:.1f}",
                      f"{m['speed_m_s']:.2f} / {m['reference_speed_m_s']:.2f}", cost])

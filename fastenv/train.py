@@ -299,7 +299,8 @@ def init_run(out: Path, source, checkpoint, backend: str, task, algo, config, se
         if (folder / "state.json").is_file() else {}
     record = dict(run=str(source.resolve()), checkpoint=folder.name,
                   env_steps=state.get("env_steps", int(folder.name)
-                                      if folder.name.isdigit() else None))
+                                      if folder.name.isdigit() else None),
+                  wall_s=state.get("wall_s"))   # numbered checkpoints keep no state.json
     return folder, task, algo, seed, cfg, options, record
 
 

@@ -346,8 +346,9 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tmp_path, capsys):
     assert new["env_options"] == {**saved["env_options"], "apply_perturbations": True}
     assert new["config"]["policy"] == saved["config"]["policy"]
     assert new["config"]["algo"] == {**saved["config"]["algo"], "learning_rate": 0.0}
+    source_state = json.loads((source / "checkpoints/latest/state.json").read_text())
     assert new["init_from"] == {"run": str(source.resolve()), "checkpoint": "latest",
-                                "env_steps": 128}
+                                "env_steps": 128, "wall_s": source_state["wall_s"]}
     latest = [d / "checkpoints" / "latest" for d in (source, run)]
     (_, before, _), (_, after, _) = (load_from_zip_file(d / "model.zip") for d in latest)
     assert before["policy"].keys() == after["policy"].keys()
