@@ -306,6 +306,16 @@ def _given(args, *flags) -> list[str]:
     return [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) is not None]
 
 
+def _run_backend(config_path: str) -> str:
+    """The backend a run's ``config.json`` names ("sb3" where it names none, or where it
+    is missing or unreadable: the trainer then says what is wrong with it)."""
+    try:
+        with open(config_path) as f:
+            return json.load(f).get("backend", "sb3")
+    except (OSError, ValueError, AttributeError):
+        return "sb3"
+
+
 def train(args) -> int:
     """Train a policy with Stable-Baselines3 (SAC or PPO) on an OsimVectorEnv, with Ray
     RLlib (--backend rllib: env runners, each one OsimVectorEnv), or with fastenv's SAC in
@@ -335,10 +345,11 @@ def train(args) -> int:
     # --init-from: the source run's algorithm unless given (the trainer checks a mismatch)
     algo = args.algo if args.init_from is not None else args.algo or "sac"
     seed = 0 if args.seed is None else args.seed
-    # the flag or, with --resume, the run's own config names the backend (a mismatch
-    # between the two is the trainer's one-line error)
-    backends = {args.backend, json.load(open(saved)).get("backend", "sb3")
-                if args.resume and os.path.isfile(saved) else "sb3"}
+    # the flag or, with --resume, the run's own config (with --init-from, the source's)
+    # names the backend (a mismatch between the two is the trainer's one-line error)
+    backends = {args.backend, _run_backend(saved) if args.resume else "sb3",
+                _run_backend(os.path.join(args.init_from, "config.json"))
+                if args.init_from is not None else "sb3"}
     if "rllib" in backends:
         if args.init_from is not None:
             raise ValueError("--init-from starts --backend sb3 and jax runs; an RLlib run "
@@ -673,7 +684,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--backend", choices=("sb3", "rllib", "jax"), default="sb3",
                     help="Stable-Baselines3 on this machine, Ray RLlib (env runners "
                          "on a Ray cluster; docs/cluster.md), or fastenv's SAC in JAX "
-                         "(docs/training.md) (default: %(default)s)")
+                         "(docs/training.md) (default: %(default)s; with --resume or "
+                         "--init-from, the run's)")
     tr.add_argument("--num-env-runners", type=_positive_int, default=None,
                     help="rllib: env runners, each one OsimVectorEnv (default: 2)")
     tr.add_argument("--envs-per-runner", type=_positive_int, default=None,

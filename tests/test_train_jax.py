@@ -342,7 +342,8 @@ def test_init_from_starts_from_a_runs_learner(tmp_path, capsys):
                str(tmp_path / "c.toml"), "--option", "episode_seconds=0.3") == 0
     (tmp_path / "frozen.toml").write_text("[algo]\nlearning_rate = 0.0\n")
     run = tmp_path / "run"
-    assert cli("train", "--init-from", str(source), "--backend", "jax", "--steps", "128",
+    # the source's backend unless --backend is given
+    assert cli("train", "--init-from", str(source), "--steps", "128",
                "--seed", "1", "--num-workers", "1", "--out", str(run), "--config",
                str(tmp_path / "frozen.toml")) == 0
     config = json.loads((run / "config.json").read_text())
