@@ -324,9 +324,9 @@ def train(args) -> int:
     if args.resume and args.task is not None:
         raise ValueError("--resume continues the run in --out with its saved task and "
                          "config; leave TASK out")
-    if args.resume and args.init_from is not None:
-        raise ValueError("--init-from starts a new run; --resume continues the run in "
-                         "--out from its own checkpoint: give one of them")
+    if args.resume:
+        from fastenv.train import _check_not_both
+        _check_not_both(args.init_from)
     if args.init_checkpoint is not None and args.init_from is None:
         raise ValueError(f"--init-checkpoint {args.init_checkpoint}: a checkpoint of the "
                          f"run given with --init-from, which is missing")

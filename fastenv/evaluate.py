@@ -194,10 +194,9 @@ def load_policy(run_dir, checkpoint=None):
     saved at ``checkpoint`` env steps): returns ``(policy(obs) -> action, run config)``,
     the policy carrying its ``observation_space`` and ``action_space``; observations are
     normalised with the checkpoint's saved statistics, as in training."""
-    import pickle
     from pathlib import Path
 
-    from fastenv.train import _algo_class, read_run_config
+    from fastenv.train import _algo_class, read_run_config, sb3_checkpoint_statistics
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.is_file():
@@ -210,16 +209,8 @@ def load_policy(run_dir, checkpoint=None):
     if config.get("backend") == "jax":   # the JAX SAC's actor, run with NumPy
         from fastenv.adapters.jax_sac import checkpoint_policy
         return checkpoint_policy(folder), config
-    for name in ("model.zip", "vecnormalize.pkl"):   # SB3 named a missing one model.zip.zip
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"checkpoint {folder} is incomplete: {name} is missing")
+    stats = sb3_checkpoint_statistics(folder)   # normalize_obs only: it has no venv
     model = _algo_class(config["algo"]).load(folder / "model.zip", device="cpu")
-    try:
-        with open(folder / "vecnormalize.pkl", "rb") as f:
-            stats = pickle.load(f)   # a VecNormalize without its venv: normalize_obs only
-    except Exception as exc:   # a damaged pickle raises any of a dozen types
-        raise ValueError(f"cannot read {folder / 'vecnormalize.pkl'}, the observation "
-                         f"statistics of the checkpoint: {type(exc).__name__}: {exc}") from exc
 
     def policy(obs):
         action, _ = model.predict(stats.normalize_obs(obs[None, :]), deterministic=True)

@@ -236,16 +236,18 @@ def resumed_run(out: Path, steps: int, backend: str) -> tuple[dict, dict]:
     return saved, state
 
 
-def new_run(out: Path, task: str, algo: str, config, seed, env_options: dict):
+def new_run(out: Path, task: str, algo: str, config, seed, env_options: dict,
+            base: dict | None = None):
     """A new run's checked ``(seed, config, env options)``: ``out`` must hold no run,
     the seed be valid, a preset fit the task, and the config's ``[task]`` options (with
-    ``env_options`` over them) apply to it; checked before anything is built."""
+    ``env_options`` over them) apply to it; checked before anything is built. ``base``
+    replaces the packaged config (:func:`load_config`)."""
     if (out / "config.json").exists():
         raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
                               "it or choose another --out")
     seed = check_seed(seed)
     check_preset(task, config)
-    cfg = load_config(algo, config)
+    cfg = load_config(algo, config, base=base)
     return seed, cfg, config_env_options(task, cfg, env_options)
 
 
@@ -275,26 +277,21 @@ def init_run(out: Path, source, checkpoint, backend: str, task, algo, config, se
                          f"--algo {algo} (leave it out)")
     algo, task = saved["algo"], task or saved["task"]
     folder = checkpoint_folder(source, checkpoint)
-    if (out / "config.json").exists():
-        raise FileExistsError(f"{out} already holds a run; pass --resume to continue "
-                              "it or choose another --out")
-    seed = check_seed(seed)
-    check_preset(task, config)
     source_cfg = saved["config"]
-    cfg = load_config(algo, config, base=source_cfg)
-    for section, key in (("policy", None), ("env", "normalize_observations")):
-        new, old = ((cfg[section], source_cfg[section]) if key is None
-                    else (cfg[section].get(key), source_cfg[section].get(key)))
-        if new != old:
-            raise ValueError(f"--config {config}: [{section}]{f' {key}' if key else ''} "
-                             f"{new!r} differs from the source run's {old!r}; --init-from "
-                             f"keeps the network and observation normalisation its "
-                             f"weights were trained with")
     # the source's own options (those its config's [task] did not already set), then the
     # caller's over them
     given = {k: v for k, v in saved["env_options"].items()
              if source_cfg.get("task", {}).get(k, _UNSET) != v}
-    options = config_env_options(task, cfg, {**given, **env_options})
+    seed, cfg, options = new_run(out, task, algo, config, seed, {**given, **env_options},
+                                 base=source_cfg)
+    kept = {"[policy]": (cfg["policy"], source_cfg["policy"]),
+            "[env] normalize_observations": (cfg["env"].get("normalize_observations"),
+                                             source_cfg["env"].get("normalize_observations"))}
+    for name, (new, old) in kept.items():
+        if new != old:
+            raise ValueError(f"--config {config}: {name} {new!r} differs from the source "
+                             f"run's {old!r}; --init-from keeps the network and observation "
+                             f"normalisation its weights were trained with")
     state = json.loads((folder / "state.json").read_text()) \
         if (folder / "state.json").is_file() else {}
     record = dict(run=str(source.resolve()), checkpoint=folder.name,
@@ -313,18 +310,29 @@ def _check_not_both(init_from):
                          "--out from its own checkpoint: give one of them")
 
 
+def sb3_checkpoint_statistics(folder: Path):
+    """The observation (and return) statistics of the SB3 checkpoint in ``folder`` (a
+    ``VecNormalize`` without its venv), after checking that the checkpoint has both of
+    its files; a damaged pickle is one ValueError naming it."""
+    import pickle
+    for name in ("model.zip", "vecnormalize.pkl"):   # SB3 named a missing one model.zip.zip
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"checkpoint {folder} is incomplete: {name} is missing")
+    try:
+        with open(folder / "vecnormalize.pkl", "rb") as f:
+            return pickle.load(f)
+    except Exception as exc:   # a damaged pickle raises any of a dozen types
+        raise ValueError(f"cannot read {folder / 'vecnormalize.pkl'}, the observation "
+                         f"statistics of the checkpoint: {type(exc).__name__}: {exc}") from exc
+
+
 def _load_sb3_weights(model, venv, folder: Path, cfg: dict):
     """The SB3 checkpoint in ``folder`` into the new ``model`` (policy, value function
     and optimiser states; SAC's entropy coefficient) and its observation (and, where
     both normalise rewards, return) statistics into ``venv``, after checking that the
     spaces match. A replay buffer is not carried: a new run collects its own."""
-    import pickle
-
     from stable_baselines3.common.save_util import load_from_zip_file, recursive_setattr
-    for name in ("model.zip", "vecnormalize.pkl"):
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"--init-from: checkpoint {folder} is incomplete: {name} "
-                                    f"is missing")
+    stats = sb3_checkpoint_statistics(folder)
     data, params, variables = load_from_zip_file(folder / "model.zip", device="cpu")
     for name in ("observation_space", "action_space"):
         trained, now = data[name].shape, getattr(model, name).shape
@@ -340,8 +348,6 @@ def _load_sb3_weights(model, venv, folder: Path, cfg: dict):
     for name, value in (variables or {}).items():
         if value is not None and hasattr(model, name):
             recursive_setattr(model, f"{name}.data", value.data)
-    with open(folder / "vecnormalize.pkl", "rb") as f:
-        stats = pickle.load(f)
     venv.obs_rms = stats.obs_rms
     if cfg["env"]["normalize_rewards"] and stats.norm_reward:
         venv.ret_rms = stats.ret_rms
