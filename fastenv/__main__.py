@@ -351,9 +351,6 @@ def train(args) -> int:
                 _run_backend(os.path.join(args.init_from, "config.json"))
                 if args.init_from is not None else "sb3"}
     if "rllib" in backends:
-        if args.init_from is not None:
-            raise ValueError("--init-from starts --backend sb3 and jax runs; an RLlib run "
-                             "starts from scratch (or --resume)")
         # RLlib: env runners (Ray actors, any node) each step one OsimVectorEnv
         _needs("ray.rllib", "train --backend rllib", extra="rllib")
         if args.num_envs is not None:
@@ -363,7 +360,8 @@ def train(args) -> int:
         runners = dict(num_env_runners=args.num_env_runners, envs_per_runner=args.envs_per_runner)
         out = train_rllib(args.task, algo=algo, steps=args.steps, seed=seed, out=args.out,
                           config=args.config, resume=args.resume, address=args.address,
-                          show_bar=not args.no_progress,
+                          show_bar=not args.no_progress, init_from=args.init_from,
+                          init_checkpoint=args.init_checkpoint,
                           **{k: v for k, v in runners.items() if v is not None}, **options)
         print(f"run saved in {out}; evaluate it with: fastenv evaluate {out}")
         return 0

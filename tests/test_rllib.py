@@ -231,6 +231,70 @@ def test_fastenv_train_rllib_resume_and_evaluate(cluster, tmp_path):
         train(TASK, out=out)
 
 
+def _module_weights(run):
+    from ray.rllib.core.rl_module.rl_module import RLModule
+    folder = (run / "checkpoints" / "latest" / "learner_group" / "learner" / "rl_module"
+              / "default_policy").resolve()
+    return RLModule.from_checkpoint(folder).get_state()
+
+
+def _filter_count(run) -> int:
+    import pickle
+    path = run / "checkpoints" / "latest" / "env_runner" / "env_to_module_connector" \
+        / "MeanStdFilter" / "state.pkl"
+    with open(path, "rb") as f:
+        (state,) = pickle.load(f).values()
+    return int(state["running_stats"][0]["num_pushes"])
+
+
+@pytest.mark.cluster
+def test_init_from_starts_a_new_run_from_another_rllib_run(cluster, tmp_path, capsys):
+    from fastenv.__main__ import main
+    from fastenv.train_rllib import train
+    (tmp_path / "tiny.toml").write_text(TINY)
+    source = train(TASK, "ppo", 128, num_env_runners=1, envs_per_runner=2, num_workers=1,
+                   out=tmp_path / "source", config=tmp_path / "tiny.toml", show_bar=False)
+    # a zero learning rate: the new run's saved module is the source's, tensor for tensor
+    (tmp_path / "frozen.toml").write_text("[algo]\nlearning_rate = 0.0\n")
+    fine = train(None, None, 128, num_workers=1, seed=5, out=tmp_path / "fine",
+                 config=tmp_path / "frozen.toml", init_from=source, show_bar=False,
+                 apply_perturbations=True)
+    saved = json.loads((fine / "config.json").read_text())
+    assert saved["algo"] == "ppo" and saved["task"] == TASK and saved["seed"] == 5
+    assert (saved["num_env_runners"], saved["envs_per_runner"]) == (1, 2)   # the source's
+    assert saved["config"]["policy"]["net_arch"] == [32, 32]   # the source's config ...
+    assert saved["config"]["algo"]["learning_rate"] == 0.0     # ... with the given one over it
+    assert saved["env_options"]["apply_perturbations"] is True
+    assert saved["init_from"]["run"] == str(source.resolve())
+    assert saved["init_from"]["env_steps"] == 128
+    assert json.loads((fine / "checkpoints" / "latest" / "state.json").read_text()
+                      )["env_steps"] == 128   # its own steps, from 0
+    trained, now = _module_weights(source), _module_weights(fine)
+    assert trained.keys() == now.keys() and len(now) >= 6
+    for name, value in trained.items():
+        np.testing.assert_array_equal(np.asarray(now[name]), np.asarray(value), err_msg=name)
+    # the observation statistics went on from the source's count
+    assert _filter_count(fine) >= _filter_count(source) + 128
+    # what cannot carry over: one line each, no folder left
+    sb3 = tmp_path / "sb3"
+    sb3.mkdir()
+    (sb3 / "config.json").write_text(json.dumps(dict(task=TASK, algo="ppo", seed=0,
+                                                     env_options={}, config={})))
+    bad = [(["--init-from", str(source), "--algo", "sac"], "its policy is ppo's"),
+           (["--init-from", str(source), "--init-checkpoint", "64"],
+            "no checkpoint at 64 env steps"),
+           (["--init-from", str(sb3), "--backend", "rllib"], "a sb3 run"),
+           (["MuscleWalkingImitation2D-v0", "--init-from", str(source), "--steps", "64"],
+            "observation_space has shape")]
+    for i, (args, message) in enumerate(bad):
+        out = tmp_path / f"bad{i}"
+        assert main(["train", *args, "--out", str(out), "--no-progress",
+                     "--address", cluster.address, "--num-workers", "1"]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and message in err, err
+        assert not out.exists(), args
+
+
 def test_config_maps_sb3_names_to_rllib_and_rejects_unknown_keys():
     cfg = load_config("ppo")
     c = algorithm_config("ppo", TASK, cfg, num_env_runners=3, envs_per_runner=4,
