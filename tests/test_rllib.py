@@ -139,6 +139,16 @@ def test_seed_generations_are_counted_over_processes(cluster, monkeypatch):
             env.close()
     assert blocks == [(10, 11), ((5 + rllib.GENERATION_STRIDE) * 2,
                                  (5 + rllib.GENERATION_STRIDE) * 2 + 1)]
+    # another run of the same driver: the same actor (one process, not one per run),
+    # its own count
+    other = rllib.start_seed_generations()
+    assert other != counter and other.split("/")[0] == counter.split("/")[0]
+    env = vector_env(dict(task=TASK, num_envs=2, num_workers=1, seed_generations=other))
+    try:
+        env.reset(seed=5)
+        assert env.unwrapped.get_attr("np_random_seed") == (10, 11)
+    finally:
+        env.close()
 
 
 @pytest.mark.cluster

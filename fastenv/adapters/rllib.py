@@ -18,8 +18,9 @@ Two things the runner relies on:
   env the runner rebuilds after a failed step, or a runner Ray restarts in a new
   process, is reset with the same ``s``; it gets the next generation's block instead of
   replaying the first env's start states. Generations are counted by a small Ray actor
-  that :func:`algorithm_config` starts in the driver (a restarted runner is a new
-  process, whose own count would start again at 0).
+  of the driver, one per driver and Ray session, shared by the runs that
+  :func:`algorithm_config` configures there, each counted apart (a restarted runner is a
+  new process, whose own count would start again at 0).
 
 Pool workers per runner (``num_workers``): by default the CPUs that Ray reserved for
 the runner (``num_cpus_per_env_runner``), so that Ray's placement also places our
@@ -50,44 +51,54 @@ SAC_NAMES = {"learning_starts": "num_steps_sampled_before_learning_starts",
 #: or where the run's generation counter cannot be reached)
 _SEED_GENERATIONS: Counter = Counter()
 GENERATION_STRIDE = 2 ** 32   # runner seeds below this keep generations disjoint
-#: the driver's handles on its runs' generation counters (a named actor lives while a
-#: handle on it does)
-_COUNTERS: dict = {}
+#: the driver's generation counter in its current Ray session: (job ID, actor name,
+#: handle); a named actor lives while a handle on it does, and one per driver serves
+#: all of its runs (an actor is a process: one per run would pile up in a sweep)
+_COUNTER: list = []
 
 
 class SeedGenerations:
-    """How many vector envs have been reset with each runner seed, over the whole run:
-    a Ray actor (``num_cpus=0``) of the driver, found by name by every runner."""
+    """How many vector envs have been reset with each runner seed, per run, over the
+    whole run: a Ray actor (``num_cpus=0``) of the driver, found by name by every
+    runner."""
 
     def __init__(self):
         self.counts: Counter = Counter()
 
-    def take(self, seed: int) -> int:
-        """The generation of the next vector env reset with runner seed ``seed``."""
-        k = self.counts[seed]
-        self.counts[seed] += 1
+    def take(self, run: str, seed: int) -> int:
+        """The generation of run ``run``'s next vector env reset with runner seed
+        ``seed``."""
+        k = self.counts[run, seed]
+        self.counts[run, seed] += 1
         return k
 
 
 def start_seed_generations() -> str | None:
-    """Start a run's :class:`SeedGenerations` actor in this (the driver's) process;
-    returns its name, or None when Ray is not running here."""
+    """A new run's counter of seed generations: ``"ACTOR/RUN"``, the driver's
+    :class:`SeedGenerations` actor (started on the first call in this Ray session) and
+    the run's key in it; None when Ray is not running here."""
+    import uuid
+
     import ray
     if not ray.is_initialized():
         return None
-    import uuid
-    name = f"fastenv-seed-generations-{uuid.uuid4().hex}"
-    _COUNTERS[name] = ray.remote(num_cpus=0)(SeedGenerations).options(name=name).remote()
-    return name
+    job = ray.get_runtime_context().get_job_id()
+    if not _COUNTER or _COUNTER[0] != job:   # a new ray.init: the old actor went with it
+        name = f"fastenv-seed-generations-{uuid.uuid4().hex}"
+        _COUNTER[:] = [job, name,
+                       ray.remote(num_cpus=0)(SeedGenerations).options(name=name).remote()]
+    return f"{_COUNTER[1]}/{uuid.uuid4().hex}"
 
 
 def _take_generation(seed: int, counter: str | None) -> int:
     """The generation of a vector env reset with runner seed ``seed``: from the run's
-    counter ``counter`` (an actor's name) where it can be reached, else this process's."""
+    counter ``counter`` (:func:`start_seed_generations`) where it can be reached, else
+    this process's."""
     if counter is not None:
         try:
             import ray
-            return int(ray.get(ray.get_actor(counter).take.remote(seed)))
+            name, _, run = counter.partition("/")
+            return int(ray.get(ray.get_actor(name).take.remote(run, seed)))
         except Exception as exc:   # e.g. a runner of a driver that has exited
             gym.logger.warn(f"seed generations counter {counter!r} unreachable "
                             f"({type(exc).__name__}); counting in this process only")
