@@ -1,18 +1,19 @@
 """What the reflexes give a zero action: closed-loop tracking without a policy.
 
 For each task with a reference that ships its Moco excitations (``walking2d``,
-``running2d``, ``jumping2d``, ``walking3d``, ``running3d``, ``lockedknee3d``, ``palsy3d``;
-not ``lockedknee2d``, whose excitations came later), each model family and each of
+``running2d``, ``jumping2d``, ``walking3d``, ``running3d``, ``lockedknee3d``, ``palsy3d``,
+and ``jumping3d`` with ``jumping2d``'s; not ``lockedknee2d``, whose excitations came
+later), each model family and each of
 ``excitations="residual"`` (the feed-forward alone) and ``"reflex"`` (with the default
 ``reflex_gains``), a zero action is played from evenly spaced start frames over the
-first half cycle (the jump: over the way up; no start noise),
+first half cycle (the jumps: over the way up; no start noise),
 for up to ``--seconds``. Reported per row: time up (mean, min, max), how many
 episodes stayed up all the way, and the joint RMSE from the reference over the time up.
 Nothing is timed, so it does not need an idle machine; the figures are deterministic.
 
 ``--gains`` compares reflex gains instead (``reflex_gains.json``): the default, the
 gains it replaced, and the default with each gain moved up or down, with a zero action
-on every gait above (not the jump) on the Moco family (the model the excitations were solved on),
+on every gait above (not the jumps) on the Moco family (the model the excitations were solved on),
 scored by the geometric mean of the tasks' mean time up (``--jobs`` processes).
 
     python bench/reflex.py [--starts 8] [--seconds 10] [--out bench/results]
@@ -49,8 +50,9 @@ from fastenv.envs import OPTIONS
 GAITS = ("MuscleWalkingImitation2D-v0", "MuscleRunningImitation2D-v0",
          "MuscleWalkingImitation3D-v0", "MuscleRunningImitation3D-v0",
          "MuscleLockedKneeImitation3D-v0", "MusclePalsyImitation3D-v0")
-#: the zero-action table's tasks: the gaits and the 2D jump (up, then back down)
-TASKS = GAITS[:2] + ("MuscleJumpingImitation2D-v0",) + GAITS[2:]
+#: the zero-action table's tasks: the gaits and the jumps (up, then back down)
+TASKS = GAITS[:2] + ("MuscleJumpingImitation2D-v0",) + GAITS[2:] + (
+    "MuscleJumpingImitation3D-v0",)
 FAMILIES = (("degroote", "smooth"), ("thelen", "hunt_crossley"))
 MODES = ("residual", "reflex")
 

@@ -268,9 +268,8 @@ def reference_excitations(reference, muscle_names) -> np.ndarray:
     name = getattr(reference, "name", None)
     if reference is None or reference.excitation is None:
         raise ValueError(f"excitations='residual' needs a reference with the excitations of "
-                         f"its Moco solution (Reference.excitation; the shipped walking2d, "
-                         f"running2d, lockedknee2d, jumping2d, walking3d, running3d, lockedknee3d "
-                         f"and palsy3d have them); reference {name!r} has none")
+                         f"its Moco solution (Reference.excitation; every shipped reference "
+                         f"has them, jumping3d those of jumping2d); reference {name!r} has none")
     missing = [m for m in muscle_names if m not in reference.muscle_names]
     if missing:
         raise ValueError(f"reference {name!r} has no excitations for muscles {missing} of "

@@ -176,7 +176,8 @@ def parser() -> argparse.ArgumentParser:
                             "other array is kept")
     exc.add_argument("name", help="a reference in the checkout's envs/references/ that is a "
                                   "3D Moco tracking solution, a 2D gait cycle or the 2D jump "
-                                  "with its solution beside it, or 'all' (all of those)")
+                                  "with its solution beside it, jumping3d (jumping2d's "
+                                  "excitations), or 'all' (all of those)")
     exc.add_argument("--out", type=Path, default=REFERENCES_DIR,
                      help="output folder (default: the checkout's envs/references/)")
     check = sub.add_parser(
@@ -208,13 +209,23 @@ def rekinematics(args: argparse.Namespace) -> int:
 
 def excitations(args: argparse.Namespace) -> int:
     """``python -m refgen excitations NAME|all``:
-    :func:`refgen.derive3d.attach_solution_excitations`."""
-    from refgen.derive3d import attach_solution_excitations, solution_names
+    :func:`refgen.derive3d.attach_solution_excitations`, or for a kinematic reference
+    that borrows its 2D reference's, :func:`refgen.derive3d.attach_borrowed_excitations`
+    (after the 2D ones with ``all``)."""
+    from refgen.derive3d import (
+        BORROWED_EXCITATIONS,
+        attach_borrowed_excitations,
+        attach_solution_excitations,
+        solution_names,
+    )
 
-    names = solution_names(REFERENCES_DIR) if args.name == "all" else [args.name]
+    names = ([*solution_names(REFERENCES_DIR), *sorted(BORROWED_EXCITATIONS)]
+             if args.name == "all" else [args.name])
     for name in names:
+        attach = (attach_borrowed_excitations if name in BORROWED_EXCITATIONS
+                  else attach_solution_excitations)
         try:
-            attach_solution_excitations(name, references_dir=REFERENCES_DIR, out_dir=args.out)
+            attach(name, references_dir=REFERENCES_DIR, out_dir=args.out)
         except ValueError as exc:
             print(f"python -m refgen excitations: {exc}", file=sys.stderr)
             return 2

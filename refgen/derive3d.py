@@ -1350,10 +1350,14 @@ def generate_running3d(args) -> dict:
 
 def generate_jumping3d(args) -> dict:
     """jumping2d on muscle3d; a symmetric vertical jump has no out-of-plane motion, and
-    the 2D jump's vertical motion is kept (one standing offset)."""
-    return derive_from_2d("jumping3d", "jumping2d", "muscle3d", None, variant2d="muscle2d",
-                          command=_command("jumping3d", args), out_dir=_out(args),
-                          standing_offset=True, log=_log(args))
+    the 2D jump's vertical motion is kept (one standing offset); its excitations are
+    jumping2d's (:func:`attach_borrowed_excitations`)."""
+    doc = derive_from_2d("jumping3d", "jumping2d", "muscle3d", None, variant2d="muscle2d",
+                         command=_command("jumping3d", args), out_dir=_out(args),
+                         standing_offset=True, log=_log(args))
+    attach_borrowed_excitations("jumping3d", references_dir=REFERENCES_DIR,
+                                out_dir=_out(args), log=_log(args))
+    return doc
 
 
 def generate_lockedknee3d(args) -> dict:
@@ -1950,6 +1954,84 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
 #: How far (deg) a shipped reference's angles may be from its Moco solution's, resampled
 #: on its frames: rounding only (the shipped ones agree within 1e-13 deg).
 MAX_FRAME_MISMATCH_DEG = 1e-6
+
+#: Kinematic references that take the shipped excitations of the 2D reference whose
+#: motion they are, frame for frame, on the same-named muscles of their model (name ->
+#: (2D reference, model variant)): a feed-forward for ``excitations="residual"`` and
+#: ``"reflex"``, which the reflexes and a policy correct, not a 3D solution's.
+#: jumping3d is jumping2d's sagittal motion on muscle3d (no Moco solve of it converged
+#: within the check's criteria, docs/references.md).
+BORROWED_EXCITATIONS = {"jumping3d": ("jumping2d", "muscle3d")}
+
+#: The excitation of a muscle the 2D model lacks (muscle3d's hip ab- and adductors,
+#: which a symmetric jump does not need): the lower bound of every shipped Moco
+#: solution's excitations.
+LEAST_EXCITATION = 0.01
+
+
+def borrowed_excitations(ref, source, muscle_names) -> tuple[np.ndarray, float]:
+    """(excitations on ``ref``'s frames for ``muscle_names``, the largest angle difference
+    in deg between the two references' shared moving rotations): ``source``'s excitations
+    where it has the muscle, :data:`LEAST_EXCITATION` where it has not. The frames must
+    be ``source``'s: the same count, control step and playback."""
+    if source.excitation is None:
+        raise ValueError(f"reference {source.name!r} ships no excitations to borrow")
+    if (ref.n_frames, ref.control_dt, ref.playback) != (source.n_frames, source.control_dt,
+                                                        source.playback):
+        raise ValueError(f"reference {ref.name!r} ({ref.n_frames} frames of "
+                         f"{ref.control_dt} s, {ref.playback}) does not have the frames of "
+                         f"{source.name!r} ({source.n_frames}, {source.control_dt} s, "
+                         f"{source.playback})")
+    mismatch = 0.0
+    for j, c in enumerate(source.coordinate_names):
+        if c in ref.coordinate_names and not is_translation(c) and np.ptp(source.q[:, j]) > 0:
+            k = list(ref.coordinate_names).index(c)
+            mismatch = max(mismatch, float(np.degrees(np.abs(ref.q[:, k] - source.q[:, j]).max())))
+    column = {m: i for i, m in enumerate(source.muscle_names)}
+    excitation = np.stack([source.excitation[:, column[m]] if m in column
+                           else np.full(source.n_frames, LEAST_EXCITATION)
+                           for m in muscle_names], axis=1)
+    return excitation, mismatch
+
+
+def attach_borrowed_excitations(name: str, *, references_dir: Path, out_dir: Path | None = None,
+                                log=print) -> dict:
+    """Put the excitations of the 2D reference that ``name`` is the motion of
+    (:data:`BORROWED_EXCITATIONS`) into ``name``'s ``.npz`` and say so in its ``.json``;
+    every other array is kept. The 2D reference is read from ``out_dir`` if there, else
+    from ``references_dir`` (as the 3D generators read it); writes to ``out_dir``
+    (default ``references_dir``)."""
+    import opensim as osim
+
+    from fastenv.envs.variants import variant_path
+    source_name, variant = BORROWED_EXCITATIONS[name]
+    references_dir = Path(references_dir)
+    target = Path(out_dir or references_dir)
+    ref = Reference.load(committed_file(f"{name}.npz", name, out_dir or references_dir))
+    source = Reference.load(committed_file(f"{source_name}.npz", source_name, out_dir))
+    model = osim.Model(str(variant_path(variant)))   # held: its muscle set lives in it
+    muscles = model.getMuscles()
+    names = [muscles.get(i).getName() for i in range(muscles.getSize())]
+    excitation, worst = borrowed_excitations(ref, source, names)
+    if worst > MAX_FRAME_MISMATCH_DEG:
+        raise RuntimeError(f"reference {name!r}: its angles differ from {source_name}'s by "
+                           f"{worst:.2f} deg at its frames (at most {MAX_FRAME_MISMATCH_DEG} "
+                           f"expected); not that motion")
+    ref.muscle_names, ref.excitation = names, excitation
+    save_in(ref, target)
+    lacking = [m for m in names if m not in source.muscle_names]
+    doc_path = committed_file(f"{name}.json", name, out_dir or references_dir)
+    doc = json.loads(doc_path.read_text())
+    doc["excitations"] = (f"{source_name}'s Moco excitations, frame for frame, on the "
+                          f"same-named muscles of {variant} (a feed-forward, not a 3D "
+                          f"solution's); {', '.join(lacking)}: {LEAST_EXCITATION:g}, the "
+                          f"lower bound of the Moco solutions' excitations")
+    (target / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    log(f"[{name}] {len(names)} muscle excitations: {len(names) - len(lacking)} from "
+        f"{source_name} (the frames match within {worst:.1e} deg), {len(lacking)} at "
+        f"{LEAST_EXCITATION:g}")
+    return dict(name=name, muscles=len(names), borrowed_from=source_name,
+                max_mismatch_deg=worst)
 
 
 def tracking_errors_deg(solution_cycle: Motion, target: Motion) -> dict:

@@ -279,7 +279,17 @@ def test_residual_excitations_start_from_the_feedforward_activations(residual_mu
     assert np.degrees(np.sqrt(np.mean(np.square(errors)))) < 15.0
 
 
-def test_residual_excitations_are_refused_where_they_cannot_apply():
+def _reference_without_excitations(tmp_path) -> str:
+    """jumping3d's motion saved without its excitations, as a kinematic reference of a
+    user's would be."""
+    from fastenv.references import load_reference
+    ref = load_reference("jumping3d")
+    ref.excitation = ref.muscle_names = None
+    ref.name = "kinematic_jump"
+    return str(ref.save(tmp_path / "kinematic_jump.npz"))
+
+
+def test_residual_excitations_are_refused_where_they_cannot_apply(tmp_path):
     with pytest.raises(ValueError, match="excitations='residual' applies to muscle tasks"):
         ImitationEnv(TORQUE, excitations="residual")
     with pytest.raises(ValueError, match="excitations must be 'direct', 'residual' or 'reflex', "
@@ -287,10 +297,10 @@ def test_residual_excitations_are_refused_where_they_cannot_apply():
         ImitationEnv(MUSCLE, excitations="ff")
     with pytest.raises(ValueError, match="excitation_range must be an excitation within"):
         ImitationEnv(MUSCLE, excitations="residual", excitation_range=1.5)
-    # jumping3d is kinematic (jumping2d's motion on the 3D model): no solution, no
-    # excitations
-    with pytest.raises(ValueError, match="reference 'jumping3d' has none"):
-        ImitationEnv("MuscleJumpingImitation3D-v0", excitations="residual")
+    # a reference without excitations (a kinematic one, or a user's motion file)
+    with pytest.raises(ValueError, match="reference 'kinematic_jump' has none"):
+        ImitationEnv("MuscleJumpingImitation3D-v0", excitations="residual",
+                     reference=_reference_without_excitations(tmp_path))
 
 
 # ---------------------------------------------------------------- reflex excitations
@@ -446,7 +456,7 @@ def test_reflex_without_gains_is_the_residual_excitations():
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
-def test_reflex_options_are_checked():
+def test_reflex_options_are_checked(tmp_path):
     with pytest.raises(ValueError, match=r"reflex_gains must be 6 numbers >= 0 \(k_length, "
                                          r"k_velocity, k_trunk, trunk_rate_s, k_list, k_step; "
                                          r"or the first 4, .*got \[1, 2\]"):
@@ -455,8 +465,9 @@ def test_reflex_options_are_checked():
         ImitationEnv(MUSCLE, excitations="reflex", reflex_gains=[1, 2, -3, 0])
     with pytest.raises(ValueError, match="excitations='reflex' applies to muscle tasks"):
         ImitationEnv(TORQUE, excitations="reflex")
-    with pytest.raises(ValueError, match="reference 'jumping3d' has none"):
-        ImitationEnv("MuscleJumpingImitation3D-v0", excitations="reflex")
+    with pytest.raises(ValueError, match="reference 'kinematic_jump' has none"):
+        ImitationEnv("MuscleJumpingImitation3D-v0", excitations="reflex",
+                     reference=_reference_without_excitations(tmp_path))
 
 
 def test_reflexes_in_the_vector_env_equal_single_envs():

@@ -349,6 +349,31 @@ def test_kinematic_3d_generators_reproduce_the_committed_references(name, tmp_pa
     assert new.playback == committed.playback
     np.testing.assert_allclose(new.q, committed.q, rtol=0, atol=1e-12)
     np.testing.assert_allclose(new.qdot, committed.qdot, rtol=0, atol=1e-9)
+    assert new.muscle_names == committed.muscle_names   # borrowed from jumping2d
+    np.testing.assert_array_equal(new.excitation, committed.excitation)
+    doc = json.loads((tmp_path / f"{name}.json").read_text())
+    assert doc["excitations"].startswith("jumping2d's Moco excitations")
+
+
+def test_borrowed_excitations_need_the_source_motion_frame_for_frame():
+    """jumping3d borrows jumping2d's excitations only because its frames are jumping2d's
+    motion: another motion or other frames are refused; a muscle the source lacks gets
+    the least excitation."""
+    jump3d, jump2d = (Reference.load(REFERENCE_DIR / f"{n}.npz")
+                      for n in ("jumping3d", "jumping2d"))
+    names = ["abd_r", "soleus_r"]
+    excitation, worst = d.borrowed_excitations(jump3d, jump2d, names)
+    assert worst == 0.0
+    np.testing.assert_array_equal(excitation[:, 0], d.LEAST_EXCITATION)
+    np.testing.assert_array_equal(excitation[:, 1],
+                                  jump2d.excitation[:, jump2d.muscle_names.index("soleus_r")])
+    moved = Reference.load(REFERENCE_DIR / "jumping3d.npz")
+    moved.q = moved.q.copy()
+    moved.q[:, moved.coordinate_names.index("knee_angle_r")] += np.radians(1.0)
+    assert d.borrowed_excitations(moved, jump2d, names)[1] == pytest.approx(1.0)
+    walk = Reference.load(REFERENCE_DIR / "walking2d.npz")
+    with pytest.raises(ValueError, match="does not have the frames of 'walking2d'"):
+        d.borrowed_excitations(jump3d, walk, names)
 
 
 # ------------------------------------------------------------------ committed references
