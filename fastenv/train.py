@@ -259,7 +259,8 @@ def init_run(out: Path, source, checkpoint, backend: str, task, algo, config, se
     algorithm, config and env options are the source's unless given (``config`` merged
     over the source's config, ``env_options`` over its options): a fine-tune usually
     changes one thing. Returns ``(folder, task, algo, seed, config, env options,
-    init_from)``, the last a record for config.json; checked before anything is built.
+    init_from, source)``: ``init_from`` a record for config.json, ``source`` the source
+    run's config.json as read; checked before anything is built.
     The network (``[policy]``) and the observation normalisation are the source's: the
     weights fit nothing else."""
     from fastenv.evaluate import checkpoint_folder
@@ -298,7 +299,7 @@ def init_run(out: Path, source, checkpoint, backend: str, task, algo, config, se
                   env_steps=state.get("env_steps", int(folder.name)
                                       if folder.name.isdigit() else None),
                   wall_s=state.get("wall_s"))   # numbered checkpoints keep no state.json
-    return folder, task, algo, seed, cfg, options, record
+    return folder, task, algo, seed, cfg, options, record, saved
 
 
 _UNSET = object()
@@ -738,7 +739,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         env_options, num_envs = saved["env_options"], saved["num_envs"]
     else:
         if init_from is not None:
-            source, task, algo, seed, cfg, env_options, record = init_run(
+            source, task, algo, seed, cfg, env_options, record, _ = init_run(
                 out, init_from, init_checkpoint, "sb3", task, algo, config, seed, env_options)
         else:
             seed, cfg, env_options = new_run(out, task, algo or "sac", config, seed,

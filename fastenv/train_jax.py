@@ -64,7 +64,7 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         env_options, num_envs = saved["env_options"], saved["num_envs"]
     else:
         if init_from is not None:
-            source, task, _, seed, cfg, env_options, record = init_run(
+            source, task, _, seed, cfg, env_options, record, _ = init_run(
                 out, init_from, init_checkpoint, "jax", task, algo, config, seed, env_options)
             if not (source / "learner.npz").is_file():
                 raise FileNotFoundError(

@@ -35,7 +35,6 @@ from fastenv.train import (
     checkpoint_episodes,
     init_run,
     new_run,
-    read_run_config,
     resumed_run,
 )
 
@@ -103,10 +102,9 @@ def train(task: str | None, algo: str | None = "ppo", steps: int = 1_000_000, *,
         num_workers = num_workers or saved["num_workers"]
     else:
         if init_from is not None:
-            source, task, algo, seed, cfg, env_options, record = init_run(
+            source, task, algo, seed, cfg, env_options, record, runs = init_run(
                 out, init_from, init_checkpoint, "rllib", task, algo, config, seed,
                 env_options)
-            runs = read_run_config(init_from)
             num_env_runners = num_env_runners or runs["num_env_runners"]
             envs_per_runner = envs_per_runner or runs["envs_per_runner"]
         else:
