@@ -24,6 +24,7 @@ RUNS = ("TorqueWalkingImitation2D-v0", "runs/torque2d_ppo", "runs/torque_walk3d_
         "runs/torque_jump3d_ppo", "runs/torque_lockedknee2d_ppo",
         "runs/torque_lockedknee3d_ppo", "runs/muscle2d_ppo_reflex_long",
         "runs/muscle_run2d_ppo_reflex_long", "runs/muscle_jump2d_sac_jax",
+        "runs/muscle_jump3d_sac_jax_continued",
         "runs/muscle_lockedknee2d_ppo_reflex", "runs/muscle_lockedknee2d_ppo_reflex_pushed",
         "runs/muscle3d_sac_jax", "runs/run3d_sac_jax",
         "runs/lockedknee3d_sac_jax", "runs/palsy3d_sac_jax")
