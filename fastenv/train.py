@@ -259,8 +259,8 @@ def init_run(out: Path, source, checkpoint, backend: str, task, algo, config, se
     algorithm, config and env options are the source's unless given (``config`` merged
     over the source's config, ``env_options`` over its options): a fine-tune usually
     changes one thing. Returns ``(folder, task, algo, seed, config, env options,
-    init_from, source)``: ``init_from`` a record for config.json, ``source`` the source
-    run's config.json as read; checked before anything is built.
+    init_from, source config)``: ``init_from`` a record for config.json, the last the
+    source run's config.json as read; checked before anything is built.
     The network (``[policy]``) and the observation normalisation are the source's: the
     weights fit nothing else."""
     from fastenv.evaluate import checkpoint_folder

@@ -102,11 +102,11 @@ def train(task: str | None, algo: str | None = "ppo", steps: int = 1_000_000, *,
         num_workers = num_workers or saved["num_workers"]
     else:
         if init_from is not None:
-            source, task, algo, seed, cfg, env_options, record, runs = init_run(
+            source, task, algo, seed, cfg, env_options, record, source_run = init_run(
                 out, init_from, init_checkpoint, "rllib", task, algo, config, seed,
                 env_options)
-            num_env_runners = num_env_runners or runs["num_env_runners"]
-            envs_per_runner = envs_per_runner or runs["envs_per_runner"]
+            num_env_runners = num_env_runners or source_run["num_env_runners"]
+            envs_per_runner = envs_per_runner or source_run["envs_per_runner"]
         else:
             algo = algo or "ppo"
             seed, cfg, env_options = new_run(out, task, algo, config, seed, env_options)
