@@ -1930,11 +1930,7 @@ def attach_solution_excitations(name: str, *, references_dir: Path, out_dir: Pat
     # strides, and a constant column is locked in the env model (held by a spring in
     # Moco, or welded), so only the moving rotations are compared
     expected = periodic_spline(cycle.time, cycle.values, cycle.values[-1] - cycle.values[0])(u)
-    mismatch = {}
-    for j, c in enumerate(cycle.names):
-        k = list(ref.coordinate_names).index(c)
-        if not (is_translation(c) or np.ptp(ref.q[:, k]) == 0):
-            mismatch[c] = float(np.degrees(np.abs(expected[:, j] - ref.q[:, k]).max()))
+    mismatch = rotation_mismatch_deg(ref, cycle.names, expected)
     worst = max(mismatch, key=mismatch.get)
     if mismatch[worst] > MAX_FRAME_MISMATCH_DEG:
         raise RuntimeError(f"reference {name!r}: {worst} differs from {sto.name} by "
@@ -1969,6 +1965,18 @@ BORROWED_EXCITATIONS = {"jumping3d": ("jumping2d", "muscle3d")}
 LEAST_EXCITATION = 0.01
 
 
+def rotation_mismatch_deg(ref, names, values) -> dict[str, float]:
+    """Per coordinate of ``names`` (the columns of ``values``, on ``ref``'s frames) that
+    ``ref`` moves and that is a rotation: the largest difference in deg from ``ref.q``.
+    Translations are left out (a reference's are shifted onto the ground and advanced
+    by strides), and so are columns ``ref`` holds constant (locked in the env model) or
+    lacks."""
+    column = {c: k for k, c in enumerate(ref.coordinate_names)}
+    return {c: float(np.degrees(np.abs(values[:, j] - ref.q[:, column[c]]).max()))
+            for j, c in enumerate(names)
+            if c in column and not is_translation(c) and np.ptp(ref.q[:, column[c]]) > 0}
+
+
 def borrowed_excitations(ref, source, muscle_names) -> tuple[np.ndarray, float]:
     """(excitations on ``ref``'s frames for ``muscle_names``, the largest angle difference
     in deg between the two references' shared moving rotations): ``source``'s excitations
@@ -1982,11 +1990,8 @@ def borrowed_excitations(ref, source, muscle_names) -> tuple[np.ndarray, float]:
                          f"{ref.control_dt} s, {ref.playback}) does not have the frames of "
                          f"{source.name!r} ({source.n_frames}, {source.control_dt} s, "
                          f"{source.playback})")
-    mismatch = 0.0
-    for j, c in enumerate(source.coordinate_names):
-        if c in ref.coordinate_names and not is_translation(c) and np.ptp(source.q[:, j]) > 0:
-            k = list(ref.coordinate_names).index(c)
-            mismatch = max(mismatch, float(np.degrees(np.abs(ref.q[:, k] - source.q[:, j]).max())))
+    mismatch = max(rotation_mismatch_deg(ref, source.coordinate_names, source.q).values(),
+                   default=0.0)
     column = {m: i for i, m in enumerate(source.muscle_names)}
     excitation = np.stack([source.excitation[:, column[m]] if m in column
                            else np.full(source.n_frames, LEAST_EXCITATION)
