@@ -22,6 +22,7 @@ from fastenv.envs import (  # noqa: F401
     is_int,
     resolve_options,
 )
+from fastenv.errors import warn_caller
 from fastenv.observation import (
     build_observation_layout,
     previous_action_names,
@@ -111,6 +112,7 @@ class ImitationEnv(gym.Env):
         ref = opts["reference"] if opts["reference"] is not None else task.reference
         self.reference = prepared_reference(sim, ref, align_ground=opts["align_ground"],
                                             options=opts["reference_options"])
+        self._check_episode_seconds()
 
         # --- actuation ----------------------------------------------------------
         #: muscle excitations or PD targets (``fastenv.actuation``)
@@ -162,6 +164,8 @@ class ImitationEnv(gym.Env):
         self.options = resolve_options(task=self.spec_task, **dict(self.options, **{name: value}))
         if name == "mode":
             self.mode = value
+        if name == "episode_seconds":
+            self._check_episode_seconds()
 
     def get_option(self, name: str):
         """The value of env option ``name`` (as resolved: a preset's integrator, not None)."""
@@ -179,12 +183,24 @@ class ImitationEnv(gym.Env):
         return self._episode_steps
 
     def _length_of_next_episode(self) -> int:
-        ref = self.reference
-        if self.options["episode_seconds"] is not None:
-            return max(1, round(self.options["episode_seconds"] / self.sim.control_dt))
-        if ref.playback == "once":
-            return ref.n_frames - 1 - self._start
+        ref, seconds = self.reference, self.options["episode_seconds"]
+        asked = None if seconds is None else max(1, round(seconds / self.sim.control_dt))
+        if ref.playback == "once":   # the motion's end ends the episode, if it comes first
+            left = ref.n_frames - 1 - self._start
+            return left if asked is None else min(asked, left)
+        if asked is not None:
+            return asked
         return self.spec_task.episode_cycles * ref.cycle_steps
+
+    def _check_episode_seconds(self):
+        """Warn when ``episode_seconds`` asks for more than a reference played once holds:
+        its episodes end where the motion does, not at a pose held still."""
+        ref, seconds = self.reference, self.options["episode_seconds"]
+        length = (ref.n_frames - 1) * self.sim.control_dt
+        if ref.playback == "once" and seconds is not None and seconds > length + 1e-9:
+            warn_caller(f"episode_seconds={seconds:g} is longer than reference {ref.name!r}, "
+                        f"played once ({length:.2f} s from its first frame): its episodes "
+                        "end where it ends; cycle='auto' in reference_options loops a gait")
 
     def _start_state(self, q, qd, frame=0):
         """The start state (compact) for reference coordinates ``q``, ``qd`` (of reference

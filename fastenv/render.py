@@ -402,8 +402,11 @@ class Renderer:
             if not np.isfinite(z) or any(abs(x - x2) < 60 and abs(y - y2) < 18
                                          for x2, y2 in taken):
                 continue
+            label = f"{marks[k]} m"
+            if not self.fits(label, x - 12, y + 4):   # a cut label ("1 m" of -1 m) misleads
+                continue
             taken.append((x, y))
-            self.text(f"{marks[k]} m", x - 12, y + 4)
+            self.text(label, x - 12, y + 4)
 
     def _forces(self, transforms, grf):
         """One arrow per contact force, from its contact spheres' mean ground point
@@ -435,6 +438,15 @@ class Renderer:
         z = np.repeat(b[:, 2:3] - 1.0, 3, axis=1)[:, :, None]
         self._draw(np.concatenate([heads, z], axis=2).reshape(-1, 3),
                    np.arange(3 * len(b)).reshape(-1, 3), color, self._depth, self.image)
+
+    def fits(self, text: str, x: float, y: float, scale: int = 2) -> bool:
+        """Whether :meth:`text` would write all of ``text`` at (x, y) inside the image."""
+        if not (math.isfinite(x) and math.isfinite(y)):
+            return False
+        glyphs = [_glyph(ch, scale) for ch in text]
+        width = sum(g.shape[1] + scale for g in glyphs) - scale
+        height = max(g.shape[0] for g in glyphs)
+        return 0 <= x and x + width <= self.width and 0 <= y and y + height <= self.height
 
     def text(self, text: str, x: float, y: float, scale: int = 2, color=TEXT):
         """Write ``text`` (digits, '.', '-', ' ', 'm', 's', 't') at pixel (x, y)."""

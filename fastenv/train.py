@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 import shutil
 import signal
 import sys
@@ -38,21 +39,26 @@ from fastenv.vector import VECTOR_OPTIONS
 
 ALGOS = ("sac", "ppo")
 SECTIONS = ("algo", "policy", "env", "task", "run")
+#: what every run's config.json holds, whichever backend wrote it
+RUN_CONFIG_KEYS = ("task", "algo", "env_options")
 #: packaged configs merged over an algorithm's by name (``--config muscle_reflex``)
 PRESETS = ("muscle_reflex",)
 
 
 # ----------------------------------------------------------------------- config
 def run_env_options(options: dict) -> dict:
-    """``options`` as a run uses and saves them: a reference file's path (``.mot``,
-    ``.sto``, ``.npz``) made absolute, so that the run is evaluated, rendered and
-    resumed from any working directory; anything else as given."""
-    ref = options.get("reference")
+    """``options`` as a run uses and saves them: the paths of a reference file (``.mot``,
+    ``.sto``, ``.npz``) and of a ``model`` file made absolute, so that the run is
+    evaluated, rendered and resumed from any working directory; anything else as
+    given (a shipped reference's name stays a name)."""
     from fastenv.references import reference_file_kind
-    if isinstance(ref, str) and reference_file_kind(ref) is not None \
-            and Path(ref).is_file():
-        return dict(options, reference=str(Path(ref).resolve()))
-    return options
+    ref, model = options.get("reference"), options.get("model")
+    out = dict(options)
+    if isinstance(ref, str) and reference_file_kind(ref) is not None and Path(ref).is_file():
+        out["reference"] = str(Path(ref).resolve())
+    if isinstance(model, (str, os.PathLike)) and Path(model).is_file():
+        out["model"] = str(Path(model).resolve())
+    return out
 
 
 def _preset(config):
@@ -109,6 +115,12 @@ def read_run_config(run_dir: str | Path) -> dict:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as exc:   # a ValueError that would not name the file
         raise ValueError(f"{config_path} is not a run's config (not JSON: {exc})") from None
+    lacking = [key for key in RUN_CONFIG_KEYS if key not in config] \
+        if isinstance(config, dict) else list(RUN_CONFIG_KEYS)
+    if lacking or not isinstance(config.get("env_options"), dict):
+        raise ValueError(f"{config_path} is not a run's config: "
+                         + (f"it lacks {lacking}" if lacking else "its env_options is not a "
+                            "table") + "; expected the config.json `fastenv train` writes")
     if config.get("task") in TASKS:
         config["env_options"] = applicable_options(TASKS[config["task"]],
                                                    config["env_options"])
@@ -135,10 +147,22 @@ def load_config(algo: str, path: str | Path | None = None, base: dict | None = N
                          f"(presets: {list(PRESETS)}); expected a TOML/JSON file or a preset")
     else:
         raw = path.read_text()
-    user = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw)
+    if path.suffix.lower() not in (".json", ".toml") and preset_file is None:
+        raise ValueError(f"--config {str(path)!r}: expected a .toml or .json file, or a "
+                         f"packaged preset ({list(PRESETS)})")
+    try:
+        user = json.loads(raw) if path.suffix.lower() == ".json" else tomllib.loads(raw)
+    except ValueError as exc:   # JSONDecodeError, TOMLDecodeError: neither names the file
+        raise ValueError(f"--config {str(path)!r} does not parse: {exc}") from None
+    if not isinstance(user, dict):
+        raise ValueError(f"--config {str(path)!r} holds a {type(user).__name__}; expected "
+                         f"a table of sections {SECTIONS}")
     for section, values in user.items():
-        if section not in config or not isinstance(values, dict):
+        if section not in config:
             raise ValueError(f"{path}: unknown section [{section}]; expected {SECTIONS}")
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: [{section}] is {values!r} ({type(values).__name__}); "
+                             f"expected a table of {section} settings")
         known = set(config[section]) | set(packaged.get(section, {}))
         unknown = sorted(set(values) - known)
         # any SB3 argument may be added to [algo], any env option to [task] (the env

@@ -206,11 +206,14 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         term, trunc = take(a.terminated), take(a.truncated)
         return obs, rew, term, trunc
 
-    def _infos(self, ids: np.ndarray, extras: dict):
-        """Gymnasium-style batched infos (``key`` and ``_key`` mask) for rows ``ids``."""
+    def _infos(self, ids: np.ndarray, extras: dict, reset: np.ndarray | None = None):
+        """Gymnasium-style batched infos (``key`` and ``_key`` mask) for rows ``ids``.
+        ``reset``: a reset's rows (a mask over ``ids``); only they carry info, and no
+        row a final observation (an env not reset keeps its last step's in the arrays)."""
         a = self._a
-        infos = self._scalar_infos(a.info, a.info_present[ids], ids)
-        final = a.final[ids]
+        present = a.info_present[ids] if reset is None else a.info_present[ids] & reset[:, None]
+        infos = self._scalar_infos(a.info, present, ids)
+        final = a.final[ids] if reset is None else np.zeros(len(ids), dtype=bool)
         if final.any():
             obj = np.full(len(ids), None, dtype=object)
             for r in np.flatnonzero(final):
@@ -307,12 +310,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self._needs_reset[ids] = False
         self._never_reset[ids] = False
         obs = a.obs.copy() if (self.copy or mask is not None) else a.obs
-        infos = self._infos(self._all, extras)
-        if mask is not None:  # only the reset envs carry info
-            for k in list(infos):
-                if k.startswith("_"):
-                    infos[k] &= np.isin(self._all, ids)
-        return obs, infos
+        return obs, self._infos(self._all, extras, reset=np.isin(self._all, ids))
 
     def _wait(self, n, timeout=None):
         done = self._pool.collect(n, timeout)
@@ -363,6 +361,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self._set_seeds(self._all, seed)
         self._pool.send(b"R", self._all)
         self._never_reset[:] = False
+        self._needs_reset[:] = False
 
     def send(self, actions, env_ids):
         """Start stepping ``env_ids`` (each not already in flight) with ``actions``."""
@@ -376,6 +375,10 @@ class OsimVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"envs {busy.tolist()} are still in flight; recv() them first")
         a = self._actions(actions, len(ids), ids)
         self._check_started("send", ids)
+        ended = ids[self._needs_reset[ids]]
+        if self.autoreset_mode == AutoresetMode.DISABLED and len(ended):
+            raise ValueError(f"envs {ended.tolist()} ended and autoreset is disabled: reset "
+                             "them with options={'reset_mask': ...} first")
         self._a.actions[ids] = a
         self._pool.send(b"S", ids.astype(np.int32))
 
@@ -401,6 +404,7 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         a = self._a
         obs, rew = a.obs[ids], a.reward[ids]
         term, trunc = a.terminated[ids], a.truncated[ids]
+        self._needs_reset[ids] = term | trunc
         infos = self._infos(ids, extras)
         infos["env_id"] = ids.astype(np.int64)
         return obs, rew, term, trunc, infos
@@ -464,6 +468,13 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         self._check_idle("call")
         ids = self._all if env_ids is None else self._env_ids(env_ids)
         return tuple(self._pool.rare("call", ids, name, tuple(args), dict(kwargs or {})))
+
+    def has_attr(self, name, *, env_ids=None) -> tuple[bool, ...]:
+        """Whether every env (or each of ``env_ids``) has attribute ``name``, asked in the
+        workers without sending its value (an OpenSim object cannot leave its worker)."""
+        self._check_idle("has_attr")
+        ids = self._all if env_ids is None else self._env_ids(env_ids)
+        return tuple(self._pool.rare("has_attr", ids, name))
 
     def get_attr(self, name, *, env_ids=None):
         """Attribute ``name`` of every env (or of ``env_ids``, in that order); for an

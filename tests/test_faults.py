@@ -81,6 +81,37 @@ def test_hung_worker_is_killed_after_step_timeout(clean):
     assert run["wall"] < 60
 
 
+def test_a_wait_that_times_out_loses_nothing(clean):
+    """A ``step_wait``/``recv`` timeout leaves the envs that did finish to the next call,
+    with their infos (env 0's sim_error), instead of dropping them."""
+    A = np.random.default_rng(0).random((STEPS, N, 18)).astype(np.float32) * 0.3
+    v = OsimVectorEnv(TASK, N, num_workers=2, step_timeout=3.0,
+                      _faults=[("sim_error", 0, 2), ("hang", 3, 2)])
+    try:
+        v.reset(seed=0)
+        for k in range(2):
+            v.step(A[k])
+        v.step_async(A[2])
+        with pytest.raises(TimeoutError, match="2 of 4 envs did not finish.*the 2 that did"):
+            v.step_wait(timeout=1.0)
+        obs, _, _, trunc, info = v.step_wait()
+        assert trunc.tolist() == [True, False, True, True]
+        assert info["_sim_error"].tolist() == [True, False, False, False]
+        assert info["_worker_restarted"].tolist() == [False, False, True, True]
+        np.testing.assert_array_equal(obs[1], clean["obs"][3, 1])
+        # recv: the same with the envpool-style loop
+        v.async_reset(seed=0)
+        v.recv(batch_size=N)
+        v.send(A[0], np.arange(N))
+        with pytest.raises(TimeoutError, match="did not finish"):
+            v.recv(timeout=1e-4, batch_size=N)
+        assert v._pool.pending == N
+        ids = v.recv(batch_size=N)[4]["env_id"]
+        assert sorted(ids.tolist()) == list(range(N))
+    finally:
+        v.close()
+
+
 def test_exception_in_env_raises_in_parent_with_its_message():
     v = OsimVectorEnv(TASK, 2, num_workers=1, _faults=[("exception", 1, 1)])
     try:

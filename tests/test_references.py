@@ -514,6 +514,17 @@ def test_gaps_in_a_used_column_are_a_one_line_error(tmp_path, muscle2d_path):
     write_motion(tmp_path / "arm.sto", time, columns, in_degrees=False)
     with pytest.warns(UserWarning, match=r"ignoring columns the model lacks: \['arm_flex_r'\]"):
         reference_from_motion(tmp_path / "arm.sto", muscle2d_path)
+    # infinite values are gaps too, named as such before any range check reads them (an
+    # inf knee was taken for another sign convention, an inf pelvis_ty for millimetres)
+    for column, value in (("knee_angle_r", np.inf), ("pelvis_ty", -np.inf),
+                          ("hip_flexion_l", np.inf)):
+        time, columns = _walking2d_rows(101)
+        columns[column] = columns[column].copy()
+        columns[column][7] = value
+        write_motion(tmp_path / "inf.sto", time, columns, in_degrees=False)
+        with pytest.raises(ValueError, match=rf"inf.sto: column {column} has 1 non-finite "
+                                             r"values \(NaN/inf\), from t = 0.086"):
+            reference_from_motion(tmp_path / "inf.sto", muscle2d_path)
 
 
 def test_a_window_that_is_not_a_cycle_is_reported(tmp_path, muscle2d_path):
@@ -532,9 +543,34 @@ def test_a_window_that_is_not_a_cycle_is_reported(tmp_path, muscle2d_path):
     assert not any("looped window" in n for n in motion_file_notes(whole))
 
 
+def test_cycle_windows_and_locked_only_files_are_refused_naming_the_file(tmp_path,
+                                                                       muscle2d_path):
+    """A window outside the motion, a window shorter than two control steps and a file
+    whose only coordinates are locked in the model: one line each, naming the file."""
+    from fastenv.envs.variants import variant_path
+    from fastenv.references import write_motion
+
+    time, columns = _walking2d_rows(101)
+    write_motion(tmp_path / "walk.sto", time, columns, in_degrees=False)
+    with pytest.raises(ValueError, match=r"cycle \(0.0, 3.0\) outside the time range of "
+                                         r".*walk.sto, \[0, 1.2\d*\] s"):
+        reference_from_motion(tmp_path / "walk.sto", muscle2d_path, cycle=(0.0, 3.0))
+    write_motion(tmp_path / "fast.sto", time * 0.3, columns, in_degrees=False)  # 270 Hz
+    with pytest.raises(ValueError, match=r"motion file .*fast.sto: a looped cycle of "
+                                         r"0.0074 s is shorter than 2 control steps"):
+        reference_from_motion(tmp_path / "fast.sto", muscle2d_path, cycle=(0.0, 0.008))
+    write_motion(tmp_path / "knee_only.sto", time,
+                 {"knee_angle_l": columns["knee_angle_l"]}, in_degrees=False)
+    with pytest.raises(ValueError, match=r"knee_only.sto': the model locks every coordinate "
+                                         r"it has a column for \(\['knee_angle_l'\]\); "
+                                         r"expected at least one unlocked coordinate"):
+        reference_from_motion(tmp_path / "knee_only.sto", variant_path("muscle2d_lockedknee"))
+
+
 def test_a_gait_played_once_says_how_to_loop_it(tmp_path, muscle2d_path):
     """Two cycles of walking2d, overground, played once: an episode would end with the
     file, and the warning says so and how to loop; with cycle='auto' it says nothing."""
+    from fastenv.env import ImitationEnv
     from fastenv.references import motion_file_notes, write_motion
 
     time, columns = _walking2d_rows(101)
@@ -549,6 +585,18 @@ def test_a_gait_played_once_says_how_to_loop_it(tmp_path, muscle2d_path):
     looped = reference_from_motion(tmp_path / "two.sto", muscle2d_path, cycle="auto",
                                    warn=False)
     assert not any("played once" in n for n in motion_file_notes(looped))
+    # an episode asked to last longer than the file still ends with it, and says so
+    with pytest.warns(UserWarning, match=r"episode_seconds=5 is longer than reference "
+                                         r"'two', played once \(2.4\d s from its first "
+                                         r"frame\): its episodes end where it ends"):
+        env = ImitationEnv("TorqueWalkingImitation2D-v0", reference=str(tmp_path / "two.sto"),
+                           episode_seconds=5.0, mode="test")
+    with env:
+        env.reset(seed=0)
+        assert env.episode_steps == env.reference.n_frames - 1
+        env.set_option("episode_seconds", 1.0)
+        env.reset(seed=0)
+        assert env.episode_steps == 100
 
 
 def test_another_models_sign_convention_is_refused_and_negate_fixes_it(tmp_path,
@@ -577,6 +625,12 @@ def test_another_models_sign_convention_is_refused_and_negate_fixes_it(tmp_path,
         reference_from_motion(tmp_path / "ok.sto", muscle2d_path, negate=["knee_r"])
     with pytest.raises(ValueError, match="negate must be a list of coordinate names"):
         reference_from_motion(tmp_path / "ok.sto", muscle2d_path, negate="knee_angle_r")
+    # negating a file already in the model's convention: the message says to stop
+    with pytest.raises(ValueError, match=r"ok.sto: knee_angle_[rl] goes .*negated as "
+                                         r"reference_options\['negate'\] asks; is the file "
+                                         r"already in the model's convention\?.*take "
+                                         r"'knee_angle_[rl]' out of 'negate'"):
+        reference_from_motion(tmp_path / "ok.sto", muscle2d_path, negate=knees)
     # 15 deg more knee extension: 3-5 deg past the 10-deg limit, kept and reported
     write_motion(tmp_path / "straight.sto", time,
                  {c: v + np.radians(15) if c in knees else v for c, v in columns.items()},

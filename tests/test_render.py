@@ -64,6 +64,22 @@ def test_frame_shows_the_model_where_its_bodies_project():
     env.close()
 
 
+def test_floor_labels_are_whole_or_not_drawn():
+    """A metre label cut at the image's edge is not drawn: "-1 m" cut to "1 m" would
+    name the wrong mark."""
+    env = _env()
+    env.reset(seed=0)
+    r = env.renderer
+    assert r.fits("-1 m", 0, 0) and r.fits("12 m", 560, 450)
+    assert not r.fits("-1 m", -4, 10) and not r.fits("12 m", 620, 10)
+    assert not r.fits("1 m", 10, 475) and not r.fits("1 m", float("nan"), 10)
+    written = []
+    r.text = lambda text, x, y, *a, **k: written.append((text, x, y))
+    r.frame()
+    assert written and all(r.fits(text, x, y) for text, x, y in written)
+    env.close()
+
+
 def test_frame_changes_when_the_model_moves():
     env = _env("TorqueWalkingImitation2D-v0")
     env.reset(seed=0)

@@ -85,6 +85,8 @@ def test_env_access_with_indices():
         assert env.render_mode is None
         # SB3's contract: a missing attribute is an AttributeError, so has_attr is False
         assert not env.has_attr("no_such_attribute") and env.has_attr("mode")
+        # an attribute whose value cannot leave its worker (an OpenSim object) is there too
+        assert env.has_attr("sim") and env.get_attr("mode") == ["test", "train", "test"]
         with pytest.raises(AttributeError, match="no_such_attribute"):
             env.get_attr("no_such_attribute")
     finally:

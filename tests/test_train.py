@@ -118,6 +118,32 @@ def test_config_merge_rejects_typos(tmp_path):
         load_config("ppo", user)
     with pytest.raises(ValueError, match="unknown algorithm 'ddpg'"):
         load_config("ddpg")
+    # a file that is not a table of tables, or does not parse, is named in one line
+    for name, text, expected in [
+            ("c.json", "[1, 2]", r"c.json' holds a list; expected a table of sections"),
+            ("c.toml", "algo = 3\n", r"\[algo\] is 3 \(int\); expected a table of algo"),
+            ("c.toml", "[env\n", r"--config '.*c.toml' does not parse: "),
+            ("c.json", "{", r"--config '.*c.json' does not parse: "),
+            ("c.yaml", "env: {}\n", r"expected a .toml or .json file")]:
+        user = tmp_path / name
+        user.write_text(text)
+        with pytest.raises(ValueError, match=expected):
+            load_config("ppo", user)
+
+
+def test_a_runs_model_and_reference_files_are_saved_absolute(tmp_path, monkeypatch):
+    """--option model=my.osim and reference=walk.mot given relative to the working
+    directory are saved as absolute paths, so that the run evaluates from anywhere."""
+    import shutil
+
+    from fastenv.envs.variants import variant_path
+    from fastenv.train import config_env_options
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(variant_path("torque2d"), tmp_path / "my.osim")
+    options = config_env_options("TorqueWalkingImitation2D-v0", load_config("ppo"),
+                                 {"model": "my.osim", "reference": "walking2d"})
+    assert options["model"] == str(tmp_path / "my.osim")
+    assert options["reference"] == "walking2d"   # a shipped reference's name stays one
 
 
 def test_the_muscle_reflex_preset_is_the_recipe_of_the_learned_muscle_runs(tmp_path):
@@ -543,6 +569,10 @@ def test_a_run_on_a_relative_motion_file_is_evaluated_from_elsewhere(tmp_path, m
     ("model.zip", r"checkpoint .*latest is incomplete: model.zip is missing"),
     ("vecnormalize.pkl", r"cannot read .*vecnormalize.pkl, the observation statistics"),
     ("config.json", r"run/config.json is not a run's config \(not JSON"),
+    ("config.json:[]", r"run/config.json is not a run's config: it lacks \['task'"),
+    ("config.json:{}", r"run/config.json is not a run's config: it lacks"),
+    ('config.json:{"task": "TorqueWalkingImitation2D-v0", "algo": "ppo", "env_options": 3}',
+     r"is not a run's config: its env_options is not a table"),
 ])
 def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys, damage, expected):
     """A checkpoint without its model had SB3 name model.zip.zip; a damaged
@@ -555,11 +585,12 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys, damage, expected):
     run = tmp_path / "run"
     shutil.copytree(committed / "checkpoints" / "latest", run / "checkpoints" / "latest")
     shutil.copy(committed / "config.json", run)
+    damage, _, content = damage.partition(":")   # config.json:TEXT: valid JSON, not a run's
     broken = (run if damage == "config.json" else run / "checkpoints" / "latest") / damage
     if damage == "model.zip":
         broken.unlink()
     else:
-        broken.write_bytes(b"not a pickle")
+        broken.write_bytes(content.encode() or b"not a pickle")
     assert main(["evaluate", str(run), "--episodes", "1", "--seconds", "0.1"]) == 2
     err = capsys.readouterr().err
     assert re.search(expected, err) and len(err.strip().splitlines()) == 1, err

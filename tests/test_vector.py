@@ -7,7 +7,7 @@ from gymnasium.vector import AutoresetMode
 
 import fastenv.envs
 from fastenv.env import ImitationEnv
-from fastenv.errors import ClosedEnvError, PendingCallError
+from fastenv.errors import ClosedEnvError, EnvError, PendingCallError
 from fastenv.vector import OsimVectorEnv
 
 # Stiff uniform PD gains make random-action episodes end after a few steps, so a
@@ -105,6 +105,48 @@ def test_disabled_autoreset_needs_reset_mask(expected):
                 break
         else:
             pytest.fail("no episode ended")
+    finally:
+        venv.close()
+
+
+def test_disabled_autoreset_with_send_and_recv():
+    """An episode that ends in ``recv`` is refused on the next ``send`` (or ``step``), as
+    one that ends in ``step`` is; ``async_reset`` clears it."""
+    venv = OsimVectorEnv(TASK, 2, num_workers=2, autoreset_mode="disabled",
+                         episode_seconds=0.03, **KW)
+    try:
+        venv.async_reset(seed=SEED)
+        venv.recv(batch_size=2)
+        for _ in range(3):
+            venv.send(np.zeros((2, 7)), [0, 1])
+            *_, term, trunc, info = venv.recv(batch_size=2)
+        assert (term | trunc).all()
+        with pytest.raises(ValueError, match=r"envs \[0\] ended and autoreset is disabled"):
+            venv.send(np.zeros((1, 7)), [0])
+        with pytest.raises(ValueError, match="autoreset is disabled"):
+            venv.step(np.zeros((2, 7)))
+        assert venv._pool.pending == 0   # nothing was sent
+        venv.async_reset(seed=SEED)
+        venv.recv(batch_size=2)
+        venv.step(np.zeros((2, 7)))
+    finally:
+        venv.close()
+
+
+def test_a_partial_reset_reports_only_the_reset_envs():
+    """``reset(options={"reset_mask": ...})`` returns the reset envs' infos only: no key of
+    the last step left with an all-False mask, and no final observation of an env that
+    ended in that step but was not reset (Gymnasium's SyncVectorEnv does the same)."""
+    venv = OsimVectorEnv(TASK, 2, num_workers=2, autoreset_mode="same_step",
+                         episode_seconds=0.03, **KW)
+    try:
+        venv.reset(seed=SEED)
+        for _ in range(3):
+            *_, term, trunc, info = venv.step(np.zeros((2, 7)))
+        assert (term | trunc).all() and "final_obs" in info
+        _, info = venv.reset(options={"reset_mask": np.array([True, False])})
+        assert "final_obs" not in info and "final_info" not in info
+        assert all(info[k].tolist() == [True, False] for k in info if k.startswith("_"))
     finally:
         venv.close()
 
@@ -334,6 +376,27 @@ def test_bad_vector_input():
                                                            r"vector options: .*'num_workers'")):
         with pytest.raises(ValueError, match=match):
             OsimVectorEnv(TASK, **kwargs)
+
+
+def test_values_that_cannot_be_pickled_leave_the_pool_usable():
+    """A ``set_attr`` value, or a ``get_attr`` result, that cannot cross the pipe (an
+    OpenSim object) is a one-line error naming it; no worker dies and no reply is left
+    unread for the next command to take."""
+    venv = OsimVectorEnv(TASK, 3, num_workers=2, **KW)
+    try:
+        venv.reset(seed=SEED)
+        with pytest.raises(TypeError, match="set_attr: its arguments cannot be sent"):
+            venv.set_attr("probe", [1, 2, lambda: 0])
+        assert venv.get_attr("mode") == ("train",) * 3
+        with pytest.raises(EnvError, match=r"env 2 .*get_attr\('sim'\).*the value is a "
+                                           r"Simulation, which cannot be sent"):
+            venv.get_attr("sim", env_ids=[2])
+        assert venv.has_attr("sim") == (True,) * 3
+        assert venv.has_attr("no_such_attribute", env_ids=[1]) == (False,)
+        venv.step(np.zeros((3, 7)))
+        assert venv.restarts == 0
+    finally:
+        venv.close()
 
 
 def test_values_refused_inside_a_worker_are_value_errors():

@@ -129,6 +129,11 @@ class FastenvVecEnv(VecEnv):
         ids = self._ids(indices)
         return list(self.venv.get_attr(attr_name, env_ids=ids)) if ids else []
 
+    def has_attr(self, attr_name: str) -> bool:
+        """Whether every env has ``attr_name``; its value stays in the workers (SB3's
+        default fetches it, and an OpenSim object cannot be sent)."""
+        return all(self.venv.has_attr(attr_name))
+
     def set_attr(self, attr_name: str, value, indices=None) -> None:
         ids = self._ids(indices)
         if ids:

@@ -59,7 +59,6 @@ from gymnasium.vector import AutoresetMode
 
 from fastenv.errors import (
     ClosedEnvError,
-    EnvError,
     PendingCallError,
     WorkerError,
     WorkerValueError,
@@ -342,20 +341,38 @@ class Pool:
         self._heard[w] = time.monotonic()
 
     def _call_worker(self, w, what, *args):
-        self._send_call(w, what, *args)
+        self._send_call(w, self._call_message(what, *args))
         return self._receive_call(w, what, *args)
 
-    def _send_call(self, w, what, *args):
+    @staticmethod
+    def _call_message(what, *args) -> bytes:
+        """A rare command, pickled before anything is sent: an argument that cannot be
+        pickled raises here, with no worker left owing a reply."""
+        try:
+            return b"P" + pickle.dumps((what, args))
+        except Exception as exc:
+            raise TypeError(f"{what}: its arguments cannot be sent to the workers "
+                            f"({type(exc).__name__}: {exc}); expected picklable values"
+                            ) from exc
+
+    def _send_call(self, w, message: bytes):
         self._in_call[w] = True
-        self.conns[w].send_bytes(b"P" + pickle.dumps((what, args)))
+        self.conns[w].send_bytes(message)
 
     def _receive_call(self, w, what, *args):
-        ok, value = pickle.loads(self.conns[w].recv_bytes())
+        try:
+            ok, value = pickle.loads(self.conns[w].recv_bytes())
+        except (EOFError, OSError) as exc:
+            # the next step finds the process dead and respawns it (_recover)
+            self._in_call[w] = False
+            raise WorkerError(f"worker {w} died during {what} (exit code "
+                              f"{self.procs[w].exitcode}); its envs restart on the next "
+                              "step, reported truncated") from exc
         self._in_call[w] = False
         if not ok:
             env_id, etype, emessage, tb = value
-            during = f"{what}({args[1]!r})" if what in ("call", "get_attr", "set_attr") \
-                else what
+            named = what in ("call", "has_attr", "get_attr", "set_attr")
+            during = f"{what}({args[1]!r})" if named else what
             raise env_error(env_id, etype, emessage, tb, during=during,
                             attribute_lookup=what in ("call", "get_attr"))
         return value
@@ -614,16 +631,15 @@ class Pool:
                         done.extend((i, dict(extra)) for i in ids)
                         restarted[w] = extra
             if not ready and deadline is not None and time.monotonic() >= deadline:
+                # what finished stays to be handed out by the next collect, first
+                self._mark_restarted(done, restarted)
+                for i, _ in done:
+                    self._pending[i] = True
+                self._backlog[:0] = done
                 raise TimeoutError(f"{n - len(done)} of {n} envs did not finish "
-                                   f"within {timeout} s")
-        if restarted:
-            # envs of a restarted worker that had already reported in this batch lost
-            # their state too: report them truncated as well
-            for k, (i, extra) in enumerate(done):
-                w = int(self.owner[i])
-                if w in restarted and not (extra or {}).get("worker_restarted"):
-                    done[k] = (i, dict(extra or {}, **restarted[w]))
-                    self._lost[i] = False
+                                   f"within {timeout} s; the {len(done)} that did are "
+                                   "returned by the next call")
+        self._mark_restarted(done, restarted)
         if len(done) > n:
             # a restarted worker reports all its envs at once: those beyond n stay
             # pending for the next collect, so that a batch is never larger than asked
@@ -634,6 +650,16 @@ class Pool:
         if self.recycle_every:
             self._recycle()
         return done
+
+    def _mark_restarted(self, done, restarted):
+        """Envs of a restarted worker that had already reported in this batch lost
+        their state too: report them truncated as well."""
+        if restarted:
+            for k, (i, extra) in enumerate(done):
+                w = int(self.owner[i])
+                if w in restarted and not (extra or {}).get("worker_restarted"):
+                    done[k] = (i, dict(extra or {}, **restarted[w]))
+                    self._lost[i] = False
 
     def _due(self, w: int) -> bool:
         return bool(self.recycle_every) and self._steps_since_spawn[w] >= self.recycle_every
@@ -686,16 +712,17 @@ class Pool:
         self._check_open(what)
         env_ids = np.asarray(env_ids, dtype=np.int64)
         results, calls, error = {}, [], None
-        for w in np.unique(self.owner[env_ids]):   # all workers at once (render: frames)
+        for w in np.unique(self.owner[env_ids]):   # all pickled before any is sent
             rows = np.flatnonzero(self.owner[env_ids] == w)
             ids = [int(i) for i in env_ids[rows]]
             wargs = (args[0], [args[1][r] for r in rows]) if what == "set_attr" else args
-            self._send_call(w, what, ids, *wargs)
-            calls.append((w, ids, wargs))
-        for w, ids, wargs in calls:   # every worker answers before an error is raised
+            calls.append((w, ids, wargs, self._call_message(what, ids, *wargs)))
+        for w, _, _, message in calls:   # all workers at once (render: frames)
+            self._send_call(w, message)
+        for w, ids, wargs, _ in calls:   # every worker answers before an error is raised
             try:
                 value = self._receive_call(w, what, ids, *wargs)
-            except EnvError as exc:
+            except Exception as exc:   # EnvError, or a worker that died (EOFError)
                 error = error or exc
                 continue
             if value is not None:

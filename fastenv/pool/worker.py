@@ -352,7 +352,7 @@ def worker_main(conn, env_fn, env_ids, autoreset_mode, faults=(), parent=None):
                     reply = (False, (exc.env_id, *exc.record))
                 except Exception as exc:
                     reply = (False, (None, *_record(exc)))
-                conn.send_bytes(pickle.dumps(reply))
+                conn.send_bytes(_pickled_reply(reply, args))
     finally:
         try:
             runner.close()
@@ -367,6 +367,25 @@ def _send_quietly(conn, msg):
         conn.send(msg)
     except (OSError, ValueError):
         pass
+
+
+def _pickled_reply(reply, args) -> bytes:
+    """``reply`` pickled for the parent; a value that cannot be (``get_attr("sim")``: an
+    OpenSim object) becomes an error naming the env and the value's type, and the
+    worker goes on."""
+    try:
+        return pickle.dumps(reply)
+    except Exception as exc:
+        values = reply[1] if reply[0] and isinstance(reply[1], list) else []
+        for i, value in zip(args[0], values):
+            try:
+                pickle.dumps(value)
+            except Exception:
+                wrong = TypeError(f"the value is a {type(value).__name__}, which "
+                                  f"cannot be sent to the parent process ({exc}); expected "
+                                  "a picklable value, e.g. from a method that returns arrays")
+                return pickle.dumps((False, (i, *_record(wrong))))
+        return pickle.dumps((False, (None, *_record(exc))))
 
 
 def _per_env(ids, fn):
@@ -395,6 +414,8 @@ def _rare(runner: EnvRunner, what: str, args):
         return [dict(waiting_s=waiting, busy_s=busy, sending_s=sending, calls=calls)
                 for _ in ids]
     name = args[1]
+    if what == "has_attr":
+        return [hasattr(runner.envs[i], name) for i in ids]
     if what == "get_attr":
         return _per_env(ids, lambda i: getattr(runner.envs[i], name))
     if what == "set_attr":
@@ -407,4 +428,4 @@ def _rare(runner: EnvRunner, what: str, args):
             return attr(*args[2], **args[3]) if callable(attr) else attr
         return _per_env(ids, call)
     raise ValueError(f"unknown pool command {what!r}; expected get_states, set_states, timers, "
-                     "mark_done, get_attr, set_attr or call")
+                     "mark_done, has_attr, get_attr, set_attr or call")

@@ -749,7 +749,8 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
                 largest[c] = float(np.abs(v).max())
             v = np.radians(v) if (in_degrees and sim.rotational[j]) else v
             if sim.locked[j]:
-                locked[c] = dict(file_range=[float(v.min()), float(v.max())],
+                seen = v[np.isfinite(v)] if np.isfinite(v).any() else v   # NaN: not used
+                locked[c] = dict(file_range=[float(seen.min()), float(seen.max())],
                                  locked_at=float(default_q[j]),
                                  unit="rad" if sim.rotational[j] else "m")
             else:
@@ -765,8 +766,20 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         else:
             ignored.append(label)
     if not names:
+        if locked:
+            free = [c for j, c in enumerate(cn) if not sim.locked[j]]
+            raise ValueError(f"motion file {str(path)!r}: the model locks every coordinate "
+                             f"it has a column for ({sorted(locked)}); expected at least one "
+                             f"unlocked coordinate: {free}")
         raise ValueError(f"motion file {str(path)!r} has no column matching a coordinate of "
                          f"the model; model coordinates: {cn}")
+    for c, v in zip(names, values):   # before any check reads their ranges
+        rows = np.flatnonzero(~np.isfinite(v))
+        if len(rows):
+            raise ValueError(f"motion file {file}: column {c} has {len(rows)} "
+                             f"non-finite values (NaN/inf), from t = {time[rows[0]]:g} s to "
+                             f"{time[rows[-1]]:g} s; expected a number in every row (fill the "
+                             "gaps, or cut the file to a stretch without them)")
     stray = sorted(set(negate) - set(names) - set(locked))
     if stray:
         raise ValueError(f"reference option negate names {stray}, which are not coordinates "
@@ -797,9 +810,13 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
             f"motion file {file}: {worst} goes from {np.degrees(b['file_range'][0]):.1f} to "
             f"{np.degrees(b['file_range'][1]):.1f} deg, {np.degrees(b['excess']):.0f} deg past "
             f"the model's range ({np.degrees(b['model_range'][0]):.0f} to "
-            f"{np.degrees(b['model_range'][1]):.0f} deg): another model's sign convention "
-            "(e.g. knee flexion positive)? Expected values within the range; if so, pass "
-            f"reference_options={{'negate': [{worst!r}, ...]}}")
+            f"{np.degrees(b['model_range'][1]):.0f} deg): "
+            + (f"negated as reference_options['negate'] asks; is the file already in the "
+               f"model's convention? Expected values within the range; if so, take {worst!r} "
+               "out of 'negate'" if worst in negate else
+               "another model's sign convention (e.g. knee flexion positive)? Expected values "
+               "within the range; if so, pass "
+               f"reference_options={{'negate': [{worst!r}, ...]}}"))
     # in degrees, a moving body's joints go beyond 3 deg; within it, the file is in radians
     # with the wrong header, or a nearly still pose: say so
     degrees_suspect = bool(in_degrees and largest and max(largest.values()) < np.pi)
@@ -811,14 +828,6 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         values.append(np.full(len(time), default_q[j_tx]))
     missing = [c for j, c in enumerate(cn) if c not in names and not sim.locked[j]]
     values = np.column_stack(values)
-    gaps = ~np.isfinite(values)
-    if gaps.any():
-        j = int(np.flatnonzero(gaps.any(axis=0))[0])
-        rows = np.flatnonzero(gaps[:, j])
-        raise ValueError(f"motion file {file}: column {names[j]} has {len(rows)} non-finite "
-                         f"values (NaN/inf), from t = {time[rows[0]]:g} s to "
-                         f"{time[rows[-1]]:g} s; expected a number in every row (fill the "
-                         "gaps, or cut the file to a stretch without them)")
     time, values, resampled = uniform_rows(time, values)
     dt = float(np.mean(np.diff(time)))
     if dt >= MAX_ROW_INTERVAL:
@@ -882,8 +891,8 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
     elif isinstance(cycle, tuple):
         t0, t1 = cycle
         if not (time[0] <= t0 < t1 <= time[-1]):
-            raise ValueError(f"cycle {cycle} outside the motion's time range "
-                             f"[{time[0]}, {time[-1]}]")
+            raise ValueError(f"cycle {cycle} outside the time range of {file}, "
+                             f"[{time[0]:g}, {time[-1]:g}] s; expected t0 < t1 within it")
         i0 = int(np.searchsorted(time, t0 - 1e-9))
         i1 = int(np.searchsorted(time, t1 + 1e-9)) - 1
         if i1 - i0 < 2:
@@ -895,7 +904,10 @@ def reference_from_motion(path, model_path, *, control_dt=0.01, cycle=None,
         report.update(cycle_window_s=[float(time[0]), float(time[-1])],
                       cycle_period_s=float(time[-1] - time[0]))
         duration = time[-1] - time[0]
-        n = cycle_steps(duration, control_dt)
+        try:
+            n = cycle_steps(duration, control_dt)
+        except ValueError as exc:
+            raise ValueError(f"motion file {file}: {exc}") from None
         figures["time_scale"] = float(duration / (n * control_dt))
         report["cycle_steps"] = n
         time = (time - time[0]) * (n * control_dt / duration)   # whole control steps
@@ -979,8 +991,10 @@ def motion_file_notes(ref: Reference) -> list:
     seam = ref.figures.get("seam_error_deg")
     if r.get("cycle") is not None and seam is not None and seam > SEAM_REPORTED_DEG:
         notes.append(f"the looped window's ends differ by up to {seam:.1f} deg (a joint "
-                     "angle), spread linearly over the loop: is it one gait cycle? "
-                     "cycle='auto' picks a stride whose ends match")
+                     "angle), spread linearly over the loop: "
+                     + ("the stride cycle='auto' found does not close; cycle=(t0, t1) loops "
+                        "another" if r["cycle"] == "auto" else
+                        "is it one gait cycle? cycle='auto' picks a stride whose ends match"))
     if r.get("half_cycle_s"):
         t0, t1 = r["half_cycle_s"]
         notes.append(f"{t0:g}-{t1:g} s is half a gait cycle (its last pose is its first "
