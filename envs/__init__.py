@@ -186,6 +186,9 @@ DEPENDENT_OPTIONS = {
     "excitation_range": ("excitations", ("residual", "reflex")),
     "reflex_gains": ("excitations", ("reflex",)),
     "perturbation_force": ("apply_perturbations", (True,)),
+    # the bandwidth sets the default kp (and so kd = 2 sqrt(kp I)); a given kp leaves it
+    # nothing to set
+    "pd_bandwidth": ("kp", (None,)),
 }
 #: reflex gains beyond these act in the frontal plane (k_list, k_step), which a planar
 #: model does not have
@@ -304,6 +307,12 @@ def _same(a, b) -> bool:
         return False
 
 
+def _one_of(value, choices) -> bool:
+    """Whether ``value`` is one of the names ``choices``; False for anything that is not
+    a string (a list or an array would raise on ``in``, not name the option)."""
+    return isinstance(value, str) and value in choices
+
+
 def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> dict:
     """Merge the original ``config=`` dict with keyword options; reject unknown names.
     With ``task``, integrator, accuracy and min_step left at None come from the
@@ -326,8 +335,14 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
                              "(a motion file's own options, such as treadmill_speed or "
                              "cycle, go in reference_options={...})")
         opts.update(source)
-    if opts["physics"] not in PHYSICS:
+    if not _one_of(opts["physics"], PHYSICS):
         raise ValueError(f"physics must be one of {sorted(PHYSICS)}, got {opts['physics']!r}")
+    if not _one_of(opts["muscle_model"], MUSCLE_MODELS):
+        raise ValueError(f"muscle_model must be one of {list(MUSCLE_MODELS)}, "
+                         f"got {opts['muscle_model']!r}")
+    if not _one_of(opts["contact_model"], CONTACT_MODELS):
+        raise ValueError(f"contact_model must be one of {list(CONTACT_MODELS)}, "
+                         f"got {opts['contact_model']!r}")
     if task is not None:
         # explicit integrator/accuracy/min_step win over the preset
         column = physics_column(task.actuation, opts["muscle_model"])
@@ -350,12 +365,6 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
             is_number(opts["start_settle"]) and 0 <= opts["start_settle"] <= 0.01):
         raise ValueError(f"start_settle must be a number of seconds within [0, 0.01] or None "
                          f"(the task's default), got {opts['start_settle']!r}")
-    if opts["muscle_model"] not in MUSCLE_MODELS:
-        raise ValueError(f"muscle_model must be one of {list(MUSCLE_MODELS)}, "
-                         f"got {opts['muscle_model']!r}")
-    if opts["contact_model"] not in CONTACT_MODELS:
-        raise ValueError(f"contact_model must be one of {list(CONTACT_MODELS)}, "
-                         f"got {opts['contact_model']!r}")
     if task is not None and task.actuation != "muscle" and opts["muscle_model"] != "thelen":
         raise ValueError(f"muscle_model={opts['muscle_model']!r} applies to muscle tasks; "
                          f"{task.id} is torque-driven (leave muscle_model at 'thelen')")
@@ -368,9 +377,9 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     for flag in _FLAGS:
         if not is_flag(opts[flag]):
             raise ValueError(f"{flag} must be True or False, got {opts[flag]!r}")
-    if opts["mode"] not in MODES:
+    if not _one_of(opts["mode"], MODES):
         raise ValueError(f"mode must be one of {MODES}, got {opts['mode']!r}")
-    if opts["nan_actions"] not in ("raise", "zero"):
+    if not _one_of(opts["nan_actions"], ("raise", "zero")):
         raise ValueError(f"nan_actions must be 'raise' or 'zero', got {opts['nan_actions']!r}")
     if not (is_int(opts["horizon"]) and 1 <= opts["horizon"] <= MAX_HORIZON):
         raise ValueError(f"horizon must be an int in [1, {MAX_HORIZON}] (control steps "
@@ -397,11 +406,11 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if not (is_number(opts["start_noise"]) and 0 <= opts["start_noise"] <= 0.2):
         raise ValueError(f"start_noise must be a joint-angle standard deviation in rad "
                          f"within [0, 0.2], got {opts['start_noise']!r}")
-    if opts["reward"] not in ("original", "tracking"):
+    if not _one_of(opts["reward"], ("original", "tracking")):
         raise ValueError(f"reward must be 'original' or 'tracking', got {opts['reward']!r}")
-    if opts["pd_targets"] not in ("range", "residual"):
+    if not _one_of(opts["pd_targets"], ("range", "residual")):
         raise ValueError(f"pd_targets must be 'range' or 'residual', got {opts['pd_targets']!r}")
-    if opts["excitations"] not in ("direct", "residual", "reflex"):
+    if not _one_of(opts["excitations"], ("direct", "residual", "reflex")):
         raise ValueError(f"excitations must be 'direct', 'residual' or 'reflex', got "
                          f"{opts['excitations']!r}")
     gains = opts["reflex_gains"]
@@ -416,7 +425,7 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
     if not (is_number(opts["excitation_range"]) and 0 < opts["excitation_range"] <= 1):
         raise ValueError(f"excitation_range must be an excitation within (0, 1], got "
                          f"{opts['excitation_range']!r}")
-    if opts["pd_update"] not in ("continuous", "step"):
+    if not _one_of(opts["pd_update"], ("continuous", "step")):
         raise ValueError(f"pd_update must be 'continuous' or 'step', got {opts['pd_update']!r}")
     if opts["pd_bandwidth"] is not None and not (
             is_number(opts["pd_bandwidth"]) and opts["pd_bandwidth"] > 0):
@@ -447,14 +456,18 @@ def resolve_options(config=None, *, task: TaskSpec | None = None, **kwargs) -> d
         raise ValueError(f"reflex_gains={list(opts['reflex_gains'])!r}: k_list and k_step "
                          f"act in the frontal plane and {task.id} is planar; give the "
                          f"first {PLANAR_REFLEX_GAINS} gains")
-    if opts["reference_options"]:
+    ref = opts["reference"]
+    if ref is not None and not (isinstance(ref, (str, os.PathLike)) or hasattr(ref, "playback")):
+        raise ValueError(f"reference must be a shipped reference's name, the path of a "
+                         f".mot/.sto/.npz file or a Reference, got {ref!r}")
+    if opts["reference_options"] is not None:   # a dict, checked (an array: refused there)
         check_reference_options(opts["reference_options"])
-        ref = opts["reference"]
+    if opts["reference_options"]:
         if ref is None or os.path.splitext(str(ref))[1].lower() not in (".mot", ".sto"):
             what = ("the task's shipped reference" if ref is None else f"Reference {ref.name!r}"
                     if hasattr(ref, "playback") else repr(str(ref)))
             raise ValueError(f"reference_options apply to a motion-file reference "
                              f"(reference='<file>.mot' or .sto), got {what}")
-    if opts["obs_dtype"] not in ("float32", "float64"):
+    if not _one_of(opts["obs_dtype"], ("float32", "float64")):
         raise ValueError(f"obs_dtype must be 'float32' or 'float64', got {opts['obs_dtype']!r}")
     return opts

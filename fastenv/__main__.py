@@ -167,7 +167,11 @@ def tasks(_args) -> int:
 def rollout(args) -> int:
     """Random actions through one env (``--num-envs 1``) or an ``OsimVectorEnv`` stepped
     envpool-style (half the envs per batch); prints env steps/s. Resets are timed but
-    not counted as steps, nor their zero reward in the mean."""
+    not counted as steps, nor their zero reward in the mean. With many envs each env
+    draws its actions from its own seeded stream and steps its share of ``--steps``
+    (the first ones one more), so the mean reward does not depend on which env finished
+    first; steps/s is timed while every env is stepping, up to the first env's last
+    step (the drain after it leaves cores idle)."""
     import numpy as np
 
     import fastenv  # noqa: F401  (registers the tasks)
@@ -177,50 +181,64 @@ def rollout(args) -> int:
         raise ValueError(f"--workers {args.workers}: one env (--num-envs 1) steps in this "
                          f"process; give --num-envs above 1 for worker processes")
     t_build = time.perf_counter()
-    if args.num_envs == 1:
+    n = args.num_envs
+    if n == 1:
         import gymnasium as gym
         env = gym.make(args.task)
         env.reset(seed=args.seed)
         env.action_space.seed(args.seed)
     else:
-        env = OsimVectorEnv(args.task, args.num_envs, num_workers=args.workers,
-                            batch_size=max(1, args.num_envs // 2))
+        env = OsimVectorEnv(args.task, n, num_workers=args.workers,
+                            batch_size=max(1, n // 2))
         space = env.single_action_space
-        rng = np.random.default_rng(args.seed)
+        streams = [np.random.default_rng([args.seed, i]) for i in range(n)]
+        quota = np.full(n, args.steps // n) + (np.arange(n) < args.steps % n)
 
-        def random_actions(n):
-            return rng.uniform(space.low, space.high, (n, *space.shape))
+        def random_actions(ids):
+            return np.stack([streams[i].uniform(space.low, space.high) for i in ids])
     steps, episodes, total_reward = 0, 0, 0.0
     try:
-        if args.num_envs > 1:
+        if n > 1:
             # the first reset is start-up, as for one env; its rows never reach recv()
             env.reset(seed=args.seed)
-            resetting = np.zeros(args.num_envs, dtype=bool)   # next row: an autoreset
-            env.send(random_actions(args.num_envs), np.arange(args.num_envs))
+            resetting = np.zeros(n, dtype=bool)   # next row: an autoreset
+            done = np.zeros(n, dtype=int)         # env steps counted per env
+            first = np.flatnonzero(quota > 0)
+            env.send(random_actions(first), first)
+        timed = None   # (env steps, seconds) up to the first env's last step
         t_build = time.perf_counter() - t_build
         t0 = time.perf_counter()
-        while steps < args.steps:
-            if args.num_envs == 1:
+        if n == 1:
+            while steps < args.steps:
                 _, r, term, trunc, _ = env.step(env.action_space.sample())
                 steps, total_reward = steps + 1, total_reward + r
                 if term or trunc:
                     episodes += 1
                     env.reset()
-            else:
-                _, r, term, trunc, info = env.recv()
+        else:
+            while env.pending:
+                _, r, term, trunc, info = env.recv(batch_size=min(env.batch_size,
+                                                                  env.pending))
                 ids = info["env_id"]
                 stepped = ~resetting[ids]   # NextStep: an ended env's next row is its reset
-                steps += int(stepped.sum())
-                total_reward += float(r[stepped].sum())
+                done[ids] += stepped
+                total_reward += float(r[stepped].astype(np.float64).sum())
                 episodes += int((term | trunc)[stepped].sum())
                 resetting[ids] = term | trunc
-                env.send(random_actions(len(ids)), ids)
+                go = ids[done[ids] < quota[ids]]
+                if len(go) < len(ids) and timed is None:   # an env is through its share
+                    timed = int(done.sum()), time.perf_counter() - t0
+                if len(go):
+                    env.send(random_actions(go), go)
+            steps = int(done.sum())
         dt = time.perf_counter() - t0
     finally:
         env.close()
-    print(f"{args.task}: {args.num_envs} env(s), {steps} random-action steps in {dt:.1f} s "
-          f"(start-up {t_build:.1f} s), {episodes} episode ends, {steps / dt:.1f} steps/s, "
-          f"mean reward {total_reward / steps:.3f}")
+    rate = steps / dt if timed is None or timed[1] <= 0 else timed[0] / timed[1]
+    window = "" if timed is None else f" while all {n} envs stepped"
+    print(f"{args.task}: {n} env(s), {steps} random-action steps in {dt:.1f} s "
+          f"(start-up {t_build:.1f} s), {episodes} episode ends, {rate:.1f} steps/s"
+          f"{window}, mean reward {total_reward / steps:.3f}")
     return 0 if np.isfinite(total_reward) else 1
 
 

@@ -79,11 +79,12 @@ def train(task: str, algo: str = "sac", steps: int = 1_000_000, num_envs: int | 
         state = dict(env_steps=0, wall_s=0.0, episodes=0)
     from gymnasium.vector import AutoresetMode
 
-    from fastenv.vector import OsimVectorEnv
-    vector_options = dict(env_options, autoreset_mode=AutoresetMode.SAME_STEP)
+    from fastenv.vector import OsimVectorEnv, learner_vector_options
+    # the replay buffer keeps each step's observations, and the loop reads final_obs
+    vector_options = learner_vector_options(env_options, "the JAX SAC",
+                                            AutoresetMode.SAME_STEP)
     if num_workers is not None:
         vector_options["num_workers"] = num_workers
-    # copies (the default): the step keeps the previous observations for the buffer
     envs = OsimVectorEnv(task, num_envs, **vector_options)
     try:
         run = _Run(envs, cfg, seed, resume, latest if resume else None)

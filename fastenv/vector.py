@@ -410,6 +410,12 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         return obs, rew, term, trunc, infos
 
     @property
+    def pending(self) -> int:
+        """Envs in flight: sent (or reset by ``async_reset``) and not yet returned by
+        ``recv``; ``recv(batch_size=min(batch_size, pending))`` drains the last ones."""
+        return self._pool.pending
+
+    @property
     def restarts(self) -> int:
         """Workers respawned after a crash or a step timeout (recycling not counted)."""
         return self._pool.restarts
@@ -561,6 +567,23 @@ def _autoreset_mode(value) -> AutoresetMode:
             return m
     raise ValueError(f"autoreset_mode must be one of {[m.value for m in AutoresetMode]} "
                      f"(or {'/'.join(m.name.lower() for m in AutoresetMode)}), got {value!r}")
+
+
+def learner_vector_options(options: dict, learner: str, autoreset: AutoresetMode) -> dict:
+    """``options`` for the vector env a learning library steps: ``autoreset`` (the one
+    its loop is written for; any spelling of it may be given, another mode is refused)
+    and fresh arrays (``copy=False`` is refused: ``learner`` keeps the arrays a step
+    returns, and views of the shared memory would turn every stored observation into
+    the next one)."""
+    given = options.get("autoreset_mode", autoreset)
+    if _autoreset_mode(given) != autoreset:
+        raise ValueError(f"{learner} needs autoreset_mode={autoreset.value!r}, got "
+                         f"{given!r}; leave autoreset_mode out")
+    copy = options.get("copy", True)
+    if is_flag(copy) and not copy:
+        raise ValueError(f"copy={copy!r}: {learner} stores the arrays a step returns, which "
+                         "must be fresh; leave copy out")
+    return dict(options, autoreset_mode=autoreset)
 
 
 def _nan_state(env):

@@ -230,6 +230,25 @@ def test_pd_update_and_bandwidth_options_are_checked():
         ImitationEnv(TORQUE, pd_update="held")
     with pytest.raises(ValueError, match="pd_bandwidth must be a frequency in Hz > 0"):
         ImitationEnv(TORQUE, pd_bandwidth=0)
+    # the bandwidth only sets the default kp (kd follows kp): with kp given it would
+    # change nothing, so it is refused rather than ignored
+    with pytest.raises(ValueError, match=r"pd_bandwidth=50.0: applies with kp=None, not 300"):
+        ImitationEnv(TORQUE, kp=300.0, pd_bandwidth=50.0)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("physics", ["fast"], r"^physics must be one of .*, got \['fast'\]"),
+    ("mode", np.array(["train", "test"]), r"^mode must be one of .*, got array"),
+    ("integrator", ["RK"], r"^unknown integrator \['RK'\]; expected one of"),
+    ("reference", ["walking2d"], r"^reference must be a shipped reference's name"),
+    ("muscle_model", np.array(["thelen"]), r"^muscle_model must be one of"),
+    ("reference_options", np.zeros(2), r"^reference_options must be a dict")])
+def test_options_of_the_wrong_type_are_named(option, value, message):
+    """A list or an array where a name is expected is a one-line ValueError naming the
+    option (it was a TypeError, unhashable, or NumPy's ambiguous truth value)."""
+    with pytest.raises(ValueError, match=message):
+        ImitationEnv(TORQUE if option != "muscle_model" else "MuscleWalkingImitation2D-v0",
+                     **{option: value})
 
 
 # ---------------------------------------------------------------- residual excitations

@@ -160,6 +160,12 @@ def test_bad_adapter_input():
             TorchVectorEnv(venv)
         with pytest.raises(ValueError, match="device must be a torch device"):
             TorchVectorEnv(venv, copy=True, device="warp-drive")
+        # a device type torch knows but this machine lacks, or one without data
+        with pytest.raises(ValueError, match="device='meta' holds no data"):
+            TorchVectorEnv(venv, copy=True, device="meta")
+        if not torch.backends.mps.is_available():
+            with pytest.raises(ValueError, match="device='mps' cannot hold a tensor here"):
+                TorchVectorEnv(venv, copy=True, device="mps")
         if not CUDA:
             with pytest.raises(ValueError, match="sees no CUDA device"):
                 TorchVectorEnv(venv, copy=True, device="cuda")

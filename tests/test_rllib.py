@@ -115,6 +115,14 @@ def test_env_runner_env_is_one_osim_vector_env_in_next_step_mode(monkeypatch):
         rebuilt.close()
     with pytest.raises(ValueError, match="autoreset_mode='NextStep'.*SameStep"):
         vector_env(dict(task=TASK, num_envs=2, autoreset_mode="SameStep"))
+    # any spelling of NextStep is NextStep; a bad one, and views of shared memory (RLlib
+    # keeps the observations a step returns), are one line before any worker starts
+    with pytest.raises(ValueError, match="autoreset_mode must be one of"):
+        vector_env(dict(task=TASK, num_envs=2, autoreset_mode="bogus"))
+    with pytest.raises(ValueError, match="copy=False: RLlib's env runner stores the arrays"):
+        vector_env(dict(task=TASK, num_envs=2, copy=False))
+    env = vector_env(dict(task=TASK, num_envs=1, autoreset_mode="next_step"))
+    env.close()
     with pytest.raises(ValueError, match="needs 'task'"):
         vector_env(dict(num_envs=2))
 

@@ -143,7 +143,7 @@ def test_render_tiles_every_envs_frame():
 
 
 def test_other_autoreset_modes_are_refused():
-    with pytest.raises(ValueError, match="SB3 resets an ended env in the same step"):
+    with pytest.raises(ValueError, match="SB3 needs autoreset_mode='SameStep', got 'NextStep'"):
         make_vec_env(TASK, 1, autoreset_mode="NextStep")
     # SB3's buffers keep what step_wait returns: views of shared memory would change
     with pytest.raises(ValueError, match="copy=False: SB3 stores the arrays"):

@@ -269,6 +269,15 @@ def test_bad_config_is_one_line(tmp_path, capsys):
     assert cli("train", TASK, "--backend", "jax", "--algo", "ppo",
                "--out", str(tmp_path / "r")) == 2
     assert "--backend jax trains SAC" in capsys.readouterr().err
+    # the replay buffer keeps each step's observations: views of shared memory refused
+    for text, expected in (("[task]\ncopy = false\n", "copy=False: the JAX SAC stores the"),
+                           ('[task]\nautoreset_mode = "NextStep"\n',
+                            "the JAX SAC needs autoreset_mode='SameStep'")):
+        (tmp_path / "c.toml").write_text(text)
+        assert cli("train", TASK, "--backend", "jax", "--config", str(tmp_path / "c.toml"),
+                   "--out", str(tmp_path / "r")) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and expected in err, err
     assert not (tmp_path / "r").exists()
 
 

@@ -142,21 +142,19 @@ class SeedBlocks(gym.vector.VectorWrapper):
 def vector_env(config: dict) -> gym.vector.VectorEnv:
     """RLlib env creator: ``config`` holds ``task``, ``num_envs`` (set by the runner),
     optionally ``num_workers`` and any vector or env option of ``OsimVectorEnv``."""
-    from fastenv.vector import OsimVectorEnv
+    from fastenv.vector import OsimVectorEnv, learner_vector_options
     options = dict(config)
     task = options.pop("task", None)
     if task is None:
         raise ValueError(f"env_config needs 'task' (a fastenv task ID), got keys "
                          f"{sorted(options)}")
-    mode = options.pop("autoreset_mode", AutoresetMode.NEXT_STEP)
-    if AutoresetMode(mode) != AutoresetMode.NEXT_STEP:
-        raise ValueError(f"RLlib's env runner needs autoreset_mode='NextStep', got {mode!r}")
+    # RLlib's env runner resets an ended env on the next step and keeps the arrays
+    options = learner_vector_options(options, "RLlib's env runner", AutoresetMode.NEXT_STEP)
     num_envs = int(options.pop("num_envs", 1))
     counter = options.pop("seed_generations", None)
     if options.get("num_workers") is None:
         options["num_workers"] = min(num_envs, _assigned_cpus())
-    return SeedBlocks(OsimVectorEnv(task, num_envs, autoreset_mode=AutoresetMode.NEXT_STEP,
-                                    **options), counter)
+    return SeedBlocks(OsimVectorEnv(task, num_envs, **options), counter)
 
 
 def _assigned_cpus() -> int:

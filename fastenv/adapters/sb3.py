@@ -20,8 +20,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from fastenv.envs import is_flag, is_int
-from fastenv.vector import OsimVectorEnv, _autoreset_mode
+from fastenv.envs import is_int
+from fastenv.vector import OsimVectorEnv, learner_vector_options
 
 
 def make_vec_env(task_id: str, n_envs: int = 1, seed: int | None = None,
@@ -35,16 +35,8 @@ def make_vec_env(task_id: str, n_envs: int = 1, seed: int | None = None,
     if "num_envs" in options:   # gym.make_vec's name would collide with n_envs
         raise ValueError(f"num_envs={options['num_envs']!r}: make_vec_env takes SB3's "
                          "n_envs instead")
-    # any spelling OsimVectorEnv accepts ("same_step" too); a bad one gets its message
-    if _autoreset_mode(options.get("autoreset_mode", "SameStep")) != AutoresetMode.SAME_STEP:
-        raise ValueError(f"autoreset_mode={options['autoreset_mode']!r}: SB3 resets an "
-                         "ended env in the same step; leave autoreset_mode out")
-    options["autoreset_mode"] = AutoresetMode.SAME_STEP
-    if is_flag(options.get("copy", True)) and not options.get("copy", True):
-        # SB3's buffers keep the arrays step_wait returns; views of the pool's shared
-        # memory would turn every stored observation into the next one
-        raise ValueError(f"copy={options['copy']!r}: SB3 stores the arrays step_wait "
-                         "returns, which must be fresh; leave copy out")
+    # SB3 resets an ended env in the same step and keeps the arrays step_wait returns
+    options = learner_vector_options(options, "SB3", AutoresetMode.SAME_STEP)
     env = FastenvVecEnv(OsimVectorEnv(task_id, n_envs, **options))
     if seed is not None:
         try:

@@ -48,6 +48,15 @@ def _device(device) -> torch.device:
                          f"'cuda:0'), got {device!r}") from None
     if checked.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r}, but torch sees no CUDA device")
+    if checked.type == "meta":
+        raise ValueError(f"device={device!r} holds no data; expected a device such as 'cpu' "
+                         "or 'cuda:0'")
+    if checked.type not in ("cpu", "cuda"):   # mps, xpu, ...: a tensor there says if it works
+        try:
+            torch.empty(1, device=checked)
+        except Exception as exc:
+            raise ValueError(f"device={device!r} cannot hold a tensor here "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     return checked
 
 

@@ -159,7 +159,7 @@ class Simulation:
     def __init__(self, model_path, *, control_dt=0.01, integrator="SemiExplicitEuler2",
                  accuracy=1e-3, bodies=None, energetics=True, push_body=None,
                  coordinate_springs=(), min_step=0.0, max_acceleration=math.inf):
-        if integrator not in INTEGRATORS:
+        if not (isinstance(integrator, str) and integrator in INTEGRATORS):
             raise ValueError(f"unknown integrator {integrator!r}; expected one of "
                              f"{sorted(INTEGRATORS)}")
         if not (accuracy > 0 and math.isfinite(accuracy)):
