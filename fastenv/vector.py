@@ -401,12 +401,16 @@ class OsimVectorEnv(gym.vector.VectorEnv):
         ids = np.array([i for i, _ in done], dtype=np.int32)
         extras = {i: e for i, e in done if e}
         self._raise_env_errors(extras)
-        a = self._a
-        obs, rew = a.obs[ids], a.reward[ids]
-        term, trunc = a.terminated[ids], a.truncated[ids]
+        try:
+            a = self._a
+            obs, rew = a.obs[ids], a.reward[ids]
+            term, trunc = a.terminated[ids], a.truncated[ids]
+            infos = self._infos(ids, extras)
+            infos["env_id"] = ids.astype(np.int64)
+        except BaseException:   # an interrupt (Ctrl-C) here: the next recv returns them
+            self._pool.give_back(done)
+            raise
         self._needs_reset[ids] = term | trunc
-        infos = self._infos(ids, extras)
-        infos["env_id"] = ids.astype(np.int64)
         return obs, rew, term, trunc, infos
 
     @property

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastenv.errors import EnvError
+from fastenv.errors import EnvError, WorkerError
 from fastenv.vector import OsimVectorEnv
 
 TASK = "MuscleWalkingImitation2D-v0"
@@ -320,3 +320,152 @@ def test_close_with_steps_in_flight_is_prompt(how):
     assert elapsed < 1.0, f"close() took {elapsed:.2f} s with steps in flight"
     assert not seg.exists()
     assert not [p for p in pids if Path(f"/proc/{p}").exists()], "a worker outlived close()"
+
+
+# ------------------------------------------------------------- workers dying while idle
+TORQUE = "TorqueWalkingImitation2D-v0"
+
+
+def _kill(venv, w):
+    os.kill(venv._pool.pids[w], signal.SIGKILL)
+    venv._pool.procs[w].join(5.0)
+
+
+def test_a_recycle_that_finds_its_worker_dead_recovers_it():
+    """With recycle_every, a due worker killed from outside after its envs finished (the
+    OOM killer): the recycle is a worker failure like any other, its envs come back
+    truncated with worker_restarted, and no env's row is lost (a BrokenPipeError had
+    escaped, dropping the rows read before it)."""
+    venv = OsimVectorEnv(TORQUE, 4, num_workers=2, recycle_every=3)
+    try:
+        zeros = np.zeros((4, 7), np.float32)
+        venv.async_reset(seed=0)
+        venv.recv(batch_size=4)
+        venv.send(zeros[2:], [2, 3])
+        venv.recv(batch_size=2)
+        venv.send(zeros[:2], [0, 1])
+        venv.send(zeros[2:], [2, 3])   # worker 1 (envs 2, 3) is due once these are in
+        while venv._pool.conns[1].poll(0) is False:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        _kill(venv, 1)
+        ids = []
+        while venv.pending:
+            ids += venv.recv(batch_size=min(2, venv.pending), timeout=30)[4]["env_id"].tolist()
+        assert sorted(ids) == [0, 1, 2, 3]
+        venv.send(zeros, np.arange(4))
+        *_, trunc, info = venv.recv(batch_size=4, timeout=30)
+        restarted = info["env_id"][info["_worker_restarted"]]
+        assert sorted(restarted.tolist()) == [2, 3] and trunc[info["_worker_restarted"]].all()
+    finally:
+        venv.close()
+
+
+def test_a_balanced_pool_recovers_a_due_worker_killed_while_idle():
+    """Load balancing with recycle_every: a due worker killed while idle is recovered
+    when the dispatcher picks it (its BrokenPipeError had left the step stuck)."""
+    venv = OsimVectorEnv(TORQUE, 4, num_workers=3, active_workers=1, recycle_every=4)
+    try:
+        zeros = np.zeros((4, 7), np.float32)
+        venv.reset(seed=0)
+        for _ in range(3):
+            venv.step(zeros)
+        victim = int(venv._pool.owner[3])
+        _kill(venv, victim)
+        *_, trunc, info = venv.step(zeros)
+        mine = venv._pool.owner == victim
+        assert info["_worker_restarted"].tolist() == mine.tolist() and trunc[mine].all()
+        venv.step(zeros)
+    finally:
+        venv.close()
+
+
+def test_a_rare_command_to_a_dead_worker_is_one_line_and_leaves_no_reply_behind():
+    """get_attr after the last of three workers died while idle: a one-line WorkerError,
+    the other workers' replies read (one had been left in a pipe and read by the next
+    step as a step's reply); the next step respawns the worker."""
+    venv = OsimVectorEnv(TORQUE, 6, num_workers=3)
+    try:
+        venv.reset(seed=0)
+        zeros = np.zeros((6, 7), np.float32)
+        venv.step(zeros)
+        _kill(venv, 2)
+        with pytest.raises(WorkerError, match=r"^worker 2 died before get_attr \(exit code "
+                                              r"-9\); its envs restart on the next step"):
+            venv.get_attr("n_actions")
+        *_, trunc, info = venv.step(zeros)
+        assert trunc.tolist() == [False] * 4 + [True] * 2
+        assert info["_worker_restarted"].tolist() == [False] * 4 + [True] * 2
+        assert venv.get_attr("n_actions") == (7,) * 6
+    finally:
+        venv.close()
+
+
+@pytest.mark.parametrize("where", ["recover", "recycle"])
+def test_an_interrupted_respawn_or_recycle_is_redone(where, monkeypatch):
+    """Ctrl-C while a worker is being started (recovering from a crash, or recycled):
+    drop_in_flight() recovers it and the pool goes on (the new worker's start-up
+    messages had been read as step replies, and reset refused for good)."""
+    from fastenv.pool.pool import Pool
+    venv = OsimVectorEnv(TORQUE, 4, num_workers=2,
+                         recycle_every=3 if where == "recycle" else None)
+    try:
+        venv.reset(seed=0)
+        zeros = np.zeros((4, 7), np.float32)
+        for _ in range(2 if where == "recycle" else 1):
+            venv.step(zeros)
+        if where == "recover":
+            _kill(venv, 1)
+        expect, calls = Pool._expect, []
+
+        def interrupted(pool, w, what):
+            calls.append(what)
+            if what == "spaces" and len(calls) == 2:   # once, inside the first respawn
+                raise KeyboardInterrupt
+            return expect(pool, w, what)
+        monkeypatch.setattr(Pool, "_expect", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            venv.step(zeros)   # due (recycle), or finds worker 1 dead (recover)
+            venv.step(zeros)
+        venv.drop_in_flight()
+        obs, _ = venv.reset(seed=0)
+        *_, trunc, info = venv.step(zeros)
+        assert not trunc.any() and np.isfinite(obs).all()
+    finally:
+        venv.close()
+
+
+def test_an_interrupted_recv_loses_no_row():
+    """A KeyboardInterrupt inside recv (a signal handler's) puts back what it had taken:
+    every env sent is returned once."""
+    venv = OsimVectorEnv(TORQUE, 4, num_workers=2, batch_size=2)
+    calls = {"n": 0}
+    infos = venv._infos
+
+    def flaky(*args, **kwargs):   # every third recv is interrupted after its collect
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise KeyboardInterrupt
+        return infos(*args, **kwargs)
+    try:
+        venv.async_reset(seed=0)
+        venv.recv(batch_size=4)
+        venv._infos = flaky
+        zeros = np.zeros((4, 7), np.float32)
+        sent, returned = np.ones(4, int), np.zeros(4, int)
+        venv.send(zeros, np.arange(4))
+        for _ in range(30):
+            try:
+                *_, info = venv.recv()
+            except KeyboardInterrupt:
+                continue
+            ids = info["env_id"]
+            returned[ids] += 1
+            venv.send(zeros[ids], ids)
+            sent[ids] += 1
+        venv._infos = infos
+        while venv.pending:
+            returned[venv.recv(batch_size=min(2, venv.pending))[4]["env_id"]] += 1
+        assert (sent == returned).all(), (sent, returned)
+    finally:
+        venv.close()

@@ -377,8 +377,18 @@ class Pool:
                             attribute_lookup=what in ("call", "get_attr"))
         return value
 
+    def _heal(self):
+        """Recover the workers a respawn or recycle left half-done (an interrupt, e.g.
+        Ctrl-C, inside it): their pipes may hold start-up messages or replies nobody
+        reads, so they are respawned, their envs reset and reported truncated."""
+        for w in np.flatnonzero(~self._ready):
+            self._in_call[w] = False
+            self._report_later(self._recover(int(w), f"worker {w} was interrupted while "
+                                                     "being started or recycled"))
+
     def _recover(self, w, reason: str):
-        """Respawn worker ``w``; its envs are reset and reported truncated."""
+        """Respawn worker ``w``; its envs are reset and reported truncated. Not ready
+        until its envs are reset (an interrupt in between: ``_heal``)."""
         ids = self.worker_envs[w]
         self._backlog = [(i, e) for i, e in self._backlog if self.owner[i] != w]
         was_pending = self._pending[ids].copy()
@@ -387,6 +397,7 @@ class Pool:
         self._queued_work[w] = 0.0
         self._fresh[ids], self._timed[ids] = True, False
         self._replace(w)
+        self._ready[w] = False
         for i in ids:   # before the reset: an option set by configure applies from it
             for (method, _), args in self._settings.get(int(i), {}).items():
                 self._call_worker(w, "call", [int(i)], method, args, {})
@@ -414,6 +425,7 @@ class Pool:
             a.final_info_present[ids] = False
         self._pending[ids] = False
         self._lost[ids[~was_pending]] = True
+        self._ready[w] = True
         return [int(i) for i in ids[was_pending]], {"worker_restarted": True,
                                                     "worker_error": reason}
 
@@ -428,6 +440,7 @@ class Pool:
         step, which waits for every env anyway); not with load balancing, nor to a
         worker with envs already in flight."""
         self._check_open("send")
+        self._heal()
         env_ids = np.asarray(env_ids, dtype=np.int32)
         lost = env_ids[self._lost[env_ids]]
         if len(lost):
@@ -503,7 +516,10 @@ class Pool:
         while free > 0 and heap:
             _, w = heapq.heappop(heap)
             if self._due(w):   # idle (dispatch picks idle workers): recycled before its step
-                self._recycle_worker(w)
+                failed = self._recycle_safely(w)
+                if failed is not None:   # its queue went with it; the core stays free
+                    self._report_later(failed)
+                    continue
             i = self._queued[w].pop()
             self._queued_work[w] = (self._queued_work[w] - self._prediction[i]
                                     if self._queued[w] else 0.0)
@@ -553,6 +569,37 @@ class Pool:
         self._check_open("collect")
         done = []
         restarted = {}
+        try:
+            self._wait_for(n, timeout, done, restarted)
+            self._mark_restarted(done, restarted)
+            if len(done) > n:
+                # a restarted worker reports all its envs at once: those beyond n stay
+                # pending for the next collect, so that a batch is never larger than asked
+                for i, _ in done[n:]:
+                    self._pending[i] = True
+                self._backlog.extend(done[n:])
+                del done[n:]
+            if self.recycle_every:
+                self._recycle()
+        except BaseException:
+            # a timeout or an interrupt (Ctrl-C): what finished stays to be handed out
+            # by the next collect, first, instead of being dropped with this call
+            self._mark_restarted(done, restarted)
+            self.give_back(done)
+            raise
+        return done
+
+    def give_back(self, done: list):
+        """Put ``collect``'s result back, first in line for the next collect: the caller
+        was interrupted before it could hand the rows on."""
+        for i, _ in done:
+            self._pending[i] = True
+        self._backlog[:0] = done
+
+    def _wait_for(self, n: int, timeout, done: list, restarted: dict):
+        """``collect``'s wait: appends finished envs to ``done`` (and restarted workers'
+        extras to ``restarted``) until it holds ``n``."""
+        self._heal()
         while self._synthetic and len(done) < n:
             i = self._synthetic.pop(0)
             self._pending[i] = False
@@ -563,6 +610,12 @@ class Pool:
             done.append((i, extra))
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(done) < n:
+            while self._backlog and len(done) < n:   # a recovery while waiting adds to it
+                i, extra = self._backlog.pop(0)
+                self._pending[i] = False
+                done.append((i, extra))
+            if len(done) >= n:
+                break
             for w in range(self.num_workers):
                 if self._held[w] and self._outstanding[w] == 0:
                     failed = self._release(w)
@@ -631,26 +684,9 @@ class Pool:
                         done.extend((i, dict(extra)) for i in ids)
                         restarted[w] = extra
             if not ready and deadline is not None and time.monotonic() >= deadline:
-                # what finished stays to be handed out by the next collect, first
-                self._mark_restarted(done, restarted)
-                for i, _ in done:
-                    self._pending[i] = True
-                self._backlog[:0] = done
                 raise TimeoutError(f"{n - len(done)} of {n} envs did not finish "
                                    f"within {timeout} s; the {len(done)} that did are "
                                    "returned by the next call")
-        self._mark_restarted(done, restarted)
-        if len(done) > n:
-            # a restarted worker reports all its envs at once: those beyond n stay
-            # pending for the next collect, so that a batch is never larger than asked
-            for i, _ in done[n:]:
-                self._pending[i] = True
-            self._backlog.extend(done[n:])
-            done = done[:n]
-        if self.recycle_every:
-            self._recycle()
-        return done
-
     def _mark_restarted(self, done, restarted):
         """Envs of a restarted worker that had already reported in this batch lost
         their state too: report them truncated as well."""
@@ -668,27 +704,49 @@ class Pool:
         """Move the envs of workers past ``recycle_every`` steps to fresh processes."""
         for w in range(self.num_workers):
             if self._due(w) and not self._pending[self.worker_envs[w]].any():
-                self._recycle_worker(w)
+                self._report_later(self._recycle_safely(w))
+
+    def _report_later(self, failed):
+        """A recovery outside ``collect``'s wait (``_recycle_safely``'s result): its
+        pending envs stay pending, reported truncated by the next ``collect``."""
+        if failed is not None:
+            ids, extra = failed
+            for i in ids:
+                self._pending[i] = True
+                self._backlog.append((i, dict(extra)))
 
     def _recycle_worker(self, w: int):
-        """Move worker ``w``'s envs (none in flight) to a fresh process."""
+        """Move worker ``w``'s envs (none in flight) to a fresh process. Not ready until
+        done: an interrupt in between (Ctrl-C) leaves it to be recovered (``_heal``)."""
         ids = [int(i) for i in self.worker_envs[w]]
+        self._ready[w] = False
         states = self._call_worker(w, "get_states", ids)
         self._call_worker(w, "close")
         self._replace(w)
+        self._ready[w] = False
         self._call_worker(w, "set_states", ids, states)
+        self._ready[w] = True
         self.recycles += 1
 
-    def _release(self, w: int):
-        """Worker ``w`` is due and has no step in flight: recycle it, then send the
-        commands it held. A recycle that fails is a worker failure (``_recover``: its
-        envs reset, the pending ones returned to be reported truncated); an interrupt
-        keeps the commands held, for the next collect to try again."""
+    def _recycle_safely(self, w: int):
+        """Recycle worker ``w`` (none of its envs in flight). A recycle that fails (the
+        process died, its pipe broke) is a worker failure: ``_recover`` resets its envs,
+        and returns the pending ones with their extra, to be reported truncated; None
+        when the recycle went through."""
         try:
             self._recycle_worker(w)
         except Exception as exc:
             return self._recover(w, f"recycling worker {w} failed: "
                                     f"{type(exc).__name__}: {exc}")
+        return None
+
+    def _release(self, w: int):
+        """Worker ``w`` is due and has no step in flight: recycle it, then send the
+        commands it held (``_recycle_safely``'s failure is returned); an interrupt
+        keeps the commands held, for the next collect to try again."""
+        failed = self._recycle_safely(w)
+        if failed is not None:
+            return failed
         held, self._held[w] = self._held[w], []
         now = time.monotonic()
         for cmd, ids in held:
@@ -710,6 +768,7 @@ class Pool:
         """Run a pickled command on the workers owning ``env_ids``; results in order.
         ``set_attr``'s values (one per env id) are split among the workers."""
         self._check_open(what)
+        self._heal()
         env_ids = np.asarray(env_ids, dtype=np.int64)
         results, calls, error = {}, [], None
         for w in np.unique(self.owner[env_ids]):   # all pickled before any is sent
@@ -717,9 +776,18 @@ class Pool:
             ids = [int(i) for i in env_ids[rows]]
             wargs = (args[0], [args[1][r] for r in rows]) if what == "set_attr" else args
             calls.append((w, ids, wargs, self._call_message(what, ids, *wargs)))
-        for w, _, _, message in calls:   # all workers at once (render: frames)
-            self._send_call(w, message)
-        for w, ids, wargs, _ in calls:   # every worker answers before an error is raised
+        sent = []
+        for w, ids, wargs, message in calls:   # all workers at once (render: frames)
+            try:
+                self._send_call(w, message)
+            except (OSError, ValueError):   # a dead worker: the next step respawns it
+                self._in_call[w] = False
+                error = error or WorkerError(
+                    f"worker {w} died before {what} (exit code {self.procs[w].exitcode}); "
+                    "its envs restart on the next step, reported truncated")
+                continue
+            sent.append((w, ids, wargs, message))
+        for w, ids, wargs, _ in sent:   # every worker answers before an error is raised
             try:
                 value = self._receive_call(w, what, ids, *wargs)
             except Exception as exc:   # EnvError, or a worker that died (EOFError)
