@@ -687,6 +687,7 @@ class Pool:
                 raise TimeoutError(f"{n - len(done)} of {n} envs did not finish "
                                    f"within {timeout} s; the {len(done)} that did are "
                                    "returned by the next call")
+
     def _mark_restarted(self, done, restarted):
         """Envs of a restarted worker that had already reported in this batch lost
         their state too: report them truncated as well."""
