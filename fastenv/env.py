@@ -182,9 +182,13 @@ class ImitationEnv(gym.Env):
             return self._length_of_next_episode()
         return self._episode_steps
 
+    def _asked_steps(self) -> int | None:
+        """``episode_seconds`` in control steps (None: not set)."""
+        seconds = self.options["episode_seconds"]
+        return None if seconds is None else max(1, round(seconds / self.sim.control_dt))
+
     def _length_of_next_episode(self) -> int:
-        ref, seconds = self.reference, self.options["episode_seconds"]
-        asked = None if seconds is None else max(1, round(seconds / self.sim.control_dt))
+        ref, asked = self.reference, self._asked_steps()
         if ref.playback == "once":   # the motion's end ends the episode, if it comes first
             left = ref.n_frames - 1 - self._start
             return left if asked is None else min(asked, left)
@@ -193,11 +197,13 @@ class ImitationEnv(gym.Env):
         return self.spec_task.episode_cycles * ref.cycle_steps
 
     def _check_episode_seconds(self):
-        """Warn when ``episode_seconds`` asks for more than a reference played once holds:
-        its episodes end where the motion does, not at a pose held still."""
-        ref, seconds = self.reference, self.options["episode_seconds"]
-        length = (ref.n_frames - 1) * self.sim.control_dt
-        if ref.playback == "once" and seconds is not None and seconds > length + 1e-9:
+        """Warn when ``episode_seconds`` asks for more steps than a reference played once
+        holds from its first frame: its episodes end where the motion does, not at a
+        pose held still."""
+        ref, asked = self.reference, self._asked_steps()
+        if ref.playback == "once" and asked is not None and asked > ref.n_frames - 1:
+            seconds = self.options["episode_seconds"]
+            length = (ref.n_frames - 1) * self.sim.control_dt
             warn_caller(f"episode_seconds={seconds:g} is longer than reference {ref.name!r}, "
                         f"played once ({length:.2f} s from its first frame): its episodes "
                         "end where it ends; cycle='auto' in reference_options loops a gait")

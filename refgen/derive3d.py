@@ -1990,7 +1990,8 @@ def borrowed_excitations(ref, source, muscle_names) -> tuple[np.ndarray, float]:
                          f"{ref.control_dt} s, {ref.playback}) does not have the frames of "
                          f"{source.name!r} ({source.n_frames}, {source.control_dt} s, "
                          f"{source.playback})")
-    mismatch = max(rotation_mismatch_deg(ref, source.coordinate_names, source.q).values(),
+    # the rotations the source moves, on ref's frames
+    mismatch = max(rotation_mismatch_deg(source, ref.coordinate_names, ref.q).values(),
                    default=0.0)
     column = {m: i for i, m in enumerate(source.muscle_names)}
     excitation = np.stack([source.excitation[:, column[m]] if m in column

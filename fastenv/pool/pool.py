@@ -323,7 +323,9 @@ class Pool:
         self._ready[:] = True
 
     def _replace(self, w):
-        """Kill worker ``w`` if needed and start a fresh one with the same envs."""
+        """Kill worker ``w`` if needed and start a fresh one with the same envs; it stays
+        not ready: its caller (``_recover``, ``_recycle_worker``) marks it ready once
+        its envs are set."""
         old = self.procs[w]
         self._ready[w] = False
         old.kill()
@@ -334,7 +336,6 @@ class Pool:
         self._raise_warnings(self._expect(w, "spaces")[4])
         self.conns[w].send(("attach", self.arrays.name, self.spec))
         self.pids[w] = self._expect(w, "ready")[1]
-        self._ready[w] = True
         self._batched[w] = False
         self._steps_since_spawn[w] = 0
         self._outstanding[w] = 0
@@ -397,7 +398,6 @@ class Pool:
         self._queued_work[w] = 0.0
         self._fresh[ids], self._timed[ids] = True, False
         self._replace(w)
-        self._ready[w] = False
         for i in ids:   # before the reset: an option set by configure applies from it
             for (method, _), args in self._settings.get(int(i), {}).items():
                 self._call_worker(w, "call", [int(i)], method, args, {})
@@ -604,13 +604,9 @@ class Pool:
             i = self._synthetic.pop(0)
             self._pending[i] = False
             done.append((i, {"worker_restarted": True, "worker_error": "restarted earlier"}))
-        while self._backlog and len(done) < n:
-            i, extra = self._backlog.pop(0)
-            self._pending[i] = False
-            done.append((i, extra))
         deadline = None if timeout is None else time.monotonic() + timeout
         while len(done) < n:
-            while self._backlog and len(done) < n:   # a recovery while waiting adds to it
+            while self._backlog and len(done) < n:   # first; a recovery while waiting adds
                 i, extra = self._backlog.pop(0)
                 self._pending[i] = False
                 done.append((i, extra))
@@ -724,7 +720,6 @@ class Pool:
         states = self._call_worker(w, "get_states", ids)
         self._call_worker(w, "close")
         self._replace(w)
-        self._ready[w] = False
         self._call_worker(w, "set_states", ids, states)
         self._ready[w] = True
         self.recycles += 1
