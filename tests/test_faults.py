@@ -401,6 +401,33 @@ def test_a_rare_command_to_a_dead_worker_is_one_line_and_leaves_no_reply_behind(
         venv.close()
 
 
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_a_reset_that_finds_its_worker_dead_is_made_as_asked(mode):
+    """reset(seed=..., start_frame) after a worker died while idle: the respawned worker's
+    envs start from the asked seeds and frame (they had got recovery seeds), flagged
+    worker_restarted, and their next step is a step, not another reset."""
+    seeds_and_frames = dict(seed=7, options={"start_frame": 5})
+    clean = OsimVectorEnv(TORQUE, 4, num_workers=2, autoreset_mode=mode)
+    venv = OsimVectorEnv(TORQUE, 4, num_workers=2, autoreset_mode=mode)
+    try:
+        zeros = np.zeros((4, 7), np.float32)
+        want, _ = clean.reset(**seeds_and_frames)
+        want_next = clean.step(zeros)
+        venv.reset(seed=0)
+        venv.step(zeros)
+        _kill(venv, 1)
+        obs, info = venv.reset(**seeds_and_frames)
+        assert info["_worker_restarted"].tolist() == [False, False, True, True]
+        assert venv.restarts == 1
+        np.testing.assert_array_equal(obs, want)
+        got_next = venv.step(zeros)
+        for got, expected in zip(got_next[:4], want_next[:4]):
+            np.testing.assert_array_equal(got, expected)
+    finally:
+        venv.close()
+        clean.close()
+
+
 @pytest.mark.parametrize("where", ["recover", "recycle"])
 def test_an_interrupted_respawn_or_recycle_is_redone(where, monkeypatch):
     """Ctrl-C while a worker is being started (recovering from a crash, or recycled):

@@ -17,7 +17,8 @@ one that makes no progress (no message, no env finished in its shared ``progress
 row) for ``step_timeout`` seconds while it has envs in flight is killed. Either way it
 is respawned with the same envs, the ``configure`` calls are made again, and the envs
 are reset (deterministic seeds) and reported truncated with ``worker_restarted`` (those
-not in flight at their next step); other workers' envs are not touched.
+not in flight at their next step); a reset in flight is made again as asked (its seed
+and start frame), flagged with ``worker_restarted``; other workers' envs are not touched.
 ``recycle_every`` replaces a worker that has stepped that many env steps, once none of
 its envs is in flight, by moving its envs' states to a fresh process: episodes go on,
 equal within integrator accuracy. Under pipelined ``send``/``recv`` a due worker's
@@ -176,6 +177,12 @@ class Pool:
         self._steps_since_spawn = np.zeros(num_workers, dtype=np.int64)
         self._lost = np.zeros(num_envs, dtype=bool)  # restarted while not in flight
         self._synthetic = []                         # completions owed for lost envs
+        # what a reset in flight asked for (seed or None, start frame): a worker that dies
+        # before it answers is respawned and the reset made again as asked
+        self._asked_reset = np.zeros(num_envs, dtype=bool)
+        self._asked_seed = np.zeros(num_envs, dtype=np.int64)
+        self._asked_seed_set = np.zeros(num_envs, dtype=bool)
+        self._asked_start = np.full(num_envs, -1, dtype=np.int64)
         self._backlog = []                           # received beyond a collect's n
         self._batched = np.zeros(num_workers, dtype=bool)  # one reply for its envs due
         # commands for a worker due for recycling, held until its envs in flight are in
@@ -404,26 +411,37 @@ class Pool:
         self.restarts += 1
         self.env_restarts[ids] += 1
         a = self.arrays
-        for i in ids:   # deterministic seeds: the same faults give the same rollouts
-            a.seed[i] = int(np.random.SeedSequence(
-                [int(i), int(self.env_restarts[i])]).generate_state(1)[0])
+        # a reset in flight is made as asked (its seed, its start frame); the others get
+        # deterministic seeds: the same faults give the same rollouts
+        asked = was_pending & self._asked_reset[ids]
+        for i, as_asked in zip(ids, asked):
+            a.start_frame[i] = self._asked_start[i] if as_asked else -1
+            if as_asked and self._asked_seed_set[i]:
+                a.seed[i] = self._asked_seed[i]
+            else:
+                a.seed[i] = int(np.random.SeedSequence(
+                    [int(i), int(self.env_restarts[i])]).generate_state(1)[0])
             a.seed_set[i] = True
         self.conns[w].send_bytes(b"R" + ids.tobytes())
         for _ in ids:
             self.conns[w].recv_bytes()
-        self._call_worker(w, "mark_done", [int(i) for i in ids])
+        ended = ids[~asked]   # their episodes ended with the crash
+        self._call_worker(w, "mark_done", [int(i) for i in ended])
         a.reward[ids] = 0.0
         a.terminated[ids] = False
-        a.truncated[ids] = True
+        a.truncated[ids] = False
+        a.truncated[ended] = True
         # SAME_STEP wants a final observation; the real one died with the worker, so
         # the reset observation stands in (flagged by worker_restarted)
         same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
-        a.final[ids] = same_step
+        a.final[ids] = False
+        a.final[ended] = same_step
         if same_step:
-            a.final_obs[ids] = a.obs[ids]
-            a.final_reward[ids] = 0.0
-            a.final_info_present[ids] = False
+            a.final_obs[ended] = a.obs[ended]
+            a.final_reward[ended] = 0.0
+            a.final_info_present[ended] = False
         self._pending[ids] = False
+        self._asked_reset[ids] = False
         self._lost[ids[~was_pending]] = True
         self._ready[w] = True
         return [int(i) for i in ids[was_pending]], {"worker_restarted": True,
@@ -454,8 +472,13 @@ class Pool:
             self.arrays.truncated[lost] = cmd == b"S"
         self._pending[env_ids] = True
         owners = self.owner[env_ids]
+        self._asked_reset[env_ids] = cmd == b"R"
         if cmd == b"R":
             self._fresh[env_ids] = True
+            a = self.arrays
+            self._asked_seed[env_ids] = a.seed[env_ids]
+            self._asked_seed_set[env_ids] = a.seed_set[env_ids]
+            self._asked_start[env_ids] = a.start_frame[env_ids]
         if cmd == b"S" and self.balanced:
             for w in np.unique(owners):
                 ids = env_ids[owners == w]
