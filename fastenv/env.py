@@ -377,7 +377,9 @@ class ImitationEnv(gym.Env):
             self._step += 1
             info = {"sim_error": str(exc), "phase": self._phase(), "nan_action": nan_flag,
                     "action_clipped": clipped, "integrator_retry": sim.last_step_retried}
-            obs = np.nan_to_num(self._observe(), nan=0.0, posinf=0.0, neginf=0.0)
+            # the last valid observation (the previous step's, bitwise): the failed
+            # state is not one, and may not be finite
+            obs = self._obs[0].copy()
             if self.render_mode == "human":   # the failed step is shown too: the ghost
                 self.render()                 # and the camera, the model dropped
             return obs, 0.0, False, True, info

@@ -613,3 +613,25 @@ def test_set_state_carries_the_options_changed_between_episodes():
     assert info["frame"] == 0 and moved.episode_steps == 30   # test mode, 0.3 s
     for e in (env, moved):
         e.close()
+
+
+def test_what_docs_say_the_observation_and_reward_hold():
+    """docs/tasks.md: the elements that repeat others in 2D, and the first action's
+    smoothness against zeros (the actions before an episode's first)."""
+    e = ImitationEnv("MuscleWalkingImitation2D-v0")
+    try:
+        e.reset(seed=0)
+        a = np.full(18, 0.5, np.float32)
+        obs, *_, info = e.step(a)
+        assert info["smoothness"] == pytest.approx(np.exp(-np.linalg.norm(a)))   # 0.12
+        obs, *_, info = e.step(a)
+        assert info["smoothness"] == 1.0
+        at = {name: k for k, name in enumerate(e.observation_names)}
+        repeats = [("body_vel/pelvis.x", "qdot/pelvis_tx"), ("body_vel/pelvis.y", "qdot/pelvis_ty")]
+        repeats += [(f"{block}/femur_r.{ax}", f"{block}/femur_l.{ax}")
+                    for block in ("body_pos_rel_pelvis", "body_vel") for ax in "xy"]
+        for one, other in repeats:
+            assert obs[at[one]] == obs[at[other]], (one, other)
+        assert obs[at["body_vel/femur_r.x"]] != 0.0
+    finally:
+        e.close()

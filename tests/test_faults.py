@@ -62,6 +62,34 @@ def test_sim_error_truncates_only_that_env(clean):
     assert run["rew"][5, 1] == 0.0 and not run["trunc"][5][1]
 
 
+@pytest.mark.parametrize("failure", ["integrator", "non-finite state"])
+def test_a_simulator_failure_returns_the_last_valid_observation(failure, monkeypatch):
+    """The failed step's observation is the previous step's, bitwise (the failed state's
+    non-finite values had been zeroed into it), with reward 0 and truncated."""
+    from fastenv.env import ImitationEnv
+    from fastenv.vector import _nan_state
+    env = ImitationEnv(TASK)
+    try:
+        env.reset(seed=0)
+        action = np.full(18, 0.3, np.float32)
+        prev = env.step(action)[0]
+        if failure == "integrator":
+            _nan_state(env)
+        else:   # the integrator succeeds, the state it ends in is not finite
+            read = env.sim.read
+
+            def nan_read():
+                read()
+                env.sim.buf[::7] = np.nan
+            monkeypatch.setattr(env.sim, "read", nan_read)
+        obs, reward, terminated, truncated, info = env.step(action)
+        assert failure in info["sim_error"]
+        np.testing.assert_array_equal(obs, prev)
+        assert reward == 0.0 and truncated and not terminated
+    finally:
+        env.close()
+
+
 def test_killed_worker_is_respawned(clean):
     run = rollout([("kill", 2, 3)])
     assert run["restarts"] == 1
