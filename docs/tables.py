@@ -1166,5 +1166,30 @@ def closed_loop_table() -> list[str]:
 TABLES["closed_loop"] = closed_loop_table
 
 
+def pelvis_residuals_table() -> list[str]:
+    """bench/pelvis_residuals.py: the torque policies' pelvis moments against the hips'."""
+    if not (RESULTS / "pelvis_residuals.json").exists():
+        return ["Not measured yet: run `python bench/pelvis_residuals.py --json "
+                "bench/results/pelvis_residuals.json`, then `python docs/tables.py`."]
+    m = load("pelvis_residuals")
+    rows = []
+    for r in m["rows"]:
+        t = r["mean_abs_torque_nm"]
+        hips = [v for k, v in t.items() if k.startswith("hip_flexion")]
+        pelvis = ", ".join(f"{k.removeprefix('pelvis_')} {v:.0f}" for k, v in t.items()
+                           if k.startswith("pelvis_"))
+        rows.append([r["task"], r["run"] if r["run"].startswith("zero") else f"`{r['run']}`",
+                     f"{r['time_alive_s']:.1f}", pelvis, f"{r['pelvis_moment_nm']:.0f}",
+                     f"{100 * r['pelvis_saturated_share']:.0f}%",
+                     " / ".join(f"{v:.0f}" for v in hips), f"{r['guideline_nm']:.1f}"])
+    return ([f"Run of {m['date']} (`{m['command']}`), N·m:", ""]
+            + table(["task", "policy", "s up", "pelvis: tilt, list, rotation",
+                     "pelvis norm", "steps at 200 N·m", "hip flexion r, l", "1% guideline"],
+                    "llrlrrrr", rows))
+
+
+TABLES["pelvis-residuals"] = pelvis_residuals_table
+
+
 if __name__ == "__main__":
     sys.exit(main())

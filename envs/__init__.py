@@ -149,6 +149,7 @@ OPTIONS = dict(
     reflex_gains=(2.5, 1.0, 1.5, 0.3),
     muscle_model="thelen", contact_model="hunt_crossley",
     reward="original", render_view=None, render_size=(640, 480), share_model=False,
+    pelvis_residuals=True,
 )
 
 #: the longest action average (``horizon``, control steps): 1 s, far beyond what smooths
@@ -166,14 +167,15 @@ MODES = ("train", "test")
 
 # the options that switch something on or off
 _FLAGS = ("use_target_obs", "use_GRF", "apply_perturbations", "log", "align_ground",
-          "visualize", "observe_previous_actions", "share_model")
+          "visualize", "observe_previous_actions", "share_model", "pelvis_residuals")
 
 
 #: options that only one kind of actuation reads: set on a task of the other kind they
 #: would change nothing, so they are refused (``applicable_options`` drops them from a
 #: training config meant for every task)
 ACTUATION_OPTIONS = {
-    "torque": ("pd_targets", "residual_range", "kp", "kd", "pd_bandwidth", "pd_update"),
+    "torque": ("pd_targets", "residual_range", "kp", "kd", "pd_bandwidth", "pd_update",
+               "pelvis_residuals"),
     "muscle": ("excitations", "excitation_range", "reflex_gains", "muscle_model"),
 }
 

@@ -85,7 +85,9 @@ LOCKED_KNEE_COORDINATES = ("knee_angle_l", "ankle_angle_l")
 # cross the knee (hamstrings, bifemsh, rect_fem, vasti) are kept. We mirror
 # that choice on the left side so the locked-knee muscle sets match osim-rl's
 # prosthetic action layout. The kept knee-crossing muscles still act at the hip
-# where they cross it; at the locked knee their moment is absorbed by the lock.
+# where they cross it; at the locked knee their moment is absorbed by the lock. Two
+# of them cross the knee alone (vasti_l, bifemsh_l): with it locked they move nothing,
+# and stay only for that layout (excited, they still cost metabolic energy).
 LOCKED_KNEE_REMOVED_MUSCLES = ("gastroc_l", "soleus_l", "tib_ant_l")
 
 # The base knee limit is active at q=0 (upper limit 0 deg with a 10 deg

@@ -421,12 +421,18 @@ def evaluate(args) -> int:
     checkpoint = "" if args.checkpoint is None else f", checkpoint {args.checkpoint}"
     print(f"{result['task']} ({result['algo']}{checkpoint}{conditions}), {args.episodes} "
           f"episode{'s' * (args.episodes != 1)} of {args.seconds:g} s:")
+    # torque tasks: the pelvis actuators' residual moments from the ground (N·m)
+    pelvis = "pelvis_moment_nm" in m
+
+    def residual(row):
+        return f" {row['pelvis_moment_nm']:8.0f}" if pelvis else ""
     print(f"{'episode':>11s} {'alive s':>8s} {'fell':>5s} {'dist m':>7s} {'speed':>6s} "
-          f"{'ref speed':>9s} {'RMSE deg':>8s} {'COM err m':>9s}")
+          f"{'ref speed':>9s} {'RMSE deg':>8s} {'COM err m':>9s}"
+          + (f" {'pelvis Nm':>8s}" if pelvis else ""))
     for k, e in enumerate(result["episodes"]):
         print(f"{k:11d} {e['time_alive_s']:8.2f} {str(e['fell']):>5s} {e['distance_m']:7.2f} "
               f"{e['speed_m_s']:6.2f} {e['reference_speed_m_s']:9.2f} "
-              f"{e['joint_rmse_deg']:8.1f} {e['com_error_m']:9.3f}")
+              f"{e['joint_rmse_deg']:8.1f} {e['com_error_m']:9.3f}" + residual(e))
     rows = [("mean", m)] + ([("random", result["random_policy"])]
                             if result["random_policy"] else []) + (
         [("zero action", result["reference_as_target"])]
@@ -434,7 +440,7 @@ def evaluate(args) -> int:
     for label, m in rows:
         print(f"{label:>11s} {m['time_alive_s']:8.2f} {m['fell']:5.2f} {m['distance_m']:7.2f} "
               f"{m['speed_m_s']:6.2f} {m['reference_speed_m_s']:9.2f} "
-              f"{m['joint_rmse_deg']:8.1f} {m['com_error_m']:9.3f}")
+              f"{m['joint_rmse_deg']:8.1f} {m['com_error_m']:9.3f}" + residual(m))
     if args.json:
         with open(_folder_made(args.json), "w") as f:
             json.dump(result, f, indent=1)

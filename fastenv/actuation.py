@@ -164,7 +164,8 @@ class Reflex:
     positive moment arm, which turn the pelvis back (and the other way round). Without
     the last two gains (the 4-gain form) or on a model without ``pelvis_list`` the
     frontal-plane terms are off. The state is read at the start of the 10-ms control
-    step and held, a delay within the spinal reflexes' 20-40 ms.
+    step and the excitations held through it: a delay of 0-10 ms (plus activation
+    dynamics), shorter than the spinal reflexes' 20-40 ms.
     """
 
     def __init__(self, sim, reference, feedforward, gains):

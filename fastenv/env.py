@@ -83,6 +83,7 @@ class ImitationEnv(gym.Env):
             params = dict(task.variant_params)
             if task.actuation == "torque":
                 params["max_actuation"] = float(opts["max_actuation"])
+                params["pelvis_residuals"] = bool(opts["pelvis_residuals"])
             model_path = str(variant_path(task.model, muscle_model=opts["muscle_model"],
                                           contact_model=opts["contact_model"], **params))
         self.model_path = model_path

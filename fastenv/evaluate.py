@@ -127,6 +127,12 @@ def run_episode(env, policy, *, seed: int) -> dict:
     # hold after each (50 ms, doubling per retry) ran at the integrator's accuracy, which
     # a reader of the metrics should know
     metrics["integrator_retries"] = sum(bool(r["integrator_retry"]) for r in steps)
+    pelvis = [k for k, a in enumerate(env.sim.actuator_names) if a.startswith("pelvis_")]
+    if not muscle and pelvis:
+        # the pelvis actuators are residual moments from the ground, not joint torques:
+        # how much the gait leans on them (N·m, the norm over tilt/list/rotation)
+        metrics["pelvis_moment_nm"] = float(np.mean(
+            [np.linalg.norm(r["torque"][pelvis]) for r in steps])) if steps else 0.0
     # "fell" is any termination: which rule ended the episode (a fall, a joint-limit
     # force, an acceleration)
     metrics["termination"] = ([cause for cause, on in env.termination_causes().items() if on]
@@ -142,7 +148,7 @@ def run_episode(env, policy, *, seed: int) -> dict:
 POLICY_BOUND_OPTIONS = ("excitations", "excitation_range", "pd_targets", "residual_range",
                         "horizon", "observe_previous_actions", "use_target_obs", "use_GRF",
                         "obs_dtype", "mode", "log", "episode_seconds", "start_noise",
-                        "visualize")
+                        "visualize", "pelvis_residuals")
 
 
 def policy_env_options(config: dict, overrides: dict | None = None) -> dict:

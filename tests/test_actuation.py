@@ -506,3 +506,37 @@ def test_reflexes_in_the_vector_env_equal_single_envs():
         single = [env.reset(seed=3 + i)[0]] + [env.step(a[i])[0] for a in actions]
         env.close()
         np.testing.assert_array_equal(np.array(vector)[:, i], np.array(single))
+
+
+@pytest.mark.parametrize("task, legs", [("TorqueWalkingImitation2D-v0", 6),
+                                        ("TorqueLockedKneeImitation3D-v0", 6)])
+def test_pelvis_residuals_off_leaves_the_legs_alone(task, legs):
+    """pelvis_residuals=False: no actuator on the pelvis rotations (the residual moments
+    from the ground), the legs' only; evaluation reports the pelvis moments otherwise."""
+    from fastenv.evaluate import run_episode
+    with_pelvis = ImitationEnv(task, pd_targets="residual", mode="test", log=True,
+                               episode_seconds=0.1)
+    legs_only = ImitationEnv(task, pelvis_residuals=False)
+    try:
+        pelvis = [a for a in with_pelvis.sim.actuator_names if a.startswith("pelvis_")]
+        assert pelvis and legs_only.sim.actuator_names == [
+            a for a in with_pelvis.sim.actuator_names if a not in pelvis]
+        assert legs_only.action_space.shape == (legs,)
+        legs_only.reset(seed=0)
+        legs_only.step(np.zeros(legs, np.float32))
+        zero = np.zeros(with_pelvis.action_space.shape, np.float32)
+        ep = run_episode(with_pelvis, lambda obs: zero, seed=0)
+        k = [with_pelvis.sim.actuator_names.index(a) for a in pelvis]
+        norms = [np.linalg.norm(r["torque"][k]) for r in ep["records"][1:]]
+        assert ep["pelvis_moment_nm"] == pytest.approx(np.mean(norms))
+        assert ep["pelvis_moment_nm"] > 1
+    finally:
+        with_pelvis.close()
+        legs_only.close()
+
+
+def test_pelvis_residuals_is_a_torque_option():
+    with pytest.raises(ValueError, match="pelvis_residuals"):
+        ImitationEnv("MuscleWalkingImitation2D-v0", pelvis_residuals=False)
+    with pytest.raises(ValueError, match="pelvis_residuals"):
+        ImitationEnv("TorqueWalkingImitation2D-v0", pelvis_residuals="no")

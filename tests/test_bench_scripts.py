@@ -48,6 +48,8 @@ RUNS = [
                    "--out", "OUT"], ["reflex_exploration.json"]),
     ("sac_update.py", ["--steps", "2", "--rounds", "2", "--json", "OUT/sac_update.json"],
      ["sac_update.json"]),
+    ("pelvis_residuals.py", ["--seconds", "0.05", "--json", "OUT/pelvis_residuals.json",
+                             "runs/torque_walk3d_ppo"], ["pelvis_residuals.json"]),
 ]
 
 
