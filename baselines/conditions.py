@@ -18,7 +18,8 @@ from fastenv import evaluate as ev
 
 HERE = Path(__file__).resolve().parent
 #: one run per task that has one staying up in 5 of 5 (or 4 of 5) 10-s test episodes,
-#: the PD alone, and the 2D locked-knee walk fine-tuned under pushes (``--init-from``)
+#: a second (PPO) run for the 2D torque walk, and the 2D locked-knee walk fine-tuned
+#: under pushes (``--init-from``)
 RUNS = ("TorqueWalkingImitation2D-v0", "runs/torque2d_ppo", "runs/torque_walk3d_ppo",
         "runs/torque_run2d_ppo", "runs/torque_run3d_ppo", "runs/torque_jump2d_ppo",
         "runs/torque_jump3d_ppo", "runs/torque_lockedknee2d_ppo",
