@@ -191,6 +191,8 @@ DEPENDENT_OPTIONS = {
     # the bandwidth sets the default kp (and so kd = 2 sqrt(kp I)); a given kp leaves it
     # nothing to set
     "pd_bandwidth": ("kp", (None,)),
+    # the task's model variant is built without the pelvis actuators; a given model is not
+    "pelvis_residuals": ("model", (None,)),
 }
 #: reflex gains beyond these act in the frontal plane (k_list, k_step), which a planar
 #: model does not have

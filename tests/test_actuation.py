@@ -540,3 +540,6 @@ def test_pelvis_residuals_is_a_torque_option():
         ImitationEnv("MuscleWalkingImitation2D-v0", pelvis_residuals=False)
     with pytest.raises(ValueError, match="pelvis_residuals"):
         ImitationEnv("TorqueWalkingImitation2D-v0", pelvis_residuals="no")
+    # a model of your own is used as it is: the option would be ignored
+    with pytest.raises(ValueError, match=r"pelvis_residuals=False: applies with model=None"):
+        ImitationEnv("TorqueWalkingImitation2D-v0", pelvis_residuals=False, model="own.osim")
