@@ -30,7 +30,9 @@ RUNS = ("TorqueWalkingImitation2D-v0", "runs/torque_walk3d_ppo", "runs/torque_ru
         "runs/torque_lockedknee2d_ppo", "runs/torque_lockedknee3d_ppo")
 
 
-def _row(label: str, task: str, records: list, env, alive_s: float) -> dict:
+def _row(label: str, task: str, episode: dict, records: list, env) -> dict:
+    """One episode's row: ``episode`` is its metrics (``run_episode``'s, whose
+    ``pelvis_moment_nm`` is the pelvis moments' mean norm), ``records`` its log."""
     names = list(env.sim.actuator_names)
     torque = np.array([r["torque"] for r in records[1:]])   # step-start PD torques, N·m
     pelvis = [k for k, a in enumerate(names) if a.startswith("pelvis_")]
@@ -38,10 +40,10 @@ def _row(label: str, task: str, records: list, env, alive_s: float) -> dict:
     com_height = float(np.mean([r["com"][1] for r in records]))
     limit = env.actuation.max_actuation
     return dict(
-        run=label, task=task, time_alive_s=round(alive_s, 2),
+        run=label, task=task, time_alive_s=round(episode["time_alive_s"], 2),
         mean_abs_torque_nm={a: round(float(np.mean(np.abs(torque[:, k]))), 1)
                             for k, a in enumerate(names)},
-        pelvis_moment_nm=round(float(np.mean(np.linalg.norm(torque[:, pelvis], axis=1))), 1),
+        pelvis_moment_nm=round(episode["pelvis_moment_nm"], 1),
         pelvis_saturated_share=round(float(np.mean(
             (np.abs(torque[:, pelvis]) >= limit - 1e-9).any(axis=1))), 3),
         guideline_nm=round(0.01 * sim.body_weight * com_height, 1),
@@ -56,12 +58,10 @@ def measure(run: str, seconds: float) -> list[dict]:
     env = ImitationEnv(task, mode="test", log=True, episode_seconds=seconds,
                        start_noise=0.02, pd_targets="residual")
     try:
-        rows = [_row(run, task, result["_records"][0], env,
-                     result["episodes"][0]["time_alive_s"])]
+        rows = [_row(run, task, result["episodes"][0], result["_records"][0], env)]
         zero = np.zeros(env.action_space.shape, np.float32)
         ep = run_episode(env, lambda obs: zero, seed=0)
-        rows.append(_row("zero action, reference as target", task, ep["records"], env,
-                         ep["time_alive_s"]))
+        rows.append(_row("zero action, reference as target", task, ep, ep["records"], env))
     finally:
         env.close()
     return rows
